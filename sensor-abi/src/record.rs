@@ -1,0 +1,189 @@
+//! Layout of the records the kernel programs write into the ring buffers.
+//!
+//! A record is a [`Header`], then a body that depends on [`Header::kind`]:
+//!
+//! - [`RecordKind::Syscall`]: a [`SyscallBody`], then `nblobs` [`Blob`]s;
+//! - [`RecordKind::ProcFork`]: a [`ForkBody`];
+//! - [`RecordKind::ProcExec`]: an [`ExecBody`], then one [`Blob`] (the executable path);
+//! - [`RecordKind::ProcExit`]: an [`ExitBody`].
+//!
+//! A blob is a [`BlobHeader`] followed by `len` bytes, unaligned. Every integer is in the
+//! host's byte order. User space checks `version` and `len` before trusting anything else.
+
+/// Version of this layout; bumped on any change so a stale object is refused, not misread.
+pub const ABI_VERSION: u16 = 1;
+
+/// Largest path or string captured from user memory (Linux `PATH_MAX`, NUL included).
+pub const PATH_MAX: usize = 4096;
+/// Largest argument vector captured for an exec, in bytes (NUL-separated arguments).
+pub const ARGV_MAX: usize = 4096;
+/// Most arguments read from an exec's argument pointer array.
+pub const ARGV_MAX_ARGS: usize = 64;
+/// Largest socket address captured (`sockaddr_un` is 110 bytes).
+pub const SOCKADDR_MAX: usize = 128;
+/// Bytes of the scratch area a record is assembled in. A record never exceeds
+/// [`RECORD_MAX`]; the rest is slack so every bounded write at a masked offset fits.
+pub const SCRATCH_SIZE: usize = 16384;
+/// Offsets inside the scratch area are masked with this before each write.
+pub const OFFSET_MASK: usize = 8191;
+/// Largest record the kernel emits.
+pub const RECORD_MAX: usize = OFFSET_MASK + 1 + PATH_MAX;
+
+/// What a record describes.
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    /// The exit of a captured system call.
+    Syscall = 1,
+    /// A task was created (`sched_process_fork`), thread or process.
+    ProcFork = 2,
+    /// A task replaced its program (`sched_process_exec`).
+    ProcExec = 3,
+    /// A task exited (`sched_process_exit`).
+    ProcExit = 4,
+}
+
+impl RecordKind {
+    /// The kind for a raw header value, if known.
+    pub const fn from_raw(raw: u16) -> Option<Self> {
+        match raw {
+            1 => Some(Self::Syscall),
+            2 => Some(Self::ProcFork),
+            3 => Some(Self::ProcExec),
+            4 => Some(Self::ProcExit),
+            _ => None,
+        }
+    }
+}
+
+/// Task identity and timing, at the start of every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Header {
+    /// [`ABI_VERSION`].
+    pub version: u16,
+    /// A [`RecordKind`].
+    pub kind: u16,
+    /// Total length of the record in bytes, header included.
+    pub len: u32,
+    /// `CLOCK_BOOTTIME` in nanoseconds (monotonic, counts suspend).
+    pub ts_boot_ns: u64,
+    /// cgroup v2 id of the task.
+    pub cgroup_id: u64,
+    /// Thread id as the host sees it (kernel `pid`).
+    pub tid: u32,
+    /// Process id as the host sees it (kernel `tgid`).
+    pub pid: u32,
+    /// Thread id inside the task's pid namespace.
+    pub ns_tid: u32,
+    /// Process id inside the task's pid namespace.
+    pub ns_pid: u32,
+    /// Process id of the parent (`real_parent->tgid`).
+    pub ppid: u32,
+    /// Real user id.
+    pub uid: u32,
+    /// Real group id.
+    pub gid: u32,
+    /// Inode number of the task's pid namespace.
+    pub pid_ns: u32,
+    /// Inode number of the task's mount namespace.
+    pub mnt_ns: u32,
+    /// CPU the record was written on.
+    pub cpu: u32,
+    /// Task command name, NUL-padded.
+    pub comm: [u8; 16],
+}
+
+/// Flags in [`SyscallBody::flags`].
+pub mod syscall_flags {
+    /// Some blob was cut at its bound, or some blobs did not fit the record.
+    pub const TRUNCATED: u16 = 1;
+    /// The enter-side capture for this call was missing (stash evicted or call started
+    /// before the sensor attached); blobs that come from the enter side are absent.
+    pub const NO_ENTER: u16 = 2;
+}
+
+/// Body of a [`RecordKind::Syscall`] record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyscallBody {
+    /// System call number (x86_64 numbering).
+    pub nr: u32,
+    /// Number of blobs that follow.
+    pub nblobs: u16,
+    /// [`syscall_flags`].
+    pub flags: u16,
+    /// Return value.
+    pub ret: i64,
+    /// The six argument registers, as passed.
+    pub args: [u64; 6],
+}
+
+/// Header of a variable-length blob captured from memory.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BlobHeader {
+    /// Index of the argument the blob belongs to (0..6), or one of [`blob_slot`].
+    pub arg: u8,
+    /// [`blob_flags`].
+    pub flags: u8,
+    /// Number of bytes that follow.
+    pub len: u16,
+}
+
+/// Blob slots that are not a plain argument index.
+pub mod blob_slot {
+    /// The argument vector of an exec (NUL-separated).
+    pub const ARGV: u8 = 16;
+}
+
+/// Flags in [`BlobHeader::flags`].
+pub mod blob_flags {
+    /// The data was cut at its bound.
+    pub const TRUNCATED: u8 = 1;
+    /// Reading the memory failed; `len` is 0.
+    pub const FAULT: u8 = 2;
+}
+
+/// Body of a [`RecordKind::ProcFork`] record; the header describes the parent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ForkBody {
+    /// Thread id of the new task.
+    pub child_tid: u32,
+    /// Process id of the new task (equals the parent's for a thread).
+    pub child_pid: u32,
+}
+
+/// Body of a [`RecordKind::ProcExec`] record; one blob (the path executed) follows.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExecBody {
+    /// Thread id before the exec (differs when a non-leader thread execs).
+    pub old_tid: u32,
+    /// Number of blobs that follow (0 or 1).
+    pub nblobs: u32,
+}
+
+/// Body of a [`RecordKind::ProcExit`] record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExitBody {
+    /// `task->exit_code` (wait status encoding).
+    pub exit_code: i32,
+    /// Non-zero when the thread is the process's last one.
+    pub group_dead: u32,
+}
+
+/// Size of [`Header`].
+pub const HEADER_SIZE: usize = core::mem::size_of::<Header>();
+/// Size of [`SyscallBody`].
+pub const SYSCALL_BODY_SIZE: usize = core::mem::size_of::<SyscallBody>();
+/// Size of [`BlobHeader`].
+pub const BLOB_HEADER_SIZE: usize = core::mem::size_of::<BlobHeader>();
+
+const _: () = assert!(HEADER_SIZE == 80);
+const _: () = assert!(SYSCALL_BODY_SIZE == 64);
+const _: () = assert!(BLOB_HEADER_SIZE == 4);
+const _: () = assert!(OFFSET_MASK + 1 + PATH_MAX + BLOB_HEADER_SIZE <= SCRATCH_SIZE);
+const _: () = assert!((OFFSET_MASK + 1).is_power_of_two());
