@@ -25,6 +25,10 @@ pub struct KernelOffsets {
     pub task_mm: u32,
     /// `task_struct.exit_code`
     pub task_exit_code: u32,
+    /// `task_struct.signal`
+    pub task_signal: u32,
+    /// `signal_struct.live` (an `atomic_t`: threads still running)
+    pub signal_live: u32,
     /// `pid.level`
     pub pid_level: u32,
     /// `pid.numbers` (an array of `struct upid`)
@@ -117,4 +121,4 @@ mod user {
 }
 
 const _: () = assert!(core::mem::size_of::<SyscallSpec>() == 8);
-const _: () = assert!(core::mem::size_of::<Config>() == 16 + 19 * 4);
+const _: () = assert!(core::mem::size_of::<Config>() == 16 + 21 * 4);

@@ -135,6 +135,8 @@ pub struct BlobHeader {
 pub mod blob_slot {
     /// The argument vector of an exec (NUL-separated).
     pub const ARGV: u8 = 16;
+    /// The path an exec ran, as the kernel resolved the call (`linux_binprm.filename`).
+    pub const EXE_PATH: u8 = 17;
 }
 
 /// Flags in [`BlobHeader::flags`].
