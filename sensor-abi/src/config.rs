@@ -104,8 +104,9 @@ pub mod spec_flags {
     pub const AT_ENTER: u8 = 2;
     /// Only capture when the `prot` argument (index 2) requests `PROT_EXEC`.
     pub const PROT_EXEC_ONLY: u8 = 4;
-    /// An exec: after success the caller's old memory is gone, so the path comes from the
-    /// `sched_process_exec` stash and the arguments from the new `mm`.
+    /// An exec: after success the caller's registers and memory are the new program's, so
+    /// the syscall number and arguments are kept at enter, the path comes from
+    /// `sched_process_exec`, and `argv` from the new `mm`.
     pub const EXEC: u8 = 8;
 }
 

@@ -225,6 +225,12 @@ pub static SYSCALLS: &[Syscall] = &[
     sc(9, "mmap", Mmap, PROT_EXEC_ONLY, &[v("addr"), v("len"), v("prot"), v("flags"), v("fd"), v("offset")]),
 ];
 
+/// `execve`: a successful `execveat` also returns through this number (the kernel's
+/// exit path sees `execve`), so the two are captured together.
+pub const NR_EXECVE: u32 = 59;
+/// `execveat`.
+pub const NR_EXECVEAT: u32 = 322;
+
 /// Highest syscall number the `SYSCALLS` map covers (exclusive).
 pub const MAX_SYSCALL_NR: u32 = 512;
 

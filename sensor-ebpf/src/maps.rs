@@ -61,7 +61,7 @@ pub static SCRATCH: PerCpuArray<[u8; SCRATCH_SIZE]> = PerCpuArray::with_max_entr
 /// Bytes of blob data one stash entry holds: a path and a small structure.
 pub const STASH_DATA: usize = PATH_MAX + 64;
 
-/// What the enter side (or `sched_process_exec`) captured for a thread's pending syscall.
+/// What the enter side (and `sched_process_exec`) captured for a thread's pending syscall.
 #[repr(C)]
 pub struct Stash {
     /// Syscall number the entry is for; [`STASH_EMPTY`] once consumed.
@@ -70,16 +70,20 @@ pub struct Stash {
     pub len: u32,
     /// Blobs in `data`.
     pub nblobs: u16,
-    /// `syscall_flags` to carry to the record.
+    /// `syscall_flags` to carry to the record, and [`STASH_EXEC_DONE`].
     pub flags: u16,
+    /// Reserved.
+    pub pad: u32,
+    /// The argument registers at enter.
+    pub args: [u64; 6],
     /// Serialized blobs, as they go into the record.
     pub data: [u8; STASH_DATA],
 }
 
 /// `Stash::nr` of a consumed entry.
 pub const STASH_EMPTY: u32 = u32::MAX;
-/// `Stash::nr` of an entry left by `sched_process_exec` for the exec's syscall exit.
-pub const STASH_EXEC: u32 = u32::MAX - 1;
+/// `Stash::flags` bit: `sched_process_exec` ran for this exec and left its path in `data`.
+pub const STASH_EXEC_DONE: u16 = 0x8000;
 
 /// Per-thread stash keyed by `pid_tgid`. Entries are reused rather than deleted, so the
 /// hot path only inserts for threads it has not seen; LRU eviction bounds it.
@@ -139,7 +143,7 @@ pub fn counters() -> Option<&'static mut Counters> {
 pub fn emit(data: &[u8]) {
     let cfg = CONFIG.load();
     let cpu = unsafe { bpf_get_smp_processor_id() };
-    let idx = if cfg.cpus_per_ring == 0 { 0 } else { cpu / cfg.cpus_per_ring };
+    let idx = cpu.checked_div(cfg.cpus_per_ring).unwrap_or(0);
     let ring = ring_by_index(idx);
     let flags = if cfg.wakeup_bytes == 0 {
         0

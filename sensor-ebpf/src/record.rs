@@ -87,7 +87,7 @@ impl Record {
                 }
                 len = len.saturating_sub(1);
             }
-            len &= PATH_MAX - 1 | PATH_MAX;
+            len &= (PATH_MAX - 1) | PATH_MAX;
         }
         let h: &mut BlobHeader = self.at(o);
         h.arg = slot;

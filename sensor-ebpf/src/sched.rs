@@ -1,12 +1,15 @@
 //! Process lifecycle from the scheduler tracepoints: fork, exec and exit.
 
 use aya_ebpf::helpers::bpf_get_current_pid_tgid;
-use sensor_abi::record::{ExecBody, ExitBody, ForkBody, HEADER_SIZE, Header, RecordKind, blob_slot};
+use sensor_abi::{
+    record::{ExecBody, ExitBody, ForkBody, HEADER_SIZE, Header, RecordKind, blob_slot},
+    syscalls::{NR_EXECVE, NR_EXECVEAT},
+};
 
 use crate::{
-    maps::{CONFIG, STASH_EXEC},
+    maps::{CONFIG, STASH_EXEC_DONE},
     record::{Record, Source},
-    syscall::stash_put,
+    syscall::{stash_blobs, stash_entry},
     task::{current, fill_header, read},
 };
 
@@ -37,7 +40,7 @@ pub fn on_fork(child: u64) {
 }
 
 /// `sched_process_exec(task, old_pid, bprm)`: runs in the task, after the new program is
-/// loaded. Also leaves the path for the exec syscall's exit, which can no longer read it.
+/// loaded.
 #[inline(always)]
 pub fn on_exec(old_pid: u32, bprm: u64) {
     let Some(mut rec) = start::<ExecBody>(RecordKind::ProcExec) else { return };
@@ -48,8 +51,17 @@ pub fn on_exec(old_pid: u32, bprm: u64) {
     let body: &mut ExecBody = rec.at(HEADER_SIZE);
     body.old_tid = old_pid;
     body.nblobs = nblobs;
-    let body_end = HEADER_SIZE + core::mem::size_of::<ExecBody>();
-    stash_put(bpf_get_current_pid_tgid(), STASH_EXEC, &rec, body_end);
+    // Leave the path for the exec syscall's exit, keeping the number and arguments its
+    // enter side stored (an entry without them means the enter was missed: assume execve).
+    if let Some(entry) = stash_entry(bpf_get_current_pid_tgid()) {
+        if entry.nr != NR_EXECVE && entry.nr != NR_EXECVEAT {
+            entry.nr = NR_EXECVE;
+            entry.args = [0; 6];
+            entry.flags = 0;
+        }
+        entry.flags |= STASH_EXEC_DONE;
+        stash_blobs(entry, &rec, HEADER_SIZE + core::mem::size_of::<ExecBody>());
+    }
     finish(rec);
 }
 

@@ -8,11 +8,11 @@ use aya_ebpf::{
 use sensor_abi::{
     config::{PROT_EXEC, SyscallSpec, spec_flags},
     record::{HEADER_SIZE, Header, RecordKind, SOCKADDR_MAX, SYSCALL_BODY_SIZE, SyscallBody, blob_slot, syscall_flags},
-    syscalls::ArgKind,
+    syscalls::{ArgKind, NR_EXECVE, NR_EXECVEAT},
 };
 
 use crate::{
-    maps::{CONFIG, SCRATCH, STASH, STASH_DATA, STASH_EMPTY, STASH_EXEC, SYSCALLS, Stash, counters},
+    maps::{CONFIG, SCRATCH, STASH, STASH_DATA, STASH_EMPTY, STASH_EXEC_DONE, SYSCALLS, Stash, counters},
     record::{Record, Source},
     task::{current, fill_header, read},
 };
@@ -76,22 +76,29 @@ fn user<T: Copy + Default>(addr: u64) -> T {
     unsafe { bpf_probe_read_user(addr as *const T) }.unwrap_or_default()
 }
 
-/// Enter side: reads the memory arguments of an `AT_ENTER` syscall into the thread's stash.
+/// Enter side, for syscalls whose exit alone is not enough: keeps the number and the
+/// argument registers, and for `AT_ENTER` calls reads their memory arguments now.
 #[inline(always)]
 pub fn on_enter(nr: u64, args: &[u64; 6]) {
     let Some(spec) = enabled(nr) else { return };
-    if spec.flags & spec_flags::AT_ENTER == 0 || is_self() {
+    if spec.flags & (spec_flags::AT_ENTER | spec_flags::EXEC) == 0 || is_self() {
         return;
     }
     let Some(mut rec) = Record::start(BODY_END) else { return };
-    capture_args(&mut rec, spec, args, 0);
-    stash_put(bpf_get_current_pid_tgid(), nr as u32, &rec, BODY_END);
+    if spec.flags & spec_flags::AT_ENTER != 0 {
+        capture_args(&mut rec, spec, args, 0);
+    }
+    let Some(entry) = stash_entry(bpf_get_current_pid_tgid()) else { return };
+    entry.nr = nr as u32;
+    entry.args = *args;
+    entry.flags = 0;
+    stash_blobs(entry, &rec, BODY_END);
 }
 
 /// Exit side: emits the record of a captured syscall.
 #[inline(always)]
 pub fn on_exit(nr: u64, spec: &SyscallSpec, regs: &PtRegs, ret: i64) {
-    let args = regs.args();
+    let mut args = regs.args();
     if spec.flags & spec_flags::PROT_EXEC_ONLY != 0 && args[2] & PROT_EXEC == 0 {
         return;
     }
@@ -101,20 +108,38 @@ pub fn on_exit(nr: u64, spec: &SyscallSpec, regs: &PtRegs, ret: i64) {
     let Some(mut rec) = Record::start(BODY_END) else { return };
     let cfg = CONFIG.load();
     fill_header(rec.at::<Header>(0), RecordKind::Syscall, &cfg.offsets);
+    let mut nr = nr as u32;
     let mut flags = 0u16;
-    if spec.flags & spec_flags::AT_ENTER != 0 {
-        if !stash_take(bpf_get_current_pid_tgid(), nr as u32, &mut rec) {
-            flags |= syscall_flags::NO_ENTER;
+    if spec.flags & spec_flags::EXEC != 0 && ret == 0 {
+        // The registers and memory are the new program's now: the number and arguments
+        // were kept at enter (a successful execveat even exits as execve), the path by
+        // sched_process_exec, and the arguments are on the new program's stack.
+        match take_stash(bpf_get_current_pid_tgid(), |e| {
+            e.flags & STASH_EXEC_DONE != 0 && (e.nr == NR_EXECVE || e.nr == NR_EXECVEAT)
+        }) {
+            Some(entry) => {
+                nr = entry.nr;
+                args = entry.args;
+                append_stash(&mut rec, entry);
+            }
+            None => {
+                miss();
+                flags |= syscall_flags::NO_ENTER;
+            }
         }
-    } else if spec.flags & spec_flags::EXEC != 0 && ret == 0 {
-        // The caller's memory is gone: the path comes from sched_process_exec, the
-        // arguments from the new program's stack.
-        stash_take(bpf_get_current_pid_tgid(), STASH_EXEC, &mut rec);
         let mm: u64 = read(current(), cfg.offsets.task_mm);
         let start: u64 = read(mm, cfg.offsets.mm_arg_start);
         let end: u64 = read(mm, cfg.offsets.mm_arg_end);
         if end > start {
             rec.blob(blob_slot::ARGV, start, Source::User((end - start) as usize));
+        }
+    } else if spec.flags & spec_flags::AT_ENTER != 0 {
+        match take_stash(bpf_get_current_pid_tgid(), |e| e.nr == nr) {
+            Some(entry) => append_stash(&mut rec, entry),
+            None => {
+                miss();
+                flags |= syscall_flags::NO_ENTER;
+            }
         }
     } else {
         capture_args(&mut rec, spec, &args, ret);
@@ -124,7 +149,7 @@ pub fn on_exit(nr: u64, spec: &SyscallSpec, regs: &PtRegs, ret: i64) {
     }
     let nblobs = rec.nblobs;
     let body: &mut SyscallBody = rec.at(HEADER_SIZE);
-    body.nr = nr as u32;
+    body.nr = nr;
     body.nblobs = nblobs;
     body.flags = flags;
     body.ret = ret;
@@ -171,53 +196,48 @@ fn clamp_addr(len: u64) -> usize {
     if len > SOCKADDR_MAX as u64 { SOCKADDR_MAX } else { len as usize }
 }
 
-/// Saves the blobs of `rec` from `from` on into the stash entry of thread `key`.
+/// The stash entry of thread `key`, created on first use; later calls reuse it.
 #[inline(always)]
-pub fn stash_put(key: u64, nr: u32, rec: &Record, from: usize) {
-    let entry = match STASH.get_ptr_mut(key) {
-        Some(e) => e,
-        None => {
-            // New thread: create its entry once; later calls reuse it. The value to copy
-            // in only needs the right size: this CPU's counters area would be too small,
-            // the scratch area is large enough.
-            let Some(seed) = SCRATCH.get_ptr(0) else { return };
-            let seed = unsafe { &*(seed as *const Stash) };
-            if STASH.insert(key, seed, BPF_ANY as u64).is_err() {
-                miss();
-                return;
-            }
-            match STASH.get_ptr_mut(key) {
-                Some(e) => e,
-                None => return,
-            }
-        }
-    };
-    let entry = unsafe { &mut *entry };
-    let n = rec.copy_out(from, entry.data.as_mut_ptr(), STASH_DATA);
-    entry.nr = nr;
-    entry.len = n as u32;
-    entry.nblobs = rec.nblobs;
-    entry.flags = if rec.truncated { syscall_flags::TRUNCATED } else { 0 };
+pub fn stash_entry(key: u64) -> Option<&'static mut Stash> {
+    if let Some(e) = STASH.get_ptr_mut(key) {
+        return Some(unsafe { &mut *e });
+    }
+    // The value to insert only needs the right size; its content is overwritten. The
+    // scratch area is large enough.
+    let seed = unsafe { &*(SCRATCH.get_ptr(0)? as *const Stash) };
+    if STASH.insert(key, seed, BPF_ANY as u64).is_err() {
+        miss();
+        return None;
+    }
+    let e = STASH.get_ptr_mut(key)?;
+    Some(unsafe { &mut *e })
 }
 
-/// Appends the stash of thread `key` for syscall `nr` to `rec`; false when there is none.
+/// Saves the blobs of `rec` from `from` on into `entry`.
 #[inline(always)]
-fn stash_take(key: u64, nr: u32, rec: &mut Record) -> bool {
-    let Some(entry) = STASH.get_ptr_mut(key) else {
-        miss();
-        return false;
-    };
-    let entry = unsafe { &mut *entry };
-    if entry.nr != nr {
-        miss();
-        return false;
+pub fn stash_blobs(entry: &mut Stash, rec: &Record, from: usize) {
+    entry.len = rec.copy_out(from, entry.data.as_mut_ptr(), STASH_DATA) as u32;
+    entry.nblobs = rec.nblobs;
+    if rec.truncated {
+        entry.flags |= syscall_flags::TRUNCATED;
     }
+}
+
+/// The stash entry of thread `key`, if `valid` accepts it.
+#[inline(always)]
+fn take_stash(key: u64, valid: impl Fn(&Stash) -> bool) -> Option<&'static mut Stash> {
+    let entry = unsafe { &mut *STASH.get_ptr_mut(key)? };
+    (entry.nr != STASH_EMPTY && valid(entry)).then_some(entry)
+}
+
+/// Appends the blobs of a stash entry to `rec`, then marks the entry consumed.
+#[inline(always)]
+fn append_stash(rec: &mut Record, entry: &mut Stash) {
     rec.append_raw(entry.data.as_ptr(), entry.len as usize, entry.nblobs);
     if entry.flags & syscall_flags::TRUNCATED != 0 {
         rec.truncated = true;
     }
     entry.nr = STASH_EMPTY;
-    true
 }
 
 #[inline(always)]

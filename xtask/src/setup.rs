@@ -17,6 +17,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "libstd-rust-web-dev-bpf", // prebuilt libcore for bpfel-unknown-none
     "llvm-22-dev",             // the LLVM bpf-linker links against
     "libstdc++-12-dev",        // C++ runtime for linking bpf-linker with LLVM
+    "rust-web-clippy",         // clippy for the kernel crate on the BPF target
 ];
 
 /// The rustup toolchain name `sensor/build.rs` builds the kernel programs with.

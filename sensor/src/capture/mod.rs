@@ -20,7 +20,7 @@ use aya::{
 use bytes::Bytes;
 use sensor_abi::{
     config::{Config, Counters, MAX_RINGS, SyscallSpec, spec_flags},
-    syscalls::{SYSCALLS, Syscall},
+    syscalls::{Family, SYSCALLS, Syscall},
 };
 use tokio::{sync::mpsc, task::JoinHandle};
 
@@ -52,7 +52,7 @@ const PROBES: &[Probe] = &[
 ];
 
 /// The classic tracepoint program attached to `syscalls:sys_enter_<name>` for each
-/// selected syscall that reads its memory at enter.
+/// selected syscall that needs its enter side (memory read at enter, or an exec).
 const ENTER_PROGRAM: &str = "sys_enter_stash";
 
 /// The empty program that benchmarks use as their floor.
@@ -241,11 +241,29 @@ fn attach_btf(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
     Ok(())
 }
 
+/// The syscalls to program into the kernel for a selection: a successful `execveat`
+/// exits as `execve`, so either exec brings the other.
+fn kernel_selection(selected: &[&'static Syscall]) -> Vec<&'static Syscall> {
+    let mut all = selected.to_vec();
+    if all.iter().any(|s| s.family == Family::Exec) {
+        all.extend(SYSCALLS.iter().filter(|s| s.family == Family::Exec));
+    }
+    all.sort_by_key(|s| s.nr);
+    all.dedup_by_key(|s| s.nr);
+    all
+}
+
+/// Whether a syscall needs the enter-side program.
+fn has_enter_side(sc: &Syscall) -> bool {
+    sc.flags & (spec_flags::AT_ENTER | spec_flags::EXEC) != 0
+}
+
 impl Capture {
     /// Checks the host, loads and attaches the programs, and starts reading. Must be
     /// called inside a tokio runtime.
     pub fn start(cfg: &CaptureConfig) -> Result<Self, CaptureError> {
-        let needs_enter = cfg.syscalls.iter().any(|s| s.flags & spec_flags::AT_ENTER != 0);
+        let syscalls = kernel_selection(&cfg.syscalls);
+        let needs_enter = syscalls.iter().any(|s| has_enter_side(s));
         preflight::check(needs_enter)?;
         if cfg.ring_bytes > 1 << 30 {
             return Err(CaptureError::Config(format!("ring size {} is over 1 GiB", cfg.ring_bytes)));
@@ -264,7 +282,7 @@ impl Capture {
 
         let mut specs: Array<_, SyscallSpec> =
             Array::try_from(ebpf.map_mut("SYSCALLS").ok_or(map_missing("SYSCALLS"))?).map_err(map_err("SYSCALLS"))?;
-        for sc in &cfg.syscalls {
+        for sc in &syscalls {
             let mut kinds = [0u8; 6];
             for (k, arg) in kinds.iter_mut().zip(sc.args) {
                 *k = arg.kind as u8;
@@ -281,7 +299,7 @@ impl Capture {
                 .try_into()
                 .map_err(program_err(ENTER_PROGRAM))?;
             prog.load().map_err(program_err(ENTER_PROGRAM))?;
-            for sc in cfg.syscalls.iter().filter(|s| s.flags & spec_flags::AT_ENTER != 0) {
+            for sc in syscalls.iter().filter(|s| has_enter_side(s)) {
                 prog.attach("syscalls", &format!("sys_enter_{}", sc.name)).map_err(program_err(ENTER_PROGRAM))?;
             }
         }
@@ -296,7 +314,7 @@ impl Capture {
         }
         log::info!(
             "capturing {} syscalls with {mode:?} probes, {nr_rings} ring(s) of {ring_bytes} bytes for {nr_cpus} CPU(s)",
-            cfg.syscalls.len()
+            syscalls.len()
         );
         Ok(Self { _ebpf: ebpf, counters, records, readers, mode, nr_rings })
     }
@@ -371,6 +389,14 @@ mod tests {
         assert_eq!(ring_layout(5, 2), (2, 3));
         // 64 CPUs, one per ring, would need 64 rings: regrouped onto 16.
         assert_eq!(ring_layout(64, 1), (4, 16));
+    }
+
+    #[test]
+    fn either_exec_selects_both() {
+        let mut cfg = CaptureConfig::default();
+        cfg.select_syscalls("execveat,openat").unwrap();
+        let names: Vec<_> = kernel_selection(&cfg.syscalls).iter().map(|s| s.name).collect();
+        assert_eq!(names, ["execve", "openat", "execveat"]);
     }
 
     #[test]
