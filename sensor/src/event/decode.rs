@@ -84,7 +84,7 @@ struct Bytes<'a>(&'a [u8]);
 
 impl<'a> Bytes<'a> {
     fn slice(&self, off: usize, len: usize) -> Result<&'a [u8], DecodeError> {
-        let end = off.checked_add(len).unwrap_or(usize::MAX);
+        let end = off.saturating_add(len);
         self.0.get(off..end).ok_or(DecodeError::Short { needed: end, got: self.0.len() })
     }
     fn u16(&self, off: usize) -> Result<u16, DecodeError> {

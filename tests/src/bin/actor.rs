@@ -15,7 +15,7 @@ struct Report(Map<String, Value>);
 impl Report {
     /// Records `r` (a raw `syscall()` result) as `-errno` or the value, like the kernel.
     fn sys(&mut self, key: &str, r: c_long) -> i64 {
-        let v = if r == -1 { -(std::io::Error::last_os_error().raw_os_error().unwrap_or(0) as i64) } else { r as i64 };
+        let v = if r == -1 { -(std::io::Error::last_os_error().raw_os_error().unwrap_or(0) as i64) } else { r };
         self.0.insert(key.into(), json!(v));
         v
     }
