@@ -123,6 +123,11 @@ pub struct ActorReport {
 }
 
 impl ActorReport {
+    /// A floating-point result.
+    pub fn float(&self, key: &str) -> f64 {
+        self.values.get(key).and_then(|v| v.as_f64()).unwrap_or_else(|| panic!("actor reported no {key}: {:?}", self.values))
+    }
+
     /// An integer result.
     pub fn int(&self, key: &str) -> i64 {
         self.values

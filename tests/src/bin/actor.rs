@@ -416,13 +416,21 @@ fn main() {
                 r.sys("mprotect_plain", libc::syscall(libc::SYS_mprotect, exec, 8192, libc::PROT_READ));
             }
             "loop" => {
-                // Many open+close pairs, for drop and throughput tests.
+                // Many open+close pairs, for drop tests and benchmarks; optionally pinned to
+                // the CPU given as the second argument.
                 let n: u64 = arg(1).parse().unwrap();
+                if let Some(cpu) = args.get(2) {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(cpu.parse().unwrap(), &mut set);
+                    assert_eq!(libc::sched_setaffinity(0, size_of_val(&set), &set), 0, "pinning to CPU {cpu}");
+                }
                 let p = cstr("/dev/null");
+                let start = std::time::Instant::now();
                 for _ in 0..n {
                     let fd = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, p.as_ptr(), libc::O_RDONLY, 0);
                     libc::syscall(libc::SYS_close, fd);
                 }
+                r.put("ns_per_iter", start.elapsed().as_nanos() as f64 / n as f64);
                 r.put("n", n);
             }
             other => panic!("unknown scenario {other}"),
