@@ -90,6 +90,28 @@ pub const STASH_EXEC_DONE: u16 = 0x8000;
 #[map]
 pub static STASH: LruHashMap<u64, Stash> = LruHashMap::with_max_entries(4096, 0);
 
+/// Namespace view of a thread, which only changes with its `nsproxy` (setns, unshare) or
+/// not at all (its pid namespace and ids in it): cached so each record costs one read to
+/// validate instead of a dozen to walk `task_struct`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct TaskIds {
+    /// `task->nsproxy` when the entry was made.
+    pub nsproxy: u64,
+    /// pid namespace inode.
+    pub pid_ns: u32,
+    /// mount namespace inode.
+    pub mnt_ns: u32,
+    /// Thread id in the pid namespace.
+    pub ns_tid: u32,
+    /// Process id in the pid namespace.
+    pub ns_pid: u32,
+}
+
+/// [`TaskIds`] per thread, keyed by `pid_tgid`; removed when the thread exits.
+#[map]
+pub static TASK_IDS: LruHashMap<u64, TaskIds> = LruHashMap::with_max_entries(65536, 0);
+
 macro_rules! rings {
     ($($name:ident = $idx:literal),* $(,)?) => {
         $(

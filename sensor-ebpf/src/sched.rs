@@ -10,7 +10,7 @@ use crate::{
     maps::{CONFIG, STASH_EXEC_DONE},
     record::{Record, Source},
     syscall::{stash_blobs, stash_entry},
-    task::{current, fill_header, read},
+    task::{current, fill_header, forget_current, read},
 };
 
 /// Starts a record of `kind` with a `B` body and fills its header.
@@ -77,4 +77,5 @@ pub fn on_exit() {
     body.exit_code = read(task, o.task_exit_code);
     body.group_dead = (live == 0) as u32;
     finish(rec);
+    forget_current();
 }

@@ -12,6 +12,8 @@ use sensor_abi::{
     record::{ABI_VERSION, Header, RecordKind},
 };
 
+use crate::maps::{TASK_IDS, TaskIds};
+
 /// Reads a `T` at `base + off` in kernel memory; zero when the read fails.
 #[inline(always)]
 pub fn read<T: Copy + Default>(base: u64, off: u32) -> T {
@@ -38,6 +40,20 @@ fn ns_view(pid: u64, o: &KernelOffsets) -> (u32, u32) {
     (nr, read(ns, o.pid_ns_inum))
 }
 
+/// Walks `task_struct` for the namespace view of thread `task`.
+#[inline(always)]
+fn task_ids(task: u64, nsproxy: u64, is_leader: bool, o: &KernelOffsets) -> TaskIds {
+    let (ns_tid, pid_ns) = ns_view(read(task, o.task_thread_pid), o);
+    let ns_pid = if is_leader {
+        ns_tid
+    } else {
+        let leader: u64 = read(task, o.task_group_leader);
+        ns_view(read(leader, o.task_thread_pid), o).0
+    };
+    let mnt_ns: u64 = read(nsproxy, o.nsproxy_mnt_ns);
+    TaskIds { nsproxy, pid_ns, mnt_ns: read(mnt_ns, o.mnt_ns_inum), ns_tid, ns_pid }
+}
+
 /// Fills `h` with the current task's identity, the time and the CPU.
 #[inline(always)]
 pub fn fill_header(h: &mut Header, kind: RecordKind, o: &KernelOffsets) {
@@ -55,20 +71,28 @@ pub fn fill_header(h: &mut Header, kind: RecordKind, o: &KernelOffsets) {
     h.cpu = unsafe { bpf_get_smp_processor_id() };
     h.comm = bpf_get_current_comm().unwrap_or_default();
 
+    // The parent can change (reparenting), so it is read every time.
     let parent: u64 = read(task, o.task_real_parent);
     h.ppid = read(parent, o.task_tgid);
 
-    let (ns_tid, pid_ns) = ns_view(read(task, o.task_thread_pid), o);
-    h.ns_tid = ns_tid;
-    h.pid_ns = pid_ns;
-    h.ns_pid = if h.tid == h.pid {
-        ns_tid
-    } else {
-        let leader: u64 = read(task, o.task_group_leader);
-        ns_view(read(leader, o.task_thread_pid), o).0
-    };
-
     let nsproxy: u64 = read(task, o.task_nsproxy);
-    let mnt_ns: u64 = read(nsproxy, o.nsproxy_mnt_ns);
-    h.mnt_ns = read(mnt_ns, o.mnt_ns_inum);
+    let ids = match TASK_IDS.get_ptr(pid_tgid) {
+        Some(cached) if unsafe { (*cached).nsproxy } == nsproxy => unsafe { *cached },
+        _ => {
+            let ids = task_ids(task, nsproxy, h.tid == h.pid, o);
+            // A full map only costs the next record the walk again.
+            let _ = TASK_IDS.insert(pid_tgid, ids, 0);
+            ids
+        }
+    };
+    h.ns_tid = ids.ns_tid;
+    h.ns_pid = ids.ns_pid;
+    h.pid_ns = ids.pid_ns;
+    h.mnt_ns = ids.mnt_ns;
+}
+
+/// Forgets the cached namespace view of an exiting thread (its id may be reused).
+#[inline(always)]
+pub fn forget_current() {
+    let _ = TASK_IDS.remove(bpf_get_current_pid_tgid());
 }

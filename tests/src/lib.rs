@@ -125,7 +125,10 @@ pub struct ActorReport {
 impl ActorReport {
     /// A floating-point result.
     pub fn float(&self, key: &str) -> f64 {
-        self.values.get(key).and_then(|v| v.as_f64()).unwrap_or_else(|| panic!("actor reported no {key}: {:?}", self.values))
+        self.values
+            .get(key)
+            .and_then(|v| v.as_f64())
+            .unwrap_or_else(|| panic!("actor reported no {key}: {:?}", self.values))
     }
 
     /// An integer result.
