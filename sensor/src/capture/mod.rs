@@ -159,6 +159,17 @@ fn program_err(program: &'static str) -> impl FnOnce(aya::programs::ProgramError
     move |source| CaptureError::Program { program, source }
 }
 
+/// The program `name` of the object, as the program type `P`.
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, CaptureError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(CaptureError::Config(format!("the eBPF object lacks program {name}")))?
+        .try_into()
+        .map_err(program_err(name))
+}
+
 fn map_err(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> CaptureError {
     move |source| CaptureError::Map { map, source }
 }
@@ -216,11 +227,7 @@ fn attach_probes(ebpf: &mut Ebpf, mode: ProbeMode) -> Result<ProbeMode, CaptureE
         }
     }
     for p in PROBES {
-        let prog: &mut RawTracePoint = ebpf
-            .program_mut(p.raw)
-            .ok_or(CaptureError::Config(format!("object lacks program {}", p.raw)))?
-            .try_into()
-            .map_err(program_err(p.raw))?;
+        let prog: &mut RawTracePoint = program(ebpf, p.raw)?;
         prog.load().map_err(program_err(p.raw))?;
         prog.attach(p.tracepoint).map_err(program_err(p.raw))?;
     }
@@ -230,11 +237,7 @@ fn attach_probes(ebpf: &mut Ebpf, mode: ProbeMode) -> Result<ProbeMode, CaptureE
 fn attach_btf(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
     let btf = aya::Btf::from_sys_fs().map_err(|e| CaptureError::Btf(e.to_string()))?;
     for p in PROBES {
-        let prog: &mut BtfTracePoint = ebpf
-            .program_mut(p.btf)
-            .ok_or(CaptureError::Config(format!("object lacks program {}", p.btf)))?
-            .try_into()
-            .map_err(program_err(p.btf))?;
+        let prog: &mut BtfTracePoint = program(ebpf, p.btf)?;
         prog.load(p.tracepoint, &btf).map_err(program_err(p.btf))?;
         prog.attach().map_err(program_err(p.btf))?;
     }
@@ -293,11 +296,7 @@ impl Capture {
 
         let mode = attach_probes(&mut ebpf, cfg.mode)?;
         if needs_enter {
-            let prog: &mut TracePoint = ebpf
-                .program_mut(ENTER_PROGRAM)
-                .ok_or(CaptureError::Config(format!("object lacks program {ENTER_PROGRAM}")))?
-                .try_into()
-                .map_err(program_err(ENTER_PROGRAM))?;
+            let prog: &mut TracePoint = program(&mut ebpf, ENTER_PROGRAM)?;
             prog.load().map_err(program_err(ENTER_PROGRAM))?;
             for sc in syscalls.iter().filter(|s| has_enter_side(s)) {
                 prog.attach("syscalls", &format!("sys_enter_{}", sc.name)).map_err(program_err(ENTER_PROGRAM))?;
@@ -366,11 +365,7 @@ impl FloorProbe {
         let config = Config { nr_rings: 1, cpus_per_ring: 0, offsets: kernel_offsets()?, ..Config::default() };
         let mut ebpf = load_object(&config, PAGE)?;
         let btf = aya::Btf::from_sys_fs().map_err(|e| CaptureError::Btf(e.to_string()))?;
-        let prog: &mut BtfTracePoint = ebpf
-            .program_mut(FLOOR_PROGRAM)
-            .ok_or(CaptureError::Config(format!("object lacks program {FLOOR_PROGRAM}")))?
-            .try_into()
-            .map_err(program_err(FLOOR_PROGRAM))?;
+        let prog: &mut BtfTracePoint = program(&mut ebpf, FLOOR_PROGRAM)?;
         prog.load("sys_exit", &btf).map_err(program_err(FLOOR_PROGRAM))?;
         prog.attach().map_err(program_err(FLOOR_PROGRAM))?;
         Ok(Self { _ebpf: ebpf })
