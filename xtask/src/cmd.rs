@@ -70,6 +70,39 @@ pub fn display(cmd: &Command) -> String {
         .join(" ")
 }
 
+/// Runs a test runner like [`run`], echoing its output, and adds up the `N passed` and
+/// `N failed` counts of its `test result:` lines.
+pub fn run_counting_tests(cmd: &mut Command) -> Result<(u64, u64)> {
+    use std::io::{BufRead, BufReader};
+    let line = display(cmd);
+    let mut child =
+        cmd.stdout(std::process::Stdio::piped()).spawn().with_context(|| format!("could not start `{line}`"))?;
+    let (mut passed, mut failed) = (0, 0);
+    let stdout = child.stdout.take().context("test runner stdout")?;
+    for out in BufReader::new(stdout).lines() {
+        let out = out?;
+        println!("{out}");
+        if let Some(result) = out.strip_prefix("test result: ") {
+            passed += count_before(result, " passed");
+            failed += count_before(result, " failed");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        println!("{passed} passed, {failed} failed");
+        bail!("`{line}` failed ({status})");
+    }
+    Ok((passed, failed))
+}
+
+/// The number just before `label` in a cargo `test result:` line (`ok. 3 passed; 0 failed`).
+fn count_before(result: &str, label: &str) -> u64 {
+    result
+        .split(';')
+        .find_map(|part| part.trim().strip_suffix(label).and_then(|n| n.rsplit(' ').next()?.parse().ok()))
+        .unwrap_or(0)
+}
+
 /// Runs `cmd` with inherited stdio, failing unless it exits successfully.
 pub fn run(cmd: &mut Command) -> Result<()> {
     let line = display(cmd);
@@ -84,4 +117,19 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 pub fn capture(cmd: &mut Command) -> Option<String> {
     let output = cmd.output().ok()?;
     output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Tests of the output parsing.
+#[cfg(test)]
+mod tests {
+    use super::count_before;
+
+    /// Counts in cargo's `test result:` lines.
+    #[test]
+    fn reads_test_result_counts() {
+        let line = "ok. 22 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 4.33s";
+        assert_eq!(count_before(line, " passed"), 22);
+        assert_eq!(count_before(line, " failed"), 1);
+        assert_eq!(count_before("nothing here", " passed"), 0);
+    }
 }
