@@ -150,6 +150,9 @@ fn execve_family_with_full_argv() {
     let a = actor(&["execve_missing", &missing]);
     let e = call_on(&mut s, &a, "execve", &missing, "ret");
     assert_eq!(ret(&e), -(libc::ENOENT as i64));
+    // A failed exec keeps the caller's memory: argv is read through its pointer array.
+    let SyscallArgs::Exec { argv, .. } = args(&e) else { panic!("{e}") };
+    assert_eq!(argv, &["missing", "--flag", "last arg"]);
 }
 
 #[test]
@@ -594,4 +597,52 @@ fn lost_events_are_counted_per_cpu_and_capture_goes_on() {
     actor(&["fds"]);
     s.expect("any record written after the burst", |e| e.ts > burst_end);
     assert_eq!(a.int("n"), 20000);
+}
+
+#[test]
+fn namespace_view_inside_a_new_pid_namespace() {
+    let mut s = Session::start("openat");
+    let path = temp_path("pidns");
+    // The actor runs as pid 1 of a fresh pid namespace, as a container's init would.
+    let out = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child"])
+        .arg(sensor_tests::actor_path())
+        .args(["openat", &path])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(r#""pid":1"#), "the actor is pid 1 inside");
+    let e = s.expect(
+        &format!("openat of {path}"),
+        |e| matches!(e.syscall().map(|s| &s.args), Some(SyscallArgs::Open { path: Some(p), .. }) if *p == path),
+    );
+    assert_eq!((e.ns_pid, e.ns_tid), (1, 1));
+    assert_ne!(e.pid, 1, "the host view is the host pid");
+    let host_ns = std::fs::read_link("/proc/self/ns/pid").unwrap().to_string_lossy().into_owned();
+    assert_ne!(host_ns, format!("pid:[{}]", e.pid_ns), "a new pid namespace");
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn long_paths_and_argv_are_bounded_and_marked_truncated() {
+    let mut s = Session::start("openat,execve");
+    let a = actor(&["long_path"]);
+    let e = s.expect("openat of the long path", |e| {
+        e.pid == a.pid && matches!(e.syscall().map(|s| &s.args), Some(SyscallArgs::Open { path: Some(p), .. }) if p.starts_with("a/a/"))
+    });
+    assert_eq!(ret(&e), -(libc::ENAMETOOLONG as i64));
+    let sc = e.syscall().unwrap();
+    assert!(sc.truncated, "{e}");
+    let SyscallArgs::Open { path: Some(path), .. } = &sc.args else { panic!("{e}") };
+    assert_eq!(path.len(), sensor_abi::record::PATH_MAX - 1, "cut at PATH_MAX, NUL excluded");
+
+    let a = actor(&["long_argv"]);
+    let e = call_on(&mut s, &a, "execve", "/bin/true", "exec");
+    let sc = e.syscall().unwrap();
+    assert!(sc.truncated, "{e}");
+    let SyscallArgs::Exec { argv, .. } = &sc.args else { panic!("{e}") };
+    assert_eq!(argv[0], "/bin/true");
+    assert!(argv[1].starts_with("000xxx") && argv.len() < 101, "{} args kept", argv.len());
+    let bytes: usize = argv.iter().map(|a| a.len() + 1).sum();
+    assert!(bytes <= sensor_abi::record::ARGV_MAX + 1, "{bytes} bytes kept");
 }

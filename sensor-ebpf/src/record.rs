@@ -3,10 +3,13 @@
 //! Every write lands at an offset masked with `OFFSET_MASK` and is at most `PATH_MAX`
 //! bytes long, so the verifier can prove it stays inside the scratch map value.
 
-use aya_ebpf::helpers::generated::{
-    bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_probe_read_user_str,
+use aya_ebpf::helpers::{
+    bpf_probe_read_user as read_user_value,
+    generated::{bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_probe_read_user_str},
 };
-use sensor_abi::record::{BLOB_HEADER_SIZE, BlobHeader, OFFSET_MASK, PATH_MAX, SCRATCH_SIZE, blob_flags};
+use sensor_abi::record::{
+    ARGV_MAX, ARGV_MAX_ARGS, BLOB_HEADER_SIZE, BlobHeader, OFFSET_MASK, PATH_MAX, SCRATCH_SIZE, blob_flags, blob_slot,
+};
 
 use crate::maps::{SCRATCH, emit};
 
@@ -97,6 +100,61 @@ impl Record {
             self.truncated = true;
         }
         self.off = o + BLOB_HEADER_SIZE + len;
+        self.nblobs += 1;
+    }
+
+    /// Appends an exec's argument vector, read through its user pointer array, as one
+    /// [`blob_slot::ARGV`] blob of NUL-terminated strings.
+    #[inline(always)]
+    pub fn argv_blob(&mut self, argv: u64) {
+        if argv == 0 {
+            return;
+        }
+        if self.off > OFFSET_MASK {
+            self.truncated = true;
+            return;
+        }
+        let o = self.off & OFFSET_MASK;
+        let base = o + BLOB_HEADER_SIZE;
+        let mut used = 0usize;
+        let mut flags = 0u8;
+        for i in 0..ARGV_MAX_ARGS {
+            let arg = match unsafe { read_user_value((argv + 8 * i as u64) as *const u64) } {
+                Ok(p) => p,
+                Err(_) => {
+                    flags |= blob_flags::FAULT;
+                    break;
+                }
+            };
+            if arg == 0 {
+                break;
+            }
+            if used >= ARGV_MAX || i == ARGV_MAX_ARGS - 1 {
+                flags |= blob_flags::TRUNCATED;
+                break;
+            }
+            let dst = unsafe { self.buf.add(base + (used & (ARGV_MAX - 1))) };
+            let room = (ARGV_MAX - used) & (ARGV_MAX | (ARGV_MAX - 1));
+            let n = unsafe { bpf_probe_read_user_str(dst as *mut _, room as u32, arg as *const _) };
+            if n <= 0 {
+                flags |= blob_flags::FAULT;
+                break;
+            }
+            used += n as usize;
+            if n as usize >= room {
+                flags |= blob_flags::TRUNCATED;
+                break;
+            }
+        }
+        let used = used & (ARGV_MAX | (ARGV_MAX - 1));
+        let h: &mut BlobHeader = self.at(o);
+        h.arg = blob_slot::ARGV;
+        h.flags = flags & !blob_flags::FAULT;
+        h.len = used as u16;
+        if flags & blob_flags::TRUNCATED != 0 {
+            self.truncated = true;
+        }
+        self.off = base + used;
         self.nblobs += 1;
     }
 

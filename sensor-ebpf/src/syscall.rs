@@ -186,6 +186,7 @@ fn capture_args(rec: &mut Record, spec: &SyscallSpec, args: &[u64; 6], ret: i64)
             Some(ArgKind::Struct8) => rec.blob(slot, a, Source::User(8)),
             Some(ArgKind::Struct24) => rec.blob(slot, a, Source::User(24)),
             Some(ArgKind::Struct64) => rec.blob(slot, a, Source::User(64)),
+            Some(ArgKind::Argv) => rec.argv_blob(a),
             Some(ArgKind::Value) | None => {}
         }
     }

@@ -136,7 +136,8 @@ pub enum SyscallArgs {
         dirfd: Option<i32>,
         /// Program path: as the kernel resolved it on success, as passed on failure.
         path: Option<String>,
-        /// Arguments, `argv[0]` first (absent for failed calls).
+        /// Arguments, `argv[0]` first: from the new program's stack after success, through
+        /// the caller's pointer array after a failure.
         argv: Vec<String>,
         /// `AT_*` flags (`execveat`).
         flags: u64,

@@ -129,9 +129,26 @@ fn main() {
                 }
                 panic!("exec failed: {}", std::io::Error::last_os_error());
             }
+            "long_path" => {
+                // Longer than PATH_MAX: the kernel refuses it; the capture keeps a bounded part.
+                let p = cstr(&"a/".repeat(2500));
+                r.sys("ret", libc::syscall(libc::SYS_openat, libc::AT_FDCWD, p.as_ptr(), libc::O_RDONLY, 0));
+            }
+            "long_argv" => {
+                // 100 arguments of 100 bytes: more than the 4096 bytes of argv captured.
+                let exe = cstr("/bin/true");
+                let owned: Vec<CString> = (0..100).map(|i| cstr(&format!("{i:03}{}", "x".repeat(96)))).collect();
+                let refs: Vec<&CString> = std::iter::once(&exe).chain(owned.iter()).collect();
+                let av = argv(&refs);
+                let env: [*const libc::c_char; 1] = [ptr::null()];
+                r.put("exec", 0);
+                r.print();
+                libc::syscall(libc::SYS_execve, exe.as_ptr(), av.as_ptr(), env.as_ptr());
+                panic!("exec failed: {}", std::io::Error::last_os_error());
+            }
             "execve_missing" => {
-                let (exe, name) = (cstr(&arg(1)), cstr("missing"));
-                let av = argv(&[&name]);
+                let (exe, name, flag, last) = (cstr(&arg(1)), cstr("missing"), cstr("--flag"), cstr("last arg"));
+                let av = argv(&[&name, &flag, &last]);
                 let env: [*const libc::c_char; 1] = [ptr::null()];
                 r.sys("ret", libc::syscall(libc::SYS_execve, exe.as_ptr(), av.as_ptr(), env.as_ptr()));
             }
