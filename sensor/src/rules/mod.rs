@@ -1,0 +1,4 @@
+//! Rule engine.
+pub mod ast;
+pub mod parser;
+pub mod yaml;
