@@ -51,6 +51,14 @@ pub fn parse_value(text: &str) -> Result<String, ParseError> {
     Ok(v)
 }
 
+/// Parses a field operand (`proc.name`, `proc.aname[2]`, `toupper(user.name)`) at the start
+/// of `text`; returns it with the number of bytes consumed (used for output formats).
+pub fn parse_operand_prefix(text: &str) -> Result<(Operand, usize), ParseError> {
+    let mut p = Parser { s: text, b: text.as_bytes(), pos: 0, depth: 0 };
+    let op = p.operand()?;
+    Ok((op, p.pos))
+}
+
 struct Parser<'a> {
     s: &'a str,
     b: &'a [u8],
