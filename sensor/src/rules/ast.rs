@@ -68,15 +68,6 @@ pub enum Operand {
     },
 }
 
-impl Operand {
-    /// Where the operand was written.
-    pub fn span(&self) -> Span {
-        match self {
-            Operand::Field { span, .. } | Operand::Transform { span, .. } => *span,
-        }
-    }
-}
-
 impl fmt::Display for Operand {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

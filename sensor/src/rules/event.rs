@@ -258,6 +258,19 @@ impl FieldSource for MapEvent {
             "syscall.type" => Some(Value::Str(self.evt_type.clone())),
             "evt.source" => Some(Value::Str(self.source.clone())),
             "evt.rawtime" => Some(Value::UInt(self.ts)),
+            "fd.snet" => self.get("fd.sip", None),
+            "fd.cnet" => self.get("fd.cip", None),
+            "fd.lnet" => self.get("fd.lip", None),
+            "fd.rnet" => self.get("fd.rip", None),
+            "fd.ip" | "fd.net" | "fd.port" | "fd.proto" => {
+                let (c, s) = match name {
+                    "fd.port" => ("fd.cport", "fd.sport"),
+                    "fd.proto" => ("fd.cproto", "fd.sproto"),
+                    _ => ("fd.cip", "fd.sip"),
+                };
+                let both: Vec<Value> = [self.get(c, None), self.get(s, None)].into_iter().flatten().collect();
+                (!both.is_empty()).then_some(Value::List(both))
+            }
             "proc.cmdline" => {
                 let name = self.get("proc.name", None)?;
                 Some(match self.get("proc.args", None) {

@@ -431,9 +431,15 @@ pub fn effective_type(r: &Resolved) -> FieldType {
 /// Event-argument names whose values are flag sets.
 const FLAG_ARGS: [&str; 6] = ["flags", "request", "domain", "mode", "prot", "resolve"];
 
-/// True when a field without argument yields all ancestors (matched with "any").
+/// Fields that stand for either end of a connection (`fd.ip` is the client or the server
+/// address); an event supplies them as a list of both.
+pub const EITHER_END: [&str; 4] = ["fd.ip", "fd.net", "fd.port", "fd.proto"];
+
+/// True when a field yields several values of which any may match: an ancestor field
+/// without index (all ancestors) or an either-end field.
 pub fn is_multi(r: &Resolved) -> bool {
-    r.id.info().arg == ArgKind::Ancestor && r.arg.is_none()
+    let info = r.id.info();
+    (info.arg == ArgKind::Ancestor && r.arg.is_none()) || EITHER_END.contains(&info.name)
 }
 
 /// The registered field closest to `name` by edit distance, if close enough.

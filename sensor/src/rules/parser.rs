@@ -39,18 +39,6 @@ pub fn parse_condition(text: &str) -> Result<Expr, ParseError> {
     Ok(e)
 }
 
-/// Parses a value list as used by a list's `items` (`a, "b c", d`), for tests and tools.
-pub fn parse_value(text: &str) -> Result<String, ParseError> {
-    let mut p = Parser { s: text, b: text.as_bytes(), pos: 0, depth: 0 };
-    p.ws();
-    let (v, _) = p.value(false)?;
-    p.ws();
-    if p.pos < p.b.len() {
-        return Err(p.err(format!("unexpected '{}'", p.snippet())));
-    }
-    Ok(v)
-}
-
 /// Parses a field operand (`proc.name`, `proc.aname[2]`, `toupper(user.name)`) at the start
 /// of `text`; returns it with the number of bytes consumed (used for output formats).
 pub fn parse_operand_prefix(text: &str) -> Result<(Operand, usize), ParseError> {

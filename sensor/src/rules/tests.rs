@@ -18,3 +18,23 @@ fn falco_rules_load_cleanly() {
     assert!(diags.iter().all(|d| d.severity != Severity::Error));
     assert_eq!(engine.expect("engine").rule_count(), 25);
 }
+
+#[test]
+fn falco_rule_cases() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tests/falco");
+    let report = super::run_rule_tests(&[dir], &[]);
+    let text = report.render(false);
+    assert!(report.is_success(), "{text}");
+    // Every stable rule has a case that fires it and a near-miss that keeps it silent.
+    let mut cases = String::new();
+    for f in ["files.yaml", "process.yaml", "network.yaml"] {
+        cases.push_str(&std::fs::read_to_string(format!("{dir}/{f}")).expect("case file"));
+    }
+    let mut set = RuleSet::default();
+    set.load_paths(&[FALCO_RULES]);
+    for r in &set.rules {
+        let fires = cases.lines().any(|l| l.trim_start().starts_with("fires: [") && l.contains(r.name.as_str()));
+        let silent = cases.lines().any(|l| l.trim_start().starts_with("silent: [") && l.contains(r.name.as_str()));
+        assert!(fires && silent, "rule '{}' lacks a firing case or a near-miss", r.name);
+    }
+}
