@@ -12,7 +12,9 @@ use aho_corasick::AhoCorasick;
 use super::ast::{Check, Expr, Op, Operand as AstOperand, Rhs, Span, Transformer};
 use super::eval::{self, Node, NumOp, Operand, Set, StrTest, Test, TestKind};
 use super::fields::{self, FieldArg, FieldId, FieldType};
-use super::loader::{CondText, Diagnostic, ExcValue, ExceptionDef, Loc, Priority, RuleDef, RuleSet, Severity};
+use super::loader::{
+    CondText, Diagnostic, ExcValue, ExceptionDef, Loc, Priority, RuleDef, RuleSet, Severity,
+};
 use super::matchers::{self, Cidr, PathTrie};
 use super::output::{self, OutputFormat, Piece, RawPiece};
 use super::parser::{self, ParseError};
@@ -69,7 +71,9 @@ struct Compiler<'a> {
 /// folding (one separator character between source lines). Best effort for quoted scalars.
 fn locate(source: &str, start: Pos, offset: usize) -> Pos {
     let lines: Vec<&str> = source.lines().collect();
-    let Some(first) = lines.get(start.line.saturating_sub(1) as usize) else { return start };
+    let Some(first) = lines.get(start.line.saturating_sub(1) as usize) else {
+        return start;
+    };
     let col0 = start.col.saturating_sub(1) as usize;
     let head = first.get(col0..).unwrap_or("");
     let block = head.starts_with('>') || head.starts_with('|');
@@ -89,7 +93,10 @@ fn locate(source: &str, start: Pos, offset: usize) -> Pos {
     let mut acc = 0usize;
     for (line, col, len) in segs {
         if offset <= acc + len {
-            return Pos { line: u32::try_from(line + 1).unwrap_or(u32::MAX), col: u32::try_from(col + offset - acc + 1).unwrap_or(u32::MAX) };
+            return Pos {
+                line: u32::try_from(line + 1).unwrap_or(u32::MAX),
+                col: u32::try_from(col + offset - acc + 1).unwrap_or(u32::MAX),
+            };
         }
         acc += len + 1;
     }
@@ -122,7 +129,10 @@ fn op_from_str(s: &str) -> Option<Op> {
 
 fn split_bracket(name: &str) -> (String, Option<String>) {
     match name.find('[') {
-        Some(i) if name.ends_with(']') => (name[..i].to_owned(), Some(name[i + 1..name.len() - 1].to_owned())),
+        Some(i) if name.ends_with(']') => (
+            name[..i].to_owned(),
+            Some(name[i + 1..name.len() - 1].to_owned()),
+        ),
         _ => (name.to_owned(), None),
     }
 }
@@ -160,7 +170,12 @@ impl<'a> Compiler<'a> {
                 Ok(e) => Ok(e),
                 Err(e) => {
                     let loc = c.cond_loc(&m.condition, e.offset as usize);
-                    c.diag(Severity::Error, loc, Some(format!("macro '{}'", m.name)), format!("syntax error: {}", e.message));
+                    c.diag(
+                        Severity::Error,
+                        loc,
+                        Some(format!("macro '{}'", m.name)),
+                        format!("syntax error: {}", e.message),
+                    );
                     Err(())
                 }
             };
@@ -170,17 +185,35 @@ impl<'a> Compiler<'a> {
     }
 
     fn diag(&mut self, severity: Severity, loc: Loc, item: Option<String>, message: String) {
-        self.diags.push(Diagnostic { severity, loc, item, message });
+        self.diags.push(Diagnostic {
+            severity,
+            loc,
+            item,
+            message,
+        });
     }
 
     fn cond_loc(&self, cond: &CondText, offset: usize) -> Loc {
-        let part = cond.parts.iter().rev().find(|p| p.offset <= offset).or_else(|| cond.parts.first());
-        let Some(part) = part else { return Loc { file: Arc::from(""), pos: Pos::default() } };
+        let part = cond
+            .parts
+            .iter()
+            .rev()
+            .find(|p| p.offset <= offset)
+            .or_else(|| cond.parts.first());
+        let Some(part) = part else {
+            return Loc {
+                file: Arc::from(""),
+                pos: Pos::default(),
+            };
+        };
         let pos = match self.set.sources.get(&part.loc.file) {
             Some(src) => locate(src, part.loc.pos, offset - part.offset),
             None => part.loc.pos,
         };
-        Loc { file: part.loc.file.clone(), pos }
+        Loc {
+            file: part.loc.file.clone(),
+            pos,
+        }
     }
 
     fn at(&self, origin: Origin<'_>, span: Span) -> Loc {
@@ -191,7 +224,12 @@ impl<'a> Compiler<'a> {
     }
 
     fn err(&self, origin: Origin<'_>, span: Span, msg: impl Into<String>) -> CErr {
-        CErr { loc: self.at(origin, span), msg: msg.into(), unknown_field: false, reported: false }
+        CErr {
+            loc: self.at(origin, span),
+            msg: msg.into(),
+            unknown_field: false,
+            reported: false,
+        }
     }
 
     fn slot(&mut self, id: FieldId, arg: Option<FieldArg>) -> Operand {
@@ -201,7 +239,11 @@ impl<'a> Compiler<'a> {
     }
 
     /// Resolves an operand; returns it with its type and whether it yields all ancestors.
-    fn operand(&mut self, op: &AstOperand, origin: Origin<'_>) -> Result<(Operand, FieldType, bool), CErr> {
+    fn operand(
+        &mut self,
+        op: &AstOperand,
+        origin: Origin<'_>,
+    ) -> Result<(Operand, FieldType, bool), CErr> {
         match op {
             AstOperand::Field { name, arg, span } => match fields::resolve(name, arg.as_deref()) {
                 Ok(r) => {
@@ -217,7 +259,11 @@ impl<'a> Compiler<'a> {
             },
             AstOperand::Transform { tr, inner, .. } => {
                 let (o, ty, any) = self.operand(inner, origin)?;
-                let out = if *tr == Transformer::Len { FieldType::UInt } else { FieldType::Str };
+                let out = if *tr == Transformer::Len {
+                    FieldType::UInt
+                } else {
+                    FieldType::Str
+                };
                 let _ = ty;
                 Ok((Operand::Transform(*tr, Box::new(o)), out, any))
             }
@@ -254,8 +300,16 @@ impl<'a> Compiler<'a> {
 
     fn expr(&mut self, e: &Expr, origin: Origin<'_>, visible: Option<usize>) -> Result<Node, CErr> {
         match e {
-            Expr::And(items) => items.iter().map(|i| self.expr(i, origin, visible)).collect::<Result<_, _>>().map(Node::And),
-            Expr::Or(items) => items.iter().map(|i| self.expr(i, origin, visible)).collect::<Result<_, _>>().map(Node::Or),
+            Expr::And(items) => items
+                .iter()
+                .map(|i| self.expr(i, origin, visible))
+                .collect::<Result<_, _>>()
+                .map(Node::And),
+            Expr::Or(items) => items
+                .iter()
+                .map(|i| self.expr(i, origin, visible))
+                .collect::<Result<_, _>>()
+                .map(Node::Or),
             Expr::Not(inner) => Ok(Node::Not(Box::new(self.expr(inner, origin, visible)?))),
             Expr::Macro { name, span } => {
                 let Some(&idx) = self.macros.get(name.as_str()) else {
@@ -275,7 +329,12 @@ impl<'a> Compiler<'a> {
                         let body = body.clone();
                         self.expr(&body, Origin::Cond(&m.condition), Some(idx))
                     }
-                    _ => Err(CErr { loc: m.loc.clone(), msg: String::new(), unknown_field: false, reported: true }),
+                    _ => Err(CErr {
+                        loc: m.loc.clone(),
+                        msg: String::new(),
+                        unknown_field: false,
+                        reported: true,
+                    }),
                 }
             }
             Expr::Check(c) => self.check(c, origin),
@@ -291,7 +350,12 @@ impl<'a> Compiler<'a> {
             && matches!(c.op, Op::Eq | Op::Ne)
         {
             let exit = v == "<";
-            self.diag(Severity::Warning, self.at(origin, c.span), Some(format!("rule '{}'", self.rule_name)), "evt.dir is deprecated: only exit events are delivered".into());
+            self.diag(
+                Severity::Warning,
+                self.at(origin, c.span),
+                Some(format!("rule '{}'", self.rule_name)),
+                "evt.dir is deprecated: only exit events are delivered".into(),
+            );
             return Ok(Node::Const(exit == (c.op == Op::Eq)));
         }
         if c.op == Op::Exists {
@@ -308,16 +372,32 @@ impl<'a> Compiler<'a> {
                 Op::Le => NumOp::Le,
                 Op::Gt => NumOp::Gt,
                 Op::Ge => NumOp::Ge,
-                _ => return Err(self.err(origin, span, format!("operator '{op_name}' cannot compare with another field"))),
+                _ => {
+                    return Err(self.err(
+                        origin,
+                        span,
+                        format!("operator '{op_name}' cannot compare with another field"),
+                    ));
+                }
             };
             return Ok(test(lhs, any, TestKind::Field(nop, rop, ty)));
         }
         let values = self.list_values(&c.rhs, origin)?;
         if !c.op.takes_list() && values.len() > 1 {
-            return Err(self.err(origin, c.span, format!("operator '{}' takes one value", c.op.as_str())));
+            return Err(self.err(
+                origin,
+                c.span,
+                format!("operator '{}' takes one value", c.op.as_str()),
+            ));
         }
         let single = || values.first().cloned().unwrap_or_default();
-        let type_err = |s: &Self| s.err(origin, span, format!("operator '{op_name}' cannot be used on '{name}' ({ty})"));
+        let type_err = |s: &Self| {
+            s.err(
+                origin,
+                span,
+                format!("operator '{op_name}' cannot be used on '{name}' ({ty})"),
+            )
+        };
         let kind = match ty {
             FieldType::Str | FieldType::Flags | FieldType::Bytes => match c.op {
                 Op::Eq => TestKind::Str(StrTest::Eq(single())),
@@ -348,9 +428,18 @@ impl<'a> Compiler<'a> {
                     TestKind::Str(StrTest::Pmatch(t))
                 }
                 Op::BContains | Op::BStartsWith => {
-                    let bytes = matchers::decode_hex(&single())
-                        .ok_or_else(|| self.err(origin, span, format!("'{}' is not a hex byte string", single())))?;
-                    if c.op == Op::BContains { TestKind::BContains(bytes) } else { TestKind::BStartsWith(bytes) }
+                    let bytes = matchers::decode_hex(&single()).ok_or_else(|| {
+                        self.err(
+                            origin,
+                            span,
+                            format!("'{}' is not a hex byte string", single()),
+                        )
+                    })?;
+                    if c.op == Op::BContains {
+                        TestKind::BContains(bytes)
+                    } else {
+                        TestKind::BStartsWith(bytes)
+                    }
                 }
                 Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::Exists => return Err(type_err(self)),
             },
@@ -359,7 +448,13 @@ impl<'a> Compiler<'a> {
                 for v in &values {
                     match eval::parse_number(v) {
                         Some(n) => nums.push(n),
-                        None => return Err(self.err(origin, span, format!("'{v}' is not a number ('{name}' is {ty})"))),
+                        None => {
+                            return Err(self.err(
+                                origin,
+                                span,
+                                format!("'{v}' is not a number ('{name}' is {ty})"),
+                            ));
+                        }
                     }
                 }
                 let n = nums.first().copied().unwrap_or_default();
@@ -370,7 +465,9 @@ impl<'a> Compiler<'a> {
                     Op::Le => TestKind::Num(NumOp::Le, n),
                     Op::Gt => TestKind::Num(NumOp::Gt, n),
                     Op::Ge => TestKind::Num(NumOp::Ge, n),
-                    Op::In | Op::Intersects => TestKind::NumIn(nums.into_iter().collect::<Set<i128>>()),
+                    Op::In | Op::Intersects => {
+                        TestKind::NumIn(nums.into_iter().collect::<Set<i128>>())
+                    }
                     _ => return Err(type_err(self)),
                 }
             }
@@ -396,12 +493,24 @@ impl<'a> Compiler<'a> {
                     } else if let Some(n) = Cidr::parse(v) {
                         nets.push(n);
                     } else {
-                        return Err(self.err(origin, span, format!("'{v}' is not an IP address or network")));
+                        return Err(self.err(
+                            origin,
+                            span,
+                            format!("'{v}' is not an IP address or network"),
+                        ));
                     }
                 }
                 match c.op {
-                    Op::Eq | Op::In | Op::Intersects => TestKind::Ip { ips, nets, negate: false },
-                    Op::Ne => TestKind::Ip { ips, nets, negate: true },
+                    Op::Eq | Op::In | Op::Intersects => TestKind::Ip {
+                        ips,
+                        nets,
+                        negate: false,
+                    },
+                    Op::Ne => TestKind::Ip {
+                        ips,
+                        nets,
+                        negate: true,
+                    },
                     _ => return Err(type_err(self)),
                 }
             }
@@ -409,27 +518,48 @@ impl<'a> Compiler<'a> {
         Ok(test(lhs, any, kind))
     }
 
-    fn exceptions<'e>(&self, excs: &'e [ExceptionDef]) -> Result<Option<Vec<(Expr, &'e Loc)>>, CErr> {
+    fn exceptions<'e>(
+        &self,
+        excs: &'e [ExceptionDef],
+    ) -> Result<Option<Vec<(Expr, &'e Loc)>>, CErr> {
         let _ = self;
         let mut out = Vec::new();
         for e in excs {
-            let fail = |msg: String| CErr { loc: e.loc.clone(), msg: format!("exception '{}': {msg}", e.name), unknown_field: false, reported: false };
+            let fail = |msg: String| CErr {
+                loc: e.loc.clone(),
+                msg: format!("exception '{}': {msg}", e.name),
+                unknown_field: false,
+                reported: false,
+            };
             let comps: Vec<Op> = if e.comps.is_empty() {
                 vec![if e.single { Op::In } else { Op::Eq }; e.fields.len()]
             } else {
-                e.comps.iter().map(|c| op_from_str(c).ok_or_else(|| fail(format!("unknown operator '{c}'")))).collect::<Result<_, _>>()?
+                e.comps
+                    .iter()
+                    .map(|c| op_from_str(c).ok_or_else(|| fail(format!("unknown operator '{c}'"))))
+                    .collect::<Result<_, _>>()?
             };
             if comps.len() != e.fields.len() {
-                return Err(fail(format!("{} fields but {} comps", e.fields.len(), comps.len())));
+                return Err(fail(format!(
+                    "{} fields but {} comps",
+                    e.fields.len(),
+                    comps.len()
+                )));
             }
             let field_op = |f: &str| {
                 let (name, arg) = split_bracket(f);
-                AstOperand::Field { name, arg, span: Span::default() }
+                AstOperand::Field {
+                    name,
+                    arg,
+                    span: Span::default(),
+                }
             };
             let sp = Span::default();
             if e.single {
                 if !matches!(comps[0], Op::In | Op::Pmatch | Op::Intersects) {
-                    return Err(fail("with a single field, comps must be in, pmatch or intersects".into()));
+                    return Err(fail(
+                        "with a single field, comps must be in, pmatch or intersects".into(),
+                    ));
                 }
                 let mut items = Vec::new();
                 for row in &e.values {
@@ -441,24 +571,47 @@ impl<'a> Compiler<'a> {
                     }
                 }
                 if !items.is_empty() {
-                    out.push((Expr::Check(Check { lhs: field_op(&e.fields[0]), op: comps[0], rhs: Rhs::List(items, sp), span: sp }), &e.loc));
+                    out.push((
+                        Expr::Check(Check {
+                            lhs: field_op(&e.fields[0]),
+                            op: comps[0],
+                            rhs: Rhs::List(items, sp),
+                            span: sp,
+                        }),
+                        &e.loc,
+                    ));
                 }
                 continue;
             }
             for row in &e.values {
                 if row.len() != e.fields.len() {
-                    return Err(fail(format!("a value has {} items but there are {} fields", row.len(), e.fields.len())));
+                    return Err(fail(format!(
+                        "a value has {} items but there are {} fields",
+                        row.len(),
+                        e.fields.len()
+                    )));
                 }
                 let mut checks = Vec::new();
                 for ((f, op), v) in e.fields.iter().zip(&comps).zip(row) {
                     let rhs = match v {
-                        ExcValue::List(l) => Rhs::List(l.iter().map(|s| (s.clone(), sp)).collect(), sp),
+                        ExcValue::List(l) => {
+                            Rhs::List(l.iter().map(|s| (s.clone(), sp)).collect(), sp)
+                        }
                         ExcValue::One(s) if op.takes_list() => {
-                            if self.lists.contains_key(s.as_str()) { Rhs::ListRef(s.clone(), sp) } else { Rhs::List(vec![(s.clone(), sp)], sp) }
+                            if self.lists.contains_key(s.as_str()) {
+                                Rhs::ListRef(s.clone(), sp)
+                            } else {
+                                Rhs::List(vec![(s.clone(), sp)], sp)
+                            }
                         }
                         ExcValue::One(s) => Rhs::Value(s.clone(), sp),
                     };
-                    checks.push(Expr::Check(Check { lhs: field_op(f), op: *op, rhs, span: sp }));
+                    checks.push(Expr::Check(Check {
+                        lhs: field_op(f),
+                        op: *op,
+                        rhs,
+                        span: sp,
+                    }));
                 }
                 out.push((Expr::And(checks), &e.loc));
             }
@@ -472,10 +625,12 @@ impl<'a> Compiler<'a> {
             match p {
                 RawPiece::Lit(s) => pieces.push(Piece::Lit(s)),
                 RawPiece::Field { key, operand } => {
-                    let (op, _, _) = self.operand(&operand, Origin::Fixed(&r.output_loc)).map_err(|mut e| {
-                        e.msg = format!("in output: {}", e.msg);
-                        e
-                    })?;
+                    let (op, _, _) = self
+                        .operand(&operand, Origin::Fixed(&r.output_loc))
+                        .map_err(|mut e| {
+                            e.msg = format!("in output: {}", e.msg);
+                            e
+                        })?;
                     pieces.push(Piece::Field { key, op });
                 }
             }
@@ -569,8 +724,14 @@ fn merge_contains(items: Vec<Node>) -> Vec<Node> {
     for n in &items {
         if let Node::Test(t) = n {
             match &t.kind {
-                TestKind::Str(StrTest::Contains(s)) => groups.entry((t.lhs.clone(), t.any, false)).or_default().push(s.clone()),
-                TestKind::Str(StrTest::IContains(s)) => groups.entry((t.lhs.clone(), t.any, true)).or_default().push(s.clone()),
+                TestKind::Str(StrTest::Contains(s)) => groups
+                    .entry((t.lhs.clone(), t.any, false))
+                    .or_default()
+                    .push(s.clone()),
+                TestKind::Str(StrTest::IContains(s)) => groups
+                    .entry((t.lhs.clone(), t.any, true))
+                    .or_default()
+                    .push(s.clone()),
                 _ => {}
             }
         }
@@ -583,8 +744,12 @@ fn merge_contains(items: Vec<Node>) -> Vec<Node> {
     for n in items {
         let keep = match &n {
             Node::Test(t) => match &t.kind {
-                TestKind::Str(StrTest::Contains(_)) => !groups.contains_key(&(t.lhs.clone(), t.any, false)),
-                TestKind::Str(StrTest::IContains(_)) => !groups.contains_key(&(t.lhs.clone(), t.any, true)),
+                TestKind::Str(StrTest::Contains(_)) => {
+                    !groups.contains_key(&(t.lhs.clone(), t.any, false))
+                }
+                TestKind::Str(StrTest::IContains(_)) => {
+                    !groups.contains_key(&(t.lhs.clone(), t.any, true))
+                }
                 _ => true,
             },
             _ => true,
@@ -594,11 +759,18 @@ fn merge_contains(items: Vec<Node>) -> Vec<Node> {
         }
     }
     for ((lhs, any, ci), needles) in groups {
-        match AhoCorasick::builder().ascii_case_insensitive(ci).build(&needles) {
+        match AhoCorasick::builder()
+            .ascii_case_insensitive(ci)
+            .build(&needles)
+        {
             Ok(ac) => out.push(test(lhs, any, TestKind::Str(StrTest::AnyContains(ac)))),
             Err(_) => {
                 for s in needles {
-                    let k = if ci { StrTest::IContains(s) } else { StrTest::Contains(s) };
+                    let k = if ci {
+                        StrTest::IContains(s)
+                    } else {
+                        StrTest::Contains(s)
+                    };
                     out.push(test(lhs.clone(), any, TestKind::Str(k)));
                 }
             }
@@ -614,10 +786,14 @@ fn evttypes(n: &Node) -> Option<BTreeSet<String>> {
         Node::Const(true) | Node::Not(_) => None,
         Node::Const(false) => Some(BTreeSet::new()),
         Node::Test(t) => match (&t.lhs, &t.kind) {
-            (Operand::Field { id, arg: None, .. }, TestKind::Str(StrTest::Eq(v))) if id.info().name == "evt.type" => {
+            (Operand::Field { id, arg: None, .. }, TestKind::Str(StrTest::Eq(v)))
+                if id.info().name == "evt.type" =>
+            {
                 Some(BTreeSet::from([v.clone()]))
             }
-            (Operand::Field { id, arg: None, .. }, TestKind::Str(StrTest::In(set))) if id.info().name == "evt.type" => {
+            (Operand::Field { id, arg: None, .. }, TestKind::Str(StrTest::In(set)))
+                if id.info().name == "evt.type" =>
+            {
                 Some(set.iter().cloned().collect())
             }
             _ => None,
@@ -655,35 +831,65 @@ pub(crate) fn compile(set: &RuleSet) -> Compiled {
         }
         let item = Some(format!("rule '{}'", r.name));
         if r.source != "syscall" {
-            c.diag(Severity::Warning, r.loc.clone(), item, format!("source '{}' is not supported; rule not loaded", r.source));
+            c.diag(
+                Severity::Warning,
+                r.loc.clone(),
+                item,
+                format!("source '{}' is not supported; rule not loaded", r.source),
+            );
             continue;
         }
         c.rule_name = r.name.clone();
         match c.rule(r) {
             Ok(cr) => {
                 if cr.evttypes.is_none() && r.warn_evttypes {
-                    c.diag(Severity::Warning, r.condition.parts[0].loc.clone(), item, "rule matches every event type (no evt.type restriction); this is costly".into());
+                    c.diag(
+                        Severity::Warning,
+                        r.condition.parts[0].loc.clone(),
+                        item,
+                        "rule matches every event type (no evt.type restriction); this is costly"
+                            .into(),
+                    );
                 }
                 rules.push(cr);
             }
             Err(e) if e.reported => {}
             Err(e) if e.unknown_field && r.skip_if_unknown_filter => {
-                c.diag(Severity::Warning, e.loc, item, format!("rule skipped (skip-if-unknown-filter): {}", e.msg));
+                c.diag(
+                    Severity::Warning,
+                    e.loc,
+                    item,
+                    format!("rule skipped (skip-if-unknown-filter): {}", e.msg),
+                );
             }
             Err(e) => c.diag(Severity::Error, e.loc, item, e.msg),
         }
     }
     for (i, m) in set.macros.iter().enumerate() {
         if !c.used_macros.contains(&i) {
-            c.diag(Severity::Warning, m.loc.clone(), Some(format!("macro '{}'", m.name)), "macro is not used".into());
+            c.diag(
+                Severity::Warning,
+                m.loc.clone(),
+                Some(format!("macro '{}'", m.name)),
+                "macro is not used".into(),
+            );
         }
     }
     for l in &set.lists {
         if !c.used_lists.contains(&l.name) {
-            c.diag(Severity::Warning, l.loc.clone(), Some(format!("list '{}'", l.name)), "list is not used".into());
+            c.diag(
+                Severity::Warning,
+                l.loc.clone(),
+                Some(format!("list '{}'", l.name)),
+                "list is not used".into(),
+            );
         }
     }
-    Compiled { rules, slots: c.slots.len(), diagnostics: c.diags }
+    Compiled {
+        rules,
+        slots: c.slots.len(),
+        diagnostics: c.diags,
+    }
 }
 
 #[cfg(test)]
@@ -693,9 +899,18 @@ mod tests {
     #[test]
     fn locate_in_scalars() {
         let src = "- rule: a\n  condition: proc.name = x and bad\n  other: >\n    evt.type = open\n    and nope\n";
-        assert_eq!(locate(src, Pos { line: 2, col: 14 }, 18), Pos { line: 2, col: 32 });
-        assert_eq!(locate(src, Pos { line: 3, col: 10 }, 20), Pos { line: 5, col: 9 });
+        assert_eq!(
+            locate(src, Pos { line: 2, col: 14 }, 18),
+            Pos { line: 2, col: 32 }
+        );
+        assert_eq!(
+            locate(src, Pos { line: 3, col: 10 }, 20),
+            Pos { line: 5, col: 9 }
+        );
         let q = "x: \"abc def\"\n";
-        assert_eq!(locate(q, Pos { line: 1, col: 4 }, 4), Pos { line: 1, col: 9 });
+        assert_eq!(
+            locate(q, Pos { line: 1, col: 4 }, 4),
+            Pos { line: 1, col: 9 }
+        );
     }
 }

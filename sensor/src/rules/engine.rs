@@ -35,7 +35,11 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { rule_matching: RuleMatching::First, min_priority: Priority::Debug, hostname: default_hostname() }
+        EngineOptions {
+            rule_matching: RuleMatching::First,
+            min_priority: Priority::Debug,
+            hostname: default_hostname(),
+        }
     }
 }
 
@@ -46,7 +50,9 @@ pub fn default_hostname() -> String {
     {
         return h;
     }
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
 }
 
 /// Compiled rules ready to evaluate events.
@@ -69,7 +75,11 @@ impl Engine {
         if diags.iter().any(|d| d.severity == Severity::Error) {
             return (None, diags);
         }
-        let rules: Vec<CompiledRule> = compiled.rules.into_iter().filter(|r| r.priority <= opts.min_priority).collect();
+        let rules: Vec<CompiledRule> = compiled
+            .rules
+            .into_iter()
+            .filter(|r| r.priority <= opts.min_priority)
+            .collect();
         let mut by_type: HashMap<String, Vec<usize>, RandomState> = HashMap::default();
         let mut untyped = Vec::new();
         for (i, r) in rules.iter().enumerate() {
@@ -86,7 +96,16 @@ impl Engine {
             list.extend(untyped.iter().copied());
             list.sort_unstable();
         }
-        (Some(Engine { rules, by_type, untyped, slots: compiled.slots, opts }), diags)
+        (
+            Some(Engine {
+                rules,
+                by_type,
+                untyped,
+                slots: compiled.slots,
+                opts,
+            }),
+            diags,
+        )
     }
 
     /// Number of loaded (enabled, compiled) rules.
@@ -101,7 +120,17 @@ impl Engine {
 
     /// Name, description, priority and tags of each loaded rule, in load order.
     pub fn describe(&self) -> Vec<(&str, &str, Priority, &[String])> {
-        self.rules.iter().map(|r| (r.name.as_str(), r.desc.as_str(), r.priority, r.tags.as_slice())).collect()
+        self.rules
+            .iter()
+            .map(|r| {
+                (
+                    r.name.as_str(),
+                    r.desc.as_str(),
+                    r.priority,
+                    r.tags.as_slice(),
+                )
+            })
+            .collect()
     }
 
     /// The event types some rule can match, or `None` when a rule matches any type
@@ -115,7 +144,9 @@ impl Engine {
 
     /// Indices of the rules an event of this type can match, in load order.
     fn candidates(&self, evt_type: &str) -> &[usize] {
-        self.by_type.get(evt_type).map_or(&self.untyped, Vec::as_slice)
+        self.by_type
+            .get(evt_type)
+            .map_or(&self.untyped, Vec::as_slice)
     }
 
     /// Evaluates an event and returns the alerts (one, or all with `RuleMatching::All`).

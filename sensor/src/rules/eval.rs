@@ -34,7 +34,11 @@ pub(crate) enum Node {
 /// A value source: a field (with its cache slot) or a transformer over one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Operand {
-    Field { slot: usize, id: FieldId, arg: Option<FieldArg> },
+    Field {
+        slot: usize,
+        id: FieldId,
+        arg: Option<FieldArg>,
+    },
     Transform(Transformer, Box<Operand>),
 }
 
@@ -95,7 +99,11 @@ pub(crate) enum TestKind {
     NumIn(Set<i128>),
     Bool(bool),
     /// Address in one of `ips` or `nets`; `negate` for `!=`; `all` for `in` on lists.
-    Ip { ips: Set<IpAddr>, nets: Vec<Cidr>, negate: bool },
+    Ip {
+        ips: Set<IpAddr>,
+        nets: Vec<Cidr>,
+        negate: bool,
+    },
     /// A flag is set (`contains`), optionally ignoring case.
     Flag(String, bool),
     BContains(Vec<u8>),
@@ -148,7 +156,9 @@ impl Ctx<'_> {
 /// Applies a transformer to a value.
 pub(crate) fn transform(tr: Transformer, v: &Value) -> Value {
     match (tr, v) {
-        (_, Value::List(items)) if tr != Transformer::Len => Value::List(items.iter().map(|i| transform(tr, i)).collect()),
+        (_, Value::List(items)) if tr != Transformer::Len => {
+            Value::List(items.iter().map(|i| transform(tr, i)).collect())
+        }
         (Transformer::ToLower, v) => Value::Str(v.to_string().to_lowercase()),
         (Transformer::ToUpper, v) => Value::Str(v.to_string().to_uppercase()),
         (Transformer::B64, v) => {
@@ -209,7 +219,8 @@ pub(crate) fn contains_ci(hay: &str, needle_lower: &str) -> bool {
     if n.len() > h.len() {
         return false;
     }
-    h.windows(n.len()).any(|w| w.iter().zip(n).all(|(a, b)| a.to_ascii_lowercase() == *b))
+    h.windows(n.len())
+        .any(|w| w.iter().zip(n).all(|(a, b)| a.to_ascii_lowercase() == *b))
 }
 
 /// Evaluates a node.
@@ -225,21 +236,34 @@ pub(crate) fn eval(node: &Node, ctx: &mut Ctx<'_>) -> bool {
 
 fn eval_test(t: &Test, ctx: &mut Ctx<'_>) -> bool {
     if let TestKind::Field(op, rhs, ty) = &t.kind {
-        let Some(a) = ctx.value(&t.lhs).map(Cow::into_owned) else { return false };
-        let Some(b) = ctx.value(rhs) else { return false };
+        let Some(a) = ctx.value(&t.lhs).map(Cow::into_owned) else {
+            return false;
+        };
+        let Some(b) = ctx.value(rhs) else {
+            return false;
+        };
         return compare_values(*op, &a, &b, *ty);
     }
-    let Some(v) = ctx.value(&t.lhs) else { return false };
+    let Some(v) = ctx.value(&t.lhs) else {
+        return false;
+    };
     match (&*v, &t.kind) {
         (_, TestKind::Exists) => true,
         (Value::List(items), kind) => match kind {
-            TestKind::Str(StrTest::In(set)) if !t.any => !items.is_empty() && items.iter().all(|i| set.contains(text(i).as_ref())),
+            TestKind::Str(StrTest::In(set)) if !t.any => {
+                !items.is_empty() && items.iter().all(|i| set.contains(text(i).as_ref()))
+            }
             TestKind::NumIn(set) if !t.any => {
-                !items.is_empty() && items.iter().all(|i| number(i).is_some_and(|n| set.contains(&n)))
+                !items.is_empty()
+                    && items
+                        .iter()
+                        .all(|i| number(i).is_some_and(|n| set.contains(&n)))
             }
-            TestKind::Ip { ips, nets, negate: false } if !t.any => {
-                !items.is_empty() && items.iter().all(|i| ip_matches(i, ips, nets))
-            }
+            TestKind::Ip {
+                ips,
+                nets,
+                negate: false,
+            } if !t.any => !items.is_empty() && items.iter().all(|i| ip_matches(i, ips, nets)),
             kind => items.iter().any(|i| scalar(i, kind)),
         },
         (v, kind) => scalar(v, kind),
@@ -286,13 +310,22 @@ fn scalar(v: &Value, kind: &TestKind) -> bool {
         TestKind::NumIn(set) => number(v).is_some_and(|x| set.contains(&x)),
         TestKind::Bool(want) => match v {
             Value::Bool(b) => b == want,
-            other => number(other).map(|n| n != 0) == Some(*want) || text(other) == if *want { "true" } else { "false" },
+            other => {
+                number(other).map(|n| n != 0) == Some(*want)
+                    || text(other) == if *want { "true" } else { "false" }
+            }
         },
         TestKind::Ip { ips, nets, negate } => ip_matches(v, ips, nets) != *negate,
-        TestKind::Flag(flag, fold) => text(v)
-            .split(['|', ' ', ','])
-            .any(|f| if *fold { f.eq_ignore_ascii_case(flag) } else { f == flag }),
-        TestKind::BContains(needle) => bytes(v).windows(needle.len().max(1)).any(|w| w == needle.as_slice()),
+        TestKind::Flag(flag, fold) => text(v).split(['|', ' ', ',']).any(|f| {
+            if *fold {
+                f.eq_ignore_ascii_case(flag)
+            } else {
+                f == flag
+            }
+        }),
+        TestKind::BContains(needle) => bytes(v)
+            .windows(needle.len().max(1))
+            .any(|w| w == needle.as_slice()),
         TestKind::BStartsWith(needle) => bytes(v).starts_with(needle),
         TestKind::Field(..) => false,
     }
@@ -329,10 +362,25 @@ mod tests {
         assert_eq!(parse_number("0x10"), Some(16));
         assert_eq!(parse_number("-5"), Some(-5));
         assert_eq!(parse_number("5s"), None);
-        assert_eq!(transform(Transformer::Basename, &Value::Str("/a/b".into())), Value::Str("b".into()));
-        assert_eq!(transform(Transformer::Basename, &Value::Str("/a/b/".into())), Value::Str(String::new()));
-        assert_eq!(transform(Transformer::Len, &Value::Str("héllo".into())), Value::UInt(5));
-        assert_eq!(transform(Transformer::B64, &Value::Str("aGk=".into())), Value::Str("hi".into()));
-        assert_eq!(transform(Transformer::ToUpper, &Value::Str("ab".into())), Value::Str("AB".into()));
+        assert_eq!(
+            transform(Transformer::Basename, &Value::Str("/a/b".into())),
+            Value::Str("b".into())
+        );
+        assert_eq!(
+            transform(Transformer::Basename, &Value::Str("/a/b/".into())),
+            Value::Str(String::new())
+        );
+        assert_eq!(
+            transform(Transformer::Len, &Value::Str("héllo".into())),
+            Value::UInt(5)
+        );
+        assert_eq!(
+            transform(Transformer::B64, &Value::Str("aGk=".into())),
+            Value::Str("hi".into())
+        );
+        assert_eq!(
+            transform(Transformer::ToUpper, &Value::Str("ab".into())),
+            Value::Str("AB".into())
+        );
     }
 }

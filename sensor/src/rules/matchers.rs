@@ -106,7 +106,9 @@ fn class(p: &[char], start: usize, c: char, fold: bool) -> Option<(bool, usize)>
                 skip = 4;
             }
             let in_range = |x: char| lo <= x && x <= hi;
-            if in_range(c) || (fold && (in_range(c.to_ascii_lowercase()) || in_range(c.to_ascii_uppercase()))) {
+            if in_range(c)
+                || (fold && (in_range(c.to_ascii_lowercase()) || in_range(c.to_ascii_uppercase())))
+            {
                 matched = true;
             }
             i += skip;
@@ -162,13 +164,17 @@ impl PathTrie {
         if node.terminal {
             return true;
         }
-        let Some((first, rest)) = comps.split_first() else { return false };
+        let Some((first, rest)) = comps.split_first() else {
+            return false;
+        };
         if let Some(child) = node.children.get(*first)
             && Self::walk(child, rest)
         {
             return true;
         }
-        node.wildcards.iter().any(|(pat, child)| fnmatch(pat, first, false) && Self::walk(child, rest))
+        node.wildcards
+            .iter()
+            .any(|(pat, child)| fnmatch(pat, first, false) && Self::walk(child, rest))
     }
 }
 
@@ -203,11 +209,19 @@ impl Cidr {
         };
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.len == 0 { 0 } else { u32::MAX << (32 - u32::from(self.len)) };
+                let mask = if self.len == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(self.len))
+                };
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if self.len == 0 { 0 } else { u128::MAX << (128 - u32::from(self.len)) };
+                let mask = if self.len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(self.len))
+                };
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -218,7 +232,7 @@ impl Cidr {
 /// Decodes a hex string (`CAFEBABE`, spaces allowed) for `bcontains`/`bstartswith`.
 pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 || digits.is_empty() {
+    if !digits.len().is_multiple_of(2) || digits.is_empty() {
         return None;
     }
     digits
@@ -315,9 +329,21 @@ mod tests {
         assert!(n.contains("10.1.2.3".parse().unwrap()));
         assert!(!n.contains("11.1.2.3".parse().unwrap()));
         assert!(n.contains("::ffff:10.0.0.1".parse().unwrap()));
-        assert!(Cidr::parse("127.0.0.1").unwrap().contains("127.0.0.1".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
-        assert!(Cidr::parse("fd00::/8").unwrap().contains("fd12::1".parse().unwrap()));
+        assert!(
+            Cidr::parse("127.0.0.1")
+                .unwrap()
+                .contains("127.0.0.1".parse().unwrap())
+        );
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(
+            Cidr::parse("fd00::/8")
+                .unwrap()
+                .contains("fd12::1".parse().unwrap())
+        );
         assert!(Cidr::parse("10.0.0.0/33").is_none());
         assert!(Cidr::parse("host").is_none());
     }

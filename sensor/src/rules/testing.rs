@@ -24,8 +24,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::engine::{Engine, EngineOptions, RuleMatching};
-use super::event::MapEvent;
 use super::eval::Scratch;
+use super::event::MapEvent;
 use super::loader::{Diagnostic, Loc, RuleSet, Severity};
 use super::yaml::{self, Node, NodeKind, Pos};
 
@@ -120,7 +120,13 @@ pub fn run_rule_tests<P: AsRef<Path>>(paths: &[P], rules: &[PathBuf]) -> TestRep
     }
     let mut report = TestReport::default();
     if files.is_empty() {
-        report.errors.push(diag(&Loc { file: "".into(), pos: Pos::default() }, "no test files found".into()));
+        report.errors.push(diag(
+            &Loc {
+                file: "".into(),
+                pos: Pos::default(),
+            },
+            "no test files found".into(),
+        ));
     }
     let mut engines: HashMap<Vec<PathBuf>, Option<Engine>> = HashMap::new();
     for f in files {
@@ -131,7 +137,12 @@ pub fn run_rule_tests<P: AsRef<Path>>(paths: &[P], rules: &[PathBuf]) -> TestRep
 
 fn collect(p: &Path, out: &mut Vec<PathBuf>) {
     if p.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(p).into_iter().flatten().filter_map(Result::ok).map(|e| e.path()).collect();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .collect();
         entries.sort();
         for e in entries {
             if e.is_dir() || e.extension().is_some_and(|x| x == "yaml" || x == "yml") {
@@ -144,7 +155,12 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn diag(loc: &Loc, message: String) -> Diagnostic {
-    Diagnostic { severity: Severity::Error, loc: loc.clone(), item: None, message }
+    Diagnostic {
+        severity: Severity::Error,
+        loc: loc.clone(),
+        item: None,
+        message,
+    }
 }
 
 fn strings(n: &Node) -> Option<Vec<String>> {
@@ -155,25 +171,48 @@ fn strings(n: &Node) -> Option<Vec<String>> {
     }
 }
 
-fn run_file(path: &Path, cli_rules: &[PathBuf], engines: &mut HashMap<Vec<PathBuf>, Option<Engine>>, report: &mut TestReport) {
+fn run_file(
+    path: &Path,
+    cli_rules: &[PathBuf],
+    engines: &mut HashMap<Vec<PathBuf>, Option<Engine>>,
+    report: &mut TestReport,
+) {
     let file: std::sync::Arc<str> = path.display().to_string().into();
-    let floc = |pos: Pos| Loc { file: file.clone(), pos };
+    let floc = |pos: Pos| Loc {
+        file: file.clone(),
+        pos,
+    };
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) => return report.errors.push(diag(&floc(Pos::default()), format!("cannot read test file: {e}"))),
+        Err(e) => {
+            return report.errors.push(diag(
+                &floc(Pos::default()),
+                format!("cannot read test file: {e}"),
+            ));
+        }
     };
     let root = match yaml::parse(&text) {
         Ok(r) => r,
-        Err(e) => return report.errors.push(diag(&floc(e.pos), format!("invalid YAML: {}", e.message))),
+        Err(e) => {
+            return report
+                .errors
+                .push(diag(&floc(e.pos), format!("invalid YAML: {}", e.message)));
+        }
     };
     if !matches!(root.kind, NodeKind::Map(_)) {
-        return report.errors.push(diag(&floc(root.pos), "a test file is a mapping with 'tests' (and optionally 'rules', 'defaults')".into()));
+        return report.errors.push(diag(
+            &floc(root.pos),
+            "a test file is a mapping with 'tests' (and optionally 'rules', 'defaults')".into(),
+        ));
     }
     if let NodeKind::Map(entries) = &root.kind {
         for (k, _) in entries {
             let key = k.as_text().unwrap_or_default();
             if !["rules", "defaults", "tests"].contains(&key.as_str()) {
-                report.errors.push(diag(&floc(k.pos), format!("unknown key '{key}' (expected rules, defaults, tests)")));
+                report.errors.push(diag(
+                    &floc(k.pos),
+                    format!("unknown key '{key}' (expected rules, defaults, tests)"),
+                ));
             }
         }
     }
@@ -182,18 +221,30 @@ fn run_file(path: &Path, cli_rules: &[PathBuf], engines: &mut HashMap<Vec<PathBu
     if let Some(r) = root.get("rules") {
         match strings(r) {
             Some(list) => rule_paths.extend(list.into_iter().map(|p| base.join(p))),
-            None => return report.errors.push(diag(&floc(r.pos), "'rules' must be a list of paths".into())),
+            None => {
+                return report
+                    .errors
+                    .push(diag(&floc(r.pos), "'rules' must be a list of paths".into()));
+            }
         }
     }
     if rule_paths.is_empty() {
-        return report.errors.push(diag(&floc(root.pos), "no rules: add 'rules:' to the file or pass rules files".into()));
+        return report.errors.push(diag(
+            &floc(root.pos),
+            "no rules: add 'rules:' to the file or pass rules files".into(),
+        ));
     }
     let defaults = match root.get("defaults") {
         None => serde_json::Map::new(),
         Some(d) => match d.to_json() {
             serde_json::Value::Object(m) => m,
             serde_json::Value::Null => serde_json::Map::new(),
-            _ => return report.errors.push(diag(&floc(d.pos), "'defaults' must be a mapping of fields to values".into())),
+            _ => {
+                return report.errors.push(diag(
+                    &floc(d.pos),
+                    "'defaults' must be a mapping of fields to values".into(),
+                ));
+            }
         },
     };
     let cases = match parse_cases(&root, &floc) {
@@ -203,24 +254,38 @@ fn run_file(path: &Path, cli_rules: &[PathBuf], engines: &mut HashMap<Vec<PathBu
     let engine = engines.entry(rule_paths.clone()).or_insert_with(|| {
         let mut set = RuleSet::default();
         set.load_paths(&rule_paths);
-        let opts = EngineOptions { rule_matching: RuleMatching::All, ..EngineOptions::default() };
+        let opts = EngineOptions {
+            rule_matching: RuleMatching::All,
+            ..EngineOptions::default()
+        };
         let (engine, diags) = Engine::build(&set, opts);
-        report.errors.extend(diags.into_iter().filter(|d| d.severity == Severity::Error));
+        report
+            .errors
+            .extend(diags.into_iter().filter(|d| d.severity == Severity::Error));
         engine
     });
     let Some(engine) = engine.as_ref() else {
-        return report.errors.push(diag(&floc(root.pos), "rules did not load; see the errors above".into()));
+        return report.errors.push(diag(
+            &floc(root.pos),
+            "rules did not load; see the errors above".into(),
+        ));
     };
     let known: BTreeSet<&str> = engine.rule_names().collect();
     let mut scratch = Scratch::default();
     for case in cases {
-        report.outcomes.push(run_case(engine, &known, &defaults, case, &mut scratch));
+        report
+            .outcomes
+            .push(run_case(engine, &known, &defaults, case, &mut scratch));
     }
 }
 
 fn parse_cases(root: &Node, floc: &dyn Fn(Pos) -> Loc) -> Result<Vec<Case>, Diagnostic> {
-    let Some(tests) = root.get("tests") else { return Err(diag(&floc(root.pos), "missing 'tests'".into())) };
-    let NodeKind::Seq(items) = &tests.kind else { return Err(diag(&floc(tests.pos), "'tests' must be a sequence".into())) };
+    let Some(tests) = root.get("tests") else {
+        return Err(diag(&floc(root.pos), "missing 'tests'".into()));
+    };
+    let NodeKind::Seq(items) = &tests.kind else {
+        return Err(diag(&floc(tests.pos), "'tests' must be a sequence".into()));
+    };
     let mut out = Vec::new();
     for (i, t) in items.iter().enumerate() {
         let loc = floc(t.pos);
@@ -228,43 +293,78 @@ fn parse_cases(root: &Node, floc: &dyn Fn(Pos) -> Loc) -> Result<Vec<Case>, Diag
             for (k, _) in entries {
                 let key = k.as_text().unwrap_or_default();
                 if !["name", "event", "events", "fires", "silent", "only"].contains(&key.as_str()) {
-                    return Err(diag(&floc(k.pos), format!("unknown key '{key}' (expected name, event, events, fires, silent, only)")));
+                    return Err(diag(
+                        &floc(k.pos),
+                        format!(
+                            "unknown key '{key}' (expected name, event, events, fires, silent, only)"
+                        ),
+                    ));
                 }
             }
         } else {
             return Err(diag(&loc, "a test case must be a mapping".into()));
         }
-        let name = t.get("name").and_then(Node::as_text).unwrap_or_else(|| format!("test #{}", i + 1));
+        let name = t
+            .get("name")
+            .and_then(Node::as_text)
+            .unwrap_or_else(|| format!("test #{}", i + 1));
         let mut events = Vec::new();
         if let Some(e) = t.get("event") {
             events.push((e.pos, e.to_json()));
         }
         if let Some(es) = t.get("events") {
-            let NodeKind::Seq(list) = &es.kind else { return Err(diag(&floc(es.pos), "'events' must be a sequence".into())) };
+            let NodeKind::Seq(list) = &es.kind else {
+                return Err(diag(&floc(es.pos), "'events' must be a sequence".into()));
+            };
             events.extend(list.iter().map(|e| (e.pos, e.to_json())));
         }
         if events.is_empty() {
-            return Err(diag(&loc, format!("test '{name}' has no 'event' or 'events'")));
+            return Err(diag(
+                &loc,
+                format!("test '{name}' has no 'event' or 'events'"),
+            ));
         }
         let fires = match t.get("fires") {
             None => Vec::new(),
-            Some(f) => strings(f).ok_or_else(|| diag(&floc(f.pos), "'fires' must be a list of rule names".into()))?,
+            Some(f) => strings(f)
+                .ok_or_else(|| diag(&floc(f.pos), "'fires' must be a list of rule names".into()))?,
         };
         let silent = match t.get("silent") {
             None => Silent::None,
             Some(s) if s.as_text().as_deref() == Some("all") => Silent::All,
-            Some(s) => Silent::Rules(strings(s).ok_or_else(|| diag(&floc(s.pos), "'silent' must be 'all' or a list of rule names".into()))?),
+            Some(s) => Silent::Rules(strings(s).ok_or_else(|| {
+                diag(
+                    &floc(s.pos),
+                    "'silent' must be 'all' or a list of rule names".into(),
+                )
+            })?),
         };
         let only = matches!(t.get("only").map(|o| &o.kind), Some(NodeKind::Bool(true)));
         if fires.is_empty() && matches!(silent, Silent::None) && !only {
-            return Err(diag(&loc, format!("test '{name}' expects nothing: add 'fires', 'silent' or 'only'")));
+            return Err(diag(
+                &loc,
+                format!("test '{name}' expects nothing: add 'fires', 'silent' or 'only'"),
+            ));
         }
-        out.push(Case { loc, name, events, fires, silent, only });
+        out.push(Case {
+            loc,
+            name,
+            events,
+            fires,
+            silent,
+            only,
+        });
     }
     Ok(out)
 }
 
-fn run_case(engine: &Engine, known: &BTreeSet<&str>, defaults: &serde_json::Map<String, serde_json::Value>, case: Case, scratch: &mut Scratch) -> TestOutcome {
+fn run_case(
+    engine: &Engine,
+    known: &BTreeSet<&str>,
+    defaults: &serde_json::Map<String, serde_json::Value>,
+    case: Case,
+    scratch: &mut Scratch,
+) -> TestOutcome {
     let mut failures = Vec::new();
     let mut fired: BTreeSet<String> = BTreeSet::new();
     for r in case.fires.iter().chain(match &case.silent {
@@ -272,7 +372,9 @@ fn run_case(engine: &Engine, known: &BTreeSet<&str>, defaults: &serde_json::Map<
         _ => [].iter(),
     }) {
         if !known.contains(r.as_str()) {
-            failures.push(format!("unknown rule '{r}' (not loaded, disabled or misspelt)"));
+            failures.push(format!(
+                "unknown rule '{r}' (not loaded, disabled or misspelt)"
+            ));
         }
     }
     let mut shown = Vec::new();
@@ -293,7 +395,11 @@ fn run_case(engine: &Engine, known: &BTreeSet<&str>, defaults: &serde_json::Map<
         }
     }
     if !failures.is_empty() {
-        return TestOutcome { loc: case.loc, name: case.name, failures };
+        return TestOutcome {
+            loc: case.loc,
+            name: case.name,
+            failures,
+        };
     }
     let mut diff = Vec::new();
     for r in &case.fires {
@@ -315,8 +421,19 @@ fn run_case(engine: &Engine, known: &BTreeSet<&str>, defaults: &serde_json::Map<
         failures.push("rules (- expected, + unexpected):".into());
         failures.extend(diff.into_iter().map(|d| format!("  {d}")));
         let all: Vec<&str> = fired.iter().map(String::as_str).collect();
-        failures.push(format!("fired: {}", if all.is_empty() { "(nothing)".into() } else { all.join(", ") }));
+        failures.push(format!(
+            "fired: {}",
+            if all.is_empty() {
+                "(nothing)".into()
+            } else {
+                all.join(", ")
+            }
+        ));
         failures.extend(shown);
     }
-    TestOutcome { loc: case.loc, name: case.name, failures }
+    TestOutcome {
+        loc: case.loc,
+        name: case.name,
+        failures,
+    }
 }

@@ -4,13 +4,19 @@
 use super::engine::{Engine, EngineOptions};
 use super::loader::{RuleSet, Severity};
 
-const FALCO_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/falco/falco_rules.yaml");
+const FALCO_RULES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/falco/falco_rules.yaml"
+);
 
 #[test]
 fn falco_rules_load_cleanly() {
     let mut set = RuleSet::default();
     set.load_paths(&[FALCO_RULES]);
-    assert_eq!((set.rules.len(), set.macros.len(), set.lists.len()), (25, 87, 49));
+    assert_eq!(
+        (set.rules.len(), set.macros.len(), set.lists.len()),
+        (25, 87, 49)
+    );
     let (engine, diags) = Engine::build(&set, EngineOptions::default());
     for d in &diags {
         eprintln!("{d}");
@@ -33,8 +39,16 @@ fn falco_rule_cases() {
     let mut set = RuleSet::default();
     set.load_paths(&[FALCO_RULES]);
     for r in &set.rules {
-        let fires = cases.lines().any(|l| l.trim_start().starts_with("fires: [") && l.contains(r.name.as_str()));
-        let silent = cases.lines().any(|l| l.trim_start().starts_with("silent: [") && l.contains(r.name.as_str()));
-        assert!(fires && silent, "rule '{}' lacks a firing case or a near-miss", r.name);
+        let fires = cases
+            .lines()
+            .any(|l| l.trim_start().starts_with("fires: [") && l.contains(r.name.as_str()));
+        let silent = cases
+            .lines()
+            .any(|l| l.trim_start().starts_with("silent: [") && l.contains(r.name.as_str()));
+        assert!(
+            fires && silent,
+            "rule '{}' lacks a firing case or a near-miss",
+            r.name
+        );
     }
 }

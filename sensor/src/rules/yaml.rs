@@ -119,7 +119,10 @@ pub struct YamlError {
 /// Parses one YAML document into a [`Node`] tree.
 pub fn parse(text: &str) -> Result<Node, YamlError> {
     if text.trim().is_empty() {
-        return Ok(Node { pos: Pos { line: 1, col: 1 }, kind: NodeKind::Null });
+        return Ok(Node {
+            pos: Pos { line: 1, col: 1 },
+            kind: NodeKind::Null,
+        });
     }
     match serde_saphyr::from_str::<Spanned<Raw>>(text) {
         Ok(s) => Ok(to_node(s)),
@@ -129,7 +132,12 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
                 col: u32::try_from(l.column()).unwrap_or(u32::MAX),
             });
             let rendered = e.without_snippet().to_string();
-            let message = rendered.lines().next().unwrap_or("invalid YAML").trim().to_owned();
+            let message = rendered
+                .lines()
+                .next()
+                .unwrap_or("invalid YAML")
+                .trim()
+                .to_owned();
             Err(YamlError { pos, message })
         }
     }
@@ -147,9 +155,12 @@ fn to_node(s: Spanned<Raw>) -> Node {
         Raw::Float(f) => NodeKind::Float(f),
         Raw::Str(t) => NodeKind::Str(t),
         Raw::Seq(items) => NodeKind::Seq(items.into_iter().map(to_node).collect()),
-        Raw::Map(entries) => {
-            NodeKind::Map(entries.into_iter().map(|(k, v)| (to_node(k), to_node(v))).collect())
-        }
+        Raw::Map(entries) => NodeKind::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (to_node(k), to_node(v)))
+                .collect(),
+        ),
     };
     Node { pos, kind }
 }
@@ -239,7 +250,9 @@ mod tests {
     #[test]
     fn positions_are_one_based() {
         let n = parse("- rule: a\n  condition: evt.type = open\n").unwrap();
-        let NodeKind::Seq(items) = &n.kind else { panic!("not a seq: {n:?}") };
+        let NodeKind::Seq(items) = &n.kind else {
+            panic!("not a seq: {n:?}")
+        };
         assert_eq!(items[0].pos, Pos { line: 1, col: 3 });
         let cond = items[0].get("condition").unwrap();
         assert_eq!(cond.pos, Pos { line: 2, col: 14 });
@@ -250,7 +263,9 @@ mod tests {
     fn scalars_keep_text() {
         let n = parse("items: [22, \"8080\", yes, ~]").unwrap();
         let items = n.get("items").unwrap();
-        let NodeKind::Seq(v) = &items.kind else { panic!() };
+        let NodeKind::Seq(v) = &items.kind else {
+            panic!()
+        };
         assert_eq!(v[0].as_text().unwrap(), "22");
         assert_eq!(v[1].as_text().unwrap(), "8080");
         assert_eq!(v[3].kind, NodeKind::Null);
