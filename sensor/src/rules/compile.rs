@@ -10,7 +10,8 @@ use std::sync::Arc;
 use aho_corasick::AhoCorasick;
 
 use super::ast::{Check, Expr, Op, Operand as AstOperand, Rhs, Span, Transformer};
-use super::eval::{self, Node, NumOp, Operand, Set, StrTest, Test, TestKind};
+use super::eval::{self, Ctx, Node, NumOp, Operand, Scratch, Set, StrTest, Test, TestKind};
+use super::event::FieldSource;
 use super::fields::{self, FieldArg, FieldId, FieldType};
 use super::loader::{
     CondText, Diagnostic, ExcValue, ExceptionDef, Loc, Priority, RuleDef, RuleSet, Severity,
@@ -890,6 +891,162 @@ pub(crate) fn compile(set: &RuleSet) -> Compiled {
         slots: c.slots.len(),
         diagnostics: c.diags,
     }
+}
+
+fn expr_span(e: &Expr) -> Option<Span> {
+    match e {
+        Expr::Check(c) => Some(c.span),
+        Expr::Macro { span, .. } => Some(*span),
+        Expr::Not(inner) => expr_span(inner),
+        Expr::And(items) | Expr::Or(items) => {
+            let first = expr_span(items.first()?)?;
+            let last = expr_span(items.last()?)?;
+            Some(Span {
+                start: first.start,
+                end: last.end,
+            })
+        }
+    }
+}
+
+fn snippet(text: &str, e: &Expr) -> String {
+    let body = expr_span(e)
+        .and_then(|s| text.get(s.start as usize..s.end as usize))
+        .map(|t| t.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "(expression)".into());
+    let body = if let Expr::Not(_) = e {
+        format!("not {body}")
+    } else {
+        body
+    };
+    if body.chars().count() > 100 {
+        format!("{}…", body.chars().take(100).collect::<String>())
+    } else {
+        body
+    }
+}
+
+impl Compiler<'_> {
+    /// Evaluates `e` on its own; `None` when it does not compile.
+    fn eval_alone(
+        &mut self,
+        e: &Expr,
+        origin: Origin<'_>,
+        visible: Option<usize>,
+        ev: &dyn FieldSource,
+    ) -> Option<bool> {
+        let node = optimize(self.expr(e, origin, visible).ok()?);
+        let mut scratch = Scratch::default();
+        scratch.reset(self.slots.len());
+        Some(eval::eval(
+            &node,
+            &mut Ctx {
+                src: ev,
+                scratch: &mut scratch,
+            },
+        ))
+    }
+
+    /// Lists the false conjuncts of `e`, descending into macros.
+    fn why(
+        &mut self,
+        e: &Expr,
+        text: &str,
+        origin: Origin<'_>,
+        visible: Option<usize>,
+        ev: &dyn FieldSource,
+        depth: usize,
+        out: &mut Vec<String>,
+    ) {
+        let items: Vec<&Expr> = match e {
+            Expr::And(items) => items.iter().collect(),
+            other => vec![other],
+        };
+        for item in items {
+            if self.eval_alone(item, origin, visible, ev) != Some(false) {
+                continue;
+            }
+            out.push(format!("{}✗ {}", "  ".repeat(depth), snippet(text, item)));
+            if depth >= 6 {
+                continue;
+            }
+            let set = self.set;
+            match item {
+                Expr::Macro { name, .. } => {
+                    if let Some(&idx) = self.macros.get(name.as_str())
+                        && let Some(Ok(body)) = self.parsed.get(idx).cloned()
+                    {
+                        let m = &set.macros[idx];
+                        self.why(
+                            &body,
+                            &m.condition.text,
+                            Origin::Cond(&m.condition),
+                            Some(idx),
+                            ev,
+                            depth + 1,
+                            out,
+                        );
+                    }
+                }
+                Expr::Or(alts) if alts.len() <= 4 => {
+                    for a in alts {
+                        self.why(a, text, origin, visible, ev, depth + 1, out);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Explains why rule `name` does or does not match `ev`: the parts of its condition that
+/// are false (descending into macros), or the exception that excludes the event.
+pub(crate) fn explain(set: &RuleSet, name: &str, ev: &dyn FieldSource) -> Vec<String> {
+    let Some(r) = set.rules.iter().find(|r| r.name == name) else {
+        return vec![format!("no rule named '{name}'")];
+    };
+    let Ok(e) = parser::parse_condition(&r.condition.text) else {
+        return vec!["the condition does not parse".into()];
+    };
+    let mut c = Compiler::new(set);
+    c.diags.clear();
+    let mut out = Vec::new();
+    if r.source != ev.source() {
+        out.push(format!(
+            "the rule is for source '{}', the event is from '{}'",
+            r.source,
+            ev.source()
+        ));
+    }
+    c.why(
+        &e,
+        &r.condition.text,
+        Origin::Cond(&r.condition),
+        None,
+        ev,
+        0,
+        &mut out,
+    );
+    if out.is_empty()
+        && let Ok(Some(excs)) = c.exceptions(&r.exceptions)
+    {
+        for (x, loc) in excs {
+            if c.eval_alone(&x, Origin::Fixed(loc), None, ev) == Some(true) {
+                let which = r
+                    .exceptions
+                    .iter()
+                    .find(|e| &e.loc == loc)
+                    .map_or("?", |e| e.name.as_str());
+                out.push(format!(
+                    "the condition holds but exception '{which}' excludes the event"
+                ));
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push("the condition holds for this event".into());
+    }
+    out
 }
 
 #[cfg(test)]

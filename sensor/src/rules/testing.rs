@@ -23,6 +23,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use super::compile;
 use super::engine::{Engine, EngineOptions, RuleMatching};
 use super::eval::Scratch;
 use super::event::MapEvent;
@@ -128,12 +129,15 @@ pub fn run_rule_tests<P: AsRef<Path>>(paths: &[P], rules: &[PathBuf]) -> TestRep
             "no test files found".into(),
         ));
     }
-    let mut engines: HashMap<Vec<PathBuf>, Option<Engine>> = HashMap::new();
+    let mut engines: Engines = HashMap::new();
     for f in files {
         run_file(&f, rules, &mut engines, &mut report);
     }
     report
 }
+
+/// Loaded rules per list of rules paths, shared by the test files that name the same rules.
+type Engines = HashMap<Vec<PathBuf>, (RuleSet, Option<Engine>)>;
 
 fn collect(p: &Path, out: &mut Vec<PathBuf>) {
     if p.is_dir() {
@@ -171,12 +175,7 @@ fn strings(n: &Node) -> Option<Vec<String>> {
     }
 }
 
-fn run_file(
-    path: &Path,
-    cli_rules: &[PathBuf],
-    engines: &mut HashMap<Vec<PathBuf>, Option<Engine>>,
-    report: &mut TestReport,
-) {
+fn run_file(path: &Path, cli_rules: &[PathBuf], engines: &mut Engines, report: &mut TestReport) {
     let file: std::sync::Arc<str> = path.display().to_string().into();
     let floc = |pos: Pos| Loc {
         file: file.clone(),
@@ -251,7 +250,7 @@ fn run_file(
         Ok(c) => c,
         Err(d) => return report.errors.push(d),
     };
-    let engine = engines.entry(rule_paths.clone()).or_insert_with(|| {
+    let (set, engine) = engines.entry(rule_paths.clone()).or_insert_with(|| {
         let mut set = RuleSet::default();
         set.load_paths(&rule_paths);
         let opts = EngineOptions {
@@ -262,7 +261,7 @@ fn run_file(
         report
             .errors
             .extend(diags.into_iter().filter(|d| d.severity == Severity::Error));
-        engine
+        (set, engine)
     });
     let Some(engine) = engine.as_ref() else {
         return report.errors.push(diag(
@@ -275,7 +274,7 @@ fn run_file(
     for case in cases {
         report
             .outcomes
-            .push(run_case(engine, &known, &defaults, case, &mut scratch));
+            .push(run_case(set, engine, &known, &defaults, case, &mut scratch));
     }
 }
 
@@ -359,6 +358,7 @@ fn parse_cases(root: &Node, floc: &dyn Fn(Pos) -> Loc) -> Result<Vec<Case>, Diag
 }
 
 fn run_case(
+    set: &RuleSet,
     engine: &Engine,
     known: &BTreeSet<&str>,
     defaults: &serde_json::Map<String, serde_json::Value>,
@@ -378,6 +378,7 @@ fn run_case(
         }
     }
     let mut shown = Vec::new();
+    let mut built = Vec::new();
     for (pos, ev) in &case.events {
         let mut obj = defaults.clone();
         if let serde_json::Value::Object(m) = ev {
@@ -390,6 +391,7 @@ fn run_case(
                     fired.insert(a.rule);
                 }
                 shown.push(format!("event at line {}: {}", pos.line, ev));
+                built.push((pos.line, e));
             }
             Err(msg) => failures.push(format!("event at line {}: {msg}", pos.line)),
         }
@@ -402,9 +404,20 @@ fn run_case(
         };
     }
     let mut diff = Vec::new();
+    let mut why = Vec::new();
     for r in &case.fires {
         if !fired.contains(r) {
             diff.push(format!("- {r}   (must fire, did not)"));
+            for (line, e) in &built {
+                why.push(format!(
+                    "why '{r}' did not fire on the event at line {line}:"
+                ));
+                why.extend(
+                    compile::explain(set, r, e)
+                        .into_iter()
+                        .map(|l| format!("  {l}")),
+                );
+            }
         }
     }
     for r in &fired {
@@ -430,6 +443,7 @@ fn run_case(
             }
         ));
         failures.extend(shown);
+        failures.extend(why);
     }
     TestOutcome {
         loc: case.loc,

@@ -600,6 +600,12 @@ fn unit_test_runner_reports_diffs() {
     let text = report.render(true);
     assert_eq!((report.passed(), report.failed()), (1, 3), "{text}");
     assert!(text.contains("- R   (must fire, did not)"), "{text}");
+    assert!(
+        text.contains(
+            "why 'R' did not fire on the event at line 7:\n        ✗ proc.name in (editors)"
+        ),
+        "{text}"
+    );
     assert!(text.contains("+ R   (must not fire, fired)"), "{text}");
     assert!(text.contains("did you mean 'proc.name'"), "{text}");
     assert!(text.contains("unknown rule 'Nope'"), "{text}");
