@@ -951,9 +951,7 @@ impl Compiler<'_> {
     fn why(
         &mut self,
         e: &Expr,
-        text: &str,
-        origin: Origin<'_>,
-        visible: Option<usize>,
+        sc: &Scope<'_>,
         ev: &dyn FieldSource,
         depth: usize,
         out: &mut Vec<String>,
@@ -963,10 +961,14 @@ impl Compiler<'_> {
             other => vec![other],
         };
         for item in items {
-            if self.eval_alone(item, origin, visible, ev) != Some(false) {
+            if self.eval_alone(item, sc.origin, sc.visible, ev) != Some(false) {
                 continue;
             }
-            out.push(format!("{}✗ {}", "  ".repeat(depth), snippet(text, item)));
+            out.push(format!(
+                "{}✗ {}",
+                "  ".repeat(depth),
+                snippet(sc.text, item)
+            ));
             if depth >= 6 {
                 continue;
             }
@@ -977,26 +979,30 @@ impl Compiler<'_> {
                         && let Some(Ok(body)) = self.parsed.get(idx).cloned()
                     {
                         let m = &set.macros[idx];
-                        self.why(
-                            &body,
-                            &m.condition.text,
-                            Origin::Cond(&m.condition),
-                            Some(idx),
-                            ev,
-                            depth + 1,
-                            out,
-                        );
+                        let inner = Scope {
+                            text: &m.condition.text,
+                            origin: Origin::Cond(&m.condition),
+                            visible: Some(idx),
+                        };
+                        self.why(&body, &inner, ev, depth + 1, out);
                     }
                 }
                 Expr::Or(alts) if alts.len() <= 4 => {
                     for a in alts {
-                        self.why(a, text, origin, visible, ev, depth + 1, out);
+                        self.why(a, sc, ev, depth + 1, out);
                     }
                 }
                 _ => {}
             }
         }
     }
+}
+
+/// Where an expression being explained comes from.
+struct Scope<'s> {
+    text: &'s str,
+    origin: Origin<'s>,
+    visible: Option<usize>,
 }
 
 /// Explains why rule `name` does or does not match `ev`: the parts of its condition that
@@ -1018,15 +1024,12 @@ pub(crate) fn explain(set: &RuleSet, name: &str, ev: &dyn FieldSource) -> Vec<St
             ev.source()
         ));
     }
-    c.why(
-        &e,
-        &r.condition.text,
-        Origin::Cond(&r.condition),
-        None,
-        ev,
-        0,
-        &mut out,
-    );
+    let scope = Scope {
+        text: &r.condition.text,
+        origin: Origin::Cond(&r.condition),
+        visible: None,
+    };
+    c.why(&e, &scope, ev, 0, &mut out);
     if out.is_empty()
         && let Ok(Some(excs)) = c.exceptions(&r.exceptions)
     {

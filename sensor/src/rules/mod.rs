@@ -39,6 +39,8 @@
 //! - Event types come from `evt.type =`/`in` tests (`and` intersects, `or` unites, `not` is
 //!   any); rules without one warn and run on every event.
 
+#![warn(missing_docs)]
+
 mod ast;
 mod compile;
 pub mod engine;
