@@ -286,6 +286,10 @@ impl FieldSource for MapEvent {
             return self.ancestor(fam, 1);
         }
         match name {
+            "evt.type.is" => match arg {
+                Some(FieldArg::Key(t)) => Some(Value::UInt(u64::from(*t == self.evt_type))),
+                _ => None,
+            },
             "evt.type" => Some(Value::Str(self.evt_type.clone())),
             "syscall.type" => Some(Value::Str(self.evt_type.clone())),
             "evt.source" => Some(Value::Str(self.source.clone())),

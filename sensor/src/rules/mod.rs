@@ -41,7 +41,7 @@
 
 #![warn(missing_docs)]
 
-mod ast;
+pub mod ast;
 mod compile;
 pub mod engine;
 mod eval;
@@ -50,7 +50,7 @@ pub mod fields;
 pub mod loader;
 mod matchers;
 pub mod output;
-mod parser;
+pub mod parser;
 pub mod testing;
 mod yaml;
 

@@ -201,6 +201,13 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn splitting_never_panics(s in ".{0,80}") {
+            let _ = split_format(&s);
+        }
+    }
+
     #[test]
     fn splits_placeholders() {
         let p = split_format("a %proc.name b=%proc.aname[2]. 100% %toupper(user.name)%");

@@ -183,6 +183,8 @@ fn operator_semantics() {
         ("k8s.pod.label.app = web", true),
         ("proc.args contains '-c'", true),
         ("evt.dir = <", true),
+        ("evt.type.is.openat = 1", true),
+        ("evt.type.is.open = 1", false),
         ("evt.dir = >", false),
     ];
     let mut bad = Vec::new();
@@ -610,4 +612,24 @@ fn unit_test_runner_reports_diffs() {
     assert!(text.contains("did you mean 'proc.name'"), "{text}");
     assert!(text.contains("unknown rule 'Nope'"), "{text}");
     assert!(text.ends_with("1 passed, 3 failed\n"), "{text}");
+}
+
+proptest::proptest! {
+    #[test]
+    fn pipeline_never_panics(parts in proptest::collection::vec(proptest::sample::select(vec![
+        "proc.name", "fd.num", "proc.aname[2]", "evt.arg.flags", "fd.snet", "=", "!=", "<", "in", "contains", "glob",
+        "regex", "pmatch", "exists", "(", ")", ",", " and ", " or ", "not ", "'x*'", "1", "10.0.0.0/8", "yes_", "no_",
+        "val(proc.pname)", "tolower(", "len(", "[", "]", "\\", "'", " ",
+    ]), 1..30), out in ".{0,40}") {
+        let cond = parts.concat();
+        let text = format!(
+            "{MACROS}- rule: t\n  desc: d\n  condition: {cond:?}\n  output: {out:?}\n  priority: info\n"
+        );
+        let mut set = RuleSet::default();
+        set.load_str("p.yaml", &text);
+        if let (Some(e), _) = Engine::build(&set, EngineOptions::default()) {
+            let ev = MapEvent::from_json(&json!({"evt.type": "open", "proc.name": "x"})).expect("event");
+            let _ = e.process_one(&ev);
+        }
+    }
 }
