@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::{AhoCorasick, StartKind};
 
 use super::ast::{Check, Expr, Op, Operand as AstOperand, Rhs, Span, Transformer};
 use super::eval::{self, Ctx, Node, NumOp, Operand, Scratch, Set, StrTest, Test, TestKind};
@@ -720,59 +720,77 @@ fn optimize(n: Node) -> Node {
     }
 }
 
+/// Which tests of one field under an `or` can be answered by one search.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Multi {
+    Contains,
+    IContains,
+    StartsWith,
+    Eq,
+}
+
+fn multi_of(k: &TestKind) -> Option<(Multi, &String)> {
+    match k {
+        TestKind::Str(StrTest::Contains(s)) => Some((Multi::Contains, s)),
+        TestKind::Str(StrTest::IContains(s)) => Some((Multi::IContains, s)),
+        TestKind::Str(StrTest::StartsWith(s)) => Some((Multi::StartsWith, s)),
+        TestKind::Str(StrTest::Eq(s)) => Some((Multi::Eq, s)),
+        _ => None,
+    }
+}
+
+/// Replaces three or more `contains`/`icontains`/`startswith`/`=` tests of the same operand
+/// under one `or` with one Aho-Corasick search (anchored for `startswith`) or one hash set.
 fn merge_contains(items: Vec<Node>) -> Vec<Node> {
-    let mut groups: HashMap<(Operand, bool, bool), Vec<String>> = HashMap::new();
+    type Key = (Operand, bool, Multi);
+    let key_of = |n: &Node| -> Option<(Key, String)> {
+        let Node::Test(t) = n else { return None };
+        let (m, s) = multi_of(&t.kind)?;
+        Some(((t.lhs.clone(), t.any, m), s.clone()))
+    };
+    let mut groups: HashMap<Key, Vec<String>> = HashMap::new();
     for n in &items {
-        if let Node::Test(t) = n {
-            match &t.kind {
-                TestKind::Str(StrTest::Contains(s)) => groups
-                    .entry((t.lhs.clone(), t.any, false))
-                    .or_default()
-                    .push(s.clone()),
-                TestKind::Str(StrTest::IContains(s)) => groups
-                    .entry((t.lhs.clone(), t.any, true))
-                    .or_default()
-                    .push(s.clone()),
-                _ => {}
-            }
+        if let Some((k, s)) = key_of(n) {
+            groups.entry(k).or_default().push(s);
         }
     }
     groups.retain(|_, v| v.len() >= 3);
     if groups.is_empty() {
         return items;
     }
-    let mut out = Vec::new();
-    for n in items {
-        let keep = match &n {
-            Node::Test(t) => match &t.kind {
-                TestKind::Str(StrTest::Contains(_)) => {
-                    !groups.contains_key(&(t.lhs.clone(), t.any, false))
-                }
-                TestKind::Str(StrTest::IContains(_)) => {
-                    !groups.contains_key(&(t.lhs.clone(), t.any, true))
-                }
-                _ => true,
-            },
-            _ => true,
+    let mut out: Vec<Node> = items
+        .into_iter()
+        .filter(|n| key_of(n).is_none_or(|(k, _)| !groups.contains_key(&k)))
+        .collect();
+    let mut keys: Vec<&Key> = groups.keys().collect();
+    keys.sort_by_key(|k| format!("{:?}", k.0));
+    for key in keys {
+        let (lhs, any, m) = key.clone();
+        let needles = &groups[key];
+        let merged = match m {
+            Multi::Eq => Some(StrTest::In(needles.iter().cloned().collect())),
+            Multi::Contains | Multi::IContains => AhoCorasick::builder()
+                .ascii_case_insensitive(m == Multi::IContains)
+                .build(needles)
+                .ok()
+                .map(StrTest::AnyContains),
+            Multi::StartsWith => AhoCorasick::builder()
+                .start_kind(StartKind::Anchored)
+                .build(needles)
+                .ok()
+                .map(StrTest::AnyPrefix),
         };
-        if keep {
-            out.push(n);
-        }
-    }
-    for ((lhs, any, ci), needles) in groups {
-        match AhoCorasick::builder()
-            .ascii_case_insensitive(ci)
-            .build(&needles)
-        {
-            Ok(ac) => out.push(test(lhs, any, TestKind::Str(StrTest::AnyContains(ac)))),
-            Err(_) => {
+        match merged {
+            Some(st) => out.push(test(lhs, any, TestKind::Str(st))),
+            None => {
                 for s in needles {
-                    let k = if ci {
-                        StrTest::IContains(s)
-                    } else {
-                        StrTest::Contains(s)
+                    let st = match m {
+                        Multi::Contains => StrTest::Contains(s.clone()),
+                        Multi::IContains => StrTest::IContains(s.clone()),
+                        Multi::StartsWith => StrTest::StartsWith(s.clone()),
+                        Multi::Eq => StrTest::Eq(s.clone()),
                     };
-                    out.push(test(lhs.clone(), any, TestKind::Str(k)));
+                    out.push(test(lhs.clone(), any, TestKind::Str(st)));
                 }
             }
         }

@@ -89,6 +89,8 @@ pub(crate) enum StrTest {
     Pmatch(PathTrie),
     /// Several `contains`/`icontains` on the same field joined by `or`.
     AnyContains(AhoCorasick),
+    /// Several `startswith` on the same field joined by `or` (an anchored search).
+    AnyPrefix(AhoCorasick),
 }
 
 #[derive(Debug)]
@@ -304,6 +306,9 @@ fn scalar(v: &Value, kind: &TestKind) -> bool {
                 StrTest::In(set) | StrTest::Intersects(set) => set.contains(s),
                 StrTest::Pmatch(trie) => trie.matches(s),
                 StrTest::AnyContains(ac) => ac.is_match(s),
+                StrTest::AnyPrefix(ac) => {
+                    ac.is_match(aho_corasick::Input::new(s).anchored(aho_corasick::Anchored::Yes))
+                }
             }
         }
         TestKind::Num(op, n) => number(v).is_some_and(|x| op.apply(&x, n)),

@@ -197,6 +197,45 @@ fn operator_semantics() {
 }
 
 #[test]
+fn merged_or_tests_keep_their_meaning() {
+    let cases = [
+        (
+            "fd.name contains zz or fd.name contains yy or fd.name contains adow",
+            true,
+        ),
+        (
+            "fd.name contains zz or fd.name contains yy or fd.name contains xx",
+            false,
+        ),
+        (
+            "proc.args icontains ZZ or proc.args icontains YY or proc.args icontains -C",
+            true,
+        ),
+        (
+            "fd.name startswith /e or fd.name startswith /x or fd.name startswith /y",
+            true,
+        ),
+        (
+            "fd.name startswith etc or fd.name startswith /x or fd.name startswith /y",
+            false,
+        ),
+        ("proc.name = a or proc.name = b or proc.name = bash", true),
+        ("proc.name = a or proc.name = b or proc.name = c", false),
+        (
+            "proc.aname = a or proc.aname = b or proc.aname = systemd",
+            true,
+        ),
+        (
+            "not (proc.name = a or proc.name = b or proc.name = c)",
+            true,
+        ),
+    ];
+    for (cond, want) in cases {
+        assert_eq!(holds(cond), want, "{cond}");
+    }
+}
+
+#[test]
 fn precedence_semantics() {
     let cases = [
         ("yes_ or yes_ and no_", true),
