@@ -62,7 +62,22 @@ impl Value {
 }
 
 /// An event that can supply field values. The live capture event and [`MapEvent`] both
-/// implement it; the engine asks for each field at most once per event.
+/// implement it; the engine asks for each field at most once per event, and only for the
+/// fields its rules name, so extraction can be lazy.
+///
+/// What the engine expects from [`FieldSource::field`] (`id.info()` gives name and type):
+/// - the value in the field's [`super::fields::FieldType`] (`Str` for text and flags,
+///   `Int`/`UInt` for numbers and nanosecond times, `Ip` for addresses and networks);
+///   a text value for a numeric field is parsed, other mismatches do not match;
+/// - flags rendered `A|B|C` (`evt.arg.flags`), capabilities space-separated
+///   (`thread.cap_effective`);
+/// - ancestor fields (`proc.aname`...) with `Some(Index(n))`: level n (0 = the process,
+///   1 = the parent); with `None`: a [`Value::List`] of all ancestors from the parent up;
+/// - either-end fields (`fd.ip`, `fd.net`, `fd.port`, `fd.proto`): a list of the client and
+///   server values;
+/// - `evt.arg` with `Key(name)` (`evt.arg.flags`) or `Index(n)` (`evt.arg[0]`); keyed
+///   fields (`proc.env[HOME]`, `k8s.pod.label[app]`) with `Key`;
+/// - `None` when the value is unknown: every test on it is then false, as in Falco.
 pub trait FieldSource {
     /// The event type (syscall name), e.g. `openat`.
     fn event_type(&self) -> &str;

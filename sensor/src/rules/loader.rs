@@ -1,6 +1,6 @@
 //! Loader: rules files → a [`RuleSet`] of lists, macros and rules, applying Falco's
 //! redefinition, `override` and legacy `append` semantics in file order. Conditions stay
-//! text here; [`super::compile`] parses and checks them.
+//! text here; the compiler parses and checks them.
 
 use std::collections::HashMap;
 use std::fmt;
