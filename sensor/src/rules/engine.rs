@@ -92,9 +92,10 @@ impl Engine {
                 }
             }
         }
+        // As in Falco, rules restricted to the event's type come first (in load order),
+        // then the rules that match any type.
         for list in by_type.values_mut() {
             list.extend(untyped.iter().copied());
-            list.sort_unstable();
         }
         (
             Some(Engine {
@@ -142,7 +143,7 @@ impl Engine {
         Some(self.by_type.keys().cloned().collect())
     }
 
-    /// Indices of the rules an event of this type can match, in load order.
+    /// Indices of the rules an event of this type can match: typed rules, then untyped ones.
     fn candidates(&self, evt_type: &str) -> &[usize] {
         self.by_type
             .get(evt_type)

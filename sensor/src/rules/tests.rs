@@ -466,6 +466,12 @@ fn visibility_rules() {
 #[test]
 fn rule_matching_first_or_all() {
     let rules = "
+- rule: Any
+  desc: d
+  condition: proc.name = y
+  output: any
+  priority: info
+
 - rule: A
   desc: d
   condition: evt.type = open
@@ -496,6 +502,14 @@ fn rule_matching_first_or_all() {
         ["C"]
     );
     assert_eq!(all.event_types(), None);
+    // Typed rules are tried before untyped ones, even when defined later (as in Falco).
+    let ev = json!({"evt.type": "open", "proc.name": "y"});
+    assert_eq!(fired(&first, ev.clone()), ["A"]);
+    assert_eq!(fired(&all, ev), ["A", "B", "Any"]);
+    assert_eq!(
+        fired(&first, json!({"evt.type": "execve", "proc.name": "y"})),
+        ["Any"]
+    );
 }
 
 #[test]
