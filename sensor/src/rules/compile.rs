@@ -21,6 +21,9 @@ use super::output::{self, OutputFormat, Piece, RawPiece};
 use super::parser::{self, ParseError};
 use super::yaml::Pos;
 
+/// Deepest nesting of a condition with its macros expanded (bounds recursion everywhere).
+const MAX_NESTING: u32 = 1000;
+
 /// A rule ready to evaluate.
 #[derive(Debug)]
 pub(crate) struct CompiledRule {
@@ -66,6 +69,7 @@ struct Compiler<'a> {
     used_lists: HashSet<String>,
     diags: Vec<Diagnostic>,
     rule_name: String,
+    nesting: u32,
 }
 
 /// Maps a byte offset of a YAML scalar's text back to a line and column, following YAML
@@ -150,6 +154,7 @@ impl<'a> Compiler<'a> {
             used_lists: HashSet::new(),
             diags: Vec::new(),
             rule_name: String::new(),
+            nesting: 0,
         };
         // Lists: an item naming an earlier list is replaced by that list's items.
         for l in &set.lists {
@@ -300,6 +305,32 @@ impl<'a> Compiler<'a> {
     }
 
     fn expr(&mut self, e: &Expr, origin: Origin<'_>, visible: Option<usize>) -> Result<Node, CErr> {
+        if self.nesting >= MAX_NESTING {
+            let span = match e {
+                Expr::Check(c) => c.span,
+                Expr::Macro { span, .. } => *span,
+                _ => Span::default(),
+            };
+            return Err(self.err(
+                origin,
+                span,
+                format!(
+                    "condition nests deeper than {MAX_NESTING} levels once macros are expanded"
+                ),
+            ));
+        }
+        self.nesting += 1;
+        let out = self.expr_inner(e, origin, visible);
+        self.nesting -= 1;
+        out
+    }
+
+    fn expr_inner(
+        &mut self,
+        e: &Expr,
+        origin: Origin<'_>,
+        visible: Option<usize>,
+    ) -> Result<Node, CErr> {
         match e {
             Expr::And(items) => items
                 .iter()

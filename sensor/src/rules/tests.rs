@@ -464,6 +464,24 @@ fn visibility_rules() {
 }
 
 #[test]
+fn deep_macro_chains_are_rejected_not_overflowed() {
+    let mut text = String::from("- macro: m0\n  condition: evt.type = open\n");
+    for i in 1..3000 {
+        text.push_str(&format!("- macro: m{i}\n  condition: not (m{})\n", i - 1));
+    }
+    text.push_str("- rule: R\n  desc: d\n  condition: m2999\n  output: o\n  priority: info\n");
+    let mut set = RuleSet::default();
+    set.load_str("t.yaml", &text);
+    let (e, diags) = Engine::build(&set, EngineOptions::default());
+    assert!(e.is_none());
+    assert!(
+        diags.iter().any(|d| d.message.contains("nests deeper")),
+        "{:?}",
+        diags.first()
+    );
+}
+
+#[test]
 fn rule_matching_first_or_all() {
     let rules = "
 - rule: Any

@@ -272,6 +272,12 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_is_an_error_not_an_overflow() {
+        let text = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse(&text).is_err());
+    }
+
+    #[test]
     fn syntax_error_has_position() {
         let e = parse("- rule: a\n  condition: [unclosed\n").unwrap_err();
         assert!(e.pos.line >= 2, "{e:?}");
