@@ -8,6 +8,9 @@
 //!   - name: cat reads the shadow file
 //!     event: {evt.type: openat, proc.name: cat, fd.name: /etc/shadow}
 //!     fires: [Read sensitive file untrusted]
+//!   - name: the same event as a JSON line from a replay file
+//!     event: '{"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/shadow"}'
+//!     fires: [Read sensitive file untrusted]
 //!   - name: sshd reading it is fine
 //!     events:                       # several events: expectations cover all of them
 //!       - {evt.type: openat, proc.name: sshd, fd.name: /etc/shadow}
@@ -278,6 +281,17 @@ fn run_file(path: &Path, cli_rules: &[PathBuf], engines: &mut Engines, report: &
     }
 }
 
+/// An event written as a YAML mapping, or as a string holding a JSON object (a line
+/// copied from a replay file).
+fn event_json(n: &Node) -> serde_json::Value {
+    match &n.kind {
+        NodeKind::Str(s) => {
+            serde_json::from_str(s).unwrap_or_else(|_| serde_json::Value::String(s.clone()))
+        }
+        _ => n.to_json(),
+    }
+}
+
 fn parse_cases(root: &Node, floc: &dyn Fn(Pos) -> Loc) -> Result<Vec<Case>, Diagnostic> {
     let Some(tests) = root.get("tests") else {
         return Err(diag(&floc(root.pos), "missing 'tests'".into()));
@@ -309,13 +323,13 @@ fn parse_cases(root: &Node, floc: &dyn Fn(Pos) -> Loc) -> Result<Vec<Case>, Diag
             .unwrap_or_else(|| format!("test #{}", i + 1));
         let mut events = Vec::new();
         if let Some(e) = t.get("event") {
-            events.push((e.pos, e.to_json()));
+            events.push((e.pos, event_json(e)));
         }
         if let Some(es) = t.get("events") {
             let NodeKind::Seq(list) = &es.kind else {
                 return Err(diag(&floc(es.pos), "'events' must be a sequence".into()));
             };
-            events.extend(list.iter().map(|e| (e.pos, e.to_json())));
+            events.extend(list.iter().map(|e| (e.pos, event_json(e))));
         }
         if events.is_empty() {
             return Err(diag(

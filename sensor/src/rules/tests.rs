@@ -662,7 +662,7 @@ fn unit_test_runner_reports_diffs() {
     std::fs::write(dir.join("r.yaml"), BASE).expect("write");
     std::fs::write(
         dir.join("t.yaml"),
-        "rules: [r.yaml]\ntests:\n  - name: ok\n    event: {evt.type: openat, proc.name: vim}\n    fires: [R]\n\
+        "rules: [r.yaml]\ntests:\n  - name: ok\n    event: '{\"evt.type\": \"openat\", \"proc.name\": \"vim\"}'\n    fires: [R]\n\
          \x20 - name: wrong\n    event: {evt.type: openat, proc.name: nano}\n    fires: [R]\n\
          \x20 - name: noisy\n    events:\n      - {evt.type: openat, proc.name: vim}\n    silent: all\n\
          \x20 - name: typo\n    event: {evt.type: openat, proc.nam: vim}\n    silent: [R, Nope]\n",
