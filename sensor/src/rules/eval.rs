@@ -1,0 +1,391 @@
+//! The compiled condition tree and its evaluation. Nodes are specialised by field type at
+//! compile time ([`super::compile`]); evaluation only fetches field values (each at most once
+//! per event, through a per-event cache) and compares.
+//!
+//! Falco semantics kept here: a test on a field the event cannot supply is false (so
+//! `container.id != host` is false when there is no container id, and `not` flips that);
+//! an ancestor field without index (`proc.aname`) holds when any ancestor matches.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use aho_corasick::AhoCorasick;
+use foldhash::fast::RandomState;
+
+use super::ast::Transformer;
+use super::event::{FieldSource, Value};
+use super::fields::{FieldArg, FieldId, FieldType};
+use super::matchers::{self, Cidr, PathTrie};
+
+/// A hash set with a seeded hasher (keys come from monitored processes).
+pub(crate) type Set<T> = HashSet<T, RandomState>;
+
+/// A compiled boolean expression.
+#[derive(Debug)]
+pub(crate) enum Node {
+    Const(bool),
+    And(Vec<Node>),
+    Or(Vec<Node>),
+    Not(Box<Node>),
+    Test(Box<Test>),
+}
+
+/// A value source: a field (with its cache slot) or a transformer over one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Operand {
+    Field {
+        slot: usize,
+        id: FieldId,
+        arg: Option<FieldArg>,
+    },
+    Transform(Transformer, Box<Operand>),
+}
+
+/// One comparison.
+#[derive(Debug)]
+pub(crate) struct Test {
+    pub lhs: Operand,
+    /// The operand yields all ancestors: the test holds when any of them matches.
+    pub any: bool,
+    pub kind: TestKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NumOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl NumOp {
+    fn apply<T: PartialOrd>(self, a: &T, b: &T) -> bool {
+        match self {
+            NumOp::Eq => a == b,
+            NumOp::Ne => a != b,
+            NumOp::Lt => a < b,
+            NumOp::Le => a <= b,
+            NumOp::Gt => a > b,
+            NumOp::Ge => a >= b,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum StrTest {
+    Eq(String),
+    Ne(String),
+    Contains(String),
+    IContains(String),
+    StartsWith(String),
+    EndsWith(String),
+    Glob(String, bool),
+    Regex(regex::Regex),
+    In(Set<String>),
+    Intersects(Set<String>),
+    Pmatch(PathTrie),
+    /// Several `contains`/`icontains` on the same field joined by `or`.
+    AnyContains(AhoCorasick),
+    /// Several `startswith` on the same field joined by `or` (an anchored search).
+    AnyPrefix(AhoCorasick),
+}
+
+#[derive(Debug)]
+pub(crate) enum TestKind {
+    Exists,
+    Str(StrTest),
+    Num(NumOp, i128),
+    NumIn(Set<i128>),
+    Bool(bool),
+    /// Address in one of `ips` or `nets`; `negate` for `!=`; `all` for `in` on lists.
+    Ip {
+        ips: Set<IpAddr>,
+        nets: Vec<Cidr>,
+        negate: bool,
+    },
+    /// A flag is set (`contains`), optionally ignoring case.
+    Flag(String, bool),
+    BContains(Vec<u8>),
+    BStartsWith(Vec<u8>),
+    /// Compare with another operand (`val(...)`), as text or numbers.
+    Field(NumOp, Operand, FieldType),
+}
+
+/// Per-event field cache; reuse one per thread to avoid allocations.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    cache: Vec<Option<Option<Value>>>,
+}
+
+impl Scratch {
+    pub(crate) fn reset(&mut self, slots: usize) {
+        self.cache.clear();
+        self.cache.resize(slots, None);
+    }
+}
+
+/// Evaluation context for one event.
+pub(crate) struct Ctx<'a> {
+    pub src: &'a dyn FieldSource,
+    pub scratch: &'a mut Scratch,
+}
+
+impl Ctx<'_> {
+    pub(crate) fn value(&mut self, op: &Operand) -> Option<Cow<'_, Value>> {
+        match op {
+            Operand::Field { slot, id, arg } => {
+                let src = self.src;
+                let entry = self.scratch.cache.get_mut(*slot)?;
+                if entry.is_none() {
+                    *entry = Some(src.field(*id, arg.as_ref()));
+                }
+                match entry {
+                    Some(Some(v)) => Some(Cow::Borrowed(v)),
+                    _ => None,
+                }
+            }
+            Operand::Transform(tr, inner) => {
+                let v = self.value(inner)?;
+                Some(Cow::Owned(transform(*tr, &v)))
+            }
+        }
+    }
+}
+
+/// Applies a transformer to a value.
+pub(crate) fn transform(tr: Transformer, v: &Value) -> Value {
+    match (tr, v) {
+        (_, Value::List(items)) if tr != Transformer::Len => {
+            Value::List(items.iter().map(|i| transform(tr, i)).collect())
+        }
+        (Transformer::ToLower, v) => Value::Str(v.to_string().to_lowercase()),
+        (Transformer::ToUpper, v) => Value::Str(v.to_string().to_uppercase()),
+        (Transformer::B64, v) => {
+            let text = v.to_string();
+            match matchers::decode_base64(text.trim()) {
+                Some(bytes) => Value::Str(String::from_utf8_lossy(&bytes).into_owned()),
+                None => Value::Str(String::new()),
+            }
+        }
+        (Transformer::Basename, v) => {
+            let text = v.to_string();
+            Value::Str(text.rsplit('/').next().unwrap_or_default().to_owned())
+        }
+        (Transformer::Len, Value::List(items)) => Value::UInt(items.len() as u64),
+        (Transformer::Len, Value::Bytes(b)) => Value::UInt(b.len() as u64),
+        (Transformer::Len, v) => Value::UInt(v.to_string().chars().count() as u64),
+    }
+}
+
+fn text(v: &Value) -> Cow<'_, str> {
+    match v {
+        Value::Str(s) => Cow::Borrowed(s.as_str()),
+        other => Cow::Owned(other.to_string()),
+    }
+}
+
+pub(crate) fn number(v: &Value) -> Option<i128> {
+    match v {
+        Value::Int(i) => Some(i128::from(*i)),
+        Value::UInt(u) => Some(i128::from(*u)),
+        Value::Bool(b) => Some(i128::from(*b)),
+        Value::Str(s) => parse_number(s),
+        _ => None,
+    }
+}
+
+/// Parses a decimal or `0x` hexadecimal integer.
+pub(crate) fn parse_number(s: &str) -> Option<i128> {
+    let s = s.trim();
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let n = if let Some(h) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+        i128::from_str_radix(h, 16).ok()?
+    } else {
+        body.parse::<i128>().ok()?
+    };
+    Some(if neg { -n } else { n })
+}
+
+/// ASCII case-insensitive substring test without allocating.
+pub(crate) fn contains_ci(hay: &str, needle_lower: &str) -> bool {
+    let (h, n) = (hay.as_bytes(), needle_lower.as_bytes());
+    if n.is_empty() {
+        return true;
+    }
+    if n.len() > h.len() {
+        return false;
+    }
+    h.windows(n.len())
+        .any(|w| w.iter().zip(n).all(|(a, b)| a.to_ascii_lowercase() == *b))
+}
+
+/// Evaluates a node.
+pub(crate) fn eval(node: &Node, ctx: &mut Ctx<'_>) -> bool {
+    match node {
+        Node::Const(b) => *b,
+        Node::And(items) => items.iter().all(|n| eval(n, ctx)),
+        Node::Or(items) => items.iter().any(|n| eval(n, ctx)),
+        Node::Not(inner) => !eval(inner, ctx),
+        Node::Test(t) => eval_test(t, ctx),
+    }
+}
+
+fn eval_test(t: &Test, ctx: &mut Ctx<'_>) -> bool {
+    if let TestKind::Field(op, rhs, ty) = &t.kind {
+        let Some(a) = ctx.value(&t.lhs).map(Cow::into_owned) else {
+            return false;
+        };
+        let Some(b) = ctx.value(rhs) else {
+            return false;
+        };
+        return compare_values(*op, &a, &b, *ty);
+    }
+    let Some(v) = ctx.value(&t.lhs) else {
+        return false;
+    };
+    match (&*v, &t.kind) {
+        (_, TestKind::Exists) => true,
+        (Value::List(items), kind) => match kind {
+            TestKind::Str(StrTest::In(set)) if !t.any => {
+                !items.is_empty() && items.iter().all(|i| set.contains(text(i).as_ref()))
+            }
+            TestKind::NumIn(set) if !t.any => {
+                !items.is_empty()
+                    && items
+                        .iter()
+                        .all(|i| number(i).is_some_and(|n| set.contains(&n)))
+            }
+            TestKind::Ip {
+                ips,
+                nets,
+                negate: false,
+            } if !t.any => !items.is_empty() && items.iter().all(|i| ip_matches(i, ips, nets)),
+            kind => items.iter().any(|i| scalar(i, kind)),
+        },
+        (v, kind) => scalar(v, kind),
+    }
+}
+
+fn ip_matches(v: &Value, ips: &Set<IpAddr>, nets: &[Cidr]) -> bool {
+    let ip = match v {
+        Value::Ip(ip) => *ip,
+        Value::Str(s) => match s.parse() {
+            Ok(ip) => ip,
+            Err(_) => return false,
+        },
+        _ => return false,
+    };
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    ips.contains(&ip) || nets.iter().any(|n| n.contains(ip))
+}
+
+fn scalar(v: &Value, kind: &TestKind) -> bool {
+    match kind {
+        TestKind::Exists => true,
+        TestKind::Str(st) => {
+            let s = text(v);
+            let s = s.as_ref();
+            match st {
+                StrTest::Eq(x) => s == x,
+                StrTest::Ne(x) => s != x,
+                StrTest::Contains(x) => s.contains(x.as_str()),
+                StrTest::IContains(x) => contains_ci(s, x),
+                StrTest::StartsWith(x) => s.starts_with(x.as_str()),
+                StrTest::EndsWith(x) => s.ends_with(x.as_str()),
+                StrTest::Glob(p, fold) => matchers::fnmatch(p, s, *fold),
+                StrTest::Regex(re) => re.is_match(s),
+                StrTest::In(set) | StrTest::Intersects(set) => set.contains(s),
+                StrTest::Pmatch(trie) => trie.matches(s),
+                StrTest::AnyContains(ac) => ac.is_match(s),
+                StrTest::AnyPrefix(ac) => {
+                    ac.is_match(aho_corasick::Input::new(s).anchored(aho_corasick::Anchored::Yes))
+                }
+            }
+        }
+        TestKind::Num(op, n) => number(v).is_some_and(|x| op.apply(&x, n)),
+        TestKind::NumIn(set) => number(v).is_some_and(|x| set.contains(&x)),
+        TestKind::Bool(want) => match v {
+            Value::Bool(b) => b == want,
+            other => {
+                number(other).map(|n| n != 0) == Some(*want)
+                    || text(other) == if *want { "true" } else { "false" }
+            }
+        },
+        TestKind::Ip { ips, nets, negate } => ip_matches(v, ips, nets) != *negate,
+        TestKind::Flag(flag, fold) => text(v).split(['|', ' ', ',']).any(|f| {
+            if *fold {
+                f.eq_ignore_ascii_case(flag)
+            } else {
+                f == flag
+            }
+        }),
+        TestKind::BContains(needle) => bytes(v)
+            .windows(needle.len().max(1))
+            .any(|w| w == needle.as_slice()),
+        TestKind::BStartsWith(needle) => bytes(v).starts_with(needle),
+        TestKind::Field(..) => false,
+    }
+}
+
+fn bytes(v: &Value) -> Cow<'_, [u8]> {
+    match v {
+        Value::Bytes(b) => Cow::Borrowed(b.as_slice()),
+        Value::Str(s) => Cow::Borrowed(s.as_bytes()),
+        other => Cow::Owned(other.to_string().into_bytes()),
+    }
+}
+
+fn compare_values(op: NumOp, a: &Value, b: &Value, ty: FieldType) -> bool {
+    if let (Value::List(items), false) = (a, matches!(b, Value::List(_))) {
+        return items.iter().any(|i| compare_values(op, i, b, ty));
+    }
+    if ty.is_numeric()
+        && let (Some(x), Some(y)) = (number(a), number(b))
+    {
+        return op.apply(&x, &y);
+    }
+    op.apply(&text(a), &text(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helpers() {
+        assert!(contains_ci("CAP_SYS_MODULE CAP_X", "sys_module"));
+        assert!(!contains_ci("CAP", "capx"));
+        assert_eq!(parse_number("0x10"), Some(16));
+        assert_eq!(parse_number("-5"), Some(-5));
+        assert_eq!(parse_number("5s"), None);
+        assert_eq!(
+            transform(Transformer::Basename, &Value::Str("/a/b".into())),
+            Value::Str("b".into())
+        );
+        assert_eq!(
+            transform(Transformer::Basename, &Value::Str("/a/b/".into())),
+            Value::Str(String::new())
+        );
+        assert_eq!(
+            transform(Transformer::Len, &Value::Str("héllo".into())),
+            Value::UInt(5)
+        );
+        assert_eq!(
+            transform(Transformer::B64, &Value::Str("aGk=".into())),
+            Value::Str("hi".into())
+        );
+        assert_eq!(
+            transform(Transformer::ToUpper, &Value::Str("ab".into())),
+            Value::Str("AB".into())
+        );
+    }
+}

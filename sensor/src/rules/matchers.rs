@@ -1,0 +1,372 @@
+//! String matchers with Falco's exact semantics: `glob` as `fnmatch(pattern, value, 0)`,
+//! `pmatch` as a path-prefix trie, and CIDR networks.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// `fnmatch(pattern, text, 0)`: `*` and `?` also match `/`, `[...]` classes (with `!` or `^`
+/// negation and ranges), `\` escapes, braces are literal. With `fold`, ASCII case is ignored
+/// (`FNM_CASEFOLD`). Runs in O(len(pattern) × len(text)).
+pub fn fnmatch(pattern: &str, text: &str, fold: bool) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() {
+            match p[pi] {
+                '*' => {
+                    while pi < p.len() && p[pi] == '*' {
+                        pi += 1;
+                    }
+                    star = Some((pi, ti));
+                    continue;
+                }
+                '?' => {
+                    pi += 1;
+                    ti += 1;
+                    continue;
+                }
+                '[' => {
+                    if let Some((matched, next)) = class(&p, pi, t[ti], fold) {
+                        if matched {
+                            pi = next;
+                            ti += 1;
+                            continue;
+                        }
+                    } else if eq(p[pi], t[ti], fold) {
+                        // An unclosed '[' is an ordinary character.
+                        pi += 1;
+                        ti += 1;
+                        continue;
+                    }
+                }
+                '\\' if pi + 1 < p.len() => {
+                    if eq(p[pi + 1], t[ti], fold) {
+                        pi += 2;
+                        ti += 1;
+                        continue;
+                    }
+                }
+                c => {
+                    if eq(c, t[ti], fold) {
+                        pi += 1;
+                        ti += 1;
+                        continue;
+                    }
+                }
+            }
+        }
+        match star {
+            Some((sp, st)) => {
+                pi = sp;
+                ti = st + 1;
+                star = Some((sp, st + 1));
+            }
+            None => return false,
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+fn eq(a: char, b: char, fold: bool) -> bool {
+    a == b || (fold && a.eq_ignore_ascii_case(&b))
+}
+
+/// Matches `c` against the class starting at `p[start] == '['`; returns (matched, index
+/// after the class) or `None` when the class is not closed.
+fn class(p: &[char], start: usize, c: char, fold: bool) -> Option<(bool, usize)> {
+    let mut i = start + 1;
+    let negate = matches!(p.get(i), Some('!' | '^'));
+    if negate {
+        i += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    loop {
+        let ch = *p.get(i)?;
+        if ch == ']' && !first {
+            return Some((matched != negate, i + 1));
+        }
+        first = false;
+        let lo = if ch == '\\' {
+            i += 1;
+            *p.get(i)?
+        } else {
+            ch
+        };
+        if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|&x| x != ']') {
+            let mut hi = p[i + 2];
+            let mut skip = 3;
+            if hi == '\\' {
+                hi = *p.get(i + 3)?;
+                skip = 4;
+            }
+            let in_range = |x: char| lo <= x && x <= hi;
+            if in_range(c)
+                || (fold && (in_range(c.to_ascii_lowercase()) || in_range(c.to_ascii_uppercase())))
+            {
+                matched = true;
+            }
+            i += skip;
+        } else {
+            if eq(lo, c, fold) {
+                matched = true;
+            }
+            i += 1;
+        }
+    }
+}
+
+/// A set of path prefixes matched on component boundaries: `/tmp/a` matches `/tmp/a` and
+/// `/tmp/a/b` but not `/tmp/ab`. Components may hold glob wildcards.
+#[derive(Debug, Default, Clone)]
+pub struct PathTrie {
+    root: TrieNode,
+}
+
+#[derive(Debug, Default, Clone)]
+struct TrieNode {
+    terminal: bool,
+    children: HashMap<String, TrieNode>,
+    wildcards: Vec<(String, TrieNode)>,
+}
+
+impl PathTrie {
+    /// Adds a prefix.
+    pub fn insert(&mut self, prefix: &str) {
+        let mut node = &mut self.root;
+        for comp in prefix.split('/').filter(|c| !c.is_empty()) {
+            if comp.contains(['*', '?', '[']) {
+                let pos = node.wildcards.iter().position(|(p, _)| p == comp);
+                let idx = pos.unwrap_or_else(|| {
+                    node.wildcards.push((comp.to_owned(), TrieNode::default()));
+                    node.wildcards.len() - 1
+                });
+                node = &mut node.wildcards[idx].1;
+            } else {
+                node = node.children.entry(comp.to_owned()).or_default();
+            }
+        }
+        node.terminal = true;
+    }
+
+    /// True when some prefix in the set is a component-wise prefix of `path`.
+    pub fn matches(&self, path: &str) -> bool {
+        let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+        Self::walk(&self.root, &comps)
+    }
+
+    fn walk(node: &TrieNode, comps: &[&str]) -> bool {
+        if node.terminal {
+            return true;
+        }
+        let Some((first, rest)) = comps.split_first() else {
+            return false;
+        };
+        if let Some(child) = node.children.get(*first)
+            && Self::walk(child, rest)
+        {
+            return true;
+        }
+        node.wildcards
+            .iter()
+            .any(|(pat, child)| fnmatch(pat, first, false) && Self::walk(child, rest))
+    }
+}
+
+/// An IP network `addr/len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl Cidr {
+    /// Parses `a.b.c.d/n`, `x::/n`, or a bare address (a host network).
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (a, l) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match l {
+            Some(l) => l.trim().parse::<u8>().ok().filter(|&n| n <= max)?,
+            None => max,
+        };
+        Some(Cidr { addr, len })
+    }
+
+    /// True when `ip` is inside the network (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if self.len == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(self.len))
+                };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if self.len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(self.len))
+                };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Decodes a hex string (`CAFEBABE`, spaces allowed) for `bcontains`/`bstartswith`.
+pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if !digits.len().is_multiple_of(2) || digits.is_empty() {
+        return None;
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            let hi = char::from(pair[0]).to_digit(16)?;
+            let lo = char::from(pair[1]).to_digit(16)?;
+            u8::try_from(hi * 16 + lo).ok()
+        })
+        .collect()
+}
+
+/// Decodes standard or URL-safe base64 (padding optional), for the `b64` transformer.
+pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0u32;
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            b'=' => break,
+            b'\n' | b'\r' => continue,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(u8::try_from((acc >> bits) & 0xff).ok()?);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnmatch_table() {
+        let cases = [
+            ("/home/*/.ssh/*", "/home/bob/.ssh/id_rsa", true),
+            ("/home/*/.ssh/*", "/home/a/b/.ssh/x/y", true), // '*' crosses '/'
+            ("*../*../*", "/var/www/../../etc/passwd", true),
+            ("*../*../*", "/var/www/../etc/passwd", false),
+            ("a?c", "a/c", true),
+            ("{a,b}", "a", false), // braces are literal
+            ("{a,b}", "{a,b}", true),
+            ("[abc]x", "bx", true),
+            ("[!abc]x", "bx", false),
+            ("[^abc]x", "dx", true),
+            ("[a-c]", "b", true),
+            ("[]]", "]", true),
+            ("\\*", "*", true),
+            ("\\*", "a", false),
+            ("[", "[", true),
+            ("", "", true),
+            ("*", "", true),
+            ("**", "anything/at/all", true),
+            ("abc", "abcd", false),
+            ("*.log", "/var/log/syslog.log", true),
+        ];
+        for (p, t, want) in cases {
+            assert_eq!(fnmatch(p, t, false), want, "fnmatch({p:?}, {t:?})");
+        }
+        assert!(fnmatch("*.LOG", "a.log", true));
+        assert!(!fnmatch("*.LOG", "a.log", false));
+        assert!(fnmatch("[A-C]", "b", true));
+    }
+
+    #[test]
+    fn pmatch_is_component_wise() {
+        let mut t = PathTrie::default();
+        t.insert("/tmp/hello");
+        t.insert("/var/*/cache");
+        assert!(t.matches("/tmp/hello"));
+        assert!(t.matches("/tmp/hello/world"));
+        assert!(!t.matches("/tmp/hello_world"));
+        assert!(!t.matches("/tmp"));
+        assert!(t.matches("/var/lib/cache/x"));
+        assert!(!t.matches("/var/lib/other"));
+        let mut root = PathTrie::default();
+        root.insert("/");
+        assert!(root.matches("/anything"));
+    }
+
+    #[test]
+    fn cidrs() {
+        let n = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(n.contains("10.1.2.3".parse().unwrap()));
+        assert!(!n.contains("11.1.2.3".parse().unwrap()));
+        assert!(n.contains("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(
+            Cidr::parse("127.0.0.1")
+                .unwrap()
+                .contains("127.0.0.1".parse().unwrap())
+        );
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(
+            Cidr::parse("fd00::/8")
+                .unwrap()
+                .contains("fd12::1".parse().unwrap())
+        );
+        assert!(Cidr::parse("10.0.0.0/33").is_none());
+        assert!(Cidr::parse("host").is_none());
+    }
+
+    #[test]
+    fn decoders() {
+        assert_eq!(decode_hex("CAFE babe"), Some(vec![0xca, 0xfe, 0xba, 0xbe]));
+        assert_eq!(decode_hex("ABC"), None);
+        assert_eq!(decode_base64("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(decode_base64("aGVsbG8").unwrap(), b"hello");
+        assert_eq!(decode_base64("!"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fnmatch_never_panics(p in ".{0,30}", t in ".{0,30}") {
+            let _ = fnmatch(&p, &t, false);
+            let _ = fnmatch(&p, &t, true);
+        }
+
+        #[test]
+        fn literal_patterns_match_themselves(t in "[a-z/._-]{0,30}") {
+            proptest::prop_assert!(fnmatch(&t, &t, false));
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! # Rule engine (README)
+//!
+//! Loads Falco rules files unmodified and evaluates them with Falco's semantics.
+//!
+//! ## Stages (one module each)
+//! `yaml` (the only YAML reader: text → nodes with line:column) → `loader` (items, `override`,
+//! `append`, `exceptions`, redefinitions, in file order) → `parser` (condition text → `ast`
+//! with byte spans) → `compile` (macros and lists expanded with Falco's visibility rules,
+//! fields checked against `fields`, tests specialised by type) → `eval` (the compiled tree)
+//! → `engine` (rules indexed by event type, first/all matching) → `output` (Falco text and
+//! JSON alerts). `testing` runs rule unit tests.
+//!
+//! ## Entry points for the CLI
+//! - `sensor validate RULES...` → [`validate`]: print [`Report`] (its `Display` lists every
+//!   diagnostic as `file:line:col: error|warning: item: message`, then the counts); exit
+//!   non-zero when [`Report::is_ok`] is false.
+//! - `sensor list-fields [--json]` → [`fields::list_text`] / [`fields::list_json`].
+//! - `sensor test-rules PATH... [--rules R...]` → [`run_rule_tests`]; print
+//!   [`TestReport::render`]; exit non-zero unless [`TestReport::is_success`].
+//! - `sensor replay --rules R... --events capture.jsonl [--json]` → [`load_engine`] then
+//!   [`replay`]: one event per line, a JSON object of field names to values (the
+//!   [`MapEvent`] format: `{"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/shadow"}`).
+//! - Live mode: [`load_engine`], then per event [`Engine::process`] with a per-thread
+//!   [`Scratch`]; the capture event implements [`FieldSource`].
+//!
+//! ## Rule unit tests
+//! See [`testing`] for the format: a YAML file names events (field maps) and the rules that
+//! must (`fires`) and must not (`silent`, `only`) fire. Failures print a `-`/`+` diff of
+//! expected and actual rules and the events. Cases for the stable Falco rules live in
+//! `rules/tests/falco/` at the repository root.
+//!
+//! ## Semantics worth knowing
+//! - A test on a field the event lacks is false, whatever the operator (`container.id != host`
+//!   is false without a container id); `not` inverts the result.
+//! - `proc.aname` (and the other ancestor fields) without index match any ancestor.
+//! - `glob` is `fnmatch(pattern, value, 0)`: `*` crosses `/`, braces are literal; `regex` is a
+//!   full match; `pmatch` matches path prefixes on `/` boundaries; network fields take CIDRs;
+//!   `contains` on flag fields (`evt.arg.flags`) tests one flag.
+//! - Event types come from `evt.type =`/`in` tests (`and` intersects, `or` unites, `not` is
+//!   any); rules without one warn and run on every event.
+
+#![warn(missing_docs)]
+
+pub mod ast;
+mod compile;
+pub mod engine;
+mod eval;
+pub mod event;
+pub mod fields;
+pub mod loader;
+mod matchers;
+pub mod output;
+pub mod parser;
+pub mod testing;
+mod yaml;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+pub use engine::{Engine, EngineOptions, RuleMatching};
+pub use eval::Scratch;
+pub use event::{FieldSource, MapEvent, Value};
+pub use fields::{FieldArg, FieldId, FieldInfo, FieldType};
+pub use loader::{Diagnostic, Loc, Priority, RuleSet, Severity};
+pub use output::Alert;
+pub use testing::{TestReport, run_rule_tests};
+
+/// What [`validate`] found.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Rules defined (enabled or not).
+    pub rules: usize,
+    /// Macros defined.
+    pub macros: usize,
+    /// Lists defined.
+    pub lists: usize,
+    /// Rules that compiled and are enabled.
+    pub loaded_rules: usize,
+    /// All errors and warnings.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Report {
+    /// Number of errors.
+    pub fn errors(&self) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+
+    /// Number of warnings.
+    pub fn warnings(&self) -> usize {
+        self.diagnostics.len() - self.errors()
+    }
+
+    /// True when there is no error.
+    pub fn is_ok(&self) -> bool {
+        self.errors() == 0
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.diagnostics {
+            writeln!(f, "{d}")?;
+        }
+        write!(
+            f,
+            "{} rules ({} enabled and loaded), {} macros, {} lists; {} errors, {} warnings",
+            self.rules,
+            self.loaded_rules,
+            self.macros,
+            self.lists,
+            self.errors(),
+            self.warnings()
+        )
+    }
+}
+
+/// Loads and checks rules files and directories, as `sensor validate` does.
+pub fn validate<P: AsRef<Path>>(paths: &[P]) -> Report {
+    let mut set = RuleSet::default();
+    set.load_paths(paths);
+    let (engine, diagnostics) = Engine::build(&set, EngineOptions::default());
+    Report {
+        rules: set.rules.len(),
+        macros: set.macros.len(),
+        lists: set.lists.len(),
+        loaded_rules: engine.as_ref().map_or(0, Engine::rule_count),
+        diagnostics,
+    }
+}
+
+/// Loads rules into an engine; on error returns the [`Report`] to print.
+pub fn load_engine<P: AsRef<Path>>(
+    paths: &[P],
+    opts: EngineOptions,
+) -> Result<(Engine, Vec<Diagnostic>), Report> {
+    let mut set = RuleSet::default();
+    set.load_paths(paths);
+    let (engine, diagnostics) = Engine::build(&set, opts);
+    match engine {
+        Some(e) => Ok((e, diagnostics)),
+        None => Err(Report {
+            rules: set.rules.len(),
+            macros: set.macros.len(),
+            lists: set.lists.len(),
+            loaded_rules: 0,
+            diagnostics,
+        }),
+    }
+}
+
+/// Counts from a [`replay`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplayStats {
+    /// Events read.
+    pub events: u64,
+    /// Alerts written.
+    pub alerts: u64,
+}
+
+/// Runs JSON-lines events (one [`MapEvent`] object per line; blank lines and lines starting
+/// with `#` are skipped) through the engine and writes one alert per line, as Falco text
+/// or, with `json`, as Falco JSON. A malformed line stops the replay with its line number.
+pub fn replay(
+    engine: &Engine,
+    events: impl BufRead,
+    json: bool,
+    mut out: impl Write,
+) -> Result<ReplayStats, String> {
+    let mut stats = ReplayStats::default();
+    let mut scratch = Scratch::default();
+    for (i, line) in events.lines().enumerate() {
+        let line = line.map_err(|e| format!("line {}: {e}", i + 1))?;
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(t).map_err(|e| format!("line {}: {e}", i + 1))?;
+        let ev = MapEvent::from_json(&value).map_err(|e| format!("line {}: {e}", i + 1))?;
+        stats.events += 1;
+        for a in engine.process(&ev, &mut scratch) {
+            stats.alerts += 1;
+            let text = if json {
+                a.to_json().to_string()
+            } else {
+                a.to_text()
+            };
+            writeln!(out, "{text}").map_err(|e| format!("writing alerts: {e}"))?;
+        }
+    }
+    Ok(stats)
+}

@@ -1,0 +1,234 @@
+//! Alert output: rule output formats (`%field`, `%field[arg]`, `%transformer(field)`, `<NA>`
+//! for missing values) and the two Falco renderings of an alert: the text line
+//! `<time>: <Priority> <message>` and the JSON object of Falco's `json_output`.
+
+use std::fmt::Write as _;
+
+use super::ast;
+use super::eval::{Ctx, Operand};
+use super::event::Value;
+use super::loader::Priority;
+use super::parser;
+
+/// One piece of an output format.
+#[derive(Debug)]
+pub(crate) enum Piece {
+    Lit(String),
+    Field { key: String, op: Operand },
+}
+
+/// A compiled output format.
+#[derive(Debug, Default)]
+pub(crate) struct OutputFormat {
+    pub pieces: Vec<Piece>,
+}
+
+/// A placeholder as parsed, before field resolution.
+#[derive(Debug)]
+pub(crate) enum RawPiece {
+    Lit(String),
+    Field { key: String, operand: ast::Operand },
+}
+
+/// Splits an output format into literal text and `%` placeholders. A `%` that does not
+/// start a field (`100%`, `%%`) stays literal.
+pub(crate) fn split_format(text: &str) -> Vec<RawPiece> {
+    let mut out = Vec::new();
+    let mut lit = String::new();
+    let mut i = 0;
+    while i < text.len() {
+        let rest = &text[i..];
+        let Some(ch) = rest.chars().next() else { break };
+        if ch == '%'
+            && let Ok((operand, used)) = parser::parse_operand_prefix(&rest[1..])
+        {
+            if !lit.is_empty() {
+                out.push(RawPiece::Lit(std::mem::take(&mut lit)));
+            }
+            out.push(RawPiece::Field {
+                key: rest[1..=used].to_owned(),
+                operand,
+            });
+            i += 1 + used;
+            continue;
+        }
+        lit.push(ch);
+        i += ch.len_utf8();
+    }
+    if !lit.is_empty() {
+        out.push(RawPiece::Lit(lit));
+    }
+    out
+}
+
+/// Renders a value for an output line: control characters escaped as in Falco.
+fn render(v: &Value, out: &mut String) {
+    for c in v.to_string().chars() {
+        if c.is_control() {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+impl OutputFormat {
+    /// Renders the message and collects the typed values of its fields.
+    pub(crate) fn format(&self, ctx: &mut Ctx<'_>) -> (String, Vec<(String, Option<Value>)>) {
+        let mut msg = String::new();
+        let mut fields: Vec<(String, Option<Value>)> = Vec::new();
+        for p in &self.pieces {
+            match p {
+                Piece::Lit(s) => msg.push_str(s),
+                Piece::Field { key, op } => {
+                    let v = ctx.value(op).map(std::borrow::Cow::into_owned);
+                    match &v {
+                        Some(v) => render(v, &mut msg),
+                        None => msg.push_str("<NA>"),
+                    }
+                    if !fields.iter().any(|(k, _)| k == key) {
+                        fields.push((key.clone(), v));
+                    }
+                }
+            }
+        }
+        (msg, fields)
+    }
+}
+
+/// A rule match, ready to print or send.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alert {
+    /// Event time, nanoseconds since the epoch.
+    pub time_ns: u64,
+    /// Rule name.
+    pub rule: String,
+    /// Rule priority.
+    pub priority: Priority,
+    /// Event source (`syscall`).
+    pub source: String,
+    /// Host name reported in JSON.
+    pub hostname: String,
+    /// The rendered output format (without time and priority).
+    pub message: String,
+    /// Rule tags.
+    pub tags: Vec<String>,
+    /// Values of the output's fields, keyed as written (`proc.aname[2]`); `None` = missing.
+    pub fields: Vec<(String, Option<Value>)>,
+}
+
+/// Splits nanoseconds since the epoch into a UTC civil date and time.
+fn civil(ns: u64) -> (i64, u32, u32, u32, u32, u32, u32) {
+    let secs = ns / 1_000_000_000;
+    let nanos = u32::try_from(ns % 1_000_000_000).unwrap_or(0);
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let sod = u32::try_from(secs % 86_400).unwrap_or(0);
+    // Days to civil date (proleptic Gregorian), after H. Hinnant's algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d, sod / 3600, sod / 60 % 60, sod % 60, nanos)
+}
+
+/// `HH:MM:SS.nnnnnnnnn` (UTC), Falco's default time prefix.
+pub fn format_time(ns: u64) -> String {
+    let (_, _, _, h, mi, s, n) = civil(ns);
+    format!("{h:02}:{mi:02}:{s:02}.{n:09}")
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`, the JSON `time`.
+pub fn format_iso8601(ns: u64) -> String {
+    let (y, mo, d, h, mi, s, n) = civil(ns);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{n:09}Z")
+}
+
+impl Alert {
+    /// Falco's text line: `<time>: <Priority> <message>`.
+    pub fn to_text(&self) -> String {
+        format!(
+            "{}: {} {}",
+            format_time(self.time_ns),
+            self.priority,
+            self.message
+        )
+    }
+
+    /// Falco's JSON alert (`time`, `rule`, `priority`, `source`, `hostname`, `output`, `tags`,
+    /// `output_fields` with typed values and `evt.time` in nanoseconds).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut fields = serde_json::Map::new();
+        fields.insert("evt.time".into(), serde_json::Value::from(self.time_ns));
+        for (k, v) in &self.fields {
+            fields.insert(
+                k.clone(),
+                v.as_ref().map_or(serde_json::Value::Null, Value::to_json),
+            );
+        }
+        serde_json::json!({
+            "time": format_iso8601(self.time_ns),
+            "rule": self.rule,
+            "priority": self.priority.as_str(),
+            "source": self.source,
+            "hostname": self.hostname,
+            "output": self.to_text(),
+            "tags": self.tags,
+            "output_fields": fields,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(format_iso8601(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            format_iso8601(1_685_022_245_478_445_995),
+            "2023-05-25T13:44:05.478445995Z"
+        );
+        assert_eq!(format_time(1_685_022_245_478_445_995), "13:44:05.478445995");
+        assert_eq!(
+            format_iso8601(951_782_400_000_000_000),
+            "2000-02-29T00:00:00.000000000Z"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn splitting_never_panics(s in ".{0,80}") {
+            let _ = split_format(&s);
+        }
+    }
+
+    #[test]
+    fn splits_placeholders() {
+        let p = split_format("a %proc.name b=%proc.aname[2]. 100% %toupper(user.name)%");
+        let keys: Vec<String> = p
+            .iter()
+            .map(|x| match x {
+                RawPiece::Lit(s) => format!("L{s}"),
+                RawPiece::Field { key, .. } => format!("F{key}"),
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "La ",
+                "Fproc.name",
+                "L b=",
+                "Fproc.aname[2]",
+                "L. 100% ",
+                "Ftoupper(user.name)",
+                "L%"
+            ]
+        );
+    }
+}

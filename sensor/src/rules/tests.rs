@@ -1,0 +1,706 @@
+//! End-to-end tests of the rule engine: the stable Falco ruleset, operators, precedence,
+//! overrides and exceptions, evaluated on map events.
+
+use super::engine::{Engine, EngineOptions};
+use super::loader::{RuleSet, Severity};
+
+const FALCO_RULES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/falco/falco_rules.yaml"
+);
+
+#[test]
+fn falco_rules_load_cleanly() {
+    let mut set = RuleSet::default();
+    set.load_paths(&[FALCO_RULES]);
+    assert_eq!(
+        (set.rules.len(), set.macros.len(), set.lists.len()),
+        (25, 87, 49)
+    );
+    let (engine, diags) = Engine::build(&set, EngineOptions::default());
+    for d in &diags {
+        eprintln!("{d}");
+    }
+    assert!(diags.iter().all(|d| d.severity != Severity::Error));
+    assert_eq!(engine.expect("engine").rule_count(), 25);
+}
+
+#[test]
+fn falco_rule_cases() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tests/falco");
+    let report = super::run_rule_tests(&[dir], &[]);
+    let text = report.render(false);
+    assert!(report.is_success(), "{text}");
+    // Every stable rule has a case that fires it and a near-miss that keeps it silent.
+    let mut cases = String::new();
+    for f in ["files.yaml", "process.yaml", "network.yaml"] {
+        cases.push_str(&std::fs::read_to_string(format!("{dir}/{f}")).expect("case file"));
+    }
+    let mut set = RuleSet::default();
+    set.load_paths(&[FALCO_RULES]);
+    for r in &set.rules {
+        let fires = cases
+            .lines()
+            .any(|l| l.trim_start().starts_with("fires: [") && l.contains(r.name.as_str()));
+        let silent = cases
+            .lines()
+            .any(|l| l.trim_start().starts_with("silent: [") && l.contains(r.name.as_str()));
+        assert!(
+            fires && silent,
+            "rule '{}' lacks a firing case or a near-miss",
+            r.name
+        );
+    }
+}
+
+use serde_json::json;
+
+use super::engine::RuleMatching;
+use super::event::MapEvent;
+use super::output::Alert;
+
+/// Builds an engine from rules text; panics with the diagnostics when it does not load.
+fn engine(text: &str, matching: RuleMatching) -> Engine {
+    let mut set = RuleSet::default();
+    set.load_str("t.yaml", text);
+    let opts = EngineOptions {
+        rule_matching: matching,
+        hostname: "h".into(),
+        ..EngineOptions::default()
+    };
+    let (engine, diags) = Engine::build(&set, opts);
+    let errs: Vec<String> = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(ToString::to_string)
+        .collect();
+    engine.unwrap_or_else(|| panic!("rules did not load: {errs:#?}"))
+}
+
+fn fired(e: &Engine, ev: serde_json::Value) -> Vec<String> {
+    let ev = MapEvent::from_json(&ev).expect("event");
+    e.process_one(&ev).into_iter().map(|a| a.rule).collect()
+}
+
+const MACROS: &str = "
+- macro: yes_
+  condition: proc.name = bash
+- macro: no_
+  condition: proc.name = zsh
+";
+
+/// True when `cond` holds for the standard test event.
+fn holds(cond: &str) -> bool {
+    let text = format!(
+        "{MACROS}- rule: t\n  desc: d\n  condition: |\n    {cond}\n  output: o\n  priority: info\n  warn_evttypes: false\n"
+    );
+    let e = engine(&text, RuleMatching::First);
+    !fired(
+        &e,
+        json!({
+            "evt.type": "openat", "proc.name": "bash", "proc.args": "-c ls", "fd.name": "/etc/shadow", "fd.num": 3,
+            "proc.aname": ["sshd", "systemd"], "evt.arg.flags": "O_RDONLY|O_CLOEXEC", "fd.sip": "10.1.2.3",
+            "fd.sport": 443, "container.privileged": false, "thread.cap_effective": "CAP_CHOWN CAP_SYS_ADMIN",
+            "proc.env[HOME]": "/root", "proc.env[TOKEN]": "aGVsbG8=", "k8s.pod.label[app]": "web",
+        }),
+    )
+    .is_empty()
+}
+
+#[test]
+fn operator_semantics() {
+    let cases = [
+        ("proc.name = bash", true),
+        ("proc.name == bash", true),
+        ("proc.name != bash", false),
+        ("proc.name = BASH", false),
+        ("fd.num < 4", true),
+        ("fd.num <= 3", true),
+        ("fd.num > 3", false),
+        ("fd.num >= 3", true),
+        ("fd.num = 0x3", true),
+        ("fd.name contains shad", true),
+        ("fd.name icontains SHAD", true),
+        ("fd.name startswith /etc/", true),
+        ("fd.name endswith dow", true),
+        ("fd.name bcontains 736861", true),
+        ("fd.name bstartswith 2f657463", true),
+        ("fd.name bcontains 7a7a", false),
+        ("fd.name glob '/etc/*'", true),
+        ("fd.name glob '/*w'", true),
+        ("fd.name glob '/etc/{shadow,passwd}'", false),
+        ("fd.name glob '/etc/sh?dow'", true),
+        ("fd.name iglob '/ETC/*'", true),
+        ("fd.name glob '/ETC/*'", false),
+        ("fd.name regex '/etc/s.*'", true),
+        ("fd.name regex 'etc'", false),
+        ("proc.name in (sh, bash)", true),
+        ("proc.name in (sh)", false),
+        ("proc.name in ()", false),
+        ("proc.name intersects (bash, zsh)", true),
+        ("fd.name pmatch (/etc, /var)", true),
+        ("fd.name pmatch (/et)", false),
+        ("proc.pname exists", true),
+        ("container.id exists", false),
+        ("not container.id exists", true),
+        ("container.id != host", false),
+        ("container.id = host", false),
+        ("not container.id = host", true),
+        ("proc.aname = systemd", true),
+        ("proc.aname = bash", false),
+        ("proc.aname[0] = bash", true),
+        ("proc.aname[1] = sshd", true),
+        ("proc.aname[2] = sshd", false),
+        ("proc.aname in (systemd, init)", true),
+        ("evt.arg.flags contains O_CLOEXEC", true),
+        ("evt.arg.flags contains O_CLOEX", false),
+        ("evt.arg.flags icontains o_rdonly", true),
+        ("thread.cap_effective contains CAP_SYS_ADMIN", true),
+        ("thread.cap_effective icontains sys_admin", true),
+        ("fd.sip = 10.1.2.3", true),
+        ("fd.sip != 10.1.2.3", false),
+        ("fd.snet = 10.0.0.0/8", true),
+        ("fd.snet != \"10.0.0.0/8\"", false),
+        ("fd.snet in (192.168.0.0/16, 10.0.0.0/8)", true),
+        ("fd.snet in (192.168.0.0/16)", false),
+        ("fd.sport in (80, 443)", true),
+        ("fd.sport > 1024", false),
+        ("container.privileged = false", true),
+        ("container.privileged = true", false),
+        ("toupper(proc.name) = BASH", true),
+        ("tolower(toupper(proc.name)) = bash", true),
+        ("len(proc.name) = 4", true),
+        ("len(proc.name) > 4", false),
+        ("basename(fd.name) = shadow", true),
+        ("b64(proc.env[TOKEN]) = hello", true),
+        ("proc.env[HOME] = /root", true),
+        ("proc.env[NOPE] = /root", false),
+        ("proc.name = val(proc.aname[0])", true),
+        ("proc.name = val(proc.pname)", false),
+        ("proc.name != val(proc.pname)", true),
+        ("toupper(proc.name) = toupper(proc.name)", true),
+        ("k8s.pod.label[app] = web", true),
+        ("k8s.pod.label.app = web", true),
+        ("proc.args contains '-c'", true),
+        ("evt.dir = <", true),
+        ("evt.type.is.openat = 1", true),
+        ("evt.type.is.open = 1", false),
+        ("evt.dir = >", false),
+    ];
+    let mut bad = Vec::new();
+    for (cond, want) in cases {
+        if holds(cond) != want {
+            bad.push(format!("{cond}: expected {want}"));
+        }
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
+#[test]
+fn merged_or_tests_keep_their_meaning() {
+    let cases = [
+        (
+            "fd.name contains zz or fd.name contains yy or fd.name contains adow",
+            true,
+        ),
+        (
+            "fd.name contains zz or fd.name contains yy or fd.name contains xx",
+            false,
+        ),
+        (
+            "proc.args icontains ZZ or proc.args icontains YY or proc.args icontains -C",
+            true,
+        ),
+        (
+            "fd.name startswith /e or fd.name startswith /x or fd.name startswith /y",
+            true,
+        ),
+        (
+            "fd.name startswith etc or fd.name startswith /x or fd.name startswith /y",
+            false,
+        ),
+        ("proc.name = a or proc.name = b or proc.name = bash", true),
+        ("proc.name = a or proc.name = b or proc.name = c", false),
+        (
+            "proc.aname = a or proc.aname = b or proc.aname = systemd",
+            true,
+        ),
+        (
+            "not (proc.name = a or proc.name = b or proc.name = c)",
+            true,
+        ),
+    ];
+    for (cond, want) in cases {
+        assert_eq!(holds(cond), want, "{cond}");
+    }
+}
+
+#[test]
+fn precedence_semantics() {
+    let cases = [
+        ("yes_ or yes_ and no_", true),
+        ("no_ and yes_ or yes_", true),
+        ("(yes_ or yes_) and no_", false),
+        ("not no_ and no_", false),
+        ("not (no_ and no_)", true),
+        ("not yes_ or yes_", true),
+        ("not not yes_", true),
+        ("yes_ and not no_ and not not yes_", true),
+        ("no_ or no_ or not yes_", false),
+        ("yes_ and (no_ or (yes_ and not no_))", true),
+    ];
+    for (cond, want) in cases {
+        assert_eq!(holds(cond), want, "{cond}");
+    }
+}
+
+const BASE: &str = "
+- list: editors
+  items: [vim]
+- macro: opener
+  condition: evt.type = openat
+- rule: R
+  desc: d
+  condition: opener and proc.name in (editors)
+  output: o
+  priority: warning
+";
+
+fn event(name: &str) -> serde_json::Value {
+    json!({"evt.type": "openat", "proc.name": name, "fd.name": "/etc/hosts"})
+}
+
+#[test]
+fn overrides_and_appends_change_behaviour() {
+    let e = engine(BASE, RuleMatching::First);
+    assert_eq!(fired(&e, event("vim")), ["R"]);
+    assert!(fired(&e, event("nano")).is_empty());
+
+    let e = engine(
+        &format!("{BASE}- list: editors\n  items: [nano]\n  override: {{items: append}}\n"),
+        RuleMatching::First,
+    );
+    assert_eq!(fired(&e, event("nano")), ["R"]);
+    assert_eq!(fired(&e, event("vim")), ["R"]);
+
+    let e = engine(
+        &format!("{BASE}- list: editors\n  items: [nano]\n  append: true\n"),
+        RuleMatching::First,
+    );
+    assert_eq!(fired(&e, event("nano")), ["R"]);
+
+    let e = engine(
+        &format!("{BASE}- list: editors\n  items: [nano]\n  override: {{items: replace}}\n"),
+        RuleMatching::First,
+    );
+    assert!(fired(&e, event("vim")).is_empty());
+
+    let e = engine(
+        &format!(
+            "{BASE}- macro: opener\n  condition: evt.type = open\n  override: {{condition: replace}}\n"
+        ),
+        RuleMatching::First,
+    );
+    assert!(fired(&e, event("vim")).is_empty());
+
+    // Appending is textual: `a and b or c` reads as `(a and b) or c`, as in Falco.
+    let e = engine(
+        &format!("{BASE}- rule: R\n  condition: or proc.name = ed\n  append: true\n"),
+        RuleMatching::First,
+    );
+    assert_eq!(
+        fired(&e, json!({"evt.type": "execve", "proc.name": "ed"})),
+        ["R"]
+    );
+
+    let e = engine(
+        &format!("{BASE}- rule: R\n  enabled: false\n  override: {{enabled: replace}}\n"),
+        RuleMatching::First,
+    );
+    assert_eq!(e.rule_count(), 0);
+    let e = engine(
+        &format!(
+            "{BASE}- rule: R\n  enabled: false\n  override: {{enabled: replace}}\n- rule: R\n  enabled: true\n  override: {{enabled: replace}}\n"
+        ),
+        RuleMatching::First,
+    );
+    assert_eq!(fired(&e, event("vim")), ["R"]);
+
+    let e = engine(
+        &format!("{BASE}- rule: R\n  priority: DEBUG\n  override: {{priority: replace}}\n"),
+        RuleMatching::First,
+    );
+    let ev = MapEvent::from_json(&event("vim")).expect("event");
+    assert_eq!(
+        e.process_one(&ev)[0].priority,
+        super::loader::Priority::Debug
+    );
+}
+
+#[test]
+fn exceptions_exclude_matches() {
+    let rules = "
+- list: trusted
+  items: [cat]
+- rule: Open
+  desc: d
+  condition: evt.type = openat
+  output: o
+  priority: warning
+  exceptions:
+    - name: proc_dir
+      fields: [proc.name, fd.directory]
+      comps: [=, in]
+      values:
+        - [vim, [/etc, /usr/share]]
+    - name: names
+      fields: proc.name
+      values: [less, trusted]
+    - name: prefixes
+      fields: fd.name
+      comps: pmatch
+      values: [/srv/data]
+- rule: Open
+  exceptions:
+    - name: proc_dir
+      values:
+        - [nano, [/tmp]]
+    - name: cmd
+      fields: [proc.cmdline]
+      comps: [startswith]
+      values:
+        - [sed -i]
+  override: {exceptions: append}
+";
+    let e = engine(rules, RuleMatching::First);
+    let cases = [
+        (
+            json!({"evt.type": "openat", "proc.name": "vim", "fd.name": "/etc/hosts"}),
+            false,
+        ),
+        (
+            json!({"evt.type": "openat", "proc.name": "vim", "fd.name": "/usr/share/x"}),
+            false,
+        ),
+        (
+            json!({"evt.type": "openat", "proc.name": "vim", "fd.name": "/var/x"}),
+            true,
+        ),
+        (
+            json!({"evt.type": "openat", "proc.name": "nano", "fd.name": "/tmp/x"}),
+            false,
+        ),
+        (
+            json!({"evt.type": "openat", "proc.name": "nano", "fd.name": "/etc/x"}),
+            true,
+        ),
+        (
+            json!({"evt.type": "openat", "proc.name": "less", "fd.name": "/etc/x"}),
+            false,
+        ),
+        (
+            json!({"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/x"}),
+            false,
+        ),
+        (
+            json!({"evt.type": "openat", "proc.name": "dd", "fd.name": "/srv/data/x"}),
+            false,
+        ),
+        (
+            json!({"evt.type": "openat", "proc.name": "dd", "fd.name": "/srv/database"}),
+            true,
+        ),
+        (
+            json!({"evt.type": "openat", "proc.name": "sed", "proc.args": "-i s/a/b/ f", "fd.name": "/x"}),
+            false,
+        ),
+        (
+            json!({"evt.type": "openat", "proc.name": "sed", "proc.args": "-n p f", "fd.name": "/x"}),
+            true,
+        ),
+    ];
+    for (ev, want) in cases {
+        assert_eq!(!fired(&e, ev.clone()).is_empty(), want, "{ev}");
+    }
+}
+
+#[test]
+fn visibility_rules() {
+    // A macro may only use macros defined before it.
+    let mut set = RuleSet::default();
+    set.load_str(
+        "t.yaml",
+        "- macro: a\n  condition: b\n- macro: b\n  condition: evt.type = open\n- rule: R\n  desc: d\n  condition: a\n  output: o\n  priority: info\n",
+    );
+    let (e, diags) = Engine::build(&set, EngineOptions::default());
+    assert!(e.is_none());
+    let msg = diags
+        .iter()
+        .find(|d| d.severity == Severity::Error)
+        .expect("error")
+        .to_string();
+    assert!(
+        msg.starts_with(
+            "t.yaml:2:14: error: rule 'R': macro 'b' is used by macro 'a' before it is defined"
+        ),
+        "{msg}"
+    );
+
+    // A list naming a later list keeps the name as a plain value.
+    let e = engine(
+        "- list: a\n  items: [b, x]\n- list: b\n  items: [y]\n- rule: R\n  desc: d\n  condition: evt.type = open and proc.name in (a)\n  output: o\n  priority: info\n",
+        RuleMatching::First,
+    );
+    assert_eq!(
+        fired(&e, json!({"evt.type": "open", "proc.name": "b"})),
+        ["R"]
+    );
+    assert!(fired(&e, json!({"evt.type": "open", "proc.name": "y"})).is_empty());
+    // A rule can use any macro, wherever it is defined.
+    engine(
+        "- rule: R\n  desc: d\n  condition: m\n  output: o\n  priority: info\n- macro: m\n  condition: evt.type = open\n",
+        RuleMatching::First,
+    );
+}
+
+#[test]
+fn deep_macro_chains_are_rejected_not_overflowed() {
+    let mut text = String::from("- macro: m0\n  condition: evt.type = open\n");
+    for i in 1..3000 {
+        text.push_str(&format!("- macro: m{i}\n  condition: not (m{})\n", i - 1));
+    }
+    text.push_str("- rule: R\n  desc: d\n  condition: m2999\n  output: o\n  priority: info\n");
+    let mut set = RuleSet::default();
+    set.load_str("t.yaml", &text);
+    let (e, diags) = Engine::build(&set, EngineOptions::default());
+    assert!(e.is_none());
+    assert!(
+        diags.iter().any(|d| d.message.contains("nests deeper")),
+        "{:?}",
+        diags.first()
+    );
+}
+
+#[test]
+fn rule_matching_first_or_all() {
+    let rules = "
+- rule: Any
+  desc: d
+  condition: proc.name = y
+  output: any
+  priority: info
+
+- rule: A
+  desc: d
+  condition: evt.type = open
+  output: a
+  priority: info
+- rule: B
+  desc: d
+  condition: evt.type in (open, openat)
+  output: b
+  priority: info
+- rule: C
+  desc: d
+  condition: proc.name = x
+  output: c
+  priority: info
+";
+    let first = engine(rules, RuleMatching::First);
+    let all = engine(rules, RuleMatching::All);
+    let ev = json!({"evt.type": "open", "proc.name": "x"});
+    assert_eq!(fired(&first, ev.clone()), ["A"]);
+    assert_eq!(fired(&all, ev), ["A", "B", "C"]);
+    assert_eq!(
+        fired(&all, json!({"evt.type": "openat", "proc.name": "x"})),
+        ["B", "C"]
+    );
+    assert_eq!(
+        fired(&all, json!({"evt.type": "execve", "proc.name": "x"})),
+        ["C"]
+    );
+    assert_eq!(all.event_types(), None);
+    // Typed rules are tried before untyped ones, even when defined later (as in Falco).
+    let ev = json!({"evt.type": "open", "proc.name": "y"});
+    assert_eq!(fired(&first, ev.clone()), ["A"]);
+    assert_eq!(fired(&all, ev), ["A", "B", "Any"]);
+    assert_eq!(
+        fired(&first, json!({"evt.type": "execve", "proc.name": "y"})),
+        ["Any"]
+    );
+}
+
+#[test]
+fn errors_name_file_line_column() {
+    let text = "- rule: R\n  desc: d\n  condition: >\n    evt.type = open\n    and proc.nmae = x\n  output: o\n  priority: info\n\
+                - rule: S\n  desc: d\n  condition: evt.type = open and (proc.name = x\n  output: o\n  priority: info\n\
+                - rule: T\n  desc: d\n  condition: evt.type = open and fd.num = abc\n  output: o %proc.nope\n  priority: info\n\
+                - rule: U\n  desc: d\n  condition: evt.type = open and proc.nmae = x\n  output: o\n  priority: info\n  skip-if-unknown-filter: true\n";
+    let mut set = RuleSet::default();
+    set.load_str("t.yaml", text);
+    let (_, diags) = Engine::build(&set, EngineOptions::default());
+    let msgs: Vec<String> = diags.iter().map(ToString::to_string).collect();
+    let want = [
+        "t.yaml:5:9: error: rule 'R': unknown field 'proc.nmae'; did you mean 'proc.name'?",
+        "t.yaml:10:48: error: rule 'S': syntax error: expected ')' but found 'end of condition'",
+        "t.yaml:15:34: error: rule 'T': 'abc' is not a number ('fd.num' is int64)",
+        "t.yaml:20:34: warning: rule 'U': rule skipped (skip-if-unknown-filter): unknown field 'proc.nmae'",
+    ];
+    for w in want {
+        assert!(
+            msgs.iter().any(|m| m.starts_with(w)),
+            "missing {w:?} in {msgs:#?}"
+        );
+    }
+    let mut set = RuleSet::default();
+    set.load_str("t.yaml", "- rule: T\n  desc: d\n  condition: evt.type = open\n  output: o %proc.nope\n  priority: info\n");
+    let (_, diags) = Engine::build(&set, EngineOptions::default());
+    assert!(
+        diags[0]
+            .to_string()
+            .starts_with("t.yaml:4:11: error: rule 'T': in output: unknown field 'proc.nope'"),
+        "{diags:?}"
+    );
+}
+
+#[test]
+fn warnings_for_untyped_rules_and_unused_items() {
+    let report = {
+        let dir = std::env::temp_dir().join(format!("rules-validate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp");
+        std::fs::write(
+            dir.join("a.yaml"),
+            "- list: l\n  items: [a]\n- macro: m\n  condition: proc.name = a\n",
+        )
+        .expect("write");
+        std::fs::write(
+            dir.join("b.yml"),
+            "- rule: R\n  desc: d\n  condition: proc.name = a\n  output: o\n  priority: info\n",
+        )
+        .expect("write");
+        std::fs::write(dir.join("c.txt"), "not yaml: [").expect("write");
+        let r = super::validate(&[&dir]);
+        let _ = std::fs::remove_dir_all(&dir);
+        r
+    };
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(
+        (report.rules, report.macros, report.lists, report.warnings()),
+        (1, 1, 1, 3),
+        "{report}"
+    );
+    let text = report.to_string();
+    assert!(text.contains("rule matches every event type"), "{text}");
+    assert!(text.contains("macro 'm': macro is not used"), "{text}");
+    assert!(
+        text.ends_with("1 rules (1 enabled and loaded), 1 macros, 1 lists; 0 errors, 3 warnings"),
+        "{text}"
+    );
+}
+
+#[test]
+fn falco_alert_formats() {
+    let mut set = RuleSet::default();
+    set.load_paths(&[FALCO_RULES]);
+    let opts = EngineOptions {
+        hostname: "node-1".into(),
+        ..EngineOptions::default()
+    };
+    let (engine, _) = Engine::build(&set, opts);
+    let engine = engine.expect("engine");
+    let ev = MapEvent::from_json(&json!({
+        "evt.type": "openat", "evt.rawtime": 1_685_022_245_478_445_995_u64, "evt.is_open_read": true, "fd.typechar": "f",
+        "fd.num": 3, "fd.name": "/etc/shadow", "proc.name": "cat", "proc.args": "/etc/shadow", "proc.pname": "bash",
+        "container.id": "host", "user.name": "root", "user.uid": 0, "user.loginuid": -1, "proc.exepath": "/usr/bin/cat",
+        "proc.tty": 34816,
+    }))
+    .expect("event");
+    let alerts: Vec<Alert> = engine.process_one(&ev);
+    assert_eq!(alerts.len(), 1);
+    let a = &alerts[0];
+    assert_eq!(
+        a.to_text(),
+        "13:44:05.478445995: Warning Sensitive file opened for reading by non-trusted program | file=/etc/shadow \
+         gparent=<NA> ggparent=<NA> gggparent=<NA> evt_type=openat user=root user_uid=0 user_loginuid=-1 process=cat \
+         proc_exepath=/usr/bin/cat parent=bash command=cat /etc/shadow terminal=34816"
+    );
+    let j = a.to_json();
+    assert_eq!(j["time"], "2023-05-25T13:44:05.478445995Z");
+    assert_eq!(j["rule"], "Read sensitive file untrusted");
+    assert_eq!(j["priority"], "Warning");
+    assert_eq!(j["source"], "syscall");
+    assert_eq!(j["hostname"], "node-1");
+    assert_eq!(j["output"], a.to_text());
+    assert_eq!(j["tags"][0], "maturity_stable");
+    let f = &j["output_fields"];
+    assert_eq!(f["evt.time"], 1_685_022_245_478_445_995_u64);
+    assert_eq!(f["fd.name"], "/etc/shadow");
+    assert_eq!(f["user.uid"], 0);
+    assert_eq!(f["user.loginuid"], -1);
+    assert_eq!(f["proc.tty"], 34816);
+    assert!(f["proc.aname[2]"].is_null());
+    assert_eq!(f.as_object().map(serde_json::Map::len), Some(14));
+}
+
+#[test]
+fn replay_writes_alerts() {
+    let e = engine(BASE, RuleMatching::First);
+    let input = "# comment\n{\"evt.type\":\"openat\",\"proc.name\":\"vim\"}\n\n{\"evt.type\":\"openat\",\"proc.name\":\"nano\"}\n";
+    let mut out = Vec::new();
+    let stats = super::replay(&e, input.as_bytes(), true, &mut out).expect("replay");
+    assert_eq!((stats.events, stats.alerts), (2, 1));
+    let line: serde_json::Value = serde_json::from_slice(&out).expect("json line");
+    assert_eq!(line["rule"], "R");
+    let err = super::replay(&e, "{\"proc.name\":1}\n".as_bytes(), false, Vec::new()).unwrap_err();
+    assert!(err.starts_with("line 1:"), "{err}");
+}
+
+#[test]
+fn unit_test_runner_reports_diffs() {
+    let dir = std::env::temp_dir().join(format!("rules-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    std::fs::write(dir.join("r.yaml"), BASE).expect("write");
+    std::fs::write(
+        dir.join("t.yaml"),
+        "rules: [r.yaml]\ntests:\n  - name: ok\n    event: '{\"evt.type\": \"openat\", \"proc.name\": \"vim\"}'\n    fires: [R]\n\
+         \x20 - name: wrong\n    event: {evt.type: openat, proc.name: nano}\n    fires: [R]\n\
+         \x20 - name: noisy\n    events:\n      - {evt.type: openat, proc.name: vim}\n    silent: all\n\
+         \x20 - name: typo\n    event: {evt.type: openat, proc.nam: vim}\n    silent: [R, Nope]\n",
+    )
+    .expect("write");
+    let report = super::run_rule_tests(&[&dir.join("t.yaml")], &[]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = report.render(true);
+    assert_eq!((report.passed(), report.failed()), (1, 3), "{text}");
+    assert!(text.contains("- R   (must fire, did not)"), "{text}");
+    assert!(
+        text.contains(
+            "why 'R' did not fire on the event at line 7:\n        ✗ proc.name in (editors)"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("+ R   (must not fire, fired)"), "{text}");
+    assert!(text.contains("did you mean 'proc.name'"), "{text}");
+    assert!(text.contains("unknown rule 'Nope'"), "{text}");
+    assert!(text.ends_with("1 passed, 3 failed\n"), "{text}");
+}
+
+proptest::proptest! {
+    #[test]
+    fn pipeline_never_panics(parts in proptest::collection::vec(proptest::sample::select(vec![
+        "proc.name", "fd.num", "proc.aname[2]", "evt.arg.flags", "fd.snet", "=", "!=", "<", "in", "contains", "glob",
+        "regex", "pmatch", "exists", "(", ")", ",", " and ", " or ", "not ", "'x*'", "1", "10.0.0.0/8", "yes_", "no_",
+        "val(proc.pname)", "tolower(", "len(", "[", "]", "\\", "'", " ",
+    ]), 1..30), out in ".{0,40}") {
+        let cond = parts.concat();
+        let text = format!(
+            "{MACROS}- rule: t\n  desc: d\n  condition: {cond:?}\n  output: {out:?}\n  priority: info\n"
+        );
+        let mut set = RuleSet::default();
+        set.load_str("p.yaml", &text);
+        if let (Some(e), _) = Engine::build(&set, EngineOptions::default()) {
+            let ev = MapEvent::from_json(&json!({"evt.type": "open", "proc.name": "x"})).expect("event");
+            let _ = e.process_one(&ev);
+        }
+    }
+}
