@@ -1,7 +1,10 @@
-//! The sensor's library: one module per pipeline stage.
+//! The sensor's library: one module per pipeline stage, in the order data flows.
 //!
-//! capture (kernel programs, ring buffers) → event (typed events, decoding) → ... →
-//! rules (Falco's rule language: load, compile, evaluate, format alerts).
+//! [`capture`] (kernel programs, ring buffers) → [`event`] (typed events, decoding) →
+//! [`state`] (processes, fds, users) → [`rules`] (Falco's rule language) → alerts;
+//! [`pipeline`] joins the stages.
 pub mod capture;
 pub mod event;
+pub mod pipeline;
 pub mod rules;
+pub mod state;

@@ -26,7 +26,8 @@ fn start(args: &[&str]) -> (Child, Vec<String>) {
     loop {
         let mut line = String::new();
         assert!(stderr.read_line(&mut line).unwrap() > 0, "sensor exited before capturing: {lines:?}");
-        let started = line.contains("capturing");
+        // Logged by the capture once its programs are attached.
+        let started = line.contains(" probes, ");
         lines.push(line);
         if started {
             break;
@@ -135,4 +136,77 @@ fn help_explains_capture_options() {
     for option in ["--json", "--syscalls", "--duration", "--output", "--ring-bytes", "--cpus-per-ring", "lost"] {
         assert!(help.contains(option), "--help lacks {option}:\n{help}");
     }
+}
+
+/// A copy of `cat` under a name no rule trusts.
+fn untrusted_cat(tag: &str) -> String {
+    let path = format!("/tmp/sensor-e2e-{tag}-{}", std::process::id());
+    std::fs::copy("/bin/cat", &path).unwrap();
+    path
+}
+
+#[test]
+fn run_alerts_when_an_untrusted_program_reads_shadow() {
+    let cat = untrusted_cat("cat");
+    let (child, _) = start(&["run", "--json", "--duration", "4"]);
+    let read = Command::new(&cat).arg("/etc/shadow").output().unwrap();
+    assert!(read.status.success());
+    let (stdout, stderr) = finish(child);
+    std::fs::remove_file(&cat).unwrap();
+    let alerts: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).expect("JSON alert")).collect();
+    let name = cat.rsplit('/').next().unwrap();
+    let alert = alerts
+        .iter()
+        .find(|a| a["output_fields"]["proc.name"] == name[..name.len().min(15)])
+        .unwrap_or_else(|| panic!("no alert for {name}: {stdout}\n{stderr}"));
+    assert_eq!(alert["rule"], "Read credential file by untrusted program");
+    assert_eq!(alert["priority"], "Warning");
+    assert_eq!(alert["source"], "syscall");
+    assert_eq!(alert["output_fields"]["fd.name"], "/etc/shadow");
+    assert_eq!(alert["output_fields"]["proc.exepath"], cat.as_str());
+    assert_eq!(alert["output_fields"]["user.name"], "root");
+    assert_eq!(alert["output_fields"]["container.id"], "host");
+    assert!(alert["output"].as_str().unwrap().contains("file=/etc/shadow"));
+    assert!(stderr.contains("run: ") && stderr.contains(" alerts"), "{stderr}");
+}
+
+#[test]
+fn capture_file_replays_to_the_same_alert() {
+    let cat = untrusted_cat("replay");
+    let file = format!("/tmp/sensor-replay-{}.jsonl", std::process::id());
+    let (child, _) = start(&["capture", "--duration", "3", "--output", &file]);
+    assert!(Command::new(&cat).arg("/etc/shadow").output().unwrap().status.success());
+    finish(child);
+    std::fs::remove_file(&cat).unwrap();
+    let out = sensor().args(["replay", "--events", &file, "--json"]).output().unwrap();
+    std::fs::remove_file(&file).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let hit = stdout.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|a| {
+        a["rule"] == "Read credential file by untrusted program" && a["output_fields"]["proc.exepath"] == cat.as_str()
+    });
+    assert!(hit.is_some(), "the replay alerts like live mode: {stdout}");
+}
+
+#[test]
+fn validate_loads_falco_stable_rules_and_locates_errors() {
+    let falco = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/falco/falco_rules.yaml");
+    let out = sensor().args(["validate", falco]).output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("25 rules") && report.contains("87 macros") && report.contains("49 lists"), "{report}");
+    assert!(report.contains("0 errors"), "{report}");
+
+    let bad = format!("/tmp/sensor-bad-rules-{}.yaml", std::process::id());
+    std::fs::write(
+        &bad,
+        "- rule: Broken\n  desc: x\n  condition: evt.type = open and proc.nme = cat\n  output: o\n  priority: INFO\n",
+    )
+    .unwrap();
+    let out = sensor().args(["validate", &bad]).output().unwrap();
+    std::fs::remove_file(&bad).unwrap();
+    assert!(!out.status.success());
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains(&format!("{bad}:3:")), "file:line:column in {report}");
+    assert!(report.contains("proc.nme"), "{report}");
 }

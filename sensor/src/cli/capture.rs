@@ -67,21 +67,7 @@ pub async fn run(args: CaptureArgs) -> anyhow::Result<()> {
 
     let mut capture = Capture::start(&cfg)?;
     let clock = Clock::now();
-    let stop = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        match args.duration {
-            Some(s) => tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs_f64(s)) => {}
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            },
-            None => tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            },
-        }
-        io::Result::Ok(())
-    };
+    let stop = super::stop_signal(args.duration.map(Duration::from_secs_f64));
     tokio::pin!(stop);
     let mut report = tokio::time::interval(Duration::from_secs(1));
     let mut lost_reported = 0;

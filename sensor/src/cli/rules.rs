@@ -1,0 +1,130 @@
+//! The commands that need no kernel: `validate`, `list-fields`, `test-rules`, `replay`.
+
+use std::{
+    fs::File,
+    io::{self, BufRead, BufReader, Write},
+    path::PathBuf,
+};
+
+use anyhow::{Context as _, bail};
+use sensor::{
+    event::Event,
+    pipeline::{Pipeline, load_rules},
+    rules::{self, EngineOptions, MapEvent},
+    state::{State, StateConfig},
+};
+
+/// Options of `sensor validate`.
+#[derive(clap::Args)]
+pub struct ValidateArgs {
+    /// Rules files or directories (`.yaml`/`.yml`, loaded in order; later ones override).
+    #[arg(required = true, value_name = "RULES")]
+    paths: Vec<PathBuf>,
+}
+
+/// Loads and checks rules; non-zero exit on any error.
+pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
+    let report = rules::validate(&args.paths);
+    println!("{report}");
+    if !report.is_ok() {
+        bail!("{} error(s) in the rules", report.errors());
+    }
+    Ok(())
+}
+
+/// Options of `sensor list-fields`.
+#[derive(clap::Args)]
+pub struct ListFieldsArgs {
+    /// Print the registry as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Prints every field rules can use.
+pub fn list_fields(args: ListFieldsArgs) -> anyhow::Result<()> {
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rules::fields::list_json())?);
+    } else {
+        print!("{}", rules::fields::list_text());
+    }
+    Ok(())
+}
+
+/// Options of `sensor test-rules`.
+#[derive(clap::Args)]
+pub struct TestRulesArgs {
+    /// Test files or directories of rule unit tests.
+    #[arg(required = true, value_name = "TESTS")]
+    paths: Vec<PathBuf>,
+    /// Rules to test (default: the files each test names).
+    #[arg(long, value_name = "RULES")]
+    rules: Vec<PathBuf>,
+    /// Show passing cases too.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+/// Runs rule unit tests; non-zero exit on any failure.
+pub fn test_rules(args: TestRulesArgs) -> anyhow::Result<()> {
+    let report = rules::run_rule_tests(&args.paths, &args.rules);
+    print!("{}", report.render(args.verbose));
+    if !report.is_success() {
+        bail!("rule tests failed");
+    }
+    Ok(())
+}
+
+/// Options of `sensor replay`.
+#[derive(clap::Args)]
+pub struct ReplayArgs {
+    /// Rules files or directories (default: the built-in rules).
+    #[arg(long, value_name = "RULES")]
+    rules: Vec<PathBuf>,
+    /// Events, one JSON object per line: a capture file (`sensor capture --output`), which
+    /// goes through the same state and rules as live events, or field maps
+    /// (`{"evt.type": "openat", "fd.name": "/etc/shadow"}`).
+    #[arg(long, value_name = "FILE")]
+    events: PathBuf,
+    /// Print alerts as Falco JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs recorded events through the rules and prints the alerts.
+pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let (engine, diagnostics) = match load_rules(&args.rules, EngineOptions::default()) {
+        Ok(loaded) => loaded,
+        Err(report) => bail!("{report}"),
+    };
+    for d in &diagnostics {
+        eprintln!("{d}");
+    }
+    let file = File::open(&args.events).with_context(|| format!("opening {}", args.events.display()))?;
+    let mut pipeline = Pipeline::new(engine, State::new(StateConfig::default()));
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let (mut events, mut alerts) = (0u64, 0u64);
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line?;
+        let text = line.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        let at = || format!("{}:{}", args.events.display(), i + 1);
+        let value: serde_json::Value = serde_json::from_str(text).with_context(at)?;
+        events += 1;
+        let fired = if value.get("event").is_some() {
+            let event: Event = serde_json::from_value(value).with_context(at)?;
+            pipeline.process(&event)
+        } else {
+            let event = MapEvent::from_json(&value).map_err(anyhow::Error::msg).with_context(at)?;
+            pipeline.evaluate(&event)
+        };
+        for alert in fired {
+            alerts += 1;
+            super::print_alert(&mut out, &alert, args.json)?;
+        }
+    }
+    out.flush()?;
+    eprintln!("replay: {events} events, {alerts} alerts");
+    Ok(())
+}

@@ -1,0 +1,341 @@
+//! State: the sensor's view of the node — processes, their fds, users — kept true by the
+//! events themselves, and the field values rules read from an event in that context.
+//!
+//! For each event, [`State::before`] applies what the event changes (a new fd, a new
+//! program), rules then read it through [`State::view`], and [`State::after`] applies what
+//! must outlive evaluation (a closed fd keeps its name for the `close` event's rules).
+
+mod fd;
+mod fields;
+mod process;
+mod users;
+
+use std::{cell::RefCell, path::Path};
+
+pub use fd::{Fd, MAX_FDS_PER_PROCESS};
+pub use fields::EventView;
+pub use process::{Process, ProcessTable, read_proc};
+pub use users::{User, UserDb};
+
+use crate::event::{Event, EventKind, SockAddr, SyscallArgs};
+
+const AT_FDCWD: i32 = -100;
+const EINPROGRESS: i64 = 115;
+
+/// Limits of the state tables.
+#[derive(Clone, Copy, Debug)]
+pub struct StateConfig {
+    /// Most processes tracked.
+    pub max_processes: usize,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self { max_processes: 65536 }
+    }
+}
+
+/// Counters of the state tables.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateStats {
+    /// Processes tracked now.
+    pub processes: usize,
+    /// Processes dropped because the table was full.
+    pub evicted: u64,
+    /// Events from processes the table did not know (read from `/proc` then).
+    pub unknown_process: u64,
+}
+
+/// Processes, fds and accounts.
+#[derive(Debug)]
+pub struct State {
+    procs: ProcessTable,
+    users: RefCell<UserDb>,
+    unknown_process: u64,
+    /// Live mode: unknown processes are read from this host's `/proc` (not in replays).
+    live: bool,
+}
+
+/// Joins `path` to the directory it is relative to.
+fn absolute(dir: Option<&str>, path: &str) -> String {
+    match dir {
+        _ if path.starts_with('/') => path.to_owned(),
+        Some(d) => format!("{}/{}", d.trim_end_matches('/'), path.trim_start_matches("./")),
+        None => path.to_owned(),
+    }
+}
+
+impl State {
+    /// An empty state.
+    pub fn new(cfg: StateConfig) -> Self {
+        Self { procs: ProcessTable::new(cfg.max_processes), users: RefCell::default(), unknown_process: 0, live: false }
+    }
+
+    /// A state seeded from every process in `/proc`.
+    pub fn from_proc(cfg: StateConfig, boot_to_wall_ns: i128) -> Self {
+        let mut s = Self { live: true, ..Self::new(cfg) };
+        s.procs.seed(Path::new("/proc"), boot_to_wall_ns);
+        s
+    }
+
+    /// The process table.
+    pub fn processes(&self) -> &ProcessTable {
+        &self.procs
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> StateStats {
+        StateStats { processes: self.procs.len(), evicted: self.procs.evicted, unknown_process: self.unknown_process }
+    }
+
+    /// The fields of `ev` in this state, for the rule engine.
+    pub fn view<'a>(&'a self, ev: &'a Event) -> EventView<'a> {
+        EventView::new(ev, &self.procs, &self.users)
+    }
+
+    /// The process of `ev`, made known from `/proc` (or the event) if it was not.
+    fn process_of(&mut self, ev: &Event) -> &mut Process {
+        if self.procs.get(ev.pid).is_none() {
+            self.unknown_process += 1;
+            let from_proc = if self.live { read_proc(Path::new("/proc"), ev.pid, 0) } else { None };
+            let p = from_proc.unwrap_or_else(|| Process {
+                pid: ev.pid,
+                ppid: ev.ppid,
+                name: ev.comm.clone(),
+                exe: ev.comm.clone(),
+                start_ns: ev.wall_ts,
+                ..Process::default()
+            });
+            self.procs.insert(p);
+        }
+        self.procs.get_mut(ev.pid).expect("inserted above")
+    }
+
+    /// Applies what `ev` changes, before rules see it.
+    pub fn before(&mut self, ev: &Event) {
+        if let EventKind::ProcFork { child_pid, .. } = ev.kind {
+            if child_pid != ev.pid {
+                let parent = self.process_of(ev).clone();
+                self.procs.insert(Process { pid: child_pid, ppid: ev.pid, vpid: 0, start_ns: ev.wall_ts, ..parent });
+            }
+            return;
+        }
+        let p = self.process_of(ev);
+        p.name.clone_from(&ev.comm);
+        p.ppid = ev.ppid;
+        p.vpid = ev.ns_pid;
+        p.uid = ev.uid;
+        p.gid = ev.gid;
+        let Some(sc) = ev.syscall() else { return };
+        let ret = sc.ret;
+        let dir_of = |p: &Process, dirfd: Option<i32>| match dirfd {
+            None | Some(AT_FDCWD) => p.cwd.clone(),
+            Some(fd) => p.fds.get(&fd).and_then(|f| f.path().map(str::to_owned)),
+        };
+        let set_fd = |p: &mut Process, fd: i64, f: Fd| {
+            if fd >= 0 && (p.fds.len() < MAX_FDS_PER_PROCESS || p.fds.contains_key(&(fd as i32))) {
+                p.fds.insert(fd as i32, f);
+            }
+        };
+        match &sc.args {
+            SyscallArgs::Exec { path, argv, .. } if ret == 0 => {
+                p.exepath = path.clone().unwrap_or_default();
+                // fexecve of a memfd runs /dev/fd/N: the memfd behind it decides.
+                let via_fd = p.exepath.strip_prefix("/dev/fd/").and_then(|n| n.parse::<i32>().ok());
+                p.exe_from_memfd = p.exepath.starts_with("/memfd:")
+                    || via_fd.is_some_and(|n| matches!(p.fds.get(&n), Some(Fd::Memfd { .. })));
+                let mut args = argv.iter().cloned();
+                p.exe = args.next().unwrap_or_else(|| ev.comm.clone());
+                p.args = args.collect();
+            }
+            SyscallArgs::Open { dirfd, path: Some(path), .. } if ret >= 0 => {
+                let full = absolute(dir_of(p, *dirfd).as_deref(), path);
+                set_fd(p, ret, Fd::File { path: full });
+            }
+            SyscallArgs::MemfdCreate { name, .. } if ret >= 0 => {
+                set_fd(p, ret, Fd::Memfd { name: name.clone().unwrap_or_default() });
+            }
+            SyscallArgs::Socket { domain, kind, .. } if ret >= 0 => {
+                let f = Fd::Socket {
+                    domain: *domain,
+                    kind: kind & 0xf,
+                    local: None,
+                    remote: None,
+                    connected: false,
+                    server: false,
+                };
+                set_fd(p, ret, f);
+            }
+            SyscallArgs::Connect { fd, addr } if ret == 0 || ret == -EINPROGRESS => {
+                if let Some(Fd::Socket { remote, connected, .. }) = p.fds.get_mut(fd) {
+                    remote.clone_from(addr);
+                    *connected = true;
+                } else if let Some(a) = addr {
+                    let f = Fd::Socket {
+                        domain: sockaddr_domain(a),
+                        kind: 1,
+                        local: None,
+                        remote: Some(a.clone()),
+                        connected: true,
+                        server: false,
+                    };
+                    set_fd(p, *fd as i64, f);
+                }
+            }
+            SyscallArgs::Bind { fd, addr } if ret == 0 => {
+                if let Some(Fd::Socket { local, .. }) = p.fds.get_mut(fd) {
+                    local.clone_from(addr);
+                }
+            }
+            SyscallArgs::Listen { fd, .. } if ret == 0 => {
+                if let Some(Fd::Socket { server, .. }) = p.fds.get_mut(fd) {
+                    *server = true;
+                }
+            }
+            SyscallArgs::Accept { fd, addr, .. } if ret >= 0 => {
+                let (domain, kind, local) = match p.fds.get(fd) {
+                    Some(Fd::Socket { domain, kind, local, .. }) => (*domain, *kind, local.clone()),
+                    _ => (addr.as_ref().map_or(0, sockaddr_domain), 1, None),
+                };
+                let f = Fd::Socket { domain, kind, local, remote: addr.clone(), connected: true, server: true };
+                set_fd(p, ret, f);
+            }
+            SyscallArgs::Dup { oldfd, .. } if ret >= 0 => {
+                if let Some(f) = p.fds.get(oldfd).cloned() {
+                    set_fd(p, ret, f);
+                }
+            }
+            SyscallArgs::Capset { pid: Some(0) | None, effective, permitted, inheritable } if ret == 0 => {
+                p.cap_effective = effective.unwrap_or(p.cap_effective);
+                p.cap_permitted = permitted.unwrap_or(p.cap_permitted);
+                p.cap_inheritable = inheritable.unwrap_or(p.cap_inheritable);
+            }
+            _ => {}
+        }
+    }
+
+    /// Applies what must wait until rules have seen `ev`.
+    pub fn after(&mut self, ev: &Event) {
+        match &ev.kind {
+            EventKind::ProcExit { group_dead: true, .. } => {
+                self.procs.remove(ev.pid);
+            }
+            EventKind::Syscall(sc) => {
+                if let (SyscallArgs::Close { fd }, 0) = (&sc.args, sc.ret)
+                    && let Some(p) = self.procs.get_mut(ev.pid)
+                {
+                    p.fds.remove(fd);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn sockaddr_domain(a: &SockAddr) -> u32 {
+    match a {
+        SockAddr::Inet { .. } => 2,
+        SockAddr::Inet6 { .. } => 10,
+        SockAddr::Unix { .. } => 1,
+        SockAddr::Other { af } => *af as u32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::SyscallEvent;
+
+    fn event(pid: u32, kind: EventKind) -> Event {
+        Event {
+            ts: 1,
+            wall_ts: 1,
+            cpu: 0,
+            pid,
+            tid: pid,
+            ns_pid: pid,
+            ns_tid: pid,
+            ppid: 1,
+            uid: 0,
+            gid: 0,
+            comm: "test".into(),
+            cgroup_id: 0,
+            pid_ns: 0,
+            mnt_ns: 0,
+            kind,
+        }
+    }
+
+    fn syscall(pid: u32, name: &str, ret: i64, args: SyscallArgs) -> Event {
+        let nr = sensor_abi::syscalls::by_name(name).unwrap().nr;
+        event(
+            pid,
+            EventKind::Syscall(SyscallEvent {
+                name: name.into(),
+                nr,
+                ret,
+                truncated: false,
+                enter_missing: false,
+                args,
+            }),
+        )
+    }
+
+    #[test]
+    fn follows_fork_exec_fds_and_exit() {
+        let mut s = State::new(StateConfig::default());
+        let pid = 4_000_000; // beyond pid_max: never read from /proc
+        s.procs.insert(Process { pid, ppid: 1, cwd: Some("/work".into()), ..Default::default() });
+        s.before(&event(pid, EventKind::ProcFork { child_pid: pid + 1, child_tid: pid + 1 }));
+        assert_eq!(s.procs.get(pid + 1).map(|p| p.ppid), Some(pid));
+
+        let exec = SyscallArgs::Exec {
+            dirfd: None,
+            path: Some("/bin/cat".into()),
+            argv: vec!["cat".into(), "/etc/shadow".into()],
+            flags: 0,
+        };
+        s.before(&syscall(pid + 1, "execve", 0, exec));
+        let open = SyscallArgs::Open {
+            dirfd: Some(AT_FDCWD),
+            path: Some("notes.txt".into()),
+            flags: 0,
+            mode: 0,
+            resolve: None,
+        };
+        let ev = syscall(pid + 1, "openat", 3, open);
+        s.before(&ev);
+        let p = s.procs.get(pid + 1).unwrap();
+        assert_eq!(
+            (p.exepath.as_str(), p.exe.as_str(), p.args.as_slice()),
+            ("/bin/cat", "cat", &["/etc/shadow".to_string()][..])
+        );
+        assert_eq!(p.fds.get(&3), Some(&Fd::File { path: "/work/notes.txt".into() }));
+
+        s.before(&syscall(pid + 1, "dup2", 7, SyscallArgs::Dup { oldfd: 3, newfd: Some(7), flags: 0 }));
+        let close = syscall(pid + 1, "close", 0, SyscallArgs::Close { fd: 3 });
+        s.before(&close);
+        assert!(s.procs.get(pid + 1).unwrap().fds.contains_key(&3), "a closing fd keeps its name for the rules");
+        s.after(&close);
+        let p = s.procs.get(pid + 1).unwrap();
+        assert!(!p.fds.contains_key(&3) && p.fds.contains_key(&7));
+
+        let exit = event(pid + 1, EventKind::ProcExit { exit_code: 0, group_dead: true });
+        s.before(&exit);
+        s.after(&exit);
+        assert!(s.procs.get(pid + 1).is_none());
+    }
+
+    #[test]
+    fn sockets_gain_addresses() {
+        let mut s = State::new(StateConfig::default());
+        let pid = 4_000_100;
+        s.procs.insert(Process { pid, ..Default::default() });
+        s.before(&syscall(pid, "socket", 5, SyscallArgs::Socket { domain: 2, kind: 1, protocol: 0 }));
+        let addr = SockAddr::Inet { addr: std::net::Ipv4Addr::LOCALHOST, port: 4444 };
+        s.before(&syscall(pid, "connect", 0, SyscallArgs::Connect { fd: 5, addr: Some(addr) }));
+        let f = s.procs.get(pid).unwrap().fds.get(&5).unwrap();
+        assert_eq!(f.server(), Some(("127.0.0.1".parse().unwrap(), 4444)));
+        assert_eq!(f.typechar(), "4");
+    }
+}

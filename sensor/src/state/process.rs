@@ -1,0 +1,229 @@
+//! The process table: what the sensor knows of each process, seeded from `/proc` and kept
+//! true by fork, exec and exit events.
+
+use std::{collections::HashMap, fs, path::Path};
+
+use super::fd::Fd;
+
+/// What the sensor knows of one process (thread group).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Process {
+    /// Process id (host view).
+    pub pid: u32,
+    /// Parent process id.
+    pub ppid: u32,
+    /// Process id in its pid namespace.
+    pub vpid: u32,
+    /// Session id.
+    pub sid: u32,
+    /// Command name (`comm`).
+    pub name: String,
+    /// `argv[0]`.
+    pub exe: String,
+    /// Full path of the executable.
+    pub exepath: String,
+    /// Arguments after `argv[0]`.
+    pub args: Vec<String>,
+    /// Working directory, when known.
+    pub cwd: Option<String>,
+    /// Controlling terminal device number (0: none).
+    pub tty: u32,
+    /// Real user id.
+    pub uid: u32,
+    /// Real group id.
+    pub gid: u32,
+    /// Login (audit) user id; `u32::MAX` when unset.
+    pub loginuid: u32,
+    /// Effective capabilities.
+    pub cap_effective: u64,
+    /// Permitted capabilities.
+    pub cap_permitted: u64,
+    /// Inheritable capabilities.
+    pub cap_inheritable: u64,
+    /// Wall-clock start (or exec) time, ns since the epoch; 0 when unknown.
+    pub start_ns: u64,
+    /// The executable was run from a memfd.
+    pub exe_from_memfd: bool,
+    /// Container id (`host` for host processes).
+    pub container_id: String,
+    /// Open file descriptors.
+    pub fds: HashMap<i32, Fd>,
+}
+
+impl Process {
+    /// `proc.cmdline`: the name followed by the arguments.
+    pub fn cmdline(&self) -> String {
+        let mut s = self.name.clone();
+        for a in &self.args {
+            s.push(' ');
+            s.push_str(a);
+        }
+        s
+    }
+}
+
+/// Reads one process from `/proc/<pid>` (under `root`, normally `/proc`); `None` if it is
+/// gone or unreadable.
+pub fn read_proc(root: &Path, pid: u32, boot_to_wall_ns: i128) -> Option<Process> {
+    let dir = root.join(pid.to_string());
+    let stat = fs::read_to_string(dir.join("stat")).ok()?;
+    // "pid (comm) state ppid pgrp session tty_nr ..." where comm may contain spaces and ')'.
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?.to_owned();
+    let rest: Vec<&str> = stat.get(close + 2..)?.split(' ').collect();
+    let field = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let (ppid, sid, tty, start_ticks) = (field(1) as u32, field(3) as u32, field(4) as u32, field(19));
+    let cmdline = fs::read(dir.join("cmdline")).unwrap_or_default();
+    let mut argv: Vec<String> = cmdline
+        .strip_suffix(&[0])
+        .unwrap_or(&cmdline)
+        .split(|&b| b == 0)
+        .filter(|_| !cmdline.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let exe = if argv.is_empty() { name.clone() } else { argv.remove(0) };
+    let link = |n: &str| fs::read_link(dir.join(n)).ok().map(|p| p.to_string_lossy().into_owned());
+    let exepath = link("exe").unwrap_or_default();
+    let status = fs::read_to_string(dir.join("status")).unwrap_or_default();
+    let status_field = |key: &str| status.lines().find_map(|l| l.strip_prefix(key)).map(str::trim);
+    let first_id = |key: &str| status_field(key).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0);
+    let caps = |key: &str| status_field(key).and_then(|v| u64::from_str_radix(v, 16).ok()).unwrap_or(0);
+    let vpid = status_field("NSpid:").and_then(|v| v.split_whitespace().last()?.parse().ok()).unwrap_or(pid);
+    let loginuid =
+        fs::read_to_string(dir.join("loginuid")).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(u32::MAX);
+    // starttime is in clock ticks since boot.
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let start_boot_ns = start_ticks * (1_000_000_000 / hz);
+    Some(Process {
+        pid,
+        ppid,
+        vpid,
+        sid,
+        name,
+        exe,
+        exe_from_memfd: exepath.starts_with("/memfd:"),
+        exepath,
+        args: argv,
+        cwd: link("cwd"),
+        tty,
+        uid: first_id("Uid:"),
+        gid: first_id("Gid:"),
+        loginuid,
+        cap_effective: caps("CapEff:"),
+        cap_permitted: caps("CapPrm:"),
+        cap_inheritable: caps("CapInh:"),
+        start_ns: (start_boot_ns as i128 + boot_to_wall_ns).max(0) as u64,
+        container_id: String::new(),
+        fds: super::fd::read_fds(&dir),
+    })
+}
+
+/// All processes by pid, bounded.
+#[derive(Debug)]
+pub struct ProcessTable {
+    procs: HashMap<u32, Process>,
+    max: usize,
+    /// Processes dropped because the table was full.
+    pub evicted: u64,
+}
+
+impl ProcessTable {
+    /// An empty table holding at most `max` processes.
+    pub fn new(max: usize) -> Self {
+        Self { procs: HashMap::new(), max: max.max(1), evicted: 0 }
+    }
+
+    /// Seeds the table from every process in `/proc`.
+    pub fn seed(&mut self, root: &Path, boot_to_wall_ns: i128) {
+        let Ok(entries) = fs::read_dir(root) else { return };
+        for e in entries.flatten() {
+            if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse().ok())
+                && let Some(p) = read_proc(root, pid, boot_to_wall_ns)
+            {
+                self.insert(p);
+            }
+        }
+    }
+
+    /// Adds or replaces a process, evicting another when full.
+    pub fn insert(&mut self, p: Process) {
+        if self.procs.len() >= self.max && !self.procs.contains_key(&p.pid) {
+            // Evict the process started longest ago; a full table is a sign of missed exits.
+            if let Some(oldest) = self.procs.values().min_by_key(|p| p.start_ns).map(|p| p.pid) {
+                self.procs.remove(&oldest);
+                self.evicted += 1;
+            }
+        }
+        self.procs.insert(p.pid, p);
+    }
+
+    /// A process by pid.
+    pub fn get(&self, pid: u32) -> Option<&Process> {
+        self.procs.get(&pid)
+    }
+
+    /// A process by pid, mutably.
+    pub fn get_mut(&mut self, pid: u32) -> Option<&mut Process> {
+        self.procs.get_mut(&pid)
+    }
+
+    /// Removes a process.
+    pub fn remove(&mut self, pid: u32) -> Option<Process> {
+        self.procs.remove(&pid)
+    }
+
+    /// Processes in the table.
+    pub fn len(&self) -> usize {
+        self.procs.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.procs.is_empty()
+    }
+
+    /// The ancestors of `pid`, parent first, at most `max` of them (stops at a loop or an
+    /// unknown process).
+    pub fn ancestors(&self, pid: u32, max: usize) -> Vec<&Process> {
+        let mut out: Vec<&Process> = Vec::new();
+        let mut cur = self.procs.get(&pid).map(|p| p.ppid);
+        while let Some(ppid) = cur {
+            if out.len() >= max || ppid == 0 || out.iter().any(|p| p.pid == ppid) {
+                break;
+            }
+            let Some(parent) = self.procs.get(&ppid) else { break };
+            out.push(parent);
+            cur = Some(parent.ppid);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process_from_proc() {
+        let me = read_proc(Path::new("/proc"), std::process::id(), 0).expect("own /proc entry");
+        assert_eq!(me.pid, std::process::id());
+        assert_eq!(me.ppid, std::os::unix::process::parent_id());
+        assert!(me.exepath.ends_with(std::env::current_exe().unwrap().file_name().unwrap().to_str().unwrap()));
+        assert!(me.fds.contains_key(&0) || me.fds.contains_key(&1), "stdio fds are listed");
+    }
+
+    #[test]
+    fn bounded_with_eviction_and_ancestry() {
+        let mut t = ProcessTable::new(3);
+        for (pid, ppid, start) in [(1, 0, 1), (10, 1, 2), (20, 10, 3), (30, 20, 4)] {
+            t.insert(Process { pid, ppid, start_ns: start, ..Default::default() });
+        }
+        assert_eq!((t.len(), t.evicted), (3, 1));
+        assert!(t.get(1).is_none(), "the oldest was evicted");
+        let names: Vec<u32> = t.ancestors(30, 10).iter().map(|p| p.pid).collect();
+        assert_eq!(names, [20, 10]);
+        assert_eq!(t.ancestors(30, 1).len(), 1);
+    }
+}
