@@ -65,7 +65,7 @@ pub use engine::{Engine, EngineOptions, RuleMatching};
 pub use eval::Scratch;
 pub use event::{FieldSource, MapEvent, Value};
 pub use fields::{FieldArg, FieldId, FieldInfo, FieldType};
-pub use loader::{Diagnostic, Loc, Priority, RuleSet, Severity};
+pub use loader::{Diagnostic, Loc, Priority, RuleSet, Selector, Severity};
 pub use output::Alert;
 pub use testing::{TestReport, run_rule_tests};
 
@@ -101,6 +101,26 @@ impl Report {
     /// True when there is no error.
     pub fn is_ok(&self) -> bool {
         self.errors() == 0
+    }
+
+    /// The report as JSON: counts and `diagnostics` with file, line, column, severity,
+    /// item and message (for `sensor validate --json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let diags: Vec<serde_json::Value> = self
+            .diagnostics
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "severity": if d.severity == Severity::Error { "error" } else { "warning" },
+                    "file": d.loc.file.as_ref(), "line": d.loc.pos.line, "column": d.loc.pos.col,
+                    "item": d.item, "message": d.message,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "rules": self.rules, "macros": self.macros, "lists": self.lists, "loaded_rules": self.loaded_rules,
+            "errors": self.errors(), "warnings": self.warnings(), "diagnostics": diags,
+        })
     }
 }
 

@@ -592,6 +592,13 @@ fn warnings_for_untyped_rules_and_unused_items() {
     let text = report.to_string();
     assert!(text.contains("rule matches every event type"), "{text}");
     assert!(text.contains("macro 'm': macro is not used"), "{text}");
+    let j = report.to_json();
+    assert_eq!(
+        (j["rules"].as_u64(), j["warnings"].as_u64()),
+        (Some(1), Some(3))
+    );
+    assert_eq!(j["diagnostics"][0]["severity"], "warning");
+    assert!(j["diagnostics"][0]["line"].as_u64().is_some());
     assert!(
         text.ends_with("1 rules (1 enabled and loaded), 1 macros, 1 lists; 0 errors, 3 warnings"),
         "{text}"
