@@ -25,6 +25,10 @@ pub struct KernelOffsets {
     pub task_mm: u32,
     /// `task_struct.exit_code`
     pub task_exit_code: u32,
+    /// `task_struct.signal`
+    pub task_signal: u32,
+    /// `signal_struct.live` (an `atomic_t`: threads still running)
+    pub signal_live: u32,
     /// `pid.level`
     pub pid_level: u32,
     /// `pid.numbers` (an array of `struct upid`)
@@ -100,8 +104,9 @@ pub mod spec_flags {
     pub const AT_ENTER: u8 = 2;
     /// Only capture when the `prot` argument (index 2) requests `PROT_EXEC`.
     pub const PROT_EXEC_ONLY: u8 = 4;
-    /// An exec: after success the caller's old memory is gone, so the path comes from the
-    /// `sched_process_exec` stash and the arguments from the new `mm`.
+    /// An exec: after success the caller's registers and memory are the new program's, so
+    /// the syscall number and arguments are kept at enter, the path comes from
+    /// `sched_process_exec`, and `argv` from the new `mm`.
     pub const EXEC: u8 = 8;
 }
 
@@ -117,4 +122,4 @@ mod user {
 }
 
 const _: () = assert!(core::mem::size_of::<SyscallSpec>() == 8);
-const _: () = assert!(core::mem::size_of::<Config>() == 16 + 19 * 4);
+const _: () = assert!(core::mem::size_of::<Config>() == 16 + 21 * 4);

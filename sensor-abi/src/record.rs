@@ -23,7 +23,7 @@ pub const ARGV_MAX_ARGS: usize = 64;
 pub const SOCKADDR_MAX: usize = 128;
 /// Bytes of the scratch area a record is assembled in. A record never exceeds
 /// [`RECORD_MAX`]; the rest is slack so every bounded write at a masked offset fits.
-pub const SCRATCH_SIZE: usize = 16384;
+pub const SCRATCH_SIZE: usize = 32768;
 /// Offsets inside the scratch area are masked with this before each write.
 pub const OFFSET_MASK: usize = 8191;
 /// Largest record the kernel emits.
@@ -135,6 +135,8 @@ pub struct BlobHeader {
 pub mod blob_slot {
     /// The argument vector of an exec (NUL-separated).
     pub const ARGV: u8 = 16;
+    /// The path an exec ran, as the kernel resolved the call (`linux_binprm.filename`).
+    pub const EXE_PATH: u8 = 17;
 }
 
 /// Flags in [`BlobHeader::flags`].
@@ -186,4 +188,7 @@ const _: () = assert!(HEADER_SIZE == 80);
 const _: () = assert!(SYSCALL_BODY_SIZE == 64);
 const _: () = assert!(BLOB_HEADER_SIZE == 4);
 const _: () = assert!(OFFSET_MASK + 1 + PATH_MAX + BLOB_HEADER_SIZE <= SCRATCH_SIZE);
+// An argv blob writes each string at up to ARGV_MAX - 1 past its start, up to PATH_MAX long.
+const _: () = assert!(OFFSET_MASK + BLOB_HEADER_SIZE + ARGV_MAX + PATH_MAX <= SCRATCH_SIZE);
+const _: () = assert!(SCRATCH_SIZE.is_power_of_two() && ARGV_MAX.is_power_of_two());
 const _: () = assert!((OFFSET_MASK + 1).is_power_of_two());

@@ -26,6 +26,10 @@ pub enum ArgKind {
     Struct24 = 6,
     /// A fixed 64-byte structure in user memory (`struct clone_args`, first version).
     Struct64 = 7,
+    /// A NULL-terminated array of string pointers in user memory (an exec's `argv`), read
+    /// into one blob of NUL-separated strings. Only read for a failed exec: after success
+    /// the arguments come from the new program's stack.
+    Argv = 8,
 }
 
 impl ArgKind {
@@ -40,6 +44,7 @@ impl ArgKind {
             5 => Self::Struct8,
             6 => Self::Struct24,
             7 => Self::Struct64,
+            8 => Self::Argv,
             _ => return None,
         })
     }
@@ -154,7 +159,7 @@ const fn sc(nr: u32, name: &'static str, family: Family, flags: u8, args: &'stat
     Syscall { nr, name, family, flags, args }
 }
 
-use ArgKind::{MsgHdr, SockAddr, SockAddrOut, Struct8, Struct24, Struct64};
+use ArgKind::{Argv, MsgHdr, SockAddr, SockAddrOut, Struct8, Struct24, Struct64};
 use Family::*;
 
 /// Every system call the sensor can capture.
@@ -163,8 +168,8 @@ pub static SYSCALLS: &[Syscall] = &[
     sc(257, "openat", Open, AT_ENTER, &[v("dirfd"), p("path"), v("flags"), v("mode")]),
     sc(437, "openat2", Open, AT_ENTER, &[v("dirfd"), p("path"), k("how", Struct24), v("size")]),
     sc(85, "creat", Open, AT_ENTER, &[p("path"), v("mode")]),
-    sc(59, "execve", Exec, EXEC, &[p("path"), v("argv"), v("envp")]),
-    sc(322, "execveat", Exec, EXEC, &[v("dirfd"), p("path"), v("argv"), v("envp"), v("flags")]),
+    sc(59, "execve", Exec, EXEC, &[p("path"), k("argv", Argv), v("envp")]),
+    sc(322, "execveat", Exec, EXEC, &[v("dirfd"), p("path"), k("argv", Argv), v("envp"), v("flags")]),
     sc(3, "close", Close, 0, &[v("fd")]),
     sc(32, "dup", Dup, 0, &[v("oldfd")]),
     sc(33, "dup2", Dup, 0, &[v("oldfd"), v("newfd")]),
@@ -175,13 +180,7 @@ pub static SYSCALLS: &[Syscall] = &[
     sc(288, "accept4", Accept, 0, &[v("fd"), k("addr", SockAddrOut), v("addrlen"), v("flags")]),
     sc(49, "bind", Bind, 0, &[v("fd"), k("addr", SockAddr), v("addrlen")]),
     sc(50, "listen", Listen, 0, &[v("fd"), v("backlog")]),
-    sc(
-        44,
-        "sendto",
-        SendTo,
-        0,
-        &[v("fd"), v("buf"), v("len"), v("flags"), k("addr", SockAddr), v("addrlen")],
-    ),
+    sc(44, "sendto", SendTo, 0, &[v("fd"), v("buf"), v("len"), v("flags"), k("addr", SockAddr), v("addrlen")]),
     sc(46, "sendmsg", SendMsg, 0, &[v("fd"), k("msg", MsgHdr), v("flags")]),
     sc(101, "ptrace", Ptrace, 0, &[v("request"), v("pid"), v("addr"), v("data")]),
     sc(105, "setuid", SetIds, 0, &[v("uid")]),
@@ -230,6 +229,12 @@ pub static SYSCALLS: &[Syscall] = &[
     sc(10, "mprotect", Mmap, PROT_EXEC_ONLY, &[v("addr"), v("len"), v("prot")]),
     sc(9, "mmap", Mmap, PROT_EXEC_ONLY, &[v("addr"), v("len"), v("prot"), v("flags"), v("fd"), v("offset")]),
 ];
+
+/// `execve`: a successful `execveat` also returns through this number (the kernel's
+/// exit path sees `execve`), so the two are captured together.
+pub const NR_EXECVE: u32 = 59;
+/// `execveat`.
+pub const NR_EXECVEAT: u32 = 322;
 
 /// Highest syscall number the `SYSCALLS` map covers (exclusive).
 pub const MAX_SYSCALL_NR: u32 = 512;

@@ -1,1 +1,169 @@
+//! Test harness for kernel-level tests: a capture session that collects decoded events,
+//! and a way to run syscall scenarios in a separate process (the `actor` binary).
 
+use std::{
+    process::Command,
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use sensor::{
+    capture::{Capture, CaptureConfig},
+    event::{Clock, Event, decode},
+};
+use sensor_abi::config::Counters;
+
+/// How long to wait for an expected event.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Fails the test with a clear message when not root: these tests load eBPF programs.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "kernel tests load eBPF programs: run them as root");
+}
+
+/// A running capture whose decoded events arrive on a channel.
+pub struct Session {
+    runtime: tokio::runtime::Runtime,
+    events: mpsc::Receiver<Event>,
+    counters: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Vec<Counters>>>,
+    /// Events read so far that no expectation consumed (shown when one fails).
+    seen: Vec<Event>,
+}
+
+impl Session {
+    /// Starts capturing `syscalls` (comma-separated names; empty for sched events only).
+    pub fn start(syscalls: &str) -> Self {
+        let mut cfg = CaptureConfig::default();
+        cfg.select_syscalls(syscalls).expect("known syscalls");
+        Self::with_config(cfg)
+    }
+
+    /// Starts capturing with `cfg`.
+    pub fn with_config(cfg: CaptureConfig) -> Self {
+        require_root();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let (tx, events) = mpsc::channel();
+        let (ctx, mut crx) = tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<Vec<Counters>>>(4);
+        let mut capture = runtime.block_on(async { Capture::start(&cfg) }).expect("capture starts");
+        runtime.spawn(async move {
+            let clock = Clock::now();
+            loop {
+                tokio::select! {
+                    batch = capture.next_batch() => {
+                        let Some(batch) = batch else { return };
+                        for record in batch {
+                            let event = decode(&record, &clock).expect("kernel records decode");
+                            if tx.send(event).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Some(reply) = crx.recv() => {
+                        let _ = reply.send(capture.counters().expect("counters"));
+                    }
+                }
+            }
+        });
+        Self { runtime, events, counters: ctx, seen: Vec::new() }
+    }
+
+    /// Waits for the first event matching `pred`, failing the test after [`EVENT_TIMEOUT`].
+    pub fn expect(&mut self, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
+        if let Some(i) = self.seen.iter().position(&pred) {
+            return self.seen.remove(i);
+        }
+        let deadline = Instant::now() + EVENT_TIMEOUT;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.events.recv_timeout(left) {
+                Ok(e) if pred(&e) => return e,
+                Ok(e) => self.seen.push(e),
+                Err(_) => break,
+            }
+        }
+        let tail: Vec<String> = self.seen.iter().rev().take(20).map(|e| e.to_string()).collect();
+        panic!("no event for {what} within {EVENT_TIMEOUT:?}; last events seen:\n{}", tail.join("\n"));
+    }
+
+    /// Reads every event that arrives within `window`.
+    pub fn collect_for(&mut self, window: Duration) -> Vec<Event> {
+        let deadline = Instant::now() + window;
+        let mut all = std::mem::take(&mut self.seen);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.events.recv_timeout(left) {
+                Ok(e) => all.push(e),
+                Err(_) => break,
+            }
+        }
+        all
+    }
+
+    /// The kernel-side counters, per CPU.
+    pub fn counters(&self) -> Vec<Counters> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.runtime.block_on(async {
+            self.counters.send(tx).await.expect("capture task alive");
+            rx.await.expect("counters reply")
+        })
+    }
+
+    /// The syscall event `name` from process `pid`.
+    pub fn expect_syscall(&mut self, pid: u32, name: &str) -> Event {
+        self.expect(&format!("{name} from pid {pid}"), |e| e.pid == pid && e.syscall().is_some_and(|s| s.name == name))
+    }
+}
+
+/// What the actor reports: its pid, and the scenario's results by name.
+#[derive(Debug)]
+pub struct ActorReport {
+    /// Process id of the actor.
+    pub pid: u32,
+    /// The scenario's results (return values, fds, child pids, ports...).
+    pub values: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ActorReport {
+    /// A floating-point result.
+    pub fn float(&self, key: &str) -> f64 {
+        self.values
+            .get(key)
+            .and_then(|v| v.as_f64())
+            .unwrap_or_else(|| panic!("actor reported no {key}: {:?}", self.values))
+    }
+
+    /// An integer result.
+    pub fn int(&self, key: &str) -> i64 {
+        self.values
+            .get(key)
+            .and_then(|v| v.as_i64())
+            .unwrap_or_else(|| panic!("actor reported no {key}: {:?}", self.values))
+    }
+}
+
+/// Path of the `actor` binary: cargo puts it beside the `deps/` folder of the running
+/// test or bench executable.
+pub fn actor_path() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("actor")
+}
+
+/// Runs `actor SCENARIO ARGS...` to completion and returns its report.
+pub fn actor(args: &[&str]) -> ActorReport {
+    let out = Command::new(actor_path()).args(args).output().expect("actor runs");
+    assert!(out.status.success(), "actor {args:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8_lossy(&out.stdout);
+    let serde_json::Value::Object(mut values) =
+        serde_json::from_str(line.lines().last().unwrap_or("")).expect("actor prints JSON")
+    else {
+        panic!("actor printed {line}")
+    };
+    let pid = values.remove("pid").and_then(|v| v.as_u64()).expect("actor pid") as u32;
+    ActorReport { pid, values }
+}
+
+/// A fresh path under /tmp for a test to create.
+pub fn temp_path(tag: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("/tmp/sensor-test-{}-{tag}-{n}", std::process::id())
+}

@@ -1,0 +1,208 @@
+//! Assembling a record in the per-CPU scratch area.
+//!
+//! Every write lands at an offset masked with `OFFSET_MASK` and is at most `PATH_MAX`
+//! bytes long, so the verifier can prove it stays inside the scratch map value.
+
+use aya_ebpf::helpers::{
+    bpf_probe_read_user as read_user_value,
+    generated::{bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_probe_read_user_str},
+};
+use sensor_abi::record::{
+    ARGV_MAX, ARGV_MAX_ARGS, BLOB_HEADER_SIZE, BlobHeader, OFFSET_MASK, PATH_MAX, SCRATCH_SIZE, blob_flags, blob_slot,
+};
+
+use crate::maps::{SCRATCH, emit};
+
+/// A record being written into this CPU's scratch area.
+pub struct Record {
+    buf: *mut u8,
+    /// Bytes written so far.
+    pub off: usize,
+    /// Blobs written so far.
+    pub nblobs: u16,
+    /// Some data did not fit or was cut.
+    pub truncated: bool,
+}
+
+/// Where a blob's bytes come from.
+#[derive(Clone, Copy)]
+pub enum Source {
+    /// A NUL-terminated string in user memory.
+    UserStr,
+    /// A NUL-terminated string in kernel memory.
+    KernelStr,
+    /// `len` bytes of user memory.
+    User(usize),
+}
+
+impl Record {
+    /// Starts a record in this CPU's scratch area, with `body` bytes reserved for the
+    /// header and body the caller fills through [`Record::at`].
+    #[inline(always)]
+    pub fn start(body: usize) -> Option<Self> {
+        let buf = SCRATCH.get_ptr_mut(0)? as *mut u8;
+        Some(Self { buf, off: body, nblobs: 0, truncated: false })
+    }
+
+    /// A typed view of the scratch area at a fixed offset (header and body).
+    #[inline(always)]
+    pub fn at<T>(&mut self, off: usize) -> &mut T {
+        unsafe { &mut *(self.buf.add(off) as *mut T) }
+    }
+
+    /// Appends a blob for `slot` read from `src` (a no-op for a null pointer).
+    #[inline(always)]
+    pub fn blob(&mut self, slot: u8, src: u64, from: Source) {
+        if src == 0 {
+            return;
+        }
+        if self.off > OFFSET_MASK {
+            self.truncated = true;
+            return;
+        }
+        let o = self.off & OFFSET_MASK;
+        let data = unsafe { self.buf.add(o + BLOB_HEADER_SIZE) } as *mut _;
+        let srcp = src as *const _;
+        let mut flags = 0u8;
+        let ret = unsafe {
+            match from {
+                Source::UserStr => bpf_probe_read_user_str(data, PATH_MAX as u32, srcp),
+                Source::KernelStr => bpf_probe_read_kernel_str(data, PATH_MAX as u32, srcp),
+                Source::User(n) => {
+                    if n > PATH_MAX {
+                        flags |= blob_flags::TRUNCATED;
+                    }
+                    let n = bound(n);
+                    let r = bpf_probe_read_user(data, n as u32, srcp);
+                    if r == 0 { n as i64 } else { r }
+                }
+            }
+        };
+        let mut len = 0usize;
+        if ret < 0 {
+            flags |= blob_flags::FAULT;
+        } else {
+            len = ret as usize;
+            if matches!(from, Source::UserStr | Source::KernelStr) {
+                // The helpers count the terminating NUL; the blob does not carry it.
+                if len >= PATH_MAX {
+                    flags |= blob_flags::TRUNCATED;
+                }
+                len = len.saturating_sub(1);
+            }
+            len &= (PATH_MAX - 1) | PATH_MAX;
+        }
+        let h: &mut BlobHeader = self.at(o);
+        h.arg = slot;
+        h.flags = flags;
+        h.len = len as u16;
+        if flags & blob_flags::TRUNCATED != 0 {
+            self.truncated = true;
+        }
+        self.off = o + BLOB_HEADER_SIZE + len;
+        self.nblobs += 1;
+    }
+
+    /// Appends an exec's argument vector, read through its user pointer array, as one
+    /// [`blob_slot::ARGV`] blob of NUL-terminated strings.
+    #[inline(always)]
+    pub fn argv_blob(&mut self, argv: u64) {
+        if argv == 0 {
+            return;
+        }
+        if self.off > OFFSET_MASK {
+            self.truncated = true;
+            return;
+        }
+        let o = self.off & OFFSET_MASK;
+        let base = o + BLOB_HEADER_SIZE;
+        let mut used = 0usize;
+        let mut flags = 0u8;
+        for i in 0..ARGV_MAX_ARGS {
+            let arg = match unsafe { read_user_value((argv + 8 * i as u64) as *const u64) } {
+                Ok(p) => p,
+                Err(_) => {
+                    flags |= blob_flags::FAULT;
+                    break;
+                }
+            };
+            if arg == 0 {
+                break;
+            }
+            if used >= ARGV_MAX || i == ARGV_MAX_ARGS - 1 {
+                flags |= blob_flags::TRUNCATED;
+                break;
+            }
+            let dst = unsafe { self.buf.add(base + (used & (ARGV_MAX - 1))) };
+            let room = (ARGV_MAX - used) & (ARGV_MAX | (ARGV_MAX - 1));
+            let n = unsafe { bpf_probe_read_user_str(dst as *mut _, room as u32, arg as *const _) };
+            if n <= 0 {
+                flags |= blob_flags::FAULT;
+                break;
+            }
+            used += n as usize;
+            if n as usize >= room {
+                flags |= blob_flags::TRUNCATED;
+                break;
+            }
+        }
+        let used = used & (ARGV_MAX | (ARGV_MAX - 1));
+        let h: &mut BlobHeader = self.at(o);
+        h.arg = blob_slot::ARGV;
+        h.flags = flags & !blob_flags::FAULT;
+        h.len = used as u16;
+        if flags & blob_flags::TRUNCATED != 0 {
+            self.truncated = true;
+        }
+        self.off = base + used;
+        self.nblobs += 1;
+    }
+
+    /// Appends `len` bytes of already serialized blobs (from a stash) at the current end.
+    #[inline(always)]
+    pub fn append_raw(&mut self, src: *const u8, len: usize, nblobs: u16) {
+        if self.off > OFFSET_MASK || len == 0 {
+            return;
+        }
+        let o = self.off & OFFSET_MASK;
+        let n = len & (SCRATCH_SIZE / 2 - 1);
+        if n > SCRATCH_SIZE - 1 - OFFSET_MASK {
+            self.truncated = true;
+            return;
+        }
+        let r = unsafe { bpf_probe_read_kernel(self.buf.add(o) as *mut _, n as u32, src as *const _) };
+        if r == 0 {
+            self.off = o + n;
+            self.nblobs += nblobs;
+        }
+    }
+
+    /// Copies the bytes `[from, off)` to `dst` (at most `cap` bytes); returns how many.
+    #[inline(always)]
+    pub fn copy_out(&self, from: usize, dst: *mut u8, cap: usize) -> usize {
+        let len = self.off.saturating_sub(from);
+        if len == 0 || len > cap || from > OFFSET_MASK {
+            return 0;
+        }
+        let n = len & (SCRATCH_SIZE / 2 - 1);
+        let r = unsafe { bpf_probe_read_kernel(dst as *mut _, n as u32, self.buf.add(from & OFFSET_MASK) as *const _) };
+        if r == 0 { n } else { 0 }
+    }
+
+    /// Sends the record (`off` bytes) to this CPU's ring buffer.
+    #[inline(always)]
+    pub fn emit(&self) {
+        let len = self.off & (SCRATCH_SIZE - 1);
+        if len == 0 {
+            return;
+        }
+        emit(unsafe { core::slice::from_raw_parts(self.buf, len) });
+    }
+}
+
+/// Clamps a read length to `1..=PATH_MAX` in a way the verifier can follow.
+#[inline(always)]
+fn bound(n: usize) -> usize {
+    let n = if n > PATH_MAX { PATH_MAX } else { n };
+    n & (PATH_MAX | (PATH_MAX - 1))
+}

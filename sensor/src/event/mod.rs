@@ -1,0 +1,415 @@
+//! The typed events the sensor works on, and their stable JSON form.
+//!
+//! [`decode`](decode::decode) turns a kernel record into an [`Event`]. The JSON form (one
+//! object per line in capture files) is the serde form of these types:
+//!
+//! ```json
+//! {"ts":1234,"wall_ts":1763800000000000000,"cpu":1,"pid":42,"tid":42,"ns_pid":42,
+//!  "ns_tid":42,"ppid":1,"uid":0,"gid":0,"comm":"cat","cgroup_id":7,"pid_ns":4026531836,
+//!  "mnt_ns":4026531841,"event":"syscall","syscall":"openat","nr":257,"ret":3,
+//!  "args":{"family":"open","dirfd":-100,"path":"/etc/hosts","flags":0,"mode":0}}
+//! ```
+//!
+//! `event` is one of `syscall`, `proc_fork`, `proc_exec`, `proc_exit`; a syscall's `args`
+//! carry a `family` tag naming the [`SyscallArgs`] variant. Fields are only added, never
+//! renamed, so capture files stay readable.
+
+pub mod decode;
+mod display;
+mod sockaddr;
+
+use serde::{Deserialize, Serialize};
+
+pub use decode::{Clock, DecodeError, decode};
+pub use sockaddr::SockAddr;
+
+/// One captured event: who did it, when, and what.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// `CLOCK_BOOTTIME` nanoseconds (monotonic).
+    pub ts: u64,
+    /// Wall-clock nanoseconds since the Unix epoch.
+    pub wall_ts: u64,
+    /// CPU the event was captured on.
+    pub cpu: u32,
+    /// Process id (host view).
+    pub pid: u32,
+    /// Thread id (host view).
+    pub tid: u32,
+    /// Process id inside the task's pid namespace.
+    pub ns_pid: u32,
+    /// Thread id inside the task's pid namespace.
+    pub ns_tid: u32,
+    /// Parent process id (host view).
+    pub ppid: u32,
+    /// Real user id.
+    pub uid: u32,
+    /// Real group id.
+    pub gid: u32,
+    /// Task command name.
+    pub comm: String,
+    /// cgroup v2 id.
+    pub cgroup_id: u64,
+    /// pid namespace inode.
+    pub pid_ns: u32,
+    /// mount namespace inode.
+    pub mnt_ns: u32,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What an event describes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A system call returned.
+    Syscall(SyscallEvent),
+    /// A task created a thread or process.
+    ProcFork {
+        /// Process id of the new task.
+        child_pid: u32,
+        /// Thread id of the new task.
+        child_tid: u32,
+    },
+    /// A task started a new program.
+    ProcExec {
+        /// Thread id before the exec.
+        old_tid: u32,
+        /// Path of the program, as the kernel resolved the call.
+        filename: Option<String>,
+    },
+    /// A thread exited.
+    ProcExit {
+        /// Wait status (`exit_code`).
+        exit_code: i32,
+        /// The last thread of its process.
+        group_dead: bool,
+    },
+}
+
+/// A system call's exit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SyscallEvent {
+    /// Syscall name (`openat`), as Falco's `evt.type`.
+    #[serde(rename = "syscall")]
+    pub name: String,
+    /// Syscall number.
+    pub nr: u32,
+    /// Return value (negative errno on failure).
+    pub ret: i64,
+    /// Some captured data was cut at its bound.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub truncated: bool,
+    /// The enter-side capture was missing, so memory arguments are absent.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub enter_missing: bool,
+    /// Arguments, by family.
+    pub args: SyscallArgs,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Arguments of a system call, one variant per family. Memory arguments are `None` when
+/// they were not captured (null pointer, unreadable memory, or a missing enter side).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "snake_case")]
+pub enum SyscallArgs {
+    /// `open`, `openat`, `openat2`, `creat`; the new fd is the return value.
+    Open {
+        /// Directory fd for relative paths (`AT_FDCWD` is -100); absent for `open`/`creat`.
+        dirfd: Option<i32>,
+        /// Path as passed.
+        path: Option<String>,
+        /// `O_*` flags.
+        flags: u64,
+        /// Creation mode.
+        mode: u32,
+        /// `RESOLVE_*` flags (`openat2`).
+        resolve: Option<u64>,
+    },
+    /// `execve`, `execveat`.
+    Exec {
+        /// Directory fd (`execveat`).
+        dirfd: Option<i32>,
+        /// Program path: as the kernel resolved it on success, as passed on failure.
+        path: Option<String>,
+        /// Arguments, `argv[0]` first: from the new program's stack after success, through
+        /// the caller's pointer array after a failure.
+        argv: Vec<String>,
+        /// `AT_*` flags (`execveat`).
+        flags: u64,
+    },
+    /// `close`.
+    Close {
+        /// The fd closed.
+        fd: i32,
+    },
+    /// `dup`, `dup2`, `dup3`; the new fd is the return value.
+    Dup {
+        /// The fd duplicated.
+        oldfd: i32,
+        /// The requested new fd (`dup2`, `dup3`).
+        newfd: Option<i32>,
+        /// `O_CLOEXEC` (`dup3`).
+        flags: u64,
+    },
+    /// `socket`; the new fd is the return value.
+    Socket {
+        /// `AF_*`.
+        domain: u32,
+        /// `SOCK_*`, with `SOCK_NONBLOCK`/`SOCK_CLOEXEC`.
+        #[serde(rename = "type")]
+        kind: u32,
+        /// Protocol number.
+        protocol: u32,
+    },
+    /// `connect`.
+    Connect {
+        /// Socket fd.
+        fd: i32,
+        /// Destination.
+        addr: Option<SockAddr>,
+    },
+    /// `accept`, `accept4`; the new fd is the return value.
+    Accept {
+        /// Listening socket fd.
+        fd: i32,
+        /// Peer address, when the caller asked for it.
+        addr: Option<SockAddr>,
+        /// `SOCK_*` flags (`accept4`).
+        flags: u64,
+    },
+    /// `bind`.
+    Bind {
+        /// Socket fd.
+        fd: i32,
+        /// Local address.
+        addr: Option<SockAddr>,
+    },
+    /// `listen`.
+    Listen {
+        /// Socket fd.
+        fd: i32,
+        /// Backlog.
+        backlog: i32,
+    },
+    /// `sendto`.
+    SendTo {
+        /// Socket fd.
+        fd: i32,
+        /// Bytes requested.
+        len: u64,
+        /// `MSG_*` flags.
+        flags: u64,
+        /// Destination, for unconnected sockets.
+        addr: Option<SockAddr>,
+    },
+    /// `sendmsg`.
+    SendMsg {
+        /// Socket fd.
+        fd: i32,
+        /// Destination (`msg_name`), for unconnected sockets.
+        addr: Option<SockAddr>,
+        /// `MSG_*` flags.
+        flags: u64,
+    },
+    /// `ptrace`.
+    Ptrace {
+        /// `PTRACE_*` request.
+        request: u64,
+        /// Target thread id.
+        pid: i32,
+    },
+    /// `setuid`, `setgid`, `setreuid`, `setregid`, `setresuid`, `setresgid` (-1: unchanged).
+    SetIds {
+        /// The id of `setuid`/`setgid`.
+        id: Option<i64>,
+        /// Real id.
+        real: Option<i64>,
+        /// Effective id.
+        effective: Option<i64>,
+        /// Saved id.
+        saved: Option<i64>,
+    },
+    /// `capset`.
+    Capset {
+        /// Target process (0: the caller).
+        pid: Option<i32>,
+        /// Effective set.
+        effective: Option<u64>,
+        /// Permitted set.
+        permitted: Option<u64>,
+        /// Inheritable set.
+        inheritable: Option<u64>,
+    },
+    /// `setns`.
+    Setns {
+        /// Namespace fd.
+        fd: i32,
+        /// `CLONE_NEW*` type, 0 for any.
+        nstype: u64,
+    },
+    /// `unshare`.
+    Unshare {
+        /// `CLONE_*` flags.
+        flags: u64,
+    },
+    /// `clone`, `clone3`, `fork`, `vfork`; the return value is the child's id (0 in it).
+    Clone {
+        /// `CLONE_*` flags (absent for `fork`/`vfork`, or an unreadable `clone_args`).
+        flags: Option<u64>,
+    },
+    /// `mount`.
+    Mount {
+        /// Source device or path.
+        source: Option<String>,
+        /// Mount point.
+        target: Option<String>,
+        /// File system type.
+        fstype: Option<String>,
+        /// `MS_*` flags.
+        flags: u64,
+    },
+    /// `umount2`.
+    Umount {
+        /// Mount point.
+        target: Option<String>,
+        /// `MNT_*` flags.
+        flags: u64,
+    },
+    /// `chmod`, `fchmod`, `fchmodat`, `fchmodat2`.
+    Chmod {
+        /// Directory fd (`*at`).
+        dirfd: Option<i32>,
+        /// Path (path forms).
+        path: Option<String>,
+        /// File fd (`fchmod`).
+        fd: Option<i32>,
+        /// New mode.
+        mode: u32,
+        /// `AT_*` flags.
+        flags: u64,
+    },
+    /// `chown`, `lchown`, `fchown`, `fchownat` (-1: unchanged).
+    Chown {
+        /// Directory fd (`fchownat`).
+        dirfd: Option<i32>,
+        /// Path (path forms).
+        path: Option<String>,
+        /// File fd (`fchown`).
+        fd: Option<i32>,
+        /// New owner.
+        uid: i64,
+        /// New group.
+        gid: i64,
+        /// `AT_*` flags.
+        flags: u64,
+    },
+    /// `link`, `linkat`, `symlink`, `symlinkat`, `rename`, `renameat`, `renameat2`.
+    Link {
+        /// Directory fd of `oldpath`.
+        olddirfd: Option<i32>,
+        /// Existing path (or a symlink's target).
+        oldpath: Option<String>,
+        /// Directory fd of `newpath`.
+        newdirfd: Option<i32>,
+        /// New path.
+        newpath: Option<String>,
+        /// `AT_*` / `RENAME_*` flags.
+        flags: u64,
+    },
+    /// `unlink`, `unlinkat`, `rmdir`.
+    Unlink {
+        /// Directory fd (`unlinkat`).
+        dirfd: Option<i32>,
+        /// Path removed.
+        path: Option<String>,
+        /// `AT_REMOVEDIR`.
+        flags: u64,
+    },
+    /// `mkdir`, `mkdirat`.
+    Mkdir {
+        /// Directory fd (`mkdirat`).
+        dirfd: Option<i32>,
+        /// Path created.
+        path: Option<String>,
+        /// Mode.
+        mode: u32,
+    },
+    /// `init_module`, `finit_module`.
+    Module {
+        /// Module file fd (`finit_module`).
+        fd: Option<i32>,
+        /// Image length (`init_module`).
+        len: Option<u64>,
+        /// Module parameters.
+        params: Option<String>,
+        /// `MODULE_INIT_*` flags.
+        flags: u64,
+    },
+    /// `memfd_create`; the new fd is the return value.
+    MemfdCreate {
+        /// Name given.
+        name: Option<String>,
+        /// `MFD_*` flags.
+        flags: u64,
+    },
+    /// `prctl`.
+    Prctl {
+        /// `PR_*` option.
+        option: u64,
+        /// Its arguments.
+        args: [u64; 4],
+    },
+    /// `kill`, `tkill`, `tgkill`.
+    Kill {
+        /// Target process (`kill`, `tgkill`).
+        pid: Option<i32>,
+        /// Target thread (`tkill`, `tgkill`).
+        tid: Option<i32>,
+        /// Signal.
+        sig: i32,
+    },
+    /// `bpf`.
+    Bpf {
+        /// `BPF_*` command.
+        cmd: u32,
+    },
+    /// `mmap`, `mprotect` requesting `PROT_EXEC`.
+    Mmap {
+        /// Address.
+        addr: u64,
+        /// Length.
+        len: u64,
+        /// `PROT_*`.
+        prot: u64,
+        /// `MAP_*` (`mmap`).
+        flags: Option<u64>,
+        /// Mapped fd (`mmap`).
+        fd: Option<i32>,
+    },
+}
+
+impl Event {
+    /// The syscall details, for a syscall event.
+    pub fn syscall(&self) -> Option<&SyscallEvent> {
+        match &self.kind {
+            EventKind::Syscall(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Falco's `evt.type`: the syscall name, or `procexit`/`fork`/`exec` style names for
+    /// the scheduler events.
+    pub fn type_name(&self) -> &str {
+        match &self.kind {
+            EventKind::Syscall(s) => &s.name,
+            EventKind::ProcFork { .. } => "proc_fork",
+            EventKind::ProcExec { .. } => "proc_exec",
+            EventKind::ProcExit { .. } => "procexit",
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! `cargo xtask setup`: installs and checks what building and running the sensor needs.
+//!
+//! Every step checks before it acts, so a second run takes a moment. The recipe is the
+//! one in the README's "Toolchain" section: Debian's rustc-web (LLVM 22, prebuilt BPF
+//! `libcore`) linked as the rustup toolchain `debian`, and bpf-linker built on LLVM 22.
+
+use std::{fs, path::Path, time::Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::cmd;
+
+/// Debian packages the eBPF toolchain needs; extend the list here.
+pub const DEBIAN_PACKAGES: &[&str] = &[
+    "rustc-web",               // rustc 1.96 on LLVM 22, in /usr
+    "cargo-web",               // the matching cargo
+    "libstd-rust-web-dev-bpf", // prebuilt libcore for bpfel-unknown-none
+    "llvm-22-dev",             // the LLVM bpf-linker links against
+    "libstdc++-12-dev",        // C++ runtime for linking bpf-linker with LLVM
+    "rust-web-clippy",         // clippy for the kernel crate on the BPF target
+];
+
+/// The rustup toolchain name `sensor/build.rs` builds the kernel programs with.
+const TOOLCHAIN: &str = "debian";
+/// Where Debian's rustc-web lives (the path the `debian` toolchain links to).
+const TOOLCHAIN_PATH: &str = "/usr";
+/// The bpf-linker release the toolchain is proven with.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+/// The bpf-linker cargo feature matching Debian's LLVM (its default feature is llvm-23).
+const BPF_LINKER_LLVM_FEATURE: &str = "llvm-22";
+/// The LLVM installation bpf-linker's build script links against.
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+/// Where tracefs is mounted; tracepoint attachment needs it.
+const TRACEFS: &str = "/sys/kernel/tracing";
+/// The kernel's own BTF, which CO-RE relocation of the kernel programs needs.
+const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+/// The oldest kernel (major, minor) the sensor supports (BPF ring buffer).
+const MIN_KERNEL: (u32, u32) = (5, 8);
+
+/// Runs every set-up step in order, printing one line per step.
+pub fn setup() -> Result<()> {
+    let start = Instant::now();
+    ensure_root()?;
+    debian_packages()?;
+    rust_toolchain()?;
+    bpf_linker()?;
+    tracefs()?;
+    kernel();
+    println!("setup: done in {:.1} s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Prints the outcome of one step.
+fn report(step: &str, outcome: &str) {
+    println!("setup: {step:<16} {outcome}");
+}
+
+/// Fails with an explanation unless the effective user is root.
+fn ensure_root() -> Result<()> {
+    let status = fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let euid = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .context("no effective uid in /proc/self/status")?;
+    if euid != "0" {
+        bail!(
+            "this must run as root (effective uid is {euid}): set-up installs Debian packages, \
+             links a rustup toolchain and mounts tracefs, and the sensor and its tests load \
+             eBPF programs. Run it again as root."
+        );
+    }
+    Ok(())
+}
+
+/// Installs the missing entries of [`DEBIAN_PACKAGES`] with apt-get.
+fn debian_packages() -> Result<()> {
+    if !cmd::on_path("dpkg-query") || !cmd::on_path("apt-get") {
+        bail!("dpkg-query/apt-get not found: set-up supports Debian 12 (bookworm) only");
+    }
+    let missing: Vec<&str> = DEBIAN_PACKAGES.iter().copied().filter(|package| !package_installed(package)).collect();
+    if missing.is_empty() {
+        report("debian packages", "ok");
+        return Ok(());
+    }
+    report("debian packages", &format!("installing {}", missing.join(" ")));
+    let apt = |args: &[&str]| {
+        let mut apt = cmd::command("apt-get");
+        apt.env("DEBIAN_FRONTEND", "noninteractive").args(args);
+        apt
+    };
+    cmd::run(&mut apt(&["update", "-q"]))?;
+    cmd::run(apt(&["install", "-y", "-q", "--no-install-recommends"]).args(&missing))
+}
+
+/// Whether dpkg reports `package` as installed.
+fn package_installed(package: &str) -> bool {
+    cmd::capture(cmd::command("dpkg-query").args(["-W", "-f=${Status}", package]))
+        .is_some_and(|status| status.trim() == "install ok installed")
+}
+
+/// Links Debian's compiler as the rustup toolchain [`TOOLCHAIN`] unless it exists.
+fn rust_toolchain() -> Result<()> {
+    let list = cmd::capture(cmd::command("rustup").args(["toolchain", "list"]))
+        .context("`rustup toolchain list` failed: set-up needs rustup with the stable toolchain")?;
+    if list.lines().any(|line| line.split_whitespace().next() == Some(TOOLCHAIN)) {
+        report("rust toolchain", &format!("ok ({TOOLCHAIN})"));
+        return Ok(());
+    }
+    report("rust toolchain", &format!("linking {TOOLCHAIN} -> {TOOLCHAIN_PATH}"));
+    cmd::run(cmd::command("rustup").args(["toolchain", "link", TOOLCHAIN, TOOLCHAIN_PATH]))
+}
+
+/// Whether `bpf-linker --version` (on the children's `PATH`) reports the wanted release.
+fn bpf_linker_ok() -> bool {
+    cmd::capture(cmd::command("bpf-linker").arg("--version"))
+        .is_some_and(|out| out.split_whitespace().any(|word| word == BPF_LINKER_VERSION))
+}
+
+/// Builds and installs bpf-linker against Debian's LLVM unless the right one is on `PATH`.
+fn bpf_linker() -> Result<()> {
+    if bpf_linker_ok() {
+        report("bpf-linker", &format!("ok ({BPF_LINKER_VERSION})"));
+        return Ok(());
+    }
+    report("bpf-linker", &format!("installing {BPF_LINKER_VERSION} (builds from source, 1-2 minutes)"));
+    let toolchain = format!("+{TOOLCHAIN}");
+    let krate = format!("bpf-linker@{BPF_LINKER_VERSION}");
+    cmd::run(
+        cmd::cargo()
+            .args([&toolchain, "install", &krate, "--locked", "--force"])
+            .args(["--no-default-features", "--features", BPF_LINKER_LLVM_FEATURE])
+            .env("LLVM_PREFIX", LLVM_PREFIX),
+    )?;
+    if !bpf_linker_ok() {
+        let dir = cmd::cargo_bin_dir().unwrap_or_default();
+        bail!(
+            "bpf-linker {BPF_LINKER_VERSION} was installed but `bpf-linker --version` does not \
+             report it; is another bpf-linker ahead of {} on PATH?",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Mounts tracefs at [`TRACEFS`] unless it is mounted.
+fn tracefs() -> Result<()> {
+    if Path::new(TRACEFS).join("events").exists() {
+        report("tracefs", "ok");
+        return Ok(());
+    }
+    report("tracefs", &format!("mounting at {TRACEFS}"));
+    cmd::run(cmd::command("mount").args(["-t", "tracefs", "nodev", TRACEFS]))
+}
+
+/// Checks the kernel version and BTF; a problem is a warning, since set-up cannot fix it.
+fn kernel() {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let release = release.trim();
+    let mut problems = Vec::new();
+    match parse_version(release) {
+        Some(version) if version >= MIN_KERNEL => {}
+        _ => problems.push(format!("kernel {release} is older than {}.{} or unrecognised", MIN_KERNEL.0, MIN_KERNEL.1)),
+    }
+    if !Path::new(KERNEL_BTF).exists() {
+        problems.push(format!("{KERNEL_BTF} is missing (kernel built without BTF)"));
+    }
+    if problems.is_empty() {
+        report("kernel", &format!("ok ({release}, BTF)"));
+    } else {
+        report("kernel", &format!("warning: {}", problems.join("; ")));
+    }
+}
+
+/// The (major, minor) of a kernel release string such as `6.1.0-18-amd64`.
+fn parse_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// Tests of the pure helpers.
+#[cfg(test)]
+mod tests {
+    use super::parse_version;
+
+    /// Kernel release strings as `uname -r` prints them.
+    #[test]
+    fn kernel_versions() {
+        assert_eq!(parse_version("6.18.44-fc-v657"), Some((6, 18)));
+        assert_eq!(parse_version("5.8.0"), Some((5, 8)));
+        assert_eq!(parse_version("6.1-rc1"), Some((6, 1)));
+        assert_eq!(parse_version("garbage"), None);
+    }
+}
