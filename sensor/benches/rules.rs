@@ -8,25 +8,12 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sensor::rules::{EngineOptions, MapEvent, Scratch, load_engine};
 use serde_json::json;
 
-const FALCO_RULES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/falco/falco_rules.yaml"
-);
+const FALCO_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/falco/falco_rules.yaml");
 
 /// A deterministic, mostly benign mix: 40% exec, 40% open, 20% connect.
 fn events(n: usize) -> Vec<String> {
-    let procs = [
-        "bash", "python3", "nginx", "java", "curl", "cat", "sh", "node", "sshd", "grep",
-    ];
-    let parents = [
-        "systemd",
-        "bash",
-        "containerd-shim",
-        "sshd",
-        "runc",
-        "node",
-        "nginx",
-    ];
+    let procs = ["bash", "python3", "nginx", "java", "curl", "cat", "sh", "node", "sshd", "grep"];
+    let parents = ["systemd", "bash", "containerd-shim", "sshd", "runc", "node", "nginx"];
     let files = [
         "/etc/hosts",
         "/usr/lib/x86_64-linux-gnu/libc.so.6",
@@ -39,11 +26,7 @@ fn events(n: usize) -> Vec<String> {
     for i in 0..n {
         let p = procs[i % procs.len()];
         let pp = parents[(i / 3) % parents.len()];
-        let container = if i % 4 == 0 {
-            "host".to_owned()
-        } else {
-            format!("{:012x}", i % 7 + 0xabc)
-        };
+        let container = if i % 4 == 0 { "host".to_owned() } else { format!("{:012x}", i % 7 + 0xabc) };
         let common = json!({
             "proc.name": p, "proc.pname": pp, "proc.aname": [pp, "systemd"], "proc.exe": format!("/usr/bin/{p}"),
             "proc.exepath": format!("/usr/bin/{p}"), "proc.args": format!("--flag {i}"), "proc.tty": if i % 5 == 0 { 34816 } else { 0 },
@@ -74,22 +57,16 @@ fn events(n: usize) -> Vec<String> {
 }
 
 fn decode(lines: &[String]) -> Vec<MapEvent> {
-    lines
-        .iter()
-        .map(|l| MapEvent::from_json(&serde_json::from_str(l).expect("json")).expect("event"))
-        .collect()
+    lines.iter().map(|l| MapEvent::from_json(&serde_json::from_str(l).expect("json")).expect("event")).collect()
 }
 
 fn bench(c: &mut Criterion) {
-    let (engine, _) =
-        load_engine(&[FALCO_RULES], EngineOptions::default()).unwrap_or_else(|r| panic!("{r}"));
+    let (engine, _) = load_engine(&[FALCO_RULES], EngineOptions::default()).unwrap_or_else(|r| panic!("{r}"));
     let lines = events(1000);
     let decoded = decode(&lines);
     let mut g = c.benchmark_group("falco_rules");
     g.throughput(Throughput::Elements(lines.len() as u64));
-    g.bench_function("decode_only", |b| {
-        b.iter(|| black_box(decode(black_box(&lines))))
-    });
+    g.bench_function("decode_only", |b| b.iter(|| black_box(decode(black_box(&lines)))));
     g.bench_function("decode_and_rules", |b| {
         let mut scratch = Scratch::default();
         b.iter(|| {

@@ -71,12 +71,8 @@ pub enum Operand {
 impl fmt::Display for Operand {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Operand::Field {
-                name, arg: Some(a), ..
-            } => write!(f, "{name}[{a}]"),
-            Operand::Field {
-                name, arg: None, ..
-            } => f.write_str(name),
+            Operand::Field { name, arg: Some(a), .. } => write!(f, "{name}[{a}]"),
+            Operand::Field { name, arg: None, .. } => f.write_str(name),
             Operand::Transform { tr, inner, .. } => write!(f, "{}({inner})", tr.name()),
         }
     }

@@ -13,9 +13,7 @@ use super::ast::{Check, Expr, Op, Operand as AstOperand, Rhs, Span, Transformer}
 use super::eval::{self, Ctx, Node, NumOp, Operand, Scratch, Set, StrTest, Test, TestKind};
 use super::event::FieldSource;
 use super::fields::{self, FieldArg, FieldId, FieldType};
-use super::loader::{
-    CondText, Diagnostic, ExcValue, ExceptionDef, Loc, Priority, RuleDef, RuleSet, Severity,
-};
+use super::loader::{CondText, Diagnostic, ExcValue, ExceptionDef, Loc, Priority, RuleDef, RuleSet, Severity};
 use super::matchers::{self, Cidr, PathTrie};
 use super::output::{self, OutputFormat, Piece, RawPiece};
 use super::parser::{self, ParseError};
@@ -134,10 +132,7 @@ fn op_from_str(s: &str) -> Option<Op> {
 
 fn split_bracket(name: &str) -> (String, Option<String>) {
     match name.find('[') {
-        Some(i) if name.ends_with(']') => (
-            name[..i].to_owned(),
-            Some(name[i + 1..name.len() - 1].to_owned()),
-        ),
+        Some(i) if name.ends_with(']') => (name[..i].to_owned(), Some(name[i + 1..name.len() - 1].to_owned())),
         _ => (name.to_owned(), None),
     }
 }
@@ -191,35 +186,19 @@ impl<'a> Compiler<'a> {
     }
 
     fn diag(&mut self, severity: Severity, loc: Loc, item: Option<String>, message: String) {
-        self.diags.push(Diagnostic {
-            severity,
-            loc,
-            item,
-            message,
-        });
+        self.diags.push(Diagnostic { severity, loc, item, message });
     }
 
     fn cond_loc(&self, cond: &CondText, offset: usize) -> Loc {
-        let part = cond
-            .parts
-            .iter()
-            .rev()
-            .find(|p| p.offset <= offset)
-            .or_else(|| cond.parts.first());
+        let part = cond.parts.iter().rev().find(|p| p.offset <= offset).or_else(|| cond.parts.first());
         let Some(part) = part else {
-            return Loc {
-                file: Arc::from(""),
-                pos: Pos::default(),
-            };
+            return Loc { file: Arc::from(""), pos: Pos::default() };
         };
         let pos = match self.set.sources.get(&part.loc.file) {
             Some(src) => locate(src, part.loc.pos, offset - part.offset),
             None => part.loc.pos,
         };
-        Loc {
-            file: part.loc.file.clone(),
-            pos,
-        }
+        Loc { file: part.loc.file.clone(), pos }
     }
 
     fn at(&self, origin: Origin<'_>, span: Span) -> Loc {
@@ -230,12 +209,7 @@ impl<'a> Compiler<'a> {
     }
 
     fn err(&self, origin: Origin<'_>, span: Span, msg: impl Into<String>) -> CErr {
-        CErr {
-            loc: self.at(origin, span),
-            msg: msg.into(),
-            unknown_field: false,
-            reported: false,
-        }
+        CErr { loc: self.at(origin, span), msg: msg.into(), unknown_field: false, reported: false }
     }
 
     fn slot(&mut self, id: FieldId, arg: Option<FieldArg>) -> Operand {
@@ -245,11 +219,7 @@ impl<'a> Compiler<'a> {
     }
 
     /// Resolves an operand; returns it with its type and whether it yields all ancestors.
-    fn operand(
-        &mut self,
-        op: &AstOperand,
-        origin: Origin<'_>,
-    ) -> Result<(Operand, FieldType, bool), CErr> {
+    fn operand(&mut self, op: &AstOperand, origin: Origin<'_>) -> Result<(Operand, FieldType, bool), CErr> {
         match op {
             AstOperand::Field { name, arg, span } => match fields::resolve(name, arg.as_deref()) {
                 Ok(r) => {
@@ -265,11 +235,7 @@ impl<'a> Compiler<'a> {
             },
             AstOperand::Transform { tr, inner, .. } => {
                 let (o, ty, any) = self.operand(inner, origin)?;
-                let out = if *tr == Transformer::Len {
-                    FieldType::UInt
-                } else {
-                    FieldType::Str
-                };
+                let out = if *tr == Transformer::Len { FieldType::UInt } else { FieldType::Str };
                 let _ = ty;
                 Ok((Operand::Transform(*tr, Box::new(o)), out, any))
             }
@@ -314,9 +280,7 @@ impl<'a> Compiler<'a> {
             return Err(self.err(
                 origin,
                 span,
-                format!(
-                    "condition nests deeper than {MAX_NESTING} levels once macros are expanded"
-                ),
+                format!("condition nests deeper than {MAX_NESTING} levels once macros are expanded"),
             ));
         }
         self.nesting += 1;
@@ -325,23 +289,14 @@ impl<'a> Compiler<'a> {
         out
     }
 
-    fn expr_inner(
-        &mut self,
-        e: &Expr,
-        origin: Origin<'_>,
-        visible: Option<usize>,
-    ) -> Result<Node, CErr> {
+    fn expr_inner(&mut self, e: &Expr, origin: Origin<'_>, visible: Option<usize>) -> Result<Node, CErr> {
         match e {
-            Expr::And(items) => items
-                .iter()
-                .map(|i| self.expr(i, origin, visible))
-                .collect::<Result<_, _>>()
-                .map(Node::And),
-            Expr::Or(items) => items
-                .iter()
-                .map(|i| self.expr(i, origin, visible))
-                .collect::<Result<_, _>>()
-                .map(Node::Or),
+            Expr::And(items) => {
+                items.iter().map(|i| self.expr(i, origin, visible)).collect::<Result<_, _>>().map(Node::And)
+            }
+            Expr::Or(items) => {
+                items.iter().map(|i| self.expr(i, origin, visible)).collect::<Result<_, _>>().map(Node::Or)
+            }
             Expr::Not(inner) => Ok(Node::Not(Box::new(self.expr(inner, origin, visible)?))),
             Expr::Macro { name, span } => {
                 let Some(&idx) = self.macros.get(name.as_str()) else {
@@ -361,12 +316,7 @@ impl<'a> Compiler<'a> {
                         let body = body.clone();
                         self.expr(&body, Origin::Cond(&m.condition), Some(idx))
                     }
-                    _ => Err(CErr {
-                        loc: m.loc.clone(),
-                        msg: String::new(),
-                        unknown_field: false,
-                        reported: true,
-                    }),
+                    _ => Err(CErr { loc: m.loc.clone(), msg: String::new(), unknown_field: false, reported: true }),
                 }
             }
             Expr::Check(c) => self.check(c, origin),
@@ -416,20 +366,11 @@ impl<'a> Compiler<'a> {
         }
         let values = self.list_values(&c.rhs, origin)?;
         if !c.op.takes_list() && values.len() > 1 {
-            return Err(self.err(
-                origin,
-                c.span,
-                format!("operator '{}' takes one value", c.op.as_str()),
-            ));
+            return Err(self.err(origin, c.span, format!("operator '{}' takes one value", c.op.as_str())));
         }
         let single = || values.first().cloned().unwrap_or_default();
-        let type_err = |s: &Self| {
-            s.err(
-                origin,
-                span,
-                format!("operator '{op_name}' cannot be used on '{name}' ({ty})"),
-            )
-        };
+        let type_err =
+            |s: &Self| s.err(origin, span, format!("operator '{op_name}' cannot be used on '{name}' ({ty})"));
         let kind = match ty {
             FieldType::Str | FieldType::Flags | FieldType::Bytes => match c.op {
                 Op::Eq => TestKind::Str(StrTest::Eq(single())),
@@ -460,18 +401,9 @@ impl<'a> Compiler<'a> {
                     TestKind::Str(StrTest::Pmatch(t))
                 }
                 Op::BContains | Op::BStartsWith => {
-                    let bytes = matchers::decode_hex(&single()).ok_or_else(|| {
-                        self.err(
-                            origin,
-                            span,
-                            format!("'{}' is not a hex byte string", single()),
-                        )
-                    })?;
-                    if c.op == Op::BContains {
-                        TestKind::BContains(bytes)
-                    } else {
-                        TestKind::BStartsWith(bytes)
-                    }
+                    let bytes = matchers::decode_hex(&single())
+                        .ok_or_else(|| self.err(origin, span, format!("'{}' is not a hex byte string", single())))?;
+                    if c.op == Op::BContains { TestKind::BContains(bytes) } else { TestKind::BStartsWith(bytes) }
                 }
                 Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::Exists => return Err(type_err(self)),
             },
@@ -481,11 +413,7 @@ impl<'a> Compiler<'a> {
                     match eval::parse_number(v) {
                         Some(n) => nums.push(n),
                         None => {
-                            return Err(self.err(
-                                origin,
-                                span,
-                                format!("'{v}' is not a number ('{name}' is {ty})"),
-                            ));
+                            return Err(self.err(origin, span, format!("'{v}' is not a number ('{name}' is {ty})")));
                         }
                     }
                 }
@@ -497,9 +425,7 @@ impl<'a> Compiler<'a> {
                     Op::Le => TestKind::Num(NumOp::Le, n),
                     Op::Gt => TestKind::Num(NumOp::Gt, n),
                     Op::Ge => TestKind::Num(NumOp::Ge, n),
-                    Op::In | Op::Intersects => {
-                        TestKind::NumIn(nums.into_iter().collect::<Set<i128>>())
-                    }
+                    Op::In | Op::Intersects => TestKind::NumIn(nums.into_iter().collect::<Set<i128>>()),
                     _ => return Err(type_err(self)),
                 }
             }
@@ -525,24 +451,12 @@ impl<'a> Compiler<'a> {
                     } else if let Some(n) = Cidr::parse(v) {
                         nets.push(n);
                     } else {
-                        return Err(self.err(
-                            origin,
-                            span,
-                            format!("'{v}' is not an IP address or network"),
-                        ));
+                        return Err(self.err(origin, span, format!("'{v}' is not an IP address or network")));
                     }
                 }
                 match c.op {
-                    Op::Eq | Op::In | Op::Intersects => TestKind::Ip {
-                        ips,
-                        nets,
-                        negate: false,
-                    },
-                    Op::Ne => TestKind::Ip {
-                        ips,
-                        nets,
-                        negate: true,
-                    },
+                    Op::Eq | Op::In | Op::Intersects => TestKind::Ip { ips, nets, negate: false },
+                    Op::Ne => TestKind::Ip { ips, nets, negate: true },
                     _ => return Err(type_err(self)),
                 }
             }
@@ -550,10 +464,7 @@ impl<'a> Compiler<'a> {
         Ok(test(lhs, any, kind))
     }
 
-    fn exceptions<'e>(
-        &self,
-        excs: &'e [ExceptionDef],
-    ) -> Result<Option<Vec<(Expr, &'e Loc)>>, CErr> {
+    fn exceptions<'e>(&self, excs: &'e [ExceptionDef]) -> Result<Option<Vec<(Expr, &'e Loc)>>, CErr> {
         let _ = self;
         let mut out = Vec::new();
         for e in excs {
@@ -572,26 +483,16 @@ impl<'a> Compiler<'a> {
                     .collect::<Result<_, _>>()?
             };
             if comps.len() != e.fields.len() {
-                return Err(fail(format!(
-                    "{} fields but {} comps",
-                    e.fields.len(),
-                    comps.len()
-                )));
+                return Err(fail(format!("{} fields but {} comps", e.fields.len(), comps.len())));
             }
             let field_op = |f: &str| {
                 let (name, arg) = split_bracket(f);
-                AstOperand::Field {
-                    name,
-                    arg,
-                    span: Span::default(),
-                }
+                AstOperand::Field { name, arg, span: Span::default() }
             };
             let sp = Span::default();
             if e.single {
                 if !matches!(comps[0], Op::In | Op::Pmatch | Op::Intersects) {
-                    return Err(fail(
-                        "with a single field, comps must be in, pmatch or intersects".into(),
-                    ));
+                    return Err(fail("with a single field, comps must be in, pmatch or intersects".into()));
                 }
                 let mut items = Vec::new();
                 for row in &e.values {
@@ -626,9 +527,7 @@ impl<'a> Compiler<'a> {
                 let mut checks = Vec::new();
                 for ((f, op), v) in e.fields.iter().zip(&comps).zip(row) {
                     let rhs = match v {
-                        ExcValue::List(l) => {
-                            Rhs::List(l.iter().map(|s| (s.clone(), sp)).collect(), sp)
-                        }
+                        ExcValue::List(l) => Rhs::List(l.iter().map(|s| (s.clone(), sp)).collect(), sp),
                         ExcValue::One(s) if op.takes_list() => {
                             if self.lists.contains_key(s.as_str()) {
                                 Rhs::ListRef(s.clone(), sp)
@@ -638,12 +537,7 @@ impl<'a> Compiler<'a> {
                         }
                         ExcValue::One(s) => Rhs::Value(s.clone(), sp),
                     };
-                    checks.push(Expr::Check(Check {
-                        lhs: field_op(f),
-                        op: *op,
-                        rhs,
-                        span: sp,
-                    }));
+                    checks.push(Expr::Check(Check { lhs: field_op(f), op: *op, rhs, span: sp }));
                 }
                 out.push((Expr::And(checks), &e.loc));
             }
@@ -657,12 +551,10 @@ impl<'a> Compiler<'a> {
             match p {
                 RawPiece::Lit(s) => pieces.push(Piece::Lit(s)),
                 RawPiece::Field { key, operand } => {
-                    let (op, _, _) = self
-                        .operand(&operand, Origin::Fixed(&r.output_loc))
-                        .map_err(|mut e| {
-                            e.msg = format!("in output: {}", e.msg);
-                            e
-                        })?;
+                    let (op, _, _) = self.operand(&operand, Origin::Fixed(&r.output_loc)).map_err(|mut e| {
+                        e.msg = format!("in output: {}", e.msg);
+                        e
+                    })?;
                     pieces.push(Piece::Field { key, op });
                 }
             }
@@ -789,10 +681,8 @@ fn merge_contains(items: Vec<Node>) -> Vec<Node> {
     if groups.is_empty() {
         return items;
     }
-    let mut out: Vec<Node> = items
-        .into_iter()
-        .filter(|n| key_of(n).is_none_or(|(k, _)| !groups.contains_key(&k)))
-        .collect();
+    let mut out: Vec<Node> =
+        items.into_iter().filter(|n| key_of(n).is_none_or(|(k, _)| !groups.contains_key(&k))).collect();
     let mut keys: Vec<&Key> = groups.keys().collect();
     keys.sort_by_key(|k| format!("{:?}", k.0));
     for key in keys {
@@ -805,11 +695,9 @@ fn merge_contains(items: Vec<Node>) -> Vec<Node> {
                 .build(needles)
                 .ok()
                 .map(StrTest::AnyContains),
-            Multi::StartsWith => AhoCorasick::builder()
-                .start_kind(StartKind::Anchored)
-                .build(needles)
-                .ok()
-                .map(StrTest::AnyPrefix),
+            Multi::StartsWith => {
+                AhoCorasick::builder().start_kind(StartKind::Anchored).build(needles).ok().map(StrTest::AnyPrefix)
+            }
         };
         match merged {
             Some(st) => out.push(test(lhs, any, TestKind::Str(st))),
@@ -836,14 +724,10 @@ fn evttypes(n: &Node) -> Option<BTreeSet<String>> {
         Node::Const(true) | Node::Not(_) => None,
         Node::Const(false) => Some(BTreeSet::new()),
         Node::Test(t) => match (&t.lhs, &t.kind) {
-            (Operand::Field { id, arg: None, .. }, TestKind::Str(StrTest::Eq(v)))
-                if id.info().name == "evt.type" =>
-            {
+            (Operand::Field { id, arg: None, .. }, TestKind::Str(StrTest::Eq(v))) if id.info().name == "evt.type" => {
                 Some(BTreeSet::from([v.clone()]))
             }
-            (Operand::Field { id, arg: None, .. }, TestKind::Str(StrTest::In(set)))
-                if id.info().name == "evt.type" =>
-            {
+            (Operand::Field { id, arg: None, .. }, TestKind::Str(StrTest::In(set))) if id.info().name == "evt.type" => {
                 Some(set.iter().cloned().collect())
             }
             _ => None,
@@ -897,49 +781,29 @@ pub(crate) fn compile(set: &RuleSet) -> Compiled {
                         Severity::Warning,
                         r.condition.parts[0].loc.clone(),
                         item,
-                        "rule matches every event type (no evt.type restriction); this is costly"
-                            .into(),
+                        "rule matches every event type (no evt.type restriction); this is costly".into(),
                     );
                 }
                 rules.push(cr);
             }
             Err(e) if e.reported => {}
             Err(e) if e.unknown_field && r.skip_if_unknown_filter => {
-                c.diag(
-                    Severity::Warning,
-                    e.loc,
-                    item,
-                    format!("rule skipped (skip-if-unknown-filter): {}", e.msg),
-                );
+                c.diag(Severity::Warning, e.loc, item, format!("rule skipped (skip-if-unknown-filter): {}", e.msg));
             }
             Err(e) => c.diag(Severity::Error, e.loc, item, e.msg),
         }
     }
     for (i, m) in set.macros.iter().enumerate() {
         if !c.used_macros.contains(&i) {
-            c.diag(
-                Severity::Warning,
-                m.loc.clone(),
-                Some(format!("macro '{}'", m.name)),
-                "macro is not used".into(),
-            );
+            c.diag(Severity::Warning, m.loc.clone(), Some(format!("macro '{}'", m.name)), "macro is not used".into());
         }
     }
     for l in &set.lists {
         if !c.used_lists.contains(&l.name) {
-            c.diag(
-                Severity::Warning,
-                l.loc.clone(),
-                Some(format!("list '{}'", l.name)),
-                "list is not used".into(),
-            );
+            c.diag(Severity::Warning, l.loc.clone(), Some(format!("list '{}'", l.name)), "list is not used".into());
         }
     }
-    Compiled {
-        rules,
-        slots: c.slots.len(),
-        diagnostics: c.diags,
-    }
+    Compiled { rules, slots: c.slots.len(), diagnostics: c.diags }
 }
 
 fn expr_span(e: &Expr) -> Option<Span> {
@@ -950,10 +814,7 @@ fn expr_span(e: &Expr) -> Option<Span> {
         Expr::And(items) | Expr::Or(items) => {
             let first = expr_span(items.first()?)?;
             let last = expr_span(items.last()?)?;
-            Some(Span {
-                start: first.start,
-                end: last.end,
-            })
+            Some(Span { start: first.start, end: last.end })
         }
     }
 }
@@ -963,16 +824,8 @@ fn snippet(text: &str, e: &Expr) -> String {
         .and_then(|s| text.get(s.start as usize..s.end as usize))
         .map(|t| t.split_whitespace().collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|| "(expression)".into());
-    let body = if let Expr::Not(_) = e {
-        format!("not {body}")
-    } else {
-        body
-    };
-    if body.chars().count() > 100 {
-        format!("{}…", body.chars().take(100).collect::<String>())
-    } else {
-        body
-    }
+    let body = if let Expr::Not(_) = e { format!("not {body}") } else { body };
+    if body.chars().count() > 100 { format!("{}…", body.chars().take(100).collect::<String>()) } else { body }
 }
 
 impl Compiler<'_> {
@@ -987,24 +840,11 @@ impl Compiler<'_> {
         let node = optimize(self.expr(e, origin, visible).ok()?);
         let mut scratch = Scratch::default();
         scratch.reset(self.slots.len());
-        Some(eval::eval(
-            &node,
-            &mut Ctx {
-                src: ev,
-                scratch: &mut scratch,
-            },
-        ))
+        Some(eval::eval(&node, &mut Ctx { src: ev, scratch: &mut scratch }))
     }
 
     /// Lists the false conjuncts of `e`, descending into macros.
-    fn why(
-        &mut self,
-        e: &Expr,
-        sc: &Scope<'_>,
-        ev: &dyn FieldSource,
-        depth: usize,
-        out: &mut Vec<String>,
-    ) {
+    fn why(&mut self, e: &Expr, sc: &Scope<'_>, ev: &dyn FieldSource, depth: usize, out: &mut Vec<String>) {
         let items: Vec<&Expr> = match e {
             Expr::And(items) => items.iter().collect(),
             other => vec![other],
@@ -1013,11 +853,7 @@ impl Compiler<'_> {
             if self.eval_alone(item, sc.origin, sc.visible, ev) != Some(false) {
                 continue;
             }
-            out.push(format!(
-                "{}✗ {}",
-                "  ".repeat(depth),
-                snippet(sc.text, item)
-            ));
+            out.push(format!("{}✗ {}", "  ".repeat(depth), snippet(sc.text, item)));
             if depth >= 6 {
                 continue;
             }
@@ -1028,11 +864,8 @@ impl Compiler<'_> {
                         && let Some(Ok(body)) = self.parsed.get(idx).cloned()
                     {
                         let m = &set.macros[idx];
-                        let inner = Scope {
-                            text: &m.condition.text,
-                            origin: Origin::Cond(&m.condition),
-                            visible: Some(idx),
-                        };
+                        let inner =
+                            Scope { text: &m.condition.text, origin: Origin::Cond(&m.condition), visible: Some(idx) };
                         self.why(&body, &inner, ev, depth + 1, out);
                     }
                 }
@@ -1067,31 +900,17 @@ pub(crate) fn explain(set: &RuleSet, name: &str, ev: &dyn FieldSource) -> Vec<St
     c.diags.clear();
     let mut out = Vec::new();
     if r.source != ev.source() {
-        out.push(format!(
-            "the rule is for source '{}', the event is from '{}'",
-            r.source,
-            ev.source()
-        ));
+        out.push(format!("the rule is for source '{}', the event is from '{}'", r.source, ev.source()));
     }
-    let scope = Scope {
-        text: &r.condition.text,
-        origin: Origin::Cond(&r.condition),
-        visible: None,
-    };
+    let scope = Scope { text: &r.condition.text, origin: Origin::Cond(&r.condition), visible: None };
     c.why(&e, &scope, ev, 0, &mut out);
     if out.is_empty()
         && let Ok(Some(excs)) = c.exceptions(&r.exceptions)
     {
         for (x, loc) in excs {
             if c.eval_alone(&x, Origin::Fixed(loc), None, ev) == Some(true) {
-                let which = r
-                    .exceptions
-                    .iter()
-                    .find(|e| &e.loc == loc)
-                    .map_or("?", |e| e.name.as_str());
-                out.push(format!(
-                    "the condition holds but exception '{which}' excludes the event"
-                ));
+                let which = r.exceptions.iter().find(|e| &e.loc == loc).map_or("?", |e| e.name.as_str());
+                out.push(format!("the condition holds but exception '{which}' excludes the event"));
             }
         }
     }
@@ -1108,18 +927,9 @@ mod tests {
     #[test]
     fn locate_in_scalars() {
         let src = "- rule: a\n  condition: proc.name = x and bad\n  other: >\n    evt.type = open\n    and nope\n";
-        assert_eq!(
-            locate(src, Pos { line: 2, col: 14 }, 18),
-            Pos { line: 2, col: 32 }
-        );
-        assert_eq!(
-            locate(src, Pos { line: 3, col: 10 }, 20),
-            Pos { line: 5, col: 9 }
-        );
+        assert_eq!(locate(src, Pos { line: 2, col: 14 }, 18), Pos { line: 2, col: 32 });
+        assert_eq!(locate(src, Pos { line: 3, col: 10 }, 20), Pos { line: 5, col: 9 });
         let q = "x: \"abc def\"\n";
-        assert_eq!(
-            locate(q, Pos { line: 1, col: 4 }, 4),
-            Pos { line: 1, col: 9 }
-        );
+        assert_eq!(locate(q, Pos { line: 1, col: 4 }, 4), Pos { line: 1, col: 9 });
     }
 }

@@ -50,9 +50,7 @@ pub fn default_hostname() -> String {
     {
         return h;
     }
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
 }
 
 /// Compiled rules ready to evaluate events.
@@ -75,11 +73,7 @@ impl Engine {
         if diags.iter().any(|d| d.severity == Severity::Error) {
             return (None, diags);
         }
-        let rules: Vec<CompiledRule> = compiled
-            .rules
-            .into_iter()
-            .filter(|r| r.priority <= opts.min_priority)
-            .collect();
+        let rules: Vec<CompiledRule> = compiled.rules.into_iter().filter(|r| r.priority <= opts.min_priority).collect();
         let mut by_type: HashMap<String, Vec<usize>, RandomState> = HashMap::default();
         let mut untyped = Vec::new();
         for (i, r) in rules.iter().enumerate() {
@@ -97,16 +91,7 @@ impl Engine {
         for list in by_type.values_mut() {
             list.extend(untyped.iter().copied());
         }
-        (
-            Some(Engine {
-                rules,
-                by_type,
-                untyped,
-                slots: compiled.slots,
-                opts,
-            }),
-            diags,
-        )
+        (Some(Engine { rules, by_type, untyped, slots: compiled.slots, opts }), diags)
     }
 
     /// Number of loaded (enabled, compiled) rules.
@@ -121,17 +106,7 @@ impl Engine {
 
     /// Name, description, priority and tags of each loaded rule, in load order.
     pub fn describe(&self) -> Vec<(&str, &str, Priority, &[String])> {
-        self.rules
-            .iter()
-            .map(|r| {
-                (
-                    r.name.as_str(),
-                    r.desc.as_str(),
-                    r.priority,
-                    r.tags.as_slice(),
-                )
-            })
-            .collect()
+        self.rules.iter().map(|r| (r.name.as_str(), r.desc.as_str(), r.priority, r.tags.as_slice())).collect()
     }
 
     /// The event types some rule can match, or `None` when a rule matches any type
@@ -145,9 +120,7 @@ impl Engine {
 
     /// Indices of the rules an event of this type can match: typed rules, then untyped ones.
     fn candidates(&self, evt_type: &str) -> &[usize] {
-        self.by_type
-            .get(evt_type)
-            .map_or(&self.untyped, Vec::as_slice)
+        self.by_type.get(evt_type).map_or(&self.untyped, Vec::as_slice)
     }
 
     /// Evaluates an event and returns the alerts (one, or all with `RuleMatching::All`).

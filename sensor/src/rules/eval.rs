@@ -34,11 +34,7 @@ pub(crate) enum Node {
 /// A value source: a field (with its cache slot) or a transformer over one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Operand {
-    Field {
-        slot: usize,
-        id: FieldId,
-        arg: Option<FieldArg>,
-    },
+    Field { slot: usize, id: FieldId, arg: Option<FieldArg> },
     Transform(Transformer, Box<Operand>),
 }
 
@@ -221,8 +217,7 @@ pub(crate) fn contains_ci(hay: &str, needle_lower: &str) -> bool {
     if n.len() > h.len() {
         return false;
     }
-    h.windows(n.len())
-        .any(|w| w.iter().zip(n).all(|(a, b)| a.to_ascii_lowercase() == *b))
+    h.windows(n.len()).any(|w| w.iter().zip(n).all(|(a, b)| a.to_ascii_lowercase() == *b))
 }
 
 /// Evaluates a node.
@@ -256,16 +251,11 @@ fn eval_test(t: &Test, ctx: &mut Ctx<'_>) -> bool {
                 !items.is_empty() && items.iter().all(|i| set.contains(text(i).as_ref()))
             }
             TestKind::NumIn(set) if !t.any => {
-                !items.is_empty()
-                    && items
-                        .iter()
-                        .all(|i| number(i).is_some_and(|n| set.contains(&n)))
+                !items.is_empty() && items.iter().all(|i| number(i).is_some_and(|n| set.contains(&n)))
             }
-            TestKind::Ip {
-                ips,
-                nets,
-                negate: false,
-            } if !t.any => !items.is_empty() && items.iter().all(|i| ip_matches(i, ips, nets)),
+            TestKind::Ip { ips, nets, negate: false } if !t.any => {
+                !items.is_empty() && items.iter().all(|i| ip_matches(i, ips, nets))
+            }
             kind => items.iter().any(|i| scalar(i, kind)),
         },
         (v, kind) => scalar(v, kind),
@@ -316,21 +306,14 @@ fn scalar(v: &Value, kind: &TestKind) -> bool {
         TestKind::Bool(want) => match v {
             Value::Bool(b) => b == want,
             other => {
-                number(other).map(|n| n != 0) == Some(*want)
-                    || text(other) == if *want { "true" } else { "false" }
+                number(other).map(|n| n != 0) == Some(*want) || text(other) == if *want { "true" } else { "false" }
             }
         },
         TestKind::Ip { ips, nets, negate } => ip_matches(v, ips, nets) != *negate,
-        TestKind::Flag(flag, fold) => text(v).split(['|', ' ', ',']).any(|f| {
-            if *fold {
-                f.eq_ignore_ascii_case(flag)
-            } else {
-                f == flag
-            }
-        }),
-        TestKind::BContains(needle) => bytes(v)
-            .windows(needle.len().max(1))
-            .any(|w| w == needle.as_slice()),
+        TestKind::Flag(flag, fold) => {
+            text(v).split(['|', ' ', ',']).any(|f| if *fold { f.eq_ignore_ascii_case(flag) } else { f == flag })
+        }
+        TestKind::BContains(needle) => bytes(v).windows(needle.len().max(1)).any(|w| w == needle.as_slice()),
         TestKind::BStartsWith(needle) => bytes(v).starts_with(needle),
         TestKind::Field(..) => false,
     }
@@ -367,25 +350,10 @@ mod tests {
         assert_eq!(parse_number("0x10"), Some(16));
         assert_eq!(parse_number("-5"), Some(-5));
         assert_eq!(parse_number("5s"), None);
-        assert_eq!(
-            transform(Transformer::Basename, &Value::Str("/a/b".into())),
-            Value::Str("b".into())
-        );
-        assert_eq!(
-            transform(Transformer::Basename, &Value::Str("/a/b/".into())),
-            Value::Str(String::new())
-        );
-        assert_eq!(
-            transform(Transformer::Len, &Value::Str("héllo".into())),
-            Value::UInt(5)
-        );
-        assert_eq!(
-            transform(Transformer::B64, &Value::Str("aGk=".into())),
-            Value::Str("hi".into())
-        );
-        assert_eq!(
-            transform(Transformer::ToUpper, &Value::Str("ab".into())),
-            Value::Str("AB".into())
-        );
+        assert_eq!(transform(Transformer::Basename, &Value::Str("/a/b".into())), Value::Str("b".into()));
+        assert_eq!(transform(Transformer::Basename, &Value::Str("/a/b/".into())), Value::Str(String::new()));
+        assert_eq!(transform(Transformer::Len, &Value::Str("héllo".into())), Value::UInt(5));
+        assert_eq!(transform(Transformer::B64, &Value::Str("aGk=".into())), Value::Str("hi".into()));
+        assert_eq!(transform(Transformer::ToUpper, &Value::Str("ab".into())), Value::Str("AB".into()));
     }
 }

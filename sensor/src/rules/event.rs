@@ -118,20 +118,13 @@ const ANCESTRY: [(&str, &str, &str); 6] = [
 ];
 
 fn id_of(name: &str) -> Option<FieldId> {
-    fields::resolve(name, None)
-        .ok()
-        .filter(|r| r.arg.is_none())
-        .map(|r| r.id)
+    fields::resolve(name, None).ok().filter(|r| r.arg.is_none()).map(|r| r.id)
 }
 
 impl MapEvent {
     /// An empty event of the given type.
     pub fn new(evt_type: impl Into<String>) -> Self {
-        MapEvent {
-            evt_type: evt_type.into(),
-            source: "syscall".into(),
-            ..Default::default()
-        }
+        MapEvent { evt_type: evt_type.into(), source: "syscall".into(), ..Default::default() }
     }
 
     /// Sets a field by name as written (`proc.aname[2]`, `evt.arg.flags`); the value is
@@ -139,16 +132,11 @@ impl MapEvent {
     pub fn set(&mut self, name: &str, value: &serde_json::Value) -> Result<(), String> {
         let (base, bracket) = split_bracket(name);
         let r = fields::resolve(base, bracket)?;
-        let multi =
-            fields::is_multi(&r) || (r.id.info().arg == ArgKind::OptIndex && r.arg.is_none());
+        let multi = fields::is_multi(&r) || (r.id.info().arg == ArgKind::OptIndex && r.arg.is_none());
         let ty = fields::effective_type(&r);
         let v = if multi && let serde_json::Value::Array(items) = value {
             Value::List(
-                items
-                    .iter()
-                    .map(|i| convert(ty, i))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| format!("{name}: {e}"))?,
+                items.iter().map(|i| convert(ty, i)).collect::<Result<_, _>>().map_err(|e| format!("{name}: {e}"))?,
             )
         } else {
             convert(ty, value).map_err(|e| format!("{name}: {e}"))?
@@ -170,9 +158,7 @@ impl MapEvent {
     /// Builds an event from a JSON object of field names to values; `evt.type` is required.
     pub fn from_json(obj: &serde_json::Value) -> Result<Self, String> {
         let serde_json::Value::Object(map) = obj else {
-            return Err(format!(
-                "an event must be a mapping of field names to values, not {obj}"
-            ));
+            return Err(format!("an event must be a mapping of field names to values, not {obj}"));
         };
         let mut ev = MapEvent::new("");
         for (k, v) in map {
@@ -232,38 +218,25 @@ fn convert(ty: FieldType, v: &serde_json::Value) -> Result<Value, String> {
         (FieldType::Str, J::Bool(b)) => Value::Str(b.to_string()),
         (FieldType::Flags, J::String(s)) => Value::Str(s.clone()),
         (FieldType::Flags, J::Array(a)) => Value::Str(
-            a.iter()
-                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
-                .collect::<Vec<_>>()
-                .join("|"),
+            a.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned)).collect::<Vec<_>>().join("|"),
         ),
-        (FieldType::Int, J::Number(n)) => {
-            Value::Int(n.as_i64().ok_or_else(|| format!("{n} is not an integer"))?)
+        (FieldType::Int, J::Number(n)) => Value::Int(n.as_i64().ok_or_else(|| format!("{n} is not an integer"))?),
+        (FieldType::Int, J::String(s)) => Value::Int(s.trim().parse().map_err(|_| format!("'{s}' is not an integer"))?),
+        (FieldType::UInt, J::Number(n)) => {
+            Value::UInt(n.as_u64().ok_or_else(|| format!("{n} is not an unsigned integer"))?)
         }
-        (FieldType::Int, J::String(s)) => Value::Int(
-            s.trim()
-                .parse()
-                .map_err(|_| format!("'{s}' is not an integer"))?,
-        ),
-        (FieldType::UInt, J::Number(n)) => Value::UInt(
-            n.as_u64()
-                .ok_or_else(|| format!("{n} is not an unsigned integer"))?,
-        ),
-        (FieldType::UInt, J::String(s)) => Value::UInt(
-            s.trim()
-                .parse()
-                .map_err(|_| format!("'{s}' is not an unsigned integer"))?,
-        ),
+        (FieldType::UInt, J::String(s)) => {
+            Value::UInt(s.trim().parse().map_err(|_| format!("'{s}' is not an unsigned integer"))?)
+        }
         (FieldType::Bool, J::Bool(b)) => Value::Bool(*b),
         (FieldType::Bool, J::String(s)) => match s.as_str() {
             "true" => Value::Bool(true),
             "false" => Value::Bool(false),
             _ => return Err(format!("'{s}' is not true or false")),
         },
-        (FieldType::Ip | FieldType::Net, J::String(s)) => Value::Ip(
-            s.parse()
-                .map_err(|_| format!("'{s}' is not an IP address"))?,
-        ),
+        (FieldType::Ip | FieldType::Net, J::String(s)) => {
+            Value::Ip(s.parse().map_err(|_| format!("'{s}' is not an IP address"))?)
+        }
         (FieldType::Bytes, J::String(s)) => Value::Bytes(s.as_bytes().to_vec()),
         (ty, other) => return Err(format!("{other} is not a valid {ty} value")),
     })
@@ -319,18 +292,13 @@ impl FieldSource for MapEvent {
                     "fd.proto" => ("fd.cproto", "fd.sproto"),
                     _ => ("fd.cip", "fd.sip"),
                 };
-                let both: Vec<Value> = [self.get(c, None), self.get(s, None)]
-                    .into_iter()
-                    .flatten()
-                    .collect();
+                let both: Vec<Value> = [self.get(c, None), self.get(s, None)].into_iter().flatten().collect();
                 (!both.is_empty()).then_some(Value::List(both))
             }
             "proc.cmdline" => {
                 let name = self.get("proc.name", None)?;
                 Some(match self.get("proc.args", None) {
-                    Some(args) if !args.to_string().is_empty() => {
-                        Value::Str(format!("{name} {args}"))
-                    }
+                    Some(args) if !args.to_string().is_empty() => Value::Str(format!("{name} {args}")),
                     _ => Value::Str(name.to_string()),
                 })
             }
@@ -343,11 +311,7 @@ impl FieldSource for MapEvent {
                 }
                 let cut = path.rfind('/')?;
                 Some(Value::Str(if name == "fd.directory" {
-                    if cut == 0 {
-                        "/".into()
-                    } else {
-                        path[..cut].to_owned()
-                    }
+                    if cut == 0 { "/".into() } else { path[..cut].to_owned() }
                 } else {
                     path[cut + 1..].to_owned()
                 }))
@@ -373,32 +337,14 @@ mod tests {
             "evt.type": "execve", "proc.name": "bash", "proc.aname": ["sshd", "systemd"], "proc.aname[3]": "x"
         }))
         .unwrap();
-        assert_eq!(
-            field(&ev, "proc.pname", None),
-            Some(Value::Str("sshd".into()))
-        );
-        assert_eq!(
-            field(&ev, "proc.aname", Some(FieldArg::Index(0))),
-            Some(Value::Str("bash".into()))
-        );
-        assert_eq!(
-            field(&ev, "proc.aname", Some(FieldArg::Index(2))),
-            Some(Value::Str("systemd".into()))
-        );
-        assert_eq!(
-            field(&ev, "proc.aname", Some(FieldArg::Index(3))),
-            Some(Value::Str("x".into()))
-        );
-        let ev = MapEvent::from_json(
-            &json!({"evt.type": "execve", "proc.pname": "a", "proc.aname[2]": "b"}),
-        )
-        .unwrap();
+        assert_eq!(field(&ev, "proc.pname", None), Some(Value::Str("sshd".into())));
+        assert_eq!(field(&ev, "proc.aname", Some(FieldArg::Index(0))), Some(Value::Str("bash".into())));
+        assert_eq!(field(&ev, "proc.aname", Some(FieldArg::Index(2))), Some(Value::Str("systemd".into())));
+        assert_eq!(field(&ev, "proc.aname", Some(FieldArg::Index(3))), Some(Value::Str("x".into())));
+        let ev = MapEvent::from_json(&json!({"evt.type": "execve", "proc.pname": "a", "proc.aname[2]": "b"})).unwrap();
         assert_eq!(
             field(&ev, "proc.aname", None),
-            Some(Value::List(vec![
-                Value::Str("a".into()),
-                Value::Str("b".into())
-            ]))
+            Some(Value::List(vec![Value::Str("a".into()), Value::Str("b".into())]))
         );
     }
 
@@ -411,16 +357,9 @@ mod tests {
         .unwrap();
         assert_eq!(field(&ev, "fd.sport", None), Some(Value::UInt(443)));
         assert_eq!(field(&ev, "fd.num", None), Some(Value::Int(-1)));
-        assert_eq!(
-            field(&ev, "fd.sip", None),
-            Some(Value::Ip("10.0.0.1".parse().unwrap()))
-        );
+        assert_eq!(field(&ev, "fd.sip", None), Some(Value::Ip("10.0.0.1".parse().unwrap())));
         assert!(MapEvent::from_json(&json!({"evt.type": "x", "fd.sport": "http"})).is_err());
-        assert!(
-            MapEvent::from_json(&json!({"evt.type": "x", "proc.nam": "a"}))
-                .unwrap_err()
-                .contains("proc.name")
-        );
+        assert!(MapEvent::from_json(&json!({"evt.type": "x", "proc.nam": "a"})).unwrap_err().contains("proc.name"));
         assert!(MapEvent::from_json(&json!({"proc.name": "a"})).is_err());
     }
 
@@ -430,17 +369,8 @@ mod tests {
             "evt.type": "openat", "fd.name": "/etc/shadow", "proc.name": "cat", "proc.args": "/etc/shadow"
         }))
         .unwrap();
-        assert_eq!(
-            field(&ev, "fd.directory", None),
-            Some(Value::Str("/etc".into()))
-        );
-        assert_eq!(
-            field(&ev, "fd.filename", None),
-            Some(Value::Str("shadow".into()))
-        );
-        assert_eq!(
-            field(&ev, "proc.cmdline", None),
-            Some(Value::Str("cat /etc/shadow".into()))
-        );
+        assert_eq!(field(&ev, "fd.directory", None), Some(Value::Str("/etc".into())));
+        assert_eq!(field(&ev, "fd.filename", None), Some(Value::Str("shadow".into())));
+        assert_eq!(field(&ev, "proc.cmdline", None), Some(Value::Str("cat /etc/shadow".into())));
     }
 }

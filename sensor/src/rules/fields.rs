@@ -389,9 +389,7 @@ pub fn resolve(name: &str, bracket: Option<&str>) -> Result<Resolved, String> {
         let id = FieldId(u16::try_from(i).unwrap_or(u16::MAX));
         return check_arg(id, Some(rest.to_owned()));
     }
-    let hint = suggest(name)
-        .map(|s| format!("; did you mean '{s}'?"))
-        .unwrap_or_default();
+    let hint = suggest(name).map(|s| format!("; did you mean '{s}'?")).unwrap_or_default();
     Err(format!("unknown field '{name}'{hint}"))
 }
 
@@ -404,17 +402,11 @@ fn check_arg(id: FieldId, arg: Option<String>) -> Result<Resolved, String> {
         (ArgKind::Ancestor | ArgKind::OptIndex, Some(a)) => match a.parse::<u32>() {
             Ok(n) => Some(FieldArg::Index(n)),
             Err(_) => {
-                return Err(format!(
-                    "field '{}' needs a numeric index, not '{a}'",
-                    info.name
-                ));
+                return Err(format!("field '{}' needs a numeric index, not '{a}'", info.name));
             }
         },
         (ArgKind::Key | ArgKind::EventArg, None) => {
-            return Err(format!(
-                "field '{}' needs an argument, e.g. {}[x] or {}.x",
-                info.name, info.name, info.name
-            ));
+            return Err(format!("field '{}' needs an argument, e.g. {}[x] or {}.x", info.name, info.name, info.name));
         }
         (ArgKind::EventArg, Some(a)) => match a.parse::<u32>() {
             Ok(n) => Some(FieldArg::Index(n)),
@@ -485,13 +477,7 @@ pub fn list_text() -> String {
             ArgKind::None => String::new(),
             k => format!(" [{}]", k.name()),
         };
-        out.push_str(&format!(
-            "{:width$}  {:8} {}{}\n",
-            f.name,
-            f.ty.name(),
-            f.desc,
-            arg
-        ));
+        out.push_str(&format!("{:width$}  {:8} {}{}\n", f.name, f.ty.name(), f.desc, arg));
     }
     out
 }
@@ -501,9 +487,7 @@ pub fn list_json() -> serde_json::Value {
     serde_json::Value::Array(
         FIELDS
             .iter()
-            .map(|f| {
-                serde_json::json!({"name": f.name, "type": f.ty.name(), "arg": f.arg.name(), "desc": f.desc})
-            })
+            .map(|f| serde_json::json!({"name": f.name, "type": f.ty.name(), "arg": f.arg.name(), "desc": f.desc}))
             .collect(),
     )
 }
@@ -519,11 +503,7 @@ mod tests {
         let n = names.len();
         names.dedup();
         assert_eq!(n, names.len(), "duplicate field names");
-        assert!(
-            FIELDS
-                .iter()
-                .all(|f| !f.desc.is_empty() && f.desc.ends_with('.'))
-        );
+        assert!(FIELDS.iter().all(|f| !f.desc.is_empty() && f.desc.ends_with('.')));
     }
 
     #[test]
@@ -538,10 +518,7 @@ mod tests {
         assert_eq!(r.arg, Some(FieldArg::Index(2)));
         assert!(is_multi(&resolve("proc.aname", None).unwrap()));
         let r = resolve("k8s.pod.label.app", None).unwrap();
-        assert_eq!(
-            (r.id.info().name, r.arg),
-            ("k8s.pod.label", Some(FieldArg::Key("app".into())))
-        );
+        assert_eq!((r.id.info().name, r.arg), ("k8s.pod.label", Some(FieldArg::Key("app".into()))));
         let r = resolve("k8s.pod.label", Some("app.kubernetes.io/name")).unwrap();
         assert_eq!(r.arg, Some(FieldArg::Key("app.kubernetes.io/name".into())));
         assert!(resolve("proc.aname", Some("x")).is_err());

@@ -153,18 +153,12 @@ pub struct CondText {
 
 impl CondText {
     fn new(text: String, loc: Loc) -> Self {
-        CondText {
-            text,
-            parts: vec![TextPart { offset: 0, loc }],
-        }
+        CondText { text, parts: vec![TextPart { offset: 0, loc }] }
     }
 
     fn append(&mut self, more: &str, loc: Loc) {
         self.text.push(' ');
-        self.parts.push(TextPart {
-            offset: self.text.len(),
-            loc,
-        });
+        self.parts.push(TextPart { offset: self.text.len(), loc });
         self.text.push_str(more);
     }
 }
@@ -286,9 +280,7 @@ impl RuleSet {
 
     /// True when any error was recorded.
     pub fn has_errors(&self) -> bool {
-        self.diagnostics
-            .iter()
-            .any(|d| d.severity == Severity::Error)
+        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
     }
 
     /// Loads files and directories in order (a directory contributes its `.yaml`/`.yml`
@@ -301,16 +293,11 @@ impl RuleSet {
                     Ok(rd) => rd
                         .filter_map(Result::ok)
                         .map(|e| e.path())
-                        .filter(|q| {
-                            q.is_file() && q.extension().is_some_and(|x| x == "yaml" || x == "yml")
-                        })
+                        .filter(|q| q.is_file() && q.extension().is_some_and(|x| x == "yaml" || x == "yml"))
                         .collect(),
                     Err(e) => {
                         self.error(
-                            &Loc {
-                                file: path_name(p),
-                                pos: Pos::default(),
-                            },
+                            &Loc { file: path_name(p), pos: Pos::default() },
                             None,
                             format!("cannot read directory: {e}"),
                         );
@@ -334,14 +321,9 @@ impl RuleSet {
                 self.files.push(path.to_owned());
                 self.load_str(&path.display().to_string(), &text);
             }
-            Err(e) => self.error(
-                &Loc {
-                    file: path_name(path),
-                    pos: Pos::default(),
-                },
-                None,
-                format!("cannot read file: {e}"),
-            ),
+            Err(e) => {
+                self.error(&Loc { file: path_name(path), pos: Pos::default() }, None, format!("cannot read file: {e}"))
+            }
         }
     }
 
@@ -352,11 +334,7 @@ impl RuleSet {
         let root = match yaml::parse(text) {
             Ok(n) => n,
             Err(e) => {
-                self.error(
-                    &Loc { file, pos: e.pos },
-                    None,
-                    format!("invalid YAML: {}", e.message),
-                );
+                self.error(&Loc { file, pos: e.pos }, None, format!("invalid YAML: {}", e.message));
                 return;
             }
         };
@@ -364,37 +342,18 @@ impl RuleSet {
             NodeKind::Null => return,
             NodeKind::Seq(items) => items,
             _ => {
-                self.error(
-                    &Loc {
-                        file,
-                        pos: root.pos,
-                    },
-                    None,
-                    "a rules file must be a YAML sequence of items",
-                );
+                self.error(&Loc { file, pos: root.pos }, None, "a rules file must be a YAML sequence of items");
                 return;
             }
         };
         for item in &items {
-            let loc = Loc {
-                file: file.clone(),
-                pos: item.pos,
-            };
-            let mut cx = ItemCx {
-                set: self,
-                file: &file,
-            };
+            let loc = Loc { file: file.clone(), pos: item.pos };
+            let mut cx = ItemCx { set: self, file: &file };
             cx.item(item, &loc);
         }
     }
 
-    fn push(
-        &mut self,
-        severity: Severity,
-        loc: &Loc,
-        item: Option<&str>,
-        message: impl Into<String>,
-    ) {
+    fn push(&mut self, severity: Severity, loc: &Loc, item: Option<&str>, message: impl Into<String>) {
         self.diagnostics.push(Diagnostic {
             severity,
             loc: loc.clone(),
@@ -491,10 +450,7 @@ const RULE_REPLACE: [&str; 11] = [
 
 impl ItemCx<'_> {
     fn loc(&self, n: &Node) -> Loc {
-        Loc {
-            file: self.file.clone(),
-            pos: n.pos,
-        }
+        Loc { file: self.file.clone(), pos: n.pos }
     }
 
     fn err(&mut self, n: &Node, item: Option<&str>, msg: impl Into<String>) {
@@ -509,11 +465,7 @@ impl ItemCx<'_> {
 
     fn item(&mut self, item: &Node, loc: &Loc) {
         let NodeKind::Map(entries) = &item.kind else {
-            self.set.error(
-                loc,
-                None,
-                format!("each item must be a mapping, not a {}", item.kind_name()),
-            );
+            self.set.error(loc, None, format!("each item must be a mapping, not a {}", item.kind_name()));
             return;
         };
         let has = |k: &str| item.get(k).is_some();
@@ -528,15 +480,8 @@ impl ItemCx<'_> {
         } else if let Some(v) = item.get("required_plugin_versions") {
             self.plugin_versions(v)
         } else {
-            let first = entries
-                .first()
-                .and_then(|(k, _)| k.as_text())
-                .unwrap_or_default();
-            self.set.warn(
-                loc,
-                None,
-                format!("unknown top-level item '{first}' ignored"),
-            );
+            let first = entries.first().and_then(|(k, _)| k.as_text()).unwrap_or_default();
+            self.set.warn(loc, None, format!("unknown top-level item '{first}' ignored"));
             Ok(())
         };
     }
@@ -562,11 +507,7 @@ impl ItemCx<'_> {
             }
             NodeKind::Null => Ok(Some((String::new(), self.loc(n)))),
             _ => {
-                self.err(
-                    n,
-                    Some(what),
-                    format!("'{key}' must be a string, not a {}", n.kind_name()),
-                );
+                self.err(n, Some(what), format!("'{key}' must be a string, not a {}", n.kind_name()));
                 Err(())
             }
         }
@@ -616,11 +557,7 @@ impl ItemCx<'_> {
                 Ok(Some(out))
             }
             _ => {
-                self.err(
-                    n,
-                    Some(what),
-                    format!("'{key}' must be a sequence, not a {}", n.kind_name()),
-                );
+                self.err(n, Some(what), format!("'{key}' must be a sequence, not a {}", n.kind_name()));
                 Err(())
             }
         }
@@ -650,19 +587,11 @@ impl ItemCx<'_> {
             return Ok(legacy.then(HashMap::new));
         };
         if item.get("append").is_some() {
-            self.err(
-                ov,
-                Some(what),
-                "'override' and 'append' cannot be used together",
-            );
+            self.err(ov, Some(what), "'override' and 'append' cannot be used together");
             return Err(());
         }
         let NodeKind::Map(entries) = &ov.kind else {
-            self.err(
-                ov,
-                Some(what),
-                "'override' must be a mapping of keys to append or replace",
-            );
+            self.err(ov, Some(what), "'override' must be a mapping of keys to append or replace");
             return Err(());
         };
         let mut out = HashMap::new();
@@ -672,34 +601,18 @@ impl ItemCx<'_> {
                 Some("append") => Mode::Append,
                 Some("replace") => Mode::Replace,
                 _ => {
-                    self.err(
-                        v,
-                        Some(what),
-                        format!("override of '{key}' must be 'append' or 'replace'"),
-                    );
+                    self.err(v, Some(what), format!("override of '{key}' must be 'append' or 'replace'"));
                     return Err(());
                 }
             };
-            let allowed = if mode == Mode::Append {
-                append_ok
-            } else {
-                replace_ok
-            };
+            let allowed = if mode == Mode::Append { append_ok } else { replace_ok };
             if !allowed.contains(&key.as_str()) {
-                let m = if mode == Mode::Append {
-                    "appended"
-                } else {
-                    "replaced"
-                };
+                let m = if mode == Mode::Append { "appended" } else { "replaced" };
                 self.err(k, Some(what), format!("key '{key}' cannot be {m}"));
                 return Err(());
             }
             if item.get(&key).is_none() {
-                self.err(
-                    k,
-                    Some(what),
-                    format!("override names '{key}' but the item has no '{key}'"),
-                );
+                self.err(k, Some(what), format!("override names '{key}' but the item has no '{key}'"));
                 return Err(());
             }
             if out.insert(key.clone(), mode).is_some() {
@@ -737,20 +650,10 @@ impl ItemCx<'_> {
             }
         };
         match parsed {
-            None => self.err(
-                v,
-                None,
-                format!("required_engine_version '{text}' is not a version (use \"0.57.0\")"),
-            ),
+            None => self.err(v, None, format!("required_engine_version '{text}' is not a version (use \"0.57.0\")")),
             Some(req) if req > ENGINE_VERSION => {
                 let (a, b, c) = ENGINE_VERSION;
-                self.err(
-                    v,
-                    None,
-                    format!(
-                        "rules require engine version {text}, this engine implements {a}.{b}.{c}"
-                    ),
-                );
+                self.err(v, None, format!("rules require engine version {text}, this engine implements {a}.{b}.{c}"));
             }
             Some(_) => {}
         }
@@ -773,18 +676,13 @@ impl ItemCx<'_> {
             }
             let mut names = vec![name.clone()];
             if let Some(NodeKind::Seq(alts)) = p.get("alternatives").map(|a| &a.kind) {
-                names.extend(
-                    alts.iter()
-                        .filter_map(|a| a.get("name").and_then(Node::as_text)),
-                );
+                names.extend(alts.iter().filter_map(|a| a.get("name").and_then(Node::as_text)));
             }
             if !names.iter().any(|n| BUILTIN_PLUGINS.contains(&n.as_str())) {
                 self.warn(
                     p,
                     None,
-                    format!(
-                        "plugin '{name}' is not available; rules that use its fields will not load"
-                    ),
+                    format!("plugin '{name}' is not available; rules that use its fields will not load"),
                 );
             }
         }
@@ -796,12 +694,8 @@ impl ItemCx<'_> {
         let what = format!("list '{name}'");
         self.unknown_keys(item, &["list", "items", "append", "override"], &what);
         let modes = self.modes(item, &what, &["items"], &["items"])?;
-        let items: Vec<String> = self
-            .strings(item, "items", &what)?
-            .unwrap_or_default()
-            .iter()
-            .map(|s| unquote_item(s))
-            .collect();
+        let items: Vec<String> =
+            self.strings(item, "items", &what)?.unwrap_or_default().iter().map(|s| unquote_item(s)).collect();
         let existing = self.set.lists.iter().position(|l| l.name == name);
         match (modes, existing) {
             (None, _) if item.get("items").is_none() => {
@@ -809,17 +703,9 @@ impl ItemCx<'_> {
                 return Err(());
             }
             (None, Some(i)) => self.set.lists[i].items = items,
-            (None, None) => self.set.lists.push(ListDef {
-                name,
-                items,
-                loc: self.loc(item),
-            }),
+            (None, None) => self.set.lists.push(ListDef { name, items, loc: self.loc(item) }),
             (Some(_), None) => {
-                self.err(
-                    item,
-                    Some(&what),
-                    "cannot append to or override a list that is not defined yet",
-                );
+                self.err(item, Some(&what), "cannot append to or override a list that is not defined yet");
                 return Err(());
             }
             (Some(m), Some(i)) => {
@@ -847,17 +733,11 @@ impl ItemCx<'_> {
         let existing = self.set.macros.iter().position(|m| m.name == name);
         match (modes, existing) {
             (None, Some(i)) => self.set.macros[i].condition = CondText::new(cond, cloc),
-            (None, None) => self.set.macros.push(MacroDef {
-                name,
-                condition: CondText::new(cond, cloc),
-                loc: self.loc(item),
-            }),
+            (None, None) => {
+                self.set.macros.push(MacroDef { name, condition: CondText::new(cond, cloc), loc: self.loc(item) })
+            }
             (Some(_), None) => {
-                self.err(
-                    item,
-                    Some(&what),
-                    "cannot append to or override a macro that is not defined yet",
-                );
+                self.err(item, Some(&what), "cannot append to or override a macro that is not defined yet");
                 return Err(());
             }
             (Some(m), Some(i)) => {
@@ -901,10 +781,7 @@ impl ItemCx<'_> {
         let (fields, single) = match e.get("fields").map(|f| &f.kind) {
             None => (Vec::new(), false),
             Some(NodeKind::Seq(_)) => (self.strings(e, "fields", what)?.unwrap_or_default(), false),
-            Some(_) => (
-                vec![e.get("fields").and_then(Node::as_text).unwrap_or_default()],
-                true,
-            ),
+            Some(_) => (vec![e.get("fields").and_then(Node::as_text).unwrap_or_default()], true),
         };
         let comps = match e.get("comps").map(|c| &c.kind) {
             None => Vec::new(),
@@ -922,20 +799,21 @@ impl ItemCx<'_> {
                                     let list = self.exc_list(row, what)?;
                                     values.push(vec![ExcValue::List(list)]);
                                 }
-                                _ => values
-                                    .push(vec![ExcValue::One(row.as_text().unwrap_or_default())]),
+                                _ => values.push(vec![ExcValue::One(row.as_text().unwrap_or_default())]),
                             }
                         } else {
                             let NodeKind::Seq(cells) = &row.kind else {
-                                self.err(row, Some(what), format!("exception '{name}': each value must be a sequence aligned with 'fields'"));
+                                self.err(
+                                    row,
+                                    Some(what),
+                                    format!("exception '{name}': each value must be a sequence aligned with 'fields'"),
+                                );
                                 return Err(());
                             };
                             let mut tuple = Vec::new();
                             for c in cells {
                                 match &c.kind {
-                                    NodeKind::Seq(_) => {
-                                        tuple.push(ExcValue::List(self.exc_list(c, what)?))
-                                    }
+                                    NodeKind::Seq(_) => tuple.push(ExcValue::List(self.exc_list(c, what)?)),
                                     _ => tuple.push(ExcValue::One(c.as_text().unwrap_or_default())),
                                 }
                             }
@@ -945,23 +823,12 @@ impl ItemCx<'_> {
                 }
                 NodeKind::Null => {}
                 _ => {
-                    self.err(
-                        v,
-                        Some(what),
-                        format!("exception '{name}': 'values' must be a sequence"),
-                    );
+                    self.err(v, Some(what), format!("exception '{name}': 'values' must be a sequence"));
                     return Err(());
                 }
             }
         }
-        Ok(ExceptionDef {
-            name,
-            fields,
-            single,
-            comps,
-            values,
-            loc: self.loc(e),
-        })
+        Ok(ExceptionDef { name, fields, single, comps, values, loc: self.loc(e) })
     }
 
     fn exc_list(&mut self, n: &Node, what: &str) -> R<Vec<String>> {
@@ -1013,11 +880,7 @@ impl ItemCx<'_> {
             if cond.is_none()
                 && let (Some(i), Some(en)) = (existing, enabled)
             {
-                self.warn(
-                    item,
-                    Some(&what),
-                    "changing 'enabled' without 'override: {enabled: replace}' is deprecated",
-                );
+                self.warn(item, Some(&what), "changing 'enabled' without 'override: {enabled: replace}' is deprecated");
                 self.set.rules[i].enabled = en;
                 return Ok(());
             }
@@ -1033,22 +896,14 @@ impl ItemCx<'_> {
                 }
             }
             if !missing.is_empty() {
-                self.err(
-                    item,
-                    Some(&what),
-                    format!("missing required key(s): {}", missing.join(", ")),
-                );
+                self.err(item, Some(&what), format!("missing required key(s): {}", missing.join(", ")));
                 return Err(());
             }
             let (cond, cloc) = cond.unwrap_or_default_loc(self.loc(item));
             let (output, oloc) = output.unwrap_or_default_loc(self.loc(item));
             for e in exceptions.iter().flatten() {
                 if e.fields.is_empty() {
-                    self.set.error(
-                        &e.loc,
-                        Some(&what),
-                        format!("exception '{}' needs 'fields'", e.name),
-                    );
+                    self.set.error(&e.loc, Some(&what), format!("exception '{}' needs 'fields'", e.name));
                     return Err(());
                 }
             }
@@ -1075,39 +930,22 @@ impl ItemCx<'_> {
         };
 
         let Some(i) = existing else {
-            self.err(
-                item,
-                Some(&what),
-                "cannot append to or override a rule that is not defined yet",
-            );
+            self.err(item, Some(&what), "cannot append to or override a rule that is not defined yet");
             return Err(());
         };
         let legacy = modes.is_empty();
         let mode_of = |k: &str| {
-            if legacy {
-                Some(Mode::Append)
-            } else {
-                modes.get(k).copied()
-            }
+            if legacy { Some(Mode::Append) } else { modes.get(k).copied() }
         };
         if legacy {
-            for k in [
-                "output",
-                "desc",
-                "priority",
-                "tags",
-                "enabled",
-                "warn_evttypes",
-                "skip-if-unknown-filter",
-                "source",
-            ] {
+            for k in
+                ["output", "desc", "priority", "tags", "enabled", "warn_evttypes", "skip-if-unknown-filter", "source"]
+            {
                 if let Some(n) = item.get(k) {
                     self.err(
                         n,
                         Some(&what),
-                        format!(
-                            "'append: true' only appends 'condition' and 'exceptions', not '{k}'"
-                        ),
+                        format!("'append: true' only appends 'condition' and 'exceptions', not '{k}'"),
                     );
                     return Err(());
                 }
@@ -1142,11 +980,7 @@ impl ItemCx<'_> {
         if let Some(t) = tags {
             match mode_of("tags") {
                 Some(Mode::Replace) => r.tags = t,
-                _ => r.tags.extend(
-                    t.into_iter()
-                        .filter(|x| !r.tags.contains(x))
-                        .collect::<Vec<_>>(),
-                ),
+                _ => r.tags.extend(t.into_iter().filter(|x| !r.tags.contains(x)).collect::<Vec<_>>()),
             }
         }
         if let Some(p) = priority {
@@ -1176,10 +1010,8 @@ impl ItemCx<'_> {
                         }
                         old.values.extend(e.values);
                     } else if e.fields.is_empty() {
-                        exc_err = Some((
-                            e.loc.clone(),
-                            format!("exception '{}' is new here and needs 'fields'", e.name),
-                        ));
+                        exc_err =
+                            Some((e.loc.clone(), format!("exception '{}' is new here and needs 'fields'", e.name)));
                         break;
                     } else {
                         r.exceptions.push(e);
@@ -1216,11 +1048,7 @@ mod tests {
     }
 
     fn errors(s: &RuleSet) -> Vec<String> {
-        s.diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .map(ToString::to_string)
-            .collect()
+        s.diagnostics.iter().filter(|d| d.severity == Severity::Error).map(ToString::to_string).collect()
     }
 
     const BASE: &str = "
@@ -1242,10 +1070,7 @@ mod tests {
         assert!(errors(&s).is_empty(), "{:?}", s.diagnostics);
         assert_eq!(s.lists[0].items, vec!["bash", "z sh"]);
         assert_eq!(s.rules[0].priority, Priority::Informational);
-        assert_eq!(
-            s.rules[0].condition.parts[0].loc.pos,
-            Pos { line: 8, col: 14 }
-        );
+        assert_eq!(s.rules[0].condition.parts[0].loc.pos, Pos { line: 8, col: 14 });
     }
 
     #[test]
@@ -1274,11 +1099,7 @@ mod tests {
         }
         assert_eq!(Priority::parse("warn"), None);
         let s = load("- rule: x\n  desc: d\n  condition: a\n  output: o\n  priority: loud\n");
-        assert!(
-            errors(&s)[0].starts_with("t.yaml:5:13: error: rule 'x': invalid priority"),
-            "{:?}",
-            errors(&s)
-        );
+        assert!(errors(&s)[0].starts_with("t.yaml:5:13: error: rule 'x': invalid priority"), "{:?}", errors(&s));
     }
 
     #[test]
@@ -1304,10 +1125,7 @@ mod tests {
         ));
         assert!(errors(&s).is_empty(), "{:?}", s.diagnostics);
         assert_eq!(s.lists[0].items, vec!["bash", "z sh", "zsh"]);
-        assert_eq!(
-            s.macros[0].condition.text,
-            "evt.type = execve or evt.type = execveat"
-        );
+        assert_eq!(s.macros[0].condition.text, "evt.type = execve or evt.type = execveat");
         let r = &s.rules[0];
         assert_eq!(r.condition.text, "spawned and proc.name = bash");
         assert_eq!(r.condition.parts.len(), 2);
@@ -1320,35 +1138,14 @@ mod tests {
     #[test]
     fn override_errors() {
         let cases = [
-            (
-                "- rule: R\n  priority: debug\n  override: {priority: append}\n",
-                "cannot be appended",
-            ),
-            (
-                "- rule: R\n  condition: x\n  override: {condition: append}\n  append: true\n",
-                "cannot be used together",
-            ),
-            (
-                "- rule: Nope\n  condition: x\n  override: {condition: append}\n",
-                "not defined yet",
-            ),
-            (
-                "- rule: R\n  condition: x\n  output: y\n  override: {condition: append}\n",
-                "without an override mode",
-            ),
-            (
-                "- rule: R\n  override: {condition: replace}\n",
-                "has no 'condition'",
-            ),
-            (
-                "- list: nope\n  items: [a]\n  append: true\n",
-                "not defined yet",
-            ),
+            ("- rule: R\n  priority: debug\n  override: {priority: append}\n", "cannot be appended"),
+            ("- rule: R\n  condition: x\n  override: {condition: append}\n  append: true\n", "cannot be used together"),
+            ("- rule: Nope\n  condition: x\n  override: {condition: append}\n", "not defined yet"),
+            ("- rule: R\n  condition: x\n  output: y\n  override: {condition: append}\n", "without an override mode"),
+            ("- rule: R\n  override: {condition: replace}\n", "has no 'condition'"),
+            ("- list: nope\n  items: [a]\n  append: true\n", "not defined yet"),
             ("- rule: R\n  output: x\n  append: true\n", "only appends"),
-            (
-                "- rule: New\n  condition: x\n",
-                "missing required key(s): output, desc, priority",
-            ),
+            ("- rule: New\n  condition: x\n", "missing required key(s): output, desc, priority"),
         ];
         for (extra, want) in cases {
             let s = load(&format!("{BASE}{extra}"));
@@ -1359,18 +1156,12 @@ mod tests {
 
     #[test]
     fn redefinition_keeps_position_and_enabled_toggle_warns() {
-        let s = load(&format!(
-            "{BASE}- macro: spawned\n  condition: evt.type = open\n- rule: R\n  enabled: false\n"
-        ));
+        let s = load(&format!("{BASE}- macro: spawned\n  condition: evt.type = open\n- rule: R\n  enabled: false\n"));
         assert!(errors(&s).is_empty());
         assert_eq!(s.macros.len(), 1);
         assert_eq!(s.macros[0].condition.text, "evt.type = open");
         assert!(!s.rules[0].enabled);
-        assert!(
-            s.diagnostics
-                .iter()
-                .any(|d| d.message.contains("deprecated"))
-        );
+        assert!(s.diagnostics.iter().any(|d| d.message.contains("deprecated")));
     }
 
     #[test]
@@ -1408,13 +1199,7 @@ mod tests {
         assert_eq!(r.exceptions.len(), 3);
         assert_eq!(r.exceptions[0].values.len(), 2);
         assert!(r.exceptions[1].single);
-        assert_eq!(
-            r.exceptions[1].values,
-            vec![
-                vec![ExcValue::One("a".into())],
-                vec![ExcValue::One("b".into())]
-            ]
-        );
+        assert_eq!(r.exceptions[1].values, vec![vec![ExcValue::One("a".into())], vec![ExcValue::One("b".into())]]);
     }
 
     #[test]
@@ -1425,13 +1210,7 @@ mod tests {
         let e = errors(&s);
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(e[0].starts_with("t.yaml:2:28"), "{e:?}");
-        assert_eq!(
-            s.diagnostics
-                .iter()
-                .filter(|d| d.severity == Severity::Warning)
-                .count(),
-            2
-        );
+        assert_eq!(s.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count(), 2);
         let s = load("- required_engine_version: 13\n");
         assert!(errors(&s).is_empty());
     }

@@ -106,9 +106,7 @@ fn class(p: &[char], start: usize, c: char, fold: bool) -> Option<(bool, usize)>
                 skip = 4;
             }
             let in_range = |x: char| lo <= x && x <= hi;
-            if in_range(c)
-                || (fold && (in_range(c.to_ascii_lowercase()) || in_range(c.to_ascii_uppercase())))
-            {
+            if in_range(c) || (fold && (in_range(c.to_ascii_lowercase()) || in_range(c.to_ascii_uppercase()))) {
                 matched = true;
             }
             i += skip;
@@ -172,9 +170,7 @@ impl PathTrie {
         {
             return true;
         }
-        node.wildcards
-            .iter()
-            .any(|(pat, child)| fnmatch(pat, first, false) && Self::walk(child, rest))
+        node.wildcards.iter().any(|(pat, child)| fnmatch(pat, first, false) && Self::walk(child, rest))
     }
 }
 
@@ -209,19 +205,11 @@ impl Cidr {
         };
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.len == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - u32::from(self.len))
-                };
+                let mask = if self.len == 0 { 0 } else { u32::MAX << (32 - u32::from(self.len)) };
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if self.len == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - u32::from(self.len))
-                };
+                let mask = if self.len == 0 { 0 } else { u128::MAX << (128 - u32::from(self.len)) };
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -329,21 +317,9 @@ mod tests {
         assert!(n.contains("10.1.2.3".parse().unwrap()));
         assert!(!n.contains("11.1.2.3".parse().unwrap()));
         assert!(n.contains("::ffff:10.0.0.1".parse().unwrap()));
-        assert!(
-            Cidr::parse("127.0.0.1")
-                .unwrap()
-                .contains("127.0.0.1".parse().unwrap())
-        );
-        assert!(
-            Cidr::parse("0.0.0.0/0")
-                .unwrap()
-                .contains("8.8.8.8".parse().unwrap())
-        );
-        assert!(
-            Cidr::parse("fd00::/8")
-                .unwrap()
-                .contains("fd12::1".parse().unwrap())
-        );
+        assert!(Cidr::parse("127.0.0.1").unwrap().contains("127.0.0.1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("fd00::/8").unwrap().contains("fd12::1".parse().unwrap()));
         assert!(Cidr::parse("10.0.0.0/33").is_none());
         assert!(Cidr::parse("host").is_none());
     }

@@ -87,10 +87,7 @@ pub struct Report {
 impl Report {
     /// Number of errors.
     pub fn errors(&self) -> usize {
-        self.diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count()
+        self.diagnostics.iter().filter(|d| d.severity == Severity::Error).count()
     }
 
     /// Number of warnings.
@@ -157,10 +154,7 @@ pub fn validate<P: AsRef<Path>>(paths: &[P]) -> Report {
 }
 
 /// Loads rules into an engine; on error returns the [`Report`] to print.
-pub fn load_engine<P: AsRef<Path>>(
-    paths: &[P],
-    opts: EngineOptions,
-) -> Result<(Engine, Vec<Diagnostic>), Report> {
+pub fn load_engine<P: AsRef<Path>>(paths: &[P], opts: EngineOptions) -> Result<(Engine, Vec<Diagnostic>), Report> {
     let mut set = RuleSet::default();
     set.load_paths(paths);
     let (engine, diagnostics) = Engine::build(&set, opts);
@@ -188,12 +182,7 @@ pub struct ReplayStats {
 /// Runs JSON-lines events (one [`MapEvent`] object per line; blank lines and lines starting
 /// with `#` are skipped) through the engine and writes one alert per line, as Falco text
 /// or, with `json`, as Falco JSON. A malformed line stops the replay with its line number.
-pub fn replay(
-    engine: &Engine,
-    events: impl BufRead,
-    json: bool,
-    mut out: impl Write,
-) -> Result<ReplayStats, String> {
+pub fn replay(engine: &Engine, events: impl BufRead, json: bool, mut out: impl Write) -> Result<ReplayStats, String> {
     let mut stats = ReplayStats::default();
     let mut scratch = Scratch::default();
     for (i, line) in events.lines().enumerate() {
@@ -202,17 +191,12 @@ pub fn replay(
         if t.is_empty() || t.starts_with('#') {
             continue;
         }
-        let value: serde_json::Value =
-            serde_json::from_str(t).map_err(|e| format!("line {}: {e}", i + 1))?;
+        let value: serde_json::Value = serde_json::from_str(t).map_err(|e| format!("line {}: {e}", i + 1))?;
         let ev = MapEvent::from_json(&value).map_err(|e| format!("line {}: {e}", i + 1))?;
         stats.events += 1;
         for a in engine.process(&ev, &mut scratch) {
             stats.alerts += 1;
-            let text = if json {
-                a.to_json().to_string()
-            } else {
-                a.to_text()
-            };
+            let text = if json { a.to_json().to_string() } else { a.to_text() };
             writeln!(out, "{text}").map_err(|e| format!("writing alerts: {e}"))?;
         }
     }

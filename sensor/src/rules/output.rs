@@ -45,10 +45,7 @@ pub(crate) fn split_format(text: &str) -> Vec<RawPiece> {
             if !lit.is_empty() {
                 out.push(RawPiece::Lit(std::mem::take(&mut lit)));
             }
-            out.push(RawPiece::Field {
-                key: rest[1..=used].to_owned(),
-                operand,
-            });
+            out.push(RawPiece::Field { key: rest[1..=used].to_owned(), operand });
             i += 1 + used;
             continue;
         }
@@ -151,12 +148,7 @@ pub fn format_iso8601(ns: u64) -> String {
 impl Alert {
     /// Falco's text line: `<time>: <Priority> <message>`.
     pub fn to_text(&self) -> String {
-        format!(
-            "{}: {} {}",
-            format_time(self.time_ns),
-            self.priority,
-            self.message
-        )
+        format!("{}: {} {}", format_time(self.time_ns), self.priority, self.message)
     }
 
     /// Falco's JSON alert (`time`, `rule`, `priority`, `source`, `hostname`, `output`, `tags`,
@@ -165,10 +157,7 @@ impl Alert {
         let mut fields = serde_json::Map::new();
         fields.insert("evt.time".into(), serde_json::Value::from(self.time_ns));
         for (k, v) in &self.fields {
-            fields.insert(
-                k.clone(),
-                v.as_ref().map_or(serde_json::Value::Null, Value::to_json),
-            );
+            fields.insert(k.clone(), v.as_ref().map_or(serde_json::Value::Null, Value::to_json));
         }
         serde_json::json!({
             "time": format_iso8601(self.time_ns),
@@ -190,15 +179,9 @@ mod tests {
     #[test]
     fn times() {
         assert_eq!(format_iso8601(0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(
-            format_iso8601(1_685_022_245_478_445_995),
-            "2023-05-25T13:44:05.478445995Z"
-        );
+        assert_eq!(format_iso8601(1_685_022_245_478_445_995), "2023-05-25T13:44:05.478445995Z");
         assert_eq!(format_time(1_685_022_245_478_445_995), "13:44:05.478445995");
-        assert_eq!(
-            format_iso8601(951_782_400_000_000_000),
-            "2000-02-29T00:00:00.000000000Z"
-        );
+        assert_eq!(format_iso8601(951_782_400_000_000_000), "2000-02-29T00:00:00.000000000Z");
     }
 
     proptest::proptest! {
@@ -218,17 +201,6 @@ mod tests {
                 RawPiece::Field { key, .. } => format!("F{key}"),
             })
             .collect();
-        assert_eq!(
-            keys,
-            [
-                "La ",
-                "Fproc.name",
-                "L b=",
-                "Fproc.aname[2]",
-                "L. 100% ",
-                "Ftoupper(user.name)",
-                "L%"
-            ]
-        );
+        assert_eq!(keys, ["La ", "Fproc.name", "L b=", "Fproc.aname[2]", "L. 100% ", "Ftoupper(user.name)", "L%"]);
     }
 }

@@ -26,12 +26,7 @@ impl fmt::Display for ParseError {
 
 /// Parses a whole condition.
 pub fn parse_condition(text: &str) -> Result<Expr, ParseError> {
-    let mut p = Parser {
-        s: text,
-        b: text.as_bytes(),
-        pos: 0,
-        depth: 0,
-    };
+    let mut p = Parser { s: text, b: text.as_bytes(), pos: 0, depth: 0 };
     p.ws();
     if p.pos >= p.b.len() {
         return Err(p.err("empty condition"));
@@ -47,12 +42,7 @@ pub fn parse_condition(text: &str) -> Result<Expr, ParseError> {
 /// Parses a field operand (`proc.name`, `proc.aname[2]`, `toupper(user.name)`) at the start
 /// of `text`; returns it with the number of bytes consumed (used for output formats).
 pub fn parse_operand_prefix(text: &str) -> Result<(Operand, usize), ParseError> {
-    let mut p = Parser {
-        s: text,
-        b: text.as_bytes(),
-        pos: 0,
-        depth: 0,
-    };
+    let mut p = Parser { s: text, b: text.as_bytes(), pos: 0, depth: 0 };
     let op = p.operand()?;
     Ok((op, p.pos))
 }
@@ -94,10 +84,7 @@ const WORD_OPS: [(&str, Op); 13] = [
 
 impl Parser<'_> {
     fn err(&self, message: impl Into<String>) -> ParseError {
-        ParseError {
-            offset: u32::try_from(self.pos).unwrap_or(u32::MAX),
-            message: message.into(),
-        }
+        ParseError { offset: u32::try_from(self.pos).unwrap_or(u32::MAX), message: message.into() }
     }
 
     fn snippet(&self) -> String {
@@ -106,18 +93,11 @@ impl Parser<'_> {
         if rest.chars().count() > 20 {
             out.push('…');
         }
-        if out.is_empty() {
-            "end of condition".into()
-        } else {
-            out
-        }
+        if out.is_empty() { "end of condition".into() } else { out }
     }
 
     fn span_from(&self, start: usize) -> Span {
-        Span {
-            start: u32::try_from(start).unwrap_or(u32::MAX),
-            end: u32::try_from(self.pos).unwrap_or(u32::MAX),
-        }
+        Span { start: u32::try_from(start).unwrap_or(u32::MAX), end: u32::try_from(self.pos).unwrap_or(u32::MAX) }
     }
 
     fn peek(&self) -> Option<u8> {
@@ -167,11 +147,7 @@ impl Parser<'_> {
             self.ws();
             items.push(self.and_expr()?);
         }
-        Ok(if items.len() == 1 {
-            items.pop().unwrap_or(Expr::Or(Vec::new()))
-        } else {
-            Expr::Or(items)
-        })
+        Ok(if items.len() == 1 { items.pop().unwrap_or(Expr::Or(Vec::new())) } else { Expr::Or(items) })
     }
 
     fn and_expr(&mut self) -> Result<Expr, ParseError> {
@@ -186,11 +162,7 @@ impl Parser<'_> {
             self.ws();
             items.push(self.not_expr()?);
         }
-        Ok(if items.len() == 1 {
-            items.pop().unwrap_or(Expr::And(Vec::new()))
-        } else {
-            Expr::And(items)
-        })
+        Ok(if items.len() == 1 { items.pop().unwrap_or(Expr::And(Vec::new())) } else { Expr::And(items) })
     }
 
     fn not_expr(&mut self) -> Result<Expr, ParseError> {
@@ -210,9 +182,7 @@ impl Parser<'_> {
         let start = self.pos;
         match self.peek() {
             None => {
-                return Err(
-                    self.err("expected a check, a macro name or '(' but found end of condition")
-                );
+                return Err(self.err("expected a check, a macro name or '(' but found end of condition"));
             }
             Some(b'(') => {
                 self.pos += 1;
@@ -229,10 +199,7 @@ impl Parser<'_> {
             }
             Some(c) if c.is_ascii_alphabetic() => {}
             Some(_) => {
-                return Err(self.err(format!(
-                    "expected a field, a macro name or '(' but found '{}'",
-                    self.snippet()
-                )));
+                return Err(self.err(format!("expected a field, a macro name or '(' but found '{}'", self.snippet())));
             }
         }
         let word = self.name();
@@ -246,10 +213,7 @@ impl Parser<'_> {
             return self.finish_check(start, lhs);
         }
         if !word.contains('.') {
-            return Ok(Expr::Macro {
-                name: word,
-                span: self.span_from(start),
-            });
+            return Ok(Expr::Macro { name: word, span: self.span_from(start) });
         }
         self.pos = start;
         let lhs = self.field_operand()?;
@@ -262,9 +226,7 @@ impl Parser<'_> {
         while self.peek().is_some_and(is_ident_char) {
             self.pos += 1;
         }
-        while self.peek() == Some(b'.')
-            && self.b.get(self.pos + 1).is_some_and(|&c| is_ident_char(c))
-        {
+        while self.peek() == Some(b'.') && self.b.get(self.pos + 1).is_some_and(|&c| is_ident_char(c)) {
             self.pos += 1;
             while self.peek().is_some_and(is_ident_char) {
                 self.pos += 1;
@@ -276,17 +238,12 @@ impl Parser<'_> {
     fn field_operand(&mut self) -> Result<Operand, ParseError> {
         let start = self.pos;
         if !self.peek().is_some_and(|c| c.is_ascii_alphabetic()) {
-            return Err(self.err(format!(
-                "expected a field name but found '{}'",
-                self.snippet()
-            )));
+            return Err(self.err(format!("expected a field name but found '{}'", self.snippet())));
         }
         let name = self.name();
         if !name.contains('.') {
             self.pos = start;
-            return Err(self.err(format!(
-                "'{name}' is not a field name (fields look like class.name)"
-            )));
+            return Err(self.err(format!("'{name}' is not a field name (fields look like class.name)")));
         }
         let mut arg = None;
         if self.peek() == Some(b'[') {
@@ -295,10 +252,7 @@ impl Parser<'_> {
                 Some(b'"' | b'\'') => self.quoted()?,
                 _ => {
                     let s = self.pos;
-                    while self
-                        .peek()
-                        .is_some_and(|c| !is_ws(c) && !matches!(c, b'[' | b']' | b'"' | b'\''))
-                    {
+                    while self.peek().is_some_and(|c| !is_ws(c) && !matches!(c, b'[' | b']' | b'"' | b'\'')) {
                         self.pos += 1;
                     }
                     self.s.get(s..self.pos).unwrap_or_default().to_owned()
@@ -313,19 +267,11 @@ impl Parser<'_> {
             self.pos += 1;
             arg = Some(a);
         }
-        Ok(Operand::Field {
-            name,
-            arg,
-            span: self.span_from(start),
-        })
+        Ok(Operand::Field { name, arg, span: self.span_from(start) })
     }
 
     /// Parses `tr(operand)` with `self.pos` at the transformer name.
-    fn transform_operand(
-        &mut self,
-        tr: Transformer,
-        name_len: usize,
-    ) -> Result<Operand, ParseError> {
+    fn transform_operand(&mut self, tr: Transformer, name_len: usize) -> Result<Operand, ParseError> {
         let start = self.pos;
         self.pos += name_len + 1;
         self.enter()?;
@@ -337,11 +283,7 @@ impl Parser<'_> {
         }
         self.pos += 1;
         self.depth -= 1;
-        Ok(Operand::Transform {
-            tr,
-            inner: Box::new(inner),
-            span: self.span_from(start),
-        })
+        Ok(Operand::Transform { tr, inner: Box::new(inner), span: self.span_from(start) })
     }
 
     /// A field or a transformer applied to an operand.
@@ -410,19 +352,13 @@ impl Parser<'_> {
         for (word, op) in WORD_OPS {
             let end = self.pos + word.len();
             if self.b.get(self.pos..end) == Some(word.as_bytes())
-                && !self
-                    .b
-                    .get(end)
-                    .is_some_and(|&c| is_ident_char(c) || c == b'.')
+                && !self.b.get(end).is_some_and(|&c| is_ident_char(c) || c == b'.')
             {
                 self.pos = end;
                 return Ok(op);
             }
         }
-        Err(self.err(format!(
-            "expected an operator but found '{}'",
-            self.snippet()
-        )))
+        Err(self.err(format!("expected an operator but found '{}'", self.snippet())))
     }
 
     fn finish_check(&mut self, start: usize, lhs: Operand) -> Result<Expr, ParseError> {
@@ -438,21 +374,13 @@ impl Parser<'_> {
                 self.list_rhs()?
             } else {
                 if self.peek() == Some(b'(') {
-                    return Err(self.err(format!(
-                        "operator '{}' takes a single value, not a list",
-                        op.as_str()
-                    )));
+                    return Err(self.err(format!("operator '{}' takes a single value, not a list", op.as_str())));
                 }
                 let (v, span) = self.value(false)?;
                 Rhs::Value(v, span)
             }
         };
-        Ok(Expr::Check(Check {
-            lhs,
-            op,
-            rhs,
-            span: self.span_from(start),
-        }))
+        Ok(Expr::Check(Check { lhs, op, rhs, span: self.span_from(start) }))
     }
 
     fn list_rhs(&mut self) -> Result<Rhs, ParseError> {
@@ -465,10 +393,7 @@ impl Parser<'_> {
                 }
             }
             self.pos = start;
-            return Err(self.err(format!(
-                "expected a list '(...)' or a list name but found '{}'",
-                self.snippet()
-            )));
+            return Err(self.err(format!("expected a list '(...)' or a list name but found '{}'", self.snippet())));
         }
         self.pos += 1;
         let mut items = Vec::new();
@@ -488,10 +413,7 @@ impl Parser<'_> {
                     return Ok(Rhs::List(items, self.span_from(start)));
                 }
                 _ => {
-                    return Err(self.err(format!(
-                        "expected ',' or ')' in list but found '{}'",
-                        self.snippet()
-                    )));
+                    return Err(self.err(format!("expected ',' or ')' in list but found '{}'", self.snippet())));
                 }
             }
         }
@@ -581,10 +503,7 @@ mod tests {
                 let rhs = match &c.rhs {
                     Rhs::None => String::new(),
                     Rhs::Value(v, _) => format!(" {v}"),
-                    Rhs::List(v, _) => format!(
-                        " [{}]",
-                        v.iter().map(|x| x.0.as_str()).collect::<Vec<_>>().join("|")
-                    ),
+                    Rhs::List(v, _) => format!(" [{}]", v.iter().map(|x| x.0.as_str()).collect::<Vec<_>>().join("|")),
                     Rhs::ListRef(n, _) => format!(" @{n}"),
                     Rhs::Field(f) => format!(" val {f}"),
                 };
@@ -628,16 +547,10 @@ mod tests {
             ("evt.buffer bstartswith 7f45", "evt.bufferbstartswith 7f45"),
             ("fd.name startswith /etc/", "fd.namestartswith /etc/"),
             ("fd.name endswith .conf", "fd.nameendswith .conf"),
-            (
-                "fd.name glob '/home/*/.ssh/*'",
-                "fd.nameglob /home/*/.ssh/*",
-            ),
+            ("fd.name glob '/home/*/.ssh/*'", "fd.nameglob /home/*/.ssh/*"),
             ("fd.name iglob *.CONF", "fd.nameiglob *.CONF"),
             ("proc.name regex 'ba.*'", "proc.nameregex ba.*"),
-            (
-                "proc.name in (a, \"b c\", runc:[0:PARENT])",
-                "proc.namein [a|b c|runc:[0:PARENT]]",
-            ),
+            ("proc.name in (a, \"b c\", runc:[0:PARENT])", "proc.namein [a|b c|runc:[0:PARENT]]"),
             ("proc.name in ()", "proc.namein []"),
             ("proc.name in shells", "proc.namein @shells"),
             ("fd.types intersects (ipv4)", "fd.typesintersects [ipv4]"),
@@ -645,31 +558,16 @@ mod tests {
             ("proc.pname exists", "proc.pnameexists"),
             ("proc.aname[2]=sshd", "proc.aname[2]= sshd"),
             ("proc.env[HOME] = /root", "proc.env[HOME]= /root"),
-            (
-                "k8s.pod.label[app.kubernetes.io/name] = x",
-                "k8s.pod.label[app.kubernetes.io/name]= x",
-            ),
+            ("k8s.pod.label[app.kubernetes.io/name] = x", "k8s.pod.label[app.kubernetes.io/name]= x"),
             ("k8s.pod.label['a b'] = x", "k8s.pod.label[a b]= x"),
-            (
-                "evt.arg.flags contains O_TRUNC",
-                "evt.arg.flagscontains O_TRUNC",
-            ),
+            ("evt.arg.flags contains O_TRUNC", "evt.arg.flagscontains O_TRUNC"),
             ("proc.name = val(proc.pname)", "proc.name= val proc.pname"),
-            (
-                "tolower(proc.name) = toupper(proc.pname)",
-                "tolower(proc.name)= val toupper(proc.pname)",
-            ),
+            ("tolower(proc.name) = toupper(proc.pname)", "tolower(proc.name)= val toupper(proc.pname)"),
             ("len(proc.args) > 3", "len(proc.args)> 3"),
-            (
-                "basename(b64(proc.name)) = x",
-                "basename(b64(proc.name))= x",
-            ),
+            ("basename(b64(proc.name)) = x", "basename(b64(proc.name))= x"),
             ("proc.name in val(proc.pname)", "proc.namein val proc.pname"),
             ("fd.name contains \"a\\\"b\"", "fd.namecontains a\"b"),
-            (
-                "proc.cmdline= \"sh -s unix:cmd\"",
-                "proc.cmdline= sh -s unix:cmd",
-            ),
+            ("proc.cmdline= \"sh -s unix:cmd\"", "proc.cmdline= sh -s unix:cmd"),
         ];
         for (src, want) in cases {
             assert_eq!(show(&p(src)), want, "{src}");
@@ -700,12 +598,7 @@ mod tests {
     #[test]
     fn depth_is_limited() {
         let deep = format!("{}a{}", "(".repeat(500), ")".repeat(500));
-        assert!(
-            parse_condition(&deep)
-                .unwrap_err()
-                .message
-                .contains("deeper")
-        );
+        assert!(parse_condition(&deep).unwrap_err().message.contains("deeper"));
         let nots = format!("{}a", "not ".repeat(500));
         assert!(parse_condition(&nots).is_err());
         let ok = format!("{}a{}", "(".repeat(50), ")".repeat(50));
@@ -718,10 +611,7 @@ mod tests {
         assert_eq!(show(&p("notable")), "@notable");
         assert_eq!(show(&p("orange or nothing")), "or(@orange,@nothing)");
         assert_eq!(show(&p("proc.name = in")), "proc.name= in");
-        assert_eq!(
-            show(&p("proc.name=a\nand\tproc.pname=b")),
-            "and(proc.name= a,proc.pname= b)"
-        );
+        assert_eq!(show(&p("proc.name=a\nand\tproc.pname=b")), "and(proc.name= a,proc.pname= b)");
     }
 
     proptest::proptest! {

@@ -124,13 +124,7 @@ pub fn run_rule_tests<P: AsRef<Path>>(paths: &[P], rules: &[PathBuf]) -> TestRep
     }
     let mut report = TestReport::default();
     if files.is_empty() {
-        report.errors.push(diag(
-            &Loc {
-                file: "".into(),
-                pos: Pos::default(),
-            },
-            "no test files found".into(),
-        ));
+        report.errors.push(diag(&Loc { file: "".into(), pos: Pos::default() }, "no test files found".into()));
     }
     let mut engines: Engines = HashMap::new();
     for f in files {
@@ -144,12 +138,8 @@ type Engines = HashMap<Vec<PathBuf>, (RuleSet, Option<Engine>)>;
 
 fn collect(p: &Path, out: &mut Vec<PathBuf>) {
     if p.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .collect();
+        let mut entries: Vec<PathBuf> =
+            std::fs::read_dir(p).into_iter().flatten().filter_map(Result::ok).map(|e| e.path()).collect();
         entries.sort();
         for e in entries {
             if e.is_dir() || e.extension().is_some_and(|x| x == "yaml" || x == "yml") {
@@ -162,12 +152,7 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn diag(loc: &Loc, message: String) -> Diagnostic {
-    Diagnostic {
-        severity: Severity::Error,
-        loc: loc.clone(),
-        item: None,
-        message,
-    }
+    Diagnostic { severity: Severity::Error, loc: loc.clone(), item: None, message }
 }
 
 fn strings(n: &Node) -> Option<Vec<String>> {
@@ -180,25 +165,17 @@ fn strings(n: &Node) -> Option<Vec<String>> {
 
 fn run_file(path: &Path, cli_rules: &[PathBuf], engines: &mut Engines, report: &mut TestReport) {
     let file: std::sync::Arc<str> = path.display().to_string().into();
-    let floc = |pos: Pos| Loc {
-        file: file.clone(),
-        pos,
-    };
+    let floc = |pos: Pos| Loc { file: file.clone(), pos };
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            return report.errors.push(diag(
-                &floc(Pos::default()),
-                format!("cannot read test file: {e}"),
-            ));
+            return report.errors.push(diag(&floc(Pos::default()), format!("cannot read test file: {e}")));
         }
     };
     let root = match yaml::parse(&text) {
         Ok(r) => r,
         Err(e) => {
-            return report
-                .errors
-                .push(diag(&floc(e.pos), format!("invalid YAML: {}", e.message)));
+            return report.errors.push(diag(&floc(e.pos), format!("invalid YAML: {}", e.message)));
         }
     };
     if !matches!(root.kind, NodeKind::Map(_)) {
@@ -211,10 +188,9 @@ fn run_file(path: &Path, cli_rules: &[PathBuf], engines: &mut Engines, report: &
         for (k, _) in entries {
             let key = k.as_text().unwrap_or_default();
             if !["rules", "defaults", "tests"].contains(&key.as_str()) {
-                report.errors.push(diag(
-                    &floc(k.pos),
-                    format!("unknown key '{key}' (expected rules, defaults, tests)"),
-                ));
+                report
+                    .errors
+                    .push(diag(&floc(k.pos), format!("unknown key '{key}' (expected rules, defaults, tests)")));
             }
         }
     }
@@ -224,17 +200,14 @@ fn run_file(path: &Path, cli_rules: &[PathBuf], engines: &mut Engines, report: &
         match strings(r) {
             Some(list) => rule_paths.extend(list.into_iter().map(|p| base.join(p))),
             None => {
-                return report
-                    .errors
-                    .push(diag(&floc(r.pos), "'rules' must be a list of paths".into()));
+                return report.errors.push(diag(&floc(r.pos), "'rules' must be a list of paths".into()));
             }
         }
     }
     if rule_paths.is_empty() {
-        return report.errors.push(diag(
-            &floc(root.pos),
-            "no rules: add 'rules:' to the file or pass rules files".into(),
-        ));
+        return report
+            .errors
+            .push(diag(&floc(root.pos), "no rules: add 'rules:' to the file or pass rules files".into()));
     }
     let defaults = match root.get("defaults") {
         None => serde_json::Map::new(),
@@ -242,10 +215,9 @@ fn run_file(path: &Path, cli_rules: &[PathBuf], engines: &mut Engines, report: &
             serde_json::Value::Object(m) => m,
             serde_json::Value::Null => serde_json::Map::new(),
             _ => {
-                return report.errors.push(diag(
-                    &floc(d.pos),
-                    "'defaults' must be a mapping of fields to values".into(),
-                ));
+                return report
+                    .errors
+                    .push(diag(&floc(d.pos), "'defaults' must be a mapping of fields to values".into()));
             }
         },
     };
@@ -256,28 +228,18 @@ fn run_file(path: &Path, cli_rules: &[PathBuf], engines: &mut Engines, report: &
     let (set, engine) = engines.entry(rule_paths.clone()).or_insert_with(|| {
         let mut set = RuleSet::default();
         set.load_paths(&rule_paths);
-        let opts = EngineOptions {
-            rule_matching: RuleMatching::All,
-            ..EngineOptions::default()
-        };
+        let opts = EngineOptions { rule_matching: RuleMatching::All, ..EngineOptions::default() };
         let (engine, diags) = Engine::build(&set, opts);
-        report
-            .errors
-            .extend(diags.into_iter().filter(|d| d.severity == Severity::Error));
+        report.errors.extend(diags.into_iter().filter(|d| d.severity == Severity::Error));
         (set, engine)
     });
     let Some(engine) = engine.as_ref() else {
-        return report.errors.push(diag(
-            &floc(root.pos),
-            "rules did not load; see the errors above".into(),
-        ));
+        return report.errors.push(diag(&floc(root.pos), "rules did not load; see the errors above".into()));
     };
     let known: BTreeSet<&str> = engine.rule_names().collect();
     let mut scratch = Scratch::default();
     for case in cases {
-        report
-            .outcomes
-            .push(run_case(set, engine, &known, &defaults, case, &mut scratch));
+        report.outcomes.push(run_case(set, engine, &known, &defaults, case, &mut scratch));
     }
 }
 
@@ -285,9 +247,7 @@ fn run_file(path: &Path, cli_rules: &[PathBuf], engines: &mut Engines, report: &
 /// copied from a replay file).
 fn event_json(n: &Node) -> serde_json::Value {
     match &n.kind {
-        NodeKind::Str(s) => {
-            serde_json::from_str(s).unwrap_or_else(|_| serde_json::Value::String(s.clone()))
-        }
+        NodeKind::Str(s) => serde_json::from_str(s).unwrap_or_else(|_| serde_json::Value::String(s.clone())),
         _ => n.to_json(),
     }
 }
@@ -308,19 +268,14 @@ fn parse_cases(root: &Node, floc: &dyn Fn(Pos) -> Loc) -> Result<Vec<Case>, Diag
                 if !["name", "event", "events", "fires", "silent", "only"].contains(&key.as_str()) {
                     return Err(diag(
                         &floc(k.pos),
-                        format!(
-                            "unknown key '{key}' (expected name, event, events, fires, silent, only)"
-                        ),
+                        format!("unknown key '{key}' (expected name, event, events, fires, silent, only)"),
                     ));
                 }
             }
         } else {
             return Err(diag(&loc, "a test case must be a mapping".into()));
         }
-        let name = t
-            .get("name")
-            .and_then(Node::as_text)
-            .unwrap_or_else(|| format!("test #{}", i + 1));
+        let name = t.get("name").and_then(Node::as_text).unwrap_or_else(|| format!("test #{}", i + 1));
         let mut events = Vec::new();
         if let Some(e) = t.get("event") {
             events.push((e.pos, event_json(e)));
@@ -332,41 +287,25 @@ fn parse_cases(root: &Node, floc: &dyn Fn(Pos) -> Loc) -> Result<Vec<Case>, Diag
             events.extend(list.iter().map(|e| (e.pos, event_json(e))));
         }
         if events.is_empty() {
-            return Err(diag(
-                &loc,
-                format!("test '{name}' has no 'event' or 'events'"),
-            ));
+            return Err(diag(&loc, format!("test '{name}' has no 'event' or 'events'")));
         }
         let fires = match t.get("fires") {
             None => Vec::new(),
-            Some(f) => strings(f)
-                .ok_or_else(|| diag(&floc(f.pos), "'fires' must be a list of rule names".into()))?,
+            Some(f) => strings(f).ok_or_else(|| diag(&floc(f.pos), "'fires' must be a list of rule names".into()))?,
         };
         let silent = match t.get("silent") {
             None => Silent::None,
             Some(s) if s.as_text().as_deref() == Some("all") => Silent::All,
-            Some(s) => Silent::Rules(strings(s).ok_or_else(|| {
-                diag(
-                    &floc(s.pos),
-                    "'silent' must be 'all' or a list of rule names".into(),
-                )
-            })?),
+            Some(s) => Silent::Rules(
+                strings(s)
+                    .ok_or_else(|| diag(&floc(s.pos), "'silent' must be 'all' or a list of rule names".into()))?,
+            ),
         };
         let only = matches!(t.get("only").map(|o| &o.kind), Some(NodeKind::Bool(true)));
         if fires.is_empty() && matches!(silent, Silent::None) && !only {
-            return Err(diag(
-                &loc,
-                format!("test '{name}' expects nothing: add 'fires', 'silent' or 'only'"),
-            ));
+            return Err(diag(&loc, format!("test '{name}' expects nothing: add 'fires', 'silent' or 'only'")));
         }
-        out.push(Case {
-            loc,
-            name,
-            events,
-            fires,
-            silent,
-            only,
-        });
+        out.push(Case { loc, name, events, fires, silent, only });
     }
     Ok(out)
 }
@@ -386,9 +325,7 @@ fn run_case(
         _ => [].iter(),
     }) {
         if !known.contains(r.as_str()) {
-            failures.push(format!(
-                "unknown rule '{r}' (not loaded, disabled or misspelt)"
-            ));
+            failures.push(format!("unknown rule '{r}' (not loaded, disabled or misspelt)"));
         }
     }
     let mut shown = Vec::new();
@@ -411,11 +348,7 @@ fn run_case(
         }
     }
     if !failures.is_empty() {
-        return TestOutcome {
-            loc: case.loc,
-            name: case.name,
-            failures,
-        };
+        return TestOutcome { loc: case.loc, name: case.name, failures };
     }
     let mut diff = Vec::new();
     let mut why = Vec::new();
@@ -423,14 +356,8 @@ fn run_case(
         if !fired.contains(r) {
             diff.push(format!("- {r}   (must fire, did not)"));
             for (line, e) in &built {
-                why.push(format!(
-                    "why '{r}' did not fire on the event at line {line}:"
-                ));
-                why.extend(
-                    compile::explain(set, r, e)
-                        .into_iter()
-                        .map(|l| format!("  {l}")),
-                );
+                why.push(format!("why '{r}' did not fire on the event at line {line}:"));
+                why.extend(compile::explain(set, r, e).into_iter().map(|l| format!("  {l}")));
             }
         }
     }
@@ -448,20 +375,9 @@ fn run_case(
         failures.push("rules (- expected, + unexpected):".into());
         failures.extend(diff.into_iter().map(|d| format!("  {d}")));
         let all: Vec<&str> = fired.iter().map(String::as_str).collect();
-        failures.push(format!(
-            "fired: {}",
-            if all.is_empty() {
-                "(nothing)".into()
-            } else {
-                all.join(", ")
-            }
-        ));
+        failures.push(format!("fired: {}", if all.is_empty() { "(nothing)".into() } else { all.join(", ") }));
         failures.extend(shown);
         failures.extend(why);
     }
-    TestOutcome {
-        loc: case.loc,
-        name: case.name,
-        failures,
-    }
+    TestOutcome { loc: case.loc, name: case.name, failures }
 }

@@ -4,19 +4,13 @@
 use super::engine::{Engine, EngineOptions};
 use super::loader::{RuleSet, Severity};
 
-const FALCO_RULES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/falco/falco_rules.yaml"
-);
+const FALCO_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/falco/falco_rules.yaml");
 
 #[test]
 fn falco_rules_load_cleanly() {
     let mut set = RuleSet::default();
     set.load_paths(&[FALCO_RULES]);
-    assert_eq!(
-        (set.rules.len(), set.macros.len(), set.lists.len()),
-        (25, 87, 49)
-    );
+    assert_eq!((set.rules.len(), set.macros.len(), set.lists.len()), (25, 87, 49));
     let (engine, diags) = Engine::build(&set, EngineOptions::default());
     for d in &diags {
         eprintln!("{d}");
@@ -39,17 +33,9 @@ fn falco_rule_cases() {
     let mut set = RuleSet::default();
     set.load_paths(&[FALCO_RULES]);
     for r in &set.rules {
-        let fires = cases
-            .lines()
-            .any(|l| l.trim_start().starts_with("fires: [") && l.contains(r.name.as_str()));
-        let silent = cases
-            .lines()
-            .any(|l| l.trim_start().starts_with("silent: [") && l.contains(r.name.as_str()));
-        assert!(
-            fires && silent,
-            "rule '{}' lacks a firing case or a near-miss",
-            r.name
-        );
+        let fires = cases.lines().any(|l| l.trim_start().starts_with("fires: [") && l.contains(r.name.as_str()));
+        let silent = cases.lines().any(|l| l.trim_start().starts_with("silent: [") && l.contains(r.name.as_str()));
+        assert!(fires && silent, "rule '{}' lacks a firing case or a near-miss", r.name);
     }
 }
 
@@ -63,17 +49,9 @@ use super::output::Alert;
 fn engine(text: &str, matching: RuleMatching) -> Engine {
     let mut set = RuleSet::default();
     set.load_str("t.yaml", text);
-    let opts = EngineOptions {
-        rule_matching: matching,
-        hostname: "h".into(),
-        ..EngineOptions::default()
-    };
+    let opts = EngineOptions { rule_matching: matching, hostname: "h".into(), ..EngineOptions::default() };
     let (engine, diags) = Engine::build(&set, opts);
-    let errs: Vec<String> = diags
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .map(ToString::to_string)
-        .collect();
+    let errs: Vec<String> = diags.iter().filter(|d| d.severity == Severity::Error).map(ToString::to_string).collect();
     engine.unwrap_or_else(|| panic!("rules did not load: {errs:#?}"))
 }
 
@@ -199,36 +177,15 @@ fn operator_semantics() {
 #[test]
 fn merged_or_tests_keep_their_meaning() {
     let cases = [
-        (
-            "fd.name contains zz or fd.name contains yy or fd.name contains adow",
-            true,
-        ),
-        (
-            "fd.name contains zz or fd.name contains yy or fd.name contains xx",
-            false,
-        ),
-        (
-            "proc.args icontains ZZ or proc.args icontains YY or proc.args icontains -C",
-            true,
-        ),
-        (
-            "fd.name startswith /e or fd.name startswith /x or fd.name startswith /y",
-            true,
-        ),
-        (
-            "fd.name startswith etc or fd.name startswith /x or fd.name startswith /y",
-            false,
-        ),
+        ("fd.name contains zz or fd.name contains yy or fd.name contains adow", true),
+        ("fd.name contains zz or fd.name contains yy or fd.name contains xx", false),
+        ("proc.args icontains ZZ or proc.args icontains YY or proc.args icontains -C", true),
+        ("fd.name startswith /e or fd.name startswith /x or fd.name startswith /y", true),
+        ("fd.name startswith etc or fd.name startswith /x or fd.name startswith /y", false),
         ("proc.name = a or proc.name = b or proc.name = bash", true),
         ("proc.name = a or proc.name = b or proc.name = c", false),
-        (
-            "proc.aname = a or proc.aname = b or proc.aname = systemd",
-            true,
-        ),
-        (
-            "not (proc.name = a or proc.name = b or proc.name = c)",
-            true,
-        ),
+        ("proc.aname = a or proc.aname = b or proc.aname = systemd", true),
+        ("not (proc.name = a or proc.name = b or proc.name = c)", true),
     ];
     for (cond, want) in cases {
         assert_eq!(holds(cond), want, "{cond}");
@@ -283,10 +240,7 @@ fn overrides_and_appends_change_behaviour() {
     assert_eq!(fired(&e, event("nano")), ["R"]);
     assert_eq!(fired(&e, event("vim")), ["R"]);
 
-    let e = engine(
-        &format!("{BASE}- list: editors\n  items: [nano]\n  append: true\n"),
-        RuleMatching::First,
-    );
+    let e = engine(&format!("{BASE}- list: editors\n  items: [nano]\n  append: true\n"), RuleMatching::First);
     assert_eq!(fired(&e, event("nano")), ["R"]);
 
     let e = engine(
@@ -296,27 +250,17 @@ fn overrides_and_appends_change_behaviour() {
     assert!(fired(&e, event("vim")).is_empty());
 
     let e = engine(
-        &format!(
-            "{BASE}- macro: opener\n  condition: evt.type = open\n  override: {{condition: replace}}\n"
-        ),
+        &format!("{BASE}- macro: opener\n  condition: evt.type = open\n  override: {{condition: replace}}\n"),
         RuleMatching::First,
     );
     assert!(fired(&e, event("vim")).is_empty());
 
     // Appending is textual: `a and b or c` reads as `(a and b) or c`, as in Falco.
-    let e = engine(
-        &format!("{BASE}- rule: R\n  condition: or proc.name = ed\n  append: true\n"),
-        RuleMatching::First,
-    );
-    assert_eq!(
-        fired(&e, json!({"evt.type": "execve", "proc.name": "ed"})),
-        ["R"]
-    );
+    let e = engine(&format!("{BASE}- rule: R\n  condition: or proc.name = ed\n  append: true\n"), RuleMatching::First);
+    assert_eq!(fired(&e, json!({"evt.type": "execve", "proc.name": "ed"})), ["R"]);
 
-    let e = engine(
-        &format!("{BASE}- rule: R\n  enabled: false\n  override: {{enabled: replace}}\n"),
-        RuleMatching::First,
-    );
+    let e =
+        engine(&format!("{BASE}- rule: R\n  enabled: false\n  override: {{enabled: replace}}\n"), RuleMatching::First);
     assert_eq!(e.rule_count(), 0);
     let e = engine(
         &format!(
@@ -331,10 +275,7 @@ fn overrides_and_appends_change_behaviour() {
         RuleMatching::First,
     );
     let ev = MapEvent::from_json(&event("vim")).expect("event");
-    assert_eq!(
-        e.process_one(&ev)[0].priority,
-        super::loader::Priority::Debug
-    );
+    assert_eq!(e.process_one(&ev)[0].priority, super::loader::Priority::Debug);
 }
 
 #[test]
@@ -374,50 +315,17 @@ fn exceptions_exclude_matches() {
 ";
     let e = engine(rules, RuleMatching::First);
     let cases = [
-        (
-            json!({"evt.type": "openat", "proc.name": "vim", "fd.name": "/etc/hosts"}),
-            false,
-        ),
-        (
-            json!({"evt.type": "openat", "proc.name": "vim", "fd.name": "/usr/share/x"}),
-            false,
-        ),
-        (
-            json!({"evt.type": "openat", "proc.name": "vim", "fd.name": "/var/x"}),
-            true,
-        ),
-        (
-            json!({"evt.type": "openat", "proc.name": "nano", "fd.name": "/tmp/x"}),
-            false,
-        ),
-        (
-            json!({"evt.type": "openat", "proc.name": "nano", "fd.name": "/etc/x"}),
-            true,
-        ),
-        (
-            json!({"evt.type": "openat", "proc.name": "less", "fd.name": "/etc/x"}),
-            false,
-        ),
-        (
-            json!({"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/x"}),
-            false,
-        ),
-        (
-            json!({"evt.type": "openat", "proc.name": "dd", "fd.name": "/srv/data/x"}),
-            false,
-        ),
-        (
-            json!({"evt.type": "openat", "proc.name": "dd", "fd.name": "/srv/database"}),
-            true,
-        ),
-        (
-            json!({"evt.type": "openat", "proc.name": "sed", "proc.args": "-i s/a/b/ f", "fd.name": "/x"}),
-            false,
-        ),
-        (
-            json!({"evt.type": "openat", "proc.name": "sed", "proc.args": "-n p f", "fd.name": "/x"}),
-            true,
-        ),
+        (json!({"evt.type": "openat", "proc.name": "vim", "fd.name": "/etc/hosts"}), false),
+        (json!({"evt.type": "openat", "proc.name": "vim", "fd.name": "/usr/share/x"}), false),
+        (json!({"evt.type": "openat", "proc.name": "vim", "fd.name": "/var/x"}), true),
+        (json!({"evt.type": "openat", "proc.name": "nano", "fd.name": "/tmp/x"}), false),
+        (json!({"evt.type": "openat", "proc.name": "nano", "fd.name": "/etc/x"}), true),
+        (json!({"evt.type": "openat", "proc.name": "less", "fd.name": "/etc/x"}), false),
+        (json!({"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/x"}), false),
+        (json!({"evt.type": "openat", "proc.name": "dd", "fd.name": "/srv/data/x"}), false),
+        (json!({"evt.type": "openat", "proc.name": "dd", "fd.name": "/srv/database"}), true),
+        (json!({"evt.type": "openat", "proc.name": "sed", "proc.args": "-i s/a/b/ f", "fd.name": "/x"}), false),
+        (json!({"evt.type": "openat", "proc.name": "sed", "proc.args": "-n p f", "fd.name": "/x"}), true),
     ];
     for (ev, want) in cases {
         assert_eq!(!fired(&e, ev.clone()).is_empty(), want, "{ev}");
@@ -434,15 +342,9 @@ fn visibility_rules() {
     );
     let (e, diags) = Engine::build(&set, EngineOptions::default());
     assert!(e.is_none());
-    let msg = diags
-        .iter()
-        .find(|d| d.severity == Severity::Error)
-        .expect("error")
-        .to_string();
+    let msg = diags.iter().find(|d| d.severity == Severity::Error).expect("error").to_string();
     assert!(
-        msg.starts_with(
-            "t.yaml:2:14: error: rule 'R': macro 'b' is used by macro 'a' before it is defined"
-        ),
+        msg.starts_with("t.yaml:2:14: error: rule 'R': macro 'b' is used by macro 'a' before it is defined"),
         "{msg}"
     );
 
@@ -451,10 +353,7 @@ fn visibility_rules() {
         "- list: a\n  items: [b, x]\n- list: b\n  items: [y]\n- rule: R\n  desc: d\n  condition: evt.type = open and proc.name in (a)\n  output: o\n  priority: info\n",
         RuleMatching::First,
     );
-    assert_eq!(
-        fired(&e, json!({"evt.type": "open", "proc.name": "b"})),
-        ["R"]
-    );
+    assert_eq!(fired(&e, json!({"evt.type": "open", "proc.name": "b"})), ["R"]);
     assert!(fired(&e, json!({"evt.type": "open", "proc.name": "y"})).is_empty());
     // A rule can use any macro, wherever it is defined.
     engine(
@@ -474,11 +373,7 @@ fn deep_macro_chains_are_rejected_not_overflowed() {
     set.load_str("t.yaml", &text);
     let (e, diags) = Engine::build(&set, EngineOptions::default());
     assert!(e.is_none());
-    assert!(
-        diags.iter().any(|d| d.message.contains("nests deeper")),
-        "{:?}",
-        diags.first()
-    );
+    assert!(diags.iter().any(|d| d.message.contains("nests deeper")), "{:?}", diags.first());
 }
 
 #[test]
@@ -511,23 +406,14 @@ fn rule_matching_first_or_all() {
     let ev = json!({"evt.type": "open", "proc.name": "x"});
     assert_eq!(fired(&first, ev.clone()), ["A"]);
     assert_eq!(fired(&all, ev), ["A", "B", "C"]);
-    assert_eq!(
-        fired(&all, json!({"evt.type": "openat", "proc.name": "x"})),
-        ["B", "C"]
-    );
-    assert_eq!(
-        fired(&all, json!({"evt.type": "execve", "proc.name": "x"})),
-        ["C"]
-    );
+    assert_eq!(fired(&all, json!({"evt.type": "openat", "proc.name": "x"})), ["B", "C"]);
+    assert_eq!(fired(&all, json!({"evt.type": "execve", "proc.name": "x"})), ["C"]);
     assert_eq!(all.event_types(), None);
     // Typed rules are tried before untyped ones, even when defined later (as in Falco).
     let ev = json!({"evt.type": "open", "proc.name": "y"});
     assert_eq!(fired(&first, ev.clone()), ["A"]);
     assert_eq!(fired(&all, ev), ["A", "B", "Any"]);
-    assert_eq!(
-        fired(&first, json!({"evt.type": "execve", "proc.name": "y"})),
-        ["Any"]
-    );
+    assert_eq!(fired(&first, json!({"evt.type": "execve", "proc.name": "y"})), ["Any"]);
 }
 
 #[test]
@@ -547,18 +433,16 @@ fn errors_name_file_line_column() {
         "t.yaml:20:34: warning: rule 'U': rule skipped (skip-if-unknown-filter): unknown field 'proc.nmae'",
     ];
     for w in want {
-        assert!(
-            msgs.iter().any(|m| m.starts_with(w)),
-            "missing {w:?} in {msgs:#?}"
-        );
+        assert!(msgs.iter().any(|m| m.starts_with(w)), "missing {w:?} in {msgs:#?}");
     }
     let mut set = RuleSet::default();
-    set.load_str("t.yaml", "- rule: T\n  desc: d\n  condition: evt.type = open\n  output: o %proc.nope\n  priority: info\n");
+    set.load_str(
+        "t.yaml",
+        "- rule: T\n  desc: d\n  condition: evt.type = open\n  output: o %proc.nope\n  priority: info\n",
+    );
     let (_, diags) = Engine::build(&set, EngineOptions::default());
     assert!(
-        diags[0]
-            .to_string()
-            .starts_with("t.yaml:4:11: error: rule 'T': in output: unknown field 'proc.nope'"),
+        diags[0].to_string().starts_with("t.yaml:4:11: error: rule 'T': in output: unknown field 'proc.nope'"),
         "{diags:?}"
     );
 }
@@ -568,11 +452,8 @@ fn warnings_for_untyped_rules_and_unused_items() {
     let report = {
         let dir = std::env::temp_dir().join(format!("rules-validate-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("tmp");
-        std::fs::write(
-            dir.join("a.yaml"),
-            "- list: l\n  items: [a]\n- macro: m\n  condition: proc.name = a\n",
-        )
-        .expect("write");
+        std::fs::write(dir.join("a.yaml"), "- list: l\n  items: [a]\n- macro: m\n  condition: proc.name = a\n")
+            .expect("write");
         std::fs::write(
             dir.join("b.yml"),
             "- rule: R\n  desc: d\n  condition: proc.name = a\n  output: o\n  priority: info\n",
@@ -584,35 +465,22 @@ fn warnings_for_untyped_rules_and_unused_items() {
         r
     };
     assert!(report.is_ok(), "{report}");
-    assert_eq!(
-        (report.rules, report.macros, report.lists, report.warnings()),
-        (1, 1, 1, 3),
-        "{report}"
-    );
+    assert_eq!((report.rules, report.macros, report.lists, report.warnings()), (1, 1, 1, 3), "{report}");
     let text = report.to_string();
     assert!(text.contains("rule matches every event type"), "{text}");
     assert!(text.contains("macro 'm': macro is not used"), "{text}");
     let j = report.to_json();
-    assert_eq!(
-        (j["rules"].as_u64(), j["warnings"].as_u64()),
-        (Some(1), Some(3))
-    );
+    assert_eq!((j["rules"].as_u64(), j["warnings"].as_u64()), (Some(1), Some(3)));
     assert_eq!(j["diagnostics"][0]["severity"], "warning");
     assert!(j["diagnostics"][0]["line"].as_u64().is_some());
-    assert!(
-        text.ends_with("1 rules (1 enabled and loaded), 1 macros, 1 lists; 0 errors, 3 warnings"),
-        "{text}"
-    );
+    assert!(text.ends_with("1 rules (1 enabled and loaded), 1 macros, 1 lists; 0 errors, 3 warnings"), "{text}");
 }
 
 #[test]
 fn falco_alert_formats() {
     let mut set = RuleSet::default();
     set.load_paths(&[FALCO_RULES]);
-    let opts = EngineOptions {
-        hostname: "node-1".into(),
-        ..EngineOptions::default()
-    };
+    let opts = EngineOptions { hostname: "node-1".into(), ..EngineOptions::default() };
     let (engine, _) = Engine::build(&set, opts);
     let engine = engine.expect("engine");
     let ev = MapEvent::from_json(&json!({
@@ -680,12 +548,7 @@ fn unit_test_runner_reports_diffs() {
     let text = report.render(true);
     assert_eq!((report.passed(), report.failed()), (1, 3), "{text}");
     assert!(text.contains("- R   (must fire, did not)"), "{text}");
-    assert!(
-        text.contains(
-            "why 'R' did not fire on the event at line 7:\n        ✗ proc.name in (editors)"
-        ),
-        "{text}"
-    );
+    assert!(text.contains("why 'R' did not fire on the event at line 7:\n        ✗ proc.name in (editors)"), "{text}");
     assert!(text.contains("+ R   (must not fire, fired)"), "{text}");
     assert!(text.contains("did you mean 'proc.name'"), "{text}");
     assert!(text.contains("unknown rule 'Nope'"), "{text}");

@@ -66,10 +66,9 @@ impl Node {
     /// The value of key `key` when this is a mapping.
     pub fn get(&self, key: &str) -> Option<&Node> {
         match &self.kind {
-            NodeKind::Map(entries) => entries
-                .iter()
-                .find(|(k, _)| matches!(&k.kind, NodeKind::Str(s) if s == key))
-                .map(|(_, v)| v),
+            NodeKind::Map(entries) => {
+                entries.iter().find(|(k, _)| matches!(&k.kind, NodeKind::Str(s) if s == key)).map(|(_, v)| v)
+            }
             _ => None,
         }
     }
@@ -97,12 +96,9 @@ impl Node {
             NodeKind::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
             NodeKind::Str(s) => J::String(s.clone()),
             NodeKind::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
-            NodeKind::Map(entries) => J::Object(
-                entries
-                    .iter()
-                    .map(|(k, v)| (k.as_text().unwrap_or_default(), v.to_json()))
-                    .collect(),
-            ),
+            NodeKind::Map(entries) => {
+                J::Object(entries.iter().map(|(k, v)| (k.as_text().unwrap_or_default(), v.to_json())).collect())
+            }
         }
     }
 }
@@ -119,10 +115,7 @@ pub struct YamlError {
 /// Parses one YAML document into a [`Node`] tree.
 pub fn parse(text: &str) -> Result<Node, YamlError> {
     if text.trim().is_empty() {
-        return Ok(Node {
-            pos: Pos { line: 1, col: 1 },
-            kind: NodeKind::Null,
-        });
+        return Ok(Node { pos: Pos { line: 1, col: 1 }, kind: NodeKind::Null });
     }
     match serde_saphyr::from_str::<Spanned<Raw>>(text) {
         Ok(s) => Ok(to_node(s)),
@@ -132,12 +125,7 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
                 col: u32::try_from(l.column()).unwrap_or(u32::MAX),
             });
             let rendered = e.without_snippet().to_string();
-            let message = rendered
-                .lines()
-                .next()
-                .unwrap_or("invalid YAML")
-                .trim()
-                .to_owned();
+            let message = rendered.lines().next().unwrap_or("invalid YAML").trim().to_owned();
             Err(YamlError { pos, message })
         }
     }
@@ -155,12 +143,7 @@ fn to_node(s: Spanned<Raw>) -> Node {
         Raw::Float(f) => NodeKind::Float(f),
         Raw::Str(t) => NodeKind::Str(t),
         Raw::Seq(items) => NodeKind::Seq(items.into_iter().map(to_node).collect()),
-        Raw::Map(entries) => NodeKind::Map(
-            entries
-                .into_iter()
-                .map(|(k, v)| (to_node(k), to_node(v)))
-                .collect(),
-        ),
+        Raw::Map(entries) => NodeKind::Map(entries.into_iter().map(|(k, v)| (to_node(k), to_node(v))).collect()),
     };
     Node { pos, kind }
 }
@@ -250,9 +233,7 @@ mod tests {
     #[test]
     fn positions_are_one_based() {
         let n = parse("- rule: a\n  condition: evt.type = open\n").unwrap();
-        let NodeKind::Seq(items) = &n.kind else {
-            panic!("not a seq: {n:?}")
-        };
+        let NodeKind::Seq(items) = &n.kind else { panic!("not a seq: {n:?}") };
         assert_eq!(items[0].pos, Pos { line: 1, col: 3 });
         let cond = items[0].get("condition").unwrap();
         assert_eq!(cond.pos, Pos { line: 2, col: 14 });
@@ -263,9 +244,7 @@ mod tests {
     fn scalars_keep_text() {
         let n = parse("items: [22, \"8080\", yes, ~]").unwrap();
         let items = n.get("items").unwrap();
-        let NodeKind::Seq(v) = &items.kind else {
-            panic!()
-        };
+        let NodeKind::Seq(v) = &items.kind else { panic!() };
         assert_eq!(v[0].as_text().unwrap(), "22");
         assert_eq!(v[1].as_text().unwrap(), "8080");
         assert_eq!(v[3].kind, NodeKind::Null);
