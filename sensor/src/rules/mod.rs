@@ -17,11 +17,14 @@
 //! - `sensor list-fields [--json]` → [`fields::list_text`] / [`fields::list_json`].
 //! - `sensor test-rules PATH... [--rules R...]` → [`run_rule_tests`]; print
 //!   [`TestReport::render`]; exit non-zero unless [`TestReport::is_success`].
-//! - `sensor replay --rules R... --events capture.jsonl [--json]` → [`load_engine`] then
-//!   [`replay`]: one event per line, a JSON object of field names to values (the
-//!   [`MapEvent`] format: `{"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/shadow"}`).
+//! - `sensor replay --rules R... --events events.jsonl [--json]` → [`load_engine`] then
+//!   [`replay`]: one event per line, a JSON object of field names to values (the [`MapEvent`]
+//!   format: `{"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/shadow"}`). Once
+//!   the capture event (with its process state) implements [`FieldSource`], capture files go
+//!   through [`replay_events`], the same loop.
 //! - Live mode: [`load_engine`], then per event [`Engine::process`] with a per-thread
-//!   [`Scratch`]; the capture event implements [`FieldSource`].
+//!   [`Scratch`]; the event must implement [`FieldSource`] (see its docs for what the engine
+//!   expects of field values).
 //!
 //! ## Rule unit tests
 //! See [`testing`] for the format: a YAML file names events (field maps) and the rules that
@@ -182,17 +185,35 @@ pub struct ReplayStats {
 /// Runs JSON-lines events (one [`MapEvent`] object per line; blank lines and lines starting
 /// with `#` are skipped) through the engine and writes one alert per line, as Falco text
 /// or, with `json`, as Falco JSON. A malformed line stops the replay with its line number.
-pub fn replay(engine: &Engine, events: impl BufRead, json: bool, mut out: impl Write) -> Result<ReplayStats, String> {
+pub fn replay(engine: &Engine, events: impl BufRead, json: bool, out: impl Write) -> Result<ReplayStats, String> {
+    let parsed = events.lines().enumerate().filter_map(|(i, line)| {
+        let parse = |line: std::io::Result<String>| -> Result<Option<MapEvent>, String> {
+            let line = line.map_err(|e| e.to_string())?;
+            let t = line.trim();
+            if t.is_empty() || t.starts_with('#') {
+                return Ok(None);
+            }
+            let value: serde_json::Value = serde_json::from_str(t).map_err(|e| e.to_string())?;
+            MapEvent::from_json(&value).map(Some)
+        };
+        parse(line).map_err(|e| format!("line {}: {e}", i + 1)).transpose()
+    });
+    replay_events(engine, parsed, json, out)
+}
+
+/// Runs any events through the engine (the replay pipeline for event types other than
+/// [`MapEvent`], such as decoded capture files) and writes one alert per line, as Falco text
+/// or, with `json`, as Falco JSON. The first `Err` stops the replay and is returned.
+pub fn replay_events<E: FieldSource>(
+    engine: &Engine,
+    events: impl IntoIterator<Item = Result<E, String>>,
+    json: bool,
+    mut out: impl Write,
+) -> Result<ReplayStats, String> {
     let mut stats = ReplayStats::default();
     let mut scratch = Scratch::default();
-    for (i, line) in events.lines().enumerate() {
-        let line = line.map_err(|e| format!("line {}: {e}", i + 1))?;
-        let t = line.trim();
-        if t.is_empty() || t.starts_with('#') {
-            continue;
-        }
-        let value: serde_json::Value = serde_json::from_str(t).map_err(|e| format!("line {}: {e}", i + 1))?;
-        let ev = MapEvent::from_json(&value).map_err(|e| format!("line {}: {e}", i + 1))?;
+    for ev in events {
+        let ev = ev?;
         stats.events += 1;
         for a in engine.process(&ev, &mut scratch) {
             stats.alerts += 1;
