@@ -24,13 +24,27 @@
 //!   through [`replay_events`], the same loop.
 //! - Live mode: [`load_engine`], then per event [`Engine::process`] with a per-thread
 //!   [`Scratch`]; the event must implement [`FieldSource`] (see its docs for what the engine
-//!   expects of field values).
+//!   expects of field values). [`Engine::event_types`] tells the capture side which syscalls
+//!   the rules need. Falco's `rules:` enable/disable configuration maps to [`RuleSet::select`]
+//!   (load with [`RuleSet::load_paths`], select, then [`Engine::build`]); `rule_matching` and
+//!   the minimum priority are [`EngineOptions`].
+//!
+//! ## Diagnostics
+//! Errors (the engine is not built): YAML syntax, unknown or ill-typed keys, bad priorities,
+//! invalid `override`/`append` use, condition syntax, unknown fields (with a "did you mean"),
+//! undefined macros and lists, macros used before their definition, values of the wrong type
+//! for the field (`fd.num = abc`), invalid regexes, engine versions newer than
+//! [`loader::ENGINE_VERSION`]. Warnings: unknown keys and top-level items, rules without
+//! `evt.type`, event types the sensor does not capture, unused macros and lists, rules
+//! skipped by `skip-if-unknown-filter`, unsupported sources, unavailable plugins, the
+//! deprecated bare `enabled:` toggle and `evt.dir`.
 //!
 //! ## Rule unit tests
 //! See [`testing`] for the format: a YAML file names events (field maps) and the rules that
 //! must (`fires`) and must not (`silent`, `only`) fire. Failures print a `-`/`+` diff of
-//! expected and actual rules and the events. Cases for the stable Falco rules live in
-//! `rules/tests/falco/` at the repository root.
+//! expected and actual rules, the events, and for each rule that should have fired the parts
+//! of its condition that were false (descending into macros). Cases for the stable Falco
+//! rules live in `rules/tests/falco/` at the repository root.
 //!
 //! ## Semantics worth knowing
 //! - A test on a field the event lacks is false, whatever the operator (`container.id != host`
@@ -40,7 +54,14 @@
 //!   full match; `pmatch` matches path prefixes on `/` boundaries; network fields take CIDRs;
 //!   `contains` on flag fields (`evt.arg.flags`) tests one flag.
 //! - Event types come from `evt.type =`/`in` tests (`and` intersects, `or` unites, `not` is
-//!   any); rules without one warn and run on every event.
+//!   any); rules without one warn and run on every event, after the typed rules.
+//! - Appending to a condition is textual, as in Falco: `a and b` + `or c` is `(a and b) or c`.
+//! - The text alert's time prefix is UTC (`HH:MM:SS.nnnnnnnnn`); Falco prints local time.
+//!
+//! ## Not supported yet
+//! The 2026 additions to libsinsp's grammar (`oneof`/`anyof`/`allof` list modifiers and the
+//! `join`/`concat`/`getopt` transformers), sources other than `syscall` (such rules are
+//! skipped with a warning), and `append_output`/`static_fields` (Falco configuration).
 
 #![warn(missing_docs)]
 

@@ -335,6 +335,30 @@ fn exceptions_exclude_matches() {
 }
 
 #[test]
+fn exceptions_can_be_replaced() {
+    let rules = "
+- rule: Open
+  desc: d
+  condition: evt.type = openat
+  output: o
+  priority: warning
+  exceptions:
+    - name: names
+      fields: proc.name
+      values: [vim]
+- rule: Open
+  exceptions:
+    - name: others
+      fields: [proc.name]
+      values: [[nano]]
+  override: {exceptions: replace}
+";
+    let e = engine(rules, RuleMatching::First);
+    assert_eq!(fired(&e, json!({"evt.type": "openat", "proc.name": "vim"})), ["Open"]);
+    assert!(fired(&e, json!({"evt.type": "openat", "proc.name": "nano"})).is_empty());
+}
+
+#[test]
 fn visibility_rules() {
     // A macro may only use macros defined before it.
     let mut set = RuleSet::default();
