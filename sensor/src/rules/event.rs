@@ -118,7 +118,7 @@ const ANCESTRY: [(&str, &str, &str); 6] = [
 ];
 
 fn id_of(name: &str) -> Option<FieldId> {
-    fields::resolve(name, None).ok().filter(|r| r.arg.is_none()).map(|r| r.id)
+    fields::by_name(name)
 }
 
 impl MapEvent {
