@@ -19,6 +19,8 @@ fn falco_rules_load_cleanly() {
     // event types, and the sensor captures all of them.
     assert!(diags.is_empty());
     assert_eq!(engine.expect("engine").rule_count(), 25);
+    let report = super::validate(&[FALCO_RULES]);
+    assert_eq!(report.to_string(), "25 rules (25 enabled and loaded), 87 macros, 49 lists; 0 errors, 0 warnings");
 }
 
 #[test]
