@@ -10,10 +10,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut set = RuleSet::default();
     set.load_str("fuzz.yaml", text);
-    let opts = EngineOptions {
-        hostname: "fuzz".into(),
-        ..EngineOptions::default()
-    };
+    let opts = EngineOptions { hostname: "fuzz".into(), ..EngineOptions::default() };
     if let (Some(engine), _) = Engine::build(&set, opts) {
         let ev = serde_json::json!({"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/shadow", "fd.num": 3});
         if let Ok(ev) = MapEvent::from_json(&ev) {

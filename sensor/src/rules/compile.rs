@@ -19,6 +19,9 @@ use super::output::{self, OutputFormat, Piece, RawPiece};
 use super::parser::{self, ParseError};
 use super::yaml::Pos;
 
+/// Event types of the scheduler events, besides the syscalls of `sensor_abi::syscalls`.
+const SCHED_EVENTS: [&str; 3] = ["proc_fork", "proc_exec", "procexit"];
+
 /// Deepest nesting of a condition with its macros expanded (bounds recursion everywhere).
 const MAX_NESTING: u32 = 1000;
 
@@ -782,6 +785,24 @@ pub(crate) fn compile(set: &RuleSet) -> Compiled {
                         r.condition.parts[0].loc.clone(),
                         item,
                         "rule matches every event type (no evt.type restriction); this is costly".into(),
+                    );
+                }
+                let uncaptured: Vec<&str> = cr
+                    .evttypes
+                    .iter()
+                    .flatten()
+                    .map(String::as_str)
+                    .filter(|t| sensor_abi::syscalls::by_name(t).is_none() && !SCHED_EVENTS.contains(t))
+                    .collect();
+                if !uncaptured.is_empty() {
+                    c.diag(
+                        Severity::Warning,
+                        r.condition.parts[0].loc.clone(),
+                        Some(format!("rule '{}'", r.name)),
+                        format!(
+                            "event type(s) {} are not captured by the sensor (misspelt?); the rule never sees them",
+                            uncaptured.join(", ")
+                        ),
                     );
                 }
                 rules.push(cr);

@@ -118,7 +118,7 @@ const ANCESTRY: [(&str, &str, &str); 6] = [
 ];
 
 fn id_of(name: &str) -> Option<FieldId> {
-    fields::resolve(name, None).ok().filter(|r| r.arg.is_none()).map(|r| r.id)
+    fields::by_name(name)
 }
 
 impl MapEvent {
@@ -282,6 +282,10 @@ impl FieldSource for MapEvent {
             "syscall.type" => Some(Value::Str(self.evt_type.clone())),
             "evt.source" => Some(Value::Str(self.source.clone())),
             "evt.rawtime" => Some(Value::UInt(self.ts)),
+            "evt.rawtime.s" => Some(Value::UInt(self.ts / 1_000_000_000)),
+            "evt.rawtime.ns" => Some(Value::UInt(self.ts % 1_000_000_000)),
+            "evt.time" => Some(Value::Str(super::output::format_time(self.ts))),
+            "evt.time.iso8601" => Some(Value::Str(super::output::format_iso8601(self.ts))),
             "fd.snet" => self.get("fd.sip", None),
             "fd.cnet" => self.get("fd.cip", None),
             "fd.lnet" => self.get("fd.lip", None),
@@ -372,5 +376,8 @@ mod tests {
         assert_eq!(field(&ev, "fd.directory", None), Some(Value::Str("/etc".into())));
         assert_eq!(field(&ev, "fd.filename", None), Some(Value::Str("shadow".into())));
         assert_eq!(field(&ev, "proc.cmdline", None), Some(Value::Str("cat /etc/shadow".into())));
+        let ev = MapEvent::from_json(&json!({"evt.type": "open", "evt.rawtime": 1_000_000_001_u64})).unwrap();
+        assert_eq!(field(&ev, "evt.time", None), Some(Value::Str("00:00:01.000000001".into())));
+        assert_eq!(field(&ev, "evt.rawtime.ns", None), Some(Value::UInt(1)));
     }
 }

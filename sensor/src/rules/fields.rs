@@ -355,6 +355,17 @@ fields! {
     "k8s.pod.ip" Ip None "Pod IP address.";
 }
 
+/// Looks a field up by its exact registered name.
+pub fn by_name(name: &str) -> Option<FieldId> {
+    static INDEX: std::sync::OnceLock<std::collections::HashMap<&'static str, FieldId>> = std::sync::OnceLock::new();
+    INDEX
+        .get_or_init(|| {
+            FIELDS.iter().enumerate().map(|(i, f)| (f.name, FieldId(u16::try_from(i).unwrap_or(u16::MAX)))).collect()
+        })
+        .get(name)
+        .copied()
+}
+
 /// Result of resolving a field name as written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resolved {
@@ -367,27 +378,23 @@ pub struct Resolved {
 /// Looks up a field as written (`name` without brackets, `bracket` its `[...]` argument).
 /// Suffix forms are understood: `evt.arg.flags`, `k8s.pod.label.app`, `evt.type.is.open`.
 pub fn resolve(name: &str, bracket: Option<&str>) -> Result<Resolved, String> {
-    if let Some(i) = FIELDS.iter().position(|f| f.name == name) {
-        let id = FieldId(u16::try_from(i).unwrap_or(u16::MAX));
+    if let Some(id) = by_name(name) {
         return check_arg(id, bracket.map(str::to_owned));
     }
     // Dotted-suffix argument: the longest registered prefix that takes one.
-    let mut best: Option<(usize, &str)> = None;
-    for (i, f) in FIELDS.iter().enumerate() {
-        if matches!(f.arg, ArgKind::Key | ArgKind::EventArg | ArgKind::OptKey)
-            && let Some(rest) = name.strip_prefix(f.name).and_then(|r| r.strip_prefix('.'))
+    let mut cut = name.len();
+    while let Some(dot) = name[..cut].rfind('.') {
+        let (base, rest) = (&name[..dot], &name[dot + 1..]);
+        if let Some(id) = by_name(base)
+            && matches!(id.info().arg, ArgKind::Key | ArgKind::EventArg | ArgKind::OptKey)
             && !rest.is_empty()
-            && best.is_none_or(|(b, _)| FIELDS[b].name.len() < f.name.len())
         {
-            best = Some((i, rest));
+            if bracket.is_some() {
+                return Err(format!("field '{name}' takes no further argument"));
+            }
+            return check_arg(id, Some(rest.to_owned()));
         }
-    }
-    if let Some((i, rest)) = best {
-        if bracket.is_some() {
-            return Err(format!("field '{name}' takes no further argument"));
-        }
-        let id = FieldId(u16::try_from(i).unwrap_or(u16::MAX));
-        return check_arg(id, Some(rest.to_owned()));
+        cut = dot;
     }
     let hint = suggest(name).map(|s| format!("; did you mean '{s}'?")).unwrap_or_default();
     Err(format!("unknown field '{name}'{hint}"))

@@ -124,6 +124,15 @@ impl fmt::Display for Priority {
     }
 }
 
+/// Which rules a [`RuleSet::select`] call applies to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selector {
+    /// Rules whose name matches this glob.
+    Rule(String),
+    /// Rules carrying this tag.
+    Tag(String),
+}
+
 /// A piece of condition text and where it came from (conditions grow by appends).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TextPart {
@@ -251,6 +260,24 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
+    /// Enables or disables rules after loading, as Falco's `rules:` configuration does:
+    /// `Selector::Rule` takes a glob over rule names (`*` for all), `Selector::Tag` a tag.
+    /// Returns how many rules the selector matched.
+    pub fn select(&mut self, selector: &Selector, enable: bool) -> usize {
+        let mut n = 0;
+        for r in &mut self.rules {
+            let hit = match selector {
+                Selector::Rule(glob) => super::matchers::fnmatch(glob, &r.name, false),
+                Selector::Tag(tag) => r.tags.iter().any(|t| t == tag),
+            };
+            if hit {
+                r.enabled = enable;
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// True when any error was recorded.
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(|d| d.severity == Severity::Error)
@@ -1044,6 +1071,20 @@ mod tests {
         assert_eq!(s.lists[0].items, vec!["bash", "z sh"]);
         assert_eq!(s.rules[0].priority, Priority::Informational);
         assert_eq!(s.rules[0].condition.parts[0].loc.pos, Pos { line: 8, col: 14 });
+    }
+
+    #[test]
+    fn selection_by_name_glob_and_tag() {
+        let mut s = load(&format!(
+            "{BASE}- rule: Other\n  desc: d\n  condition: spawned\n  output: o\n  priority: info\n  tags: [b]\n"
+        ));
+        assert_eq!(s.select(&Selector::Rule("*".into()), false), 2);
+        assert!(s.rules.iter().all(|r| !r.enabled));
+        assert_eq!(s.select(&Selector::Tag("b".into()), true), 1);
+        assert_eq!(s.select(&Selector::Rule("R".into()), true), 1);
+        assert!(s.rules.iter().all(|r| r.enabled));
+        assert_eq!(s.select(&Selector::Rule("Oth*".into()), false), 1);
+        assert!(!s.rules[1].enabled);
     }
 
     #[test]

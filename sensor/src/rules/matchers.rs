@@ -6,55 +6,92 @@ use std::net::IpAddr;
 
 /// `fnmatch(pattern, text, 0)`: `*` and `?` also match `/`, `[...]` classes (with `!` or `^`
 /// negation and ranges), `\` escapes, braces are literal. With `fold`, ASCII case is ignored
-/// (`FNM_CASEFOLD`). Runs in O(len(pattern) × len(text)).
+/// (`FNM_CASEFOLD`). Runs in O(len(pattern) × len(text)); ASCII input is matched bytewise
+/// without allocating.
 pub fn fnmatch(pattern: &str, text: &str, fold: bool) -> bool {
+    if pattern.is_ascii() && text.is_ascii() {
+        return fnmatch_in(pattern.as_bytes(), text.as_bytes(), fold);
+    }
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
+    fnmatch_in(&p, &t, fold)
+}
+
+/// A pattern or text unit: a byte (ASCII input) or a char.
+trait Sym: Copy + PartialEq + PartialOrd {
+    fn is(self, c: char) -> bool;
+    fn lower(self) -> Self;
+    fn upper(self) -> Self;
+}
+
+impl Sym for u8 {
+    fn is(self, c: char) -> bool {
+        char::from(self) == c
+    }
+    fn lower(self) -> Self {
+        self.to_ascii_lowercase()
+    }
+    fn upper(self) -> Self {
+        self.to_ascii_uppercase()
+    }
+}
+
+impl Sym for char {
+    fn is(self, c: char) -> bool {
+        self == c
+    }
+    fn lower(self) -> Self {
+        self.to_ascii_lowercase()
+    }
+    fn upper(self) -> Self {
+        self.to_ascii_uppercase()
+    }
+}
+
+fn fnmatch_in<T: Sym>(p: &[T], t: &[T], fold: bool) -> bool {
     let (mut pi, mut ti) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
         if pi < p.len() {
-            match p[pi] {
-                '*' => {
-                    while pi < p.len() && p[pi] == '*' {
-                        pi += 1;
-                    }
-                    star = Some((pi, ti));
-                    continue;
-                }
-                '?' => {
+            let c = p[pi];
+            if c.is('*') {
+                while pi < p.len() && p[pi].is('*') {
                     pi += 1;
+                }
+                star = Some((pi, ti));
+                continue;
+            }
+            if c.is('?') {
+                pi += 1;
+                ti += 1;
+                continue;
+            }
+            if c.is('[') {
+                match class(p, pi, t[ti], fold) {
+                    Some((true, next)) => {
+                        pi = next;
+                        ti += 1;
+                        continue;
+                    }
+                    Some((false, _)) => {}
+                    // An unclosed '[' is an ordinary character.
+                    None if eq(c, t[ti], fold) => {
+                        pi += 1;
+                        ti += 1;
+                        continue;
+                    }
+                    None => {}
+                }
+            } else if c.is('\\') && pi + 1 < p.len() {
+                if eq(p[pi + 1], t[ti], fold) {
+                    pi += 2;
                     ti += 1;
                     continue;
                 }
-                '[' => {
-                    if let Some((matched, next)) = class(&p, pi, t[ti], fold) {
-                        if matched {
-                            pi = next;
-                            ti += 1;
-                            continue;
-                        }
-                    } else if eq(p[pi], t[ti], fold) {
-                        // An unclosed '[' is an ordinary character.
-                        pi += 1;
-                        ti += 1;
-                        continue;
-                    }
-                }
-                '\\' if pi + 1 < p.len() => {
-                    if eq(p[pi + 1], t[ti], fold) {
-                        pi += 2;
-                        ti += 1;
-                        continue;
-                    }
-                }
-                c => {
-                    if eq(c, t[ti], fold) {
-                        pi += 1;
-                        ti += 1;
-                        continue;
-                    }
-                }
+            } else if eq(c, t[ti], fold) {
+                pi += 1;
+                ti += 1;
+                continue;
             }
         }
         match star {
@@ -66,21 +103,21 @@ pub fn fnmatch(pattern: &str, text: &str, fold: bool) -> bool {
             None => return false,
         }
     }
-    while pi < p.len() && p[pi] == '*' {
+    while pi < p.len() && p[pi].is('*') {
         pi += 1;
     }
     pi == p.len()
 }
 
-fn eq(a: char, b: char, fold: bool) -> bool {
-    a == b || (fold && a.eq_ignore_ascii_case(&b))
+fn eq<T: Sym>(a: T, b: T, fold: bool) -> bool {
+    a == b || (fold && a.lower() == b.lower())
 }
 
 /// Matches `c` against the class starting at `p[start] == '['`; returns (matched, index
 /// after the class) or `None` when the class is not closed.
-fn class(p: &[char], start: usize, c: char, fold: bool) -> Option<(bool, usize)> {
+fn class<T: Sym>(p: &[T], start: usize, c: T, fold: bool) -> Option<(bool, usize)> {
     let mut i = start + 1;
-    let negate = matches!(p.get(i), Some('!' | '^'));
+    let negate = p.get(i).is_some_and(|x| x.is('!') || x.is('^'));
     if negate {
         i += 1;
     }
@@ -88,25 +125,25 @@ fn class(p: &[char], start: usize, c: char, fold: bool) -> Option<(bool, usize)>
     let mut first = true;
     loop {
         let ch = *p.get(i)?;
-        if ch == ']' && !first {
+        if ch.is(']') && !first {
             return Some((matched != negate, i + 1));
         }
         first = false;
-        let lo = if ch == '\\' {
+        let lo = if ch.is('\\') {
             i += 1;
             *p.get(i)?
         } else {
             ch
         };
-        if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|&x| x != ']') {
+        if p.get(i + 1).is_some_and(|x| x.is('-')) && p.get(i + 2).is_some_and(|x| !x.is(']')) {
             let mut hi = p[i + 2];
             let mut skip = 3;
-            if hi == '\\' {
+            if hi.is('\\') {
                 hi = *p.get(i + 3)?;
                 skip = 4;
             }
-            let in_range = |x: char| lo <= x && x <= hi;
-            if in_range(c) || (fold && (in_range(c.to_ascii_lowercase()) || in_range(c.to_ascii_uppercase()))) {
+            let in_range = |x: T| lo <= x && x <= hi;
+            if in_range(c) || (fold && (in_range(c.lower()) || in_range(c.upper()))) {
                 matched = true;
             }
             i += skip;
@@ -293,6 +330,8 @@ mod tests {
         assert!(fnmatch("*.LOG", "a.log", true));
         assert!(!fnmatch("*.LOG", "a.log", false));
         assert!(fnmatch("[A-C]", "b", true));
+        assert!(fnmatch("/tmp/ü*", "/tmp/über", false));
+        assert!(fnmatch("/tmp/?ber", "/tmp/über", false));
     }
 
     #[test]
@@ -338,6 +377,13 @@ mod tests {
         fn fnmatch_never_panics(p in ".{0,30}", t in ".{0,30}") {
             let _ = fnmatch(&p, &t, false);
             let _ = fnmatch(&p, &t, true);
+        }
+
+        #[test]
+        fn byte_and_char_matchers_agree(p in "[a-c*?\\[\\]!^\\\\/-]{0,12}", t in "[a-cA-C/*?-]{0,12}", fold: bool) {
+            let pc: Vec<char> = p.chars().collect();
+            let tc: Vec<char> = t.chars().collect();
+            proptest::prop_assert_eq!(fnmatch_in(p.as_bytes(), t.as_bytes(), fold), fnmatch_in(&pc, &tc, fold));
         }
 
         #[test]

@@ -17,17 +17,34 @@
 //! - `sensor list-fields [--json]` → [`fields::list_text`] / [`fields::list_json`].
 //! - `sensor test-rules PATH... [--rules R...]` → [`run_rule_tests`]; print
 //!   [`TestReport::render`]; exit non-zero unless [`TestReport::is_success`].
-//! - `sensor replay --rules R... --events capture.jsonl [--json]` → [`load_engine`] then
-//!   [`replay`]: one event per line, a JSON object of field names to values (the
-//!   [`MapEvent`] format: `{"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/shadow"}`).
+//! - `sensor replay --rules R... --events events.jsonl [--json]` → [`load_engine`] then
+//!   [`replay`]: one event per line, a JSON object of field names to values (the [`MapEvent`]
+//!   format: `{"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/shadow"}`). Once
+//!   the capture event (with its process state) implements [`FieldSource`], capture files go
+//!   through [`replay_events`], the same loop.
 //! - Live mode: [`load_engine`], then per event [`Engine::process`] with a per-thread
-//!   [`Scratch`]; the capture event implements [`FieldSource`].
+//!   [`Scratch`]; the event must implement [`FieldSource`] (see its docs for what the engine
+//!   expects of field values). [`Engine::event_types`] tells the capture side which syscalls
+//!   the rules need. Falco's `rules:` enable/disable configuration maps to [`RuleSet::select`]
+//!   (load with [`RuleSet::load_paths`], select, then [`Engine::build`]); `rule_matching` and
+//!   the minimum priority are [`EngineOptions`].
+//!
+//! ## Diagnostics
+//! Errors (the engine is not built): YAML syntax, unknown or ill-typed keys, bad priorities,
+//! invalid `override`/`append` use, condition syntax, unknown fields (with a "did you mean"),
+//! undefined macros and lists, macros used before their definition, values of the wrong type
+//! for the field (`fd.num = abc`), invalid regexes, engine versions newer than
+//! [`loader::ENGINE_VERSION`]. Warnings: unknown keys and top-level items, rules without
+//! `evt.type`, event types the sensor does not capture, unused macros and lists, rules
+//! skipped by `skip-if-unknown-filter`, unsupported sources, unavailable plugins, the
+//! deprecated bare `enabled:` toggle and `evt.dir`.
 //!
 //! ## Rule unit tests
 //! See [`testing`] for the format: a YAML file names events (field maps) and the rules that
 //! must (`fires`) and must not (`silent`, `only`) fire. Failures print a `-`/`+` diff of
-//! expected and actual rules and the events. Cases for the stable Falco rules live in
-//! `rules/tests/falco/` at the repository root.
+//! expected and actual rules, the events, and for each rule that should have fired the parts
+//! of its condition that were false (descending into macros). Cases for the stable Falco
+//! rules live in `rules/tests/falco/` at the repository root.
 //!
 //! ## Semantics worth knowing
 //! - A test on a field the event lacks is false, whatever the operator (`container.id != host`
@@ -37,7 +54,14 @@
 //!   full match; `pmatch` matches path prefixes on `/` boundaries; network fields take CIDRs;
 //!   `contains` on flag fields (`evt.arg.flags`) tests one flag.
 //! - Event types come from `evt.type =`/`in` tests (`and` intersects, `or` unites, `not` is
-//!   any); rules without one warn and run on every event.
+//!   any); rules without one warn and run on every event, after the typed rules.
+//! - Appending to a condition is textual, as in Falco: `a and b` + `or c` is `(a and b) or c`.
+//! - The text alert's time prefix is UTC (`HH:MM:SS.nnnnnnnnn`); Falco prints local time.
+//!
+//! ## Not supported yet
+//! The 2026 additions to libsinsp's grammar (`oneof`/`anyof`/`allof` list modifiers and the
+//! `join`/`concat`/`getopt` transformers), sources other than `syscall` (such rules are
+//! skipped with a warning), and `append_output`/`static_fields` (Falco configuration).
 
 #![warn(missing_docs)]
 
@@ -65,7 +89,7 @@ pub use engine::{Engine, EngineOptions, RuleMatching};
 pub use eval::Scratch;
 pub use event::{FieldSource, MapEvent, Value};
 pub use fields::{FieldArg, FieldId, FieldInfo, FieldType};
-pub use loader::{Diagnostic, Loc, Priority, RuleSet, Severity};
+pub use loader::{Diagnostic, Loc, Priority, RuleSet, Selector, Severity};
 pub use output::Alert;
 pub use testing::{TestReport, run_rule_tests};
 
@@ -98,6 +122,26 @@ impl Report {
     /// True when there is no error.
     pub fn is_ok(&self) -> bool {
         self.errors() == 0
+    }
+
+    /// The report as JSON: counts and `diagnostics` with file, line, column, severity,
+    /// item and message (for `sensor validate --json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let diags: Vec<serde_json::Value> = self
+            .diagnostics
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "severity": if d.severity == Severity::Error { "error" } else { "warning" },
+                    "file": d.loc.file.as_ref(), "line": d.loc.pos.line, "column": d.loc.pos.col,
+                    "item": d.item, "message": d.message,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "rules": self.rules, "macros": self.macros, "lists": self.lists, "loaded_rules": self.loaded_rules,
+            "errors": self.errors(), "warnings": self.warnings(), "diagnostics": diags,
+        })
     }
 }
 
@@ -162,17 +206,35 @@ pub struct ReplayStats {
 /// Runs JSON-lines events (one [`MapEvent`] object per line; blank lines and lines starting
 /// with `#` are skipped) through the engine and writes one alert per line, as Falco text
 /// or, with `json`, as Falco JSON. A malformed line stops the replay with its line number.
-pub fn replay(engine: &Engine, events: impl BufRead, json: bool, mut out: impl Write) -> Result<ReplayStats, String> {
+pub fn replay(engine: &Engine, events: impl BufRead, json: bool, out: impl Write) -> Result<ReplayStats, String> {
+    let parsed = events.lines().enumerate().filter_map(|(i, line)| {
+        let parse = |line: std::io::Result<String>| -> Result<Option<MapEvent>, String> {
+            let line = line.map_err(|e| e.to_string())?;
+            let t = line.trim();
+            if t.is_empty() || t.starts_with('#') {
+                return Ok(None);
+            }
+            let value: serde_json::Value = serde_json::from_str(t).map_err(|e| e.to_string())?;
+            MapEvent::from_json(&value).map(Some)
+        };
+        parse(line).map_err(|e| format!("line {}: {e}", i + 1)).transpose()
+    });
+    replay_events(engine, parsed, json, out)
+}
+
+/// Runs any events through the engine (the replay pipeline for event types other than
+/// [`MapEvent`], such as decoded capture files) and writes one alert per line, as Falco text
+/// or, with `json`, as Falco JSON. The first `Err` stops the replay and is returned.
+pub fn replay_events<E: FieldSource>(
+    engine: &Engine,
+    events: impl IntoIterator<Item = Result<E, String>>,
+    json: bool,
+    mut out: impl Write,
+) -> Result<ReplayStats, String> {
     let mut stats = ReplayStats::default();
     let mut scratch = Scratch::default();
-    for (i, line) in events.lines().enumerate() {
-        let line = line.map_err(|e| format!("line {}: {e}", i + 1))?;
-        let t = line.trim();
-        if t.is_empty() || t.starts_with('#') {
-            continue;
-        }
-        let value: serde_json::Value = serde_json::from_str(t).map_err(|e| format!("line {}: {e}", i + 1))?;
-        let ev = MapEvent::from_json(&value).map_err(|e| format!("line {}: {e}", i + 1))?;
+    for ev in events {
+        let ev = ev?;
         stats.events += 1;
         for a in engine.process(&ev, &mut scratch) {
             stats.alerts += 1;
