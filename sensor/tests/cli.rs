@@ -210,3 +210,26 @@ fn validate_loads_falco_stable_rules_and_locates_errors() {
     assert!(report.contains(&format!("{bad}:3:")), "file:line:column in {report}");
     assert!(report.contains("proc.nme"), "{report}");
 }
+
+#[test]
+fn test_rules_runs_the_rule_unit_tests_of_both_rulesets() {
+    for dir in ["default", "falco"] {
+        let tests = format!("{}/../rules/tests/{dir}", env!("CARGO_MANIFEST_DIR"));
+        let out = sensor().args(["test-rules", &tests]).output().unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{dir}: {report}");
+        let last = report.lines().last().unwrap_or("");
+        assert!(last.ends_with(" passed, 0 failed"), "{dir}: {last}");
+    }
+}
+
+#[test]
+fn list_fields_covers_the_field_classes() {
+    let out = sensor().args(["list-fields", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let fields: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = fields.to_string();
+    for f in ["proc.aname", "fd.name", "evt.arg", "user.name", "container.id", "k8s.pod.name", "thread.cap_effective"] {
+        assert!(text.contains(&format!("\"{f}\"")), "{f} missing");
+    }
+}
