@@ -56,13 +56,28 @@ pub struct State {
     live: bool,
 }
 
-/// Joins `path` to the directory it is relative to.
+/// Joins `path` to the directory it is relative to and removes `.` and `..` components,
+/// as Falco's `fd.name` does (`fd.nameraw` keeps the path as passed). A relative path in
+/// an unknown directory stays relative.
 fn absolute(dir: Option<&str>, path: &str) -> String {
-    match dir {
-        _ if path.starts_with('/') => path.to_owned(),
-        Some(d) => format!("{}/{}", d.trim_end_matches('/'), path.trim_start_matches("./")),
-        None => path.to_owned(),
+    let joined = match dir {
+        Some(d) if !path.starts_with('/') => format!("{d}/{path}"),
+        _ => path.to_owned(),
+    };
+    if !joined.starts_with('/') {
+        return joined;
     }
+    let mut parts: Vec<&str> = Vec::new();
+    for part in joined.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 impl State {
@@ -141,7 +156,10 @@ impl State {
             SyscallArgs::Exec { path, argv, .. } if ret == 0 => {
                 p.exepath = path.clone().unwrap_or_default();
                 // fexecve of a memfd runs /dev/fd/N: the memfd behind it decides.
-                let via_fd = p.exepath.strip_prefix("/dev/fd/").and_then(|n| n.parse::<i32>().ok());
+                let via_fd = ["/dev/fd/", "/proc/self/fd/"]
+                    .iter()
+                    .find_map(|prefix| p.exepath.strip_prefix(prefix))
+                    .and_then(|n| n.parse::<i32>().ok());
                 p.exe_from_memfd = p.exepath.starts_with("/memfd:")
                     || via_fd.is_some_and(|n| matches!(p.fds.get(&n), Some(Fd::Memfd { .. })));
                 let mut args = argv.iter().cloned();
@@ -324,6 +342,14 @@ mod tests {
         s.before(&exit);
         s.after(&exit);
         assert!(s.procs.get(pid + 1).is_none());
+    }
+
+    #[test]
+    fn paths_are_made_absolute_and_normal() {
+        assert_eq!(absolute(None, "/tmp/../../../etc/passwd"), "/etc/passwd");
+        assert_eq!(absolute(Some("/work/a"), "./b/../c"), "/work/a/c");
+        assert_eq!(absolute(Some("/"), "etc//hosts"), "/etc/hosts");
+        assert_eq!(absolute(None, "rel/x"), "rel/x");
     }
 
     #[test]
