@@ -18,6 +18,9 @@ use std::{
 use sensor::{
     capture::{Capture, CaptureConfig, FloorProbe},
     event::{Clock, decode},
+    pipeline::{Pipeline, load_rules, syscalls_for},
+    rules::EngineOptions,
+    state::{State, StateConfig},
 };
 use sensor_tests::{actor, require_root};
 
@@ -70,6 +73,77 @@ impl Running {
         let lost = capture.counters().unwrap().iter().map(|c| c.lost).sum();
         (self.decoded.load(Ordering::Relaxed), lost)
     }
+}
+
+/// Resident memory of this process, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// (c) The live pipeline (decode, state, built-in rules) on this process's runtime.
+fn pipeline_section(rt: &tokio::runtime::Runtime) {
+    println!("\n(c) live pipeline: decode + state + built-in rules, one task");
+    let (engine, _) = load_rules(&[], EngineOptions::default()).expect("built-in rules");
+    let cfg = CaptureConfig { syscalls: syscalls_for(&engine), ..CaptureConfig::default() };
+    let mut capture = rt.block_on(async { Capture::start(&cfg) }).expect("capture starts");
+    let clock = Clock::now();
+    let pipeline = Pipeline::new(engine, State::from_proc(StateConfig::default(), clock.wall(0) as i128));
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let task = rt.spawn(async move {
+        let mut pipeline = pipeline;
+        let mut alerts = 0u64;
+        while !stop2.load(Ordering::Relaxed) {
+            let Ok(Some(batch)) = tokio::time::timeout(Duration::from_millis(50), capture.next_batch()).await else {
+                continue;
+            };
+            for r in batch {
+                if let Ok(ev) = decode(&r, &clock) {
+                    alerts += pipeline.process(&ev).len() as u64;
+                }
+            }
+        }
+        (capture, pipeline, alerts)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let rss_before = rss_kib();
+    let forks = Instant::now();
+    actor(&["forks", "10000"]);
+    let forks = forks.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_after_forks = rss_kib();
+
+    let start = Instant::now();
+    let loops: Vec<_> =
+        (0..2).map(|cpu| std::thread::spawn(move || actor(&["loop", THROUGHPUT_ITERS, &cpu.to_string()]))).collect();
+    for l in loops {
+        l.join().unwrap();
+    }
+    let produced = start.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let (capture, pipeline, alerts) = rt.block_on(task).unwrap();
+    let lost: u64 = capture.counters().unwrap().iter().map(|c| c.lost).sum();
+    let stats = pipeline.state().stats();
+    println!(
+        "  10,000 short-lived processes in {:.2} s: RSS {rss_before} KiB before, {rss_after_forks} KiB after \
+         ({:+} KiB); {} processes tracked at the end, {} evicted",
+        forks.as_secs_f64(),
+        rss_after_forks as i64 - rss_before as i64,
+        stats.processes,
+        stats.evicted
+    );
+    println!(
+        "  {} events through the pipeline in {:.2} s of load: {:.0} events/s, {lost} lost in the kernel, {alerts} alerts",
+        pipeline.events(),
+        produced.as_secs_f64(),
+        pipeline.events() as f64 / produced.as_secs_f64()
+    );
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -139,4 +213,5 @@ fn main() {
             produced.as_secs_f64()
         );
     }
+    pipeline_section(&rt);
 }

@@ -450,6 +450,18 @@ fn main() {
                 r.put("ns_per_iter", start.elapsed().as_nanos() as f64 / n as f64);
                 r.put("n", n);
             }
+            "forks" => {
+                // Many short-lived processes, for state-bound benchmarks.
+                let n: u64 = arg(1).parse().unwrap();
+                for _ in 0..n {
+                    let child = libc::fork();
+                    if child == 0 {
+                        libc::_exit(0);
+                    }
+                    libc::waitpid(child, ptr::null_mut(), 0);
+                }
+                r.put("n", n);
+            }
             other => panic!("unknown scenario {other}"),
         }
     }
