@@ -4,4 +4,5 @@
 //! rules (Falco's rule language: load, compile, evaluate, format alerts).
 pub mod capture;
 pub mod event;
+pub mod enrich;
 pub mod rules;
