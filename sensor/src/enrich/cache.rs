@@ -215,7 +215,7 @@ enum Probe {
 
 /// A runtime client.
 enum Client {
-    Cri(CriClient),
+    Cri(Box<CriClient>),
     Docker { client: DockerClient, api: RuntimeApi },
 }
 
@@ -274,11 +274,13 @@ pub struct ContainerCache {
 impl ContainerCache {
     /// A cache asking `config`'s runtimes; fetches run as tasks on `runtime`.
     pub fn new(config: EnrichConfig, runtime: tokio::runtime::Handle) -> Self {
+        // The CRI channels spawn their connection tasks on the runtime they are made in.
+        let _in_runtime = runtime.enter();
         let clients = config
             .endpoints
             .iter()
             .map(|e| match e.api {
-                RuntimeApi::Cri => Client::Cri(CriClient::new(e.path.clone(), config.request_timeout)),
+                RuntimeApi::Cri => Client::Cri(Box::new(CriClient::new(e.path.clone(), config.request_timeout))),
                 RuntimeApi::Docker | RuntimeApi::Podman => Client::Docker {
                     client: DockerClient::new(
                         e.path.clone(),
@@ -391,7 +393,11 @@ impl ContainerCache {
         }
         self.inner.stats.unknown_yet.fetch_add(1, Relaxed);
         let failed = matches!(self.state().containers.peek(id.full()), Some(Slot::Failed { .. }));
-        ContainerView { id: Some(id), info: None, status: if failed { MetaStatus::Failed } else { MetaStatus::Pending } }
+        ContainerView {
+            id: Some(id),
+            info: None,
+            status: if failed { MetaStatus::Failed } else { MetaStatus::Pending },
+        }
     }
 
     /// The cached metadata of `id`, if ready.
@@ -549,8 +555,11 @@ mod tests {
 
     /// A fake procfs with one host process (1) and one Docker process (2).
     fn fake_proc() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("enrich-proc-{}-{:?}", std::process::id(), std::thread::current().id()));
-        for (pid, text) in [(1, "0::/init.scope\n".to_owned()), (2, format!("4:memory:/docker/{ID}\n0::/docker/{ID}\n"))] {
+        let dir =
+            std::env::temp_dir().join(format!("enrich-proc-{}-{:?}", std::process::id(), std::thread::current().id()));
+        for (pid, text) in
+            [(1, "0::/init.scope\n".to_owned()), (2, format!("4:memory:/docker/{ID}\n0::/docker/{ID}\n"))]
+        {
             std::fs::create_dir_all(dir.join(pid.to_string())).unwrap();
             std::fs::write(dir.join(pid.to_string()).join("cgroup"), text).unwrap();
         }
@@ -598,7 +607,8 @@ mod tests {
     /// A Docker-API server on a unix socket answering inspect requests after `delay`.
     async fn fake_docker(delay: Duration) -> PathBuf {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let path = std::env::temp_dir().join(format!("enrich-docker-{}-{}.sock", std::process::id(), delay.as_millis()));
+        let path =
+            std::env::temp_dir().join(format!("enrich-docker-{}-{}.sock", std::process::id(), delay.as_millis()));
         let _ = std::fs::remove_file(&path);
         let listener = tokio::net::UnixListener::bind(&path).unwrap();
         tokio::spawn(async move {
@@ -683,7 +693,9 @@ mod tests {
     #[test]
     fn runtime_preference() {
         assert!(preference(RuntimeKind::Cri, RuntimeApi::Cri) < preference(RuntimeKind::Cri, RuntimeApi::Docker));
-        assert!(preference(RuntimeKind::Podman, RuntimeApi::Podman) < preference(RuntimeKind::Podman, RuntimeApi::Docker));
+        assert!(
+            preference(RuntimeKind::Podman, RuntimeApi::Podman) < preference(RuntimeKind::Podman, RuntimeApi::Docker)
+        );
         assert!(preference(RuntimeKind::Docker, RuntimeApi::Podman) < preference(RuntimeKind::Docker, RuntimeApi::Cri));
     }
 }

@@ -106,10 +106,7 @@ impl fmt::Display for ContainerId {
 /// Lines that are malformed are skipped; when no line names a container the answer is
 /// [`ContainerId::Host`].
 pub fn container_id_from_cgroup(text: &str) -> ContainerId {
-    text.lines()
-        .filter_map(line_path)
-        .find_map(container_id_from_path)
-        .unwrap_or(ContainerId::Host)
+    text.lines().filter_map(line_path).find_map(container_id_from_path).unwrap_or(ContainerId::Host)
 }
 
 /// The container named by the cgroup v2 (`0::`) line only, if that line names one.
@@ -117,9 +114,7 @@ pub fn container_id_from_cgroup(text: &str) -> ContainerId {
 /// On hybrid hosts a runtime may place containers only in the v1 hierarchies, so a v2
 /// cgroup id identifies a container only when this returns one.
 pub fn container_id_from_cgroup_v2(text: &str) -> Option<ContainerId> {
-    text.lines()
-        .find_map(|line| line.strip_prefix("0::"))
-        .and_then(container_id_from_path)
+    text.lines().find_map(|line| line.strip_prefix("0::")).and_then(container_id_from_path)
 }
 
 /// The path of one `hierarchy:controllers:path` line.
@@ -197,7 +192,11 @@ mod tests {
                 Some(Cri),
             ),
             ("Docker, cgroupfs", format!("4:memory:/docker/{ID}\n1:cpu:/docker/{ID}\n0::/docker/{ID}\n"), Some(Docker)),
-            ("podman, cgroupfs", format!("4:memory:/libpod_parent/libpod-{ID}\n0::/libpod_parent/libpod-{ID}\n"), Some(Podman)),
+            (
+                "podman, cgroupfs",
+                format!("4:memory:/libpod_parent/libpod-{ID}\n0::/libpod_parent/libpod-{ID}\n"),
+                Some(Podman),
+            ),
             ("ctr, namespace k8s.io", format!("4:memory:/k8s.io/{ID}\n0::/k8s.io/{ID}\n"), Some(Containerd)),
             ("ctr, namespace default", format!("0::/default/{ID}\n"), Some(Containerd)),
             (
@@ -217,7 +216,9 @@ mod tests {
             ),
             (
                 "CRI-O, systemd",
-                format!("0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podabc.slice/crio-{ID}.scope\n"),
+                format!(
+                    "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podabc.slice/crio-{ID}.scope\n"
+                ),
                 Some(Crio),
             ),
             (

@@ -79,8 +79,6 @@ pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
 pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
 /// Kubelet's container label carrying the pod's uid.
 pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
-/// Kubelet's container label naming the container inside its pod.
-pub const LABEL_CONTAINER_NAME: &str = "io.kubernetes.container.name";
 
 impl ContainerInfo {
     /// Sets `image` and the repository, tag and digest parsed from it.
@@ -135,7 +133,12 @@ pub fn image_id_hex(id: &str) -> &str {
 /// nanoseconds since the epoch; `None` for malformed text or times before 1970.
 pub fn parse_rfc3339_ns(s: &str) -> Option<u64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':'
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
     {
         return None;
     }
@@ -223,7 +226,7 @@ mod tests {
             (LABEL_POD_NAME, "web-0"),
             (LABEL_POD_NAMESPACE, "shop"),
             (LABEL_POD_UID, "3f6a1c52-0000-4000-8000-000000000001"),
-            (LABEL_CONTAINER_NAME, "web"),
+            ("io.kubernetes.container.name", "web"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -38,16 +38,16 @@ pub type Client = RuntimeServiceClient<Channel>;
 
 /// Opens a lazily connecting CRI runtime client on the unix socket `path`.
 ///
-/// The connection is made on the first call and remade after failures.
+/// The connection is made on the first call and remade after failures. Call it inside a
+/// tokio runtime (the channel's task is spawned there).
 pub fn connect(path: impl Into<PathBuf>) -> Client {
     let path = path.into();
     // The URI is required by tonic but unused: the connector always dials `path`.
-    let channel = Endpoint::from_static("http://cri.sock").connect_with_connector_lazy(tower::service_fn(
-        move |_: Uri| {
+    let channel =
+        Endpoint::from_static("http://cri.sock").connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
             let path = path.clone();
             async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
-        },
-    ));
+        }));
     RuntimeServiceClient::new(channel)
 }
 
@@ -90,7 +90,8 @@ impl CriClient {
             Ok(Ok(response)) => response.into_inner(),
         };
         let status = response.status.ok_or_else(|| FetchError::Other("ContainerStatus without status".into()))?;
-        let verbose: Value = response.info.get("info").and_then(|s| serde_json::from_str(s).ok()).unwrap_or(Value::Null);
+        let verbose: Value =
+            response.info.get("info").and_then(|s| serde_json::from_str(s).ok()).unwrap_or(Value::Null);
         let mut info = container_info(runtime, status, &verbose);
         let sandbox_id = verbose.get("sandboxID").and_then(Value::as_str).unwrap_or_default().to_owned();
         if !sandbox_id.is_empty() {
@@ -101,7 +102,7 @@ impl CriClient {
                     info.pod = Some(pod);
                 }
                 // The container's own kubelet labels still name the pod.
-                Err(e) => log::debug!("PodSandboxStatus {sandbox_id}: {e}"),
+                Err(e) => log::warn!("container {id}: pod sandbox {sandbox_id}: no pod labels: {e}"),
             }
             if let Some(pod) = &mut info.pod {
                 pod.sandbox_id = sandbox_id;
