@@ -257,6 +257,9 @@ struct State {
 struct Inner {
     config: EnrichConfig,
     cgroup2_root: Option<PathBuf>,
+    /// Whether this host has only the cgroup v2 hierarchy (then every process's v2 cgroup
+    /// tells host from container).
+    cgroup_v2_only: bool,
     clients: Vec<Client>,
     state: Mutex<State>,
     stats: Stats,
@@ -292,12 +295,15 @@ impl ContainerCache {
             })
             .collect();
         let cgroup2_root = config.cgroup2_root.clone().or_else(find_cgroup2_root);
+        let cgroup_v2_only = std::fs::read_to_string("/proc/self/cgroup")
+            .is_ok_and(|text| !text.is_empty() && text.lines().all(|l| l.starts_with("0::")));
         let cgroups_capacity = config.capacity.saturating_mul(NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN));
         let state = State { containers: LruCache::new(config.capacity), cgroups: LruCache::new(cgroups_capacity) };
         Self {
             inner: Arc::new(Inner {
                 config,
                 cgroup2_root,
+                cgroup_v2_only,
                 clients,
                 state: Mutex::new(state),
                 stats: Stats::default(),
@@ -310,31 +316,45 @@ impl ContainerCache {
     /// `cgroup_id`), waiting at most [`EnrichConfig::max_wait`] for metadata not yet cached.
     pub async fn lookup(&self, pid: u32, cgroup_id: Option<u64>) -> ContainerView {
         let start = Instant::now();
-        let view = match self.begin(pid, cgroup_id) {
-            Ok(view) => view,
-            Err((id, mut rx)) => {
-                let waited = tokio::time::timeout(self.inner.config.max_wait, rx.wait_for(|done| *done)).await;
-                let info = waited.is_ok().then(|| self.ready(&id)).flatten();
-                if info.is_some() {
-                    self.inner.stats.resolved_in_wait.fetch_add(1, Relaxed);
-                }
-                self.finish(id, info)
-            }
-        };
-        self.inner.stats.lookup_ns_total.fetch_add(elapsed_ns(start), Relaxed);
-        view
+        let id = self.container_id(pid, cgroup_id);
+        self.resolve(id, start).await
     }
 
     /// Like [`lookup`](Self::lookup) but never waits: metadata not yet cached is fetched in
     /// the background and the answer is [`MetaStatus::Pending`].
     pub fn lookup_now(&self, pid: u32, cgroup_id: Option<u64>) -> ContainerView {
         let start = Instant::now();
-        let view = match self.begin(pid, cgroup_id) {
-            Ok(view) => view,
-            Err((id, _)) => self.finish(id, None),
-        };
-        self.inner.stats.lookup_ns_total.fetch_add(elapsed_ns(start), Relaxed);
-        view
+        let id = self.container_id(pid, cgroup_id);
+        self.resolve_now(id, start)
+    }
+
+    /// The metadata of container `id` (e.g. kept per process by the process table),
+    /// waiting at most [`EnrichConfig::max_wait`]; no procfs read.
+    pub async fn lookup_container(&self, id: ContainerId) -> ContainerView {
+        self.resolve(Some(id), Instant::now()).await
+    }
+
+    /// Like [`lookup_container`](Self::lookup_container) but never waits.
+    pub fn lookup_container_now(&self, id: ContainerId) -> ContainerView {
+        self.resolve_now(Some(id), Instant::now())
+    }
+
+    /// The container process `pid` runs in, from the event's cgroup v2 id when a process
+    /// already proved which container it is, else from `/proc/PID/cgroup`; `None` when the
+    /// process is gone and the cgroup id unknown. Synchronous: one small procfs read at most.
+    pub fn container_id(&self, pid: u32, cgroup_id: Option<u64>) -> Option<ContainerId> {
+        if let Some(cgroup_id) = cgroup_id
+            && let Some(id) = self.state().cgroups.get(&cgroup_id)
+        {
+            return Some(id.clone());
+        }
+        let path = self.inner.config.proc_root.join(pid.to_string()).join("cgroup");
+        let text = std::fs::read_to_string(path).ok()?;
+        let id = container_id_from_cgroup(&text);
+        if let Some(cgroup_id) = cgroup_id {
+            self.learn_cgroup(cgroup_id, &text, &id);
+        }
+        Some(id)
     }
 
     /// The counters now.
@@ -357,11 +377,38 @@ impl ContainerCache {
         }
     }
 
+    /// A lookup of `id` that waits at most `max_wait`; `start` is when it began.
+    async fn resolve(&self, id: Option<ContainerId>, start: Instant) -> ContainerView {
+        let view = match self.begin(id) {
+            Ok(view) => view,
+            Err((id, mut rx)) => {
+                let waited = tokio::time::timeout(self.inner.config.max_wait, rx.wait_for(|done| *done)).await;
+                let info = waited.is_ok().then(|| self.ready(&id)).flatten();
+                if info.is_some() {
+                    self.inner.stats.resolved_in_wait.fetch_add(1, Relaxed);
+                }
+                self.finish(id, info)
+            }
+        };
+        self.inner.stats.lookup_ns_total.fetch_add(elapsed_ns(start), Relaxed);
+        view
+    }
+
+    /// A lookup of `id` that does not wait; `start` is when it began.
+    fn resolve_now(&self, id: Option<ContainerId>, start: Instant) -> ContainerView {
+        let view = match self.begin(id) {
+            Ok(view) => view,
+            Err((id, _)) => self.finish(id, None),
+        };
+        self.inner.stats.lookup_ns_total.fetch_add(elapsed_ns(start), Relaxed);
+        view
+    }
+
     /// The first half of a lookup: a finished view, or the container to wait for.
-    fn begin(&self, pid: u32, cgroup_id: Option<u64>) -> Result<ContainerView, (ContainerId, watch::Receiver<bool>)> {
+    fn begin(&self, id: Option<ContainerId>) -> Result<ContainerView, (ContainerId, watch::Receiver<bool>)> {
         let stats = &self.inner.stats;
         stats.lookups.fetch_add(1, Relaxed);
-        let Some(id) = self.container_id(pid, cgroup_id) else {
+        let Some(id) = id else {
             stats.no_id.fetch_add(1, Relaxed);
             return Ok(ContainerView::unknown());
         };
@@ -426,34 +473,23 @@ impl ContainerCache {
         Probe::Wait(rx)
     }
 
-    /// The container of `pid`: from the cgroup id when already known, else from procfs.
-    fn container_id(&self, pid: u32, cgroup_id: Option<u64>) -> Option<ContainerId> {
-        if let Some(cgroup_id) = cgroup_id
-            && let Some(id) = self.state().cgroups.get(&cgroup_id)
-        {
-            return Some(id.clone());
-        }
-        let path = self.inner.config.proc_root.join(pid.to_string()).join("cgroup");
-        let text = std::fs::read_to_string(path).ok()?;
-        let id = container_id_from_cgroup(&text);
-        if let Some(cgroup_id) = cgroup_id {
-            self.learn_cgroup(cgroup_id, &text, &id);
-        }
-        Some(id)
-    }
-
     /// Remembers that cgroup v2 id `cgroup_id` is container `id`, when the process's v2
     /// path names that container and the path's directory has that id (the process may
-    /// have moved since its event). Host cgroups are not remembered: on hybrid hosts
-    /// containers placed only in v1 hierarchies share the host's v2 cgroup.
+    /// have moved since its event). Host cgroups are remembered only on cgroup-v2-only
+    /// hosts: on hybrid hosts a container placed only in v1 hierarchies would share a host
+    /// process's v2 cgroup.
     fn learn_cgroup(&self, cgroup_id: u64, text: &str, id: &ContainerId) {
         use std::os::unix::fs::MetadataExt;
         let Some(root) = &self.inner.cgroup2_root else { return };
-        let Some(v2) = container_id_from_cgroup_v2(text).filter(|v2| v2 == id) else { return };
+        let v2 = container_id_from_cgroup_v2(text);
+        let remember = match &v2 {
+            Some(v2) => v2 == id,
+            None => id.is_host() && self.inner.cgroup_v2_only,
+        };
         let Some(path) = text.lines().find_map(|l| l.strip_prefix("0::")) else { return };
         let dir = root.join(path.trim_start_matches('/'));
-        if std::fs::metadata(dir).is_ok_and(|m| m.ino() == cgroup_id) {
-            self.state().cgroups.put(cgroup_id, v2);
+        if remember && std::fs::metadata(dir).is_ok_and(|m| m.ino() == cgroup_id) {
+            self.state().cgroups.put(cgroup_id, id.clone());
         }
     }
 
@@ -688,6 +724,39 @@ mod tests {
         let view = cache.lookup(3, None).await;
         assert_eq!(view.status, MetaStatus::Failed);
         assert_eq!(cache.stats().failures, 1);
+    }
+
+    #[tokio::test]
+    async fn cgroup_ids_outlive_their_processes() {
+        use std::os::unix::fs::MetadataExt;
+        let proc_root = fake_proc();
+        let cgroup2 = proc_root.join("cgroup2");
+        std::fs::create_dir_all(cgroup2.join("docker").join(ID)).unwrap();
+        std::fs::create_dir_all(cgroup2.join("init.scope")).unwrap();
+        let container_cgroup = std::fs::metadata(cgroup2.join("docker").join(ID)).unwrap().ino();
+        let root_cgroup = std::fs::metadata(&cgroup2).unwrap().ino();
+        // pid 4: a hybrid-host container process seen only in v1; its v2 cgroup is the root's.
+        std::fs::create_dir_all(proc_root.join("4")).unwrap();
+        std::fs::write(proc_root.join("4/cgroup"), format!("4:memory:/docker/{ID}\n0::/\n")).unwrap();
+        let mut cfg = config(proc_root.clone(), vec![]);
+        cfg.cgroup2_root = Some(cgroup2);
+        let cache = ContainerCache::new(cfg, tokio::runtime::Handle::current());
+
+        assert_eq!(cache.container_id(2, Some(container_cgroup)).unwrap().full(), ID);
+        assert_eq!(cache.container_id(4, Some(root_cgroup)).unwrap().full(), ID);
+        std::fs::remove_dir_all(proc_root.join("2")).unwrap();
+        std::fs::remove_dir_all(proc_root.join("4")).unwrap();
+        // Learned from the v2 path: still resolves once the process is gone.
+        assert_eq!(cache.container_id(2, Some(container_cgroup)).unwrap().full(), ID);
+        // Not learned: the root v2 cgroup does not tell containers from the host here.
+        assert_eq!(cache.container_id(4, Some(root_cgroup)), None);
+        // A wrong cgroup id (the process moved since its event) is not learned either.
+        assert_eq!(cache.container_id(1, Some(container_cgroup + 1_000_000)), Some(ContainerId::Host));
+        assert_eq!(cache.lookup(2, Some(container_cgroup + 1_000_000)).await.status, MetaStatus::Unknown);
+
+        let id = ContainerId::Container { id: ID.into(), kind: RuntimeKind::Docker };
+        let view = cache.lookup_container_now(id);
+        assert_eq!(view.status, MetaStatus::Pending, "no runtime: fetch under way");
     }
 
     #[test]

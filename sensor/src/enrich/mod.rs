@@ -28,6 +28,10 @@
 //!   cached; the answer is then [`MetaStatus::Pending`] (fields render `<NA>`) while the
 //!   fetch completes in the background, so later events of that container get it.
 //!   [`ContainerCache::lookup_now`] never waits (for callers outside async code).
+//! - [`ContainerCache::container_id`] gives just the id (synchronous, at most one procfs
+//!   read); a process table can keep it per process and later ask
+//!   [`ContainerCache::lookup_container`] / [`ContainerCache::lookup_container_now`], which
+//!   read no procfs at all.
 //! - [`ContainerView`] is the answer: the id, the metadata when known, and
 //!   [`ContainerView::field`] rendering a `container.*` / `k8s.*` field as text.
 //! - [`ContainerStats`] is a snapshot of the counters.
