@@ -33,6 +33,8 @@ fn main() {
         ("cri_pod_container_resolves_with_pod_fields", cri_pod),
         ("docker_container_resolves", docker),
         ("podman_container_resolves", podman),
+        ("docker_start_and_remove_events_update_the_cache", docker_events),
+        ("podman_start_and_remove_events_update_the_cache", podman_events),
         ("host_process_is_host", host),
         ("metadata_lookup_latency", latency),
     ];
@@ -507,6 +509,46 @@ fn docker_like(ctx: &Ctx, cli: fn(&Ctx) -> Command, runtime: &str, salt: u32) {
     let stats = cache.stats();
     println!("  stats: {stats:?}");
     assert_eq!(stats.failures, 0, "no failed fetches: {stats:?}");
+}
+
+/// With the cache already following the runtime's events, a new container's metadata is
+/// fetched when it starts (its first lookup is a hit) and dropped when it is removed.
+fn events(ctx: &Ctx, cli: fn(&Ctx) -> Command, runtime: &str) {
+    let cache = ctx.cache();
+    // Let the follower connect before the container starts.
+    std::thread::sleep(Duration::from_millis(300));
+    let name = format!("sensor-ct-{runtime}-events-{}", std::process::id());
+    let id = run(cli(ctx).args(["run", "-d", "--name", &name, "--network", "none", ctx.get("IMAGE"), "sleep", "3600"]));
+    let mut rm = cli(ctx);
+    rm.args(["rm", "-f", &name]);
+    if runtime == "podman" {
+        rm.args(["-t", "0"]);
+    }
+    let init_pid: u32 = run(cli(ctx).args(["inspect", "-f", "{{.State.Pid}}", &name])).parse().unwrap();
+    let deadline = Instant::now() + RESOLVE_TIMEOUT;
+    while cache.stats().fetches == 0 {
+        assert!(Instant::now() < deadline, "no fetch on {runtime}'s start event: {:?}", cache.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let view = cache.lookup_now(init_pid, None);
+    expect_field(&view, "container.full_id", None, &id);
+    expect_field(&view, "container.name", None, &name);
+    let stats = cache.stats();
+    assert_eq!((stats.prefetches, stats.hits, stats.misses), (1, 1, 0), "{stats:?}");
+    run(&mut rm);
+    while cache.stats().evictions == 0 {
+        assert!(Instant::now() < deadline, "not forgotten on {runtime}'s destroy event: {:?}", cache.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    println!("  stats: {:?}", cache.stats());
+}
+
+fn docker_events(ctx: &Ctx) {
+    events(ctx, Ctx::docker, "docker");
+}
+
+fn podman_events(ctx: &Ctx) {
+    events(ctx, Ctx::podman, "podman");
 }
 
 fn docker(ctx: &Ctx) {

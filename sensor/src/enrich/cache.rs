@@ -4,7 +4,7 @@ use std::{
     num::NonZeroUsize,
     path::{Path, PathBuf},
     sync::{
-        Arc, Mutex, MutexGuard,
+        Arc, Mutex, MutexGuard, Weak,
         atomic::{AtomicU64, Ordering::Relaxed},
     },
     time::{Duration, Instant},
@@ -39,6 +39,9 @@ pub struct EnrichConfig {
     pub proc_root: PathBuf,
     /// Where the cgroup v2 hierarchy is mounted (`None`: found in `/proc/self/mountinfo`).
     pub cgroup2_root: Option<PathBuf>,
+    /// Follow the Docker-API runtimes' container events: fetch metadata when a container
+    /// starts, forget it when the container is removed.
+    pub follow_events: bool,
 }
 
 impl Default for EnrichConfig {
@@ -51,6 +54,7 @@ impl Default for EnrichConfig {
             retry_after: Duration::from_secs(5),
             proc_root: PathBuf::from("/proc"),
             cgroup2_root: None,
+            follow_events: true,
         }
     }
 }
@@ -175,6 +179,12 @@ pub struct ContainerStats {
     pub fetch_ns_max: u64,
     /// Total time callers spent in lookups (waits included), nanoseconds.
     pub lookup_ns_total: u64,
+    /// Container events received from the runtimes.
+    pub runtime_events: u64,
+    /// Fetches started by a runtime's container start event.
+    pub prefetches: u64,
+    /// Containers forgotten because the runtime removed them.
+    pub evictions: u64,
     /// Containers whose metadata (or pending fetch, or failure) is cached now.
     pub cached: u64,
 }
@@ -194,6 +204,9 @@ struct Stats {
     fetch_ns_total: AtomicU64,
     fetch_ns_max: AtomicU64,
     lookup_ns_total: AtomicU64,
+    runtime_events: AtomicU64,
+    prefetches: AtomicU64,
+    evictions: AtomicU64,
 }
 
 /// One container's entry in the LRU.
@@ -264,6 +277,14 @@ struct Inner {
     state: Mutex<State>,
     stats: Stats,
     runtime: tokio::runtime::Handle,
+    /// Turns true when the cache is dropped: event followers stop.
+    shutdown: watch::Sender<bool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown.send_replace(true);
+    }
 }
 
 /// Container metadata for processes, fetched from the runtimes and kept in an LRU.
@@ -299,17 +320,26 @@ impl ContainerCache {
             .is_ok_and(|text| !text.is_empty() && text.lines().all(|l| l.starts_with("0::")));
         let cgroups_capacity = config.capacity.saturating_mul(NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN));
         let state = State { containers: LruCache::new(config.capacity), cgroups: LruCache::new(cgroups_capacity) };
-        Self {
-            inner: Arc::new(Inner {
-                config,
-                cgroup2_root,
-                cgroup_v2_only,
-                clients,
-                state: Mutex::new(state),
-                stats: Stats::default(),
-                runtime,
-            }),
+        let (shutdown, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            config,
+            cgroup2_root,
+            cgroup_v2_only,
+            clients,
+            state: Mutex::new(state),
+            stats: Stats::default(),
+            runtime,
+            shutdown,
+        });
+        if inner.config.follow_events {
+            for (index, client) in inner.clients.iter().enumerate() {
+                if matches!(client, Client::Docker { .. }) {
+                    let follower = Inner::follow_events(Arc::downgrade(&inner), index, inner.shutdown.subscribe());
+                    inner.runtime.spawn(follower);
+                }
+            }
         }
+        Self { inner }
     }
 
     /// The container of process `pid` (its event's cgroup v2 id, when known, in
@@ -373,6 +403,9 @@ impl ContainerCache {
             fetch_ns_total: s.fetch_ns_total.load(Relaxed),
             fetch_ns_max: s.fetch_ns_max.load(Relaxed),
             lookup_ns_total: s.lookup_ns_total.load(Relaxed),
+            runtime_events: s.runtime_events.load(Relaxed),
+            prefetches: s.prefetches.load(Relaxed),
+            evictions: s.evictions.load(Relaxed),
             cached: self.state().containers.len() as u64,
         }
     }
@@ -457,20 +490,7 @@ impl ContainerCache {
 
     /// Looks `id` up in the LRU, starting a fetch when it is absent or its failure expired.
     fn probe(&self, id: &ContainerId) -> Probe {
-        let mut state = self.state();
-        match state.containers.get(id.full()) {
-            Some(Slot::Ready(info)) => return Probe::Ready(info.clone()),
-            Some(Slot::Pending(rx)) => return Probe::Wait(rx.clone()),
-            Some(Slot::Failed { until }) if Instant::now() < *until => return Probe::Failed,
-            Some(Slot::Failed { .. }) | None => {}
-        }
-        let (tx, rx) = watch::channel(false);
-        state.containers.put(id.full().into(), Slot::Pending(rx.clone()));
-        drop(state);
-        let inner = self.inner.clone();
-        let id = id.clone();
-        self.inner.runtime.spawn(async move { Inner::fetch(inner, id, tx).await });
-        Probe::Wait(rx)
+        Inner::probe(&self.inner, id)
     }
 
     /// Remembers that cgroup v2 id `cgroup_id` is container `id`, when the process's v2
@@ -496,11 +516,105 @@ impl ContainerCache {
     /// The locked state (a panic while holding the lock leaves it usable: entries are
     /// whole values).
     fn state(&self) -> MutexGuard<'_, State> {
-        self.inner.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner.state()
     }
 }
 
 impl Inner {
+    /// The locked state.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Looks `id` up in the LRU, starting a fetch when it is absent or its failure expired.
+    fn probe(inner: &Arc<Self>, id: &ContainerId) -> Probe {
+        let mut state = inner.state();
+        match state.containers.get(id.full()) {
+            Some(Slot::Ready(info)) => return Probe::Ready(info.clone()),
+            Some(Slot::Pending(rx)) => return Probe::Wait(rx.clone()),
+            Some(Slot::Failed { until }) if Instant::now() < *until => return Probe::Failed,
+            Some(Slot::Failed { .. }) | None => {}
+        }
+        let (tx, rx) = watch::channel(false);
+        state.containers.put(id.full().into(), Slot::Pending(rx.clone()));
+        drop(state);
+        let task_inner = inner.clone();
+        let id = id.clone();
+        inner.runtime.spawn(async move { Inner::fetch(task_inner, id, tx).await });
+        Probe::Wait(rx)
+    }
+
+    /// Acts on a runtime's container event: fetch on `start` (so the container's first
+    /// events find its metadata), forget on `destroy` (Docker) or `remove` (podman).
+    fn on_runtime_event(inner: &Arc<Self>, kind: RuntimeKind, action: &str, id: &str) {
+        inner.stats.runtime_events.fetch_add(1, Relaxed);
+        if id.len() != super::FULL_ID_LEN || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return;
+        }
+        match action {
+            "start" => {
+                let id = ContainerId::Container { id: id.to_ascii_lowercase().into(), kind };
+                let cached = inner.state().containers.contains(id.full());
+                if !cached {
+                    inner.stats.prefetches.fetch_add(1, Relaxed);
+                    Self::probe(inner, &id);
+                }
+            }
+            // Docker says destroy, podman remove.
+            "destroy" | "remove" => {
+                let id = id.to_ascii_lowercase();
+                let mut state = inner.state();
+                if state.containers.pop(id.as_str()).is_some() {
+                    inner.stats.evictions.fetch_add(1, Relaxed);
+                }
+                let stale: Vec<u64> =
+                    state.cgroups.iter().filter(|(_, c)| c.full() == id).map(|(cgroup, _)| *cgroup).collect();
+                for cgroup in stale {
+                    state.cgroups.pop(&cgroup);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Follows the container events of Docker-API client `index` until the cache is
+    /// dropped, reconnecting with a growing pause (the runtime may start later or restart).
+    async fn follow_events(weak: Weak<Self>, index: usize, mut shutdown: watch::Receiver<bool>) {
+        let mut pause = Duration::from_millis(500);
+        loop {
+            let Some(inner) = weak.upgrade() else { return };
+            let Client::Docker { client, api } = &inner.clients[index] else { return };
+            let (client, kind) =
+                (client.clone(), if *api == RuntimeApi::Podman { RuntimeKind::Podman } else { RuntimeKind::Docker });
+            // Only the callbacks hold the cache, so dropping the cache ends this task.
+            drop(inner);
+            let started = Instant::now();
+            let events = weak.clone();
+            let outcome = tokio::select! {
+                outcome = client.follow_events(|action, id| {
+                    if let Some(inner) = events.upgrade() {
+                        Self::on_runtime_event(&inner, kind, action, id);
+                    }
+                }) => outcome,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            match outcome {
+                Ok(()) => log::debug!("{}: container events ended", client.path().display()),
+                // A runtime that is not installed or not running is normal.
+                Err(FetchError::Unavailable(e)) => log::debug!("container events: {e}"),
+                Err(e) => log::warn!("container events: {e}"),
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                pause = Duration::from_millis(500);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            pause = (pause * 2).min(Duration::from_secs(30));
+        }
+    }
+
     /// Fetches `id` from the runtimes, stores the outcome, and wakes the waiters.
     async fn fetch(inner: Arc<Self>, id: ContainerId, done: watch::Sender<bool>) {
         let start = Instant::now();
@@ -518,7 +632,7 @@ impl Inner {
                 Slot::Failed { until: Instant::now() + inner.config.retry_after }
             }
         };
-        inner.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).containers.put(id.full().into(), slot);
+        inner.state().containers.put(id.full().into(), slot);
         // Nobody waiting is fine.
         let _ = done.send(true);
     }
@@ -603,7 +717,13 @@ mod tests {
     }
 
     fn config(proc_root: PathBuf, endpoints: Vec<RuntimeEndpoint>) -> EnrichConfig {
-        EnrichConfig { endpoints, proc_root, max_wait: Duration::from_millis(200), ..EnrichConfig::default() }
+        EnrichConfig {
+            endpoints,
+            proc_root,
+            max_wait: Duration::from_millis(200),
+            follow_events: false,
+            ..EnrichConfig::default()
+        }
     }
 
     #[tokio::test]
@@ -640,11 +760,11 @@ mod tests {
         assert_eq!((s.lookups, s.misses, s.fetches, s.failures, s.unknown_yet), (2, 2, 1, 1, 2));
     }
 
-    /// A Docker-API server on a unix socket answering inspect requests after `delay`.
-    async fn fake_docker(delay: Duration) -> PathBuf {
+    /// A Docker-API server on a unix socket answering inspect requests after `delay`; its
+    /// event stream reports container `ID` started, then removed 300 ms later.
+    async fn fake_docker(name: &str, delay: Duration) -> PathBuf {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let path =
-            std::env::temp_dir().join(format!("enrich-docker-{}-{}.sock", std::process::id(), delay.as_millis()));
+        let path = std::env::temp_dir().join(format!("enrich-docker-{}-{name}.sock", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let listener = tokio::net::UnixListener::bind(&path).unwrap();
         tokio::spawn(async move {
@@ -654,6 +774,21 @@ mod tests {
                     let mut buf = vec![0; 4096];
                     let n = stream.read(&mut buf).await.unwrap_or(0);
                     let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    if request.starts_with("GET /events?") {
+                        let chunk = |action: &str| {
+                            let line = format!(
+                                "{{\"Type\":\"container\",\"Action\":\"{action}\",\"Actor\":{{\"ID\":\"{ID}\"}}}}\n"
+                            );
+                            format!("{:x}\r\n{line}\r\n", line.len())
+                        };
+                        let head =
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+                        let _ = stream.write_all(format!("{head}{}", chunk("start")).as_bytes()).await;
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        let _ = stream.write_all(chunk("destroy").as_bytes()).await;
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        return;
+                    }
                     tokio::time::sleep(delay).await;
                     let (status, body) = if request.starts_with(&format!("GET /containers/{ID}/json ")) {
                         let body = serde_json::json!({
@@ -678,7 +813,7 @@ mod tests {
 
     #[tokio::test]
     async fn fetch_within_the_bound_then_hit() {
-        let socket = fake_docker(Duration::ZERO).await;
+        let socket = fake_docker("bound", Duration::ZERO).await;
         let endpoints = vec![RuntimeEndpoint::new(RuntimeApi::Docker, socket)];
         let cache = ContainerCache::new(config(fake_proc(), endpoints), tokio::runtime::Handle::current());
         let view = cache.lookup(2, None).await;
@@ -694,7 +829,7 @@ mod tests {
 
     #[tokio::test]
     async fn slow_runtime_answers_later_events() {
-        let socket = fake_docker(Duration::from_millis(300)).await;
+        let socket = fake_docker("slow", Duration::from_millis(300)).await;
         let endpoints = vec![RuntimeEndpoint::new(RuntimeApi::Docker, socket)];
         let mut cfg = config(fake_proc(), endpoints);
         cfg.max_wait = Duration::from_millis(5);
@@ -714,7 +849,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_ids_are_failures() {
-        let socket = fake_docker(Duration::ZERO).await;
+        let socket = fake_docker("unknown", Duration::ZERO).await;
         let dir = fake_proc();
         let other = "f".repeat(64);
         std::fs::create_dir_all(dir.join("3")).unwrap();
@@ -757,6 +892,30 @@ mod tests {
         let id = ContainerId::Container { id: ID.into(), kind: RuntimeKind::Docker };
         let view = cache.lookup_container_now(id);
         assert_eq!(view.status, MetaStatus::Pending, "no runtime: fetch under way");
+    }
+
+    #[tokio::test]
+    async fn runtime_events_prefetch_and_evict() {
+        let socket = fake_docker("events", Duration::ZERO).await;
+        let endpoints = vec![RuntimeEndpoint::new(RuntimeApi::Docker, socket)];
+        let cfg = EnrichConfig { follow_events: true, ..config(fake_proc(), endpoints) };
+        let cache = ContainerCache::new(cfg, tokio::runtime::Handle::current());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while cache.stats().fetches == 0 {
+            assert!(Instant::now() < deadline, "no prefetch on the start event: {:?}", cache.stats());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The container's first event finds its metadata.
+        let view = cache.lookup_now(2, None);
+        assert_eq!(view.field("container.name", None).as_deref(), Some("web"));
+        let s = cache.stats();
+        assert_eq!((s.prefetches, s.hits, s.misses), (1, 1, 0), "{s:?}");
+        while cache.stats().evictions == 0 {
+            assert!(Instant::now() < deadline, "no eviction on the destroy event: {:?}", cache.stats());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(cache.stats().cached, 0);
+        assert_eq!(cache.stats().runtime_events, 2);
     }
 
     #[test]

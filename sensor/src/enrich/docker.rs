@@ -24,6 +24,7 @@ use super::{
 };
 
 /// A Docker-API endpoint: dockerd, or podman's service.
+#[derive(Clone)]
 pub(crate) struct DockerClient {
     /// The socket path.
     path: PathBuf,
@@ -64,6 +65,47 @@ impl DockerClient {
         let json: Value = serde_json::from_slice(&body)
             .map_err(|e| FetchError::Other(format!("{}: GET {uri}: bad JSON: {e}", self.path.display())))?;
         Ok(container_info(self.runtime, &json))
+    }
+}
+
+impl DockerClient {
+    /// Follows the runtime's container events (`GET /events`), calling `on_event(action, id)`
+    /// for each, until the stream ends or fails.
+    pub(crate) async fn follow_events(&self, mut on_event: impl FnMut(&str, &str)) -> Result<(), FetchError> {
+        // filters={"type":["container"]}
+        let uri = "/events?filters=%7B%22type%22%3A%5B%22container%22%5D%7D";
+        let unavailable = |e: &dyn std::fmt::Display| FetchError::Unavailable(format!("{}: {e}", self.path.display()));
+        let stream = UnixStream::connect(&self.path).await.map_err(|e| unavailable(&e))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| unavailable(&e))?;
+        let driver = tokio::spawn(connection);
+        let request = Request::get(uri)
+            .header(hyper::header::HOST, "localhost")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| FetchError::Other(format!("request for {uri}: {e}")))?;
+        let other = |e: hyper::Error| FetchError::Other(format!("{}: GET /events: {e}", self.path.display()));
+        let response = sender.send_request(request).await.map_err(other)?;
+        if response.status() != StatusCode::OK {
+            driver.abort();
+            return Err(FetchError::Other(format!("{}: GET /events: {}", self.path.display(), response.status())));
+        }
+        let mut body = response.into_body();
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.map_err(other)?.into_data() else { continue };
+            pending.extend_from_slice(&data);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                if let Ok(event) = serde_json::from_slice::<Value>(&line) {
+                    let field = |a: &str, b: &str| {
+                        event.pointer(a).or_else(|| event.pointer(b)).and_then(Value::as_str).unwrap_or_default()
+                    };
+                    on_event(field("/Action", "/status"), field("/Actor/ID", "/id"));
+                }
+            }
+        }
+        driver.abort();
+        Ok(())
     }
 }
 
