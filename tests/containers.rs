@@ -31,6 +31,7 @@ fn main() {
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let tests: &[(&str, Test)] = &[
         ("cri_pod_container_resolves_with_pod_fields", cri_pod),
+        ("containerd_ctr_container_resolves", containerd_ctr),
         ("docker_container_resolves", docker),
         ("podman_container_resolves", podman),
         ("docker_start_and_remove_events_update_the_cache", docker_events),
@@ -127,6 +128,7 @@ impl Ctx {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let endpoints = vec![
             RuntimeEndpoint::new(RuntimeApi::Cri, bed.get("CRI_SOCK")),
+            RuntimeEndpoint::new(RuntimeApi::Containerd, bed.get("CRI_SOCK")),
             RuntimeEndpoint::new(RuntimeApi::Docker, bed.get("DOCKER_SOCK")),
             RuntimeEndpoint::new(RuntimeApi::Podman, bed.get("PODMAN_SOCK")),
         ];
@@ -429,6 +431,67 @@ fn cri_pod(ctx: &Ctx) {
     println!("  stats: {stats:?}");
     assert_eq!(stats.failures, 0, "no failed fetches: {stats:?}");
     drop(pod);
+}
+
+// ------------------------------------------------------------------------- containerd (ctr)
+
+/// A `ctr` container, killed and removed on drop.
+struct CtrContainer {
+    sock: String,
+    id: String,
+}
+
+impl Drop for CtrContainer {
+    fn drop(&mut self) {
+        let ctr = |args: &[&str]| {
+            Command::new("ctr")
+                .args(["-a", &self.sock, "-n", "default"])
+                .args(args)
+                .output()
+                .map(|o| o.status.success())
+        };
+        let _ = ctr(&["tasks", "kill", "-s", "KILL", &self.id]);
+        let deadline = Instant::now() + RESOLVE_TIMEOUT;
+        while !matches!(ctr(&["tasks", "rm", "-f", &self.id]), Ok(true)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !matches!(ctr(&["containers", "rm", &self.id]), Ok(true)) {
+            eprintln!("removing ctr container {} failed", self.id);
+        }
+    }
+}
+
+/// A container made by `ctr` (namespace default) is known only to containerd's own API.
+fn containerd_ctr(ctx: &Ctx) {
+    let sock = ctx.get("CRI_SOCK").to_owned();
+    // ctr's ids are free-form; runtimes (and the cgroup parser) use 64 hex digits.
+    let id = format!("{:08x}{}", std::process::id(), "c7".repeat(28));
+    let secs = unique_seconds(6).to_string();
+    run(Command::new("ctr").args(["-a", &sock, "-n", "default", "run", "-d", "--label", "app=ctr"]).args([
+        ctx.get("IMAGE"),
+        &id,
+        "sleep",
+        &secs,
+    ]));
+    let _container = CtrContainer { sock, id: id.clone() };
+    let pid = pid_of(&["sleep", &secs]);
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(text.contains(&format!("/default/{id}")), "ctr's cgroup path is /<namespace>/<id>: {text}");
+    let cache = ctx.cache();
+    let view = ctx.resolve(&cache, pid, None);
+    expect_field(&view, "container.full_id", None, &id);
+    expect_field(&view, "container.id", None, &id[..12]);
+    expect_field(&view, "container.name", None, &id);
+    expect_field(&view, "container.image", None, ctx.get("IMAGE"));
+    expect_field(&view, "container.image.repository", None, "localhost/sensor-testbed");
+    expect_field(&view, "container.type", None, "containerd");
+    expect_field(&view, "container.label", Some("app"), "ctr");
+    // `ctr run` without --net-host gives the container its own network namespace.
+    expect_field(&view, "container.host_network", None, "false");
+    assert!(view.field("container.start_ts", None).is_some(), "start_ts known");
+    let stats = cache.stats();
+    println!("  ctr pid {pid}: {}; stats: {stats:?}", view.field("container.id", None).unwrap_or_default());
+    assert_eq!(stats.failures, 0, "no failed fetches: {stats:?}");
 }
 
 // ---------------------------------------------------------------------------- Docker and podman

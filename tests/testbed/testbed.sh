@@ -13,7 +13,8 @@
 #   dockerd on that containerd   $BASE/docker.sock       cgroupfs driver, --bridge=none --iptables=false
 #   podman system service        $BASE/podman.sock       Docker-compatible API; runc; cgroupfs
 #   image localhost/sensor-testbed:1   busybox-static root filesystem, built here from /bin/busybox,
-#                                      loaded into containerd (k8s.io), dockerd and podman
+#                                      loaded into containerd (namespaces k8s.io and default),
+#                                      dockerd and podman
 #   image localhost/sensor-testbed-pause:1   catatonit as the pod sandbox ("pause") image
 #
 # It installs nothing: `cargo xtask setup` installs the Debian packages (containerd runc
@@ -167,11 +168,15 @@ EOF
     daemon containerd containerd --config "$BASE/containerd/config.toml"
     retry 20 containerd_up || die "containerd did not answer on $CTRD_SOCK; see $BASE/containerd.log"
   fi
-  local ref file
-  for ref in "$IMAGE" "$PAUSE_IMAGE"; do
-    file=app; [ "$ref" = "$PAUSE_IMAGE" ] && file=pause
-    ctr -a "$CTRD_SOCK" -n k8s.io images ls -q | grep -qxF "$ref" \
-      || ctr -a "$CTRD_SOCK" -n k8s.io images import "$BASE/images/$file.oci.tar" >/dev/null
+  # CRI pods use namespace k8s.io; `ctr` containers of the tests use namespace default.
+  local ns ref file
+  for ns in k8s.io default; do
+    for ref in "$IMAGE" "$PAUSE_IMAGE"; do
+      file=app; [ "$ref" = "$PAUSE_IMAGE" ] && file=pause
+      [ "$ns/$file" = default/pause ] && continue
+      ctr -a "$CTRD_SOCK" -n "$ns" images ls -q | grep -qxF "$ref" \
+        || ctr -a "$CTRD_SOCK" -n "$ns" images import "$BASE/images/$file.oci.tar" >/dev/null
+    done
   done
 }
 

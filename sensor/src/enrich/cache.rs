@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use super::{
     ContainerId, FetchError, RuntimeApi, RuntimeEndpoint, RuntimeKind,
     cgroup::{container_id_from_cgroup, container_id_from_cgroup_v2},
+    containerd::ContainerdClient,
     cri::CriClient,
     docker::DockerClient,
     info::ContainerInfo,
@@ -229,6 +230,7 @@ enum Probe {
 /// A runtime client.
 enum Client {
     Cri(Box<CriClient>),
+    Containerd(ContainerdClient),
     Docker { client: DockerClient, api: RuntimeApi },
 }
 
@@ -237,6 +239,7 @@ impl Client {
     fn api(&self) -> RuntimeApi {
         match self {
             Self::Cri(_) => RuntimeApi::Cri,
+            Self::Containerd(_) => RuntimeApi::Containerd,
             Self::Docker { api, .. } => *api,
         }
     }
@@ -245,6 +248,7 @@ impl Client {
     fn path(&self) -> &Path {
         match self {
             Self::Cri(c) => c.path(),
+            Self::Containerd(c) => c.path(),
             Self::Docker { client, .. } => client.path(),
         }
     }
@@ -253,6 +257,7 @@ impl Client {
     async fn fetch(&self, id: &str) -> Result<ContainerInfo, FetchError> {
         match self {
             Self::Cri(c) => c.fetch(id).await,
+            Self::Containerd(c) => c.fetch(id).await,
             Self::Docker { client, .. } => client.fetch(id).await,
         }
     }
@@ -305,6 +310,9 @@ impl ContainerCache {
             .iter()
             .map(|e| match e.api {
                 RuntimeApi::Cri => Client::Cri(Box::new(CriClient::new(e.path.clone(), config.request_timeout))),
+                RuntimeApi::Containerd => {
+                    Client::Containerd(ContainerdClient::new(e.path.clone(), config.request_timeout))
+                }
                 RuntimeApi::Docker | RuntimeApi::Podman => Client::Docker {
                     client: DockerClient::new(
                         e.path.clone(),
@@ -677,6 +685,8 @@ fn preference(kind: RuntimeKind, api: RuntimeApi) -> u8 {
     match (kind, api) {
         (RuntimeKind::Cri | RuntimeKind::Containerd | RuntimeKind::Crio, RuntimeApi::Cri) => 0,
         (RuntimeKind::Docker, RuntimeApi::Docker) | (RuntimeKind::Podman, RuntimeApi::Podman) => 0,
+        // CRI knows only the containers it made; containerd also knows ctr's and dockerd's.
+        (RuntimeKind::Cri | RuntimeKind::Containerd, RuntimeApi::Containerd) => 1,
         (RuntimeKind::Docker, RuntimeApi::Podman) | (RuntimeKind::Podman, RuntimeApi::Docker) => 1,
         _ => 2,
     }
@@ -925,5 +935,13 @@ mod tests {
             preference(RuntimeKind::Podman, RuntimeApi::Podman) < preference(RuntimeKind::Podman, RuntimeApi::Docker)
         );
         assert!(preference(RuntimeKind::Docker, RuntimeApi::Podman) < preference(RuntimeKind::Docker, RuntimeApi::Cri));
+        assert!(
+            preference(RuntimeKind::Containerd, RuntimeApi::Cri)
+                < preference(RuntimeKind::Containerd, RuntimeApi::Containerd)
+        );
+        assert!(
+            preference(RuntimeKind::Containerd, RuntimeApi::Containerd)
+                < preference(RuntimeKind::Containerd, RuntimeApi::Docker)
+        );
     }
 }

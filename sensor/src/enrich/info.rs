@@ -79,6 +79,8 @@ pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
 pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
 /// Kubelet's container label carrying the pod's uid.
 pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
+/// Kubelet's container label naming the container inside its pod.
+pub const LABEL_CONTAINER_NAME: &str = "io.kubernetes.container.name";
 
 impl ContainerInfo {
     /// Sets `image` and the repository, tag and digest parsed from it.
@@ -226,7 +228,7 @@ mod tests {
             (LABEL_POD_NAME, "web-0"),
             (LABEL_POD_NAMESPACE, "shop"),
             (LABEL_POD_UID, "3f6a1c52-0000-4000-8000-000000000001"),
-            ("io.kubernetes.container.name", "web"),
+            (LABEL_CONTAINER_NAME, "web"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

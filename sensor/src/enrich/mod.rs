@@ -7,16 +7,18 @@
 //!    64-hex id with the [`RuntimeKind`] its path names).
 //! 2. **The metadata**, from the runtime over its unix socket, asynchronously behind an
 //!    LRU cache: [`ContainerCache`] → [`ContainerInfo`] (name, image, labels, pod, ...).
-//!    Runtimes are CRI (containerd, CRI-O: `ContainerStatus(verbose)` + `PodSandboxStatus`)
-//!    and the Docker Engine API (dockerd, and podman's Docker-compatible service).
+//!    Runtimes are CRI (containerd, CRI-O: `ContainerStatus(verbose)` + `PodSandboxStatus`),
+//!    containerd's own containers API (namespaces `k8s.io`, `moby`, `default`) and the
+//!    Docker Engine API (dockerd, and podman's Docker-compatible service).
 //!
 //! # API
 //!
 //! ```no_run
 //! # async fn demo(pid: u32, cgroup_id: u64) {
 //! use sensor::enrich::{ContainerCache, EnrichConfig};
-//! // Default sockets: /run/containerd/containerd.sock, /run/crio/crio.sock (CRI),
-//! // /var/run/docker.sock (Docker), /run/podman/podman.sock (podman); wait at most 5 ms.
+//! // Default sockets: /run/containerd/containerd.sock (CRI, then containerd's own API),
+//! // /run/crio/crio.sock (CRI), /var/run/docker.sock (Docker), /run/podman/podman.sock
+//! // (podman); wait at most 5 ms.
 //! let cache = ContainerCache::new(EnrichConfig::default(), tokio::runtime::Handle::current());
 //! let view = cache.lookup(pid, Some(cgroup_id)).await; // waits at most `max_wait`
 //! println!("{}", view.field("container.id", None).unwrap_or_else(|| "<NA>".into()));
@@ -44,6 +46,7 @@
 
 mod cache;
 mod cgroup;
+mod containerd;
 pub mod cri;
 mod docker;
 mod info;
@@ -61,6 +64,9 @@ pub use info::{ContainerInfo, Mount, PodInfo, split_image};
 pub enum RuntimeApi {
     /// The Kubernetes CRI (`runtime.v1`): containerd's CRI plugin, CRI-O.
     Cri,
+    /// containerd's own containers API, for containers CRI does not know (`ctr`, nerdctl),
+    /// in the namespaces `k8s.io`, `moby` and `default`.
+    Containerd,
     /// The Docker Engine API, served by dockerd.
     Docker,
     /// podman's Docker-compatible API (containers get `container.type = podman`).
@@ -88,6 +94,7 @@ impl RuntimeEndpoint {
         vec![
             Self::new(RuntimeApi::Cri, "/run/containerd/containerd.sock"),
             Self::new(RuntimeApi::Cri, "/run/crio/crio.sock"),
+            Self::new(RuntimeApi::Containerd, "/run/containerd/containerd.sock"),
             Self::new(RuntimeApi::Docker, "/var/run/docker.sock"),
             Self::new(RuntimeApi::Podman, "/run/podman/podman.sock"),
         ]

@@ -41,14 +41,16 @@ pub type Client = RuntimeServiceClient<Channel>;
 /// The connection is made on the first call and remade after failures. Call it inside a
 /// tokio runtime (the channel's task is spawned there).
 pub fn connect(path: impl Into<PathBuf>) -> Client {
-    let path = path.into();
+    RuntimeServiceClient::new(unix_channel(path.into()))
+}
+
+/// A lazily connecting gRPC channel on the unix socket `path` (inside a tokio runtime).
+pub(crate) fn unix_channel(path: PathBuf) -> Channel {
     // The URI is required by tonic but unused: the connector always dials `path`.
-    let channel =
-        Endpoint::from_static("http://cri.sock").connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
-        }));
-    RuntimeServiceClient::new(channel)
+    Endpoint::from_static("http://unix.sock").connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
+        let path = path.clone();
+        async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+    }))
 }
 
 /// A CRI endpoint the cache asks for metadata.
