@@ -36,6 +36,7 @@ fn main() {
         ("podman_container_resolves", podman),
         ("docker_start_and_remove_events_update_the_cache", docker_events),
         ("podman_start_and_remove_events_update_the_cache", podman_events),
+        ("running_containers_are_fetched_when_the_cache_starts", prefetch_running),
         ("host_process_is_host", host),
         ("metadata_lookup_latency", latency),
     ];
@@ -139,9 +140,17 @@ impl Ctx {
         &self.env[key]
     }
 
-    /// A fresh cache on the test bed's sockets (default wait bound).
+    /// A fresh cache on the test bed's sockets (default wait bound), not fetching the
+    /// containers already running (so each test counts only its own lookups).
     fn cache(&self) -> ContainerCache {
-        let config = EnrichConfig { endpoints: self.endpoints.clone(), ..EnrichConfig::default() };
+        self.cache_with(|_| {})
+    }
+
+    /// A fresh cache on the test bed's sockets, configured further by `tune`.
+    fn cache_with(&self, tune: impl FnOnce(&mut EnrichConfig)) -> ContainerCache {
+        let mut config =
+            EnrichConfig { endpoints: self.endpoints.clone(), prefetch_running: false, ..EnrichConfig::default() };
+        tune(&mut config);
         ContainerCache::new(config, self.rt.handle().clone())
     }
 
@@ -606,6 +615,31 @@ fn events(ctx: &Ctx, cli: fn(&Ctx) -> Command, runtime: &str) {
     println!("  stats: {:?}", cache.stats());
 }
 
+/// A container already running when the cache is made is fetched at once (the CRI and
+/// Docker-API runtimes are listed): its first lookup is a hit.
+fn prefetch_running(ctx: &Ctx) {
+    let name = format!("sensor-ct-running-{}", std::process::id());
+    run(ctx.docker().args(["run", "-d", "--name", &name, "--network", "none", ctx.get("IMAGE"), "sleep", "3600"]));
+    let mut rm = ctx.docker();
+    rm.args(["rm", "-f", &name]);
+    let _cleanup = Removed(rm);
+    let pid: u32 = run(ctx.docker().args(["inspect", "-f", "{{.State.Pid}}", &name])).parse().unwrap();
+    let cache = ctx.cache_with(|c| {
+        c.prefetch_running = true;
+        c.follow_events = false;
+    });
+    let deadline = Instant::now() + RESOLVE_TIMEOUT;
+    while cache.stats().fetches < cache.stats().prefetches || cache.stats().fetches == 0 {
+        assert!(Instant::now() < deadline, "running containers not fetched: {:?}", cache.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let view = cache.lookup_now(pid, None);
+    expect_field(&view, "container.name", None, &name);
+    let stats = cache.stats();
+    println!("  stats: {stats:?}");
+    assert_eq!((stats.hits, stats.misses, stats.failures), (1, 0, 0), "{stats:?}");
+}
+
 fn docker_events(ctx: &Ctx) {
     events(ctx, Ctx::docker, "docker");
 }
@@ -653,12 +687,11 @@ fn latency(ctx: &Ctx) {
     // Miss: a fresh cache each time, waiting as long as the fetch takes.
     let mut misses = Vec::new();
     for _ in 0..20 {
-        let config = EnrichConfig {
-            endpoints: ctx.endpoints.clone(),
-            max_wait: Duration::from_secs(5),
-            ..EnrichConfig::default()
-        };
-        let cache = ContainerCache::new(config, ctx.rt.handle().clone());
+        // Nothing else asks the runtime meanwhile: no listing at start, no event stream.
+        let cache = ctx.cache_with(|c| {
+            c.max_wait = Duration::from_secs(5);
+            c.follow_events = false;
+        });
         let start = Instant::now();
         let view = ctx.rt.block_on(cache.lookup(pid, None));
         misses.push(start.elapsed());

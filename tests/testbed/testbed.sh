@@ -59,7 +59,7 @@ retry() {
 # daemon NAME CMD...: starts CMD in its own session, detached; its pid goes to $BASE/NAME.pid.
 daemon() {
   local name=$1; shift
-  setsid "$@" </dev/null >>"$BASE/$name.log" 2>&1 &
+  setsid "$@" </dev/null >>"$BASE/$name.log" 2>&1 9>&- &
   echo $! >"$BASE/$name.pid"
 }
 
@@ -276,6 +276,12 @@ stop_all() {
 # ------------------------------------------------------------------------------------------- main
 [ "$(id -u)" = 0 ] || die "run as root: it starts container runtimes"
 cmd=${1:-}
+# One start or stop at a time (tests of several engineers may share the bed).
+if [ "$cmd" = start ] || [ "$cmd" = stop ]; then
+  mkdir -p "$(dirname "$BASE")"
+  exec 9>"$BASE.lock"
+  flock -w 120 9 || die "another testbed.sh start/stop holds $BASE.lock"
+fi
 case "$cmd" in
   start)
     for tool in containerd ctr runc dockerd podman conmon jq curl; do

@@ -43,6 +43,9 @@ pub struct EnrichConfig {
     /// Follow the Docker-API runtimes' container events: fetch metadata when a container
     /// starts, forget it when the container is removed.
     pub follow_events: bool,
+    /// At start, fetch the metadata of the containers already running (CRI and Docker-API
+    /// runtimes; one fetch at a time, at most `capacity`).
+    pub prefetch_running: bool,
 }
 
 impl Default for EnrichConfig {
@@ -56,6 +59,7 @@ impl Default for EnrichConfig {
             proc_root: PathBuf::from("/proc"),
             cgroup2_root: None,
             follow_events: true,
+            prefetch_running: true,
         }
     }
 }
@@ -339,6 +343,9 @@ impl ContainerCache {
             runtime,
             shutdown,
         });
+        if inner.config.prefetch_running {
+            inner.runtime.spawn(Inner::prefetch_running(Arc::downgrade(&inner)));
+        }
         if inner.config.follow_events {
             for (index, client) in inner.clients.iter().enumerate() {
                 if matches!(client, Client::Docker { .. }) {
@@ -561,12 +568,7 @@ impl Inner {
         }
         match action {
             "start" => {
-                let id = ContainerId::Container { id: id.to_ascii_lowercase().into(), kind };
-                let cached = inner.state().containers.contains(id.full());
-                if !cached {
-                    inner.stats.prefetches.fetch_add(1, Relaxed);
-                    Self::probe(inner, &id);
-                }
+                Self::prefetch(inner, ContainerId::Container { id: id.to_ascii_lowercase().into(), kind });
             }
             // Docker says destroy, podman remove.
             "destroy" | "remove" => {
@@ -582,6 +584,52 @@ impl Inner {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Starts fetching `id` unless it is cached; the fetch's completion, if one started.
+    fn prefetch(inner: &Arc<Self>, id: ContainerId) -> Option<watch::Receiver<bool>> {
+        if inner.state().containers.contains(id.full()) {
+            return None;
+        }
+        inner.stats.prefetches.fetch_add(1, Relaxed);
+        match Self::probe(inner, &id) {
+            Probe::Wait(rx) => Some(rx),
+            Probe::Ready(_) | Probe::Failed => None,
+        }
+    }
+
+    /// Fetches the metadata of the containers running now, one at a time.
+    async fn prefetch_running(weak: Weak<Self>) {
+        let Some(inner) = weak.upgrade() else { return };
+        let mut ids = Vec::new();
+        for client in &inner.clients {
+            let (listed, kind) = match client {
+                Client::Cri(c) => (c.list_running().await, RuntimeKind::Cri),
+                Client::Docker { client, api } => (
+                    client.list_running().await,
+                    if *api == RuntimeApi::Podman { RuntimeKind::Podman } else { RuntimeKind::Docker },
+                ),
+                // Its containers include stopped ones; CRI and Docker list the running ones.
+                Client::Containerd(_) => continue,
+            };
+            match listed {
+                Ok(list) => ids.extend(list.into_iter().map(|id| (id, kind))),
+                Err(FetchError::Unavailable(e)) => log::debug!("listing running containers: {e}"),
+                Err(e) => log::warn!("listing running containers: {e}"),
+            }
+        }
+        drop(inner);
+        for (id, kind) in ids.into_iter().take(self_capacity(&weak)) {
+            if id.len() != super::FULL_ID_LEN {
+                continue;
+            }
+            let Some(inner) = weak.upgrade() else { return };
+            let pending = Self::prefetch(&inner, ContainerId::Container { id: id.to_ascii_lowercase().into(), kind });
+            drop(inner);
+            if let Some(mut done) = pending {
+                let _ = done.wait_for(|done| *done).await;
+            }
         }
     }
 
@@ -680,6 +728,11 @@ impl Inner {
     }
 }
 
+/// The cache's capacity, 0 once it is dropped.
+fn self_capacity(weak: &Weak<Inner>) -> usize {
+    weak.upgrade().map_or(0, |inner| inner.config.capacity.get())
+}
+
 /// Rank of asking an `api` endpoint for a container found in `kind`'s cgroup (lower first).
 fn preference(kind: RuntimeKind, api: RuntimeApi) -> u8 {
     match (kind, api) {
@@ -732,6 +785,7 @@ mod tests {
             proc_root,
             max_wait: Duration::from_millis(200),
             follow_events: false,
+            prefetch_running: false,
             ..EnrichConfig::default()
         }
     }
@@ -800,7 +854,9 @@ mod tests {
                         return;
                     }
                     tokio::time::sleep(delay).await;
-                    let (status, body) = if request.starts_with(&format!("GET /containers/{ID}/json ")) {
+                    let (status, body) = if request.starts_with("GET /containers/json ") {
+                        ("200 OK", serde_json::json!([{"Id": ID}]).to_string())
+                    } else if request.starts_with(&format!("GET /containers/{ID}/json ")) {
                         let body = serde_json::json!({
                             "Id": ID, "Name": "/web", "Config": {"Image": "localhost/app:1", "Labels": {}},
                             "Image": "sha256:ff", "State": {"StartedAt": "2026-11-22T16:44:04Z"}
@@ -926,6 +982,22 @@ mod tests {
         }
         assert_eq!(cache.stats().cached, 0);
         assert_eq!(cache.stats().runtime_events, 2);
+    }
+
+    #[tokio::test]
+    async fn running_containers_are_fetched_at_start() {
+        let socket = fake_docker("running", Duration::ZERO).await;
+        let endpoints = vec![RuntimeEndpoint::new(RuntimeApi::Docker, socket)];
+        let cfg = EnrichConfig { prefetch_running: true, ..config(fake_proc(), endpoints) };
+        let cache = ContainerCache::new(cfg, tokio::runtime::Handle::current());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while cache.stats().fetches == 0 {
+            assert!(Instant::now() < deadline, "no prefetch of running containers: {:?}", cache.stats());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(cache.lookup_now(2, None).status, MetaStatus::Known);
+        let s = cache.stats();
+        assert_eq!((s.prefetches, s.hits, s.misses, s.failures), (1, 1, 0, 0), "{s:?}");
     }
 
     #[test]

@@ -69,6 +69,26 @@ impl DockerClient {
 }
 
 impl DockerClient {
+    /// The ids of the running containers (`GET /containers/json`).
+    pub(crate) async fn list_running(&self) -> Result<Vec<String>, FetchError> {
+        if !self.path.exists() {
+            return Err(FetchError::Unavailable(format!("{}: no such socket", self.path.display())));
+        }
+        let uri = "/containers/json";
+        let (status, body) = tokio::time::timeout(self.timeout, get(&self.path, uri))
+            .await
+            .map_err(|_| FetchError::Other(format!("{}: GET {uri} timed out", self.path.display())))??;
+        if status != StatusCode::OK {
+            return Err(FetchError::Other(format!("{}: GET {uri}: {status}", self.path.display())));
+        }
+        let list: Value = serde_json::from_slice(&body)
+            .map_err(|e| FetchError::Other(format!("{}: GET {uri}: bad JSON: {e}", self.path.display())))?;
+        Ok(list
+            .as_array()
+            .map(|all| all.iter().filter_map(|c| c.get("Id").and_then(Value::as_str).map(str::to_owned)).collect())
+            .unwrap_or_default())
+    }
+
     /// Follows the runtime's container events (`GET /events`), calling `on_event(action, id)`
     /// for each, until the stream ends or fails.
     pub(crate) async fn follow_events(&self, mut on_event: impl FnMut(&str, &str)) -> Result<(), FetchError> {

@@ -113,6 +113,26 @@ impl CriClient {
         Ok(info)
     }
 
+    /// The ids of the running containers.
+    pub(crate) async fn list_running(&self) -> Result<Vec<String>, FetchError> {
+        if !self.path.exists() {
+            return Err(FetchError::Unavailable(format!("{}: no such socket", self.path.display())));
+        }
+        let running = proto::ContainerStateValue { state: proto::ContainerState::ContainerRunning as i32 };
+        let filter = proto::ContainerFilter { state: Some(running), ..Default::default() };
+        let mut client = self.client.clone();
+        match tokio::time::timeout(
+            self.timeout,
+            client.list_containers(proto::ListContainersRequest { filter: Some(filter) }),
+        )
+        .await
+        {
+            Err(_) => Err(FetchError::Other(format!("{}: ListContainers timed out", self.path.display()))),
+            Ok(Err(status)) => Err(self.rpc_error("ListContainers", &status)),
+            Ok(Ok(response)) => Ok(response.into_inner().containers.into_iter().map(|c| c.id).collect()),
+        }
+    }
+
     /// `PodSandboxStatus` of `id`.
     async fn pod_sandbox(&self, id: &str) -> Result<proto::PodSandboxStatus, FetchError> {
         let mut client = self.client.clone();
