@@ -28,7 +28,19 @@ const POD_NAMESPACE: &str = "sensor-test";
 type Test = fn(&Ctx);
 
 fn main() {
-    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    // libtest's arguments, as far as they matter here: filters, --exact, --skip F, --list.
+    let (mut filters, mut skips, mut exact, mut list) = (Vec::new(), Vec::new(), false, false);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--exact" => exact = true,
+            "--list" => list = true,
+            "--skip" => skips.extend(args.next()),
+            "--test-threads" | "--format" | "--color" | "--logfile" | "-Z" => drop(args.next()),
+            flag if flag.starts_with('-') => {}
+            _ => filters.push(arg),
+        }
+    }
     let tests: &[(&str, Test)] = &[
         ("cri_pod_container_resolves_with_pod_fields", cri_pod),
         ("containerd_ctr_container_resolves", containerd_ctr),
@@ -40,10 +52,18 @@ fn main() {
         ("host_process_is_host", host),
         ("metadata_lookup_latency", latency),
     ];
+    let matches = |name: &str, f: &String| if exact { name == f } else { name.contains(f.as_str()) };
     let selected: Vec<_> = tests
         .iter()
-        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| matches(name, f)))
+        .filter(|(name, _)| !skips.iter().any(|f| matches(name, f)))
         .collect();
+    if list {
+        for (name, _) in &selected {
+            println!("{name}: test");
+        }
+        return;
+    }
     println!("running {} tests", selected.len());
     if selected.is_empty() {
         return;

@@ -546,9 +546,10 @@ impl Inner {
         let mut state = inner.state();
         match state.containers.get(id.full()) {
             Some(Slot::Ready(info)) => return Probe::Ready(info.clone()),
-            Some(Slot::Pending(rx)) => return Probe::Wait(rx.clone()),
+            // A fetch task that ended without an outcome (its runtime shut down) is redone.
+            Some(Slot::Pending(rx)) if rx.has_changed().is_ok() => return Probe::Wait(rx.clone()),
             Some(Slot::Failed { until }) if Instant::now() < *until => return Probe::Failed,
-            Some(Slot::Failed { .. }) | None => {}
+            Some(Slot::Pending(_) | Slot::Failed { .. }) | None => {}
         }
         let (tx, rx) = watch::channel(false);
         state.containers.put(id.full().into(), Slot::Pending(rx.clone()));

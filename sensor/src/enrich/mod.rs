@@ -41,8 +41,16 @@
 //!   process's `/proc/PID/cgroup` proved which container it belongs to, so events of
 //!   processes that already exited still resolve.
 //!
+//! - When the cache starts it fetches the containers already running
+//!   ([`EnrichConfig::prefetch_running`]); it follows Docker's and podman's container events
+//!   ([`EnrichConfig::follow_events`]): a started container is fetched before its first
+//!   event needs it, a removed one is forgotten. (containerd 1.6's CRI has no event stream:
+//!   a new CRI container is fetched on its first lookup.)
+//!
 //! Failed fetches are logged (`warn`), counted, and retried after
-//! [`EnrichConfig::retry_after`].
+//! [`EnrichConfig::retry_after`]. Not supported: CRI-O is spoken to through CRI only and
+//! was not tried on a real CRI-O here; `ctr` containers whose ids are not 64 hex digits are
+//! not recognised in cgroup paths (nor by Falco).
 
 mod cache;
 mod cgroup;
