@@ -261,7 +261,7 @@ stop_all() {
   # Empty cgroups the runtimes (and kubelet's pod parents) created; rmdir only removes empty ones.
   local h top
   for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
-    for top in kubepods docker libpod_parent k8s.io moby; do
+    for top in kubepods docker libpod_parent k8s.io moby default; do
       [ -d "$h$top" ] && find "$h$top" -depth -type d -exec rmdir {} + 2>/dev/null
     done
   done
