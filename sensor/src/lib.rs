@@ -4,6 +4,7 @@
 //! [`state`] (processes, fds, users) → [`rules`] (Falco's rule language) → alerts;
 //! [`pipeline`] joins the stages.
 pub mod capture;
+pub mod enrich;
 pub mod event;
 pub mod pipeline;
 pub mod rules;

@@ -18,6 +18,16 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "llvm-22-dev",             // the LLVM bpf-linker links against
     "libstdc++-12-dev",        // C++ runtime for linking bpf-linker with LLVM
     "rust-web-clippy",         // clippy for the kernel crate on the BPF target
+    // The container test bed (tests/testbed/testbed.sh):
+    "containerd",                  // containerd 1.6 with its CRI plugin (CRI pods)
+    "runc",                        // the OCI runtime of containerd, dockerd and podman
+    "containernetworking-plugins", // CNI bridge/host-local for CRI pods
+    "iptables",                    // the CNI bridge plugin calls it
+    "catatonit",                   // static init, the pod sandbox ("pause") image
+    "docker.io",                   // dockerd and the docker CLI
+    "podman",                      // podman and its Docker-compatible API service
+    "conmon",                      // podman's container monitor
+    "busybox-static",              // the test image's root filesystem (no registry here)
 ];
 
 /// The rustup toolchain name `sensor/build.rs` builds the kernel programs with.

@@ -1,0 +1,748 @@
+//! Container enrichment against real runtimes: a CRI pod (containerd, created the way kubelet
+//! does), a Docker container and a podman container. Commands run inside each; the sensor's
+//! [`ContainerCache`] must resolve those processes' host pids to the right container and pod.
+//!
+//! Needs root. Starts `tests/testbed/testbed.sh` when it is not up and stops it afterwards
+//! (only if this test started it). Runs without libtest's harness so that the test bed is set
+//! up once and torn down at the end: `cargo test -p sensor-tests --test containers [FILTER]`.
+
+use std::{
+    collections::HashMap,
+    panic::AssertUnwindSafe,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use sensor::enrich::{
+    ContainerCache, ContainerView, EnrichConfig, MetaStatus, RuntimeApi, RuntimeEndpoint,
+    cri::{self, proto},
+};
+
+/// How long a resolution may take before the test fails (the first one includes the fetch).
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The test's pod namespace.
+const POD_NAMESPACE: &str = "sensor-test";
+
+/// One scenario: panics on failure.
+type Test = fn(&Ctx);
+
+fn main() {
+    // libtest's arguments, as far as they matter here: filters, --exact, --skip F, --list.
+    let (mut filters, mut skips, mut exact, mut list) = (Vec::new(), Vec::new(), false, false);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--exact" => exact = true,
+            "--list" => list = true,
+            "--skip" => skips.extend(args.next()),
+            "--test-threads" | "--format" | "--color" | "--logfile" | "-Z" => drop(args.next()),
+            flag if flag.starts_with('-') => {}
+            _ => filters.push(arg),
+        }
+    }
+    let tests: &[(&str, Test)] = &[
+        ("cri_pod_container_resolves_with_pod_fields", cri_pod),
+        ("containerd_ctr_container_resolves", containerd_ctr),
+        ("docker_container_resolves", docker),
+        ("podman_container_resolves", podman),
+        ("docker_start_and_remove_events_update_the_cache", docker_events),
+        ("podman_start_and_remove_events_update_the_cache", podman_events),
+        ("running_containers_are_fetched_when_the_cache_starts", prefetch_running),
+        ("host_process_is_host", host),
+        ("metadata_lookup_latency", latency),
+    ];
+    let matches = |name: &str, f: &String| if exact { name == f } else { name.contains(f.as_str()) };
+    let selected: Vec<_> = tests
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| matches(name, f)))
+        .filter(|(name, _)| !skips.iter().any(|f| matches(name, f)))
+        .collect();
+    if list {
+        for (name, _) in &selected {
+            println!("{name}: test");
+        }
+        return;
+    }
+    println!("running {} tests", selected.len());
+    if selected.is_empty() {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("containers: these tests start container runtimes; run them as root");
+        std::process::exit(1);
+    }
+    let bed = TestBed::up();
+    let ctx = Ctx::new(&bed);
+    let mut failed = Vec::new();
+    for (name, test) in selected {
+        let start = Instant::now();
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| test(&ctx)));
+        let verdict = if outcome.is_ok() { "ok" } else { "FAILED" };
+        println!("test {name} ... {verdict} ({:.2} s)", start.elapsed().as_secs_f64());
+        if outcome.is_err() {
+            failed.push(*name);
+        }
+    }
+    drop(ctx);
+    bed.down();
+    if failed.is_empty() {
+        println!("test result: ok");
+    } else {
+        println!("test result: FAILED: {}", failed.join(", "));
+        std::process::exit(101);
+    }
+}
+
+/// The test bed: its settings, and whether this process started it.
+struct TestBed {
+    script: PathBuf,
+    env: HashMap<String, String>,
+    started: bool,
+}
+
+impl TestBed {
+    /// Starts the test bed unless it is up.
+    fn up() -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed/testbed.sh");
+        let running = Command::new(&script).arg("status").status().expect("run testbed.sh status").success();
+        if !running {
+            let start = Instant::now();
+            let status = Command::new(&script).arg("start").status().expect("run testbed.sh start");
+            assert!(status.success(), "testbed.sh start failed ({status})");
+            println!("test bed started in {:.1} s", start.elapsed().as_secs_f64());
+        }
+        let out = Command::new(&script).arg("env").output().expect("run testbed.sh env");
+        assert!(out.status.success(), "testbed.sh env failed");
+        let env = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Self { script, env, started: !running }
+    }
+
+    /// A setting printed by `testbed.sh env`.
+    fn get(&self, key: &str) -> &str {
+        self.env.get(key).unwrap_or_else(|| panic!("testbed.sh env has no {key}"))
+    }
+
+    /// Stops the test bed if this process started it.
+    fn down(self) {
+        if self.started {
+            let status = Command::new(&self.script).arg("stop").status().expect("run testbed.sh stop");
+            assert!(status.success(), "testbed.sh stop failed ({status})");
+        }
+    }
+}
+
+/// What every test gets: the runtime, the cache under test, the test bed's settings.
+struct Ctx {
+    rt: tokio::runtime::Runtime,
+    env: HashMap<String, String>,
+    endpoints: Vec<RuntimeEndpoint>,
+}
+
+impl Ctx {
+    fn new(bed: &TestBed) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let endpoints = vec![
+            RuntimeEndpoint::new(RuntimeApi::Cri, bed.get("CRI_SOCK")),
+            RuntimeEndpoint::new(RuntimeApi::Containerd, bed.get("CRI_SOCK")),
+            RuntimeEndpoint::new(RuntimeApi::Docker, bed.get("DOCKER_SOCK")),
+            RuntimeEndpoint::new(RuntimeApi::Podman, bed.get("PODMAN_SOCK")),
+        ];
+        Self { rt, env: bed.env.clone(), endpoints }
+    }
+
+    fn get(&self, key: &str) -> &str {
+        &self.env[key]
+    }
+
+    /// A fresh cache on the test bed's sockets (default wait bound), not fetching the
+    /// containers already running (so each test counts only its own lookups).
+    fn cache(&self) -> ContainerCache {
+        self.cache_with(|_| {})
+    }
+
+    /// A fresh cache on the test bed's sockets, configured further by `tune`.
+    fn cache_with(&self, tune: impl FnOnce(&mut EnrichConfig)) -> ContainerCache {
+        let mut config =
+            EnrichConfig { endpoints: self.endpoints.clone(), prefetch_running: false, ..EnrichConfig::default() };
+        tune(&mut config);
+        ContainerCache::new(config, self.rt.handle().clone())
+    }
+
+    /// Looks `pid` up until its metadata is known (later events get what the first missed).
+    fn resolve(&self, cache: &ContainerCache, pid: u32, cgroup_id: Option<u64>) -> ContainerView {
+        let deadline = Instant::now() + RESOLVE_TIMEOUT;
+        loop {
+            let view = self.rt.block_on(cache.lookup(pid, cgroup_id));
+            match view.status {
+                MetaStatus::Known | MetaStatus::Host => return view,
+                MetaStatus::Unknown => panic!("pid {pid}: container unknown (process gone?)"),
+                MetaStatus::Pending | MetaStatus::Failed if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => panic!("pid {pid}: no metadata within {RESOLVE_TIMEOUT:?}: {view:?}; stats {:?}", cache.stats()),
+            }
+        }
+    }
+
+    /// A command with the test bed's podman configuration.
+    fn podman(&self) -> Command {
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", self.get("CONTAINERS_CONF"))
+            .env("CONTAINERS_STORAGE_CONF", self.get("CONTAINERS_STORAGE_CONF"));
+        c
+    }
+
+    /// A docker CLI command on the test bed's dockerd.
+    fn docker(&self) -> Command {
+        let mut c = Command::new(self.get("DOCKER"));
+        c.env("DOCKER_HOST", format!("unix://{}", self.get("DOCKER_SOCK")));
+        c
+    }
+}
+
+/// Runs `cmd`, failing the test with its output unless it succeeds; returns trimmed stdout.
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A number no other process uses as its `sleep` argument.
+fn unique_seconds(salt: u32) -> u32 {
+    100_000 + (std::process::id() % 10_000) * 10 + salt
+}
+
+/// The host pid of the process whose argv is exactly `argv`, waiting for it to appear.
+fn pid_of(argv: &[&str]) -> u32 {
+    let want: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    let deadline = Instant::now() + RESOLVE_TIMEOUT;
+    loop {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            if std::fs::read(entry.path().join("cmdline")).is_ok_and(|c| c == want) {
+                return pid;
+            }
+        }
+        assert!(Instant::now() < deadline, "no process {argv:?} within {RESOLVE_TIMEOUT:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The cgroup v2 id (inode of its cgroup directory) of `pid`, as `bpf_get_current_cgroup_id()`.
+fn cgroup_v2_id(pid: u32) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = mountinfo
+        .lines()
+        .find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            (right.split_whitespace().next()? == "cgroup2").then(|| left.split_whitespace().nth(4).unwrap().to_owned())
+        })
+        .expect("a cgroup2 mount");
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path = text.lines().find_map(|l| l.strip_prefix("0::")).expect("a cgroup v2 line");
+    std::fs::metadata(Path::new(&root).join(path.trim_start_matches('/'))).unwrap().ino()
+}
+
+/// Asserts `field` of `view` renders `want`.
+fn expect_field(view: &ContainerView, field: &str, key: Option<&str>, want: &str) {
+    assert_eq!(
+        view.field(field, key).as_deref(),
+        Some(want),
+        "{field}{} of {view:#?}",
+        key.map(|k| format!("[{k}]")).unwrap_or_default()
+    );
+}
+
+// ------------------------------------------------------------------------------------ CRI pod
+
+/// A CRI pod sandbox and its container, removed on drop (also when the test fails).
+struct CriPod {
+    client: cri::Client,
+    handle: tokio::runtime::Handle,
+    sandbox_id: String,
+    uid: String,
+}
+
+impl Drop for CriPod {
+    fn drop(&mut self) {
+        let mut client = self.client.clone();
+        let sandbox_id = self.sandbox_id.clone();
+        let result = self.handle.block_on(async move {
+            let filter = proto::ContainerFilter { pod_sandbox_id: sandbox_id.clone(), ..Default::default() };
+            let listed = client.list_containers(proto::ListContainersRequest { filter: Some(filter) }).await;
+            for c in listed.map_err(|e| e.to_string())?.into_inner().containers {
+                let stop = proto::StopContainerRequest { container_id: c.id.clone(), timeout: 0 };
+                client.stop_container(stop).await.map_err(|e| e.to_string())?;
+                let remove = proto::RemoveContainerRequest { container_id: c.id };
+                client.remove_container(remove).await.map_err(|e| e.to_string())?;
+            }
+            let stop = proto::StopPodSandboxRequest { pod_sandbox_id: sandbox_id.clone() };
+            client.stop_pod_sandbox(stop).await.map_err(|e| e.to_string())?;
+            let remove = proto::RemovePodSandboxRequest { pod_sandbox_id: sandbox_id };
+            client.remove_pod_sandbox(remove).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(())
+        });
+        if let Err(e) = result {
+            eprintln!("removing CRI pod {}: {e}", self.sandbox_id);
+        }
+        // kubelet removes the pod's cgroup parent; so do we (only empty ones go).
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let _ = std::fs::remove_dir(hierarchy.path().join(format!("kubepods/besteffort/pod{}", self.uid)));
+        }
+    }
+}
+
+/// The sandbox config kubelet would send for pod `name` (its labels plus `extra_labels`).
+fn pod_config(name: &str, uid: &str, log_dir: &str, extra_labels: &[(&str, &str)]) -> proto::PodSandboxConfig {
+    let mut labels: HashMap<String, String> = [
+        ("io.kubernetes.pod.name", name),
+        ("io.kubernetes.pod.namespace", POD_NAMESPACE),
+        ("io.kubernetes.pod.uid", uid),
+    ]
+    .iter()
+    .chain(extra_labels)
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    labels.shrink_to_fit();
+    proto::PodSandboxConfig {
+        metadata: Some(proto::PodSandboxMetadata {
+            name: name.to_owned(),
+            uid: uid.to_owned(),
+            namespace: POD_NAMESPACE.to_owned(),
+            attempt: 0,
+        }),
+        hostname: name.to_owned(),
+        log_directory: format!("{log_dir}/{POD_NAMESPACE}_{name}_{uid}"),
+        labels,
+        linux: Some(proto::LinuxPodSandboxConfig {
+            cgroup_parent: format!("/kubepods/besteffort/pod{uid}"),
+            security_context: Some(proto::LinuxSandboxSecurityContext {
+                namespace_options: Some(proto::NamespaceOption {
+                    network: proto::NamespaceMode::Pod as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn cri_pod(ctx: &Ctx) {
+    let handle = ctx.rt.handle().clone();
+    let mut client = {
+        let _in_runtime = ctx.rt.enter();
+        cri::connect(ctx.get("CRI_SOCK"))
+    };
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let uid = format!("{:08x}-5e50-4000-8000-{:012x}", std::process::id(), nanos);
+    let pod_name = format!("web-{}", std::process::id());
+    let config = pod_config(&pod_name, &uid, ctx.get("POD_LOG_DIR"), &[("app", "web"), ("tier", "frontend")]);
+    let sandbox_id = handle
+        .block_on(client.run_pod_sandbox(proto::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        }))
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
+    let pod =
+        CriPod { client: client.clone(), handle: handle.clone(), sandbox_id: sandbox_id.clone(), uid: uid.clone() };
+
+    // The container, labelled as kubelet labels it.
+    let labels: HashMap<String, String> = [
+        ("io.kubernetes.pod.name", pod_name.as_str()),
+        ("io.kubernetes.pod.namespace", POD_NAMESPACE),
+        ("io.kubernetes.pod.uid", uid.as_str()),
+        ("io.kubernetes.container.name", "web"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let container = proto::ContainerConfig {
+        metadata: Some(proto::ContainerMetadata { name: "web".into(), attempt: 0 }),
+        image: Some(proto::ImageSpec { image: ctx.get("IMAGE").to_owned(), ..Default::default() }),
+        command: vec!["sleep".into(), "3600".into()],
+        labels,
+        log_path: "web/0.log".into(),
+        ..Default::default()
+    };
+    let request = proto::CreateContainerRequest {
+        pod_sandbox_id: sandbox_id.clone(),
+        config: Some(container),
+        sandbox_config: Some(config),
+    };
+    let container_id =
+        handle.block_on(client.create_container(request)).expect("CreateContainer").into_inner().container_id;
+    handle
+        .block_on(client.start_container(proto::StartContainerRequest { container_id: container_id.clone() }))
+        .expect("StartContainer");
+
+    // A command inside it (ExecSync returns when it exits; it runs until the pod goes).
+    let secs = unique_seconds(1).to_string();
+    let exec = proto::ExecSyncRequest {
+        container_id: container_id.clone(),
+        cmd: vec!["sleep".into(), secs.clone()],
+        timeout: 0,
+    };
+    let mut exec_client = client.clone();
+    let exec_task = handle.spawn(async move { exec_client.exec_sync(exec).await });
+    let exec_pid = pid_of(&["sleep", &secs]);
+    // The container's own process, from the runtime's verbose status.
+    let status = handle
+        .block_on(
+            client
+                .container_status(proto::ContainerStatusRequest { container_id: container_id.clone(), verbose: true }),
+        )
+        .expect("ContainerStatus")
+        .into_inner();
+    let verbose: serde_json::Value = serde_json::from_str(&status.info["info"]).unwrap();
+    let init_pid = u32::try_from(verbose["pid"].as_u64().expect("pid in verbose info")).unwrap();
+    let sandbox_status =
+        handle
+            .block_on(client.pod_sandbox_status(proto::PodSandboxStatusRequest {
+                pod_sandbox_id: sandbox_id.clone(),
+                verbose: true,
+            }))
+            .expect("PodSandboxStatus")
+            .into_inner();
+    let pod_ip = sandbox_status.status.and_then(|s| s.network).map(|n| n.ip).unwrap_or_default();
+    let sandbox_verbose: serde_json::Value = serde_json::from_str(&sandbox_status.info["info"]).unwrap();
+    let sandbox_pid =
+        u32::try_from(sandbox_verbose["pid"].as_u64().expect("pid in the sandbox's verbose info")).unwrap();
+    assert!(!pod_ip.is_empty(), "the pod has an IP on the test bed's CNI bridge");
+
+    let cache = ctx.cache();
+    for (what, pid) in [("exec'd sleep", exec_pid), ("container init", init_pid)] {
+        let view = ctx.resolve(&cache, pid, None);
+        println!(
+            "  CRI {what} pid {pid}: {} {}",
+            view.field("container.id", None).unwrap_or_default(),
+            view.field("k8s.pod.name", None).unwrap_or_default()
+        );
+        expect_field(&view, "container.full_id", None, &container_id);
+        expect_field(&view, "container.id", None, &container_id[..12]);
+        expect_field(&view, "container.name", None, "web");
+        expect_field(&view, "container.image", None, ctx.get("IMAGE"));
+        expect_field(&view, "container.image.repository", None, "localhost/sensor-testbed");
+        expect_field(&view, "container.image.tag", None, "1");
+        expect_field(&view, "container.type", None, "containerd");
+        expect_field(&view, "container.privileged", None, "false");
+        expect_field(&view, "container.label", Some("io.kubernetes.container.name"), "web");
+        expect_field(&view, "container.ip", None, &pod_ip);
+        expect_field(&view, "k8s.pod.name", None, &pod_name);
+        expect_field(&view, "k8s.ns.name", None, POD_NAMESPACE);
+        expect_field(&view, "k8s.pod.uid", None, &uid);
+        expect_field(&view, "k8s.pod.full_sandbox_id", None, &sandbox_id);
+        expect_field(&view, "k8s.pod.sandbox_id", None, &sandbox_id[..12]);
+        expect_field(&view, "k8s.pod.label", Some("app"), "web");
+        expect_field(&view, "k8s.pod.label", Some("tier"), "frontend");
+        expect_field(&view, "k8s.pod.ip", None, &pod_ip);
+        assert!(view.field("container.start_ts", None).is_some(), "start_ts known");
+    }
+    // The pod's sandbox ("pause") process belongs to the pod too.
+    let sandbox = ctx.resolve(&cache, sandbox_pid, None);
+    expect_field(&sandbox, "container.full_id", None, &sandbox_id);
+    expect_field(&sandbox, "container.name", None, "POD");
+    expect_field(&sandbox, "k8s.pod.name", None, &pod_name);
+    expect_field(&sandbox, "k8s.pod.uid", None, &uid);
+    expect_field(&sandbox, "k8s.pod.label", Some("app"), "web");
+    exec_task.abort();
+    let stats = cache.stats();
+    println!("  stats: {stats:?}");
+    assert_eq!(stats.failures, 0, "no failed fetches: {stats:?}");
+    drop(pod);
+}
+
+// ------------------------------------------------------------------------- containerd (ctr)
+
+/// A `ctr` container, killed and removed on drop.
+struct CtrContainer {
+    sock: String,
+    id: String,
+}
+
+impl Drop for CtrContainer {
+    fn drop(&mut self) {
+        let ctr = |args: &[&str]| {
+            Command::new("ctr")
+                .args(["-a", &self.sock, "-n", "default"])
+                .args(args)
+                .output()
+                .map(|o| o.status.success())
+        };
+        let _ = ctr(&["tasks", "kill", "-s", "KILL", &self.id]);
+        let deadline = Instant::now() + RESOLVE_TIMEOUT;
+        while !matches!(ctr(&["tasks", "rm", "-f", &self.id]), Ok(true)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !matches!(ctr(&["containers", "rm", &self.id]), Ok(true)) {
+            eprintln!("removing ctr container {} failed", self.id);
+        }
+    }
+}
+
+/// A container made by `ctr` (namespace default) is known only to containerd's own API.
+fn containerd_ctr(ctx: &Ctx) {
+    let sock = ctx.get("CRI_SOCK").to_owned();
+    // ctr's ids are free-form; runtimes (and the cgroup parser) use 64 hex digits.
+    let id = format!("{:08x}{}", std::process::id(), "c7".repeat(28));
+    let secs = unique_seconds(6).to_string();
+    run(Command::new("ctr").args(["-a", &sock, "-n", "default", "run", "-d", "--label", "app=ctr"]).args([
+        ctx.get("IMAGE"),
+        &id,
+        "sleep",
+        &secs,
+    ]));
+    let _container = CtrContainer { sock, id: id.clone() };
+    let pid = pid_of(&["sleep", &secs]);
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(text.contains(&format!("/default/{id}")), "ctr's cgroup path is /<namespace>/<id>: {text}");
+    let cache = ctx.cache();
+    let view = ctx.resolve(&cache, pid, None);
+    expect_field(&view, "container.full_id", None, &id);
+    expect_field(&view, "container.id", None, &id[..12]);
+    expect_field(&view, "container.name", None, &id);
+    expect_field(&view, "container.image", None, ctx.get("IMAGE"));
+    expect_field(&view, "container.image.repository", None, "localhost/sensor-testbed");
+    expect_field(&view, "container.type", None, "containerd");
+    expect_field(&view, "container.label", Some("app"), "ctr");
+    // `ctr run` without --net-host gives the container its own network namespace.
+    expect_field(&view, "container.host_network", None, "false");
+    assert!(view.field("container.start_ts", None).is_some(), "start_ts known");
+    let stats = cache.stats();
+    println!("  ctr pid {pid}: {}; stats: {stats:?}", view.field("container.id", None).unwrap_or_default());
+    assert_eq!(stats.failures, 0, "no failed fetches: {stats:?}");
+}
+
+// ---------------------------------------------------------------------------- Docker and podman
+
+/// A container removed on drop (also when the test fails).
+struct Removed(Command);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        match self.0.output() {
+            Ok(out) if out.status.success() => {}
+            other => eprintln!("removing a test container: {:?}: {other:?}", self.0),
+        }
+    }
+}
+
+/// Starts a container with the given CLI, runs a command in it, and checks both processes.
+fn docker_like(ctx: &Ctx, cli: fn(&Ctx) -> Command, runtime: &str, salt: u32) {
+    let name = format!("sensor-ct-{runtime}-{}", std::process::id());
+    let id = run(cli(ctx).args(["run", "-d", "--name", &name, "--network", "none", "--label", "app=ct"]).args([
+        ctx.get("IMAGE"),
+        "sleep",
+        "3600",
+    ]));
+    let mut rm = cli(ctx);
+    rm.args(["rm", "-f", &name]);
+    if runtime == "podman" {
+        // Without it podman waits 10 s for `sleep` (pid 1) to honour SIGTERM.
+        rm.args(["-t", "0"]);
+    }
+    let _cleanup = Removed(rm);
+    assert_eq!(id.len(), 64, "{runtime} run printed the full id: {id}");
+    let secs = unique_seconds(salt).to_string();
+    run(cli(ctx).args(["exec", "-d", &name, "sleep", &secs]));
+    let exec_pid = pid_of(&["sleep", &secs]);
+    let init_pid: u32 = run(cli(ctx).args(["inspect", "-f", "{{.State.Pid}}", &name])).parse().unwrap();
+
+    let cache = ctx.cache();
+    for (what, pid) in [("exec'd sleep", exec_pid), ("container init", init_pid)] {
+        let view = ctx.resolve(&cache, pid, None);
+        println!(
+            "  {runtime} {what} pid {pid}: {} {}",
+            view.field("container.id", None).unwrap_or_default(),
+            view.field("container.name", None).unwrap_or_default()
+        );
+        expect_field(&view, "container.full_id", None, &id);
+        expect_field(&view, "container.id", None, &id[..12]);
+        expect_field(&view, "container.name", None, &name);
+        expect_field(&view, "container.image", None, ctx.get("IMAGE"));
+        expect_field(&view, "container.image.repository", None, "localhost/sensor-testbed");
+        expect_field(&view, "container.image.tag", None, "1");
+        expect_field(&view, "container.type", None, runtime);
+        expect_field(&view, "container.privileged", None, "false");
+        expect_field(&view, "container.label", Some("app"), "ct");
+        assert_eq!(view.field("k8s.pod.name", None), None, "not a pod");
+        assert!(view.field("container.start_ts", None).is_some(), "start_ts known");
+    }
+
+    // Events carry the cgroup v2 id: once learned from a live process, it still resolves
+    // after that process has exited.
+    let script = format!("sleep 1; echo {}", unique_seconds(salt + 5));
+    let mut short = cli(ctx);
+    short.args(["exec", &name, "sh", "-c", &script]).stdout(std::process::Stdio::null());
+    let mut child = short.spawn().expect("exec a short command");
+    let short_pid = pid_of(&["sh", "-c", &script]);
+    let cgroup_id = cgroup_v2_id(short_pid);
+    let first = ctx.resolve(&cache, short_pid, Some(cgroup_id));
+    expect_field(&first, "container.full_id", None, &id);
+    assert!(child.wait().expect("wait for exec").success());
+    let deadline = Instant::now() + RESOLVE_TIMEOUT;
+    while Path::new(&format!("/proc/{short_pid}")).exists() {
+        assert!(Instant::now() < deadline, "pid {short_pid} did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = ctx.rt.block_on(cache.lookup(short_pid, Some(cgroup_id)));
+    expect_field(&after, "container.full_id", None, &id);
+    expect_field(&after, "container.name", None, &name);
+    let stats = cache.stats();
+    println!("  stats: {stats:?}");
+    assert_eq!(stats.failures, 0, "no failed fetches: {stats:?}");
+}
+
+/// With the cache already following the runtime's events, a new container's metadata is
+/// fetched when it starts (its first lookup is a hit) and dropped when it is removed.
+fn events(ctx: &Ctx, cli: fn(&Ctx) -> Command, runtime: &str) {
+    let cache = ctx.cache();
+    // Let the follower connect before the container starts.
+    std::thread::sleep(Duration::from_millis(300));
+    let name = format!("sensor-ct-{runtime}-events-{}", std::process::id());
+    let id = run(cli(ctx).args(["run", "-d", "--name", &name, "--network", "none", ctx.get("IMAGE"), "sleep", "3600"]));
+    let mut rm = cli(ctx);
+    rm.args(["rm", "-f", &name]);
+    if runtime == "podman" {
+        rm.args(["-t", "0"]);
+    }
+    let init_pid: u32 = run(cli(ctx).args(["inspect", "-f", "{{.State.Pid}}", &name])).parse().unwrap();
+    let deadline = Instant::now() + RESOLVE_TIMEOUT;
+    while cache.stats().fetches == 0 {
+        assert!(Instant::now() < deadline, "no fetch on {runtime}'s start event: {:?}", cache.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let view = cache.lookup_now(init_pid, None);
+    expect_field(&view, "container.full_id", None, &id);
+    expect_field(&view, "container.name", None, &name);
+    let stats = cache.stats();
+    assert_eq!((stats.prefetches, stats.hits, stats.misses), (1, 1, 0), "{stats:?}");
+    run(&mut rm);
+    while cache.stats().evictions == 0 {
+        assert!(Instant::now() < deadline, "not forgotten on {runtime}'s destroy event: {:?}", cache.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    println!("  stats: {:?}", cache.stats());
+}
+
+/// A container already running when the cache is made is fetched at once (the CRI and
+/// Docker-API runtimes are listed): its first lookup is a hit.
+fn prefetch_running(ctx: &Ctx) {
+    let name = format!("sensor-ct-running-{}", std::process::id());
+    run(ctx.docker().args(["run", "-d", "--name", &name, "--network", "none", ctx.get("IMAGE"), "sleep", "3600"]));
+    let mut rm = ctx.docker();
+    rm.args(["rm", "-f", &name]);
+    let _cleanup = Removed(rm);
+    let pid: u32 = run(ctx.docker().args(["inspect", "-f", "{{.State.Pid}}", &name])).parse().unwrap();
+    let cache = ctx.cache_with(|c| {
+        c.prefetch_running = true;
+        c.follow_events = false;
+    });
+    let deadline = Instant::now() + RESOLVE_TIMEOUT;
+    while cache.stats().fetches < cache.stats().prefetches || cache.stats().fetches == 0 {
+        assert!(Instant::now() < deadline, "running containers not fetched: {:?}", cache.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let view = cache.lookup_now(pid, None);
+    expect_field(&view, "container.name", None, &name);
+    let stats = cache.stats();
+    println!("  stats: {stats:?}");
+    assert_eq!((stats.hits, stats.misses, stats.failures), (1, 0, 0), "{stats:?}");
+}
+
+fn docker_events(ctx: &Ctx) {
+    events(ctx, Ctx::docker, "docker");
+}
+
+fn podman_events(ctx: &Ctx) {
+    events(ctx, Ctx::podman, "podman");
+}
+
+fn docker(ctx: &Ctx) {
+    docker_like(ctx, Ctx::docker, "docker", 2);
+}
+
+fn podman(ctx: &Ctx) {
+    docker_like(ctx, Ctx::podman, "podman", 3);
+}
+
+// ------------------------------------------------------------------------------------------ host
+
+fn host(ctx: &Ctx) {
+    let cache = ctx.cache();
+    let mut child = Command::new("sleep").arg(unique_seconds(4).to_string()).spawn().unwrap();
+    for pid in [std::process::id(), child.id()] {
+        let view = ctx.resolve(&cache, pid, None);
+        assert_eq!(view.status, MetaStatus::Host, "pid {pid}");
+        expect_field(&view, "container.id", None, "host");
+        expect_field(&view, "container.full_id", None, "host");
+        assert_eq!(view.field("container.image", None), None);
+        assert_eq!(view.field("k8s.pod.name", None), None);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+// ------------------------------------------------------------------------------------ benchmark
+
+/// Prints the metadata lookup latency on a miss (a real runtime round trip) and on a hit.
+fn latency(ctx: &Ctx) {
+    let name = format!("sensor-ct-bench-{}", std::process::id());
+    run(ctx.docker().args(["run", "-d", "--name", &name, "--network", "none", ctx.get("IMAGE"), "sleep", "3600"]));
+    let mut rm = ctx.docker();
+    rm.args(["rm", "-f", &name]);
+    let _cleanup = Removed(rm);
+    let pid: u32 = run(ctx.docker().args(["inspect", "-f", "{{.State.Pid}}", &name])).parse().unwrap();
+
+    // Miss: a fresh cache each time, waiting as long as the fetch takes.
+    let mut misses = Vec::new();
+    for _ in 0..20 {
+        // Nothing else asks the runtime meanwhile: no listing at start, no event stream.
+        let cache = ctx.cache_with(|c| {
+            c.max_wait = Duration::from_secs(5);
+            c.follow_events = false;
+        });
+        let start = Instant::now();
+        let view = ctx.rt.block_on(cache.lookup(pid, None));
+        misses.push(start.elapsed());
+        assert_eq!(view.status, MetaStatus::Known, "{view:?}");
+    }
+    // Hit: the same container again, by pid (reads /proc/PID/cgroup) and by cgroup id.
+    let cache = ctx.cache();
+    let cgroup_id = cgroup_v2_id(pid);
+    ctx.resolve(&cache, pid, Some(cgroup_id));
+    let n = 10_000u32;
+    let by_pid = ctx.rt.block_on(async {
+        let start = Instant::now();
+        for _ in 0..n {
+            assert_eq!(cache.lookup(pid, None).await.status, MetaStatus::Known);
+        }
+        start.elapsed() / n
+    });
+    let by_cgroup = ctx.rt.block_on(async {
+        let start = Instant::now();
+        for _ in 0..n {
+            assert_eq!(cache.lookup(pid, Some(cgroup_id)).await.status, MetaStatus::Known);
+        }
+        start.elapsed() / n
+    });
+    misses.sort();
+    let median = misses[misses.len() / 2];
+    println!(
+        "  lookup latency: miss (Docker API round trip) median {median:?}, min {:?}, max {:?}; \
+         hit by pid {by_pid:?}, hit by cgroup id {by_cgroup:?}",
+        misses[0],
+        misses[misses.len() - 1]
+    );
+    assert!(by_cgroup < median, "a hit is cheaper than a miss");
+}
