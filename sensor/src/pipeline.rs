@@ -4,6 +4,7 @@
 use sensor_abi::syscalls::{SYSCALLS, Syscall};
 
 use crate::{
+    enrich::ContainerView,
     event::Event,
     rules::{Alert, Engine, Scratch},
     state::State,
@@ -65,11 +66,23 @@ impl Pipeline {
         Self { state, engine, scratch: Scratch::default(), events: 0 }
     }
 
-    /// Runs one event through state and rules.
+    /// Runs one event through state and rules, without container metadata.
     pub fn process(&mut self, ev: &Event) -> Vec<Alert> {
+        self.prepare(ev);
+        self.finish(ev, None)
+    }
+
+    /// First half of [`process`](Self::process): applies the event to the state. The
+    /// caller may then look up the container of [`State::container_of`] before `finish`.
+    pub fn prepare(&mut self, ev: &Event) {
         self.events += 1;
         self.state.before(ev);
-        let alerts = self.engine.process(&self.state.view(ev), &mut self.scratch);
+    }
+
+    /// Second half of [`process`](Self::process): evaluates the rules on the event with
+    /// its container's metadata, then applies what must wait until after them.
+    pub fn finish(&mut self, ev: &Event, container: Option<&ContainerView>) -> Vec<Alert> {
+        let alerts = self.engine.process(&self.state.view(ev, container), &mut self.scratch);
         self.state.after(ev);
         alerts
     }

@@ -9,6 +9,7 @@ use std::{
 use anyhow::bail;
 use sensor::{
     capture::{Capture, CaptureConfig},
+    enrich::{ContainerCache, EnrichConfig, RuntimeApi, RuntimeEndpoint},
     event::{Clock, decode},
     pipeline::{Pipeline, load_rules, syscalls_for},
     rules::{EngineOptions, Priority, RuleMatching},
@@ -33,6 +34,45 @@ pub struct RunArgs {
     /// Report every matching rule for an event, not only the first.
     #[arg(long)]
     all_matches: bool,
+    /// CRI socket (containerd, CRI-O) for container and pod metadata; repeatable. Giving any
+    /// runtime socket replaces the defaults (/run/containerd/containerd.sock,
+    /// /run/crio/crio.sock, /var/run/docker.sock, /run/podman/podman.sock).
+    #[arg(long, value_name = "PATH")]
+    cri_socket: Vec<PathBuf>,
+    /// containerd socket for its own containers API (namespaces k8s.io, moby, default).
+    #[arg(long, value_name = "PATH")]
+    containerd_socket: Vec<PathBuf>,
+    /// Docker Engine API socket.
+    #[arg(long, value_name = "PATH")]
+    docker_socket: Vec<PathBuf>,
+    /// podman's Docker-compatible API socket.
+    #[arg(long, value_name = "PATH")]
+    podman_socket: Vec<PathBuf>,
+    /// Longest an event waits for its container's metadata, in milliseconds; later events
+    /// of the container get it when it arrives.
+    #[arg(long, value_name = "MS", default_value_t = 5)]
+    container_wait_ms: u64,
+}
+
+impl RunArgs {
+    /// The container enrichment configuration these options ask for.
+    fn enrich_config(&self) -> EnrichConfig {
+        let mut endpoints = Vec::new();
+        for (api, paths) in [
+            (RuntimeApi::Cri, &self.cri_socket),
+            (RuntimeApi::Containerd, &self.containerd_socket),
+            (RuntimeApi::Docker, &self.docker_socket),
+            (RuntimeApi::Podman, &self.podman_socket),
+        ] {
+            endpoints.extend(paths.iter().map(|p| RuntimeEndpoint::new(api, p)));
+        }
+        let defaults = EnrichConfig::default();
+        EnrichConfig {
+            endpoints: if endpoints.is_empty() { defaults.endpoints.clone() } else { endpoints },
+            max_wait: Duration::from_millis(self.container_wait_ms),
+            ..defaults
+        }
+    }
 }
 
 /// Runs until the duration ends or a signal arrives.
@@ -59,6 +99,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Seeded after attaching, so no process can slip between the two.
     let state = State::from_proc(StateConfig::default(), clock.wall(0) as i128);
     let mut pipeline = Pipeline::new(engine, state);
+    let containers = ContainerCache::new(args.enrich_config(), tokio::runtime::Handle::current());
     let mut out = BufWriter::new(io::stdout().lock());
 
     let stop = super::stop_signal(args.duration.map(Duration::from_secs_f64));
@@ -73,7 +114,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                         undecodable += 1;
                         continue;
                     };
-                    for alert in pipeline.process(&event) {
+                    // The container's metadata, waiting at most the configured bound.
+                    pipeline.prepare(&event);
+                    let container = match pipeline.state().container_of(event.pid) {
+                        Some(id) => containers.lookup_container(id.clone()).await,
+                        None => containers.lookup(event.pid, Some(event.cgroup_id)).await,
+                    };
+                    for alert in pipeline.finish(&event, Some(&container)) {
                         alerts += 1;
                         super::print_alert(&mut out, &alert, args.json)?;
                     }
@@ -85,6 +132,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let counters = capture.counters()?;
     let stats = pipeline.state().stats();
+    let c = containers.stats();
+    eprintln!("run: container metadata: {c:?}");
     eprintln!(
         "run: {} events, {alerts} alerts, {} lost in the kernel, {undecodable} undecodable; {} processes tracked, {} evicted",
         pipeline.events(),

@@ -4,6 +4,7 @@ use std::cell::RefCell;
 
 use super::{Fd, Process, ProcessTable, UserDb};
 use crate::{
+    enrich::ContainerView,
     event::{Event, EventKind, SyscallArgs},
     rules::{FieldArg, FieldId, FieldSource, Value},
 };
@@ -13,6 +14,7 @@ pub struct EventView<'a> {
     ev: &'a Event,
     procs: &'a ProcessTable,
     users: &'a RefCell<UserDb>,
+    container: Option<&'a ContainerView>,
     /// The fd the event is about: its argument, or the new fd it returned.
     fd: Option<(i32, Fd)>,
 }
@@ -160,9 +162,43 @@ fn s(v: impl Into<String>) -> Option<Value> {
 
 impl<'a> EventView<'a> {
     /// The view of `ev` against the process table and account databases.
-    pub fn new(ev: &'a Event, procs: &'a ProcessTable, users: &'a RefCell<UserDb>) -> Self {
+    pub fn new(
+        ev: &'a Event,
+        procs: &'a ProcessTable,
+        users: &'a RefCell<UserDb>,
+        container: Option<&'a ContainerView>,
+    ) -> Self {
         let fd = Self::event_fd(ev, procs.get(ev.pid));
-        Self { ev, procs, users, fd }
+        Self { ev, procs, users, container, fd }
+    }
+
+    /// `container.*` and `k8s.*`: from the looked-up metadata, else the id the process
+    /// table knows (`host` when nothing is known, as for replayed events).
+    fn container_field(&self, name: &str, arg: Option<&FieldArg>) -> Option<Value> {
+        let key = match arg {
+            Some(FieldArg::Key(k)) => Some(k.clone()),
+            Some(FieldArg::Index(i)) => Some(i.to_string()),
+            None => None,
+        };
+        let text = match self.container {
+            Some(view) => view.field(name, key.as_deref())?,
+            None => {
+                let id = self.process().and_then(|p| p.container.as_ref());
+                match name {
+                    "container.id" => id.map_or("host", |c| c.short()).to_owned(),
+                    "container.full_id" => id.map_or("host", |c| c.full()).to_owned(),
+                    _ => return None,
+                }
+            }
+        };
+        match name {
+            "container.privileged" | "container.host_network" | "container.host_pid" | "container.host_ipc" => {
+                text.parse().ok().map(Value::Bool)
+            }
+            "container.start_ts" => text.parse().ok().map(Value::UInt),
+            "container.ip" | "k8s.pod.ip" => text.parse().ok().map(Value::Ip),
+            _ => Some(Value::Str(text)),
+        }
     }
 
     fn event_fd(ev: &Event, p: Option<&Process>) -> Option<(i32, Fd)> {
@@ -405,12 +441,7 @@ impl FieldSource for EventView<'_> {
             "proc" | "thread" => self.proc_field(name, arg),
             "fd" => self.fd_field(name),
             "user" | "group" => self.user_field(name),
-            "container" => match name {
-                "container.id" => s(self
-                    .process()
-                    .map_or("host", |p| if p.container_id.is_empty() { "host" } else { &p.container_id })),
-                _ => None,
-            },
+            "container" | "k8s" => self.container_field(name, arg),
             _ => None,
         }
     }

@@ -17,7 +17,10 @@ pub use fields::EventView;
 pub use process::{Process, ProcessTable, read_proc};
 pub use users::{User, UserDb};
 
-use crate::event::{Event, EventKind, SockAddr, SyscallArgs};
+use crate::{
+    enrich::{ContainerId, ContainerView},
+    event::{Event, EventKind, SockAddr, SyscallArgs},
+};
 
 const AT_FDCWD: i32 = -100;
 const EINPROGRESS: i64 = 115;
@@ -103,9 +106,15 @@ impl State {
         StateStats { processes: self.procs.len(), evicted: self.procs.evicted, unknown_process: self.unknown_process }
     }
 
-    /// The fields of `ev` in this state, for the rule engine.
-    pub fn view<'a>(&'a self, ev: &'a Event) -> EventView<'a> {
-        EventView::new(ev, &self.procs, &self.users)
+    /// The fields of `ev` in this state, for the rule engine, with the metadata of its
+    /// container when the caller looked it up.
+    pub fn view<'a>(&'a self, ev: &'a Event, container: Option<&'a ContainerView>) -> EventView<'a> {
+        EventView::new(ev, &self.procs, &self.users, container)
+    }
+
+    /// The container process `pid` runs in, when known.
+    pub fn container_of(&self, pid: u32) -> Option<&ContainerId> {
+        self.procs.get(pid)?.container.as_ref()
     }
 
     /// The process of `ev`, made known from `/proc` (or the event) if it was not.
@@ -135,6 +144,7 @@ impl State {
             }
             return;
         }
+        let live = self.live;
         let p = self.process_of(ev);
         p.name.clone_from(&ev.comm);
         p.ppid = ev.ppid;
@@ -154,6 +164,11 @@ impl State {
         };
         match &sc.args {
             SyscallArgs::Exec { path, argv, .. } if ret == 0 => {
+                // `docker exec` and friends move the process into the container's cgroup
+                // between fork and exec: look again.
+                if live && let Ok(text) = std::fs::read_to_string(format!("/proc/{}/cgroup", ev.pid)) {
+                    p.container = Some(crate::enrich::container_id_from_cgroup(&text));
+                }
                 p.exepath = path.clone().unwrap_or_default();
                 // fexecve of a memfd runs /dev/fd/N: the memfd behind it decides.
                 let via_fd = ["/dev/fd/", "/proc/self/fd/"]

@@ -4,6 +4,7 @@
 use std::{collections::HashMap, fs, path::Path};
 
 use super::fd::Fd;
+use crate::enrich::{ContainerId, container_id_from_cgroup};
 
 /// What the sensor knows of one process (thread group).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -44,8 +45,8 @@ pub struct Process {
     pub start_ns: u64,
     /// The executable was run from a memfd.
     pub exe_from_memfd: bool,
-    /// Container id (`host` for host processes).
-    pub container_id: String,
+    /// The container the process runs in (from its cgroup); `None` when not known.
+    pub container: Option<ContainerId>,
     /// Open file descriptors.
     pub fds: HashMap<i32, Fd>,
 }
@@ -115,7 +116,7 @@ pub fn read_proc(root: &Path, pid: u32, boot_to_wall_ns: i128) -> Option<Process
         cap_permitted: caps("CapPrm:"),
         cap_inheritable: caps("CapInh:"),
         start_ns: (start_boot_ns as i128 + boot_to_wall_ns).max(0) as u64,
-        container_id: String::new(),
+        container: fs::read_to_string(dir.join("cgroup")).ok().map(|t| container_id_from_cgroup(&t)),
         fds: super::fd::read_fds(&dir),
     })
 }
@@ -212,6 +213,7 @@ mod tests {
         assert_eq!(me.ppid, std::os::unix::process::parent_id());
         assert!(me.exepath.ends_with(std::env::current_exe().unwrap().file_name().unwrap().to_str().unwrap()));
         assert!(me.fds.contains_key(&0) || me.fds.contains_key(&1), "stdio fds are listed");
+        assert!(me.container.is_some(), "the cgroup was read");
     }
 
     #[test]
