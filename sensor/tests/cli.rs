@@ -233,3 +233,27 @@ fn list_fields_covers_the_field_classes() {
         assert!(text.contains(&format!("\"{f}\"")), "{f} missing");
     }
 }
+
+#[test]
+fn run_reads_environment_and_executable_inode_at_exec() {
+    use std::os::unix::fs::MetadataExt;
+    let rules = format!("/tmp/sensor-env-rules-{}.yaml", std::process::id());
+    std::fs::write(
+        &rules,
+        "- rule: Marked process\n  desc: a process started with SENSOR_E2E_MARK=yes\n  \
+         condition: evt.type = execve and proc.env[SENSOR_E2E_MARK] = yes\n  \
+         output: marked %proc.name ino=%proc.exe_ino\n  priority: INFO\n",
+    )
+    .unwrap();
+    let (child, _) = start(&["run", "--rules", &rules, "--json", "--duration", "3"]);
+    let marked = Command::new("/bin/sleep").arg("0.5").env("SENSOR_E2E_MARK", "yes").output().unwrap();
+    assert!(marked.status.success());
+    let unmarked = Command::new("/bin/sleep").arg("0.5").env("SENSOR_E2E_MARK", "no").output().unwrap();
+    assert!(unmarked.status.success());
+    let (stdout, _) = finish(child);
+    std::fs::remove_file(&rules).unwrap();
+    let alerts: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(alerts.len(), 1, "only the marked process: {stdout}");
+    let ino = std::fs::metadata("/bin/sleep").unwrap().ino();
+    assert_eq!(alerts[0]["output_fields"]["proc.exe_ino"], ino, "{stdout}");
+}

@@ -368,6 +368,24 @@ impl<'a> EventView<'a> {
             "proc.acmdline" => self.ancestry(arg, |p| Value::Str(p.cmdline())),
             "proc.aargs" => self.ancestry(arg, |p| Value::Str(p.args.join(" "))),
             "proc.fdopencount" => p.map(|p| Value::UInt(p.fds.len() as u64)),
+            "proc.env" => {
+                let p = p?;
+                match arg {
+                    Some(FieldArg::Key(k)) => p
+                        .env
+                        .iter()
+                        .find_map(|kv| kv.strip_prefix(k.as_str())?.strip_prefix('='))
+                        .map(|v| Value::Str(v.to_owned())),
+                    _ => Some(Value::Str(p.env.join(" "))),
+                }
+            }
+            "proc.exe_ino" => p?.exe_ino.map(|(ino, _, _)| Value::UInt(ino)),
+            "proc.exe_ino.ctime" => p?.exe_ino.map(|(_, ctime, _)| Value::UInt(ctime)),
+            "proc.exe_ino.mtime" => p?.exe_ino.map(|(_, _, mtime)| Value::UInt(mtime)),
+            "proc.exe_ino.ctime_duration_proc_start" => {
+                let p = p?;
+                p.exe_ino.map(|(_, ctime, _)| Value::UInt(p.start_ns.saturating_sub(ctime)))
+            }
             "thread.tid" => Some(Value::UInt(ev.tid as u64)),
             "thread.vtid" => Some(Value::UInt(ev.ns_tid as u64)),
             "thread.ismain" => Some(Value::Bool(ev.tid == ev.pid)),

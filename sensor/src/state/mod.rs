@@ -166,8 +166,14 @@ impl State {
             SyscallArgs::Exec { path, argv, .. } if ret == 0 => {
                 // `docker exec` and friends move the process into the container's cgroup
                 // between fork and exec: look again.
-                if live && let Ok(text) = std::fs::read_to_string(format!("/proc/{}/cgroup", ev.pid)) {
-                    p.container = Some(crate::enrich::container_id_from_cgroup(&text));
+                if live {
+                    let dir = Path::new("/proc").join(ev.pid.to_string());
+                    if let Ok(text) = std::fs::read_to_string(dir.join("cgroup")) {
+                        p.container = Some(crate::enrich::container_id_from_cgroup(&text));
+                    }
+                    // Read as soon as the exec is seen; a process that is already gone keeps none.
+                    p.env = process::read_environ(&dir);
+                    p.exe_ino = process::exe_inode(&dir);
                 }
                 p.exepath = path.clone().unwrap_or_default();
                 // fexecve of a memfd runs /dev/fd/N: the memfd behind it decides.

@@ -45,6 +45,10 @@ pub struct Process {
     pub start_ns: u64,
     /// The executable was run from a memfd.
     pub exe_from_memfd: bool,
+    /// Environment at exec (`KEY=value`), when it could be read.
+    pub env: Vec<String>,
+    /// Inode, change time and modification time (ns) of the executable, when known.
+    pub exe_ino: Option<(u64, u64, u64)>,
     /// The container the process runs in (from its cgroup); `None` when not known.
     pub container: Option<ContainerId>,
     /// Open file descriptors.
@@ -117,8 +121,28 @@ pub fn read_proc(root: &Path, pid: u32, boot_to_wall_ns: i128) -> Option<Process
         cap_inheritable: caps("CapInh:"),
         start_ns: (start_boot_ns as i128 + boot_to_wall_ns).max(0) as u64,
         container: fs::read_to_string(dir.join("cgroup")).ok().map(|t| container_id_from_cgroup(&t)),
+        env: read_environ(&dir),
+        exe_ino: exe_inode(&dir),
         fds: super::fd::read_fds(&dir),
     })
+}
+
+/// The environment of a process (`/proc/PID/environ`), at most 64 KiB of it.
+pub fn read_environ(proc_dir: &Path) -> Vec<String> {
+    let raw = fs::read(proc_dir.join("environ")).unwrap_or_default();
+    raw.split(|&b| b == 0)
+        .filter(|v| !v.is_empty())
+        .take(1024)
+        .map(|v| String::from_utf8_lossy(&v[..v.len().min(65536)]).into_owned())
+        .collect()
+}
+
+/// Inode, ctime and mtime (ns) of a process's executable (`/proc/PID/exe`).
+pub fn exe_inode(proc_dir: &Path) -> Option<(u64, u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(proc_dir.join("exe")).ok()?;
+    let ns = |s: i64, n: i64| (s.max(0) as u64) * 1_000_000_000 + n.max(0) as u64;
+    Some((m.ino(), ns(m.ctime(), m.ctime_nsec()), ns(m.mtime(), m.mtime_nsec())))
 }
 
 /// All processes by pid, bounded.
