@@ -43,6 +43,7 @@ fn main() {
     }
     let tests: &[(&str, Test)] = &[
         ("cri_pod_container_resolves_with_pod_fields", cri_pod),
+        ("cri_container_start_and_pod_removal_events_update_the_cache", cri_events),
         ("containerd_ctr_container_resolves", containerd_ctr),
         ("docker_container_resolves", docker),
         ("podman_container_resolves", podman),
@@ -336,7 +337,10 @@ fn pod_config(name: &str, uid: &str, log_dir: &str, extra_labels: &[(&str, &str)
     }
 }
 
-fn cri_pod(ctx: &Ctx) {
+/// Runs pod `pod_name` (kubelet's labels plus `app=web`, `tier=frontend`) with one container
+/// `web` running `sleep 3600`, as kubelet would; returns the pod (removed on drop), its uid
+/// and the container's id.
+fn run_cri_pod(ctx: &Ctx, pod_name: &str) -> (CriPod, String, String) {
     let handle = ctx.rt.handle().clone();
     let mut client = {
         let _in_runtime = ctx.rt.enter();
@@ -344,8 +348,7 @@ fn cri_pod(ctx: &Ctx) {
     };
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     let uid = format!("{:08x}-5e50-4000-8000-{:012x}", std::process::id(), nanos);
-    let pod_name = format!("web-{}", std::process::id());
-    let config = pod_config(&pod_name, &uid, ctx.get("POD_LOG_DIR"), &[("app", "web"), ("tier", "frontend")]);
+    let config = pod_config(pod_name, &uid, ctx.get("POD_LOG_DIR"), &[("app", "web"), ("tier", "frontend")]);
     let sandbox_id = handle
         .block_on(client.run_pod_sandbox(proto::RunPodSandboxRequest {
             config: Some(config.clone()),
@@ -359,7 +362,7 @@ fn cri_pod(ctx: &Ctx) {
 
     // The container, labelled as kubelet labels it.
     let labels: HashMap<String, String> = [
-        ("io.kubernetes.pod.name", pod_name.as_str()),
+        ("io.kubernetes.pod.name", pod_name),
         ("io.kubernetes.pod.namespace", POD_NAMESPACE),
         ("io.kubernetes.pod.uid", uid.as_str()),
         ("io.kubernetes.container.name", "web"),
@@ -385,6 +388,15 @@ fn cri_pod(ctx: &Ctx) {
     handle
         .block_on(client.start_container(proto::StartContainerRequest { container_id: container_id.clone() }))
         .expect("StartContainer");
+    (pod, uid, container_id)
+}
+
+fn cri_pod(ctx: &Ctx) {
+    let handle = ctx.rt.handle().clone();
+    let pod_name = format!("web-{}", std::process::id());
+    let (pod, uid, container_id) = run_cri_pod(ctx, &pod_name);
+    let sandbox_id = pod.sandbox_id.clone();
+    let mut client = pod.client.clone();
 
     // A command inside it (ExecSync returns when it exits; it runs until the pod goes).
     let secs = unique_seconds(1).to_string();
@@ -460,6 +472,43 @@ fn cri_pod(ctx: &Ctx) {
     println!("  stats: {stats:?}");
     assert_eq!(stats.failures, 0, "no failed fetches: {stats:?}");
     drop(pod);
+}
+
+/// With the cache following containerd's events, a new CRI pod's container is fetched when
+/// its task starts (its first lookup is a hit) and forgotten when the pod is removed.
+fn cri_events(ctx: &Ctx) {
+    let cache = ctx.cache();
+    // Let the follower subscribe before the pod starts.
+    std::thread::sleep(Duration::from_millis(300));
+    let (pod, _uid, container_id) = run_cri_pod(ctx, &format!("events-{}", std::process::id()));
+    let mut client = pod.client.clone();
+    let status = ctx
+        .rt
+        .block_on(
+            client
+                .container_status(proto::ContainerStatusRequest { container_id: container_id.clone(), verbose: true }),
+        )
+        .expect("ContainerStatus")
+        .into_inner();
+    let verbose: serde_json::Value = serde_json::from_str(&status.info["info"]).unwrap();
+    let init_pid = u32::try_from(verbose["pid"].as_u64().expect("pid in verbose info")).unwrap();
+    let deadline = Instant::now() + RESOLVE_TIMEOUT;
+    // Two task starts: the sandbox's and the container's.
+    while cache.stats().fetches < 2 {
+        assert!(Instant::now() < deadline, "no fetch on containerd's task start events: {:?}", cache.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let view = cache.lookup_now(init_pid, None);
+    expect_field(&view, "container.full_id", None, &container_id);
+    expect_field(&view, "container.name", None, "web");
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses, stats.failures), (1, 0, 0), "{stats:?}");
+    drop(pod);
+    while cache.stats().evictions < 2 {
+        assert!(Instant::now() < deadline, "pod not forgotten on containerd's delete events: {:?}", cache.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    println!("  stats: {:?}", cache.stats());
 }
 
 // ------------------------------------------------------------------------- containerd (ctr)
@@ -626,7 +675,9 @@ fn events(ctx: &Ctx, cli: fn(&Ctx) -> Command, runtime: &str) {
     expect_field(&view, "container.full_id", None, &id);
     expect_field(&view, "container.name", None, &name);
     let stats = cache.stats();
-    assert_eq!((stats.prefetches, stats.hits, stats.misses), (1, 1, 0), "{stats:?}");
+    // Docker reports the start on its own stream and through containerd's (namespace moby).
+    assert!(stats.prefetches >= 1, "{stats:?}");
+    assert_eq!((stats.hits, stats.misses), (1, 0), "{stats:?}");
     run(&mut rm);
     while cache.stats().evictions == 0 {
         assert!(Instant::now() < deadline, "not forgotten on {runtime}'s destroy event: {:?}", cache.stats());
