@@ -234,7 +234,7 @@ enum Probe {
 /// A runtime client.
 enum Client {
     Cri(Box<CriClient>),
-    Containerd(ContainerdClient),
+    Containerd(Box<ContainerdClient>),
     Docker { client: DockerClient, api: RuntimeApi },
 }
 
@@ -315,7 +315,7 @@ impl ContainerCache {
             .map(|e| match e.api {
                 RuntimeApi::Cri => Client::Cri(Box::new(CriClient::new(e.path.clone(), config.request_timeout))),
                 RuntimeApi::Containerd => {
-                    Client::Containerd(ContainerdClient::new(e.path.clone(), config.request_timeout))
+                    Client::Containerd(Box::new(ContainerdClient::new(e.path.clone(), config.request_timeout)))
                 }
                 RuntimeApi::Docker | RuntimeApi::Podman => Client::Docker {
                     client: DockerClient::new(
@@ -740,7 +740,7 @@ enum EventSource {
     /// A Docker-API socket; its containers are of this kind.
     Docker(DockerClient, RuntimeKind),
     /// containerd's event service (every namespace).
-    Containerd(ContainerdClient),
+    Containerd(Box<ContainerdClient>),
 }
 
 impl EventSource {
