@@ -684,18 +684,22 @@ impl Inner {
         let outcome = inner.fetch_from_runtimes(&id).await;
         let elapsed = elapsed_ns(start);
         let stats = &inner.stats;
-        stats.fetches.fetch_add(1, Relaxed);
-        stats.fetch_ns_total.fetch_add(elapsed, Relaxed);
-        stats.fetch_ns_max.fetch_max(elapsed, Relaxed);
+        let failed = outcome.is_err();
         let slot = match outcome {
             Ok(info) => Slot::Ready(Arc::new(info)),
             Err(error) => {
-                stats.failures.fetch_add(1, Relaxed);
                 log::warn!("container {}: no metadata: {error}", id.full());
                 Slot::Failed { until: Instant::now() + inner.config.retry_after }
             }
         };
         inner.state().containers.put(id.full().into(), slot);
+        // Counted once stored, so a completed fetch is always visible to lookups.
+        if failed {
+            stats.failures.fetch_add(1, Relaxed);
+        }
+        stats.fetch_ns_total.fetch_add(elapsed, Relaxed);
+        stats.fetch_ns_max.fetch_max(elapsed, Relaxed);
+        stats.fetches.fetch_add(1, Relaxed);
         // Nobody waiting is fine.
         let _ = done.send(true);
     }
