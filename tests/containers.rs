@@ -2,9 +2,10 @@
 //! does), a Docker container and a podman container. Commands run inside each; the sensor's
 //! [`ContainerCache`] must resolve those processes' host pids to the right container and pod.
 //!
-//! Needs root. Starts `tests/testbed/testbed.sh` when it is not up and stops it afterwards
-//! (only if this test started it). Runs without libtest's harness so that the test bed is set
-//! up once and torn down at the end: `cargo test -p sensor-tests --test containers [FILTER]`.
+//! Needs root. Brings `tests/testbed/testbed.sh` up with a lease (`up PID`) and releases it at
+//! the end (`down PID`): the bed stops when no other test run holds a lease and a test started
+//! it. Runs without libtest's harness so that the test bed is set up once and released at the
+//! end: `cargo test -p sensor-tests --test containers [FILTER]`.
 
 use std::{
     collections::HashMap,
@@ -96,24 +97,21 @@ fn main() {
     }
 }
 
-/// The test bed: its settings, and whether this process started it.
+/// The test bed, leased by this process.
 struct TestBed {
     script: PathBuf,
     env: HashMap<String, String>,
-    started: bool,
 }
 
 impl TestBed {
-    /// Starts the test bed unless it is up.
+    /// Starts the test bed unless it is up, and takes a lease on it.
     fn up() -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed/testbed.sh");
-        let running = Command::new(&script).arg("status").status().expect("run testbed.sh status").success();
-        if !running {
-            let start = Instant::now();
-            let status = Command::new(&script).arg("start").status().expect("run testbed.sh start");
-            assert!(status.success(), "testbed.sh start failed ({status})");
-            println!("test bed started in {:.1} s", start.elapsed().as_secs_f64());
-        }
+        let start = Instant::now();
+        let status =
+            Command::new(&script).args(["up", &std::process::id().to_string()]).status().expect("run testbed.sh up");
+        assert!(status.success(), "testbed.sh up failed ({status})");
+        println!("test bed up in {:.1} s", start.elapsed().as_secs_f64());
         let out = Command::new(&script).arg("env").output().expect("run testbed.sh env");
         assert!(out.status.success(), "testbed.sh env failed");
         let env = String::from_utf8_lossy(&out.stdout)
@@ -121,7 +119,7 @@ impl TestBed {
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        Self { script, env, started: !running }
+        Self { script, env }
     }
 
     /// A setting printed by `testbed.sh env`.
@@ -129,12 +127,13 @@ impl TestBed {
         self.env.get(key).unwrap_or_else(|| panic!("testbed.sh env has no {key}"))
     }
 
-    /// Stops the test bed if this process started it.
+    /// Releases the lease (the bed stops if this was the last one and a test started it).
     fn down(self) {
-        if self.started {
-            let status = Command::new(&self.script).arg("stop").status().expect("run testbed.sh stop");
-            assert!(status.success(), "testbed.sh stop failed ({status})");
-        }
+        let status = Command::new(&self.script)
+            .args(["down", &std::process::id().to_string()])
+            .status()
+            .expect("run testbed.sh down");
+        assert!(status.success(), "testbed.sh down failed ({status})");
     }
 }
 
