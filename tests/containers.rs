@@ -16,7 +16,7 @@ use std::{
 };
 
 use sensor::enrich::{
-    ContainerCache, ContainerView, EnrichConfig, MetaStatus, RuntimeApi, RuntimeEndpoint,
+    ContainerCache, ContainerId, ContainerView, EnrichConfig, MetaStatus, RuntimeApi, RuntimeEndpoint, RuntimeKind,
     cri::{self, proto},
 };
 
@@ -248,6 +248,27 @@ fn cgroup_v2_id(pid: u32) -> u64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let path = text.lines().find_map(|l| l.strip_prefix("0::")).expect("a cgroup v2 line");
     std::fs::metadata(Path::new(&root).join(path.trim_start_matches('/'))).unwrap().ino()
+}
+
+/// Waits until `cache` holds the metadata of container `full_id` without being asked for it
+/// (fetched on a runtime event or at start).
+fn wait_cached(cache: &ContainerCache, full_id: &str, kind: RuntimeKind, why: &str) {
+    let id = ContainerId::Container { id: full_id.into(), kind };
+    let deadline = Instant::now() + RESOLVE_TIMEOUT;
+    while cache.peek(&id).is_none() {
+        assert!(Instant::now() < deadline, "{full_id} not fetched ({why}): {:?}", cache.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until `cache` no longer holds container `full_id` (forgotten on a runtime event).
+fn wait_forgotten(cache: &ContainerCache, full_id: &str, why: &str) {
+    let id = ContainerId::Container { id: full_id.into(), kind: RuntimeKind::Cri };
+    let deadline = Instant::now() + RESOLVE_TIMEOUT;
+    while cache.peek(&id).is_some() {
+        assert!(Instant::now() < deadline, "{full_id} not forgotten ({why}): {:?}", cache.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Asserts `field` of `view` renders `want`.
@@ -491,22 +512,14 @@ fn cri_events(ctx: &Ctx) {
         .into_inner();
     let verbose: serde_json::Value = serde_json::from_str(&status.info["info"]).unwrap();
     let init_pid = u32::try_from(verbose["pid"].as_u64().expect("pid in verbose info")).unwrap();
-    let deadline = Instant::now() + RESOLVE_TIMEOUT;
-    // Two task starts: the sandbox's and the container's.
-    while cache.stats().fetches < 2 {
-        assert!(Instant::now() < deadline, "no fetch on containerd's task start events: {:?}", cache.stats());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_cached(&cache, &container_id, RuntimeKind::Cri, "containerd's task start event");
     let view = cache.lookup_now(init_pid, None);
     expect_field(&view, "container.full_id", None, &container_id);
     expect_field(&view, "container.name", None, "web");
     let stats = cache.stats();
     assert_eq!((stats.hits, stats.misses, stats.failures), (1, 0, 0), "{stats:?}");
     drop(pod);
-    while cache.stats().evictions < 2 {
-        assert!(Instant::now() < deadline, "pod not forgotten on containerd's delete events: {:?}", cache.stats());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_forgotten(&cache, &container_id, "containerd's container delete event");
     println!("  stats: {:?}", cache.stats());
 }
 
@@ -665,11 +678,7 @@ fn events(ctx: &Ctx, cli: fn(&Ctx) -> Command, runtime: &str) {
         rm.args(["-t", "0"]);
     }
     let init_pid: u32 = run(cli(ctx).args(["inspect", "-f", "{{.State.Pid}}", &name])).parse().unwrap();
-    let deadline = Instant::now() + RESOLVE_TIMEOUT;
-    while cache.stats().fetches == 0 {
-        assert!(Instant::now() < deadline, "no fetch on {runtime}'s start event: {:?}", cache.stats());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_cached(&cache, &id, RuntimeKind::Docker, "start event");
     let view = cache.lookup_now(init_pid, None);
     expect_field(&view, "container.full_id", None, &id);
     expect_field(&view, "container.name", None, &name);
@@ -678,10 +687,7 @@ fn events(ctx: &Ctx, cli: fn(&Ctx) -> Command, runtime: &str) {
     assert!(stats.prefetches >= 1, "{stats:?}");
     assert_eq!((stats.hits, stats.misses), (1, 0), "{stats:?}");
     run(&mut rm);
-    while cache.stats().evictions == 0 {
-        assert!(Instant::now() < deadline, "not forgotten on {runtime}'s destroy event: {:?}", cache.stats());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_forgotten(&cache, &id, "destroy/remove event");
     println!("  stats: {:?}", cache.stats());
 }
 
@@ -689,7 +695,8 @@ fn events(ctx: &Ctx, cli: fn(&Ctx) -> Command, runtime: &str) {
 /// Docker-API runtimes are listed): its first lookup is a hit.
 fn prefetch_running(ctx: &Ctx) {
     let name = format!("sensor-ct-running-{}", std::process::id());
-    run(ctx.docker().args(["run", "-d", "--name", &name, "--network", "none", ctx.get("IMAGE"), "sleep", "3600"]));
+    let id =
+        run(ctx.docker().args(["run", "-d", "--name", &name, "--network", "none", ctx.get("IMAGE"), "sleep", "3600"]));
     let mut rm = ctx.docker();
     rm.args(["rm", "-f", &name]);
     let _cleanup = Removed(rm);
@@ -698,11 +705,7 @@ fn prefetch_running(ctx: &Ctx) {
         c.prefetch_running = true;
         c.follow_events = false;
     });
-    let deadline = Instant::now() + RESOLVE_TIMEOUT;
-    while cache.stats().fetches < cache.stats().prefetches || cache.stats().fetches == 0 {
-        assert!(Instant::now() < deadline, "running containers not fetched: {:?}", cache.stats());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_cached(&cache, &id, RuntimeKind::Docker, "listing at start");
     let view = cache.lookup_now(pid, None);
     expect_field(&view, "container.name", None, &name);
     let stats = cache.stats();

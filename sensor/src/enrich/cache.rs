@@ -402,6 +402,14 @@ impl ContainerCache {
         Some(id)
     }
 
+    /// The cached metadata of container `id`, if ready; starts no fetch and counts nothing.
+    pub fn peek(&self, id: &ContainerId) -> Option<Arc<ContainerInfo>> {
+        match self.state().containers.peek(id.full()) {
+            Some(Slot::Ready(info)) => Some(info.clone()),
+            _ => None,
+        }
+    }
+
     /// The counters now.
     pub fn stats(&self) -> ContainerStats {
         let s = &self.inner.stats;
