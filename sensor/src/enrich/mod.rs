@@ -40,7 +40,7 @@
 //! - The cgroup v2 id of an event (`bpf_get_current_cgroup_id()`) is remembered once a
 //!   process's `/proc/PID/cgroup` proved which container it belongs to, so events of
 //!   processes that already exited still resolve.
-//!
+//! - [`ContainerCache::peek`] reads the cache without fetching or counting.
 //! - When the cache starts it fetches the containers already running
 //!   ([`EnrichConfig::prefetch_running`]); it follows the runtimes' container events
 //!   ([`EnrichConfig::follow_events`]: Docker's and podman's `/events`, containerd's event
