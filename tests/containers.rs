@@ -2,9 +2,10 @@
 //! does), a Docker container and a podman container. Commands run inside each; the sensor's
 //! [`ContainerCache`] must resolve those processes' host pids to the right container and pod.
 //!
-//! Needs root. Starts `tests/testbed/testbed.sh` when it is not up and stops it afterwards
-//! (only if this test started it). Runs without libtest's harness so that the test bed is set
-//! up once and torn down at the end: `cargo test -p sensor-tests --test containers [FILTER]`.
+//! Needs root. Brings `tests/testbed/testbed.sh` up with a lease (`up PID`) and releases it at
+//! the end (`down PID`): the bed stops when no other test run holds a lease and a test started
+//! it. Runs without libtest's harness so that the test bed is set up once and released at the
+//! end: `cargo test -p sensor-tests --test containers [FILTER]`.
 
 use std::{
     collections::HashMap,
@@ -15,7 +16,7 @@ use std::{
 };
 
 use sensor::enrich::{
-    ContainerCache, ContainerView, EnrichConfig, MetaStatus, RuntimeApi, RuntimeEndpoint,
+    ContainerCache, ContainerId, ContainerView, EnrichConfig, MetaStatus, RuntimeApi, RuntimeEndpoint, RuntimeKind,
     cri::{self, proto},
 };
 
@@ -43,6 +44,7 @@ fn main() {
     }
     let tests: &[(&str, Test)] = &[
         ("cri_pod_container_resolves_with_pod_fields", cri_pod),
+        ("cri_container_start_and_pod_removal_events_update_the_cache", cri_events),
         ("containerd_ctr_container_resolves", containerd_ctr),
         ("docker_container_resolves", docker),
         ("podman_container_resolves", podman),
@@ -95,24 +97,21 @@ fn main() {
     }
 }
 
-/// The test bed: its settings, and whether this process started it.
+/// The test bed, leased by this process.
 struct TestBed {
     script: PathBuf,
     env: HashMap<String, String>,
-    started: bool,
 }
 
 impl TestBed {
-    /// Starts the test bed unless it is up.
+    /// Starts the test bed unless it is up, and takes a lease on it.
     fn up() -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed/testbed.sh");
-        let running = Command::new(&script).arg("status").status().expect("run testbed.sh status").success();
-        if !running {
-            let start = Instant::now();
-            let status = Command::new(&script).arg("start").status().expect("run testbed.sh start");
-            assert!(status.success(), "testbed.sh start failed ({status})");
-            println!("test bed started in {:.1} s", start.elapsed().as_secs_f64());
-        }
+        let start = Instant::now();
+        let status =
+            Command::new(&script).args(["up", &std::process::id().to_string()]).status().expect("run testbed.sh up");
+        assert!(status.success(), "testbed.sh up failed ({status})");
+        println!("test bed up in {:.1} s", start.elapsed().as_secs_f64());
         let out = Command::new(&script).arg("env").output().expect("run testbed.sh env");
         assert!(out.status.success(), "testbed.sh env failed");
         let env = String::from_utf8_lossy(&out.stdout)
@@ -120,7 +119,7 @@ impl TestBed {
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        Self { script, env, started: !running }
+        Self { script, env }
     }
 
     /// A setting printed by `testbed.sh env`.
@@ -128,12 +127,13 @@ impl TestBed {
         self.env.get(key).unwrap_or_else(|| panic!("testbed.sh env has no {key}"))
     }
 
-    /// Stops the test bed if this process started it.
+    /// Releases the lease (the bed stops if this was the last one and a test started it).
     fn down(self) {
-        if self.started {
-            let status = Command::new(&self.script).arg("stop").status().expect("run testbed.sh stop");
-            assert!(status.success(), "testbed.sh stop failed ({status})");
-        }
+        let status = Command::new(&self.script)
+            .args(["down", &std::process::id().to_string()])
+            .status()
+            .expect("run testbed.sh down");
+        assert!(status.success(), "testbed.sh down failed ({status})");
     }
 }
 
@@ -250,6 +250,27 @@ fn cgroup_v2_id(pid: u32) -> u64 {
     std::fs::metadata(Path::new(&root).join(path.trim_start_matches('/'))).unwrap().ino()
 }
 
+/// Waits until `cache` holds the metadata of container `full_id` without being asked for it
+/// (fetched on a runtime event or at start).
+fn wait_cached(cache: &ContainerCache, full_id: &str, kind: RuntimeKind, why: &str) {
+    let id = ContainerId::Container { id: full_id.into(), kind };
+    let deadline = Instant::now() + RESOLVE_TIMEOUT;
+    while cache.peek(&id).is_none() {
+        assert!(Instant::now() < deadline, "{full_id} not fetched ({why}): {:?}", cache.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until `cache` no longer holds container `full_id` (forgotten on a runtime event).
+fn wait_forgotten(cache: &ContainerCache, full_id: &str, why: &str) {
+    let id = ContainerId::Container { id: full_id.into(), kind: RuntimeKind::Cri };
+    let deadline = Instant::now() + RESOLVE_TIMEOUT;
+    while cache.peek(&id).is_some() {
+        assert!(Instant::now() < deadline, "{full_id} not forgotten ({why}): {:?}", cache.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Asserts `field` of `view` renders `want`.
 fn expect_field(view: &ContainerView, field: &str, key: Option<&str>, want: &str) {
     assert_eq!(
@@ -336,7 +357,10 @@ fn pod_config(name: &str, uid: &str, log_dir: &str, extra_labels: &[(&str, &str)
     }
 }
 
-fn cri_pod(ctx: &Ctx) {
+/// Runs pod `pod_name` (kubelet's labels plus `app=web`, `tier=frontend`) with one container
+/// `web` running `sleep 3600`, as kubelet would; returns the pod (removed on drop), its uid
+/// and the container's id.
+fn run_cri_pod(ctx: &Ctx, pod_name: &str) -> (CriPod, String, String) {
     let handle = ctx.rt.handle().clone();
     let mut client = {
         let _in_runtime = ctx.rt.enter();
@@ -344,8 +368,7 @@ fn cri_pod(ctx: &Ctx) {
     };
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     let uid = format!("{:08x}-5e50-4000-8000-{:012x}", std::process::id(), nanos);
-    let pod_name = format!("web-{}", std::process::id());
-    let config = pod_config(&pod_name, &uid, ctx.get("POD_LOG_DIR"), &[("app", "web"), ("tier", "frontend")]);
+    let config = pod_config(pod_name, &uid, ctx.get("POD_LOG_DIR"), &[("app", "web"), ("tier", "frontend")]);
     let sandbox_id = handle
         .block_on(client.run_pod_sandbox(proto::RunPodSandboxRequest {
             config: Some(config.clone()),
@@ -359,7 +382,7 @@ fn cri_pod(ctx: &Ctx) {
 
     // The container, labelled as kubelet labels it.
     let labels: HashMap<String, String> = [
-        ("io.kubernetes.pod.name", pod_name.as_str()),
+        ("io.kubernetes.pod.name", pod_name),
         ("io.kubernetes.pod.namespace", POD_NAMESPACE),
         ("io.kubernetes.pod.uid", uid.as_str()),
         ("io.kubernetes.container.name", "web"),
@@ -385,6 +408,15 @@ fn cri_pod(ctx: &Ctx) {
     handle
         .block_on(client.start_container(proto::StartContainerRequest { container_id: container_id.clone() }))
         .expect("StartContainer");
+    (pod, uid, container_id)
+}
+
+fn cri_pod(ctx: &Ctx) {
+    let handle = ctx.rt.handle().clone();
+    let pod_name = format!("web-{}", std::process::id());
+    let (pod, uid, container_id) = run_cri_pod(ctx, &pod_name);
+    let sandbox_id = pod.sandbox_id.clone();
+    let mut client = pod.client.clone();
 
     // A command inside it (ExecSync returns when it exits; it runs until the pod goes).
     let secs = unique_seconds(1).to_string();
@@ -460,6 +492,35 @@ fn cri_pod(ctx: &Ctx) {
     println!("  stats: {stats:?}");
     assert_eq!(stats.failures, 0, "no failed fetches: {stats:?}");
     drop(pod);
+}
+
+/// With the cache following containerd's events, a new CRI pod's container is fetched when
+/// its task starts (its first lookup is a hit) and forgotten when the pod is removed.
+fn cri_events(ctx: &Ctx) {
+    let cache = ctx.cache();
+    // Let the follower subscribe before the pod starts.
+    std::thread::sleep(Duration::from_millis(300));
+    let (pod, _uid, container_id) = run_cri_pod(ctx, &format!("events-{}", std::process::id()));
+    let mut client = pod.client.clone();
+    let status = ctx
+        .rt
+        .block_on(
+            client
+                .container_status(proto::ContainerStatusRequest { container_id: container_id.clone(), verbose: true }),
+        )
+        .expect("ContainerStatus")
+        .into_inner();
+    let verbose: serde_json::Value = serde_json::from_str(&status.info["info"]).unwrap();
+    let init_pid = u32::try_from(verbose["pid"].as_u64().expect("pid in verbose info")).unwrap();
+    wait_cached(&cache, &container_id, RuntimeKind::Cri, "containerd's task start event");
+    let view = cache.lookup_now(init_pid, None);
+    expect_field(&view, "container.full_id", None, &container_id);
+    expect_field(&view, "container.name", None, "web");
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses, stats.failures), (1, 0, 0), "{stats:?}");
+    drop(pod);
+    wait_forgotten(&cache, &container_id, "containerd's container delete event");
+    println!("  stats: {:?}", cache.stats());
 }
 
 // ------------------------------------------------------------------------- containerd (ctr)
@@ -617,21 +678,16 @@ fn events(ctx: &Ctx, cli: fn(&Ctx) -> Command, runtime: &str) {
         rm.args(["-t", "0"]);
     }
     let init_pid: u32 = run(cli(ctx).args(["inspect", "-f", "{{.State.Pid}}", &name])).parse().unwrap();
-    let deadline = Instant::now() + RESOLVE_TIMEOUT;
-    while cache.stats().fetches == 0 {
-        assert!(Instant::now() < deadline, "no fetch on {runtime}'s start event: {:?}", cache.stats());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_cached(&cache, &id, RuntimeKind::Docker, "start event");
     let view = cache.lookup_now(init_pid, None);
     expect_field(&view, "container.full_id", None, &id);
     expect_field(&view, "container.name", None, &name);
     let stats = cache.stats();
-    assert_eq!((stats.prefetches, stats.hits, stats.misses), (1, 1, 0), "{stats:?}");
+    // Docker reports the start on its own stream and through containerd's (namespace moby).
+    assert!(stats.prefetches >= 1, "{stats:?}");
+    assert_eq!((stats.hits, stats.misses), (1, 0), "{stats:?}");
     run(&mut rm);
-    while cache.stats().evictions == 0 {
-        assert!(Instant::now() < deadline, "not forgotten on {runtime}'s destroy event: {:?}", cache.stats());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_forgotten(&cache, &id, "destroy/remove event");
     println!("  stats: {:?}", cache.stats());
 }
 
@@ -639,7 +695,8 @@ fn events(ctx: &Ctx, cli: fn(&Ctx) -> Command, runtime: &str) {
 /// Docker-API runtimes are listed): its first lookup is a hit.
 fn prefetch_running(ctx: &Ctx) {
     let name = format!("sensor-ct-running-{}", std::process::id());
-    run(ctx.docker().args(["run", "-d", "--name", &name, "--network", "none", ctx.get("IMAGE"), "sleep", "3600"]));
+    let id =
+        run(ctx.docker().args(["run", "-d", "--name", &name, "--network", "none", ctx.get("IMAGE"), "sleep", "3600"]));
     let mut rm = ctx.docker();
     rm.args(["rm", "-f", &name]);
     let _cleanup = Removed(rm);
@@ -648,11 +705,7 @@ fn prefetch_running(ctx: &Ctx) {
         c.prefetch_running = true;
         c.follow_events = false;
     });
-    let deadline = Instant::now() + RESOLVE_TIMEOUT;
-    while cache.stats().fetches < cache.stats().prefetches || cache.stats().fetches == 0 {
-        assert!(Instant::now() < deadline, "running containers not fetched: {:?}", cache.stats());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_cached(&cache, &id, RuntimeKind::Docker, "listing at start");
     let view = cache.lookup_now(pid, None);
     expect_field(&view, "container.name", None, &name);
     let stats = cache.stats();

@@ -2,10 +2,15 @@
 # testbed.sh — real container runtimes for the sensor's container tests, on one machine, as root,
 # without systemd and without an image registry.
 #
-#   testbed.sh start    start what is not running (idempotent); prints the time each step took
-#   testbed.sh stop     remove every test container and pod, stop the daemons, clean mounts/cgroups
-#   testbed.sh status   exit 0 when containerd (CRI), dockerd and the podman service all answer
-#   testbed.sh env      print KEY=VALUE lines: sockets, the image name, podman's config files
+#   testbed.sh start      start what is not running (idempotent); prints the time each step took
+#   testbed.sh stop       remove every test container and pod, stop the daemons, clean mounts/cgroups
+#   testbed.sh status     exit 0 when containerd (CRI), dockerd and the podman service all answer
+#   testbed.sh env        print KEY=VALUE lines: sockets, the image name, podman's config files
+#   testbed.sh up PID     for tests: start if needed and hold a lease for process PID
+#   testbed.sh down PID   for tests: drop PID's lease; stop the bed when no live lease remains
+#                         and a lease holder started it (a bed started by hand stays up)
+# Tests use up/down so that concurrent test runs (several engineers, one machine) share one
+# bed and the last one out stops it; leases of dead processes do not count.
 #
 # What runs (all state under $SENSOR_TESTBED, default /tmp/sensor-testbed-ct):
 #   containerd + its CRI plugin  $BASE/containerd.sock   own config, root and state dirs; CNI bridge
@@ -276,14 +281,13 @@ stop_all() {
 # ------------------------------------------------------------------------------------------- main
 [ "$(id -u)" = 0 ] || die "run as root: it starts container runtimes"
 cmd=${1:-}
-# One start or stop at a time (tests of several engineers may share the bed).
-if [ "$cmd" = start ] || [ "$cmd" = stop ]; then
+# One start, stop, up or down at a time (tests of several engineers may share the bed).
+if [ "$cmd" != status ] && [ "$cmd" != env ]; then
   mkdir -p "$(dirname "$BASE")"
   exec 9>"$BASE.lock"
   flock -w 120 9 || die "another testbed.sh start/stop holds $BASE.lock"
 fi
-case "$cmd" in
-  start)
+start_bed() {
     for tool in containerd ctr runc dockerd podman conmon jq curl; do
       command -v "$tool" >/dev/null || die "$tool missing: run \`cargo xtask setup\`"
     done
@@ -297,11 +301,45 @@ case "$cmd" in
     start_dockerd; step "dockerd"
     start_podman; step "podman service"
     log "ready in $(( $(now_ms) - t0 )) ms ($BASE)"
+}
+
+bed_up() { containerd_up >/dev/null 2>&1 && docker_up >/dev/null 2>&1 && podman_up >/dev/null 2>&1; }
+
+# live_leases: removes the leases of processes that are gone; prints how many remain.
+live_leases() {
+  local lease n=0
+  for lease in "$BASE/leases"/*; do
+    [ -e "$lease" ] || continue
+    if kill -0 "${lease##*/}" 2>/dev/null; then n=$((n + 1)); else rm -f "$lease"; fi
+  done
+  echo "$n"
+}
+
+owner_pid() { [[ "${1:-}" =~ ^[0-9]+$ ]] || die "usage: $0 $cmd PID"; echo "$1"; }
+
+case "$cmd" in
+  start) start_bed ;;
+  stop) stop_all; rm -f "$BASE/leases/.started" ;;
+  up)
+    owner=$(owner_pid "${2:-}")
+    mkdir -p "$BASE/leases"
+    if ! bed_up; then
+      start_bed
+      touch "$BASE/leases/.started"
+    fi
+    touch "$BASE/leases/$owner"
     ;;
-  stop) stop_all ;;
-  status)
-    containerd_up >/dev/null 2>&1 && docker_up >/dev/null 2>&1 && podman_up >/dev/null 2>&1
+  down)
+    owner=$(owner_pid "${2:-}")
+    rm -f "$BASE/leases/$owner"
+    if [ "$(live_leases)" = 0 ] && [ -f "$BASE/leases/.started" ]; then
+      stop_all
+      rm -f "$BASE/leases/.started"
+    else
+      log "left running ($(live_leases) other lease(s), or started by hand)"
+    fi
     ;;
+  status) bed_up ;;
   env)
     cat <<EOF
 TESTBED_DIR=$BASE
@@ -316,5 +354,5 @@ CONTAINERS_STORAGE_CONF=$BASE/podman/storage.conf
 POD_LOG_DIR=$BASE/pod-logs
 EOF
     ;;
-  *) die "usage: $0 start|stop|status|env" ;;
+  *) die "usage: $0 start|stop|status|env|up PID|down PID" ;;
 esac

@@ -28,6 +28,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "podman",                      // podman and its Docker-compatible API service
     "conmon",                      // podman's container monitor
     "busybox-static",              // the test image's root filesystem (no registry here)
+    "jq",                          // the test bed writes the image's JSON with it
+    "curl",                        // the test bed pings dockerd and podman on their sockets
 ];
 
 /// The rustup toolchain name `sensor/build.rs` builds the kernel programs with.

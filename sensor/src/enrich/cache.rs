@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use super::{
     ContainerId, FetchError, RuntimeApi, RuntimeEndpoint, RuntimeKind,
     cgroup::{container_id_from_cgroup, container_id_from_cgroup_v2},
-    containerd::ContainerdClient,
+    containerd::{ContainerdClient, ContainerdEvent},
     cri::CriClient,
     docker::DockerClient,
     info::ContainerInfo,
@@ -40,8 +40,8 @@ pub struct EnrichConfig {
     pub proc_root: PathBuf,
     /// Where the cgroup v2 hierarchy is mounted (`None`: found in `/proc/self/mountinfo`).
     pub cgroup2_root: Option<PathBuf>,
-    /// Follow the Docker-API runtimes' container events: fetch metadata when a container
-    /// starts, forget it when the container is removed.
+    /// Follow the runtimes' container events (Docker API, containerd's event service): fetch
+    /// metadata when a container starts, forget it when the container is removed.
     pub follow_events: bool,
     /// At start, fetch the metadata of the containers already running (CRI and Docker-API
     /// runtimes; one fetch at a time, at most `capacity`).
@@ -234,7 +234,7 @@ enum Probe {
 /// A runtime client.
 enum Client {
     Cri(Box<CriClient>),
-    Containerd(ContainerdClient),
+    Containerd(Box<ContainerdClient>),
     Docker { client: DockerClient, api: RuntimeApi },
 }
 
@@ -315,7 +315,7 @@ impl ContainerCache {
             .map(|e| match e.api {
                 RuntimeApi::Cri => Client::Cri(Box::new(CriClient::new(e.path.clone(), config.request_timeout))),
                 RuntimeApi::Containerd => {
-                    Client::Containerd(ContainerdClient::new(e.path.clone(), config.request_timeout))
+                    Client::Containerd(Box::new(ContainerdClient::new(e.path.clone(), config.request_timeout)))
                 }
                 RuntimeApi::Docker | RuntimeApi::Podman => Client::Docker {
                     client: DockerClient::new(
@@ -348,7 +348,7 @@ impl ContainerCache {
         }
         if inner.config.follow_events {
             for (index, client) in inner.clients.iter().enumerate() {
-                if matches!(client, Client::Docker { .. }) {
+                if matches!(client, Client::Docker { .. } | Client::Containerd(_)) {
                     let follower = Inner::follow_events(Arc::downgrade(&inner), index, inner.shutdown.subscribe());
                     inner.runtime.spawn(follower);
                 }
@@ -400,6 +400,14 @@ impl ContainerCache {
             self.learn_cgroup(cgroup_id, &text, &id);
         }
         Some(id)
+    }
+
+    /// The cached metadata of container `id`, if ready; starts no fetch and counts nothing.
+    pub fn peek(&self, id: &ContainerId) -> Option<Arc<ContainerInfo>> {
+        match self.state().containers.peek(id.full()) {
+            Some(Slot::Ready(info)) => Some(info.clone()),
+            _ => None,
+        }
     }
 
     /// The counters now.
@@ -634,21 +642,27 @@ impl Inner {
         }
     }
 
-    /// Follows the container events of Docker-API client `index` until the cache is
-    /// dropped, reconnecting with a growing pause (the runtime may start later or restart).
+    /// Follows the container events of client `index` (Docker API or containerd) until the
+    /// cache is dropped, reconnecting with a growing pause (the runtime may start later or
+    /// restart).
     async fn follow_events(weak: Weak<Self>, index: usize, mut shutdown: watch::Receiver<bool>) {
         let mut pause = Duration::from_millis(500);
         loop {
             let Some(inner) = weak.upgrade() else { return };
-            let Client::Docker { client, api } = &inner.clients[index] else { return };
-            let (client, kind) =
-                (client.clone(), if *api == RuntimeApi::Podman { RuntimeKind::Podman } else { RuntimeKind::Docker });
+            let source = match &inner.clients[index] {
+                Client::Docker { client, api } => EventSource::Docker(
+                    client.clone(),
+                    if *api == RuntimeApi::Podman { RuntimeKind::Podman } else { RuntimeKind::Docker },
+                ),
+                Client::Containerd(client) => EventSource::Containerd(client.clone()),
+                Client::Cri(_) => return,
+            };
             // Only the callbacks hold the cache, so dropping the cache ends this task.
             drop(inner);
             let started = Instant::now();
             let events = weak.clone();
             let outcome = tokio::select! {
-                outcome = client.follow_events(|action, id| {
+                outcome = source.follow(|kind, action, id| {
                     if let Some(inner) = events.upgrade() {
                         Self::on_runtime_event(&inner, kind, action, id);
                     }
@@ -656,7 +670,7 @@ impl Inner {
                 _ = shutdown.wait_for(|stop| *stop) => return,
             };
             match outcome {
-                Ok(()) => log::debug!("{}: container events ended", client.path().display()),
+                Ok(()) => log::debug!("{}: container events ended", source.path().display()),
                 // A runtime that is not installed or not running is normal.
                 Err(FetchError::Unavailable(e)) => log::debug!("container events: {e}"),
                 Err(e) => log::warn!("container events: {e}"),
@@ -678,18 +692,22 @@ impl Inner {
         let outcome = inner.fetch_from_runtimes(&id).await;
         let elapsed = elapsed_ns(start);
         let stats = &inner.stats;
-        stats.fetches.fetch_add(1, Relaxed);
-        stats.fetch_ns_total.fetch_add(elapsed, Relaxed);
-        stats.fetch_ns_max.fetch_max(elapsed, Relaxed);
+        let failed = outcome.is_err();
         let slot = match outcome {
             Ok(info) => Slot::Ready(Arc::new(info)),
             Err(error) => {
-                stats.failures.fetch_add(1, Relaxed);
                 log::warn!("container {}: no metadata: {error}", id.full());
                 Slot::Failed { until: Instant::now() + inner.config.retry_after }
             }
         };
         inner.state().containers.put(id.full().into(), slot);
+        // Counted once stored, so a completed fetch is always visible to lookups.
+        if failed {
+            stats.failures.fetch_add(1, Relaxed);
+        }
+        stats.fetch_ns_total.fetch_add(elapsed, Relaxed);
+        stats.fetch_ns_max.fetch_max(elapsed, Relaxed);
+        stats.fetches.fetch_add(1, Relaxed);
         // Nobody waiting is fine.
         let _ = done.send(true);
     }
@@ -726,6 +744,49 @@ impl Inner {
     /// The configured sockets, for messages.
     fn endpoint_list(&self) -> String {
         self.clients.iter().map(|c| c.path().display().to_string()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// A runtime whose container events the cache follows.
+enum EventSource {
+    /// A Docker-API socket; its containers are of this kind.
+    Docker(DockerClient, RuntimeKind),
+    /// containerd's event service (every namespace).
+    Containerd(Box<ContainerdClient>),
+}
+
+impl EventSource {
+    /// The socket path.
+    fn path(&self) -> &Path {
+        match self {
+            Self::Docker(client, _) => client.path(),
+            Self::Containerd(client) => client.path(),
+        }
+    }
+
+    /// Streams events as `deliver(kind, action, id)` with Docker's action names (`start`,
+    /// `destroy`), until the stream ends or fails.
+    async fn follow(&self, mut deliver: impl FnMut(RuntimeKind, &str, &str)) -> Result<(), FetchError> {
+        match self {
+            Self::Docker(client, kind) => client.follow_events(|action, id| deliver(*kind, action, id)).await,
+            Self::Containerd(client) => {
+                client
+                    .follow_events(|namespace, what, id| {
+                        // CRI's namespace, dockerd's namespace, or a containerd client's.
+                        let kind = match namespace {
+                            "k8s.io" => RuntimeKind::Cri,
+                            "moby" => RuntimeKind::Docker,
+                            _ => RuntimeKind::Containerd,
+                        };
+                        let action = match what {
+                            ContainerdEvent::Started => "start",
+                            ContainerdEvent::Deleted => "destroy",
+                        };
+                        deliver(kind, action, id);
+                    })
+                    .await
+            }
+        }
     }
 }
 

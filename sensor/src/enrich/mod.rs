@@ -40,12 +40,12 @@
 //! - The cgroup v2 id of an event (`bpf_get_current_cgroup_id()`) is remembered once a
 //!   process's `/proc/PID/cgroup` proved which container it belongs to, so events of
 //!   processes that already exited still resolve.
-//!
+//! - [`ContainerCache::peek`] reads the cache without fetching or counting.
 //! - When the cache starts it fetches the containers already running
-//!   ([`EnrichConfig::prefetch_running`]); it follows Docker's and podman's container events
-//!   ([`EnrichConfig::follow_events`]): a started container is fetched before its first
-//!   event needs it, a removed one is forgotten. (containerd 1.6's CRI has no event stream:
-//!   a new CRI container is fetched on its first lookup.)
+//!   ([`EnrichConfig::prefetch_running`]); it follows the runtimes' container events
+//!   ([`EnrichConfig::follow_events`]: Docker's and podman's `/events`, containerd's event
+//!   service for CRI pods and other containerd clients): a started container is fetched
+//!   before its first event needs it, a removed one is forgotten.
 //!
 //! Failed fetches are logged (`warn`), counted, and retried after
 //! [`EnrichConfig::retry_after`]. Not supported: CRI-O is spoken to through CRI only and

@@ -1,11 +1,12 @@
-//! containerd's own API (`containerd.services.containers.v1.Containers/Get`) over its unix
-//! socket, for containers that CRI does not know: those made by `ctr`, nerdctl or other
-//! clients in the namespaces `k8s.io`, `moby` and `default`.
+//! containerd's own API over its unix socket: `Containers/Get` for containers that CRI does
+//! not know (made by `ctr`, nerdctl or other clients in the namespaces `k8s.io`, `moby` and
+//! `default`), and `Events/Subscribe` for task starts and container deletions in every
+//! namespace (containerd 1.6's CRI has no event stream of its own).
 //!
 //! [`proto`] is generated code, checked in so that building needs no `protoc`: the client
 //! half of `tonic-prost-build` 0.14.9 run on `api/services/containers/v1/containers.proto`
-//! as vendored by the crates.io crate `containerd-client` 0.9.0, with `build_server(false)`
-//! and `build_transport(false)`.
+//! and `api/services/events/v1/events.proto` as vendored by the crates.io crate
+//! `containerd-client` 0.9.0, with `build_server(false)` and `build_transport(false)`.
 //!
 //! containerd keeps no start time, IP or privileged flag for such containers: `start_ts` is
 //! the creation time, the namespaces and mounts come from the OCI spec, the rest stays
@@ -13,6 +14,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use prost::Message;
 use serde_json::Value;
 use tonic::{Code, transport::Channel};
 
@@ -24,10 +26,47 @@ use super::{
 /// containerd's container-store messages and client, generated from the protocol file.
 #[allow(missing_docs, clippy::all, clippy::pedantic, reason = "generated code")]
 pub(crate) mod proto {
-    include!("containerd.services.containers.v1.rs");
+    pub mod containerd {
+        pub mod types {
+            include!("containerd.types.rs");
+        }
+        pub mod services {
+            pub mod containers {
+                pub mod v1 {
+                    include!("containerd.services.containers.v1.rs");
+                }
+            }
+            pub mod events {
+                pub mod v1 {
+                    include!("containerd.services.events.v1.rs");
+                }
+            }
+        }
+    }
 }
 
-use proto::containers_client::ContainersClient;
+use proto::containerd::services::{
+    containers::v1::{self as containers, containers_client::ContainersClient},
+    events::v1::{self as events, events_client::EventsClient},
+};
+
+/// The first field of containerd's event payloads `TaskStart` (`container_id`) and
+/// `ContainerDelete` (`id`); the other fields are skipped.
+#[derive(Clone, PartialEq, Message)]
+struct EventSubject {
+    /// The container's id.
+    #[prost(string, tag = "1")]
+    id: String,
+}
+
+/// What a containerd event says happened to a container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ContainerdEvent {
+    /// A task (the container's process) started.
+    Started,
+    /// The container was deleted.
+    Deleted,
+}
 
 /// The namespaces asked, in order.
 pub const NAMESPACES: &[&str] = &["k8s.io", "moby", "default"];
@@ -39,8 +78,10 @@ const NAMESPACE_HEADER: &str = "containerd-namespace";
 pub(crate) struct ContainerdClient {
     /// The socket path.
     path: PathBuf,
-    /// The client (clones share the connection).
+    /// The containers client (clones share the connection).
     client: ContainersClient<Channel>,
+    /// The events client, on the same connection.
+    events: EventsClient<Channel>,
     /// Bound on each call.
     timeout: Duration,
 }
@@ -48,7 +89,8 @@ pub(crate) struct ContainerdClient {
 impl ContainerdClient {
     /// A client for the socket at `path` (call inside a tokio runtime).
     pub(crate) fn new(path: PathBuf, timeout: Duration) -> Self {
-        Self { client: ContainersClient::new(super::cri::unix_channel(path.clone())), path, timeout }
+        let channel = super::cri::unix_channel(path.clone());
+        Self { client: ContainersClient::new(channel.clone()), events: EventsClient::new(channel), path, timeout }
     }
 
     /// The socket path.
@@ -62,7 +104,7 @@ impl ContainerdClient {
             return Err(FetchError::Unavailable(format!("{}: no such socket", self.path.display())));
         }
         for namespace in NAMESPACES {
-            let mut request = tonic::Request::new(proto::GetContainerRequest { id: id.to_owned() });
+            let mut request = tonic::Request::new(containers::GetContainerRequest { id: id.to_owned() });
             request.metadata_mut().insert(NAMESPACE_HEADER, tonic::metadata::MetadataValue::from_static(namespace));
             let mut client = self.client.clone();
             match tokio::time::timeout(self.timeout, client.get(request)).await {
@@ -85,10 +127,42 @@ impl ContainerdClient {
         }
         Err(FetchError::NotFound)
     }
+
+    /// Follows task starts and container deletions in every namespace, calling
+    /// `on_event(namespace, what, container id)`, until the stream ends or fails.
+    pub(crate) async fn follow_events(
+        &self,
+        mut on_event: impl FnMut(&str, ContainerdEvent, &str),
+    ) -> Result<(), FetchError> {
+        if !self.path.exists() {
+            return Err(FetchError::Unavailable(format!("{}: no such socket", self.path.display())));
+        }
+        let filters = vec![r#"topic=="/tasks/start""#.to_owned(), r#"topic=="/containers/delete""#.to_owned()];
+        let mut client = self.events.clone();
+        let status_error = |status: tonic::Status| {
+            let text = format!("{}: Events.Subscribe: {}: {}", self.path.display(), status.code(), status.message());
+            if status.code() == Code::Unavailable { FetchError::Unavailable(text) } else { FetchError::Other(text) }
+        };
+        let mut stream =
+            client.subscribe(events::SubscribeRequest { filters }).await.map_err(status_error)?.into_inner();
+        while let Some(envelope) = stream.message().await.map_err(status_error)? {
+            let what = match envelope.topic.as_str() {
+                "/tasks/start" => ContainerdEvent::Started,
+                "/containers/delete" => ContainerdEvent::Deleted,
+                _ => continue,
+            };
+            let Some(payload) = envelope.event else { continue };
+            match EventSubject::decode(payload.value.as_slice()) {
+                Ok(subject) => on_event(&envelope.namespace, what, &subject.id),
+                Err(e) => log::warn!("{}: undecodable {} event: {e}", self.path.display(), envelope.topic),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Builds the container's metadata from containerd's record of it.
-fn container_info(container: proto::Container) -> ContainerInfo {
+fn container_info(container: containers::Container) -> ContainerInfo {
     let labels: std::collections::BTreeMap<String, String> = container.labels.into_iter().collect();
     // The OCI runtime spec, stored as JSON in an Any.
     let spec: Value = container.spec.and_then(|any| serde_json::from_slice(&any.value).ok()).unwrap_or(Value::Null);
@@ -162,7 +236,7 @@ mod tests {
             "mounts": [{"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid"]},
                        {"destination": "/etc/hosts", "source": "/srv/hosts", "options": ["rbind", "ro", "rprivate"]}]
         });
-        let container = proto::Container {
+        let container = containers::Container {
             id: "a".repeat(64),
             labels: [("app".to_owned(), "ctr".to_owned())].into_iter().collect(),
             image: "localhost/sensor-testbed:1".into(),
