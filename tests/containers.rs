@@ -78,6 +78,7 @@ fn main() {
     let bed = TestBed::up();
     let ctx = Ctx::new(&bed);
     let mut failed = Vec::new();
+    let total = selected.len();
     for (name, test) in selected {
         let start = Instant::now();
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| test(&ctx)));
@@ -89,10 +90,12 @@ fn main() {
     }
     drop(ctx);
     bed.down();
+    // libtest's closing line, so runners that add up counts read this one too.
+    let passed = total - failed.len();
     if failed.is_empty() {
-        println!("test result: ok");
+        println!("test result: ok. {passed} passed; 0 failed");
     } else {
-        println!("test result: FAILED: {}", failed.join(", "));
+        println!("test result: FAILED. {passed} passed; {} failed ({})", failed.len(), failed.join(", "));
         std::process::exit(101);
     }
 }

@@ -73,7 +73,7 @@ impl Pipeline {
     }
 
     /// First half of [`process`](Self::process): applies the event to the state. The
-    /// caller may then look up the container of [`State::container_of`] before `finish`.
+    /// caller may then look up the event's container ([`State::container_of`]) before `finish`.
     pub fn prepare(&mut self, ev: &Event) {
         self.events += 1;
         self.state.before(ev);
@@ -92,6 +92,11 @@ impl Pipeline {
     pub fn evaluate(&mut self, ev: &dyn crate::rules::FieldSource) -> Vec<Alert> {
         self.events += 1;
         self.engine.process(ev, &mut self.scratch)
+    }
+
+    /// The state, mutably (to record what enrichment found).
+    pub fn state_mut(&mut self) -> &mut State {
+        &mut self.state
     }
 
     /// The state.

@@ -12,7 +12,7 @@ use sensor::{
     enrich::{ContainerCache, EnrichConfig, RuntimeApi, RuntimeEndpoint},
     event::{Clock, decode},
     pipeline::{Pipeline, load_rules, syscalls_for},
-    rules::{EngineOptions, Priority, RuleMatching},
+    rules::{EngineOptions, Priority, RuleMatching, SUGGESTED_OUTPUT},
     state::{State, StateConfig},
 };
 
@@ -34,6 +34,10 @@ pub struct RunArgs {
     /// Report every matching rule for an event, not only the first.
     #[arg(long)]
     all_matches: bool,
+    /// Do not append the container and pod fields (container_id=..., k8s_pod_name=...) to
+    /// syscall rule outputs, which Falco does by default.
+    #[arg(long)]
+    no_suggested_output: bool,
     /// CRI socket (containerd, CRI-O) for container and pod metadata; repeatable. Giving any
     /// runtime socket replaces the defaults (/run/containerd/containerd.sock,
     /// /run/crio/crio.sock, /var/run/docker.sock, /run/podman/podman.sock).
@@ -83,6 +87,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let opts = EngineOptions {
         min_priority,
         rule_matching: if args.all_matches { RuleMatching::All } else { RuleMatching::First },
+        append_output: (!args.no_suggested_output).then(|| SUGGESTED_OUTPUT.to_owned()),
         ..EngineOptions::default()
     };
     let (engine, diagnostics) = match load_rules(&args.rules, opts) {
@@ -116,9 +121,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     };
                     // The container's metadata, waiting at most the configured bound.
                     pipeline.prepare(&event);
-                    let container = match pipeline.state().container_of(event.pid) {
+                    let container = match pipeline.state().container_of(&event) {
                         Some(id) => containers.lookup_container(id.clone()).await,
-                        None => containers.lookup(event.pid, Some(event.cgroup_id)).await,
+                        None => {
+                            let view = containers.lookup(event.pid, Some(event.cgroup_id)).await;
+                            pipeline.state_mut().set_container(event.pid, event.cgroup_id, view.id.clone());
+                            view
+                        }
                     };
                     for alert in pipeline.finish(&event, Some(&container)) {
                         alerts += 1;

@@ -31,7 +31,16 @@ pub struct EngineOptions {
     pub min_priority: Priority,
     /// Host name put into alerts.
     pub hostname: String,
+    /// Text appended to the output of every `syscall` rule (Falco's `append_output` /
+    /// suggested fields), e.g. [`SUGGESTED_OUTPUT`].
+    pub append_output: Option<String>,
 }
+
+/// The container and pod fields Falco appends to syscall rule outputs by default
+/// (`suggested_output: true` with the container plugin).
+pub const SUGGESTED_OUTPUT: &str = "container_id=%container.id container_image=%container.image.repository \
+    container_image_tag=%container.image.tag container_name=%container.name k8s_ns=%k8s.ns.name \
+    k8s_pod_name=%k8s.pod.name";
 
 impl Default for EngineOptions {
     fn default() -> Self {
@@ -39,6 +48,7 @@ impl Default for EngineOptions {
             rule_matching: RuleMatching::First,
             min_priority: Priority::Debug,
             hostname: default_hostname(),
+            append_output: None,
         }
     }
 }
@@ -67,6 +77,18 @@ impl Engine {
     /// Compiles a loaded rule set. Returns the engine (when there was no error) and all
     /// diagnostics, loader ones first.
     pub fn build(set: &RuleSet, opts: EngineOptions) -> (Option<Engine>, Vec<Diagnostic>) {
+        let appended;
+        let set = match &opts.append_output {
+            Some(extra) => {
+                let mut with = set.clone();
+                for r in with.rules.iter_mut().filter(|r| r.source == "syscall") {
+                    r.output = format!("{} {extra}", r.output.trim_end());
+                }
+                appended = with;
+                &appended
+            }
+            None => set,
+        };
         let compiled = compile::compile(set);
         let mut diags = set.diagnostics.clone();
         diags.extend(compiled.diagnostics);

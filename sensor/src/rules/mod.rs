@@ -85,7 +85,7 @@ use std::fmt;
 use std::io::{BufRead, Write};
 use std::path::Path;
 
-pub use engine::{Engine, EngineOptions, RuleMatching};
+pub use engine::{Engine, EngineOptions, RuleMatching, SUGGESTED_OUTPUT};
 pub use eval::Scratch;
 pub use event::{FieldSource, MapEvent, Value};
 pub use fields::{FieldArg, FieldId, FieldInfo, FieldType};

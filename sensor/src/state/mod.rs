@@ -112,9 +112,20 @@ impl State {
         EventView::new(ev, &self.procs, &self.users, container)
     }
 
-    /// The container process `pid` runs in, when known.
-    pub fn container_of(&self, pid: u32) -> Option<&ContainerId> {
-        self.procs.get(pid)?.container.as_ref()
+    /// The container of `ev`'s process, when known for the cgroup the event came from. A
+    /// runtime moves a process into the container's cgroup between fork and exec, so a
+    /// new cgroup id means the container must be looked up again ([`State::set_container`]).
+    pub fn container_of(&self, ev: &Event) -> Option<&ContainerId> {
+        let p = self.procs.get(ev.pid)?;
+        (p.container_cgroup == ev.cgroup_id).then_some(p.container.as_ref()).flatten()
+    }
+
+    /// Records the container of process `pid` for events of cgroup `cgroup_id`.
+    pub fn set_container(&mut self, pid: u32, cgroup_id: u64, id: Option<ContainerId>) {
+        if let Some(p) = self.procs.get_mut(pid) {
+            p.container = id;
+            p.container_cgroup = cgroup_id;
+        }
     }
 
     /// The process of `ev`, made known from `/proc` (or the event) if it was not.
@@ -164,16 +175,15 @@ impl State {
         };
         match &sc.args {
             SyscallArgs::Exec { path, argv, .. } if ret == 0 => {
-                // `docker exec` and friends move the process into the container's cgroup
-                // between fork and exec: look again.
                 if live {
                     let dir = Path::new("/proc").join(ev.pid.to_string());
-                    if let Ok(text) = std::fs::read_to_string(dir.join("cgroup")) {
-                        p.container = Some(crate::enrich::container_id_from_cgroup(&text));
-                    }
                     // Read as soon as the exec is seen; a process that is already gone keeps none.
                     p.env = process::read_environ(&dir);
                     p.exe_ino = process::exe_inode(&dir);
+                    // A runtime drops capabilities between fork and exec.
+                    if let Some((eff, prm, inh)) = process::read_caps(&dir) {
+                        (p.cap_effective, p.cap_permitted, p.cap_inheritable) = (eff, prm, inh);
+                    }
                 }
                 p.exepath = path.clone().unwrap_or_default();
                 // fexecve of a memfd runs /dev/fd/N: the memfd behind it decides.

@@ -51,6 +51,9 @@ pub struct Process {
     pub exe_ino: Option<(u64, u64, u64)>,
     /// The container the process runs in (from its cgroup); `None` when not known.
     pub container: Option<ContainerId>,
+    /// The cgroup v2 id `container` was found for (0: not known); an event from another
+    /// cgroup means the process moved (a runtime's exec) and the container is looked up again.
+    pub container_cgroup: u64,
     /// Open file descriptors.
     pub fds: HashMap<i32, Fd>,
 }
@@ -93,7 +96,7 @@ pub fn read_proc(root: &Path, pid: u32, boot_to_wall_ns: i128) -> Option<Process
     let status = fs::read_to_string(dir.join("status")).unwrap_or_default();
     let status_field = |key: &str| status.lines().find_map(|l| l.strip_prefix(key)).map(str::trim);
     let first_id = |key: &str| status_field(key).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0);
-    let caps = |key: &str| status_field(key).and_then(|v| u64::from_str_radix(v, 16).ok()).unwrap_or(0);
+    let (cap_effective, cap_permitted, cap_inheritable) = read_caps(&dir).unwrap_or_default();
     let vpid = status_field("NSpid:").and_then(|v| v.split_whitespace().last()?.parse().ok()).unwrap_or(pid);
     let loginuid =
         fs::read_to_string(dir.join("loginuid")).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(u32::MAX);
@@ -116,11 +119,12 @@ pub fn read_proc(root: &Path, pid: u32, boot_to_wall_ns: i128) -> Option<Process
         uid: first_id("Uid:"),
         gid: first_id("Gid:"),
         loginuid,
-        cap_effective: caps("CapEff:"),
-        cap_permitted: caps("CapPrm:"),
-        cap_inheritable: caps("CapInh:"),
+        cap_effective,
+        cap_permitted,
+        cap_inheritable,
         start_ns: (start_boot_ns as i128 + boot_to_wall_ns).max(0) as u64,
         container: fs::read_to_string(dir.join("cgroup")).ok().map(|t| container_id_from_cgroup(&t)),
+        container_cgroup: 0,
         env: read_environ(&dir),
         exe_ino: exe_inode(&dir),
         fds: super::fd::read_fds(&dir),
@@ -135,6 +139,15 @@ pub fn read_environ(proc_dir: &Path) -> Vec<String> {
         .take(1024)
         .map(|v| String::from_utf8_lossy(&v[..v.len().min(65536)]).into_owned())
         .collect()
+}
+
+/// Effective, permitted and inheritable capabilities from `/proc/PID/status`.
+pub fn read_caps(proc_dir: &Path) -> Option<(u64, u64, u64)> {
+    let status = fs::read_to_string(proc_dir.join("status")).ok()?;
+    let cap = |key: &str| {
+        status.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    };
+    Some((cap("CapEff:")?, cap("CapPrm:")?, cap("CapInh:")?))
 }
 
 /// Inode, ctime and mtime (ns) of a process's executable (`/proc/PID/exe`).

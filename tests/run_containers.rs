@@ -1,0 +1,117 @@
+//! End to end in real containers: `sensor run` with Falco's stable rules watches a Docker
+//! container while commands run in it; the alerts must carry that container's id, name and
+//! image. Needs root; leases the test bed (`tests/testbed/testbed.sh up PID`, released with
+//! `down PID`: it stops when the last lease holder that started it is done).
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const FALCO_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/falco/falco_rules.yaml");
+
+/// The test bed, leased for the life of the value.
+struct Testbed {
+    script: PathBuf,
+    env: HashMap<String, String>,
+}
+
+impl Testbed {
+    fn up() -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed/testbed.sh");
+        let pid = std::process::id().to_string();
+        assert!(Command::new(&script).args(["up", &pid]).status().unwrap().success(), "testbed.sh up");
+        let out = Command::new(&script).arg("env").output().unwrap();
+        let env = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .collect();
+        Self { script, env }
+    }
+
+    fn get(&self, key: &str) -> &str {
+        &self.env[key]
+    }
+
+    fn docker(&self, args: &[&str]) -> String {
+        let out = Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.get("DOCKER_SOCK")))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.script).args(["down", &std::process::id().to_string()]).status();
+    }
+}
+
+/// The `sensor` binary cargo built beside this test's `deps/` folder.
+fn sensor_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(|d| d.parent()).unwrap().join("sensor")
+}
+
+#[test]
+fn falco_rules_alert_with_the_container_they_happened_in() {
+    let bed = Testbed::up();
+    let name = format!("sensor-run-e2e-{}", std::process::id());
+    let image = bed.get("IMAGE").to_owned();
+    let id = bed.docker(&["run", "-d", "--network", "none", "--name", &name, &image, "sleep", "120"]);
+
+    let mut sensor = Command::new(sensor_binary())
+        .args(["run", "--rules", FALCO_RULES, "--json", "--all-matches", "--duration", "10"])
+        .args(["--docker-socket", bed.get("DOCKER_SOCK"), "--container-wait-ms", "200"])
+        .env("SENSOR_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the sensor binary is built by `cargo test`");
+    let mut stderr = BufReader::new(sensor.stderr.take().unwrap());
+    let started = Instant::now();
+    loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "sensor exited early");
+        if line.contains(" probes, ") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+    std::thread::spawn(move || stderr.lines().map_while(Result::ok).for_each(|l| eprintln!("sensor: {l}")));
+
+    // The image has no /etc/shadow: make one (written by sh), then read it with cat.
+    bed.docker(&["exec", &name, "sh", "-c", "echo 'root:*:1::::::' > /etc/shadow"]);
+    bed.docker(&["exec", &name, "cat", "/etc/shadow"]);
+    // A listener, then netcat handing a program to the connection (busybox nc -e).
+    bed.docker(&["exec", "-d", &name, "nc", "-l", "-p", "9999"]);
+    std::thread::sleep(Duration::from_millis(300));
+    bed.docker(&["exec", &name, "nc", "127.0.0.1", "9999", "-e", "/bin/true"]);
+
+    let out = sensor.wait_with_output().unwrap();
+    let _ = bed.docker(&["rm", "-f", &name]);
+    assert!(out.status.success());
+    let alerts: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let find = |rule: &str| {
+        alerts
+            .iter()
+            .find(|a| a["rule"] == rule && a["output_fields"]["container.id"] == id[..12])
+            .unwrap_or_else(|| panic!("no '{rule}' alert for container {}: {alerts:#?}", &id[..12]))
+    };
+    let shadow = find("Read sensitive file untrusted");
+    assert_eq!(shadow["output_fields"]["fd.name"], "/etc/shadow");
+    assert_eq!(shadow["output_fields"]["container.name"], name.as_str());
+    assert_eq!(shadow["output_fields"]["container.image.repository"], image.rsplit_once(':').unwrap().0);
+    let nc = find("Netcat Remote Code Execution in Container");
+    assert!(nc["output_fields"]["proc.cmdline"].as_str().unwrap().contains(" -e /bin/true"), "{nc}");
+    find("Redirect STDOUT/STDIN to Network Connection in Container");
+    // Host processes stay on the host.
+    assert!(alerts.iter().all(|a| a["output_fields"]["container.id"] != "<NA>"), "{alerts:#?}");
+}
