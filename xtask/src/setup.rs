@@ -102,7 +102,20 @@ fn debian_packages() -> Result<()> {
         apt
     };
     cmd::run(&mut apt(&["update", "-q"]))?;
-    cmd::run(apt(&["install", "-y", "-q", "--no-install-recommends"]).args(&missing))
+    // Installing containerd/docker.io must not start their stock daemons (they would take the
+    // default sockets and set up bridges); the test bed starts its own. Debian's
+    // policy-rc.d convention stops a package from starting services.
+    let policy = std::path::Path::new("/usr/sbin/policy-rc.d");
+    let temporary = !policy.exists();
+    if temporary {
+        std::fs::write(policy, "#!/bin/sh\n# cargo xtask setup: no service starts during install\nexit 101\n")?;
+        std::fs::set_permissions(policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    }
+    let installed = cmd::run(apt(&["install", "-y", "-q", "--no-install-recommends"]).args(&missing));
+    if temporary {
+        std::fs::remove_file(policy)?;
+    }
+    installed
 }
 
 /// Whether dpkg reports `package` as installed.
