@@ -36,6 +36,15 @@ impl Testbed {
         &self.env[key]
     }
 
+    /// Runs `docker ARGS` and returns whether it succeeded.
+    fn docker_status(&self, args: &[&str]) -> bool {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.get("DOCKER_SOCK")))
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
     fn docker(&self, args: &[&str]) -> String {
         let out = Command::new("docker")
             .args(args)
@@ -67,7 +76,7 @@ fn falco_rules_alert_with_the_container_they_happened_in() {
     let id = bed.docker(&["run", "-d", "--network", "none", "--name", &name, &image, "sleep", "120"]);
 
     let mut sensor = Command::new(sensor_binary())
-        .args(["run", "--rules", FALCO_RULES, "--json", "--all-matches", "--duration", "10"])
+        .args(["run", "--rules", FALCO_RULES, "--json", "--all-matches", "--duration", "14"])
         .args(["--docker-socket", bed.get("DOCKER_SOCK"), "--container-wait-ms", "200"])
         .env("SENSOR_LOG", "info")
         .stdout(Stdio::piped())
@@ -94,6 +103,20 @@ fn falco_rules_alert_with_the_container_they_happened_in() {
     std::thread::sleep(Duration::from_millis(300));
     bed.docker(&["exec", &name, "nc", "127.0.0.1", "9999", "-e", "/bin/true"]);
 
+    // arping opens an AF_PACKET socket (then finds lo is not ARP-capable: fine).
+    let _ = bed.docker_status(&["exec", &name, "arping", "-c", "1", "-I", "lo", "127.0.0.1"]);
+    // A binary that is not in the image: written into the container, then run.
+    bed.docker(&["exec", &name, "sh", "-c", "cp /bin/busybox /tmp/true && /tmp/true"]);
+    // A shell with a terminal, as `docker exec -it` gives one; `script` supplies the pty.
+    let docker_host = format!("unix://{}", bed.get("DOCKER_SOCK"));
+    let tty = Command::new("script")
+        .args(["-qec", &format!("docker exec -it {name} sh -c 'sleep 1; true'"), "/dev/null"])
+        .env("DOCKER_HOST", &docker_host)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(tty.status.success(), "{}", String::from_utf8_lossy(&tty.stderr));
+
     let out = sensor.wait_with_output().unwrap();
     let _ = bed.docker(&["rm", "-f", &name]);
     assert!(out.status.success());
@@ -109,6 +132,12 @@ fn falco_rules_alert_with_the_container_they_happened_in() {
     assert_eq!(shadow["output_fields"]["fd.name"], "/etc/shadow");
     assert_eq!(shadow["output_fields"]["container.name"], name.as_str());
     assert_eq!(shadow["output_fields"]["container.image.repository"], image.rsplit_once(':').unwrap().0);
+    let packet = find("Packet socket created in container");
+    assert_eq!(packet["output_fields"]["proc.name"], "arping");
+    let dropped = find("Drop and execute new binary in container");
+    assert_eq!(dropped["output_fields"]["proc.exepath"], "/tmp/true");
+    let terminal = find("Terminal shell in container");
+    assert_ne!(terminal["output_fields"]["proc.tty"], 0, "{terminal}");
     let nc = find("Netcat Remote Code Execution in Container");
     assert!(nc["output_fields"]["proc.cmdline"].as_str().unwrap().contains(" -e /bin/true"), "{nc}");
     find("Redirect STDOUT/STDIN to Network Connection in Container");

@@ -353,6 +353,7 @@ impl<'a> EventView<'a> {
             "proc.duration" => p.filter(|p| p.start_ns > 0).map(|p| Value::UInt(now.saturating_sub(p.start_ns))),
             "proc.pid.ts" => p.map(|p| Value::UInt(p.start_ns)),
             "proc.is_exe_from_memfd" => p.map(|p| Value::Bool(p.exe_from_memfd)),
+            "proc.is_exe_upper_layer" => p.map(|p| Value::Bool(p.exe_upper_layer)),
             "proc.pname" => parent().map(|p| Value::Str(p.name.clone())),
             "proc.pexe" => parent().map(|p| Value::Str(p.exe.clone())),
             "proc.pexepath" => parent().map(|p| Value::Str(p.exepath.clone())),

@@ -10,7 +10,7 @@ mod fields;
 mod process;
 mod users;
 
-use std::{cell::RefCell, path::Path};
+use std::{cell::RefCell, collections::HashMap, path::Path};
 
 pub use fd::{Fd, MAX_FDS_PER_PROCESS};
 pub use fields::EventView;
@@ -57,6 +57,9 @@ pub struct State {
     unknown_process: u64,
     /// Live mode: unknown processes are read from this host's `/proc` (not in replays).
     live: bool,
+    /// Overlay upper directory of each mount namespace's root (`None`: not an overlay),
+    /// learned from any live process of it, so that short-lived ones resolve too.
+    upper_dirs: HashMap<u32, Option<String>>,
 }
 
 /// Joins `path` to the directory it is relative to and removes `.` and `..` components,
@@ -86,13 +89,26 @@ fn absolute(dir: Option<&str>, path: &str) -> String {
 impl State {
     /// An empty state.
     pub fn new(cfg: StateConfig) -> Self {
-        Self { procs: ProcessTable::new(cfg.max_processes), users: RefCell::default(), unknown_process: 0, live: false }
+        Self {
+            procs: ProcessTable::new(cfg.max_processes),
+            users: RefCell::default(),
+            unknown_process: 0,
+            live: false,
+            upper_dirs: HashMap::new(),
+        }
     }
 
     /// A state seeded from every process in `/proc`.
     pub fn from_proc(cfg: StateConfig, boot_to_wall_ns: i128) -> Self {
         let mut s = Self { live: true, ..Self::new(cfg) };
         s.procs.seed(Path::new("/proc"), boot_to_wall_ns);
+        let pids: Vec<u32> = s.procs.pids().collect();
+        for pid in pids {
+            let dir = Path::new("/proc").join(pid.to_string());
+            if let Some(ns) = process::mnt_ns_of(&dir) {
+                s.upper_dirs.entry(ns).or_insert_with(|| process::overlay_upper_dir(&dir));
+            }
+        }
         s
     }
 
@@ -146,6 +162,28 @@ impl State {
         self.procs.get_mut(ev.pid).expect("inserted above")
     }
 
+    /// Whether the program `ev` (a successful exec) runs is in the upper layer of its
+    /// overlay root. The upper directory is learned per mount namespace from any live
+    /// process of it, so a program that is gone by now still resolves.
+    fn exe_upper_layer(&mut self, ev: &Event) -> bool {
+        let Some(SyscallArgs::Exec { path, .. }) = ev.syscall().map(|s| &s.args) else { return false };
+        let dir = Path::new("/proc").join(ev.pid.to_string());
+        let exe = std::fs::read_link(dir.join("exe")).map(|l| l.to_string_lossy().into_owned()).ok();
+        let Some(exe) = exe.or_else(|| path.clone()) else { return false };
+        let upper = match self.upper_dirs.get(&ev.mnt_ns) {
+            Some(known) => known.clone(),
+            None if dir.exists() => {
+                let found = process::overlay_upper_dir(&dir);
+                if self.upper_dirs.len() < 4096 {
+                    self.upper_dirs.insert(ev.mnt_ns, found.clone());
+                }
+                found
+            }
+            None => None,
+        };
+        upper.is_some_and(|u| process::in_upper_layer(&u, &exe))
+    }
+
     /// Applies what `ev` changes, before rules see it.
     pub fn before(&mut self, ev: &Event) {
         if let EventKind::ProcFork { child_pid, .. } = ev.kind {
@@ -156,6 +194,10 @@ impl State {
             return;
         }
         let live = self.live;
+        let exe_upper_layer = match ev.syscall() {
+            Some(sc) if live && sc.ret == 0 && matches!(sc.args, SyscallArgs::Exec { .. }) => self.exe_upper_layer(ev),
+            _ => false,
+        };
         let p = self.process_of(ev);
         p.name.clone_from(&ev.comm);
         p.ppid = ev.ppid;
@@ -180,6 +222,9 @@ impl State {
                     // Read as soon as the exec is seen; a process that is already gone keeps none.
                     p.env = process::read_environ(&dir);
                     p.exe_ino = process::exe_inode(&dir);
+                    p.exe_upper_layer = exe_upper_layer;
+                    // `docker exec -t` and the like give the new program a terminal.
+                    p.tty = process::read_tty(&dir).unwrap_or(p.tty);
                     // A runtime drops capabilities between fork and exec.
                     if let Some((eff, prm, inh)) = process::read_caps(&dir) {
                         (p.cap_effective, p.cap_permitted, p.cap_inheritable) = (eff, prm, inh);

@@ -47,6 +47,9 @@ pub struct Process {
     pub exe_from_memfd: bool,
     /// Environment at exec (`KEY=value`), when it could be read.
     pub env: Vec<String>,
+    /// The executable lives in the upper (writable) layer of an overlay root: it was
+    /// written after the container started rather than shipped in its image.
+    pub exe_upper_layer: bool,
     /// Inode, change time and modification time (ns) of the executable, when known.
     pub exe_ino: Option<(u64, u64, u64)>,
     /// The container the process runs in (from its cgroup); `None` when not known.
@@ -93,6 +96,7 @@ pub fn read_proc(root: &Path, pid: u32, boot_to_wall_ns: i128) -> Option<Process
     let exe = if argv.is_empty() { name.clone() } else { argv.remove(0) };
     let link = |n: &str| fs::read_link(dir.join(n)).ok().map(|p| p.to_string_lossy().into_owned());
     let exepath = link("exe").unwrap_or_default();
+    let exepath_for_layer = exepath.clone();
     let status = fs::read_to_string(dir.join("status")).unwrap_or_default();
     let status_field = |key: &str| status.lines().find_map(|l| l.strip_prefix(key)).map(str::trim);
     let first_id = |key: &str| status_field(key).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0);
@@ -125,6 +129,7 @@ pub fn read_proc(root: &Path, pid: u32, boot_to_wall_ns: i128) -> Option<Process
         start_ns: (start_boot_ns as i128 + boot_to_wall_ns).max(0) as u64,
         container: fs::read_to_string(dir.join("cgroup")).ok().map(|t| container_id_from_cgroup(&t)),
         container_cgroup: 0,
+        exe_upper_layer: overlay_upper_dir(&dir).is_some_and(|upper| in_upper_layer(&upper, &exepath_for_layer)),
         env: read_environ(&dir),
         exe_ino: exe_inode(&dir),
         fds: super::fd::read_fds(&dir),
@@ -148,6 +153,39 @@ pub fn read_caps(proc_dir: &Path) -> Option<(u64, u64, u64)> {
         status.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
     };
     Some((cap("CapEff:")?, cap("CapPrm:")?, cap("CapInh:")?))
+}
+
+/// The upper (writable) directory of the overlay mounted at a process's root, from its
+/// `/proc/PID/mountinfo`; `None` when the root is not an overlay.
+pub fn overlay_upper_dir(proc_dir: &Path) -> Option<String> {
+    let mountinfo = fs::read_to_string(proc_dir.join("mountinfo")).ok()?;
+    // "id parent major:minor root mountpoint options [optional...] - fstype source superoptions"
+    mountinfo.lines().find_map(|line| {
+        let (head, tail) = line.split_once(" - ")?;
+        let mountpoint = head.split(' ').nth(4)?;
+        let mut tail = tail.split(' ');
+        let (fstype, _source, options) = (tail.next()?, tail.next()?, tail.next()?);
+        (mountpoint == "/" && fstype == "overlay")
+            .then(|| options.split(',').find_map(|o| o.strip_prefix("upperdir=")).map(str::to_owned))
+            .flatten()
+    })
+}
+
+/// Whether `exepath` (as the process sees it) exists in the overlay upper directory `upper`.
+pub fn in_upper_layer(upper: &str, exepath: &str) -> bool {
+    exepath.starts_with('/') && fs::symlink_metadata(format!("{upper}{exepath}")).is_ok()
+}
+
+/// The mount namespace inode of a process.
+pub fn mnt_ns_of(proc_dir: &Path) -> Option<u32> {
+    let link = fs::read_link(proc_dir.join("ns/mnt")).ok()?;
+    link.to_str()?.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// The controlling terminal of a process (`tty_nr` of `/proc/PID/stat`).
+pub fn read_tty(proc_dir: &Path) -> Option<u32> {
+    let stat = fs::read_to_string(proc_dir.join("stat")).ok()?;
+    stat.get(stat.rfind(')')? + 2..)?.split(' ').nth(4)?.parse().ok()
 }
 
 /// Inode, ctime and mtime (ns) of a process's executable (`/proc/PID/exe`).
@@ -212,6 +250,11 @@ impl ProcessTable {
         self.procs.remove(&pid)
     }
 
+    /// The pids in the table.
+    pub fn pids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.procs.keys().copied()
+    }
+
     /// Processes in the table.
     pub fn len(&self) -> usize {
         self.procs.len()
@@ -251,6 +294,26 @@ mod tests {
         assert!(me.exepath.ends_with(std::env::current_exe().unwrap().file_name().unwrap().to_str().unwrap()));
         assert!(me.fds.contains_key(&0) || me.fds.contains_key(&1), "stdio fds are listed");
         assert!(me.container.is_some(), "the cgroup was read");
+    }
+
+    #[test]
+    fn finds_executables_in_the_overlay_upper_layer() {
+        let base = std::env::temp_dir().join(format!("sensor-upper-{}", std::process::id()));
+        let upper = base.join("upper");
+        fs::create_dir_all(upper.join("tmp")).unwrap();
+        fs::write(upper.join("tmp/dropped"), b"x").unwrap();
+        let line = format!(
+            "812 700 0:91 / / rw,relatime master:1 - overlay overlay rw,lowerdir=/l1:/l2,upperdir={},workdir=/w\n\
+             813 812 0:92 / /proc rw - proc proc rw\n",
+            upper.display()
+        );
+        fs::write(base.join("mountinfo"), line).unwrap();
+        let dir = overlay_upper_dir(&base).expect("an overlay root");
+        assert!(in_upper_layer(&dir, "/tmp/dropped"));
+        assert!(!in_upper_layer(&dir, "/bin/sh"));
+        fs::write(base.join("mountinfo"), "1 0 8:1 / / rw - ext4 /dev/vda rw\n").unwrap();
+        assert_eq!(overlay_upper_dir(&base), None, "not an overlay root");
+        fs::remove_dir_all(base).unwrap();
     }
 
     #[test]
