@@ -44,6 +44,7 @@ fn main() {
     }
     let tests: &[(&str, Test)] = &[
         ("cri_pod_container_resolves_with_pod_fields", cri_pod),
+        ("sensor_run_alerts_carry_pod_fields", sensor_run_in_pod),
         ("cri_container_start_and_pod_removal_events_update_the_cache", cri_events),
         ("containerd_ctr_container_resolves", containerd_ctr),
         ("docker_container_resolves", docker),
@@ -412,6 +413,66 @@ fn run_cri_pod(ctx: &Ctx, pod_name: &str) -> (CriPod, String, String) {
         .block_on(client.start_container(proto::StartContainerRequest { container_id: container_id.clone() }))
         .expect("StartContainer");
     (pod, uid, container_id)
+}
+
+/// `sensor run` watching a CRI pod: an alert on a command run in it carries the pod's
+/// Kubernetes fields and the container's.
+fn sensor_run_in_pod(ctx: &Ctx) {
+    use std::io::{BufRead, BufReader};
+    let rules = std::env::temp_dir().join(format!("sensor-pod-rules-{}.yaml", std::process::id()));
+    std::fs::write(
+        &rules,
+        "- rule: Credential file read in a pod\n  desc: test rule\n  \
+         condition: evt.type in (open, openat) and fd.name = /etc/shadow and k8s.ns.name exists\n  \
+         output: pod read (pod=%k8s.pod.name ns=%k8s.ns.name uid=%k8s.pod.uid app=%k8s.pod.label[app] \
+         container=%container.name image=%container.image.repository)\n  priority: WARNING\n",
+    )
+    .unwrap();
+    let sensor = std::env::current_exe().unwrap().parent().and_then(Path::parent).unwrap().join("sensor");
+    let mut run = Command::new(sensor)
+        .args(["run", "--json", "--duration", "12", "--container-wait-ms", "100", "--rules"])
+        .arg(&rules)
+        .args(["--cri-socket", ctx.get("CRI_SOCK")])
+        .env("SENSOR_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the sensor binary is built by `cargo test`");
+    let mut stderr = BufReader::new(run.stderr.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "sensor exited early");
+        if line.contains(" probes, ") {
+            break;
+        }
+    }
+    std::thread::spawn(move || stderr.lines().map_while(Result::ok).for_each(|l| println!("  sensor: {l}")));
+
+    let pod_name = format!("shadow-{}", std::process::id());
+    let (pod, uid, container_id) = run_cri_pod(ctx, &pod_name);
+    let mut client = pod.client.clone();
+    let exec = proto::ExecSyncRequest {
+        container_id: container_id.clone(),
+        cmd: vec!["sh".into(), "-c".into(), "echo 'root:*:1::::::' > /etc/shadow; cat /etc/shadow".into()],
+        timeout: 0,
+    };
+    ctx.rt.handle().block_on(client.exec_sync(exec)).expect("ExecSync");
+    let out = run.wait_with_output().unwrap();
+    drop(pod);
+    std::fs::remove_file(&rules).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let alert: serde_json::Value = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|a| a["output_fields"]["k8s.pod.name"] == pod_name.as_str())
+        .unwrap_or_else(|| panic!("no alert from pod {pod_name}: {stdout}"));
+    let f = &alert["output_fields"];
+    assert_eq!(f["k8s.ns.name"], POD_NAMESPACE);
+    assert_eq!(f["k8s.pod.uid"], uid.as_str());
+    assert_eq!(f["k8s.pod.label[app]"], "web");
+    assert_eq!(f["container.name"], "web");
+    assert_eq!(f["container.image.repository"], "localhost/sensor-testbed");
+    assert_eq!(f["container.id"], &container_id[..12], "suggested output fields: {alert}");
 }
 
 fn cri_pod(ctx: &Ctx) {
