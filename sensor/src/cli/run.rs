@@ -124,7 +124,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     let container = match pipeline.state().container_of(&event) {
                         Some(id) => containers.lookup_container(id.clone()).await,
                         None => {
-                            let view = containers.lookup(event.pid, Some(event.cgroup_id)).await;
+                            let mut view = containers.lookup(event.pid, Some(event.cgroup_id)).await;
+                            if view.id.is_none()
+                                && let Some(known) = pipeline.state().last_known_container(event.pid).cloned()
+                            {
+                                // Gone before its cgroup could be read: keep what was known.
+                                view = containers.lookup_container(known).await;
+                            }
                             pipeline.state_mut().set_container(event.pid, event.cgroup_id, view.id.clone());
                             view
                         }

@@ -136,6 +136,13 @@ impl State {
         (p.container_cgroup == ev.cgroup_id).then_some(p.container.as_ref()).flatten()
     }
 
+    /// The container the table last knew for process `pid` (seeded, or inherited from its
+    /// parent), whatever cgroup it was found for: the fallback when the process is gone
+    /// before its cgroup could be read.
+    pub fn last_known_container(&self, pid: u32) -> Option<&ContainerId> {
+        self.procs.get(pid)?.container.as_ref()
+    }
+
     /// Records the container of process `pid` for events of cgroup `cgroup_id`.
     pub fn set_container(&mut self, pid: u32, cgroup_id: u64, id: Option<ContainerId>) {
         if let Some(p) = self.procs.get_mut(pid) {
