@@ -128,6 +128,7 @@ fn execve_family_with_full_argv() {
             dirfd: None,
             path: Some("/bin/true".into()),
             argv: vec!["true".into(), "a".into(), "b".into()],
+            env: vec!["SENSOR_ACTOR=1".into(), "LANG=C".into()],
             flags: 0
         }
     );

@@ -49,6 +49,10 @@ pub struct KernelOffsets {
     pub mm_arg_start: u32,
     /// `mm_struct.arg_end`
     pub mm_arg_end: u32,
+    /// `mm_struct.env_start`
+    pub mm_env_start: u32,
+    /// `mm_struct.env_end`
+    pub mm_env_end: u32,
     /// `linux_binprm.filename`
     pub bprm_filename: u32,
 }
@@ -122,4 +126,4 @@ mod user {
 }
 
 const _: () = assert!(core::mem::size_of::<SyscallSpec>() == 8);
-const _: () = assert!(core::mem::size_of::<Config>() == 16 + 21 * 4);
+const _: () = assert!(core::mem::size_of::<Config>() == 16 + 23 * 4);

@@ -137,6 +137,8 @@ pub mod blob_slot {
     pub const ARGV: u8 = 16;
     /// The path an exec ran, as the kernel resolved the call (`linux_binprm.filename`).
     pub const EXE_PATH: u8 = 17;
+    /// The environment of an exec'd program (NUL-separated `KEY=value`).
+    pub const ENV: u8 = 18;
 }
 
 /// Flags in [`BlobHeader::flags`].

@@ -41,6 +41,8 @@ pub static CONFIG: Global<Config> = Global::new(Config {
         mnt_ns_inum: 0,
         mm_arg_start: 0,
         mm_arg_end: 0,
+        mm_env_start: 0,
+        mm_env_end: 0,
         bprm_filename: 0,
     },
 });

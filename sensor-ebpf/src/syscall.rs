@@ -133,6 +133,11 @@ pub fn on_exit(nr: u64, spec: &SyscallSpec, regs: &PtRegs, ret: i64) {
         if end > start {
             rec.blob(blob_slot::ARGV, start, Source::User((end - start) as usize));
         }
+        let env_start: u64 = read(mm, cfg.offsets.mm_env_start);
+        let env_end: u64 = read(mm, cfg.offsets.mm_env_end);
+        if env_end > env_start {
+            rec.blob(blob_slot::ENV, env_start, Source::User((env_end - env_start) as usize));
+        }
     } else if spec.flags & spec_flags::AT_ENTER != 0 {
         match take_stash(bpf_get_current_pid_tgid(), |e| e.nr == nr) {
             Some(entry) => append_stash(&mut rec, entry),

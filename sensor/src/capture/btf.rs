@@ -266,6 +266,8 @@ impl Btf {
             mnt_ns_inum: self.offset("mnt_namespace", "ns.inum")?,
             mm_arg_start: self.offset("mm_struct", "arg_start")?,
             mm_arg_end: self.offset("mm_struct", "arg_end")?,
+            mm_env_start: self.offset("mm_struct", "env_start")?,
+            mm_env_end: self.offset("mm_struct", "env_end")?,
             bprm_filename: self.offset("linux_binprm", "filename")?,
         })
     }

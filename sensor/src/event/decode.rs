@@ -249,6 +249,17 @@ impl Args<'_> {
         b.data.get(n * 4..n * 4 + 4).map(|w| u32::from_ne_bytes(w.try_into().expect("slice of 4")))
     }
 
+    /// A blob of NUL-separated strings (argv, environment).
+    fn strings(&self, slot: u8) -> Vec<String> {
+        self.blob(slot)
+            .filter(|b| b.flags & blob_flags::FAULT == 0)
+            .map(|b| {
+                let data = b.data.strip_suffix(&[0]).unwrap_or(b.data);
+                data.split(|&c| c == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn family(&self, ret: i64) -> SyscallArgs {
         match self.sc.family {
             Family::Open => {
@@ -266,22 +277,13 @@ impl Args<'_> {
                     resolve: how(2),
                 }
             }
-            Family::Exec => {
-                let argv = self
-                    .blob(blob_slot::ARGV)
-                    .filter(|b| b.flags & blob_flags::FAULT == 0)
-                    .map(|b| {
-                        let data = b.data.strip_suffix(&[0]).unwrap_or(b.data);
-                        data.split(|&c| c == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect()
-                    })
-                    .unwrap_or_default();
-                SyscallArgs::Exec {
-                    dirfd: self.int("dirfd"),
-                    path: self.blob(blob_slot::EXE_PATH).and_then(Blob::string).or_else(|| self.string("path")),
-                    argv,
-                    flags: self.num("flags"),
-                }
-            }
+            Family::Exec => SyscallArgs::Exec {
+                dirfd: self.int("dirfd"),
+                path: self.blob(blob_slot::EXE_PATH).and_then(Blob::string).or_else(|| self.string("path")),
+                argv: self.strings(blob_slot::ARGV),
+                env: self.strings(blob_slot::ENV),
+                flags: self.num("flags"),
+            },
             Family::Close => SyscallArgs::Close { fd: self.int("fd").unwrap_or(-1) },
             Family::Dup => SyscallArgs::Dup {
                 oldfd: self.int("oldfd").unwrap_or(-1),

@@ -139,6 +139,9 @@ pub enum SyscallArgs {
         /// Arguments, `argv[0]` first: from the new program's stack after success, through
         /// the caller's pointer array after a failure.
         argv: Vec<String>,
+        /// Environment (`KEY=value`) of the new program, after success (bounded).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        env: Vec<String>,
         /// `AT_*` flags (`execveat`).
         flags: u64,
     },

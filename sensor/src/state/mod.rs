@@ -223,11 +223,15 @@ impl State {
             }
         };
         match &sc.args {
-            SyscallArgs::Exec { path, argv, .. } if ret == 0 => {
+            SyscallArgs::Exec { path, argv, env, .. } if ret == 0 => {
+                // The kernel side captures the environment (bounded); /proc is the fallback.
+                p.env.clone_from(env);
                 if live {
                     let dir = Path::new("/proc").join(ev.pid.to_string());
                     // Read as soon as the exec is seen; a process that is already gone keeps none.
-                    p.env = process::read_environ(&dir);
+                    if p.env.is_empty() {
+                        p.env = process::read_environ(&dir);
+                    }
                     p.exe_ino = process::exe_inode(&dir);
                     p.exe_upper_layer = exe_upper_layer;
                     // `docker exec -t` and the like give the new program a terminal.
@@ -394,6 +398,7 @@ mod tests {
             dirfd: None,
             path: Some("/bin/cat".into()),
             argv: vec!["cat".into(), "/etc/shadow".into()],
+            env: vec!["HOME=/root".into()],
             flags: 0,
         };
         s.before(&syscall(pid + 1, "execve", 0, exec));

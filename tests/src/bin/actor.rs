@@ -119,7 +119,8 @@ fn main() {
                 let (exe, a, b) = (cstr("/bin/true"), cstr("a"), cstr("b"));
                 let name = cstr("true");
                 let av = argv(&[&name, &a, &b]);
-                let env: [*const libc::c_char; 1] = [ptr::null()];
+                let (e1, e2) = (cstr("SENSOR_ACTOR=1"), cstr("LANG=C"));
+                let env = argv(&[&e1, &e2]);
                 r.put("exec", 0);
                 r.print();
                 if arg(0) == "execve" {
