@@ -196,7 +196,18 @@ impl State {
         if let EventKind::ProcFork { child_pid, .. } = ev.kind {
             if child_pid != ev.pid {
                 let parent = self.process_of(ev).clone();
-                self.procs.insert(Process { pid: child_pid, ppid: ev.pid, vpid: 0, start_ns: ev.wall_ts, ..parent });
+                // The child keeps its parent's container as a guess, but looks it up again on
+                // its first event: runtimes move a new process into the container's cgroup,
+                // which on hybrid cgroup hosts may not even change its cgroup v2 id.
+                let child = Process {
+                    pid: child_pid,
+                    ppid: ev.pid,
+                    vpid: 0,
+                    start_ns: ev.wall_ts,
+                    container_cgroup: 0,
+                    ..parent
+                };
+                self.procs.insert(child);
             }
             return;
         }
@@ -224,6 +235,8 @@ impl State {
         };
         match &sc.args {
             SyscallArgs::Exec { path, argv, env, .. } if ret == 0 => {
+                // A runtime's exec enters the container just before: look it up again.
+                p.container_cgroup = 0;
                 // The kernel side captures the environment (bounded); /proc is the fallback.
                 p.env.clone_from(env);
                 if live {
