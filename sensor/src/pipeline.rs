@@ -1,11 +1,14 @@
 //! The pipeline from decoded events to alerts: state, then rules. Live capture and replay
 //! both go through it, so a recorded capture alerts exactly as it would have live.
 
+use std::sync::Arc;
+
 use sensor_abi::syscalls::{SYSCALLS, Syscall};
+use tokio::sync::mpsc;
 
 use crate::{
     enrich::ContainerView,
-    event::Event,
+    event::{Event, EventKind},
     rules::{Alert, Engine, Scratch},
     state::State,
 };
@@ -55,15 +58,22 @@ pub fn syscalls_for(engine: &Engine) -> Vec<&'static Syscall> {
 /// Events in, alerts out.
 pub struct Pipeline {
     state: State,
-    engine: Engine,
+    engine: Arc<Engine>,
     scratch: Scratch,
     events: u64,
 }
 
 impl Pipeline {
-    /// A pipeline over `state` with the rules of `engine`.
-    pub fn new(engine: Engine, state: State) -> Self {
-        Self { state, engine, scratch: Scratch::default(), events: 0 }
+    /// A pipeline over `state` with the rules of `engine` (shared by every worker).
+    pub fn new(engine: impl Into<Arc<Engine>>, state: State) -> Self {
+        Self { state, engine: engine.into(), scratch: Scratch::default(), events: 0 }
+    }
+
+    /// Applies an event to the state without evaluating rules (a lifecycle event another
+    /// worker owns, see [`Workers`]).
+    pub fn apply(&mut self, ev: &Event) {
+        self.state.before(ev);
+        self.state.after(ev);
     }
 
     /// Runs one event through state and rules, without container metadata.
@@ -110,6 +120,114 @@ impl Pipeline {
     }
 }
 
+/// Whether every worker's state needs `ev`: process lifecycle (fork, successful exec,
+/// exit), so that each worker knows every process's ancestry.
+fn is_lifecycle(ev: &Event) -> bool {
+    match &ev.kind {
+        EventKind::ProcFork { .. } | EventKind::ProcExit { .. } => true,
+        EventKind::Syscall(sc) => sc.ret == 0 && matches!(sc.args, crate::event::SyscallArgs::Exec { .. }),
+        EventKind::ProcExec { .. } => false,
+    }
+}
+
+/// One event for a worker: evaluate rules on it, or only apply it to the state.
+struct Job {
+    event: Arc<Event>,
+    evaluate: bool,
+}
+
+/// The pipeline spread over several workers, each a [`Pipeline`] with its own state.
+///
+/// Events are routed by process id, so each process's events are evaluated in order by
+/// one worker; lifecycle events are also applied by every other worker, so that each
+/// knows every process's ancestry (`proc.pname`, `proc.aname`). Container metadata comes
+/// from one shared cache.
+pub struct Workers {
+    senders: Vec<mpsc::Sender<Job>>,
+    tasks: Vec<tokio::task::JoinHandle<Pipeline>>,
+}
+
+impl Workers {
+    /// Starts one worker per pipeline on the current tokio runtime; alerts go to `alerts`.
+    pub fn start(
+        pipelines: Vec<Pipeline>,
+        containers: crate::enrich::ContainerCache,
+        alerts: mpsc::UnboundedSender<Alert>,
+    ) -> Self {
+        let mut senders = Vec::new();
+        let mut tasks = Vec::new();
+        for mut pipeline in pipelines {
+            let (tx, mut rx) = mpsc::channel::<Job>(4096);
+            let containers = containers.clone();
+            let alerts = alerts.clone();
+            senders.push(tx);
+            tasks.push(tokio::spawn(async move {
+                while let Some(job) = rx.recv().await {
+                    let ev = &*job.event;
+                    if !job.evaluate {
+                        pipeline.apply(ev);
+                        continue;
+                    }
+                    pipeline.prepare(ev);
+                    let container = container_of(&mut pipeline, &containers, ev).await;
+                    for alert in pipeline.finish(ev, Some(&container)) {
+                        let _ = alerts.send(alert);
+                    }
+                }
+                pipeline
+            }));
+        }
+        Self { senders, tasks }
+    }
+
+    /// Hands `ev` to its worker (and lifecycle events to every worker's state).
+    pub async fn dispatch(&self, ev: Event) {
+        let n = self.senders.len();
+        let owner = ev.pid as usize % n;
+        let event = Arc::new(ev);
+        let everyone = is_lifecycle(&event);
+        for (i, tx) in self.senders.iter().enumerate() {
+            if i == owner || everyone {
+                // A worker that stopped has failed; its share is dropped with the channel.
+                let _ = tx.send(Job { event: event.clone(), evaluate: i == owner }).await;
+            }
+        }
+    }
+
+    /// Waits for the workers to finish what they were given; returns their pipelines.
+    pub async fn finish(self) -> Vec<Pipeline> {
+        drop(self.senders);
+        let mut done = Vec::new();
+        for t in self.tasks {
+            if let Ok(p) = t.await {
+                done.push(p);
+            }
+        }
+        done
+    }
+}
+
+/// The container of `ev`: the one the state knows for its cgroup, else a lookup in the
+/// cache (waiting at most its bound), else what the state last knew of the process.
+pub async fn container_of(
+    pipeline: &mut Pipeline,
+    containers: &crate::enrich::ContainerCache,
+    ev: &Event,
+) -> ContainerView {
+    if let Some(id) = pipeline.state().container_of(ev) {
+        return containers.lookup_container(id.clone()).await;
+    }
+    let mut view = containers.lookup(ev.pid, Some(ev.cgroup_id)).await;
+    if view.id.is_none()
+        && let Some(known) = pipeline.state().last_known_container(ev.pid).cloned()
+    {
+        // Gone before its cgroup could be read: keep what was known.
+        view = containers.lookup_container(known).await;
+    }
+    pipeline.state_mut().set_container(ev.pid, ev.cgroup_id, view.id.clone());
+    view
+}
+
 /// Loads the rules of `paths`, or the built-in rules when there are none. On failure,
 /// the diagnostics to print (every one with file:line:column).
 pub fn load_rules(
@@ -136,6 +254,61 @@ pub fn load_rules(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        event::{EventKind, SyscallArgs, SyscallEvent},
+        state::{State, StateConfig},
+    };
+
+    fn event(pid: u32, kind: EventKind) -> Event {
+        Event {
+            ts: 1,
+            wall_ts: 1,
+            cpu: 0,
+            pid,
+            tid: pid,
+            ns_pid: pid,
+            ns_tid: pid,
+            ppid: 1,
+            uid: 0,
+            gid: 0,
+            comm: "mycat".into(),
+            cgroup_id: 0,
+            pid_ns: 0,
+            mnt_ns: 0,
+            kind,
+        }
+    }
+
+    #[tokio::test]
+    async fn workers_evaluate_each_event_once_and_share_lifecycle() {
+        let (engine, _) = load_rules(&[], crate::rules::EngineOptions::default()).unwrap();
+        let engine = Arc::new(engine);
+        let pipelines = (0..2).map(|_| Pipeline::new(engine.clone(), State::new(StateConfig::default()))).collect();
+        let cache = crate::enrich::ContainerCache::new(
+            crate::enrich::EnrichConfig { endpoints: vec![], ..Default::default() },
+            tokio::runtime::Handle::current(),
+        );
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let workers = Workers::start(pipelines, cache, tx);
+        // Pids beyond pid_max: nothing is read from this host's /proc for them.
+        let (parent, child) = (4_000_000, 4_000_001);
+        workers.dispatch(event(parent, EventKind::ProcFork { child_pid: child, child_tid: child })).await;
+        let open =
+            SyscallArgs::Open { dirfd: Some(-100), path: Some("/etc/shadow".into()), flags: 0, mode: 0, resolve: None };
+        let sc =
+            SyscallEvent { name: "openat".into(), nr: 257, ret: 3, truncated: false, enter_missing: false, args: open };
+        workers.dispatch(Event { ppid: parent, ..event(child, EventKind::Syscall(sc)) }).await;
+        let done = workers.finish().await;
+        let mut alerts = Vec::new();
+        while let Ok(a) = rx.try_recv() {
+            alerts.push(a);
+        }
+        assert_eq!(alerts.len(), 1, "one worker evaluates the open");
+        assert_eq!(done.iter().map(Pipeline::events).sum::<u64>(), 2, "each event evaluated once");
+        for p in &done {
+            assert_eq!(p.state().processes().get(child).map(|c| c.ppid), Some(parent), "every worker knows the fork");
+        }
+    }
 
     #[test]
     fn built_in_rules_load_cleanly() {

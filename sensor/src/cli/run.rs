@@ -11,7 +11,7 @@ use sensor::{
     capture::{Capture, CaptureConfig},
     enrich::{ContainerCache, EnrichConfig, RuntimeApi, RuntimeEndpoint},
     event::{Clock, decode},
-    pipeline::{Pipeline, load_rules, syscalls_for},
+    pipeline::{Pipeline, Workers, load_rules, syscalls_for},
     rules::{EngineOptions, Priority, RuleMatching, SUGGESTED_OUTPUT},
     state::{State, StateConfig},
 };
@@ -56,6 +56,12 @@ pub struct RunArgs {
     /// of the container get it when it arrives.
     #[arg(long, value_name = "MS", default_value_t = 5)]
     container_wait_ms: u64,
+    /// Pipeline workers, one per core at most. Each process's events stay in order on one
+    /// worker, and every worker knows every process's ancestry; but fds a child inherits
+    /// are only known to its parent's worker, so fd-based fields of a child evaluated
+    /// elsewhere can miss them (e.g. a fexecve of an inherited memfd). Default 1.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    workers: usize,
 }
 
 impl RunArgs {
@@ -101,10 +107,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     log::info!("{} rules loaded; capturing {} syscalls", engine.rule_count(), cfg.syscalls.len());
     let clock = Clock::now();
     let mut capture = Capture::start(&cfg)?;
-    // Seeded after attaching, so no process can slip between the two.
-    let state = State::from_proc(StateConfig::default(), clock.wall(0) as i128);
-    let mut pipeline = Pipeline::new(engine, state);
+    let workers = args.workers.max(1);
+    // Seeded after attaching, so no process can slip between the two; one state per worker.
+    let engine = std::sync::Arc::new(engine);
+    let pipelines = (0..workers)
+        .map(|_| Pipeline::new(engine.clone(), State::from_proc(StateConfig::default(), clock.wall(0) as i128)))
+        .collect();
     let containers = ContainerCache::new(args.enrich_config(), tokio::runtime::Handle::current());
+    let (alerts_tx, mut alerts_rx) = tokio::sync::mpsc::unbounded_channel();
+    let pool = Workers::start(pipelines, containers.clone(), alerts_tx);
     let mut out = BufWriter::new(io::stdout().lock());
 
     let stop = super::stop_signal(args.duration.map(Duration::from_secs_f64));
@@ -115,46 +126,38 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             batch = capture.next_batch() => {
                 let Some(batch) = batch else { break };
                 for record in batch {
-                    let Ok(event) = decode(&record, &clock) else {
-                        undecodable += 1;
-                        continue;
-                    };
-                    // The container's metadata, waiting at most the configured bound.
-                    pipeline.prepare(&event);
-                    let container = match pipeline.state().container_of(&event) {
-                        Some(id) => containers.lookup_container(id.clone()).await,
-                        None => {
-                            let mut view = containers.lookup(event.pid, Some(event.cgroup_id)).await;
-                            if view.id.is_none()
-                                && let Some(known) = pipeline.state().last_known_container(event.pid).cloned()
-                            {
-                                // Gone before its cgroup could be read: keep what was known.
-                                view = containers.lookup_container(known).await;
-                            }
-                            pipeline.state_mut().set_container(event.pid, event.cgroup_id, view.id.clone());
-                            view
-                        }
-                    };
-                    for alert in pipeline.finish(&event, Some(&container)) {
-                        alerts += 1;
-                        super::print_alert(&mut out, &alert, args.json)?;
+                    match decode(&record, &clock) {
+                        Ok(event) => pool.dispatch(event).await,
+                        Err(_) => undecodable += 1,
                     }
                 }
-                out.flush()?;
+            }
+            Some(alert) = alerts_rx.recv() => {
+                alerts += 1;
+                super::print_alert(&mut out, &alert, args.json)?;
+                if alerts_rx.is_empty() {
+                    out.flush()?;
+                }
             }
             r = &mut stop => { r?; break; }
         }
     }
+    // Let the workers finish what they were given, then print what they found.
+    let done = pool.finish().await;
+    while let Ok(alert) = alerts_rx.try_recv() {
+        alerts += 1;
+        super::print_alert(&mut out, &alert, args.json)?;
+    }
+    out.flush()?;
     let counters = capture.counters()?;
-    let stats = pipeline.state().stats();
-    let c = containers.stats();
-    eprintln!("run: container metadata: {c:?}");
+    let events: u64 = done.iter().map(Pipeline::events).sum();
+    let processes = done.iter().map(|p| p.state().stats().processes).max().unwrap_or(0);
+    let evicted: u64 = done.iter().map(|p| p.state().stats().evicted).sum();
+    eprintln!("run: container metadata: {:?}", containers.stats());
     eprintln!(
-        "run: {} events, {alerts} alerts, {} lost in the kernel, {undecodable} undecodable; {} processes tracked, {} evicted",
-        pipeline.events(),
+        "run: {events} events evaluated by {workers} worker(s), {alerts} alerts, {} lost in the kernel, \
+         {undecodable} undecodable; {processes} processes tracked, {evicted} evicted",
         counters.iter().map(|c| c.lost).sum::<u64>(),
-        stats.processes,
-        stats.evicted
     );
     Ok(())
 }
