@@ -260,23 +260,7 @@ mod tests {
     };
 
     fn event(pid: u32, kind: EventKind) -> Event {
-        Event {
-            ts: 1,
-            wall_ts: 1,
-            cpu: 0,
-            pid,
-            tid: pid,
-            ns_pid: pid,
-            ns_tid: pid,
-            ppid: 1,
-            uid: 0,
-            gid: 0,
-            comm: "mycat".into(),
-            cgroup_id: 0,
-            pid_ns: 0,
-            mnt_ns: 0,
-            kind,
-        }
+        Event::for_test(pid, "mycat", kind)
     }
 
     #[tokio::test]

@@ -397,6 +397,28 @@ pub enum SyscallArgs {
 }
 
 impl Event {
+    /// An event of host process `pid` (its only thread, parent 1, root) for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(pid: u32, comm: &str, kind: EventKind) -> Self {
+        Self {
+            ts: 1,
+            wall_ts: 1,
+            cpu: 0,
+            pid,
+            tid: pid,
+            ns_pid: pid,
+            ns_tid: pid,
+            ppid: 1,
+            uid: 0,
+            gid: 0,
+            comm: comm.into(),
+            cgroup_id: 0,
+            pid_ns: 0,
+            mnt_ns: 0,
+            kind,
+        }
+    }
+
     /// The syscall details, for a syscall event.
     pub fn syscall(&self) -> Option<&SyscallEvent> {
         match &self.kind {

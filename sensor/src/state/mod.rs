@@ -365,23 +365,7 @@ mod tests {
     use crate::event::SyscallEvent;
 
     fn event(pid: u32, kind: EventKind) -> Event {
-        Event {
-            ts: 1,
-            wall_ts: 1,
-            cpu: 0,
-            pid,
-            tid: pid,
-            ns_pid: pid,
-            ns_tid: pid,
-            ppid: 1,
-            uid: 0,
-            gid: 0,
-            comm: "test".into(),
-            cgroup_id: 0,
-            pid_ns: 0,
-            mnt_ns: 0,
-            kind,
-        }
+        Event::for_test(pid, "test", kind)
     }
 
     fn syscall(pid: u32, name: &str, ret: i64, args: SyscallArgs) -> Event {
