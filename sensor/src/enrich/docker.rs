@@ -94,17 +94,8 @@ impl DockerClient {
     pub(crate) async fn follow_events(&self, mut on_event: impl FnMut(&str, &str)) -> Result<(), FetchError> {
         // filters={"type":["container"]}
         let uri = "/events?filters=%7B%22type%22%3A%5B%22container%22%5D%7D";
-        let unavailable = |e: &dyn std::fmt::Display| FetchError::Unavailable(format!("{}: {e}", self.path.display()));
-        let stream = UnixStream::connect(&self.path).await.map_err(|e| unavailable(&e))?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| unavailable(&e))?;
-        let driver = tokio::spawn(connection);
-        let request = Request::get(uri)
-            .header(hyper::header::HOST, "localhost")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| FetchError::Other(format!("request for {uri}: {e}")))?;
         let other = |e: hyper::Error| FetchError::Other(format!("{}: GET /events: {e}", self.path.display()));
-        let response = sender.send_request(request).await.map_err(other)?;
+        let (response, driver) = send_get(&self.path, uri).await?;
         if response.status() != StatusCode::OK {
             driver.abort();
             return Err(FetchError::Other(format!("{}: GET /events: {}", self.path.display(), response.status())));
@@ -129,8 +120,12 @@ impl DockerClient {
     }
 }
 
-/// `GET uri` on the unix socket `path`: (status, body).
-async fn get(path: &Path, uri: &str) -> Result<(StatusCode, Bytes), FetchError> {
+/// Sends `GET uri` on the unix socket `path`; returns the response (its body still to
+/// read) and the connection task, to abort once the body is done.
+async fn send_get(
+    path: &Path,
+    uri: &str,
+) -> Result<(hyper::Response<hyper::body::Incoming>, tokio::task::JoinHandle<hyper::Result<()>>), FetchError> {
     let unavailable = |e: &dyn std::fmt::Display| FetchError::Unavailable(format!("{}: {e}", path.display()));
     let stream = UnixStream::connect(path).await.map_err(|e| unavailable(&e))?;
     let (mut sender, connection) =
@@ -141,11 +136,22 @@ async fn get(path: &Path, uri: &str) -> Result<(StatusCode, Bytes), FetchError> 
         .header(hyper::header::HOST, "localhost")
         .body(Empty::<Bytes>::new())
         .map_err(|e| FetchError::Other(format!("request for {uri}: {e}")))?;
-    let other = |e: hyper::Error| FetchError::Other(format!("{}: GET {uri}: {e}", path.display()));
-    let response = sender.send_request(request).await.map_err(other)?;
+    match sender.send_request(request).await {
+        Ok(response) => Ok((response, driver)),
+        Err(e) => {
+            driver.abort();
+            Err(FetchError::Other(format!("{}: GET {uri}: {e}", path.display())))
+        }
+    }
+}
+
+/// `GET uri` on the unix socket `path`: (status, body).
+async fn get(path: &Path, uri: &str) -> Result<(StatusCode, Bytes), FetchError> {
+    let (response, driver) = send_get(path, uri).await?;
     let status = response.status();
-    let body = response.into_body().collect().await.map_err(other)?.to_bytes();
+    let body = response.into_body().collect().await;
     driver.abort();
+    let body = body.map_err(|e| FetchError::Other(format!("{}: GET {uri}: {e}", path.display())))?.to_bytes();
     Ok((status, body))
 }
 
