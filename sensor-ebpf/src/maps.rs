@@ -164,8 +164,7 @@ pub fn counters() -> Option<&'static mut Counters> {
 /// the pending bytes cross a multiple of `wakeup_bytes`: a wake-up per record would cost
 /// more than the capture itself (see the perf-floor notes).
 #[inline(always)]
-pub fn emit(data: &[u8]) {
-    let cfg = CONFIG.load();
+pub fn emit(data: &[u8], cfg: &Config) {
     let cpu = unsafe { bpf_get_smp_processor_id() };
     let idx = cpu.checked_div(cfg.cpus_per_ring).unwrap_or(0);
     let ring = ring_by_index(idx);

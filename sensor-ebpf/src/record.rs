@@ -7,8 +7,12 @@ use aya_ebpf::helpers::{
     bpf_probe_read_user as read_user_value,
     generated::{bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_probe_read_user_str},
 };
-use sensor_abi::record::{
-    ARGV_MAX, ARGV_MAX_ARGS, BLOB_HEADER_SIZE, BlobHeader, OFFSET_MASK, PATH_MAX, SCRATCH_SIZE, blob_flags, blob_slot,
+use sensor_abi::{
+    config::Config,
+    record::{
+        ARGV_MAX, ARGV_MAX_ARGS, BLOB_HEADER_SIZE, BlobHeader, OFFSET_MASK, PATH_MAX, SCRATCH_SIZE, blob_flags,
+        blob_slot,
+    },
 };
 
 use crate::maps::{SCRATCH, emit};
@@ -191,12 +195,12 @@ impl Record {
 
     /// Sends the record (`off` bytes) to this CPU's ring buffer.
     #[inline(always)]
-    pub fn emit(&self) {
+    pub fn emit(&self, cfg: &Config) {
         let len = self.off & (SCRATCH_SIZE - 1);
         if len == 0 {
             return;
         }
-        emit(unsafe { core::slice::from_raw_parts(self.buf, len) });
+        emit(unsafe { core::slice::from_raw_parts(self.buf, len) }, cfg);
     }
 }
 

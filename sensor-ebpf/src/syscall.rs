@@ -63,9 +63,10 @@ pub fn enabled(nr: u64) -> Option<&'static SyscallSpec> {
     (spec.flags & spec_flags::ENABLED != 0).then_some(spec)
 }
 
+/// Whether the current task belongs to the sensor itself (process `self_pid`).
 #[inline(always)]
-fn is_self() -> bool {
-    (bpf_get_current_pid_tgid() >> 32) as u32 == CONFIG.load().self_pid
+fn is_self(self_pid: u32) -> bool {
+    (bpf_get_current_pid_tgid() >> 32) as u32 == self_pid
 }
 
 #[inline(always)]
@@ -81,7 +82,7 @@ fn user<T: Copy + Default>(addr: u64) -> T {
 #[inline(always)]
 pub fn on_enter(nr: u64, args: &[u64; 6]) {
     let Some(spec) = enabled(nr) else { return };
-    if spec.flags & (spec_flags::AT_ENTER | spec_flags::EXEC) == 0 || is_self() {
+    if spec.flags & (spec_flags::AT_ENTER | spec_flags::EXEC) == 0 || is_self(CONFIG.load().self_pid) {
         return;
     }
     let Some(mut rec) = Record::start(BODY_END) else { return };
@@ -102,11 +103,12 @@ pub fn on_exit(nr: u64, spec: &SyscallSpec, regs: &PtRegs, ret: i64) {
     if spec.flags & spec_flags::PROT_EXEC_ONLY != 0 && args[2] & PROT_EXEC == 0 {
         return;
     }
-    if is_self() {
+    // One copy of the configuration serves the whole run.
+    let cfg = CONFIG.load();
+    if is_self(cfg.self_pid) {
         return;
     }
     let Some(mut rec) = Record::start(BODY_END) else { return };
-    let cfg = CONFIG.load();
     fill_header(rec.at::<Header>(0), RecordKind::Syscall, &cfg.offsets);
     let mut nr = nr as u32;
     let mut flags = 0u16;
@@ -161,7 +163,7 @@ pub fn on_exit(nr: u64, spec: &SyscallSpec, regs: &PtRegs, ret: i64) {
     body.args = args;
     let len = rec.off as u32;
     rec.at::<Header>(0).len = len;
-    rec.emit();
+    rec.emit(&cfg);
 }
 
 /// Reads the memory behind each argument as the spec says.
