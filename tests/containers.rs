@@ -10,7 +10,7 @@
 use std::{
     collections::HashMap,
     panic::AssertUnwindSafe,
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
     time::{Duration, Instant},
 };
@@ -19,6 +19,7 @@ use sensor::enrich::{
     ContainerCache, ContainerId, ContainerView, EnrichConfig, MetaStatus, RuntimeApi, RuntimeEndpoint, RuntimeKind,
     cri::{self, proto},
 };
+use sensor_tests::TestBed;
 
 /// How long a resolution may take before the test fails (the first one includes the fetch).
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -101,46 +102,6 @@ fn main() {
     }
 }
 
-/// The test bed, leased by this process.
-struct TestBed {
-    script: PathBuf,
-    env: HashMap<String, String>,
-}
-
-impl TestBed {
-    /// Starts the test bed unless it is up, and takes a lease on it.
-    fn up() -> Self {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed/testbed.sh");
-        let start = Instant::now();
-        let status =
-            Command::new(&script).args(["up", &std::process::id().to_string()]).status().expect("run testbed.sh up");
-        assert!(status.success(), "testbed.sh up failed ({status})");
-        println!("test bed up in {:.1} s", start.elapsed().as_secs_f64());
-        let out = Command::new(&script).arg("env").output().expect("run testbed.sh env");
-        assert!(out.status.success(), "testbed.sh env failed");
-        let env = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        Self { script, env }
-    }
-
-    /// A setting printed by `testbed.sh env`.
-    fn get(&self, key: &str) -> &str {
-        self.env.get(key).unwrap_or_else(|| panic!("testbed.sh env has no {key}"))
-    }
-
-    /// Releases the lease (the bed stops if this was the last one and a test started it).
-    fn down(self) {
-        let status = Command::new(&self.script)
-            .args(["down", &std::process::id().to_string()])
-            .status()
-            .expect("run testbed.sh down");
-        assert!(status.success(), "testbed.sh down failed ({status})");
-    }
-}
-
 /// What every test gets: the runtime, the cache under test, the test bed's settings.
 struct Ctx {
     rt: tokio::runtime::Runtime,
@@ -157,7 +118,7 @@ impl Ctx {
             RuntimeEndpoint::new(RuntimeApi::Docker, bed.get("DOCKER_SOCK")),
             RuntimeEndpoint::new(RuntimeApi::Podman, bed.get("PODMAN_SOCK")),
         ];
-        Self { rt, env: bed.env.clone(), endpoints }
+        Self { rt, env: bed.env().clone(), endpoints }
     }
 
     fn get(&self, key: &str) -> &str {

@@ -4,62 +4,34 @@
 //! `down PID`: it stops when the last lease holder that started it is done).
 
 use std::{
-    collections::HashMap,
     io::{BufRead, BufReader},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
+use sensor_tests::TestBed;
+
 const FALCO_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/falco/falco_rules.yaml");
 
-/// The test bed, leased for the life of the value.
-struct Testbed {
-    script: PathBuf,
-    env: HashMap<String, String>,
+/// Runs `docker ARGS` against the test bed's dockerd and returns whether it succeeded.
+fn docker_status(bed: &TestBed, args: &[&str]) -> bool {
+    Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", format!("unix://{}", bed.get("DOCKER_SOCK")))
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
-impl Testbed {
-    fn up() -> Self {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed/testbed.sh");
-        let pid = std::process::id().to_string();
-        assert!(Command::new(&script).args(["up", &pid]).status().unwrap().success(), "testbed.sh up");
-        let out = Command::new(&script).arg("env").output().unwrap();
-        let env = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-            .collect();
-        Self { script, env }
-    }
-
-    fn get(&self, key: &str) -> &str {
-        &self.env[key]
-    }
-
-    /// Runs `docker ARGS` and returns whether it succeeded.
-    fn docker_status(&self, args: &[&str]) -> bool {
-        Command::new("docker")
-            .args(args)
-            .env("DOCKER_HOST", format!("unix://{}", self.get("DOCKER_SOCK")))
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }
-
-    fn docker(&self, args: &[&str]) -> String {
-        let out = Command::new("docker")
-            .args(args)
-            .env("DOCKER_HOST", format!("unix://{}", self.get("DOCKER_SOCK")))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-}
-
-impl Drop for Testbed {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.script).args(["down", &std::process::id().to_string()]).status();
-    }
+/// Runs `docker ARGS` against the test bed's dockerd; its stdout, trimmed.
+fn docker(bed: &TestBed, args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", format!("unix://{}", bed.get("DOCKER_SOCK")))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// The `sensor` binary cargo built beside this test's `deps/` folder.
@@ -70,10 +42,10 @@ fn sensor_binary() -> PathBuf {
 
 #[test]
 fn falco_rules_alert_with_the_container_they_happened_in() {
-    let bed = Testbed::up();
+    let bed = TestBed::up();
     let name = format!("sensor-run-e2e-{}", std::process::id());
     let image = bed.get("IMAGE").to_owned();
-    let id = bed.docker(&["run", "-d", "--network", "none", "--name", &name, &image, "sleep", "120"]);
+    let id = docker(&bed, &["run", "-d", "--network", "none", "--name", &name, &image, "sleep", "120"]);
 
     let mut sensor = Command::new(sensor_binary())
         .args(["run", "--rules", FALCO_RULES, "--json", "--all-matches", "--duration", "14"])
@@ -96,17 +68,17 @@ fn falco_rules_alert_with_the_container_they_happened_in() {
     std::thread::spawn(move || stderr.lines().map_while(Result::ok).for_each(|l| eprintln!("sensor: {l}")));
 
     // The image has no /etc/shadow: make one (written by sh), then read it with cat.
-    bed.docker(&["exec", &name, "sh", "-c", "echo 'root:*:1::::::' > /etc/shadow"]);
-    bed.docker(&["exec", &name, "cat", "/etc/shadow"]);
+    docker(&bed, &["exec", &name, "sh", "-c", "echo 'root:*:1::::::' > /etc/shadow"]);
+    docker(&bed, &["exec", &name, "cat", "/etc/shadow"]);
     // A listener, then netcat handing a program to the connection (busybox nc -e).
-    bed.docker(&["exec", "-d", &name, "nc", "-l", "-p", "9999"]);
+    docker(&bed, &["exec", "-d", &name, "nc", "-l", "-p", "9999"]);
     std::thread::sleep(Duration::from_millis(300));
-    bed.docker(&["exec", &name, "nc", "127.0.0.1", "9999", "-e", "/bin/true"]);
+    docker(&bed, &["exec", &name, "nc", "127.0.0.1", "9999", "-e", "/bin/true"]);
 
     // arping opens an AF_PACKET socket (then finds lo is not ARP-capable: fine).
-    let _ = bed.docker_status(&["exec", &name, "arping", "-c", "1", "-I", "lo", "127.0.0.1"]);
+    let _ = docker_status(&bed, &["exec", &name, "arping", "-c", "1", "-I", "lo", "127.0.0.1"]);
     // A binary that is not in the image: written into the container, then run.
-    bed.docker(&["exec", &name, "sh", "-c", "cp /bin/busybox /tmp/true && /tmp/true"]);
+    docker(&bed, &["exec", &name, "sh", "-c", "cp /bin/busybox /tmp/true && /tmp/true"]);
     // A shell with a terminal, as `docker exec -it` gives one; `script` supplies the pty.
     let docker_host = format!("unix://{}", bed.get("DOCKER_SOCK"));
     let tty = Command::new("script")
@@ -118,7 +90,7 @@ fn falco_rules_alert_with_the_container_they_happened_in() {
     assert!(tty.status.success(), "{}", String::from_utf8_lossy(&tty.stderr));
 
     let out = sensor.wait_with_output().unwrap();
-    let _ = bed.docker(&["rm", "-f", &name]);
+    let _ = docker(&bed, &["rm", "-f", &name]);
     assert!(out.status.success());
     let alerts: Vec<serde_json::Value> =
         String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -143,4 +115,5 @@ fn falco_rules_alert_with_the_container_they_happened_in() {
     find("Redirect STDOUT/STDIN to Network Connection in Container");
     // Host processes stay on the host.
     assert!(alerts.iter().all(|a| a["output_fields"]["container.id"] != "<NA>"), "{alerts:#?}");
+    bed.down();
 }

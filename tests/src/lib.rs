@@ -167,3 +167,61 @@ pub fn temp_path(tag: &str) -> String {
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("/tmp/sensor-test-{}-{tag}-{n}", std::process::id())
 }
+
+/// The container test bed (`tests/testbed/testbed.sh`), leased by this process: started
+/// unless it is up, and stopped when the last lease holder that started it is done.
+pub struct TestBed {
+    script: std::path::PathBuf,
+    env: std::collections::HashMap<String, String>,
+    released: bool,
+}
+
+impl TestBed {
+    /// Starts the test bed unless it is up, and takes a lease on it.
+    pub fn up() -> Self {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed/testbed.sh");
+        let start = Instant::now();
+        let status =
+            Command::new(&script).args(["up", &std::process::id().to_string()]).status().expect("run testbed.sh up");
+        assert!(status.success(), "testbed.sh up failed ({status})");
+        println!("test bed up in {:.1} s", start.elapsed().as_secs_f64());
+        let out = Command::new(&script).arg("env").output().expect("run testbed.sh env");
+        assert!(out.status.success(), "testbed.sh env failed");
+        let env = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Self { script, env, released: false }
+    }
+
+    /// A setting printed by `testbed.sh env`.
+    pub fn get(&self, key: &str) -> &str {
+        self.env.get(key).unwrap_or_else(|| panic!("testbed.sh env has no {key}"))
+    }
+
+    /// Every setting printed by `testbed.sh env`.
+    pub fn env(&self) -> &std::collections::HashMap<String, String> {
+        &self.env
+    }
+
+    fn release(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.released = true;
+        Command::new(&self.script).args(["down", &std::process::id().to_string()]).status()
+    }
+
+    /// Releases the lease, failing the test if that fails.
+    pub fn down(mut self) {
+        let status = self.release().expect("run testbed.sh down");
+        assert!(status.success(), "testbed.sh down failed ({status})");
+    }
+}
+
+impl Drop for TestBed {
+    /// A test that panicked still releases its lease.
+    fn drop(&mut self) {
+        if !self.released {
+            let _ = self.release();
+        }
+    }
+}
