@@ -1,11 +1,12 @@
 //! The sensor's library: one module per pipeline stage, in the order data flows.
 //!
 //! [`capture`] (kernel programs, ring buffers) → [`event`] (typed events, decoding) →
-//! [`state`] (processes, fds, users) → [`rules`] (Falco's rule language) → alerts;
-//! [`pipeline`] joins the stages.
+//! [`state`] (processes, fds, users) → [`rules`] (Falco's rule language) → [`outputs`]
+//! (alert fan-out); [`pipeline`] joins the stages.
 pub mod capture;
 pub mod enrich;
 pub mod event;
+pub mod outputs;
 pub mod pipeline;
 pub mod rules;
 pub mod state;

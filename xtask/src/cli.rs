@@ -58,6 +58,8 @@ Steps:
   bpf-linker       cargo +debian install bpf-linker@0.13.0 --features llvm-22, with
                    LLVM_PREFIX=/usr/lib/llvm-22, into ~/.cargo/bin (unless 0.13.0 is on PATH)
   tracefs          mount -t tracefs nodev /sys/kernel/tracing (unless mounted)
+  test peers       a Python venv in target/test-peers with tests/peers/requirements.txt
+                   (aiosmtpd, grpcio), the output tests' SMTP server and gRPC client
   kernel           warn if the kernel is older than 5.8 or has no /sys/kernel/btf/vmlinux";
 
 /// Help for `cargo xtask build`.

@@ -30,6 +30,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "busybox-static",              // the test image's root filesystem (no registry here)
     "jq",                          // the test bed writes the image's JSON with it
     "curl",                        // the test bed pings dockerd and podman on their sockets
+    // The output tests' peers (tests/peers): an SMTP server and a gRPC client in Python.
+    "python3-venv", // the virtual environment they are installed into
+    "openssl",      // self-signed certificates for STARTTLS and mutual TLS
 ];
 
 /// The rustup toolchain name `sensor/build.rs` builds the kernel programs with.
@@ -42,6 +45,10 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 const BPF_LINKER_LLVM_FEATURE: &str = "llvm-22";
 /// The LLVM installation bpf-linker's build script links against.
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+/// The Python packages of the output tests' peers, installed into [`PEERS_VENV`].
+const PEERS_REQUIREMENTS: &str = "tests/peers/requirements.txt";
+/// The virtual environment of the test peers, under the target directory.
+const PEERS_VENV: &str = "test-peers";
 /// Where tracefs is mounted; tracepoint attachment needs it.
 const TRACEFS: &str = "/sys/kernel/tracing";
 /// The kernel's own BTF, which CO-RE relocation of the kernel programs needs.
@@ -57,6 +64,7 @@ pub fn setup() -> Result<()> {
     rust_toolchain()?;
     bpf_linker()?;
     tracefs()?;
+    test_peers()?;
     kernel();
     println!("setup: done in {:.1} s", start.elapsed().as_secs_f64());
     Ok(())
@@ -176,6 +184,27 @@ fn tracefs() -> Result<()> {
     }
     report("tracefs", &format!("mounting at {TRACEFS}"));
     cmd::run(cmd::command("mount").args(["-t", "tracefs", "nodev", TRACEFS]))
+}
+
+/// Creates the test peers' Python environment, unless it already holds exactly the
+/// packages of [`PEERS_REQUIREMENTS`] (a copy of the file marks a finished install).
+fn test_peers() -> Result<()> {
+    let venv = cmd::target_dir().join(PEERS_VENV);
+    let wanted = fs::read_to_string(cmd::workspace_root().join(PEERS_REQUIREMENTS))
+        .with_context(|| format!("reading {PEERS_REQUIREMENTS}"))?;
+    let marker = venv.join("requirements.installed");
+    if fs::read_to_string(&marker).is_ok_and(|done| done == wanted) {
+        report("test peers", &format!("ok ({})", venv.display()));
+        return Ok(());
+    }
+    report("test peers", &format!("installing {PEERS_REQUIREMENTS} into {}", venv.display()));
+    // Debian's interpreter, not whatever `python3` comes first on PATH.
+    cmd::run(cmd::command("/usr/bin/python3").args(["-m", "venv", "--clear"]).arg(&venv))?;
+    cmd::run(
+        cmd::command(&venv.join("bin/pip").to_string_lossy())
+            .args(["install", "-q", "--disable-pip-version-check", "-r", PEERS_REQUIREMENTS]),
+    )?;
+    fs::write(&marker, wanted).with_context(|| format!("writing {}", marker.display()))
 }
 
 /// Checks the kernel version and BTF; a problem is a warning, since set-up cannot fix it.

@@ -7,7 +7,6 @@ use anyhow::{Context, Result, bail};
 use crate::{cmd, setup::setup};
 
 /// Sensor arguments `cargo xtask run` uses when given none: the live mode.
-// TODO: switch to `run` once the sensor has that subcommand; until then `capture`.
 pub const DEFAULT_RUN_ARGS: &[&str] = &["run"];
 
 /// One stage of `cargo xtask test`: a name and the command it runs from the workspace root.
