@@ -147,17 +147,6 @@ pub fn actor_path() -> std::path::PathBuf {
     exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("actor")
 }
 
-/// The Python of the output tests' peers (aiosmtpd, grpcio): the virtual environment
-/// `cargo xtask setup` creates in `<target>/test-peers` from `tests/peers/requirements.txt`.
-pub fn peers_python() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    // <target>/<profile>/deps/<test binary>
-    let target = exe.ancestors().nth(3).expect("target dir");
-    let python = target.join("test-peers/bin/python");
-    assert!(python.exists(), "{} is missing: run `cargo xtask setup`", python.display());
-    python
-}
-
 /// Runs `actor SCENARIO ARGS...` to completion and returns its report.
 pub fn actor(args: &[&str]) -> ActorReport {
     let out = Command::new(actor_path()).args(args).output().expect("actor runs");
