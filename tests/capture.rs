@@ -122,6 +122,8 @@ fn execve_family_with_full_argv() {
     let mut s = Session::start("execve,execveat");
     let a = actor(&["execve"]);
     let e = call_on(&mut s, &a, "execve", "/bin/true", "exec");
+    let SyscallArgs::Exec { info, .. } = args(&e) else { panic!("{e}") };
+    let info = info.clone().expect("the kernel read the new program's credentials and executable");
     assert_eq!(
         args(&e),
         &SyscallArgs::Exec {
@@ -129,9 +131,24 @@ fn execve_family_with_full_argv() {
             path: Some("/bin/true".into()),
             argv: vec!["true".into(), "a".into(), "b".into()],
             env: vec!["SENSOR_ACTOR=1".into(), "LANG=C".into()],
-            flags: 0
+            flags: 0,
+            info: Some(info.clone()),
         }
     );
+    // What /proc and stat(2) say of the same program and process.
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata("/bin/true").unwrap();
+    assert_eq!(info.exe_ino, meta.ino());
+    assert_eq!(info.exe_mtime_ns, meta.mtime() as u64 * 1_000_000_000 + meta.mtime_nsec() as u64);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let cap = |key: &str| {
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    assert_eq!((info.cap_effective, info.cap_permitted), (cap("CapEff:"), cap("CapPrm:")), "the actor's are ours");
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let tty_nr: u32 = stat[stat.rfind(')').unwrap() + 2..].split(' ').nth(4).unwrap().parse().unwrap();
+    assert_eq!(info.tty, tty_nr, "the actor shares our terminal (or none)");
     // The exec'd program's name is already the comm at exit.
     assert_eq!(e.comm, "true");
     let proc_exec = s.expect("proc_exec of /bin/true", |e| {

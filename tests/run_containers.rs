@@ -48,7 +48,7 @@ fn falco_rules_alert_with_the_container_they_happened_in() {
     let id = docker(&bed, &["run", "-d", "--network", "none", "--name", &name, &image, "sleep", "120"]);
 
     let mut sensor = Command::new(sensor_binary())
-        .args(["run", "--rules", FALCO_RULES, "--json", "--all-matches", "--duration", "14"])
+        .args(["run", "--rules", FALCO_RULES, "--json", "--all-matches"])
         .args(["--docker-socket", bed.get("DOCKER_SOCK"), "--container-wait-ms", "200"])
         .env("SENSOR_LOG", "info")
         .stdout(Stdio::piped())
@@ -80,15 +80,20 @@ fn falco_rules_alert_with_the_container_they_happened_in() {
     // A binary that is not in the image: written into the container, then run.
     docker(&bed, &["exec", &name, "sh", "-c", "cp /bin/busybox /tmp/true && /tmp/true"]);
     // A shell with a terminal, as `docker exec -it` gives one; `script` supplies the pty.
+    // It exits at once: the kernel side reads the terminal at exec, so no race with /proc.
     let docker_host = format!("unix://{}", bed.get("DOCKER_SOCK"));
     let tty = Command::new("script")
-        .args(["-qec", &format!("docker exec -it {name} sh -c 'sleep 1; true'"), "/dev/null"])
+        .args(["-qec", &format!("docker exec -it {name} sh -c true"), "/dev/null"])
         .env("DOCKER_HOST", &docker_host)
         .stdin(Stdio::null())
         .output()
         .unwrap();
     assert!(tty.status.success(), "{}", String::from_utf8_lossy(&tty.stderr));
 
+    // Stopped once everything happened (however long that took on a busy machine), with a
+    // moment for the last events to arrive; SIGTERM drains the pipeline before exit.
+    std::thread::sleep(Duration::from_secs(2));
+    unsafe { libc::kill(sensor.id() as i32, libc::SIGTERM) };
     let out = sensor.wait_with_output().unwrap();
     let _ = docker(&bed, &["rm", "-f", &name]);
     assert!(out.status.success());

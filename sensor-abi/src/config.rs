@@ -55,7 +55,44 @@ pub struct KernelOffsets {
     pub mm_env_end: u32,
     /// `linux_binprm.filename`
     pub bprm_filename: u32,
+    /// `task_struct.cred`
+    pub task_cred: u32,
+    /// `cred.cap_effective`
+    pub cred_cap_effective: u32,
+    /// `cred.cap_permitted`
+    pub cred_cap_permitted: u32,
+    /// `cred.cap_inheritable`
+    pub cred_cap_inheritable: u32,
+    /// `task_struct.loginuid`, or [`OFFSET_MISSING`] (a kernel without audit)
+    pub task_loginuid: u32,
+    /// `mm_struct.exe_file`
+    pub mm_exe_file: u32,
+    /// `file.f_inode`
+    pub file_inode: u32,
+    /// `inode.i_ino`
+    pub inode_ino: u32,
+    /// `inode.i_ctime_sec` (or the `tv_sec` of older kernels' timespec)
+    pub inode_ctime_sec: u32,
+    /// `inode.i_ctime_nsec` (or `tv_nsec`)
+    pub inode_ctime_nsec: u32,
+    /// `inode.i_mtime_sec` (or `tv_sec`)
+    pub inode_mtime_sec: u32,
+    /// `inode.i_mtime_nsec` (or `tv_nsec`)
+    pub inode_mtime_nsec: u32,
+    /// `signal_struct.tty`
+    pub signal_tty: u32,
+    /// `tty_struct.index`
+    pub tty_index: u32,
+    /// `tty_struct.driver`
+    pub tty_driver: u32,
+    /// `tty_driver.major`
+    pub tty_driver_major: u32,
+    /// `tty_driver.minor_start`
+    pub tty_driver_minor_start: u32,
 }
+
+/// A [`KernelOffsets`] entry for a field this kernel does not have; the programs skip it.
+pub const OFFSET_MISSING: u32 = u32::MAX;
 
 /// Configuration the loader writes into the object's `CONFIG` global before loading.
 #[repr(C)]
@@ -126,4 +163,4 @@ mod user {
 }
 
 const _: () = assert!(core::mem::size_of::<SyscallSpec>() == 8);
-const _: () = assert!(core::mem::size_of::<Config>() == 16 + 23 * 4);
+const _: () = assert!(core::mem::size_of::<Config>() == 16 + 40 * 4);

@@ -4,14 +4,14 @@
 //!
 //! - [`RecordKind::Syscall`]: a [`SyscallBody`], then `nblobs` [`Blob`]s;
 //! - [`RecordKind::ProcFork`]: a [`ForkBody`];
-//! - [`RecordKind::ProcExec`]: an [`ExecBody`], then one [`Blob`] (the executable path);
+//! - [`RecordKind::ProcExec`]: an [`ExecBody`], then the executable path and [`ExecInfo`] as blobs;
 //! - [`RecordKind::ProcExit`]: an [`ExitBody`].
 //!
 //! A blob is a [`BlobHeader`] followed by `len` bytes, unaligned. Every integer is in the
 //! host's byte order. User space checks `version` and `len` before trusting anything else.
 
 /// Version of this layout; bumped on any change so a stale object is refused, not misread.
-pub const ABI_VERSION: u16 = 1;
+pub const ABI_VERSION: u16 = 2;
 
 /// Largest path or string captured from user memory (Linux `PATH_MAX`, NUL included).
 pub const PATH_MAX: usize = 4096;
@@ -139,6 +139,8 @@ pub mod blob_slot {
     pub const EXE_PATH: u8 = 17;
     /// The environment of an exec'd program (NUL-separated `KEY=value`).
     pub const ENV: u8 = 18;
+    /// An [`ExecInfo`](super::ExecInfo): the exec'd program's credentials, file and terminal.
+    pub const EXEC_INFO: u8 = 19;
 }
 
 /// Flags in [`BlobHeader::flags`].
@@ -159,14 +161,47 @@ pub struct ForkBody {
     pub child_pid: u32,
 }
 
-/// Body of a [`RecordKind::ProcExec`] record; one blob (the path executed) follows.
+/// Body of a [`RecordKind::ProcExec`] record; the blobs of the path executed and of its
+/// [`ExecInfo`] follow.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ExecBody {
     /// Thread id before the exec (differs when a non-leader thread execs).
     pub old_tid: u32,
-    /// Number of blobs that follow (0 or 1).
+    /// Number of blobs that follow.
     pub nblobs: u32,
+}
+
+/// What the kernel knows of a newly exec'd program at `sched_process_exec`, read there
+/// because a short-lived program is gone before user space could ask `/proc`. The data
+/// of a [`blob_slot::EXEC_INFO`] blob, on the exec's `ProcExec` and syscall records.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecInfo {
+    /// `cred.cap_effective` (after set-uid and file capabilities applied).
+    pub cap_effective: u64,
+    /// `cred.cap_permitted`.
+    pub cap_permitted: u64,
+    /// `cred.cap_inheritable`.
+    pub cap_inheritable: u64,
+    /// Inode number of the executable (`mm.exe_file`).
+    pub exe_ino: u64,
+    /// The executable's ctime, seconds.
+    pub exe_ctime_sec: i64,
+    /// The executable's mtime, seconds.
+    pub exe_mtime_sec: i64,
+    /// The executable's ctime, nanoseconds part.
+    pub exe_ctime_nsec: u32,
+    /// The executable's mtime, nanoseconds part.
+    pub exe_mtime_nsec: u32,
+    /// Controlling terminal's device major (0 and minor 0: none).
+    pub tty_major: u32,
+    /// Controlling terminal's device minor.
+    pub tty_minor: u32,
+    /// `task.loginuid` (`u32::MAX`: unset, or not in this kernel).
+    pub loginuid: u32,
+    /// Padding.
+    pub _pad: u32,
 }
 
 /// Body of a [`RecordKind::ProcExit`] record.

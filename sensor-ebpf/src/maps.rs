@@ -20,31 +20,8 @@ pub static CONFIG: Global<Config> = Global::new(Config {
     cpus_per_ring: 1,
     nr_rings: 1,
     wakeup_bytes: 0,
-    offsets: sensor_abi::config::KernelOffsets {
-        task_real_parent: 0,
-        task_tgid: 0,
-        task_pid: 0,
-        task_group_leader: 0,
-        task_thread_pid: 0,
-        task_nsproxy: 0,
-        task_mm: 0,
-        task_exit_code: 0,
-        task_signal: 0,
-        signal_live: 0,
-        pid_level: 0,
-        pid_numbers: 0,
-        upid_size: 0,
-        upid_nr: 0,
-        upid_ns: 0,
-        pid_ns_inum: 0,
-        nsproxy_mnt_ns: 0,
-        mnt_ns_inum: 0,
-        mm_arg_start: 0,
-        mm_arg_end: 0,
-        mm_env_start: 0,
-        mm_env_end: 0,
-        bprm_filename: 0,
-    },
+    // All u32: zero is a valid (unresolved) value for each; the loader fills them in.
+    offsets: unsafe { core::mem::zeroed() },
 });
 
 /// Capture spec per syscall number, written by user space; an all-zero entry means
@@ -60,8 +37,9 @@ pub static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0)
 #[map]
 pub static SCRATCH: PerCpuArray<[u8; SCRATCH_SIZE]> = PerCpuArray::with_max_entries(1, 0);
 
-/// Bytes of blob data one stash entry holds: a path and a small structure.
-pub const STASH_DATA: usize = PATH_MAX + 64;
+/// Bytes of blob data one stash entry holds: a path and a small structure (an exec's
+/// `ExecInfo`).
+pub const STASH_DATA: usize = PATH_MAX + 128;
 
 /// What the enter side (and `sched_process_exec`) captured for a thread's pending syscall.
 #[repr(C)]

@@ -162,6 +162,27 @@ impl Record {
         self.nblobs += 1;
     }
 
+    /// Appends `value`, a plain structure, as the blob of `slot`.
+    #[inline(always)]
+    pub fn struct_blob<T>(&mut self, slot: u8, value: &T) {
+        if self.off > OFFSET_MASK {
+            self.truncated = true;
+            return;
+        }
+        let o = self.off & OFFSET_MASK;
+        let len = core::mem::size_of::<T>();
+        let dst = unsafe { self.buf.add(o + BLOB_HEADER_SIZE) } as *mut _;
+        if unsafe { bpf_probe_read_kernel(dst, len as u32, value as *const T as *const _) } != 0 {
+            return;
+        }
+        let h: &mut BlobHeader = self.at(o);
+        h.arg = slot;
+        h.flags = 0;
+        h.len = len as u16;
+        self.off = o + BLOB_HEADER_SIZE + len;
+        self.nblobs += 1;
+    }
+
     /// Appends `len` bytes of already serialized blobs (from a stash) at the current end.
     #[inline(always)]
     pub fn append_raw(&mut self, src: *const u8, len: usize, nblobs: u16) {

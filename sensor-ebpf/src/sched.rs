@@ -11,7 +11,7 @@ use crate::{
     maps::{CONFIG, STASH_EXEC_DONE},
     record::{Record, Source},
     syscall::{stash_blobs, stash_entry},
-    task::{current, fill_header, forget_current, read},
+    task::{current, exec_info, fill_header, forget_current, read},
 };
 
 /// Starts a record of `kind` with a `B` body and fills its header.
@@ -50,6 +50,7 @@ pub fn on_exec(old_pid: u32, bprm: u64) {
     let o = cfg.offsets;
     let filename: u64 = read(bprm, o.bprm_filename);
     rec.blob(blob_slot::EXE_PATH, filename, Source::KernelStr);
+    rec.struct_blob(blob_slot::EXEC_INFO, &exec_info(&o));
     let nblobs = rec.nblobs as u32;
     let body: &mut ExecBody = rec.at(HEADER_SIZE);
     body.old_tid = old_pid;

@@ -8,8 +8,8 @@ use aya_ebpf::helpers::{
     generated::{bpf_get_current_cgroup_id, bpf_get_current_task, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
 };
 use sensor_abi::{
-    config::KernelOffsets,
-    record::{ABI_VERSION, Header, RecordKind},
+    config::{KernelOffsets, OFFSET_MISSING},
+    record::{ABI_VERSION, ExecInfo, Header, RecordKind},
 };
 
 use crate::maps::{TASK_IDS, TaskIds};
@@ -27,6 +27,40 @@ pub fn read<T: Copy + Default>(base: u64, off: u32) -> T {
 #[inline(always)]
 pub fn current() -> u64 {
     unsafe { bpf_get_current_task() }
+}
+
+/// The current task's credentials, executable and terminal, right after an exec.
+#[inline(always)]
+pub fn exec_info(o: &KernelOffsets) -> ExecInfo {
+    let task = current();
+    let cred: u64 = read(task, o.task_cred);
+    let mm: u64 = read(task, o.task_mm);
+    let file: u64 = read(mm, o.mm_exe_file);
+    let inode: u64 = read(file, o.file_inode);
+    let signal: u64 = read(task, o.task_signal);
+    let tty: u64 = read(signal, o.signal_tty);
+    let driver: u64 = read(tty, o.tty_driver);
+    let (tty_major, tty_minor) = if tty == 0 {
+        (0, 0)
+    } else {
+        let minor_start: i32 = read(driver, o.tty_driver_minor_start);
+        let index: i32 = read(tty, o.tty_index);
+        (read::<i32>(driver, o.tty_driver_major) as u32, minor_start.wrapping_add(index) as u32)
+    };
+    ExecInfo {
+        cap_effective: read(cred, o.cred_cap_effective),
+        cap_permitted: read(cred, o.cred_cap_permitted),
+        cap_inheritable: read(cred, o.cred_cap_inheritable),
+        exe_ino: read(inode, o.inode_ino),
+        exe_ctime_sec: read(inode, o.inode_ctime_sec),
+        exe_mtime_sec: read(inode, o.inode_mtime_sec),
+        exe_ctime_nsec: read(inode, o.inode_ctime_nsec),
+        exe_mtime_nsec: read(inode, o.inode_mtime_nsec),
+        tty_major,
+        tty_minor,
+        loginuid: if o.task_loginuid == OFFSET_MISSING { u32::MAX } else { read(task, o.task_loginuid) },
+        _pad: 0,
+    }
 }
 
 /// Id of `pid` as seen in its own (deepest) pid namespace, and that namespace's inode.

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use sensor_abi::syscalls::{SYSCALLS, Syscall};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     enrich::ContainerView,
     event::{Event, EventKind},
     rules::{Alert, Engine, Scratch},
-    state::State,
+    state::{Process, State},
 };
 
 /// The built-in rules, used when no `--rules` are given.
@@ -134,14 +134,28 @@ fn is_lifecycle(ev: &Event) -> bool {
 struct Job {
     event: Arc<Event>,
     evaluate: bool,
+    handoff: Option<Handoff>,
+}
+
+/// A fork whose parent and child belong to different workers: the parent's worker, the only
+/// one that followed the parent's fds and credentials, gives its copy of the new child to
+/// the child's worker, which waits for it before going on.
+enum Handoff {
+    Give(oneshot::Sender<Process>),
+    Take(oneshot::Receiver<Process>),
 }
 
 /// The pipeline spread over several workers, each a [`Pipeline`] with its own state.
 ///
 /// Events are routed by process id, so each process's events are evaluated in order by
 /// one worker; lifecycle events are also applied by every other worker, so that each
-/// knows every process's ancestry (`proc.pname`, `proc.aname`). Container metadata comes
-/// from one shared cache.
+/// knows every process's ancestry (`proc.pname`, `proc.aname`). A forked child whose
+/// worker differs from its parent's gets its inherited fds and credentials handed over
+/// from the parent's worker (see [`Handoff`]). Container metadata comes from one shared
+/// cache.
+///
+/// The handoff cannot deadlock: every worker receives the lifecycle events in the same
+/// order, and a worker waits only for another to reach the very fork it is at.
 pub struct Workers {
     senders: Vec<mpsc::Sender<Job>>,
     tasks: Vec<tokio::task::JoinHandle<Pipeline>>,
@@ -164,14 +178,29 @@ impl Workers {
             tasks.push(tokio::spawn(async move {
                 while let Some(job) = rx.recv().await {
                     let ev = &*job.event;
-                    if !job.evaluate {
+                    if job.evaluate {
+                        pipeline.prepare(ev);
+                        let container = container_of(&mut pipeline, &containers, ev).await;
+                        for alert in pipeline.finish(ev, Some(&container)) {
+                            let _ = alerts.send(alert);
+                        }
+                    } else {
                         pipeline.apply(ev);
-                        continue;
                     }
-                    pipeline.prepare(ev);
-                    let container = container_of(&mut pipeline, &containers, ev).await;
-                    for alert in pipeline.finish(ev, Some(&container)) {
-                        let _ = alerts.send(alert);
+                    let EventKind::ProcFork { child_pid, .. } = ev.kind else { continue };
+                    match job.handoff {
+                        Some(Handoff::Give(tx)) => {
+                            if let Some(child) = pipeline.state().processes().get(child_pid) {
+                                let _ = tx.send(child.clone());
+                            }
+                        }
+                        // A parent unknown to its worker sends nothing: keep this worker's view.
+                        Some(Handoff::Take(rx)) => {
+                            if let Ok(child) = rx.await {
+                                pipeline.state_mut().adopt(child);
+                            }
+                        }
+                        None => {}
                     }
                 }
                 pipeline
@@ -180,16 +209,34 @@ impl Workers {
         Self { senders, tasks }
     }
 
+    /// The worker that evaluates the events of process `pid`.
+    fn owner(&self, pid: u32) -> usize {
+        pid as usize % self.senders.len()
+    }
+
     /// Hands `ev` to its worker (and lifecycle events to every worker's state).
     pub async fn dispatch(&self, ev: Event) {
-        let n = self.senders.len();
-        let owner = ev.pid as usize % n;
+        let owner = self.owner(ev.pid);
+        let (mut give, mut take) = (None, None);
+        if let EventKind::ProcFork { child_pid, .. } = ev.kind {
+            let heir = self.owner(child_pid);
+            if heir != owner {
+                let (tx, rx) = oneshot::channel();
+                give = Some((owner, Handoff::Give(tx)));
+                take = Some((heir, Handoff::Take(rx)));
+            }
+        }
         let event = Arc::new(ev);
         let everyone = is_lifecycle(&event);
         for (i, tx) in self.senders.iter().enumerate() {
             if i == owner || everyone {
+                let handoff = [&mut give, &mut take]
+                    .into_iter()
+                    .find(|h| h.as_ref().is_some_and(|(worker, _)| *worker == i))
+                    .and_then(Option::take)
+                    .map(|(_, h)| h);
                 // A worker that stopped has failed; its share is dropped with the channel.
-                let _ = tx.send(Job { event: event.clone(), evaluate: i == owner }).await;
+                let _ = tx.send(Job { event: event.clone(), evaluate: i == owner, handoff }).await;
             }
         }
     }
@@ -292,6 +339,36 @@ mod tests {
         for p in &done {
             assert_eq!(p.state().processes().get(child).map(|c| c.ppid), Some(parent), "every worker knows the fork");
         }
+    }
+
+    #[tokio::test]
+    async fn a_child_on_another_worker_inherits_its_parents_fds() {
+        let (engine, _) = load_rules(&[], crate::rules::EngineOptions::default()).unwrap();
+        let engine = Arc::new(engine);
+        let pipelines = (0..2).map(|_| Pipeline::new(engine.clone(), State::new(StateConfig::default()))).collect();
+        let cache = crate::enrich::ContainerCache::new(
+            crate::enrich::EnrichConfig { endpoints: vec![], ..Default::default() },
+            tokio::runtime::Handle::current(),
+        );
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let workers = Workers::start(pipelines, cache, tx);
+        // Even and odd pids: parent on worker 0, child on worker 1.
+        let (parent, child) = (4_000_000, 4_000_001);
+        assert_ne!(workers.owner(parent), workers.owner(child));
+        let memfd = SyscallArgs::MemfdCreate { name: Some("payload".into()), flags: 0 };
+        let sc = SyscallEvent {
+            name: "memfd_create".into(),
+            nr: 319,
+            ret: 3,
+            truncated: false,
+            enter_missing: false,
+            args: memfd,
+        };
+        workers.dispatch(event(parent, EventKind::Syscall(sc))).await;
+        workers.dispatch(event(parent, EventKind::ProcFork { child_pid: child, child_tid: child })).await;
+        let done = workers.finish().await;
+        let fd = done[1].state().processes().get(child).and_then(|c| c.fds.get(&3).cloned());
+        assert_eq!(fd, Some(crate::state::Fd::Memfd { name: "payload".into() }), "the child's worker knows fd 3");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use sensor_abi::config::KernelOffsets;
+use sensor_abi::config::{KernelOffsets, OFFSET_MISSING};
 
 const BTF_MAGIC: u16 = 0xeb9f;
 
@@ -269,7 +269,35 @@ impl Btf {
             mm_env_start: self.offset("mm_struct", "env_start")?,
             mm_env_end: self.offset("mm_struct", "env_end")?,
             bprm_filename: self.offset("linux_binprm", "filename")?,
+            task_cred: self.offset("task_struct", "cred")?,
+            cred_cap_effective: self.offset("cred", "cap_effective")?,
+            cred_cap_permitted: self.offset("cred", "cap_permitted")?,
+            cred_cap_inheritable: self.offset("cred", "cap_inheritable")?,
+            task_loginuid: self.offset("task_struct", "loginuid").unwrap_or(OFFSET_MISSING),
+            mm_exe_file: self.offset("mm_struct", "exe_file")?,
+            file_inode: self.offset("file", "f_inode")?,
+            inode_ino: self.offset("inode", "i_ino")?,
+            // 6.11 split the timestamps into seconds and nanoseconds; 6.6 to 6.10 call the
+            // ctime timespec `__i_ctime`; before that it is `i_ctime`.
+            inode_ctime_sec: self.first_offset("inode", &["i_ctime_sec", "__i_ctime.tv_sec", "i_ctime.tv_sec"])?,
+            inode_ctime_nsec: self.first_offset("inode", &["i_ctime_nsec", "__i_ctime.tv_nsec", "i_ctime.tv_nsec"])?,
+            inode_mtime_sec: self.first_offset("inode", &["i_mtime_sec", "__i_mtime.tv_sec", "i_mtime.tv_sec"])?,
+            inode_mtime_nsec: self.first_offset("inode", &["i_mtime_nsec", "__i_mtime.tv_nsec", "i_mtime.tv_nsec"])?,
+            signal_tty: self.offset("signal_struct", "tty")?,
+            tty_index: self.offset("tty_struct", "index")?,
+            tty_driver: self.offset("tty_struct", "driver")?,
+            tty_driver_major: self.offset("tty_driver", "major")?,
+            tty_driver_minor_start: self.offset("tty_driver", "minor_start")?,
         })
+    }
+
+    /// The offset of the first of `paths` that `struct <strukt>` has (fields renamed
+    /// across kernel versions).
+    fn first_offset(&self, strukt: &str, paths: &[&str]) -> Result<u32, BtfError> {
+        paths
+            .iter()
+            .find_map(|path| self.offset(strukt, path).ok())
+            .ok_or_else(|| BtfError::NoField(strukt.into(), paths.join(" | ")))
     }
 }
 

@@ -56,12 +56,11 @@ pub struct RunArgs {
     /// of the container get it when it arrives.
     #[arg(long, value_name = "MS", default_value_t = 5)]
     container_wait_ms: u64,
-    /// Pipeline workers, one per core at most. Each process's events stay in order on one
-    /// worker, and every worker knows every process's ancestry; but fds a child inherits
-    /// are only known to its parent's worker, so fd-based fields of a child evaluated
-    /// elsewhere can miss them (e.g. a fexecve of an inherited memfd). Default 1.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    workers: usize,
+    /// Pipeline workers (default: one per core). Each process's events stay in order on
+    /// one worker; every worker knows every process's ancestry, and a forked child's
+    /// worker gets the fds and credentials it inherits from its parent's worker.
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
 }
 
 impl RunArgs {
@@ -107,7 +106,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     log::info!("{} rules loaded; capturing {} syscalls", engine.rule_count(), cfg.syscalls.len());
     let clock = Clock::now();
     let mut capture = Capture::start(&cfg)?;
-    let workers = args.workers.max(1);
+    let workers =
+        args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get)).max(1);
     // Seeded after attaching, so no process can slip between the two; one state per worker.
     let engine = std::sync::Arc::new(engine);
     let pipelines = (0..workers)

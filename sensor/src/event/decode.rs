@@ -164,6 +164,27 @@ impl Blob<'_> {
     fn string(&self) -> Option<String> {
         (self.flags & blob_flags::FAULT == 0).then(|| String::from_utf8_lossy(self.data).into_owned())
     }
+
+    /// The [`sensor_abi::record::ExecInfo`] of an exec, if the blob has exactly its size.
+    fn exec_info(&self) -> Option<super::ExecInfo> {
+        let r = Bytes(self.data);
+        (self.data.len() == size_of::<sensor_abi::record::ExecInfo>()).then_some(())?;
+        let info = sensor_abi::record::ExecInfo {
+            cap_effective: r.u64(0).ok()?,
+            cap_permitted: r.u64(8).ok()?,
+            cap_inheritable: r.u64(16).ok()?,
+            exe_ino: r.u64(24).ok()?,
+            exe_ctime_sec: r.u64(32).ok()? as i64,
+            exe_mtime_sec: r.u64(40).ok()? as i64,
+            exe_ctime_nsec: r.u32(48).ok()?,
+            exe_mtime_nsec: r.u32(52).ok()?,
+            tty_major: r.u32(56).ok()?,
+            tty_minor: r.u32(60).ok()?,
+            loginuid: r.u32(64).ok()?,
+            _pad: 0,
+        };
+        Some((&info).into())
+    }
 }
 
 fn read_blobs<'a>(r: &Bytes<'a>, mut off: usize, n: usize) -> Result<Vec<Blob<'a>>, DecodeError> {
@@ -283,6 +304,7 @@ impl Args<'_> {
                 argv: self.strings(blob_slot::ARGV),
                 env: self.strings(blob_slot::ENV),
                 flags: self.num("flags"),
+                info: self.blob(blob_slot::EXEC_INFO).and_then(Blob::exec_info),
             },
             Family::Close => SyscallArgs::Close { fd: self.int("fd").unwrap_or(-1) },
             Family::Dup => SyscallArgs::Dup {

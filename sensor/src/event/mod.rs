@@ -88,6 +88,47 @@ pub enum EventKind {
     },
 }
 
+/// What the kernel knew of a program right after its exec (so a program that exits at
+/// once still has them): capabilities, executable inode and times, terminal, login uid.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecInfo {
+    /// Effective capabilities.
+    pub cap_effective: u64,
+    /// Permitted capabilities.
+    pub cap_permitted: u64,
+    /// Inheritable capabilities.
+    pub cap_inheritable: u64,
+    /// Inode number of the executable.
+    pub exe_ino: u64,
+    /// The executable's ctime, ns since the epoch.
+    pub exe_ctime_ns: u64,
+    /// The executable's mtime, ns since the epoch.
+    pub exe_mtime_ns: u64,
+    /// Controlling terminal as `/proc/PID/stat` encodes it (`tty_nr`); 0 for none.
+    pub tty: u32,
+    /// Login uid (`u32::MAX`: unset).
+    pub loginuid: u32,
+}
+
+impl From<&sensor_abi::record::ExecInfo> for ExecInfo {
+    fn from(k: &sensor_abi::record::ExecInfo) -> Self {
+        let ns = |sec: i64, nsec: u32| (sec.max(0) as u64) * 1_000_000_000 + u64::from(nsec);
+        // The kernel's new_encode_dev(), as /proc/PID/stat prints it.
+        let (major, minor) = (k.tty_major, k.tty_minor);
+        let tty = (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12);
+        ExecInfo {
+            cap_effective: k.cap_effective,
+            cap_permitted: k.cap_permitted,
+            cap_inheritable: k.cap_inheritable,
+            exe_ino: k.exe_ino,
+            exe_ctime_ns: ns(k.exe_ctime_sec, k.exe_ctime_nsec),
+            exe_mtime_ns: ns(k.exe_mtime_sec, k.exe_mtime_nsec),
+            tty,
+            loginuid: k.loginuid,
+        }
+    }
+}
+
 /// A system call's exit.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SyscallEvent {
@@ -144,6 +185,9 @@ pub enum SyscallArgs {
         env: Vec<String>,
         /// `AT_*` flags (`execveat`).
         flags: u64,
+        /// The new program's credentials, executable and terminal, after success.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        info: Option<ExecInfo>,
     },
     /// `close`.
     Close {

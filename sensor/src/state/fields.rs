@@ -17,6 +17,8 @@ pub struct EventView<'a> {
     container: Option<&'a ContainerView>,
     /// The fd the event is about: its argument, or the new fd it returned.
     fd: Option<(i32, Fd)>,
+    /// The event changed that fd's name (a socket connected to a new peer).
+    fd_name_changed: bool,
 }
 
 /// `O_*` open flags as Falco names them.
@@ -167,9 +169,10 @@ impl<'a> EventView<'a> {
         procs: &'a ProcessTable,
         users: &'a RefCell<UserDb>,
         container: Option<&'a ContainerView>,
+        fd_name_changed: bool,
     ) -> Self {
         let fd = Self::event_fd(ev, procs.get(ev.pid));
-        Self { ev, procs, users, container, fd }
+        Self { ev, procs, users, container, fd, fd_name_changed }
     }
 
     /// `container.*` and `k8s.*`: from the looked-up metadata, else the id the process
@@ -321,7 +324,7 @@ impl<'a> EventView<'a> {
             "fd.l4proto" => fd.l4proto().map(|p| Value::Str(p.into())),
             "fd.is_server" => matches!(fd, Fd::Socket { server: true, .. }).then_some(Value::Bool(true)),
             "fd.connected" => Some(Value::Bool(matches!(fd, Fd::Socket { connected: true, .. }))),
-            "fd.name_changed" => Some(Value::Bool(false)),
+            "fd.name_changed" => Some(Value::Bool(self.fd_name_changed)),
             "fd.sockfamily" => match fd.typechar() {
                 "4" | "6" => s("ip"),
                 "u" => s("unix"),

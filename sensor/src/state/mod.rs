@@ -60,6 +60,8 @@ pub struct State {
     /// Overlay upper directory of each mount namespace's root (`None`: not an overlay),
     /// learned from any live process of it, so that short-lived ones resolve too.
     upper_dirs: HashMap<u32, Option<String>>,
+    /// The last event given to [`State::before`] changed its fd's name (`fd.name_changed`).
+    fd_name_changed: bool,
 }
 
 /// Joins `path` to the directory it is relative to and removes `.` and `..` components,
@@ -95,6 +97,7 @@ impl State {
             unknown_process: 0,
             live: false,
             upper_dirs: HashMap::new(),
+            fd_name_changed: false,
         }
     }
 
@@ -125,7 +128,7 @@ impl State {
     /// The fields of `ev` in this state, for the rule engine, with the metadata of its
     /// container when the caller looked it up.
     pub fn view<'a>(&'a self, ev: &'a Event, container: Option<&'a ContainerView>) -> EventView<'a> {
-        EventView::new(ev, &self.procs, &self.users, container)
+        EventView::new(ev, &self.procs, &self.users, container, self.fd_name_changed)
     }
 
     /// The container of `ev`'s process, when known for the cgroup the event came from. A
@@ -149,6 +152,12 @@ impl State {
             p.container = id;
             p.container_cgroup = cgroup_id;
         }
+    }
+
+    /// Replaces what the state knows of a process with `p`: the copy another worker, the
+    /// one that followed its parent's fds and credentials, made of it at its fork.
+    pub fn adopt(&mut self, p: Process) {
+        self.procs.insert(p);
     }
 
     /// The process of `ev`, made known from `/proc` (or the event) if it was not.
@@ -193,6 +202,7 @@ impl State {
 
     /// Applies what `ev` changes, before rules see it.
     pub fn before(&mut self, ev: &Event) {
+        self.fd_name_changed = false;
         if let EventKind::ProcFork { child_pid, .. } = ev.kind {
             if child_pid != ev.pid {
                 let parent = self.process_of(ev).clone();
@@ -234,22 +244,29 @@ impl State {
             }
         };
         match &sc.args {
-            SyscallArgs::Exec { path, argv, env, .. } if ret == 0 => {
+            SyscallArgs::Exec { path, argv, env, info, .. } if ret == 0 => {
                 // A runtime's exec enters the container just before: look it up again.
                 p.container_cgroup = 0;
-                // The kernel side captures the environment (bounded); /proc is the fallback.
+                p.exe_upper_layer = exe_upper_layer;
+                // The kernel side captures the environment (bounded) and the credentials,
+                // executable and terminal; /proc is the fallback for records without them.
                 p.env.clone_from(env);
-                if live {
-                    let dir = Path::new("/proc").join(ev.pid.to_string());
+                if let Some(info) = info {
+                    p.exe_ino = Some((info.exe_ino, info.exe_ctime_ns, info.exe_mtime_ns));
+                    // `docker exec -t` and the like give the new program a terminal, and a
+                    // runtime drops capabilities between fork and exec.
+                    p.tty = info.tty;
+                    (p.cap_effective, p.cap_permitted, p.cap_inheritable) =
+                        (info.cap_effective, info.cap_permitted, info.cap_inheritable);
+                    p.loginuid = info.loginuid;
+                } else if live {
                     // Read as soon as the exec is seen; a process that is already gone keeps none.
+                    let dir = Path::new("/proc").join(ev.pid.to_string());
                     if p.env.is_empty() {
                         p.env = process::read_environ(&dir);
                     }
                     p.exe_ino = process::exe_inode(&dir);
-                    p.exe_upper_layer = exe_upper_layer;
-                    // `docker exec -t` and the like give the new program a terminal.
                     p.tty = process::read_tty(&dir).unwrap_or(p.tty);
-                    // A runtime drops capabilities between fork and exec.
                     if let Some((eff, prm, inh)) = process::read_caps(&dir) {
                         (p.cap_effective, p.cap_permitted, p.cap_inheritable) = (eff, prm, inh);
                     }
@@ -285,9 +302,14 @@ impl State {
                 set_fd(p, ret, f);
             }
             SyscallArgs::Connect { fd, addr } if ret == 0 || ret == -EINPROGRESS => {
-                if let Some(Fd::Socket { remote, connected, .. }) = p.fds.get_mut(fd) {
-                    remote.clone_from(addr);
-                    *connected = true;
+                if let Some(socket @ Fd::Socket { .. }) = p.fds.get_mut(fd) {
+                    let before = socket.name();
+                    if let Fd::Socket { remote, connected, .. } = socket {
+                        remote.clone_from(addr);
+                        *connected = true;
+                    }
+                    // A UDP socket connected again names a new peer.
+                    self.fd_name_changed = socket.name() != before;
                 } else if let Some(a) = addr {
                     let f = Fd::Socket {
                         domain: sockaddr_domain(a),
@@ -397,6 +419,7 @@ mod tests {
             argv: vec!["cat".into(), "/etc/shadow".into()],
             env: vec!["HOME=/root".into()],
             flags: 0,
+            info: Some(crate::event::ExecInfo { exe_ino: 77, tty: 34816, cap_effective: 0x20, ..Default::default() }),
         };
         s.before(&syscall(pid + 1, "execve", 0, exec));
         let open = SyscallArgs::Open {
@@ -413,6 +436,7 @@ mod tests {
             (p.exepath.as_str(), p.exe.as_str(), p.args.as_slice()),
             ("/bin/cat", "cat", &["/etc/shadow".to_string()][..])
         );
+        assert_eq!((p.exe_ino.map(|i| i.0), p.tty, p.cap_effective), (Some(77), 34816, 0x20), "from the kernel");
         assert_eq!(p.fds.get(&3), Some(&Fd::File { path: "/work/notes.txt".into() }));
 
         s.before(&syscall(pid + 1, "dup2", 7, SyscallArgs::Dup { oldfd: 3, newfd: Some(7), flags: 0 }));
@@ -444,9 +468,17 @@ mod tests {
         s.procs.insert(Process { pid, ..Default::default() });
         s.before(&syscall(pid, "socket", 5, SyscallArgs::Socket { domain: 2, kind: 1, protocol: 0 }));
         let addr = SockAddr::Inet { addr: std::net::Ipv4Addr::LOCALHOST, port: 4444 };
-        s.before(&syscall(pid, "connect", 0, SyscallArgs::Connect { fd: 5, addr: Some(addr) }));
+        s.before(&syscall(pid, "connect", 0, SyscallArgs::Connect { fd: 5, addr: Some(addr.clone()) }));
         let f = s.procs.get(pid).unwrap().fds.get(&5).unwrap();
         assert_eq!(f.server(), Some(("127.0.0.1".parse().unwrap(), 4444)));
         assert_eq!(f.typechar(), "4");
+        assert!(s.fd_name_changed, "connecting names the peer");
+        s.before(&syscall(pid, "connect", 0, SyscallArgs::Connect { fd: 5, addr: Some(addr.clone()) }));
+        assert!(!s.fd_name_changed, "the same peer again");
+        let other = SockAddr::Inet { addr: std::net::Ipv4Addr::LOCALHOST, port: 5555 };
+        s.before(&syscall(pid, "connect", 0, SyscallArgs::Connect { fd: 5, addr: Some(other) }));
+        assert!(s.fd_name_changed, "a UDP-style reconnect to another peer");
+        s.before(&syscall(pid, "close", 0, SyscallArgs::Close { fd: 5 }));
+        assert!(!s.fd_name_changed);
     }
 }
