@@ -3,6 +3,7 @@
 //! detection nor the other outputs.
 
 mod secret;
+pub mod smtp;
 
 pub use secret::{Secret, SecretSource};
 

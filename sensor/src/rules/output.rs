@@ -59,7 +59,7 @@ pub(crate) fn split_format(text: &str) -> Vec<RawPiece> {
 }
 
 /// Renders a value for an output line: control characters escaped as in Falco.
-fn render(v: &Value, out: &mut String) {
+pub(crate) fn render(v: &Value, out: &mut String) {
     for c in v.to_string().chars() {
         if c.is_control() {
             let _ = write!(out, "\\u{:04x}", u32::from(c));
