@@ -10,7 +10,7 @@ use crate::{
     enrich::ContainerView,
     event::{Event, EventKind},
     rules::{Alert, Engine, Scratch},
-    state::{Process, State},
+    state::{DNS_REFRESH, DnsNames, Process, State},
 };
 
 /// The built-in rules, used when no `--rules` are given.
@@ -53,6 +53,15 @@ pub fn syscalls_for(engine: &Engine) -> Vec<&'static Syscall> {
         None => SYSCALLS.iter().collect(),
         Some(types) => SYSCALLS.iter().filter(|s| types.contains(s.name) || STATE_SYSCALLS.contains(&s.name)).collect(),
     }
+}
+
+/// The fields whose values are DNS names of socket addresses.
+const DNS_NAME_FIELDS: &[&str] = &["fd.cip.name", "fd.sip.name", "fd.lip.name", "fd.rip.name"];
+
+/// The DNS names `engine`'s rules compare socket addresses with (`fd.sip.name =
+/// "api.example.com"`), resolving in the background from now on.
+pub fn dns_names_for(engine: &Engine) -> DnsNames {
+    DnsNames::start(engine.strings_compared_with(DNS_NAME_FIELDS), DNS_REFRESH)
 }
 
 /// Events in, alerts out.

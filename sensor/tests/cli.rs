@@ -247,14 +247,43 @@ fn run_reads_environment_and_executable_inode_at_exec() {
     )
     .unwrap();
     let (child, _) = start(&["run", "--rules", &rules, "--json", "--duration", "3"]);
-    let marked = Command::new("/bin/sleep").arg("0.5").env("SENSOR_E2E_MARK", "yes").output().unwrap();
+    // Programs that exit at once: what the rule reads was captured in the kernel at exec.
+    let marked = Command::new("/bin/true").env("SENSOR_E2E_MARK", "yes").output().unwrap();
     assert!(marked.status.success());
-    let unmarked = Command::new("/bin/sleep").arg("0.5").env("SENSOR_E2E_MARK", "no").output().unwrap();
+    let unmarked = Command::new("/bin/true").env("SENSOR_E2E_MARK", "no").output().unwrap();
     assert!(unmarked.status.success());
     let (stdout, _) = finish(child);
     std::fs::remove_file(&rules).unwrap();
     let alerts: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(alerts.len(), 1, "only the marked process: {stdout}");
-    let ino = std::fs::metadata("/bin/sleep").unwrap().ino();
+    let ino = std::fs::metadata("/bin/true").unwrap().ino();
     assert_eq!(alerts[0]["output_fields"]["proc.exe_ino"], ino, "{stdout}");
+}
+
+#[test]
+fn run_names_server_addresses_by_the_dns_names_rules_use() {
+    let rules = format!("/tmp/sensor-dns-rules-{}.yaml", std::process::id());
+    std::fs::write(
+        &rules,
+        "- rule: Connect to localhost by name\n  desc: a connection to an address of localhost\n  \
+         condition: evt.type = connect and fd.sip.name = localhost\n  \
+         output: connect to %fd.sip.name (%fd.sip:%fd.sport)\n  priority: INFO\n",
+    )
+    .unwrap();
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (child, _) = start(&["run", "--rules", &rules, "--json", "--duration", "3"]);
+    // The names resolve in the background after start: give them a moment.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // 127.0.0.2 reaches the same listener but is not an address of localhost.
+    for ip in ["127.0.0.2", "127.0.0.1"] {
+        std::net::TcpStream::connect((ip, port)).unwrap();
+    }
+    let (stdout, _) = finish(child);
+    std::fs::remove_file(&rules).unwrap();
+    let alerts: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ours: Vec<_> = alerts.iter().filter(|a| a["output_fields"]["fd.sport"] == port).collect();
+    assert_eq!(ours.len(), 1, "only the connection to 127.0.0.1: {stdout}");
+    assert_eq!(ours[0]["output_fields"]["fd.sip.name"], "localhost");
+    assert_eq!(ours[0]["output_fields"]["fd.sip"], "127.0.0.1");
 }

@@ -11,7 +11,7 @@ use sensor::{
     capture::{Capture, CaptureConfig},
     enrich::{ContainerCache, EnrichConfig, RuntimeApi, RuntimeEndpoint},
     event::{Clock, decode},
-    pipeline::{Pipeline, Workers, load_rules, syscalls_for},
+    pipeline::{Pipeline, Workers, dns_names_for, load_rules, syscalls_for},
     rules::{EngineOptions, Priority, RuleMatching, SUGGESTED_OUTPUT},
     state::{State, StateConfig},
 };
@@ -109,9 +109,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let workers =
         args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get)).max(1);
     // Seeded after attaching, so no process can slip between the two; one state per worker.
+    let dns = dns_names_for(&engine);
     let engine = std::sync::Arc::new(engine);
     let pipelines = (0..workers)
-        .map(|_| Pipeline::new(engine.clone(), State::from_proc(StateConfig::default(), clock.wall(0) as i128)))
+        .map(|_| {
+            let state = State::from_proc(StateConfig::default(), clock.wall(0) as i128).with_dns(dns.clone());
+            Pipeline::new(engine.clone(), state)
+        })
         .collect();
     let containers = ContainerCache::new(args.enrich_config(), tokio::runtime::Handle::current());
     let (alerts_tx, mut alerts_rx) = tokio::sync::mpsc::unbounded_channel();

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use foldhash::fast::RandomState;
 
 use super::compile::{self, CompiledRule};
-use super::eval::{self, Ctx, Scratch};
+use super::eval::{self, Ctx, Node, Operand, Scratch, StrTest, TestKind};
 use super::event::FieldSource;
 use super::loader::{Diagnostic, Priority, RuleSet, Severity};
 use super::output::Alert;
@@ -140,6 +140,16 @@ impl Engine {
         Some(self.by_type.keys().cloned().collect())
     }
 
+    /// The text constants the rules compare any of `fields` with by `=` or `in` (the DNS
+    /// names of `fd.sip.name = "..."`, which must be resolved ahead of events).
+    pub fn strings_compared_with(&self, fields: &[&str]) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for r in &self.rules {
+            collect_strings(&r.cond, fields, &mut out);
+        }
+        out
+    }
+
     /// Indices of the rules an event of this type can match: typed rules, then untyped ones.
     fn candidates(&self, evt_type: &str) -> &[usize] {
         self.by_type.get(evt_type).map_or(&self.untyped, Vec::as_slice)
@@ -176,6 +186,28 @@ impl Engine {
     /// [`Engine::process`] with a fresh scratch (simple, allocates).
     pub fn process_one(&self, ev: &dyn FieldSource) -> Vec<Alert> {
         self.process(ev, &mut Scratch::default())
+    }
+}
+
+/// Adds to `out` the strings of `node`'s `=` and `in` tests on any of `fields`.
+fn collect_strings(node: &Node, fields: &[&str], out: &mut BTreeSet<String>) {
+    match node {
+        Node::Const(_) => {}
+        Node::And(nodes) | Node::Or(nodes) => nodes.iter().for_each(|n| collect_strings(n, fields, out)),
+        Node::Not(n) => collect_strings(n, fields, out),
+        Node::Test(t) => {
+            let Operand::Field { id, .. } = &t.lhs else { return };
+            if !fields.contains(&id.info().name) {
+                return;
+            }
+            match &t.kind {
+                TestKind::Str(StrTest::Eq(v) | StrTest::Ne(v)) => {
+                    out.insert(v.clone());
+                }
+                TestKind::Str(StrTest::In(set)) => out.extend(set.iter().cloned()),
+                _ => {}
+            }
+        }
     }
 }
 

@@ -116,6 +116,22 @@ impl Fd {
         }
     }
 
+    /// This process's end (ip, port) of an IP socket.
+    pub fn local(&self) -> Option<(IpAddr, u16)> {
+        match self {
+            Fd::Socket { local, .. } => Self::ip_port(local),
+            _ => None,
+        }
+    }
+
+    /// The peer's end (ip, port) of an IP socket.
+    pub fn remote(&self) -> Option<(IpAddr, u16)> {
+        match self {
+            Fd::Socket { remote, .. } => Self::ip_port(remote),
+            _ => None,
+        }
+    }
+
     /// Server end (ip, port) of an IP socket.
     pub fn server(&self) -> Option<(IpAddr, u16)> {
         match self {

@@ -1,8 +1,6 @@
 //! Field values of an event in the context of the state: what rules read.
 
-use std::cell::RefCell;
-
-use super::{Fd, Process, ProcessTable, UserDb};
+use super::{Fd, Process, State};
 use crate::{
     enrich::ContainerView,
     event::{Event, EventKind, SyscallArgs},
@@ -12,13 +10,10 @@ use crate::{
 /// An event with the state around it, as the rule engine sees it.
 pub struct EventView<'a> {
     ev: &'a Event,
-    procs: &'a ProcessTable,
-    users: &'a RefCell<UserDb>,
+    state: &'a State,
     container: Option<&'a ContainerView>,
     /// The fd the event is about: its argument, or the new fd it returned.
     fd: Option<(i32, Fd)>,
-    /// The event changed that fd's name (a socket connected to a new peer).
-    fd_name_changed: bool,
 }
 
 /// `O_*` open flags as Falco names them.
@@ -163,16 +158,10 @@ fn s(v: impl Into<String>) -> Option<Value> {
 }
 
 impl<'a> EventView<'a> {
-    /// The view of `ev` against the process table and account databases.
-    pub fn new(
-        ev: &'a Event,
-        procs: &'a ProcessTable,
-        users: &'a RefCell<UserDb>,
-        container: Option<&'a ContainerView>,
-        fd_name_changed: bool,
-    ) -> Self {
-        let fd = Self::event_fd(ev, procs.get(ev.pid));
-        Self { ev, procs, users, container, fd, fd_name_changed }
+    /// The view of `ev` against `state`, with its container's metadata if looked up.
+    pub(super) fn new(ev: &'a Event, state: &'a State, container: Option<&'a ContainerView>) -> Self {
+        let fd = Self::event_fd(ev, state.procs.get(ev.pid));
+        Self { ev, state, container, fd }
     }
 
     /// `container.*` and `k8s.*`: from the looked-up metadata, else the id the process
@@ -229,7 +218,7 @@ impl<'a> EventView<'a> {
     }
 
     fn process(&self) -> Option<&'a Process> {
-        self.procs.get(self.ev.pid)
+        self.state.procs.get(self.ev.pid)
     }
 
     /// The process `level` generations up (0: the event's own).
@@ -237,13 +226,13 @@ impl<'a> EventView<'a> {
         if level == 0 {
             return self.process();
         }
-        self.procs.ancestors(self.ev.pid, level as usize).get(level as usize - 1).copied()
+        self.state.procs.ancestors(self.ev.pid, level as usize).get(level as usize - 1).copied()
     }
 
     fn ancestry(&self, arg: Option<&FieldArg>, f: impl Fn(&Process) -> Value) -> Option<Value> {
         match arg {
             Some(FieldArg::Index(n)) => self.ancestor(*n).map(f),
-            _ => Some(Value::List(self.procs.ancestors(self.ev.pid, 64).into_iter().map(f).collect())),
+            _ => Some(Value::List(self.state.procs.ancestors(self.ev.pid, 64).into_iter().map(f).collect())),
         }
     }
 
@@ -277,7 +266,7 @@ impl<'a> EventView<'a> {
 
     fn user_field(&self, name: &str) -> Option<Value> {
         let ev = self.ev;
-        let mut users = self.users.borrow_mut();
+        let mut users = self.state.users.borrow_mut();
         match name {
             "user.uid" => Some(Value::UInt(ev.uid as u64)),
             "user.name" => users.user(ev.pid, ev.mnt_ns, ev.uid).map(|u| Value::Str(u.name)),
@@ -300,6 +289,8 @@ impl<'a> EventView<'a> {
         let (num, fd) = self.fd.as_ref()?;
         let ip = |e: Option<(std::net::IpAddr, u16)>| e.map(|(ip, _)| Value::Ip(ip));
         let port = |e: Option<(std::net::IpAddr, u16)>| e.map(|(_, p)| Value::UInt(p as u64));
+        let dns_name =
+            |e: Option<(std::net::IpAddr, u16)>| e.and_then(|(ip, _)| self.state.dns.name_of(ip)).map(Value::Str);
         let both = |a: Option<Value>, b: Option<Value>| Some(Value::List(a.into_iter().chain(b).collect()));
         let nameraw = || match &self.ev.syscall()?.args {
             SyscallArgs::Open { path, .. } => path.clone(),
@@ -315,6 +306,12 @@ impl<'a> EventView<'a> {
             "fd.filename" => fd.path().map(|p| Value::Str(split_path(p).1)),
             "fd.cip" => ip(fd.client()),
             "fd.sip" => ip(fd.server()),
+            "fd.lip" => ip(fd.local()),
+            "fd.rip" => ip(fd.remote()),
+            "fd.cip.name" => dns_name(fd.client()),
+            "fd.sip.name" => dns_name(fd.server()),
+            "fd.lip.name" => dns_name(fd.local()),
+            "fd.rip.name" => dns_name(fd.remote()),
             "fd.cport" => port(fd.client()),
             "fd.sport" => port(fd.server()),
             "fd.ip" | "fd.net" => both(ip(fd.client()), ip(fd.server())),
@@ -324,7 +321,7 @@ impl<'a> EventView<'a> {
             "fd.l4proto" => fd.l4proto().map(|p| Value::Str(p.into())),
             "fd.is_server" => matches!(fd, Fd::Socket { server: true, .. }).then_some(Value::Bool(true)),
             "fd.connected" => Some(Value::Bool(matches!(fd, Fd::Socket { connected: true, .. }))),
-            "fd.name_changed" => Some(Value::Bool(self.fd_name_changed)),
+            "fd.name_changed" => Some(Value::Bool(self.state.fd_name_changed)),
             "fd.sockfamily" => match fd.typechar() {
                 "4" | "6" => s("ip"),
                 "u" => s("unix"),
@@ -344,7 +341,7 @@ impl<'a> EventView<'a> {
             "proc.ppid" => Some(Value::UInt(ev.ppid as u64)),
             "proc.vpid" => Some(Value::UInt(ev.ns_pid as u64)),
             "proc.sid" => p.map(|p| Value::UInt(p.sid as u64)),
-            "proc.sname" => p.and_then(|p| self.procs.get(p.sid)).map(|s| Value::Str(s.name.clone())),
+            "proc.sname" => p.and_then(|p| self.state.procs.get(p.sid)).map(|s| Value::Str(s.name.clone())),
             "proc.name" => s(ev.comm.clone()),
             "proc.exe" => p.map(|p| Value::Str(p.exe.clone())),
             "proc.exepath" => p.map(|p| Value::Str(p.exepath.clone())),

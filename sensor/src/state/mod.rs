@@ -5,6 +5,7 @@
 //! program), rules then read it through [`State::view`], and [`State::after`] applies what
 //! must outlive evaluation (a closed fd keeps its name for the `close` event's rules).
 
+mod dns;
 mod fd;
 mod fields;
 mod process;
@@ -12,6 +13,7 @@ mod users;
 
 use std::{cell::RefCell, collections::HashMap, path::Path};
 
+pub use dns::{DNS_REFRESH, DnsNames};
 pub use fd::{Fd, MAX_FDS_PER_PROCESS};
 pub use fields::EventView;
 pub use process::{Process, ProcessTable, read_proc};
@@ -62,6 +64,8 @@ pub struct State {
     upper_dirs: HashMap<u32, Option<String>>,
     /// The last event given to [`State::before`] changed its fd's name (`fd.name_changed`).
     fd_name_changed: bool,
+    /// Addresses of the DNS names the rules use (`fd.sip.name`).
+    dns: DnsNames,
 }
 
 /// Joins `path` to the directory it is relative to and removes `.` and `..` components,
@@ -98,7 +102,13 @@ impl State {
             live: false,
             upper_dirs: HashMap::new(),
             fd_name_changed: false,
+            dns: DnsNames::default(),
         }
+    }
+
+    /// Uses `dns` for the `fd.*ip.name` fields.
+    pub fn with_dns(self, dns: DnsNames) -> Self {
+        Self { dns, ..self }
     }
 
     /// A state seeded from every process in `/proc`.
@@ -128,7 +138,7 @@ impl State {
     /// The fields of `ev` in this state, for the rule engine, with the metadata of its
     /// container when the caller looked it up.
     pub fn view<'a>(&'a self, ev: &'a Event, container: Option<&'a ContainerView>) -> EventView<'a> {
-        EventView::new(ev, &self.procs, &self.users, container, self.fd_name_changed)
+        EventView::new(ev, self, container)
     }
 
     /// The container of `ev`'s process, when known for the cgroup the event came from. A

@@ -1,0 +1,83 @@
+//! DNS names of socket addresses (`fd.sip.name` and the like), as Falco supplies them: the
+//! names the rules compare those fields with are resolved in the background and refreshed,
+//! and an address the event names maps back to the name it resolved from. No reverse
+//! lookups happen on the event path.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::{IpAddr, ToSocketAddrs},
+    sync::{Arc, RwLock, Weak},
+    time::Duration,
+};
+
+/// How often the names are resolved again (addresses of cloud endpoints move).
+pub const DNS_REFRESH: Duration = Duration::from_secs(30);
+
+/// Addresses of the names the rules use, kept fresh by a background thread.
+#[derive(Clone, Debug, Default)]
+pub struct DnsNames {
+    by_addr: Arc<RwLock<HashMap<IpAddr, String>>>,
+}
+
+impl DnsNames {
+    /// Resolves `names` on a background thread now and every `refresh` after, for as long
+    /// as a clone of the result lives. With no names, no thread starts.
+    pub fn start(names: BTreeSet<String>, refresh: Duration) -> Self {
+        let dns = DnsNames::default();
+        if names.is_empty() {
+            return dns;
+        }
+        let weak = Arc::downgrade(&dns.by_addr);
+        let spawned =
+            std::thread::Builder::new().name("dns-names".into()).spawn(move || resolve_loop(&names, &weak, refresh));
+        if let Err(e) = spawned {
+            log::warn!("cannot start the DNS resolver thread ({e}): fd.*ip.name fields stay empty");
+        }
+        dns
+    }
+
+    /// The rule name `ip` resolved from, if any.
+    pub fn name_of(&self, ip: IpAddr) -> Option<String> {
+        self.by_addr.read().ok()?.get(&ip).cloned()
+    }
+}
+
+fn resolve_loop(names: &BTreeSet<String>, map: &Weak<RwLock<HashMap<IpAddr, String>>>, refresh: Duration) {
+    loop {
+        let mut fresh = HashMap::new();
+        // In order, so an address two names share maps to the first, the same every time.
+        for name in names {
+            match (name.as_str(), 0).to_socket_addrs() {
+                Ok(addrs) => {
+                    for a in addrs {
+                        fresh.entry(a.ip()).or_insert_with(|| name.clone());
+                    }
+                }
+                Err(e) => log::debug!("resolving {name}: {e}"),
+            }
+        }
+        let Some(map) = map.upgrade() else { return };
+        if let Ok(mut current) = map.write() {
+            *current = fresh;
+        }
+        drop(map);
+        std::thread::sleep(refresh);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_map_back_to_the_names_that_resolved_to_them() {
+        let dns = DnsNames::start(["localhost".to_string()].into(), DNS_REFRESH);
+        let loopback = IpAddr::from([127, 0, 0, 1]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while dns.name_of(loopback).is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(dns.name_of(loopback).as_deref(), Some("localhost"));
+        assert_eq!(dns.name_of(IpAddr::from([192, 0, 2, 1])), None);
+    }
+}
