@@ -4,9 +4,10 @@
 //! Services (schema in `sensor/proto/`, wire-compatible with Falco 0.43):
 //! - `falco.outputs.service/sub`: a stream of every alert raised after the call starts,
 //!   open until the client cancels or the sink shuts down. Each subscriber gets every alert;
-//!   one that reads too slowly falls more than `buffer` alerts behind, skips the oldest it
-//!   has not read, and the skipped alerts are counted ([`GrpcStats::missed`]). A subscriber
-//!   never slows [`Sink::send`] down, and its backlog never exceeds `buffer` alerts.
+//!   one that reads too slowly falls more than `subscriber_buffer` alerts behind, skips the
+//!   oldest it has not read, and the skipped alerts are counted ([`GrpcStats::missed`]). A
+//!   subscriber never slows [`Sink::send`] down, and its backlog never exceeds
+//!   `subscriber_buffer` alerts (plus what HTTP/2 flow control lets into the connection).
 //! - `falco.outputs.service/get`: the buffered alerts that no earlier `get` returned,
 //!   oldest first, then the end of the stream. Falco's server pops `get` answers from its
 //!   queue, so each alert goes to one `get`; this server does the same. Unlike Falco, where
@@ -69,11 +70,11 @@ use proto::falco::{outputs as falco_outputs, schema, version as falco_version};
 /// Where the server listens when the configuration names neither a socket nor TCP.
 pub const DEFAULT_UNIX_SOCKET: &str = "/run/sensor/grpc.sock";
 
-/// Alerts kept for `get` (and the most a subscriber may fall behind) by default.
+/// Alerts kept for `get`, and the most a subscriber may fall behind, by default.
 pub const DEFAULT_BUFFER: usize = 1000;
 
 /// The gRPC output's settings: `unix_socket` or `tcp` (not both; neither means the
-/// default socket) and `buffer`.
+/// default socket), `buffer` and `subscriber_buffer`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -83,10 +84,13 @@ pub struct Config {
     /// TCP with mutual TLS instead of a unix socket.
     #[serde(default)]
     pub tcp: Option<TcpConfig>,
-    /// Alerts kept in memory for `get`; also how far a subscriber may fall behind before it
-    /// misses alerts (default [`DEFAULT_BUFFER`]).
+    /// Alerts kept in memory for `get` (default [`DEFAULT_BUFFER`]).
     #[serde(default = "default_buffer")]
     pub buffer: usize,
+    /// How many alerts a subscriber may fall behind before it misses the oldest (default
+    /// [`DEFAULT_BUFFER`]).
+    #[serde(default = "default_buffer")]
+    pub subscriber_buffer: usize,
 }
 
 /// TCP listening with mutual TLS: the server's certificate and key, and the CA that signs
@@ -110,7 +114,7 @@ fn default_buffer() -> usize {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { unix_socket: None, tcp: None, buffer: DEFAULT_BUFFER }
+        Config { unix_socket: None, tcp: None, buffer: DEFAULT_BUFFER, subscriber_buffer: DEFAULT_BUFFER }
     }
 }
 
@@ -126,8 +130,8 @@ pub enum Endpoint<'a> {
 impl Config {
     /// Checks the settings without touching the system and says where the server listens.
     pub fn endpoint(&self) -> anyhow::Result<Endpoint<'_>> {
-        if self.buffer == 0 {
-            bail!("grpc output: `buffer` must be at least 1");
+        if self.buffer == 0 || self.subscriber_buffer == 0 {
+            bail!("grpc output: `buffer` and `subscriber_buffer` must be at least 1");
         }
         match (&self.unix_socket, &self.tcp) {
             (Some(_), Some(_)) => bail!("grpc output: set either `unix_socket` or `tcp`, not both"),
@@ -147,8 +151,8 @@ pub struct GrpcStats {
     pub buffered: usize,
     /// Alerts dropped from the full `get` buffer before any `get` returned them.
     pub evicted: u64,
-    /// Alerts that subscribers skipped because they fell more than `buffer` behind,
-    /// summed over subscribers.
+    /// Alerts that subscribers skipped because they fell more than `subscriber_buffer`
+    /// behind, summed over subscribers.
     pub missed: u64,
 }
 
@@ -194,7 +198,7 @@ impl GrpcSink {
     /// Binds the configured socket or address and starts the server in a tokio task.
     pub async fn start(config: &Config) -> anyhow::Result<GrpcSink> {
         let endpoint = config.endpoint()?;
-        let (alerts, _) = broadcast::channel(config.buffer);
+        let (alerts, _) = broadcast::channel(config.subscriber_buffer);
         let shared = Arc::new(Shared {
             backlog: Mutex::new(VecDeque::with_capacity(config.buffer)),
             capacity: config.buffer,
@@ -584,6 +588,20 @@ mod tests {
         assert_eq!(v.engine_version, format!("{major}.{minor}.{patch}"));
     }
 
+    #[tokio::test]
+    async fn start_names_the_file_it_cannot_read() {
+        let missing = std::env::temp_dir().join(format!("sensor-grpc-{}-missing.crt", std::process::id()));
+        let tcp = TcpConfig {
+            address: "127.0.0.1:0".parse().unwrap(),
+            cert_file: missing.clone(),
+            key_file: missing.clone(),
+            client_ca_file: missing.clone(),
+        };
+        let config = Config { tcp: Some(tcp), ..Config::default() };
+        let err = format!("{:#}", GrpcSink::start(&config).await.err().expect("no certificate, no server"));
+        assert!(err.contains(&format!("server certificate {}", missing.display())), "{err}");
+    }
+
     fn parse(yaml: &str) -> Result<Config, String> {
         serde_saphyr::from_str(yaml).map_err(|e| e.to_string())
     }
@@ -593,8 +611,12 @@ mod tests {
         let config = parse("{}").unwrap();
         assert_eq!(config.buffer, DEFAULT_BUFFER);
         assert_eq!(config.endpoint().unwrap(), Endpoint::Unix(Path::new("/run/sensor/grpc.sock")));
-        let config = parse("unix_socket: /tmp/s.sock\nbuffer: 5\n").unwrap();
-        assert_eq!((config.endpoint().unwrap(), config.buffer), (Endpoint::Unix(Path::new("/tmp/s.sock")), 5));
+        assert_eq!(config.subscriber_buffer, DEFAULT_BUFFER);
+        let config = parse("unix_socket: /tmp/s.sock\nbuffer: 5\nsubscriber_buffer: 7\n").unwrap();
+        assert_eq!(
+            (config.endpoint().unwrap(), config.buffer, config.subscriber_buffer),
+            (Endpoint::Unix(Path::new("/tmp/s.sock")), 5, 7)
+        );
     }
 
     #[test]
@@ -617,7 +639,9 @@ mod tests {
         .unwrap();
         assert!(both.endpoint().unwrap_err().to_string().contains("either `unix_socket` or `tcp`"));
         let empty = parse("buffer: 0\n").unwrap();
-        assert!(empty.endpoint().unwrap_err().to_string().contains("`buffer` must be at least 1"));
+        assert!(empty.endpoint().unwrap_err().to_string().contains("must be at least 1"));
+        let silent = parse("subscriber_buffer: 0\n").unwrap();
+        assert!(silent.endpoint().unwrap_err().to_string().contains("`subscriber_buffer` must be at least 1"));
         assert!(parse("unix_sokcet: /tmp/s.sock\n").unwrap_err().contains("unix_sokcet"));
         let no_ca = parse("tcp: {address: '127.0.0.1:1', cert_file: a, key_file: b}\n").unwrap_err();
         assert!(no_ca.contains("client_ca_file"), "{no_ca}");
