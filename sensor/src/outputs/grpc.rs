@@ -597,9 +597,17 @@ mod tests {
             key_file: missing.clone(),
             client_ca_file: missing.clone(),
         };
-        let config = Config { tcp: Some(tcp), ..Config::default() };
+        let mut config = Config { tcp: Some(tcp), ..Config::default() };
         let err = format!("{:#}", GrpcSink::start(&config).await.err().expect("no certificate, no server"));
         assert!(err.contains(&format!("server certificate {}", missing.display())), "{err}");
+
+        let garbage = missing.with_extension("pem");
+        fs::write(&garbage, "not PEM").unwrap();
+        let tcp = config.tcp.as_mut().unwrap();
+        (tcp.cert_file, tcp.key_file, tcp.client_ca_file) = (garbage.clone(), garbage.clone(), garbage.clone());
+        let err = format!("{:#}", GrpcSink::start(&config).await.err().expect("no certificate, no server"));
+        fs::remove_file(&garbage).unwrap();
+        assert!(err.contains(&format!("TLS setup from {}", garbage.display())), "{err}");
     }
 
     fn parse(yaml: &str) -> Result<Config, String> {
