@@ -1,5 +1,7 @@
 //! Builds the kernel programs (`sensor-ebpf`) for `bpfel-unknown-none` with Debian's
 //! toolchain and leaves the object in `OUT_DIR/sensor-ebpf`, where `src/capture` embeds it.
+//! Also generates the gRPC server code of the Falco-compatible output API from `proto/`
+//! (see [`compile_protos`]).
 //!
 //! The rustup toolchain `debian` is `rustup toolchain link debian /usr` (rustc-web with a
 //! prebuilt BPF `libcore`); `cargo xtask setup` creates it. `SENSOR_EBPF_TOOLCHAIN`
@@ -9,6 +11,7 @@
 use std::{env, fs, path::PathBuf};
 
 fn main() -> anyhow::Result<()> {
+    compile_protos()?;
     println!("cargo:rerun-if-env-changed=SENSOR_EBPF_TOOLCHAIN");
     println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
     let out = PathBuf::from(env::var("OUT_DIR")?).join("sensor-ebpf");
@@ -28,4 +31,20 @@ fn main() -> anyhow::Result<()> {
              or set AYA_BUILD_SKIP=1 to build without them"
         )
     })
+}
+
+/// Generates the server side of Falco's `falco.outputs`, `falco.schema` and `falco.version`
+/// packages into `OUT_DIR`, where `src/outputs/grpc.rs` includes them. protox parses the
+/// files in Rust, so no `protoc` is needed.
+fn compile_protos() -> anyhow::Result<()> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/proto");
+    println!("cargo:rerun-if-changed={dir}");
+    // schema.proto comes in as an import of outputs.proto.
+    let descriptors =
+        protox::compile(["outputs.proto", "version.proto"], [dir]).map_err(|e| anyhow::anyhow!("{dir}: {e}"))?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(true)
+        .compile_fds(descriptors)
+        .map_err(|e| anyhow::anyhow!("generating gRPC code from {dir}: {e}"))
 }

@@ -2,6 +2,7 @@
 //! its own task behind its own bounded queue, so a slow or broken output delays neither
 //! detection nor the other outputs.
 
+pub mod grpc;
 mod secret;
 pub mod smtp;
 
