@@ -4,6 +4,7 @@
 //! [`state`] (processes, fds, users) → [`rules`] (Falco's rule language) → [`outputs`]
 //! (alert fan-out); [`pipeline`] joins the stages.
 pub mod capture;
+pub mod config;
 pub mod enrich;
 pub mod event;
 pub mod outputs;
