@@ -200,13 +200,10 @@ fn test_peers() -> Result<()> {
     report("test peers", &format!("installing {PEERS_REQUIREMENTS} into {}", venv.display()));
     // Debian's interpreter, not whatever `python3` comes first on PATH.
     cmd::run(cmd::command("/usr/bin/python3").args(["-m", "venv", "--clear"]).arg(&venv))?;
-    cmd::run(cmd::command(&venv.join("bin/pip").to_string_lossy()).args([
-        "install",
-        "-q",
-        "--disable-pip-version-check",
-        "-r",
-        PEERS_REQUIREMENTS,
-    ]))?;
+    cmd::run(
+        cmd::command(&venv.join("bin/pip").to_string_lossy())
+            .args(["install", "-q", "--disable-pip-version-check", "-r", PEERS_REQUIREMENTS]),
+    )?;
     fs::write(&marker, wanted).with_context(|| format!("writing {}", marker.display()))
 }
 

@@ -25,9 +25,8 @@ impl SecretSource {
             (Some(name), None) => {
                 std::env::var(name).with_context(|| format!("environment variable {name} is not set"))?
             }
-            (None, Some(path)) => {
-                std::fs::read_to_string(path).with_context(|| format!("reading secret file {}", path.display()))?
-            }
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading secret file {}", path.display()))?,
             _ => bail!("a secret needs exactly one of `env` or `file`"),
         };
         let value = value.trim_end_matches(['\r', '\n']).to_owned();
