@@ -161,7 +161,7 @@ impl Sink for TelegramSink {
 }
 
 /// Escapes every MarkdownV2 special character, so Telegram shows `text` as written.
-pub fn escape_markdown_v2(text: &str) -> String {
+fn escape_markdown_v2(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 8);
     for c in text.chars() {
         if is_special(c) {
@@ -258,7 +258,7 @@ impl MessageText {
 }
 
 /// The message for one alert, or for a batch of them.
-pub fn message(alerts: &[Arc<Alert>]) -> String {
+fn message(alerts: &[Arc<Alert>]) -> String {
     let mut text = MessageText::new();
     for (i, alert) in alerts.iter().enumerate() {
         if i > 0 {
