@@ -2,8 +2,9 @@
 //!
 //! [`capture`] (kernel programs, ring buffers) → [`event`] (typed events, decoding) →
 //! [`state`] (processes, fds, users) → [`rules`] (Falco's rule language) → [`outputs`]
-//! (alert fan-out); [`pipeline`] joins the stages.
+//! (alert fan-out); [`pipeline`] joins the stages, and [`config`] reads the configuration file.
 pub mod capture;
+pub mod config;
 pub mod enrich;
 pub mod event;
 pub mod outputs;

@@ -15,7 +15,7 @@ use std::{
 use sensor::{
     outputs::{
         Sink,
-        grpc::{Config, GrpcSink, TcpConfig},
+        grpc::{GrpcConfig, GrpcSink, TcpConfig},
     },
     rules::{Alert, Priority, Value},
 };
@@ -122,9 +122,9 @@ fn alert(rule: &str, priority: Priority, seq: u64, message: &str) -> Arc<Alert> 
 }
 
 /// A configuration on a socket in a directory that does not exist yet (the sink creates it).
-fn unix_config(dir: &Path, buffer: usize, subscriber_buffer: usize) -> (Config, PathBuf) {
+fn unix_config(dir: &Path, buffer: usize, subscriber_buffer: usize) -> (GrpcConfig, PathBuf) {
     let socket = dir.join("run/grpc.sock");
-    (Config { unix_socket: Some(socket.clone()), tcp: None, buffer, subscriber_buffer }, socket)
+    (GrpcConfig { unix_socket: Some(socket.clone()), tcp: None, buffer, subscriber_buffer }, socket)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,7 +273,7 @@ fn make_certificates(dir: &Path) {
 async fn tcp_serves_clients_with_a_certificate_and_refuses_others() {
     let dir = peers::scratch_dir("grpc-tls");
     make_certificates(&dir);
-    let config = Config {
+    let config = GrpcConfig {
         unix_socket: None,
         tcp: Some(TcpConfig {
             address: "127.0.0.1:0".parse().unwrap(),

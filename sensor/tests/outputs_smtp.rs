@@ -15,7 +15,7 @@ use std::{
 use sensor::{
     outputs::{
         SecretSource, SendError, Sink as _,
-        smtp::{Config, SmtpSink, TlsMode},
+        smtp::{SmtpConfig, SmtpSink, TlsMode},
     },
     rules::{Alert, Priority, Value},
 };
@@ -128,8 +128,8 @@ impl Drop for SmtpServer {
 }
 
 /// The output's configuration for a relay on 127.0.0.1:`port`, trusting `pki`'s CA.
-fn config(pki: &Pki, port: u16, tls: TlsMode) -> Config {
-    Config {
+fn config(pki: &Pki, port: u16, tls: TlsMode) -> SmtpConfig {
+    SmtpConfig {
         host: "127.0.0.1".into(),
         port: Some(port),
         tls,

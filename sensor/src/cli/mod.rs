@@ -4,10 +4,17 @@ mod capture;
 mod rules;
 mod run;
 
-use std::{io, process::ExitCode, time::Duration};
+use std::{io, path::PathBuf, process::ExitCode, time::Duration};
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use sensor::rules::Alert;
+use sensor::{
+    config::SensorConfig,
+    outputs::{
+        OutputStage, OutputsConfig,
+        stdout::{LineFormat, StdoutConfig},
+    },
+};
 
 /// Node-level eBPF runtime security sensor.
 ///
@@ -81,12 +88,47 @@ async fn stop_signal(duration: Option<Duration>) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes one alert line: Falco's text form, or its JSON form.
-fn print_alert(out: &mut impl io::Write, alert: &Alert, json: bool) -> io::Result<()> {
-    if json {
-        serde_json::to_writer(&mut *out, &alert.to_json())?;
-        writeln!(out)
-    } else {
-        writeln!(out, "{}", alert.to_text())
+/// Where alerts go: the options `run` and `replay` share.
+#[derive(clap::Args)]
+struct OutputArgs {
+    /// Configuration file (YAML); its `outputs` list says where alerts go (default: Falco's
+    /// text line on stdout).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Without --config: print alerts as Falco JSON lines instead of Falco's text line.
+    #[arg(long, conflicts_with = "config")]
+    json: bool,
+    /// At exit, how long the outputs may take to deliver what they still hold, in seconds;
+    /// what is left after that is counted as dropped.
+    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    drain_timeout: f64,
+}
+
+impl OutputArgs {
+    /// Reads the configuration and starts the outputs; an output that cannot start is an error.
+    async fn start(&self) -> anyhow::Result<OutputStage> {
+        self.drain_bound()?;
+        let config = match &self.config {
+            Some(path) => SensorConfig::load(path)?.outputs,
+            None => {
+                let format = if self.json { LineFormat::Json } else { LineFormat::Text };
+                OutputsConfig::stdout(StdoutConfig { format })
+            }
+        };
+        OutputStage::start(&config).await
+    }
+
+    /// The --drain-timeout bound.
+    fn drain_bound(&self) -> anyhow::Result<Duration> {
+        Duration::try_from_secs_f64(self.drain_timeout).context("--drain-timeout")
+    }
+
+    /// Lets the outputs drain, then prints each one's counters on stderr.
+    async fn finish(&self, stage: OutputStage) {
+        // Checked at start, so this default is never used.
+        let bound = self.drain_bound().unwrap_or_default();
+        for counters in stage.shutdown(bound).await {
+            eprintln!("{counters}");
+        }
     }
 }

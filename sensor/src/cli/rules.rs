@@ -2,13 +2,14 @@
 
 use std::{
     fs::File,
-    io::{self, BufRead, BufReader, Write},
-    path::PathBuf,
+    io::{self, BufRead, BufReader},
+    path::{Path, PathBuf},
 };
 
 use anyhow::{Context as _, bail};
 use sensor::{
     event::Event,
+    outputs::OutputStage,
     pipeline::{Pipeline, load_rules},
     rules::{self, EngineOptions, MapEvent},
     state::{State, StateConfig},
@@ -82,15 +83,15 @@ pub struct ReplayArgs {
     rules: Vec<PathBuf>,
     /// Events, one JSON object per line: a capture file (`sensor capture --output`), which
     /// goes through the same state and rules as live events, or field maps
-    /// (`{"evt.type": "openat", "fd.name": "/etc/shadow"}`).
+    /// (`{"evt.type": "openat", "fd.name": "/etc/shadow"}`). `-` reads standard input until
+    /// it closes.
     #[arg(long, value_name = "FILE")]
     events: PathBuf,
-    /// Print alerts as Falco JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    outputs: super::OutputArgs,
 }
 
-/// Runs recorded events through the rules and prints the alerts.
+/// Runs recorded events through the rules and sends the alerts to the outputs.
 pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let (engine, diagnostics) = match load_rules(&args.rules, EngineOptions::default()) {
         Ok(loaded) => loaded,
@@ -99,17 +100,39 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     for d in &diagnostics {
         eprintln!("{d}");
     }
-    let file = File::open(&args.events).with_context(|| format!("opening {}", args.events.display()))?;
+    let input: Box<dyn BufRead> = if args.events == Path::new("-") {
+        Box::new(io::stdin().lock())
+    } else {
+        let file = File::open(&args.events).with_context(|| format!("opening {}", args.events.display()))?;
+        Box::new(BufReader::new(file))
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let stage = runtime.block_on(args.outputs.start())?;
     let mut pipeline = Pipeline::new(engine, State::new(StateConfig::default()));
-    let mut out = io::BufWriter::new(io::stdout().lock());
+    // The outputs deliver what was found even when a bad line stops the replay.
+    let replayed = replay_lines(input, &args.events, &mut pipeline, &stage);
+    if let Ok((events, alerts)) = &replayed {
+        eprintln!("replay: {events} events, {alerts} alerts");
+    }
+    runtime.block_on(args.outputs.finish(stage));
+    replayed.map(drop)
+}
+
+/// Evaluates each line of `input`; the counts of events and alerts.
+fn replay_lines(
+    input: impl BufRead,
+    name: &Path,
+    pipeline: &mut Pipeline,
+    stage: &OutputStage,
+) -> anyhow::Result<(u64, u64)> {
     let (mut events, mut alerts) = (0u64, 0u64);
-    for (i, line) in BufReader::new(file).lines().enumerate() {
+    for (i, line) in input.lines().enumerate() {
         let line = line?;
         let text = line.trim();
         if text.is_empty() || text.starts_with('#') {
             continue;
         }
-        let at = || format!("{}:{}", args.events.display(), i + 1);
+        let at = || format!("{}:{}", name.display(), i + 1);
         let value: serde_json::Value = serde_json::from_str(text).with_context(at)?;
         events += 1;
         let fired = if value.get("event").is_some() {
@@ -121,10 +144,8 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         };
         for alert in fired {
             alerts += 1;
-            super::print_alert(&mut out, &alert, args.json)?;
+            stage.publish(alert);
         }
     }
-    out.flush()?;
-    eprintln!("replay: {events} events, {alerts} alerts");
-    Ok(())
+    Ok((events, alerts))
 }

@@ -1,10 +1,6 @@
-//! `sensor run`: the live pipeline — capture, state, rules — printing alerts.
+//! `sensor run`: the live pipeline — capture, state, rules — sending alerts to the outputs.
 
-use std::{
-    io::{self, BufWriter, Write},
-    path::PathBuf,
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::bail;
 use sensor::{
@@ -22,9 +18,8 @@ pub struct RunArgs {
     /// Rules files or directories, loaded in order (default: the built-in rules).
     #[arg(long, value_name = "RULES")]
     rules: Vec<PathBuf>,
-    /// Print alerts as Falco JSON lines instead of Falco's text line.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    outputs: super::OutputArgs,
     /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
     #[arg(long, value_name = "S")]
     duration: Option<f64>,
@@ -102,6 +97,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     for d in &diagnostics {
         log::warn!("{d}");
     }
+    // Before the kernel programs: a broken output stops the sensor before it watches anything.
+    let stage = args.outputs.start().await?;
     let cfg = CaptureConfig { syscalls: syscalls_for(&engine), ..CaptureConfig::default() };
     log::info!("{} rules loaded; capturing {} syscalls", engine.rule_count(), cfg.syscalls.len());
     let clock = Clock::now();
@@ -120,7 +117,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let containers = ContainerCache::new(args.enrich_config(), tokio::runtime::Handle::current());
     let (alerts_tx, mut alerts_rx) = tokio::sync::mpsc::unbounded_channel();
     let pool = Workers::start(pipelines, containers.clone(), alerts_tx);
-    let mut out = BufWriter::new(io::stdout().lock());
 
     let stop = super::stop_signal(args.duration.map(Duration::from_secs_f64));
     tokio::pin!(stop);
@@ -138,21 +134,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             Some(alert) = alerts_rx.recv() => {
                 alerts += 1;
-                super::print_alert(&mut out, &alert, args.json)?;
-                if alerts_rx.is_empty() {
-                    out.flush()?;
-                }
+                stage.publish(alert);
             }
             r = &mut stop => { r?; break; }
         }
     }
-    // Let the workers finish what they were given, then print what they found.
+    // Let the workers finish what they were given, then send what they found.
     let done = pool.finish().await;
     while let Ok(alert) = alerts_rx.try_recv() {
         alerts += 1;
-        super::print_alert(&mut out, &alert, args.json)?;
+        stage.publish(alert);
     }
-    out.flush()?;
+    args.outputs.finish(stage).await;
     let counters = capture.counters()?;
     let events: u64 = done.iter().map(Pipeline::events).sum();
     let processes = done.iter().map(|p| p.state().stats().processes).max().unwrap_or(0);

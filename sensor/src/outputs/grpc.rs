@@ -77,7 +77,7 @@ pub const DEFAULT_BUFFER: usize = 1000;
 /// default socket), `buffer` and `subscriber_buffer`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub struct GrpcConfig {
     /// The unix socket to serve on (default [`DEFAULT_UNIX_SOCKET`]).
     #[serde(default)]
     pub unix_socket: Option<PathBuf>,
@@ -112,13 +112,13 @@ fn default_buffer() -> usize {
     DEFAULT_BUFFER
 }
 
-impl Default for Config {
+impl Default for GrpcConfig {
     fn default() -> Self {
-        Config { unix_socket: None, tcp: None, buffer: DEFAULT_BUFFER, subscriber_buffer: DEFAULT_BUFFER }
+        GrpcConfig { unix_socket: None, tcp: None, buffer: DEFAULT_BUFFER, subscriber_buffer: DEFAULT_BUFFER }
     }
 }
 
-/// Where a validated [`Config`] listens.
+/// Where a validated [`GrpcConfig`] listens.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Endpoint<'a> {
     /// A unix socket at this path.
@@ -127,7 +127,7 @@ pub enum Endpoint<'a> {
     Tcp(&'a TcpConfig),
 }
 
-impl Config {
+impl GrpcConfig {
     /// Checks the settings without touching the system and says where the server listens.
     pub fn endpoint(&self) -> anyhow::Result<Endpoint<'_>> {
         if self.buffer == 0 || self.subscriber_buffer == 0 {
@@ -196,7 +196,7 @@ pub struct GrpcSink {
 
 impl GrpcSink {
     /// Binds the configured socket or address and starts the server in a tokio task.
-    pub async fn start(config: &Config) -> anyhow::Result<GrpcSink> {
+    pub async fn start(config: &GrpcConfig) -> anyhow::Result<GrpcSink> {
         let endpoint = config.endpoint()?;
         let (alerts, _) = broadcast::channel(config.subscriber_buffer);
         let shared = Arc::new(Shared {
@@ -365,9 +365,7 @@ fn server_tls(tcp: &TcpConfig) -> anyhow::Result<ServerTlsConfig> {
     let cert = read(&tcp.cert_file, "server certificate")?;
     let key = read(&tcp.key_file, "server key")?;
     let client_ca = read(&tcp.client_ca_file, "client CA certificate")?;
-    // rustls needs a process-wide crypto provider; ring is the one this build has. An Err
-    // means one is installed already.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    super::install_crypto_provider();
     Ok(ServerTlsConfig::new()
         .identity(Identity::from_pem(cert, key))
         .client_ca_root(Certificate::from_pem(client_ca))
@@ -597,7 +595,7 @@ mod tests {
             key_file: missing.clone(),
             client_ca_file: missing.clone(),
         };
-        let mut config = Config { tcp: Some(tcp), ..Config::default() };
+        let mut config = GrpcConfig { tcp: Some(tcp), ..GrpcConfig::default() };
         let err = format!("{:#}", GrpcSink::start(&config).await.err().expect("no certificate, no server"));
         assert!(err.contains(&format!("server certificate {}", missing.display())), "{err}");
 
@@ -610,7 +608,7 @@ mod tests {
         assert!(err.contains(&format!("TLS setup from {}", garbage.display())), "{err}");
     }
 
-    fn parse(yaml: &str) -> Result<Config, String> {
+    fn parse(yaml: &str) -> Result<GrpcConfig, String> {
         serde_saphyr::from_str(yaml).map_err(|e| e.to_string())
     }
 

@@ -2,11 +2,22 @@
 //! its own task behind its own bounded queue, so a slow or broken output delays neither
 //! detection nor the other outputs.
 
+pub mod config;
+pub mod file;
 pub mod grpc;
+mod http;
+mod limiter;
 mod secret;
 pub mod smtp;
+mod stage;
+pub mod stdout;
+pub mod telegram;
+pub mod webhook;
+mod worker;
 
+pub use config::{OutputConfig, OutputKind, OutputOptions, OutputsConfig};
 pub use secret::{Secret, SecretSource};
+pub use stage::{OutputCounters, OutputStage};
 
 use std::{sync::Arc, time::Duration};
 
@@ -45,4 +56,11 @@ impl SendError {
     pub fn retry(reason: impl ToString) -> Self {
         SendError::Retry { reason: reason.to_string(), after: None }
     }
+}
+
+/// Makes ring rustls's process-wide crypto provider (the only one built in), as TLS clients
+/// and servers that do not name one need; calling it again is harmless.
+pub fn install_crypto_provider() {
+    // Err means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

@@ -48,7 +48,7 @@ impl TlsMode {
 /// The `smtp:` output's configuration, as written in the sensor's config file.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub struct SmtpConfig {
     /// Relay host name (`smtp.gmail.com`); also the name its certificate must carry.
     pub host: String,
     /// Relay port; defaults to 587 with `starttls` and 465 with `implicit`.
@@ -87,7 +87,7 @@ pub struct SmtpSink {
 impl SmtpSink {
     /// Validates `cfg` (addresses, recipients, the password source, the CA file) and builds
     /// the transport. Nothing is sent and no connection is opened yet.
-    pub fn new(cfg: &Config) -> anyhow::Result<Self> {
+    pub fn new(cfg: &SmtpConfig) -> anyhow::Result<Self> {
         if cfg.host.trim().is_empty() {
             bail!("smtp.host is empty");
         }
@@ -384,7 +384,7 @@ mod tests {
         })
     }
 
-    fn config(yaml: &str) -> Config {
+    fn config(yaml: &str) -> SmtpConfig {
         serde_saphyr::from_str(yaml).expect("config parses")
     }
 
@@ -404,7 +404,7 @@ mod tests {
         dir
     }
 
-    fn new_err(cfg: &Config) -> String {
+    fn new_err(cfg: &SmtpConfig) -> String {
         match SmtpSink::new(cfg) {
             Ok(_) => panic!("config accepted: {cfg:?}"),
             Err(e) => format!("{e:#}"),
@@ -533,10 +533,10 @@ mod tests {
         assert!(err.contains("smtp.from (defaulting to smtp.username): `user`"), "{err}");
 
         let unknown =
-            serde_saphyr::from_str::<Config>("host: h\nusername: u\npassword: {env: X}\nto: []\nstarttls: true\n");
+            serde_saphyr::from_str::<SmtpConfig>("host: h\nusername: u\npassword: {env: X}\nto: []\nstarttls: true\n");
         assert!(unknown.unwrap_err().to_string().contains("starttls"));
         let plaintext =
-            serde_saphyr::from_str::<Config>("host: h\nusername: u\npassword: {env: X}\nto: []\ntls: none\n");
+            serde_saphyr::from_str::<SmtpConfig>("host: h\nusername: u\npassword: {env: X}\nto: []\ntls: none\n");
         assert!(plaintext.is_err(), "there is no plaintext mode");
         std::fs::remove_dir_all(dir).unwrap();
     }
