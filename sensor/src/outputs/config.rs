@@ -623,7 +623,7 @@ outputs:
 
     #[test]
     fn names_come_from_the_derives() {
-        assert_eq!(declared_names::<OutputKind>(), ["stdout", "file", "telegram", "webhook"]);
+        assert_eq!(declared_names::<OutputKind>(), ["stdout", "file", "telegram", "webhook", "smtp", "grpc"]);
         assert!(declared_names::<OutputOptions>().contains(&"rate_limit"));
     }
 }
