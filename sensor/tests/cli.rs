@@ -1,4 +1,4 @@
-//! End-to-end tests of the `sensor capture` command as an operator runs it (as root).
+//! End-to-end tests of the sensor's commands as an operator runs them (as root).
 
 use std::{
     io::{BufRead, BufReader},
@@ -286,4 +286,44 @@ fn run_names_server_addresses_by_the_dns_names_rules_use() {
     assert_eq!(ours.len(), 1, "only the connection to 127.0.0.1: {stdout}");
     assert_eq!(ours[0]["output_fields"]["fd.sip.name"], "localhost");
     assert_eq!(ours[0]["output_fields"]["fd.sip"], "127.0.0.1");
+}
+
+#[test]
+fn run_with_a_config_sends_live_alerts_to_its_outputs() {
+    let dir = std::env::temp_dir().join(format!("sensor-run-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let alerts_file = dir.join("alerts.jsonl");
+    let config = dir.join("sensor.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "outputs:\n  - stdout: {{format: text}}\n  - file: {{path: {}}}\n    min_priority: warning\n",
+            alerts_file.display()
+        ),
+    )
+    .unwrap();
+    let cat = untrusted_cat("config");
+    let (child, _) = start(&["run", "--config", config.to_str().unwrap(), "--duration", "3"]);
+    assert!(Command::new(&cat).arg("/etc/shadow").output().unwrap().status.success());
+    let (stdout, stderr) = finish(child);
+    std::fs::remove_file(&cat).unwrap();
+    let name = cat.rsplit('/').next().unwrap();
+    let name = &name[..name.len().min(15)];
+    // stdout: Falco's text line.
+    assert!(
+        stdout.lines().any(|l| l.contains(": Warning ") && l.contains(name) && l.contains("/etc/shadow")),
+        "{stdout}"
+    );
+    // The file: Falco's JSON alert, one per line.
+    let text = std::fs::read_to_string(&alerts_file).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let ours: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|a| a["output_fields"]["proc.name"] == name)
+        .collect();
+    assert_eq!(ours.len(), 1, "{text}");
+    assert_eq!(ours[0]["rule"], "Read credential file by untrusted program");
+    // Both outputs report their counters at exit.
+    assert!(stderr.contains("output stdout: produced=") && stderr.contains("output file: produced="), "{stderr}");
 }
