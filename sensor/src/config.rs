@@ -1,20 +1,203 @@
 //! The sensor's configuration file (`--config FILE`): a YAML mapping with one key per part of
-//! the sensor. Only `outputs` exists so far; any other key is an error, with its line.
+//! the sensor, every key optional (the defaults run the built-in rules to stdout). Unknown
+//! keys are errors, with their line. `deploy/sensor.yaml` documents every key.
+//!
+//! Overrides apply on top of the file, in order: environment variables
+//! `SENSOR_CONFIG__<KEY>__<KEY>=value` (a path in upper case, `__` between keys), then
+//! `-o key.key=value` options; the value is YAML (`-o metrics.address=0.0.0.0:8765`,
+//! `-o 'outputs=[{stdout: {format: json}}]'`, `-o outputs.0.min_priority=warning`).
 
-use std::{fmt, path::Path};
+use std::{
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
-use crate::outputs::OutputsConfig;
+use crate::{
+    capture::ProbeMode,
+    outputs::{
+        OutputsConfig,
+        config::{deserialize_duration, deserialize_priority},
+    },
+    rules::Priority,
+};
+
+/// The prefix of environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "SENSOR_CONFIG__";
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SensorConfig {
+    /// Rules files or directories, loaded in order (empty: the built-in rules).
+    #[serde(default)]
+    pub rules: Vec<PathBuf>,
+    /// How the rules are evaluated.
+    #[serde(default)]
+    pub engine: EngineConfig,
+    /// The kernel side.
+    #[serde(default)]
+    pub capture: CaptureSection,
+    /// Pipeline workers (0, the default: one per core).
+    #[serde(default)]
+    pub workers: usize,
+    /// Container and pod metadata.
+    #[serde(default)]
+    pub containers: ContainersConfig,
+    /// The metrics and health endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// The sensor's own log.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Alerts about the sensor itself (event drops, failed reloads).
+    #[serde(default)]
+    pub internal_alerts: InternalAlertsConfig,
+    /// Reloading the rules and this file when they change.
+    #[serde(default)]
+    pub reload: ReloadConfig,
     /// Where alerts go (default: Falco's text line on stdout).
     #[serde(default)]
     pub outputs: OutputsConfig,
+}
+
+/// How the rules are evaluated.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Load only rules at least this severe (default `debug`: all).
+    #[serde(deserialize_with = "deserialize_priority")]
+    pub min_priority: Priority,
+    /// Report every rule an event matches, not only the first (default false).
+    pub all_matches: bool,
+    /// Append the container and pod fields to syscall rule outputs, as Falco does (default true).
+    pub suggested_output: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { min_priority: Priority::Debug, all_matches: false, suggested_output: true }
+    }
+}
+
+/// The kernel side.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureSection {
+    /// KiB per ring buffer, rounded up to a power of two (default 8192).
+    pub ring_buffer_kib: u32,
+    /// `auto` (BTF programs, raw tracepoints if those fail), `btf` or `raw`.
+    pub probes: ProbeMode,
+}
+
+impl Default for CaptureSection {
+    fn default() -> Self {
+        CaptureSection { ring_buffer_kib: 8192, probes: ProbeMode::Auto }
+    }
+}
+
+/// Container and pod metadata from the runtimes' unix sockets.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContainersConfig {
+    /// Longest an event waits for its container's metadata (default 5ms).
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub wait: Duration,
+    /// CRI sockets (containerd, CRI-O). Giving any socket list replaces every default.
+    pub cri_sockets: Option<Vec<PathBuf>>,
+    /// containerd sockets, for its own containers API.
+    pub containerd_sockets: Option<Vec<PathBuf>>,
+    /// Docker Engine API sockets.
+    pub docker_sockets: Option<Vec<PathBuf>>,
+    /// podman's Docker-compatible API sockets.
+    pub podman_sockets: Option<Vec<PathBuf>>,
+}
+
+impl Default for ContainersConfig {
+    fn default() -> Self {
+        ContainersConfig {
+            wait: Duration::from_millis(5),
+            cri_sockets: None,
+            containerd_sockets: None,
+            docker_sockets: None,
+            podman_sockets: None,
+        }
+    }
+}
+
+/// The HTTP endpoint of `/metrics`, `/healthz` and `/readyz`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address to listen on, e.g. `0.0.0.0:8765` (default: none, no endpoint).
+    pub address: Option<SocketAddr>,
+}
+
+/// The sensor's own log (on stderr).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Level filter: `error`, `warn`, `info` (default), `debug`, `trace`, or `RUST_LOG` syntax.
+    pub level: String,
+    /// `text` (default) or `json` (one object per line).
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into(), format: LogFormat::Text }
+    }
+}
+
+/// How log lines look.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `[time LEVEL] message`.
+    #[default]
+    Text,
+    /// `{"time": ..., "level": ..., "message": ...}`.
+    Json,
+}
+
+/// Alerts about the sensor itself, sent through the outputs like rule alerts.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InternalAlertsConfig {
+    /// Raise "sensor internal: event drops" when more events than this were lost in the
+    /// kernel within one `interval` (default 0: any loss).
+    pub drop_threshold: u64,
+    /// How often drops are checked, and at most one drop alert per interval (default 1m).
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub interval: Duration,
+}
+
+impl Default for InternalAlertsConfig {
+    fn default() -> Self {
+        InternalAlertsConfig { drop_threshold: 0, interval: Duration::from_secs(60) }
+    }
+}
+
+/// Reloading: SIGHUP always reloads; `watch` also reloads when a rules or configuration
+/// file changes.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadConfig {
+    /// Watch the rules and configuration files (default true).
+    pub watch: bool,
+    /// How often the files are checked for changes (default 2s).
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub interval: Duration,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        ReloadConfig { watch: true, interval: Duration::from_secs(2) }
+    }
 }
 
 /// A configuration error and where it is in the file.
@@ -42,6 +225,45 @@ impl SensorConfig {
         SensorConfig::parse(&text).map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))
     }
 
+    /// The configuration of `path` (none: the defaults) with the environment's
+    /// `SENSOR_CONFIG__*` overrides and then `overrides` (`key.key=value`) applied.
+    pub fn load_with_overrides(path: Option<&Path>, overrides: &[String]) -> anyhow::Result<SensorConfig> {
+        let text = match path {
+            Some(path) => {
+                // The file alone first, so its own mistakes are reported with their lines.
+                SensorConfig::load(path)?;
+                std::fs::read_to_string(path).with_context(|| format!("reading configuration {}", path.display()))?
+            }
+            None => String::new(),
+        };
+        let mut all: Vec<(String, String)> = std::env::vars()
+            .filter_map(|(name, value)| {
+                let key = name.strip_prefix(ENV_PREFIX)?;
+                Some((key.split("__").map(str::to_ascii_lowercase).collect::<Vec<_>>().join("."), value))
+            })
+            .collect();
+        all.sort();
+        for o in overrides {
+            let Some((key, value)) = o.split_once('=') else { bail!("-o {o}: expected KEY=VALUE") };
+            all.push((key.trim().to_owned(), value.to_owned()));
+        }
+        if all.is_empty() {
+            return Ok(SensorConfig::parse(&text).unwrap_or_default());
+        }
+        let mut tree: serde_json::Value = if text.trim().is_empty() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            serde_saphyr::from_str(&text).context("re-reading the configuration")?
+        };
+        for (key, value) in &all {
+            let value: serde_json::Value = serde_saphyr::from_str(value)
+                .map_err(|e| anyhow::anyhow!("override {key}: the value is not YAML: {e}"))?;
+            set_path(&mut tree, key, value).with_context(|| format!("override {key}"))?;
+        }
+        let keys: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
+        serde_json::from_value(tree).with_context(|| format!("the configuration with overrides {}", keys.join(", ")))
+    }
+
     /// Reads configuration text.
     pub fn parse(text: &str) -> Result<SensorConfig, ConfigError> {
         if text.trim().is_empty() {
@@ -57,5 +279,111 @@ impl SensorConfig {
             let message = message.split_once(" at line ").map_or(message, |(m, _)| m);
             ConfigError { line, column, message: message.to_owned() }
         })
+    }
+}
+
+/// Sets `value` at the dotted `path` of `tree`, creating maps on the way; a numeric key
+/// indexes a list.
+fn set_path(tree: &mut serde_json::Value, path: &str, value: serde_json::Value) -> anyhow::Result<()> {
+    let mut node = tree;
+    let parts: Vec<&str> = path.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if part.is_empty() {
+            bail!("empty key in `{path}`");
+        }
+        let last = i + 1 == parts.len();
+        node = match node {
+            serde_json::Value::Array(items) => {
+                let index: usize = part.parse().map_err(|_| anyhow::anyhow!("`{part}` is not a list index"))?;
+                let len = items.len();
+                items.get_mut(index).ok_or_else(|| anyhow::anyhow!("index {index} is past the list's {len} entries"))?
+            }
+            serde_json::Value::Object(map) => map.entry(part.to_string()).or_insert(serde_json::Value::Null),
+            other => {
+                *other = serde_json::Value::Object(Default::default());
+                let serde_json::Value::Object(map) = other else { unreachable!("just made a map") };
+                map.entry(part.to_string()).or_insert(serde_json::Value::Null)
+            }
+        };
+        if last {
+            *node = value;
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_section_parses_and_defaults_fill_the_rest() {
+        let c = SensorConfig::parse(
+            "rules: [/etc/sensor/rules.d]\nengine: {min_priority: notice, all_matches: true}\nworkers: 3\n\
+             capture: {ring_buffer_kib: 4096, probes: raw}\ncontainers: {wait: 20ms, docker_sockets: [/d.sock]}\n\
+             metrics: {address: \"127.0.0.1:8765\"}\nlog: {level: debug, format: json}\n\
+             internal_alerts: {drop_threshold: 10, interval: 30s}\nreload: {watch: false}\n\
+             outputs:\n  - stdout: {format: json}\n",
+        )
+        .unwrap();
+        assert_eq!(c.rules, [PathBuf::from("/etc/sensor/rules.d")]);
+        assert_eq!(
+            (c.engine.min_priority, c.engine.all_matches, c.engine.suggested_output),
+            (Priority::Notice, true, true)
+        );
+        assert_eq!((c.workers, c.capture.ring_buffer_kib, c.capture.probes), (3, 4096, ProbeMode::Raw));
+        assert_eq!(c.containers.wait, Duration::from_millis(20));
+        assert_eq!(c.containers.docker_sockets, Some(vec![PathBuf::from("/d.sock")]));
+        assert_eq!(c.containers.cri_sockets, None);
+        assert_eq!(c.metrics.address, Some("127.0.0.1:8765".parse().unwrap()));
+        assert_eq!((c.log.level.as_str(), c.log.format), ("debug", LogFormat::Json));
+        assert_eq!((c.internal_alerts.drop_threshold, c.internal_alerts.interval), (10, Duration::from_secs(30)));
+        assert_eq!((c.reload.watch, c.reload.interval), (false, Duration::from_secs(2)));
+        assert_eq!(c.outputs.outputs.len(), 1);
+        assert_eq!(SensorConfig::parse("").unwrap(), SensorConfig::default());
+    }
+
+    #[test]
+    fn mistakes_are_reported_at_their_line() {
+        let e = SensorConfig::parse("workers: 2\nmetrics:\n  adress: 1.2.3.4:5\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.message.contains("adress"), "{e}");
+        let e = SensorConfig::parse("engine:\n  min_priority: loud\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        let e = SensorConfig::parse("capture: {probes: kprobe}\n").unwrap_err();
+        assert!(e.message.contains("kprobe"), "{e}");
+    }
+
+    #[test]
+    fn overrides_apply_in_order_over_the_file() {
+        let dir = std::env::temp_dir().join(format!("sensor-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sensor.yaml");
+        std::fs::write(&path, "workers: 2\noutputs:\n  - stdout: {}\n  - file: {path: /tmp/x.jsonl}\n").unwrap();
+        let overrides = [
+            "metrics.address=127.0.0.1:9100".to_string(),
+            "outputs.1.min_priority=warning".to_string(),
+            "engine.all_matches=true".to_string(),
+        ];
+        let c = SensorConfig::load_with_overrides(Some(&path), &overrides).unwrap();
+        assert_eq!(c.workers, 2, "the file's value stays");
+        assert_eq!(c.metrics.address, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(c.outputs.outputs[1].options.min_priority, Priority::Warning);
+        assert!(c.engine.all_matches);
+        let bad = SensorConfig::load_with_overrides(Some(&path), &["outputs.5.name=x".to_string()]).unwrap_err();
+        assert!(format!("{bad:#}").contains("past the list"), "{bad:#}");
+        let unknown = SensorConfig::load_with_overrides(Some(&path), &["metrics.port=1".to_string()]).unwrap_err();
+        assert!(format!("{unknown:#}").contains("port"), "{unknown:#}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn environment_keys_are_paths_in_upper_case() {
+        // A variable only this test sets; the process environment is shared by the tests.
+        unsafe { std::env::set_var("SENSOR_CONFIG__RELOAD__INTERVAL", "7s") };
+        let c = SensorConfig::load_with_overrides(None, &["reload.watch=false".to_string()]).unwrap();
+        unsafe { std::env::remove_var("SENSOR_CONFIG__RELOAD__INTERVAL") };
+        assert_eq!((c.reload.interval, c.reload.watch), (Duration::from_secs(7), false));
     }
 }

@@ -7,6 +7,7 @@ pub mod capture;
 pub mod config;
 pub mod enrich;
 pub mod event;
+pub mod metrics;
 pub mod outputs;
 pub mod pipeline;
 pub mod rules;

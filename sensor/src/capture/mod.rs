@@ -59,7 +59,8 @@ const ENTER_PROGRAM: &str = "sys_enter_stash";
 const FLOOR_PROGRAM: &str = "floor_btf";
 
 /// Which kind of program to attach.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ProbeMode {
     /// BTF tracing programs, falling back to raw tracepoints if they fail to load.
     #[default]

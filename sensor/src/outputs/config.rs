@@ -284,7 +284,7 @@ pub fn deserialize_positive_duration<'de, D: Deserializer<'de>>(d: D) -> Result<
     Ok(duration)
 }
 
-fn deserialize_priority<'de, D: Deserializer<'de>>(d: D) -> Result<Priority, D::Error> {
+pub(crate) fn deserialize_priority<'de, D: Deserializer<'de>>(d: D) -> Result<Priority, D::Error> {
     let text = String::deserialize(d)?;
     Priority::parse(&text).ok_or_else(|| {
         de::Error::custom(format!(
