@@ -1,7 +1,10 @@
 //! The pipeline from decoded events to alerts: state, then rules. Live capture and replay
 //! both go through it, so a recorded capture alerts exactly as it would have live.
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering::Relaxed},
+};
 
 use sensor_abi::syscalls::{SYSCALLS, Syscall};
 use tokio::sync::{mpsc, oneshot};
@@ -10,7 +13,7 @@ use crate::{
     enrich::ContainerView,
     event::{Event, EventKind},
     rules::{Alert, Engine, Scratch},
-    state::{DNS_REFRESH, DnsNames, Process, State},
+    state::{Process, State},
 };
 
 /// The built-in rules, used when no `--rules` are given.
@@ -59,9 +62,9 @@ pub fn syscalls_for(engine: &Engine) -> Vec<&'static Syscall> {
 const DNS_NAME_FIELDS: &[&str] = &["fd.cip.name", "fd.sip.name", "fd.lip.name", "fd.rip.name"];
 
 /// The DNS names `engine`'s rules compare socket addresses with (`fd.sip.name =
-/// "api.example.com"`), resolving in the background from now on.
-pub fn dns_names_for(engine: &Engine) -> DnsNames {
-    DnsNames::start(engine.strings_compared_with(DNS_NAME_FIELDS), DNS_REFRESH)
+/// "api.example.com"`), which must resolve before events name their addresses.
+pub fn dns_names_for(engine: &Engine) -> std::collections::BTreeSet<String> {
+    engine.strings_compared_with(DNS_NAME_FIELDS)
 }
 
 /// Events in, alerts out.
@@ -139,12 +142,25 @@ fn is_lifecycle(ev: &Event) -> bool {
     }
 }
 
-/// One event for a worker: evaluate rules on it, or only apply it to the state.
-struct Job {
-    event: Arc<Event>,
-    evaluate: bool,
-    handoff: Option<Handoff>,
+/// Work for a worker, in the order the dispatcher sent it.
+enum Job {
+    /// An event to evaluate rules on, or only to apply to the state.
+    Event { event: Arc<Event>, evaluate: bool, handoff: Option<Handoff> },
+    /// New rules, for every event after this one (a reload).
+    Engine(Arc<Engine>),
 }
+
+/// What a worker reports about its state, for the metrics.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Processes in its table.
+    pub processes: AtomicU64,
+    /// Fds tracked over all its processes.
+    pub fds: AtomicU64,
+}
+
+/// How often a worker recounts its tables (counting fds walks every process).
+const STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A fork whose parent and child belong to different workers: the parent's worker, the only
 /// one that followed the parent's fds and credentials, gives its copy of the new child to
@@ -168,6 +184,7 @@ enum Handoff {
 pub struct Workers {
     senders: Vec<mpsc::Sender<Job>>,
     tasks: Vec<tokio::task::JoinHandle<Pipeline>>,
+    stats: Vec<Arc<WorkerStats>>,
 }
 
 impl Workers {
@@ -179,15 +196,26 @@ impl Workers {
     ) -> Self {
         let mut senders = Vec::new();
         let mut tasks = Vec::new();
+        let mut all_stats = Vec::new();
         for mut pipeline in pipelines {
             let (tx, mut rx) = mpsc::channel::<Job>(4096);
             let containers = containers.clone();
             let alerts = alerts.clone();
+            let stats = Arc::new(WorkerStats::default());
             senders.push(tx);
+            all_stats.push(stats.clone());
             tasks.push(tokio::spawn(async move {
+                let mut counted = std::time::Instant::now() - STATS_INTERVAL;
                 while let Some(job) = rx.recv().await {
-                    let ev = &*job.event;
-                    if job.evaluate {
+                    let (event, evaluate, handoff) = match job {
+                        Job::Event { event, evaluate, handoff } => (event, evaluate, handoff),
+                        Job::Engine(engine) => {
+                            pipeline.engine = engine;
+                            continue;
+                        }
+                    };
+                    let ev = &*event;
+                    if evaluate {
                         pipeline.prepare(ev);
                         let container = container_of(&mut pipeline, &containers, ev).await;
                         for alert in pipeline.finish(ev, Some(&container)) {
@@ -196,8 +224,14 @@ impl Workers {
                     } else {
                         pipeline.apply(ev);
                     }
+                    if counted.elapsed() >= STATS_INTERVAL {
+                        counted = std::time::Instant::now();
+                        let table = pipeline.state().processes();
+                        stats.processes.store(table.len() as u64, Relaxed);
+                        stats.fds.store(table.iter().map(|p| p.fds.len() as u64).sum(), Relaxed);
+                    }
                     let EventKind::ProcFork { child_pid, .. } = ev.kind else { continue };
-                    match job.handoff {
+                    match handoff {
                         Some(Handoff::Give(tx)) => {
                             if let Some(child) = pipeline.state().processes().get(child_pid) {
                                 let _ = tx.send(child.clone());
@@ -215,7 +249,23 @@ impl Workers {
                 pipeline
             }));
         }
-        Self { senders, tasks }
+        Self { senders, tasks, stats: all_stats }
+    }
+
+    /// Evaluates every event dispatched after this call with `engine` (a rules reload):
+    /// no event is lost or evaluated twice across the switch.
+    pub async fn set_engine(&self, engine: Arc<Engine>) {
+        for tx in &self.senders {
+            let _ = tx.send(Job::Engine(engine.clone())).await;
+        }
+    }
+
+    /// Processes and fds tracked: the largest process table (every worker follows every
+    /// process's lifecycle) and the fds over all workers (each follows its own processes').
+    pub fn table_sizes(&self) -> (u64, u64) {
+        let processes = self.stats.iter().map(|s| s.processes.load(Relaxed)).max().unwrap_or(0);
+        let fds = self.stats.iter().map(|s| s.fds.load(Relaxed)).sum();
+        (processes, fds)
     }
 
     /// The worker that evaluates the events of process `pid`.
@@ -245,7 +295,7 @@ impl Workers {
                     .and_then(Option::take)
                     .map(|(_, h)| h);
                 // A worker that stopped has failed; its share is dropped with the channel.
-                let _ = tx.send(Job { event: event.clone(), evaluate: i == owner, handoff }).await;
+                let _ = tx.send(Job::Event { event: event.clone(), evaluate: i == owner, handoff }).await;
             }
         }
     }

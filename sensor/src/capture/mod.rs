@@ -177,13 +177,15 @@ fn map_err(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> CaptureErro
 
 /// A running capture. Dropping it detaches every program.
 pub struct Capture {
-    /// Keeps programs attached.
-    _ebpf: Ebpf,
+    /// Keeps programs attached; its `SYSCALLS` map is rewritten on reload.
+    ebpf: Ebpf,
     counters: PerCpuArray<MapData, Counters>,
     records: mpsc::Receiver<Vec<Bytes>>,
     readers: Vec<JoinHandle<()>>,
     mode: ProbeMode,
     nr_rings: u32,
+    /// The syscalls programmed into the kernel (enter sides attached for those needing one).
+    syscalls: Vec<&'static Syscall>,
 }
 
 /// Ring layout for a CPU count: (CPUs per ring, rings).
@@ -257,6 +259,25 @@ fn kernel_selection(selected: &[&'static Syscall]) -> Vec<&'static Syscall> {
     all
 }
 
+/// Writes the capture spec of every syscall in `enable` into the `SYSCALLS` map and clears
+/// the entries of those in `previous` that are no longer wanted.
+fn program_syscalls(ebpf: &mut Ebpf, enable: &[&Syscall], previous: &[&Syscall]) -> Result<(), CaptureError> {
+    let mut specs: Array<_, SyscallSpec> =
+        Array::try_from(ebpf.map_mut("SYSCALLS").ok_or(map_missing("SYSCALLS"))?).map_err(map_err("SYSCALLS"))?;
+    for sc in enable {
+        let mut kinds = [0u8; 6];
+        for (k, arg) in kinds.iter_mut().zip(sc.args) {
+            *k = arg.kind as u8;
+        }
+        let spec = SyscallSpec { flags: spec_flags::ENABLED | sc.flags, kinds, pad: 0 };
+        specs.set(sc.nr, spec, 0).map_err(map_err("SYSCALLS"))?;
+    }
+    for sc in previous.iter().filter(|p| !enable.iter().any(|e| e.nr == p.nr)) {
+        specs.set(sc.nr, SyscallSpec::default(), 0).map_err(map_err("SYSCALLS"))?;
+    }
+    Ok(())
+}
+
 /// Whether a syscall needs the enter-side program.
 fn has_enter_side(sc: &Syscall) -> bool {
     sc.flags & (spec_flags::AT_ENTER | spec_flags::EXEC) != 0
@@ -284,16 +305,7 @@ impl Capture {
         };
         let mut ebpf = load_object(&config, ring_bytes)?;
 
-        let mut specs: Array<_, SyscallSpec> =
-            Array::try_from(ebpf.map_mut("SYSCALLS").ok_or(map_missing("SYSCALLS"))?).map_err(map_err("SYSCALLS"))?;
-        for sc in &syscalls {
-            let mut kinds = [0u8; 6];
-            for (k, arg) in kinds.iter_mut().zip(sc.args) {
-                *k = arg.kind as u8;
-            }
-            let spec = SyscallSpec { flags: spec_flags::ENABLED | sc.flags, kinds, pad: 0 };
-            specs.set(sc.nr, spec, 0).map_err(map_err("SYSCALLS"))?;
-        }
+        program_syscalls(&mut ebpf, &syscalls, &[])?;
 
         let mode = attach_probes(&mut ebpf, cfg.mode)?;
         if needs_enter {
@@ -316,7 +328,40 @@ impl Capture {
             "capturing {} syscalls with {mode:?} probes, {nr_rings} ring(s) of {ring_bytes} bytes for {nr_cpus} CPU(s)",
             syscalls.len()
         );
-        Ok(Self { _ebpf: ebpf, counters, records, readers, mode, nr_rings })
+        Ok(Self { ebpf, counters, records, readers, mode, nr_rings, syscalls })
+    }
+
+    /// Captures `selected` from now on instead of the syscalls given at start (a rules
+    /// reload). Only syscalls whose enter side was attached at start can be added when
+    /// they need one; the others are refused, naming them.
+    pub fn set_syscalls(&mut self, selected: &[&'static Syscall]) -> Result<(), CaptureError> {
+        let wanted = kernel_selection(selected);
+        let unattached: Vec<&str> = wanted
+            .iter()
+            .filter(|s| has_enter_side(s) && !self.syscalls.iter().any(|a| a.nr == s.nr && has_enter_side(a)))
+            .map(|s| s.name)
+            .collect();
+        if !unattached.is_empty() {
+            return Err(CaptureError::Config(format!(
+                "{} need enter-side programs not attached at start; restart the sensor to capture them",
+                unattached.join(", ")
+            )));
+        }
+        program_syscalls(&mut self.ebpf, &wanted, &self.syscalls)?;
+        // Enter-side attachments stay: keep what was attached in the list.
+        let attached: Vec<&'static Syscall> = self.syscalls.iter().copied().filter(|s| has_enter_side(s)).collect();
+        self.syscalls = wanted;
+        for sc in attached {
+            if !self.syscalls.iter().any(|s| s.nr == sc.nr) {
+                self.syscalls.push(sc);
+            }
+        }
+        Ok(())
+    }
+
+    /// The syscalls the kernel side captures now.
+    pub fn syscalls(&self) -> &[&'static Syscall] {
+        &self.syscalls
     }
 
     /// The next batch of raw records, in ring order; `None` once all readers stopped.

@@ -1,19 +1,22 @@
 //! Command-line interface: argument parsing and one module per subcommand.
 
 mod capture;
+mod config;
 mod rules;
 mod run;
 
-use std::{io, path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    io::{self, Write as _},
+    path::PathBuf,
+    process::ExitCode,
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sensor::{
-    config::SensorConfig,
-    outputs::{
-        OutputStage, OutputsConfig,
-        stdout::{LineFormat, StdoutConfig},
-    },
+    config::{LogFormat, SensorConfig},
+    outputs::{OutputKind, OutputStage, stdout::LineFormat},
 };
 
 /// Node-level eBPF runtime security sensor.
@@ -23,9 +26,10 @@ use sensor::{
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
-    /// Log level filter (error, warn, info, debug, trace), as RUST_LOG.
-    #[arg(long, global = true, env = "SENSOR_LOG", default_value = "info")]
-    log: String,
+    /// Log level filter (error, warn, info, debug, trace), as RUST_LOG (default: info, or
+    /// the configuration's log.level for `run`).
+    #[arg(long, global = true, env = "SENSOR_LOG")]
+    log: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,18 +48,25 @@ enum Command {
     Replay(rules::ReplayArgs),
     /// List every field rules can use.
     ListFields(rules::ListFieldsArgs),
+    /// Check a configuration file (and the rules it names) without running anything.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 /// Parses the command line and runs the subcommand.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::new().parse_filters(&cli.log).format_target(false).init();
+    // `run` starts its log once its configuration is read (log.level, log.format).
+    if !matches!(cli.command, Command::Run(_)) {
+        init_logging(cli.log.as_deref().unwrap_or("info"), LogFormat::Text);
+    }
     let result = match cli.command {
         Command::Validate(args) => rules::validate(args),
         Command::TestRules(args) => rules::test_rules(args),
         Command::Replay(args) => rules::replay(args),
         Command::ListFields(args) => rules::list_fields(args),
-        Command::Run(args) => block_on(run::run(args)),
+        Command::Config(command) => config::run(command),
+        Command::Run(args) => block_on(run::run(args, cli.log)),
         Command::Capture(args) => block_on(capture::run(args)),
     };
     match result {
@@ -88,15 +99,22 @@ async fn stop_signal(duration: Option<Duration>) -> io::Result<()> {
     Ok(())
 }
 
-/// Where alerts go: the options `run` and `replay` share.
+/// The configuration options `run` and `replay` share: the file, its overrides, and where
+/// alerts go.
 #[derive(clap::Args)]
-struct OutputArgs {
-    /// Configuration file (YAML); its `outputs` list says where alerts go (default: Falco's
-    /// text line on stdout).
+struct ConfigArgs {
+    /// Configuration file (YAML; every key is documented in deploy/sensor.yaml). Without
+    /// it: the built-in rules, alerts as Falco's text line on stdout.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Without --config: print alerts as Falco JSON lines instead of Falco's text line.
-    #[arg(long, conflicts_with = "config")]
+    /// Override a configuration key, after the file and the SENSOR_CONFIG__* environment
+    /// variables: `-o metrics.address=0.0.0.0:8765`, `-o outputs.0.min_priority=warning`;
+    /// the value is YAML. Repeatable.
+    #[arg(short = 'o', long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Print alerts on stdout as Falco JSON lines (every stdout output) instead of Falco's
+    /// text line.
+    #[arg(long)]
     json: bool,
     /// At exit, how long the outputs may take to deliver what they still hold, in seconds;
     /// what is left after that is counted as dropped.
@@ -104,18 +122,19 @@ struct OutputArgs {
     drain_timeout: f64,
 }
 
-impl OutputArgs {
-    /// Reads the configuration and starts the outputs; an output that cannot start is an error.
-    async fn start(&self) -> anyhow::Result<OutputStage> {
+impl ConfigArgs {
+    /// The configuration: the file with its overrides, and `--json` applied.
+    fn load(&self) -> anyhow::Result<SensorConfig> {
         self.drain_bound()?;
-        let config = match &self.config {
-            Some(path) => SensorConfig::load(path)?.outputs,
-            None => {
-                let format = if self.json { LineFormat::Json } else { LineFormat::Text };
-                OutputsConfig::stdout(StdoutConfig { format })
+        let mut config = SensorConfig::load_with_overrides(self.config.as_deref(), &self.set)?;
+        if self.json {
+            for output in &mut config.outputs.outputs {
+                if let OutputKind::Stdout(stdout) = &mut output.kind {
+                    stdout.format = LineFormat::Json;
+                }
             }
-        };
-        OutputStage::start(&config).await
+        }
+        Ok(config)
     }
 
     /// The --drain-timeout bound.
@@ -125,10 +144,32 @@ impl OutputArgs {
 
     /// Lets the outputs drain, then prints each one's counters on stderr.
     async fn finish(&self, stage: OutputStage) {
-        // Checked at start, so this default is never used.
+        // Checked at load, so this default is never used.
         let bound = self.drain_bound().unwrap_or_default();
         for counters in stage.shutdown(bound).await {
             eprintln!("{counters}");
         }
     }
+}
+
+/// Starts the log on stderr: `level` as RUST_LOG, as text or one JSON object per line.
+fn init_logging(level: &str, format: LogFormat) {
+    let mut builder = env_logger::Builder::new();
+    builder.parse_filters(level).format_target(false);
+    if format == LogFormat::Json {
+        builder.format(|buf, record| {
+            let line = serde_json::json!({
+                "time": sensor::rules::format_iso8601(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos() as u64)
+                ),
+                "level": record.level().as_str(),
+                "message": record.args().to_string(),
+            });
+            writeln!(buf, "{line}")
+        });
+    }
+    // A second call (a test calling twice) keeps the first logger.
+    let _ = builder.try_init();
 }

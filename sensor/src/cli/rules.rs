@@ -78,7 +78,7 @@ pub fn test_rules(args: TestRulesArgs) -> anyhow::Result<()> {
 /// Options of `sensor replay`.
 #[derive(clap::Args)]
 pub struct ReplayArgs {
-    /// Rules files or directories (default: the built-in rules).
+    /// Rules files or directories (default: the configuration's `rules`, else the built-in rules).
     #[arg(long, value_name = "RULES")]
     rules: Vec<PathBuf>,
     /// Events, one JSON object per line: a capture file (`sensor capture --output`), which
@@ -88,12 +88,14 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "FILE")]
     events: PathBuf,
     #[command(flatten)]
-    outputs: super::OutputArgs,
+    config: super::ConfigArgs,
 }
 
 /// Runs recorded events through the rules and sends the alerts to the outputs.
 pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
-    let (engine, diagnostics) = match load_rules(&args.rules, EngineOptions::default()) {
+    let config = args.config.load()?;
+    let rules = if args.rules.is_empty() { &config.rules } else { &args.rules };
+    let (engine, diagnostics) = match load_rules(rules, EngineOptions::default()) {
         Ok(loaded) => loaded,
         Err(report) => bail!("{report}"),
     };
@@ -107,14 +109,14 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         Box::new(BufReader::new(file))
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let stage = runtime.block_on(args.outputs.start())?;
+    let stage = runtime.block_on(OutputStage::start(&config.outputs))?;
     let mut pipeline = Pipeline::new(engine, State::new(StateConfig::default()));
     // The outputs deliver what was found even when a bad line stops the replay.
     let replayed = replay_lines(input, &args.events, &mut pipeline, &stage);
     if let Ok((events, alerts)) = &replayed {
         eprintln!("replay: {events} events, {alerts} alerts");
     }
-    runtime.block_on(args.outputs.finish(stage));
+    runtime.block_on(args.config.finish(stage));
     replayed.map(drop)
 }
 

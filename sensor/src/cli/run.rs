@@ -1,31 +1,42 @@
-//! `sensor run`: the live pipeline — capture, state, rules — sending alerts to the outputs.
+//! `sensor run`: the live pipeline — capture, state, rules — sending alerts to the outputs,
+//! with metrics, internal alerts and live rule reloads.
 
-use std::{path::PathBuf, time::Duration};
-
-use anyhow::bail;
-use sensor::{
-    capture::{Capture, CaptureConfig},
-    enrich::{ContainerCache, EnrichConfig, RuntimeApi, RuntimeEndpoint},
-    event::{Clock, decode},
-    pipeline::{Pipeline, Workers, dns_names_for, load_rules, syscalls_for},
-    rules::{EngineOptions, Priority, RuleMatching, SUGGESTED_OUTPUT},
-    state::{State, StateConfig},
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, SystemTime},
 };
 
-/// Options of `sensor run`.
+use anyhow::{Context as _, bail};
+use sensor::{
+    capture::{Capture, CaptureConfig},
+    config::{ContainersConfig, SensorConfig},
+    enrich::{ContainerCache, EnrichConfig, RuntimeApi, RuntimeEndpoint},
+    event::{Clock, decode},
+    metrics::{Metrics, Snapshot},
+    outputs::OutputStage,
+    pipeline::{Pipeline, Workers, dns_names_for, load_rules, syscalls_for},
+    rules::{Alert, Engine, EngineOptions, Priority, RuleMatching, SUGGESTED_OUTPUT, Value},
+    state::{DNS_REFRESH, DnsNames, State, StateConfig},
+};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Options of `sensor run`; each one given overrides the configuration's value.
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// Rules files or directories, loaded in order (default: the built-in rules).
+    /// Rules files or directories, loaded in order (default: the configuration's `rules`,
+    /// else the built-in rules).
     #[arg(long, value_name = "RULES")]
     rules: Vec<PathBuf>,
     #[command(flatten)]
-    outputs: super::OutputArgs,
+    config: super::ConfigArgs,
     /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
     #[arg(long, value_name = "S")]
     duration: Option<f64>,
-    /// Load only rules at least this severe (emergency ... debug).
-    #[arg(long, value_name = "PRIORITY", default_value = "debug")]
-    min_priority: String,
+    /// Load only rules at least this severe (emergency ... debug; default: debug).
+    #[arg(long, value_name = "PRIORITY")]
+    min_priority: Option<String>,
     /// Report every matching rule for an event, not only the first.
     #[arg(long)]
     all_matches: bool,
@@ -47,10 +58,10 @@ pub struct RunArgs {
     /// podman's Docker-compatible API socket.
     #[arg(long, value_name = "PATH")]
     podman_socket: Vec<PathBuf>,
-    /// Longest an event waits for its container's metadata, in milliseconds; later events
-    /// of the container get it when it arrives.
-    #[arg(long, value_name = "MS", default_value_t = 5)]
-    container_wait_ms: u64,
+    /// Longest an event waits for its container's metadata, in milliseconds (default 5);
+    /// later events of the container get it when it arrives.
+    #[arg(long, value_name = "MS")]
+    container_wait_ms: Option<u64>,
     /// Pipeline workers (default: one per core). Each process's events stay in order on
     /// one worker; every worker knows every process's ancestry, and a forked child's
     /// worker gets the fds and credentials it inherits from its parent's worker.
@@ -59,102 +70,394 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// The container enrichment configuration these options ask for.
-    fn enrich_config(&self) -> EnrichConfig {
-        let mut endpoints = Vec::new();
-        for (api, paths) in [
-            (RuntimeApi::Cri, &self.cri_socket),
-            (RuntimeApi::Containerd, &self.containerd_socket),
-            (RuntimeApi::Docker, &self.docker_socket),
-            (RuntimeApi::Podman, &self.podman_socket),
-        ] {
-            endpoints.extend(paths.iter().map(|p| RuntimeEndpoint::new(api, p)));
+    /// The configuration, with this command line's options applied over it.
+    fn configuration(&self) -> anyhow::Result<SensorConfig> {
+        let mut c = self.config.load()?;
+        if !self.rules.is_empty() {
+            c.rules.clone_from(&self.rules);
         }
-        let defaults = EnrichConfig::default();
-        EnrichConfig {
-            endpoints: if endpoints.is_empty() { defaults.endpoints.clone() } else { endpoints },
-            max_wait: Duration::from_millis(self.container_wait_ms),
-            ..defaults
+        if let Some(p) = &self.min_priority {
+            c.engine.min_priority = Priority::parse(p).with_context(|| format!("unknown priority `{p}`"))?;
         }
+        c.engine.all_matches |= self.all_matches;
+        c.engine.suggested_output &= !self.no_suggested_output;
+        let sockets = [&self.cri_socket, &self.containerd_socket, &self.docker_socket, &self.podman_socket];
+        if sockets.iter().any(|s| !s.is_empty()) {
+            let k = &mut c.containers;
+            k.cri_sockets = Some(self.cri_socket.clone());
+            k.containerd_sockets = Some(self.containerd_socket.clone());
+            k.docker_sockets = Some(self.docker_socket.clone());
+            k.podman_sockets = Some(self.podman_socket.clone());
+        }
+        if let Some(ms) = self.container_wait_ms {
+            c.containers.wait = Duration::from_millis(ms);
+        }
+        if let Some(workers) = self.workers {
+            c.workers = workers;
+        }
+        Ok(c)
+    }
+}
+
+/// The rule engine options a configuration asks for.
+pub fn engine_options(c: &SensorConfig) -> EngineOptions {
+    EngineOptions {
+        min_priority: c.engine.min_priority,
+        rule_matching: if c.engine.all_matches { RuleMatching::All } else { RuleMatching::First },
+        append_output: c.engine.suggested_output.then(|| SUGGESTED_OUTPUT.to_owned()),
+        ..EngineOptions::default()
+    }
+}
+
+/// The container enrichment a configuration asks for: its socket lists, or the default
+/// sockets when it gives none.
+fn enrich_config(c: &ContainersConfig) -> EnrichConfig {
+    let defaults = EnrichConfig::default();
+    let lists = [
+        (RuntimeApi::Cri, &c.cri_sockets),
+        (RuntimeApi::Containerd, &c.containerd_sockets),
+        (RuntimeApi::Docker, &c.docker_sockets),
+        (RuntimeApi::Podman, &c.podman_sockets),
+    ];
+    let endpoints = if lists.iter().all(|(_, l)| l.is_none()) {
+        defaults.endpoints.clone()
+    } else {
+        lists.iter().flat_map(|(api, paths)| paths.iter().flatten().map(|p| RuntimeEndpoint::new(*api, p))).collect()
+    };
+    EnrichConfig { endpoints, max_wait: c.wait, ..defaults }
+}
+
+/// Loads the rules a configuration names; the report of what is wrong otherwise.
+fn load_engine(c: &SensorConfig) -> anyhow::Result<Engine> {
+    match load_rules(&c.rules, engine_options(c)) {
+        Ok((engine, diagnostics)) => {
+            for d in &diagnostics {
+                log::warn!("{d}");
+            }
+            Ok(engine)
+        }
+        Err(report) => bail!("the rules do not load:\n{report}"),
     }
 }
 
 /// Runs until the duration ends or a signal arrives.
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let Some(min_priority) = Priority::parse(&args.min_priority) else {
-        bail!("unknown priority `{}`", args.min_priority);
+pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()> {
+    let config = args.configuration();
+    // The log starts first, so even a configuration error is reported in its format.
+    let (level, format) = match &config {
+        Ok(c) => (log_level.unwrap_or_else(|| c.log.level.clone()), c.log.format),
+        Err(_) => (log_level.unwrap_or_else(|| "info".into()), Default::default()),
     };
-    let opts = EngineOptions {
-        min_priority,
-        rule_matching: if args.all_matches { RuleMatching::All } else { RuleMatching::First },
-        append_output: (!args.no_suggested_output).then(|| SUGGESTED_OUTPUT.to_owned()),
-        ..EngineOptions::default()
-    };
-    let (engine, diagnostics) = match load_rules(&args.rules, opts) {
-        Ok(loaded) => loaded,
-        Err(report) => bail!("the rules do not load:\n{report}"),
-    };
-    for d in &diagnostics {
-        log::warn!("{d}");
+    super::init_logging(&level, format);
+    let config = config?;
+    let engine = load_engine(&config)?;
+    let metrics = Arc::new(Metrics::default());
+    if let Some(addr) = config.metrics.address {
+        metrics.clone().serve(addr).await?;
     }
     // Before the kernel programs: a broken output stops the sensor before it watches anything.
-    let stage = args.outputs.start().await?;
-    let cfg = CaptureConfig { syscalls: syscalls_for(&engine), ..CaptureConfig::default() };
-    log::info!("{} rules loaded; capturing {} syscalls", engine.rule_count(), cfg.syscalls.len());
+    let stage = OutputStage::start(&config.outputs).await?;
+    let capture_cfg = CaptureConfig {
+        syscalls: syscalls_for(&engine),
+        ring_bytes: config.capture.ring_buffer_kib.saturating_mul(1024),
+        mode: config.capture.probes,
+        ..CaptureConfig::default()
+    };
+    log::info!("{} rules loaded; capturing {} syscalls", engine.rule_count(), capture_cfg.syscalls.len());
     let clock = Clock::now();
-    let mut capture = Capture::start(&cfg)?;
-    let workers =
-        args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get)).max(1);
+    let capture = Capture::start(&capture_cfg)?;
+    let workers = match config.workers {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        n => n,
+    };
+    let dns = DnsNames::start(dns_names_for(&engine), DNS_REFRESH);
+    let engine = Arc::new(engine);
     // Seeded after attaching, so no process can slip between the two; one state per worker.
-    let dns = dns_names_for(&engine);
-    let engine = std::sync::Arc::new(engine);
     let pipelines = (0..workers)
         .map(|_| {
             let state = State::from_proc(StateConfig::default(), clock.wall(0) as i128).with_dns(dns.clone());
             Pipeline::new(engine.clone(), state)
         })
         .collect();
-    let containers = ContainerCache::new(args.enrich_config(), tokio::runtime::Handle::current());
-    let (alerts_tx, mut alerts_rx) = tokio::sync::mpsc::unbounded_channel();
+    let containers = ContainerCache::new(enrich_config(&config.containers), tokio::runtime::Handle::current());
+    let (alerts_tx, alerts_rx) = tokio::sync::mpsc::unbounded_channel();
     let pool = Workers::start(pipelines, containers.clone(), alerts_tx);
+    metrics.set_ready(true);
 
-    let stop = super::stop_signal(args.duration.map(Duration::from_secs_f64));
-    tokio::pin!(stop);
-    let (mut alerts, mut undecodable) = (0u64, 0u64);
-    loop {
-        tokio::select! {
-            batch = capture.next_batch() => {
-                let Some(batch) = batch else { break };
-                for record in batch {
-                    match decode(&record, &clock) {
-                        Ok(event) => pool.dispatch(event).await,
-                        Err(_) => undecodable += 1,
+    let mut runner = Runner {
+        watched: Watched::of(&args, &config),
+        args: &args,
+        config,
+        capture,
+        clock,
+        pool,
+        alerts_rx,
+        stage,
+        containers,
+        dns,
+        metrics,
+        hostname: EngineOptions::default().hostname,
+        tally: Tally::default(),
+        workers,
+    };
+    runner.run().await?;
+    runner.finish().await
+}
+
+/// Counts the run loop keeps for the metrics and the exit summary.
+#[derive(Default)]
+struct Tally {
+    events: HashMap<String, u64>,
+    decoded: u64,
+    undecodable: u64,
+    alerts: u64,
+    matches: HashMap<(String, Priority), u64>,
+    internal: HashMap<&'static str, u64>,
+    reloads: (u64, u64),
+    /// Kernel losses already reported by a drop alert.
+    lost_reported: u64,
+}
+
+/// The running sensor: the loop from capture to outputs and what it reacts to.
+struct Runner<'a> {
+    args: &'a RunArgs,
+    config: SensorConfig,
+    watched: Watched,
+    capture: Capture,
+    clock: Clock,
+    pool: Workers,
+    alerts_rx: tokio::sync::mpsc::UnboundedReceiver<Alert>,
+    stage: OutputStage,
+    containers: ContainerCache,
+    dns: DnsNames,
+    metrics: Arc<Metrics>,
+    hostname: String,
+    tally: Tally,
+    workers: usize,
+}
+
+/// The name of the internal alert raised when the kernel loses events.
+const DROP_ALERT: &str = "sensor internal: event drops";
+/// The name of the internal alert raised when a reload is refused.
+const RELOAD_ALERT: &str = "sensor internal: reload failed";
+
+impl Runner<'_> {
+    async fn run(&mut self) -> anyhow::Result<()> {
+        let stop = super::stop_signal(self.args.duration.map(Duration::from_secs_f64));
+        tokio::pin!(stop);
+        let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+        let mut refresh = tokio::time::interval(Duration::from_secs(1));
+        let mut drops = tokio::time::interval(self.config.internal_alerts.interval);
+        drops.reset();
+        let mut watch = tokio::time::interval(self.config.reload.interval);
+        loop {
+            tokio::select! {
+                batch = self.capture.next_batch() => {
+                    let Some(batch) = batch else { break };
+                    for record in batch {
+                        match decode(&record, &self.clock) {
+                            Ok(event) => {
+                                self.tally.decoded += 1;
+                                match self.tally.events.get_mut(event.type_name()) {
+                                    Some(n) => *n += 1,
+                                    None => { self.tally.events.insert(event.type_name().to_owned(), 1); }
+                                }
+                                self.pool.dispatch(event).await;
+                            }
+                            Err(_) => self.tally.undecodable += 1,
+                        }
                     }
                 }
+                Some(alert) = self.alerts_rx.recv() => self.publish(alert),
+                _ = refresh.tick() => self.refresh_metrics(),
+                _ = drops.tick() => self.check_drops(),
+                _ = hangup.recv() => {
+                    log::info!("SIGHUP: reloading");
+                    self.reload().await;
+                }
+                _ = watch.tick(), if self.config.reload.watch => {
+                    let now = Watched::of(self.args, &self.config);
+                    if now != self.watched {
+                        log::info!("a rules or configuration file changed: reloading");
+                        self.watched = now;
+                        self.reload().await;
+                    }
+                }
+                r = &mut stop => { r?; break; }
             }
-            Some(alert) = alerts_rx.recv() => {
-                alerts += 1;
-                stage.publish(alert);
+        }
+        Ok(())
+    }
+
+    /// Counts a rule's alert and hands it to the outputs.
+    fn publish(&mut self, alert: Alert) {
+        self.tally.alerts += 1;
+        *self.tally.matches.entry((alert.rule.clone(), alert.priority)).or_default() += 1;
+        self.stage.publish(alert);
+    }
+
+    /// Raises an internal alert through the outputs.
+    fn internal_alert(&mut self, rule: &'static str, priority: Priority, message: String, fields: Vec<(&str, Value)>) {
+        log::warn!("{rule}: {message}");
+        *self.tally.internal.entry(rule).or_default() += 1;
+        let time_ns = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        self.stage.publish(Alert {
+            time_ns,
+            rule: rule.to_owned(),
+            priority,
+            source: "internal".into(),
+            hostname: self.hostname.clone(),
+            message,
+            tags: vec!["sensor".into(), "internal".into()],
+            fields: fields.into_iter().map(|(k, v)| (k.to_owned(), Some(v))).collect(),
+        });
+    }
+
+    /// Raises [`DROP_ALERT`] when the kernel lost more events than the threshold since the
+    /// last check (so at most one alert per interval).
+    fn check_drops(&mut self) {
+        let Ok(counters) = self.capture.counters() else { return };
+        let lost: u64 = counters.iter().map(|c| c.lost).sum();
+        let new = lost.saturating_sub(self.tally.lost_reported);
+        if new <= self.config.internal_alerts.drop_threshold {
+            return;
+        }
+        self.tally.lost_reported = lost;
+        let per_cpu: Vec<String> = counters
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.lost > 0)
+            .map(|(i, c)| format!("cpu {i}: {}", c.lost))
+            .collect();
+        let interval = self.config.internal_alerts.interval;
+        self.internal_alert(
+            DROP_ALERT,
+            Priority::Critical,
+            format!(
+                "{new} events lost in the kernel in the last {interval:?} ({lost} in all; {}): the ring buffers \
+                 were full; raise capture.ring_buffer_kib or narrow the rules",
+                per_cpu.join(", ")
+            ),
+            vec![("sensor.lost_events", Value::UInt(new)), ("sensor.lost_events_total", Value::UInt(lost))],
+        );
+    }
+
+    /// Re-reads the configuration and the rules; only if everything loads, the new rules
+    /// (and the syscalls they need) replace the old ones, between two events. Otherwise the
+    /// old rules stay and [`RELOAD_ALERT`] is raised.
+    async fn reload(&mut self) {
+        match self.try_reload().await {
+            Ok(rules) => {
+                self.tally.reloads.0 += 1;
+                log::info!("reloaded: {rules} rules");
             }
-            r = &mut stop => { r?; break; }
+            Err(e) => {
+                self.tally.reloads.1 += 1;
+                self.internal_alert(
+                    RELOAD_ALERT,
+                    Priority::Error,
+                    format!("the old rules stay: {e:#}"),
+                    vec![("sensor.reload_error", Value::Str(format!("{e:#}")))],
+                );
+            }
         }
     }
-    // Let the workers finish what they were given, then send what they found.
-    let done = pool.finish().await;
-    while let Ok(alert) = alerts_rx.try_recv() {
-        alerts += 1;
-        stage.publish(alert);
+
+    async fn try_reload(&mut self) -> anyhow::Result<usize> {
+        let config = self.args.configuration()?;
+        let engine = load_engine(&config)?;
+        self.capture.set_syscalls(&syscalls_for(&engine))?;
+        self.dns.set_names(dns_names_for(&engine));
+        let rules = engine.rule_count();
+        self.pool.set_engine(Arc::new(engine)).await;
+        let needs_restart = [
+            ("outputs", config.outputs != self.config.outputs),
+            ("metrics", config.metrics != self.config.metrics),
+            ("capture", config.capture != self.config.capture),
+            ("containers", config.containers != self.config.containers),
+            ("workers", config.workers != self.config.workers),
+            ("log", config.log != self.config.log),
+        ];
+        for (section, _) in needs_restart.iter().filter(|(_, changed)| *changed) {
+            log::warn!("configuration `{section}` changed: it applies after a restart");
+        }
+        // Engine, rules, reload and internal alert settings apply now.
+        self.config.rules = config.rules;
+        self.config.engine = config.engine;
+        self.config.internal_alerts = config.internal_alerts;
+        self.config.reload = config.reload;
+        Ok(rules)
     }
-    args.outputs.finish(stage).await;
-    let counters = capture.counters()?;
-    let events: u64 = done.iter().map(Pipeline::events).sum();
-    let processes = done.iter().map(|p| p.state().stats().processes).max().unwrap_or(0);
-    let evicted: u64 = done.iter().map(|p| p.state().stats().evicted).sum();
-    eprintln!("run: container metadata: {:?}", containers.stats());
-    eprintln!(
-        "run: {events} events evaluated by {workers} worker(s), {alerts} alerts, {} lost in the kernel, \
-         {undecodable} undecodable; {processes} processes tracked, {evicted} evicted",
-        counters.iter().map(|c| c.lost).sum::<u64>(),
-    );
-    Ok(())
+
+    /// Publishes a snapshot of every stage's counters to the metrics endpoint.
+    fn refresh_metrics(&self) {
+        let t = &self.tally;
+        let (processes, fds) = self.pool.table_sizes();
+        self.metrics.update(Snapshot {
+            kernel: self.capture.counters().unwrap_or_default(),
+            events: t.events.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            undecodable: t.undecodable,
+            evaluated: t.decoded,
+            matches: t.matches.iter().map(|((rule, p), n)| (rule.clone(), p.as_str().to_owned(), *n)).collect(),
+            outputs: self.stage.counters(),
+            containers: self.containers.stats(),
+            processes,
+            fds,
+            internal_alerts: t.internal.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+            reloads: t.reloads,
+        });
+    }
+
+    /// Stops capture, lets the workers finish, delivers what they found, and reports.
+    async fn finish(self) -> anyhow::Result<()> {
+        let Runner { args, capture, pool, mut alerts_rx, stage, containers, metrics, mut tally, workers, .. } = self;
+        metrics.set_ready(false);
+        let counters = capture.counters()?;
+        // Detach the programs first: nothing new arrives while the pipeline drains.
+        drop(capture);
+        let done = pool.finish().await;
+        while let Ok(alert) = alerts_rx.try_recv() {
+            tally.alerts += 1;
+            stage.publish(alert);
+        }
+        args.config.finish(stage).await;
+        let events: u64 = done.iter().map(Pipeline::events).sum();
+        let processes = done.iter().map(|p| p.state().stats().processes).max().unwrap_or(0);
+        let evicted: u64 = done.iter().map(|p| p.state().stats().evicted).sum();
+        eprintln!("run: container metadata: {:?}", containers.stats());
+        eprintln!(
+            "run: {events} events evaluated by {workers} worker(s), {} alerts, {} lost in the kernel, {} \
+             undecodable; {processes} processes tracked, {evicted} evicted",
+            tally.alerts,
+            counters.iter().map(|c| c.lost).sum::<u64>(),
+            tally.undecodable,
+        );
+        Ok(())
+    }
+}
+
+/// The files a reload reads, with their modification times and sizes: the configuration
+/// file and the rules files (every `.yaml`/`.yml` of a rules directory).
+#[derive(Debug, PartialEq, Eq)]
+struct Watched(Vec<(PathBuf, Option<(SystemTime, u64)>)>);
+
+impl Watched {
+    fn of(args: &RunArgs, config: &SensorConfig) -> Self {
+        let mut files: Vec<PathBuf> = args.config.config.iter().cloned().collect();
+        for path in &config.rules {
+            match std::fs::read_dir(path) {
+                Ok(dir) => {
+                    let mut entries: Vec<PathBuf> = dir
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                        .collect();
+                    entries.sort();
+                    files.extend(entries);
+                }
+                Err(_) => files.push(path.clone()),
+            }
+        }
+        let stamp = |p: &Path| std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
+        Watched(files.into_iter().map(|p| (stamp(&p), p)).map(|(s, p)| (p, s)).collect())
+    }
 }

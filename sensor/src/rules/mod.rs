@@ -90,7 +90,7 @@ pub use eval::Scratch;
 pub use event::{FieldSource, MapEvent, Value};
 pub use fields::{FieldArg, FieldId, FieldInfo, FieldType};
 pub use loader::{Diagnostic, Loc, Priority, RuleSet, Selector, Severity};
-pub use output::Alert;
+pub use output::{Alert, format_iso8601};
 pub use testing::{TestReport, run_rule_tests};
 
 /// What [`validate`] found.

@@ -6,7 +6,7 @@
 use std::{
     collections::{BTreeSet, HashMap},
     net::{IpAddr, ToSocketAddrs},
-    sync::{Arc, RwLock, Weak},
+    sync::{Arc, PoisonError, RwLock, Weak, mpsc},
     time::Duration,
 };
 
@@ -17,36 +17,49 @@ pub const DNS_REFRESH: Duration = Duration::from_secs(30);
 #[derive(Clone, Debug, Default)]
 pub struct DnsNames {
     by_addr: Arc<RwLock<HashMap<IpAddr, String>>>,
+    /// Wakes the resolver with a new set of names (a rules reload); `None` without a thread.
+    names: Option<mpsc::Sender<BTreeSet<String>>>,
 }
 
 impl DnsNames {
     /// Resolves `names` on a background thread now and every `refresh` after, for as long
-    /// as a clone of the result lives. With no names, no thread starts.
+    /// as a clone of the result lives.
     pub fn start(names: BTreeSet<String>, refresh: Duration) -> Self {
-        let dns = DnsNames::default();
-        if names.is_empty() {
-            return dns;
-        }
-        let weak = Arc::downgrade(&dns.by_addr);
-        let spawned =
-            std::thread::Builder::new().name("dns-names".into()).spawn(move || resolve_loop(&names, &weak, refresh));
+        let by_addr = Arc::default();
+        let (tx, rx) = mpsc::channel();
+        let weak = Arc::downgrade(&by_addr);
+        let spawned = std::thread::Builder::new()
+            .name("dns-names".into())
+            .spawn(move || resolve_loop(names, &rx, &weak, refresh));
         if let Err(e) = spawned {
             log::warn!("cannot start the DNS resolver thread ({e}): fd.*ip.name fields stay empty");
         }
-        dns
+        DnsNames { by_addr, names: Some(tx) }
+    }
+
+    /// Resolves `names` from now on instead (the names of reloaded rules).
+    pub fn set_names(&self, names: BTreeSet<String>) {
+        if let Some(tx) = &self.names {
+            let _ = tx.send(names);
+        }
     }
 
     /// The rule name `ip` resolved from, if any.
     pub fn name_of(&self, ip: IpAddr) -> Option<String> {
-        self.by_addr.read().ok()?.get(&ip).cloned()
+        self.by_addr.read().unwrap_or_else(PoisonError::into_inner).get(&ip).cloned()
     }
 }
 
-fn resolve_loop(names: &BTreeSet<String>, map: &Weak<RwLock<HashMap<IpAddr, String>>>, refresh: Duration) {
+fn resolve_loop(
+    mut names: BTreeSet<String>,
+    updates: &mpsc::Receiver<BTreeSet<String>>,
+    map: &Weak<RwLock<HashMap<IpAddr, String>>>,
+    refresh: Duration,
+) {
     loop {
         let mut fresh = HashMap::new();
         // In order, so an address two names share maps to the first, the same every time.
-        for name in names {
+        for name in &names {
             match (name.as_str(), 0).to_socket_addrs() {
                 Ok(addrs) => {
                     for a in addrs {
@@ -57,11 +70,14 @@ fn resolve_loop(names: &BTreeSet<String>, map: &Weak<RwLock<HashMap<IpAddr, Stri
             }
         }
         let Some(map) = map.upgrade() else { return };
-        if let Ok(mut current) = map.write() {
-            *current = fresh;
-        }
+        *map.write().unwrap_or_else(PoisonError::into_inner) = fresh;
         drop(map);
-        std::thread::sleep(refresh);
+        match updates.recv_timeout(refresh) {
+            Ok(new) => names = new,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            // Every DnsNames is gone.
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
     }
 }
 
@@ -69,15 +85,21 @@ fn resolve_loop(names: &BTreeSet<String>, map: &Weak<RwLock<HashMap<IpAddr, Stri
 mod tests {
     use super::*;
 
-    #[test]
-    fn addresses_map_back_to_the_names_that_resolved_to_them() {
-        let dns = DnsNames::start(["localhost".to_string()].into(), DNS_REFRESH);
-        let loopback = IpAddr::from([127, 0, 0, 1]);
+    fn wait_for(dns: &DnsNames, ip: IpAddr) -> Option<String> {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while dns.name_of(loopback).is_none() && std::time::Instant::now() < deadline {
+        while dns.name_of(ip).is_none() && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert_eq!(dns.name_of(loopback).as_deref(), Some("localhost"));
+        dns.name_of(ip)
+    }
+
+    #[test]
+    fn addresses_map_back_to_the_names_that_resolved_to_them() {
+        let dns = DnsNames::start(BTreeSet::new(), DNS_REFRESH);
+        let loopback = IpAddr::from([127, 0, 0, 1]);
+        assert_eq!(dns.name_of(loopback), None, "no names yet");
+        dns.set_names(["localhost".to_string()].into());
+        assert_eq!(wait_for(&dns, loopback).as_deref(), Some("localhost"), "resolved at once, not at the refresh");
         assert_eq!(dns.name_of(IpAddr::from([192, 0, 2, 1])), None);
     }
 }

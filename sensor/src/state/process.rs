@@ -255,6 +255,11 @@ impl ProcessTable {
         self.procs.keys().copied()
     }
 
+    /// Every process in the table, in no order.
+    pub fn iter(&self) -> impl Iterator<Item = &Process> {
+        self.procs.values()
+    }
+
     /// Processes in the table.
     pub fn len(&self) -> usize {
         self.procs.len()
