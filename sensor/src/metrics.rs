@@ -72,14 +72,18 @@ impl Metrics {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
-    /// The exposition text of every metric (OpenMetrics text format).
-    pub fn render(self: &Arc<Self>) -> String {
+    /// The exposition text of every metric: OpenMetrics, or Prometheus's classic text
+    /// format (what `promtool check metrics` and older scrapers read).
+    pub fn render(self: &Arc<Self>, format: Exposition) -> String {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(SnapshotCollector(self.clone())));
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
-        text
+        match format {
+            Exposition::OpenMetrics => text,
+            Exposition::Classic => to_classic(&text),
+        }
     }
 
     /// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until the runtime stops.
@@ -105,8 +109,21 @@ impl Metrics {
     }
 
     fn respond<B>(self: &Arc<Self>, req: &Request<B>) -> Response<Full<Bytes>> {
+        // Prometheus asks for OpenMetrics in its Accept header; anything else gets the classic format.
+        let openmetrics = req
+            .headers()
+            .get(hyper::header::ACCEPT)
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(|a| a.contains("application/openmetrics-text"));
         let (status, content_type, body) = match req.uri().path() {
-            "/metrics" => (StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", self.render()),
+            "/metrics" if openmetrics => (
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                self.render(Exposition::OpenMetrics),
+            ),
+            "/metrics" => {
+                (StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", self.render(Exposition::Classic))
+            }
             "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
             "/readyz" if self.ready.load(Ordering::Relaxed) => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
             "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".to_owned()),
@@ -119,6 +136,41 @@ impl Metrics {
         }
         response
     }
+}
+
+/// The text formats `/metrics` speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exposition {
+    /// OpenMetrics 1.0 (`application/openmetrics-text`).
+    OpenMetrics,
+    /// Prometheus's text format 0.0.4 (`text/plain`).
+    Classic,
+}
+
+/// Rewrites OpenMetrics text as Prometheus's classic format: a counter's `# HELP` and
+/// `# TYPE` name its `_total` samples, and there is no `# EOF`.
+fn to_classic(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> =
+        openmetrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let comment = ["# HELP ", "# TYPE "].into_iter().find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match comment {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let name = if counters.contains(name) { format!("{name}_total") } else { name.to_owned() };
+                out.push_str(&format!("{prefix}{name} {tail}\n"));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 /// Encodes a [`Metrics`] snapshot at scrape time.
@@ -142,6 +194,10 @@ impl Writer<'_, '_> {
     ) -> std::fmt::Result {
         let mut metric = self.0.encode_descriptor(name, help, None, kind)?;
         for (labels, value) in samples {
+            if labels.is_empty() {
+                value.encode(metric)?;
+                return Ok(());
+            }
             value.encode(metric.encode_family(&labels)?)?;
         }
         Ok(())
@@ -295,4 +351,32 @@ fn own_usage() -> (f64, i64) {
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1);
     ((field(14) + field(15)) as f64 / ticks, field(24) as i64 * page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_renders_in_both_formats() {
+        let metrics = Arc::new(Metrics::default());
+        metrics.update(Snapshot {
+            kernel: vec![Counters { emitted: 10, lost: 2, enter_missed: 0 }, Counters::default()],
+            events: vec![("openat".into(), 7)],
+            matches: vec![("Read sensitive file".into(), "Warning".into(), 1)],
+            processes: 42,
+            ..Snapshot::default()
+        });
+        let open = metrics.render(Exposition::OpenMetrics);
+        assert!(open.contains("sensor_kernel_lost_events_total{cpu=\"0\"} 2"), "{open}");
+        assert!(open.contains("sensor_events_total{type=\"openat\"} 7"), "{open}");
+        assert!(open.contains("sensor_rule_matches_total{rule=\"Read sensitive file\",priority=\"Warning\"} 1"));
+        assert!(open.contains("sensor_processes 42\n") && open.contains("sensor_ready 0\n"), "{open}");
+        assert!(open.ends_with("# EOF\n"));
+        let classic = metrics.render(Exposition::Classic);
+        assert!(classic.contains("# TYPE sensor_events_total counter\n"), "{classic}");
+        assert!(classic.contains("# HELP sensor_events_total Events decoded"), "{classic}");
+        assert!(classic.contains("# TYPE sensor_processes gauge\n"), "{classic}");
+        assert!(!classic.contains("# EOF"));
+    }
 }

@@ -327,3 +327,221 @@ fn run_with_a_config_sends_live_alerts_to_its_outputs() {
     // Both outputs report their counters at exit.
     assert!(stderr.contains("output stdout: produced=") && stderr.contains("output file: produced="), "{stderr}");
 }
+
+/// `GET path` on `addr`: the status code and the body.
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// The address the sensor logged for its metrics endpoint.
+fn metrics_addr(lines: &[String]) -> String {
+    let line = lines.iter().find(|l| l.contains("metrics on http://")).expect("metrics address logged");
+    line.split("http://").nth(1).and_then(|r| r.split('/').next()).unwrap().to_owned()
+}
+
+#[test]
+fn run_serves_health_and_metrics_that_promtool_accepts() {
+    let (child, lines) = start(&["run", "-o", "metrics.address=127.0.0.1:0", "--duration", "4"]);
+    let addr = metrics_addr(&lines);
+    assert_eq!(http_get(&addr, "/healthz").0, 200);
+    // Ready once the process table is seeded and the workers run, a moment after attaching.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http_get(&addr, "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(http_get(&addr, "/readyz"), (200, "ready\n".into()));
+    // Something to count, then a refresh of the snapshot.
+    let _ = std::fs::read("/etc/hostname");
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, body) = http_get(&addr, "/metrics");
+    assert_eq!(status, 200);
+    for family in
+        ["sensor_events_total{type=\"openat\"}", "sensor_kernel_lost_events_total{cpu=\"0\"}", "sensor_processes "]
+    {
+        assert!(body.contains(family), "{family} missing:\n{body}");
+    }
+    assert!(body.contains("output=\"stdout\""), "output counters: {body}");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus, installed by cargo xtask setup)");
+    use std::io::Write;
+    promtool.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    let complaints =
+        format!("{}{}", String::from_utf8_lossy(&checked.stdout), String::from_utf8_lossy(&checked.stderr));
+    assert!(checked.status.success() && complaints.trim().is_empty(), "promtool: {complaints}\n{body}");
+    finish(child);
+}
+
+/// The alerts a running sensor prints, as they come (JSON lines on its stdout).
+fn alert_stream(child: &mut Child) -> std::sync::mpsc::Receiver<serde_json::Value> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(alert) = serde_json::from_str(&line) {
+                let _ = tx.send(alert);
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for an alert `pred` accepts, keeping every alert seen in `seen`.
+fn wait_alert(
+    rx: &std::sync::mpsc::Receiver<serde_json::Value>,
+    seen: &mut Vec<serde_json::Value>,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        if let Ok(alert) = rx.recv_timeout(left) {
+            seen.push(alert.clone());
+            if pred(&alert) {
+                return alert;
+            }
+        }
+    }
+    panic!("no {what} within 20 s; saw {seen:#?}")
+}
+
+fn marker_rule(name: &str, dir: &str, prefix: &str) -> String {
+    format!(
+        "- rule: {name}\n  desc: opening {dir}/{prefix}-N\n  condition: evt.type = openat and fd.name startswith \
+         {dir}/{prefix}-\n  output: opened %fd.name\n  priority: WARNING\n"
+    )
+}
+
+/// The sequence number of a marker file an alert names.
+fn seq(alert: &serde_json::Value) -> u64 {
+    let name = alert["output_fields"]["fd.name"].as_str().unwrap_or_default();
+    name.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn rules_reload_live_without_losing_events_and_a_broken_file_keeps_the_old_ones() {
+    let dir = format!("/tmp/sensor-reload-{}", std::process::id());
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = format!("{dir}/rules.yaml");
+    std::fs::write(&rules, marker_rule("Marker A", &dir, "a")).unwrap();
+    let (mut child, _) = start(&["run", "--rules", &rules, "--json", "-o", "reload.interval=200ms"]);
+    let rx = alert_stream(&mut child);
+    // Load: a thread opening a-N and b-N files, over and over.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let opener = {
+        let (stop, dir) = (stop.clone(), dir.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                for prefix in ["a", "b"] {
+                    let _ = std::fs::File::create(format!("{dir}/{prefix}-{n}"));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let mut seen = Vec::new();
+    wait_alert(&rx, &mut seen, "Marker A", |a| a["rule"] == "Marker A");
+
+    std::fs::write(&rules, marker_rule("Marker B", &dir, "b")).unwrap();
+    let first_b = seq(&wait_alert(&rx, &mut seen, "Marker B after the reload", |a| a["rule"] == "Marker B"));
+
+    std::fs::write(&rules, "- rule: Broken\n  condition: evt.type = openat and (\n").unwrap();
+    let failed =
+        wait_alert(&rx, &mut seen, "the reload-failed alert", |a| a["rule"] == "sensor internal: reload failed");
+    assert_eq!(failed["priority"], "Error");
+    assert_eq!(failed["source"], "internal");
+    assert!(failed["output"].as_str().unwrap().contains("rules.yaml"), "names the file: {failed}");
+    let failed_at = seen.iter().filter(|a| a["rule"] == "Marker B").map(seq).max().unwrap_or(0);
+    let later = wait_alert(&rx, &mut seen, "Marker B after the failed reload", |a| {
+        a["rule"] == "Marker B" && seq(a) > failed_at + 5
+    });
+    assert!(seq(&later) > failed_at);
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    opener.join().unwrap();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(status.success(), "{status}");
+    // The switch lost nothing: every b-N from the first B alert on alerted (a few of the
+    // last ones may be pending at SIGTERM), and no a-N opened after the switch did.
+    let bs: std::collections::BTreeSet<u64> = seen.iter().filter(|a| a["rule"] == "Marker B").map(seq).collect();
+    let last_b = *bs.iter().max().unwrap();
+    let missing: Vec<u64> = (first_b..=last_b).filter(|n| !bs.contains(n)).collect();
+    assert!(missing.is_empty(), "B alerts missing for {missing:?}");
+    let late_a: Vec<u64> =
+        seen.iter().filter(|a| a["rule"] == "Marker A").map(seq).filter(|&n| n > first_b + 2).collect();
+    assert!(late_a.is_empty(), "A still fired after the reload for {late_a:?}");
+}
+
+#[test]
+fn kernel_drops_raise_a_rate_limited_internal_alert() {
+    let (mut child, _) = start(&[
+        "run",
+        "--json",
+        "-o",
+        "capture.ring_buffer_kib=4",
+        "-o",
+        "internal_alerts.interval=1s",
+        "--duration",
+        "6",
+    ]);
+    let rx = alert_stream(&mut child);
+    // A storm: far more opens than a 4 KiB ring drains between reads.
+    let storm = std::thread::spawn(|| {
+        let end = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < end {
+            for _ in 0..1000 {
+                let _ = std::fs::File::open("/etc/hostname");
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let alert = wait_alert(&rx, &mut seen, "the drop alert", |a| a["rule"] == "sensor internal: event drops");
+    storm.join().unwrap();
+    assert_eq!(alert["priority"], "Critical");
+    assert!(alert["output_fields"]["sensor.lost_events"].as_u64().unwrap() > 0, "{alert}");
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let drops = seen.iter().filter(|a| a["rule"] == "sensor internal: event drops").count();
+    // At most one per interval over the run (6 s plus start-up).
+    assert!(drops <= 8, "{drops} drop alerts");
+}
+
+#[test]
+fn config_check_reports_mistakes_with_their_line() {
+    let dir = std::env::temp_dir().join(format!("sensor-config-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.yaml");
+    std::fs::write(&good, "metrics: {address: \"0.0.0.0:8765\"}\noutputs:\n  - stdout: {format: json}\n").unwrap();
+    let out = sensor().args(["config", "check"]).arg(&good).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": ok ("), "{out:?}");
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "workers: 2\nmetrics:\n  adress: 0.0.0.0:8765\n").unwrap();
+    let out = sensor().args(["config", "check"]).arg(&bad).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(&format!("{}:3:", bad.display())) && stderr.contains("adress"), "{stderr}");
+    let secret = dir.join("secret.yaml");
+    std::fs::write(&secret, "outputs:\n  - telegram: {chat_id: 1, token: {file: /nonexistent/token}}\n").unwrap();
+    let out = sensor().args(["config", "check"]).arg(&secret).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("/nonexistent/token"), "{stderr}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

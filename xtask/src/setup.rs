@@ -33,6 +33,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     // The output tests' peers (tests/peers): an SMTP server and a gRPC client in Python.
     "python3-venv", // the virtual environment they are installed into
     "openssl",      // self-signed certificates for STARTTLS and mutual TLS
+    "prometheus",   // promtool, which checks the sensor's /metrics exposition
 ];
 
 /// The rustup toolchain name `sensor/build.rs` builds the kernel programs with.
