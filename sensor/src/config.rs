@@ -345,6 +345,26 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_states_the_defaults() {
+        let text = include_str!("../../deploy/sensor.yaml");
+        assert_eq!(SensorConfig::parse(text).unwrap(), SensorConfig::default());
+        for key in [
+            "rules",
+            "engine",
+            "capture",
+            "workers",
+            "containers",
+            "metrics",
+            "log",
+            "internal_alerts",
+            "reload",
+            "outputs",
+        ] {
+            assert!(text.lines().any(|l| l.starts_with(&format!("{key}:"))), "deploy/sensor.yaml lacks `{key}`");
+        }
+    }
+
+    #[test]
     fn mistakes_are_reported_at_their_line() {
         let e = SensorConfig::parse("workers: 2\nmetrics:\n  adress: 1.2.3.4:5\n").unwrap_err();
         assert_eq!(e.line, 3, "{e}");

@@ -470,7 +470,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for TypeEntry<'_, A> {
 
 /// The field names of a derived struct or the variant names of a derived enum, as serde's
 /// derive declares them, so the lists in messages and in [`TypeKeySplitter`] cannot drift.
-fn declared_names<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+pub(crate) fn declared_names<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
     let mut names: &'static [&'static str] = &[];
     let _ = T::deserialize(NameProbe(&mut names));
     names
