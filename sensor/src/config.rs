@@ -348,18 +348,7 @@ mod tests {
     fn the_documented_example_states_the_defaults() {
         let text = include_str!("../../deploy/sensor.yaml");
         assert_eq!(SensorConfig::parse(text).unwrap(), SensorConfig::default());
-        for key in [
-            "rules",
-            "engine",
-            "capture",
-            "workers",
-            "containers",
-            "metrics",
-            "log",
-            "internal_alerts",
-            "reload",
-            "outputs",
-        ] {
+        for key in crate::outputs::config::declared_names::<SensorConfig>() {
             assert!(text.lines().any(|l| l.starts_with(&format!("{key}:"))), "deploy/sensor.yaml lacks `{key}`");
         }
     }
