@@ -121,6 +121,9 @@ pub struct Counters {
     pub lost: u64,
     /// Enter-side captures lost because the stash was full or the exit found none.
     pub enter_missed: u64,
+    /// Bytes of the records written (their payload, as user space reads it back), so that
+    /// user space can tell how full a ring is from what it has read.
+    pub emitted_bytes: u64,
 }
 
 /// One entry of the `SYSCALLS` array map (indexed by syscall number): whether the syscall

@@ -161,6 +161,7 @@ pub fn emit(data: &[u8], cfg: &Config) {
     if let Some(c) = counters() {
         if ok {
             c.emitted += 1;
+            c.emitted_bytes += data.len() as u64;
         } else {
             c.lost += 1;
         }

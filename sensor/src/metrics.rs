@@ -25,13 +25,15 @@ use prometheus_client::{
 };
 use sensor_abi::config::Counters;
 
-use crate::{enrich::ContainerStats, outputs::OutputCounters};
+use crate::{capture::RingFill, enrich::ContainerStats, outputs::OutputCounters};
 
 /// Every stage's counters at one moment.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     /// Kernel-side counters, one entry per CPU.
     pub kernel: Vec<Counters>,
+    /// How full each ring buffer is.
+    pub rings: Vec<RingFill>,
     /// Events decoded, by event type (`openat`, `procexit`, ...).
     pub events: Vec<(String, u64)>,
     /// Records that did not decode.
@@ -261,6 +263,16 @@ impl Collector for SnapshotCollector {
             "Syscall enter-side captures missing at exit (stash full or enter not seen), per CPU.",
             per_cpu(|c| c.enter_missed),
         )?;
+        w.gauges(
+            "sensor_ring_buffer_pending_bytes",
+            "Record bytes written to each ring buffer and not yet read.",
+            s.rings.iter().enumerate().map(|(ring, f)| (label("ring", ring), f.pending_bytes as i64)),
+        )?;
+        w.gauges(
+            "sensor_ring_buffer_size_bytes",
+            "Size of each ring buffer.",
+            s.rings.iter().enumerate().map(|(ring, f)| (label("ring", ring), f.size_bytes as i64)),
+        )?;
         w.counters(
             "sensor_events",
             "Events decoded from the kernel, by event type.",
@@ -361,7 +373,8 @@ mod tests {
     fn a_snapshot_renders_in_both_formats() {
         let metrics = Arc::new(Metrics::default());
         metrics.update(Snapshot {
-            kernel: vec![Counters { emitted: 10, lost: 2, enter_missed: 0 }, Counters::default()],
+            kernel: vec![Counters { emitted: 10, lost: 2, ..Counters::default() }, Counters::default()],
+            rings: vec![RingFill { pending_bytes: 4096, size_bytes: 8 << 20 }],
             events: vec![("openat".into(), 7)],
             matches: vec![("Read sensitive file".into(), "Warning".into(), 1)],
             processes: 42,
@@ -372,6 +385,7 @@ mod tests {
         assert!(open.contains("sensor_events_total{type=\"openat\"} 7"), "{open}");
         assert!(open.contains("sensor_rule_matches_total{rule=\"Read sensitive file\",priority=\"Warning\"} 1"));
         assert!(open.contains("sensor_processes 42\n") && open.contains("sensor_ready 0\n"), "{open}");
+        assert!(open.contains("sensor_ring_buffer_pending_bytes{ring=\"0\"} 4096"), "{open}");
         assert!(open.ends_with("# EOF\n"));
         let classic = metrics.render(Exposition::Classic);
         assert!(classic.contains("# TYPE sensor_events_total counter\n"), "{classic}");

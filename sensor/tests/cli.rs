@@ -363,9 +363,12 @@ fn run_serves_health_and_metrics_that_promtool_accepts() {
     std::thread::sleep(Duration::from_millis(1500));
     let (status, body) = http_get(&addr, "/metrics");
     assert_eq!(status, 200);
-    for family in
-        ["sensor_events_total{type=\"openat\"}", "sensor_kernel_lost_events_total{cpu=\"0\"}", "sensor_processes "]
-    {
+    for family in [
+        "sensor_events_total{type=\"openat\"}",
+        "sensor_kernel_lost_events_total{cpu=\"0\"}",
+        "sensor_processes ",
+        "sensor_ring_buffer_pending_bytes{ring=\"0\"}",
+    ] {
         assert!(body.contains(family), "{family} missing:\n{body}");
     }
     assert!(body.contains("output=\"stdout\""), "output counters: {body}");

@@ -10,7 +10,13 @@ pub mod btf;
 pub mod preflight;
 mod ring;
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -186,6 +192,21 @@ pub struct Capture {
     nr_rings: u32,
     /// The syscalls programmed into the kernel (enter sides attached for those needing one).
     syscalls: Vec<&'static Syscall>,
+    /// CPUs writing to one ring: CPU `c` writes to ring `c / cpus_per_ring`.
+    cpus_per_ring: u32,
+    /// Size of each ring.
+    ring_bytes: u32,
+    /// Record bytes read from each ring.
+    consumed: Vec<Arc<AtomicU64>>,
+}
+
+/// How full one ring buffer is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingFill {
+    /// Record bytes written by the kernel and not yet read.
+    pub pending_bytes: u64,
+    /// The ring's size in bytes.
+    pub size_bytes: u64,
 }
 
 /// Ring layout for a CPU count: (CPUs per ring, rings).
@@ -320,15 +341,16 @@ impl Capture {
             .map_err(map_err("COUNTERS"))?;
         let (tx, records) = mpsc::channel(1024);
         let mut readers = Vec::new();
-        for name in &RING_MAPS[..nr_rings as usize] {
+        let consumed: Vec<Arc<AtomicU64>> = (0..nr_rings).map(|_| Arc::default()).collect();
+        for (name, consumed) in RING_MAPS[..nr_rings as usize].iter().zip(&consumed) {
             let map = ebpf.take_map(name).ok_or(map_missing(name))?;
-            readers.push(ring::spawn_reader(map, tx.clone(), cfg.poll_interval)?);
+            readers.push(ring::spawn_reader(map, tx.clone(), cfg.poll_interval, consumed.clone())?);
         }
         log::info!(
             "capturing {} syscalls with {mode:?} probes, {nr_rings} ring(s) of {ring_bytes} bytes for {nr_cpus} CPU(s)",
             syscalls.len()
         );
-        Ok(Self { ebpf, counters, records, readers, mode, nr_rings, syscalls })
+        Ok(Self { ebpf, counters, records, readers, mode, nr_rings, syscalls, cpus_per_ring, ring_bytes, consumed })
     }
 
     /// Captures `selected` from now on instead of the syscalls given at start (a rules
@@ -373,6 +395,25 @@ impl Capture {
     pub fn counters(&self) -> Result<Vec<Counters>, CaptureError> {
         let values = self.counters.get(&0, 0).map_err(map_err("COUNTERS"))?;
         Ok(values.iter().copied().collect())
+    }
+
+    /// How full each ring buffer is: what its CPUs wrote minus what its reader read
+    /// (record payloads; the kernel's 8-byte record headers come on top).
+    pub fn ring_fill(&self) -> Result<Vec<RingFill>, CaptureError> {
+        let counters = self.counters()?;
+        let per = self.cpus_per_ring.max(1) as usize;
+        Ok(self
+            .consumed
+            .iter()
+            .enumerate()
+            .map(|(ring, consumed)| {
+                let written: u64 = counters.iter().skip(ring * per).take(per).map(|c| c.emitted_bytes).sum();
+                RingFill {
+                    pending_bytes: written.saturating_sub(consumed.load(Ordering::Relaxed)),
+                    size_bytes: u64::from(self.ring_bytes),
+                }
+            })
+            .collect())
     }
 
     /// The probe kind in use.

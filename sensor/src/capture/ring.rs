@@ -4,7 +4,13 @@
 //! a short timer. Each drain copies the records out and sends them as one batch; when the
 //! consumer is slow, sending waits, the ring fills, and the kernel counts what it loses.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use aya::maps::{Map, MapData, RingBuf};
 use bytes::Bytes;
@@ -14,11 +20,13 @@ use tokio::{
     task::JoinHandle,
 };
 
-/// Starts reading the ring buffer `map` into `tx`.
+/// Starts reading the ring buffer `map` into `tx`, adding the bytes of each record read
+/// to `consumed`.
 pub(super) fn spawn_reader(
     map: Map,
     tx: mpsc::Sender<Vec<Bytes>>,
     poll: Duration,
+    consumed: Arc<AtomicU64>,
 ) -> Result<JoinHandle<()>, super::CaptureError> {
     let ring = RingBuf::try_from(map).map_err(|source| super::CaptureError::Map { map: "ring", source })?;
     // SAFETY: the RingBuf owns its map fd and keeps it open for as long as the AsyncFd
@@ -40,6 +48,7 @@ pub(super) fn spawn_reader(
                 _ = tick.tick() => {}
             }
             let batch = drain(fd.get_mut());
+            consumed.fetch_add(batch.iter().map(|r| r.len() as u64).sum(), Ordering::Relaxed);
             if !batch.is_empty() && tx.send(batch).await.is_err() {
                 return;
             }

@@ -395,6 +395,7 @@ impl Runner<'_> {
         let (processes, fds) = self.pool.table_sizes();
         self.metrics.update(Snapshot {
             kernel: self.capture.counters().unwrap_or_default(),
+            rings: self.capture.ring_fill().unwrap_or_default(),
             events: t.events.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             undecodable: t.undecodable,
             evaluated: t.decoded,
