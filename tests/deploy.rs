@@ -650,12 +650,17 @@ fn chart_lints_and_renders_the_manifests() {
         .arg(deploy(".yamllint.yaml"))
         .args(&rendered));
 
-    // A secret written into the values is refused.
+    // values.schema.json refuses a secret written into the values, and a misspelled key.
     let inline = write(&dir, "inline.yaml", "outputs:\n  - telegram: {chat_id: \"1\", token: \"1:abc\"}\n");
-    let mut cmd = helm();
-    isolate(&mut cmd, &dir);
-    let error = run_failing(cmd.args(["template", "sensor"]).arg(&chart).arg("-f").arg(&inline));
-    assert!(error.contains("telegram.token must be"), "{error}");
+    for (args, expected) in [
+        (["-f", inline.to_str().unwrap()], "outputs.0.telegram.token: Invalid type"),
+        (["--set", "privilged=true"], "Additional property privilged is not allowed"),
+    ] {
+        let mut cmd = helm();
+        isolate(&mut cmd, &dir);
+        let error = run_failing(cmd.args(["template", "sensor"]).arg(&chart).args(args));
+        assert!(error.contains(expected), "{error}");
+    }
 }
 
 /// `kubectl apply --dry-run=client` accepts the manifests and the chart's render, and
