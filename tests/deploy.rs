@@ -75,12 +75,33 @@ fn python_tool(name: &str) -> Command {
     Command::new(tool(&format!("test-peers/bin/{name}")))
 }
 
-/// A scratch directory for one test, removed and recreated.
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sensor-deploy-{}-{tag}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+/// A scratch directory for one test: removed when the test passes, kept for a look when
+/// it fails.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("sensor-deploy-{}-{tag}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("scratch dir");
+        Scratch(dir)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 /// Keeps helm and kubectl away from the user's configuration and caches.
@@ -543,7 +564,7 @@ fn manifests_hold_the_essentials() {
 /// The privileged fallback patch gives a privileged pod that keeps everything else.
 #[test]
 fn privileged_fallback_patch() {
-    let dir = scratch("privileged");
+    let dir = Scratch::new("privileged");
     let patched = patched_daemonset(&dir);
     let mut docs: Vec<Value> = manifests().into_iter().filter(|doc| doc["kind"] != "DaemonSet").collect();
     docs.extend(patched);
@@ -555,7 +576,7 @@ fn privileged_fallback_patch() {
 /// The local rules of the ConfigMap load after the built-in ones without errors or warnings.
 #[test]
 fn configmap_rules_load() {
-    let dir = scratch("rules");
+    let dir = Scratch::new("rules");
     let rules = local_rules_file(&dir);
     let report = sensor::rules::validate(&[root().join("rules/default.yaml"), rules]);
     assert!(report.is_ok() && report.warnings() == 0, "{report}");
@@ -585,7 +606,7 @@ fn kubernetes_validate(files: &[PathBuf]) {
 /// The manifests, the example Secret and the patched DaemonSet match Kubernetes' schemas.
 #[test]
 fn manifests_match_kubernetes_schemas() {
-    let dir = scratch("schemas");
+    let dir = Scratch::new("schemas");
     let patched = patched_daemonset_text(&dir);
     let mut files = yaml_files(&deploy("kubernetes"));
     files.push(deploy("kubernetes/optional/secret.yaml"));
@@ -597,7 +618,7 @@ fn manifests_match_kubernetes_schemas() {
 /// checks, the schemas and yamllint.
 #[test]
 fn chart_lints_and_renders_the_manifests() {
-    let dir = scratch("chart");
+    let dir = Scratch::new("chart");
     let full = write(&dir, "full-values.yaml", FULL_VALUES);
     let chart = deploy("helm/sensor");
     let ci_values = deploy("helm/sensor/ci/manifests-values.yaml");
@@ -667,7 +688,7 @@ fn chart_lints_and_renders_the_manifests() {
 /// `helm install --dry-run=client` renders the chart's notes.
 #[test]
 fn kubectl_and_helm_dry_runs() {
-    let dir = scratch("dry-run");
+    let dir = Scratch::new("dry-run");
     let server = api_stub();
     let kubectl_apply = |path: &Path| {
         let mut cmd = kubectl();
@@ -709,7 +730,7 @@ fn kubectl_and_helm_dry_runs() {
 /// exactly the DaemonSet's capabilities.
 #[test]
 fn systemd_unit_verifies() {
-    let dir = scratch("systemd");
+    let dir = Scratch::new("systemd");
     let unit = fs::read_to_string(deploy("systemd/sensor.service")).expect("unit");
     // verify checks that ExecStart's program exists: point it at one that does.
     let stand_in = dir.join("sensor");
