@@ -53,12 +53,15 @@ impl Default for EngineOptions {
     }
 }
 
-/// `FALCO_HOSTNAME`, else the kernel's host name.
+/// The node's name for alerts: `SENSOR_HOSTNAME` (a DaemonSet sets it to the node's name;
+/// a pod's own host name is the pod's), else `FALCO_HOSTNAME`, else the kernel's host name.
 pub fn default_hostname() -> String {
-    if let Ok(h) = std::env::var("FALCO_HOSTNAME")
-        && !h.is_empty()
-    {
-        return h;
+    for var in ["SENSOR_HOSTNAME", "FALCO_HOSTNAME"] {
+        if let Ok(h) = std::env::var(var)
+            && !h.is_empty()
+        {
+            return h;
+        }
     }
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
 }
