@@ -369,8 +369,8 @@ mod tests {
         Event::for_test(pid, "mycat", kind)
     }
 
-    #[tokio::test]
-    async fn workers_evaluate_each_event_once_and_share_lifecycle() {
+    /// Two workers with the built-in rules and no container runtime.
+    fn two_workers() -> (Workers, mpsc::UnboundedReceiver<Alert>) {
         let (engine, _) = load_rules(&[], crate::rules::EngineOptions::default()).unwrap();
         let engine = Arc::new(engine);
         let pipelines = (0..2).map(|_| Pipeline::new(engine.clone(), State::new(StateConfig::default()))).collect();
@@ -378,8 +378,13 @@ mod tests {
             crate::enrich::EnrichConfig { endpoints: vec![], ..Default::default() },
             tokio::runtime::Handle::current(),
         );
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let workers = Workers::start(pipelines, cache, tx);
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Workers::start(pipelines, cache, tx), rx)
+    }
+
+    #[tokio::test]
+    async fn workers_evaluate_each_event_once_and_share_lifecycle() {
+        let (workers, mut rx) = two_workers();
         // Pids beyond pid_max: nothing is read from this host's /proc for them.
         let (parent, child) = (4_000_000, 4_000_001);
         workers.dispatch(event(parent, EventKind::ProcFork { child_pid: child, child_tid: child })).await;
@@ -402,15 +407,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_child_on_another_worker_inherits_its_parents_fds() {
-        let (engine, _) = load_rules(&[], crate::rules::EngineOptions::default()).unwrap();
-        let engine = Arc::new(engine);
-        let pipelines = (0..2).map(|_| Pipeline::new(engine.clone(), State::new(StateConfig::default()))).collect();
-        let cache = crate::enrich::ContainerCache::new(
-            crate::enrich::EnrichConfig { endpoints: vec![], ..Default::default() },
-            tokio::runtime::Handle::current(),
-        );
-        let (tx, _rx) = mpsc::unbounded_channel();
-        let workers = Workers::start(pipelines, cache, tx);
+        let (workers, _rx) = two_workers();
         // Even and odd pids: parent on worker 0, child on worker 1.
         let (parent, child) = (4_000_000, 4_000_001);
         assert_ne!(workers.owner(parent), workers.owner(child));
