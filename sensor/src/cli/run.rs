@@ -276,10 +276,8 @@ impl Runner<'_> {
                     self.reload().await;
                 }
                 _ = watch.tick(), if self.config.reload.watch => {
-                    let now = Watched::of(self.args, &self.config);
-                    if now != self.watched {
+                    if Watched::of(self.args, &self.config) != self.watched {
                         log::info!("a rules or configuration file changed: reloading");
-                        self.watched = now;
                         self.reload().await;
                     }
                 }
@@ -346,7 +344,10 @@ impl Runner<'_> {
     /// (and the syscalls they need) replace the old ones, between two events. Otherwise the
     /// old rules stay and [`RELOAD_ALERT`] is raised.
     async fn reload(&mut self) {
-        match self.try_reload().await {
+        let outcome = self.try_reload().await;
+        // What was read, whether it loaded or not: a broken file is retried once it changes.
+        self.watched = Watched::of(self.args, &self.config);
+        match outcome {
             Ok(rules) => {
                 self.tally.reloads.0 += 1;
                 log::info!("reloaded: {rules} rules");
