@@ -1,8 +1,9 @@
 //! The sensor's library: one module per pipeline stage, in the order data flows.
 //!
 //! [`capture`] (kernel programs, ring buffers) → [`event`] (typed events, decoding) →
-//! [`state`] (processes, fds, users) → [`rules`] (Falco's rule language) → [`outputs`]
-//! (alert fan-out); [`pipeline`] joins the stages, and [`config`] reads the configuration file.
+//! [`state`] (processes, fds, users) and [`enrich`] (containers, pods) → [`rules`] (Falco's
+//! rule language) → [`outputs`] (alert fan-out); [`pipeline`] joins the stages, [`config`]
+//! reads the configuration file and [`metrics`] serves the counters of them all.
 pub mod capture;
 pub mod config;
 pub mod enrich;
