@@ -1,4 +1,4 @@
-//! The built-in rules end to end: `sensor run` with no `--rules` watches two Docker
+//! The built-in rules end to end: `sensor run` with no `--rules` watches three Docker
 //! containers of the test bed (busybox image) while real actions happen in them; each
 //! targeted rule must alert with the container's id and the process that acted. The sensor
 //! runs as shipped (`rule_matching: first`), so each action is the first match of its rule.
@@ -68,25 +68,27 @@ struct Expected {
     container: Container,
 }
 
-/// The two containers of the test.
+/// The containers of the test.
 #[derive(Clone, Copy, Debug)]
 enum Container {
     /// Own namespaces, no network, the runtime socket and the actor mounted.
     Main,
     /// The host's network and pid namespaces, an executable tmpfs on /tmp.
     HostNs,
+    /// The host's network: its pid 1 starts in a host namespace.
+    HostNet,
 }
 
 const fn expect(rule: &'static str, proc_name: &'static str, container: Container) -> Expected {
     Expected { rule, proc_name, container }
 }
 
-use Container::{HostNs, Main};
+use Container::{HostNet, HostNs, Main};
 
 /// Every rule the actions below trigger.
 const EXPECTED: &[Expected] = &[
     expect("Container started with a sensitive host mount", "sleep", Main),
-    expect("Container started with host namespaces", "sleep", HostNs),
+    expect("Container started with host namespaces", "sleep", HostNet),
     expect("Write below etc", "sh", Main),
     expect("Read credential file by untrusted program", "cat", Main),
     expect("SSH private key read by untrusted program", "cat", Main),
@@ -229,7 +231,11 @@ fn act(bed: &TestBed, main: &str, hostns: &str, sensor_pid: u32) {
 fn built_in_rules_alert_on_real_actions_in_containers() {
     let bed = TestBed::up();
     let tag = std::process::id();
-    let (main, hostns) = (format!("sensor-rules-main-{tag}"), format!("sensor-rules-hostns-{tag}"));
+    let (main, hostns, hostnet) = (
+        format!("sensor-rules-main-{tag}"),
+        format!("sensor-rules-hostns-{tag}"),
+        format!("sensor-rules-hostnet-{tag}"),
+    );
     let image = bed.get("IMAGE").to_owned();
     // The actor alone in a directory: a bind-mounted directory keeps it out of the upper layer.
     let actor_dir = sensor_tests::temp_path("actor");
@@ -307,6 +313,7 @@ fn built_in_rules_alert_on_real_actions_in_containers() {
             let _ = tx.send(serde_json::from_str(&line).expect("JSON alert"));
         }
     });
+    let hostnet_id = docker(&bed, &["run", "-d", "--network", "host", "--name", &hostnet, &image, "sleep", "600"]);
     act(&bed, &main, &hostns, sensor.id());
 
     // The last action's alert means the sensor has seen everything before it (on a busy
@@ -324,7 +331,7 @@ fn built_in_rules_alert_on_real_actions_in_containers() {
     unsafe { libc::kill(sensor.id() as i32, libc::SIGTERM) };
     let status = sensor.wait().unwrap();
     alerts.extend(rx.iter());
-    docker(&bed, &["rm", "-f", &main, &hostns]);
+    docker(&bed, &["rm", "-f", &main, &hostns, &hostnet]);
     std::fs::remove_dir_all(&actor_dir).unwrap();
     assert!(status.success());
 
@@ -334,6 +341,7 @@ fn built_in_rules_alert_on_real_actions_in_containers() {
             let id = match e.container {
                 Main => &main_id[..12],
                 HostNs => &hostns_id[..12],
+                HostNet => &hostnet_id[..12],
             };
             !alerts.iter().any(|a| {
                 a["rule"] == e.rule

@@ -22,8 +22,9 @@ macro_rules! built_in {
 
 /// The built-in rules (`rules/*.yaml`), used when no `--rules` are given: (name, text) pairs
 /// loaded in this order. The shared lists and macros come first so that every theme sees
-/// them; then the themes from the most specific to the most general, because with
-/// `rule_matching: first` only the first rule an event matches alerts.
+/// them; then the themes from the most specific to the most general, and the informational
+/// bad-practice rules last, because with `rule_matching: first` only the first rule an event
+/// matches alerts.
 pub const DEFAULT_RULES: &[(&str, &str)] = &[
     built_in!("macros.yaml"),
     built_in!("sensor.yaml"),
@@ -33,6 +34,7 @@ pub const DEFAULT_RULES: &[(&str, &str)] = &[
     built_in!("network.yaml"),
     built_in!("process.yaml"),
     built_in!("filesystem.yaml"),
+    built_in!("practices.yaml"),
 ];
 
 /// Syscalls the state needs whatever the rules say: process lifecycle and the fd table
@@ -402,6 +404,27 @@ mod tests {
             assert!(names.contains(&needed), "{needed} not captured: {names:?}");
         }
         assert!(!names.contains(&"mprotect"), "no rule or state needs mprotect: {names:?}");
+    }
+
+    #[test]
+    fn the_first_match_is_the_most_specific_rule() {
+        let (engine, _) = load_rules(&[], crate::rules::EngineOptions::default()).unwrap();
+        let fired = |fields: serde_json::Value| {
+            let ev = crate::rules::MapEvent::from_json(&fields).unwrap();
+            engine.process_one(&ev).into_iter().map(|a| a.rule).collect::<Vec<_>>()
+        };
+        // A privileged container whose first program is a miner: the miner, not the bad practice.
+        let miner = serde_json::json!({"evt.type": "execve", "evt.res": "SUCCESS", "container.id": "3ad7b26ded6d",
+            "container.privileged": true, "proc.vpid": 1, "proc.name": "xmrig", "proc.pname": "containerd-shim"});
+        assert_eq!(fired(miner), ["Crypto miner started"]);
+        // Writing the sensor's rules is tampering with the sensor before it is a write below /etc.
+        let rules = serde_json::json!({"evt.type": "openat", "evt.res": "SUCCESS", "container.id": "host",
+            "evt.is_open_write": true, "fd.name": "/etc/sensor/rules.yaml", "proc.name": "sh"});
+        assert_eq!(fired(rules), ["Sensor files modified"]);
+        // A dropped binary run from /tmp is the dropped binary.
+        let dropped = serde_json::json!({"evt.type": "execve", "evt.res": "SUCCESS", "container.id": "3ad7b26ded6d",
+            "proc.is_exe_upper_layer": true, "proc.exepath": "/tmp/x", "proc.name": "x", "proc.pname": "sh"});
+        assert_eq!(fired(dropped), ["Binary dropped into a container and executed"]);
     }
 
     #[test]
