@@ -69,6 +69,14 @@ fn default_rule_cases() {
             })
         };
         assert!(named("fires: [") && named("silent: ["), "rule '{}' lacks a firing case or a near-miss", r.name);
+        // Who did it, where: process, parent, user, command line, container and pod.
+        for field in ["%proc.name", "%proc.pname", "%user.name", "%proc.cmdline", "%container.id", "%k8s.pod.name"] {
+            assert!(r.output.contains(field), "rule '{}' does not output {field}", r.name);
+        }
+        assert!(!r.desc.is_empty(), "rule '{}' has no desc", r.name);
+        let tactic = r.tags.iter().any(|t| t.starts_with("mitre_")) && r.tags.iter().any(|t| t.starts_with("TA00"));
+        let technique = r.tags.iter().any(|t| t.starts_with('T') && t[1..].starts_with(|c: char| c.is_ascii_digit()));
+        assert!(tactic && technique, "rule '{}' lacks a MITRE tactic or technique tag: {:?}", r.name, r.tags);
     }
 }
 
