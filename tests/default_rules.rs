@@ -93,6 +93,7 @@ const EXPECTED: &[Expected] = &[
     expect("Read credential file by untrusted program", "cat", Main),
     expect("SSH private key read by untrusted program", "cat", Main),
     expect("Cloud credentials read by untrusted program", "cat", Main),
+    expect("SSH authorized keys modified", "sh", Main),
     expect("Kubernetes credentials read by untrusted program", "cat", Main),
     expect("Service account token read by hand", "cat", Main),
     expect("Write below binary directories", "sh", Main),
@@ -151,6 +152,7 @@ fn act(bed: &TestBed, main: &str, hostns: &str, sensor_pid: u32) {
     exec(main, &["cat", "/root/.ssh/id_rsa"]);
     exec(main, &["cat", "/root/.aws/credentials"]);
     exec(main, &["cat", "/root/.kube/config"]);
+    sh(main, "echo 'ssh-ed25519 AAAA intruder' >> /root/.ssh/authorized_keys");
     let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
     sh(main, &format!("mkdir -p {sa} && echo t > {sa}/token"));
     exec(main, &["cat", &format!("{sa}/token")]);
