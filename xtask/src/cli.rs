@@ -26,6 +26,8 @@ pub enum Action {
         /// Arguments for the benchmark program.
         args: Vec<String>,
     },
+    /// `cargo xtask noise`.
+    Noise,
 }
 
 /// Help for `cargo xtask` itself.
@@ -40,6 +42,7 @@ Commands:
   run     Set up, build and run the sensor in the foreground
   test    Set up, then check formatting, run clippy and all tests (what CI runs)
   bench   Set up, then run the capture benchmark
+  noise   Set up, then count the built-in rules' alerts while the machine does ordinary work
   help    Print this help, or a command's with `help <COMMAND>`
 
 Every command sets up first, which needs root. `cargo xtask <COMMAND> --help` explains one.";
@@ -104,6 +107,22 @@ passing ARGS to the benchmark program.
 
 Usage: cargo xtask bench [-- ARGS...]";
 
+/// Help for `cargo xtask noise`.
+const NOISE_HELP: &str = "\
+Set up, build the release sensor, and run it with its built-in rules (`sensor run --json`)
+while this machine does ordinary work, in order:
+  build     cargo build of this workspace into a scratch target dir (target/noise/target;
+            the workspace's own crates are cleaned first, so their build scripts run again)
+  test      cargo test of the sensor library's and xtask's unit tests, in that target dir
+  git       clone this repository to /tmp, then log, status, a rename and a commit in it
+  packages  apt-get install --reinstall -y ca-certificates (its maintainer scripts rewrite
+            /etc/ssl), then dpkg -s and apt-cache policy of it
+Then it stops the sensor with SIGTERM and reports the alerts per rule and priority (all
+of the machine's, not only the work's). Alerts go to target/noise/alerts.jsonl. Fails
+when any alert is at Notice or above: the built-in rules must stay quiet on ordinary work.
+
+Usage: cargo xtask noise";
+
 /// Parses the arguments after `cargo xtask`.
 pub fn parse(args: &[String]) -> Result<Action> {
     let Some((command, rest)) = args.split_first() else {
@@ -132,6 +151,10 @@ pub fn parse(args: &[String]) -> Result<Action> {
             Action::Test
         }
         "bench" => Action::Bench { args: passthrough(rest) },
+        "noise" => {
+            no_options(command, rest)?;
+            Action::Noise
+        }
         other => bail!("unknown command `{other}`; see `cargo xtask --help`"),
     };
     Ok(action)
@@ -145,6 +168,7 @@ fn help_for(command: &str) -> Result<&'static str> {
         "run" => RUN_HELP,
         "test" => TEST_HELP,
         "bench" => BENCH_HELP,
+        "noise" => NOISE_HELP,
         "help" => MAIN_HELP,
         other => bail!("unknown command `{other}`; see `cargo xtask --help`"),
     })
@@ -193,6 +217,7 @@ mod tests {
         );
         assert_eq!(parse_str("run -- --help").unwrap(), Action::Run { args: vec!["--help".into()] });
         assert_eq!(parse_str("bench -- --quick").unwrap(), Action::Bench { args: vec!["--quick".into()] });
+        assert_eq!(parse_str("noise").unwrap(), Action::Noise);
     }
 
     /// Help requests, top-level and per command.
@@ -203,6 +228,7 @@ mod tests {
         assert_eq!(parse_str("run --help").unwrap(), Action::Help(RUN_HELP));
         assert_eq!(parse_str("help test").unwrap(), Action::Help(TEST_HELP));
         assert_eq!(parse_str("build -h").unwrap(), Action::Help(BUILD_HELP));
+        assert_eq!(parse_str("help noise").unwrap(), Action::Help(NOISE_HELP));
     }
 
     /// Unknown commands and arguments.
@@ -211,6 +237,7 @@ mod tests {
         assert!(parse_str("frobnicate").is_err());
         assert!(parse_str("setup --now").is_err());
         assert!(parse_str("build --fast").is_err());
+        assert!(parse_str("noise --long").is_err());
         assert!(parse_str("help nope").is_err());
     }
 }

@@ -1,4 +1,5 @@
-//! `cargo xtask`: set up the toolchain, build, run, test and benchmark the sensor.
+//! `cargo xtask`: set up the toolchain, build, run, test and benchmark the sensor, and
+//! measure its built-in rules' noise.
 //!
 //! Run through the alias in `.cargo/config.toml`; `cargo xtask --help` lists the commands.
 
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         Action::Run { args } => tasks::run(&args),
         Action::Test => tasks::test(),
         Action::Bench { args } => tasks::bench(&args),
+        Action::Noise => tasks::noise(),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,14 @@
-//! `cargo xtask build | run | test | bench`: each sets up first, then drives cargo.
+//! `cargo xtask build | run | test | bench | noise`: each sets up first, then drives cargo.
 
-use std::{os::unix::process::CommandExt, path::PathBuf, time::Instant};
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    io::{BufRead, BufReader},
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Child, Command},
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, Result, bail};
 
@@ -136,4 +144,161 @@ pub fn bench(args: &[String]) -> Result<()> {
         cargo.arg("--").args(args);
     }
     cmd::run(&mut cargo)
+}
+
+/// One step of the ordinary work `cargo xtask noise` does under the sensor.
+struct Work {
+    /// Short name used in progress lines.
+    name: &'static str,
+    /// The command.
+    command: Command,
+    /// Whether a failure ends the run; apt may find its lock held or no network, which is
+    /// reported and not fatal.
+    required: bool,
+}
+
+/// The package `cargo xtask noise` reinstalls: small, installed everywhere, and with
+/// maintainer scripts that rewrite files below /etc.
+const NOISE_PACKAGE: &str = "ca-certificates";
+
+/// The ordinary work of `cargo xtask noise`, in order; `dir` holds its scratch files.
+fn noise_work(dir: &Path, clone: &Path) -> Vec<Work> {
+    let target = dir.join("target");
+    let target = target.to_string_lossy();
+    let cargo = |args: &[&str]| {
+        let mut c = cmd::cargo();
+        c.args(args).args(["--target-dir", &target]);
+        c
+    };
+    let git = |args: &[&str]| {
+        let mut c = cmd::command("git");
+        c.arg("-C").arg(clone).args(args);
+        c
+    };
+    let apt = |program: &str, args: &[&str]| {
+        let mut c = cmd::command(program);
+        c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    };
+    let mut clone_cmd = cmd::command("git");
+    clone_cmd.args(["clone", "--quiet"]).arg(cmd::workspace_root()).arg(clone);
+    let mut commit = cmd::command("git");
+    commit.args(["-c", "user.name=noise", "-c", "user.email=noise@localhost", "-C"]).arg(clone);
+    commit.args(["commit", "--quiet", "--message", "noise: a commit in a clone"]);
+    let step = |name, command, required| Work { name, command, required };
+    vec![
+        // The workspace's own crates only: their build scripts (the eBPF build) run again
+        // without rebuilding every dependency each time.
+        step("build", cargo(&["clean", "-p", "sensor", "-p", "sensor-abi", "-p", "sensor-tests", "-p", "xtask"]), true),
+        step("build", cargo(&["build"]), true),
+        step("test", cargo(&["test", "-p", "sensor", "-p", "xtask", "--lib", "--bins"]), true),
+        step("git", clone_cmd, true),
+        step("git", git(&["log", "--oneline", "-5"]), true),
+        step("git", git(&["status", "--short"]), true),
+        step("git", git(&["mv", "README.md", "NOISE.md"]), true),
+        step("git", commit, true),
+        step("packages", apt("apt-get", &["install", "--reinstall", "-y", "-q", NOISE_PACKAGE]), false),
+        step("packages", apt("dpkg", &["-s", NOISE_PACKAGE]), true),
+        step("packages", apt("apt-cache", &["policy", NOISE_PACKAGE]), true),
+    ]
+}
+
+/// Sets up, builds the release sensor and runs it with its built-in rules while this
+/// machine does ordinary work (builds, unit tests, git, a package reinstall), then reports
+/// the alerts per rule and priority. Fails when any alert is at Notice or above.
+pub fn noise() -> Result<()> {
+    let binary = build(false)?;
+    let dir = cmd::target_dir().join("noise");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let alerts = dir.join("alerts.jsonl");
+    let log = dir.join("sensor.log");
+    let mut sensor = cmd::command(&binary.to_string_lossy());
+    sensor.args(["run", "--json"]).stdout(File::create(&alerts)?).stderr(File::create(&log)?);
+    println!("noise: {} > {}", cmd::display(&sensor), alerts.display());
+    let mut sensor = sensor.spawn().with_context(|| format!("could not start {}", binary.display()))?;
+    let outcome = wait_until_capturing(&mut sensor, &log).and_then(|()| do_noise_work(&dir));
+    // A last moment for the sensor to evaluate the work's final events.
+    std::thread::sleep(Duration::from_secs(5));
+    cmd::run(cmd::command("kill").args(["-TERM", &sensor.id().to_string()]))?;
+    let status = sensor.wait()?;
+    outcome?;
+    if !status.success() {
+        bail!("the sensor failed ({status}); see {}", log.display());
+    }
+    if let Some(summary) = std::fs::read_to_string(&log)?.lines().rfind(|l| l.starts_with("run: ")) {
+        println!("noise: {summary}");
+    }
+    let loud = report_alerts(&alerts)?;
+    if loud > 0 {
+        bail!("{loud} alert(s) at Notice or above on ordinary work; see {}", alerts.display());
+    }
+    Ok(())
+}
+
+/// Waits until the sensor logs that its programs are attached (its first `probes, ` line).
+fn wait_until_capturing(sensor: &mut Child, log: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if std::fs::read_to_string(log)?.contains(" probes, ") {
+            return Ok(());
+        }
+        if let Some(status) = sensor.try_wait()? {
+            bail!("the sensor exited ({status}) before capturing; see {}", log.display());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("the sensor did not start capturing within 60 s; see {}", log.display())
+}
+
+/// Runs [`noise_work`] in order, with progress lines; the git work is in a fresh clone
+/// below /tmp, removed at the end.
+fn do_noise_work(dir: &Path) -> Result<()> {
+    let clone = PathBuf::from(format!("/tmp/sensor-noise-clone-{}", std::process::id()));
+    let start = Instant::now();
+    for mut work in noise_work(dir, &clone) {
+        println!("noise: [{}] {}", work.name, cmd::display(&work.command));
+        let step_start = Instant::now();
+        let status = work.command.status().with_context(|| format!("could not start `{}`", work.name))?;
+        println!("noise: [{}] {status} in {:.1} s", work.name, step_start.elapsed().as_secs_f64());
+        if !status.success() && work.required {
+            let _ = std::fs::remove_dir_all(&clone);
+            bail!("noise step `{}` failed ({status})", work.name);
+        }
+    }
+    std::fs::remove_dir_all(&clone).with_context(|| format!("removing {}", clone.display()))?;
+    println!("noise: ordinary work done in {:.1} s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Falco's priorities, most severe first; an alert's index in this list is its rank.
+const PRIORITIES: [&str; 8] =
+    ["Emergency", "Alert", "Critical", "Error", "Warning", "Notice", "Informational", "Debug"];
+
+/// Prints the alerts of `path` (JSON lines) per priority and rule, with an example of each
+/// rule at Notice or above; returns how many alerts are at Notice or above.
+fn report_alerts(path: &Path) -> Result<usize> {
+    let notice = PRIORITIES.iter().position(|p| *p == "Notice").unwrap_or(5);
+    let mut counts: BTreeMap<(usize, String), (usize, String)> = BTreeMap::new();
+    for line in BufReader::new(File::open(path)?).lines() {
+        let alert: serde_json::Value = serde_json::from_str(&line?).context("an alert that is not JSON")?;
+        let priority = alert["priority"].as_str().unwrap_or_default();
+        let rank = PRIORITIES.iter().position(|p| *p == priority).unwrap_or(PRIORITIES.len());
+        let rule = alert["rule"].as_str().unwrap_or_default().to_owned();
+        let entry =
+            counts.entry((rank, rule)).or_insert_with(|| (0, alert["output"].as_str().unwrap_or_default().into()));
+        entry.0 += 1;
+    }
+    let total: usize = counts.values().map(|(n, _)| n).sum();
+    println!("noise: {total} alert(s) per priority and rule:");
+    let mut loud = 0;
+    for ((rank, rule), (n, example)) in &counts {
+        let priority = PRIORITIES.get(*rank).copied().unwrap_or("?");
+        println!("  {priority:<13} {n:>6}  {rule}");
+        if *rank <= notice {
+            loud += n;
+            println!("  {:<13} {:>6}  e.g. {}", "", "", example.chars().take(400).collect::<String>());
+        }
+    }
+    println!("noise: {loud} alert(s) at Notice or above");
+    Ok(loud)
 }

@@ -253,6 +253,7 @@ fields! {
     "thread.cap_permitted" Str None "Permitted capabilities, space-separated CAP_ names.";
     "thread.cap_inheritable" Str None "Inheritable capabilities, space-separated CAP_ names.";
     "thread.cap_effective" Str None "Effective capabilities, space-separated CAP_ names.";
+    "thread.cap_added" Str None "Capabilities this event (a capset) added to the effective, permitted or inheritable set; empty for other events.";
     "thread.cgroups" Str None "All cgroups of the thread as subsystem=path pairs.";
     "thread.cgroup" Str Key "Cgroup path for one subsystem, e.g. thread.cgroup.cpuacct.";
     "thread.pfmajor" UInt None "Major page faults since the thread started.";
@@ -318,6 +319,7 @@ fields! {
     "user.name" Str None "User name.";
     "user.homedir" Str None "Home directory of the user.";
     "user.shell" Str None "Login shell of the user.";
+    "user.prev_uid" UInt None "Real user id before this event: differs from user.uid only on the set*uid call that changed it.";
     "user.loginuid" Int None "Audit (login) user id; -1 when unset.";
     "user.loginname" Str None "Name of the audit (login) user.";
     "group.gid" UInt None "Group id.";
@@ -353,6 +355,8 @@ fields! {
     "k8s.pod.label" Str Key "One pod label, by key.";
     "k8s.pod.labels" Str None "All pod labels as key:value pairs.";
     "k8s.pod.ip" Ip None "Pod IP address.";
+    // --- sensor: the sensor itself, for rules that protect it
+    "sensor.pid" UInt None "Process id of this sensor: evt.arg.pid = val(sensor.pid) is a signal sent to it.";
 }
 
 /// Looks a field up by its exact registered name.
@@ -438,7 +442,7 @@ pub fn effective_type(r: &Resolved) -> FieldType {
 }
 
 /// Event-argument names whose values are flag sets.
-const FLAG_ARGS: [&str; 6] = ["flags", "request", "domain", "mode", "prot", "resolve"];
+const FLAG_ARGS: [&str; 7] = ["flags", "request", "domain", "mode", "prot", "resolve", "nstype"];
 
 /// Fields that stand for either end of a connection (`fd.ip` is the client or the server
 /// address); an event supplies them as a list of both.
@@ -533,6 +537,16 @@ mod tests {
         assert!(resolve("evt.arg", None).is_err());
         let e = resolve("proc.nme", None).unwrap_err();
         assert!(e.contains("did you mean 'proc.name'"), "{e}");
+    }
+
+    #[test]
+    fn fields_of_the_sensor_and_of_changes_are_registered() {
+        for (name, ty) in
+            [("sensor.pid", FieldType::UInt), ("user.prev_uid", FieldType::UInt), ("thread.cap_added", FieldType::Str)]
+        {
+            assert_eq!(by_name(name).map(|id| id.info().ty), Some(ty), "{name}");
+        }
+        assert_eq!(effective_type(&resolve("evt.arg.nstype", None).unwrap()), FieldType::Flags);
     }
 
     #[test]

@@ -43,6 +43,43 @@ fn falco_rule_cases() {
     }
 }
 
+#[test]
+fn default_rule_cases() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tests/default");
+    let report = super::run_rule_tests(&[dir], &[]);
+    let text = report.render(false);
+    assert!(report.is_success(), "{text}");
+    // Every built-in rule has a case that fires it and a near-miss naming it that keeps it
+    // silent (`silent: [rule]`, with `only: true` when nothing at all may fire).
+    let mut cases = String::new();
+    for entry in std::fs::read_dir(dir).expect("case directory") {
+        cases.push_str(&std::fs::read_to_string(entry.expect("case file").path()).expect("case file"));
+    }
+    let mut set = RuleSet::default();
+    for (name, text) in crate::pipeline::DEFAULT_RULES {
+        set.load_str(name, text);
+    }
+    assert!(set.rules.len() >= 50, "{} built-in rules", set.rules.len());
+    for r in &set.rules {
+        let named = |key: &str| {
+            cases.lines().any(|l| {
+                l.trim_start()
+                    .strip_prefix(key)
+                    .is_some_and(|list| list.split([',', '[', ']']).any(|n| n.trim() == r.name))
+            })
+        };
+        assert!(named("fires: [") && named("silent: ["), "rule '{}' lacks a firing case or a near-miss", r.name);
+        // Who did it, where: process, parent, user, command line, container and pod.
+        for field in ["%proc.name", "%proc.pname", "%user.name", "%proc.cmdline", "%container.id", "%k8s.pod.name"] {
+            assert!(r.output.contains(field), "rule '{}' does not output {field}", r.name);
+        }
+        assert!(!r.desc.is_empty(), "rule '{}' has no desc", r.name);
+        let tactic = r.tags.iter().any(|t| t.starts_with("mitre_")) && r.tags.iter().any(|t| t.starts_with("TA00"));
+        let technique = r.tags.iter().any(|t| t.starts_with('T') && t[1..].starts_with(|c: char| c.is_ascii_digit()));
+        assert!(tactic && technique, "rule '{}' lacks a MITRE tactic or technique tag: {:?}", r.name, r.tags);
+    }
+}
+
 use serde_json::json;
 
 use super::engine::RuleMatching;

@@ -7,6 +7,19 @@ use crate::{
     rules::{FieldArg, FieldId, FieldSource, Value},
 };
 
+/// What an event changed in the state, kept while rules see it: the fields that compare
+/// before and after read it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventChanges {
+    /// The event changed its fd's name (a socket connected to a new peer): `fd.name_changed`.
+    pub fd_name_changed: bool,
+    /// The process's real uid before the event (`None`: the process was not known):
+    /// `user.prev_uid`.
+    pub prev_uid: Option<u32>,
+    /// Capabilities a capset added to any of the three sets: `thread.cap_added`.
+    pub cap_added: u64,
+}
+
 /// An event with the state around it, as the rule engine sees it.
 pub struct EventView<'a> {
     ev: &'a Event,
@@ -52,6 +65,74 @@ const PTRACE_REQUESTS: &[(u64, &str)] = &[
     (17, "PTRACE_DETACH"),
     (24, "PTRACE_SYSCALL"),
     (0x4206, "PTRACE_SEIZE"),
+];
+
+/// File mode bits as Falco names them (`evt.arg.mode contains S_ISUID`).
+const MODE_FLAGS: &[(u64, &str)] = &[
+    (0o1, "S_IXOTH"),
+    (0o2, "S_IWOTH"),
+    (0o4, "S_IROTH"),
+    (0o10, "S_IXGRP"),
+    (0o20, "S_IWGRP"),
+    (0o40, "S_IRGRP"),
+    (0o100, "S_IXUSR"),
+    (0o200, "S_IWUSR"),
+    (0o400, "S_IRUSR"),
+    (0o1000, "S_ISVTX"),
+    (0o2000, "S_ISGID"),
+    (0o4000, "S_ISUID"),
+];
+
+/// Namespace types of `unshare` flags and `setns` (`evt.arg.flags contains CLONE_NEWUSER`).
+const NAMESPACE_FLAGS: &[(u64, &str)] = &[
+    (0x80, "CLONE_NEWTIME"),
+    (0x20000, "CLONE_NEWNS"),
+    (0x0200_0000, "CLONE_NEWCGROUP"),
+    (0x0400_0000, "CLONE_NEWUTS"),
+    (0x0800_0000, "CLONE_NEWIPC"),
+    (0x1000_0000, "CLONE_NEWUSER"),
+    (0x2000_0000, "CLONE_NEWPID"),
+    (0x4000_0000, "CLONE_NEWNET"),
+];
+
+/// x86_64 signal numbers (`evt.arg.sig = SIGKILL`).
+const SIGNALS: &[(u64, &str)] = &[
+    (1, "SIGHUP"),
+    (2, "SIGINT"),
+    (3, "SIGQUIT"),
+    (4, "SIGILL"),
+    (5, "SIGTRAP"),
+    (6, "SIGABRT"),
+    (7, "SIGBUS"),
+    (8, "SIGFPE"),
+    (9, "SIGKILL"),
+    (10, "SIGUSR1"),
+    (11, "SIGSEGV"),
+    (12, "SIGUSR2"),
+    (13, "SIGPIPE"),
+    (14, "SIGALRM"),
+    (15, "SIGTERM"),
+    (17, "SIGCHLD"),
+    (18, "SIGCONT"),
+    (19, "SIGSTOP"),
+    (20, "SIGTSTP"),
+];
+
+/// `bpf(2)` commands (`evt.arg.cmd = BPF_PROG_LOAD`).
+const BPF_CMDS: &[(u64, &str)] = &[
+    (0, "BPF_MAP_CREATE"),
+    (1, "BPF_MAP_LOOKUP_ELEM"),
+    (2, "BPF_MAP_UPDATE_ELEM"),
+    (3, "BPF_MAP_DELETE_ELEM"),
+    (4, "BPF_MAP_GET_NEXT_KEY"),
+    (5, "BPF_PROG_LOAD"),
+    (6, "BPF_OBJ_PIN"),
+    (7, "BPF_OBJ_GET"),
+    (8, "BPF_PROG_ATTACH"),
+    (9, "BPF_PROG_DETACH"),
+    (17, "BPF_RAW_TRACEPOINT_OPEN"),
+    (18, "BPF_BTF_LOAD"),
+    (28, "BPF_LINK_CREATE"),
 ];
 
 const FAMILIES: &[(u64, &str)] =
@@ -253,6 +334,23 @@ impl<'a> EventView<'a> {
             ("flags", SyscallArgs::Open { flags, .. }) => s(flag_names(*flags, OPEN_FLAGS, "O_RDONLY")),
             ("request", SyscallArgs::Ptrace { request, .. }) => s(enum_name(*request, PTRACE_REQUESTS)),
             ("domain", SyscallArgs::Socket { domain, .. }) => s(enum_name(*domain as u64, FAMILIES)),
+            (
+                "mode",
+                SyscallArgs::Open { mode, .. } | SyscallArgs::Chmod { mode, .. } | SyscallArgs::Mkdir { mode, .. },
+            ) => s(flag_names(u64::from(*mode), MODE_FLAGS, "0")),
+            ("flags", SyscallArgs::Unshare { flags }) | ("nstype", SyscallArgs::Setns { nstype: flags, .. }) => {
+                s(flag_names(*flags, NAMESPACE_FLAGS, "0"))
+            }
+            ("sig", SyscallArgs::Kill { sig, .. }) => s(enum_name(*sig as u64, SIGNALS)),
+            ("cmd", SyscallArgs::Bpf { cmd }) => s(enum_name(u64::from(*cmd), BPF_CMDS)),
+            // Falco's names for the ids of the set*id calls.
+            ("uid" | "gid", SyscallArgs::SetIds { id, .. })
+            | ("ruid" | "rgid", SyscallArgs::SetIds { real: id, .. })
+            | ("euid" | "egid", SyscallArgs::SetIds { effective: id, .. })
+            | ("suid" | "sgid", SyscallArgs::SetIds { saved: id, .. }) => id.map(Value::Int),
+            ("cap_effective", SyscallArgs::Capset { effective: Some(c), .. })
+            | ("cap_permitted", SyscallArgs::Capset { permitted: Some(c), .. })
+            | ("cap_inheritable", SyscallArgs::Capset { inheritable: Some(c), .. }) => s(cap_names(*c)),
             ("name" | "filename" | "pathname", _) if obj.contains_key("path") => json_value(&obj["path"]),
             ("target", SyscallArgs::Link { oldpath, .. }) => oldpath.clone().map(Value::Str),
             ("linkpath", SyscallArgs::Link { newpath, .. }) => newpath.clone().map(Value::Str),
@@ -264,11 +362,46 @@ impl<'a> EventView<'a> {
         }
     }
 
+    /// `fs.path.*`: the path a file syscall works on (`name`), or the two paths of a link
+    /// or rename (`source`, `target`), absolute (from the directory fd or the working
+    /// directory) or as passed (`*raw`). A symlink's source is its content, kept as written.
+    fn fs_path_field(&self, name: &str) -> Option<Value> {
+        let sc = self.ev.syscall()?;
+        let p = self.process();
+        let dir_of = |dirfd: Option<i32>| match dirfd {
+            None | Some(super::AT_FDCWD) => p.and_then(|p| p.cwd.clone()),
+            Some(fd) => p.and_then(|p| p.fds.get(&fd)).and_then(|f| f.path().map(str::to_owned)),
+        };
+        let resolve = |dirfd: Option<i32>, path: &Option<String>, raw: bool| {
+            let path = path.as_deref()?;
+            Some(Value::Str(if raw { path.to_owned() } else { super::absolute(dir_of(dirfd).as_deref(), path) }))
+        };
+        let raw = name.ends_with("raw");
+        match (name.trim_end_matches("raw"), &sc.args) {
+            ("fs.path.name", SyscallArgs::Open { dirfd, path, .. })
+            | ("fs.path.name", SyscallArgs::Exec { dirfd, path, .. })
+            | ("fs.path.name", SyscallArgs::Unlink { dirfd, path, .. })
+            | ("fs.path.name", SyscallArgs::Mkdir { dirfd, path, .. })
+            | ("fs.path.name", SyscallArgs::Chmod { dirfd, path: path @ Some(_), .. })
+            | ("fs.path.name", SyscallArgs::Chown { dirfd, path: path @ Some(_), .. }) => resolve(*dirfd, path, raw),
+            ("fs.path.name", SyscallArgs::Chmod { fd: Some(_), .. } | SyscallArgs::Chown { fd: Some(_), .. }) => {
+                self.fd.as_ref().and_then(|(_, f)| f.path()).map(|p| Value::Str(p.to_owned()))
+            }
+            ("fs.path.source", SyscallArgs::Link { olddirfd, oldpath, .. }) => {
+                let symlink = matches!(sc.name.as_str(), "symlink" | "symlinkat");
+                resolve(*olddirfd, oldpath, raw || symlink)
+            }
+            ("fs.path.target", SyscallArgs::Link { newdirfd, newpath, .. }) => resolve(*newdirfd, newpath, raw),
+            _ => None,
+        }
+    }
+
     fn user_field(&self, name: &str) -> Option<Value> {
         let ev = self.ev;
         let mut users = self.state.users.borrow_mut();
         match name {
             "user.uid" => Some(Value::UInt(ev.uid as u64)),
+            "user.prev_uid" => Some(Value::UInt(u64::from(self.state.changes.prev_uid.unwrap_or(ev.uid)))),
             "user.name" => users.user(ev.pid, ev.mnt_ns, ev.uid).map(|u| Value::Str(u.name)),
             "user.homedir" => users.user(ev.pid, ev.mnt_ns, ev.uid).map(|u| Value::Str(u.home)),
             "user.shell" => users.user(ev.pid, ev.mnt_ns, ev.uid).map(|u| Value::Str(u.shell)),
@@ -321,7 +454,7 @@ impl<'a> EventView<'a> {
             "fd.l4proto" => fd.l4proto().map(|p| Value::Str(p.into())),
             "fd.is_server" => matches!(fd, Fd::Socket { server: true, .. }).then_some(Value::Bool(true)),
             "fd.connected" => Some(Value::Bool(matches!(fd, Fd::Socket { connected: true, .. }))),
-            "fd.name_changed" => Some(Value::Bool(self.state.fd_name_changed)),
+            "fd.name_changed" => Some(Value::Bool(self.state.changes.fd_name_changed)),
             "fd.sockfamily" => match fd.typechar() {
                 "4" | "6" => s("ip"),
                 "u" => s("unix"),
@@ -393,6 +526,7 @@ impl<'a> EventView<'a> {
             "thread.cap_effective" => p.map(|p| Value::Str(cap_names(p.cap_effective))),
             "thread.cap_permitted" => p.map(|p| Value::Str(cap_names(p.cap_permitted))),
             "thread.cap_inheritable" => p.map(|p| Value::Str(cap_names(p.cap_inheritable))),
+            "thread.cap_added" => s(cap_names(self.state.changes.cap_added)),
             _ => None,
         }
     }
@@ -461,6 +595,8 @@ impl FieldSource for EventView<'_> {
             "fd" => self.fd_field(name),
             "user" | "group" => self.user_field(name),
             "container" | "k8s" => self.container_field(name, arg),
+            "fs" => self.fs_path_field(name),
+            "sensor" if name == "sensor.pid" => Some(Value::UInt(u64::from(std::process::id()))),
             _ => None,
         }
     }

@@ -15,6 +15,7 @@ use std::{cell::RefCell, collections::HashMap, path::Path};
 
 pub use dns::{DNS_REFRESH, DnsNames};
 pub use fd::{Fd, MAX_FDS_PER_PROCESS};
+use fields::EventChanges;
 pub use fields::EventView;
 pub use process::{Process, ProcessTable, read_proc};
 pub use users::{User, UserDb};
@@ -26,6 +27,9 @@ use crate::{
 
 const AT_FDCWD: i32 = -100;
 const EINPROGRESS: i64 = 115;
+/// `O_CLOEXEC`, `SOCK_CLOEXEC` (same bit), and `MFD_CLOEXEC`.
+const O_CLOEXEC: u64 = 0o2000000;
+const MFD_CLOEXEC: u64 = 1;
 
 /// Limits of the state tables.
 #[derive(Clone, Copy, Debug)]
@@ -62,8 +66,9 @@ pub struct State {
     /// Overlay upper directory of each mount namespace's root (`None`: not an overlay),
     /// learned from any live process of it, so that short-lived ones resolve too.
     upper_dirs: HashMap<u32, Option<String>>,
-    /// The last event given to [`State::before`] changed its fd's name (`fd.name_changed`).
-    fd_name_changed: bool,
+    /// What the last event given to [`State::before`] changed, for the fields that
+    /// compare before and after (`fd.name_changed`, `user.prev_uid`, `thread.cap_added`).
+    changes: EventChanges,
     /// Addresses of the DNS names the rules use (`fd.sip.name`).
     dns: DnsNames,
 }
@@ -101,7 +106,7 @@ impl State {
             unknown_process: 0,
             live: false,
             upper_dirs: HashMap::new(),
-            fd_name_changed: false,
+            changes: EventChanges::default(),
             dns: DnsNames::default(),
         }
     }
@@ -212,7 +217,7 @@ impl State {
 
     /// Applies what `ev` changes, before rules see it.
     pub fn before(&mut self, ev: &Event) {
-        self.fd_name_changed = false;
+        self.changes = EventChanges::default();
         if let EventKind::ProcFork { child_pid, .. } = ev.kind {
             if child_pid != ev.pid {
                 let parent = self.process_of(ev).clone();
@@ -236,6 +241,9 @@ impl State {
             Some(sc) if live && sc.ret == 0 && matches!(sc.args, SyscallArgs::Exec { .. }) => self.exe_upper_layer(ev),
             _ => false,
         };
+        // The kernel reports the uid after the call: a set*uid that changed it is only seen
+        // by comparing with what the process had before.
+        self.changes.prev_uid = self.procs.get(ev.pid).map(|p| p.uid);
         let p = self.process_of(ev);
         p.name.clone_from(&ev.comm);
         p.ppid = ev.ppid;
@@ -248,9 +256,16 @@ impl State {
             None | Some(AT_FDCWD) => p.cwd.clone(),
             Some(fd) => p.fds.get(&fd).and_then(|f| f.path().map(str::to_owned)),
         };
-        let set_fd = |p: &mut Process, fd: i64, f: Fd| {
+        // A new fd, and whether it closes at the next exec (the kernel closes those without
+        // a close event, so a stale entry would outlive them in the programs run next).
+        let set_fd = |p: &mut Process, fd: i64, f: Fd, cloexec: bool| {
             if fd >= 0 && (p.fds.len() < MAX_FDS_PER_PROCESS || p.fds.contains_key(&(fd as i32))) {
                 p.fds.insert(fd as i32, f);
+                if cloexec {
+                    p.cloexec.insert(fd as i32);
+                } else {
+                    p.cloexec.remove(&(fd as i32));
+                }
             }
         };
         match &sc.args {
@@ -292,13 +307,15 @@ impl State {
                 let mut args = argv.iter().cloned();
                 p.exe = args.next().unwrap_or_else(|| ev.comm.clone());
                 p.args = args.collect();
+                let cloexec = std::mem::take(&mut p.cloexec);
+                p.fds.retain(|fd, _| !cloexec.contains(fd));
             }
-            SyscallArgs::Open { dirfd, path: Some(path), .. } if ret >= 0 => {
+            SyscallArgs::Open { dirfd, path: Some(path), flags, .. } if ret >= 0 => {
                 let full = absolute(dir_of(p, *dirfd).as_deref(), path);
-                set_fd(p, ret, Fd::File { path: full });
+                set_fd(p, ret, Fd::File { path: full }, flags & O_CLOEXEC != 0);
             }
-            SyscallArgs::MemfdCreate { name, .. } if ret >= 0 => {
-                set_fd(p, ret, Fd::Memfd { name: name.clone().unwrap_or_default() });
+            SyscallArgs::MemfdCreate { name, flags } if ret >= 0 => {
+                set_fd(p, ret, Fd::Memfd { name: name.clone().unwrap_or_default() }, flags & MFD_CLOEXEC != 0);
             }
             SyscallArgs::Socket { domain, kind, .. } if ret >= 0 => {
                 let f = Fd::Socket {
@@ -309,7 +326,7 @@ impl State {
                     connected: false,
                     server: false,
                 };
-                set_fd(p, ret, f);
+                set_fd(p, ret, f, u64::from(*kind) & O_CLOEXEC != 0);
             }
             SyscallArgs::Connect { fd, addr } if ret == 0 || ret == -EINPROGRESS => {
                 if let Some(socket @ Fd::Socket { .. }) = p.fds.get_mut(fd) {
@@ -319,7 +336,7 @@ impl State {
                         *connected = true;
                     }
                     // A UDP socket connected again names a new peer.
-                    self.fd_name_changed = socket.name() != before;
+                    self.changes.fd_name_changed = socket.name() != before;
                 } else if let Some(a) = addr {
                     let f = Fd::Socket {
                         domain: sockaddr_domain(a),
@@ -329,7 +346,7 @@ impl State {
                         connected: true,
                         server: false,
                     };
-                    set_fd(p, *fd as i64, f);
+                    set_fd(p, *fd as i64, f, false);
                 }
             }
             SyscallArgs::Bind { fd, addr } if ret == 0 => {
@@ -342,23 +359,31 @@ impl State {
                     *server = true;
                 }
             }
-            SyscallArgs::Accept { fd, addr, .. } if ret >= 0 => {
+            SyscallArgs::Accept { fd, addr, flags } if ret >= 0 => {
                 let (domain, kind, local) = match p.fds.get(fd) {
                     Some(Fd::Socket { domain, kind, local, .. }) => (*domain, *kind, local.clone()),
                     _ => (addr.as_ref().map_or(0, sockaddr_domain), 1, None),
                 };
                 let f = Fd::Socket { domain, kind, local, remote: addr.clone(), connected: true, server: true };
-                set_fd(p, ret, f);
+                set_fd(p, ret, f, flags & O_CLOEXEC != 0);
             }
-            SyscallArgs::Dup { oldfd, .. } if ret >= 0 => {
-                if let Some(f) = p.fds.get(oldfd).cloned() {
-                    set_fd(p, ret, f);
+            SyscallArgs::Dup { oldfd, flags, .. } if ret >= 0 => match p.fds.get(oldfd).cloned() {
+                // Only dup3 can set close-on-exec on the copy.
+                Some(f) => set_fd(p, ret, f, flags & O_CLOEXEC != 0),
+                // A copy of an fd the sensor never saw made (a pipe): whatever the target
+                // number held before is gone.
+                None => {
+                    p.fds.remove(&(ret as i32));
+                    p.cloexec.remove(&(ret as i32));
                 }
-            }
+            },
             SyscallArgs::Capset { pid: Some(0) | None, effective, permitted, inheritable } if ret == 0 => {
+                let (eff, prm, inh) = (p.cap_effective, p.cap_permitted, p.cap_inheritable);
                 p.cap_effective = effective.unwrap_or(p.cap_effective);
                 p.cap_permitted = permitted.unwrap_or(p.cap_permitted);
                 p.cap_inheritable = inheritable.unwrap_or(p.cap_inheritable);
+                self.changes.cap_added =
+                    (p.cap_effective & !eff) | (p.cap_permitted & !prm) | (p.cap_inheritable & !inh);
             }
             _ => {}
         }
@@ -375,6 +400,7 @@ impl State {
                     && let Some(p) = self.procs.get_mut(ev.pid)
                 {
                     p.fds.remove(fd);
+                    p.cloexec.remove(fd);
                 }
             }
             _ => {}
@@ -471,6 +497,137 @@ mod tests {
         assert_eq!(absolute(None, "rel/x"), "rel/x");
     }
 
+    /// The value rules read for `field` (as written, `evt.arg.sig` or `proc.env[HOME]`) on `ev`.
+    fn field(s: &State, ev: &Event, field: &str) -> Option<crate::rules::Value> {
+        use crate::rules::FieldSource as _;
+        let (name, bracket) = match field.split_once('[') {
+            Some((n, rest)) => (n, Some(rest.trim_end_matches(']'))),
+            None => (field, None),
+        };
+        let r = crate::rules::fields::resolve(name, bracket).expect("known field");
+        s.view(ev, None).field(r.id, r.arg.as_ref())
+    }
+
+    fn text(v: &str) -> Option<crate::rules::Value> {
+        Some(crate::rules::Value::Str(v.into()))
+    }
+
+    #[test]
+    fn set_uid_calls_show_the_uid_before_them() {
+        let mut s = State::new(StateConfig::default());
+        let pid = 4_000_200;
+        s.procs.insert(Process { pid, uid: 1000, ..Default::default() });
+        let ids = SyscallArgs::SetIds { id: None, real: Some(0), effective: Some(0), saved: Some(0) };
+        let ev = Event { uid: 0, ..syscall(pid, "setresuid", 0, ids) };
+        s.before(&ev);
+        assert_eq!(field(&s, &ev, "user.prev_uid"), Some(crate::rules::Value::UInt(1000)));
+        assert_eq!(field(&s, &ev, "user.uid"), Some(crate::rules::Value::UInt(0)));
+        assert_eq!(field(&s, &ev, "evt.arg.euid"), Some(crate::rules::Value::Int(0)), "Falco's argument names");
+        let again =
+            syscall(pid, "setuid", 0, SyscallArgs::SetIds { id: Some(0), real: None, effective: None, saved: None });
+        s.before(&again);
+        assert_eq!(field(&s, &again, "user.prev_uid"), Some(crate::rules::Value::UInt(0)), "root already");
+        assert_eq!(field(&s, &again, "evt.arg.uid"), Some(crate::rules::Value::Int(0)));
+    }
+
+    #[test]
+    fn capset_shows_the_capabilities_it_added() {
+        let mut s = State::new(StateConfig::default());
+        let pid = 4_000_300;
+        // CAP_CHOWN (0) and CAP_KILL (5) permitted, only CAP_KILL effective.
+        s.procs.insert(Process { pid, cap_effective: 1 << 5, cap_permitted: 1 | 1 << 5, ..Default::default() });
+        let raise = SyscallArgs::Capset {
+            pid: Some(0),
+            effective: Some(1 | 1 << 5),
+            permitted: Some(1 | 1 << 5),
+            inheritable: Some(0),
+        };
+        let ev = syscall(pid, "capset", 0, raise);
+        s.before(&ev);
+        assert_eq!(field(&s, &ev, "thread.cap_added"), text("CAP_CHOWN"));
+        assert_eq!(field(&s, &ev, "evt.arg.cap_effective"), text("CAP_CHOWN CAP_KILL"));
+        let drop =
+            SyscallArgs::Capset { pid: Some(0), effective: Some(0), permitted: Some(1 | 1 << 5), inheritable: Some(0) };
+        let ev = syscall(pid, "capset", 0, drop);
+        s.before(&ev);
+        assert_eq!(field(&s, &ev, "thread.cap_added"), text(""), "dropping adds nothing");
+    }
+
+    #[test]
+    fn close_on_exec_fds_end_at_exec_and_dup_of_an_unknown_fd_replaces_its_target() {
+        let mut s = State::new(StateConfig::default());
+        let pid = 4_000_400;
+        s.procs.insert(Process { pid, ..Default::default() });
+        // fd 5: a socket closed at exec; fd 6: one that stays.
+        s.before(&syscall(pid, "socket", 5, SyscallArgs::Socket { domain: 2, kind: 1 | 0o2000000, protocol: 0 }));
+        s.before(&syscall(pid, "socket", 6, SyscallArgs::Socket { domain: 2, kind: 1, protocol: 0 }));
+        // dup2 of fd 9, a pipe the sensor never saw made, onto fd 6.
+        let dup = SyscallArgs::Dup { oldfd: 9, newfd: Some(6), flags: 0 };
+        s.before(&syscall(pid, "dup2", 6, dup));
+        assert!(!s.procs.get(pid).unwrap().fds.contains_key(&6), "fd 6 is no longer the socket");
+        s.before(&syscall(pid, "socket", 7, SyscallArgs::Socket { domain: 2, kind: 1, protocol: 0 }));
+        let exec = SyscallArgs::Exec {
+            dirfd: None,
+            path: Some("/usr/bin/rustc".into()),
+            argv: vec!["rustc".into()],
+            env: vec![],
+            flags: 0,
+            info: None,
+        };
+        s.before(&syscall(pid, "execve", 0, exec));
+        let p = s.procs.get(pid).unwrap();
+        assert!(!p.fds.contains_key(&5) && p.fds.contains_key(&7), "{:?}", p.fds);
+    }
+
+    #[test]
+    fn file_syscalls_give_absolute_paths() {
+        let mut s = State::new(StateConfig::default());
+        let pid = 4_000_500;
+        s.procs.insert(Process { pid, cwd: Some("/root".into()), ..Default::default() });
+        let rm = SyscallArgs::Unlink { dirfd: Some(AT_FDCWD), path: Some(".bash_history".into()), flags: 0 };
+        let ev = syscall(pid, "unlinkat", 0, rm);
+        s.before(&ev);
+        assert_eq!(field(&s, &ev, "fs.path.name"), text("/root/.bash_history"));
+        assert_eq!(field(&s, &ev, "fs.path.nameraw"), text(".bash_history"));
+        let ln = SyscallArgs::Link {
+            olddirfd: None,
+            oldpath: Some("../etc/shadow".into()),
+            newdirfd: Some(AT_FDCWD),
+            newpath: Some("s".into()),
+            flags: 0,
+        };
+        let ev = syscall(pid, "symlinkat", 0, ln);
+        s.before(&ev);
+        assert_eq!(field(&s, &ev, "fs.path.source"), text("../etc/shadow"), "a symlink's content as written");
+        assert_eq!(field(&s, &ev, "fs.path.target"), text("/root/s"));
+        let chmod = SyscallArgs::Chmod { dirfd: None, path: Some("/tmp/x".into()), fd: None, mode: 0o4755, flags: 0 };
+        let ev = syscall(pid, "chmod", 0, chmod);
+        s.before(&ev);
+        assert_eq!(field(&s, &ev, "fs.path.name"), text("/tmp/x"));
+        assert_eq!(
+            field(&s, &ev, "evt.arg.mode"),
+            text("S_IXOTH|S_IROTH|S_IXGRP|S_IRGRP|S_IXUSR|S_IWUSR|S_IRUSR|S_ISUID")
+        );
+    }
+
+    #[test]
+    fn arguments_render_with_their_names() {
+        let s = State::new(StateConfig::default());
+        let pid = 4_000_600;
+        let kill = syscall(pid, "kill", 0, SyscallArgs::Kill { pid: Some(77), tid: None, sig: 15 });
+        assert_eq!(field(&s, &kill, "evt.arg.sig"), text("SIGTERM"));
+        assert_eq!(field(&s, &kill, "evt.arg.pid"), Some(crate::rules::Value::Int(77)));
+        assert_eq!(
+            field(&s, &kill, "sensor.pid"),
+            Some(crate::rules::Value::UInt(u64::from(std::process::id()))),
+            "the process evaluating the rules"
+        );
+        let bpf = syscall(pid, "bpf", -1, SyscallArgs::Bpf { cmd: 5 });
+        assert_eq!(field(&s, &bpf, "evt.arg.cmd"), text("BPF_PROG_LOAD"));
+        let unshare = syscall(pid, "unshare", -1, SyscallArgs::Unshare { flags: 0x1000_0000 | 0x20000 });
+        assert_eq!(field(&s, &unshare, "evt.arg.flags"), text("CLONE_NEWNS|CLONE_NEWUSER"));
+    }
+
     #[test]
     fn sockets_gain_addresses() {
         let mut s = State::new(StateConfig::default());
@@ -482,13 +639,13 @@ mod tests {
         let f = s.procs.get(pid).unwrap().fds.get(&5).unwrap();
         assert_eq!(f.server(), Some(("127.0.0.1".parse().unwrap(), 4444)));
         assert_eq!(f.typechar(), "4");
-        assert!(s.fd_name_changed, "connecting names the peer");
+        assert!(s.changes.fd_name_changed, "connecting names the peer");
         s.before(&syscall(pid, "connect", 0, SyscallArgs::Connect { fd: 5, addr: Some(addr.clone()) }));
-        assert!(!s.fd_name_changed, "the same peer again");
+        assert!(!s.changes.fd_name_changed, "the same peer again");
         let other = SockAddr::Inet { addr: std::net::Ipv4Addr::LOCALHOST, port: 5555 };
         s.before(&syscall(pid, "connect", 0, SyscallArgs::Connect { fd: 5, addr: Some(other) }));
-        assert!(s.fd_name_changed, "a UDP-style reconnect to another peer");
+        assert!(s.changes.fd_name_changed, "a UDP-style reconnect to another peer");
         s.before(&syscall(pid, "close", 0, SyscallArgs::Close { fd: 5 }));
-        assert!(!s.fd_name_changed);
+        assert!(!s.changes.fd_name_changed);
     }
 }

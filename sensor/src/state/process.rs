@@ -1,7 +1,11 @@
 //! The process table: what the sensor knows of each process, seeded from `/proc` and kept
 //! true by fork, exec and exit events.
 
-use std::{collections::HashMap, fs, path::Path};
+use std::{
+    collections::{HashMap, HashSet},
+    fs,
+    path::Path,
+};
 
 use super::fd::Fd;
 use crate::enrich::{ContainerId, container_id_from_cgroup};
@@ -59,6 +63,8 @@ pub struct Process {
     pub container_cgroup: u64,
     /// Open file descriptors.
     pub fds: HashMap<i32, Fd>,
+    /// Those of `fds` opened close-on-exec: a successful exec drops them.
+    pub cloexec: HashSet<i32>,
 }
 
 impl Process {
@@ -133,6 +139,8 @@ pub fn read_proc(root: &Path, pid: u32, boot_to_wall_ns: i128) -> Option<Process
         env: read_environ(&dir),
         exe_ino: exe_inode(&dir),
         fds: super::fd::read_fds(&dir),
+        // Unknown for processes found running: their fds stay until closed or replaced.
+        cloexec: HashSet::new(),
     })
 }
 

@@ -403,6 +403,36 @@ fn main() {
                 let attr = [0u8; 64];
                 r.sys("ret", libc::syscall(libc::SYS_bpf, 0, attr.as_ptr(), attr.len()));
             }
+            "bpf_prog_load" => {
+                // An empty program: the kernel refuses it, but the load attempt is the event.
+                let attr = [0u8; 128];
+                r.sys("ret", libc::syscall(libc::SYS_bpf, 5, attr.as_ptr(), attr.len()));
+            }
+            "traceme" => {
+                r.sys("ret", libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0));
+            }
+            "setuid_root" => {
+                // Run from a setuid-root copy by another user: real, effective and saved uid to 0.
+                r.put("uid_before", libc::getuid());
+                r.sys("ret", libc::syscall(libc::SYS_setresuid, 0, 0, 0));
+            }
+            "memfd_exec" => {
+                // Fileless execution: the program at arg 1, copied into a memfd and run from it
+                // with argv[0] = arg 2.
+                let image = std::fs::read(arg(1)).expect("program to copy");
+                let name = cstr("payload");
+                let fd = libc::syscall(libc::SYS_memfd_create, name.as_ptr(), libc::MFD_CLOEXEC) as i32;
+                assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+                let written = libc::write(fd, image.as_ptr().cast(), image.len());
+                assert_eq!(written, image.len() as isize, "write to the memfd");
+                let (empty, argv0) = (cstr(""), cstr(&arg(2)));
+                let av = argv(&[&argv0]);
+                let env: [*const libc::c_char; 1] = [ptr::null()];
+                r.put("exec", 0);
+                r.print();
+                libc::syscall(libc::SYS_execveat, fd, empty.as_ptr(), av.as_ptr(), env.as_ptr(), libc::AT_EMPTY_PATH);
+                panic!("execveat failed: {}", std::io::Error::last_os_error());
+            }
             "mmap" => {
                 let exec = libc::syscall(
                     libc::SYS_mmap,
