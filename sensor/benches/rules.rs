@@ -5,7 +5,10 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sensor::rules::{EngineOptions, MapEvent, Scratch, load_engine};
+use sensor::{
+    pipeline::load_rules,
+    rules::{EngineOptions, MapEvent, Scratch},
+};
 use serde_json::json;
 
 const FALCO_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/falco/falco_rules.yaml");
@@ -61,7 +64,7 @@ fn decode(lines: &[String]) -> Vec<MapEvent> {
 }
 
 fn bench(c: &mut Criterion) {
-    let (engine, _) = load_engine(&[FALCO_RULES], EngineOptions::default()).unwrap_or_else(|r| panic!("{r}"));
+    let (engine, _) = load_rules(&[FALCO_RULES.into()], EngineOptions::default()).unwrap_or_else(|r| panic!("{r}"));
     let lines = events(1000);
     let decoded = decode(&lines);
     let mut g = c.benchmark_group("falco_rules");

@@ -353,29 +353,29 @@ pub async fn container_of(
     view
 }
 
-/// Loads the rules of `paths`, or all the built-in rules ([`DEFAULT_RULES`]) when there are none. On failure,
-/// the diagnostics to print (every one with file:line:column).
+/// The entry of a rules list that stands for the built-in rules, so that local files can
+/// come after them (`rules: [builtin, /etc/sensor/rules.d]`).
+pub const BUILTIN_RULES: &str = "builtin";
+
+/// Loads the rules of `paths` in order ([`BUILTIN_RULES`] for the built-in ones, which an
+/// empty list also means). On failure, the diagnostics to print (every one with
+/// file:line:column).
 pub fn load_rules(
     paths: &[std::path::PathBuf],
     opts: crate::rules::EngineOptions,
 ) -> Result<(Engine, Vec<crate::rules::Diagnostic>), crate::rules::Report> {
-    if !paths.is_empty() {
-        return crate::rules::load_engine(paths, opts);
-    }
     let mut set = crate::rules::RuleSet::default();
-    for (name, text) in DEFAULT_RULES {
-        set.load_str(name, text);
+    let builtin = std::path::PathBuf::from(BUILTIN_RULES);
+    for path in if paths.is_empty() { std::slice::from_ref(&builtin) } else { paths } {
+        if *path == builtin {
+            for (name, text) in DEFAULT_RULES {
+                set.load_str(name, text);
+            }
+        } else {
+            set.load_paths(std::slice::from_ref(path));
+        }
     }
-    match Engine::build(&set, opts) {
-        (Some(engine), diagnostics) => Ok((engine, diagnostics)),
-        (None, diagnostics) => Err(crate::rules::Report {
-            rules: set.rules.len(),
-            macros: set.macros.len(),
-            lists: set.lists.len(),
-            loaded_rules: 0,
-            diagnostics,
-        }),
-    }
+    crate::rules::build_engine(&set, opts)
 }
 
 #[cfg(test)]
@@ -446,6 +446,25 @@ mod tests {
         let done = workers.finish().await;
         let fd = done[1].state().processes().get(child).and_then(|c| c.fds.get(&3).cloned());
         assert_eq!(fd, Some(crate::state::Fd::Memfd { name: "payload".into() }), "the child's worker knows fd 3");
+    }
+
+    #[test]
+    fn builtin_in_a_rules_list_loads_the_built_in_rules_there() {
+        let dir = std::env::temp_dir().join(format!("sensor-builtin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let local = dir.join("local.yaml");
+        // Uses a built-in macro, so it loads only after the built-in rules.
+        std::fs::write(
+            &local,
+            "- rule: Local\n  desc: d\n  condition: sensor_spawned_process and proc.name = x\n  output: o\n  priority: INFO\n",
+        )
+        .unwrap();
+        let opts = crate::rules::EngineOptions::default;
+        let (alone, _) = load_rules(&[], opts()).unwrap();
+        let (both, _) = load_rules(&[BUILTIN_RULES.into(), local.clone()], opts()).unwrap();
+        assert_eq!(both.rule_count(), alone.rule_count() + 1);
+        assert!(load_rules(&[local], opts()).is_err(), "alone, the local file lacks the built-in macro");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

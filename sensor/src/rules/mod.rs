@@ -17,12 +17,8 @@
 //! - `sensor list-fields [--json]` → [`fields::list_text`] / [`fields::list_json`].
 //! - `sensor test-rules PATH... [--rules R...]` → [`run_rule_tests`]; print
 //!   [`TestReport::render`]; exit non-zero unless [`TestReport::is_success`].
-//! - `sensor replay --rules R... --events events.jsonl [--json]` → [`load_engine`] then
-//!   [`replay`]: one event per line, a JSON object of field names to values (the [`MapEvent`]
-//!   format: `{"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/shadow"}`). Once
-//!   the capture event (with its process state) implements [`FieldSource`], capture files go
-//!   through [`replay_events`], the same loop.
-//! - Live mode: [`load_engine`], then per event [`Engine::process`] with a per-thread
+//! - `sensor replay` and live mode: a [`RuleSet`] loaded with [`RuleSet::load_paths`], then
+//!   [`build_engine`], then per event [`Engine::process`] with a per-thread
 //!   [`Scratch`]; the event must implement [`FieldSource`] (see its docs for what the engine
 //!   expects of field values). [`Engine::event_types`] tells the capture side which syscalls
 //!   the rules need. Falco's `rules:` enable/disable configuration maps to [`RuleSet::select`]
@@ -82,7 +78,6 @@ mod yaml;
 mod tests;
 
 use std::fmt;
-use std::io::{BufRead, Write};
 use std::path::Path;
 
 pub use engine::{Engine, EngineOptions, RuleMatching, SUGGESTED_OUTPUT};
@@ -177,14 +172,11 @@ pub fn validate<P: AsRef<Path>>(paths: &[P]) -> Report {
     }
 }
 
-/// Loads rules into an engine; on error returns the [`Report`] to print.
-pub fn load_engine<P: AsRef<Path>>(paths: &[P], opts: EngineOptions) -> Result<(Engine, Vec<Diagnostic>), Report> {
-    let mut set = RuleSet::default();
-    set.load_paths(paths);
-    let (engine, diagnostics) = Engine::build(&set, opts);
-    match engine {
-        Some(e) => Ok((e, diagnostics)),
-        None => Err(Report {
+/// Compiles a loaded rule set into an engine; on error returns the [`Report`] to print.
+pub fn build_engine(set: &RuleSet, opts: EngineOptions) -> Result<(Engine, Vec<Diagnostic>), Report> {
+    match Engine::build(set, opts) {
+        (Some(e), diagnostics) => Ok((e, diagnostics)),
+        (None, diagnostics) => Err(Report {
             rules: set.rules.len(),
             macros: set.macros.len(),
             lists: set.lists.len(),
@@ -192,55 +184,4 @@ pub fn load_engine<P: AsRef<Path>>(paths: &[P], opts: EngineOptions) -> Result<(
             diagnostics,
         }),
     }
-}
-
-/// Counts from a [`replay`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ReplayStats {
-    /// Events read.
-    pub events: u64,
-    /// Alerts written.
-    pub alerts: u64,
-}
-
-/// Runs JSON-lines events (one [`MapEvent`] object per line; blank lines and lines starting
-/// with `#` are skipped) through the engine and writes one alert per line, as Falco text
-/// or, with `json`, as Falco JSON. A malformed line stops the replay with its line number.
-pub fn replay(engine: &Engine, events: impl BufRead, json: bool, out: impl Write) -> Result<ReplayStats, String> {
-    let parsed = events.lines().enumerate().filter_map(|(i, line)| {
-        let parse = |line: std::io::Result<String>| -> Result<Option<MapEvent>, String> {
-            let line = line.map_err(|e| e.to_string())?;
-            let t = line.trim();
-            if t.is_empty() || t.starts_with('#') {
-                return Ok(None);
-            }
-            let value: serde_json::Value = serde_json::from_str(t).map_err(|e| e.to_string())?;
-            MapEvent::from_json(&value).map(Some)
-        };
-        parse(line).map_err(|e| format!("line {}: {e}", i + 1)).transpose()
-    });
-    replay_events(engine, parsed, json, out)
-}
-
-/// Runs any events through the engine (the replay pipeline for event types other than
-/// [`MapEvent`], such as decoded capture files) and writes one alert per line, as Falco text
-/// or, with `json`, as Falco JSON. The first `Err` stops the replay and is returned.
-pub fn replay_events<E: FieldSource>(
-    engine: &Engine,
-    events: impl IntoIterator<Item = Result<E, String>>,
-    json: bool,
-    mut out: impl Write,
-) -> Result<ReplayStats, String> {
-    let mut stats = ReplayStats::default();
-    let mut scratch = Scratch::default();
-    for ev in events {
-        let ev = ev?;
-        stats.events += 1;
-        for a in engine.process(&ev, &mut scratch) {
-            stats.alerts += 1;
-            let text = if json { a.to_json().to_string() } else { a.to_text() };
-            writeln!(out, "{text}").map_err(|e| format!("writing alerts: {e}"))?;
-        }
-    }
-    Ok(stats)
 }

@@ -596,19 +596,6 @@ fn falco_alert_formats() {
 }
 
 #[test]
-fn replay_writes_alerts() {
-    let e = engine(BASE, RuleMatching::First);
-    let input = "# comment\n{\"evt.type\":\"openat\",\"proc.name\":\"vim\"}\n\n{\"evt.type\":\"openat\",\"proc.name\":\"nano\"}\n";
-    let mut out = Vec::new();
-    let stats = super::replay(&e, input.as_bytes(), true, &mut out).expect("replay");
-    assert_eq!((stats.events, stats.alerts), (2, 1));
-    let line: serde_json::Value = serde_json::from_slice(&out).expect("json line");
-    assert_eq!(line["rule"], "R");
-    let err = super::replay(&e, "{\"proc.name\":1}\n".as_bytes(), false, Vec::new()).unwrap_err();
-    assert!(err.starts_with("line 1:"), "{err}");
-}
-
-#[test]
 fn unit_test_runner_reports_diffs() {
     let dir = std::env::temp_dir().join(format!("rules-unit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp");
