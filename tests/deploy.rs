@@ -40,8 +40,8 @@ const HOST_PATHS: [&str; 4] = ["/sys/kernel/btf", "/sys/kernel/tracing", "/sys/f
 /// The oldest and newest Kubernetes schemas kubernetes-validate bundles.
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.25.0", "1.37.0"];
 
-/// Where the built-in rules are in the image; configurations list them by this path.
-const BUILTIN_RULES: &str = "/usr/share/sensor/rules/default.yaml";
+/// The rules-list entry for the built-in rules (embedded in the binary).
+const BUILTIN_RULES: &str = sensor::pipeline::BUILTIN_RULES;
 
 /// The repository root.
 fn root() -> PathBuf {
@@ -347,6 +347,9 @@ fn check_sensor_objects(docs: &[Value], privileged: bool) {
 /// The configuration and the files it names: rules directories and secret files are in the
 /// projected `config` volume, secrets are references, runtime sockets are under /host/run.
 fn check_config(config: &Value, config_map: &Value, sources: &[Value]) {
+    if let Err(e) = serde_json::from_value::<sensor::config::SensorConfig>(config.clone()) {
+        panic!("the sensor rejects this sensor.yaml: {e}\n{config:#}");
+    }
     let projected: BTreeSet<String> = sources
         .iter()
         .flat_map(|source| {
@@ -578,9 +581,20 @@ fn privileged_fallback_patch() {
 fn configmap_rules_load() {
     let dir = Scratch::new("rules");
     let rules = local_rules_file(&dir);
-    let report = sensor::rules::validate(&[root().join("rules/default.yaml"), rules]);
-    assert!(report.is_ok() && report.warnings() == 0, "{report}");
-    assert!(report.rules > 0, "{report}");
+    let (engine, diagnostics) = sensor::pipeline::load_rules(&[BUILTIN_RULES.into(), rules], Default::default())
+        .unwrap_or_else(|report| panic!("{report}"));
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    assert!(engine.rule_count() > 0);
+}
+
+/// The example configurations load as the sensor reads them.
+#[test]
+fn example_configurations_load() {
+    for file in ["sensor.yaml", "systemd/sensor.yaml"] {
+        if let Err(e) = sensor::config::SensorConfig::load(&deploy(file)) {
+            panic!("{e:#}");
+        }
+    }
 }
 
 /// yamllint accepts the manifests, the chart's values and the example configuration.
@@ -757,14 +771,12 @@ fn systemd_unit_verifies() {
     }
 }
 
-/// hadolint accepts the Containerfile, which puts the built-in rules where the
-/// configurations look for them and copies only what its ignore file lets in.
+/// hadolint accepts the Containerfile, which copies only what its ignore file lets in.
 #[test]
 fn containerfile_lints() {
     let containerfile = deploy("Containerfile");
     run(python_tool("hadolint").arg("--no-color").arg(&containerfile));
     let text = fs::read_to_string(&containerfile).unwrap();
-    assert!(text.contains(&format!(" {BUILTIN_RULES}\n")), "the image lacks {BUILTIN_RULES}");
     let ignore = fs::read_to_string(deploy("Containerfile.dockerignore")).unwrap();
     let allowed: Vec<&str> = ignore.lines().filter_map(|l| l.strip_prefix('!')).collect();
     for source in text.lines().filter_map(|l| l.strip_prefix("COPY ")).filter(|args| !args.starts_with("--from")) {

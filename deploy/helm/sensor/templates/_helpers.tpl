@@ -56,7 +56,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "sensor.config" -}}
 {{- $rules := list }}
 {{- if .Values.rules.builtin }}
-{{- $rules = append $rules "/usr/share/sensor/rules/default.yaml" }}
+{{- $rules = append $rules "builtin" }}
 {{- end }}
 {{- if .Values.rules.files }}
 {{- $rules = append $rules "/etc/sensor/rules.d" }}
