@@ -548,3 +548,18 @@ fn config_check_reports_mistakes_with_their_line() {
     assert!(!out.status.success() && stderr.contains("/nonexistent/token"), "{stderr}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn the_signal_that_stops_the_sensor_is_reported() {
+    let (child, _) = start(&["run", "--json"]);
+    // From another program, as an attacker's `kill` would be.
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let (stdout, _) = finish(child);
+    let alert = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|a| a["rule"] == "Signal sent to the sensor")
+        .unwrap_or_else(|| panic!("no alert for the stopping signal: {stdout}"));
+    assert_eq!(alert["output_fields"]["proc.name"], "kill", "{alert}");
+}

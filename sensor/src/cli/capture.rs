@@ -65,9 +65,9 @@ pub async fn run(args: CaptureArgs) -> anyhow::Result<()> {
         None => Box::new(BufWriter::new(io::stdout().lock())),
     };
 
+    let stop = super::stop_signal(args.duration.map(Duration::from_secs_f64))?;
     let mut capture = Capture::start(&cfg)?;
     let clock = Clock::now();
-    let stop = super::stop_signal(args.duration.map(Duration::from_secs_f64));
     tokio::pin!(stop);
     let mut report = tokio::time::interval(Duration::from_secs(1));
     let mut lost_reported = 0;
@@ -100,7 +100,7 @@ pub async fn run(args: CaptureArgs) -> anyhow::Result<()> {
                     lost_reported = lost;
                 }
             }
-            r = &mut stop => { r?; break; }
+            _ = &mut stop => break,
         }
     }
     out.flush()?;

@@ -82,21 +82,25 @@ fn block_on(task: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(task)
 }
 
-/// Resolves after `duration`, or on Ctrl-C or SIGTERM.
-async fn stop_signal(duration: Option<Duration>) -> io::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let timeout = async {
-        match duration {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
+/// A future that resolves after `duration`, or on SIGINT (Ctrl-C) or SIGTERM. The signal
+/// handlers are installed by this call, so a signal arriving from now on is never fatal.
+fn stop_signal(duration: Option<Duration>) -> io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        let timeout = async {
+            match duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = timeout => {}
+            _ = interrupt.recv() => {}
+            _ = term.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = timeout => {}
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    Ok(())
+    })
 }
 
 /// The configuration options `run` and `replay` share: the file, its overrides, and where

@@ -149,6 +149,8 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
         Err(_) => (log_level.unwrap_or_else(|| "info".into()), Default::default()),
     };
     super::init_logging(&level, format);
+    // From here on SIGTERM and SIGINT stop the sensor cleanly, even while it starts.
+    let stop = super::stop_signal(args.duration.map(Duration::from_secs_f64))?;
     let config = config?;
     let engine = load_engine(&config)?;
     let metrics = Arc::new(Metrics::default());
@@ -200,7 +202,7 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
         tally: Tally::default(),
         workers,
     };
-    runner.run().await?;
+    runner.run(stop).await?;
     runner.finish().await
 }
 
@@ -242,8 +244,7 @@ const DROP_ALERT: &str = "sensor internal: event drops";
 const RELOAD_ALERT: &str = "sensor internal: reload failed";
 
 impl Runner<'_> {
-    async fn run(&mut self) -> anyhow::Result<()> {
-        let stop = super::stop_signal(self.args.duration.map(Duration::from_secs_f64));
+    async fn run(&mut self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
         tokio::pin!(stop);
         let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
         let mut refresh = tokio::time::interval(Duration::from_secs(1));
@@ -254,19 +255,7 @@ impl Runner<'_> {
             tokio::select! {
                 batch = self.capture.next_batch() => {
                     let Some(batch) = batch else { break };
-                    for record in batch {
-                        match decode(&record, &self.clock) {
-                            Ok(event) => {
-                                self.tally.decoded += 1;
-                                match self.tally.events.get_mut(event.type_name()) {
-                                    Some(n) => *n += 1,
-                                    None => { self.tally.events.insert(event.type_name().to_owned(), 1); }
-                                }
-                                self.pool.dispatch(event).await;
-                            }
-                            Err(_) => self.tally.undecodable += 1,
-                        }
-                    }
+                    self.dispatch(batch).await;
                 }
                 Some(alert) = self.alerts_rx.recv() => self.publish(alert),
                 _ = refresh.tick() => self.refresh_metrics(),
@@ -281,10 +270,44 @@ impl Runner<'_> {
                         self.reload().await;
                     }
                 }
-                r = &mut stop => { r?; break; }
+                () = &mut stop => {
+                    self.drain_rings().await;
+                    break;
+                }
             }
         }
         Ok(())
+    }
+
+    /// Decodes a batch of records and hands the events to the workers.
+    async fn dispatch(&mut self, batch: Vec<bytes::Bytes>) {
+        for record in batch {
+            match decode(&record, &self.clock) {
+                Ok(event) => {
+                    self.tally.decoded += 1;
+                    match self.tally.events.get_mut(event.type_name()) {
+                        Some(n) => *n += 1,
+                        None => {
+                            self.tally.events.insert(event.type_name().to_owned(), 1);
+                        }
+                    }
+                    self.pool.dispatch(event).await;
+                }
+                Err(_) => self.tally.undecodable += 1,
+            }
+        }
+    }
+
+    /// At a stop, takes what the rings still hold (the signal that stopped the sensor is in
+    /// there, and rules watch for it): until they stay empty briefly, for a second at most.
+    async fn drain_rings(&mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while tokio::time::Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_millis(100), self.capture.next_batch()).await {
+                Ok(Some(batch)) => self.dispatch(batch).await,
+                _ => break,
+            }
+        }
     }
 
     /// Counts a rule's alert and hands it to the outputs.

@@ -57,9 +57,10 @@ impl UserDb {
         self.by_mnt_ns.entry(mnt_ns).or_insert_with(|| {
             let read = |file: &str| {
                 // A process gone already: the host's files, through init's root (in a pod,
-                // `/etc` is the sensor's image's).
+                // `/etc` is the sensor's image's), else the sensor's own.
                 fs::read_to_string(format!("/proc/{pid}/root/etc/{file}"))
                     .or_else(|_| fs::read_to_string(format!("/proc/1/root/etc/{file}")))
+                    .or_else(|_| fs::read_to_string(format!("/etc/{file}")))
                     .unwrap_or_default()
             };
             Accounts { users: parse_passwd(&read("passwd")), groups: parse_group(&read("group")) }
