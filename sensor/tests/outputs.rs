@@ -1,15 +1,16 @@
 //! The outputs end to end: `sensor replay --config` sends real alerts over real HTTP to a
 //! Telegram stand-in that checks requests as Telegram does, to a webhook receiver (plain, and
-//! a Python HTTPS server requiring a client certificate), to a file and to stdout.
+//! a Python HTTPS server requiring a client certificate), to a file, to stdout, and, for the
+//! tests of every output at once, to an aiosmtpd relay and a Python gRPC subscriber.
 
 mod peers;
 
 use std::{
     collections::{HashMap, VecDeque},
     convert::Infallible,
-    io::{BufRead as _, BufReader, Write as _},
+    io::{BufRead as _, BufReader},
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -18,26 +19,22 @@ use std::{
 use http_body_util::{BodyExt as _, Full};
 use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
+use peers::{
+    grpc::{Subscriber, Target},
+    pki::Pki,
+    read_json_lines,
+    sensor::{AWKWARD_NAME, Finished, RULES, Replay, event},
+    smtp::{self, SmtpServer},
+    wait_for,
+};
+use sensor::outputs::smtp::TlsMode;
 use serde_json::{Value, json};
 
 /// The bot token the tests give the sensor; it must never show in its output.
 const TOKEN: &str = "123456789:AAH-test_token-never-printed";
 const CHAT_ID: &str = "-1001234567890";
-
-const RULES: &str = r#"
-- rule: Shadow read
-  desc: a test rule
-  condition: evt.type = openat and fd.name = /etc/shadow
-  output: "Sensitive file opened (file=%fd.name proc=%proc.name container_id=%container.id)"
-  priority: WARNING
-  tags: [filesystem, mitre_credential_access]
-"#;
-
-/// An event that fires the rule; the process name is full of MarkdownV2 specials.
-fn event(container: &str) -> String {
-    json!({"evt.type": "openat", "fd.name": "/etc/shadow", "proc.name": "x_*[1](2)~`>#+-=|{}.!\\", "container.id": container})
-        .to_string()
-}
+/// The webhook's Authorization header, a secret too.
+const WEBHOOK_AUTH: &str = "Bearer s3cret-webhook";
 
 // ---------------------------------------------------------------------------------------------
 // An HTTP peer on 127.0.0.1, recording every request and answering through a handler.
@@ -225,100 +222,37 @@ fn webhook(script: &[u16]) -> HttpPeer {
 // ---------------------------------------------------------------------------------------------
 // Running the sensor.
 
-/// What a finished `sensor replay` printed.
-struct Finished {
-    success: bool,
-    stdout: String,
-    stderr: String,
+/// `sensor replay` of the rule [`RULES`] with `config`, the Telegram token and the webhook
+/// secret in its environment.
+fn sensor_replay(dir: &Path, config: &str) -> Replay {
+    Replay::new(dir, RULES, config).env("TELEGRAM_TEST_TOKEN", TOKEN).env("WEBHOOK_TEST_AUTH", WEBHOOK_AUTH)
 }
 
-impl Finished {
-    /// The counters the sensor printed for output `name` at exit.
-    fn counters(&self, name: &str) -> HashMap<String, u64> {
-        let prefix = format!("output {name}: ");
-        let line = self
-            .stderr
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("no counters for {name} in:\n{}", self.stderr));
-        line.split_whitespace()
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap();
-                (k.to_owned(), v.parse().unwrap())
-            })
-            .collect()
+/// Fails if the sensor printed a secret; `run`.
+fn secrets_hidden(run: Finished) -> Finished {
+    for secret in [TOKEN, WEBHOOK_AUTH, smtp::PASSWORD] {
+        assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret), "`{secret}` leaked:\n{}", run.stderr);
     }
-
-    /// Asserts `produced = filtered + sent + failed + dropped + suppressed` for output `name`.
-    fn assert_adds_up(&self, name: &str) -> HashMap<String, u64> {
-        let c = self.counters(name);
-        let accounted = c["filtered"] + c["sent"] + c["failed"] + c["dropped"] + c["suppressed"];
-        assert_eq!(c["produced"], accounted, "{name}: {c:?}");
-        assert_eq!(c["queued"], 0, "{name}: {c:?}");
-        c
-    }
+    run
 }
 
-/// Starts `sensor replay` on `events` (a file, or `-` for a pipe) with configuration `config`.
-fn start_replay(dir: &Path, config: &str, events: &str, extra: &[&str]) -> Child {
-    std::fs::write(dir.join("rules.yaml"), RULES).unwrap();
-    std::fs::write(dir.join("sensor.yaml"), config).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_sensor"))
-        .args(["replay", "--rules"])
-        .arg(dir.join("rules.yaml"))
-        .args(["--events", events, "--config"])
-        .arg(dir.join("sensor.yaml"))
-        .args(extra)
-        .env("SENSOR_LOG", "debug")
-        .env("TELEGRAM_TEST_TOKEN", TOKEN)
-        .env("WEBHOOK_TEST_AUTH", "Bearer s3cret-webhook")
-        .stdin(if events == "-" { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sensor starts")
-}
-
-/// Waits for the sensor to exit (failing the test if it hangs for minutes).
-fn finish(mut child: Child) -> Finished {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("sensor replay did not finish: {:?}", child.wait_with_output().unwrap());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    let finished = Finished {
-        success: out.status.success(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    };
-    assert!(!finished.stdout.contains(TOKEN) && !finished.stderr.contains(TOKEN), "the token leaked");
-    finished
-}
-
-/// Replays `events` (written to a file) with `config`.
+/// Replays `events` (from a file) with `config` and more command-line arguments `extra`.
 fn replay(dir: &Path, config: &str, events: &[String], extra: &[&str]) -> Finished {
-    let path = dir.join("events.jsonl");
-    std::fs::write(&path, events.join("\n") + "\n").unwrap();
-    finish(start_replay(dir, config, path.to_str().unwrap(), extra))
-}
-
-fn lines(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+    secrets_hidden(sensor_replay(dir, config).args(extra).run(events))
 }
 
 // ---------------------------------------------------------------------------------------------
 // The tests.
 
+/// `replay --events -` reads stdin: the sensor starts, the gRPC subscriber subscribes, and
+/// only then the event is written, so the subscriber is there when the alert is produced.
 #[test]
-fn one_alert_reaches_stdout_a_file_telegram_and_a_webhook_in_their_formats() {
+fn one_alert_reaches_every_output_in_its_documented_format() {
     let dir = peers::scratch_dir("formats");
+    let pki = Pki::new(&dir);
+    let relay = SmtpServer::start(&pki, TlsMode::Starttls, &[]);
     let (bot, hook) = (telegram(&[]), webhook(&[]));
-    let file = dir.join("alerts.jsonl");
+    let (file, socket) = (dir.join("alerts.jsonl"), dir.join("run/grpc.sock"));
     let config = format!(
         "outputs:
   - stdout: {{format: text}}
@@ -331,27 +265,46 @@ fn one_alert_reaches_stdout_a_file_telegram_and_a_webhook_in_their_formats() {
   - webhook:
       url: {hook}/falco
       headers: {{Authorization: {{env: WEBHOOK_TEST_AUTH}}, X-Source: sensor}}
+{smtp}  - grpc: {{unix_socket: {socket}}}
 ",
         file = file.display(),
         bot = bot.url(),
         hook = hook.url(),
+        smtp = smtp::output_entry(&pki, relay.port, &smtp::password_file(&dir), ""),
+        socket = socket.display(),
     );
-    let run = replay(&dir, &config, &[event("3ad7b26ded6d")], &[]);
+    let mut sensor = sensor_replay(&dir, &config).start();
+    sensor.wait_for_log(&format!("serving Falco's gRPC API on unix://{}", socket.display()));
+    let subscriber = Subscriber::start(&Target::Unix(socket), "Shadow read", false);
+    sensor.send(&event("3ad7b26ded6d"));
+    let run = secrets_hidden(sensor.finish());
     assert!(run.success, "{}", run.stderr);
 
     // stdout: Falco's text line.
-    let output = "Sensitive file opened (file=/etc/shadow proc=x_*[1](2)~`>#+-=|{}.!\\ container_id=3ad7b26ded6d)";
-    assert_eq!(run.stdout, format!("00:00:00.000000000: Warning {output}\n"));
+    let output = format!("Sensitive file opened (file=/etc/shadow proc={AWKWARD_NAME} container_id=3ad7b26ded6d)");
+    let line = format!("00:00:00.000000000: Warning {output}");
+    assert_eq!(run.stdout, format!("{line}\n"));
 
     // The file: Falco's JSON alert on one line.
-    let written = lines(&file);
+    let written = read_json_lines(&file);
     assert_eq!(written.len(), 1);
     let alert = &written[0];
     assert_eq!(alert["rule"], "Shadow read");
     assert_eq!(alert["priority"], "Warning");
-    assert_eq!(alert["output"], format!("00:00:00.000000000: Warning {output}"));
-    assert_eq!(alert["output_fields"]["container.id"], "3ad7b26ded6d");
+    assert_eq!(alert["output"], line);
+    assert_eq!(alert["source"], "syscall");
+    assert_eq!(alert["time"], "1970-01-01T00:00:00.000000000Z");
+    let fields = json!({"fd.name": "/etc/shadow", "proc.name": AWKWARD_NAME, "container.id": "3ad7b26ded6d"});
+    let with_time = |time: Value| {
+        let mut fields = fields.clone();
+        fields["evt.time"] = time;
+        fields
+    };
+    // Falco's JSON gives evt.time as a number (nanoseconds), its gRPC response as text.
+    assert_eq!(alert["output_fields"], with_time(json!(0)));
     assert_eq!(alert["tags"], json!(["filesystem", "mitre_credential_access"]));
+    let host = alert["hostname"].as_str().unwrap();
+    assert!(!host.is_empty());
 
     // Telegram: one message the stand-in parsed, in the documented layout.
     let sent = bot.received();
@@ -363,9 +316,8 @@ fn one_alert_reaches_stdout_a_file_telegram_and_a_webhook_in_their_formats() {
         plain,
         format!(
             "[Warning] Shadow read\n{output}\n\nTime: 1970-01-01T00:00:00.000000000Z\nHost: {host}\nSource: syscall\n\
-             Tags: filesystem, mitre_credential_access\nFields:\n• fd.name: /etc/shadow\n• proc.name: x_*[1](2)~`>#+-=|{{}}.!\\\n\
-             • container.id: 3ad7b26ded6d",
-            host = alert["hostname"].as_str().unwrap()
+             Tags: filesystem, mitre_credential_access\nFields:\n• fd.name: /etc/shadow\n• proc.name: {AWKWARD_NAME}\n\
+             • container.id: 3ad7b26ded6d"
         )
     );
 
@@ -375,14 +327,37 @@ fn one_alert_reaches_stdout_a_file_telegram_and_a_webhook_in_their_formats() {
     assert_eq!(posted[0].path, "/falco");
     assert_eq!(posted[0].json(), *alert);
     assert_eq!(posted[0].headers["content-type"], "application/json");
-    assert_eq!(posted[0].headers["authorization"], "Bearer s3cret-webhook");
+    assert_eq!(posted[0].headers["authorization"], WEBHOOK_AUTH);
     assert_eq!(posted[0].headers["x-source"], "sensor");
 
-    for name in ["stdout", "file", "telegram", "webhook"] {
+    // The mail: STARTTLS and AUTH with the password from its file, subject `[Priority] rule`,
+    // the alert and its fields in a text part and an HTML part.
+    let mail = relay.next_mail();
+    smtp::assert_envelope(&mail);
+    assert_eq!(mail["subject"], "[Warning] Shadow read", "{mail}");
+    let text = smtp::part(&mail, "text/plain");
+    assert!(text.contains(&format!("Output:  {line}\n")), "{text}");
+    assert!(text.contains(&format!("Host:    {host}\n")), "{text}");
+    assert!(text.contains(&format!("  proc.name = {AWKWARD_NAME}\n")), "{text}");
+    assert!(text.contains("  container.id = 3ad7b26ded6d\n"), "{text}");
+    let html = smtp::part(&mail, "text/html");
+    assert!(html.contains("<code>x_*[1](2)~`&gt;#+-=|{}.!\\&lt;b&gt;&amp;</code>"), "{html}");
+    relay.assert_no_mail();
+
+    // gRPC: Falco's `response`, as Falco's own stubs decode it.
+    let got = subscriber.alerts();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["rule"], "Shadow read");
+    assert_eq!(got[0]["priority"], 4, "Falco's schema numbers Warning 4");
+    assert_eq!(got[0]["output"], line);
+    assert_eq!(got[0]["output_fields"], with_time(json!("0")));
+    assert_eq!((got[0]["hostname"].as_str(), got[0]["source"].as_str()), (Some(host), Some("syscall")));
+    assert_eq!(got[0]["tags"], alert["tags"]);
+
+    for name in ["stdout", "file", "telegram", "webhook", "smtp", "grpc"] {
         let c = run.assert_adds_up(name);
         assert_eq!((c["produced"], c["sent"], c["retried"]), (1, 1, 0), "{name}");
     }
-    assert!(!run.stderr.contains("s3cret-webhook"), "the webhook secret leaked");
 }
 
 /// A Telegram output retrying fast, so retries without a requested wait are quick.
@@ -474,15 +449,6 @@ fn kill(pid: u32, signal: &str) {
     assert!(status.success());
 }
 
-/// Waits until `check` holds (failing the test after minutes).
-fn wait_for(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// `sensor replay --events -` keeps running while its input is open, which lets the test
 /// rotate the file under a running sensor.
 #[test]
@@ -490,32 +456,29 @@ fn the_file_is_reopened_after_rotation_on_sighup_and_sigusr1() {
     let dir = peers::scratch_dir("rotate");
     let file = dir.join("alerts.jsonl");
     let config = format!("outputs:\n  - file: {{path: {}}}\n", file.display());
-    let mut child = start_replay(&dir, &config, "-", &[]);
-    let mut events = child.stdin.take().unwrap();
-    let pid = child.id();
-    let container_ids = |path: &PathBuf| -> Vec<String> {
-        lines(path).iter().map(|a| a["output_fields"]["container.id"].as_str().unwrap().to_owned()).collect()
+    let mut sensor = sensor_replay(&dir, &config).start();
+    let container_ids = |path: &Path| -> Vec<String> {
+        read_json_lines(path).iter().map(|a| a["output_fields"]["container.id"].as_str().unwrap().to_owned()).collect()
     };
 
-    writeln!(events, "{}", event("before")).unwrap();
-    wait_for("the first alert", || lines(&file).len() == 1);
+    sensor.send(&event("before"));
+    wait_for("the first alert", || read_json_lines(&file).len() == 1);
     let mut rotated = Vec::new();
     for (n, signal) in ["HUP", "USR1"].iter().enumerate() {
         let old = dir.join(format!("alerts.jsonl.{}", n + 1));
         std::fs::rename(&file, &old).unwrap();
-        kill(pid, signal);
-        wait_for("the file to be reopened", || file.exists());
-        writeln!(events, "{}", event(&format!("after-{signal}"))).unwrap();
-        wait_for("the alert after rotation", || lines(&file).len() == 1);
+        kill(sensor.pid(), signal);
+        // The new file exists a moment before the sink writes to it; the log says it does.
+        sensor.wait_for_log(&format!("reopened {} on SIG{signal}", file.display()));
+        sensor.send(&event(&format!("after-{signal}")));
+        wait_for("the alert after rotation", || read_json_lines(&file).len() == 1);
         rotated.push(old);
     }
-    drop(events);
-    let run = finish(child);
+    let run = secrets_hidden(sensor.finish());
     assert!(run.success, "{}", run.stderr);
     assert_eq!(container_ids(&rotated[0]), ["before"]);
     assert_eq!(container_ids(&rotated[1]), ["after-HUP"]);
     assert_eq!(container_ids(&file), ["after-USR1"]);
-    assert!(run.stderr.contains(&format!("reopened {} on SIGHUP", file.display())), "{}", run.stderr);
     let c = run.assert_adds_up("file");
     assert_eq!(c["sent"], 3);
 }
@@ -527,12 +490,16 @@ fn black_hole() -> (std::net::TcpListener, String) {
     (listener, url)
 }
 
+/// Every output type at once: Telegram and the file rate limited, a webhook stuck for good,
+/// stdout filtering everything out, mail in digests, gRPC with nobody subscribed.
 #[test]
 fn a_burst_of_10000_alerts_is_rate_limited_dropped_and_counted_without_blocking_detection() {
     const BURST: u64 = 10_000;
     let dir = peers::scratch_dir("burst");
     let bot = telegram(&[]);
     let (_hole, stuck_url) = black_hole();
+    let pki = Pki::new(&dir);
+    let relay = SmtpServer::start(&pki, TlsMode::Starttls, &[]);
     let file = dir.join("alerts.jsonl");
     let config = format!(
         "outputs:
@@ -550,12 +517,16 @@ fn a_burst_of_10000_alerts_is_rate_limited_dropped_and_counted_without_blocking_
     queue: {{capacity: 4}}
   - stdout: {{}}
     min_priority: critical
+{smtp}  - grpc: {{unix_socket: {socket}, buffer: 100}}
 ",
         bot = bot.url(),
         file = file.display(),
+        smtp = smtp::output_entry(&pki, relay.port, &smtp::password_file(&dir), ""),
+        socket = dir.join("grpc.sock").display(),
     );
     let events: Vec<String> = (0..BURST).map(|_| event("burst")).collect();
-    let run = replay(&dir, &config, &events, &["--drain-timeout", "2"]);
+    // The stuck webhook holds the exit for the whole bound; the others are done well before.
+    let run = replay(&dir, &config, &events, &["--drain-timeout", "10"]);
     assert!(run.success, "{}", run.stderr);
     // Detection went through every event while an output was stuck.
     assert!(run.stderr.contains(&format!("replay: {BURST} events, {BURST} alerts")), "{}", run.stderr);
@@ -576,7 +547,7 @@ fn a_burst_of_10000_alerts_is_rate_limited_dropped_and_counted_without_blocking_
     // The file: what was sent, then the summary, line for line.
     let file_counts = run.assert_adds_up("file");
     assert!(file_counts["sent"] <= 5 && file_counts["suppressed"] > 0, "{file_counts:?}");
-    let written = lines(&file);
+    let written = read_json_lines(&file);
     assert_eq!(written.len() as u64, file_counts["sent"] + file_counts["summaries"]);
     let last = written.last().unwrap();
     assert_eq!(last["output_fields"]["suppressed"], file_counts["suppressed"]);
@@ -589,6 +560,25 @@ fn a_burst_of_10000_alerts_is_rate_limited_dropped_and_counted_without_blocking_
     let stdout = run.assert_adds_up("stdout");
     assert_eq!((stdout["filtered"], stdout["sent"]), (BURST, 0));
     assert!(run.stdout.is_empty());
+
+    // Mail: digests of at most 1,000 alerts (the default batch), full but for the last one,
+    // carrying every alert sent; the rest fell out of the queue while a digest was sent.
+    let mail = run.assert_adds_up("smtp");
+    assert_eq!((mail["produced"], mail["failed"], mail["suppressed"]), (BURST, 0, 0), "{mail:?}");
+    assert!(mail["sent"] >= 1000, "{mail:?}");
+    let mut digests = Vec::new();
+    while digests.iter().sum::<u64>() < mail["sent"] {
+        digests.push(smtp::alerts_in(&relay.next_mail()));
+    }
+    relay.assert_no_mail();
+    assert_eq!(digests.iter().sum::<u64>(), mail["sent"], "{digests:?}");
+    let (last, full) = digests.split_last().unwrap();
+    assert!(full.iter().all(|&n| n == 1000) && *last <= 1000, "{digests:?}");
+
+    // gRPC: published to the `get` buffer, nothing to wait for.
+    let grpc = run.assert_adds_up("grpc");
+    assert_eq!((grpc["produced"], grpc["failed"], grpc["suppressed"]), (BURST, 0, 0), "{grpc:?}");
+    assert!(grpc["sent"] > 0, "{grpc:?}");
 }
 
 #[test]
@@ -639,79 +629,19 @@ fn without_a_configuration_json_selects_falco_json_on_stdout() {
 // ---------------------------------------------------------------------------------------------
 // HTTPS with a custom CA and mutual TLS, against Python's ssl module.
 
-/// Runs openssl, failing the test if it fails.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, signed by the CA.
-fn certificates(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-    );
-    for (name, ext) in [("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")] {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                &format!("/CN={name}"),
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-            ],
-        );
-        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                &format!("{name}.ext"),
-                "-out",
-                &format!("{name}.pem"),
-            ],
-        );
-    }
-}
-
-/// tests/peers/https_receiver.py, serving HTTPS that requires a client certificate; its port.
-fn https_receiver(dir: &Path) -> (Child, u16) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/https_receiver.py");
+/// tests/peers/https_receiver.py, serving HTTPS with `pki`'s server certificate and requiring
+/// a client certificate signed by its CA, logging to `log`; its port.
+fn https_receiver(pki: &Pki, log: &Path) -> (Child, u16) {
     let mut child = Command::new(peers::python())
-        .arg(script)
-        .args(["--cert", "server.pem", "--key", "server.key", "--client-ca", "ca.pem", "--log", "received.jsonl"])
-        .current_dir(dir)
+        .arg(peers::script("https_receiver.py"))
+        .arg("--cert")
+        .arg(&pki.server_cert)
+        .arg("--key")
+        .arg(&pki.server_key)
+        .arg("--client-ca")
+        .arg(&pki.ca)
+        .arg("--log")
+        .arg(log)
         .stdout(Stdio::piped())
         .spawn()
         .expect("the Python receiver starts");
@@ -724,19 +654,16 @@ fn https_receiver(dir: &Path) -> (Child, u16) {
 #[test]
 fn webhook_over_https_trusts_the_configured_ca_and_presents_its_client_certificate() {
     let dir = peers::scratch_dir("mtls");
-    certificates(&dir);
-    let (mut receiver, port) = https_receiver(&dir);
+    let pki = Pki::new(&dir);
+    let log = dir.join("received.jsonl");
+    let (mut receiver, port) = https_receiver(&pki, &log);
     let webhook = |name: &str, tls: &str| {
         format!(
             "  - webhook: {{url: \"https://127.0.0.1:{port}/\", ca_file: {ca}{tls}}}\n    name: {name}\n    retry: {{attempts: 2, initial_backoff: 10ms}}\n",
-            ca = dir.join("ca.pem").display(),
+            ca = pki.ca.display(),
         )
     };
-    let client = format!(
-        ", client_cert: {}, client_key: {}",
-        dir.join("client.pem").display(),
-        dir.join("client.key").display()
-    );
+    let client = format!(", client_cert: {}, client_key: {}", pki.client_cert.display(), pki.client_key.display());
     let config = format!("outputs:\n{}{}", webhook("mtls", &client), webhook("no-client-cert", ""));
     let run = replay(&dir, &config, &[event("tls")], &[]);
     receiver.kill().unwrap();
@@ -745,7 +672,7 @@ fn webhook_over_https_trusts_the_configured_ca_and_presents_its_client_certifica
 
     let c = run.assert_adds_up("mtls");
     assert_eq!(c["sent"], 1, "{}", run.stderr);
-    let received = lines(&dir.join("received.jsonl"));
+    let received = read_json_lines(&log);
     assert_eq!(received.len(), 1);
     assert_eq!(received[0]["client"], "client");
     assert_eq!(received[0]["alert"]["output_fields"]["container.id"], "tls");

@@ -1,5 +1,6 @@
 //! The gRPC output against a Falco client from another stack: Python grpcio with stubs
-//! generated from Falco's own .proto files, over a real unix socket or TCP with mutual TLS.
+//! generated from Falco's own .proto files, over a real unix socket or TCP with mutual TLS;
+//! the sink on its own, and behind `sensor replay --config`.
 
 mod peers;
 
@@ -7,11 +8,17 @@ use std::{
     io::Write as _,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    sync::{Arc, OnceLock},
-    time::{Duration, Instant},
+    sync::Arc,
+    time::Duration,
 };
 
+use peers::{
+    grpc::{Subscriber, Target, call, client},
+    pki::Pki,
+    read_json_lines,
+    sensor::{RULES, Replay, event_by},
+    wait_for,
+};
 use sensor::{
     outputs::{
         Sink,
@@ -31,78 +38,6 @@ const PRIORITIES: [Priority; 8] = [
     Priority::Informational,
     Priority::Debug,
 ];
-
-/// Python stubs generated once per test run from Falco's .proto files (not the sensor's).
-fn stubs() -> &'static Path {
-    static STUBS: OnceLock<PathBuf> = OnceLock::new();
-    STUBS.get_or_init(|| {
-        let falco = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/falco");
-        let dir = peers::scratch_dir("grpc-stubs");
-        let out = Command::new(peers::python())
-            .args(["-m", "grpc_tools.protoc", "-I"])
-            .arg(&falco)
-            .arg(format!("--python_out={}", dir.display()))
-            .arg(format!("--grpc_python_out={}", dir.display()))
-            .args(["outputs.proto", "schema.proto", "version.proto"])
-            .output()
-            .expect("grpc_tools.protoc runs");
-        assert!(out.status.success(), "protoc on {}: {}", falco.display(), String::from_utf8_lossy(&out.stderr));
-        dir
-    })
-}
-
-/// How the client reaches the server: a target, and TLS files when over TCP.
-struct Target {
-    address: String,
-    /// CA, and the client certificate and key if the client presents one.
-    tls: Option<(PathBuf, Option<(PathBuf, PathBuf)>)>,
-}
-
-impl Target {
-    fn unix(path: &Path) -> Target {
-        Target { address: format!("unix://{}", path.display()), tls: None }
-    }
-}
-
-/// `grpc_client.py` with its connection options, ready for a command.
-fn client(target: &Target) -> Command {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/grpc_client.py");
-    let mut cmd = Command::new(peers::python());
-    cmd.arg(script).arg("--stubs").arg(stubs()).args(["--target", &target.address]);
-    if let Some((ca, identity)) = &target.tls {
-        cmd.arg("--ca").arg(ca);
-        if let Some((cert, key)) = identity {
-            cmd.arg("--cert").arg(cert).arg("--key").arg(key);
-        }
-    }
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd
-}
-
-/// Runs a client command to its end and returns its JSON lines; panics if it fails.
-fn run(target: &Target, args: &[&str]) -> Vec<Json> {
-    json_lines(&client(target).args(args).output().expect("python starts"))
-}
-
-fn json_lines(out: &Output) -> Vec<Json> {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "client failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
-}
-
-/// Starts `grpc_client.py sub` and waits until the server counts it as a subscriber.
-fn subscribe(sink: &GrpcSink, target: &Target, args: &[&str]) -> Child {
-    let mut child = client(target).arg("sub").args(args).stdin(Stdio::piped()).spawn().expect("python starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sink.stats().subscribers == 0 {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the subscriber exited with {status}: {:?}", child.wait_with_output().unwrap());
-        }
-        assert!(Instant::now() < deadline, "the subscriber never subscribed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-}
 
 fn alert(rule: &str, priority: Priority, seq: u64, message: &str) -> Arc<Alert> {
     Arc::new(Alert {
@@ -133,19 +68,20 @@ async fn a_falco_client_subscribes_gets_and_asks_the_version_over_the_unix_socke
     let (config, socket) = unix_config(&dir, 3, 100);
     let mut sink = GrpcSink::start(&config).await.unwrap();
     assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
-    let target = Target::unix(&socket);
+    let target = Target::Unix(socket.clone());
 
-    let version = run(&target, &["version"]);
+    let version = call(&target, &["version"]);
     assert_eq!(version[0]["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(version[0]["major"], env!("CARGO_PKG_VERSION_MAJOR").parse::<u64>().unwrap());
     assert!(version[0]["engine_version"].as_str().unwrap().starts_with("0."), "{}", version[0]);
 
-    let subscriber = subscribe(&sink, &target, &["--until", "last"]);
+    let subscriber = Subscriber::start(&target, "last", false);
+    assert_eq!(sink.stats().subscribers, 1, "subscribed once the server answered the call");
     let batch: Vec<_> =
         PRIORITIES.iter().zip(0..).map(|(&p, seq)| alert(&format!("rule {p}"), p, seq, "shell in container")).collect();
     sink.send(&batch).await.unwrap();
     sink.send(&[alert("last", Priority::Debug, 8, "the end")]).await.unwrap();
-    let received = json_lines(&subscriber.wait_with_output().unwrap());
+    let received = subscriber.alerts();
 
     assert_eq!(received.len(), 9, "{received:?}");
     for (seq, (got, sent)) in received.iter().zip(batch.iter()).enumerate() {
@@ -172,15 +108,15 @@ async fn a_falco_client_subscribes_gets_and_asks_the_version_over_the_unix_socke
 
     // `get` returns what the buffer (3 alerts) kept, oldest first, and each alert only once.
     let rules = |alerts: Vec<Json>| alerts.iter().map(|a| a["rule"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
-    assert_eq!(rules(run(&target, &["get"])), ["rule Informational", "rule Debug", "last"]);
-    assert_eq!(rules(run(&target, &["get"])), Vec::<String>::new());
+    assert_eq!(rules(call(&target, &["get"])), ["rule Informational", "rule Debug", "last"]);
+    assert_eq!(rules(call(&target, &["get"])), Vec::<String>::new());
     sink.send(&[alert("later", Priority::Warning, 9, "again")]).await.unwrap();
-    assert_eq!(rules(run(&target, &["get"])), ["later"]);
+    assert_eq!(rules(call(&target, &["get"])), ["later"]);
 
     // Shutting down ends open subscriptions cleanly instead of waiting for them.
-    let open = subscribe(&sink, &target, &["--until", "never sent"]);
+    let open = Subscriber::start(&target, "never sent", false);
     tokio::time::timeout(Duration::from_secs(20), sink.shutdown()).await.expect("shutdown waits for no subscriber");
-    assert_eq!(json_lines(&open.wait_with_output().unwrap()), Vec::<Json>::new());
+    assert_eq!(open.alerts(), Vec::<Json>::new());
     assert!(!socket.exists(), "the socket outlived the server");
 }
 
@@ -191,10 +127,10 @@ async fn a_subscriber_that_never_reads_misses_alerts_and_costs_bounded_memory() 
     let dir = peers::scratch_dir("grpc-stalled");
     let (config, socket) = unix_config(&dir, BUFFER, BUFFER);
     let mut sink = GrpcSink::start(&config).await.unwrap();
-    let target = Target::unix(&socket);
+    let target = Target::Unix(socket.clone());
 
     // The client opens the stream, then reads nothing until it gets a line on stdin.
-    let mut subscriber = subscribe(&sink, &target, &["--until", "end", "--wait-stdin"]);
+    let mut subscriber = Subscriber::start(&target, "end", true);
     // About 4 kB an alert: 80 MB in all if the stream buffered everything.
     let padding = "x".repeat(4000);
     for seq in 0..BURST {
@@ -203,9 +139,9 @@ async fn a_subscriber_that_never_reads_misses_alerts_and_costs_bounded_memory() 
     let stats = sink.stats();
     assert_eq!((stats.buffered, stats.evicted), (BUFFER, BURST - BUFFER as u64), "{stats:?}");
 
-    subscriber.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    subscriber.release();
     sink.send(&[alert("end", Priority::Warning, BURST, "end")]).await.unwrap();
-    let received = json_lines(&subscriber.wait_with_output().unwrap());
+    let received = subscriber.alerts();
     let seqs: Vec<u64> =
         received.iter().map(|a| a["output_fields"]["seq"].as_str().unwrap().parse().unwrap()).collect();
 
@@ -222,64 +158,17 @@ async fn a_subscriber_that_never_reads_misses_alerts_and_costs_bounded_memory() 
     sink.shutdown().await;
 }
 
-/// Makes a CA, a server certificate for 127.0.0.1 and a client certificate with openssl.
-fn make_certificates(dir: &Path) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &key,
-            &["-subj", "/CN=sensor test CA", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1"],
-            &["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-        ]
-        .concat(),
-    );
-    for (name, usage, san) in
-        [("server", "serverAuth", "DNS:localhost,IP:127.0.0.1"), ("client", "clientAuth", "DNS:client")]
-    {
-        std::fs::write(
-            dir.join(format!("{name}.ext")),
-            format!("subjectAltName={san}\nextendedKeyUsage={usage}\nbasicConstraints=CA:FALSE\n"),
-        )
-        .unwrap();
-        let (csr, crt, keyfile, ext) =
-            (format!("{name}.csr"), format!("{name}.crt"), format!("{name}.key"), format!("{name}.ext"));
-        openssl(&[&["req"][..], &key, &["-subj", &format!("/CN={name}"), "-keyout", &keyfile, "-out", &csr]].concat());
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            &ext,
-            "-out",
-            &crt,
-        ]);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_serves_clients_with_a_certificate_and_refuses_others() {
     let dir = peers::scratch_dir("grpc-tls");
-    make_certificates(&dir);
+    let pki = Pki::new(&dir);
     let config = GrpcConfig {
         unix_socket: None,
         tcp: Some(TcpConfig {
             address: "127.0.0.1:0".parse().unwrap(),
-            cert_file: dir.join("server.crt"),
-            key_file: dir.join("server.key"),
-            client_ca_file: dir.join("ca.crt"),
+            cert_file: pki.server_cert.clone(),
+            key_file: pki.server_key.clone(),
+            client_ca_file: pki.ca.clone(),
         }),
         buffer: 10,
         subscriber_buffer: 10,
@@ -288,17 +177,16 @@ async fn tcp_serves_clients_with_a_certificate_and_refuses_others() {
     let address = format!("127.0.0.1:{}", sink.local_addr().unwrap().port());
     sink.send(&[alert("over tls", Priority::Critical, 1, "hello")]).await.unwrap();
 
-    let without = Target { address: address.clone(), tls: Some((dir.join("ca.crt"), None)) };
+    let without = Target::Tls { address: address.clone(), pki: pki.clone(), identify: false };
     let refused = client(&without).arg("get").output().unwrap();
     assert_eq!(refused.status.code(), Some(2), "{refused:?}");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("UNAVAILABLE"), "{refused:?}");
 
-    let with =
-        Target { address, tls: Some((dir.join("ca.crt"), Some((dir.join("client.crt"), dir.join("client.key"))))) };
-    let got = run(&with, &["get"]);
+    let with = Target::Tls { address, pki, identify: true };
+    let got = call(&with, &["get"]);
     assert_eq!(got.len(), 1, "the refused client took nothing: {got:?}");
     assert_eq!((got[0]["rule"].as_str(), got[0]["priority"].as_u64()), (Some("over tls"), Some(2)));
-    assert_eq!(run(&with, &["version"])[0]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(call(&with, &["version"])[0]["version"], env!("CARGO_PKG_VERSION"));
     sink.shutdown().await;
 }
 
@@ -319,4 +207,81 @@ async fn a_stale_socket_is_replaced_but_a_live_one_or_a_file_is_not() {
     let err = GrpcSink::start(&config).await.err().expect("a file is kept").to_string();
     assert!(err.contains(&socket.display().to_string()) && err.contains("not a socket"), "{err}");
     assert_eq!(std::fs::read_to_string(&socket).unwrap(), "not a socket");
+}
+
+/// A second rule, fired by one event after a burst: when its alert reaches the file, the
+/// sensor has gone through the whole burst.
+const END_OF_BURST: &str = r#"
+- rule: End of burst
+  desc: marks the last event of a test's burst
+  condition: evt.type = openat and fd.name = /tmp/end-of-burst
+  output: "End of burst (container_id=%container.id)"
+  priority: NOTICE
+"#;
+
+/// The most memory the process `pid` has held so far (its peak resident set), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).expect("VmHWM in /proc/PID/status");
+    line.trim().trim_end_matches("kB").trim().parse().unwrap()
+}
+
+/// Through `sensor replay` as a user runs it: 20,000 alerts, each with a 4 kB process name in
+/// its output line and in its fields (160 MB in all), while a subscriber reads nothing.
+#[test]
+fn replay_goes_through_a_burst_while_a_subscriber_never_reads_and_stays_small() {
+    const BURST: u64 = 20_000;
+    const BUFFER: u64 = 100;
+    let dir = peers::scratch_dir("grpc-replay-stalled");
+    let (socket, end_file) = (dir.join("grpc.sock"), dir.join("end.jsonl"));
+    let config = format!(
+        "outputs:
+  - grpc: {{unix_socket: {socket}, buffer: {BUFFER}, subscriber_buffer: {BUFFER}}}
+  - file: {{path: {end}}}
+    rules: {{include: [End of burst]}}
+",
+        socket = socket.display(),
+        end = end_file.display(),
+    );
+    let mut sensor = Replay::new(&dir, &format!("{RULES}{END_OF_BURST}"), &config).start();
+    sensor.wait_for_log(&format!("serving Falco's gRPC API on unix://{}", socket.display()));
+    let mut subscriber = Subscriber::start(&Target::Unix(socket), "End of burst", true);
+
+    // A writer thread, so a sensor that blocked would fail the wait below, not hang the test.
+    let mut events = sensor.take_events();
+    let writer = std::thread::spawn(move || {
+        let process = "p".repeat(4000);
+        for seq in 0..BURST {
+            writeln!(events, "{}", event_by(&process, &seq.to_string())).unwrap();
+        }
+        let end = serde_json::json!({"evt.type": "openat", "fd.name": "/tmp/end-of-burst", "container.id": "end"});
+        writeln!(events, "{end}").unwrap();
+        events
+    });
+    wait_for("the end of the burst in the file", || read_json_lines(&end_file).len() == 1);
+    // Kept open: the sensor, and its gRPC server, run on until the subscriber has read.
+    let events = writer.join().unwrap();
+    // Holding the burst for the subscriber takes over 200 MB (measured with a large
+    // subscriber_buffer); the bounded stream keeps the whole sensor near 30 MB.
+    let peak = peak_rss_kib(sensor.pid());
+    assert!(peak < 96 * 1024, "the sensor grew to {peak} KiB while the subscriber stalled");
+
+    subscriber.release();
+    let received = subscriber.alerts();
+    drop(events);
+    let run = sensor.finish();
+    assert!(run.success, "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("replay: {n} events, {n} alerts", n = BURST + 1)), "{}", run.stderr);
+
+    // The subscriber got what its stream held and the newest alerts, in order, the end last.
+    let containers: Vec<&str> = received.iter().map(|a| a["output_fields"]["container.id"].as_str().unwrap()).collect();
+    assert_eq!(containers.last(), Some(&"end"));
+    let seqs: Vec<u64> = containers[..containers.len() - 1].iter().map(|c| c.parse().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "out of order: {seqs:?}");
+    assert!((seqs.len() as u64) < BURST / 4, "received {} of {BURST}: the stream buffered without bound", seqs.len());
+
+    let grpc = run.assert_adds_up("grpc");
+    assert_eq!((grpc["produced"], grpc["failed"]), (BURST + 1, 0), "{grpc:?}");
+    let file = run.assert_adds_up("file");
+    assert_eq!((file["filtered"], file["sent"]), (BURST, 1), "{file:?}");
 }

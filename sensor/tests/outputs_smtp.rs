@@ -1,17 +1,18 @@
 //! The SMTP output against a real SMTP server (aiosmtpd, `tests/peers/smtp_server.py`) that
 //! requires TLS and AUTH like Gmail, with a certificate from a CA made for each test by the
-//! `openssl` CLI: what reaches the mailbox, and how failures are reported.
+//! `openssl` CLI: what reaches the mailbox and how failures are reported, from the sink on its
+//! own and through `sensor replay --config`.
 
 mod peers;
 
-use std::{
-    io::{BufRead as _, BufReader},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::{Arc, mpsc},
-    time::Duration,
-};
+use std::{path::PathBuf, sync::Arc};
 
+use peers::{
+    ScratchDir,
+    pki::Pki,
+    sensor::{RULES, Replay, event},
+    smtp::{self, FROM, LOGIN, SmtpServer, TO, assert_envelope, part},
+};
 use sensor::{
     outputs::{
         SecretSource, SendError, Sink as _,
@@ -19,126 +20,34 @@ use sensor::{
     },
     rules::{Alert, Priority, Value},
 };
-use serde_json::Value as Json;
 
-const LOGIN: &str = "sensor@example.com";
-const PASSWORD: &str = "abcd efgh ijkl mnop";
-
-/// Runs `openssl ARGS` in `dir`, failing the test with its stderr.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+/// A test's directory with its PKI and the app password file.
+struct Setup {
+    dir: ScratchDir,
+    pki: Pki,
+    password: PathBuf,
 }
 
-/// A test's scratch directory: a CA, a server certificate it signed for 127.0.0.1 and
-/// localhost, and the app password file the sink reads.
-struct Pki {
-    dir: PathBuf,
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl Pki {
-    fn new(tag: &str) -> Pki {
+impl Setup {
+    fn new(tag: &str) -> Setup {
         let dir = peers::scratch_dir(tag);
-        let new_ec_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        let ca = ["-x509", "-days", "2", "-subj", "/CN=sensor test CA", "-keyout", "ca.key", "-out", "ca.pem"];
-        let ca_extensions =
-            ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"];
-        openssl(&dir, &[&["req"][..], &new_ec_key, &ca, &ca_extensions].concat());
-        let csr = ["-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"];
-        openssl(&dir, &[&["req"][..], &new_ec_key, &csr].concat());
-        std::fs::write(
-            dir.join("server.ext"),
-            "subjectAltName = IP:127.0.0.1, DNS:localhost\nextendedKeyUsage = serverAuth\nbasicConstraints = CA:FALSE\n",
-        )
-        .unwrap();
-        let sign = ["-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2"];
-        openssl(&dir, &[&["x509"][..], &sign, &["-extfile", "server.ext", "-out", "server.pem"]].concat());
-        std::fs::write(dir.join("password"), format!("{PASSWORD}\n")).unwrap();
-        Pki { ca: dir.join("ca.pem"), cert: dir.join("server.pem"), key: dir.join("server.key"), dir }
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A running `smtp_server.py` and the messages it has printed.
-struct SmtpServer {
-    child: Child,
-    port: u16,
-    mails: mpsc::Receiver<Json>,
-}
-
-impl SmtpServer {
-    /// Starts the server with `pki`'s certificate, STARTTLS or implicit TLS, accepting
-    /// `LOGIN` / `PASSWORD`, and waits until it listens.
-    fn start(pki: &Pki, tls: TlsMode) -> SmtpServer {
-        SmtpServer::start_with(pki, tls, &[])
+        let (pki, password) = (Pki::new(&dir), smtp::password_file(&dir));
+        Setup { dir, pki, password }
     }
 
-    /// [`SmtpServer::start`] with more arguments for `smtp_server.py`.
-    fn start_with(pki: &Pki, tls: TlsMode, args: &[&str]) -> SmtpServer {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/peers/smtp_server.py");
-        let mut command = Command::new(peers::python());
-        command.arg(script).arg("--cert").arg(&pki.cert).arg("--key").arg(&pki.key);
-        command.args(["--login", LOGIN, "--password", PASSWORD]);
-        if tls == TlsMode::Implicit {
-            command.arg("--implicit-tls");
+    /// The sink's configuration for a relay on 127.0.0.1:`port`, trusting the test's CA.
+    fn config(&self, port: u16, tls: TlsMode) -> SmtpConfig {
+        SmtpConfig {
+            host: "127.0.0.1".into(),
+            port: Some(port),
+            tls,
+            username: LOGIN.into(),
+            password: SecretSource { env: None, file: Some(self.password.clone()) },
+            from: Some(FROM.into()),
+            to: TO.map(String::from).to_vec(),
+            ca_file: Some(self.pki.ca.clone()),
+            subject_prefix: Some("[test]".into()),
         }
-        command.args(args);
-        let mut child = command.stdout(Stdio::piped()).spawn().expect("smtp_server.py starts");
-        let (tx, rx) = mpsc::channel();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                let json: Json = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-                if tx.send(json).is_err() {
-                    break;
-                }
-            }
-        });
-        let ready = rx.recv_timeout(Duration::from_secs(30)).expect("smtp_server.py prints its port");
-        let port = u16::try_from(ready["port"].as_u64().expect("port")).unwrap();
-        SmtpServer { child, port, mails: rx }
-    }
-
-    /// The next message the server accepted.
-    fn next_mail(&self) -> Json {
-        self.mails.recv_timeout(Duration::from_secs(10)).expect("the server received a mail")
-    }
-
-    /// Fails if the server accepted a message in the last half second.
-    fn assert_no_mail(&self) {
-        if let Ok(mail) = self.mails.recv_timeout(Duration::from_millis(500)) {
-            panic!("unexpected mail: {mail}");
-        }
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The output's configuration for a relay on 127.0.0.1:`port`, trusting `pki`'s CA.
-fn config(pki: &Pki, port: u16, tls: TlsMode) -> SmtpConfig {
-    SmtpConfig {
-        host: "127.0.0.1".into(),
-        port: Some(port),
-        tls,
-        username: LOGIN.into(),
-        password: SecretSource { env: None, file: Some(pki.dir.join("password")) },
-        from: Some(format!("Sensor <{LOGIN}>")),
-        to: vec!["ops@example.com".into(), "On Call <oncall@example.org>".into()],
-        ca_file: Some(pki.ca.clone()),
-        subject_prefix: Some("[test]".into()),
     }
 }
 
@@ -155,35 +64,11 @@ fn alert(rule: &str, priority: Priority, second: u64, fields: Vec<(&str, Option<
     })
 }
 
-/// The decoded text of the mail's part of type `content_type`, with mail's CRLF line ends
-/// turned into `\n`.
-fn part(mail: &Json, content_type: &str) -> String {
-    let parts = mail["parts"].as_array().expect("parts");
-    let found = parts.iter().find(|p| p["content_type"] == content_type);
-    let text = found.and_then(|p| p["text"].as_str()).unwrap_or_else(|| panic!("no {content_type} part in {mail}"));
-    text.replace("\r\n", "\n")
-}
-
-/// Checks what every mail of the sink configured by [`config`] carries.
-fn assert_envelope(mail: &Json) {
-    assert_eq!(mail["mail_from"], LOGIN, "{mail}");
-    assert_eq!(mail["rcpt_tos"], serde_json::json!(["ops@example.com", "oncall@example.org"]), "{mail}");
-    assert_eq!(mail["auth"]["login"], LOGIN, "{mail}");
-    let mechanism = mail["auth"]["mechanism"].as_str().unwrap_or_default();
-    assert!(["PLAIN", "LOGIN"].contains(&mechanism), "{mail}");
-    assert!(mail["tls_version"].as_str().is_some_and(|v| v.starts_with("TLSv1.")), "{mail}");
-    assert_eq!(mail["from"], format!("Sensor <{LOGIN}>"), "{mail}");
-    assert_eq!(mail["to"], "ops@example.com, On Call <oncall@example.org>", "{mail}");
-    assert_eq!(mail["content_type"], "multipart/alternative", "{mail}");
-    assert_eq!((&mail["has_date"], &mail["has_message_id"]), (&Json::Bool(true), &Json::Bool(true)), "{mail}");
-    assert_eq!(mail["parts"].as_array().map(Vec::len), Some(2), "{mail}");
-}
-
 #[tokio::test]
 async fn starttls_relay_gets_one_mail_per_send_for_every_recipient() {
-    let pki = Pki::new("smtp-starttls");
-    let server = SmtpServer::start(&pki, TlsMode::Starttls);
-    let mut sink = SmtpSink::new(&config(&pki, server.port, TlsMode::Starttls)).expect("valid config");
+    let setup = Setup::new("smtp-starttls");
+    let server = SmtpServer::start(&setup.pki, TlsMode::Starttls, &[]);
+    let mut sink = SmtpSink::new(&setup.config(server.port, TlsMode::Starttls)).expect("valid config");
 
     let single = alert(
         "Read sensitive file untrusted",
@@ -233,9 +118,9 @@ async fn starttls_relay_gets_one_mail_per_send_for_every_recipient() {
 
 #[tokio::test]
 async fn implicit_tls_relay_gets_the_mail() {
-    let pki = Pki::new("smtp-implicit");
-    let server = SmtpServer::start(&pki, TlsMode::Implicit);
-    let mut sink = SmtpSink::new(&config(&pki, server.port, TlsMode::Implicit)).expect("valid config");
+    let setup = Setup::new("smtp-implicit");
+    let server = SmtpServer::start(&setup.pki, TlsMode::Implicit, &[]);
+    let mut sink = SmtpSink::new(&setup.config(server.port, TlsMode::Implicit)).expect("valid config");
     sink.send(&[alert("Terminal shell in container", Priority::Notice, 0, vec![])]).await.expect("accepted");
     let mail = server.next_mail();
     assert_envelope(&mail);
@@ -244,10 +129,10 @@ async fn implicit_tls_relay_gets_the_mail() {
 
 #[tokio::test]
 async fn rejected_password_is_a_permanent_error_that_hides_it() {
-    let pki = Pki::new("smtp-badpass");
-    let server = SmtpServer::start(&pki, TlsMode::Starttls);
-    std::fs::write(pki.dir.join("password"), "wrong app password\n").unwrap();
-    let mut sink = SmtpSink::new(&config(&pki, server.port, TlsMode::Starttls)).expect("valid config");
+    let setup = Setup::new("smtp-badpass");
+    let server = SmtpServer::start(&setup.pki, TlsMode::Starttls, &[]);
+    std::fs::write(&setup.password, "wrong app password\n").unwrap();
+    let mut sink = SmtpSink::new(&setup.config(server.port, TlsMode::Starttls)).expect("valid config");
     let err = sink.send(&[alert("r", Priority::Error, 0, vec![])]).await.expect_err("login rejected");
     let SendError::Permanent(reason) = &err else { panic!("not permanent: {err:?}") };
     assert!(reason.contains(&format!("127.0.0.1:{}", server.port)) && reason.contains("535"), "{reason}");
@@ -257,9 +142,9 @@ async fn rejected_password_is_a_permanent_error_that_hides_it() {
 
 #[tokio::test]
 async fn deferred_mail_is_retried_and_then_delivered() {
-    let pki = Pki::new("smtp-defer");
-    let server = SmtpServer::start_with(&pki, TlsMode::Starttls, &["--defer", "1"]);
-    let mut sink = SmtpSink::new(&config(&pki, server.port, TlsMode::Starttls)).expect("valid config");
+    let setup = Setup::new("smtp-defer");
+    let server = SmtpServer::start(&setup.pki, TlsMode::Starttls, &["--defer", "1"]);
+    let mut sink = SmtpSink::new(&setup.config(server.port, TlsMode::Starttls)).expect("valid config");
     let alerts = [alert("Terminal shell in container", Priority::Critical, 0, vec![])];
     let err = sink.send(&alerts).await.expect_err("the relay defers the first mail");
     let SendError::Retry { reason, after: None } = &err else { panic!("not a retry: {err:?}") };
@@ -269,11 +154,16 @@ async fn deferred_mail_is_retried_and_then_delivered() {
     assert_eq!(server.next_mail()["subject"], "[test] [Critical] Terminal shell in container");
 }
 
+/// A port on 127.0.0.1 that nothing listens on (it was free a moment ago).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 #[tokio::test]
 async fn relay_not_listening_is_retried() {
-    let pki = Pki::new("smtp-down");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut sink = SmtpSink::new(&config(&pki, port, TlsMode::Starttls)).expect("valid config");
+    let setup = Setup::new("smtp-down");
+    let port = free_port();
+    let mut sink = SmtpSink::new(&setup.config(port, TlsMode::Starttls)).expect("valid config");
     let err = sink.send(&[alert("r", Priority::Error, 0, vec![])]).await.expect_err("nobody listens");
     let SendError::Retry { reason, after: None } = &err else { panic!("not a retry: {err:?}") };
     assert!(reason.contains(&format!("127.0.0.1:{port}")) && reason.contains("refused"), "{reason}");
@@ -281,9 +171,9 @@ async fn relay_not_listening_is_retried() {
 
 #[tokio::test]
 async fn relay_with_an_untrusted_certificate_gets_nothing() {
-    let pki = Pki::new("smtp-untrusted");
-    let server = SmtpServer::start(&pki, TlsMode::Starttls);
-    let mut cfg = config(&pki, server.port, TlsMode::Starttls);
+    let setup = Setup::new("smtp-untrusted");
+    let server = SmtpServer::start(&setup.pki, TlsMode::Starttls, &[]);
+    let mut cfg = setup.config(server.port, TlsMode::Starttls);
     cfg.ca_file = None;
     let mut sink = SmtpSink::new(&cfg).expect("valid config");
     let err = sink.send(&[alert("r", Priority::Error, 0, vec![])]).await.expect_err("certificate refused");
@@ -291,4 +181,32 @@ async fn relay_with_an_untrusted_certificate_gets_nothing() {
     assert!(reason.contains("TLS certificate refused") && reason.contains("UnknownIssuer"), "{reason}");
     assert!(reason.contains("set smtp.ca_file"), "{reason}");
     server.assert_no_mail();
+}
+
+/// The relay is down when the alert comes and starts on the output's port once the first
+/// attempt has failed: a retry delivers the mail, and the counters say it took retries.
+#[test]
+fn a_relay_down_then_up_gets_the_mail_on_a_retry() {
+    let setup = Setup::new("smtp-down-up");
+    let port = free_port();
+    // Backoffs of 0.25-0.5 s, then 0.5-1 s, then 1-2 s: at least 7 s of retries after the
+    // first failure, for the relay to start on a loaded machine.
+    let options = "    batch: {window: 200ms}\n    retry: {attempts: 10, initial_backoff: 500ms, max_backoff: 2s}\n";
+    let config = format!("outputs:\n{}", smtp::output_entry(&setup.pki, port, &setup.password, options));
+    let mut sensor = Replay::new(&setup.dir, RULES, &config).start();
+    sensor.send(&event("relay-down"));
+    sensor.wait_for_log(&format!("output `smtp`: attempt 1 failed (SMTP relay 127.0.0.1:{port}: "));
+
+    let relay = SmtpServer::start(&setup.pki, TlsMode::Starttls, &["--port", &port.to_string()]);
+    let mail = relay.next_mail();
+    let run = sensor.finish();
+    assert!(run.success, "{}", run.stderr);
+    assert_envelope(&mail);
+    assert_eq!(mail["subject"], "[Warning] Shadow read", "{mail}");
+    assert!(part(&mail, "text/plain").contains("  container.id = relay-down\n"), "{mail}");
+    relay.assert_no_mail();
+
+    let c = run.assert_adds_up("smtp");
+    assert_eq!((c["produced"], c["sent"], c["failed"]), (1, 1, 0), "{c:?}");
+    assert!(c["retried"] >= 1, "{c:?}");
 }

@@ -1,9 +1,10 @@
 """The SMTP output's test peer: a real aiosmtpd server on 127.0.0.1 that, like Gmail, requires
 TLS (STARTTLS, or implicit TLS with --implicit-tls) and AUTH (PLAIN or LOGIN) before it takes
-mail. It prints one JSON line {"port": N} once listening, then one JSON line per accepted
-message: the envelope, the AUTH login and mechanism, the TLS version, and the parsed message
-(subject, headers, every MIME part decoded). With --defer N it answers the first N messages
-with a 451 "try again later", as a relay over its rate limit does."""
+mail. It listens on --port (default: a free port) and prints one JSON line {"port": N} once
+listening, then one JSON line per accepted message: the envelope, the AUTH login and
+mechanism, the TLS version, and the parsed message (subject, headers, every MIME part
+decoded). With --defer N it answers the first N messages with a 451 "try again later", as a
+relay over its rate limit does."""
 
 import argparse
 import asyncio
@@ -97,7 +98,7 @@ async def serve(args):
             loop=loop,
         )
 
-    server = await loop.create_server(session, "127.0.0.1", 0, ssl=tls if args.implicit_tls else None)
+    server = await loop.create_server(session, "127.0.0.1", args.port, ssl=tls if args.implicit_tls else None)
     print(json.dumps({"port": server.sockets[0].getsockname()[1]}), flush=True)
     await server.serve_forever()
 
@@ -108,6 +109,7 @@ def main():
     parser.add_argument("--key", required=True, help="server private key, PEM")
     parser.add_argument("--login", required=True)
     parser.add_argument("--password", required=True)
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
     parser.add_argument("--defer", type=int, default=0, help="answer the first N messages with 451")
     parser.add_argument("--implicit-tls", action="store_true", help="TLS from the first byte (port 465 style)")
     args = parser.parse_args()

@@ -72,8 +72,9 @@ impl FileSink {
                 };
                 match open(&path) {
                     Ok(file) => {
-                        log::info!("reopened {} on {name}", path.display());
+                        // In place before it is logged: alerts after the log line go to the new file.
                         *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
+                        log::info!("reopened {} on {name}", path.display());
                     }
                     Err(e) => {
                         log::warn!("cannot reopen {} on {name}, writing on to the old file: {e:#}", path.display())
