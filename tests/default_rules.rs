@@ -18,39 +18,11 @@
 
 use std::{
     io::{BufRead, BufReader},
-    path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use sensor_tests::TestBed;
-
-/// `docker ARGS` against the test bed's dockerd: whether it succeeded (actions that are
-/// refused, or programs that exit non-zero, still happened).
-fn docker_status(bed: &TestBed, args: &[&str]) -> bool {
-    Command::new(bed.get("DOCKER"))
-        .args(args)
-        .env("DOCKER_HOST", format!("unix://{}", bed.get("DOCKER_SOCK")))
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// `docker ARGS` against the test bed's dockerd, which must succeed; its stdout, trimmed.
-fn docker(bed: &TestBed, args: &[&str]) -> String {
-    let out = Command::new(bed.get("DOCKER"))
-        .args(args)
-        .env("DOCKER_HOST", format!("unix://{}", bed.get("DOCKER_SOCK")))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// The `sensor` binary cargo built beside this test's `deps/` folder.
-fn sensor_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(|d| d.parent()).unwrap().join("sensor")
-}
+use sensor_tests::{TestBed, sensor_binary};
 
 /// A global IPv4 address of this host, which a host-network container can connect to
 /// without it counting as loopback.
@@ -139,10 +111,10 @@ const EXPECTED: &[Expected] = &[
 
 /// Runs the actions that should fire [`EXPECTED`], in container `main` and `hostns`.
 fn act(bed: &TestBed, main: &str, hostns: &str, sensor_pid: u32) {
-    let sh = |c: &str, script: &str| docker(bed, &["exec", c, "sh", "-c", script]);
-    let exec = |c: &str, args: &[&str]| docker(bed, &[&["exec", c][..], args].concat());
+    let sh = |c: &str, script: &str| bed.docker(&["exec", c, "sh", "-c", script]);
+    let exec = |c: &str, args: &[&str]| bed.docker(&[&["exec", c][..], args].concat());
     // Refused or failing on purpose: only the attempt matters.
-    let attempt = |c: &str, args: &[&str]| docker_status(bed, &[&["exec", c][..], args].concat());
+    let attempt = |c: &str, args: &[&str]| bed.docker_status(&[&["exec", c][..], args].concat());
 
     // Files: written by the shell, then read or changed by single programs.
     sh(main, "echo 'root:*:1::::::' > /etc/shadow");
@@ -168,7 +140,7 @@ fn act(bed: &TestBed, main: &str, hostns: &str, sensor_pid: u32) {
     exec(main, &["rm", "/var/log/app.log"]);
     sh(main, "echo ls >> /root/.ash_history");
     exec(main, &["rm", "/root/.ash_history"]);
-    docker(bed, &["exec", "-e", "HISTFILE=/dev/null", main, "sh", "-c", "true"]);
+    bed.docker(&["exec", "-e", "HISTFILE=/dev/null", main, "sh", "-c", "true"]);
     exec(main, &["shred", "/tmp/f"]);
     attempt(main, &["grep", "-r", "PRIVATE KEY", "/root"]);
 
@@ -190,7 +162,7 @@ fn act(bed: &TestBed, main: &str, hostns: &str, sensor_pid: u32) {
     exec(main, &["/root/true"]);
 
     // Network.
-    docker(bed, &["exec", "-d", main, "nc", "-l", "-p", "9999"]);
+    bed.docker(&["exec", "-d", main, "nc", "-l", "-p", "9999"]);
     std::thread::sleep(Duration::from_millis(300));
     exec(main, &["nc", "127.0.0.1", "9999", "-e", "/bin/true"]);
     attempt(main, &["arping", "-c", "1", "-w", "1", "-I", "lo", "127.0.0.1"]);
@@ -213,12 +185,12 @@ fn act(bed: &TestBed, main: &str, hostns: &str, sensor_pid: u32) {
     exec(main, &[actor, "memfd_exec", "/bin/busybox", "true"]);
     // A setuid-root copy, planted by root and run by another user, makes itself root.
     sh(main, &format!("cp {actor} /root/sa && chmod u+s /root/sa"));
-    docker(bed, &["exec", "-u", "1000", main, "/root/sa", "setuid_root"]);
+    bed.docker(&["exec", "-u", "1000", main, "/root/sa", "setuid_root"]);
 
     // The host's network: a listener and a client on a global address.
     let host = host_address();
     for port in ["6443", "3333"] {
-        docker(bed, &["exec", "-d", hostns, "nc", "-l", "-p", port]);
+        bed.docker(&["exec", "-d", hostns, "nc", "-l", "-p", port]);
         std::thread::sleep(Duration::from_millis(300));
         attempt(hostns, &["nc", "-w", "1", &host, port]);
     }
@@ -226,7 +198,7 @@ fn act(bed: &TestBed, main: &str, hostns: &str, sensor_pid: u32) {
     sh(hostns, "cp /bin/busybox /tmp/true");
     exec(hostns, &["/tmp/true"]);
     // The host's pid namespace: nobody tries to stop the sensor, and is refused.
-    assert!(!docker_status(bed, &["exec", "-u", "65534", hostns, "kill", "-TERM", &sensor_pid.to_string()]));
+    assert!(!bed.docker_status(&["exec", "-u", "65534", hostns, "kill", "-TERM", &sensor_pid.to_string()]));
 }
 
 #[test]
@@ -267,46 +239,40 @@ fn built_in_rules_alert_on_real_actions_in_containers() {
 
     // Started under the sensor's eyes, so that their first processes are seen.
     let lib = "/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu:ro";
-    let main_id = docker(
-        &bed,
-        &[
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "--name",
-            &main,
-            "-v",
-            lib,
-            "-v",
-            "/lib64:/lib64:ro",
-            "-v",
-            &format!("{actor_dir}:/opt/actor:ro"),
-            "-v",
-            &format!("{}:/var/run/docker.sock", bed.get("DOCKER_SOCK")),
-            &image,
-            "sleep",
-            "600",
-        ],
-    );
-    let hostns_id = docker(
-        &bed,
-        &[
-            "run",
-            "-d",
-            "--network",
-            "host",
-            "--pid",
-            "host",
-            "--tmpfs",
-            "/tmp:exec",
-            "--name",
-            &hostns,
-            &image,
-            "sleep",
-            "600",
-        ],
-    );
+    let main_id = bed.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &main,
+        "-v",
+        lib,
+        "-v",
+        "/lib64:/lib64:ro",
+        "-v",
+        &format!("{actor_dir}:/opt/actor:ro"),
+        "-v",
+        &format!("{}:/var/run/docker.sock", bed.get("DOCKER_SOCK")),
+        &image,
+        "sleep",
+        "600",
+    ]);
+    let hostns_id = bed.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "host",
+        "--pid",
+        "host",
+        "--tmpfs",
+        "/tmp:exec",
+        "--name",
+        &hostns,
+        &image,
+        "sleep",
+        "600",
+    ]);
     // Alerts as they come, so that the test knows when the sensor has caught up.
     let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
     let stdout = BufReader::new(sensor.stdout.take().unwrap());
@@ -315,7 +281,7 @@ fn built_in_rules_alert_on_real_actions_in_containers() {
             let _ = tx.send(serde_json::from_str(&line).expect("JSON alert"));
         }
     });
-    let hostnet_id = docker(&bed, &["run", "-d", "--network", "host", "--name", &hostnet, &image, "sleep", "600"]);
+    let hostnet_id = bed.docker(&["run", "-d", "--network", "host", "--name", &hostnet, &image, "sleep", "600"]);
     act(&bed, &main, &hostns, sensor.id());
 
     // The last action's alert means the sensor has seen everything before it (on a busy
@@ -333,7 +299,7 @@ fn built_in_rules_alert_on_real_actions_in_containers() {
     unsafe { libc::kill(sensor.id() as i32, libc::SIGTERM) };
     let status = sensor.wait().unwrap();
     alerts.extend(rx.iter());
-    docker(&bed, &["rm", "-f", &main, &hostns, &hostnet]);
+    bed.docker(&["rm", "-f", &main, &hostns, &hostnet]);
     std::fs::remove_dir_all(&actor_dir).unwrap();
     assert!(status.success());
 

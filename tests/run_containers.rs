@@ -5,47 +5,20 @@
 
 use std::{
     io::{BufRead, BufReader},
-    path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use sensor_tests::TestBed;
+use sensor_tests::{TestBed, sensor_binary};
 
 const FALCO_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/falco/falco_rules.yaml");
-
-/// Runs `docker ARGS` against the test bed's dockerd and returns whether it succeeded.
-fn docker_status(bed: &TestBed, args: &[&str]) -> bool {
-    Command::new("docker")
-        .args(args)
-        .env("DOCKER_HOST", format!("unix://{}", bed.get("DOCKER_SOCK")))
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Runs `docker ARGS` against the test bed's dockerd; its stdout, trimmed.
-fn docker(bed: &TestBed, args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .env("DOCKER_HOST", format!("unix://{}", bed.get("DOCKER_SOCK")))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// The `sensor` binary cargo built beside this test's `deps/` folder.
-fn sensor_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(|d| d.parent()).unwrap().join("sensor")
-}
 
 #[test]
 fn falco_rules_alert_with_the_container_they_happened_in() {
     let bed = TestBed::up();
     let name = format!("sensor-run-e2e-{}", std::process::id());
     let image = bed.get("IMAGE").to_owned();
-    let id = docker(&bed, &["run", "-d", "--network", "none", "--name", &name, &image, "sleep", "120"]);
+    let id = bed.docker(&["run", "-d", "--network", "none", "--name", &name, &image, "sleep", "120"]);
 
     let mut sensor = Command::new(sensor_binary())
         .args(["run", "--rules", FALCO_RULES, "--json", "--all-matches"])
@@ -68,17 +41,17 @@ fn falco_rules_alert_with_the_container_they_happened_in() {
     std::thread::spawn(move || stderr.lines().map_while(Result::ok).for_each(|l| eprintln!("sensor: {l}")));
 
     // The image has no /etc/shadow: make one (written by sh), then read it with cat.
-    docker(&bed, &["exec", &name, "sh", "-c", "echo 'root:*:1::::::' > /etc/shadow"]);
-    docker(&bed, &["exec", &name, "cat", "/etc/shadow"]);
+    bed.docker(&["exec", &name, "sh", "-c", "echo 'root:*:1::::::' > /etc/shadow"]);
+    bed.docker(&["exec", &name, "cat", "/etc/shadow"]);
     // A listener, then netcat handing a program to the connection (busybox nc -e).
-    docker(&bed, &["exec", "-d", &name, "nc", "-l", "-p", "9999"]);
+    bed.docker(&["exec", "-d", &name, "nc", "-l", "-p", "9999"]);
     std::thread::sleep(Duration::from_millis(300));
-    docker(&bed, &["exec", &name, "nc", "127.0.0.1", "9999", "-e", "/bin/true"]);
+    bed.docker(&["exec", &name, "nc", "127.0.0.1", "9999", "-e", "/bin/true"]);
 
     // arping opens an AF_PACKET socket (then finds lo is not ARP-capable: fine).
-    let _ = docker_status(&bed, &["exec", &name, "arping", "-c", "1", "-I", "lo", "127.0.0.1"]);
+    let _ = bed.docker_status(&["exec", &name, "arping", "-c", "1", "-I", "lo", "127.0.0.1"]);
     // A binary that is not in the image: written into the container, then run.
-    docker(&bed, &["exec", &name, "sh", "-c", "cp /bin/busybox /tmp/true && /tmp/true"]);
+    bed.docker(&["exec", &name, "sh", "-c", "cp /bin/busybox /tmp/true && /tmp/true"]);
     // A shell with a terminal, as `docker exec -it` gives one; `script` supplies the pty.
     // It exits at once: the kernel side reads the terminal at exec, so no race with /proc.
     let docker_host = format!("unix://{}", bed.get("DOCKER_SOCK"));
@@ -95,7 +68,7 @@ fn falco_rules_alert_with_the_container_they_happened_in() {
     std::thread::sleep(Duration::from_secs(2));
     unsafe { libc::kill(sensor.id() as i32, libc::SIGTERM) };
     let out = sensor.wait_with_output().unwrap();
-    let _ = docker(&bed, &["rm", "-f", &name]);
+    let _ = bed.docker(&["rm", "-f", &name]);
     assert!(out.status.success());
     let alerts: Vec<serde_json::Value> =
         String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();

@@ -147,6 +147,12 @@ pub fn actor_path() -> std::path::PathBuf {
     exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("actor")
 }
 
+/// The `sensor` binary cargo built beside the running test's `deps/` folder.
+pub fn sensor_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("sensor")
+}
+
 /// Runs `actor SCENARIO ARGS...` to completion and returns its report.
 pub fn actor(args: &[&str]) -> ActorReport {
     let out = Command::new(actor_path()).args(args).output().expect("actor runs");
@@ -203,6 +209,26 @@ impl TestBed {
     /// Every setting printed by `testbed.sh env`.
     pub fn env(&self) -> &std::collections::HashMap<String, String> {
         &self.env
+    }
+
+    /// A docker CLI command on the test bed's dockerd.
+    pub fn docker_command(&self) -> Command {
+        let mut c = Command::new(self.get("DOCKER"));
+        c.env("DOCKER_HOST", format!("unix://{}", self.get("DOCKER_SOCK")));
+        c
+    }
+
+    /// `docker ARGS` on the test bed's dockerd, which must succeed; its stdout, trimmed.
+    pub fn docker(&self, args: &[&str]) -> String {
+        let out = self.docker_command().args(args).output().expect("docker runs");
+        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// `docker ARGS` on the test bed's dockerd: whether it succeeded (actions that are
+    /// refused, or programs that exit non-zero, still happened).
+    pub fn docker_status(&self, args: &[&str]) -> bool {
+        self.docker_command().args(args).output().is_ok_and(|o| o.status.success())
     }
 
     fn release(&mut self) -> std::io::Result<std::process::ExitStatus> {
