@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sensor_tests::{TestBed, sensor_binary};
+use sensor_tests::TestBed;
 
 /// A global IPv4 address of this host, which a host-network container can connect to
 /// without it counting as loopback.
@@ -218,24 +218,14 @@ fn built_in_rules_alert_on_real_actions_in_containers() {
     // busybox under the name of a cluster tool, shipped (mounted) rather than dropped.
     std::os::unix::fs::symlink("/bin/busybox", format!("{actor_dir}/kubectl")).unwrap();
 
-    let mut sensor = Command::new(sensor_binary())
-        .args(["run", "--json", "--docker-socket", bed.get("DOCKER_SOCK"), "--container-wait-ms", "500"])
-        .env("SENSOR_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the sensor binary is built by `cargo test` (or `cargo build -p sensor`)");
-    let mut stderr = BufReader::new(sensor.stderr.take().unwrap());
-    let started = Instant::now();
-    loop {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "sensor exited early");
-        if line.contains(" probes, ") {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "the sensor did not start");
-    }
-    std::thread::spawn(move || stderr.lines().map_while(Result::ok).for_each(|l| eprintln!("sensor: {l}")));
+    let mut sensor = sensor_tests::start_sensor(&[
+        "run",
+        "--json",
+        "--docker-socket",
+        bed.get("DOCKER_SOCK"),
+        "--container-wait-ms",
+        "500",
+    ]);
 
     // Started under the sensor's eyes, so that their first processes are seen.
     let lib = "/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu:ro";

@@ -4,12 +4,11 @@
 //! `down PID`: it stops when the last lease holder that started it is done).
 
 use std::{
-    io::{BufRead, BufReader},
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use sensor_tests::{TestBed, sensor_binary};
+use sensor_tests::TestBed;
 
 const FALCO_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/falco/falco_rules.yaml");
 
@@ -20,25 +19,17 @@ fn falco_rules_alert_with_the_container_they_happened_in() {
     let image = bed.get("IMAGE").to_owned();
     let id = bed.docker(&["run", "-d", "--network", "none", "--name", &name, &image, "sleep", "120"]);
 
-    let mut sensor = Command::new(sensor_binary())
-        .args(["run", "--rules", FALCO_RULES, "--json", "--all-matches"])
-        .args(["--docker-socket", bed.get("DOCKER_SOCK"), "--container-wait-ms", "200"])
-        .env("SENSOR_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the sensor binary is built by `cargo test`");
-    let mut stderr = BufReader::new(sensor.stderr.take().unwrap());
-    let started = Instant::now();
-    loop {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "sensor exited early");
-        if line.contains(" probes, ") {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30));
-    }
-    std::thread::spawn(move || stderr.lines().map_while(Result::ok).for_each(|l| eprintln!("sensor: {l}")));
+    let sensor = sensor_tests::start_sensor(&[
+        "run",
+        "--rules",
+        FALCO_RULES,
+        "--json",
+        "--all-matches",
+        "--docker-socket",
+        bed.get("DOCKER_SOCK"),
+        "--container-wait-ms",
+        "200",
+    ]);
 
     // The image has no /etc/shadow: make one (written by sh), then read it with cat.
     bed.docker(&["exec", &name, "sh", "-c", "echo 'root:*:1::::::' > /etc/shadow"]);

@@ -153,6 +153,31 @@ pub fn sensor_binary() -> std::path::PathBuf {
     exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("sensor")
 }
 
+/// Starts `sensor ARGS` with its stdout piped and waits until its programs are attached;
+/// its log goes on to this test's stderr.
+pub fn start_sensor(args: &[&str]) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    let mut sensor = Command::new(sensor_binary())
+        .args(args)
+        .env("SENSOR_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the sensor binary is built by `cargo test` (or `cargo build -p sensor`)");
+    let mut stderr = BufReader::new(sensor.stderr.take().expect("piped stderr"));
+    let started = Instant::now();
+    loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).expect("sensor log") > 0, "sensor exited early");
+        if line.contains(" probes, ") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the sensor did not start");
+    }
+    std::thread::spawn(move || stderr.lines().map_while(Result::ok).for_each(|l| eprintln!("sensor: {l}")));
+    sensor
+}
+
 /// Runs `actor SCENARIO ARGS...` to completion and returns its report.
 pub fn actor(args: &[&str]) -> ActorReport {
     let out = Command::new(actor_path()).args(args).output().expect("actor runs");
