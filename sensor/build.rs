@@ -39,12 +39,29 @@ fn main() -> anyhow::Result<()> {
 fn compile_protos() -> anyhow::Result<()> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/proto");
     println!("cargo:rerun-if-changed={dir}");
-    // schema.proto comes in as an import of outputs.proto.
-    let descriptors =
-        protox::compile(["outputs.proto", "version.proto"], [dir]).map_err(|e| anyhow::anyhow!("{dir}: {e}"))?;
+    // Falco's gRPC API, served (schema.proto comes in as an import of outputs.proto).
+    generate(dir, &["outputs.proto", "version.proto"], true)?;
+    // The container runtimes' APIs, asked: CRI `runtime.v1` and containerd's own services,
+    // vendored with their import paths (sensor/proto/README.md).
+    generate(&format!("{dir}/cri"), &["api.proto"], false)?;
+    generate(
+        &format!("{dir}/containerd"),
+        &[
+            "github.com/containerd/containerd/api/services/containers/v1/containers.proto",
+            "github.com/containerd/containerd/api/services/events/v1/events.proto",
+        ],
+        false,
+    )
+}
+
+/// Compiles `files` below `dir` with protox (no `protoc`) into Rust in `OUT_DIR`: the
+/// server side of their services, or the client side (transport left to the caller).
+fn generate(dir: &str, files: &[&str], server: bool) -> anyhow::Result<()> {
+    let descriptors = protox::compile(files, [dir]).map_err(|e| anyhow::anyhow!("{dir}: {e}"))?;
     tonic_prost_build::configure()
-        .build_client(false)
-        .build_server(true)
+        .build_server(server)
+        .build_client(!server)
+        .build_transport(false)
         .compile_fds(descriptors)
         .map_err(|e| anyhow::anyhow!("generating gRPC code from {dir}: {e}"))
 }

@@ -3,10 +3,8 @@
 //! `default`), and `Events/Subscribe` for task starts and container deletions in every
 //! namespace (containerd 1.6's CRI has no event stream of its own).
 //!
-//! [`proto`] is generated code, checked in so that building needs no `protoc`: the client
-//! half of `tonic-prost-build` 0.14.9 run on `api/services/containers/v1/containers.proto`
-//! and `api/services/events/v1/events.proto` as vendored by the crates.io crate
-//! `containerd-client` 0.9.0, with `build_server(false)` and `build_transport(false)`.
+//! [`proto`] is generated at build time (`build.rs`, protox: no `protoc`) from containerd's
+//! `containers.proto` and `events.proto`, vendored in `sensor/proto/containerd`.
 //!
 //! containerd keeps no start time, IP or privileged flag for such containers: `start_ts` is
 //! the creation time, the namespaces and mounts come from the OCI spec, the rest stays
@@ -28,17 +26,17 @@ use super::{
 pub(crate) mod proto {
     pub mod containerd {
         pub mod types {
-            include!("containerd.types.rs");
+            tonic::include_proto!("containerd.types");
         }
         pub mod services {
             pub mod containers {
                 pub mod v1 {
-                    include!("containerd.services.containers.v1.rs");
+                    tonic::include_proto!("containerd.services.containers.v1");
                 }
             }
             pub mod events {
                 pub mod v1 {
-                    include!("containerd.services.events.v1.rs");
+                    tonic::include_proto!("containerd.services.events.v1");
                 }
             }
         }

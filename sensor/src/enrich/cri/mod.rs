@@ -5,10 +5,8 @@
 //! mounts, start time; the verbose `info` JSON adds the pod sandbox id and the security
 //! context), its pod's from `PodSandboxStatus` (pod labels, IP).
 //!
-//! [`proto`] is generated code, checked in so that building needs no `protoc`: the client
-//! half of `tonic-prost-build` 0.14.9 run on `proto/v1.proto` of the crates.io crate
-//! `k8s-cri` 0.11.0 (kubernetes/cri-api `runtime.v1`), with `build_server(false)` and
-//! `build_transport(false)`.
+//! [`proto`] is generated at build time (`build.rs`, protox: no `protoc`) from the CRI's
+//! `runtime.v1` `api.proto` (kubernetes/cri-api), vendored in `sensor/proto/cri`.
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
@@ -28,7 +26,7 @@ use super::{
 /// The CRI `runtime.v1` messages and client, generated from the protocol file.
 #[allow(missing_docs, clippy::all, clippy::pedantic, reason = "generated code")]
 pub mod proto {
-    include!("runtime.v1.rs");
+    tonic::include_proto!("runtime.v1");
 }
 
 use proto::runtime_service_client::RuntimeServiceClient;
