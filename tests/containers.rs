@@ -246,6 +246,19 @@ fn expect_field(view: &ContainerView, field: &str, key: Option<&str>, want: &str
     );
 }
 
+/// The fields every runtime gives a container of the test bed's image: the id in both
+/// lengths, the name, the image and its parts, the runtime, and not privileged.
+fn expect_container(ctx: &Ctx, view: &ContainerView, full_id: &str, name: &str, runtime: &str) {
+    expect_field(view, "container.full_id", None, full_id);
+    expect_field(view, "container.id", None, &full_id[..12]);
+    expect_field(view, "container.name", None, name);
+    expect_field(view, "container.image", None, ctx.get("IMAGE"));
+    expect_field(view, "container.image.repository", None, "localhost/sensor-testbed");
+    expect_field(view, "container.image.tag", None, "1");
+    expect_field(view, "container.type", None, runtime);
+    expect_field(view, "container.privileged", None, "false");
+}
+
 // ------------------------------------------------------------------------------------ CRI pod
 
 /// A CRI pod sandbox and its container, removed on drop (also when the test fails).
@@ -485,14 +498,7 @@ fn cri_pod(ctx: &Ctx) {
             view.field("container.id", None).unwrap_or_default(),
             view.field("k8s.pod.name", None).unwrap_or_default()
         );
-        expect_field(&view, "container.full_id", None, &container_id);
-        expect_field(&view, "container.id", None, &container_id[..12]);
-        expect_field(&view, "container.name", None, "web");
-        expect_field(&view, "container.image", None, ctx.get("IMAGE"));
-        expect_field(&view, "container.image.repository", None, "localhost/sensor-testbed");
-        expect_field(&view, "container.image.tag", None, "1");
-        expect_field(&view, "container.type", None, "containerd");
-        expect_field(&view, "container.privileged", None, "false");
+        expect_container(ctx, &view, &container_id, "web", "containerd");
         expect_field(&view, "container.label", Some("io.kubernetes.container.name"), "web");
         expect_field(&view, "container.ip", None, &pod_ip);
         expect_field(&view, "k8s.pod.name", None, &pod_name);
@@ -652,14 +658,7 @@ fn docker_like(ctx: &Ctx, cli: fn(&Ctx) -> Command, runtime: &str, salt: u32) {
             view.field("container.id", None).unwrap_or_default(),
             view.field("container.name", None).unwrap_or_default()
         );
-        expect_field(&view, "container.full_id", None, &id);
-        expect_field(&view, "container.id", None, &id[..12]);
-        expect_field(&view, "container.name", None, &name);
-        expect_field(&view, "container.image", None, ctx.get("IMAGE"));
-        expect_field(&view, "container.image.repository", None, "localhost/sensor-testbed");
-        expect_field(&view, "container.image.tag", None, "1");
-        expect_field(&view, "container.type", None, runtime);
-        expect_field(&view, "container.privileged", None, "false");
+        expect_container(ctx, &view, &id, &name, runtime);
         expect_field(&view, "container.label", Some("app"), "ct");
         assert_eq!(view.field("k8s.pod.name", None), None, "not a pod");
         assert!(view.field("container.start_ts", None).is_some(), "start_ts known");
