@@ -23,43 +23,17 @@ fn falco_rules_load_cleanly() {
     assert_eq!(report.to_string(), "25 rules (25 enabled and loaded), 87 macros, 49 lists; 0 errors, 0 warnings");
 }
 
-#[test]
-fn falco_rule_cases() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tests/falco");
+/// Runs the rule unit tests of `dir` (they must pass), and checks that each rule of `set`
+/// has a case that fires it and a near-miss naming it that keeps it silent (`silent:
+/// [rule]`, with `only: true` when nothing at all may fire).
+fn assert_every_rule_has_cases(dir: &str, set: &RuleSet) {
     let report = super::run_rule_tests(&[dir], &[]);
     let text = report.render(false);
     assert!(report.is_success(), "{text}");
-    // Every stable rule has a case that fires it and a near-miss that keeps it silent.
-    let mut cases = String::new();
-    for f in ["files.yaml", "process.yaml", "network.yaml"] {
-        cases.push_str(&std::fs::read_to_string(format!("{dir}/{f}")).expect("case file"));
-    }
-    let mut set = RuleSet::default();
-    set.load_paths(&[FALCO_RULES]);
-    for r in &set.rules {
-        let fires = cases.lines().any(|l| l.trim_start().starts_with("fires: [") && l.contains(r.name.as_str()));
-        let silent = cases.lines().any(|l| l.trim_start().starts_with("silent: [") && l.contains(r.name.as_str()));
-        assert!(fires && silent, "rule '{}' lacks a firing case or a near-miss", r.name);
-    }
-}
-
-#[test]
-fn default_rule_cases() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tests/default");
-    let report = super::run_rule_tests(&[dir], &[]);
-    let text = report.render(false);
-    assert!(report.is_success(), "{text}");
-    // Every built-in rule has a case that fires it and a near-miss naming it that keeps it
-    // silent (`silent: [rule]`, with `only: true` when nothing at all may fire).
     let mut cases = String::new();
     for entry in std::fs::read_dir(dir).expect("case directory") {
         cases.push_str(&std::fs::read_to_string(entry.expect("case file").path()).expect("case file"));
     }
-    let mut set = RuleSet::default();
-    for (name, text) in crate::pipeline::DEFAULT_RULES {
-        set.load_str(name, text);
-    }
-    assert!(set.rules.len() >= 50, "{} built-in rules", set.rules.len());
     for r in &set.rules {
         let named = |key: &str| {
             cases.lines().any(|l| {
@@ -69,6 +43,25 @@ fn default_rule_cases() {
             })
         };
         assert!(named("fires: [") && named("silent: ["), "rule '{}' lacks a firing case or a near-miss", r.name);
+    }
+}
+
+#[test]
+fn falco_rule_cases() {
+    let mut set = RuleSet::default();
+    set.load_paths(&[FALCO_RULES]);
+    assert_every_rule_has_cases(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tests/falco"), &set);
+}
+
+#[test]
+fn default_rule_cases() {
+    let mut set = RuleSet::default();
+    for (name, text) in crate::pipeline::DEFAULT_RULES {
+        set.load_str(name, text);
+    }
+    assert!(set.rules.len() >= 50, "{} built-in rules", set.rules.len());
+    assert_every_rule_has_cases(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tests/default"), &set);
+    for r in &set.rules {
         // Who did it, where: process, parent, user, command line, container and pod.
         for field in ["%proc.name", "%proc.pname", "%user.name", "%proc.cmdline", "%container.id", "%k8s.pod.name"] {
             assert!(r.output.contains(field), "rule '{}' does not output {field}", r.name);
