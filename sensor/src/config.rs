@@ -220,22 +220,20 @@ impl fmt::Display for ConfigError {
 impl SensorConfig {
     /// Reads and checks a configuration file; errors read `FILE:LINE:COLUMN: message`.
     pub fn load(path: &Path) -> anyhow::Result<SensorConfig> {
+        SensorConfig::load_file(path).map(|(config, _)| config)
+    }
+
+    /// The configuration of `path` and its text.
+    fn load_file(path: &Path) -> anyhow::Result<(SensorConfig, String)> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading configuration {}", path.display()))?;
-        SensorConfig::parse(&text).map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))
+        let config = SensorConfig::parse(&text).map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))?;
+        Ok((config, text))
     }
 
     /// The configuration of `path` (none: the defaults) with the environment's
     /// `SENSOR_CONFIG__*` overrides and then `overrides` (`key.key=value`) applied.
     pub fn load_with_overrides(path: Option<&Path>, overrides: &[String]) -> anyhow::Result<SensorConfig> {
-        let text = match path {
-            Some(path) => {
-                // The file alone first, so its own mistakes are reported with their lines.
-                SensorConfig::load(path)?;
-                std::fs::read_to_string(path).with_context(|| format!("reading configuration {}", path.display()))?
-            }
-            None => String::new(),
-        };
         let mut all: Vec<(String, String)> = std::env::vars()
             .filter_map(|(name, value)| {
                 let key = name.strip_prefix(ENV_PREFIX)?;
@@ -247,8 +245,13 @@ impl SensorConfig {
             let Some((key, value)) = o.split_once('=') else { bail!("-o {o}: expected KEY=VALUE") };
             all.push((key.trim().to_owned(), value.to_owned()));
         }
+        // The file alone first, so its own mistakes are reported with their lines.
+        let (config, text) = match path {
+            Some(path) => SensorConfig::load_file(path)?,
+            None => (SensorConfig::default(), String::new()),
+        };
         if all.is_empty() {
-            return Ok(SensorConfig::parse(&text).unwrap_or_default());
+            return Ok(config);
         }
         let mut tree: serde_json::Value = if text.trim().is_empty() {
             serde_json::Value::Object(Default::default())
