@@ -20,6 +20,20 @@ fn boot_time_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Field `n` (after the command name: 0 is the state) of this process's `/proc/self/stat`.
+fn own_stat_field(n: usize) -> u32 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    stat[stat.rfind(')').unwrap() + 2..].split(' ').nth(n).unwrap().parse().unwrap()
+}
+
+/// This process's soft limit of open files.
+fn own_nofile_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes the struct it is given.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    limit.rlim_cur
+}
+
 fn args(e: &Event) -> &SyscallArgs {
     &e.syscall().expect("a syscall event").args
 }
@@ -122,18 +136,40 @@ fn execve_family_with_full_argv() {
     let mut s = Session::start("execve,execveat");
     let a = actor(&["execve"]);
     let e = call_on(&mut s, &a, "execve", "/bin/true", "exec");
-    let SyscallArgs::Exec { info, .. } = args(&e) else { panic!("{e}") };
+    let SyscallArgs::Exec { info, cgroups, .. } = args(&e) else { panic!("{e}") };
     let info = info.clone().expect("the kernel read the new program's credentials and executable");
+    let cgroups = cgroups.clone().expect("the kernel read the new program's cgroups");
     assert_eq!(
         args(&e),
         &SyscallArgs::Exec {
             dirfd: None,
             path: Some("/bin/true".into()),
+            // The file executed, with the /bin symlink resolved (as /proc/PID/exe shows it).
+            exe_file: Some(std::fs::canonicalize("/bin/true").unwrap().to_string_lossy().into_owned()),
+            cgroups: Some(cgroups.clone()),
             argv: vec!["true".into(), "a".into(), "b".into()],
             env: vec!["SENSOR_ACTOR=1".into(), "LANG=C".into()],
             flags: 0,
             info: Some(info.clone()),
         }
+    );
+    // The actor's cgroups are ours.
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let line = |want: &str| {
+        own.lines().find_map(|l| {
+            let (_, rest) = l.split_once(':')?;
+            let (controllers, path) = rest.split_once(':')?;
+            (controllers == want || controllers.split(',').any(|c| c == want)).then(|| path.to_owned())
+        })
+    };
+    assert_eq!(cgroups.unified, line(""), "the default hierarchy's path");
+    assert_eq!(cgroups.v1.as_ref().map(|(_, path)| path.clone()), line("memory"), "the memory controller's path");
+    // As root (CAP_DAC_OVERRIDE) on a writable file system; not a memfd, not an overlay.
+    assert_eq!(info.exe_flags, sensor_abi::record::exe_flags::WRITABLE, "{info:?}");
+    assert_eq!(
+        (info.pgid, info.sid, info.fdlimit),
+        (own_stat_field(2), own_stat_field(3), own_nofile_limit()),
+        "the actor keeps our process group, session and limit"
     );
     // What /proc and stat(2) say of the same program and process.
     use std::os::unix::fs::MetadataExt;
@@ -163,6 +199,17 @@ fn execve_family_with_full_argv() {
     let SyscallArgs::Exec { dirfd, path, argv, .. } = args(&e) else { panic!("{e}") };
     assert_eq!((*dirfd, path.as_deref()), (Some(AT_FDCWD), Some("/bin/true")));
     assert_eq!(argv, &["true", "a", "b"]);
+
+    // Run from a memfd through execveat(fd, "", AT_EMPTY_PATH): the kernel names the
+    // file that ran, whatever the call named.
+    let a = actor(&["memfd_exec", "/bin/true", "payload-argv0"]);
+    let e = s.expect("execveat from a memfd", |e| {
+        e.pid == a.pid && e.syscall().is_some_and(|sc| sc.name == "execveat" && sc.ret == 0)
+    });
+    let SyscallArgs::Exec { exe_file, info, .. } = args(&e) else { panic!("{e}") };
+    assert_eq!(exe_file.as_deref(), Some("/memfd:payload"), "{e}");
+    let flags = info.as_ref().expect("exec info").exe_flags;
+    assert!(flags & sensor_abi::record::exe_flags::FROM_MEMFD != 0, "{e}");
 
     let missing = temp_path("no-such-program");
     let a = actor(&["execve_missing", &missing]);
@@ -217,7 +264,9 @@ fn connect_ipv4_ipv6_unix() {
         args(&e),
         &SyscallArgs::Connect {
             fd: a.int("fd") as i32,
-            addr: Some(SockAddr::Inet { addr: Ipv4Addr::LOCALHOST, port: v4_port })
+            addr: Some(SockAddr::Inet { addr: Ipv4Addr::LOCALHOST, port: v4_port }),
+            // The port the kernel chose for this end, as getsockname(2) tells it.
+            local: Some(SockAddr::Inet { addr: Ipv4Addr::LOCALHOST, port: a.int("local_port") as u16 }),
         }
     );
 
@@ -225,12 +274,14 @@ fn connect_ipv4_ipv6_unix() {
     let v6_port = v6.local_addr().unwrap().port();
     let a = actor(&["connect6", &v6_port.to_string()]);
     let e = call(&mut s, &a, "connect", "ret");
+    let SyscallArgs::Connect { fd, addr, local } = args(&e) else { panic!("{e}") };
     assert_eq!(
-        args(&e),
-        &SyscallArgs::Connect {
-            fd: a.int("fd") as i32,
-            addr: Some(SockAddr::Inet6 { addr: std::net::Ipv6Addr::LOCALHOST, port: v6_port })
-        }
+        (*fd, addr),
+        (a.int("fd") as i32, &Some(SockAddr::Inet6 { addr: std::net::Ipv6Addr::LOCALHOST, port: v6_port }))
+    );
+    assert!(
+        matches!(local, Some(SockAddr::Inet6 { addr, port }) if *addr == std::net::Ipv6Addr::LOCALHOST && *port != 0),
+        "{e}"
     );
 
     let sock = temp_path("unix.sock");
@@ -239,7 +290,11 @@ fn connect_ipv4_ipv6_unix() {
     let e = call(&mut s, &a, "connect", "ret");
     assert_eq!(
         args(&e),
-        &SyscallArgs::Connect { fd: a.int("fd") as i32, addr: Some(SockAddr::Unix { path: sock.clone() }) }
+        &SyscallArgs::Connect {
+            fd: a.int("fd") as i32,
+            addr: Some(SockAddr::Unix { path: sock.clone() }),
+            local: None
+        }
     );
     std::fs::remove_file(sock).unwrap();
 }
@@ -259,12 +314,22 @@ fn bind_listen_accept() {
         &SyscallArgs::Accept {
             fd,
             addr: Some(SockAddr::Inet { addr: Ipv4Addr::LOCALHOST, port: client_port }),
-            flags: libc::SOCK_CLOEXEC as u64
+            flags: libc::SOCK_CLOEXEC as u64,
+            // The listening socket's address, as the new connection's local end.
+            local: Some(SockAddr::Inet { addr: Ipv4Addr::LOCALHOST, port }),
         }
     );
     assert_ne!(port, 0);
     let e = call(&mut s, &a, "accept", "accept");
-    assert_eq!(args(&e), &SyscallArgs::Accept { fd, addr: None, flags: 0 });
+    assert_eq!(
+        args(&e),
+        &SyscallArgs::Accept {
+            fd,
+            addr: None,
+            flags: 0,
+            local: Some(SockAddr::Inet { addr: Ipv4Addr::LOCALHOST, port })
+        }
+    );
 }
 
 #[test]
@@ -663,4 +728,131 @@ fn long_paths_and_argv_are_bounded_and_marked_truncated() {
     assert!(argv[1].starts_with("000xxx") && argv.len() < 101, "{} args kept", argv.len());
     let bytes: usize = argv.iter().map(|a| a.len() + 1).sum();
     assert!(bytes <= sensor_abi::record::ARGV_MAX + 1, "{bytes} bytes kept");
+}
+
+#[test]
+fn ia32_calls_are_translated_and_the_rest_counted() {
+    let mut s = Session::start("open,close,socket,connect,execve");
+    let path = temp_path("ia32");
+    std::fs::write(&path, "secret").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let before: u64 = s.counters().iter().map(|c| c.compat_untranslated).sum();
+    let a = actor(&["ia32", &path, &port.to_string()]);
+    // open (ia32 5) is x86_64's open, with its path read from the 32-bit pointer.
+    let e = call_on(&mut s, &a, "open", &path, "open");
+    assert!(e.syscall().unwrap().compat, "marked as an ia32 call: {e}");
+    assert_eq!(
+        args(&e),
+        &SyscallArgs::Open { dirfd: None, path: Some(path.clone()), flags: 0, mode: 0, resolve: None }
+    );
+    let fd = a.int("open") as i32;
+    // read (ia32 3) is not captured; it must not show as x86_64's 3, close. The ia32
+    // close (6) is.
+    let read = a.int("read");
+    assert_eq!(read, 6, "the read worked");
+    let e =
+        s.expect("the ia32 close", |e| e.pid == a.pid && e.syscall().is_some_and(|sc| sc.compat && sc.name == "close"));
+    assert_eq!((args(&e), ret(&e)), (&SyscallArgs::Close { fd }, 0));
+    // socketcall (ia32 102) with SYS_SOCKET and SYS_CONNECT, its arguments in memory.
+    let e = call(&mut s, &a, "socket", "socket");
+    assert!(e.syscall().unwrap().compat);
+    assert_eq!(
+        args(&e),
+        &SyscallArgs::Socket { domain: libc::AF_INET as u32, kind: libc::SOCK_STREAM as u32, protocol: 0 }
+    );
+    let e = call(&mut s, &a, "connect", "connect");
+    assert_eq!(
+        args(&e),
+        &SyscallArgs::Connect {
+            fd: a.int("socket") as i32,
+            addr: Some(SockAddr::Inet { addr: Ipv4Addr::LOCALHOST, port }),
+            local: Some(SockAddr::Inet { addr: Ipv4Addr::LOCALHOST, port: a.int("local_port") as u16 }),
+        }
+    );
+    s.expect("actor exit", |e| e.pid == a.pid && matches!(e.kind, EventKind::ProcExit { .. }));
+    let closes: Vec<_> = s
+        .collect_for(Duration::from_millis(300))
+        .into_iter()
+        .filter(|e| e.pid == a.pid && e.syscall().is_some_and(|sc| sc.name == "close" && sc.ret == read))
+        .collect();
+    assert!(closes.is_empty(), "the ia32 read was decoded as a close: {closes:?}");
+    let after: u64 = s.counters().iter().map(|c| c.compat_untranslated).sum();
+    assert!(after > before, "the ia32 read is counted as untranslated ({before} -> {after})");
+
+    // execve (ia32 11, munmap in x86_64 numbering), with 32-bit argv pointers. Loading a
+    // 64-bit program ends the task's ia32 mode, and the kernel then reports the call as
+    // x86_64's execve itself.
+    let a = actor(&["ia32_exec"]);
+    let e = s.expect("ia32 execve", |e| {
+        e.pid == a.pid
+            && matches!(e.syscall().map(|sc| &sc.args), Some(SyscallArgs::Exec { argv, .. }) if argv.len() == 2 && argv[1] == "ia32")
+    });
+    assert_eq!(ret(&e), 0, "{e}");
+    let SyscallArgs::Exec { path: exec_path, exe_file, argv, .. } = args(&e) else { panic!("{e}") };
+    assert_eq!(exec_path.as_deref(), Some("/bin/true"));
+    assert_eq!(exe_file.as_deref(), Some(std::fs::canonicalize("/bin/true").unwrap().to_str().unwrap()));
+    assert_eq!(argv, &["true", "ia32"]);
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn working_directory_and_fd_copies() {
+    let mut s = Session::start("chdir,fchdir,fcntl,openat");
+    let a = actor(&["cwd", "/etc", "/usr", "hostname"]);
+    let e = call(&mut s, &a, "chdir", "chdir");
+    assert_eq!(args(&e), &SyscallArgs::Chdir { path: Some("/etc".into()), fd: None });
+    let e = call(&mut s, &a, "fchdir", "fchdir");
+    assert_eq!(args(&e), &SyscallArgs::Chdir { path: None, fd: Some(a.int("dirfd") as i32) });
+    let e = call(&mut s, &a, "fcntl", "dupfd");
+    assert_eq!(args(&e), &SyscallArgs::Fcntl { fd: a.int("open2") as i32, cmd: libc::F_DUPFD_CLOEXEC as u64 });
+    s.expect("actor exit", |e| e.pid == a.pid && matches!(e.kind, EventKind::ProcExit { .. }));
+    let getfl: Vec<_> = s
+        .collect_for(Duration::from_millis(300))
+        .into_iter()
+        .filter(|e| e.pid == a.pid && e.syscall().is_some_and(|sc| sc.name == "fcntl"))
+        .collect();
+    assert!(getfl.is_empty(), "fcntl(F_GETFL) makes no fd and is not captured: {getfl:?}");
+}
+
+#[test]
+fn receive_calls_and_userfaultfd() {
+    let mut s = Session::start("recvfrom,recvmsg,userfaultfd");
+    let a = actor(&["recv"]);
+    let me = Some(SockAddr::Inet { addr: Ipv4Addr::LOCALHOST, port: a.int("port") as u16 });
+    let fd = a.int("fd") as i32;
+    let e = call(&mut s, &a, "recvfrom", "recvfrom");
+    assert_eq!(args(&e), &SyscallArgs::RecvFrom { fd, len: 8, flags: 0, addr: me.clone() });
+    let e = call(&mut s, &a, "recvmsg", "recvmsg");
+    assert_eq!(args(&e), &SyscallArgs::RecvMsg { fd, addr: me, flags: 0 });
+    let a = actor(&["userfaultfd"]);
+    let e = s.expect_syscall(a.pid, "userfaultfd");
+    assert_eq!(args(&e), &SyscallArgs::Userfaultfd { flags: (libc::O_CLOEXEC | libc::O_NONBLOCK) as u64 });
+}
+
+#[test]
+fn sessions_and_process_groups() {
+    let mut s = Session::start("setsid,setpgid");
+    let a = actor(&["session"]);
+    let child = a.int("child") as u32;
+    let e = s.expect_syscall(child, "setsid");
+    assert_eq!((args(&e), ret(&e)), (&SyscallArgs::Setsid, i64::from(child)));
+    let e = s.expect_syscall(child, "setpgid");
+    assert_eq!(args(&e), &SyscallArgs::Setpgid { pid: 0, pgid: 0 });
+}
+
+#[test]
+fn a_path_unreadable_at_enter_is_read_at_exit() {
+    let mut s = Session::start("openat");
+    // The path's bytes, in a file the actor maps without touching.
+    let target = temp_path("unresident-target");
+    std::fs::write(&target, "x").unwrap();
+    let holder = temp_path("unresident-path");
+    std::fs::write(&holder, format!("{target}\0")).unwrap();
+    let a = actor(&["unresident_path", &holder]);
+    let e = call_on(&mut s, &a, "openat", &target, "ret");
+    let sc = e.syscall().unwrap();
+    assert!(sc.reread && !sc.enter_missing, "read again at exit: {e}");
+    std::fs::remove_file(target).unwrap();
+    std::fs::remove_file(holder).unwrap();
 }

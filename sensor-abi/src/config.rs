@@ -89,6 +89,128 @@ pub struct KernelOffsets {
     pub tty_driver_major: u32,
     /// `tty_driver.minor_start`
     pub tty_driver_minor_start: u32,
+
+    // The executable's path, layer and permissions (`mm.exe_file`), and the working
+    // directory: paths are walked up their dentries and mounts to the task's root.
+    /// `task_struct.fs`
+    pub task_fs: u32,
+    /// `fs_struct.root` (a `struct path`)
+    pub fs_root: u32,
+    /// `path.mnt`
+    pub path_mnt: u32,
+    /// `path.dentry`
+    pub path_dentry: u32,
+    /// `file.f_path`
+    pub file_path: u32,
+    /// `dentry.d_parent`
+    pub dentry_parent: u32,
+    /// `dentry.d_name.name`
+    pub dentry_name: u32,
+    /// `vfsmount.mnt_root`
+    pub vfsmount_root: u32,
+    /// `mount.mnt`: where the `vfsmount` sits inside its `struct mount`
+    pub mount_mnt: u32,
+    /// `mount.mnt_parent`
+    pub mount_parent: u32,
+    /// `mount.mnt_mountpoint`
+    pub mount_mountpoint: u32,
+    /// `inode.i_sb`
+    pub inode_sb: u32,
+    /// `super_block.s_magic`
+    pub sb_magic: u32,
+    /// `super_block.s_flags`
+    pub sb_flags: u32,
+    /// `inode.i_mode`
+    pub inode_mode: u32,
+    /// `inode.i_uid`
+    pub inode_uid: u32,
+    /// `inode.i_gid`
+    pub inode_gid: u32,
+    /// `cred.fsuid`
+    pub cred_fsuid: u32,
+    /// `cred.fsgid`
+    pub cred_fsgid: u32,
+    /// `ovl_inode.__upperdentry` minus `ovl_inode.vfs_inode`: from an overlay inode to
+    /// its upper dentry; [`OFFSET_MISSING`] without overlayfs in the kernel's BTF
+    pub ovl_upperdentry: u32,
+
+    // Process group, session, limits and memory, at exec.
+    /// `signal_struct.pids` (an array of `struct pid *` by `enum pid_type`)
+    pub signal_pids: u32,
+    /// `PIDTYPE_PGID`
+    pub pidtype_pgid: u32,
+    /// `PIDTYPE_SID`
+    pub pidtype_sid: u32,
+    /// `signal_struct.rlim[RLIMIT_NOFILE].rlim_cur`
+    pub signal_nofile_cur: u32,
+    /// `task_struct.maj_flt`
+    pub task_maj_flt: u32,
+    /// `task_struct.min_flt`
+    pub task_min_flt: u32,
+    /// `mm_struct.total_vm` (pages)
+    pub mm_total_vm: u32,
+    /// `mm_struct.rss_stat`: an array of counters by `MM_*PAGES`/`MM_SWAPENTS`
+    pub mm_rss_stat: u32,
+    /// Bytes from one `rss_stat` counter to the next
+    pub rss_stride: u32,
+    /// Where a counter's value sits inside one `rss_stat` element (`percpu_counter.count`,
+    /// or 0 for an `atomic_long_t`)
+    pub rss_count: u32,
+    /// `pid_namespace.child_reaper`
+    pub pid_ns_reaper: u32,
+    /// `task_struct.start_boottime`
+    pub task_start_boottime: u32,
+
+    // cgroups: the default (v2) hierarchy's path and one v1 controller's.
+    /// `task_struct.cgroups`
+    pub task_cgroups: u32,
+    /// `css_set.dfl_cgrp`
+    pub css_set_dfl_cgrp: u32,
+    /// `css_set.subsys` (an array of `struct cgroup_subsys_state *`)
+    pub css_set_subsys: u32,
+    /// The `cgroup_subsys_id` of the v1 controller whose path is read (`memory`, else
+    /// `pids`, else `cpu`); [`OFFSET_MISSING`] for none
+    pub cgroup_v1_subsys: u32,
+    /// `cgroup_subsys_state.cgroup`
+    pub css_cgroup: u32,
+    /// `cgroup.kn`
+    pub cgroup_kn: u32,
+    /// `kernfs_node.name`
+    pub kernfs_name: u32,
+    /// `kernfs_node.__parent` (or `parent` before 6.15)
+    pub kernfs_parent: u32,
+    /// `cgroup.root`
+    pub cgroup_root: u32,
+    /// `cgroup_root.hierarchy_id`
+    pub cgroup_root_hierarchy_id: u32,
+
+    // 32-bit syscalls.
+    /// `task_struct.thread_info.status` (`TS_COMPAT` marks an ia32 syscall)
+    pub task_ti_status: u32,
+
+    // The local end of a socket.
+    /// `task_struct.files`
+    pub task_files: u32,
+    /// `files_struct.fdt`
+    pub files_fdt: u32,
+    /// `fdtable.max_fds`
+    pub fdtable_max_fds: u32,
+    /// `fdtable.fd`
+    pub fdtable_fd: u32,
+    /// `file.private_data`
+    pub file_private_data: u32,
+    /// `socket.sk`
+    pub socket_sk: u32,
+    /// `socket.file`
+    pub socket_file: u32,
+    /// `sock_common.skc_family`
+    pub sk_family: u32,
+    /// `sock_common.skc_rcv_saddr`
+    pub sk_rcv_saddr: u32,
+    /// `sock_common.skc_num` (the local port, host order)
+    pub sk_num: u32,
+    /// `sock_common.skc_v6_rcv_saddr`
+    pub sk_v6_rcv_saddr: u32,
 }
 
 /// A [`KernelOffsets`] entry for a field this kernel does not have; the programs skip it.
@@ -124,6 +246,9 @@ pub struct Counters {
     /// Bytes of the records written (their payload, as user space reads it back), so that
     /// user space can tell how full a ring is from what it has read.
     pub emitted_bytes: u64,
+    /// ia32 syscalls (32-bit programs, `int $0x80`) seen with no x86_64 meaning the sensor
+    /// captures: not decoded, only counted.
+    pub compat_untranslated: u64,
 }
 
 /// One entry of the `SYSCALLS` array map (indexed by syscall number): whether the syscall
@@ -152,7 +277,33 @@ pub mod spec_flags {
     /// the syscall number and arguments are kept at enter, the path comes from
     /// `sched_process_exec`, and `argv` from the new `mm`.
     pub const EXEC: u8 = 8;
+    /// Only capture `fcntl` when the command (index 1) makes a new fd (`F_DUPFD`,
+    /// `F_DUPFD_CLOEXEC`): the other commands are frequent and change no state.
+    pub const DUPFD_ONLY: u8 = 16;
+    /// After success, add the local address of the socket fd in argument 0 (`connect`).
+    pub const LOCAL_ADDR_ARG0: u8 = 32;
+    /// After success, add the local address of the socket fd returned (`accept`).
+    pub const LOCAL_ADDR_RET: u8 = 64;
 }
+
+/// Entries of the `COMPAT` (by ia32 syscall number) and `SOCKETCALL` (by `socketcall`
+/// call number) array maps: the x86_64 number the call stands for, and flags.
+pub mod compat_entry {
+    /// Bits of the x86_64 syscall number.
+    pub const NR_MASK: u32 = 0xffff;
+    /// The call has 16-bit uid/gid arguments ([`Ia32::uid16`](crate::syscalls::Ia32)).
+    pub const UID16: u32 = 1 << 16;
+    /// The entry is in use (0 means "no x86_64 meaning captured").
+    pub const VALID: u32 = 1 << 31;
+}
+
+/// `F_DUPFD` and `F_DUPFD_CLOEXEC` from `<fcntl.h>`.
+pub const F_DUPFD: u64 = 0;
+/// See [`F_DUPFD`].
+pub const F_DUPFD_CLOEXEC: u64 = 1030;
+
+/// `TS_COMPAT` in `thread_info.status` (x86): the current syscall came through the 32-bit gate.
+pub const TS_COMPAT: u32 = 2;
 
 /// `PROT_EXEC` from `<sys/mman.h>`.
 pub const PROT_EXEC: u64 = 4;
@@ -166,4 +317,5 @@ mod user {
 }
 
 const _: () = assert!(core::mem::size_of::<SyscallSpec>() == 8);
-const _: () = assert!(core::mem::size_of::<Config>() == 16 + 40 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>().is_multiple_of(4));
+const _: () = assert!(core::mem::size_of::<Config>() == 16 + core::mem::size_of::<KernelOffsets>());

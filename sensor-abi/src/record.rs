@@ -5,13 +5,14 @@
 //! - [`RecordKind::Syscall`]: a [`SyscallBody`], then `nblobs` [`Blob`]s;
 //! - [`RecordKind::ProcFork`]: a [`ForkBody`];
 //! - [`RecordKind::ProcExec`]: an [`ExecBody`], then the executable path and [`ExecInfo`] as blobs;
-//! - [`RecordKind::ProcExit`]: an [`ExitBody`].
+//! - [`RecordKind::ProcExit`]: an [`ExitBody`];
+//! - [`RecordKind::CgroupAttach`]: a [`CgroupAttachBody`], then the cgroup path as a blob.
 //!
 //! A blob is a [`BlobHeader`] followed by `len` bytes, unaligned. Every integer is in the
 //! host's byte order. User space checks `version` and `len` before trusting anything else.
 
 /// Version of this layout; bumped on any change so a stale object is refused, not misread.
-pub const ABI_VERSION: u16 = 2;
+pub const ABI_VERSION: u16 = 3;
 
 /// Largest path or string captured from user memory (Linux `PATH_MAX`, NUL included).
 pub const PATH_MAX: usize = 4096;
@@ -25,7 +26,9 @@ pub const SOCKADDR_MAX: usize = 128;
 /// [`RECORD_MAX`]; the rest is slack so every bounded write at a masked offset fits.
 pub const SCRATCH_SIZE: usize = 32768;
 /// Offsets inside the scratch area are masked with this before each write.
-pub const OFFSET_MASK: usize = 8191;
+pub const OFFSET_MASK: usize = 16383;
+/// Largest cgroup path captured (one per hierarchy read).
+pub const CGROUP_PATH_MAX: usize = 1024;
 /// Largest record the kernel emits.
 pub const RECORD_MAX: usize = OFFSET_MASK + 1 + PATH_MAX;
 
@@ -41,6 +44,8 @@ pub enum RecordKind {
     ProcExec = 3,
     /// A task exited (`sched_process_exit`).
     ProcExit = 4,
+    /// A task was moved to another cgroup (`cgroup_attach_task`).
+    CgroupAttach = 5,
 }
 
 impl RecordKind {
@@ -51,6 +56,7 @@ impl RecordKind {
             2 => Some(Self::ProcFork),
             3 => Some(Self::ProcExec),
             4 => Some(Self::ProcExit),
+            5 => Some(Self::CgroupAttach),
             _ => None,
         }
     }
@@ -101,6 +107,13 @@ pub mod syscall_flags {
     /// The enter-side capture for this call was missing (stash evicted or call started
     /// before the sensor attached); blobs that come from the enter side are absent.
     pub const NO_ENTER: u16 = 2;
+    /// The call came through the 32-bit gate; `nr` and the arguments are already translated
+    /// to their x86_64 meaning. Its memory arguments were read at exit (the kernel has no
+    /// per-syscall enter tracepoints for ia32 calls).
+    pub const COMPAT: u16 = 4;
+    /// Some memory argument could not be read at enter (a page not yet resident) and was
+    /// read again at exit: what the call used may differ from what was read.
+    pub const REREAD_AT_EXIT: u16 = 8;
 }
 
 /// Body of a [`RecordKind::Syscall`] record.
@@ -141,6 +154,17 @@ pub mod blob_slot {
     pub const ENV: u8 = 18;
     /// An [`ExecInfo`](super::ExecInfo): the exec'd program's credentials, file and terminal.
     pub const EXEC_INFO: u8 = 19;
+    /// The file the task runs (`mm.exe_file`), its path walked up to the task's root: what
+    /// the kernel executed, whatever path or fd the call named.
+    pub const EXE_FILE: u8 = 20;
+    /// The task's cgroup in the default (v2) hierarchy.
+    pub const CGROUP_DFL: u8 = 21;
+    /// The task's cgroup in the hierarchy of one v1 controller (`KernelOffsets::cgroup_v1_subsys`).
+    pub const CGROUP_V1: u8 = 22;
+    /// The local address of a socket, as a `struct sockaddr`.
+    pub const LOCAL_ADDR: u8 = 23;
+    /// The cgroup path of a [`RecordKind::CgroupAttach`](super::RecordKind).
+    pub const CGROUP_PATH: u8 = 24;
 }
 
 /// Flags in [`BlobHeader::flags`].
@@ -200,8 +224,58 @@ pub struct ExecInfo {
     pub tty_minor: u32,
     /// `task.loginuid` (`u32::MAX`: unset, or not in this kernel).
     pub loginuid: u32,
-    /// Padding.
-    pub _pad: u32,
+    /// [`exe_flags`] of the executable.
+    pub exe_flags: u32,
+    /// Process group id (host view).
+    pub pgid: u32,
+    /// Process group id in the task's pid namespace.
+    pub vpgid: u32,
+    /// Session id (host view).
+    pub sid: u32,
+    /// Session id in the task's pid namespace.
+    pub vsid: u32,
+    /// Soft limit of open files (`RLIMIT_NOFILE`).
+    pub fdlimit: u64,
+    /// Major page faults of the task so far.
+    pub maj_flt: u64,
+    /// Minor page faults of the task so far.
+    pub min_flt: u64,
+    /// Virtual memory, pages.
+    pub vm_pages: u64,
+    /// Resident memory (file, anonymous and shared pages), pages.
+    pub rss_pages: u64,
+    /// Swapped-out pages.
+    pub swap_pages: u64,
+    /// When the init of the task's pid namespace started, `CLOCK_BOOTTIME` ns.
+    pub pidns_init_start_ns: u64,
+}
+
+/// Flags of [`ExecInfo::exe_flags`], Falco's `PPM_EXE_*` values.
+pub mod exe_flags {
+    /// The executable is writable by the task (its fsuid/fsgid and mode bits, or
+    /// `CAP_DAC_OVERRIDE`) on a file system mounted writable.
+    pub const WRITABLE: u32 = 1;
+    /// The executable is in the upper (writable) layer of an overlay file system.
+    pub const UPPER_LAYER: u32 = 2;
+    /// The executable is an anonymous memfd file.
+    pub const FROM_MEMFD: u32 = 4;
+    /// The executable is in a lower (image) layer of an overlay file system.
+    pub const LOWER_LAYER: u32 = 8;
+}
+
+/// Body of a [`RecordKind::CgroupAttach`] record; the header describes the task doing the
+/// move (a runtime), the body the task moved.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CgroupAttachBody {
+    /// Thread id of the moved task.
+    pub tid: u32,
+    /// Process id of the moved task.
+    pub pid: u32,
+    /// The hierarchy (`/proc/PID/cgroup`'s first column: 0 for the default one).
+    pub hierarchy: u32,
+    /// Non-zero when the whole thread group moves.
+    pub threadgroup: u32,
 }
 
 /// Body of a [`RecordKind::ProcExit`] record.
@@ -224,6 +298,7 @@ pub const BLOB_HEADER_SIZE: usize = core::mem::size_of::<BlobHeader>();
 const _: () = assert!(HEADER_SIZE == 80);
 const _: () = assert!(SYSCALL_BODY_SIZE == 64);
 const _: () = assert!(BLOB_HEADER_SIZE == 4);
+const _: () = assert!(core::mem::size_of::<ExecInfo>() == 144);
 const _: () = assert!(OFFSET_MASK + 1 + PATH_MAX + BLOB_HEADER_SIZE <= SCRATCH_SIZE);
 // An argv blob writes each string at up to ARGV_MAX - 1 past its start, up to PATH_MAX long.
 const _: () = assert!(OFFSET_MASK + BLOB_HEADER_SIZE + ARGV_MAX + PATH_MAX <= SCRATCH_SIZE);

@@ -1,9 +1,13 @@
 //! The system calls the sensor can capture: one table, read by user space both to program
 //! the kernel side (which arguments to read, and how) and to decode what comes back.
 //!
-//! Numbers are x86_64's; the kernel side reads `orig_ax` of native 64-bit tasks.
+//! Numbers are x86_64's. A call made through the 32-bit gate (a 32-bit program, or `int
+//! $0x80` from a 64-bit one) has its own ia32 number and argument registers: each entry
+//! lists its ia32 numbers, and the kernel side translates them to the entry's x86_64 number
+//! before anything else (see [`Ia32`] and [`SOCKETCALLS`]), so a 32-bit number is never
+//! read as a 64-bit one.
 
-use crate::config::spec_flags::{AT_ENTER, EXEC, PROT_EXEC_ONLY};
+use crate::config::spec_flags::{AT_ENTER, DUPFD_ONLY, EXEC, LOCAL_ADDR_ARG0, LOCAL_ADDR_RET, PROT_EXEC_ONLY};
 
 /// How the kernel side reads one argument beyond its register value.
 #[repr(u8)]
@@ -113,6 +117,20 @@ pub enum Family {
     Bpf,
     /// `mmap`, `mprotect` (only when `PROT_EXEC` is requested).
     Mmap,
+    /// `chdir`, `fchdir`.
+    Chdir,
+    /// `fcntl` (only `F_DUPFD` and `F_DUPFD_CLOEXEC`, which make a new fd).
+    Fcntl,
+    /// `recvfrom`.
+    RecvFrom,
+    /// `recvmsg`.
+    RecvMsg,
+    /// `userfaultfd`.
+    Userfaultfd,
+    /// `setsid`.
+    Setsid,
+    /// `setpgid`.
+    Setpgid,
 }
 
 /// One argument of a system call: its name and how it is captured.
@@ -122,6 +140,16 @@ pub struct Arg {
     pub name: &'static str,
     /// How the kernel reads it.
     pub kind: ArgKind,
+}
+
+/// An ia32 system call number that means an x86_64 entry's call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ia32 {
+    /// The ia32 number.
+    pub nr: u32,
+    /// The legacy variant with 16-bit user and group ids (`setuid` rather than
+    /// `setuid32`): the kernel side widens an id of `0xffff` ("unchanged") to `-1`.
+    pub uid16: bool,
 }
 
 /// One capturable system call.
@@ -137,6 +165,8 @@ pub struct Syscall {
     pub flags: u8,
     /// Arguments in register order.
     pub args: &'static [Arg],
+    /// Its numbers through the 32-bit gate (the same arguments, in ia32 registers).
+    pub ia32: &'static [Ia32],
 }
 
 impl Syscall {
@@ -156,7 +186,19 @@ const fn k(name: &'static str, kind: ArgKind) -> Arg {
     Arg { name, kind }
 }
 const fn sc(nr: u32, name: &'static str, family: Family, flags: u8, args: &'static [Arg]) -> Syscall {
-    Syscall { nr, name, family, flags, args }
+    Syscall { nr, name, family, flags, args, ia32: &[] }
+}
+const fn i(nr: u32) -> Ia32 {
+    Ia32 { nr, uid16: false }
+}
+const fn u16(nr: u32) -> Ia32 {
+    Ia32 { nr, uid16: true }
+}
+
+impl Syscall {
+    const fn ia32(self, ia32: &'static [Ia32]) -> Self {
+        Self { ia32, ..self }
+    }
 }
 
 use ArgKind::{Argv, MsgHdr, SockAddr, SockAddrOut, Struct8, Struct24, Struct64};
@@ -164,71 +206,103 @@ use Family::*;
 
 /// Every system call the sensor can capture.
 pub static SYSCALLS: &[Syscall] = &[
-    sc(2, "open", Open, AT_ENTER, &[p("path"), v("flags"), v("mode")]),
-    sc(257, "openat", Open, AT_ENTER, &[v("dirfd"), p("path"), v("flags"), v("mode")]),
-    sc(437, "openat2", Open, AT_ENTER, &[v("dirfd"), p("path"), k("how", Struct24), v("size")]),
-    sc(85, "creat", Open, AT_ENTER, &[p("path"), v("mode")]),
-    sc(59, "execve", Exec, EXEC, &[p("path"), k("argv", Argv), v("envp")]),
-    sc(322, "execveat", Exec, EXEC, &[v("dirfd"), p("path"), k("argv", Argv), v("envp"), v("flags")]),
-    sc(3, "close", Close, 0, &[v("fd")]),
-    sc(32, "dup", Dup, 0, &[v("oldfd")]),
-    sc(33, "dup2", Dup, 0, &[v("oldfd"), v("newfd")]),
-    sc(292, "dup3", Dup, 0, &[v("oldfd"), v("newfd"), v("flags")]),
-    sc(41, "socket", Socket, 0, &[v("domain"), v("type"), v("protocol")]),
-    sc(42, "connect", Connect, AT_ENTER, &[v("fd"), k("addr", SockAddr), v("addrlen")]),
-    sc(43, "accept", Accept, 0, &[v("fd"), k("addr", SockAddrOut), v("addrlen")]),
-    sc(288, "accept4", Accept, 0, &[v("fd"), k("addr", SockAddrOut), v("addrlen"), v("flags")]),
-    sc(49, "bind", Bind, 0, &[v("fd"), k("addr", SockAddr), v("addrlen")]),
-    sc(50, "listen", Listen, 0, &[v("fd"), v("backlog")]),
-    sc(44, "sendto", SendTo, 0, &[v("fd"), v("buf"), v("len"), v("flags"), k("addr", SockAddr), v("addrlen")]),
-    sc(46, "sendmsg", SendMsg, 0, &[v("fd"), k("msg", MsgHdr), v("flags")]),
-    sc(101, "ptrace", Ptrace, 0, &[v("request"), v("pid"), v("addr"), v("data")]),
-    sc(105, "setuid", SetIds, 0, &[v("uid")]),
-    sc(106, "setgid", SetIds, 0, &[v("gid")]),
-    sc(113, "setreuid", SetIds, 0, &[v("ruid"), v("euid")]),
-    sc(114, "setregid", SetIds, 0, &[v("rgid"), v("egid")]),
-    sc(117, "setresuid", SetIds, 0, &[v("ruid"), v("euid"), v("suid")]),
-    sc(119, "setresgid", SetIds, 0, &[v("rgid"), v("egid"), v("sgid")]),
-    sc(126, "capset", Capset, 0, &[k("header", Struct8), k("data", Struct24)]),
-    sc(308, "setns", Setns, 0, &[v("fd"), v("nstype")]),
-    sc(272, "unshare", Unshare, 0, &[v("flags")]),
-    sc(56, "clone", Clone, 0, &[v("flags"), v("stack"), v("parent_tid"), v("child_tid"), v("tls")]),
-    sc(435, "clone3", Clone, 0, &[k("args", Struct64), v("size")]),
-    sc(57, "fork", Clone, 0, &[]),
-    sc(58, "vfork", Clone, 0, &[]),
-    sc(165, "mount", Mount, 0, &[p("source"), p("target"), p("fstype"), v("flags"), v("data")]),
-    sc(166, "umount2", Umount, 0, &[p("target"), v("flags")]),
-    sc(90, "chmod", Chmod, 0, &[p("path"), v("mode")]),
-    sc(91, "fchmod", Chmod, 0, &[v("fd"), v("mode")]),
-    sc(268, "fchmodat", Chmod, 0, &[v("dirfd"), p("path"), v("mode")]),
-    sc(452, "fchmodat2", Chmod, 0, &[v("dirfd"), p("path"), v("mode"), v("flags")]),
-    sc(92, "chown", Chown, 0, &[p("path"), v("uid"), v("gid")]),
-    sc(94, "lchown", Chown, 0, &[p("path"), v("uid"), v("gid")]),
-    sc(93, "fchown", Chown, 0, &[v("fd"), v("uid"), v("gid")]),
-    sc(260, "fchownat", Chown, 0, &[v("dirfd"), p("path"), v("uid"), v("gid"), v("flags")]),
-    sc(86, "link", Link, 0, &[p("oldpath"), p("newpath")]),
-    sc(265, "linkat", Link, 0, &[v("olddirfd"), p("oldpath"), v("newdirfd"), p("newpath"), v("flags")]),
-    sc(88, "symlink", Link, 0, &[p("oldpath"), p("newpath")]),
-    sc(266, "symlinkat", Link, 0, &[p("oldpath"), v("newdirfd"), p("newpath")]),
-    sc(82, "rename", Link, 0, &[p("oldpath"), p("newpath")]),
-    sc(264, "renameat", Link, 0, &[v("olddirfd"), p("oldpath"), v("newdirfd"), p("newpath")]),
-    sc(316, "renameat2", Link, 0, &[v("olddirfd"), p("oldpath"), v("newdirfd"), p("newpath"), v("flags")]),
-    sc(87, "unlink", Unlink, 0, &[p("path")]),
-    sc(263, "unlinkat", Unlink, 0, &[v("dirfd"), p("path"), v("flags")]),
-    sc(84, "rmdir", Unlink, 0, &[p("path")]),
-    sc(83, "mkdir", Mkdir, 0, &[p("path"), v("mode")]),
-    sc(258, "mkdirat", Mkdir, 0, &[v("dirfd"), p("path"), v("mode")]),
-    sc(175, "init_module", Module, 0, &[v("image"), v("len"), p("params")]),
-    sc(313, "finit_module", Module, 0, &[v("fd"), p("params"), v("flags")]),
-    sc(319, "memfd_create", MemfdCreate, 0, &[p("name"), v("flags")]),
-    sc(157, "prctl", Prctl, 0, &[v("option"), v("arg2"), v("arg3"), v("arg4"), v("arg5")]),
-    sc(62, "kill", Kill, 0, &[v("pid"), v("sig")]),
-    sc(200, "tkill", Kill, 0, &[v("tid"), v("sig")]),
-    sc(234, "tgkill", Kill, 0, &[v("tgid"), v("tid"), v("sig")]),
-    sc(321, "bpf", Bpf, 0, &[v("cmd"), v("attr"), v("size")]),
-    sc(10, "mprotect", Mmap, PROT_EXEC_ONLY, &[v("addr"), v("len"), v("prot")]),
-    sc(9, "mmap", Mmap, PROT_EXEC_ONLY, &[v("addr"), v("len"), v("prot"), v("flags"), v("fd"), v("offset")]),
+    sc(2, "open", Open, AT_ENTER, &[p("path"), v("flags"), v("mode")]).ia32(&[i(5)]),
+    sc(257, "openat", Open, AT_ENTER, &[v("dirfd"), p("path"), v("flags"), v("mode")]).ia32(&[i(295)]),
+    sc(437, "openat2", Open, AT_ENTER, &[v("dirfd"), p("path"), k("how", Struct24), v("size")]).ia32(&[i(437)]),
+    sc(85, "creat", Open, AT_ENTER, &[p("path"), v("mode")]).ia32(&[i(8)]),
+    sc(59, "execve", Exec, EXEC, &[p("path"), k("argv", Argv), v("envp")]).ia32(&[i(11)]),
+    sc(322, "execveat", Exec, EXEC, &[v("dirfd"), p("path"), k("argv", Argv), v("envp"), v("flags")]).ia32(&[i(358)]),
+    sc(3, "close", Close, 0, &[v("fd")]).ia32(&[i(6)]),
+    sc(32, "dup", Dup, 0, &[v("oldfd")]).ia32(&[i(41)]),
+    sc(33, "dup2", Dup, 0, &[v("oldfd"), v("newfd")]).ia32(&[i(63)]),
+    sc(292, "dup3", Dup, 0, &[v("oldfd"), v("newfd"), v("flags")]).ia32(&[i(330)]),
+    sc(41, "socket", Socket, 0, &[v("domain"), v("type"), v("protocol")]).ia32(&[i(359)]),
+    // The local end of a socket comes from the kernel at exit (an outbound connect's port
+    // is only chosen then).
+    sc(42, "connect", Connect, AT_ENTER | LOCAL_ADDR_ARG0, &[v("fd"), k("addr", SockAddr), v("addrlen")])
+        .ia32(&[i(362)]),
+    // accept exists on ia32 only through socketcall.
+    sc(43, "accept", Accept, LOCAL_ADDR_RET, &[v("fd"), k("addr", SockAddrOut), v("addrlen")]),
+    sc(288, "accept4", Accept, LOCAL_ADDR_RET, &[v("fd"), k("addr", SockAddrOut), v("addrlen"), v("flags")])
+        .ia32(&[i(364)]),
+    sc(49, "bind", Bind, 0, &[v("fd"), k("addr", SockAddr), v("addrlen")]).ia32(&[i(361)]),
+    sc(50, "listen", Listen, 0, &[v("fd"), v("backlog")]).ia32(&[i(363)]),
+    sc(44, "sendto", SendTo, 0, &[v("fd"), v("buf"), v("len"), v("flags"), k("addr", SockAddr), v("addrlen")])
+        .ia32(&[i(369)]),
+    sc(46, "sendmsg", SendMsg, 0, &[v("fd"), k("msg", MsgHdr), v("flags")]).ia32(&[i(370)]),
+    sc(101, "ptrace", Ptrace, 0, &[v("request"), v("pid"), v("addr"), v("data")]).ia32(&[i(26)]),
+    sc(105, "setuid", SetIds, 0, &[v("uid")]).ia32(&[u16(23), i(213)]),
+    sc(106, "setgid", SetIds, 0, &[v("gid")]).ia32(&[u16(46), i(214)]),
+    sc(113, "setreuid", SetIds, 0, &[v("ruid"), v("euid")]).ia32(&[u16(70), i(203)]),
+    sc(114, "setregid", SetIds, 0, &[v("rgid"), v("egid")]).ia32(&[u16(71), i(204)]),
+    sc(117, "setresuid", SetIds, 0, &[v("ruid"), v("euid"), v("suid")]).ia32(&[u16(164), i(208)]),
+    sc(119, "setresgid", SetIds, 0, &[v("rgid"), v("egid"), v("sgid")]).ia32(&[u16(170), i(210)]),
+    sc(126, "capset", Capset, 0, &[k("header", Struct8), k("data", Struct24)]).ia32(&[i(185)]),
+    sc(308, "setns", Setns, 0, &[v("fd"), v("nstype")]).ia32(&[i(346)]),
+    sc(272, "unshare", Unshare, 0, &[v("flags")]).ia32(&[i(310)]),
+    sc(56, "clone", Clone, 0, &[v("flags"), v("stack"), v("parent_tid"), v("child_tid"), v("tls")]).ia32(&[i(120)]),
+    sc(435, "clone3", Clone, 0, &[k("args", Struct64), v("size")]).ia32(&[i(435)]),
+    sc(57, "fork", Clone, 0, &[]).ia32(&[i(2)]),
+    sc(58, "vfork", Clone, 0, &[]).ia32(&[i(190)]),
+    sc(165, "mount", Mount, 0, &[p("source"), p("target"), p("fstype"), v("flags"), v("data")]).ia32(&[i(21)]),
+    sc(166, "umount2", Umount, 0, &[p("target"), v("flags")]).ia32(&[i(52)]),
+    sc(90, "chmod", Chmod, 0, &[p("path"), v("mode")]).ia32(&[i(15)]),
+    sc(91, "fchmod", Chmod, 0, &[v("fd"), v("mode")]).ia32(&[i(94)]),
+    sc(268, "fchmodat", Chmod, 0, &[v("dirfd"), p("path"), v("mode")]).ia32(&[i(306)]),
+    sc(452, "fchmodat2", Chmod, 0, &[v("dirfd"), p("path"), v("mode"), v("flags")]).ia32(&[i(452)]),
+    sc(92, "chown", Chown, 0, &[p("path"), v("uid"), v("gid")]).ia32(&[u16(182), i(212)]),
+    sc(94, "lchown", Chown, 0, &[p("path"), v("uid"), v("gid")]).ia32(&[u16(16), i(198)]),
+    sc(93, "fchown", Chown, 0, &[v("fd"), v("uid"), v("gid")]).ia32(&[u16(95), i(207)]),
+    sc(260, "fchownat", Chown, 0, &[v("dirfd"), p("path"), v("uid"), v("gid"), v("flags")]).ia32(&[i(298)]),
+    sc(86, "link", Link, 0, &[p("oldpath"), p("newpath")]).ia32(&[i(9)]),
+    sc(265, "linkat", Link, 0, &[v("olddirfd"), p("oldpath"), v("newdirfd"), p("newpath"), v("flags")]).ia32(&[i(303)]),
+    sc(88, "symlink", Link, 0, &[p("oldpath"), p("newpath")]).ia32(&[i(83)]),
+    sc(266, "symlinkat", Link, 0, &[p("oldpath"), v("newdirfd"), p("newpath")]).ia32(&[i(304)]),
+    sc(82, "rename", Link, 0, &[p("oldpath"), p("newpath")]).ia32(&[i(38)]),
+    sc(264, "renameat", Link, 0, &[v("olddirfd"), p("oldpath"), v("newdirfd"), p("newpath")]).ia32(&[i(302)]),
+    sc(316, "renameat2", Link, 0, &[v("olddirfd"), p("oldpath"), v("newdirfd"), p("newpath"), v("flags")])
+        .ia32(&[i(353)]),
+    sc(87, "unlink", Unlink, 0, &[p("path")]).ia32(&[i(10)]),
+    sc(263, "unlinkat", Unlink, 0, &[v("dirfd"), p("path"), v("flags")]).ia32(&[i(301)]),
+    sc(84, "rmdir", Unlink, 0, &[p("path")]).ia32(&[i(40)]),
+    sc(83, "mkdir", Mkdir, 0, &[p("path"), v("mode")]).ia32(&[i(39)]),
+    sc(258, "mkdirat", Mkdir, 0, &[v("dirfd"), p("path"), v("mode")]).ia32(&[i(296)]),
+    sc(175, "init_module", Module, 0, &[v("image"), v("len"), p("params")]).ia32(&[i(128)]),
+    sc(313, "finit_module", Module, 0, &[v("fd"), p("params"), v("flags")]).ia32(&[i(350)]),
+    sc(319, "memfd_create", MemfdCreate, 0, &[p("name"), v("flags")]).ia32(&[i(356)]),
+    sc(157, "prctl", Prctl, 0, &[v("option"), v("arg2"), v("arg3"), v("arg4"), v("arg5")]).ia32(&[i(172)]),
+    sc(62, "kill", Kill, 0, &[v("pid"), v("sig")]).ia32(&[i(37)]),
+    sc(200, "tkill", Kill, 0, &[v("tid"), v("sig")]).ia32(&[i(238)]),
+    sc(234, "tgkill", Kill, 0, &[v("tgid"), v("tid"), v("sig")]).ia32(&[i(270)]),
+    sc(321, "bpf", Bpf, 0, &[v("cmd"), v("attr"), v("size")]).ia32(&[i(357)]),
+    sc(10, "mprotect", Mmap, PROT_EXEC_ONLY, &[v("addr"), v("len"), v("prot")]).ia32(&[i(125)]),
+    // mmap2: the offset is in pages, which no event uses.
+    sc(9, "mmap", Mmap, PROT_EXEC_ONLY, &[v("addr"), v("len"), v("prot"), v("flags"), v("fd"), v("offset")])
+        .ia32(&[i(192)]),
+    sc(80, "chdir", Chdir, 0, &[p("path")]).ia32(&[i(12)]),
+    sc(81, "fchdir", Chdir, 0, &[v("fd")]).ia32(&[i(133)]),
+    sc(72, "fcntl", Fcntl, DUPFD_ONLY, &[v("fd"), v("cmd"), v("arg")]).ia32(&[i(55), i(221)]),
+    sc(45, "recvfrom", RecvFrom, 0, &[v("fd"), v("buf"), v("len"), v("flags"), k("addr", SockAddrOut), v("addrlen")])
+        .ia32(&[i(371)]),
+    sc(47, "recvmsg", RecvMsg, 0, &[v("fd"), k("msg", MsgHdr), v("flags")]).ia32(&[i(372)]),
+    sc(323, "userfaultfd", Userfaultfd, 0, &[v("flags")]).ia32(&[i(374)]),
+    sc(112, "setsid", Setsid, 0, &[]).ia32(&[i(66)]),
+    sc(109, "setpgid", Setpgid, 0, &[v("pid"), v("pgid")]).ia32(&[i(57)]),
 ];
+
+/// `socketcall(call, args)`, the ia32 multiplexer of the socket calls: its `call` numbers
+/// and the x86_64 calls they stand for. The arguments are 32-bit words behind `args`.
+pub const IA32_SOCKETCALL: u32 = 102;
+
+/// `socketcall` call numbers (`SYS_*` of `<linux/net.h>`) and their x86_64 syscalls.
+pub static SOCKETCALLS: &[(u32, u32)] =
+    &[(1, 41), (2, 49), (3, 42), (4, 50), (5, 43), (11, 44), (12, 45), (16, 46), (17, 47), (18, 288)];
+
+/// Highest ia32 syscall number the `COMPAT` map covers (exclusive).
+pub const MAX_IA32_NR: u32 = 512;
+
+/// Highest `socketcall` call number the `SOCKETCALL` map covers (exclusive).
+pub const MAX_SOCKETCALL: u32 = 32;
 
 /// `execve`: a successful `execveat` also returns through this number (the kernel's
 /// exit path sees `execve`), so the two are captured together.

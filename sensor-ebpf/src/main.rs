@@ -5,14 +5,18 @@
 //!   array lookup.
 //! - `sys_enter_stash`: classic `syscalls:sys_enter_*` tracepoints for the calls whose
 //!   user memory must be read before the kernel uses it (open*, connect).
-//! - `sched_{fork,exec,exit}_{btf,raw}`: process lifecycle.
+//! - `sched_{fork,exec,exit}_{btf,raw}`: process lifecycle; `cgroup_attach_{btf,raw}`:
+//!   a task moved to another cgroup (a runtime placing a process in a container).
 //! - `floor_btf`: an empty `sys_exit` program, the baseline benchmarks compare against.
 #![no_std]
 #![no_main]
 
+mod compat;
 mod maps;
+mod path;
 mod record;
 mod sched;
+mod sock;
 mod syscall;
 mod task;
 
@@ -28,10 +32,16 @@ use syscall::PtRegs;
 pub fn sys_exit_btf(ctx: BtfTracePointContext) -> i32 {
     let regs: *const PtRegs = ctx.arg(0);
     let nr = unsafe { core::ptr::read_volatile(&raw const (*regs).orig_ax) };
-    let Some(spec) = syscall::enabled(nr) else { return 0 };
+    let compat = compat::in_ia32_syscall_btf();
+    if !compat && syscall::enabled(nr).is_none() {
+        return 0;
+    }
     // A BTF-typed pointer: plain loads, checked by the verifier, no helper call.
     let regs = unsafe { core::ptr::read_volatile(regs) };
-    syscall::on_exit(nr, spec, &regs, ctx.arg(1));
+    let Some((nr, args)) = (if compat { compat::translate(nr, &regs) } else { Some((nr, regs.args())) }) else {
+        return 0;
+    };
+    syscall::on_exit(nr, args, ctx.arg(1), compat);
     0
 }
 
@@ -40,9 +50,15 @@ pub fn sys_exit_btf(ctx: BtfTracePointContext) -> i32 {
 pub fn sys_exit_raw(ctx: RawTracePointContext) -> i32 {
     let regs: *const PtRegs = ctx.arg(0);
     let nr = unsafe { bpf_probe_read_kernel(&raw const (*regs).orig_ax) }.unwrap_or(u64::MAX);
-    let Some(spec) = syscall::enabled(nr) else { return 0 };
+    let compat = compat::in_ia32_syscall_raw();
+    if !compat && syscall::enabled(nr).is_none() {
+        return 0;
+    }
     let regs = unsafe { bpf_probe_read_kernel(regs) }.unwrap_or_default();
-    syscall::on_exit(nr, spec, &regs, ctx.arg(1));
+    let Some((nr, args)) = (if compat { compat::translate(nr, &regs) } else { Some((nr, regs.args())) }) else {
+        return 0;
+    };
+    syscall::on_exit(nr, args, ctx.arg(1), compat);
     0
 }
 
@@ -80,6 +96,12 @@ sched_programs!(sched_exec_btf, sched_exec_raw, "sched_process_exec", |ctx| sche
     ctx.arg::<u64>(2)
 ));
 sched_programs!(sched_exit_btf, sched_exit_raw, "sched_process_exit", |_ctx| sched::on_exit());
+sched_programs!(cgroup_attach_btf, cgroup_attach_raw, "cgroup_attach_task", |ctx| sched::on_cgroup_attach(
+    ctx.arg::<u64>(0),
+    ctx.arg::<u64>(1),
+    ctx.arg::<u64>(2),
+    ctx.arg::<u64>(3) & 0xff != 0
+));
 
 /// Does nothing on every syscall exit: the dispatch floor benchmarks measure against.
 #[btf_tracepoint(function = "sys_exit")]

@@ -1,7 +1,8 @@
 //! The maps shared by all programs, and the load-time configuration global.
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{
-    Global,
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::bpf_get_smp_processor_id,
     macros::map,
@@ -9,13 +10,35 @@ use aya_ebpf::{
 };
 use sensor_abi::{
     config::{Config, Counters, MAX_RINGS, SyscallSpec},
-    record::{PATH_MAX, SCRATCH_SIZE},
-    syscalls::MAX_SYSCALL_NR,
+    record::{CGROUP_PATH_MAX, ExecInfo, PATH_MAX, SCRATCH_SIZE},
+    syscalls::{MAX_IA32_NR, MAX_SOCKETCALL, MAX_SYSCALL_NR},
 };
 
-/// Written by the loader before load (`EbpfLoader::set_global`).
+/// A value the loader writes before load. It lives in `.rodata`, which aya freezes, so
+/// the verifier knows every field as a constant. Fields are read one at a time with
+/// volatile loads ([`config!`]): the compiler must not fold the placeholder value in, and
+/// copying the whole configuration would cost the programs hundreds of bytes of stack.
+#[repr(transparent)]
+pub struct Rodata<T>(MaybeUninit<T>);
+
+// SAFETY: never written after load; the programs only read it.
+unsafe impl<T> Sync for Rodata<T> {}
+
+impl<T> Rodata<T> {
+    const fn new(value: T) -> Self {
+        Self(MaybeUninit::new(value))
+    }
+
+    /// Where the value is.
+    #[inline(always)]
+    pub fn as_ptr(&self) -> *const T {
+        self.0.as_ptr()
+    }
+}
+
+/// Written by the loader before load (`EbpfLoader::override_global`).
 #[unsafe(no_mangle)]
-pub static CONFIG: Global<Config> = Global::new(Config {
+pub static CONFIG: Rodata<Config> = Rodata::new(Config {
     self_pid: 0,
     cpus_per_ring: 1,
     nr_rings: 1,
@@ -23,6 +46,26 @@ pub static CONFIG: Global<Config> = Global::new(Config {
     // All u32: zero is a valid (unresolved) value for each; the loader fills them in.
     offsets: unsafe { core::mem::zeroed() },
 });
+
+/// One field of [`CONFIG`] (`config!(self_pid)`, `config!(offsets.task_mm)`).
+macro_rules! config {
+    ($($field:ident).+) => {{
+        // Also used inside unsafe blocks, where this one is redundant.
+        #[allow(unused_unsafe)]
+        // SAFETY: CONFIG is initialised and never written after load.
+        let value = unsafe { core::ptr::read_volatile(&raw const (*$crate::maps::CONFIG.as_ptr()).$($field).+) };
+        value
+    }};
+}
+pub(crate) use config;
+
+/// One kernel structure offset (`off!(task_mm)`).
+macro_rules! off {
+    ($field:ident) => {
+        $crate::maps::config!(offsets.$field)
+    };
+}
+pub(crate) use off;
 
 /// Capture spec per syscall number, written by user space; an all-zero entry means
 /// "not captured", so an uninteresting syscall costs this one lookup.
@@ -37,13 +80,17 @@ pub static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0)
 #[map]
 pub static SCRATCH: PerCpuArray<[u8; SCRATCH_SIZE]> = PerCpuArray::with_max_entries(1, 0);
 
-/// Bytes of blob data one stash entry holds: a path and a small structure (an exec's
-/// `ExecInfo`).
+/// Bytes of blob data a [`STASH`] entry holds: the memory arguments read at enter (a path
+/// or an address, and a small structure).
 pub const STASH_DATA: usize = PATH_MAX + 128;
+
+/// Bytes of blob data an [`EXEC_STASH`] entry holds: the path the call named and the file
+/// executed (each up to `PATH_MAX`), two cgroup paths and the `ExecInfo`, with headers.
+pub const EXEC_STASH_DATA: usize = 2 * (PATH_MAX + 4) + 2 * (CGROUP_PATH_MAX + 4) + 256;
 
 /// What the enter side (and `sched_process_exec`) captured for a thread's pending syscall.
 #[repr(C)]
-pub struct Stash {
+pub struct Stash<const N: usize> {
     /// Syscall number the entry is for; [`STASH_EMPTY`] once consumed.
     pub nr: u32,
     /// Bytes of `data` in use.
@@ -57,18 +104,68 @@ pub struct Stash {
     /// The argument registers at enter.
     pub args: [u64; 6],
     /// Serialized blobs, as they go into the record.
-    pub data: [u8; STASH_DATA],
+    pub data: [u8; N],
 }
 
 /// `Stash::nr` of a consumed entry.
 pub const STASH_EMPTY: u32 = u32::MAX;
-/// `Stash::flags` bit: `sched_process_exec` ran for this exec and left its path in `data`.
+/// `Stash::flags` bit: `sched_process_exec` ran for this exec and left its blobs in `data`.
 pub const STASH_EXEC_DONE: u16 = 0x8000;
+/// `Stash::flags` bit: a memory argument faulted at enter; read them all again at exit.
+pub const STASH_REREAD: u16 = 0x4000;
 
-/// Per-thread stash keyed by `pid_tgid`. Entries are reused rather than deleted, so the
-/// hot path only inserts for threads it has not seen; LRU eviction bounds it.
+/// Per-thread stash of the memory arguments read at enter, keyed by `pid_tgid`. Entries
+/// are reused rather than deleted, so the hot path only inserts for threads it has not
+/// seen; LRU eviction bounds it.
 #[map]
-pub static STASH: LruHashMap<u64, Stash> = LruHashMap::with_max_entries(4096, 0);
+pub static STASH: LruHashMap<u64, Stash<STASH_DATA>> = LruHashMap::with_max_entries(4096, 0);
+
+/// Per-thread stash of an exec in flight, keyed by `pid_tgid`: the number and arguments at
+/// enter, then what `sched_process_exec` read. An entry lives from an exec's enter to its
+/// exit, so few are in use at once; LRU eviction bounds it.
+#[map]
+pub static EXEC_STASH: LruHashMap<u64, Stash<EXEC_STASH_DATA>> = LruHashMap::with_max_entries(512, 0);
+
+/// The x86_64 meaning of each ia32 syscall number (`compat_entry`), written by user space.
+#[map]
+pub static COMPAT: Array<u32> = Array::with_max_entries(MAX_IA32_NR, 0);
+
+/// The x86_64 meaning of each `socketcall` call number (`compat_entry`).
+#[map]
+pub static SOCKETCALL: Array<u32> = Array::with_max_entries(MAX_SOCKETCALL, 0);
+
+/// Per-CPU area the `ExecInfo` of an exec is assembled in (too large for the stack).
+#[map]
+pub static EXEC_INFO: PerCpuArray<ExecInfo> = PerCpuArray::with_max_entries(1, 0);
+
+/// Most path components walked (dentries up to the root, kernfs nodes up to a
+/// hierarchy's root); a deeper path is cut at its top and marked truncated.
+pub const PATH_PARTS: usize = 64;
+
+/// A path being walked and written. The counters live here, in map memory the verifier
+/// does not track, rather than in registers: every loop iteration and every loop exit
+/// then looks the same to it, so it checks each loop once instead of once per length.
+#[repr(C)]
+pub struct PathScratch {
+    /// Name pointers of the components, leaf first.
+    pub names: [u64; PATH_PARTS],
+    /// Names in `names`.
+    pub n: u64,
+    /// The walk stopped before the top (too deep).
+    pub cut: u64,
+    /// Bytes of the path written so far.
+    pub used: u64,
+    /// `blob_flags` of the path being written.
+    pub flags: u64,
+    /// The walk's current dentry (or kernfs node).
+    pub node: u64,
+    /// The walk's current `struct mount`.
+    pub mount: u64,
+}
+
+/// Per-CPU [`PathScratch`].
+#[map]
+pub static PATH_SCRATCH: PerCpuArray<PathScratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// Namespace view of a thread, which only changes with its `nsproxy` (setns, unshare) or
 /// not at all (its pid namespace and ids in it): cached so each record costs one read to
@@ -142,14 +239,15 @@ pub fn counters() -> Option<&'static mut Counters> {
 /// the pending bytes cross a multiple of `wakeup_bytes`: a wake-up per record would cost
 /// more than the capture itself (see the perf-floor notes).
 #[inline(always)]
-pub fn emit(data: &[u8], cfg: &Config) {
+pub fn emit(data: &[u8]) {
     let cpu = unsafe { bpf_get_smp_processor_id() };
-    let idx = cpu.checked_div(cfg.cpus_per_ring).unwrap_or(0);
+    let idx = cpu.checked_div(config!(cpus_per_ring)).unwrap_or(0);
     let ring = ring_by_index(idx);
-    let flags = if cfg.wakeup_bytes == 0 {
+    let wakeup_bytes = config!(wakeup_bytes);
+    let flags = if wakeup_bytes == 0 {
         0
     } else {
-        let wake = cfg.wakeup_bytes as u64;
+        let wake = wakeup_bytes as u64;
         let pending = ring.query(BPF_RB_AVAIL_DATA as u64);
         if (pending + data.len() as u64) / wake != pending / wake {
             BPF_RB_FORCE_WAKEUP as u64

@@ -7,15 +7,18 @@ use aya_ebpf::helpers::{
     bpf_probe_read_user as read_user_value,
     generated::{bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_probe_read_user_str},
 };
-use sensor_abi::{
-    config::Config,
-    record::{
-        ARGV_MAX, ARGV_MAX_ARGS, BLOB_HEADER_SIZE, BlobHeader, OFFSET_MASK, PATH_MAX, SCRATCH_SIZE, blob_flags,
-        blob_slot,
-    },
+use sensor_abi::record::{
+    ARGV_MAX, ARGV_MAX_ARGS, BLOB_HEADER_SIZE, BlobHeader, OFFSET_MASK, PATH_MAX, SCRATCH_SIZE, blob_flags, blob_slot,
 };
 
-use crate::maps::{SCRATCH, emit};
+use core::{
+    ffi::c_void,
+    ptr::{read_volatile as get, write_volatile as set},
+};
+
+use aya_ebpf::helpers::generated::bpf_loop;
+
+use crate::maps::{PATH_PARTS, PathScratch, SCRATCH, emit};
 
 /// A record being written into this CPU's scratch area.
 pub struct Record {
@@ -26,6 +29,8 @@ pub struct Record {
     pub nblobs: u16,
     /// Some data did not fit or was cut.
     pub truncated: bool,
+    /// Some memory could not be read (a fault: the page may not be resident yet).
+    pub faulted: bool,
 }
 
 /// Where a blob's bytes come from.
@@ -45,7 +50,7 @@ impl Record {
     #[inline(always)]
     pub fn start(body: usize) -> Option<Self> {
         let buf = SCRATCH.get_ptr_mut(0)? as *mut u8;
-        Some(Self { buf, off: body, nblobs: 0, truncated: false })
+        Some(Self { buf, off: body, nblobs: 0, truncated: false, faulted: false })
     }
 
     /// A typed view of the scratch area at a fixed offset (header and body).
@@ -85,6 +90,7 @@ impl Record {
         let mut len = 0usize;
         if ret < 0 {
             flags |= blob_flags::FAULT;
+            self.faulted = true;
         } else {
             len = ret as usize;
             if matches!(from, Source::UserStr | Source::KernelStr) {
@@ -107,10 +113,10 @@ impl Record {
         self.nblobs += 1;
     }
 
-    /// Appends an exec's argument vector, read through its user pointer array, as one
-    /// [`blob_slot::ARGV`] blob of NUL-terminated strings.
+    /// Appends an exec's argument vector, read through its user pointer array (of 32-bit
+    /// pointers for an ia32 call), as one [`blob_slot::ARGV`] blob of NUL-terminated strings.
     #[inline(always)]
-    pub fn argv_blob(&mut self, argv: u64) {
+    pub fn argv_blob(&mut self, argv: u64, compat: bool) {
         if argv == 0 {
             return;
         }
@@ -123,7 +129,12 @@ impl Record {
         let mut used = 0usize;
         let mut flags = 0u8;
         for i in 0..ARGV_MAX_ARGS {
-            let arg = match unsafe { read_user_value((argv + 8 * i as u64) as *const u64) } {
+            let arg = if compat {
+                unsafe { read_user_value((argv + 4 * i as u64) as *const u32) }.map(u64::from)
+            } else {
+                unsafe { read_user_value((argv + 8 * i as u64) as *const u64) }
+            };
+            let arg = match arg {
                 Ok(p) => p,
                 Err(_) => {
                     flags |= blob_flags::FAULT;
@@ -214,15 +225,105 @@ impl Record {
         if r == 0 { n } else { 0 }
     }
 
+    /// Appends the path walked into `ps` (names leaf first, see [`PathScratch`]) as a blob
+    /// of `/`-joined names from the top down, at most `max_len` bytes (`/` for none).
+    #[inline(always)]
+    pub fn path_blob(&mut self, ps: *mut PathScratch, slot: u8, max_len: usize) {
+        if self.off > OFFSET_MASK {
+            self.truncated = true;
+            return;
+        }
+        let o = self.off & OFFSET_MASK;
+        let base = o + BLOB_HEADER_SIZE;
+        unsafe {
+            set(&raw mut (*ps).used, 0);
+            let cut = get(&raw const (*ps).cut) != 0;
+            set(&raw mut (*ps).flags, if cut { u64::from(blob_flags::TRUNCATED) } else { 0 });
+        }
+        let mut ctx = PathWrite {
+            ps,
+            dst: unsafe { self.buf.add(base) },
+            max_len: if max_len > PATH_MAX { PATH_MAX as u64 } else { max_len as u64 },
+        };
+        let n = unsafe { get(&raw const (*ps).n) } as u32 & (2 * PATH_PARTS as u32 - 1);
+        let step = path_write_step as *const () as *mut c_void;
+        unsafe { bpf_loop(n, step, &raw mut ctx as *mut c_void, 0) };
+        let flags = unsafe { get(&raw const (*ps).flags) } as u8;
+        let mut used = unsafe { get(&raw const (*ps).used) } as usize & (PATH_MAX - 1);
+        if used == 0 && flags & blob_flags::FAULT == 0 {
+            unsafe { *self.buf.add(base) = b'/' };
+            used = 1;
+        }
+        let h: &mut BlobHeader = self.at(o);
+        h.arg = slot;
+        h.flags = flags;
+        h.len = used as u16;
+        if flags & blob_flags::TRUNCATED != 0 {
+            self.truncated = true;
+        }
+        self.off = base + used;
+        self.nblobs += 1;
+    }
+
     /// Sends the record (`off` bytes) to this CPU's ring buffer.
     #[inline(always)]
-    pub fn emit(&self, cfg: &Config) {
+    pub fn emit(&self) {
         let len = self.off & (SCRATCH_SIZE - 1);
         if len == 0 {
             return;
         }
-        emit(unsafe { core::slice::from_raw_parts(self.buf, len) }, cfg);
+        emit(unsafe { core::slice::from_raw_parts(self.buf, len) });
     }
+}
+
+/// What a path-writing step needs; on the program's stack, as `bpf_loop` requires.
+#[repr(C)]
+struct PathWrite {
+    ps: *mut PathScratch,
+    /// Where the path's bytes go (a blob's data in the scratch area).
+    dst: *mut u8,
+    /// Most bytes of the path.
+    max_len: u64,
+}
+
+/// Adds `flag` to the `blob_flags` of the path being written.
+#[inline(always)]
+fn add_flag(ps: *mut PathScratch, flag: u8) {
+    unsafe { set(&raw mut (*ps).flags, get(&raw const (*ps).flags) | u64::from(flag)) };
+}
+
+/// Step `index` of writing a path: `/` and the `index`-th name from the top (the names are
+/// leaf first). Stops (1) when the path would pass its bound or a name is unreadable.
+#[inline(never)]
+extern "C" fn path_write_step(index: u64, ctx: *mut c_void) -> i64 {
+    let w = unsafe { &*(ctx as *const PathWrite) };
+    let ps = w.ps;
+    let n = unsafe { get(&raw const (*ps).n) };
+    let used = unsafe { get(&raw const (*ps).used) } as usize & (PATH_MAX - 1);
+    let max_len = w.max_len as usize & (PATH_MAX | (PATH_MAX - 1));
+    // One byte for the '/' and at least one for the name and its NUL.
+    if index >= n {
+        return 1;
+    }
+    if used + 2 > max_len {
+        add_flag(ps, blob_flags::TRUNCATED);
+        return 1;
+    }
+    let name = unsafe { (*ps).names[(n - 1 - index) as usize & (PATH_PARTS - 1)] };
+    unsafe { *w.dst.add(used) = b'/' };
+    let room = (max_len - used - 1) & (PATH_MAX - 1);
+    let r = unsafe { bpf_probe_read_kernel_str(w.dst.add(used + 1) as *mut _, room as u32, name as *const _) };
+    if r <= 0 {
+        add_flag(ps, blob_flags::FAULT);
+        return 1;
+    }
+    // The helper counts the NUL, which the next '/' overwrites.
+    unsafe { set(&raw mut (*ps).used, (used + r as usize) as u64) };
+    if r as usize >= room {
+        add_flag(ps, blob_flags::TRUNCATED);
+        return 1;
+    }
+    0
 }
 
 /// Clamps a read length to `1..=PATH_MAX` in a way the verifier can follow.

@@ -4,21 +4,28 @@
 use aya_ebpf::{
     bindings::BPF_ANY,
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    maps::LruHashMap,
 };
 use sensor_abi::{
-    config::{PROT_EXEC, SyscallSpec, spec_flags},
+    config::{F_DUPFD, F_DUPFD_CLOEXEC, PROT_EXEC, SyscallSpec, spec_flags},
     record::{HEADER_SIZE, Header, RecordKind, SOCKADDR_MAX, SYSCALL_BODY_SIZE, SyscallBody, blob_slot, syscall_flags},
     syscalls::{ArgKind, NR_EXECVE, NR_EXECVEAT},
 };
 
 use crate::{
-    maps::{CONFIG, SCRATCH, STASH, STASH_DATA, STASH_EMPTY, STASH_EXEC_DONE, SYSCALLS, Stash, counters},
+    maps::{
+        EXEC_STASH, SCRATCH, STASH, STASH_EMPTY, STASH_EXEC_DONE, STASH_REREAD, SYSCALLS, Stash, config, counters, off,
+    },
     record::{Record, Source},
+    sock::local_addr_blob,
     task::{current, fill_header, read},
 };
 
 /// Where a syscall record's blobs start.
 const BODY_END: usize = HEADER_SIZE + SYSCALL_BODY_SIZE;
+
+/// `EINPROGRESS`: a non-blocking connect that goes on in the background.
+const EINPROGRESS: i64 = 115;
 
 /// x86_64 `struct pt_regs`.
 #[repr(C)]
@@ -49,10 +56,17 @@ pub struct PtRegs {
 }
 
 impl PtRegs {
-    /// The six syscall arguments, in order.
+    /// The six syscall arguments of a native call, in order.
     #[inline(always)]
     pub fn args(&self) -> [u64; 6] {
         [self.di, self.si, self.dx, self.r10, self.r8, self.r9]
+    }
+
+    /// The six syscall arguments of an ia32 call, in order (32-bit values).
+    #[inline(always)]
+    pub fn ia32_args(&self) -> [u64; 6] {
+        let w = |r: u64| r & 0xffff_ffff;
+        [w(self.bx), w(self.cx), w(self.dx), w(self.si), w(self.di), w(self.bp)]
     }
 }
 
@@ -65,8 +79,8 @@ pub fn enabled(nr: u64) -> Option<&'static SyscallSpec> {
 
 /// Whether the current task belongs to the sensor itself (process `self_pid`).
 #[inline(always)]
-fn is_self(self_pid: u32) -> bool {
-    (bpf_get_current_pid_tgid() >> 32) as u32 == self_pid
+fn is_self() -> bool {
+    (bpf_get_current_pid_tgid() >> 32) as u32 == config!(self_pid)
 }
 
 #[inline(always)]
@@ -78,50 +92,65 @@ fn user<T: Copy + Default>(addr: u64) -> T {
 }
 
 /// Enter side, for syscalls whose exit alone is not enough: keeps the number and the
-/// argument registers, and for `AT_ENTER` calls reads their memory arguments now.
+/// argument registers (an exec), or reads their memory arguments now (`AT_ENTER`).
 #[inline(always)]
 pub fn on_enter(nr: u64, args: &[u64; 6]) {
     let Some(spec) = enabled(nr) else { return };
-    if spec.flags & (spec_flags::AT_ENTER | spec_flags::EXEC) == 0 || is_self(CONFIG.load().self_pid) {
+    if spec.flags & (spec_flags::AT_ENTER | spec_flags::EXEC) == 0 || is_self() {
+        return;
+    }
+    let key = bpf_get_current_pid_tgid();
+    if spec.flags & spec_flags::EXEC != 0 {
+        let Some(entry) = stash_entry(&EXEC_STASH, key) else { return };
+        entry.nr = nr as u32;
+        entry.args = *args;
+        entry.flags = 0;
+        entry.len = 0;
+        entry.nblobs = 0;
         return;
     }
     let Some(mut rec) = Record::start(BODY_END) else { return };
-    if spec.flags & spec_flags::AT_ENTER != 0 {
-        capture_args(&mut rec, spec, args, 0);
-    }
-    let Some(entry) = stash_entry(bpf_get_current_pid_tgid()) else { return };
+    capture_args(&mut rec, spec, args, 0, false);
+    let Some(entry) = stash_entry(&STASH, key) else { return };
     entry.nr = nr as u32;
     entry.args = *args;
-    entry.flags = 0;
+    entry.flags = if rec.faulted { STASH_REREAD } else { 0 };
     stash_blobs(entry, &rec, BODY_END);
 }
 
-/// Exit side: emits the record of a captured syscall.
+/// Exit side: emits the record of syscall `nr` (x86_64 numbering; an ia32 call already
+/// translated when `compat`) that returned `ret`, if it is captured. One call site per
+/// program: the verifier checks what is inlined here once.
 #[inline(always)]
-pub fn on_exit(nr: u64, spec: &SyscallSpec, regs: &PtRegs, ret: i64) {
-    let mut args = regs.args();
+pub fn on_exit(nr: u64, mut args: [u64; 6], ret: i64, compat: bool) {
+    let Some(spec) = enabled(nr) else { return };
     if spec.flags & spec_flags::PROT_EXEC_ONLY != 0 && args[2] & PROT_EXEC == 0 {
         return;
     }
-    // One copy of the configuration serves the whole run.
-    let cfg = CONFIG.load();
-    if is_self(cfg.self_pid) {
+    if spec.flags & spec_flags::DUPFD_ONLY != 0 && args[1] != F_DUPFD && args[1] != F_DUPFD_CLOEXEC {
+        return;
+    }
+    if is_self() {
         return;
     }
     let Some(mut rec) = Record::start(BODY_END) else { return };
-    fill_header(rec.at::<Header>(0), RecordKind::Syscall, &cfg.offsets);
+    fill_header(rec.at::<Header>(0), RecordKind::Syscall);
     let mut nr = nr as u32;
-    let mut flags = 0u16;
+    let mut flags = if compat { syscall_flags::COMPAT } else { 0 };
+    let key = bpf_get_current_pid_tgid();
+    let mut read_args = false;
     if spec.flags & spec_flags::EXEC != 0 && ret == 0 {
         // The registers and memory are the new program's now: the number and arguments
-        // were kept at enter (a successful execveat even exits as execve), the path by
-        // sched_process_exec, and the arguments are on the new program's stack.
-        match take_stash(bpf_get_current_pid_tgid(), |e| {
+        // were kept at enter (a successful execveat even exits as execve), the file and
+        // paths by sched_process_exec, and the arguments are on the new program's stack.
+        match take_stash(&EXEC_STASH, key, |e| {
             e.flags & STASH_EXEC_DONE != 0 && (e.nr == NR_EXECVE || e.nr == NR_EXECVEAT)
         }) {
             Some(entry) => {
                 nr = entry.nr;
-                args = entry.args;
+                if !compat {
+                    args = entry.args;
+                }
                 append_stash(&mut rec, entry);
             }
             None => {
@@ -129,19 +158,26 @@ pub fn on_exit(nr: u64, spec: &SyscallSpec, regs: &PtRegs, ret: i64) {
                 flags |= syscall_flags::NO_ENTER;
             }
         }
-        let mm: u64 = read(current(), cfg.offsets.task_mm);
-        let start: u64 = read(mm, cfg.offsets.mm_arg_start);
-        let end: u64 = read(mm, cfg.offsets.mm_arg_end);
+        let mm: u64 = read(current(), off!(task_mm));
+        let start: u64 = read(mm, off!(mm_arg_start));
+        let end: u64 = read(mm, off!(mm_arg_end));
         if end > start {
             rec.blob(blob_slot::ARGV, start, Source::User((end - start) as usize));
         }
-        let env_start: u64 = read(mm, cfg.offsets.mm_env_start);
-        let env_end: u64 = read(mm, cfg.offsets.mm_env_end);
+        let env_start: u64 = read(mm, off!(mm_env_start));
+        let env_end: u64 = read(mm, off!(mm_env_end));
         if env_end > env_start {
             rec.blob(blob_slot::ENV, env_start, Source::User((env_end - env_start) as usize));
         }
-    } else if spec.flags & spec_flags::AT_ENTER != 0 {
-        match take_stash(bpf_get_current_pid_tgid(), |e| e.nr == nr) {
+    } else if spec.flags & spec_flags::AT_ENTER != 0 && !compat {
+        // ia32 calls have no per-syscall enter tracepoints: theirs are read below, at exit.
+        match take_stash(&STASH, key, |e| e.nr == nr) {
+            Some(entry) if entry.flags & STASH_REREAD != 0 => {
+                // Unreadable at enter (not resident yet); the call has faulted it in.
+                entry.nr = STASH_EMPTY;
+                read_args = true;
+                flags |= syscall_flags::REREAD_AT_EXIT;
+            }
             Some(entry) => append_stash(&mut rec, entry),
             None => {
                 miss();
@@ -149,7 +185,20 @@ pub fn on_exit(nr: u64, spec: &SyscallSpec, regs: &PtRegs, ret: i64) {
             }
         }
     } else {
-        capture_args(&mut rec, spec, &args, ret);
+        read_args = true;
+    }
+    if read_args {
+        capture_args(&mut rec, spec, &args, ret, compat);
+    }
+    let socket = if spec.flags & spec_flags::LOCAL_ADDR_ARG0 != 0 && (ret == 0 || ret == -EINPROGRESS) {
+        Some(args[0] & 0xffff_ffff)
+    } else if spec.flags & spec_flags::LOCAL_ADDR_RET != 0 && ret >= 0 {
+        Some(ret as u64)
+    } else {
+        None
+    };
+    if let Some(fd) = socket {
+        local_addr_blob(&mut rec, fd);
     }
     if rec.truncated {
         flags |= syscall_flags::TRUNCATED;
@@ -163,12 +212,13 @@ pub fn on_exit(nr: u64, spec: &SyscallSpec, regs: &PtRegs, ret: i64) {
     body.args = args;
     let len = rec.off as u32;
     rec.at::<Header>(0).len = len;
-    rec.emit(&cfg);
+    rec.emit();
 }
 
-/// Reads the memory behind each argument as the spec says.
+/// Reads the memory behind each argument as the spec says (structures laid out for an
+/// ia32 caller when `compat`).
 #[inline(always)]
-fn capture_args(rec: &mut Record, spec: &SyscallSpec, args: &[u64; 6], ret: i64) {
+fn capture_args(rec: &mut Record, spec: &SyscallSpec, args: &[u64; 6], ret: i64, compat: bool) {
     for i in 0..6 {
         let a = args[i];
         let next = if i < 5 { args[i + 1] } else { 0 };
@@ -185,15 +235,16 @@ fn capture_args(rec: &mut Record, spec: &SyscallSpec, args: &[u64; 6], ret: i64)
                 }
             }
             Some(ArgKind::MsgHdr) => {
-                // struct msghdr { void *msg_name; int msg_namelen; ... }
-                let name: u64 = user(a);
-                let len: u32 = user(a + 8);
+                // struct msghdr { void *msg_name; int msg_namelen; ... }, with a 32-bit
+                // pointer in struct compat_msghdr.
+                let (name, len): (u64, u32) =
+                    if compat { (u64::from(user::<u32>(a)), user(a + 4)) } else { (user(a), user(a + 8)) };
                 rec.blob(slot, name, Source::User(clamp_addr(len as u64)));
             }
             Some(ArgKind::Struct8) => rec.blob(slot, a, Source::User(8)),
             Some(ArgKind::Struct24) => rec.blob(slot, a, Source::User(24)),
             Some(ArgKind::Struct64) => rec.blob(slot, a, Source::User(64)),
-            Some(ArgKind::Argv) => rec.argv_blob(a),
+            Some(ArgKind::Argv) => rec.argv_blob(a, compat),
             Some(ArgKind::Value) | None => {}
         }
     }
@@ -204,43 +255,47 @@ fn clamp_addr(len: u64) -> usize {
     if len > SOCKADDR_MAX as u64 { SOCKADDR_MAX } else { len as usize }
 }
 
-/// The stash entry of thread `key`, created on first use; later calls reuse it.
+/// The entry of thread `key` in stash `map`, created on first use; later calls reuse it.
 #[inline(always)]
-pub fn stash_entry(key: u64) -> Option<&'static mut Stash> {
-    if let Some(e) = STASH.get_ptr_mut(key) {
+pub fn stash_entry<const N: usize>(map: &LruHashMap<u64, Stash<N>>, key: u64) -> Option<&'static mut Stash<N>> {
+    if let Some(e) = map.get_ptr_mut(key) {
         return Some(unsafe { &mut *e });
     }
     // The value to insert only needs the right size; its content is overwritten. The
     // scratch area is large enough.
-    let seed = unsafe { &*(SCRATCH.get_ptr(0)? as *const Stash) };
-    if STASH.insert(key, seed, BPF_ANY as u64).is_err() {
+    let seed = unsafe { &*(SCRATCH.get_ptr(0)? as *const Stash<N>) };
+    if map.insert(key, seed, BPF_ANY as u64).is_err() {
         miss();
         return None;
     }
-    let e = STASH.get_ptr_mut(key)?;
+    let e = map.get_ptr_mut(key)?;
     Some(unsafe { &mut *e })
 }
 
 /// Saves the blobs of `rec` from `from` on into `entry`.
 #[inline(always)]
-pub fn stash_blobs(entry: &mut Stash, rec: &Record, from: usize) {
-    entry.len = rec.copy_out(from, entry.data.as_mut_ptr(), STASH_DATA) as u32;
+pub fn stash_blobs<const N: usize>(entry: &mut Stash<N>, rec: &Record, from: usize) {
+    entry.len = rec.copy_out(from, entry.data.as_mut_ptr(), N) as u32;
     entry.nblobs = rec.nblobs;
     if rec.truncated {
         entry.flags |= syscall_flags::TRUNCATED;
     }
 }
 
-/// The stash entry of thread `key`, if `valid` accepts it.
+/// The stash entry of thread `key` in `map`, if `valid` accepts it.
 #[inline(always)]
-fn take_stash(key: u64, valid: impl Fn(&Stash) -> bool) -> Option<&'static mut Stash> {
-    let entry = unsafe { &mut *STASH.get_ptr_mut(key)? };
+fn take_stash<const N: usize>(
+    map: &LruHashMap<u64, Stash<N>>,
+    key: u64,
+    valid: impl Fn(&Stash<N>) -> bool,
+) -> Option<&'static mut Stash<N>> {
+    let entry = unsafe { &mut *map.get_ptr_mut(key)? };
     (entry.nr != STASH_EMPTY && valid(entry)).then_some(entry)
 }
 
 /// Appends the blobs of a stash entry to `rec`, then marks the entry consumed.
 #[inline(always)]
-fn append_stash(rec: &mut Record, entry: &mut Stash) {
+fn append_stash<const N: usize>(rec: &mut Record, entry: &mut Stash<N>) {
     rec.append_raw(entry.data.as_ptr(), entry.len as usize, entry.nblobs);
     if entry.flags & syscall_flags::TRUNCATED != 0 {
         rec.truncated = true;

@@ -123,7 +123,11 @@ impl Pipeline {
     /// Second half of [`process`](Self::process): evaluates the rules on the event with
     /// its container's metadata, then applies what must wait until after them.
     pub fn finish(&mut self, ev: &Event, container: Option<&ContainerView>) -> Vec<Alert> {
-        let alerts = self.engine.process(&self.state.view(ev, container), &mut self.scratch);
+        let alerts = if ev.is_state_only() {
+            Vec::new()
+        } else {
+            self.engine.process(&self.state.view(ev, container), &mut self.scratch)
+        };
         self.state.after(ev);
         alerts
     }
@@ -152,10 +156,10 @@ impl Pipeline {
 }
 
 /// Whether every worker's state needs `ev`: process lifecycle (fork, successful exec,
-/// exit), so that each worker knows every process's ancestry.
+/// exit) and cgroup moves, so that each worker knows every process's ancestry and container.
 fn is_lifecycle(ev: &Event) -> bool {
     match &ev.kind {
-        EventKind::ProcFork { .. } | EventKind::ProcExit { .. } => true,
+        EventKind::ProcFork { .. } | EventKind::ProcExit { .. } | EventKind::CgroupAttach { .. } => true,
         EventKind::Syscall(sc) => sc.ret == 0 && matches!(sc.args, crate::event::SyscallArgs::Exec { .. }),
         EventKind::ProcExec { .. } => false,
     }
@@ -234,7 +238,7 @@ impl Workers {
                         }
                     };
                     let ev = &*event;
-                    if evaluate {
+                    if evaluate && !ev.is_state_only() {
                         pipeline.prepare(ev);
                         let container = container_of(&mut pipeline, &containers, ev).await;
                         for alert in pipeline.finish(ev, Some(&container)) {
@@ -411,8 +415,16 @@ mod tests {
         workers.dispatch(event(parent, EventKind::ProcFork { child_pid: child, child_tid: child })).await;
         let open =
             SyscallArgs::Open { dirfd: Some(-100), path: Some("/etc/shadow".into()), flags: 0, mode: 0, resolve: None };
-        let sc =
-            SyscallEvent { name: "openat".into(), nr: 257, ret: 3, truncated: false, enter_missing: false, args: open };
+        let sc = SyscallEvent {
+            name: "openat".into(),
+            nr: 257,
+            ret: 3,
+            truncated: false,
+            enter_missing: false,
+            compat: false,
+            reread: false,
+            args: open,
+        };
         workers.dispatch(Event { ppid: parent, ..event(child, EventKind::Syscall(sc)) }).await;
         let done = workers.finish().await;
         let mut alerts = Vec::new();
@@ -439,6 +451,8 @@ mod tests {
             ret: 3,
             truncated: false,
             enter_missing: false,
+            compat: false,
+            reread: false,
             args: memfd,
         };
         workers.dispatch(event(parent, EventKind::Syscall(sc))).await;

@@ -102,6 +102,8 @@ pub struct Btf {
     types: Vec<Type>,
     strings: Vec<u8>,
     structs_by_name: HashMap<String, u32>,
+    /// Every enumerator (`PIDTYPE_PGID`, `memory_cgrp_id`, ...) and its value.
+    enumerators: HashMap<String, i64>,
 }
 
 fn u32_at(data: &[u8], off: usize) -> Result<u32, BtfError> {
@@ -134,6 +136,7 @@ impl Btf {
             .to_vec();
 
         let mut types = vec![Type { kind: Kind::Int, name: 0, size_or_type: 0, members: Vec::new(), array: None }];
+        let mut enumerators = Vec::new();
         let mut off = 0;
         while off < section.len() {
             let name = u32_at(section, off)?;
@@ -160,8 +163,23 @@ impl Btf {
                     }
                     off += vlen * 12;
                 }
-                Kind::Enum | Kind::FuncProto => off += vlen * 8,
-                Kind::DataSec | Kind::Enum64 => off += vlen * 12,
+                Kind::Enum => {
+                    for i in 0..vlen {
+                        let e = off + i * 8;
+                        enumerators.push((u32_at(section, e)?, i64::from(u32_at(section, e + 4)? as i32)));
+                    }
+                    off += vlen * 8;
+                }
+                Kind::Enum64 => {
+                    for i in 0..vlen {
+                        let e = off + i * 12;
+                        let value = u64::from(u32_at(section, e + 4)?) | u64::from(u32_at(section, e + 8)?) << 32;
+                        enumerators.push((u32_at(section, e)?, value as i64));
+                    }
+                    off += vlen * 12;
+                }
+                Kind::FuncProto => off += vlen * 8,
+                Kind::DataSec => off += vlen * 12,
                 Kind::Ptr
                 | Kind::Fwd
                 | Kind::Typedef
@@ -175,7 +193,11 @@ impl Btf {
             types.push(ty);
         }
 
-        let mut btf = Self { types, strings, structs_by_name: HashMap::new() };
+        let mut btf = Self { types, strings, structs_by_name: HashMap::new(), enumerators: HashMap::new() };
+        for (name, value) in enumerators {
+            let name = btf.name(name).to_owned();
+            btf.enumerators.entry(name).or_insert(value);
+        }
         for (id, ty) in btf.types.iter().enumerate().skip(1) {
             if ty.kind == Kind::Struct && ty.name != 0 {
                 let name = btf.name(ty.name).to_owned();
@@ -245,6 +267,7 @@ impl Btf {
 
     /// Every offset the kernel programs need.
     pub fn kernel_offsets(&self) -> Result<KernelOffsets, BtfError> {
+        let (rss_stat, rss_stride, rss_count) = self.rss_stat()?;
         Ok(KernelOffsets {
             task_real_parent: self.offset("task_struct", "real_parent")?,
             task_tgid: self.offset("task_struct", "tgid")?,
@@ -288,7 +311,94 @@ impl Btf {
             tty_driver: self.offset("tty_struct", "driver")?,
             tty_driver_major: self.offset("tty_driver", "major")?,
             tty_driver_minor_start: self.offset("tty_driver", "minor_start")?,
+            task_fs: self.offset("task_struct", "fs")?,
+            fs_root: self.offset("fs_struct", "root")?,
+            path_mnt: self.offset("path", "mnt")?,
+            path_dentry: self.offset("path", "dentry")?,
+            file_path: self.offset("file", "f_path")?,
+            dentry_parent: self.offset("dentry", "d_parent")?,
+            dentry_name: self.offset("dentry", "d_name.name")?,
+            vfsmount_root: self.offset("vfsmount", "mnt_root")?,
+            mount_mnt: self.offset("mount", "mnt")?,
+            mount_parent: self.offset("mount", "mnt_parent")?,
+            mount_mountpoint: self.offset("mount", "mnt_mountpoint")?,
+            inode_sb: self.offset("inode", "i_sb")?,
+            sb_magic: self.offset("super_block", "s_magic")?,
+            sb_flags: self.offset("super_block", "s_flags")?,
+            inode_mode: self.offset("inode", "i_mode")?,
+            inode_uid: self.offset("inode", "i_uid")?,
+            inode_gid: self.offset("inode", "i_gid")?,
+            cred_fsuid: self.offset("cred", "fsuid")?,
+            cred_fsgid: self.offset("cred", "fsgid")?,
+            // Only where overlayfs is built in (a module has its own BTF).
+            ovl_upperdentry: match (self.offset("ovl_inode", "__upperdentry"), self.offset("ovl_inode", "vfs_inode")) {
+                (Ok(upper), Ok(inode)) => (i64::from(upper) - i64::from(inode)) as i32 as u32,
+                _ => OFFSET_MISSING,
+            },
+            signal_pids: self.offset("signal_struct", "pids")?,
+            pidtype_pgid: self.enumerator("PIDTYPE_PGID")? as u32,
+            pidtype_sid: self.enumerator("PIDTYPE_SID")? as u32,
+            signal_nofile_cur: self.offset("signal_struct", "rlim")?
+                + RLIMIT_NOFILE * self.struct_size("rlimit")?
+                + self.offset("rlimit", "rlim_cur")?,
+            task_maj_flt: self.offset("task_struct", "maj_flt")?,
+            task_min_flt: self.offset("task_struct", "min_flt")?,
+            mm_total_vm: self.offset("mm_struct", "total_vm")?,
+            mm_rss_stat: rss_stat,
+            rss_stride,
+            rss_count,
+            pid_ns_reaper: self.offset("pid_namespace", "child_reaper")?,
+            task_start_boottime: self.offset("task_struct", "start_boottime")?,
+            task_cgroups: self.offset("task_struct", "cgroups")?,
+            css_set_dfl_cgrp: self.offset("css_set", "dfl_cgrp")?,
+            css_set_subsys: self.offset("css_set", "subsys")?,
+            cgroup_v1_subsys: self.cgroup_v1_controller().map_or(OFFSET_MISSING, |(id, _)| id),
+            css_cgroup: self.offset("cgroup_subsys_state", "cgroup")?,
+            cgroup_kn: self.offset("cgroup", "kn")?,
+            kernfs_name: self.offset("kernfs_node", "name")?,
+            // 6.15 renamed `parent` to `__parent`.
+            kernfs_parent: self.first_offset("kernfs_node", &["__parent", "parent"])?,
+            cgroup_root: self.offset("cgroup", "root")?,
+            cgroup_root_hierarchy_id: self.offset("cgroup_root", "hierarchy_id")?,
+            task_ti_status: self.offset("task_struct", "thread_info.status")?,
+            task_files: self.offset("task_struct", "files")?,
+            files_fdt: self.offset("files_struct", "fdt")?,
+            fdtable_max_fds: self.offset("fdtable", "max_fds")?,
+            fdtable_fd: self.offset("fdtable", "fd")?,
+            file_private_data: self.offset("file", "private_data")?,
+            socket_sk: self.offset("socket", "sk")?,
+            socket_file: self.offset("socket", "file")?,
+            sk_family: self.offset("sock", "__sk_common.skc_family")?,
+            sk_rcv_saddr: self.offset("sock", "__sk_common.skc_rcv_saddr")?,
+            sk_num: self.offset("sock", "__sk_common.skc_num")?,
+            sk_v6_rcv_saddr: self.offset("sock", "__sk_common.skc_v6_rcv_saddr")?,
         })
+    }
+
+    /// The value of enumerator `name` (of any enum).
+    pub fn enumerator(&self, name: &str) -> Result<i64, BtfError> {
+        self.enumerators.get(name).copied().ok_or_else(|| BtfError::NoField("enum".into(), name.into()))
+    }
+
+    /// The v1 cgroup controller whose path exec records carry, as its `cgroup_subsys_id`
+    /// and name: one every container runtime sets up on v1 and hybrid hosts.
+    pub fn cgroup_v1_controller(&self) -> Option<(u32, &'static str)> {
+        [("memory_cgrp_id", "memory"), ("pids_cgrp_id", "pids"), ("cpu_cgrp_id", "cpu")]
+            .iter()
+            .find_map(|(enumerator, name)| Some((self.enumerator(enumerator).ok()? as u32, *name)))
+    }
+
+    /// `(offset in mm_struct, stride, offset of the value)` of the `rss_stat` counters:
+    /// an array of `percpu_counter` since 6.2, an array of `atomic_long_t` before.
+    fn rss_stat(&self) -> Result<(u32, u32, u32), BtfError> {
+        if let Ok(old) = self.offset("mm_struct", "rss_stat.count") {
+            return Ok((old, 8, 0));
+        }
+        Ok((
+            self.offset("mm_struct", "rss_stat")?,
+            self.struct_size("percpu_counter")?,
+            self.offset("percpu_counter", "count")?,
+        ))
     }
 
     /// The offset of the first of `paths` that `struct <strukt>` has (fields renamed
@@ -300,6 +410,9 @@ impl Btf {
             .ok_or_else(|| BtfError::NoField(strukt.into(), paths.join(" | ")))
     }
 }
+
+/// `RLIMIT_NOFILE` (x86_64).
+const RLIMIT_NOFILE: u32 = 7;
 
 #[cfg(test)]
 mod tests {
@@ -357,5 +470,10 @@ mod tests {
         };
         let o = btf.kernel_offsets().unwrap();
         assert!(o.task_tgid > 0 && o.task_pid > 0 && o.upid_size >= 12);
+        // x86_64 since 5.11: flags, syscall_work, then status.
+        assert_eq!(o.task_ti_status, 16, "thread_info.status");
+        assert_eq!((o.pidtype_pgid, o.pidtype_sid), (2, 3), "enum pid_type");
+        assert_ne!(o.ovl_upperdentry, OFFSET_MISSING, "overlayfs is built into this kernel");
+        assert_eq!(btf.cgroup_v1_controller().map(|(_, name)| name), Some("memory"));
     }
 }

@@ -25,8 +25,8 @@ use aya::{
 };
 use bytes::Bytes;
 use sensor_abi::{
-    config::{Config, Counters, MAX_RINGS, SyscallSpec, spec_flags},
-    syscalls::{Family, SYSCALLS, Syscall},
+    config::{Config, Counters, MAX_RINGS, SyscallSpec, compat_entry, spec_flags},
+    syscalls::{Family, SOCKETCALLS, SYSCALLS, Syscall},
 };
 use tokio::{sync::mpsc, task::JoinHandle};
 
@@ -55,6 +55,7 @@ const PROBES: &[Probe] = &[
     Probe { tracepoint: "sched_process_fork", btf: "sched_fork_btf", raw: "sched_fork_raw" },
     Probe { tracepoint: "sched_process_exec", btf: "sched_exec_btf", raw: "sched_exec_raw" },
     Probe { tracepoint: "sched_process_exit", btf: "sched_exit_btf", raw: "sched_exit_raw" },
+    Probe { tracepoint: "cgroup_attach_task", btf: "cgroup_attach_btf", raw: "cgroup_attach_raw" },
 ];
 
 /// The classic tracepoint program attached to `syscalls:sys_enter_<name>` for each
@@ -236,6 +237,9 @@ fn kernel_offsets() -> Result<sensor_abi::config::KernelOffsets, CaptureError> {
     let btf = btf::Btf::from_sys_fs()
         .map_err(|e| CaptureError::Btf(format!("reading /sys/kernel/btf/vmlinux: {e}")))?
         .map_err(|e| CaptureError::Btf(e.to_string()))?;
+    if let Some((_, name)) = btf.cgroup_v1_controller() {
+        crate::event::decode::set_cgroup_v1_controller(name);
+    }
     btf.kernel_offsets().map_err(|e| CaptureError::Btf(e.to_string()))
 }
 
@@ -299,6 +303,26 @@ fn program_syscalls(ebpf: &mut Ebpf, enable: &[&Syscall], previous: &[&Syscall])
     Ok(())
 }
 
+/// Writes the x86_64 meaning of every ia32 syscall number and `socketcall` call the table
+/// knows into the `COMPAT` and `SOCKETCALL` maps. Whether one is captured is then the
+/// `SYSCALLS` map's say, as for native calls.
+fn program_compat(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
+    let entry = |nr: u32, uid16: bool| nr | compat_entry::VALID | if uid16 { compat_entry::UID16 } else { 0 };
+    let mut compat: Array<_, u32> =
+        Array::try_from(ebpf.map_mut("COMPAT").ok_or(map_missing("COMPAT"))?).map_err(map_err("COMPAT"))?;
+    for sc in SYSCALLS {
+        for ia32 in sc.ia32 {
+            compat.set(ia32.nr, entry(sc.nr, ia32.uid16), 0).map_err(map_err("COMPAT"))?;
+        }
+    }
+    let mut socketcall: Array<_, u32> =
+        Array::try_from(ebpf.map_mut("SOCKETCALL").ok_or(map_missing("SOCKETCALL"))?).map_err(map_err("SOCKETCALL"))?;
+    for &(call, nr) in SOCKETCALLS {
+        socketcall.set(call, entry(nr, false), 0).map_err(map_err("SOCKETCALL"))?;
+    }
+    Ok(())
+}
+
 /// Whether a syscall needs the enter-side program.
 fn has_enter_side(sc: &Syscall) -> bool {
     sc.flags & (spec_flags::AT_ENTER | spec_flags::EXEC) != 0
@@ -327,6 +351,7 @@ impl Capture {
         let mut ebpf = load_object(&config, ring_bytes)?;
 
         program_syscalls(&mut ebpf, &syscalls, &[])?;
+        program_compat(&mut ebpf)?;
 
         let mode = attach_probes(&mut ebpf, cfg.mode)?;
         if needs_enter {

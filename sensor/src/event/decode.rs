@@ -12,7 +12,16 @@ use sensor_abi::{
     syscalls::{self, Family, Syscall},
 };
 
-use super::{Event, EventKind, SockAddr, SyscallArgs, SyscallEvent};
+use super::{Cgroups, Event, EventKind, ExecInfo, SockAddr, SyscallArgs, SyscallEvent};
+
+/// The v1 cgroup controller whose path the kernel side reads at exec; the capture sets it
+/// from the kernel's BTF ([`set_cgroup_v1_controller`]).
+static CGROUP_V1_CONTROLLER: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Names the v1 controller whose cgroup path exec records carry (once per process).
+pub fn set_cgroup_v1_controller(name: &'static str) {
+    let _ = CGROUP_V1_CONTROLLER.set(name);
+}
 
 /// Why a record could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -120,7 +129,7 @@ pub fn decode(record: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
     let comm_end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
     let body = HEADER_SIZE;
     let kind = match kind {
-        RecordKind::Syscall => EventKind::Syscall(decode_syscall(&r, body)?),
+        RecordKind::Syscall => EventKind::Syscall(decode_syscall(&r, body, clock)?),
         RecordKind::ProcFork => EventKind::ProcFork { child_tid: r.u32(body)?, child_pid: r.u32(body + 4)? },
         RecordKind::ProcExec => {
             let nblobs = r.u32(body + 4)? as usize;
@@ -132,6 +141,16 @@ pub fn decode(record: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
         }
         RecordKind::ProcExit => {
             EventKind::ProcExit { exit_code: r.u32(body)? as i32, group_dead: r.u32(body + 4)? != 0 }
+        }
+        RecordKind::CgroupAttach => {
+            let size = size_of::<sensor_abi::record::CgroupAttachBody>();
+            let blobs = read_blobs(&r, body + size, 1)?;
+            EventKind::CgroupAttach {
+                tid: r.u32(body)?,
+                pid: r.u32(body + 4)?,
+                hierarchy: r.u32(body + 8)?,
+                path: blobs.iter().find(|b| b.slot == blob_slot::CGROUP_PATH).and_then(Blob::string),
+            }
         }
     };
     Ok(Event {
@@ -166,24 +185,12 @@ impl Blob<'_> {
     }
 
     /// The [`sensor_abi::record::ExecInfo`] of an exec, if the blob has exactly its size.
-    fn exec_info(&self) -> Option<super::ExecInfo> {
-        let r = Bytes(self.data);
+    fn exec_info(&self, clock: &Clock) -> Option<ExecInfo> {
         (self.data.len() == size_of::<sensor_abi::record::ExecInfo>()).then_some(())?;
-        let info = sensor_abi::record::ExecInfo {
-            cap_effective: r.u64(0).ok()?,
-            cap_permitted: r.u64(8).ok()?,
-            cap_inheritable: r.u64(16).ok()?,
-            exe_ino: r.u64(24).ok()?,
-            exe_ctime_sec: r.u64(32).ok()? as i64,
-            exe_mtime_sec: r.u64(40).ok()? as i64,
-            exe_ctime_nsec: r.u32(48).ok()?,
-            exe_mtime_nsec: r.u32(52).ok()?,
-            tty_major: r.u32(56).ok()?,
-            tty_minor: r.u32(60).ok()?,
-            loginuid: r.u32(64).ok()?,
-            _pad: 0,
-        };
-        Some((&info).into())
+        // SAFETY: the length was checked; the struct is plain integers, for which any bit
+        // pattern is valid, and the read makes no alignment assumption.
+        let info = unsafe { std::ptr::read_unaligned(self.data.as_ptr().cast::<sensor_abi::record::ExecInfo>()) };
+        Some(ExecInfo::from_kernel(&info, clock))
     }
 }
 
@@ -203,7 +210,7 @@ fn read_blobs<'a>(r: &Bytes<'a>, mut off: usize, n: usize) -> Result<Vec<Blob<'a
     Ok(blobs)
 }
 
-fn decode_syscall(r: &Bytes<'_>, body: usize) -> Result<SyscallEvent, DecodeError> {
+fn decode_syscall(r: &Bytes<'_>, body: usize, clock: &Clock) -> Result<SyscallEvent, DecodeError> {
     r.slice(body, SYSCALL_BODY_SIZE)?;
     let nr = r.u32(body)?;
     let nblobs = r.u16(body + 4)? as usize;
@@ -215,13 +222,15 @@ fn decode_syscall(r: &Bytes<'_>, body: usize) -> Result<SyscallEvent, DecodeErro
     }
     let sc = syscalls::by_nr(nr).ok_or(DecodeError::Syscall(nr))?;
     let blobs = read_blobs(r, body + SYSCALL_BODY_SIZE, nblobs)?;
-    let args = Args { sc, regs, blobs };
+    let args = Args { sc, regs, blobs, clock };
     Ok(SyscallEvent {
         name: sc.name.to_owned(),
         nr,
         ret,
         truncated: flags & syscall_flags::TRUNCATED != 0,
         enter_missing: flags & syscall_flags::NO_ENTER != 0,
+        compat: flags & syscall_flags::COMPAT != 0,
+        reread: flags & syscall_flags::REREAD_AT_EXIT != 0,
         args: args.family(ret),
     })
 }
@@ -231,6 +240,7 @@ struct Args<'a> {
     sc: &'static Syscall,
     regs: [u64; 6],
     blobs: Vec<Blob<'a>>,
+    clock: &'a Clock,
 }
 
 impl Args<'_> {
@@ -259,6 +269,20 @@ impl Args<'_> {
     }
     fn addr(&self, name: &str) -> Option<SockAddr> {
         self.arg_blob(name).filter(|b| b.flags & blob_flags::FAULT == 0).map(|b| SockAddr::parse(b.data))
+    }
+    /// The socket's local address the kernel side added.
+    fn local_addr(&self) -> Option<SockAddr> {
+        self.blob(blob_slot::LOCAL_ADDR).filter(|b| b.flags & blob_flags::FAULT == 0).map(|b| SockAddr::parse(b.data))
+    }
+    fn slot_string(&self, slot: u8) -> Option<String> {
+        self.blob(slot).and_then(Blob::string)
+    }
+    fn cgroups(&self) -> Option<Box<Cgroups>> {
+        let unified = self.slot_string(blob_slot::CGROUP_DFL);
+        let v1 = self
+            .slot_string(blob_slot::CGROUP_V1)
+            .map(|path| (CGROUP_V1_CONTROLLER.get().copied().unwrap_or("memory").to_owned(), path));
+        (unified.is_some() || v1.is_some()).then(|| Box::new(Cgroups { unified, v1 }))
     }
     /// The `n`th native-endian u64 of a structure blob.
     fn struct_u64(&self, name: &str, n: usize) -> Option<u64> {
@@ -300,11 +324,13 @@ impl Args<'_> {
             }
             Family::Exec => SyscallArgs::Exec {
                 dirfd: self.int("dirfd"),
-                path: self.blob(blob_slot::EXE_PATH).and_then(Blob::string).or_else(|| self.string("path")),
+                path: self.slot_string(blob_slot::EXE_PATH).or_else(|| self.string("path")),
+                exe_file: self.slot_string(blob_slot::EXE_FILE),
+                cgroups: self.cgroups(),
                 argv: self.strings(blob_slot::ARGV),
                 env: self.strings(blob_slot::ENV),
                 flags: self.num("flags"),
-                info: self.blob(blob_slot::EXEC_INFO).and_then(Blob::exec_info),
+                info: self.blob(blob_slot::EXEC_INFO).and_then(|b| b.exec_info(self.clock)).map(Box::new),
             },
             Family::Close => SyscallArgs::Close { fd: self.int("fd").unwrap_or(-1) },
             Family::Dup => SyscallArgs::Dup {
@@ -317,11 +343,16 @@ impl Args<'_> {
                 kind: self.num("type") as u32,
                 protocol: self.num("protocol") as u32,
             },
-            Family::Connect => SyscallArgs::Connect { fd: self.int("fd").unwrap_or(-1), addr: self.addr("addr") },
+            Family::Connect => SyscallArgs::Connect {
+                fd: self.int("fd").unwrap_or(-1),
+                addr: self.addr("addr"),
+                local: self.local_addr(),
+            },
             Family::Accept => SyscallArgs::Accept {
                 fd: self.int("fd").unwrap_or(-1),
                 addr: self.addr("addr"),
                 flags: self.num("flags"),
+                local: self.local_addr(),
             },
             Family::Bind => SyscallArgs::Bind { fd: self.int("fd").unwrap_or(-1), addr: self.addr("addr") },
             Family::Listen => {
@@ -431,6 +462,24 @@ impl Args<'_> {
                 flags: self.val("flags"),
                 fd: self.int("fd"),
             },
+            Family::Chdir => SyscallArgs::Chdir { path: self.string("path"), fd: self.int("fd") },
+            Family::Fcntl => SyscallArgs::Fcntl { fd: self.int("fd").unwrap_or(-1), cmd: self.num("cmd") },
+            Family::RecvFrom => SyscallArgs::RecvFrom {
+                fd: self.int("fd").unwrap_or(-1),
+                len: self.num("len"),
+                flags: self.num("flags"),
+                addr: self.addr("addr"),
+            },
+            Family::RecvMsg => SyscallArgs::RecvMsg {
+                fd: self.int("fd").unwrap_or(-1),
+                addr: self.addr("msg"),
+                flags: self.num("flags"),
+            },
+            Family::Userfaultfd => SyscallArgs::Userfaultfd { flags: self.num("flags") },
+            Family::Setsid => SyscallArgs::Setsid,
+            Family::Setpgid => {
+                SyscallArgs::Setpgid { pid: self.int("pid").unwrap_or(0), pgid: self.int("pgid").unwrap_or(0) }
+            }
         }
     }
 }

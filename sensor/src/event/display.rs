@@ -41,6 +41,9 @@ impl fmt::Display for Event {
             EventKind::ProcExit { exit_code, group_dead } => {
                 write!(f, "exit code={exit_code} group_dead={group_dead}")
             }
+            EventKind::CgroupAttach { pid, tid, hierarchy, path } => {
+                write!(f, "cgroup_attach {pid}:{tid} to {hierarchy}:{}", path.as_deref().unwrap_or("<unknown>"))
+            }
         }
     }
 }

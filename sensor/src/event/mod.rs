@@ -10,7 +10,7 @@
 //!  "args":{"family":"open","dirfd":-100,"path":"/etc/hosts","flags":0,"mode":0}}
 //! ```
 //!
-//! `event` is one of `syscall`, `proc_fork`, `proc_exec`, `proc_exit`; a syscall's `args`
+//! `event` is one of `syscall`, `proc_fork`, `proc_exec`, `proc_exit`, `cgroup_attach`; a syscall's `args`
 //! carry a `family` tag naming the [`SyscallArgs`] variant. Fields are only added, never
 //! renamed, so capture files stay readable.
 
@@ -86,11 +86,51 @@ pub enum EventKind {
         /// The last thread of its process.
         group_dead: bool,
     },
+    /// A task was moved to another cgroup (a runtime placing a process in a container); the
+    /// event's own task is the one that moved it.
+    CgroupAttach {
+        /// Process id of the moved task.
+        pid: u32,
+        /// Thread id of the moved task.
+        tid: u32,
+        /// The hierarchy, as `/proc/PID/cgroup` numbers it (0: the default, v2, one).
+        hierarchy: u32,
+        /// The cgroup's path in that hierarchy.
+        path: Option<String>,
+    },
+}
+
+/// The cgroups of a task, as the kernel saw them at its exec: the default (v2)
+/// hierarchy's, and that of one v1 controller (on v1 and hybrid hosts, where runtimes
+/// place containers).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cgroups {
+    /// Path in the default (v2) hierarchy.
+    pub unified: Option<String>,
+    /// The v1 controller read (`memory`, else `pids` or `cpu`) and its path.
+    pub v1: Option<(String, String)>,
+}
+
+impl Cgroups {
+    /// The paths as `/proc/PID/cgroup` lines (`0::/path`, `N:memory:/path`), which the
+    /// container id is read from.
+    pub fn proc_text(&self) -> String {
+        let mut text = String::new();
+        if let Some(path) = &self.unified {
+            text.push_str(&format!("0::{path}\n"));
+        }
+        if let Some((controller, path)) = &self.v1 {
+            text.push_str(&format!("1:{controller}:{path}\n"));
+        }
+        text
+    }
 }
 
 /// What the kernel knew of a program right after its exec (so a program that exits at
-/// once still has them): capabilities, executable inode and times, terminal, login uid.
+/// once still has them): capabilities, executable inode, times and flags, terminal, login
+/// uid, process group and session, limits and memory.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ExecInfo {
     /// Effective capabilities.
     pub cap_effective: u64,
@@ -108,14 +148,42 @@ pub struct ExecInfo {
     pub tty: u32,
     /// Login uid (`u32::MAX`: unset).
     pub loginuid: u32,
+    /// The executable's `sensor_abi::record::exe_flags` (writable, upper or lower overlay
+    /// layer, memfd).
+    pub exe_flags: u32,
+    /// Process group id (host view).
+    pub pgid: u32,
+    /// Process group id in the process's pid namespace (0: outside it).
+    pub vpgid: u32,
+    /// Session id (host view).
+    pub sid: u32,
+    /// Session id in the process's pid namespace (0: outside it).
+    pub vsid: u32,
+    /// Soft limit of open files.
+    pub fdlimit: u64,
+    /// Major page faults so far.
+    pub maj_flt: u64,
+    /// Minor page faults so far.
+    pub min_flt: u64,
+    /// Virtual memory, KiB.
+    pub vm_size_kb: u64,
+    /// Resident memory, KiB.
+    pub vm_rss_kb: u64,
+    /// Swapped-out memory, KiB.
+    pub vm_swap_kb: u64,
+    /// Start of the init process of its pid namespace, wall-clock ns since the epoch.
+    pub pidns_init_start_ns: u64,
 }
 
-impl From<&sensor_abi::record::ExecInfo> for ExecInfo {
-    fn from(k: &sensor_abi::record::ExecInfo) -> Self {
+impl ExecInfo {
+    /// The kernel's record, with boot-time stamps turned into wall-clock time by `clock`.
+    pub fn from_kernel(k: &sensor_abi::record::ExecInfo, clock: &decode::Clock) -> Self {
         let ns = |sec: i64, nsec: u32| (sec.max(0) as u64) * 1_000_000_000 + u64::from(nsec);
         // The kernel's new_encode_dev(), as /proc/PID/stat prints it.
         let (major, minor) = (k.tty_major, k.tty_minor);
         let tty = (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12);
+        // SAFETY: sysconf has no preconditions.
+        let page_kb = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1024) as u64) / 1024;
         ExecInfo {
             cap_effective: k.cap_effective,
             cap_permitted: k.cap_permitted,
@@ -125,7 +193,24 @@ impl From<&sensor_abi::record::ExecInfo> for ExecInfo {
             exe_mtime_ns: ns(k.exe_mtime_sec, k.exe_mtime_nsec),
             tty,
             loginuid: k.loginuid,
+            exe_flags: k.exe_flags,
+            pgid: k.pgid,
+            vpgid: k.vpgid,
+            sid: k.sid,
+            vsid: k.vsid,
+            fdlimit: k.fdlimit,
+            maj_flt: k.maj_flt,
+            min_flt: k.min_flt,
+            vm_size_kb: k.vm_pages * page_kb,
+            vm_rss_kb: k.rss_pages * page_kb,
+            vm_swap_kb: k.swap_pages * page_kb,
+            pidns_init_start_ns: if k.pidns_init_start_ns == 0 { 0 } else { clock.wall(k.pidns_init_start_ns) },
         }
+    }
+
+    /// Whether the executable has `flag` (a `sensor_abi::record::exe_flags` value).
+    pub fn has(&self, flag: u32) -> bool {
+        self.exe_flags & flag != 0
     }
 }
 
@@ -145,6 +230,12 @@ pub struct SyscallEvent {
     /// The enter-side capture was missing, so memory arguments are absent.
     #[serde(default, skip_serializing_if = "is_false")]
     pub enter_missing: bool,
+    /// The call came through the 32-bit gate (translated to its x86_64 meaning).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub compat: bool,
+    /// A memory argument was unreadable at enter and was read at exit instead.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub reread: bool,
     /// Arguments, by family.
     pub args: SyscallArgs,
 }
@@ -175,8 +266,16 @@ pub enum SyscallArgs {
     Exec {
         /// Directory fd (`execveat`).
         dirfd: Option<i32>,
-        /// Program path: as the kernel resolved it on success, as passed on failure.
+        /// Program path as the call named it (`linux_binprm.filename` on success: with an
+        /// fd, `/dev/fd/N`), as passed on failure.
         path: Option<String>,
+        /// After success, the path of the file the kernel executed (`mm.exe_file`), from
+        /// the process's root: the binary behind a symlink, `/proc/self/exe` or an fd.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exe_file: Option<String>,
+        /// After success, the process's cgroups at the exec.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cgroups: Option<Box<Cgroups>>,
         /// Arguments, `argv[0]` first: from the new program's stack after success, through
         /// the caller's pointer array after a failure.
         argv: Vec<String>,
@@ -187,7 +286,7 @@ pub enum SyscallArgs {
         flags: u64,
         /// The new program's credentials, executable and terminal, after success.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        info: Option<ExecInfo>,
+        info: Option<Box<ExecInfo>>,
     },
     /// `close`.
     Close {
@@ -219,6 +318,9 @@ pub enum SyscallArgs {
         fd: i32,
         /// Destination.
         addr: Option<SockAddr>,
+        /// The socket's local address after the call, from the kernel (IP sockets).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        local: Option<SockAddr>,
     },
     /// `accept`, `accept4`; the new fd is the return value.
     Accept {
@@ -228,6 +330,9 @@ pub enum SyscallArgs {
         addr: Option<SockAddr>,
         /// `SOCK_*` flags (`accept4`).
         flags: u64,
+        /// The new socket's local address, from the kernel (IP sockets).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        local: Option<SockAddr>,
     },
     /// `bind`.
     Bind {
@@ -425,6 +530,54 @@ pub enum SyscallArgs {
         /// `BPF_*` command.
         cmd: u32,
     },
+    /// `chdir`, `fchdir`.
+    Chdir {
+        /// Path (`chdir`).
+        path: Option<String>,
+        /// Directory fd (`fchdir`).
+        fd: Option<i32>,
+    },
+    /// `fcntl` with `F_DUPFD` or `F_DUPFD_CLOEXEC`; the new fd is the return value.
+    Fcntl {
+        /// The fd duplicated.
+        fd: i32,
+        /// `F_DUPFD` (0) or `F_DUPFD_CLOEXEC` (1030).
+        cmd: u64,
+    },
+    /// `recvfrom`.
+    RecvFrom {
+        /// Socket fd.
+        fd: i32,
+        /// Bytes requested.
+        len: u64,
+        /// `MSG_*` flags.
+        flags: u64,
+        /// Sender, when the caller asked for it.
+        addr: Option<SockAddr>,
+    },
+    /// `recvmsg`.
+    RecvMsg {
+        /// Socket fd.
+        fd: i32,
+        /// Sender (`msg_name`), when the caller asked for it.
+        addr: Option<SockAddr>,
+        /// `MSG_*` flags.
+        flags: u64,
+    },
+    /// `userfaultfd`; the new fd is the return value.
+    Userfaultfd {
+        /// `O_CLOEXEC`, `O_NONBLOCK`, `UFFD_USER_MODE_ONLY`.
+        flags: u64,
+    },
+    /// `setsid`; the new session id is the return value.
+    Setsid,
+    /// `setpgid`.
+    Setpgid {
+        /// The process whose group changes (0: the caller).
+        pid: i32,
+        /// The new group (0: the process's own id).
+        pgid: i32,
+    },
     /// `mmap`, `mprotect` requesting `PROT_EXEC`.
     Mmap {
         /// Address.
@@ -471,6 +624,18 @@ impl Event {
         }
     }
 
+    /// Whether the event only changes the state and is not shown to rules (a cgroup move:
+    /// Falco has no such event, and rules without an event type would match it).
+    pub fn is_state_only(&self) -> bool {
+        match &self.kind {
+            EventKind::CgroupAttach { .. } => true,
+            EventKind::Syscall(_)
+            | EventKind::ProcFork { .. }
+            | EventKind::ProcExec { .. }
+            | EventKind::ProcExit { .. } => false,
+        }
+    }
+
     /// Falco's `evt.type`: the syscall name, or `procexit`/`fork`/`exec` style names for
     /// the scheduler events.
     pub fn type_name(&self) -> &str {
@@ -479,6 +644,7 @@ impl Event {
             EventKind::ProcFork { .. } => "proc_fork",
             EventKind::ProcExec { .. } => "proc_exec",
             EventKind::ProcExit { .. } => "procexit",
+            EventKind::CgroupAttach { .. } => "cgroup_attach",
         }
     }
 }

@@ -20,12 +20,16 @@ pub use fields::EventView;
 pub use process::{Process, ProcessTable, read_proc};
 pub use users::{User, UserDb};
 
+use sensor_abi::record::exe_flags;
+
 use crate::{
     enrich::{ContainerId, ContainerView},
     event::{Event, EventKind, SockAddr, SyscallArgs},
 };
 
 const AT_FDCWD: i32 = -100;
+/// `F_DUPFD_CLOEXEC`: an `fcntl` copy closed at exec.
+const F_DUPFD_CLOEXEC: u64 = sensor_abi::config::F_DUPFD_CLOEXEC;
 const EINPROGRESS: i64 = 115;
 /// `O_CLOEXEC`, `SOCK_CLOEXEC` (same bit), and `MFD_CLOEXEC`.
 const O_CLOEXEC: u64 = 0o2000000;
@@ -218,6 +222,13 @@ impl State {
     /// Applies what `ev` changes, before rules see it.
     pub fn before(&mut self, ev: &Event) {
         self.changes = EventChanges::default();
+        if let EventKind::CgroupAttach { pid, hierarchy, path: Some(path), .. } = &ev.kind {
+            self.attach_cgroup(*pid, *hierarchy, path);
+            return;
+        }
+        if let Some(SyscallArgs::Setpgid { pid, pgid }) = ev.syscall().filter(|s| s.ret == 0).map(|s| &s.args) {
+            self.set_process_group(ev, *pid, *pgid);
+        }
         if let EventKind::ProcFork { child_pid, .. } = ev.kind {
             if child_pid != ev.pid {
                 let parent = self.process_of(ev).clone();
@@ -238,7 +249,10 @@ impl State {
         }
         let live = self.live;
         let exe_upper_layer = match ev.syscall() {
-            Some(sc) if live && sc.ret == 0 && matches!(sc.args, SyscallArgs::Exec { .. }) => self.exe_upper_layer(ev),
+            // Records from the kernel say it themselves (`ExecInfo`); older captures do not.
+            Some(sc) if live && sc.ret == 0 && matches!(sc.args, SyscallArgs::Exec { info: None, .. }) => {
+                self.exe_upper_layer(ev)
+            }
             _ => false,
         };
         // The kernel reports the uid after the call: a set*uid that changed it is only seen
@@ -248,6 +262,7 @@ impl State {
         p.name.clone_from(&ev.comm);
         p.ppid = ev.ppid;
         p.vpid = ev.ns_pid;
+        p.pid_ns = ev.pid_ns;
         p.uid = ev.uid;
         p.gid = ev.gid;
         let Some(sc) = ev.syscall() else { return };
@@ -269,10 +284,18 @@ impl State {
             }
         };
         match &sc.args {
-            SyscallArgs::Exec { path, argv, env, info, .. } if ret == 0 => {
-                // A runtime's exec enters the container just before: look it up again.
-                p.container_cgroup = 0;
-                p.exe_upper_layer = exe_upper_layer;
+            SyscallArgs::Exec { path, exe_file, cgroups, argv, env, info, .. } if ret == 0 => {
+                // The container is the one of the cgroups the kernel saw at the exec (a
+                // runtime's exec enters the container just before it); without them (an
+                // older capture), it is looked up again.
+                match cgroups {
+                    Some(cgroups) => {
+                        p.container = Some(crate::enrich::container_id_from_cgroup(&cgroups.proc_text()));
+                        p.container_cgroup = ev.cgroup_id;
+                        p.cgroups = Some((**cgroups).clone());
+                    }
+                    None => p.container_cgroup = 0,
+                }
                 // The kernel side captures the environment (bounded) and the credentials,
                 // executable and terminal; /proc is the fallback for records without them.
                 p.env.clone_from(env);
@@ -284,26 +307,42 @@ impl State {
                     (p.cap_effective, p.cap_permitted, p.cap_inheritable) =
                         (info.cap_effective, info.cap_permitted, info.cap_inheritable);
                     p.loginuid = info.loginuid;
-                } else if live {
-                    // Read as soon as the exec is seen; a process that is already gone keeps none.
-                    let dir = Path::new("/proc").join(ev.pid.to_string());
-                    if p.env.is_empty() {
-                        p.env = process::read_environ(&dir);
-                    }
-                    p.exe_ino = process::exe_inode(&dir);
-                    p.tty = process::read_tty(&dir).unwrap_or(p.tty);
-                    if let Some((eff, prm, inh)) = process::read_caps(&dir) {
-                        (p.cap_effective, p.cap_permitted, p.cap_inheritable) = (eff, prm, inh);
+                    p.exe_writable = info.has(exe_flags::WRITABLE);
+                    p.exe_upper_layer = info.has(exe_flags::UPPER_LAYER);
+                    p.exe_lower_layer = info.has(exe_flags::LOWER_LAYER);
+                    p.exe_from_memfd = info.has(exe_flags::FROM_MEMFD);
+                    (p.pgid, p.vpgid, p.sid, p.vsid) = (info.pgid, info.vpgid, info.sid, info.vsid);
+                    p.fdlimit = Some(info.fdlimit);
+                    p.vm_kb = Some((info.vm_size_kb, info.vm_rss_kb, info.vm_swap_kb));
+                    p.page_faults = Some((info.maj_flt, info.min_flt));
+                    p.pidns_init_start_ns = Some(info.pidns_init_start_ns).filter(|&ns| ns > 0);
+                } else {
+                    p.exe_upper_layer = exe_upper_layer;
+                    if live {
+                        // Read as soon as the exec is seen; a process that is already gone keeps none.
+                        let dir = Path::new("/proc").join(ev.pid.to_string());
+                        if p.env.is_empty() {
+                            p.env = process::read_environ(&dir);
+                        }
+                        p.exe_ino = process::exe_inode(&dir);
+                        p.tty = process::read_tty(&dir).unwrap_or(p.tty);
+                        if let Some((eff, prm, inh)) = process::read_caps(&dir) {
+                            (p.cap_effective, p.cap_permitted, p.cap_inheritable) = (eff, prm, inh);
+                        }
                     }
                 }
-                p.exepath = path.clone().unwrap_or_default();
-                // fexecve of a memfd runs /dev/fd/N: the memfd behind it decides.
-                let via_fd = ["/dev/fd/", "/proc/self/fd/"]
-                    .iter()
-                    .find_map(|prefix| p.exepath.strip_prefix(prefix))
-                    .and_then(|n| n.parse::<i32>().ok());
-                p.exe_from_memfd = p.exepath.starts_with("/memfd:")
-                    || via_fd.is_some_and(|n| matches!(p.fds.get(&n), Some(Fd::Memfd { .. })));
+                // The file the kernel executed, whatever path the call named (a symlink,
+                // /proc/self/exe, an fd); the named path for records without it.
+                p.exepath = exe_file.clone().or_else(|| path.clone()).unwrap_or_default();
+                if info.is_none() {
+                    // fexecve of a memfd runs /dev/fd/N: the memfd behind it decides.
+                    let via_fd = ["/dev/fd/", "/proc/self/fd/"]
+                        .iter()
+                        .find_map(|prefix| path.as_deref().unwrap_or_default().strip_prefix(prefix))
+                        .and_then(|n| n.parse::<i32>().ok());
+                    p.exe_from_memfd = p.exepath.starts_with("/memfd:")
+                        || via_fd.is_some_and(|n| matches!(p.fds.get(&n), Some(Fd::Memfd { .. })));
+                }
                 let mut args = argv.iter().cloned();
                 p.exe = args.next().unwrap_or_else(|| ev.comm.clone());
                 p.args = args.collect();
@@ -328,11 +367,15 @@ impl State {
                 };
                 set_fd(p, ret, f, u64::from(*kind) & O_CLOEXEC != 0);
             }
-            SyscallArgs::Connect { fd, addr } if ret == 0 || ret == -EINPROGRESS => {
+            SyscallArgs::Connect { fd, addr, local: kernel_local } if ret == 0 || ret == -EINPROGRESS => {
                 if let Some(socket @ Fd::Socket { .. }) = p.fds.get_mut(fd) {
                     let before = socket.name();
-                    if let Fd::Socket { remote, connected, .. } = socket {
+                    if let Fd::Socket { remote, local, connected, .. } = socket {
                         remote.clone_from(addr);
+                        // The kernel chose the local address and port at the connect.
+                        if kernel_local.is_some() {
+                            local.clone_from(kernel_local);
+                        }
                         *connected = true;
                     }
                     // A UDP socket connected again names a new peer.
@@ -341,7 +384,7 @@ impl State {
                     let f = Fd::Socket {
                         domain: sockaddr_domain(a),
                         kind: 1,
-                        local: None,
+                        local: kernel_local.clone(),
                         remote: Some(a.clone()),
                         connected: true,
                         server: false,
@@ -359,13 +402,36 @@ impl State {
                     *server = true;
                 }
             }
-            SyscallArgs::Accept { fd, addr, flags } if ret >= 0 => {
+            SyscallArgs::Accept { fd, addr, flags, local: kernel_local } if ret >= 0 => {
                 let (domain, kind, local) = match p.fds.get(fd) {
                     Some(Fd::Socket { domain, kind, local, .. }) => (*domain, *kind, local.clone()),
                     _ => (addr.as_ref().map_or(0, sockaddr_domain), 1, None),
                 };
+                // The listening socket may be bound to any address; the kernel knows which
+                // one this connection came to.
+                let local = kernel_local.clone().or(local);
                 let f = Fd::Socket { domain, kind, local, remote: addr.clone(), connected: true, server: true };
                 set_fd(p, ret, f, flags & O_CLOEXEC != 0);
+            }
+            SyscallArgs::Fcntl { fd, cmd } if ret >= 0 => match p.fds.get(fd).cloned() {
+                Some(f) => set_fd(p, ret, f, *cmd == F_DUPFD_CLOEXEC),
+                None => {
+                    p.fds.remove(&(ret as i32));
+                    p.cloexec.remove(&(ret as i32));
+                }
+            },
+            SyscallArgs::Chdir { path, fd } if ret == 0 => {
+                // As Falco does, from the path text: a symlinked directory keeps its
+                // link's name.
+                p.cwd = match (path, fd) {
+                    (Some(path), _) => Some(absolute(p.cwd.as_deref(), path)),
+                    (None, Some(fd)) => p.fds.get(fd).and_then(|f| f.path().map(str::to_owned)),
+                    (None, None) => None,
+                };
+            }
+            SyscallArgs::Setsid if ret >= 0 => {
+                (p.sid, p.pgid) = (ev.pid, ev.pid);
+                (p.vsid, p.vpgid) = (ev.ns_pid, ev.ns_pid);
             }
             SyscallArgs::Dup { oldfd, flags, .. } if ret >= 0 => match p.fds.get(oldfd).cloned() {
                 // Only dup3 can set close-on-exec on the copy.
@@ -386,6 +452,44 @@ impl State {
                     (p.cap_effective & !eff) | (p.cap_permitted & !prm) | (p.cap_inheritable & !inh);
             }
             _ => {}
+        }
+    }
+
+    /// `setpgid(pid, pgid)` by `ev`'s process: both numbers are in the caller's pid
+    /// namespace, 0 meaning the caller and the target itself.
+    fn set_process_group(&mut self, ev: &Event, pid: i32, pgid: i32) {
+        let host_pid = |ns_pid: i32| -> Option<u32> {
+            if ns_pid == 0 {
+                return None;
+            }
+            if ev.pid == ev.ns_pid {
+                return Some(ns_pid as u32);
+            }
+            self.procs.iter().find(|p| p.pid_ns == ev.pid_ns && p.vpid == ns_pid as u32).map(|p| p.pid)
+        };
+        let target = if pid == 0 { Some(ev.pid) } else { host_pid(pid) };
+        let Some(target) = target else { return };
+        let group = if pgid == 0 { Some(target) } else { host_pid(pgid) };
+        let vgroup = if pgid == 0 { self.procs.get(target).map(|p| p.vpid) } else { Some(pgid as u32) };
+        if let Some(p) = self.procs.get_mut(target) {
+            p.pgid = group.unwrap_or(0);
+            p.vpgid = vgroup.unwrap_or(0);
+        }
+    }
+
+    /// Moves process `pid` to cgroup `path` of `hierarchy` (`cgroup_attach_task`): a path
+    /// naming a container makes it the process's container. A path naming none changes
+    /// nothing, since on hybrid hosts runtimes place containers in some hierarchies only.
+    fn attach_cgroup(&mut self, pid: u32, hierarchy: u32, path: &str) {
+        let Some(p) = self.procs.get_mut(pid) else { return };
+        if hierarchy == 0 {
+            p.cgroups.get_or_insert_with(Default::default).unified = Some(path.to_owned());
+        }
+        let id = crate::enrich::container_id_from_cgroup(&format!("{hierarchy}::{path}"));
+        if id != ContainerId::Host {
+            p.container = Some(id);
+            // Looked up again at its next event.
+            p.container_cgroup = 0;
         }
     }
 
@@ -436,6 +540,8 @@ mod tests {
                 ret,
                 truncated: false,
                 enter_missing: false,
+                compat: false,
+                reread: false,
                 args,
             }),
         )
@@ -452,10 +558,17 @@ mod tests {
         let exec = SyscallArgs::Exec {
             dirfd: None,
             path: Some("/bin/cat".into()),
+            exe_file: Some("/usr/bin/cat".into()),
+            cgroups: None,
             argv: vec!["cat".into(), "/etc/shadow".into()],
             env: vec!["HOME=/root".into()],
             flags: 0,
-            info: Some(crate::event::ExecInfo { exe_ino: 77, tty: 34816, cap_effective: 0x20, ..Default::default() }),
+            info: Some(Box::new(crate::event::ExecInfo {
+                exe_ino: 77,
+                tty: 34816,
+                cap_effective: 0x20,
+                ..Default::default()
+            })),
         };
         s.before(&syscall(pid + 1, "execve", 0, exec));
         let open = SyscallArgs::Open {
@@ -470,7 +583,7 @@ mod tests {
         let p = s.procs.get(pid + 1).unwrap();
         assert_eq!(
             (p.exepath.as_str(), p.exe.as_str(), p.args.as_slice()),
-            ("/bin/cat", "cat", &["/etc/shadow".to_string()][..])
+            ("/usr/bin/cat", "cat", &["/etc/shadow".to_string()][..])
         );
         assert_eq!((p.exe_ino.map(|i| i.0), p.tty, p.cap_effective), (Some(77), 34816, 0x20), "from the kernel");
         assert_eq!(p.fds.get(&3), Some(&Fd::File { path: "/work/notes.txt".into() }));
@@ -569,6 +682,8 @@ mod tests {
         let exec = SyscallArgs::Exec {
             dirfd: None,
             path: Some("/usr/bin/rustc".into()),
+            exe_file: None,
+            cgroups: None,
             argv: vec!["rustc".into()],
             env: vec![],
             flags: 0,
@@ -635,15 +750,15 @@ mod tests {
         s.procs.insert(Process { pid, ..Default::default() });
         s.before(&syscall(pid, "socket", 5, SyscallArgs::Socket { domain: 2, kind: 1, protocol: 0 }));
         let addr = SockAddr::Inet { addr: std::net::Ipv4Addr::LOCALHOST, port: 4444 };
-        s.before(&syscall(pid, "connect", 0, SyscallArgs::Connect { fd: 5, addr: Some(addr.clone()) }));
+        s.before(&syscall(pid, "connect", 0, SyscallArgs::Connect { fd: 5, addr: Some(addr.clone()), local: None }));
         let f = s.procs.get(pid).unwrap().fds.get(&5).unwrap();
         assert_eq!(f.server(), Some(("127.0.0.1".parse().unwrap(), 4444)));
         assert_eq!(f.typechar(), "4");
         assert!(s.changes.fd_name_changed, "connecting names the peer");
-        s.before(&syscall(pid, "connect", 0, SyscallArgs::Connect { fd: 5, addr: Some(addr.clone()) }));
+        s.before(&syscall(pid, "connect", 0, SyscallArgs::Connect { fd: 5, addr: Some(addr.clone()), local: None }));
         assert!(!s.changes.fd_name_changed, "the same peer again");
         let other = SockAddr::Inet { addr: std::net::Ipv4Addr::LOCALHOST, port: 5555 };
-        s.before(&syscall(pid, "connect", 0, SyscallArgs::Connect { fd: 5, addr: Some(other) }));
+        s.before(&syscall(pid, "connect", 0, SyscallArgs::Connect { fd: 5, addr: Some(other), local: None }));
         assert!(s.changes.fd_name_changed, "a UDP-style reconnect to another peer");
         s.before(&syscall(pid, "close", 0, SyscallArgs::Close { fd: 5 }));
         assert!(!s.changes.fd_name_changed);

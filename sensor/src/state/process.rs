@@ -8,7 +8,10 @@ use std::{
 };
 
 use super::fd::Fd;
-use crate::enrich::{ContainerId, container_id_from_cgroup};
+use crate::{
+    enrich::{ContainerId, container_id_from_cgroup},
+    event::Cgroups,
+};
 
 /// What the sensor knows of one process (thread group).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -21,6 +24,14 @@ pub struct Process {
     pub vpid: u32,
     /// Session id.
     pub sid: u32,
+    /// Session id in its pid namespace (0: outside it, or unknown).
+    pub vsid: u32,
+    /// Process group id.
+    pub pgid: u32,
+    /// Process group id in its pid namespace (0: outside it, or unknown).
+    pub vpgid: u32,
+    /// Inode of its pid namespace (0: unknown).
+    pub pid_ns: u32,
     /// Command name (`comm`).
     pub name: String,
     /// `argv[0]`.
@@ -49,6 +60,20 @@ pub struct Process {
     pub start_ns: u64,
     /// The executable was run from a memfd.
     pub exe_from_memfd: bool,
+    /// The executable is writable by the process's user (or its capabilities).
+    pub exe_writable: bool,
+    /// The executable lives in a lower (image) layer of an overlay root.
+    pub exe_lower_layer: bool,
+    /// Soft limit of open files, when known.
+    pub fdlimit: Option<u64>,
+    /// Memory at its last exec (or when first seen): virtual, resident, swapped, KiB.
+    pub vm_kb: Option<(u64, u64, u64)>,
+    /// Major and minor page faults at its last exec (or when first seen).
+    pub page_faults: Option<(u64, u64)>,
+    /// Start of the init of its pid namespace, ns since the epoch, when known.
+    pub pidns_init_start_ns: Option<u64>,
+    /// Its cgroups, as the kernel saw them at its exec (or read from `/proc`).
+    pub cgroups: Option<Cgroups>,
     /// Environment at exec (`KEY=value`), when it could be read.
     pub env: Vec<String>,
     /// The executable lives in the upper (writable) layer of an overlay root: it was
@@ -90,7 +115,9 @@ pub fn read_proc(root: &Path, pid: u32, boot_to_wall_ns: i128) -> Option<Process
     let name = stat.get(open + 1..close)?.to_owned();
     let rest: Vec<&str> = stat.get(close + 2..)?.split(' ').collect();
     let field = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let (ppid, sid, tty, start_ticks) = (field(1) as u32, field(3) as u32, field(4) as u32, field(19));
+    let (ppid, pgid, sid, tty, start_ticks) =
+        (field(1) as u32, field(2) as u32, field(3) as u32, field(4) as u32, field(19));
+    let (minflt, majflt) = (field(7), field(9));
     let cmdline = fs::read(dir.join("cmdline")).unwrap_or_default();
     let mut argv: Vec<String> = cmdline
         .strip_suffix(&[0])
@@ -107,18 +134,37 @@ pub fn read_proc(root: &Path, pid: u32, boot_to_wall_ns: i128) -> Option<Process
     let status_field = |key: &str| status.lines().find_map(|l| l.strip_prefix(key)).map(str::trim);
     let first_id = |key: &str| status_field(key).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0);
     let (cap_effective, cap_permitted, cap_inheritable) = read_caps(&dir).unwrap_or_default();
-    let vpid = status_field("NSpid:").and_then(|v| v.split_whitespace().last()?.parse().ok()).unwrap_or(pid);
+    // The innermost namespace's view is the last of the NS* columns.
+    let ns_last = |key: &str| status_field(key).and_then(|v| v.split_whitespace().last()?.parse::<u32>().ok());
+    let vpid = ns_last("NSpid:").unwrap_or(pid);
+    let kb = |key: &str| status_field(key).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()).unwrap_or(0);
+    let fdlimit = fs::read_to_string(dir.join("limits")).ok().and_then(|limits| {
+        let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+        line.split_whitespace().nth(3)?.parse().ok()
+    });
     let loginuid =
         fs::read_to_string(dir.join("loginuid")).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(u32::MAX);
     // starttime is in clock ticks since boot.
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     let start_boot_ns = start_ticks * (1_000_000_000 / hz);
+    let cgroup_text = fs::read_to_string(dir.join("cgroup")).ok();
     Some(Process {
         pid,
         ppid,
         vpid,
         sid,
+        vsid: ns_last("NSsid:").unwrap_or(0),
+        pgid,
+        vpgid: ns_last("NSpgid:").unwrap_or(0),
+        pid_ns: mnt_or_pid_ns(&dir, "pid").unwrap_or(0),
+        fdlimit,
+        vm_kb: Some((kb("VmSize:"), kb("VmRSS:"), kb("VmSwap:"))),
+        page_faults: Some((majflt, minflt)),
+        pidns_init_start_ns: None,
+        cgroups: cgroup_text.as_deref().map(cgroups_from_proc),
+        exe_writable: false,
+        exe_lower_layer: false,
         name,
         exe,
         exe_from_memfd: exepath.starts_with("/memfd:"),
@@ -133,7 +179,7 @@ pub fn read_proc(root: &Path, pid: u32, boot_to_wall_ns: i128) -> Option<Process
         cap_permitted,
         cap_inheritable,
         start_ns: (start_boot_ns as i128 + boot_to_wall_ns).max(0) as u64,
-        container: fs::read_to_string(dir.join("cgroup")).ok().map(|t| container_id_from_cgroup(&t)),
+        container: cgroup_text.as_deref().map(container_id_from_cgroup),
         container_cgroup: 0,
         exe_upper_layer: overlay_upper_dir(&dir).is_some_and(|upper| in_upper_layer(&upper, &exepath_for_layer)),
         env: read_environ(&dir),
@@ -186,8 +232,30 @@ pub fn in_upper_layer(upper: &str, exepath: &str) -> bool {
 
 /// The mount namespace inode of a process.
 pub fn mnt_ns_of(proc_dir: &Path) -> Option<u32> {
-    let link = fs::read_link(proc_dir.join("ns/mnt")).ok()?;
-    link.to_str()?.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok()
+    mnt_or_pid_ns(proc_dir, "mnt")
+}
+
+/// The inode of namespace `kind` (`mnt`, `pid`) of a process.
+fn mnt_or_pid_ns(proc_dir: &Path, kind: &str) -> Option<u32> {
+    let link = fs::read_link(proc_dir.join("ns").join(kind)).ok()?;
+    link.to_str()?.strip_prefix(kind)?.strip_prefix(":[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// The cgroups of `/proc/PID/cgroup`: the default hierarchy's path, and the first v1
+/// hierarchy with one controller that the kernel side would also read (`memory`, `pids`
+/// or `cpu`).
+fn cgroups_from_proc(text: &str) -> Cgroups {
+    let mut cgroups = Cgroups::default();
+    let lines: Vec<(&str, &str)> =
+        text.lines().filter_map(|l| l.split_once(':')).filter_map(|(_, rest)| rest.split_once(':')).collect();
+    cgroups.unified = lines.iter().find(|(controllers, _)| controllers.is_empty()).map(|(_, p)| (*p).to_owned());
+    cgroups.v1 = ["memory", "pids", "cpu"].iter().find_map(|want| {
+        lines
+            .iter()
+            .find(|(controllers, _)| controllers.split(',').any(|c| c == *want))
+            .map(|(_, p)| ((*want).to_owned(), (*p).to_owned()))
+    });
+    cgroups
 }
 
 /// The controlling terminal of a process (`tty_nr` of `/proc/PID/stat`).

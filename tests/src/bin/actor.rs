@@ -87,6 +87,54 @@ fn vfork_and_exit_child() -> c_long {
     ret
 }
 
+/// A syscall through the 32-bit gate (`int $0x80`) from this 64-bit program: ia32 number
+/// `nr` and up to five arguments in ebx, ecx, edx, esi, edi. Pointers must be below 4 GiB
+/// ([`low_memory`]). Returns the raw result (`-errno` on failure).
+fn int80(nr: u32, a: [u32; 5]) -> i64 {
+    let ret: u64;
+    // SAFETY: the kernel reads only the memory the arguments point at; rbx is reserved by
+    // LLVM, so the first argument is swapped into it around the call.
+    unsafe {
+        std::arch::asm!(
+            "xchg {a0:r}, rbx",
+            "int 0x80",
+            "xchg {a0:r}, rbx",
+            a0 = inout(reg) u64::from(a[0]) => _,
+            inlateout("rax") u64::from(nr) => ret,
+            in("rcx") u64::from(a[1]),
+            in("rdx") u64::from(a[2]),
+            in("rsi") u64::from(a[3]),
+            in("rdi") u64::from(a[4]),
+        );
+    }
+    // The 32-bit result, sign-extended.
+    ret as u32 as i32 as i64
+}
+
+/// A page below 4 GiB (`MAP_32BIT`) holding `bytes` at its start, for 32-bit pointers.
+fn low_memory(bytes: &[u8]) -> *mut u8 {
+    assert!(bytes.len() <= 4096);
+    // SAFETY: a fresh anonymous mapping, written within its length.
+    unsafe {
+        let page = libc::mmap(
+            ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+            -1,
+            0,
+        );
+        assert_ne!(page, libc::MAP_FAILED, "mmap MAP_32BIT: {}", std::io::Error::last_os_error());
+        ptr::copy_nonoverlapping(bytes.as_ptr(), page.cast(), bytes.len());
+        page.cast()
+    }
+}
+
+/// The 32-bit address of `p` (from [`low_memory`]).
+fn low(p: *const u8) -> u32 {
+    u32::try_from(p as usize).expect("a MAP_32BIT address")
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| args.get(i).cloned().unwrap_or_else(|| panic!("scenario needs argument {i}"));
@@ -169,6 +217,8 @@ fn main() {
                 let fd = r.sys("fd", libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_STREAM, 0));
                 let sa = sockaddr_in(port);
                 r.sys("ret", libc::syscall(libc::SYS_connect, fd, &sa, SIN_LEN));
+                // The port the kernel chose for this end.
+                r.put("local_port", port_of(fd as i32));
             }
             "connect6" => {
                 let port: u16 = arg(1).parse().unwrap();
@@ -492,6 +542,108 @@ fn main() {
                     libc::waitpid(child, ptr::null_mut(), 0);
                 }
                 r.put("n", n);
+            }
+            "ia32" => {
+                // Through the 32-bit gate from a 64-bit program: open (ia32 5), read (3,
+                // which is close in x86_64 numbering), close (6), and socketcall (102)
+                // socket + connect to the port at arg 2.
+                let mut path = arg(1).into_bytes();
+                path.push(0);
+                let low_path = low_memory(&path);
+                let fd = r.sys("open", int80(5, [low(low_path), libc::O_RDONLY as u32, 0, 0, 0]) as c_long);
+                let buf = low_memory(&[0; 64]);
+                r.sys("read", int80(3, [fd as u32, low(buf), 64, 0, 0]) as c_long);
+                r.sys("close", int80(6, [fd as u32, 0, 0, 0, 0]) as c_long);
+                let socket_args: [u32; 3] = [libc::AF_INET as u32, libc::SOCK_STREAM as u32, 0];
+                let words = low_memory(std::slice::from_raw_parts(socket_args.as_ptr().cast(), 12));
+                let sock = r.sys("socket", int80(102, [1, low(words), 0, 0, 0]) as c_long);
+                let port: u16 = arg(2).parse().unwrap();
+                let sa = sockaddr_in(port);
+                let low_sa = low_memory(std::slice::from_raw_parts((&raw const sa).cast(), SIN_LEN as usize));
+                let connect_args: [u32; 3] = [sock as u32, low(low_sa), SIN_LEN];
+                let words = low_memory(std::slice::from_raw_parts(connect_args.as_ptr().cast(), 12));
+                r.sys("connect", int80(102, [3, low(words), 0, 0, 0]) as c_long);
+                r.put("local_port", port_of(sock as i32));
+            }
+            "ia32_exec" => {
+                // execve (ia32 11, munmap in x86_64 numbering) of /bin/true with 32-bit
+                // pointers to its arguments.
+                let exe = low_memory(b"/bin/true\0");
+                let strings = low_memory(b"true\0ia32\0");
+                let argv: [u32; 3] = [low(strings), low(strings) + 5, 0];
+                let low_argv = low_memory(std::slice::from_raw_parts(argv.as_ptr().cast(), 12));
+                let envp = low_memory(&[0; 4]);
+                r.put("exec", 0);
+                r.print();
+                int80(11, [low(exe), low(low_argv), low(envp), 0, 0]);
+                panic!("ia32 execve failed");
+            }
+            "cwd" => {
+                // chdir to arg 1, open a relative path there; fchdir to an fd of arg 2 and
+                // open again; an fcntl copy of an fd; an fcntl that makes no fd.
+                let dir = cstr(&arg(1));
+                r.sys("chdir", libc::syscall(libc::SYS_chdir, dir.as_ptr()));
+                let name = cstr(&arg(3));
+                r.sys("open1", libc::syscall(libc::SYS_openat, libc::AT_FDCWD, name.as_ptr(), libc::O_RDONLY, 0));
+                let other = cstr(&arg(2));
+                let dfd = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, other.as_ptr(), libc::O_RDONLY, 0);
+                r.sys("dirfd", dfd);
+                r.sys("fchdir", libc::syscall(libc::SYS_fchdir, dfd));
+                let file =
+                    r.sys("open2", libc::syscall(libc::SYS_openat, libc::AT_FDCWD, name.as_ptr(), libc::O_RDONLY, 0));
+                r.sys("dupfd", libc::syscall(libc::SYS_fcntl, file, libc::F_DUPFD_CLOEXEC, 50));
+                r.sys("getfl", libc::syscall(libc::SYS_fcntl, file, libc::F_GETFL));
+            }
+            "recv" => {
+                // A UDP datagram to ourselves, read with recvfrom and recvmsg.
+                let fd = r.sys("fd", libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_DGRAM, 0)) as i32;
+                let sa = sockaddr_in(0);
+                libc::bind(fd, &sa as *const _ as *const libc::sockaddr, SIN_LEN);
+                let me = sockaddr_in(port_of(fd));
+                r.put("port", port_of(fd));
+                for _ in 0..2 {
+                    libc::sendto(fd, b"x".as_ptr().cast(), 1, 0, &me as *const _ as *const libc::sockaddr, SIN_LEN);
+                }
+                let mut buf = [0u8; 8];
+                let mut from = sockaddr_in(0);
+                let mut len = SIN_LEN;
+                r.sys(
+                    "recvfrom",
+                    libc::syscall(libc::SYS_recvfrom, fd, buf.as_mut_ptr(), buf.len(), 0, &mut from, &mut len),
+                );
+                let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                let mut from2 = sockaddr_in(0);
+                msg.msg_name = (&raw mut from2).cast();
+                msg.msg_namelen = SIN_LEN;
+                msg.msg_iov = &mut iov;
+                msg.msg_iovlen = 1;
+                r.sys("recvmsg", libc::syscall(libc::SYS_recvmsg, fd, &mut msg, 0));
+            }
+            "userfaultfd" => {
+                r.sys("ret", libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC | libc::O_NONBLOCK));
+            }
+            "session" => {
+                // A new session in a child (a group leader cannot start one), then a group.
+                let child = libc::fork();
+                if child == 0 {
+                    libc::syscall(libc::SYS_setsid);
+                    libc::syscall(libc::SYS_setpgid, 0, 0);
+                    libc::_exit(0);
+                }
+                r.put("child", child);
+                libc::waitpid(child, ptr::null_mut(), 0);
+            }
+            "unresident_path" => {
+                // The path lives in a file mapping not touched yet: the kernel faults it in
+                // for the call, but a reader that cannot fault (the sensor, at enter) finds
+                // nothing there.
+                let file = std::fs::File::open(arg(1)).unwrap();
+                let len = std::fs::metadata(arg(1)).unwrap().len() as usize;
+                use std::os::fd::AsRawFd as _;
+                let map = libc::mmap(ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, file.as_raw_fd(), 0);
+                assert_ne!(map, libc::MAP_FAILED);
+                r.sys("ret", libc::syscall(libc::SYS_openat, libc::AT_FDCWD, map, libc::O_RDONLY, 0));
             }
             other => panic!("unknown scenario {other}"),
         }
