@@ -191,7 +191,7 @@ fn capture_file_replays_to_the_same_alert() {
 
 #[test]
 fn validate_loads_falco_stable_rules_and_locates_errors() {
-    let falco = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/falco/falco_rules.yaml");
+    let falco = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/falco/falco_rules.yaml");
     let out = sensor().args(["validate", falco]).output().unwrap();
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{report}");

@@ -4,7 +4,7 @@
 use super::engine::{Engine, EngineOptions};
 use super::loader::{RuleSet, Severity};
 
-const FALCO_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/falco/falco_rules.yaml");
+const FALCO_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/falco/falco_rules.yaml");
 
 #[test]
 fn falco_rules_load_cleanly() {
