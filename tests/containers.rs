@@ -10,7 +10,7 @@
 use std::{
     collections::HashMap,
     panic::AssertUnwindSafe,
-    path::Path,
+    path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
 };
@@ -259,6 +259,62 @@ fn expect_container(ctx: &Ctx, view: &ContainerView, full_id: &str, name: &str, 
     expect_field(view, "container.privileged", None, "false");
 }
 
+/// Host paths bind-mounted into a test container, removed on drop (after the container): a
+/// directory, mounted read-only at `/data`, and a file in the place of the Docker socket.
+struct HostMounts(PathBuf);
+
+impl HostMounts {
+    fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("sensor-ct-mounts-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        std::fs::write(dir.join("docker.sock"), "").unwrap();
+        Self(dir)
+    }
+
+    /// The directory mounted at `/data`.
+    fn data(&self) -> String {
+        self.0.join("data").display().to_string()
+    }
+
+    /// The file mounted at `/var/run/docker.sock`.
+    fn socket(&self) -> String {
+        self.0.join("docker.sock").display().to_string()
+    }
+}
+
+impl Drop for HostMounts {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            eprintln!("removing {}: {e}", self.0.display());
+        }
+    }
+}
+
+/// Asserts the mount fields of a container started with `host`'s mounts, against the mounts
+/// its runtime reports (`source:dest:mode:rdrw:propagation` each), looked up as Falco's rules
+/// do: by source (`container.mount.source` by destination), by glob, and missing (`none`).
+fn expect_mounts(view: &ContainerView, host: &HostMounts, reported: &[String]) {
+    let all = view.field("container.mounts", None).unwrap_or_else(|| panic!("container.mounts of {view:#?}"));
+    let mut listed: Vec<&str> = all.split(' ').collect();
+    let mut want: Vec<&str> = reported.iter().map(String::as_str).collect();
+    listed.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(listed, want, "container.mounts");
+    for (source, dest, rdwr) in [(host.data(), "/data", "false"), (host.socket(), "/var/run/docker.sock", "true")] {
+        let entry = reported.iter().find(|m| m.starts_with(&format!("{source}:{dest}:"))).expect("reported");
+        expect_field(view, "container.mount", Some(&source), entry);
+        expect_field(view, "container.mount.dest", Some(&source), dest);
+        expect_field(view, "container.mount.source", Some(dest), &source);
+        expect_field(view, "container.mount.rdwr", Some(&source), rdwr);
+    }
+    let glob = format!("{}/*.sock", host.0.display());
+    expect_field(view, "container.mount.dest", Some(&glob), "/var/run/docker.sock");
+    expect_field(view, "container.mount.dest", Some("/proc*"), "none");
+    expect_field(view, "container.mount.source", Some("/etc/kubernetes"), "none");
+    let first = view.field("container.mount", Some("0")).unwrap();
+    assert!(reported.contains(&first), "container.mount[0] = {first} is a reported mount");
+}
+
 // ------------------------------------------------------------------------------------ CRI pod
 
 /// A CRI pod sandbox and its container, removed on drop (also when the test fails).
@@ -267,6 +323,8 @@ struct CriPod {
     handle: tokio::runtime::Handle,
     sandbox_id: String,
     uid: String,
+    /// Removed after the pod (fields drop after `drop`).
+    mounts: HostMounts,
 }
 
 impl Drop for CriPod {
@@ -336,8 +394,8 @@ fn pod_config(name: &str, uid: &str, log_dir: &str, extra_labels: &[(&str, &str)
 }
 
 /// Runs pod `pod_name` (kubelet's labels plus `app=web`, `tier=frontend`) with one container
-/// `web` running `sleep 3600`, as kubelet would; returns the pod (removed on drop), its uid
-/// and the container's id.
+/// `web` running `sleep 3600` with the pod's [`HostMounts`], as kubelet would; returns the pod
+/// (removed on drop), its uid and the container's id.
 fn run_cri_pod(ctx: &Ctx, pod_name: &str) -> (CriPod, String, String) {
     let handle = ctx.rt.handle().clone();
     let mut client = {
@@ -355,8 +413,22 @@ fn run_cri_pod(ctx: &Ctx, pod_name: &str) -> (CriPod, String, String) {
         .expect("RunPodSandbox")
         .into_inner()
         .pod_sandbox_id;
-    let pod =
-        CriPod { client: client.clone(), handle: handle.clone(), sandbox_id: sandbox_id.clone(), uid: uid.clone() };
+    let mounts = HostMounts::new(pod_name);
+    let volumes = vec![
+        proto::Mount { container_path: "/data".into(), host_path: mounts.data(), readonly: true, ..Default::default() },
+        proto::Mount {
+            container_path: "/var/run/docker.sock".into(),
+            host_path: mounts.socket(),
+            ..Default::default()
+        },
+    ];
+    let pod = CriPod {
+        client: client.clone(),
+        handle: handle.clone(),
+        sandbox_id: sandbox_id.clone(),
+        uid: uid.clone(),
+        mounts,
+    };
 
     // The container, labelled as kubelet labels it.
     let labels: HashMap<String, String> = [
@@ -373,6 +445,7 @@ fn run_cri_pod(ctx: &Ctx, pod_name: &str) -> (CriPod, String, String) {
         image: Some(proto::ImageSpec { image: ctx.get("IMAGE").to_owned(), ..Default::default() }),
         command: vec!["sleep".into(), "3600".into()],
         labels,
+        mounts: volumes,
         log_path: "web/0.log".into(),
         ..Default::default()
     };
@@ -476,6 +549,19 @@ fn cri_pod(ctx: &Ctx) {
         .into_inner();
     let verbose: serde_json::Value = serde_json::from_str(&status.info["info"]).unwrap();
     let init_pid = u32::try_from(verbose["pid"].as_u64().expect("pid in verbose info")).unwrap();
+    // CRI reports the two mounts the container asked for, with the default propagation.
+    let reported: Vec<String> = status
+        .status
+        .as_ref()
+        .expect("a container status")
+        .mounts
+        .iter()
+        .map(|m| {
+            assert_eq!(m.propagation, proto::MountPropagation::PropagationPrivate as i32, "{m:?}");
+            format!("{}:{}::{}:private", m.host_path, m.container_path, !m.readonly)
+        })
+        .collect();
+    assert_eq!(reported.len(), 2, "{reported:?}");
     let sandbox_status =
         handle
             .block_on(client.pod_sandbox_status(proto::PodSandboxStatusRequest {
@@ -499,6 +585,7 @@ fn cri_pod(ctx: &Ctx) {
             view.field("k8s.pod.name", None).unwrap_or_default()
         );
         expect_container(ctx, &view, &container_id, "web", "containerd");
+        expect_mounts(&view, &pod.mounts, &reported);
         expect_field(&view, "container.label", Some("io.kubernetes.container.name"), "web");
         expect_field(&view, "container.ip", None, &pod_ip);
         expect_field(&view, "k8s.pod.name", None, &pod_name);
@@ -632,11 +719,12 @@ impl Drop for Removed {
 /// Starts a container with the given CLI, runs a command in it, and checks both processes.
 fn docker_like(ctx: &Ctx, cli: fn(&Ctx) -> Command, runtime: &str, salt: u32) {
     let name = format!("sensor-ct-{runtime}-{}", std::process::id());
-    let id = run(cli(ctx).args(["run", "-d", "--name", &name, "--network", "none", "--label", "app=ct"]).args([
-        ctx.get("IMAGE"),
-        "sleep",
-        "3600",
-    ]));
+    let mounts = HostMounts::new(runtime);
+    let id = run(cli(ctx)
+        .args(["run", "-d", "--name", &name, "--network", "none", "--label", "app=ct"])
+        .args(["-v", &format!("{}:/data:ro", mounts.data())])
+        .args(["-v", &format!("{}:/var/run/docker.sock", mounts.socket())])
+        .args([ctx.get("IMAGE"), "sleep", "3600"]));
     let mut rm = cli(ctx);
     rm.args(["rm", "-f", &name]);
     if runtime == "podman" {
@@ -649,6 +737,17 @@ fn docker_like(ctx: &Ctx, cli: fn(&Ctx) -> Command, runtime: &str, salt: u32) {
     run(cli(ctx).args(["exec", "-d", &name, "sleep", &secs]));
     let exec_pid = pid_of(&["sleep", &secs]);
     let init_pid: u32 = run(cli(ctx).args(["inspect", "-f", "{{.State.Pid}}", &name])).parse().unwrap();
+    let inspected: serde_json::Value =
+        serde_json::from_str(&run(cli(ctx).args(["inspect", "-f", "{{json .Mounts}}", &name]))).unwrap();
+    let reported: Vec<String> = inspected
+        .as_array()
+        .expect("Mounts")
+        .iter()
+        .map(|m| {
+            let s = |key: &str| m[key].as_str().unwrap_or_default().to_owned();
+            format!("{}:{}:{}:{}:{}", s("Source"), s("Destination"), s("Mode"), m["RW"], s("Propagation"))
+        })
+        .collect();
 
     let cache = ctx.cache();
     for (what, pid) in [("exec'd sleep", exec_pid), ("container init", init_pid)] {
@@ -659,6 +758,7 @@ fn docker_like(ctx: &Ctx, cli: fn(&Ctx) -> Command, runtime: &str, salt: u32) {
             view.field("container.name", None).unwrap_or_default()
         );
         expect_container(ctx, &view, &id, &name, runtime);
+        expect_mounts(&view, &mounts, &reported);
         expect_field(&view, "container.label", Some("app"), "ct");
         assert_eq!(view.field("k8s.pod.name", None), None, "not a pod");
         assert!(view.field("container.start_ts", None).is_some(), "start_ts known");

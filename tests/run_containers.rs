@@ -10,7 +10,7 @@ use std::{
 
 use sensor_tests::TestBed;
 
-const FALCO_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/falco/falco_rules.yaml");
+const FALCO_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/falco/falco_rules.yaml");
 
 #[test]
 fn falco_rules_alert_with_the_container_they_happened_in() {

@@ -11,7 +11,7 @@ use sensor::{
 };
 use serde_json::json;
 
-const FALCO_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/falco/falco_rules.yaml");
+const FALCO_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/falco/falco_rules.yaml");
 
 /// A deterministic, mostly benign mix: 40% exec, 40% open, 20% connect.
 fn events(n: usize) -> Vec<String> {

@@ -191,7 +191,7 @@ fn capture_file_replays_to_the_same_alert() {
 
 #[test]
 fn validate_loads_falco_stable_rules_and_locates_errors() {
-    let falco = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/falco/falco_rules.yaml");
+    let falco = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/falco/falco_rules.yaml");
     let out = sensor().args(["validate", falco]).output().unwrap();
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{report}");
@@ -210,6 +210,30 @@ fn validate_loads_falco_stable_rules_and_locates_errors() {
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(report.contains(&format!("{bad}:3:")), "file:line:column in {report}");
     assert!(report.contains("proc.nme"), "{report}");
+}
+
+#[test]
+fn validate_loads_falco_stable_incubating_and_sandbox_rules_together() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/falco");
+    let files =
+        ["falco_rules.yaml", "falco-incubating_rules.yaml", "falco-sandbox_rules.yaml"].map(|f| format!("{dir}/{f}"));
+    let out = sensor().arg("validate").args(&files).output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    let summary = report.lines().last().unwrap_or_default();
+    println!("{summary}");
+    // Every rule item of the three files is a rule, and each one not disabled loads.
+    let lines: Vec<String> = files
+        .iter()
+        .flat_map(|f| std::fs::read_to_string(f).unwrap().lines().map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    let items = lines.iter().filter(|l| l.starts_with("- rule:")).count();
+    let disabled = lines.iter().filter(|l| l.trim() == "enabled: false").count();
+    assert!(
+        summary.starts_with(&format!("{items} rules ({} enabled and loaded)", items - disabled)),
+        "{items} rule items, {disabled} disabled: {report}"
+    );
+    assert!(summary.contains("; 0 errors, "), "{report}");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-const FALCO_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/falco/falco_rules.yaml");
+const FALCO_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/falco/falco_rules.yaml");
 
 /// Rules this test does not trigger on the host, and why. Those marked "in a container" are
 /// triggered in a real Docker container by `tests/run_containers.rs`.

@@ -92,7 +92,8 @@ pub struct ContainerView {
 
 impl ContainerView {
     /// A field (`container.*`, `k8s.*`) as text; `None` renders `<NA>`. `key` is the
-    /// argument of `container.label[key]`, `k8s.pod.label[key]` and `container.mount[dest]`.
+    /// argument of `container.label[key]`, `k8s.pod.label[key]` and the mount fields
+    /// (`container.mount.dest[/var/run/docker.sock]`, `container.mount[0]`).
     pub fn field(&self, name: &str, key: Option<&str>) -> Option<String> {
         let id = self.id.as_ref()?;
         match name {
@@ -122,18 +123,6 @@ impl ContainerView {
             "container.host_network" => info.host_network.map(|b| b.to_string()),
             "container.host_pid" => info.host_pid.map(|b| b.to_string()),
             "container.host_ipc" => info.host_ipc.map(|b| b.to_string()),
-            "container.mounts" => Some(info.mounts_string()),
-            "container.mount" => {
-                let key = key?;
-                let mount = match key.parse::<usize>() {
-                    Ok(i) => info.mounts.get(i),
-                    Err(_) => info.mounts.iter().find(|m| m.destination == key),
-                }?;
-                Some(format!(
-                    "{}:{}:{}:{}:{}",
-                    mount.source, mount.destination, mount.mode, mount.read_write, mount.propagation
-                ))
-            }
             "container.label" => info.labels.get(key?).cloned(),
             "container.labels" => Some(labels(&info.labels)),
             "container.start_ts" => (info.start_ts != 0).then(|| info.start_ts.to_string()),
@@ -146,7 +135,7 @@ impl ContainerView {
             "k8s.pod.label" => pod?.labels.get(key?).cloned(),
             "k8s.pod.labels" => Some(labels(&pod?.labels)),
             "k8s.pod.ip" => nonempty(&pod?.ip),
-            _ => None,
+            _ => super::info::mount_field(&info.mounts, name, key),
         }
     }
 

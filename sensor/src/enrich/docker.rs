@@ -242,7 +242,14 @@ mod tests {
         assert_eq!(info.start_ts, 1_795_365_844_500_000_000);
         assert_eq!(info.ip, "10.0.0.2");
         assert_eq!(info.labels["app"], "shop");
-        assert_eq!(info.mounts_string(), "/srv:/data:ro:false:rprivate");
+        let srv = Mount {
+            source: "/srv".into(),
+            destination: "/data".into(),
+            mode: "ro".into(),
+            read_write: false,
+            propagation: "rprivate".into(),
+        };
+        assert_eq!(info.mounts, [srv]);
         assert!(info.pod.is_none());
     }
 }

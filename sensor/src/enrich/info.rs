@@ -1,6 +1,8 @@
 //! What the runtime knows about a container: [`ContainerInfo`] and its pod.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fmt};
+
+use crate::rules::matchers::fnmatch;
 
 /// Metadata of one container, as its runtime reports it (Falco's `container.*` and `k8s.*`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -29,7 +31,7 @@ pub struct ContainerInfo {
     pub host_pid: Option<bool>,
     /// `container.host_ipc`, when the runtime says.
     pub host_ipc: Option<bool>,
-    /// `container.mounts`.
+    /// The mounts, in the runtime's order (`container.mounts`, `container.mount[...]`).
     pub mounts: Vec<Mount>,
     /// `container.labels`.
     pub labels: BTreeMap<String, String>,
@@ -41,7 +43,7 @@ pub struct ContainerInfo {
     pub pod: Option<PodInfo>,
 }
 
-/// One mount of a container (`container.mount[...]`).
+/// One mount of a container; it renders as Falco's `source:dest:mode:rdrw:propagation`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Mount {
     /// Host path (or volume source).
@@ -54,6 +56,64 @@ pub struct Mount {
     pub read_write: bool,
     /// Propagation (`private`, `rslave`, ...), empty when unknown.
     pub propagation: String,
+}
+
+impl fmt::Display for Mount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Mount { source, destination, mode, read_write, propagation } = self;
+        write!(f, "{source}:{destination}:{mode}:{read_write}:{propagation}")
+    }
+}
+
+impl Mount {
+    /// Parses `container.mounts` as rendered: space-separated `source:dest:mode:rdrw:propagation`
+    /// (for events given as field maps).
+    pub fn parse_list(text: &str) -> Result<Vec<Mount>, String> {
+        text.split_whitespace()
+            .map(|entry| {
+                let bad = || format!("'{entry}' is not a mount as source:dest:mode:rdrw:propagation");
+                let parts: Vec<&str> = entry.rsplitn(4, ':').collect();
+                let [propagation, rdrw, mode, rest] = parts[..] else { return Err(bad()) };
+                let (source, destination) = rest.rsplit_once(':').ok_or_else(bad)?;
+                let read_write = match rdrw {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad()),
+                };
+                Ok(Mount {
+                    source: source.to_owned(),
+                    destination: destination.to_owned(),
+                    mode: mode.to_owned(),
+                    read_write,
+                    propagation: propagation.to_owned(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The mount fields of a container with `mounts`, as Falco's container plugin documents
+/// them; `None` for any other field. `arg` is the bracket argument: an index, or a path glob
+/// (`fnmatch`, the first mount that matches) compared with the mount's destination for
+/// `container.mount.source` and with its source for the others. No such mount gives `none`.
+pub fn mount_field(mounts: &[Mount], name: &str, arg: Option<&str>) -> Option<String> {
+    let part: fn(&Mount) -> String = match name {
+        "container.mounts" => return Some(mounts.iter().map(Mount::to_string).collect::<Vec<_>>().join(" ")),
+        "container.mount" => Mount::to_string,
+        "container.mount.source" => |m| m.source.clone(),
+        "container.mount.dest" => |m| m.destination.clone(),
+        "container.mount.mode" => |m| m.mode.clone(),
+        "container.mount.rdwr" => |m| m.read_write.to_string(),
+        "container.mount.propagation" => |m| m.propagation.clone(),
+        _ => return None,
+    };
+    let arg = arg?;
+    let found = match arg.parse::<usize>() {
+        Ok(index) => mounts.get(index),
+        Err(_) if name == "container.mount.source" => mounts.iter().find(|m| fnmatch(arg, &m.destination, false)),
+        Err(_) => mounts.iter().find(|m| fnmatch(arg, &m.source, false)),
+    };
+    Some(found.map_or_else(|| "none".to_owned(), part))
 }
 
 /// The pod a container belongs to (Falco's `k8s.*` fields).
@@ -102,15 +162,6 @@ impl ContainerInfo {
             labels: BTreeMap::new(),
             ..PodInfo::default()
         })
-    }
-
-    /// `container.mounts` as Falco renders it: `source:dest:mode:rdrw:propagation,...`.
-    pub fn mounts_string(&self) -> String {
-        self.mounts
-            .iter()
-            .map(|m| format!("{}:{}:{}:{}:{}", m.source, m.destination, m.mode, m.read_write, m.propagation))
-            .collect::<Vec<_>>()
-            .join(",")
     }
 }
 
@@ -220,6 +271,69 @@ mod tests {
         assert_eq!(parse_rfc3339_ns("0001-01-01T00:00:00Z"), None, "Docker's zero time");
         assert_eq!(parse_rfc3339_ns("2026-13-22T16:44:04Z"), None);
         assert_eq!(parse_rfc3339_ns("yesterday"), None);
+    }
+
+    /// A container with a read-only directory, the Docker socket and a volume.
+    fn mounts() -> Vec<Mount> {
+        let mount = |source: &str, destination: &str, mode: &str, read_write| Mount {
+            source: source.into(),
+            destination: destination.into(),
+            mode: mode.into(),
+            read_write,
+            propagation: "rprivate".into(),
+        };
+        vec![
+            mount("/srv/data", "/data", "ro", false),
+            mount("/var/run/docker.sock", "/var/run/docker.sock", "", true),
+            mount("/var/lib/docker/volumes/cache/_data", "/usr/local/cache", "z", true),
+        ]
+    }
+
+    #[test]
+    fn mount_fields_by_index_and_glob() {
+        let mounts = mounts();
+        let field = |name: &str, arg: &str| mount_field(&mounts, name, Some(arg)).unwrap();
+        // By index.
+        assert_eq!(field("container.mount", "0"), "/srv/data:/data:ro:false:rprivate");
+        assert_eq!(field("container.mount.dest", "2"), "/usr/local/cache");
+        assert_eq!(field("container.mount.source", "1"), "/var/run/docker.sock");
+        assert_eq!(field("container.mount.mode", "0"), "ro");
+        assert_eq!(field("container.mount.rdwr", "0"), "false");
+        assert_eq!(field("container.mount.propagation", "1"), "rprivate");
+        // container.mount.source by destination, the others by source; a glob takes the first match.
+        assert_eq!(field("container.mount.source", "/data"), "/srv/data");
+        assert_eq!(field("container.mount.source", "/usr/local/*"), "/var/lib/docker/volumes/cache/_data");
+        assert_eq!(field("container.mount.dest", "/var/run/docker.sock"), "/var/run/docker.sock");
+        assert_eq!(field("container.mount.dest", "/srv/*"), "/data");
+        assert_eq!(field("container.mount.dest", "/var/*"), "/var/run/docker.sock", "first of two matches");
+        assert_eq!(field("container.mount.rdwr", "/var/lib/docker/volumes/*"), "true");
+        assert_eq!(field("container.mount.mode", "/var/lib/docker/volumes/*"), "z");
+        assert_eq!(field("container.mount", "/srv/dat?"), "/srv/data:/data:ro:false:rprivate");
+        // The path is a whole-string glob, compared with the right end of the mount.
+        assert_eq!(field("container.mount.dest", "/srv"), "none");
+        assert_eq!(field("container.mount.dest", "/data"), "none", "by source, not destination");
+        assert_eq!(field("container.mount.source", "/srv/data"), "none", "by destination, not source");
+        // No such mount: the string "none", not an absent value.
+        assert_eq!(field("container.mount", "3"), "none");
+        assert_eq!(field("container.mount.dest", "/proc*"), "none");
+        assert_eq!(mount_field(&[], "container.mount.dest", Some("0")).as_deref(), Some("none"));
+        assert_eq!(mount_field(&mounts, "container.labels", None), None, "not a mount field");
+    }
+
+    #[test]
+    fn mounts_render_and_parse_back() {
+        let text = mount_field(&mounts(), "container.mounts", None).unwrap();
+        assert_eq!(
+            text,
+            "/srv/data:/data:ro:false:rprivate /var/run/docker.sock:/var/run/docker.sock::true:rprivate \
+             /var/lib/docker/volumes/cache/_data:/usr/local/cache:z:true:rprivate"
+        );
+        assert_eq!(Mount::parse_list(&text), Ok(mounts()));
+        assert_eq!(mount_field(&[], "container.mounts", None).as_deref(), Some(""));
+        assert_eq!(Mount::parse_list(""), Ok(vec![]));
+        let e = Mount::parse_list("/srv:/data:ro:rw:rprivate").unwrap_err();
+        assert!(e.contains("'/srv:/data:ro:rw:rprivate' is not a mount as source:dest:mode:rdrw:propagation"), "{e}");
+        assert!(Mount::parse_list("/srv:true:rprivate").is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use super::fields::{self, ArgKind, FieldArg, FieldId, FieldType};
+use crate::enrich::{Mount, mount_field};
 
 /// A field value produced by an event.
 #[derive(Clone, Debug, PartialEq)]
@@ -98,7 +99,8 @@ pub trait FieldSource {
 /// Conveniences, so that test events stay short: ancestors can be given as `proc.aname:
 /// [parent, grandparent, ...]` or one by one (`proc.pname`, `proc.aname[2]`...), each form
 /// filling in the other; `proc.cmdline` defaults to `proc.name` + `proc.args`;
-/// `fd.directory`/`fd.filename` default to the parts of an absolute `fd.name`.
+/// `fd.directory`/`fd.filename` default to the parts of an absolute `fd.name`; the mount
+/// fields (`container.mount.dest[/var/run/docker.sock]`...) follow from `container.mounts`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MapEvent {
     evt_type: String,
@@ -148,6 +150,9 @@ impl MapEvent {
                 if let Value::UInt(t) = v {
                     self.ts = t;
                 }
+            }
+            "container.mounts" => {
+                Mount::parse_list(&v.to_string()).map_err(|e| format!("{name}: {e}"))?;
             }
             _ => {}
         }
@@ -319,6 +324,11 @@ impl FieldSource for MapEvent {
                 } else {
                     path[cut + 1..].to_owned()
                 }))
+            }
+            // The mount fields, from `container.mounts` as a runtime's mounts would give them.
+            _ if name.starts_with("container.mount.") || name == "container.mount" => {
+                let mounts = Mount::parse_list(&self.get("container.mounts", None)?.to_string()).ok()?;
+                mount_field(&mounts, name, arg.map(ToString::to_string).as_deref()).map(Value::Str)
             }
             _ => None,
         }

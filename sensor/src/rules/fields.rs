@@ -78,6 +78,9 @@ pub enum ArgKind {
     EventArg,
     /// Required numeric index (`fd.types[0]` is optional, see the field).
     OptIndex,
+    /// Required index or path glob, in brackets only, since paths hold dots
+    /// (`container.mount.dest[0]`, `container.mount.dest[/var/run/*.sock]`).
+    IndexOrPath,
 }
 
 impl ArgKind {
@@ -90,6 +93,7 @@ impl ArgKind {
             ArgKind::Key => "key (required)",
             ArgKind::EventArg => "argument name or index (required)",
             ArgKind::OptIndex => "index (optional)",
+            ArgKind::IndexOrPath => "index or path glob (required)",
         }
     }
 }
@@ -335,8 +339,13 @@ fields! {
     "container.image.digest" Str None "Image digest.";
     "container.type" Str None "Runtime kind: docker, containerd, cri-o, podman...";
     "container.privileged" Bool None "True for privileged containers.";
-    "container.mounts" Str None "All mounts as source:dest:mode:rdrw:propagation entries.";
-    "container.mount" Str Key "One mount, by index or by destination path.";
+    "container.mounts" Str None "All mounts, space-separated, each as source:dest:mode:rdrw:propagation.";
+    "container.mount" Str IndexOrPath "One mount as source:dest:mode:rdrw:propagation, by index or source path (a glob; the first match); 'none' when no mount matches.";
+    "container.mount.source" Str IndexOrPath "Source of a mount, by index or destination path (a glob); 'none' when no mount matches.";
+    "container.mount.dest" Str IndexOrPath "Destination of a mount, by index or source path (a glob); 'none' when no mount matches.";
+    "container.mount.mode" Str IndexOrPath "Mode of a mount as the runtime reports it (ro, z...), by index or source path (a glob); 'none' when no mount matches.";
+    "container.mount.rdwr" Str IndexOrPath "Whether a mount is writable (true or false), by index or source path (a glob); 'none' when no mount matches.";
+    "container.mount.propagation" Str IndexOrPath "Propagation of a mount (rprivate, rslave...), by index or source path (a glob); 'none' when no mount matches.";
     "container.start_ts" UInt None "Container start time, nanoseconds since the epoch.";
     "container.duration" UInt None "Nanoseconds since the container started.";
     "container.ip" Ip None "Container IP address.";
@@ -419,7 +428,13 @@ fn check_arg(id: FieldId, arg: Option<String>) -> Result<Resolved, String> {
         (ArgKind::Key | ArgKind::EventArg, None) => {
             return Err(format!("field '{}' needs an argument, e.g. {}[x] or {}.x", info.name, info.name, info.name));
         }
-        (ArgKind::EventArg, Some(a)) => match a.parse::<u32>() {
+        (ArgKind::IndexOrPath, None) => {
+            return Err(format!(
+                "field '{}' needs an index or a path, e.g. {}[0] or {}[/etc]",
+                info.name, info.name, info.name
+            ));
+        }
+        (ArgKind::EventArg | ArgKind::IndexOrPath, Some(a)) => match a.parse::<u32>() {
             Ok(n) => Some(FieldArg::Index(n)),
             Err(_) => Some(FieldArg::Key(a)),
         },
@@ -537,6 +552,31 @@ mod tests {
         assert!(resolve("evt.arg", None).is_err());
         let e = resolve("proc.nme", None).unwrap_err();
         assert!(e.contains("did you mean 'proc.name'"), "{e}");
+    }
+
+    #[test]
+    fn mount_fields_take_an_index_or_a_path_in_brackets() {
+        // The longer registered names win over `container.mount` with a dotted key.
+        for name in [
+            "container.mount",
+            "container.mount.source",
+            "container.mount.dest",
+            "container.mount.mode",
+            "container.mount.rdwr",
+            "container.mount.propagation",
+        ] {
+            let r = resolve(name, Some("/var/run/docker.sock")).unwrap();
+            assert_eq!((r.id.info().name, r.arg), (name, Some(FieldArg::Key("/var/run/docker.sock".into()))));
+            assert_eq!(resolve(name, Some("1")).unwrap().arg, Some(FieldArg::Index(1)), "{name}");
+            let e = resolve(name, None).unwrap_err();
+            assert!(e.contains("needs an index or a path"), "{e}");
+        }
+        let r = resolve("container.mount", Some("/usr/local/*")).unwrap();
+        assert_eq!(r.arg, Some(FieldArg::Key("/usr/local/*".into())));
+        // Paths hold dots, so no dotted-suffix form.
+        let e = resolve("container.mount.etc", None).unwrap_err();
+        assert!(e.starts_with("unknown field 'container.mount.etc'"), "{e}");
+        assert!(resolve("container.mounts", Some("0")).is_err());
     }
 
     #[test]

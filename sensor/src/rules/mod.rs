@@ -68,7 +68,7 @@ mod eval;
 pub mod event;
 pub mod fields;
 pub mod loader;
-mod matchers;
+pub(crate) mod matchers;
 pub mod output;
 pub mod parser;
 pub mod testing;

@@ -4,7 +4,7 @@
 use super::engine::{Engine, EngineOptions};
 use super::loader::{RuleSet, Severity};
 
-const FALCO_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/falco/falco_rules.yaml");
+const FALCO_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/falco/falco_rules.yaml");
 
 #[test]
 fn falco_rules_load_cleanly() {
@@ -114,6 +114,7 @@ fn holds(cond: &str) -> bool {
             "proc.aname": ["sshd", "systemd"], "evt.arg.flags": "O_RDONLY|O_CLOEXEC", "fd.sip": "10.1.2.3",
             "fd.sport": 443, "container.privileged": false, "thread.cap_effective": "CAP_CHOWN CAP_SYS_ADMIN",
             "proc.env[HOME]": "/root", "proc.env[TOKEN]": "aGVsbG8=", "k8s.pod.label[app]": "web",
+            "container.mounts": "/srv/data:/data:ro:false:rprivate /run/docker.sock:/var/run/docker.sock::true:rprivate",
         }),
     )
     .is_empty()
@@ -196,6 +197,19 @@ fn operator_semantics() {
         ("proc.args contains '-c'", true),
         ("evt.dir = <", true),
         ("evt.type.is.openat = 1", true),
+        // Mount fields: a mount looked up by index or path glob, "none" when there is none.
+        ("container.mount.dest[/run/docker.sock] != none", true),
+        ("container.mount.dest[/run/crio/crio.sock] != none", false),
+        ("container.mount.dest[/run/crio/crio.sock] = none", true),
+        ("container.mount.dest[/run/*.sock] = /var/run/docker.sock", true),
+        ("container.mount.source[/var/run/docker.sock] = /run/docker.sock", true),
+        ("container.mount.source[/data] pmatch (/srv)", true),
+        ("container.mount.rdwr[/srv/*] = false", true),
+        ("container.mount.mode[0] = ro", true),
+        ("container.mount[1] startswith /run/docker.sock:", true),
+        ("not container.mount.dest[/proc*] in (\"<NA>\",\"N/A\")", true),
+        ("container.mounts contains ':/var/run/docker.sock:'", true),
+        ("container.mounts contains /proc", false),
         ("evt.type.is.open = 1", false),
         ("evt.dir = >", false),
     ];
@@ -206,6 +220,12 @@ fn operator_semantics() {
         }
     }
     assert!(bad.is_empty(), "{bad:#?}");
+}
+
+#[test]
+fn malformed_container_mounts_in_events_are_errors() {
+    let e = MapEvent::from_json(&json!({"evt.type": "execve", "container.mounts": "/srv:/data"})).unwrap_err();
+    assert_eq!(e, "container.mounts: '/srv:/data' is not a mount as source:dest:mode:rdrw:propagation");
 }
 
 #[test]

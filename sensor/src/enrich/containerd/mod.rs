@@ -183,7 +183,8 @@ fn container_info(container: containers::Container) -> ContainerInfo {
                     Mount {
                         source: s("source"),
                         destination: s("destination"),
-                        mode: String::new(),
+                        // As Falco's container plugin: the `mode=` option (tmpfs, devpts).
+                        mode: options.iter().find_map(|o| o.strip_prefix("mode=")).unwrap_or_default().to_owned(),
                         read_write: !options.contains(&"ro"),
                         propagation: options
                             .iter()
@@ -232,6 +233,7 @@ mod tests {
         let spec = serde_json::json!({
             "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}]},
             "mounts": [{"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid"]},
+                       {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
                        {"destination": "/etc/hosts", "source": "/srv/hosts", "options": ["rbind", "ro", "rprivate"]}]
         });
         let container = containers::Container {
@@ -249,7 +251,21 @@ mod tests {
         assert_eq!(info.name, "a".repeat(64));
         assert_eq!((info.image_repository.as_str(), info.image_tag.as_str()), ("localhost/sensor-testbed", "1"));
         assert_eq!((info.host_network, info.host_pid, info.host_ipc), (Some(true), Some(false), Some(false)));
-        assert_eq!(info.mounts_string(), "proc:/proc::true:,/srv/hosts:/etc/hosts::false:rprivate");
+        let mount = |source: &str, destination: &str, mode: &str, read_write, propagation: &str| Mount {
+            source: source.into(),
+            destination: destination.into(),
+            mode: mode.into(),
+            read_write,
+            propagation: propagation.into(),
+        };
+        assert_eq!(
+            info.mounts,
+            [
+                mount("proc", "/proc", "", true, ""),
+                mount("tmpfs", "/dev", "755", true, ""),
+                mount("/srv/hosts", "/etc/hosts", "", false, "rprivate")
+            ]
+        );
         assert_eq!(info.start_ts, 1_795_365_844_000_000_005);
         assert_eq!(info.labels["app"], "ctr");
         assert_eq!(info.runtime, "containerd");

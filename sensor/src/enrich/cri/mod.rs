@@ -214,10 +214,12 @@ fn container_info(runtime: String, status: proto::ContainerStatus, verbose: &Val
                 destination: m.container_path.clone(),
                 mode: String::new(),
                 read_write: !m.readonly,
+                // The names Falco's container plugin gives CRI's propagation modes.
                 propagation: match proto::MountPropagation::try_from(m.propagation) {
+                    Ok(proto::MountPropagation::PropagationPrivate) => "private",
                     Ok(proto::MountPropagation::PropagationHostToContainer) => "rslave",
                     Ok(proto::MountPropagation::PropagationBidirectional) => "rshared",
-                    _ => "rprivate",
+                    Err(_) => "unknown",
                 }
                 .into(),
             })
@@ -290,12 +292,20 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
-            mounts: vec![proto::Mount {
-                container_path: "/data".into(),
-                host_path: "/srv/data".into(),
-                readonly: true,
-                ..Default::default()
-            }],
+            mounts: vec![
+                proto::Mount {
+                    container_path: "/data".into(),
+                    host_path: "/srv/data".into(),
+                    readonly: true,
+                    ..Default::default()
+                },
+                proto::Mount {
+                    container_path: "/var/lib/kubelet".into(),
+                    host_path: "/var/lib/kubelet".into(),
+                    propagation: proto::MountPropagation::PropagationBidirectional as i32,
+                    ..Default::default()
+                },
+            ],
             ..Default::default()
         };
         let verbose: Value = serde_json::json!({
@@ -308,7 +318,20 @@ mod tests {
         assert_eq!(info.image_id, "c".repeat(64));
         assert_eq!(info.privileged, Some(true));
         assert_eq!((info.host_network, info.host_pid, info.host_ipc), (Some(true), Some(false), None));
-        assert_eq!(info.mounts_string(), "/srv/data:/data::false:rprivate");
+        let mount = |source: &str, destination: &str, read_write, propagation: &str| Mount {
+            source: source.into(),
+            destination: destination.into(),
+            mode: String::new(),
+            read_write,
+            propagation: propagation.into(),
+        };
+        assert_eq!(
+            info.mounts,
+            [
+                mount("/srv/data", "/data", false, "private"),
+                mount("/var/lib/kubelet", "/var/lib/kubelet", true, "rshared")
+            ]
+        );
         let pod = info.pod.unwrap();
         assert_eq!((pod.name.as_str(), pod.namespace.as_str(), pod.uid.as_str()), ("web-0", "shop", "u-1"));
     }
