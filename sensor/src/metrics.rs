@@ -38,6 +38,8 @@ pub struct Snapshot {
     pub events: Vec<(String, u64)>,
     /// Records that did not decode.
     pub undecodable: u64,
+    /// Events whose captured data is incomplete, by reason (`SyscallEvent::gaps`).
+    pub partial: Vec<(String, u64)>,
     /// Events the rules evaluated.
     pub evaluated: u64,
     /// Rule matches by rule and priority.
@@ -279,6 +281,19 @@ impl Collector for SnapshotCollector {
             s.events.iter().map(|(t, n)| (label("type", t), *n)),
         )?;
         w.counter("sensor_undecodable_records", "Records from the kernel that did not decode.", s.undecodable)?;
+        w.counters(
+            "sensor_partial_events",
+            "Events with incomplete data, by reason: truncated (a string or blob cut at its bound), \
+             enter_missing (the enter side was not captured) or reread_at_exit (memory unreadable at \
+             enter, read at exit).",
+            s.partial.iter().map(|(reason, n)| (label("reason", reason), *n)),
+        )?;
+        w.counters(
+            "sensor_kernel_ia32_untranslated",
+            "Syscalls through the 32-bit gate with no x86_64 meaning the sensor captures (counted, \
+             not decoded), per CPU.",
+            per_cpu(|c| c.compat_untranslated),
+        )?;
         w.counter("sensor_evaluated_events", "Events the rules evaluated.", s.evaluated)?;
         w.counters(
             "sensor_rule_matches",

@@ -212,6 +212,7 @@ struct Tally {
     events: HashMap<String, u64>,
     decoded: u64,
     undecodable: u64,
+    partial: HashMap<&'static str, u64>,
     alerts: u64,
     matches: HashMap<(String, Priority), u64>,
     internal: HashMap<&'static str, u64>,
@@ -285,6 +286,9 @@ impl Runner<'_> {
             match decode(&record, &self.clock) {
                 Ok(event) => {
                     self.tally.decoded += 1;
+                    for reason in event.syscall().map(|sc| sc.gaps()).into_iter().flatten() {
+                        *self.tally.partial.entry(reason).or_default() += 1;
+                    }
                     match self.tally.events.get_mut(event.type_name()) {
                         Some(n) => *n += 1,
                         None => {
@@ -422,6 +426,7 @@ impl Runner<'_> {
             rings: self.capture.ring_fill().unwrap_or_default(),
             events: t.events.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             undecodable: t.undecodable,
+            partial: t.partial.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
             evaluated: t.decoded,
             matches: t.matches.iter().map(|((rule, p), n)| (rule.clone(), p.as_str().to_owned(), *n)).collect(),
             outputs: self.stage.counters(),

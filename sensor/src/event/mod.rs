@@ -240,6 +240,16 @@ pub struct SyscallEvent {
     pub args: SyscallArgs,
 }
 
+impl SyscallEvent {
+    /// Why the event's data is incomplete, if it is: `truncated` (cut at a bound),
+    /// `enter_missing` (no enter-side capture), `reread_at_exit` (memory read at exit).
+    pub fn gaps(&self) -> impl Iterator<Item = &'static str> {
+        [(self.truncated, "truncated"), (self.enter_missing, "enter_missing"), (self.reread, "reread_at_exit")]
+            .into_iter()
+            .filter_map(|(set, reason)| set.then_some(reason))
+    }
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
