@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     enrich::ContainerView,
     event::{Event, EventKind},
-    rules::{Alert, Engine, Scratch},
+    rules::{Alert, Engine, Field, Scratch},
     state::{Process, State},
 };
 
@@ -78,7 +78,7 @@ pub fn syscalls_for(engine: &Engine) -> Vec<&'static Syscall> {
 }
 
 /// The fields whose values are DNS names of socket addresses.
-const DNS_NAME_FIELDS: &[&str] = &["fd.cip.name", "fd.sip.name", "fd.lip.name", "fd.rip.name"];
+const DNS_NAME_FIELDS: &[Field] = &[Field::FdCipName, Field::FdSipName, Field::FdLipName, Field::FdRipName];
 
 /// The DNS names `engine`'s rules compare socket addresses with (`fd.sip.name =
 /// "api.example.com"`), which must resolve before events name their addresses.

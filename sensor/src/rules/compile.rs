@@ -12,7 +12,7 @@ use aho_corasick::{AhoCorasick, StartKind};
 use super::ast::{Check, Expr, Op, Operand as AstOperand, Rhs, Span, Transformer};
 use super::eval::{self, Ctx, Node, NumOp, Operand, Scratch, Set, StrTest, Test, TestKind};
 use super::event::FieldSource;
-use super::fields::{self, FieldArg, FieldId, FieldType};
+use super::fields::{self, Field, FieldArg, FieldType};
 use super::loader::{CondText, Diagnostic, ExcValue, ExceptionDef, Loc, Priority, RuleDef, RuleSet, Severity};
 use super::matchers::{self, Cidr, PathTrie};
 use super::output::{self, OutputFormat, Piece, RawPiece};
@@ -65,7 +65,7 @@ struct Compiler<'a> {
     lists: HashMap<&'a str, Vec<String>>,
     macros: HashMap<&'a str, usize>,
     parsed: Vec<Result<Expr, ()>>,
-    slots: HashMap<(FieldId, Option<FieldArg>), usize>,
+    slots: HashMap<(Field, Option<FieldArg>), usize>,
     used_macros: HashSet<usize>,
     used_lists: HashSet<String>,
     diags: Vec<Diagnostic>,
@@ -215,7 +215,7 @@ impl<'a> Compiler<'a> {
         CErr { loc: self.at(origin, span), msg: msg.into(), unknown_field: false, reported: false }
     }
 
-    fn slot(&mut self, id: FieldId, arg: Option<FieldArg>) -> Operand {
+    fn slot(&mut self, id: Field, arg: Option<FieldArg>) -> Operand {
         let n = self.slots.len();
         let slot = *self.slots.entry((id, arg.clone())).or_insert(n);
         Operand::Field { slot, id, arg }
@@ -727,10 +727,10 @@ fn evttypes(n: &Node) -> Option<BTreeSet<String>> {
         Node::Const(true) | Node::Not(_) => None,
         Node::Const(false) => Some(BTreeSet::new()),
         Node::Test(t) => match (&t.lhs, &t.kind) {
-            (Operand::Field { id, arg: None, .. }, TestKind::Str(StrTest::Eq(v))) if id.info().name == "evt.type" => {
+            (Operand::Field { id, arg: None, .. }, TestKind::Str(StrTest::Eq(v))) if *id == Field::EvtType => {
                 Some(BTreeSet::from([v.clone()]))
             }
-            (Operand::Field { id, arg: None, .. }, TestKind::Str(StrTest::In(set))) if id.info().name == "evt.type" => {
+            (Operand::Field { id, arg: None, .. }, TestKind::Str(StrTest::In(set))) if *id == Field::EvtType => {
                 Some(set.iter().cloned().collect())
             }
             _ => None,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 
-use super::fields::{self, ArgKind, FieldArg, FieldId, FieldType};
+use super::fields::{self, ArgKind, Field, FieldArg, FieldType};
 
 /// A field value produced by an event.
 #[derive(Clone, Debug, PartialEq)]
@@ -90,7 +90,7 @@ pub trait FieldSource {
         0
     }
     /// The value of a field, or `None` when the event cannot supply it.
-    fn field(&self, id: FieldId, arg: Option<&FieldArg>) -> Option<Value>;
+    fn field(&self, id: Field, arg: Option<&FieldArg>) -> Option<Value>;
 }
 
 /// An event held as a map from fields to values; the test and replay format.
@@ -104,7 +104,7 @@ pub struct MapEvent {
     evt_type: String,
     source: String,
     ts: u64,
-    values: HashMap<(FieldId, Option<FieldArg>), Value>,
+    values: HashMap<(Field, Option<FieldArg>), Value>,
 }
 
 /// (ancestor field, field for level 0, field for level 1)
@@ -117,7 +117,7 @@ const ANCESTRY: [(&str, &str, &str); 6] = [
     ("proc.aargs", "proc.args", ""),
 ];
 
-fn id_of(name: &str) -> Option<FieldId> {
+fn id_of(name: &str) -> Option<Field> {
     fields::by_name(name)
 }
 
@@ -255,7 +255,7 @@ impl FieldSource for MapEvent {
         self.ts
     }
 
-    fn field(&self, id: FieldId, arg: Option<&FieldArg>) -> Option<Value> {
+    fn field(&self, id: Field, arg: Option<&FieldArg>) -> Option<Value> {
         if let Some(v) = self.values.get(&(id, arg.cloned())) {
             return Some(v.clone());
         }

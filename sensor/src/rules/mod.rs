@@ -83,7 +83,7 @@ use std::path::Path;
 pub use engine::{Engine, EngineOptions, RuleMatching, SUGGESTED_OUTPUT};
 pub use eval::Scratch;
 pub use event::{FieldSource, MapEvent, Value};
-pub use fields::{FieldArg, FieldId, FieldInfo, FieldType};
+pub use fields::{Availability, Field, FieldArg, FieldInfo, FieldType};
 pub use loader::{Diagnostic, Loc, Priority, RuleSet, Selector, Severity};
 pub use output::{Alert, format_iso8601};
 pub use testing::{TestReport, run_rule_tests};
