@@ -12,7 +12,7 @@ use aho_corasick::{AhoCorasick, StartKind};
 use super::ast::{Check, Expr, Op, Operand as AstOperand, Rhs, Span, Transformer};
 use super::eval::{self, Ctx, Node, NumOp, Operand, Scratch, Set, StrTest, Test, TestKind};
 use super::event::FieldSource;
-use super::fields::{self, Field, FieldArg, FieldType};
+use super::fields::{self, Availability, Field, FieldArg, FieldType};
 use super::loader::{CondText, Diagnostic, ExcValue, ExceptionDef, Loc, Priority, RuleDef, RuleSet, Severity};
 use super::matchers::{self, Cidr, PathTrie};
 use super::output::{self, OutputFormat, Piece, RawPiece};
@@ -71,6 +71,10 @@ struct Compiler<'a> {
     diags: Vec<Diagnostic>,
     rule_name: String,
     nesting: u32,
+    /// Fields the sensor does not supply that the rule being compiled names: the field,
+    /// why, where first, and whether in its output (else in its condition).
+    unavailable: Vec<(Field, &'static str, Loc, bool)>,
+    in_output: bool,
 }
 
 /// Maps a byte offset of a YAML scalar's text back to a line and column, following YAML
@@ -153,6 +157,8 @@ impl<'a> Compiler<'a> {
             diags: Vec::new(),
             rule_name: String::new(),
             nesting: 0,
+            unavailable: Vec::new(),
+            in_output: false,
         };
         // Lists: an item naming an earlier list is replaced by that list's items.
         for l in &set.lists {
@@ -226,6 +232,10 @@ impl<'a> Compiler<'a> {
         match op {
             AstOperand::Field { name, arg, span } => match fields::resolve(name, arg.as_deref()) {
                 Ok(r) => {
+                    if let Availability::Unavailable(why) = r.id.info().availability {
+                        let loc = self.at(origin, *span);
+                        self.unavailable.push((r.id, why, loc, self.in_output));
+                    }
                     let ty = fields::effective_type(&r);
                     let any = fields::is_multi(&r);
                     Ok((self.slot(r.id, r.arg), ty, any))
@@ -549,6 +559,13 @@ impl<'a> Compiler<'a> {
     }
 
     fn output(&mut self, r: &RuleDef) -> Result<OutputFormat, CErr> {
+        self.in_output = true;
+        let pieces = self.output_pieces(r);
+        self.in_output = false;
+        Ok(OutputFormat { pieces: pieces? })
+    }
+
+    fn output_pieces(&mut self, r: &RuleDef) -> Result<Vec<Piece>, CErr> {
         let mut pieces = Vec::new();
         for p in output::split_format(&r.output) {
             match p {
@@ -562,7 +579,29 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
-        Ok(OutputFormat { pieces })
+        Ok(pieces)
+    }
+
+    /// Warns, once per field, that the rule just compiled names fields the sensor never
+    /// supplies.
+    fn warn_unavailable(&mut self) {
+        let uses = std::mem::take(&mut self.unavailable);
+        let mut seen = Vec::new();
+        for (field, why, loc, _) in &uses {
+            if seen.contains(field) {
+                continue;
+            }
+            seen.push(*field);
+            let in_condition = uses.iter().any(|(f, _, _, in_output)| f == field && !in_output);
+            let effect =
+                if in_condition { "conditions on it are always false" } else { "the output renders <NA> for it" };
+            self.diag(
+                Severity::Warning,
+                loc.clone(),
+                Some(format!("rule '{}'", self.rule_name)),
+                format!("field '{field}' is not supplied by this sensor ({why}); {effect}"),
+            );
+        }
     }
 
     fn rule(&mut self, r: &'a RuleDef) -> Result<CompiledRule, CErr> {
@@ -777,8 +816,10 @@ pub(crate) fn compile(set: &RuleSet) -> Compiled {
             continue;
         }
         c.rule_name = r.name.clone();
+        c.unavailable.clear();
         match c.rule(r) {
             Ok(cr) => {
+                c.warn_unavailable();
                 if cr.evttypes.is_none() && r.warn_evttypes {
                     c.diag(
                         Severity::Warning,

@@ -33,7 +33,9 @@
 //! [`loader::ENGINE_VERSION`]. Warnings: unknown keys and top-level items, rules without
 //! `evt.type`, event types the sensor does not capture, unused macros and lists, rules
 //! skipped by `skip-if-unknown-filter`, unsupported sources, unavailable plugins, the
-//! deprecated bare `enabled:` toggle and `evt.dir`.
+//! deprecated bare `enabled:` toggle and `evt.dir`, and fields the sensor does not supply
+//! (`fields::Availability::Unavailable`: conditions on them are always false, outputs
+//! render `<NA>`; `sensor list-fields` marks them).
 //!
 //! ## Rule unit tests
 //! See [`testing`] for the format: a YAML file names events (field maps) and the rules that

@@ -548,6 +548,29 @@ fn warnings_for_untyped_rules_and_unused_items() {
 }
 
 #[test]
+fn rules_naming_unavailable_fields_warn() {
+    let mut set = RuleSet::default();
+    set.load_str(
+        "u.yaml",
+        "- macro: swapping\n  condition: proc.vmswap > 1000\n- rule: Swapper\n  desc: d\n  \
+         condition: evt.type = execve and (swapping or proc.vmswap > 5)\n  output: swap=%proc.vmswap rss=%thread.vmrss\n  \
+         priority: INFO\n",
+    );
+    let (engine, diags) = Engine::build(&set, EngineOptions::default());
+    assert!(engine.is_some(), "warnings only");
+    let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        text,
+        [
+            "u.yaml:2:14: warning: rule 'Swapper': field 'proc.vmswap' is not supplied by this sensor (pending kernel \
+             support); conditions on it are always false",
+            "u.yaml:6:11: warning: rule 'Swapper': field 'thread.vmrss' is not supplied by this sensor (pending kernel \
+             support); the output renders <NA> for it",
+        ]
+    );
+}
+
+#[test]
 fn falco_alert_formats() {
     let mut set = RuleSet::default();
     set.load_paths(&[FALCO_RULES]);
