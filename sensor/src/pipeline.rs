@@ -128,8 +128,8 @@ impl Pipeline {
         alerts
     }
 
-    /// Runs the rules alone on an event that carries its own field values (a replayed
-    /// field map), without state.
+    /// Runs the rules alone on an event that brings its own state (a replayed field map,
+    /// `state::FieldMapEvent`), leaving this pipeline's state alone.
     pub fn evaluate(&mut self, ev: &dyn crate::rules::FieldSource) -> Vec<Alert> {
         self.events += 1;
         self.engine.process(ev, &mut self.scratch)
@@ -485,8 +485,9 @@ mod tests {
     fn the_first_match_is_the_most_specific_rule() {
         let (engine, _) = load_rules(&[], crate::rules::EngineOptions::default()).unwrap();
         let fired = |fields: serde_json::Value| {
-            let ev = crate::rules::MapEvent::from_json(&fields).unwrap();
-            engine.process_one(&ev).into_iter().map(|a| a.rule).collect::<Vec<_>>()
+            let ev = crate::state::FieldMapEvent::from_json(&fields).unwrap();
+            assert_eq!(ev.mismatches(), Vec::<String>::new());
+            engine.process_one(&ev.view()).into_iter().map(|a| a.rule).collect::<Vec<_>>()
         };
         // A privileged container whose first program is a miner: the miner, not the bad practice.
         let miner = serde_json::json!({"evt.type": "execve", "evt.res": "SUCCESS", "container.id": "3ad7b26ded6d",

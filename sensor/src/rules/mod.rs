@@ -84,7 +84,7 @@ use std::path::Path;
 
 pub use engine::{Engine, EngineOptions, RuleMatching, SUGGESTED_OUTPUT};
 pub use eval::Scratch;
-pub use event::{FieldSource, MapEvent, Value};
+pub use event::{FieldSource, Value};
 pub use fields::{Availability, Field, FieldArg, FieldInfo, FieldType};
 pub use loader::{Diagnostic, Loc, Priority, RuleSet, Selector, Severity};
 pub use output::{Alert, format_iso8601};

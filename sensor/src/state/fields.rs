@@ -1012,6 +1012,18 @@ mod tests {
         ] {
             assert_eq!(text(&s, &failed, name), want, "{name}");
         }
+        let creat = syscall(
+            "creat",
+            4,
+            SyscallArgs::Open { dirfd: None, path: Some("x".into()), flags: 0o1101, mode: 0o700, resolve: None },
+        );
+        s.before(&creat);
+        // As in libsinsp: creat is no open for evt.is_open_*, except is_open_exec.
+        assert_eq!(
+            (text(&s, &creat, "evt.is_open_write"), text(&s, &creat, "evt.is_open_exec")),
+            ("false".into(), "true".into())
+        );
+        assert_eq!((text(&s, &creat, "fd.name"), text(&s, &creat, "evt.abspath")), ("/root/x".into(), "<NA>".into()));
         let rename = syscall(
             "renameat2",
             0,

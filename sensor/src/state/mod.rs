@@ -7,6 +7,7 @@
 
 mod dns;
 mod fd;
+mod field_map;
 mod fields;
 mod process;
 mod symbols;
@@ -16,6 +17,7 @@ use std::{cell::RefCell, collections::HashMap, path::Path};
 
 pub use dns::{DNS_REFRESH, DnsNames};
 pub use fd::{Fd, MAX_FDS_PER_PROCESS};
+pub use field_map::FieldMapEvent;
 use fields::{EventChanges, Stream};
 pub use fields::{EventView, SensorInfo};
 pub use process::{Process, ProcessTable, read_proc};

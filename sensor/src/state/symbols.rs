@@ -1,5 +1,6 @@
 //! The symbolic names Falco gives numbers in event arguments (`O_WRONLY`, `SIGTERM`,
-//! `CAP_SYS_ADMIN`, `ENOENT`), one table each.
+//! `CAP_SYS_ADMIN`, `ENOENT`), one table each, read both ways: to render a field and to
+//! parse the value a test event gives it.
 
 /// `O_*` open flags as Falco names them.
 pub(super) const OPEN_FLAGS: &[(u64, &str)] = &[
@@ -24,7 +25,9 @@ pub(super) const OPEN_FLAGS: &[(u64, &str)] = &[
 pub(super) const O_RDONLY: &str = "O_RDONLY";
 pub(super) const O_ACCMODE: u64 = 0o3;
 pub(super) const O_WRONLY: u64 = 0o1;
+pub(super) const O_RDWR: u64 = 0o2;
 pub(super) const O_CREAT: u64 = 0o100;
+pub(super) const O_TRUNC: u64 = 0o1000;
 pub(super) const O_TMPFILE: u64 = 0o20000000;
 
 /// `PTRACE_*` requests.
@@ -262,15 +265,49 @@ pub(super) fn flag_names(flags: u64, names: &[(u64, &str)], zero: &str) -> Strin
     if set.is_empty() { zero.to_owned() } else { set.join("|") }
 }
 
+/// Parses `A|B` (names of `names`, or `zero`, or numbers) back into flags.
+pub(super) fn parse_flags(text: &str, names: &[(u64, &str)], zero: &str) -> Result<u64, String> {
+    let mut flags = 0;
+    for part in text.split('|').map(str::trim).filter(|p| !p.is_empty() && *p != zero) {
+        flags |= match names.iter().find(|(_, n)| *n == part) {
+            Some((bit, _)) => *bit,
+            None => parse_u64(part).ok_or_else(|| {
+                let known: Vec<&str> = names.iter().map(|(_, n)| *n).collect();
+                format!("unknown flag '{part}' (known: {zero}, {})", known.join(", "))
+            })?,
+        };
+    }
+    Ok(flags)
+}
+
 /// The name of `v` in `names`, else the number.
 pub(super) fn enum_name(v: u64, names: &[(u64, &str)]) -> String {
     names.iter().find(|(n, _)| *n == v).map_or_else(|| v.to_string(), |(_, n)| (*n).to_owned())
+}
+
+/// Parses a name of `names`, or a number.
+pub(super) fn parse_enum(text: &str, names: &[(u64, &str)]) -> Result<u64, String> {
+    let text = text.trim();
+    names.iter().find(|(_, n)| *n == text).map(|(v, _)| *v).or_else(|| parse_u64(text)).ok_or_else(|| {
+        let known: Vec<&str> = names.iter().map(|(_, n)| *n).collect();
+        format!("unknown value '{text}' (known: {})", known.join(", "))
+    })
 }
 
 /// Capabilities as space-separated `CAP_` names, lowest bit first.
 pub(super) fn cap_names(caps: u64) -> String {
     let names: Vec<&str> = CAPS.iter().enumerate().filter(|(i, _)| caps & (1 << i) != 0).map(|(_, n)| *n).collect();
     names.join(" ")
+}
+
+/// Parses space- (or `|`-, `,`-) separated `CAP_` names.
+pub(super) fn parse_caps(text: &str) -> Result<u64, String> {
+    let mut caps = 0;
+    for name in text.split([' ', '|', ',']).filter(|n| !n.is_empty()) {
+        let bit = CAPS.iter().position(|c| *c == name).ok_or_else(|| format!("unknown capability '{name}'"))?;
+        caps |= 1 << bit;
+    }
+    Ok(caps)
 }
 
 /// `evt.res`: `SUCCESS` for a return value that is not an error, else the errno's name.
@@ -281,19 +318,39 @@ pub(super) fn result_name(ret: i64) -> String {
     ERRNOS.iter().find(|(n, _)| *n == -ret).map_or_else(|| format!("E{}", -ret), |(_, n)| (*n).into())
 }
 
+/// The (positive) errno called `name`.
+pub(super) fn errno(name: &str) -> Option<i64> {
+    ERRNOS.iter().find(|(_, n)| *n == name).map(|(v, _)| *v)
+}
+
+fn parse_u64(text: &str) -> Option<u64> {
+    match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn names_render() {
-        assert_eq!(flag_names(0o1101, OPEN_FLAGS, O_RDONLY), "O_WRONLY|O_CREAT|O_TRUNC");
-        assert_eq!(flag_names(0, OPEN_FLAGS, O_RDONLY), "O_RDONLY");
+    fn names_read_both_ways() {
+        let flags = parse_flags("O_WRONLY|O_CREAT|O_TRUNC", OPEN_FLAGS, O_RDONLY).unwrap();
+        assert_eq!(flags, 0o1101);
+        assert_eq!(flag_names(flags, OPEN_FLAGS, O_RDONLY), "O_WRONLY|O_CREAT|O_TRUNC");
+        assert_eq!(parse_flags("O_RDONLY", OPEN_FLAGS, O_RDONLY), Ok(0));
+        assert!(parse_flags("O_RDWX", OPEN_FLAGS, O_RDONLY).unwrap_err().contains("O_RDWR"));
+        assert_eq!(parse_enum("SIGKILL", SIGNALS), Ok(9));
+        assert_eq!(parse_enum("0", SIGNALS), Ok(0));
         assert_eq!(enum_name(9, SIGNALS), "SIGKILL");
-        assert_eq!(cap_names(1 | 1 << 21), "CAP_CHOWN CAP_SYS_ADMIN");
+        let caps = parse_caps("CAP_CHOWN CAP_SYS_ADMIN").unwrap();
+        assert_eq!(cap_names(caps), "CAP_CHOWN CAP_SYS_ADMIN");
+        assert!(parse_caps("CAP_NOPE").is_err());
         assert_eq!(
             (result_name(3), result_name(-101), result_name(-4095)),
             ("SUCCESS".into(), "ENETUNREACH".into(), "E4095".into())
         );
+        assert_eq!(errno("EINPROGRESS"), Some(115));
     }
 }
