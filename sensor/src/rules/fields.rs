@@ -188,10 +188,10 @@ fields! {
     EvtIsIoRead "evt.is_io_read" Bool None "True for events that read from a file descriptor.";
     EvtIsIoWrite "evt.is_io_write" Bool None "True for events that write to a file descriptor.";
     EvtIoDir "evt.io_dir" Str None "read for events that read from a descriptor, write for those that write (libsinsp spells it out).";
-    EvtIsOpenRead "evt.is_open_read" Bool None "True for opens that request read access.";
-    EvtIsOpenWrite "evt.is_open_write" Bool None "True for opens that request write access.";
-    EvtIsOpenExec "evt.is_open_exec" Bool None "True for opens that create a file with execute permission.";
-    EvtIsOpenCreate "evt.is_open_create" Bool None "True for opens that create a file.";
+    EvtIsOpenRead "evt.is_open_read" Bool None "True for open, openat and openat2 calls that request read access; false for other events (creat too, as in libsinsp).";
+    EvtIsOpenWrite "evt.is_open_write" Bool None "True for open, openat and openat2 calls that request write access; false for other events (creat too, as in libsinsp).";
+    EvtIsOpenExec "evt.is_open_exec" Bool None "True for open calls and creat that create a file with an execute permission bit.";
+    EvtIsOpenCreate "evt.is_open_create" Bool None "True for open calls that request O_CREAT (or make an O_TMPFILE); whether the file existed before is not captured.";
     EvtAbspath "evt.abspath" Str OptKey "Absolute path from a dirfd and a relative name (suffix src or dst for two-path syscalls).";
     EvtCount "evt.count" UInt None "Always 1; handy for counting.";
     EvtSource "evt.source" Str None "Source that produced the event (syscall).";
@@ -285,8 +285,8 @@ fields! {
     ThreadVmrss "thread.vmrss" UInt None "Resident memory of the main thread in KiB; 0 for others." unavailable "pending kernel support";
     // --- fd: the file descriptor the event works on
     FdNum "fd.num" Int None "Descriptor number; -1 when a call that returns one failed.";
-    FdType "fd.type" Str None "Descriptor kind: file, directory, ipv4, ipv6, unix, pipe, event, signalfd, eventpoll, inotify, memfd...";
-    FdTypechar "fd.typechar" Str None "Descriptor kind as one character: f, 4, 6, u, p, e, s, l, i, b, r, m, o.";
+    FdType "fd.type" Str None "Descriptor kind: file, ipv4, ipv6, unix, netlink, memfd, pipe, event, signalfd, eventpoll, inotify, timerfd, bpf, userfaultfd, io_uring, pidfd, unknown.";
+    FdTypechar "fd.typechar" Str None "Descriptor kind as one character: f, 4, 6, u (unix), n, m, p, e, s, l, i, t, b, u (userfaultfd), r, P, o.";
     FdName "fd.name" Str None "File path, or the connection tuple for sockets.";
     FdNameraw "fd.nameraw" Str None "File path as passed to the syscall, not made absolute.";
     FdDirectory "fd.directory" Str None "Directory containing the file.";
@@ -301,9 +301,9 @@ fields! {
     FdSport "fd.sport" UInt None "Server port.";
     FdLport "fd.lport" UInt None "Local port.";
     FdRport "fd.rport" UInt None "Remote port.";
-    FdL4proto "fd.l4proto" Str None "Transport protocol: tcp, udp, icmp or raw.";
+    FdL4proto "fd.l4proto" Str None "Transport protocol of an IP socket: tcp, udp or raw.";
     FdSockfamily "fd.sockfamily" Str None "Socket family: ip or unix.";
-    FdIsServer "fd.is_server" Bool None "True when this process is the server end of the connection.";
+    FdIsServer "fd.is_server" Bool None "True when this process is the server end of the socket (it accepted or listens); false for other sockets.";
     FdUid "fd.uid" Str None "Thread id and descriptor number joined, e.g. 12343 for fd 3 of thread 1234.";
     FdContainername "fd.containername" Str None "Container id and descriptor name joined by a colon.";
     FdContainerdirectory "fd.containerdirectory" Str None "Container id and directory joined by a colon.";

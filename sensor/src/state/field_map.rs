@@ -80,7 +80,7 @@ impl FieldMapEvent {
         let mut out = Vec::new();
         for (written, r, want) in &self.given {
             let got = view.field(r.id, r.arg.as_ref());
-            if got.as_ref().is_some_and(|got| agrees(got, want, fields::effective_type(r))) {
+            if got.as_ref().is_some_and(|got| agrees(got, want, is_set(r))) {
                 continue;
             }
             let got = got.map_or_else(|| "<NA>".to_owned(), |v| v.to_string());
@@ -95,21 +95,30 @@ impl FieldMapEvent {
     }
 }
 
-/// Whether `got` is what the map said: flags as sets, several values as a list or any of
-/// them, the rest as text.
-fn agrees(got: &Value, want: &Value, ty: FieldType) -> bool {
-    let flags = |v: &Value| {
+/// Whether a field's text is a set whose order does not matter: flags (`A|B`) and
+/// capabilities (`CAP_A CAP_B`).
+fn is_set(r: &Resolved) -> bool {
+    use Field::{ThreadCapAdded, ThreadCapEffective, ThreadCapInheritable, ThreadCapPermitted};
+    fields::effective_type(r) == FieldType::Flags
+        || matches!(r.id, ThreadCapAdded | ThreadCapEffective | ThreadCapInheritable | ThreadCapPermitted)
+        || (r.id == Field::EvtArg && matches!(&r.arg, Some(FieldArg::Key(k)) if k.starts_with("cap_")))
+}
+
+/// Whether `got` is what the map said: sets in any order, several values as a list or any
+/// of them, the rest as text.
+fn agrees(got: &Value, want: &Value, set: bool) -> bool {
+    let members = |v: &Value| {
         let text = v.to_string();
-        let mut set: Vec<String> = text.split('|').map(|f| f.trim().to_owned()).filter(|f| !f.is_empty()).collect();
-        set.sort();
-        set
+        let mut members: Vec<String> = text.split(['|', ' ']).filter(|f| !f.is_empty()).map(str::to_owned).collect();
+        members.sort();
+        members
     };
     match (got, want) {
         (Value::List(items), Value::List(wanted)) => {
-            items.len() == wanted.len() && items.iter().zip(wanted).all(|(g, w)| agrees(g, w, ty))
+            items.len() == wanted.len() && items.iter().zip(wanted).all(|(g, w)| agrees(g, w, set))
         }
-        (Value::List(items), want) => items.iter().any(|g| agrees(g, want, ty)),
-        _ if ty == FieldType::Flags => flags(got) == flags(want),
+        (Value::List(items), want) => items.iter().any(|g| agrees(g, want, set)),
+        _ if set => members(got) == members(want),
         _ => got.to_string() == want.to_string(),
     }
 }
@@ -410,12 +419,11 @@ impl Spec {
         let mut pids = vec![pid];
         for level in 1..=levels {
             let below = pids[pids.len() - 1].saturating_sub(1);
-            let default = self.uint(Field::ProcPpid).filter(|_| level == 1).unwrap_or(u64::from(below));
-            let apid = self.values.get(&(Field::ProcApid, Some(FieldArg::Index(level)))).and_then(|v| match v {
-                Value::UInt(p) => Some(*p),
-                _ => None,
-            });
-            pids.push(u32::try_from(apid.unwrap_or(default)).map_err(|_| "proc.apid: too large")?);
+            let apid = match self.ancestor(Field::ProcApid, Some(Field::ProcPpid), level) {
+                Some(text) => text.parse().map_err(|_| format!("proc.apid[{level}]: '{text}' is not a pid"))?,
+                None => below,
+            };
+            pids.push(apid);
         }
         let ppid = match pids.get(1) {
             Some(p) => *p,
@@ -779,7 +787,7 @@ impl Spec {
                     tty: me.tty,
                     loginuid: me.loginuid,
                 };
-                let path = Some(me.exepath.clone()).filter(|p| !p.is_empty());
+                let path = Some(me.exepath.clone()).filter(|p| !p.is_empty()).or(path);
                 SyscallArgs::Exec { dirfd: at("dirfd"), path, argv, env: me.env.clone(), flags: 0, info: Some(info) }
             }
             Family::Close => {
@@ -909,7 +917,7 @@ impl Spec {
             Family::Bpf => SyscallArgs::Bpf { cmd: 0 },
             Family::Mmap => SyscallArgs::Mmap { addr: 0, len: 0, prot: 4, flags: has("flags").then_some(0), fd: None },
         };
-        let args = self.set_event_args(args)?;
+        let args = self.set_event_args(sc, args)?;
         let event = SyscallEvent { name: sc.name.into(), nr: sc.nr, ret, truncated: false, enter_missing: false, args };
         Ok((EventKind::Syscall(event), used))
     }
@@ -1066,11 +1074,20 @@ impl Spec {
         Ok(Fd::Socket { domain, kind, local, remote, connected, server })
     }
 
-    /// Applies the `evt.arg.<name>` (and `evt.rawarg.<name>`) fields to the arguments.
-    fn set_event_args(&self, args: SyscallArgs) -> Result<SyscallArgs, String> {
+    /// Applies the `evt.arg.<name>` (or `evt.arg[n]`, and `evt.rawarg`) fields to the arguments.
+    fn set_event_args(&self, sc: &syscalls::Syscall, args: SyscallArgs) -> Result<SyscallArgs, String> {
         let mut json = serde_json::to_value(&args).map_err(|e| e.to_string())?;
         for ((field, arg), value) in &self.values {
-            let (Field::EvtArg | Field::EvtRawarg, Some(FieldArg::Key(name))) = (field, arg) else { continue };
+            let name = match (field, arg) {
+                (Field::EvtArg | Field::EvtRawarg, Some(FieldArg::Key(name))) => name.as_str(),
+                (Field::EvtArg | Field::EvtRawarg, Some(FieldArg::Index(n))) => {
+                    sc.args
+                        .get(*n as usize)
+                        .ok_or_else(|| format!("evt.arg[{n}]: {} has no such argument", sc.name))?
+                        .name
+                }
+                _ => continue,
+            };
             if name == "res" {
                 continue;
             }
@@ -1192,6 +1209,64 @@ mod tests {
             ("fd.containername", "3ad7b26ded6d:/etc/passwd"),
         ] {
             assert_eq!(text(&ev, name), want, "{name}");
+        }
+    }
+
+    /// Maps that give many fields at once: each renders exactly what it says.
+    #[test]
+    fn directly_set_fields_read_back() {
+        for map in [
+            json!({
+                "evt.type": "execve", "evt.rawtime": 1_700_000_000_000_000_042_u64, "evt.num": 7, "evt.reltime": 40,
+                "evt.cpu": 3, "proc.name": "bash", "proc.exe": "-bash", "proc.exepath": "/usr/bin/bash",
+                "proc.args": "-c  id", "proc.pid": 300, "proc.vpid": 1, "proc.tty": 34816, "proc.sid": 100,
+                "proc.duration": 5, "proc.cwd": "/root", "proc.env": "A=1 B=2 C=3", "proc.env[C]": "3",
+                "proc.apid[2]": 100, "proc.aname[2]": "sshd", "proc.pname": "su", "proc.pexepath": "/bin/su",
+                "proc.ppid.duration": 9, "proc.pvpid": 0, "proc.aargs[1]": "- root",
+                "proc.exe_ino": 77, "proc.exe_ino.ctime": 5, "proc.exe_ino.mtime": 4, "proc.sname": "sshd",
+                "proc.exeline": "-bash -c  id", "proc.cmdlenargs": 4, "fs.path.name": "/usr/bin/bash",
+            }),
+            json!({
+                "evt.type": "execve", "thread.cap_effective": "CAP_KILL", "thread.cap_permitted": "CAP_KILL CAP_CHOWN",
+                "user.uid": 0, "user.name": "root", "user.homedir": "/root", "user.shell": "/bin/bash",
+                "user.loginuid": 1000, "user.loginname": "alice", "group.gid": 4, "group.name": "adm",
+                "proc.stdin.type": "pipe", "proc.stdout.type": "file", "proc.stdout.name": "/dev/null",
+                "sensor.pid": 4242, "evt.hostname": "node-1",
+            }),
+            json!({
+                "evt.type": "accept4", "fd.num": 5, "fd.sip": "10.0.0.1", "fd.sport": 22, "fd.cip": "203.0.113.9",
+                "fd.cport": 50000, "fd.l4proto": "tcp", "fd.is_server": true, "fd.cip.name": "client.example",
+                "fd.lport": 22, "fd.rport": 50000, "fd.name": "203.0.113.9:50000->10.0.0.1:22", "evt.category": "net",
+                "container.id": "0123456789ab", "container.name": "web", "container.image": "nginx:1.25",
+                "container.image.tag": "1.25", "container.privileged": false, "container.label[app]": "web",
+                "container.mounts": "/srv:/data:ro:false:rprivate", "container.mount[/data]": "/srv:/data:ro:false:rprivate",
+                "container.start_ts": 1_699_999_999_000_000_000_u64, "container.duration": 1_000_000_000_u64,
+                "container.type": "docker", "k8s.pod.name": "web-0", "k8s.ns.name": "shop", "k8s.pod.label.tier": "front",
+                "k8s.pod.full_sandbox_id": "a".repeat(64), "k8s.pod.sandbox_id": "a".repeat(12),
+            }),
+            json!({
+                "evt.type": "setresuid", "user.prev_uid": 1000, "user.uid": 0, "evt.arg.ruid": 0, "evt.arg[1]": -1,
+                "evt.res": "SUCCESS",
+            }),
+            json!({
+                "evt.type": "capset", "thread.cap_added": "CAP_SYS_ADMIN", "thread.cap_effective": "CAP_KILL",
+                "proc.name": "x",
+            }),
+            json!({
+                "evt.type": "dup2", "evt.rawres": 1, "fd.num": 4, "fd.type": "unix", "fd.name": "/run/x.sock",
+                "evt.category": "ipc", "evt.is_io": false,
+            }),
+            json!({
+                "evt.type": "sendto", "fd.sip": "192.0.2.1", "fd.sport": 53, "fd.l4proto": "udp", "evt.buflen": 40,
+                "evt.io_dir": "write", "evt.is_io_write": true, "fd.sproto": "53",
+            }),
+            json!({
+                "evt.type": "connect", "fd.name_changed": false, "fd.sip": "192.0.2.1", "fd.sport": 53,
+                "fd.l4proto": "udp", "fd.connected": true,
+            }),
+        ] {
+            let ev = built(map.clone());
+            assert_eq!(ev.mismatches(), Vec::<String>::new(), "{map}");
         }
     }
 

@@ -58,9 +58,11 @@ pub struct SensorInfo {
 }
 
 impl SensorInfo {
-    /// This process, on this node.
+    /// This process, on this node (the name looked up once).
     pub fn current() -> Self {
-        Self { pid: std::process::id(), hostname: crate::rules::engine::default_hostname() }
+        static HOSTNAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let hostname = HOSTNAME.get_or_init(crate::rules::engine::default_hostname).clone();
+        Self { pid: std::process::id(), hostname }
     }
 }
 
