@@ -429,26 +429,6 @@ impl Spec {
             Some(p) => *p,
             None => self.uint(Field::ProcPpid).unwrap_or(u64::from(pid.saturating_sub(1))) as u32,
         };
-        let ns_pid = self.uint(Field::ProcVpid).unwrap_or(u64::from(pid)) as u32;
-        let tid = self.uint(Field::ThreadTid).unwrap_or(u64::from(pid)) as u32;
-        let event = |kind| Event {
-            ts: wall_ts,
-            wall_ts,
-            cpu: self.uint(Field::EvtCpu).unwrap_or(0) as u32,
-            pid,
-            tid,
-            ns_pid,
-            ns_tid: self.uint(Field::ThreadVtid).unwrap_or(u64::from(ns_pid)) as u32,
-            ppid,
-            uid,
-            gid,
-            comm: comm.clone(),
-            cgroup_id: 0,
-            pid_ns: 0,
-            mnt_ns: 0,
-            kind,
-        };
-
         let mut state = State::new(StateConfig::default());
         let container = self.container(wall_ts)?;
         let mut me = self.process(pid, ppid, &comm, wall_ts)?;
@@ -472,7 +452,24 @@ impl Spec {
             hostname: self.text(Field::EvtHostname).unwrap_or_else(|| state.sensor.hostname.clone()),
         };
 
-        let ev = event(kind);
+        let ns_pid = self.uint(Field::ProcVpid).unwrap_or(u64::from(pid)) as u32;
+        let ev = Event {
+            ts: wall_ts,
+            wall_ts,
+            cpu: self.uint(Field::EvtCpu).unwrap_or(0) as u32,
+            pid,
+            tid: self.uint(Field::ThreadTid).unwrap_or(u64::from(pid)) as u32,
+            ns_pid,
+            ns_tid: self.uint(Field::ThreadVtid).unwrap_or(u64::from(ns_pid)) as u32,
+            ppid,
+            uid,
+            gid,
+            comm,
+            cgroup_id: 0,
+            pid_ns: 0,
+            mnt_ns: 0,
+            kind,
+        };
         state.before(&ev);
         // What the sensor reads from the live system rather than from the event.
         if let Some(p) = state.procs.get_mut(pid) {
@@ -788,7 +785,9 @@ impl Spec {
                     loginuid: me.loginuid,
                 };
                 let path = Some(me.exepath.clone()).filter(|p| !p.is_empty()).or(path);
-                SyscallArgs::Exec { dirfd: at("dirfd"), path, argv, env: me.env.clone(), flags: 0, info: Some(info) }
+                // The kernel reads the new program's credentials and the like after success only.
+                let info = (ret == 0).then_some(info);
+                SyscallArgs::Exec { dirfd: at("dirfd"), path, argv, env: me.env.clone(), flags: 0, info }
             }
             Family::Close => {
                 used = self.used_fd(fd_num, Role::Any)?;
@@ -1013,12 +1012,19 @@ impl Spec {
     }
 
     /// A descriptor of kind `ty` (`fd.type` or `fd.typechar`, file by default) named `name`.
+    /// Sockets get no addresses but a unix socket's path: those of the event's fd come from
+    /// the `fd` fields ([`Spec::socket_fd`]).
     fn fd_of(&self, ty: Option<String>, name: Option<String>, what: &str) -> Result<Fd, String> {
         let name = name.unwrap_or_default();
+        let socket =
+            |domain, remote| Fd::Socket { domain, kind: 1, local: None, remote, connected: false, server: false };
         Ok(match ty.as_deref().unwrap_or("file") {
             "file" | "f" => Fd::File { path: name },
             "memfd" | "m" => Fd::Memfd { name: name.strip_prefix("memfd:").unwrap_or(&name).to_owned() },
-            "ipv4" | "4" | "ipv6" | "6" | "unix" | "u" | "netlink" | "n" => self.socket_fd(Role::Client, None)?,
+            "ipv4" | "4" => socket(2, None),
+            "ipv6" | "6" => socket(10, None),
+            "netlink" | "n" => socket(16, None),
+            "unix" | "u" => socket(1, (!name.is_empty()).then_some(SockAddr::Unix { path: name })),
             other => match Fd::of_link_kind(other) {
                 Some(Fd::Other { name: link }) if name.is_empty() => Fd::Other { name: link },
                 Some(_) => Fd::Other { name },
