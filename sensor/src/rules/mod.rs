@@ -38,8 +38,9 @@
 //! render `<NA>`; `sensor list-fields` marks them).
 //!
 //! ## Rule unit tests
-//! See [`testing`] for the format: a YAML file names events (field maps) and the rules that
-//! must (`fires`) and must not (`silent`, `only`) fire. Failures print a `-`/`+` diff of
+//! See [`testing`] for the format: a YAML file names events (field maps, built into the events
+//! and state the sensor would see and read through the same code as live events) and the
+//! rules that must (`fires`) and must not (`silent`, `only`) fire. Failures print a `-`/`+` diff of
 //! expected and actual rules, the events, and for each rule that should have fired the parts
 //! of its condition that were false (descending into macros). Cases for the stable Falco
 //! rules live in `rules/tests/falco/` at the repository root.

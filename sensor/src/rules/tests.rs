@@ -1,5 +1,6 @@
 //! End-to-end tests of the rule engine: the stable Falco ruleset, operators, precedence,
-//! overrides and exceptions, evaluated on map events.
+//! overrides and exceptions, evaluated on events built from field maps (the operators on a
+//! plain map of values).
 
 use super::engine::{Engine, EngineOptions};
 use super::loader::{RuleSet, Severity};
