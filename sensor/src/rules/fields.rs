@@ -138,7 +138,7 @@ macro_rules! fields {
         /// A registered field; [`Field::info`] gives its entry in [`FIELDS`].
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Field {
-            $( #[doc = concat!("`", $name, "`: ", $desc)] $variant, )*
+            $( #[doc = concat!("`", $name, "`")] $variant, )*
         }
 
         /// Every field, in the order of [`Field`].

@@ -79,7 +79,7 @@ pub enum IoClass {
 
 impl Fd {
     /// `fd.typechar` and `fd.type`: `f` file, `4`/`6` IP socket, `u` unix socket, `n`
-    /// netlink socket, `m` memfd, the kinds of [`LINK_KINDS`], `o`/`unknown` otherwise.
+    /// netlink socket, `m` memfd, the kinds `/proc` names by link text, `o`/`unknown` otherwise.
     pub fn kind(&self) -> (&'static str, &'static str) {
         match self {
             Fd::File { .. } => ("f", "file"),
