@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     enrich::ContainerView,
     event::{Event, EventKind},
-    rules::{Alert, Engine, Scratch},
+    rules::{Alert, Engine, Field, Scratch},
     state::{Process, State},
 };
 
@@ -78,7 +78,7 @@ pub fn syscalls_for(engine: &Engine) -> Vec<&'static Syscall> {
 }
 
 /// The fields whose values are DNS names of socket addresses.
-const DNS_NAME_FIELDS: &[&str] = &["fd.cip.name", "fd.sip.name", "fd.lip.name", "fd.rip.name"];
+const DNS_NAME_FIELDS: &[Field] = &[Field::FdCipName, Field::FdSipName, Field::FdLipName, Field::FdRipName];
 
 /// The DNS names `engine`'s rules compare socket addresses with (`fd.sip.name =
 /// "api.example.com"`), which must resolve before events name their addresses.
@@ -132,8 +132,8 @@ impl Pipeline {
         alerts
     }
 
-    /// Runs the rules alone on an event that carries its own field values (a replayed
-    /// field map), without state.
+    /// Runs the rules alone on an event that brings its own state (a replayed field map,
+    /// `state::FieldMapEvent`), leaving this pipeline's state alone.
     pub fn evaluate(&mut self, ev: &dyn crate::rules::FieldSource) -> Vec<Alert> {
         self.events += 1;
         self.engine.process(ev, &mut self.scratch)
@@ -499,8 +499,9 @@ mod tests {
     fn the_first_match_is_the_most_specific_rule() {
         let (engine, _) = load_rules(&[], crate::rules::EngineOptions::default()).unwrap();
         let fired = |fields: serde_json::Value| {
-            let ev = crate::rules::MapEvent::from_json(&fields).unwrap();
-            engine.process_one(&ev).into_iter().map(|a| a.rule).collect::<Vec<_>>()
+            let ev = crate::state::FieldMapEvent::from_json(&fields).unwrap();
+            assert_eq!(ev.mismatches(), Vec::<String>::new());
+            engine.process_one(&ev.view()).into_iter().map(|a| a.rule).collect::<Vec<_>>()
         };
         // A privileged container whose first program is a miner: the miner, not the bad practice.
         let miner = serde_json::json!({"evt.type": "execve", "evt.res": "SUCCESS", "container.id": "3ad7b26ded6d",

@@ -257,6 +257,45 @@ fn list_fields_covers_the_field_classes() {
     for f in ["proc.aname", "fd.name", "evt.arg", "user.name", "container.id", "k8s.pod.name", "thread.cap_effective"] {
         assert!(text.contains(&format!("\"{f}\"")), "{f} missing");
     }
+    let field = |name: &str| fields.as_array().unwrap().iter().find(|f| f["name"] == name).cloned().unwrap();
+    assert_eq!(field("fd.lport")["available"], true);
+    assert_eq!(field("evt.buffer")["unavailable"], "I/O payloads are not captured");
+    let out = sensor().arg("list-fields").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("proc.vmswap ")).unwrap();
+    assert!(line.ends_with("(unavailable: pending kernel support)"), "{line}");
+}
+
+#[test]
+fn replayed_field_maps_render_what_they_say_or_stop_at_their_line() {
+    let dir = std::env::temp_dir().join(format!("sensor-field-maps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = dir.join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "- rule: Etc read\n  desc: d\n  condition: evt.type = openat and fd.directory = /etc\n  \
+         output: \"read %fd.name in %fd.directory at %evt.rawtime.ns\"\n  priority: INFO\n",
+    )
+    .unwrap();
+    let events = dir.join("events.jsonl");
+    let replay = |lines: &str| {
+        std::fs::write(&events, lines).unwrap();
+        sensor().arg("replay").arg("--rules").arg(&rules).arg("--events").arg(&events).output().unwrap()
+    };
+    let good = r#"{"evt.type": "openat", "fd.name": "/etc/hosts", "evt.rawtime": 1700000000000000042}"#;
+    let out = replay(&format!("{good}\n"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("read /etc/hosts in /etc at 42"), "the nanosecond part");
+    let out =
+        replay(&format!("{good}\n{}\n", r#"{"evt.type": "openat", "fd.name": "/etc/hosts", "fd.directory": "/usr"}"#));
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "{}:2: field fd.directory: the event renders '/etc' but the test says '/usr'; it follows from fd.name",
+        events.display()
+    );
+    assert!(stderr.contains(&want), "{stderr}");
 }
 
 #[test]

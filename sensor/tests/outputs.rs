@@ -276,12 +276,13 @@ fn one_alert_reaches_every_output_in_its_documented_format() {
     let mut sensor = sensor_replay(&dir, &config).start();
     sensor.wait_for_log(&format!("serving Falco's gRPC API on unix://{}", socket.display()));
     let subscriber = Subscriber::start(&Target::Unix(socket), "Shadow read", false);
-    sensor.send(&event("3ad7b26ded6d"));
+    sensor.send(&event("web"));
     let run = secrets_hidden(sensor.finish());
     assert!(run.success, "{}", run.stderr);
 
     // stdout: Falco's text line.
-    let output = format!("Sensitive file opened (file=/etc/shadow proc={AWKWARD_NAME} container_id=3ad7b26ded6d)");
+    let output =
+        format!("Sensitive file opened (file=/etc/shadow proc={AWKWARD_NAME} container_id=3ad7b26ded6d container=web)");
     let line = format!("00:00:00.000000000: Warning {output}");
     assert_eq!(run.stdout, format!("{line}\n"));
 
@@ -294,7 +295,9 @@ fn one_alert_reaches_every_output_in_its_documented_format() {
     assert_eq!(alert["output"], line);
     assert_eq!(alert["source"], "syscall");
     assert_eq!(alert["time"], "1970-01-01T00:00:00.000000000Z");
-    let fields = json!({"fd.name": "/etc/shadow", "proc.name": AWKWARD_NAME, "container.id": "3ad7b26ded6d"});
+    let fields = json!({
+        "fd.name": "/etc/shadow", "proc.name": AWKWARD_NAME, "container.id": "3ad7b26ded6d", "container.name": "web",
+    });
     let with_time = |time: Value| {
         let mut fields = fields.clone();
         fields["evt.time"] = time;
@@ -317,7 +320,7 @@ fn one_alert_reaches_every_output_in_its_documented_format() {
         format!(
             "[Warning] Shadow read\n{output}\n\nTime: 1970-01-01T00:00:00.000000000Z\nHost: {host}\nSource: syscall\n\
              Tags: filesystem, mitre_credential_access\nFields:\n• fd.name: /etc/shadow\n• proc.name: {AWKWARD_NAME}\n\
-             • container.id: 3ad7b26ded6d"
+             • container.id: 3ad7b26ded6d\n• container.name: web"
         )
     );
 
@@ -436,7 +439,7 @@ fn webhook_retries_server_errors_and_gives_up_on_client_errors() {
     let run = replay(&dir, &config, &[event("first"), event("second")], &[]);
     assert!(run.success, "{}", run.stderr);
     let containers: Vec<Value> =
-        hook.received().iter().map(|r| r.json()["output_fields"]["container.id"].clone()).collect();
+        hook.received().iter().map(|r| r.json()["output_fields"]["container.name"].clone()).collect();
     assert_eq!(containers, [json!("first"), json!("first"), json!("second")]);
     let c = run.assert_adds_up("webhook");
     assert_eq!((c["sent"], c["failed"], c["retried"]), (1, 1, 1));
@@ -457,8 +460,11 @@ fn the_file_is_reopened_after_rotation_on_sighup_and_sigusr1() {
     let file = dir.join("alerts.jsonl");
     let config = format!("outputs:\n  - file: {{path: {}}}\n", file.display());
     let mut sensor = sensor_replay(&dir, &config).start();
-    let container_ids = |path: &Path| -> Vec<String> {
-        read_json_lines(path).iter().map(|a| a["output_fields"]["container.id"].as_str().unwrap().to_owned()).collect()
+    let containers = |path: &Path| -> Vec<String> {
+        read_json_lines(path)
+            .iter()
+            .map(|a| a["output_fields"]["container.name"].as_str().unwrap().to_owned())
+            .collect()
     };
 
     sensor.send(&event("before"));
@@ -476,9 +482,9 @@ fn the_file_is_reopened_after_rotation_on_sighup_and_sigusr1() {
     }
     let run = secrets_hidden(sensor.finish());
     assert!(run.success, "{}", run.stderr);
-    assert_eq!(container_ids(&rotated[0]), ["before"]);
-    assert_eq!(container_ids(&rotated[1]), ["after-HUP"]);
-    assert_eq!(container_ids(&file), ["after-USR1"]);
+    assert_eq!(containers(&rotated[0]), ["before"]);
+    assert_eq!(containers(&rotated[1]), ["after-HUP"]);
+    assert_eq!(containers(&file), ["after-USR1"]);
     let c = run.assert_adds_up("file");
     assert_eq!(c["sent"], 3);
 }
@@ -541,7 +547,7 @@ fn a_burst_of_10000_alerts_is_rate_limited_dropped_and_counted_without_blocking_
     assert_eq!(messages.len() as u64, telegram["sent"] + 1);
     let summary = parse_markdown_v2(messages.last().unwrap()).unwrap();
     let expected =
-        format!("{} similar alerts suppressed (rule=Shadow read container_id=burst ", telegram["suppressed"]);
+        format!("{} similar alerts suppressed (rule=Shadow read container_id=3ad7b26ded6d ", telegram["suppressed"]);
     assert!(summary.contains(&expected), "{summary}");
 
     // The file: what was sent, then the summary, line for line.
@@ -622,7 +628,7 @@ fn without_a_configuration_json_selects_falco_json_on_stdout() {
         .unwrap();
     assert!(out.status.success());
     let alert: Value = serde_json::from_slice(&out.stdout).expect("one JSON alert");
-    assert_eq!(alert["output_fields"]["container.id"], "c9");
+    assert_eq!(alert["output_fields"]["container.name"], "c9");
     assert!(String::from_utf8_lossy(&out.stderr).contains("output stdout: produced=1 filtered=0 sent=1"));
 }
 
@@ -675,7 +681,7 @@ fn webhook_over_https_trusts_the_configured_ca_and_presents_its_client_certifica
     let received = read_json_lines(&log);
     assert_eq!(received.len(), 1);
     assert_eq!(received[0]["client"], "client");
-    assert_eq!(received[0]["alert"]["output_fields"]["container.id"], "tls");
+    assert_eq!(received[0]["alert"]["output_fields"]["container.name"], "tls");
 
     // The server requires a client certificate: without one the handshake fails.
     let c = run.assert_adds_up("no-client-cert");

@@ -16,7 +16,7 @@ use peers::{
     grpc::{Subscriber, Target, call, client},
     pki::Pki,
     read_json_lines,
-    sensor::{RULES, Replay, event_by},
+    sensor::{CONTAINER_ID, RULES, Replay, event_by},
     wait_for,
 };
 use sensor::{
@@ -215,7 +215,7 @@ const END_OF_BURST: &str = r#"
 - rule: End of burst
   desc: marks the last event of a test's burst
   condition: evt.type = openat and fd.name = /tmp/end-of-burst
-  output: "End of burst (container_id=%container.id)"
+  output: "End of burst (container=%container.name)"
   priority: NOTICE
 "#;
 
@@ -254,7 +254,9 @@ fn replay_goes_through_a_burst_while_a_subscriber_never_reads_and_stays_small() 
         for seq in 0..BURST {
             writeln!(events, "{}", event_by(&process, &seq.to_string())).unwrap();
         }
-        let end = serde_json::json!({"evt.type": "openat", "fd.name": "/tmp/end-of-burst", "container.id": "end"});
+        let end = serde_json::json!({
+            "evt.type": "openat", "fd.name": "/tmp/end-of-burst", "container.id": CONTAINER_ID, "container.name": "end",
+        });
         writeln!(events, "{end}").unwrap();
         events
     });
@@ -274,7 +276,8 @@ fn replay_goes_through_a_burst_while_a_subscriber_never_reads_and_stays_small() 
     assert!(run.stderr.contains(&format!("replay: {n} events, {n} alerts", n = BURST + 1)), "{}", run.stderr);
 
     // The subscriber got what its stream held and the newest alerts, in order, the end last.
-    let containers: Vec<&str> = received.iter().map(|a| a["output_fields"]["container.id"].as_str().unwrap()).collect();
+    let containers: Vec<&str> =
+        received.iter().map(|a| a["output_fields"]["container.name"].as_str().unwrap()).collect();
     assert_eq!(containers.last(), Some(&"end"));
     let seqs: Vec<u64> = containers[..containers.len() - 1].iter().map(|c| c.parse().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "out of order: {seqs:?}");

@@ -203,7 +203,7 @@ fn a_relay_down_then_up_gets_the_mail_on_a_retry() {
     assert!(run.success, "{}", run.stderr);
     assert_envelope(&mail);
     assert_eq!(mail["subject"], "[Warning] Shadow read", "{mail}");
-    assert!(part(&mail, "text/plain").contains("  container.id = relay-down\n"), "{mail}");
+    assert!(part(&mail, "text/plain").contains("  container.name = relay-down\n"), "{mail}");
     relay.assert_no_mail();
 
     let c = run.assert_adds_up("smtp");

@@ -2,7 +2,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sensor::rules::{Engine, EngineOptions, MapEvent, RuleSet};
+use sensor::{
+    rules::{Engine, EngineOptions, RuleSet},
+    state::FieldMapEvent,
+};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -13,8 +16,8 @@ fuzz_target!(|data: &[u8]| {
     let opts = EngineOptions { hostname: "fuzz".into(), ..EngineOptions::default() };
     if let (Some(engine), _) = Engine::build(&set, opts) {
         let ev = serde_json::json!({"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/shadow", "fd.num": 3});
-        if let Ok(ev) = MapEvent::from_json(&ev) {
-            for alert in engine.process_one(&ev) {
+        if let Ok(ev) = FieldMapEvent::from_json(&ev) {
+            for alert in engine.process_one(&ev.view()) {
                 let _ = alert.to_json();
             }
         }

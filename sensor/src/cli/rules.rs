@@ -11,8 +11,8 @@ use sensor::{
     event::Event,
     outputs::OutputStage,
     pipeline::{Pipeline, load_rules},
-    rules::{self, EngineOptions, MapEvent},
-    state::{State, StateConfig},
+    rules::{self, EngineOptions},
+    state::{FieldMapEvent, State, StateConfig},
 };
 
 /// Options of `sensor validate`.
@@ -141,8 +141,12 @@ fn replay_lines(
             let event: Event = serde_json::from_value(value).with_context(at)?;
             pipeline.process(&event)
         } else {
-            let event = MapEvent::from_json(&value).map_err(anyhow::Error::msg).with_context(at)?;
-            pipeline.evaluate(&event)
+            let event = FieldMapEvent::from_json(&value).map_err(anyhow::Error::msg).with_context(at)?;
+            let mismatches = event.mismatches();
+            if !mismatches.is_empty() {
+                bail!("{}: {}", at(), mismatches.join("; "));
+            }
+            pipeline.evaluate(&event.view())
         };
         for alert in fired {
             alerts += 1;

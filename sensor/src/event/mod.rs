@@ -241,6 +241,20 @@ pub struct SyscallEvent {
 }
 
 impl SyscallEvent {
+    /// A complete native call of syscall `name` (number `nr`) that returned `ret`.
+    pub fn new(name: &str, nr: u32, ret: i64, args: SyscallArgs) -> Self {
+        Self {
+            name: name.to_owned(),
+            nr,
+            ret,
+            truncated: false,
+            enter_missing: false,
+            compat: false,
+            reread: false,
+            args,
+        }
+    }
+
     /// Why the event's data is incomplete, if it is: `truncated` (cut at a bound),
     /// `enter_missing` (no enter-side capture), `reread_at_exit` (memory read at exit).
     pub fn gaps(&self) -> impl Iterator<Item = &'static str> {

@@ -87,6 +87,25 @@ impl std::fmt::Display for SockAddr {
     }
 }
 
+impl std::str::FromStr for SockAddr {
+    type Err = String;
+
+    /// Reads what `Display` writes: `1.2.3.4:80`, `[::1]:80`, `unix:/run/x.sock`, `af=17`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("'{s}' is not a socket address (ip:port, [ipv6]:port, unix:path or af=N)");
+        if let Some(path) = s.strip_prefix("unix:") {
+            return Ok(Self::Unix { path: path.to_owned() });
+        }
+        if let Some(af) = s.strip_prefix("af=") {
+            return af.parse().map(|af| Self::Other { af }).map_err(|_| bad());
+        }
+        match s.parse::<std::net::SocketAddr>().map_err(|_| bad())? {
+            std::net::SocketAddr::V4(a) => Ok(Self::Inet { addr: *a.ip(), port: a.port() }),
+            std::net::SocketAddr::V6(a) => Ok(Self::Inet6 { addr: *a.ip(), port: a.port() }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +125,19 @@ mod tests {
         un.extend(b"/run/x.sock\0junk");
         assert_eq!(SockAddr::parse(&un), SockAddr::Unix { path: "/run/x.sock".into() });
         assert_eq!(SockAddr::parse(&[1, 0, 0, b'a', b'b']), SockAddr::Unix { path: "@ab".into() });
+    }
+
+    #[test]
+    fn text_reads_back() {
+        for a in [
+            SockAddr::Inet { addr: Ipv4Addr::LOCALHOST, port: 80 },
+            SockAddr::Inet6 { addr: Ipv6Addr::LOCALHOST, port: 443 },
+            SockAddr::Unix { path: "/run/x.sock".into() },
+            SockAddr::Other { af: 17 },
+        ] {
+            assert_eq!(a.to_string().parse::<SockAddr>(), Ok(a.clone()), "{a}");
+        }
+        assert!("localhost:80".parse::<SockAddr>().is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use aho_corasick::{AhoCorasick, StartKind};
 use super::ast::{Check, Expr, Op, Operand as AstOperand, Rhs, Span, Transformer};
 use super::eval::{self, Ctx, Node, NumOp, Operand, Scratch, Set, StrTest, Test, TestKind};
 use super::event::FieldSource;
-use super::fields::{self, FieldArg, FieldId, FieldType};
+use super::fields::{self, Availability, Field, FieldArg, FieldType};
 use super::loader::{CondText, Diagnostic, ExcValue, ExceptionDef, Loc, Priority, RuleDef, RuleSet, Severity};
 use super::matchers::{self, Cidr, PathTrie};
 use super::output::{self, OutputFormat, Piece, RawPiece};
@@ -65,12 +65,16 @@ struct Compiler<'a> {
     lists: HashMap<&'a str, Vec<String>>,
     macros: HashMap<&'a str, usize>,
     parsed: Vec<Result<Expr, ()>>,
-    slots: HashMap<(FieldId, Option<FieldArg>), usize>,
+    slots: HashMap<(Field, Option<FieldArg>), usize>,
     used_macros: HashSet<usize>,
     used_lists: HashSet<String>,
     diags: Vec<Diagnostic>,
     rule_name: String,
     nesting: u32,
+    /// Fields the sensor does not supply that the rule being compiled names: the field,
+    /// why, where first, and whether in its output (else in its condition).
+    unavailable: Vec<(Field, &'static str, Loc, bool)>,
+    in_output: bool,
 }
 
 /// Maps a byte offset of a YAML scalar's text back to a line and column, following YAML
@@ -153,6 +157,8 @@ impl<'a> Compiler<'a> {
             diags: Vec::new(),
             rule_name: String::new(),
             nesting: 0,
+            unavailable: Vec::new(),
+            in_output: false,
         };
         // Lists: an item naming an earlier list is replaced by that list's items.
         for l in &set.lists {
@@ -215,7 +221,7 @@ impl<'a> Compiler<'a> {
         CErr { loc: self.at(origin, span), msg: msg.into(), unknown_field: false, reported: false }
     }
 
-    fn slot(&mut self, id: FieldId, arg: Option<FieldArg>) -> Operand {
+    fn slot(&mut self, id: Field, arg: Option<FieldArg>) -> Operand {
         let n = self.slots.len();
         let slot = *self.slots.entry((id, arg.clone())).or_insert(n);
         Operand::Field { slot, id, arg }
@@ -226,6 +232,10 @@ impl<'a> Compiler<'a> {
         match op {
             AstOperand::Field { name, arg, span } => match fields::resolve(name, arg.as_deref()) {
                 Ok(r) => {
+                    if let Availability::Unavailable(why) = r.id.info().availability {
+                        let loc = self.at(origin, *span);
+                        self.unavailable.push((r.id, why, loc, self.in_output));
+                    }
                     let ty = fields::effective_type(&r);
                     let any = fields::is_multi(&r);
                     Ok((self.slot(r.id, r.arg), ty, any))
@@ -549,6 +559,13 @@ impl<'a> Compiler<'a> {
     }
 
     fn output(&mut self, r: &RuleDef) -> Result<OutputFormat, CErr> {
+        self.in_output = true;
+        let pieces = self.output_pieces(r);
+        self.in_output = false;
+        Ok(OutputFormat { pieces: pieces? })
+    }
+
+    fn output_pieces(&mut self, r: &RuleDef) -> Result<Vec<Piece>, CErr> {
         let mut pieces = Vec::new();
         for p in output::split_format(&r.output) {
             match p {
@@ -562,7 +579,29 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
-        Ok(OutputFormat { pieces })
+        Ok(pieces)
+    }
+
+    /// Warns, once per field, that the rule just compiled names fields the sensor never
+    /// supplies.
+    fn warn_unavailable(&mut self) {
+        let uses = std::mem::take(&mut self.unavailable);
+        let mut seen = Vec::new();
+        for (field, why, loc, _) in &uses {
+            if seen.contains(field) {
+                continue;
+            }
+            seen.push(*field);
+            let in_condition = uses.iter().any(|(f, _, _, in_output)| f == field && !in_output);
+            let effect =
+                if in_condition { "conditions on it are always false" } else { "the output renders <NA> for it" };
+            self.diag(
+                Severity::Warning,
+                loc.clone(),
+                Some(format!("rule '{}'", self.rule_name)),
+                format!("field '{field}' is not supplied by this sensor ({why}); {effect}"),
+            );
+        }
     }
 
     fn rule(&mut self, r: &'a RuleDef) -> Result<CompiledRule, CErr> {
@@ -727,10 +766,10 @@ fn evttypes(n: &Node) -> Option<BTreeSet<String>> {
         Node::Const(true) | Node::Not(_) => None,
         Node::Const(false) => Some(BTreeSet::new()),
         Node::Test(t) => match (&t.lhs, &t.kind) {
-            (Operand::Field { id, arg: None, .. }, TestKind::Str(StrTest::Eq(v))) if id.info().name == "evt.type" => {
+            (Operand::Field { id, arg: None, .. }, TestKind::Str(StrTest::Eq(v))) if *id == Field::EvtType => {
                 Some(BTreeSet::from([v.clone()]))
             }
-            (Operand::Field { id, arg: None, .. }, TestKind::Str(StrTest::In(set))) if id.info().name == "evt.type" => {
+            (Operand::Field { id, arg: None, .. }, TestKind::Str(StrTest::In(set))) if *id == Field::EvtType => {
                 Some(set.iter().cloned().collect())
             }
             _ => None,
@@ -777,8 +816,10 @@ pub(crate) fn compile(set: &RuleSet) -> Compiled {
             continue;
         }
         c.rule_name = r.name.clone();
+        c.unavailable.clear();
         match c.rule(r) {
             Ok(cr) => {
+                c.warn_unavailable();
                 if cr.evttypes.is_none() && r.warn_evttypes {
                     c.diag(
                         Severity::Warning,

@@ -9,6 +9,7 @@ use foldhash::fast::RandomState;
 use super::compile::{self, CompiledRule};
 use super::eval::{self, Ctx, Node, Operand, Scratch, StrTest, TestKind};
 use super::event::FieldSource;
+use super::fields::Field;
 use super::loader::{Diagnostic, Priority, RuleSet, Severity};
 use super::output::Alert;
 
@@ -145,7 +146,7 @@ impl Engine {
 
     /// The text constants the rules compare any of `fields` with by `=` or `in` (the DNS
     /// names of `fd.sip.name = "..."`, which must be resolved ahead of events).
-    pub fn strings_compared_with(&self, fields: &[&str]) -> BTreeSet<String> {
+    pub fn strings_compared_with(&self, fields: &[Field]) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
         for r in &self.rules {
             collect_strings(&r.cond, fields, &mut out);
@@ -193,14 +194,14 @@ impl Engine {
 }
 
 /// Adds to `out` the strings of `node`'s `=` and `in` tests on any of `fields`.
-fn collect_strings(node: &Node, fields: &[&str], out: &mut BTreeSet<String>) {
+fn collect_strings(node: &Node, fields: &[Field], out: &mut BTreeSet<String>) {
     match node {
         Node::Const(_) => {}
         Node::And(nodes) | Node::Or(nodes) => nodes.iter().for_each(|n| collect_strings(n, fields, out)),
         Node::Not(n) => collect_strings(n, fields, out),
         Node::Test(t) => {
             let Operand::Field { id, .. } = &t.lhs else { return };
-            if !fields.contains(&id.info().name) {
+            if !fields.contains(id) {
                 return;
             }
             match &t.kind {

@@ -15,7 +15,7 @@ use foldhash::fast::RandomState;
 
 use super::ast::Transformer;
 use super::event::{FieldSource, Value};
-use super::fields::{FieldArg, FieldId, FieldType};
+use super::fields::{Field, FieldArg, FieldType};
 use super::matchers::{self, Cidr, PathTrie};
 
 /// A hash set with a seeded hasher (keys come from monitored processes).
@@ -34,7 +34,7 @@ pub(crate) enum Node {
 /// A value source: a field (with its cache slot) or a transformer over one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Operand {
-    Field { slot: usize, id: FieldId, arg: Option<FieldArg> },
+    Field { slot: usize, id: Field, arg: Option<FieldArg> },
     Transform(Transformer, Box<Operand>),
 }
 

@@ -1,19 +1,11 @@
 //! The field registry: every field a condition or an output may name, with its type, the
-//! kind of argument it takes and a one-line description. One table; everything else
-//! (checker, `list-fields`, typed JSON output, test events) reads it.
+//! kind of argument it takes, a one-line description and whether this sensor supplies it.
+//! One table (`fields!`); it gives the [`Field`] enum, so every `match` over fields (the
+//! live implementation in `state`, the test-event builder) must handle a new field before the
+//! crate compiles again, and everything else (checker, `list-fields`, typed JSON output)
+//! reads [`FIELDS`].
 
 use std::fmt;
-
-/// Index of a field in [`FIELDS`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FieldId(pub u16);
-
-impl FieldId {
-    /// The field's registry entry.
-    pub fn info(self) -> &'static FieldInfo {
-        &FIELDS[usize::from(self.0)]
-    }
-}
 
 /// The type of a field's value, which decides how operators compare it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -116,9 +108,21 @@ impl fmt::Display for FieldArg {
     }
 }
 
+/// Whether the sensor supplies a field's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Availability {
+    /// Events carry it where it applies.
+    Supplied,
+    /// Never supplied, for the reason given: conditions on it are always false and outputs
+    /// render `<NA>`. `sensor validate` warns about rules that use it.
+    Unavailable(&'static str),
+}
+
 /// One registry entry.
 #[derive(Debug, PartialEq, Eq)]
 pub struct FieldInfo {
+    /// The field.
+    pub field: Field,
     /// Full name, e.g. `proc.name`.
     pub name: &'static str,
     /// Value type.
@@ -127,263 +131,295 @@ pub struct FieldInfo {
     pub arg: ArgKind,
     /// One line, in the project's words.
     pub desc: &'static str,
+    /// Whether the sensor supplies it.
+    pub availability: Availability,
 }
 
+/// Declares every field once: `Variant "name" Type ArgKind "description"`, followed by
+/// `unavailable "reason"` for fields the sensor cannot supply.
 macro_rules! fields {
-    ($( $name:literal $ty:ident $arg:ident $desc:literal ;)*) => {
-        /// Every supported field.
+    ($( $variant:ident $name:literal $ty:ident $arg:ident $desc:literal $(unavailable $why:literal)? ;)*) => {
+        /// A registered field; [`Field::info`] gives its entry in [`FIELDS`].
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Field {
+            $( #[doc = concat!("`", $name, "`")] $variant, )*
+        }
+
+        /// Every field, in the order of [`Field`].
         pub static FIELDS: &[FieldInfo] = &[
-            $( FieldInfo { name: $name, ty: FieldType::$ty, arg: ArgKind::$arg, desc: $desc }, )*
+            $( FieldInfo {
+                field: Field::$variant,
+                name: $name,
+                ty: FieldType::$ty,
+                arg: ArgKind::$arg,
+                desc: $desc,
+                availability: fields!(@availability $($why)?),
+            }, )*
         ];
     };
+    (@availability) => { Availability::Supplied };
+    (@availability $why:literal) => { Availability::Unavailable($why) };
 }
 
 fields! {
     // --- evt: the event itself
-    "evt.num" UInt None "Sequence number of the event.";
-    "evt.time" Str None "Event time as HH:MM:SS.nanoseconds.";
-    "evt.time.s" Str None "Event time as HH:MM:SS.";
-    "evt.time.iso8601" Str None "Event time in ISO 8601 (UTC) with nanoseconds.";
-    "evt.datetime" Str None "Event date and time with nanoseconds.";
-    "evt.datetime.s" Str None "Event date and time to the second.";
-    "evt.rawtime" UInt None "Event time in nanoseconds since the epoch.";
-    "evt.rawtime.s" UInt None "Whole seconds of the event time since the epoch.";
-    "evt.rawtime.ns" UInt None "Nanosecond part of the event time.";
-    "evt.reltime" UInt None "Nanoseconds since the sensor started.";
-    "evt.type" Str None "Event (syscall) name, e.g. openat.";
-    "evt.type.is" UInt Key "1 when the event has the type given as suffix (evt.type.is.open), else 0.";
-    "syscall.type" Str None "Syscall name; unset for events that are not syscalls.";
-    "evt.dir" Str None "Direction: '<' (exit). Enter events are not delivered.";
-    "evt.category" Str None "Broad category of the event: file, net, process, ipc, memory...";
-    "evt.cpu" UInt None "CPU the event happened on.";
-    "evt.args" Str None "All event arguments rendered as name=value pairs.";
-    "evt.info" Str None "Same text as evt.args.";
-    "evt.arg" Str EventArg "One event argument rendered as text, by name (evt.arg.fd) or position (evt.arg[0]).";
-    "evt.rawarg" Str EventArg "One event argument as its raw value, by name.";
-    "evt.res" Str None "Return value as text: SUCCESS or an errno name such as ENOENT.";
-    "evt.rawres" Int None "Return value as a number (negative errno on failure).";
-    "evt.failed" Bool None "True when the syscall returned an error.";
-    "evt.buffer" Bytes None "Data buffer of I/O events.";
-    "evt.buflen" UInt None "Length of the data buffer of I/O events.";
-    "evt.is_io" Bool None "True for events that read or write a file descriptor.";
-    "evt.is_io_read" Bool None "True for events that read from a file descriptor.";
-    "evt.is_io_write" Bool None "True for events that write to a file descriptor.";
-    "evt.io_dir" Str None "'r' for reads, 'w' for writes.";
-    "evt.is_open_read" Bool None "True for opens that request read access.";
-    "evt.is_open_write" Bool None "True for opens that request write access.";
-    "evt.is_open_exec" Bool None "True for opens that create a file with execute permission.";
-    "evt.is_open_create" Bool None "True for opens that create a file.";
-    "evt.abspath" Str OptKey "Absolute path from a dirfd and a relative name (suffix src or dst for two-path syscalls).";
-    "evt.count" UInt None "Always 1; handy for counting.";
-    "evt.source" Str None "Source that produced the event (syscall).";
-    "evt.hostname" Str None "Host name of the machine (FALCO_HOSTNAME overrides it).";
-    "evt.is_async" Bool None "True for events not produced by a syscall.";
-    "evt.latency" UInt None "Nanoseconds between syscall entry and exit.";
+    EvtNum "evt.num" UInt None "Sequence number of the event in the pipeline that evaluates it, from 1.";
+    EvtTime "evt.time" Str None "Event time (UTC) as HH:MM:SS.nanoseconds.";
+    EvtTimeS "evt.time.s" Str None "Event time (UTC) as HH:MM:SS.";
+    EvtTimeIso8601 "evt.time.iso8601" Str None "Event time in ISO 8601 (UTC) with nanoseconds.";
+    EvtDatetime "evt.datetime" Str None "Event date and time (UTC) as YYYY-MM-DD HH:MM:SS.nanoseconds.";
+    EvtDatetimeS "evt.datetime.s" Str None "Event date and time (UTC) as YYYY-MM-DD HH:MM:SS.";
+    EvtRawtime "evt.rawtime" UInt None "Event time in nanoseconds since the epoch.";
+    EvtRawtimeS "evt.rawtime.s" UInt None "Whole seconds of the event time since the epoch.";
+    EvtRawtimeNs "evt.rawtime.ns" UInt None "Nanosecond part of the event time.";
+    EvtReltime "evt.reltime" UInt None "Nanoseconds since the first event the pipeline saw.";
+    EvtType "evt.type" Str None "Event (syscall) name, e.g. openat.";
+    EvtTypeIs "evt.type.is" UInt Key "1 when the event has the type given as suffix (evt.type.is.open), else 0.";
+    SyscallType "syscall.type" Str None "Syscall name; unset for events that are not syscalls.";
+    EvtDir "evt.dir" Str None "Direction: '<' (exit). Enter events are not delivered.";
+    EvtCategory "evt.category" Str None "Broad category of the event: file, net, process, memory, signal, user, other; I/O events (close, dup, send) take the kind of their descriptor: file, net, ipc, unknown.";
+    EvtCpu "evt.cpu" UInt None "CPU the event happened on.";
+    EvtArgs "evt.args" Str None "All event arguments as name=value pairs, the return value first (res=).";
+    EvtInfo "evt.info" Str None "Same text as evt.args.";
+    EvtArg "evt.arg" Str EventArg "One event argument rendered as text, by name (evt.arg.fd) or position (evt.arg[0]).";
+    EvtRawarg "evt.rawarg" Str EventArg "One event argument as its raw value (flags as numbers), by name.";
+    EvtRes "evt.res" Str None "Return value as text: SUCCESS or an errno name such as ENOENT.";
+    EvtRawres "evt.rawres" Int None "Return value as a number (negative errno on failure).";
+    EvtFailed "evt.failed" Bool None "True when the syscall returned an error.";
+    EvtBuffer "evt.buffer" Bytes None "Data buffer of I/O events." unavailable "I/O payloads are not captured";
+    EvtBuflen "evt.buflen" UInt None "Bytes a successful I/O event transferred (its return value).";
+    EvtIsIo "evt.is_io" Bool None "True for events that read or write a file descriptor.";
+    EvtIsIoRead "evt.is_io_read" Bool None "True for events that read from a file descriptor.";
+    EvtIsIoWrite "evt.is_io_write" Bool None "True for events that write to a file descriptor.";
+    EvtIoDir "evt.io_dir" Str None "read for events that read from a descriptor, write for those that write (libsinsp spells it out).";
+    EvtIsOpenRead "evt.is_open_read" Bool None "True for open, openat and openat2 calls that request read access; false for other events (creat too, as in libsinsp).";
+    EvtIsOpenWrite "evt.is_open_write" Bool None "True for open, openat and openat2 calls that request write access; false for other events (creat too, as in libsinsp).";
+    EvtIsOpenExec "evt.is_open_exec" Bool None "True for open calls and creat that create a file with an execute permission bit.";
+    EvtIsOpenCreate "evt.is_open_create" Bool None "True for open calls that request O_CREAT (or make an O_TMPFILE); whether the file existed before is not captured.";
+    EvtAbspath "evt.abspath" Str OptKey "Absolute path from a dirfd and a relative name (suffix src or dst for two-path syscalls).";
+    EvtCount "evt.count" UInt None "Always 1; handy for counting.";
+    EvtSource "evt.source" Str None "Source that produced the event (syscall).";
+    EvtHostname "evt.hostname" Str None "The node's name, as alerts carry it: SENSOR_HOSTNAME, else FALCO_HOSTNAME, else the kernel's host name.";
+    EvtIsAsync "evt.is_async" Bool None "True for events not produced by a syscall or a tracepoint; the sensor has none.";
+    EvtLatency "evt.latency" UInt None "Nanoseconds between syscall entry and exit." unavailable "pending kernel support";
     // --- proc: the process
-    "proc.pid" UInt None "Process id (host namespace).";
-    "proc.ppid" UInt None "Parent process id (host namespace).";
-    "proc.apid" UInt Ancestor "Pid of an ancestor: [0] self, [1] parent...; without index, any ancestor.";
-    "proc.vpid" UInt None "Process id inside its PID namespace.";
-    "proc.pvpid" UInt None "Parent process id inside its PID namespace.";
-    "proc.sid" UInt None "Session id.";
-    "proc.sname" Str None "Name of the session leader.";
-    "proc.sid.exe" Str None "argv[0] of the session leader.";
-    "proc.sid.exepath" Str None "Executable path of the session leader.";
-    "proc.vpgid" UInt None "Process group id inside its PID namespace.";
-    "proc.vpgid.name" Str None "Name of the process group leader (namespace view).";
-    "proc.vpgid.exe" Str None "argv[0] of the process group leader (namespace view).";
-    "proc.vpgid.exepath" Str None "Executable path of the process group leader (namespace view).";
-    "proc.pgid" UInt None "Process group id (host namespace).";
-    "proc.pgid.name" Str None "Name of the process group leader.";
-    "proc.pgid.exe" Str None "argv[0] of the process group leader.";
-    "proc.pgid.exepath" Str None "Executable path of the process group leader.";
-    "proc.name" Str None "Process name (the kernel's comm, at most 15 characters).";
-    "proc.pname" Str None "Name of the parent process.";
-    "proc.aname" Str Ancestor "Name of an ancestor: [0] self, [1] parent...; without index, any ancestor.";
-    "proc.exe" Str None "argv[0] as passed to execve.";
-    "proc.pexe" Str None "argv[0] of the parent process.";
-    "proc.aexe" Str Ancestor "argv[0] of an ancestor; without index, any ancestor.";
-    "proc.exepath" Str None "Resolved path of the executable file.";
-    "proc.pexepath" Str None "Resolved executable path of the parent process.";
-    "proc.aexepath" Str Ancestor "Resolved executable path of an ancestor; without index, any ancestor.";
-    "proc.args" Str None "Command-line arguments after argv[0], space-separated.";
-    "proc.aargs" Str Ancestor "Arguments of an ancestor; without index, any ancestor.";
-    "proc.cmdline" Str None "proc.name followed by the arguments.";
-    "proc.pcmdline" Str None "Command line of the parent process.";
-    "proc.acmdline" Str Ancestor "Command line of an ancestor; without index, any ancestor.";
-    "proc.cmdnargs" UInt None "Number of command-line arguments.";
-    "proc.cmdlenargs" UInt None "Total characters of the arguments, not counting separators.";
-    "proc.exeline" Str None "proc.exe followed by the arguments.";
-    "proc.env" Str OptKey "Environment as NAME=value pairs, or one variable's value with [NAME].";
-    "proc.aenv" Str OptKey "Environment of ancestors; [NAME] looks a variable up along the ancestry.";
-    "proc.cwd" Str None "Current working directory.";
-    "proc.loginshellid" UInt None "Pid of the oldest shell among the ancestors.";
-    "proc.tty" UInt None "Controlling terminal number; 0 when there is none.";
-    "proc.duration" UInt None "Nanoseconds since the process started.";
-    "proc.ppid.duration" UInt None "Nanoseconds since the parent process started.";
-    "proc.pid.ts" UInt None "Start time of the process, in nanoseconds since the epoch.";
-    "proc.ppid.ts" UInt None "Start time of the parent, in nanoseconds since the epoch.";
-    "proc.is_exe_writable" Bool None "True when the executable is writable by the user who ran it.";
-    "proc.is_exe_upper_layer" Bool None "True when the executable lives in an overlayfs upper layer (added after the image).";
-    "proc.is_exe_lower_layer" Bool None "True when the executable lives in an overlayfs lower layer (from the image).";
-    "proc.is_exe_from_memfd" Bool None "True when the executable is an anonymous memfd file.";
-    "proc.is_sid_leader" Bool None "True when the process leads its session.";
-    "proc.is_vpgid_leader" Bool None "True when the process leads its process group (namespace view).";
-    "proc.is_pgid_leader" Bool None "True when the process leads its process group.";
-    "proc.exe_ino" UInt None "Inode of the executable file.";
-    "proc.exe_ino.ctime" UInt None "Status-change time of the executable, nanoseconds since the epoch.";
-    "proc.exe_ino.mtime" UInt None "Modification time of the executable, nanoseconds since the epoch.";
-    "proc.exe_ino.ctime_duration_proc_start" UInt None "Nanoseconds from the executable's ctime to the process start.";
-    "proc.exe_ino.ctime_duration_pidns_start" UInt None "Nanoseconds from the PID namespace start to the executable's ctime.";
-    "proc.pidns_init_start_ts" UInt None "Start time of the PID namespace's init, nanoseconds since the epoch.";
-    "proc.fdopencount" UInt None "Number of open file descriptors.";
-    "proc.fdlimit" UInt None "Limit on open file descriptors.";
-    "proc.vmsize" UInt None "Virtual memory size in KiB.";
-    "proc.vmrss" UInt None "Resident memory in KiB.";
-    "proc.vmswap" UInt None "Swapped memory in KiB.";
-    "proc.nthreads" UInt None "Number of live threads, leader included.";
-    "proc.nchilds" UInt None "Number of live threads other than the leader.";
-    "proc.stdin.type" Str None "Type of descriptor 0.";
-    "proc.stdout.type" Str None "Type of descriptor 1.";
-    "proc.stderr.type" Str None "Type of descriptor 2.";
-    "proc.stdin.name" Str None "Name of descriptor 0.";
-    "proc.stdout.name" Str None "Name of descriptor 1.";
-    "proc.stderr.name" Str None "Name of descriptor 2.";
+    ProcPid "proc.pid" UInt None "Process id (host namespace).";
+    ProcPpid "proc.ppid" UInt None "Parent process id (host namespace).";
+    ProcApid "proc.apid" UInt Ancestor "Pid of an ancestor: [0] self, [1] parent...; without index, any ancestor.";
+    ProcVpid "proc.vpid" UInt None "Process id inside its PID namespace.";
+    ProcPvpid "proc.pvpid" UInt None "Parent process id inside its PID namespace.";
+    ProcSid "proc.sid" UInt None "Session id.";
+    ProcSname "proc.sname" Str None "Name of the session leader (the process whose pid is proc.sid, else the eldest ancestor in the session).";
+    ProcSidExe "proc.sid.exe" Str None "argv[0] of the session leader.";
+    ProcSidExepath "proc.sid.exepath" Str None "Executable path of the session leader.";
+    ProcVpgid "proc.vpgid" UInt None "Process group id inside its PID namespace." unavailable "pending kernel support";
+    ProcVpgidName "proc.vpgid.name" Str None "Name of the process group leader (namespace view)." unavailable "pending kernel support";
+    ProcVpgidExe "proc.vpgid.exe" Str None "argv[0] of the process group leader (namespace view)." unavailable "pending kernel support";
+    ProcVpgidExepath "proc.vpgid.exepath" Str None "Executable path of the process group leader (namespace view)." unavailable "pending kernel support";
+    ProcPgid "proc.pgid" UInt None "Process group id (host namespace)." unavailable "pending kernel support";
+    ProcPgidName "proc.pgid.name" Str None "Name of the process group leader." unavailable "pending kernel support";
+    ProcPgidExe "proc.pgid.exe" Str None "argv[0] of the process group leader." unavailable "pending kernel support";
+    ProcPgidExepath "proc.pgid.exepath" Str None "Executable path of the process group leader." unavailable "pending kernel support";
+    ProcName "proc.name" Str None "Process name (the kernel's comm, at most 15 characters).";
+    ProcPname "proc.pname" Str None "Name of the parent process.";
+    ProcAname "proc.aname" Str Ancestor "Name of an ancestor: [0] self, [1] parent...; without index, any ancestor.";
+    ProcExe "proc.exe" Str None "argv[0] as passed to execve.";
+    ProcPexe "proc.pexe" Str None "argv[0] of the parent process.";
+    ProcAexe "proc.aexe" Str Ancestor "argv[0] of an ancestor; without index, any ancestor.";
+    ProcExepath "proc.exepath" Str None "Resolved path of the executable file.";
+    ProcPexepath "proc.pexepath" Str None "Resolved executable path of the parent process.";
+    ProcAexepath "proc.aexepath" Str Ancestor "Resolved executable path of an ancestor; without index, any ancestor.";
+    ProcArgs "proc.args" Str None "Command-line arguments after argv[0], space-separated.";
+    ProcAargs "proc.aargs" Str Ancestor "Arguments of an ancestor; without index, any ancestor.";
+    ProcCmdline "proc.cmdline" Str None "proc.name followed by the arguments.";
+    ProcPcmdline "proc.pcmdline" Str None "Command line of the parent process.";
+    ProcAcmdline "proc.acmdline" Str Ancestor "Command line of an ancestor; without index, any ancestor.";
+    ProcCmdnargs "proc.cmdnargs" UInt None "Number of command-line arguments.";
+    ProcCmdlenargs "proc.cmdlenargs" UInt None "Total characters of the arguments, not counting separators.";
+    ProcExeline "proc.exeline" Str None "proc.exe followed by a space and the arguments.";
+    ProcEnv "proc.env" Str OptKey "Environment as NAME=value pairs, or one variable's value with [NAME].";
+    ProcAenv "proc.aenv" Str OptKey "Without argument or with [0], the environment (as proc.env); [n] that of ancestor n; [NAME] the first value of NAME among the ancestors, parent first.";
+    ProcCwd "proc.cwd" Str None "Current working directory.";
+    ProcLoginshellid "proc.loginshellid" UInt None "Pid of the oldest process whose name ends in sh, from the process up through its ancestors.";
+    ProcTty "proc.tty" UInt None "Controlling terminal number; 0 when there is none.";
+    ProcDuration "proc.duration" UInt None "Nanoseconds since the process started.";
+    ProcPpidDuration "proc.ppid.duration" UInt None "Nanoseconds since the parent process started.";
+    ProcPidTs "proc.pid.ts" UInt None "Start time of the process, in nanoseconds since the epoch.";
+    ProcPpidTs "proc.ppid.ts" UInt None "Start time of the parent, in nanoseconds since the epoch.";
+    ProcIsExeWritable "proc.is_exe_writable" Bool None "True when the executable is writable by the user who ran it." unavailable "pending kernel support";
+    ProcIsExeUpperLayer "proc.is_exe_upper_layer" Bool None "True when the executable lives in an overlayfs upper layer (added after the image).";
+    ProcIsExeLowerLayer "proc.is_exe_lower_layer" Bool None "True when the executable lives in an overlayfs lower layer (from the image)." unavailable "pending kernel support";
+    ProcIsExeFromMemfd "proc.is_exe_from_memfd" Bool None "True when the executable is an anonymous memfd file.";
+    ProcIsSidLeader "proc.is_sid_leader" Bool None "True when the process leads its session (proc.sid = proc.pid).";
+    ProcIsVpgidLeader "proc.is_vpgid_leader" Bool None "True when the process leads its process group (namespace view)." unavailable "pending kernel support";
+    ProcIsPgidLeader "proc.is_pgid_leader" Bool None "True when the process leads its process group." unavailable "pending kernel support";
+    ProcExeIno "proc.exe_ino" UInt None "Inode of the executable file.";
+    ProcExeInoCtime "proc.exe_ino.ctime" UInt None "Status-change time of the executable, nanoseconds since the epoch.";
+    ProcExeInoMtime "proc.exe_ino.mtime" UInt None "Modification time of the executable, nanoseconds since the epoch.";
+    ProcExeInoCtimeDurationProcStart "proc.exe_ino.ctime_duration_proc_start" UInt None "Nanoseconds from the executable's ctime to the process start.";
+    ProcExeInoCtimeDurationPidnsStart "proc.exe_ino.ctime_duration_pidns_start" UInt None "Nanoseconds from the PID namespace start to the executable's ctime." unavailable "pending kernel support";
+    ProcPidnsInitStartTs "proc.pidns_init_start_ts" UInt None "Start time of the PID namespace's init, nanoseconds since the epoch." unavailable "pending kernel support";
+    ProcFdopencount "proc.fdopencount" UInt None "Number of open file descriptors.";
+    ProcFdlimit "proc.fdlimit" UInt None "Limit on open file descriptors." unavailable "pending kernel support";
+    ProcVmsize "proc.vmsize" UInt None "Virtual memory size in KiB." unavailable "pending kernel support";
+    ProcVmrss "proc.vmrss" UInt None "Resident memory in KiB." unavailable "pending kernel support";
+    ProcVmswap "proc.vmswap" UInt None "Swapped memory in KiB." unavailable "pending kernel support";
+    ProcNthreads "proc.nthreads" UInt None "Number of live threads, leader included." unavailable "threads are not counted";
+    ProcNchilds "proc.nchilds" UInt None "Number of live threads other than the leader." unavailable "threads are not counted";
+    ProcStdinType "proc.stdin.type" Str None "Type of descriptor 0.";
+    ProcStdoutType "proc.stdout.type" Str None "Type of descriptor 1.";
+    ProcStderrType "proc.stderr.type" Str None "Type of descriptor 2.";
+    ProcStdinName "proc.stdin.name" Str None "Name of descriptor 0.";
+    ProcStdoutName "proc.stdout.name" Str None "Name of descriptor 1.";
+    ProcStderrName "proc.stderr.name" Str None "Name of descriptor 2.";
     // --- thread
-    "thread.tid" UInt None "Thread id (host namespace).";
-    "thread.vtid" UInt None "Thread id inside its PID namespace.";
-    "thread.ismain" Bool None "True for the main thread of the process.";
-    "thread.nametid" Str None "Process name and thread id joined, e.g. bash12.";
-    "thread.cap_permitted" Str None "Permitted capabilities, space-separated CAP_ names.";
-    "thread.cap_inheritable" Str None "Inheritable capabilities, space-separated CAP_ names.";
-    "thread.cap_effective" Str None "Effective capabilities, space-separated CAP_ names.";
-    "thread.cap_added" Str None "Capabilities this event (a capset) added to the effective, permitted or inheritable set; empty for other events.";
-    "thread.cgroups" Str None "All cgroups of the thread as subsystem=path pairs.";
-    "thread.cgroup" Str Key "Cgroup path for one subsystem, e.g. thread.cgroup.cpuacct.";
-    "thread.pfmajor" UInt None "Major page faults since the thread started.";
-    "thread.pfminor" UInt None "Minor page faults since the thread started.";
-    "thread.vmsize" UInt None "Virtual memory of the main thread in KiB; 0 for others.";
-    "thread.vmrss" UInt None "Resident memory of the main thread in KiB; 0 for others.";
+    ThreadTid "thread.tid" UInt None "Thread id (host namespace).";
+    ThreadVtid "thread.vtid" UInt None "Thread id inside its PID namespace.";
+    ThreadIsmain "thread.ismain" Bool None "True for the main thread of the process.";
+    ThreadNametid "thread.nametid" Str None "Process name and thread id joined, e.g. bash12.";
+    ThreadCapPermitted "thread.cap_permitted" Str None "Permitted capabilities, space-separated CAP_ names.";
+    ThreadCapInheritable "thread.cap_inheritable" Str None "Inheritable capabilities, space-separated CAP_ names.";
+    ThreadCapEffective "thread.cap_effective" Str None "Effective capabilities, space-separated CAP_ names.";
+    ThreadCapAdded "thread.cap_added" Str None "Capabilities this event (a capset) added to the effective, permitted or inheritable set; empty for other events.";
+    ThreadCgroups "thread.cgroups" Str None "All cgroups of the thread as subsystem=path pairs." unavailable "pending kernel support";
+    ThreadCgroup "thread.cgroup" Str Key "Cgroup path for one subsystem, e.g. thread.cgroup.cpuacct." unavailable "pending kernel support";
+    ThreadPfmajor "thread.pfmajor" UInt None "Major page faults since the thread started." unavailable "pending kernel support";
+    ThreadPfminor "thread.pfminor" UInt None "Minor page faults since the thread started." unavailable "pending kernel support";
+    ThreadVmsize "thread.vmsize" UInt None "Virtual memory of the main thread in KiB; 0 for others." unavailable "pending kernel support";
+    ThreadVmrss "thread.vmrss" UInt None "Resident memory of the main thread in KiB; 0 for others." unavailable "pending kernel support";
     // --- fd: the file descriptor the event works on
-    "fd.num" Int None "Descriptor number; -1 when the syscall failed.";
-    "fd.type" Str None "Descriptor kind: file, directory, ipv4, ipv6, unix, pipe, event, signalfd, eventpoll, inotify, memfd...";
-    "fd.typechar" Str None "Descriptor kind as one character: f, 4, 6, u, p, e, s, l, i, b, r, m, o.";
-    "fd.name" Str None "File path, or the connection tuple for sockets.";
-    "fd.nameraw" Str None "File path as passed to the syscall, not made absolute.";
-    "fd.directory" Str None "Directory containing the file.";
-    "fd.filename" Str None "File name without its directory.";
-    "fd.ip" Ip None "Client or server IP address (matches either).";
-    "fd.cip" Ip None "Client IP address.";
-    "fd.sip" Ip None "Server IP address.";
-    "fd.lip" Ip None "Local IP address.";
-    "fd.rip" Ip None "Remote IP address.";
-    "fd.port" UInt None "Client or server port (matches either).";
-    "fd.cport" UInt None "Client port.";
-    "fd.sport" UInt None "Server port.";
-    "fd.lport" UInt None "Local port.";
-    "fd.rport" UInt None "Remote port.";
-    "fd.l4proto" Str None "Transport protocol: tcp, udp, icmp or raw.";
-    "fd.sockfamily" Str None "Socket family: ip or unix.";
-    "fd.is_server" Bool None "True when this process is the server end of the connection.";
-    "fd.uid" Str None "Descriptor number and thread id joined, unique per thread.";
-    "fd.containername" Str None "Container id and descriptor name joined.";
-    "fd.containerdirectory" Str None "Container id and directory joined.";
-    "fd.proto" Str None "Client or server protocol name (matches either).";
-    "fd.cproto" Str None "Client protocol name.";
-    "fd.sproto" Str None "Server protocol name.";
-    "fd.lproto" Str None "Local protocol name.";
-    "fd.rproto" Str None "Remote protocol name.";
-    "fd.net" Net None "Client or server address, compared with networks (matches either).";
-    "fd.cnet" Net None "Client address, compared with networks.";
-    "fd.snet" Net None "Server address, compared with networks.";
-    "fd.lnet" Net None "Local address, compared with networks.";
-    "fd.rnet" Net None "Remote address, compared with networks.";
-    "fd.connected" Bool None "True when the socket is connected.";
-    "fd.name_changed" Bool None "True when this event changed the descriptor's name (e.g. a new UDP peer).";
-    "fd.cip.name" Str None "DNS name of the client address.";
-    "fd.sip.name" Str None "DNS name of the server address.";
-    "fd.lip.name" Str None "DNS name of the local address.";
-    "fd.rip.name" Str None "DNS name of the remote address.";
-    "fd.dev" UInt None "Device number of the file.";
-    "fd.dev.major" UInt None "Major device number of the file.";
-    "fd.dev.minor" UInt None "Minor device number of the file.";
-    "fd.ino" UInt None "Inode number of the file.";
-    "fd.types" Str OptIndex "Kinds of the process's descriptors; [n] for descriptor n.";
-    "fd.is_upper_layer" Bool None "True when the file lives in an overlayfs upper layer.";
-    "fd.is_lower_layer" Bool None "True when the file lives in an overlayfs lower layer.";
+    FdNum "fd.num" Int None "Descriptor number; -1 when a call that returns one failed.";
+    FdType "fd.type" Str None "Descriptor kind: file, ipv4, ipv6, unix, netlink, memfd, pipe, event, signalfd, eventpoll, inotify, timerfd, bpf, userfaultfd, io_uring, pidfd, unknown.";
+    FdTypechar "fd.typechar" Str None "Descriptor kind as one character: f, 4, 6, u (unix), n, m, p, e, s, l, i, t, b, u (userfaultfd), r, P, o.";
+    FdName "fd.name" Str None "File path, or the connection tuple for sockets.";
+    FdNameraw "fd.nameraw" Str None "File path as passed to the syscall, not made absolute.";
+    FdDirectory "fd.directory" Str None "Directory containing the file.";
+    FdFilename "fd.filename" Str None "File name without its directory.";
+    FdIp "fd.ip" Ip None "Client or server IP address (matches either).";
+    FdCip "fd.cip" Ip None "Client IP address.";
+    FdSip "fd.sip" Ip None "Server IP address.";
+    FdLip "fd.lip" Ip None "Local IP address.";
+    FdRip "fd.rip" Ip None "Remote IP address.";
+    FdPort "fd.port" UInt None "Client or server port (matches either).";
+    FdCport "fd.cport" UInt None "Client port.";
+    FdSport "fd.sport" UInt None "Server port.";
+    FdLport "fd.lport" UInt None "Local port.";
+    FdRport "fd.rport" UInt None "Remote port.";
+    FdL4proto "fd.l4proto" Str None "Transport protocol of an IP socket: tcp, udp or raw.";
+    FdSockfamily "fd.sockfamily" Str None "Socket family: ip or unix.";
+    FdIsServer "fd.is_server" Bool None "True when this process is the server end of the socket (it accepted or listens); false for other sockets.";
+    FdUid "fd.uid" Str None "Thread id and descriptor number joined, e.g. 12343 for fd 3 of thread 1234.";
+    FdContainername "fd.containername" Str None "Container id and descriptor name joined by a colon.";
+    FdContainerdirectory "fd.containerdirectory" Str None "Container id and directory joined by a colon.";
+    FdProto "fd.proto" Str None "Client or server port as text (matches either); Falco resolves no service names either.";
+    FdCproto "fd.cproto" Str None "Client port as text.";
+    FdSproto "fd.sproto" Str None "Server port as text.";
+    FdLproto "fd.lproto" Str None "Local port as text.";
+    FdRproto "fd.rproto" Str None "Remote port as text.";
+    FdNet "fd.net" Net None "Client or server address, compared with networks (matches either).";
+    FdCnet "fd.cnet" Net None "Client address, compared with networks.";
+    FdSnet "fd.snet" Net None "Server address, compared with networks.";
+    FdLnet "fd.lnet" Net None "Local address, compared with networks.";
+    FdRnet "fd.rnet" Net None "Remote address, compared with networks.";
+    FdConnected "fd.connected" Bool None "True when the socket is connected.";
+    FdNameChanged "fd.name_changed" Bool None "True when this event changed the descriptor's name (e.g. a new UDP peer).";
+    FdCipName "fd.cip.name" Str None "DNS name of the client address.";
+    FdSipName "fd.sip.name" Str None "DNS name of the server address.";
+    FdLipName "fd.lip.name" Str None "DNS name of the local address.";
+    FdRipName "fd.rip.name" Str None "DNS name of the remote address.";
+    FdDev "fd.dev" UInt None "Device number of the file." unavailable "the device and inode of opened files are not captured";
+    FdDevMajor "fd.dev.major" UInt None "Major device number of the file." unavailable "the device and inode of opened files are not captured";
+    FdDevMinor "fd.dev.minor" UInt None "Minor device number of the file." unavailable "the device and inode of opened files are not captured";
+    FdIno "fd.ino" UInt None "Inode number of the file." unavailable "the device and inode of opened files are not captured";
+    FdTypes "fd.types" Str OptIndex "Kinds of the descriptors the process has open, each once; [n] the kind of descriptor n.";
+    FdIsUpperLayer "fd.is_upper_layer" Bool None "True when the file lives in an overlayfs upper layer." unavailable "the overlay layer of opened files is not captured";
+    FdIsLowerLayer "fd.is_lower_layer" Bool None "True when the file lives in an overlayfs lower layer." unavailable "the overlay layer of opened files is not captured";
     // --- fs.path: paths of file syscalls
-    "fs.path.name" Str None "Absolute path the file syscall works on.";
-    "fs.path.nameraw" Str None "Path the file syscall works on, as passed.";
-    "fs.path.source" Str None "Absolute source path of two-path syscalls.";
-    "fs.path.sourceraw" Str None "Source path of two-path syscalls, as passed.";
-    "fs.path.target" Str None "Absolute target path of two-path syscalls.";
-    "fs.path.targetraw" Str None "Target path of two-path syscalls, as passed.";
+    FsPathName "fs.path.name" Str None "Absolute path the file syscall works on.";
+    FsPathNameraw "fs.path.nameraw" Str None "Path the file syscall works on, as passed.";
+    FsPathSource "fs.path.source" Str None "Absolute source path of two-path syscalls.";
+    FsPathSourceraw "fs.path.sourceraw" Str None "Source path of two-path syscalls, as passed.";
+    FsPathTarget "fs.path.target" Str None "Absolute target path of two-path syscalls.";
+    FsPathTargetraw "fs.path.targetraw" Str None "Target path of two-path syscalls, as passed.";
     // --- user and group
-    "user.uid" UInt None "User id.";
-    "user.name" Str None "User name.";
-    "user.homedir" Str None "Home directory of the user.";
-    "user.shell" Str None "Login shell of the user.";
-    "user.prev_uid" UInt None "Real user id before this event: differs from user.uid only on the set*uid call that changed it.";
-    "user.loginuid" Int None "Audit (login) user id; -1 when unset.";
-    "user.loginname" Str None "Name of the audit (login) user.";
-    "group.gid" UInt None "Group id.";
-    "group.name" Str None "Group name.";
+    UserUid "user.uid" UInt None "User id.";
+    UserName "user.name" Str None "User name.";
+    UserHomedir "user.homedir" Str None "Home directory of the user.";
+    UserShell "user.shell" Str None "Login shell of the user.";
+    UserPrevUid "user.prev_uid" UInt None "Real user id before this event: differs from user.uid only on the set*uid call that changed it.";
+    UserLoginuid "user.loginuid" Int None "Audit (login) user id; -1 when unset.";
+    UserLoginname "user.loginname" Str None "Name of the audit (login) user.";
+    GroupGid "group.gid" UInt None "Group id.";
+    GroupName "group.name" Str None "Group name.";
     // --- container
-    "container.id" Str None "Short (12 characters) container id; 'host' outside containers.";
-    "container.full_id" Str None "Full container id; 'host' outside containers.";
-    "container.name" Str None "Container name.";
-    "container.image" Str None "Image name with tag.";
-    "container.image.id" Str None "Image id.";
-    "container.image.repository" Str None "Image repository, without tag or digest.";
-    "container.image.tag" Str None "Image tag.";
-    "container.image.digest" Str None "Image digest.";
-    "container.type" Str None "Runtime kind: docker, containerd, cri-o, podman...";
-    "container.privileged" Bool None "True for privileged containers.";
-    "container.mounts" Str None "All mounts, space-separated, each as source:dest:mode:rdrw:propagation.";
-    "container.mount" Str IndexOrPath "One mount as source:dest:mode:rdrw:propagation, by index or source path (a glob; the first match); 'none' when no mount matches.";
-    "container.mount.source" Str IndexOrPath "Source of a mount, by index or destination path (a glob); 'none' when no mount matches.";
-    "container.mount.dest" Str IndexOrPath "Destination of a mount, by index or source path (a glob); 'none' when no mount matches.";
-    "container.mount.mode" Str IndexOrPath "Mode of a mount as the runtime reports it (ro, z...), by index or source path (a glob); 'none' when no mount matches.";
-    "container.mount.rdwr" Str IndexOrPath "Whether a mount is writable (true or false), by index or source path (a glob); 'none' when no mount matches.";
-    "container.mount.propagation" Str IndexOrPath "Propagation of a mount (rprivate, rslave...), by index or source path (a glob); 'none' when no mount matches.";
-    "container.start_ts" UInt None "Container start time, nanoseconds since the epoch.";
-    "container.duration" UInt None "Nanoseconds since the container started.";
-    "container.ip" Ip None "Container IP address.";
-    "container.host_pid" Bool None "True when the container shares the host PID namespace.";
-    "container.host_network" Bool None "True when the container shares the host network namespace.";
-    "container.host_ipc" Bool None "True when the container shares the host IPC namespace.";
-    "container.label" Str Key "One container label, by key.";
-    "container.labels" Str None "All container labels as key:value pairs.";
+    ContainerId "container.id" Str None "Short (12 characters) container id; 'host' outside containers.";
+    ContainerFullId "container.full_id" Str None "Full container id; 'host' outside containers.";
+    ContainerName "container.name" Str None "Container name.";
+    ContainerImage "container.image" Str None "Image name with tag.";
+    ContainerImageId "container.image.id" Str None "Image id.";
+    ContainerImageRepository "container.image.repository" Str None "Image repository, without tag or digest.";
+    ContainerImageTag "container.image.tag" Str None "Image tag.";
+    ContainerImageDigest "container.image.digest" Str None "Image digest.";
+    ContainerType "container.type" Str None "Runtime kind: docker, containerd, cri-o, podman...";
+    ContainerPrivileged "container.privileged" Bool None "True for privileged containers.";
+    ContainerMounts "container.mounts" Str None "All mounts, space-separated, each as source:dest:mode:rdrw:propagation.";
+    ContainerMount "container.mount" Str IndexOrPath "One mount as source:dest:mode:rdrw:propagation, by index or source path (a glob; the first match); 'none' when no mount matches.";
+    ContainerMountSource "container.mount.source" Str IndexOrPath "Source of a mount, by index or destination path (a glob); 'none' when no mount matches.";
+    ContainerMountDest "container.mount.dest" Str IndexOrPath "Destination of a mount, by index or source path (a glob); 'none' when no mount matches.";
+    ContainerMountMode "container.mount.mode" Str IndexOrPath "Mode of a mount as the runtime reports it (ro, z...), by index or source path (a glob); 'none' when no mount matches.";
+    ContainerMountRdwr "container.mount.rdwr" Str IndexOrPath "Whether a mount is writable (true or false), by index or source path (a glob); 'none' when no mount matches.";
+    ContainerMountPropagation "container.mount.propagation" Str IndexOrPath "Propagation of a mount (rprivate, rslave...), by index or source path (a glob); 'none' when no mount matches.";
+    ContainerStartTs "container.start_ts" UInt None "Container start time, nanoseconds since the epoch.";
+    ContainerDuration "container.duration" UInt None "Nanoseconds since the container started.";
+    ContainerIp "container.ip" Ip None "Container IP address.";
+    ContainerHostPid "container.host_pid" Bool None "True when the container shares the host PID namespace.";
+    ContainerHostNetwork "container.host_network" Bool None "True when the container shares the host network namespace.";
+    ContainerHostIpc "container.host_ipc" Bool None "True when the container shares the host IPC namespace.";
+    ContainerLabel "container.label" Str Key "One container label, by key.";
+    ContainerLabels "container.labels" Str None "All container labels as key:value pairs.";
     // --- k8s: pod metadata from the runtime
-    "k8s.pod.name" Str None "Pod name.";
-    "k8s.ns.name" Str None "Namespace of the pod.";
-    "k8s.pod.uid" Str None "Pod UID.";
-    "k8s.pod.id" Str None "Pod UID (older name).";
-    "k8s.pod.sandbox_id" Str None "Short id of the pod sandbox.";
-    "k8s.pod.full_sandbox_id" Str None "Full id of the pod sandbox.";
-    "k8s.pod.label" Str Key "One pod label, by key.";
-    "k8s.pod.labels" Str None "All pod labels as key:value pairs.";
-    "k8s.pod.ip" Ip None "Pod IP address.";
+    K8sPodName "k8s.pod.name" Str None "Pod name.";
+    K8sNsName "k8s.ns.name" Str None "Namespace of the pod.";
+    K8sPodUid "k8s.pod.uid" Str None "Pod UID.";
+    K8sPodId "k8s.pod.id" Str None "Pod UID (older name).";
+    K8sPodSandboxId "k8s.pod.sandbox_id" Str None "Short id of the pod sandbox.";
+    K8sPodFullSandboxId "k8s.pod.full_sandbox_id" Str None "Full id of the pod sandbox.";
+    K8sPodLabel "k8s.pod.label" Str Key "One pod label, by key.";
+    K8sPodLabels "k8s.pod.labels" Str None "All pod labels as key:value pairs.";
+    K8sPodIp "k8s.pod.ip" Ip None "Pod IP address.";
     // --- sensor: the sensor itself, for rules that protect it
-    "sensor.pid" UInt None "Process id of this sensor: evt.arg.pid = val(sensor.pid) is a signal sent to it.";
+    SensorPid "sensor.pid" UInt None "Process id of this sensor: evt.arg.pid = val(sensor.pid) is a signal sent to it.";
+}
+
+impl Field {
+    /// The field's registry entry.
+    pub fn info(self) -> &'static FieldInfo {
+        &FIELDS[self as usize]
+    }
+
+    /// The field's full name.
+    pub fn name(self) -> &'static str {
+        self.info().name
+    }
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Looks a field up by its exact registered name.
-pub fn by_name(name: &str) -> Option<FieldId> {
-    static INDEX: std::sync::OnceLock<std::collections::HashMap<&'static str, FieldId>> = std::sync::OnceLock::new();
-    INDEX
-        .get_or_init(|| {
-            FIELDS.iter().enumerate().map(|(i, f)| (f.name, FieldId(u16::try_from(i).unwrap_or(u16::MAX)))).collect()
-        })
-        .get(name)
-        .copied()
+pub fn by_name(name: &str) -> Option<Field> {
+    static INDEX: std::sync::OnceLock<std::collections::HashMap<&'static str, Field>> = std::sync::OnceLock::new();
+    INDEX.get_or_init(|| FIELDS.iter().map(|f| (f.name, f.field)).collect()).get(name).copied()
 }
 
 /// Result of resolving a field name as written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resolved {
     /// The registry entry.
-    pub id: FieldId,
+    pub id: Field,
     /// The argument, when one was given.
     pub arg: Option<FieldArg>,
 }
@@ -413,7 +449,7 @@ pub fn resolve(name: &str, bracket: Option<&str>) -> Result<Resolved, String> {
     Err(format!("unknown field '{name}'{hint}"))
 }
 
-fn check_arg(id: FieldId, arg: Option<String>) -> Result<Resolved, String> {
+fn check_arg(id: Field, arg: Option<String>) -> Result<Resolved, String> {
     let info = id.info();
     let arg = match (info.arg, arg) {
         (ArgKind::None, None) => None,
@@ -440,6 +476,12 @@ fn check_arg(id: FieldId, arg: Option<String>) -> Result<Resolved, String> {
         },
         (ArgKind::Key | ArgKind::OptKey, Some(a)) => Some(FieldArg::Key(a)),
     };
+    if id == Field::EvtAbspath
+        && let Some(FieldArg::Key(k)) = &arg
+        && !matches!(k.as_str(), "src" | "dst")
+    {
+        return Err(format!("field 'evt.abspath' takes src or dst, not '{k}'"));
+    }
     Ok(Resolved { id, arg })
 }
 
@@ -447,7 +489,7 @@ fn check_arg(id: FieldId, arg: Option<String>) -> Result<Resolved, String> {
 /// typed as flags, so that `contains` tests a flag).
 pub fn effective_type(r: &Resolved) -> FieldType {
     let info = r.id.info();
-    if info.name == "evt.arg"
+    if matches!(r.id, Field::EvtArg)
         && let Some(FieldArg::Key(k)) = &r.arg
         && FLAG_ARGS.contains(&k.as_str())
     {
@@ -461,13 +503,13 @@ const FLAG_ARGS: [&str; 7] = ["flags", "request", "domain", "mode", "prot", "res
 
 /// Fields that stand for either end of a connection (`fd.ip` is the client or the server
 /// address); an event supplies them as a list of both.
-pub const EITHER_END: [&str; 4] = ["fd.ip", "fd.net", "fd.port", "fd.proto"];
+pub const EITHER_END: [Field; 4] = [Field::FdIp, Field::FdNet, Field::FdPort, Field::FdProto];
 
 /// True when a field yields several values of which any may match: an ancestor field
 /// without index (all ancestors) or an either-end field.
 pub fn is_multi(r: &Resolved) -> bool {
     let info = r.id.info();
-    (info.arg == ArgKind::Ancestor && r.arg.is_none()) || EITHER_END.contains(&info.name)
+    (info.arg == ArgKind::Ancestor && r.arg.is_none()) || EITHER_END.contains(&r.id)
 }
 
 /// The registered field closest to `name` by edit distance, if close enough.
@@ -494,7 +536,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// The field list as text, one field a line (for `sensor list-fields`).
+/// The field list as text, one field a line (for `sensor list-fields`); fields the sensor
+/// does not supply end with `(unavailable: reason)`.
 pub fn list_text() -> String {
     let width = FIELDS.iter().map(|f| f.name.len()).max().unwrap_or(0);
     let mut out = String::new();
@@ -503,17 +546,31 @@ pub fn list_text() -> String {
             ArgKind::None => String::new(),
             k => format!(" [{}]", k.name()),
         };
-        out.push_str(&format!("{:width$}  {:8} {}{}\n", f.name, f.ty.name(), f.desc, arg));
+        let availability = match f.availability {
+            Availability::Supplied => String::new(),
+            Availability::Unavailable(why) => format!(" (unavailable: {why})"),
+        };
+        out.push_str(&format!("{:width$}  {:8} {}{arg}{availability}\n", f.name, f.ty.name(), f.desc));
     }
     out
 }
 
-/// The field list as a JSON array of `{name, type, arg, desc}` (for `sensor list-fields --json`).
+/// The field list as a JSON array of `{name, type, arg, desc, available}`, with `unavailable`
+/// (the reason) for fields the sensor does not supply (for `sensor list-fields --json`).
 pub fn list_json() -> serde_json::Value {
     serde_json::Value::Array(
         FIELDS
             .iter()
-            .map(|f| serde_json::json!({"name": f.name, "type": f.ty.name(), "arg": f.arg.name(), "desc": f.desc}))
+            .map(|f| {
+                let mut entry = serde_json::json!({
+                    "name": f.name, "type": f.ty.name(), "arg": f.arg.name(), "desc": f.desc,
+                    "available": f.availability == Availability::Supplied,
+                });
+                if let Availability::Unavailable(why) = f.availability {
+                    entry["unavailable"] = why.into();
+                }
+                entry
+            })
             .collect(),
     )
 }
@@ -530,6 +587,7 @@ mod tests {
         names.dedup();
         assert_eq!(n, names.len(), "duplicate field names");
         assert!(FIELDS.iter().all(|f| !f.desc.is_empty() && f.desc.ends_with('.')));
+        assert!(FIELDS.iter().enumerate().all(|(i, f)| f.field as usize == i && by_name(f.name) == Some(f.field)));
     }
 
     #[test]
@@ -550,6 +608,8 @@ mod tests {
         assert!(resolve("proc.aname", Some("x")).is_err());
         assert!(resolve("proc.name", Some("1")).is_err());
         assert!(resolve("evt.arg", None).is_err());
+        assert_eq!(resolve("evt.abspath.src", None).unwrap().arg, Some(FieldArg::Key("src".into())));
+        assert!(resolve("evt.abspath.from", None).unwrap_err().contains("takes src or dst"));
         let e = resolve("proc.nme", None).unwrap_err();
         assert!(e.contains("did you mean 'proc.name'"), "{e}");
     }
@@ -591,7 +651,13 @@ mod tests {
 
     #[test]
     fn lists_render() {
-        assert!(list_text().contains("proc.name"));
-        assert_eq!(list_json().as_array().unwrap().len(), FIELDS.len());
+        let text = list_text();
+        let line = |name: &str| text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_default();
+        assert!(line("proc.name").ends_with("at most 15 characters)."), "{}", line("proc.name"));
+        assert!(line("proc.vmswap").ends_with("(unavailable: pending kernel support)"), "{}", line("proc.vmswap"));
+        let json = list_json();
+        assert_eq!(json.as_array().unwrap().len(), FIELDS.len());
+        let vmswap = json.as_array().unwrap().iter().find(|f| f["name"] == "proc.vmswap").unwrap();
+        assert_eq!((&vmswap["available"], &vmswap["unavailable"]), (&false.into(), &"pending kernel support".into()));
     }
 }

@@ -33,11 +33,14 @@
 //! [`loader::ENGINE_VERSION`]. Warnings: unknown keys and top-level items, rules without
 //! `evt.type`, event types the sensor does not capture, unused macros and lists, rules
 //! skipped by `skip-if-unknown-filter`, unsupported sources, unavailable plugins, the
-//! deprecated bare `enabled:` toggle and `evt.dir`.
+//! deprecated bare `enabled:` toggle and `evt.dir`, and fields the sensor does not supply
+//! (`fields::Availability::Unavailable`: conditions on them are always false, outputs
+//! render `<NA>`; `sensor list-fields` marks them).
 //!
 //! ## Rule unit tests
-//! See [`testing`] for the format: a YAML file names events (field maps) and the rules that
-//! must (`fires`) and must not (`silent`, `only`) fire. Failures print a `-`/`+` diff of
+//! See [`testing`] for the format: a YAML file names events (field maps, built into the events
+//! and state the sensor would see and read through the same code as live events) and the
+//! rules that must (`fires`) and must not (`silent`, `only`) fire. Failures print a `-`/`+` diff of
 //! expected and actual rules, the events, and for each rule that should have fired the parts
 //! of its condition that were false (descending into macros). Cases for the stable Falco
 //! rules live in `rules/tests/falco/` at the repository root.
@@ -82,8 +85,8 @@ use std::path::Path;
 
 pub use engine::{Engine, EngineOptions, RuleMatching, SUGGESTED_OUTPUT};
 pub use eval::Scratch;
-pub use event::{FieldSource, MapEvent, Value};
-pub use fields::{FieldArg, FieldId, FieldInfo, FieldType};
+pub use event::{FieldSource, Value};
+pub use fields::{Availability, Field, FieldArg, FieldInfo, FieldType};
 pub use loader::{Diagnostic, Loc, Priority, RuleSet, Selector, Severity};
 pub use output::{Alert, format_iso8601};
 pub use testing::{TestReport, run_rule_tests};

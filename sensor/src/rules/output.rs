@@ -135,8 +135,18 @@ fn civil(ns: u64) -> (i64, u32, u32, u32, u32, u32, u32) {
 
 /// `HH:MM:SS.nnnnnnnnn` (UTC), Falco's default time prefix.
 pub fn format_time(ns: u64) -> String {
-    let (_, _, _, h, mi, s, n) = civil(ns);
-    format!("{h:02}:{mi:02}:{s:02}.{n:09}")
+    format_clock(ns, false, true)
+}
+
+/// The time (UTC) as libsinsp writes it: `[YYYY-MM-DD ]HH:MM:SS[.nnnnnnnnn]`.
+pub fn format_clock(ns: u64, date: bool, nanos: bool) -> String {
+    let (y, mo, d, h, mi, s, n) = civil(ns);
+    let mut out = if date { format!("{y:04}-{mo:02}-{d:02} ") } else { String::new() };
+    out.push_str(&format!("{h:02}:{mi:02}:{s:02}"));
+    if nanos {
+        out.push_str(&format!(".{n:09}"));
+    }
+    out
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`, the JSON `time`.
@@ -181,6 +191,9 @@ mod tests {
         assert_eq!(format_iso8601(0), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(format_iso8601(1_685_022_245_478_445_995), "2023-05-25T13:44:05.478445995Z");
         assert_eq!(format_time(1_685_022_245_478_445_995), "13:44:05.478445995");
+        assert_eq!(format_clock(1_685_022_245_478_445_995, true, true), "2023-05-25 13:44:05.478445995");
+        assert_eq!(format_clock(1_685_022_245_478_445_995, true, false), "2023-05-25 13:44:05");
+        assert_eq!(format_clock(1_685_022_245_478_445_995, false, false), "13:44:05");
         assert_eq!(format_iso8601(951_782_400_000_000_000), "2000-02-29T00:00:00.000000000Z");
     }
 

@@ -20,7 +20,34 @@
 //!
 //! Events are field maps (compact YAML or JSON), typed by the field registry, so a typo in a
 //! field name or a value of the wrong type is reported instead of silently never matching.
-//! All matching rules are collected (`rule_matching: all`).
+//! Each map (the file's `defaults`, then the event's own fields) is built into the event the
+//! sensor would see, with the state around it, by `state::FieldMapEvent`, and rules read it
+//! through the code live events go through. How fields map:
+//!
+//! - `evt.type` picks the syscall (or `procexit`, `proc_fork`, `proc_exec`); `evt.res`
+//!   (`SUCCESS`, `ENOENT`), `evt.rawres` or `evt.failed` its return value; an open, socket or
+//!   accept that succeeds returns `fd.num` (3 by default); `evt.rawtime` the time;
+//! - `evt.is_open_read`/`write`/`create`/`exec` and `evt.arg.<name>` (as rendered:
+//!   `O_WRONLY|O_TRUNC`, `SIGKILL`, `PTRACE_ATTACH`, `unix:/run/x.sock`) give the arguments;
+//!   `fs.path.*` and `fd.name`/`fd.nameraw` the paths (a relative raw path gets a working
+//!   directory that leads to the absolute one);
+//! - `proc.*`, `thread.*`, `user.*`, `group.*` describe the process before the event (for an
+//!   exec, also what the exec carries); `user.prev_uid` is the uid before a set*uid call,
+//!   `thread.cap_added` what a capset adds; `proc.pname`, `proc.aname[n]`, `proc.aname: [parent,
+//!   grandparent, ...]` and the other `proc.p*`/`proc.a*` fields make the ancestors;
+//! - `fd.*` describe the fd the event uses (a call that makes one makes it from its
+//!   arguments): a file, a socket (`fd.sip`, `fd.sport`, `fd.cip`..., or `fd.name` as
+//!   `cip:cport->sip:sport`) or another kind (`fd.type: pipe`); `proc.stdin.type` and the like
+//!   describe fds 0 to 2; `fd.*ip.name` the DNS names of the socket's addresses;
+//! - `container.*` and `k8s.*` the container's metadata (`container.id` is `host` or the first
+//!   12 hex digits of its id); `sensor.pid` and `evt.hostname` the sensor.
+//!
+//! The event is then applied to that state as a live one is, and every field the map gives is
+//! read back: a field the event renders otherwise fails the case with `file:line: test 'name':
+//! field X: the event renders 'A' but the test says 'B'` and, for a field that follows from
+//! others, which ones to set. A connect that failed knows no peer (`fd.sip` is `<NA>`; its
+//! address is `evt.arg.addr`), as in Falco. All matching rules are collected
+//! (`rule_matching: all`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -29,9 +56,9 @@ use std::path::{Path, PathBuf};
 use super::compile;
 use super::engine::{Engine, EngineOptions, RuleMatching};
 use super::eval::Scratch;
-use super::event::MapEvent;
 use super::loader::{Diagnostic, Loc, RuleSet, Severity};
 use super::yaml::{self, Node, NodeKind, Pos};
+use crate::state::FieldMapEvent;
 
 /// The result of one test case.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -335,16 +362,21 @@ fn run_case(
         if let serde_json::Value::Object(m) = ev {
             obj.extend(m.clone());
         }
-        let obj = serde_json::Value::Object(obj);
-        match MapEvent::from_json(&obj) {
+        let at = format!("{}:{}: test '{}'", case.loc.file, pos.line, case.name);
+        match FieldMapEvent::from_json(&serde_json::Value::Object(obj)) {
             Ok(e) => {
-                for a in engine.process(&e, scratch) {
+                let mismatches = e.mismatches();
+                if !mismatches.is_empty() {
+                    failures.extend(mismatches.into_iter().map(|m| format!("{at}: {m}")));
+                    continue;
+                }
+                for a in engine.process(&e.view(), scratch) {
                     fired.insert(a.rule);
                 }
                 shown.push(format!("event at line {}: {}", pos.line, ev));
                 built.push((pos.line, e));
             }
-            Err(msg) => failures.push(format!("event at line {}: {msg}", pos.line)),
+            Err(msg) => failures.push(format!("{at}: {msg}")),
         }
     }
     if !failures.is_empty() {
@@ -357,7 +389,7 @@ fn run_case(
             diff.push(format!("- {r}   (must fire, did not)"));
             for (line, e) in &built {
                 why.push(format!("why '{r}' did not fire on the event at line {line}:"));
-                why.extend(compile::explain(set, r, e).into_iter().map(|l| format!("  {l}")));
+                why.extend(compile::explain(set, r, &e.view()).into_iter().map(|l| format!("  {l}")));
             }
         }
     }

@@ -37,6 +37,11 @@ impl DnsNames {
         DnsNames { by_addr, names: Some(tx) }
     }
 
+    /// Fixed names of addresses, never refreshed (an event built from a field map).
+    pub fn fixed(names: impl IntoIterator<Item = (IpAddr, String)>) -> Self {
+        DnsNames { by_addr: Arc::new(RwLock::new(names.into_iter().collect())), names: None }
+    }
+
     /// Resolves `names` from now on instead (the names of reloaded rules).
     pub fn set_names(&self, names: BTreeSet<String>) {
         if let Some(tx) = &self.names {

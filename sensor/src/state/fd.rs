@@ -42,34 +42,86 @@ pub enum Fd {
     },
 }
 
+const AF_INET: u32 = 2;
 const AF_UNIX: u32 = 1;
+const AF_INET6: u32 = 10;
+const AF_NETLINK: u32 = 16;
 const SOCK_DGRAM: u32 = 2;
+const SOCK_RAW: u32 = 3;
+
+/// Kinds of descriptor `/proc/PID/fd` names by their link text, as libsinsp types them:
+/// (`fd.typechar`, `fd.type`, start of the link text).
+const LINK_KINDS: &[(&str, &str, &str)] = &[
+    ("p", "pipe", "pipe:"),
+    ("e", "event", "anon_inode:[eventfd]"),
+    ("s", "signalfd", "anon_inode:[signalfd]"),
+    ("l", "eventpoll", "anon_inode:[eventpoll]"),
+    ("i", "inotify", "anon_inode:inotify"),
+    ("t", "timerfd", "anon_inode:[timerfd]"),
+    ("b", "bpf", "anon_inode:bpf"),
+    ("u", "userfaultfd", "anon_inode:[userfaultfd]"),
+    ("r", "io_uring", "anon_inode:[io_uring]"),
+    ("P", "pidfd", "anon_inode:[pidfd]"),
+];
+
+/// Where I/O on a descriptor kind counts in `evt.category`, as libsinsp sorts them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoClass {
+    /// Files and directories.
+    File,
+    /// IP sockets.
+    Net,
+    /// Unix sockets, pipes, event and signal fds, inotify, userfaultfd.
+    Ipc,
+    /// Anything else.
+    Other,
+}
 
 impl Fd {
-    /// `fd.typechar`: `f` file, `4`/`6` IP socket, `u` unix socket, `s` other socket,
-    /// `m` memfd, `o` other.
-    pub fn typechar(&self) -> &'static str {
+    /// `fd.typechar` and `fd.type`: `f` file, `4`/`6` IP socket, `u` unix socket, `n`
+    /// netlink socket, `m` memfd, the kinds `/proc` names by link text, `o`/`unknown` otherwise.
+    pub fn kind(&self) -> (&'static str, &'static str) {
         match self {
-            Fd::File { .. } => "f",
-            Fd::Socket { domain: 2, .. } => "4",
-            Fd::Socket { domain: 10, .. } => "6",
-            Fd::Socket { domain: AF_UNIX, .. } => "u",
-            Fd::Socket { .. } => "s",
-            Fd::Memfd { .. } => "m",
-            Fd::Other { .. } => "o",
+            Fd::File { .. } => ("f", "file"),
+            Fd::Socket { domain: AF_INET, .. } => ("4", "ipv4"),
+            Fd::Socket { domain: AF_INET6, .. } => ("6", "ipv6"),
+            Fd::Socket { domain: AF_UNIX, .. } => ("u", "unix"),
+            Fd::Socket { domain: AF_NETLINK, .. } => ("n", "netlink"),
+            Fd::Socket { .. } => ("o", "unknown"),
+            Fd::Memfd { .. } => ("m", "memfd"),
+            Fd::Other { name } => LINK_KINDS
+                .iter()
+                .find(|(_, _, link)| name.starts_with(link))
+                .map_or(("o", "unknown"), |(c, t, _)| (*c, *t)),
         }
     }
 
-    /// `fd.type`: `file`, `ipv4`, `ipv6`, `unix`, `socket`, `memfd`, `other`.
+    /// `fd.typechar`.
+    pub fn typechar(&self) -> &'static str {
+        self.kind().0
+    }
+
+    /// `fd.type`.
     pub fn type_name(&self) -> &'static str {
+        self.kind().1
+    }
+
+    /// A descriptor of a kind `/proc` names by link text (`pipe`, `event`...), given by its
+    /// `fd.type` or `fd.typechar`.
+    pub fn of_link_kind(kind: &str) -> Option<Fd> {
+        LINK_KINDS
+            .iter()
+            .find(|(c, t, _)| *c == kind || *t == kind)
+            .map(|(_, _, link)| Fd::Other { name: (*link).into() })
+    }
+
+    /// How I/O on this descriptor is categorised.
+    pub fn io_class(&self) -> IoClass {
         match self.typechar() {
-            "f" => "file",
-            "4" => "ipv4",
-            "6" => "ipv6",
-            "u" => "unix",
-            "s" => "socket",
-            "m" => "memfd",
-            _ => "other",
+            "f" => IoClass::File,
+            "4" | "6" => IoClass::Net,
+            "u" | "p" | "e" | "s" | "i" => IoClass::Ipc,
+            _ => IoClass::Other,
         }
     }
 
@@ -141,10 +193,14 @@ impl Fd {
         }
     }
 
-    /// `fd.l4proto`: `tcp`, `udp`, or nothing for non-IP fds.
+    /// `fd.l4proto`: `tcp`, `udp`, `raw`, or nothing for non-IP fds.
     pub fn l4proto(&self) -> Option<&'static str> {
         match self {
-            Fd::Socket { domain: 2 | 10, kind, .. } => Some(if kind & 0xf == SOCK_DGRAM { "udp" } else { "tcp" }),
+            Fd::Socket { domain: AF_INET | AF_INET6, kind, .. } => Some(match kind & 0xf {
+                SOCK_DGRAM => "udp",
+                SOCK_RAW => "raw",
+                _ => "tcp",
+            }),
             _ => None,
         }
     }
@@ -209,5 +265,23 @@ mod tests {
             server: false,
         };
         assert_eq!((unix.name().as_str(), unix.typechar()), ("/run/x.sock", "u"));
+    }
+
+    #[test]
+    fn types_what_proc_names_like_libsinsp() {
+        for (link, kind) in [
+            ("pipe:[4242]", ("p", "pipe")),
+            ("anon_inode:[eventfd]", ("e", "event")),
+            ("anon_inode:[eventpoll]", ("l", "eventpoll")),
+            ("anon_inode:inotify", ("i", "inotify")),
+            ("anon_inode:bpf-map", ("b", "bpf")),
+            ("anon_inode:[io_uring]", ("r", "io_uring")),
+            ("anon_inode:[perf_event]", ("o", "unknown")),
+        ] {
+            assert_eq!(Fd::Other { name: link.into() }.kind(), kind, "{link}");
+        }
+        assert_eq!(Fd::of_link_kind("pipe").map(|f| f.kind()), Some(("p", "pipe")));
+        assert_eq!(Fd::of_link_kind("e").map(|f| f.kind()), Some(("e", "event")));
+        assert_eq!(Fd::of_link_kind("file"), None, "files are not named by link text");
     }
 }

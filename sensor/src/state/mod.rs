@@ -7,16 +7,19 @@
 
 mod dns;
 mod fd;
+mod field_map;
 mod fields;
 mod process;
+mod symbols;
 mod users;
 
 use std::{cell::RefCell, collections::HashMap, path::Path};
 
 pub use dns::{DNS_REFRESH, DnsNames};
 pub use fd::{Fd, MAX_FDS_PER_PROCESS};
-use fields::EventChanges;
-pub use fields::EventView;
+pub use field_map::FieldMapEvent;
+use fields::{EventChanges, Stream};
+pub use fields::{EventView, SensorInfo};
 pub use process::{Process, ProcessTable, read_proc};
 pub use users::{User, UserDb};
 
@@ -75,6 +78,10 @@ pub struct State {
     changes: EventChanges,
     /// Addresses of the DNS names the rules use (`fd.sip.name`).
     dns: DnsNames,
+    /// Events seen so far: `evt.num`, `evt.reltime`.
+    stream: Stream,
+    /// The sensor itself: `sensor.pid`, `evt.hostname`.
+    sensor: SensorInfo,
 }
 
 /// Joins `path` to the directory it is relative to and removes `.` and `..` components,
@@ -112,6 +119,8 @@ impl State {
             upper_dirs: HashMap::new(),
             changes: EventChanges::default(),
             dns: DnsNames::default(),
+            stream: Stream::default(),
+            sensor: SensorInfo::current(),
         }
     }
 
@@ -222,6 +231,7 @@ impl State {
     /// Applies what `ev` changes, before rules see it.
     pub fn before(&mut self, ev: &Event) {
         self.changes = EventChanges::default();
+        self.stream.record(ev);
         if let EventKind::CgroupAttach { pid, hierarchy, path: Some(path), .. } = &ev.kind {
             self.attach_cgroup(*pid, *hierarchy, path);
             return;

@@ -28,6 +28,8 @@ const MAX_ROOTS: usize = 1024;
 #[derive(Debug, Default)]
 pub struct UserDb {
     by_mnt_ns: HashMap<u32, Accounts>,
+    /// Accounts every process sees, instead of its files (an event built from a field map).
+    fixed: Option<Accounts>,
 }
 
 fn parse_passwd(text: &str) -> HashMap<u32, User> {
@@ -50,7 +52,15 @@ fn parse_group(text: &str) -> HashMap<u32, String> {
 }
 
 impl UserDb {
+    /// These users and groups, whatever a process's files say.
+    pub fn fixed(users: HashMap<u32, User>, groups: HashMap<u32, String>) -> Self {
+        UserDb { by_mnt_ns: HashMap::new(), fixed: Some(Accounts { users, groups }) }
+    }
+
     fn accounts(&mut self, pid: u32, mnt_ns: u32) -> &Accounts {
+        if let Some(fixed) = &self.fixed {
+            return fixed;
+        }
         if self.by_mnt_ns.len() >= MAX_ROOTS && !self.by_mnt_ns.contains_key(&mnt_ns) {
             self.by_mnt_ns.clear();
         }

@@ -14,12 +14,12 @@ use std::{
 use serde_json::json;
 
 /// The rule the output tests fire: a warning with tags, whose output names the file, the
-/// process and the container.
+/// process and the container (its id, and its name, which tells the tests' events apart).
 pub const RULES: &str = r#"
 - rule: Shadow read
   desc: a test rule
   condition: evt.type = openat and fd.name = /etc/shadow
-  output: "Sensitive file opened (file=%fd.name proc=%proc.name container_id=%container.id)"
+  output: "Sensitive file opened (file=%fd.name proc=%proc.name container_id=%container.id container=%container.name)"
   priority: WARNING
   tags: [filesystem, mitre_credential_access]
 "#;
@@ -27,12 +27,21 @@ pub const RULES: &str = r#"
 /// A process name full of the characters Telegram's MarkdownV2 and HTML give a meaning to.
 pub const AWKWARD_NAME: &str = "x_*[1](2)~`>#+-=|{}.!\\<b>&";
 
-/// An event that fires [`RULES`] in `container`, by a process named `process`.
+/// The container of the tests' events.
+pub const CONTAINER_ID: &str = "3ad7b26ded6d";
+
+/// An event (at time 0) that fires [`RULES`] in [`CONTAINER_ID`], named `container`, by a
+/// process named `process`.
 pub fn event_by(process: &str, container: &str) -> String {
-    json!({"evt.type": "openat", "fd.name": "/etc/shadow", "proc.name": process, "container.id": container}).to_string()
+    json!({
+        "evt.type": "openat", "evt.rawtime": 0, "fd.name": "/etc/shadow", "proc.name": process,
+        "container.id": CONTAINER_ID, "container.name": container,
+    })
+    .to_string()
 }
 
-/// An event that fires [`RULES`] in `container`, by a process named [`AWKWARD_NAME`].
+/// An event that fires [`RULES`] in the container named `container`, by a process named
+/// [`AWKWARD_NAME`].
 pub fn event(container: &str) -> String {
     event_by(AWKWARD_NAME, container)
 }
