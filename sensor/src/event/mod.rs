@@ -112,6 +112,21 @@ pub struct Cgroups {
 }
 
 impl Cgroups {
+    /// `controller=path` pairs: the default hierarchy as `unified`, then the v1 controller.
+    pub fn pairs(&self) -> impl Iterator<Item = String> + '_ {
+        let unified = self.unified.iter().map(|path| format!("unified={path}"));
+        unified.chain(self.v1.iter().map(|(controller, path)| format!("{controller}={path}")))
+    }
+
+    /// The path for `controller` (`unified` for the default hierarchy).
+    pub fn path_of(&self, controller: &str) -> Option<String> {
+        match &self.v1 {
+            _ if controller == "unified" => self.unified.clone(),
+            Some((name, path)) if name == controller => Some(path.clone()),
+            _ => None,
+        }
+    }
+
     /// The paths as `/proc/PID/cgroup` lines (`0::/path`, `N:memory:/path`), which the
     /// container id is read from.
     pub fn proc_text(&self) -> String {

@@ -604,8 +604,8 @@ fn rules_naming_unavailable_fields_warn() {
     let mut set = RuleSet::default();
     set.load_str(
         "u.yaml",
-        "- macro: swapping\n  condition: proc.vmswap > 1000\n- rule: Swapper\n  desc: d\n  \
-         condition: evt.type = execve and (swapping or proc.vmswap > 5)\n  output: swap=%proc.vmswap rss=%thread.vmrss\n  \
+        "- macro: on_device\n  condition: fd.dev > 1000\n- rule: Device\n  desc: d\n  \
+         condition: evt.type = openat and (on_device or fd.dev > 5)\n  output: dev=%fd.dev ino=%fd.ino\n  \
          priority: INFO\n",
     );
     let (engine, diags) = Engine::build(&set, EngineOptions::default());
@@ -614,10 +614,10 @@ fn rules_naming_unavailable_fields_warn() {
     assert_eq!(
         text,
         [
-            "u.yaml:2:14: warning: rule 'Swapper': field 'proc.vmswap' is not supplied by this sensor (pending kernel \
-             support); conditions on it are always false",
-            "u.yaml:6:11: warning: rule 'Swapper': field 'thread.vmrss' is not supplied by this sensor (pending kernel \
-             support); the output renders <NA> for it",
+            "u.yaml:2:14: warning: rule 'Device': field 'fd.dev' is not supplied by this sensor (the device and inode \
+             of opened files are not captured); conditions on it are always false",
+            "u.yaml:6:11: warning: rule 'Device': field 'fd.ino' is not supplied by this sensor (the device and inode \
+             of opened files are not captured); the output renders <NA> for it",
         ]
     );
 }

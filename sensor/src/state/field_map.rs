@@ -140,7 +140,8 @@ fn setting(field: Field) -> Setting {
     use Setting::{Direct, From};
     match field {
         EvtType | EvtRawtime | EvtCpu | EvtNum | EvtReltime | EvtRes | EvtRawres | EvtFailed | EvtArg | EvtRawarg
-        | EvtIsOpenRead | EvtIsOpenWrite | EvtIsOpenCreate | EvtIsOpenExec | EvtBuflen | EvtHostname => Direct,
+        | EvtIsOpenRead | EvtIsOpenWrite | EvtIsOpenCreate | EvtIsOpenExec | EvtBuflen | EvtHostname
+        | EvtIsTruncated | EvtIsEnterMissing | EvtIsReread | EvtIsIa32 => Direct,
         EvtTime | EvtTimeS | EvtTimeIso8601 | EvtDatetime | EvtDatetimeS | EvtRawtimeS | EvtRawtimeNs => {
             From("evt.rawtime")
         }
@@ -156,7 +157,16 @@ fn setting(field: Field) -> Setting {
         | ProcPexe | ProcAexe | ProcExepath | ProcPexepath | ProcAexepath | ProcArgs | ProcAargs | ProcEnv
         | ProcCwd | ProcTty | ProcDuration | ProcPpidDuration | ProcPidTs | ProcPpidTs | ProcIsExeUpperLayer
         | ProcExeIno | ProcExeInoCtime | ProcExeInoMtime | ProcStdinType | ProcStdoutType | ProcStderrType
-        | ProcStdinName | ProcStdoutName | ProcStderrName => Direct,
+        | ProcStdinName | ProcStdoutName | ProcStderrName | ProcPgid | ProcVpgid | ProcIsExeWritable
+        | ProcIsExeLowerLayer | ProcPidnsInitStartTs | ProcFdlimit | ProcVmsize | ProcVmrss | ProcVmswap
+        | ThreadCgroup | ThreadPfmajor | ThreadPfminor => Direct,
+        ProcPgidName | ProcPgidExe | ProcPgidExepath | ProcVpgidName | ProcVpgidExe | ProcVpgidExepath => {
+            From("proc.pgid and the ancestors (proc.apid[n])")
+        }
+        ProcIsPgidLeader | ProcIsVpgidLeader => From("proc.pgid and proc.pid (proc.vpgid and proc.vpid)"),
+        ProcExeInoCtimeDurationPidnsStart => From("proc.exe_ino.ctime and proc.pidns_init_start_ts"),
+        ThreadCgroups => From("thread.cgroup[unified] and thread.cgroup[<controller>]"),
+        ThreadVmsize | ThreadVmrss => From("proc.vmsize, proc.vmrss and thread.tid"),
         ProcSname | ProcSidExe | ProcSidExepath | ProcIsSidLeader => From("proc.sid and the ancestors (proc.apid[n])"),
         ProcCmdline => From("proc.name and proc.args"),
         ProcPcmdline | ProcAcmdline => From("the ancestors' proc.aname[n] and proc.aargs[n]"),
@@ -217,40 +227,8 @@ fn setting(field: Field) -> Setting {
         K8sPodSandboxId => From("k8s.pod.full_sandbox_id"),
         SensorPid => Direct,
         // Unavailable in the registry: nothing renders them.
-        EvtBuffer
-        | EvtLatency
-        | ProcVpgid
-        | ProcVpgidName
-        | ProcVpgidExe
-        | ProcVpgidExepath
-        | ProcPgid
-        | ProcPgidName
-        | ProcPgidExe
-        | ProcPgidExepath
-        | ProcIsExeWritable
-        | ProcIsExeLowerLayer
-        | ProcIsVpgidLeader
-        | ProcIsPgidLeader
-        | ProcExeInoCtimeDurationPidnsStart
-        | ProcPidnsInitStartTs
-        | ProcFdlimit
-        | ProcVmsize
-        | ProcVmrss
-        | ProcVmswap
-        | ProcNthreads
-        | ProcNchilds
-        | ThreadCgroups
-        | ThreadCgroup
-        | ThreadPfmajor
-        | ThreadPfminor
-        | ThreadVmsize
-        | ThreadVmrss
-        | FdDev
-        | FdDevMajor
-        | FdDevMinor
-        | FdIno
-        | FdIsUpperLayer
-        | FdIsLowerLayer => From("nothing"),
+        EvtBuffer | EvtLatency | ProcNthreads | ProcNchilds | FdDev | FdDevMajor | FdDevMinor | FdIno
+        | FdIsUpperLayer | FdIsLowerLayer => From("nothing"),
     }
 }
 
@@ -335,6 +313,21 @@ impl Spec {
 
     fn text(&self, field: Field) -> Option<String> {
         self.get(field).map(ToString::to_string)
+    }
+
+    /// The cgroups of `thread.cgroup[unified]` and of one other `thread.cgroup[controller]`.
+    fn cgroups(&self) -> Option<crate::event::Cgroups> {
+        let mut cgroups = crate::event::Cgroups::default();
+        for ((field, arg), value) in &self.values {
+            if let (Field::ThreadCgroup, Some(FieldArg::Key(controller))) = (field, arg) {
+                if controller == "unified" {
+                    cgroups.unified = Some(value.to_string());
+                } else {
+                    cgroups.v1 = Some((controller.clone(), value.to_string()));
+                }
+            }
+        }
+        (cgroups != crate::event::Cgroups::default()).then_some(cgroups)
     }
 
     fn uint(&self, field: Field) -> Option<u64> {
@@ -521,6 +514,22 @@ impl Spec {
             start_ns: self.start(Field::ProcPidTs, Field::ProcDuration, now)?,
             env: self.env(),
             exe_ino,
+            pgid: self.uint(Field::ProcPgid).unwrap_or(0) as u32,
+            vpgid: self.uint(Field::ProcVpgid).or(self.uint(Field::ProcPgid)).unwrap_or(0) as u32,
+            exe_writable: self.flag(Field::ProcIsExeWritable).unwrap_or(false),
+            exe_lower_layer: self.flag(Field::ProcIsExeLowerLayer).unwrap_or(false),
+            pidns_init_start_ns: self.uint(Field::ProcPidnsInitStartTs),
+            fdlimit: self.uint(Field::ProcFdlimit),
+            vm_kb: [Field::ProcVmsize, Field::ProcVmrss, Field::ProcVmswap]
+                .iter()
+                .any(|f| self.get(*f).is_some())
+                .then(|| {
+                    let kb = |f| self.uint(f).unwrap_or(0);
+                    (kb(Field::ProcVmsize), kb(Field::ProcVmrss), kb(Field::ProcVmswap))
+                }),
+            page_faults: (self.get(Field::ThreadPfmajor).is_some() || self.get(Field::ThreadPfminor).is_some())
+                .then(|| (self.uint(Field::ThreadPfmajor).unwrap_or(0), self.uint(Field::ThreadPfminor).unwrap_or(0))),
+            cgroups: self.cgroups(),
             ..Process::default()
         };
         // fexecve of a memfd runs /dev/fd/N: the exec found a memfd there.
@@ -976,7 +985,11 @@ impl Spec {
             Family::Mmap => SyscallArgs::Mmap { addr: 0, len: 0, prot: 4, flags: has("flags").then_some(0), fd: None },
         };
         let args = self.set_event_args(sc, args)?;
-        let event = SyscallEvent::new(sc.name, sc.nr, ret, args);
+        let mut event = SyscallEvent::new(sc.name, sc.nr, ret, args);
+        event.truncated = self.flag(Field::EvtIsTruncated).unwrap_or(false);
+        event.enter_missing = self.flag(Field::EvtIsEnterMissing).unwrap_or(false);
+        event.reread = self.flag(Field::EvtIsReread).unwrap_or(false);
+        event.compat = self.flag(Field::EvtIsIa32).unwrap_or(false);
         Ok((EventKind::Syscall(event), used))
     }
 
@@ -1314,6 +1327,17 @@ mod tests {
                 "evt.type": "connect", "fd.name_changed": false, "fd.sip": "192.0.2.1", "fd.sport": 53,
                 "fd.l4proto": "udp", "fd.connected": true,
             }),
+            // What the kernel reports at an exec, and of the call itself.
+            json!({
+                "evt.type": "execve", "proc.pgid": 100, "proc.vpgid": 1, "proc.is_exe_writable": true,
+                "proc.is_exe_lower_layer": true, "proc.fdlimit": 1024, "proc.vmsize": 1000, "proc.vmrss": 10,
+                "proc.vmswap": 0, "thread.pfmajor": 1, "thread.pfminor": 2, "thread.cgroup[memory]": "/docker/abc",
+                "thread.cgroup[unified]": "/", "thread.cgroups": "unified=/ memory=/docker/abc",
+                "proc.pidns_init_start_ts": 1_000_000_000_u64, "proc.exe_ino.ctime": 3_000_000_000_u64,
+                "proc.exe_ino": 7, "proc.exe_ino.ctime_duration_pidns_start": 2_000_000_000_u64,
+                "evt.is_truncated": true, "evt.is_ia32": true, "evt.is_reread": false, "evt.is_enter_missing": false,
+                "proc.is_pgid_leader": false,
+            }),
         ] {
             let ev = built(map.clone());
             assert_eq!(ev.mismatches(), Vec::<String>::new(), "{map}");
@@ -1324,16 +1348,16 @@ mod tests {
     fn reports_what_the_event_renders_otherwise() {
         let ev = built(json!({
             "evt.type": "openat", "fd.name": "/etc/shadow", "fd.directory": "/usr", "evt.res": "ENOENT",
-            "fd.num": 3, "proc.vmswap": 5, "evt.rawtime.ns": 7,
+            "fd.num": 3, "fd.ino": 5, "evt.rawtime.ns": 7,
         }));
         assert_eq!(
             ev.mismatches(),
             [
                 "field evt.rawtime.ns: the event renders '0' but the test says '7'; it follows from evt.rawtime",
                 "field fd.directory: the event renders '/etc' but the test says '/usr'; it follows from fd.name",
+                "field fd.ino: the event renders '<NA>' but the test says '5'; this sensor does not supply it \
+                 (the device and inode of opened files are not captured)",
                 "field fd.num: the event renders '-1' but the test says '3'",
-                "field proc.vmswap: the event renders '<NA>' but the test says '5'; this sensor does not supply it \
-                 (pending kernel support)",
             ]
         );
     }

@@ -311,6 +311,12 @@ impl<'a> EventView<'a> {
         Some(by_pid.or_else(eldest))
     }
 
+    /// The leader of the event's process group, when the table knows it.
+    fn group_leader(&self) -> Option<&'a Process> {
+        let p = self.process().filter(|p| p.pgid > 0)?;
+        self.state.procs.get(p.pgid)
+    }
+
     fn session_field(&self, f: impl Fn(&Process) -> String) -> Option<Value> {
         // libsinsp gives an empty text, not <NA>, when the leader is not known.
         self.session_leader().map(|leader| Value::Str(leader.map(f).unwrap_or_default()))
@@ -659,6 +665,10 @@ impl FieldSource for EventView<'_> {
             EvtHostname => s(state.sensor.hostname.clone()),
             EvtIsAsync => Some(Value::Bool(false)),
             EvtLatency => None,
+            EvtIsTruncated => sc.map(|sc| Value::Bool(sc.truncated)),
+            EvtIsEnterMissing => sc.map(|sc| Value::Bool(sc.enter_missing)),
+            EvtIsReread => sc.map(|sc| Value::Bool(sc.reread)),
+            EvtIsIa32 => sc.map(|sc| Value::Bool(sc.compat)),
             // --- proc
             ProcPid => uint(ev.pid),
             ProcPpid => uint(ev.ppid),
@@ -669,8 +679,12 @@ impl FieldSource for EventView<'_> {
             ProcSname => self.session_field(|l| l.name.clone()),
             ProcSidExe => self.session_field(|l| l.exe.clone()),
             ProcSidExepath => self.session_field(|l| l.exepath.clone()),
-            ProcVpgid | ProcVpgidName | ProcVpgidExe | ProcVpgidExepath | ProcPgid | ProcPgidName | ProcPgidExe
-            | ProcPgidExepath => None,
+            ProcPgid => p.filter(|p| p.pgid > 0).map(|p| Value::UInt(u64::from(p.pgid))),
+            ProcVpgid => p.filter(|p| p.pgid > 0).map(|p| Value::UInt(u64::from(p.vpgid))),
+            // The namespace view names the same group, so the same leader.
+            ProcPgidName | ProcVpgidName => self.group_leader().map(|l| Value::Str(l.name.clone())),
+            ProcPgidExe | ProcVpgidExe => self.group_leader().map(|l| Value::Str(l.exe.clone())),
+            ProcPgidExepath | ProcVpgidExepath => self.group_leader().map(|l| Value::Str(l.exepath.clone())),
             ProcName => s(ev.comm.clone()),
             ProcPname => self.parent().map(|p| Value::Str(p.name.clone())),
             ProcAname => self.ancestry(arg, |p| Value::Str(p.name.clone())),
@@ -704,13 +718,15 @@ impl FieldSource for EventView<'_> {
             }
             ProcPidTs => p.map(|p| Value::UInt(p.start_ns)),
             ProcPpidTs => self.parent().map(|p| Value::UInt(p.start_ns)),
-            ProcIsExeWritable | ProcIsExeLowerLayer => None,
+            ProcIsExeWritable => p.map(|p| Value::Bool(p.exe_writable)),
+            ProcIsExeLowerLayer => p.map(|p| Value::Bool(p.exe_lower_layer)),
             ProcIsExeUpperLayer => p.map(|p| Value::Bool(p.exe_upper_layer)),
             ProcIsExeFromMemfd => p.map(|p| Value::Bool(p.exe_from_memfd)),
             // libsinsp compares the session id with the pid in the process's namespace; the
             // table keeps the host's view of both.
             ProcIsSidLeader => p.map(|p| Value::Bool(p.sid == p.pid)),
-            ProcIsVpgidLeader | ProcIsPgidLeader => None,
+            ProcIsPgidLeader => p.filter(|p| p.pgid > 0).map(|p| Value::Bool(p.pgid == p.pid)),
+            ProcIsVpgidLeader => p.filter(|p| p.pgid > 0).map(|p| Value::Bool(p.vpgid == p.vpid)),
             ProcExeIno => p?.exe_ino.map(|(ino, _, _)| Value::UInt(ino)),
             ProcExeInoCtime => p?.exe_ino.map(|(_, ctime, _)| Value::UInt(ctime)),
             ProcExeInoMtime => p?.exe_ino.map(|(_, _, mtime)| Value::UInt(mtime)),
@@ -718,9 +734,18 @@ impl FieldSource for EventView<'_> {
                 let p = p?;
                 p.exe_ino.map(|(_, ctime, _)| Value::UInt(p.start_ns.saturating_sub(ctime)))
             }
-            ProcExeInoCtimeDurationPidnsStart | ProcPidnsInitStartTs => None,
+            ProcPidnsInitStartTs => p?.pidns_init_start_ns.map(Value::UInt),
+            ProcExeInoCtimeDurationPidnsStart => {
+                let p = p?;
+                let (start, (_, ctime, _)) = (p.pidns_init_start_ns?, p.exe_ino?);
+                Some(Value::UInt(ctime.saturating_sub(start)))
+            }
             ProcFdopencount => p.map(|p| Value::UInt(p.fds.len() as u64)),
-            ProcFdlimit | ProcVmsize | ProcVmrss | ProcVmswap | ProcNthreads | ProcNchilds => None,
+            ProcFdlimit => p?.fdlimit.map(Value::UInt),
+            ProcVmsize => p?.vm_kb.map(|(size, _, _)| Value::UInt(size)),
+            ProcVmrss => p?.vm_kb.map(|(_, rss, _)| Value::UInt(rss)),
+            ProcVmswap => p?.vm_kb.map(|(_, _, swap)| Value::UInt(swap)),
+            ProcNthreads | ProcNchilds => None,
             ProcStdinType => self.stdio(0, |fd| fd.type_name().into()),
             ProcStdoutType => self.stdio(1, |fd| fd.type_name().into()),
             ProcStderrType => self.stdio(2, |fd| fd.type_name().into()),
@@ -736,7 +761,16 @@ impl FieldSource for EventView<'_> {
             ThreadCapInheritable => p.map(|p| Value::Str(cap_names(p.cap_inheritable))),
             ThreadCapEffective => p.map(|p| Value::Str(cap_names(p.cap_effective))),
             ThreadCapAdded => s(cap_names(state.changes.cap_added)),
-            ThreadCgroups | ThreadCgroup | ThreadPfmajor | ThreadPfminor | ThreadVmsize | ThreadVmrss => None,
+            ThreadCgroups => p?.cgroups.as_ref().map(|c| Value::Str(c.pairs().collect::<Vec<_>>().join(" "))),
+            ThreadCgroup => match arg {
+                Some(FieldArg::Key(controller)) => p?.cgroups.as_ref()?.path_of(controller).map(Value::Str),
+                _ => None,
+            },
+            ThreadPfmajor => p?.page_faults.map(|(major, _)| Value::UInt(major)),
+            ThreadPfminor => p?.page_faults.map(|(_, minor)| Value::UInt(minor)),
+            // libsinsp gives the process's figures to its main thread, 0 to the others.
+            ThreadVmsize => p?.vm_kb.map(|(size, _, _)| Value::UInt(if ev.tid == ev.pid { size } else { 0 })),
+            ThreadVmrss => p?.vm_kb.map(|(_, rss, _)| Value::UInt(if ev.tid == ev.pid { rss } else { 0 })),
             // --- fd
             FdNum => self.fd_num().map(Value::Int),
             FdType => self.fd().map(|fd| Value::Str(fd.type_name().into())),

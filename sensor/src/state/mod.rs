@@ -773,4 +773,95 @@ mod tests {
         s.before(&syscall(pid, "close", 0, SyscallArgs::Close { fd: 5 }));
         assert!(!s.changes.fd_name_changed);
     }
+
+    #[test]
+    fn the_exec_names_the_file_the_kernel_ran_and_the_container_it_runs_in() {
+        let mut s = State::new(StateConfig::default());
+        let pid = 4_000_700;
+        s.procs.insert(Process { pid, ..Default::default() });
+        let id = "3ad7b26ded6d0123456789abcdef0123456789abcdef0123456789abcdef0123";
+        let exec = SyscallArgs::Exec {
+            dirfd: None,
+            // busybox sh runs applets through /proc/self/exe: the file is busybox.
+            path: Some("/proc/self/exe".into()),
+            exe_file: Some("/bin/busybox".into()),
+            cgroups: Some(Box::new(crate::event::Cgroups {
+                unified: Some("/".into()),
+                v1: Some(("memory".into(), format!("/docker/{id}"))),
+            })),
+            argv: vec!["nc".into(), "-e".into(), "/bin/sh".into()],
+            env: vec![],
+            flags: 0,
+            info: Some(Box::new(crate::event::ExecInfo {
+                exe_flags: exe_flags::LOWER_LAYER | exe_flags::WRITABLE,
+                pgid: pid,
+                vpgid: 1,
+                fdlimit: 1024,
+                ..Default::default()
+            })),
+        };
+        let ev = Event { cgroup_id: 77, ..syscall(pid, "execve", 0, exec) };
+        s.before(&ev);
+        assert_eq!(field(&s, &ev, "proc.exepath"), text("/bin/busybox"));
+        assert_eq!(field(&s, &ev, "container.id"), text("3ad7b26ded6d"), "the container at the exec itself");
+        assert_eq!(s.container_of(&ev).map(ContainerId::short), Some("3ad7b26ded6d"));
+        assert_eq!(field(&s, &ev, "thread.cgroup.memory"), Some(crate::rules::Value::Str(format!("/docker/{id}"))));
+        for (name, want) in [
+            ("proc.is_exe_lower_layer", true),
+            ("proc.is_exe_writable", true),
+            ("proc.is_exe_upper_layer", false),
+            ("proc.is_exe_from_memfd", false),
+            ("proc.is_pgid_leader", true),
+        ] {
+            assert_eq!(field(&s, &ev, name), Some(crate::rules::Value::Bool(want)), "{name}");
+        }
+        assert_eq!(field(&s, &ev, "proc.fdlimit"), Some(crate::rules::Value::UInt(1024)));
+    }
+
+    #[test]
+    fn cgroup_moves_and_process_groups_follow_the_kernel() {
+        let mut s = State::new(StateConfig::default());
+        let (runtime, pid) = (4_000_800, 4_000_801);
+        s.procs.insert(Process { pid, vpid: pid, pgid: 1, ..Default::default() });
+        let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let attach = EventKind::CgroupAttach { pid, tid: pid, hierarchy: 4, path: Some(format!("/docker/{id}")) };
+        s.before(&event(runtime, attach));
+        assert_eq!(s.last_known_container(pid).map(ContainerId::short), Some("0123456789ab"));
+        let host = EventKind::CgroupAttach { pid, tid: pid, hierarchy: 0, path: Some("/user.slice".into()) };
+        s.before(&event(runtime, host));
+        assert_eq!(s.last_known_container(pid).map(ContainerId::short), Some("0123456789ab"), "kept");
+        s.before(&syscall(pid, "setsid", i64::from(pid), SyscallArgs::Setsid));
+        let p = s.procs.get(pid).unwrap();
+        assert_eq!((p.sid, p.pgid), (pid, pid));
+        s.before(&syscall(pid, "setpgid", 0, SyscallArgs::Setpgid { pid: 0, pgid: 0 }));
+        assert_eq!(s.procs.get(pid).unwrap().pgid, pid);
+    }
+
+    #[test]
+    fn working_directory_and_fcntl_copies_are_followed() {
+        let mut s = State::new(StateConfig::default());
+        let pid = 4_000_900;
+        s.procs.insert(Process { pid, cwd: Some("/root".into()), ..Default::default() });
+        s.before(&syscall(pid, "chdir", 0, SyscallArgs::Chdir { path: Some("../etc/".into()), fd: None }));
+        assert_eq!(s.procs.get(pid).unwrap().cwd.as_deref(), Some("/etc"));
+        let open =
+            SyscallArgs::Open { dirfd: Some(AT_FDCWD), path: Some("shadow".into()), flags: 0, mode: 0, resolve: None };
+        let ev = syscall(pid, "openat", 3, open);
+        s.before(&ev);
+        assert_eq!(field(&s, &ev, "fd.name"), text("/etc/shadow"), "relative to the new working directory");
+        let dir = SyscallArgs::Open {
+            dirfd: Some(AT_FDCWD),
+            path: Some("/usr/lib".into()),
+            flags: 0,
+            mode: 0,
+            resolve: None,
+        };
+        s.before(&syscall(pid, "openat", 4, dir));
+        s.before(&syscall(pid, "fchdir", 0, SyscallArgs::Chdir { path: None, fd: Some(4) }));
+        assert_eq!(s.procs.get(pid).unwrap().cwd.as_deref(), Some("/usr/lib"));
+        s.before(&syscall(pid, "fcntl", 9, SyscallArgs::Fcntl { fd: 3, cmd: sensor_abi::config::F_DUPFD_CLOEXEC }));
+        let p = s.procs.get(pid).unwrap();
+        assert_eq!(p.fds.get(&9), Some(&Fd::File { path: "/etc/shadow".into() }));
+        assert!(p.cloexec.contains(&9));
+    }
 }
