@@ -167,6 +167,9 @@ pub struct Syscall {
     pub args: &'static [Arg],
     /// Its numbers through the 32-bit gate (the same arguments, in ia32 registers).
     pub ia32: &'static [Ia32],
+    /// The sensor's state needs it whatever the rules say: process lifecycle, the fd table,
+    /// the working directory, process groups (Falco's state set, within the table).
+    pub state: bool,
 }
 
 impl Syscall {
@@ -186,7 +189,7 @@ const fn k(name: &'static str, kind: ArgKind) -> Arg {
     Arg { name, kind }
 }
 const fn sc(nr: u32, name: &'static str, family: Family, flags: u8, args: &'static [Arg]) -> Syscall {
-    Syscall { nr, name, family, flags, args, ia32: &[] }
+    Syscall { nr, name, family, flags, args, ia32: &[], state: false }
 }
 const fn i(nr: u32) -> Ia32 {
     Ia32 { nr, uid16: false }
@@ -199,6 +202,9 @@ impl Syscall {
     const fn ia32(self, ia32: &'static [Ia32]) -> Self {
         Self { ia32, ..self }
     }
+    const fn state(self) -> Self {
+        Self { state: true, ..self }
+    }
 }
 
 use ArgKind::{Argv, MsgHdr, SockAddr, SockAddrOut, Struct8, Struct24, Struct64};
@@ -206,27 +212,31 @@ use Family::*;
 
 /// Every system call the sensor can capture.
 pub static SYSCALLS: &[Syscall] = &[
-    sc(2, "open", Open, AT_ENTER, &[p("path"), v("flags"), v("mode")]).ia32(&[i(5)]),
-    sc(257, "openat", Open, AT_ENTER, &[v("dirfd"), p("path"), v("flags"), v("mode")]).ia32(&[i(295)]),
-    sc(437, "openat2", Open, AT_ENTER, &[v("dirfd"), p("path"), k("how", Struct24), v("size")]).ia32(&[i(437)]),
-    sc(85, "creat", Open, AT_ENTER, &[p("path"), v("mode")]).ia32(&[i(8)]),
-    sc(59, "execve", Exec, EXEC, &[p("path"), k("argv", Argv), v("envp")]).ia32(&[i(11)]),
-    sc(322, "execveat", Exec, EXEC, &[v("dirfd"), p("path"), k("argv", Argv), v("envp"), v("flags")]).ia32(&[i(358)]),
-    sc(3, "close", Close, 0, &[v("fd")]).ia32(&[i(6)]),
-    sc(32, "dup", Dup, 0, &[v("oldfd")]).ia32(&[i(41)]),
-    sc(33, "dup2", Dup, 0, &[v("oldfd"), v("newfd")]).ia32(&[i(63)]),
-    sc(292, "dup3", Dup, 0, &[v("oldfd"), v("newfd"), v("flags")]).ia32(&[i(330)]),
-    sc(41, "socket", Socket, 0, &[v("domain"), v("type"), v("protocol")]).ia32(&[i(359)]),
+    sc(2, "open", Open, AT_ENTER, &[p("path"), v("flags"), v("mode")]).ia32(&[i(5)]).state(),
+    sc(257, "openat", Open, AT_ENTER, &[v("dirfd"), p("path"), v("flags"), v("mode")]).ia32(&[i(295)]).state(),
+    sc(437, "openat2", Open, AT_ENTER, &[v("dirfd"), p("path"), k("how", Struct24), v("size")]).ia32(&[i(437)]).state(),
+    sc(85, "creat", Open, AT_ENTER, &[p("path"), v("mode")]).ia32(&[i(8)]).state(),
+    sc(59, "execve", Exec, EXEC, &[p("path"), k("argv", Argv), v("envp")]).ia32(&[i(11)]).state(),
+    sc(322, "execveat", Exec, EXEC, &[v("dirfd"), p("path"), k("argv", Argv), v("envp"), v("flags")])
+        .ia32(&[i(358)])
+        .state(),
+    sc(3, "close", Close, 0, &[v("fd")]).ia32(&[i(6)]).state(),
+    sc(32, "dup", Dup, 0, &[v("oldfd")]).ia32(&[i(41)]).state(),
+    sc(33, "dup2", Dup, 0, &[v("oldfd"), v("newfd")]).ia32(&[i(63)]).state(),
+    sc(292, "dup3", Dup, 0, &[v("oldfd"), v("newfd"), v("flags")]).ia32(&[i(330)]).state(),
+    sc(41, "socket", Socket, 0, &[v("domain"), v("type"), v("protocol")]).ia32(&[i(359)]).state(),
     // The local end of a socket comes from the kernel at exit (an outbound connect's port
     // is only chosen then).
     sc(42, "connect", Connect, AT_ENTER | LOCAL_ADDR_ARG0, &[v("fd"), k("addr", SockAddr), v("addrlen")])
-        .ia32(&[i(362)]),
+        .ia32(&[i(362)])
+        .state(),
     // accept exists on ia32 only through socketcall.
-    sc(43, "accept", Accept, LOCAL_ADDR_RET, &[v("fd"), k("addr", SockAddrOut), v("addrlen")]),
+    sc(43, "accept", Accept, LOCAL_ADDR_RET, &[v("fd"), k("addr", SockAddrOut), v("addrlen")]).state(),
     sc(288, "accept4", Accept, LOCAL_ADDR_RET, &[v("fd"), k("addr", SockAddrOut), v("addrlen"), v("flags")])
-        .ia32(&[i(364)]),
-    sc(49, "bind", Bind, 0, &[v("fd"), k("addr", SockAddr), v("addrlen")]).ia32(&[i(361)]),
-    sc(50, "listen", Listen, 0, &[v("fd"), v("backlog")]).ia32(&[i(363)]),
+        .ia32(&[i(364)])
+        .state(),
+    sc(49, "bind", Bind, 0, &[v("fd"), k("addr", SockAddr), v("addrlen")]).ia32(&[i(361)]).state(),
+    sc(50, "listen", Listen, 0, &[v("fd"), v("backlog")]).ia32(&[i(363)]).state(),
     sc(44, "sendto", SendTo, 0, &[v("fd"), v("buf"), v("len"), v("flags"), k("addr", SockAddr), v("addrlen")])
         .ia32(&[i(369)]),
     sc(46, "sendmsg", SendMsg, 0, &[v("fd"), k("msg", MsgHdr), v("flags")]).ia32(&[i(370)]),
@@ -237,13 +247,15 @@ pub static SYSCALLS: &[Syscall] = &[
     sc(114, "setregid", SetIds, 0, &[v("rgid"), v("egid")]).ia32(&[u16(71), i(204)]),
     sc(117, "setresuid", SetIds, 0, &[v("ruid"), v("euid"), v("suid")]).ia32(&[u16(164), i(208)]),
     sc(119, "setresgid", SetIds, 0, &[v("rgid"), v("egid"), v("sgid")]).ia32(&[u16(170), i(210)]),
-    sc(126, "capset", Capset, 0, &[k("header", Struct8), k("data", Struct24)]).ia32(&[i(185)]),
+    sc(126, "capset", Capset, 0, &[k("header", Struct8), k("data", Struct24)]).ia32(&[i(185)]).state(),
     sc(308, "setns", Setns, 0, &[v("fd"), v("nstype")]).ia32(&[i(346)]),
     sc(272, "unshare", Unshare, 0, &[v("flags")]).ia32(&[i(310)]),
-    sc(56, "clone", Clone, 0, &[v("flags"), v("stack"), v("parent_tid"), v("child_tid"), v("tls")]).ia32(&[i(120)]),
-    sc(435, "clone3", Clone, 0, &[k("args", Struct64), v("size")]).ia32(&[i(435)]),
-    sc(57, "fork", Clone, 0, &[]).ia32(&[i(2)]),
-    sc(58, "vfork", Clone, 0, &[]).ia32(&[i(190)]),
+    sc(56, "clone", Clone, 0, &[v("flags"), v("stack"), v("parent_tid"), v("child_tid"), v("tls")])
+        .ia32(&[i(120)])
+        .state(),
+    sc(435, "clone3", Clone, 0, &[k("args", Struct64), v("size")]).ia32(&[i(435)]).state(),
+    sc(57, "fork", Clone, 0, &[]).ia32(&[i(2)]).state(),
+    sc(58, "vfork", Clone, 0, &[]).ia32(&[i(190)]).state(),
     sc(165, "mount", Mount, 0, &[p("source"), p("target"), p("fstype"), v("flags"), v("data")]).ia32(&[i(21)]),
     sc(166, "umount2", Umount, 0, &[p("target"), v("flags")]).ia32(&[i(52)]),
     sc(90, "chmod", Chmod, 0, &[p("path"), v("mode")]).ia32(&[i(15)]),
@@ -269,7 +281,7 @@ pub static SYSCALLS: &[Syscall] = &[
     sc(258, "mkdirat", Mkdir, 0, &[v("dirfd"), p("path"), v("mode")]).ia32(&[i(296)]),
     sc(175, "init_module", Module, 0, &[v("image"), v("len"), p("params")]).ia32(&[i(128)]),
     sc(313, "finit_module", Module, 0, &[v("fd"), p("params"), v("flags")]).ia32(&[i(350)]),
-    sc(319, "memfd_create", MemfdCreate, 0, &[p("name"), v("flags")]).ia32(&[i(356)]),
+    sc(319, "memfd_create", MemfdCreate, 0, &[p("name"), v("flags")]).ia32(&[i(356)]).state(),
     sc(157, "prctl", Prctl, 0, &[v("option"), v("arg2"), v("arg3"), v("arg4"), v("arg5")]).ia32(&[i(172)]),
     sc(62, "kill", Kill, 0, &[v("pid"), v("sig")]).ia32(&[i(37)]),
     sc(200, "tkill", Kill, 0, &[v("tid"), v("sig")]).ia32(&[i(238)]),
@@ -279,15 +291,15 @@ pub static SYSCALLS: &[Syscall] = &[
     // mmap2: the offset is in pages, which no event uses.
     sc(9, "mmap", Mmap, PROT_EXEC_ONLY, &[v("addr"), v("len"), v("prot"), v("flags"), v("fd"), v("offset")])
         .ia32(&[i(192)]),
-    sc(80, "chdir", Chdir, 0, &[p("path")]).ia32(&[i(12)]),
-    sc(81, "fchdir", Chdir, 0, &[v("fd")]).ia32(&[i(133)]),
-    sc(72, "fcntl", Fcntl, DUPFD_ONLY, &[v("fd"), v("cmd"), v("arg")]).ia32(&[i(55), i(221)]),
+    sc(80, "chdir", Chdir, 0, &[p("path")]).ia32(&[i(12)]).state(),
+    sc(81, "fchdir", Chdir, 0, &[v("fd")]).ia32(&[i(133)]).state(),
+    sc(72, "fcntl", Fcntl, DUPFD_ONLY, &[v("fd"), v("cmd"), v("arg")]).ia32(&[i(55), i(221)]).state(),
     sc(45, "recvfrom", RecvFrom, 0, &[v("fd"), v("buf"), v("len"), v("flags"), k("addr", SockAddrOut), v("addrlen")])
         .ia32(&[i(371)]),
     sc(47, "recvmsg", RecvMsg, 0, &[v("fd"), k("msg", MsgHdr), v("flags")]).ia32(&[i(372)]),
     sc(323, "userfaultfd", Userfaultfd, 0, &[v("flags")]).ia32(&[i(374)]),
-    sc(112, "setsid", Setsid, 0, &[]).ia32(&[i(66)]),
-    sc(109, "setpgid", Setpgid, 0, &[v("pid"), v("pgid")]).ia32(&[i(57)]),
+    sc(112, "setsid", Setsid, 0, &[]).ia32(&[i(66)]).state(),
+    sc(109, "setpgid", Setpgid, 0, &[v("pid"), v("pgid")]).ia32(&[i(57)]).state(),
 ];
 
 /// `socketcall(call, args)`, the ia32 multiplexer of the socket calls: its `call` numbers

@@ -40,40 +40,13 @@ pub const DEFAULT_RULES: &[(&str, &str)] = &[
     built_in!("practices.yaml"),
 ];
 
-/// Syscalls the state needs whatever the rules say: process lifecycle and the fd table
-/// (Falco's state set, reference §2.2, within what the sensor captures).
-pub const STATE_SYSCALLS: &[&str] = &[
-    "execve",
-    "execveat",
-    "clone",
-    "clone3",
-    "fork",
-    "vfork",
-    "capset",
-    "open",
-    "openat",
-    "openat2",
-    "creat",
-    "close",
-    "dup",
-    "dup2",
-    "dup3",
-    "socket",
-    "connect",
-    "accept",
-    "accept4",
-    "bind",
-    "listen",
-    "memfd_create",
-];
-
-/// The syscalls to capture for `engine`: every one its rules can match, plus
-/// [`STATE_SYSCALLS`]. Rules without an event type match everything, so everything is
-/// captured then.
+/// The syscalls to capture for `engine`: every one its rules can match, plus those the
+/// state needs (`Syscall::state`). Rules without an event type match everything, so
+/// everything is captured then.
 pub fn syscalls_for(engine: &Engine) -> Vec<&'static Syscall> {
     match engine.event_types() {
         None => SYSCALLS.iter().collect(),
-        Some(types) => SYSCALLS.iter().filter(|s| types.contains(s.name) || STATE_SYSCALLS.contains(&s.name)).collect(),
+        Some(types) => SYSCALLS.iter().filter(|s| s.state || types.contains(s.name)).collect(),
     }
 }
 
@@ -489,7 +462,11 @@ mod tests {
         assert!(diagnostics.is_empty(), "{diagnostics:#?}");
         assert!(engine.rule_count() >= 40, "{} rules", engine.rule_count());
         let names: Vec<_> = syscalls_for(&engine).iter().map(|s| s.name).collect();
-        for needed in ["ptrace", "init_module", "openat", "mount", "kill", "bpf", "setns", "chmod", "renameat2"] {
+        // The rules', and the state's: the working directory, fd copies, process groups.
+        for needed in ["ptrace", "init_module", "openat", "mount", "kill", "bpf", "setns", "chmod", "renameat2"]
+            .into_iter()
+            .chain(["chdir", "fchdir", "fcntl", "setsid", "setpgid"])
+        {
             assert!(names.contains(&needed), "{needed} not captured: {names:?}");
         }
         assert!(!names.contains(&"mprotect"), "no rule or state needs mprotect: {names:?}");

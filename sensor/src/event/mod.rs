@@ -89,10 +89,10 @@ pub enum EventKind {
     /// A task was moved to another cgroup (a runtime placing a process in a container); the
     /// event's own task is the one that moved it.
     CgroupAttach {
-        /// Process id of the moved task.
-        pid: u32,
+        /// Process id of the moved task (the event's own `pid` is the mover's).
+        task_pid: u32,
         /// Thread id of the moved task.
-        tid: u32,
+        task_tid: u32,
         /// The hierarchy, as `/proc/PID/cgroup` numbers it (0: the default, v2, one).
         hierarchy: u32,
         /// The cgroup's path in that hierarchy.

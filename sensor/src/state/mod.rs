@@ -232,8 +232,8 @@ impl State {
     pub fn before(&mut self, ev: &Event) {
         self.changes = EventChanges::default();
         self.stream.record(ev);
-        if let EventKind::CgroupAttach { pid, hierarchy, path: Some(path), .. } = &ev.kind {
-            self.attach_cgroup(*pid, *hierarchy, path);
+        if let EventKind::CgroupAttach { task_pid, hierarchy, path: Some(path), .. } = &ev.kind {
+            self.attach_cgroup(*task_pid, *hierarchy, path);
             return;
         }
         if let Some(SyscallArgs::Setpgid { pid, pgid }) = ev.syscall().filter(|s| s.ret == 0).map(|s| &s.args) {
@@ -824,10 +824,12 @@ mod tests {
         let (runtime, pid) = (4_000_800, 4_000_801);
         s.procs.insert(Process { pid, vpid: pid, pgid: 1, ..Default::default() });
         let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-        let attach = EventKind::CgroupAttach { pid, tid: pid, hierarchy: 4, path: Some(format!("/docker/{id}")) };
+        let attach =
+            EventKind::CgroupAttach { task_pid: pid, task_tid: pid, hierarchy: 4, path: Some(format!("/docker/{id}")) };
         s.before(&event(runtime, attach));
         assert_eq!(s.last_known_container(pid).map(ContainerId::short), Some("0123456789ab"));
-        let host = EventKind::CgroupAttach { pid, tid: pid, hierarchy: 0, path: Some("/user.slice".into()) };
+        let host =
+            EventKind::CgroupAttach { task_pid: pid, task_tid: pid, hierarchy: 0, path: Some("/user.slice".into()) };
         s.before(&event(runtime, host));
         assert_eq!(s.last_known_container(pid).map(ContainerId::short), Some("0123456789ab"), "kept");
         s.before(&syscall(pid, "setsid", i64::from(pid), SyscallArgs::Setsid));
