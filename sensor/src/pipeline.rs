@@ -65,6 +65,12 @@ pub const STATE_SYSCALLS: &[&str] = &[
     "bind",
     "listen",
     "memfd_create",
+    // The working directory and fd copies (relative paths resolve against them), and the
+    // session a process leads.
+    "chdir",
+    "fchdir",
+    "fcntl",
+    "setsid",
 ];
 
 /// The syscalls to capture for `engine`: every one its rules can match, plus
@@ -493,6 +499,17 @@ mod tests {
             assert!(names.contains(&needed), "{needed} not captured: {names:?}");
         }
         assert!(!names.contains(&"mprotect"), "no rule or state needs mprotect: {names:?}");
+    }
+
+    #[test]
+    fn the_working_directory_and_session_are_followed_whatever_the_rules_name() {
+        // Falco's rules name no chdir, yet their opens of relative paths need the cwd.
+        let falco = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/falco/falco_rules.yaml");
+        let (engine, _) = load_rules(&[falco.into()], crate::rules::EngineOptions::default()).unwrap();
+        let names: Vec<_> = syscalls_for(&engine).iter().map(|s| s.name).collect();
+        for needed in ["chdir", "fchdir", "fcntl", "setsid"] {
+            assert!(names.contains(&needed), "{needed} not captured: {names:?}");
+        }
     }
 
     #[test]
