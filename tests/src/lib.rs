@@ -125,6 +125,18 @@ pub struct ActorReport {
 }
 
 impl ActorReport {
+    /// The report in what an actor printed: its last line that is a JSON object (a scenario
+    /// that execs another program prints its report before that program's output).
+    pub fn parse(stdout: &str) -> Self {
+        let mut values = stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(l).ok())
+            .unwrap_or_else(|| panic!("actor printed no JSON report: {stdout}"));
+        let pid = values.remove("pid").and_then(|v| v.as_u64()).expect("actor pid") as u32;
+        Self { pid, values }
+    }
+
     /// A floating-point result.
     pub fn float(&self, key: &str) -> f64 {
         self.values
@@ -182,16 +194,15 @@ pub fn start_sensor(args: &[&str]) -> std::process::Child {
 
 /// Runs `actor SCENARIO ARGS...` to completion and returns its report.
 pub fn actor(args: &[&str]) -> ActorReport {
-    let out = Command::new(actor_path()).args(args).output().expect("actor runs");
+    actor_at(&actor_path(), args)
+}
+
+/// Runs the actor binary at `program` (a copy of [`actor_path`]) with `args` to completion
+/// and returns its report.
+pub fn actor_at(program: &std::path::Path, args: &[&str]) -> ActorReport {
+    let out = Command::new(program).args(args).output().expect("actor runs");
     assert!(out.status.success(), "actor {args:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
-    let line = String::from_utf8_lossy(&out.stdout);
-    let serde_json::Value::Object(mut values) =
-        serde_json::from_str(line.lines().last().unwrap_or("")).expect("actor prints JSON")
-    else {
-        panic!("actor printed {line}")
-    };
-    let pid = values.remove("pid").and_then(|v| v.as_u64()).expect("actor pid") as u32;
-    ActorReport { pid, values }
+    ActorReport::parse(&String::from_utf8_lossy(&out.stdout))
 }
 
 /// A fresh path under /tmp for a test to create.
