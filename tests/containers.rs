@@ -17,14 +17,12 @@ use std::{
 
 use sensor::enrich::{
     ContainerCache, ContainerId, ContainerView, EnrichConfig, MetaStatus, RuntimeApi, RuntimeEndpoint, RuntimeKind,
-    cri::{self, proto},
+    cri::proto,
 };
-use sensor_tests::TestBed;
+use sensor_tests::{CriPod, POD_NAMESPACE, PodSpec, TestBed};
 
 /// How long a resolution may take before the test fails (the first one includes the fetch).
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
-/// The test's pod namespace.
-const POD_NAMESPACE: &str = "sensor-test";
 
 /// One scenario: panics on failure.
 type Test = fn(&Ctx);
@@ -317,102 +315,23 @@ fn expect_mounts(view: &ContainerView, host: &HostMounts, reported: &[String]) {
 
 // ------------------------------------------------------------------------------------ CRI pod
 
-/// A CRI pod sandbox and its container, removed on drop (also when the test fails).
-struct CriPod {
-    client: cri::Client,
-    handle: tokio::runtime::Handle,
-    sandbox_id: String,
-    uid: String,
-    /// Removed after the pod (fields drop after `drop`).
+/// A test pod and the host paths mounted into it, removed after it.
+struct TestPod {
+    pod: CriPod,
     mounts: HostMounts,
 }
 
-impl Drop for CriPod {
-    fn drop(&mut self) {
-        let mut client = self.client.clone();
-        let sandbox_id = self.sandbox_id.clone();
-        let result = self.handle.block_on(async move {
-            let filter = proto::ContainerFilter { pod_sandbox_id: sandbox_id.clone(), ..Default::default() };
-            let listed = client.list_containers(proto::ListContainersRequest { filter: Some(filter) }).await;
-            for c in listed.map_err(|e| e.to_string())?.into_inner().containers {
-                let stop = proto::StopContainerRequest { container_id: c.id.clone(), timeout: 0 };
-                client.stop_container(stop).await.map_err(|e| e.to_string())?;
-                let remove = proto::RemoveContainerRequest { container_id: c.id };
-                client.remove_container(remove).await.map_err(|e| e.to_string())?;
-            }
-            let stop = proto::StopPodSandboxRequest { pod_sandbox_id: sandbox_id.clone() };
-            client.stop_pod_sandbox(stop).await.map_err(|e| e.to_string())?;
-            let remove = proto::RemovePodSandboxRequest { pod_sandbox_id: sandbox_id };
-            client.remove_pod_sandbox(remove).await.map_err(|e| e.to_string())?;
-            Ok::<_, String>(())
-        });
-        if let Err(e) = result {
-            eprintln!("removing CRI pod {}: {e}", self.sandbox_id);
-        }
-        // kubelet removes the pod's cgroup parent; so do we (only empty ones go).
-        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-            let _ = std::fs::remove_dir(hierarchy.path().join(format!("kubepods/besteffort/pod{}", self.uid)));
-        }
-    }
-}
-
-/// The sandbox config kubelet would send for pod `name` (its labels plus `extra_labels`).
-fn pod_config(name: &str, uid: &str, log_dir: &str, extra_labels: &[(&str, &str)]) -> proto::PodSandboxConfig {
-    let mut labels: HashMap<String, String> = [
-        ("io.kubernetes.pod.name", name),
-        ("io.kubernetes.pod.namespace", POD_NAMESPACE),
-        ("io.kubernetes.pod.uid", uid),
-    ]
-    .iter()
-    .chain(extra_labels)
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    labels.shrink_to_fit();
-    proto::PodSandboxConfig {
-        metadata: Some(proto::PodSandboxMetadata {
-            name: name.to_owned(),
-            uid: uid.to_owned(),
-            namespace: POD_NAMESPACE.to_owned(),
-            attempt: 0,
-        }),
-        hostname: name.to_owned(),
-        log_directory: format!("{log_dir}/{POD_NAMESPACE}_{name}_{uid}"),
-        labels,
-        linux: Some(proto::LinuxPodSandboxConfig {
-            cgroup_parent: format!("/kubepods/besteffort/pod{uid}"),
-            security_context: Some(proto::LinuxSandboxSecurityContext {
-                namespace_options: Some(proto::NamespaceOption {
-                    network: proto::NamespaceMode::Pod as i32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
+impl std::ops::Deref for TestPod {
+    type Target = CriPod;
+    fn deref(&self) -> &CriPod {
+        &self.pod
     }
 }
 
 /// Runs pod `pod_name` (kubelet's labels plus `app=web`, `tier=frontend`) with one container
 /// `web` running `sleep 3600` with the pod's [`HostMounts`], as kubelet would; returns the pod
 /// (removed on drop), its uid and the container's id.
-fn run_cri_pod(ctx: &Ctx, pod_name: &str) -> (CriPod, String, String) {
-    let handle = ctx.rt.handle().clone();
-    let mut client = {
-        let _in_runtime = ctx.rt.enter();
-        cri::connect(ctx.get("CRI_SOCK"))
-    };
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    let uid = format!("{:08x}-5e50-4000-8000-{:012x}", std::process::id(), nanos);
-    let config = pod_config(pod_name, &uid, ctx.get("POD_LOG_DIR"), &[("app", "web"), ("tier", "frontend")]);
-    let sandbox_id = handle
-        .block_on(client.run_pod_sandbox(proto::RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        }))
-        .expect("RunPodSandbox")
-        .into_inner()
-        .pod_sandbox_id;
+fn run_cri_pod(ctx: &Ctx, pod_name: &str) -> (TestPod, String, String) {
     let mounts = HostMounts::new(pod_name);
     let volumes = vec![
         proto::Mount { container_path: "/data".into(), host_path: mounts.data(), readonly: true, ..Default::default() },
@@ -422,44 +341,16 @@ fn run_cri_pod(ctx: &Ctx, pod_name: &str) -> (CriPod, String, String) {
             ..Default::default()
         },
     ];
-    let pod = CriPod {
-        client: client.clone(),
-        handle: handle.clone(),
-        sandbox_id: sandbox_id.clone(),
-        uid: uid.clone(),
-        mounts,
-    };
-
-    // The container, labelled as kubelet labels it.
-    let labels: HashMap<String, String> = [
-        ("io.kubernetes.pod.name", pod_name),
-        ("io.kubernetes.pod.namespace", POD_NAMESPACE),
-        ("io.kubernetes.pod.uid", uid.as_str()),
-        ("io.kubernetes.container.name", "web"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    let container = proto::ContainerConfig {
-        metadata: Some(proto::ContainerMetadata { name: "web".into(), attempt: 0 }),
-        image: Some(proto::ImageSpec { image: ctx.get("IMAGE").to_owned(), ..Default::default() }),
+    let spec = PodSpec {
+        name: pod_name.to_owned(),
+        labels: [("app", "web"), ("tier", "frontend")].map(|(k, v)| (k.to_owned(), v.to_owned())).to_vec(),
+        container: "web".into(),
         command: vec!["sleep".into(), "3600".into()],
-        labels,
         mounts: volumes,
-        log_path: "web/0.log".into(),
-        ..Default::default()
     };
-    let request = proto::CreateContainerRequest {
-        pod_sandbox_id: sandbox_id.clone(),
-        config: Some(container),
-        sandbox_config: Some(config),
-    };
-    let container_id =
-        handle.block_on(client.create_container(request)).expect("CreateContainer").into_inner().container_id;
-    handle
-        .block_on(client.start_container(proto::StartContainerRequest { container_id: container_id.clone() }))
-        .expect("StartContainer");
-    (pod, uid, container_id)
+    let pod = CriPod::run(ctx.rt.handle(), &ctx.env, spec);
+    let (uid, container_id) = (pod.uid.clone(), pod.container_id.clone());
+    (TestPod { pod, mounts }, uid, container_id)
 }
 
 /// `sensor run` watching a CRI pod: an alert on a command run in it carries the pod's

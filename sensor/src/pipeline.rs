@@ -473,6 +473,17 @@ mod tests {
     }
 
     #[test]
+    fn the_working_directory_and_session_are_followed_whatever_the_rules_name() {
+        // Falco's rules name no chdir, yet their opens of relative paths need the cwd.
+        let falco = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/falco/falco_rules.yaml");
+        let (engine, _) = load_rules(&[falco.into()], crate::rules::EngineOptions::default()).unwrap();
+        let names: Vec<_> = syscalls_for(&engine).iter().map(|s| s.name).collect();
+        for needed in ["chdir", "fchdir", "fcntl", "setsid", "setpgid"] {
+            assert!(names.contains(&needed), "{needed} not captured: {names:?}");
+        }
+    }
+
+    #[test]
     fn the_first_match_is_the_most_specific_rule() {
         let (engine, _) = load_rules(&[], crate::rules::EngineOptions::default()).unwrap();
         let fired = |fields: serde_json::Value| {

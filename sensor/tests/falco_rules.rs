@@ -36,7 +36,10 @@ const NOT_TRIGGERED: &[(&str, &str)] = &[
     ("System user interactive", "needs a login shell with a terminal as a system user"),
     ("Read sensitive file trusted after startup", "needs a trusted server that has run for a while"),
     ("Run shell untrusted", "needs a web-server-like parent spawning a shell"),
-    ("Disallowed SSH Connection Non Standard Port", "needs an ssh client"),
+    (
+        "Disallowed SSH Connection Non Standard Port",
+        "needs a server on a non-private address: tests/fidelity.rs (a test network namespace)",
+    ),
 ];
 
 fn sh(script: &str) {

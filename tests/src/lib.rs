@@ -2,6 +2,7 @@
 //! and a way to run syscall scenarios in a separate process (the `actor` binary).
 
 use std::{
+    collections::HashMap,
     process::Command,
     sync::mpsc,
     time::{Duration, Instant},
@@ -9,6 +10,7 @@ use std::{
 
 use sensor::{
     capture::{Capture, CaptureConfig},
+    enrich::cri::{self, proto},
     event::{Clock, Event, decode},
 };
 use sensor_abi::config::Counters;
@@ -123,6 +125,18 @@ pub struct ActorReport {
 }
 
 impl ActorReport {
+    /// The report in what an actor printed: its last line that is a JSON object (a scenario
+    /// that execs another program prints its report before that program's output).
+    pub fn parse(stdout: &str) -> Self {
+        let mut values = stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(l).ok())
+            .unwrap_or_else(|| panic!("actor printed no JSON report: {stdout}"));
+        let pid = values.remove("pid").and_then(|v| v.as_u64()).expect("actor pid") as u32;
+        Self { pid, values }
+    }
+
     /// A floating-point result.
     pub fn float(&self, key: &str) -> f64 {
         self.values
@@ -180,16 +194,15 @@ pub fn start_sensor(args: &[&str]) -> std::process::Child {
 
 /// Runs `actor SCENARIO ARGS...` to completion and returns its report.
 pub fn actor(args: &[&str]) -> ActorReport {
-    let out = Command::new(actor_path()).args(args).output().expect("actor runs");
+    actor_at(&actor_path(), args)
+}
+
+/// Runs the actor binary at `program` (a copy of [`actor_path`]) with `args` to completion
+/// and returns its report.
+pub fn actor_at(program: &std::path::Path, args: &[&str]) -> ActorReport {
+    let out = Command::new(program).args(args).output().expect("actor runs");
     assert!(out.status.success(), "actor {args:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
-    let line = String::from_utf8_lossy(&out.stdout);
-    let serde_json::Value::Object(mut values) =
-        serde_json::from_str(line.lines().last().unwrap_or("")).expect("actor prints JSON")
-    else {
-        panic!("actor printed {line}")
-    };
-    let pid = values.remove("pid").and_then(|v| v.as_u64()).expect("actor pid") as u32;
-    ActorReport { pid, values }
+    ActorReport::parse(&String::from_utf8_lossy(&out.stdout))
 }
 
 /// A fresh path under /tmp for a test to create.
@@ -203,7 +216,7 @@ pub fn temp_path(tag: &str) -> String {
 /// unless it is up, and stopped when the last lease holder that started it is done.
 pub struct TestBed {
     script: std::path::PathBuf,
-    env: std::collections::HashMap<String, String>,
+    env: HashMap<String, String>,
     released: bool,
 }
 
@@ -232,7 +245,7 @@ impl TestBed {
     }
 
     /// Every setting printed by `testbed.sh env`.
-    pub fn env(&self) -> &std::collections::HashMap<String, String> {
+    pub fn env(&self) -> &HashMap<String, String> {
         &self.env
     }
 
@@ -273,6 +286,174 @@ impl Drop for TestBed {
     fn drop(&mut self) {
         if !self.released {
             let _ = self.release();
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------ CRI pods
+
+/// The Kubernetes namespace of the tests' CRI pods.
+pub const POD_NAMESPACE: &str = "sensor-test";
+
+/// A pod for [`CriPod::run`]: its name, labels beyond kubelet's, and its one container.
+pub struct PodSpec {
+    /// The pod's name (`k8s.pod.name`).
+    pub name: String,
+    /// Pod labels besides the ones kubelet sets.
+    pub labels: Vec<(String, String)>,
+    /// The container's name (`container.name`).
+    pub container: String,
+    /// The container's command.
+    pub command: Vec<String>,
+    /// Host paths mounted into the container.
+    pub mounts: Vec<proto::Mount>,
+}
+
+/// A CRI pod sandbox and its container on the test bed's containerd, made as kubelet makes
+/// them (its labels, its cgroupfs parent `/kubepods/besteffort/pod<uid>`) through the
+/// sensor's own CRI client; removed on drop (also when the test fails).
+pub struct CriPod {
+    /// A client of the test bed's CRI socket.
+    pub client: cri::Client,
+    handle: tokio::runtime::Handle,
+    /// The pod sandbox's id.
+    pub sandbox_id: String,
+    /// The pod's uid.
+    pub uid: String,
+    /// The id of the pod's container.
+    pub container_id: String,
+}
+
+impl CriPod {
+    /// Runs `spec` on the test bed whose settings (`testbed.sh env`) are `env`, through the
+    /// tokio runtime of `handle` (not from inside it): RunPodSandbox, CreateContainer and
+    /// StartContainer, as kubelet calls them.
+    pub fn run(handle: &tokio::runtime::Handle, env: &HashMap<String, String>, spec: PodSpec) -> Self {
+        let setting = |key: &str| env.get(key).unwrap_or_else(|| panic!("testbed.sh env has no {key}")).as_str();
+        let mut client = {
+            let _in_runtime = handle.enter();
+            cri::connect(setting("CRI_SOCK"))
+        };
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let uid = format!("{:08x}-5e50-4000-8000-{:012x}", std::process::id(), nanos);
+        let kubelet_labels = [
+            ("io.kubernetes.pod.name", spec.name.as_str()),
+            ("io.kubernetes.pod.namespace", POD_NAMESPACE),
+            ("io.kubernetes.pod.uid", uid.as_str()),
+        ];
+        let labels = kubelet_labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .chain(spec.labels.iter().cloned())
+            .collect();
+        let config = proto::PodSandboxConfig {
+            metadata: Some(proto::PodSandboxMetadata {
+                name: spec.name.clone(),
+                uid: uid.clone(),
+                namespace: POD_NAMESPACE.to_owned(),
+                attempt: 0,
+            }),
+            hostname: spec.name.clone(),
+            log_directory: format!("{}/{POD_NAMESPACE}_{}_{uid}", setting("POD_LOG_DIR"), spec.name),
+            labels,
+            linux: Some(proto::LinuxPodSandboxConfig {
+                cgroup_parent: format!("/kubepods/besteffort/pod{uid}"),
+                security_context: Some(proto::LinuxSandboxSecurityContext {
+                    namespace_options: Some(proto::NamespaceOption {
+                        network: proto::NamespaceMode::Pod as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let sandbox_id = handle
+            .block_on(client.run_pod_sandbox(proto::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            }))
+            .expect("RunPodSandbox")
+            .into_inner()
+            .pod_sandbox_id;
+        // Removed on drop from here on, whatever fails next.
+        let mut pod = Self {
+            client: client.clone(),
+            handle: handle.clone(),
+            sandbox_id,
+            uid: uid.clone(),
+            container_id: String::new(),
+        };
+
+        // The container, labelled as kubelet labels it.
+        let labels = kubelet_labels
+            .iter()
+            .chain(&[("io.kubernetes.container.name", spec.container.as_str())])
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let container = proto::ContainerConfig {
+            metadata: Some(proto::ContainerMetadata { name: spec.container.clone(), attempt: 0 }),
+            image: Some(proto::ImageSpec { image: setting("IMAGE").to_owned(), ..Default::default() }),
+            command: spec.command,
+            labels,
+            mounts: spec.mounts,
+            log_path: format!("{}/0.log", spec.container),
+            ..Default::default()
+        };
+        let request = proto::CreateContainerRequest {
+            pod_sandbox_id: pod.sandbox_id.clone(),
+            config: Some(container),
+            sandbox_config: Some(config),
+        };
+        pod.container_id =
+            handle.block_on(client.create_container(request)).expect("CreateContainer").into_inner().container_id;
+        handle
+            .block_on(client.start_container(proto::StartContainerRequest { container_id: pod.container_id.clone() }))
+            .expect("StartContainer");
+        pod
+    }
+
+    /// Runs `cmd` in the pod's container as kubelet runs `kubectl exec` (the ExecSync RPC),
+    /// waiting for it to exit; its exit code and output.
+    pub fn exec(&self, cmd: &[&str]) -> proto::ExecSyncResponse {
+        let request = proto::ExecSyncRequest {
+            container_id: self.container_id.clone(),
+            cmd: cmd.iter().map(|s| (*s).to_owned()).collect(),
+            timeout: 0,
+        };
+        self.handle
+            .block_on(self.client.clone().exec_sync(request))
+            .unwrap_or_else(|e| panic!("ExecSync {cmd:?}: {e}"))
+            .into_inner()
+    }
+}
+
+impl Drop for CriPod {
+    fn drop(&mut self) {
+        let mut client = self.client.clone();
+        let sandbox_id = self.sandbox_id.clone();
+        let result = self.handle.block_on(async move {
+            let filter = proto::ContainerFilter { pod_sandbox_id: sandbox_id.clone(), ..Default::default() };
+            let listed = client.list_containers(proto::ListContainersRequest { filter: Some(filter) }).await;
+            for c in listed.map_err(|e| e.to_string())?.into_inner().containers {
+                let stop = proto::StopContainerRequest { container_id: c.id.clone(), timeout: 0 };
+                client.stop_container(stop).await.map_err(|e| e.to_string())?;
+                let remove = proto::RemoveContainerRequest { container_id: c.id };
+                client.remove_container(remove).await.map_err(|e| e.to_string())?;
+            }
+            let stop = proto::StopPodSandboxRequest { pod_sandbox_id: sandbox_id.clone() };
+            client.stop_pod_sandbox(stop).await.map_err(|e| e.to_string())?;
+            let remove = proto::RemovePodSandboxRequest { pod_sandbox_id: sandbox_id };
+            client.remove_pod_sandbox(remove).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(())
+        });
+        if let Err(e) = result {
+            eprintln!("removing CRI pod {}: {e}", self.sandbox_id);
+        }
+        // kubelet removes the pod's cgroup parent; so do we (only empty ones go).
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let _ = std::fs::remove_dir(hierarchy.path().join(format!("kubepods/besteffort/pod{}", self.uid)));
         }
     }
 }

@@ -30,6 +30,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "busybox-static",              // the test image's root filesystem (no registry here)
     "jq",                          // the test bed writes the image's JSON with it
     "curl",                        // the test bed pings dockerd and podman on their sockets
+    "openssh-client",              // tests/fidelity.rs: ssh to a non-standard port in a test netns
     // The output tests' peers (tests/peers): an SMTP server and a gRPC client in Python.
     "python3-venv", // the virtual environment they are installed into
     "openssl",      // self-signed certificates for STARTTLS and mutual TLS

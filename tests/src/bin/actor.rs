@@ -466,22 +466,37 @@ fn main() {
                 r.put("uid_before", libc::getuid());
                 r.sys("ret", libc::syscall(libc::SYS_setresuid, 0, 0, 0));
             }
-            "memfd_exec" => {
+            "memfd_exec" | "memfd_exec_path" => {
                 // Fileless execution: the program at arg 1, copied into a memfd and run from it
-                // with argv[0] = arg 2.
+                // with argv[0] = arg 2 and the arguments after it; `memfd_exec` through
+                // execveat(fd, "", AT_EMPTY_PATH) (fexecve), `memfd_exec_path` through
+                // execve("/proc/self/fd/N").
                 let image = std::fs::read(arg(1)).expect("program to copy");
                 let name = cstr("payload");
                 let fd = libc::syscall(libc::SYS_memfd_create, name.as_ptr(), libc::MFD_CLOEXEC) as i32;
                 assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
                 let written = libc::write(fd, image.as_ptr().cast(), image.len());
                 assert_eq!(written, image.len() as isize, "write to the memfd");
-                let (empty, argv0) = (cstr(""), cstr(&arg(2)));
-                let av = argv(&[&argv0]);
+                let owned: Vec<CString> = args[2..].iter().map(|a| cstr(a)).collect();
+                let av = argv(&owned.iter().collect::<Vec<_>>());
                 let env: [*const libc::c_char; 1] = [ptr::null()];
                 r.put("exec", 0);
                 r.print();
-                libc::syscall(libc::SYS_execveat, fd, empty.as_ptr(), av.as_ptr(), env.as_ptr(), libc::AT_EMPTY_PATH);
-                panic!("execveat failed: {}", std::io::Error::last_os_error());
+                if arg(0) == "memfd_exec" {
+                    let empty = cstr("");
+                    libc::syscall(
+                        libc::SYS_execveat,
+                        fd,
+                        empty.as_ptr(),
+                        av.as_ptr(),
+                        env.as_ptr(),
+                        libc::AT_EMPTY_PATH,
+                    );
+                } else {
+                    let path = cstr(&format!("/proc/self/fd/{fd}"));
+                    libc::syscall(libc::SYS_execve, path.as_ptr(), av.as_ptr(), env.as_ptr());
+                }
+                panic!("exec from the memfd failed: {}", std::io::Error::last_os_error());
             }
             "mmap" => {
                 let exec = libc::syscall(
