@@ -388,16 +388,7 @@ mod tests {
         workers.dispatch(event(parent, EventKind::ProcFork { child_pid: child, child_tid: child })).await;
         let open =
             SyscallArgs::Open { dirfd: Some(-100), path: Some("/etc/shadow".into()), flags: 0, mode: 0, resolve: None };
-        let sc = SyscallEvent {
-            name: "openat".into(),
-            nr: 257,
-            ret: 3,
-            truncated: false,
-            enter_missing: false,
-            compat: false,
-            reread: false,
-            args: open,
-        };
+        let sc = SyscallEvent::new("openat", 257, 3, open);
         workers.dispatch(Event { ppid: parent, ..event(child, EventKind::Syscall(sc)) }).await;
         let done = workers.finish().await;
         let mut alerts = Vec::new();
@@ -418,16 +409,7 @@ mod tests {
         let (parent, child) = (4_000_000, 4_000_001);
         assert_ne!(workers.owner(parent), workers.owner(child));
         let memfd = SyscallArgs::MemfdCreate { name: Some("payload".into()), flags: 0 };
-        let sc = SyscallEvent {
-            name: "memfd_create".into(),
-            nr: 319,
-            ret: 3,
-            truncated: false,
-            enter_missing: false,
-            compat: false,
-            reread: false,
-            args: memfd,
-        };
+        let sc = SyscallEvent::new("memfd_create", 319, 3, memfd);
         workers.dispatch(event(parent, EventKind::Syscall(sc))).await;
         workers.dispatch(event(parent, EventKind::ProcFork { child_pid: child, child_tid: child })).await;
         let done = workers.finish().await;

@@ -542,19 +542,7 @@ mod tests {
 
     fn syscall(pid: u32, name: &str, ret: i64, args: SyscallArgs) -> Event {
         let nr = sensor_abi::syscalls::by_name(name).unwrap().nr;
-        event(
-            pid,
-            EventKind::Syscall(SyscallEvent {
-                name: name.into(),
-                nr,
-                ret,
-                truncated: false,
-                enter_missing: false,
-                compat: false,
-                reread: false,
-                args,
-            }),
-        )
+        event(pid, EventKind::Syscall(SyscallEvent::new(name, nr, ret, args)))
     }
 
     #[test]
