@@ -345,6 +345,7 @@ fn run_cri_pod(ctx: &Ctx, pod_name: &str) -> (TestPod, String, String) {
         name: pod_name.to_owned(),
         labels: [("app", "web"), ("tier", "frontend")].map(|(k, v)| (k.to_owned(), v.to_owned())).to_vec(),
         container: "web".into(),
+        container_labels: Vec::new(),
         command: vec!["sleep".into(), "3600".into()],
         mounts: volumes,
     };

@@ -594,6 +594,7 @@ fn exec_identity_memfd_ia32_cwd_and_connect_fields_match_falco_end_to_end() {
             name: format!("{marker}-k"),
             labels: Vec::new(),
             container: "fidelity".into(),
+            container_labels: Vec::new(),
             command: vec!["sleep".into(), "600".into()],
             mounts: vec![mount(ws.path()), mount("/lib/x86_64-linux-gnu"), mount("/lib64")],
         },

@@ -303,6 +303,8 @@ pub struct PodSpec {
     pub labels: Vec<(String, String)>,
     /// The container's name (`container.name`).
     pub container: String,
+    /// Container labels besides the ones kubelet sets.
+    pub container_labels: Vec<(String, String)>,
     /// The container's command.
     pub command: Vec<String>,
     /// Host paths mounted into the container.
@@ -391,6 +393,7 @@ impl CriPod {
             .iter()
             .chain(&[("io.kubernetes.container.name", spec.container.as_str())])
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .chain(spec.container_labels.iter().cloned())
             .collect();
         let container = proto::ContainerConfig {
             metadata: Some(proto::ContainerMetadata { name: spec.container.clone(), attempt: 0 }),

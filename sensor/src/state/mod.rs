@@ -453,7 +453,9 @@ impl State {
                     p.cloexec.remove(&(ret as i32));
                 }
             },
-            SyscallArgs::Capset { pid: Some(0) | None, effective, permitted, inheritable } if ret == 0 => {
+            // A capset only succeeds on the caller: its header names it by 0 or by its own
+            // pid (libcap-ng, as setpriv uses it, gives the pid); any other is EPERM.
+            SyscallArgs::Capset { effective, permitted, inheritable, .. } if ret == 0 => {
                 let (eff, prm, inh) = (p.cap_effective, p.cap_permitted, p.cap_inheritable);
                 p.cap_effective = effective.unwrap_or(p.cap_effective);
                 p.cap_permitted = permitted.unwrap_or(p.cap_permitted);
@@ -662,6 +664,17 @@ mod tests {
         let ev = syscall(pid, "capset", 0, drop);
         s.before(&ev);
         assert_eq!(field(&s, &ev, "thread.cap_added"), text(""), "dropping adds nothing");
+        // The caller named by its own pid, as libcap-ng does: CAP_SYS_BOOT (22) inheritable.
+        let own = SyscallArgs::Capset {
+            pid: Some(pid as i32),
+            effective: Some(0),
+            permitted: Some(1 | 1 << 5),
+            inheritable: Some(1 << 22),
+        };
+        let ev = syscall(pid, "capset", 0, own);
+        s.before(&ev);
+        assert_eq!(field(&s, &ev, "thread.cap_added"), text("CAP_SYS_BOOT"));
+        assert_eq!(field(&s, &ev, "thread.cap_inheritable"), text("CAP_SYS_BOOT"));
     }
 
     #[test]
