@@ -19,7 +19,7 @@ use sensor_abi::{
 
 use super::{
     AT_FDCWD, EventView, Fd, Process, SensorInfo, State, StateConfig, User, UserDb,
-    fields::{Codec, arg_spec},
+    fields::{Codec, arg_spec, arg_value},
     symbols::{self, O_CREAT, O_RDWR, O_TRUNC, O_WRONLY, parse_caps, parse_enum, parse_flags},
 };
 use crate::{
@@ -1176,6 +1176,7 @@ impl Spec {
             let (key, codec) = arg_spec(name, &args);
             let text = value.to_string();
             let at = |e: String| format!("evt.arg.{name}: {e}");
+            let current = arg_value(&json, key).cloned();
             let parsed = match codec {
                 Codec::Flags(names, zero) => serde_json::Value::from(parse_flags(&text, names, zero).map_err(at)?),
                 Codec::Enum(names) => serde_json::Value::from(parse_enum(&text, names).map_err(at)?),
@@ -1184,20 +1185,30 @@ impl Spec {
                     serde_json::to_value(text.parse::<SockAddr>().map_err(at)?).map_err(|e| e.to_string())?
                 }
                 Codec::Plain => match text.parse::<i64>() {
-                    Ok(n) if !matches!(json.get(key), Some(serde_json::Value::String(_))) => n.into(),
+                    Ok(n) if !matches!(current, Some(serde_json::Value::String(_))) => n.into(),
                     _ => text.clone().into(),
                 },
             };
-            let obj = json.as_object_mut().ok_or("arguments are not an object")?;
-            if !obj.contains_key(key) || key == "family" {
+            // The member, nested (`info.exe_flags`) or not, must exist in this family's form.
+            let (parent, last) = match key.rsplit_once('.') {
+                Some((parent, last)) => (arg_value_mut(&mut json, parent), last),
+                None => (Some(&mut json), key),
+            };
+            let obj = parent.and_then(serde_json::Value::as_object_mut);
+            let Some(obj) = obj.filter(|o| o.contains_key(last) && key != "family") else {
                 return Err(format!("evt.arg.{name}: a {} event has no such argument", args_family(&args)));
-            }
-            obj.insert(key.to_owned(), parsed);
+            };
+            obj.insert(last.to_owned(), parsed);
             serde_json::from_value::<SyscallArgs>(json.clone())
                 .map_err(|_| format!("evt.arg.{name}: '{text}' is not a value of that argument"))?;
         }
         serde_json::from_value(json).map_err(|e| e.to_string())
     }
+}
+
+/// [`arg_value`], writable.
+fn arg_value_mut<'j>(json: &'j mut serde_json::Value, key: &str) -> Option<&'j mut serde_json::Value> {
+    key.split('.').try_fold(json, |v, part| v.get_mut(part))
 }
 
 /// Which end of a socket the event's process is.

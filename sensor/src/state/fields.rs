@@ -6,8 +6,9 @@ use super::{
     Fd, Process, State,
     fd::IoClass,
     symbols::{
-        BPF_CMDS, FAMILIES, MODE_EXEC, MODE_FLAGS, NAMESPACE_FLAGS, O_ACCMODE, O_CREAT, O_RDONLY, O_TMPFILE, O_WRONLY,
-        OPEN_FLAGS, PTRACE_REQUESTS, SIGNALS, cap_names, enum_name, flag_names, result_name,
+        BPF_CMDS, CLONE_FLAGS, EXE_FLAGS, FAMILIES, FCNTL_CMDS, MEMFD_FLAGS, MODE_EXEC, MODE_FLAGS, NAMESPACE_FLAGS,
+        O_ACCMODE, O_CREAT, O_RDONLY, O_TMPFILE, O_WRONLY, OPEN_FLAGS, PROT_FLAGS, PTRACE_REQUESTS, SIGNALS, cap_names,
+        enum_name, flag_names, result_name,
     },
 };
 use crate::{
@@ -141,6 +142,11 @@ pub(super) enum Codec {
     Addr,
 }
 
+/// The member `key` (dotted for a nested one: `info.exe_flags`) of arguments' serde form.
+pub(super) fn arg_value<'j>(json: &'j serde_json::Value, key: &str) -> Option<&'j serde_json::Value> {
+    key.split('.').try_fold(json, |v, part| v.get(part))
+}
+
 /// The argument Falco calls `name` in `args`: the member of their serde form that holds it,
 /// and how it renders. Read both to render `evt.arg.<name>` and to set it in a test event.
 pub(super) fn arg_spec<'n>(name: &'n str, args: &SyscallArgs) -> (&'n str, Codec) {
@@ -153,6 +159,12 @@ pub(super) fn arg_spec<'n>(name: &'n str, args: &SyscallArgs) -> (&'n str, Codec
         ("flags", SyscallArgs::Unshare { .. }) | ("nstype", SyscallArgs::Setns { .. }) => {
             (name, Flags(NAMESPACE_FLAGS, "0"))
         }
+        // Falco's exec exit event: the executable's flags, not execveat's AT_* flags.
+        ("flags", SyscallArgs::Exec { .. }) => ("info.exe_flags", Flags(EXE_FLAGS, "0")),
+        ("flags", SyscallArgs::Clone { .. }) => ("flags", Flags(CLONE_FLAGS, "0")),
+        ("flags", SyscallArgs::MemfdCreate { .. }) => ("flags", Flags(MEMFD_FLAGS, "0")),
+        ("prot", SyscallArgs::Mmap { .. }) => ("prot", Flags(PROT_FLAGS, "PROT_NONE")),
+        ("cmd", SyscallArgs::Fcntl { .. }) => ("cmd", Enum(FCNTL_CMDS)),
         ("request", SyscallArgs::Ptrace { .. }) => ("request", Enum(PTRACE_REQUESTS)),
         ("domain", SyscallArgs::Socket { .. }) => ("domain", Enum(FAMILIES)),
         ("sig", SyscallArgs::Kill { .. }) => ("sig", Enum(SIGNALS)),
@@ -398,7 +410,7 @@ impl<'a> EventView<'a> {
         }
         let (key, codec) = arg_spec(name, &sc.args);
         let json = serde_json::to_value(&sc.args).ok()?;
-        let v = json.get(key).filter(|_| key != "family")?;
+        let v = arg_value(&json, key).filter(|_| key != "family")?;
         match codec {
             Codec::Plain => json_value(v),
             Codec::Addr => serde_json::from_value::<SockAddr>(v.clone()).ok().map(|a| Value::Str(a.to_string())),

@@ -817,6 +817,23 @@ mod tests {
             assert_eq!(field(&s, &ev, name), Some(crate::rules::Value::Bool(want)), "{name}");
         }
         assert_eq!(field(&s, &ev, "proc.fdlimit"), Some(crate::rules::Value::UInt(1024)));
+        // Falco's outputs print `exe_flags=%evt.arg.flags`.
+        assert_eq!(field(&s, &ev, "evt.arg.flags"), text("EXE_WRITABLE|EXE_LOWER_LAYER"));
+        assert_eq!(field(&s, &ev, "evt.rawarg.flags"), Some(crate::rules::Value::Int(9)));
+    }
+
+    #[test]
+    fn flags_render_by_name() {
+        let s = State::new(StateConfig::default());
+        let pid = 4_001_000;
+        let mmap = SyscallArgs::Mmap { addr: 0, len: 4096, prot: 5, flags: Some(0x22), fd: Some(-1) };
+        assert_eq!(field(&s, &syscall(pid, "mmap", 0, mmap), "evt.arg.prot"), text("PROT_READ|PROT_EXEC"));
+        let clone = syscall(pid, "clone", 7, SyscallArgs::Clone { flags: Some(0x2000_0000 | 0x100) });
+        assert_eq!(field(&s, &clone, "evt.arg.flags"), text("CLONE_VM|CLONE_NEWPID"));
+        let memfd = SyscallArgs::MemfdCreate { name: Some("x".into()), flags: 1 };
+        assert_eq!(field(&s, &syscall(pid, "memfd_create", 3, memfd), "evt.arg.flags"), text("MFD_CLOEXEC"));
+        let fcntl = SyscallArgs::Fcntl { fd: 3, cmd: 1030 };
+        assert_eq!(field(&s, &syscall(pid, "fcntl", 9, fcntl), "evt.arg.cmd"), text("F_DUPFD_CLOEXEC"));
     }
 
     #[test]

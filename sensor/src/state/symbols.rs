@@ -21,6 +21,48 @@ pub(super) const OPEN_FLAGS: &[(u64, &str)] = &[
     (0o10000000, "O_PATH"),
     (0o20000000, "O_TMPFILE"),
 ];
+/// The flags of an executable at its exec, Falco's `PPM_EXE_*` names (`evt.arg.flags` of
+/// an exec: `exe_flags=%evt.arg.flags` in Falco's outputs).
+pub(super) const EXE_FLAGS: &[(u64, &str)] = &[
+    (sensor_abi::record::exe_flags::WRITABLE as u64, "EXE_WRITABLE"),
+    (sensor_abi::record::exe_flags::UPPER_LAYER as u64, "EXE_UPPER_LAYER"),
+    (sensor_abi::record::exe_flags::FROM_MEMFD as u64, "EXE_FROM_MEMFD"),
+    (sensor_abi::record::exe_flags::LOWER_LAYER as u64, "EXE_LOWER_LAYER"),
+];
+
+/// `PROT_*` of `mmap`/`mprotect`.
+pub(super) const PROT_FLAGS: &[(u64, &str)] = &[(1, "PROT_READ"), (2, "PROT_WRITE"), (4, "PROT_EXEC")];
+
+/// `CLONE_*` flags of `clone`/`clone3` (the namespace ones in [`NAMESPACE_FLAGS`] too).
+pub(super) const CLONE_FLAGS: &[(u64, &str)] = &[
+    (0x100, "CLONE_VM"),
+    (0x200, "CLONE_FS"),
+    (0x400, "CLONE_FILES"),
+    (0x800, "CLONE_SIGHAND"),
+    (0x1000, "CLONE_PIDFD"),
+    (0x2000, "CLONE_PTRACE"),
+    (0x4000, "CLONE_VFORK"),
+    (0x8000, "CLONE_PARENT"),
+    (0x10000, "CLONE_THREAD"),
+    (0x20000, "CLONE_NEWNS"),
+    (0x40000, "CLONE_SYSVSEM"),
+    (0x80000, "CLONE_SETTLS"),
+    (0x0200_0000, "CLONE_NEWCGROUP"),
+    (0x0400_0000, "CLONE_NEWUTS"),
+    (0x0800_0000, "CLONE_NEWIPC"),
+    (0x1000_0000, "CLONE_NEWUSER"),
+    (0x2000_0000, "CLONE_NEWPID"),
+    (0x4000_0000, "CLONE_NEWNET"),
+    (0x8000_0000, "CLONE_IO"),
+];
+
+/// `MFD_*` flags of `memfd_create`.
+pub(super) const MEMFD_FLAGS: &[(u64, &str)] =
+    &[(1, "MFD_CLOEXEC"), (2, "MFD_ALLOW_SEALING"), (4, "MFD_HUGETLB"), (8, "MFD_NOEXEC_SEAL"), (0x10, "MFD_EXEC")];
+
+/// The `fcntl` commands the sensor captures.
+pub(super) const FCNTL_CMDS: &[(u64, &str)] = &[(0, "F_DUPFD"), (1030, "F_DUPFD_CLOEXEC")];
+
 /// What an open with none of [`OPEN_FLAGS`]' access bits asks for.
 pub(super) const O_RDONLY: &str = "O_RDONLY";
 pub(super) const O_ACCMODE: u64 = 0o3;
