@@ -856,3 +856,42 @@ fn a_path_unreadable_at_enter_is_read_at_exit() {
     std::fs::remove_file(target).unwrap();
     std::fs::remove_file(holder).unwrap();
 }
+
+#[test]
+fn cgroup_moves_name_the_task_and_its_new_cgroup() {
+    let mut s = Session::start("");
+    // A v1 memory hierarchy where there is one (hybrid hosts), else the unified one.
+    let (root, controller) = if std::path::Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists() {
+        ("/sys/fs/cgroup/memory", "memory")
+    } else {
+        ("/sys/fs/cgroup", "")
+    };
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let hierarchy: u32 = own
+        .lines()
+        .find_map(|l| {
+            let (id, rest) = l.split_once(':')?;
+            let (controllers, _) = rest.split_once(':')?;
+            (controllers.split(',').any(|c| c == controller) || controllers == controller).then(|| id.parse().ok())?
+        })
+        .expect("this process's cgroup in that hierarchy");
+    let name = format!("sensor-attach-{}", std::process::id());
+    let dir = format!("{root}/{name}");
+    std::fs::create_dir(&dir).unwrap();
+    let mut sleeper = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+    std::fs::write(format!("{dir}/cgroup.procs"), sleeper.id().to_string()).unwrap();
+    let pid = sleeper.id();
+    let e = s.expect(
+        "the move of the sleeper",
+        |e| matches!(&e.kind, EventKind::CgroupAttach { task_pid, .. } if *task_pid == pid),
+    );
+    let result = e.kind.clone();
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    std::fs::remove_dir(&dir).unwrap();
+    assert_eq!(
+        result,
+        EventKind::CgroupAttach { task_pid: pid, task_tid: pid, hierarchy, path: Some(format!("/{name}")) }
+    );
+    assert_eq!(e.pid, std::process::id(), "the mover is the test, which wrote cgroup.procs");
+}

@@ -149,7 +149,7 @@ fn rules(selected: &str) -> Vec<RuleSpec> {
         .collect();
     rules.push(RuleSpec {
         name: "coverage scheduler".into(),
-        condition: format!("evt.type in (proc_fork, proc_exec, procexit) and {selected}"),
+        condition: format!("evt.type in (proc_fork, procexit) and {selected}"),
     });
     rules.push(RuleSpec {
         name: DNS_RULE.into(),

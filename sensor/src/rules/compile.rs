@@ -19,8 +19,9 @@ use super::output::{self, OutputFormat, Piece, RawPiece};
 use super::parser::{self, ParseError};
 use super::yaml::Pos;
 
-/// Event types of the scheduler events, besides the syscalls of `sensor_abi::syscalls`.
-const SCHED_EVENTS: [&str; 3] = ["proc_fork", "proc_exec", "procexit"];
+/// Event types of the scheduler events rules see, besides the syscalls of
+/// `sensor_abi::syscalls` (`Event::is_state_only` keeps the others from rules).
+const SCHED_EVENTS: [&str; 2] = ["proc_fork", "procexit"];
 
 /// Deepest nesting of a condition with its macros expanded (bounds recursion everywhere).
 const MAX_NESTING: u32 = 1000;

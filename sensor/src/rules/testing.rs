@@ -24,7 +24,7 @@
 //! sensor would see, with the state around it, by `state::FieldMapEvent`, and rules read it
 //! through the code live events go through. How fields map:
 //!
-//! - `evt.type` picks the syscall (or `procexit`, `proc_fork`, `proc_exec`); `evt.res`
+//! - `evt.type` picks the syscall (or `procexit`, `proc_fork`); `evt.res`
 //!   (`SUCCESS`, `ENOENT`), `evt.rawres` or `evt.failed` its return value; an open, socket or
 //!   accept that succeeds returns `fd.num` (3 by default); `evt.rawtime` the time;
 //! - `evt.is_open_read`/`write`/`create`/`exec` and `evt.arg.<name>` (as rendered:

@@ -762,10 +762,6 @@ impl Spec {
                 let child = me.pid + 1;
                 return Ok((EventKind::ProcFork { child_pid: child, child_tid: child }, None));
             }
-            "proc_exec" => {
-                let filename = Some(me.exepath.clone()).filter(|p| !p.is_empty());
-                return Ok((EventKind::ProcExec { old_tid: me.pid, filename }, None));
-            }
             name => syscalls::by_name(name)
                 .ok_or_else(|| format!("evt.type: '{name}' is not an event the sensor captures"))?,
         };
