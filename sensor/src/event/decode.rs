@@ -134,10 +134,7 @@ pub fn decode(record: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
         RecordKind::ProcExec => {
             let nblobs = r.u32(body + 4)? as usize;
             let blobs = read_blobs(&r, body + 8, nblobs)?;
-            EventKind::ProcExec {
-                old_tid: r.u32(body)?,
-                filename: blobs.iter().find(|b| b.slot == blob_slot::EXE_PATH).and_then(Blob::string),
-            }
+            EventKind::ProcExec { old_tid: r.u32(body)?, filename: slot_string(&blobs, blob_slot::EXE_PATH) }
         }
         RecordKind::ProcExit => {
             EventKind::ProcExit { exit_code: r.u32(body)? as i32, group_dead: r.u32(body + 4)? != 0 }
@@ -149,7 +146,7 @@ pub fn decode(record: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
                 task_tid: r.u32(body)?,
                 task_pid: r.u32(body + 4)?,
                 hierarchy: r.u32(body + 8)?,
-                path: blobs.iter().find(|b| b.slot == blob_slot::CGROUP_PATH).and_then(Blob::string),
+                path: slot_string(&blobs, blob_slot::CGROUP_PATH),
             }
         }
     };
@@ -192,6 +189,16 @@ impl Blob<'_> {
         let info = unsafe { std::ptr::read_unaligned(self.data.as_ptr().cast::<sensor_abi::record::ExecInfo>()) };
         Some(ExecInfo::from_kernel(&info, clock))
     }
+}
+
+/// The blob of `slot` among `blobs`.
+fn blob_at<'b, 'a>(blobs: &'b [Blob<'a>], slot: u8) -> Option<&'b Blob<'a>> {
+    blobs.iter().find(|b| b.slot == slot)
+}
+
+/// The text of the blob of `slot`, unless its memory was unreadable.
+fn slot_string(blobs: &[Blob<'_>], slot: u8) -> Option<String> {
+    blob_at(blobs, slot).and_then(Blob::string)
 }
 
 fn read_blobs<'a>(r: &Bytes<'a>, mut off: usize, n: usize) -> Result<Vec<Blob<'a>>, DecodeError> {
@@ -259,7 +266,7 @@ impl Args<'_> {
         self.val(name).map(|v| v as u32 as i32 as i64).map(|v| if v < 0 { -1 } else { v as u32 as i64 })
     }
     fn blob(&self, slot: u8) -> Option<&Blob<'_>> {
-        self.blobs.iter().find(|b| b.slot == slot)
+        blob_at(&self.blobs, slot)
     }
     fn arg_blob(&self, name: &str) -> Option<&Blob<'_>> {
         self.blob(self.sc.arg_index(name)? as u8)
@@ -275,7 +282,7 @@ impl Args<'_> {
         self.blob(blob_slot::LOCAL_ADDR).filter(|b| b.flags & blob_flags::FAULT == 0).map(|b| SockAddr::parse(b.data))
     }
     fn slot_string(&self, slot: u8) -> Option<String> {
-        self.blob(slot).and_then(Blob::string)
+        slot_string(&self.blobs, slot)
     }
     fn cgroups(&self) -> Option<Box<Cgroups>> {
         let unified = self.slot_string(blob_slot::CGROUP_DFL);

@@ -23,7 +23,7 @@ pub use fields::{EventView, SensorInfo};
 pub use process::{Process, ProcessTable, read_proc};
 pub use users::{User, UserDb};
 
-use sensor_abi::record::exe_flags;
+use sensor_abi::{config::F_DUPFD_CLOEXEC, record::exe_flags};
 
 use crate::{
     enrich::{ContainerId, ContainerView},
@@ -31,8 +31,6 @@ use crate::{
 };
 
 const AT_FDCWD: i32 = -100;
-/// `F_DUPFD_CLOEXEC`: an `fcntl` copy closed at exec.
-const F_DUPFD_CLOEXEC: u64 = sensor_abi::config::F_DUPFD_CLOEXEC;
 const EINPROGRESS: i64 = 115;
 /// `O_CLOEXEC`, `SOCK_CLOEXEC` (same bit), and `MFD_CLOEXEC`.
 const O_CLOEXEC: u64 = 0o2000000;
@@ -293,6 +291,15 @@ impl State {
                 }
             }
         };
+        // A copy of fd `from` at `to` (dup, fcntl F_DUPFD). A copy of an fd the sensor never
+        // saw made (a pipe): whatever `to` held before is gone.
+        let copy_fd = |p: &mut Process, from: i32, to: i64, cloexec: bool| match p.fds.get(&from).cloned() {
+            Some(f) => set_fd(p, to, f, cloexec),
+            None => {
+                p.fds.remove(&(to as i32));
+                p.cloexec.remove(&(to as i32));
+            }
+        };
         match &sc.args {
             SyscallArgs::Exec { path, exe_file, cgroups, argv, env, info, .. } if ret == 0 => {
                 // The container is the one of the cgroups the kernel saw at the exec (a
@@ -423,19 +430,13 @@ impl State {
                 let f = Fd::Socket { domain, kind, local, remote: addr.clone(), connected: true, server: true };
                 set_fd(p, ret, f, flags & O_CLOEXEC != 0);
             }
-            SyscallArgs::Fcntl { fd, cmd } if ret >= 0 => match p.fds.get(fd).cloned() {
-                Some(f) => set_fd(p, ret, f, *cmd == F_DUPFD_CLOEXEC),
-                None => {
-                    p.fds.remove(&(ret as i32));
-                    p.cloexec.remove(&(ret as i32));
-                }
-            },
+            SyscallArgs::Fcntl { fd, cmd } if ret >= 0 => copy_fd(p, *fd, ret, *cmd == F_DUPFD_CLOEXEC),
             SyscallArgs::Chdir { path, fd } if ret == 0 => {
                 // As Falco does, from the path text: a symlinked directory keeps its
                 // link's name.
                 p.cwd = match (path, fd) {
                     (Some(path), _) => Some(absolute(p.cwd.as_deref(), path)),
-                    (None, Some(fd)) => p.fds.get(fd).and_then(|f| f.path().map(str::to_owned)),
+                    (None, Some(fd)) => dir_of(p, Some(*fd)),
                     (None, None) => None,
                 };
             }
@@ -443,16 +444,8 @@ impl State {
                 (p.sid, p.pgid) = (ev.pid, ev.pid);
                 (p.vsid, p.vpgid) = (ev.ns_pid, ev.ns_pid);
             }
-            SyscallArgs::Dup { oldfd, flags, .. } if ret >= 0 => match p.fds.get(oldfd).cloned() {
-                // Only dup3 can set close-on-exec on the copy.
-                Some(f) => set_fd(p, ret, f, flags & O_CLOEXEC != 0),
-                // A copy of an fd the sensor never saw made (a pipe): whatever the target
-                // number held before is gone.
-                None => {
-                    p.fds.remove(&(ret as i32));
-                    p.cloexec.remove(&(ret as i32));
-                }
-            },
+            // Only dup3 can set close-on-exec on the copy.
+            SyscallArgs::Dup { oldfd, flags, .. } if ret >= 0 => copy_fd(p, *oldfd, ret, flags & O_CLOEXEC != 0),
             // A capset only succeeds on the caller: its header names it by 0 or by its own
             // pid (libcap-ng, as setpriv uses it, gives the pid); any other is EPERM.
             SyscallArgs::Capset { effective, permitted, inheritable, .. } if ret == 0 => {

@@ -31,37 +31,58 @@ pub(super) const EXE_FLAGS: &[(u64, &str)] = &[
 ];
 
 /// `PROT_*` of `mmap`/`mprotect`.
-pub(super) const PROT_FLAGS: &[(u64, &str)] = &[(1, "PROT_READ"), (2, "PROT_WRITE"), (4, "PROT_EXEC")];
+pub(super) const PROT_FLAGS: &[(u64, &str)] =
+    &[(1, "PROT_READ"), (2, "PROT_WRITE"), (sensor_abi::config::PROT_EXEC, "PROT_EXEC")];
 
-/// `CLONE_*` flags of `clone`/`clone3` (the namespace ones in [`NAMESPACE_FLAGS`] too).
-pub(super) const CLONE_FLAGS: &[(u64, &str)] = &[
-    (0x100, "CLONE_VM"),
-    (0x200, "CLONE_FS"),
-    (0x400, "CLONE_FILES"),
-    (0x800, "CLONE_SIGHAND"),
-    (0x1000, "CLONE_PIDFD"),
-    (0x2000, "CLONE_PTRACE"),
-    (0x4000, "CLONE_VFORK"),
-    (0x8000, "CLONE_PARENT"),
-    (0x10000, "CLONE_THREAD"),
+/// `CLONE_NEW*`: the namespaces `clone`, `unshare` and `setns` name alike.
+const CLONE_NEW: [(u64, &str); 7] = [
     (0x20000, "CLONE_NEWNS"),
-    (0x40000, "CLONE_SYSVSEM"),
-    (0x80000, "CLONE_SETTLS"),
     (0x0200_0000, "CLONE_NEWCGROUP"),
     (0x0400_0000, "CLONE_NEWUTS"),
     (0x0800_0000, "CLONE_NEWIPC"),
     (0x1000_0000, "CLONE_NEWUSER"),
     (0x2000_0000, "CLONE_NEWPID"),
     (0x4000_0000, "CLONE_NEWNET"),
-    (0x8000_0000, "CLONE_IO"),
 ];
+
+/// `CLONE_*` flags of `clone`/`clone3`.
+pub(super) const CLONE_FLAGS: &[(u64, &str)] = &join::<19>(
+    &[
+        (0x100, "CLONE_VM"),
+        (0x200, "CLONE_FS"),
+        (0x400, "CLONE_FILES"),
+        (0x800, "CLONE_SIGHAND"),
+        (0x1000, "CLONE_PIDFD"),
+        (0x2000, "CLONE_PTRACE"),
+        (0x4000, "CLONE_VFORK"),
+        (0x8000, "CLONE_PARENT"),
+        (0x10000, "CLONE_THREAD"),
+        (0x40000, "CLONE_SYSVSEM"),
+        (0x80000, "CLONE_SETTLS"),
+        (0x8000_0000, "CLONE_IO"),
+    ],
+    &CLONE_NEW,
+);
+
+/// Two name tables as one (`N` is their total length; a wrong one does not compile).
+const fn join<const N: usize>(a: &[(u64, &'static str)], b: &[(u64, &'static str)]) -> [(u64, &'static str); N] {
+    assert!(a.len() + b.len() == N, "join: N is not the total length");
+    let mut out = [(0, ""); N];
+    let mut i = 0;
+    while i < N {
+        out[i] = if i < a.len() { a[i] } else { b[i - a.len()] };
+        i += 1;
+    }
+    out
+}
 
 /// `MFD_*` flags of `memfd_create`.
 pub(super) const MEMFD_FLAGS: &[(u64, &str)] =
     &[(1, "MFD_CLOEXEC"), (2, "MFD_ALLOW_SEALING"), (4, "MFD_HUGETLB"), (8, "MFD_NOEXEC_SEAL"), (0x10, "MFD_EXEC")];
 
 /// The `fcntl` commands the sensor captures.
-pub(super) const FCNTL_CMDS: &[(u64, &str)] = &[(0, "F_DUPFD"), (1030, "F_DUPFD_CLOEXEC")];
+pub(super) const FCNTL_CMDS: &[(u64, &str)] =
+    &[(sensor_abi::config::F_DUPFD, "F_DUPFD"), (sensor_abi::config::F_DUPFD_CLOEXEC, "F_DUPFD_CLOEXEC")];
 
 /// What an open with none of [`OPEN_FLAGS`]' access bits asks for.
 pub(super) const O_RDONLY: &str = "O_RDONLY";
@@ -109,17 +130,9 @@ pub(super) const MODE_FLAGS: &[(u64, &str)] = &[
 /// Execute permission for anyone: an open creating such a file is `evt.is_open_exec`.
 pub(super) const MODE_EXEC: u32 = 0o111;
 
-/// Namespace types of `unshare` flags and `setns` (`evt.arg.flags contains CLONE_NEWUSER`).
-pub(super) const NAMESPACE_FLAGS: &[(u64, &str)] = &[
-    (0x80, "CLONE_NEWTIME"),
-    (0x20000, "CLONE_NEWNS"),
-    (0x0200_0000, "CLONE_NEWCGROUP"),
-    (0x0400_0000, "CLONE_NEWUTS"),
-    (0x0800_0000, "CLONE_NEWIPC"),
-    (0x1000_0000, "CLONE_NEWUSER"),
-    (0x2000_0000, "CLONE_NEWPID"),
-    (0x4000_0000, "CLONE_NEWNET"),
-];
+/// Namespace types of `unshare` flags and `setns` (`evt.arg.flags contains CLONE_NEWUSER`);
+/// `CLONE_NEWTIME` shares its bit with `clone`'s exit signal, so it is theirs only.
+pub(super) const NAMESPACE_FLAGS: &[(u64, &str)] = &join::<8>(&[(0x80, "CLONE_NEWTIME")], &CLONE_NEW);
 
 /// x86_64 signal numbers (`evt.arg.sig = SIGKILL`).
 pub(super) const SIGNALS: &[(u64, &str)] = &[
