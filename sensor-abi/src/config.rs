@@ -260,8 +260,9 @@ pub struct SyscallSpec {
     pub flags: u8,
     /// An [`ArgKind`](crate::syscalls::ArgKind) per argument.
     pub kinds: [u8; 6],
-    /// Reserved (keeps the entry 8-byte sized).
-    pub pad: u8,
+    /// The syscall's role in the prefilter ([`spec_prefilter`](crate::prefilter::spec_prefilter));
+    /// 0 for none.
+    pub prefilter: u8,
 }
 
 /// Flags in [`SyscallSpec::flags`].
@@ -314,6 +315,7 @@ mod user {
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::Counters {}
     unsafe impl aya::Pod for super::SyscallSpec {}
+    unsafe impl aya::Pod for crate::prefilter::PrefilterConfig {}
 }
 
 const _: () = assert!(core::mem::size_of::<SyscallSpec>() == 8);

@@ -7,5 +7,6 @@
 #![no_std]
 
 pub mod config;
+pub mod prefilter;
 pub mod record;
 pub mod syscalls;

@@ -165,6 +165,9 @@ pub mod blob_slot {
     pub const LOCAL_ADDR: u8 = 23;
     /// The cgroup path of a [`RecordKind::CgroupAttach`](super::RecordKind).
     pub const CGROUP_PATH: u8 = 24;
+    /// The path of the file a syscall's fd argument refers to, when the prefilter kept
+    /// that file's open back (see `prefilter::spec_prefilter::FD_ARG`).
+    pub const FD_FILE: u8 = 25;
 }
 
 /// Flags in [`BlobHeader::flags`].

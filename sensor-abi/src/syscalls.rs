@@ -7,7 +7,10 @@
 //! before anything else (see [`Ia32`] and [`SOCKETCALLS`]), so a 32-bit number is never
 //! read as a 64-bit one.
 
-use crate::config::spec_flags::{AT_ENTER, DUPFD_ONLY, EXEC, LOCAL_ADDR_ARG0, LOCAL_ADDR_RET, PROT_EXEC_ONLY};
+use crate::{
+    config::spec_flags::{AT_ENTER, DUPFD_ONLY, EXEC, LOCAL_ADDR_ARG0, LOCAL_ADDR_RET, PROT_EXEC_ONLY},
+    prefilter::spec_prefilter,
+};
 
 /// How the kernel side reads one argument beyond its register value.
 #[repr(u8)]
@@ -176,6 +179,56 @@ impl Syscall {
     /// Index of the argument called `name`.
     pub fn arg_index(&self, name: &str) -> Option<usize> {
         self.args.iter().position(|a| a.name == name)
+    }
+
+    /// Its roles in the prefilter ([`spec_prefilter`]).
+    pub fn prefilter_role(&self) -> u8 {
+        use spec_prefilter::{CLOSE, FD_ARG, NEW_FD, OPEN, with_arg};
+        // The fd argument through which a call uses an existing file: `AT_EMPTY_PATH` makes
+        // a dirfd one (a real directory's open is always sent).
+        let fd_arg = self
+            .args
+            .iter()
+            .position(|a| a.kind == ArgKind::Value && matches!(a.name, "fd" | "oldfd" | "dirfd" | "olddirfd"));
+        let uses_fd = if fd_arg.is_some() { with_arg(FD_ARG, fd_arg) } else { 0 };
+        match self.family {
+            // `creat` has no flags argument and `openat2` keeps them in `how`: every class.
+            // Their dirfd only serves relative paths, which are always sent.
+            Family::Open => with_arg(OPEN, self.arg_index("flags")),
+            Family::Close => CLOSE,
+            // The executable's path comes from the kernel.
+            Family::Exec => 0,
+            Family::Socket | Family::MemfdCreate | Family::Userfaultfd => NEW_FD,
+            Family::Accept | Family::Dup | Family::Fcntl => NEW_FD | uses_fd,
+            Family::Connect
+            | Family::Bind
+            | Family::Listen
+            | Family::SendTo
+            | Family::SendMsg
+            | Family::Ptrace
+            | Family::SetIds
+            | Family::Capset
+            | Family::Setns
+            | Family::Unshare
+            | Family::Clone
+            | Family::Mount
+            | Family::Umount
+            | Family::Chmod
+            | Family::Chown
+            | Family::Link
+            | Family::Unlink
+            | Family::Mkdir
+            | Family::Module
+            | Family::Prctl
+            | Family::Kill
+            | Family::Bpf
+            | Family::Mmap
+            | Family::Chdir
+            | Family::RecvFrom
+            | Family::RecvMsg
+            | Family::Setsid
+            | Family::Setpgid => uses_fd,
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 mod compat;
 mod maps;
 mod path;
+mod prefilter;
 mod record;
 mod sched;
 mod sock;

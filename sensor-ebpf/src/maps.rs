@@ -6,10 +6,11 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::bpf_get_smp_processor_id,
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use sensor_abi::{
     config::{Config, Counters, MAX_RINGS, SyscallSpec},
+    prefilter::{DROPPED_FDS, MAX_NAMES, MAX_PATHS, NameBytes, PathBytes, PrefilterConfig},
     record::{CGROUP_PATH_MAX, ExecInfo, PATH_MAX, SCRATCH_SIZE},
     syscalls::{MAX_IA32_NR, MAX_SOCKETCALL, MAX_SYSCALL_NR},
 };
@@ -99,8 +100,8 @@ pub struct Stash<const N: usize> {
     pub nblobs: u16,
     /// `syscall_flags` to carry to the record, and [`STASH_EXEC_DONE`].
     pub flags: u16,
-    /// Reserved.
-    pub pad: u32,
+    /// The prefilter's verdict at enter for an open ([`crate::prefilter::open_verdict`]).
+    pub prefilter: u32,
     /// The argument registers at enter.
     pub args: [u64; 6],
     /// Serialized blobs, as they go into the record.
@@ -188,6 +189,43 @@ pub struct TaskIds {
 /// [`TaskIds`] per thread, keyed by `pid_tgid`; removed when the thread exits.
 #[map]
 pub static TASK_IDS: LruHashMap<u64, TaskIds> = LruHashMap::with_max_entries(65536, 0);
+
+/// The prefilter's settings (one entry), written by user space.
+#[map]
+pub static PREFILTER: Array<PrefilterConfig> = Array::with_max_entries(1, 0);
+
+/// The two path tries of the prefilter (`PrefilterConfig::trie` says which is in use): the
+/// open classes some rule wants for each path prefix or exact path.
+#[map]
+pub static OPEN_PATHS_0: LpmTrie<PathBytes, u32> = LpmTrie::with_max_entries(MAX_PATHS, 0);
+/// See [`OPEN_PATHS_0`].
+#[map]
+pub static OPEN_PATHS_1: LpmTrie<PathBytes, u32> = LpmTrie::with_max_entries(MAX_PATHS, 0);
+
+/// The two file-name maps of the prefilter (alongside the tries): the open classes some
+/// rule wants for each file name (a path's last component).
+#[map]
+pub static OPEN_NAMES_0: HashMap<NameBytes, u32> = HashMap::with_max_entries(MAX_NAMES, 0);
+/// See [`OPEN_NAMES_0`].
+#[map]
+pub static OPEN_NAMES_1: HashMap<NameBytes, u32> = HashMap::with_max_entries(MAX_NAMES, 0);
+
+/// A bitmap of fd numbers.
+pub type FdBits = [u64; DROPPED_FDS / 64];
+
+/// Per fd table (`task->files`, shared by the threads of a process): the fds whose open
+/// the prefilter did not send, so that their closes are not sent either. LRU eviction
+/// forgets some, whose closes are then sent: never the other way round.
+#[map]
+pub static DROPPED: LruHashMap<u64, FdBits> = LruHashMap::with_max_entries(4096, 0);
+
+/// An all-zero [`FdBits`], the seed of a new [`DROPPED`] entry.
+#[map]
+pub static NO_FDS: Array<FdBits> = Array::with_max_entries(1, 0);
+
+/// Events the prefilter did not send, per syscall number and CPU.
+#[map]
+pub static PREFILTERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_SYSCALL_NR, 0);
 
 macro_rules! rings {
     ($($name:ident = $idx:literal),* $(,)?) => {

@@ -59,6 +59,12 @@ impl Record {
         unsafe { &mut *(self.buf.add(off) as *mut T) }
     }
 
+    /// The address of byte `off` of the scratch area.
+    #[inline(always)]
+    pub fn ptr(&self, off: usize) -> *const u8 {
+        unsafe { self.buf.add(off) }
+    }
+
     /// Appends a blob for `slot` read from `src` (a no-op for a null pointer).
     #[inline(always)]
     pub fn blob(&mut self, slot: u8, src: u64, from: Source) {

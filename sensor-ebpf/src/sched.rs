@@ -33,6 +33,7 @@ fn finish(mut rec: Record) {
 /// `sched_process_fork(parent, child)`: runs in the parent.
 #[inline(always)]
 pub fn on_fork(child: u64) {
+    crate::prefilter::on_fork(child);
     let Some(mut rec) = start::<ForkBody>(RecordKind::ProcFork) else { return };
     let body: &mut ForkBody = rec.at(HEADER_SIZE);
     body.child_tid = read(child, off!(task_pid));

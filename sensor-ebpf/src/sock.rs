@@ -6,7 +6,7 @@ use sensor_abi::record::blob_slot;
 use crate::{
     maps::off,
     record::Record,
-    task::{current, read},
+    task::{file_of_fd, read},
 };
 
 const AF_INET: u16 = 2;
@@ -35,14 +35,7 @@ struct SockaddrIn6 {
 /// [`blob_slot::LOCAL_ADDR`] blob, for IPv4 and IPv6 sockets.
 #[inline(always)]
 pub fn local_addr_blob(rec: &mut Record, fd: u64) {
-    let files: u64 = read(current(), off!(task_files));
-    let fdt: u64 = read(files, off!(files_fdt));
-    let max_fds: u32 = read(fdt, off!(fdtable_max_fds));
-    if fd >= u64::from(max_fds) {
-        return;
-    }
-    let table: u64 = read(fdt, off!(fdtable_fd));
-    let file: u64 = read(table + fd * 8, 0);
+    let file = file_of_fd(fd);
     let socket: u64 = read(file, off!(file_private_data));
     // Another thread may have put another file at this number since the call returned:
     // only a socket that points back at the file is read.

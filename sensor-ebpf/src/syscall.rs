@@ -8,6 +8,7 @@ use aya_ebpf::{
 };
 use sensor_abi::{
     config::{F_DUPFD, F_DUPFD_CLOEXEC, PROT_EXEC, SyscallSpec, spec_flags},
+    prefilter::spec_prefilter,
     record::{HEADER_SIZE, Header, RecordKind, SOCKADDR_MAX, SYSCALL_BODY_SIZE, SyscallBody, blob_slot, syscall_flags},
     syscalls::{ArgKind, NR_EXECVE, NR_EXECVEAT},
 };
@@ -16,6 +17,7 @@ use crate::{
     maps::{
         EXEC_STASH, SCRATCH, STASH, STASH_EMPTY, STASH_EXEC_DONE, STASH_REREAD, SYSCALLS, Stash, config, counters, off,
     },
+    prefilter,
     record::{Record, Source},
     sock::local_addr_blob,
     task::{current, fill_header, read},
@@ -105,16 +107,20 @@ pub fn on_enter(nr: u64, args: &[u64; 6]) {
         entry.nr = nr as u32;
         entry.args = *args;
         entry.flags = 0;
+        entry.prefilter = 0;
         entry.len = 0;
         entry.nblobs = 0;
         return;
     }
     let Some(mut rec) = Record::start(BODY_END) else { return };
     capture_args(&mut rec, spec, args, 0, false);
+    let verdict =
+        if spec.prefilter & spec_prefilter::OPEN != 0 { prefilter::open_verdict(&mut rec, BODY_END) } else { 0 };
     let Some(entry) = stash_entry(&STASH, key) else { return };
     entry.nr = nr as u32;
     entry.args = *args;
     entry.flags = if rec.faulted { STASH_REREAD } else { 0 };
+    entry.prefilter = verdict;
     stash_blobs(entry, &rec, BODY_END);
 }
 
@@ -133,11 +139,27 @@ pub fn on_exit(nr: u64, mut args: [u64; 6], ret: i64, compat: bool) {
     if is_self() {
         return;
     }
+    let role = spec.prefilter;
+    if role & spec_prefilter::CLOSE != 0 && prefilter::drops_close(args[0] & 0xffff_ffff, nr) {
+        return;
+    }
+    let key = bpf_get_current_pid_tgid();
+    // ia32 calls have no per-syscall enter tracepoints: theirs are read below, at exit.
+    let mut stashed = if spec.flags & spec_flags::AT_ENTER != 0 && !compat {
+        take_stash(&STASH, key, |e| e.nr == nr as u32)
+    } else {
+        None
+    };
+    if let Some(entry) = &mut stashed
+        && prefilter::drops_open(entry.prefilter, spec, &entry.args, ret, nr)
+    {
+        entry.nr = STASH_EMPTY;
+        return;
+    }
     let Some(mut rec) = Record::start(BODY_END) else { return };
     fill_header(rec.at::<Header>(0), RecordKind::Syscall);
     let mut nr = nr as u32;
     let mut flags = if compat { syscall_flags::COMPAT } else { 0 };
-    let key = bpf_get_current_pid_tgid();
     let mut read_args = false;
     if spec.flags & spec_flags::EXEC != 0 && ret == 0 {
         // The registers and memory are the new program's now: the number and arguments
@@ -170,8 +192,7 @@ pub fn on_exit(nr: u64, mut args: [u64; 6], ret: i64, compat: bool) {
             rec.blob(blob_slot::ENV, env_start, Source::User((env_end - env_start) as usize));
         }
     } else if spec.flags & spec_flags::AT_ENTER != 0 && !compat {
-        // ia32 calls have no per-syscall enter tracepoints: theirs are read below, at exit.
-        match take_stash(&STASH, key, |e| e.nr == nr) {
+        match stashed {
             Some(entry) if entry.flags & STASH_REREAD != 0 => {
                 // Unreadable at enter (not resident yet); the call has faulted it in.
                 entry.nr = STASH_EMPTY;
@@ -200,6 +221,12 @@ pub fn on_exit(nr: u64, mut args: [u64; 6], ret: i64, compat: bool) {
     if let Some(fd) = socket {
         local_addr_blob(&mut rec, fd);
     }
+    if role & spec_prefilter::FD_ARG != 0
+        && let Some(i) = spec_prefilter::arg(role)
+        && i < 6
+    {
+        prefilter::fd_file_blob(&mut rec, args[i] & 0xffff_ffff);
+    }
     if rec.truncated {
         flags |= syscall_flags::TRUNCATED;
     }
@@ -213,6 +240,9 @@ pub fn on_exit(nr: u64, mut args: [u64; 6], ret: i64, compat: bool) {
     let len = rec.off as u32;
     rec.at::<Header>(0).len = len;
     rec.emit();
+    if role & (spec_prefilter::OPEN | spec_prefilter::NEW_FD) != 0 {
+        prefilter::fd_sent(ret);
+    }
 }
 
 /// Reads the memory behind each argument as the spec says (structures laid out for an

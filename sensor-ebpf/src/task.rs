@@ -29,6 +29,19 @@ pub fn current() -> u64 {
     unsafe { bpf_get_current_task() }
 }
 
+/// The `struct file` at number `fd` of the current task's fd table; 0 if none.
+#[inline(always)]
+pub fn file_of_fd(fd: u64) -> u64 {
+    let files: u64 = read(current(), off!(task_files));
+    let fdt: u64 = read(files, off!(files_fdt));
+    let max_fds: u32 = read(fdt, off!(fdtable_max_fds));
+    if fd >= u64::from(max_fds) {
+        return 0;
+    }
+    let table: u64 = read(fdt, off!(fdtable_fd));
+    read(table + fd * 8, 0)
+}
+
 /// `OVERLAYFS_SUPER_MAGIC`.
 const OVERLAYFS_MAGIC: u64 = 0x794c_7630;
 /// `SB_RDONLY` in `super_block.s_flags`.

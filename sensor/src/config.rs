@@ -92,11 +92,13 @@ pub struct CaptureSection {
     pub ring_buffer_kib: u32,
     /// `auto` (BTF programs, raw tracepoints if those fail), `btf` or `raw`.
     pub probes: ProbeMode,
+    /// Keep back in the kernel the file opens no loaded rule can match (default true).
+    pub prefilter: bool,
 }
 
 impl Default for CaptureSection {
     fn default() -> Self {
-        CaptureSection { ring_buffer_kib: 8192, probes: ProbeMode::Auto }
+        CaptureSection { ring_buffer_kib: 8192, probes: ProbeMode::Auto, prefilter: true }
     }
 }
 

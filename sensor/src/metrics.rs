@@ -32,6 +32,8 @@ use crate::{capture::RingFill, enrich::ContainerStats, outputs::OutputCounters};
 pub struct Snapshot {
     /// Kernel-side counters, one entry per CPU.
     pub kernel: Vec<Counters>,
+    /// Events the in-kernel prefilter kept back, by syscall.
+    pub prefiltered: Vec<(&'static str, u64)>,
     /// How full each ring buffer is.
     pub rings: Vec<RingFill>,
     /// Events decoded, by event type (`openat`, `procexit`, ...).
@@ -287,6 +289,12 @@ impl Collector for SnapshotCollector {
              enter_missing (the enter side was not captured) or reread_at_exit (memory unreadable at \
              enter, read at exit).",
             s.partial.iter().map(|(reason, n)| (label("reason", reason), *n)),
+        )?;
+        w.counters(
+            "sensor_kernel_prefiltered",
+            "Events the in-kernel prefilter kept back because no loaded rule could match them (opens, and the \
+             closes of their fds), by syscall.",
+            s.prefiltered.iter().map(|(sc, n)| (label("syscall", sc), *n)),
         )?;
         w.counters(
             "sensor_kernel_ia32_untranslated",

@@ -7,6 +7,7 @@
 //! [`crate::event::decode`]; kernel-side losses are in [`Capture::counters`].
 
 pub mod btf;
+mod prefilter;
 pub mod preflight;
 mod ring;
 
@@ -29,6 +30,8 @@ use sensor_abi::{
     syscalls::{Family, SOCKETCALLS, SYSCALLS, Syscall},
 };
 use tokio::{sync::mpsc, task::JoinHandle};
+
+use crate::rules::Prefilter;
 
 /// The kernel object built by `build.rs`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf"));
@@ -93,6 +96,8 @@ pub struct CaptureConfig {
     pub poll_interval: Duration,
     /// Program kind.
     pub mode: ProbeMode,
+    /// What the kernel keeps back (default: nothing).
+    pub prefilter: Prefilter,
 }
 
 impl Default for CaptureConfig {
@@ -104,6 +109,7 @@ impl Default for CaptureConfig {
             wakeup_bytes: 64 << 10,
             poll_interval: Duration::from_millis(10),
             mode: ProbeMode::Auto,
+            prefilter: Prefilter::default(),
         }
     }
 }
@@ -187,6 +193,8 @@ pub struct Capture {
     /// Keeps programs attached; its `SYSCALLS` map is rewritten on reload.
     ebpf: Ebpf,
     counters: PerCpuArray<MapData, Counters>,
+    /// Events the prefilter kept back, per syscall number and CPU.
+    prefiltered: PerCpuArray<MapData, u64>,
     records: mpsc::Receiver<Vec<Bytes>>,
     readers: Vec<JoinHandle<()>>,
     mode: ProbeMode,
@@ -294,7 +302,7 @@ fn program_syscalls(ebpf: &mut Ebpf, enable: &[&Syscall], previous: &[&Syscall])
         for (k, arg) in kinds.iter_mut().zip(sc.args) {
             *k = arg.kind as u8;
         }
-        let spec = SyscallSpec { flags: spec_flags::ENABLED | sc.flags, kinds, pad: 0 };
+        let spec = SyscallSpec { flags: spec_flags::ENABLED | sc.flags, kinds, prefilter: sc.prefilter_role() };
         specs.set(sc.nr, spec, 0).map_err(map_err("SYSCALLS"))?;
     }
     for sc in previous.iter().filter(|p| !enable.iter().any(|e| e.nr == p.nr)) {
@@ -352,6 +360,7 @@ impl Capture {
 
         program_syscalls(&mut ebpf, &syscalls, &[])?;
         program_compat(&mut ebpf)?;
+        prefilter::program(&mut ebpf, &cfg.prefilter)?;
 
         let mode = attach_probes(&mut ebpf, cfg.mode)?;
         if needs_enter {
@@ -364,6 +373,8 @@ impl Capture {
 
         let counters = PerCpuArray::try_from(ebpf.take_map("COUNTERS").ok_or(map_missing("COUNTERS"))?)
             .map_err(map_err("COUNTERS"))?;
+        let prefiltered = PerCpuArray::try_from(ebpf.take_map("PREFILTERED").ok_or(map_missing("PREFILTERED"))?)
+            .map_err(map_err("PREFILTERED"))?;
         let (tx, records) = mpsc::channel(1024);
         let mut readers = Vec::new();
         let consumed: Vec<Arc<AtomicU64>> = (0..nr_rings).map(|_| Arc::default()).collect();
@@ -375,7 +386,19 @@ impl Capture {
             "capturing {} syscalls with {mode:?} probes, {nr_rings} ring(s) of {ring_bytes} bytes for {nr_cpus} CPU(s)",
             syscalls.len()
         );
-        Ok(Self { ebpf, counters, records, readers, mode, nr_rings, syscalls, cpus_per_ring, ring_bytes, consumed })
+        Ok(Self {
+            ebpf,
+            counters,
+            prefiltered,
+            records,
+            readers,
+            mode,
+            nr_rings,
+            syscalls,
+            cpus_per_ring,
+            ring_bytes,
+            consumed,
+        })
     }
 
     /// Captures `selected` from now on instead of the syscalls given at start (a rules
@@ -404,6 +427,17 @@ impl Capture {
             }
         }
         Ok(())
+    }
+
+    /// Makes `filter` the kernel's prefilter from now on (a rules reload): the kernel sends
+    /// everything while it changes.
+    pub fn set_prefilter(&mut self, filter: &Prefilter) -> Result<(), CaptureError> {
+        prefilter::program(&mut self.ebpf, filter)
+    }
+
+    /// Events the prefilter kept back, per syscall (those it can keep back), since start.
+    pub fn prefiltered(&self) -> Result<Vec<(&'static str, u64)>, CaptureError> {
+        prefilter::counts(&self.prefiltered, &self.syscalls)
     }
 
     /// The syscalls the kernel side captures now.

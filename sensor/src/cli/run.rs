@@ -17,7 +17,7 @@ use sensor::{
     metrics::{Metrics, Snapshot},
     outputs::OutputStage,
     pipeline::{Pipeline, Workers, dns_names_for, load_rules, syscalls_for},
-    rules::{Alert, Engine, EngineOptions, Priority, RuleMatching, SUGGESTED_OUTPUT, Value},
+    rules::{Alert, Engine, EngineOptions, Prefilter, Priority, RuleMatching, SUGGESTED_OUTPUT, Value, prefilter},
     state::{DNS_REFRESH, DnsNames, State, StateConfig},
 };
 use tokio::signal::unix::{SignalKind, signal};
@@ -140,6 +140,28 @@ fn load_engine(c: &SensorConfig) -> anyhow::Result<Engine> {
     }
 }
 
+/// What the kernel may keep back for `engine`'s rules (logged, so an operator sees what a
+/// rule set costs).
+fn prefilter_for(engine: &Engine, config: &SensorConfig) -> Prefilter {
+    if !config.capture.prefilter {
+        return Prefilter::off("capture.prefilter is false");
+    }
+    let filter = engine.prefilter();
+    match (&filter.open, &filter.open_off_reason) {
+        (Some(open), _) => log::info!(
+            "prefilter: opens kept back in the kernel unless a rule can match them ({} path patterns, {} file \
+             names; any path for: {}; closes of their fds {})",
+            open.paths.len(),
+            open.names.len(),
+            prefilter::class_names(open.any),
+            if filter.close { "kept back too" } else { "sent (a rule matches close)" },
+        ),
+        (None, Some(reason)) => log::info!("prefilter: every open is sent: {reason}"),
+        (None, None) => {}
+    }
+    filter
+}
+
 /// Runs until the duration ends or a signal arrives.
 pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()> {
     let config = args.configuration();
@@ -163,6 +185,7 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
         syscalls: syscalls_for(&engine),
         ring_bytes: config.capture.ring_buffer_kib.saturating_mul(1024),
         mode: config.capture.probes,
+        prefilter: prefilter_for(&engine, &config),
         ..CaptureConfig::default()
     };
     log::info!("{} rules loaded; capturing {} syscalls", engine.rule_count(), capture_cfg.syscalls.len());
@@ -394,10 +417,15 @@ impl Runner<'_> {
     async fn try_reload(&mut self) -> anyhow::Result<usize> {
         let config = self.args.configuration()?;
         let engine = load_engine(&config)?;
+        // The kernel sends everything while rules change, then keeps back what the new
+        // ones cannot match.
+        self.capture.set_prefilter(&Prefilter::off("reloading"))?;
         self.capture.set_syscalls(&syscalls_for(&engine))?;
         self.dns.set_names(dns_names_for(&engine));
         let rules = engine.rule_count();
+        let prefilter = prefilter_for(&engine, &config);
         self.pool.set_engine(Arc::new(engine)).await;
+        self.capture.set_prefilter(&prefilter)?;
         let needs_restart = [
             ("outputs", config.outputs != self.config.outputs),
             ("metrics", config.metrics != self.config.metrics),
@@ -423,6 +451,7 @@ impl Runner<'_> {
         let (processes, fds) = self.pool.table_sizes();
         self.metrics.update(Snapshot {
             kernel: self.capture.counters().unwrap_or_default(),
+            prefiltered: self.capture.prefiltered().unwrap_or_default(),
             rings: self.capture.ring_fill().unwrap_or_default(),
             events: t.events.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             undecodable: t.undecodable,

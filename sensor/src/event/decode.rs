@@ -6,13 +6,14 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sensor_abi::{
+    prefilter::spec_prefilter,
     record::{
         ABI_VERSION, BLOB_HEADER_SIZE, HEADER_SIZE, RecordKind, SYSCALL_BODY_SIZE, blob_flags, blob_slot, syscall_flags,
     },
     syscalls::{self, Family, Syscall},
 };
 
-use super::{Cgroups, Event, EventKind, ExecInfo, SockAddr, SyscallArgs, SyscallEvent};
+use super::{Cgroups, Event, EventKind, ExecInfo, FdFile, SockAddr, SyscallArgs, SyscallEvent};
 
 /// The v1 cgroup controller whose path the kernel side reads at exec; the capture sets it
 /// from the kernel's BTF ([`set_cgroup_v1_controller`]).
@@ -230,6 +231,7 @@ fn decode_syscall(r: &Bytes<'_>, body: usize, clock: &Clock) -> Result<SyscallEv
     let sc = syscalls::by_nr(nr).ok_or(DecodeError::Syscall(nr))?;
     let blobs = read_blobs(r, body + SYSCALL_BODY_SIZE, nblobs)?;
     let args = Args { sc, regs, blobs, clock };
+    let fd_file = args.fd_file();
     Ok(SyscallEvent {
         name: sc.name.to_owned(),
         nr,
@@ -238,6 +240,7 @@ fn decode_syscall(r: &Bytes<'_>, body: usize, clock: &Clock) -> Result<SyscallEv
         enter_missing: flags & syscall_flags::NO_ENTER != 0,
         compat: flags & syscall_flags::COMPAT != 0,
         reread: flags & syscall_flags::REREAD_AT_EXIT != 0,
+        fd_file,
         args: args.family(ret),
     })
 }
@@ -251,6 +254,13 @@ struct Args<'a> {
 }
 
 impl Args<'_> {
+    /// The file of the fd argument, when the kernel sent it (its open was prefiltered).
+    fn fd_file(&self) -> Option<FdFile> {
+        let path = self.slot_string(blob_slot::FD_FILE)?;
+        let index = spec_prefilter::arg(self.sc.prefilter_role())?;
+        Some(FdFile { fd: self.regs.get(index).copied().unwrap_or(0) as i32, path })
+    }
+
     fn val(&self, name: &str) -> Option<u64> {
         self.sc.arg_index(name).map(|i| self.regs[i])
     }

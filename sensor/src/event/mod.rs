@@ -251,8 +251,21 @@ pub struct SyscallEvent {
     /// A memory argument was unreadable at enter and was read at exit instead.
     #[serde(default, skip_serializing_if = "is_false")]
     pub reread: bool,
+    /// The file behind the fd argument, sent by the kernel because it kept the file's open
+    /// back (the in-kernel prefilter): the fd table learns it from this event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd_file: Option<FdFile>,
     /// Arguments, by family.
     pub args: SyscallArgs,
+}
+
+/// An fd and the path of its file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdFile {
+    /// The fd number.
+    pub fd: i32,
+    /// The file's path, from the process's root.
+    pub path: String,
 }
 
 impl SyscallEvent {
@@ -266,6 +279,7 @@ impl SyscallEvent {
             enter_missing: false,
             compat: false,
             reread: false,
+            fd_file: None,
             args,
         }
     }

@@ -738,9 +738,11 @@ fn merge_contains(items: Vec<Node>) -> Vec<Node> {
                 .build(needles)
                 .ok()
                 .map(StrTest::AnyContains),
-            Multi::StartsWith => {
-                AhoCorasick::builder().start_kind(StartKind::Anchored).build(needles).ok().map(StrTest::AnyPrefix)
-            }
+            Multi::StartsWith => AhoCorasick::builder()
+                .start_kind(StartKind::Anchored)
+                .build(needles)
+                .ok()
+                .map(|ac| StrTest::AnyPrefix(ac, needles.clone())),
         };
         match merged {
             Some(st) => out.push(test(lhs, any, TestKind::Str(st))),

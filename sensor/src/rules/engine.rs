@@ -12,6 +12,7 @@ use super::event::FieldSource;
 use super::fields::Field;
 use super::loader::{Diagnostic, Priority, RuleSet, Severity};
 use super::output::Alert;
+use super::prefilter::Prefilter;
 
 /// Whether an event stops at its first matching rule (Falco's default) or meets all rules.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,7 +71,7 @@ pub fn default_hostname() -> String {
 /// Compiled rules ready to evaluate events.
 #[derive(Debug)]
 pub struct Engine {
-    rules: Vec<CompiledRule>,
+    pub(super) rules: Vec<CompiledRule>,
     by_type: HashMap<String, Vec<usize>, RandomState>,
     untyped: Vec<usize>,
     slots: usize,
@@ -142,6 +143,11 @@ impl Engine {
             return None;
         }
         Some(self.by_type.keys().cloned().collect())
+    }
+
+    /// What the kernel may keep back for these rules (see [`Prefilter`]).
+    pub fn prefilter(&self) -> Prefilter {
+        Prefilter::compile(&self.rules)
     }
 
     /// The text constants the rules compare any of `fields` with by `=` or `in` (the DNS

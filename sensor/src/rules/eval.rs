@@ -85,8 +85,9 @@ pub(crate) enum StrTest {
     Pmatch(PathTrie),
     /// Several `contains`/`icontains` on the same field joined by `or`.
     AnyContains(AhoCorasick),
-    /// Several `startswith` on the same field joined by `or` (an anchored search).
-    AnyPrefix(AhoCorasick),
+    /// Several `startswith` on the same field joined by `or` (an anchored search), and the
+    /// prefixes (for the prefilter).
+    AnyPrefix(AhoCorasick, Vec<String>),
 }
 
 #[derive(Debug)]
@@ -296,7 +297,7 @@ fn scalar(v: &Value, kind: &TestKind) -> bool {
                 StrTest::In(set) | StrTest::Intersects(set) => set.contains(s),
                 StrTest::Pmatch(trie) => trie.matches(s),
                 StrTest::AnyContains(ac) => ac.is_match(s),
-                StrTest::AnyPrefix(ac) => {
+                StrTest::AnyPrefix(ac, _) => {
                     ac.is_match(aho_corasick::Input::new(s).anchored(aho_corasick::Anchored::Yes))
                 }
             }

@@ -161,6 +161,8 @@ fn class<T: Sym>(p: &[T], start: usize, c: T, fold: bool) -> Option<(bool, usize
 #[derive(Debug, Default, Clone)]
 pub struct PathTrie {
     root: TrieNode,
+    /// The prefixes inserted, as given.
+    prefixes: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -173,6 +175,7 @@ struct TrieNode {
 impl PathTrie {
     /// Adds a prefix.
     pub fn insert(&mut self, prefix: &str) {
+        self.prefixes.push(prefix.to_owned());
         let mut node = &mut self.root;
         for comp in prefix.split('/').filter(|c| !c.is_empty()) {
             if comp.contains(['*', '?', '[']) {
@@ -187,6 +190,16 @@ impl PathTrie {
             }
         }
         node.terminal = true;
+    }
+
+    /// For each prefix, an absolute path every path it matches starts with: its components
+    /// up to the first with a wildcard.
+    pub fn literal_prefixes(&self) -> impl Iterator<Item = String> + '_ {
+        self.prefixes.iter().map(|p| {
+            let literal: Vec<&str> =
+                p.split('/').filter(|c| !c.is_empty()).take_while(|c| !c.contains(['*', '?', '['])).collect();
+            format!("/{}", literal.join("/"))
+        })
     }
 
     /// True when some prefix in the set is a component-wise prefix of `path`.

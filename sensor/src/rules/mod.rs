@@ -74,6 +74,7 @@ pub mod loader;
 pub(crate) mod matchers;
 pub mod output;
 pub mod parser;
+pub mod prefilter;
 pub mod testing;
 mod yaml;
 
@@ -89,6 +90,7 @@ pub use event::{FieldSource, Value};
 pub use fields::{Availability, Field, FieldArg, FieldInfo, FieldType};
 pub use loader::{Diagnostic, Loc, Priority, RuleSet, Selector, Severity};
 pub use output::{Alert, format_iso8601};
+pub use prefilter::Prefilter;
 pub use testing::{TestReport, run_rule_tests};
 
 /// What [`validate`] found.

@@ -57,6 +57,7 @@ use super::compile;
 use super::engine::{Engine, EngineOptions, RuleMatching};
 use super::eval::Scratch;
 use super::loader::{Diagnostic, Loc, RuleSet, Severity};
+use super::prefilter::Prefilter;
 use super::yaml::{self, Node, NodeKind, Pos};
 use crate::state::FieldMapEvent;
 
@@ -264,9 +265,10 @@ fn run_file(path: &Path, cli_rules: &[PathBuf], engines: &mut Engines, report: &
         return report.errors.push(diag(&floc(root.pos), "rules did not load; see the errors above".into()));
     };
     let known: BTreeSet<&str> = engine.rule_names().collect();
+    let prefilter = engine.prefilter();
     let mut scratch = Scratch::default();
     for case in cases {
-        report.outcomes.push(run_case(set, engine, &known, &defaults, case, &mut scratch));
+        report.outcomes.push(run_case(set, (engine, &prefilter), &known, &defaults, case, &mut scratch));
     }
 }
 
@@ -337,9 +339,11 @@ fn parse_cases(root: &Node, floc: &dyn Fn(Pos) -> Loc) -> Result<Vec<Case>, Diag
     Ok(out)
 }
 
+/// Runs one case. Every event a rule fires on must also be one the in-kernel prefilter of
+/// these rules sends (its soundness, checked on every case of every rule file).
 fn run_case(
     set: &RuleSet,
-    engine: &Engine,
+    (engine, prefilter): (&Engine, &Prefilter),
     known: &BTreeSet<&str>,
     defaults: &serde_json::Map<String, serde_json::Value>,
     case: Case,
@@ -370,9 +374,17 @@ fn run_case(
                     failures.extend(mismatches.into_iter().map(|m| format!("{at}: {m}")));
                     continue;
                 }
-                for a in engine.process(&e.view(), scratch) {
-                    fired.insert(a.rule);
+                let view = e.view();
+                let alerts = engine.process(&view, scratch);
+                if !alerts.is_empty() && !prefilter.sends(e.event(), view.fd_file()) {
+                    let rules: Vec<&str> = alerts.iter().map(|a| a.rule.as_str()).collect();
+                    failures.push(format!(
+                        "{at}: the in-kernel prefilter of these rules would keep this event back, yet {} fire \
+                         on it (a prefilter bug: please report it)",
+                        rules.join(", ")
+                    ));
                 }
+                fired.extend(alerts.into_iter().map(|a| a.rule));
                 shown.push(format!("event at line {}: {}", pos.line, ev));
                 built.push((pos.line, e));
             }

@@ -290,6 +290,14 @@ impl<'a> EventView<'a> {
         }
     }
 
+    /// The path of the file the event's fd refers to, when it is a file.
+    pub fn fd_file(&self) -> Option<&str> {
+        match &self.fd {
+            Some((_, Some(Fd::File { path }))) => Some(path),
+            _ => None,
+        }
+    }
+
     fn process(&self) -> Option<&'a Process> {
         self.state.procs.get(self.ev.pid)
     }

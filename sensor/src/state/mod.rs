@@ -300,6 +300,12 @@ impl State {
                 p.cloexec.remove(&(to as i32));
             }
         };
+        // An fd whose open the kernel kept back (the prefilter), named by the first event
+        // that uses it; whether it closes at exec is unknown, so it is kept (a later open at
+        // its number replaces it).
+        if let Some(f) = &sc.fd_file {
+            set_fd(p, f.fd.into(), Fd::File { path: f.path.clone() }, false);
+        }
         match &sc.args {
             SyscallArgs::Exec { path, exe_file, cgroups, argv, env, info, .. } if ret == 0 => {
                 // The container is the one of the cgroups the kernel saw at the exec (a
