@@ -895,3 +895,66 @@ fn cgroup_moves_name_the_task_and_its_new_cgroup() {
     );
     assert_eq!(e.pid, std::process::id(), "the mover is the test, which wrote cgroup.procs");
 }
+
+/// The in-kernel prefilter keeps back the opens its filter does not want and the closes of
+/// their fds, sends every path it cannot compare as rules see it and every directory, and
+/// names a kept-back fd with the first event that uses it, in a forked child too.
+#[test]
+fn prefilter_keeps_back_unwanted_opens_and_names_their_fds_when_used() {
+    use sensor::{
+        event::FdFile,
+        rules::{
+            Prefilter,
+            prefilter::{OpenFilter, PathPattern},
+        },
+    };
+    use sensor_abi::prefilter::open_class;
+
+    let dir = temp_path("prefilter");
+    std::fs::create_dir(&dir).unwrap();
+    for name in ["quiet", "quiet2", "quiet3", "watched"] {
+        std::fs::write(format!("{dir}/{name}"), b"x").unwrap();
+    }
+    let watched = format!("{dir}/watched");
+    let open = OpenFilter { paths: [(PathPattern::Exact(watched.clone()), open_class::ALL)].into(), ..OpenFilter::default() };
+    let syscalls = ["openat", "close", "mmap", "fchmod"].map(|n| sensor_abi::syscalls::by_name(n).unwrap());
+    let cfg = CaptureConfig {
+        syscalls: syscalls.to_vec(),
+        prefilter: Prefilter { open: Some(open), close: true, open_off_reason: None },
+        ..CaptureConfig::default()
+    };
+    let mut s = Session::with_config(cfg);
+    let a = actor(&["prefilter", &dir]);
+    let opened = |s: &mut Session, path: &str, key: &str| call_on(s, &a, "openat", path, key);
+    opened(&mut s, &watched, "watched_fd");
+    opened(&mut s, &format!("{dir}//quiet"), "slashes_fd");
+    let parent = dir.rsplit('/').next().unwrap();
+    opened(&mut s, &format!("{dir}/../{parent}/quiet"), "dotdot_fd");
+    opened(&mut s, &dir, "dir_fd");
+    let used = a.int("used_fd") as i32;
+    let e = call(&mut s, &a, "mmap", "mmap");
+    let sc = e.syscall().unwrap();
+    assert_eq!(sc.fd_file, Some(FdFile { fd: used, path: format!("{dir}/quiet") }), "{e}");
+    // Named by the mmap, the fd is known from then on: its close is sent.
+    s.expect("close of the used fd", |e| {
+        e.pid == a.pid && matches!(e.syscall().map(|s| &s.args), Some(SyscallArgs::Close { fd }) if *fd == used)
+    });
+    let child = a.int("child") as u32;
+    let e = s.expect_syscall(child, "fchmod");
+    let fd_file = e.syscall().unwrap().fd_file.clone();
+    assert_eq!(fd_file, Some(FdFile { fd: a.int("inherited_fd") as i32, path: format!("{dir}/quiet3") }), "{e}");
+    s.expect("actor exit", |e| e.pid == a.pid && matches!(e.kind, EventKind::ProcExit { .. }));
+    let rest = s.collect_for(Duration::from_millis(300));
+    let unused = a.int("unused_fd") as i32;
+    let kept_back: Vec<&Event> = rest
+        .iter()
+        .filter(|e| e.pid == a.pid)
+        .filter(|e| match e.syscall().map(|s| &s.args) {
+            Some(SyscallArgs::Open { path: Some(p), .. }) => p.starts_with(&format!("{dir}/quiet")),
+            Some(SyscallArgs::Close { fd }) => *fd == unused,
+            _ => false,
+        })
+        .collect();
+    assert!(kept_back.is_empty(), "opens or closes the prefilter should keep back were sent: {kept_back:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -387,3 +387,28 @@ pub fn by_nr(nr: u32) -> Option<&'static Syscall> {
 pub fn by_name(name: &str) -> Option<&'static Syscall> {
     SYSCALLS.iter().find(|s| s.name == name)
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec::Vec;
+
+    use super::*;
+
+    /// The enter side reads only these: an open's path (and `openat2`'s `how`), or a
+    /// `sockaddr` (`sensor-ebpf`'s `capture_open_args` and `capture_sockaddr_args`).
+    #[test]
+    fn enter_side_memory_arguments() {
+        for sc in SYSCALLS.iter().filter(|s| s.flags & AT_ENTER != 0) {
+            let kinds: Vec<ArgKind> = sc.args.iter().map(|a| a.kind).filter(|k| *k != ArgKind::Value).collect();
+            let ok = match sc.family {
+                Family::Open => {
+                    matches!(kinds.as_slice(), [ArgKind::Path] | [ArgKind::Path, ArgKind::Struct24])
+                        && sc.args.iter().position(|a| a.kind == ArgKind::Path).is_some_and(|i| i <= 1)
+                }
+                _ => kinds.iter().all(|k| *k == ArgKind::SockAddr),
+            };
+            assert!(ok, "{}: {kinds:?}", sc.name);
+        }
+    }
+}

@@ -2,9 +2,11 @@
 //! want for its path; at its exit, whether it is sent; the closes of fds whose open was
 //! not sent, and the paths of those fds when a later call uses them.
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
     bindings::BPF_ANY,
-    helpers::generated::bpf_probe_read_kernel,
+    helpers::generated::{bpf_loop, bpf_probe_read_kernel},
     maps::{HashMap, lpm_trie::Key},
 };
 use sensor_abi::{
@@ -51,48 +53,63 @@ fn bytes_eq(x: u64, c: u8) -> u64 {
 }
 
 /// What the kernel reads off a path: whether it is plain, has a hidden component, and
-/// where its last component starts.
+/// where its last component starts. On the program's stack, as `bpf_loop` requires.
+#[repr(C)]
 struct PathShape {
-    plain: bool,
-    hidden: bool,
-    name_at: usize,
+    /// The path (NUL-terminated, with at least `PATH_KEY_MAX + 8` readable bytes).
+    p: *const u8,
+    len: u64,
+    /// A step found it is not plain.
+    bad: u64,
+    hidden: u64,
+    name_at: u64,
 }
 
-/// `sensor_abi::prefilter::is_plain_path` for the `len` bytes at `p` (NUL-terminated, with
-/// at least `PATH_KEY_MAX + 8` readable bytes), eight bytes at a time: `..`, or a `/`
+/// `sensor_abi::prefilter::is_plain_path` for the `len` bytes at `p`, eight bytes at a
+/// time (one `bpf_loop` step each, so the verifier checks a step once): `..`, or a `/`
 /// followed by `/`, the end, or `.` then `/` or the end, is not plain. On the way: whether
 /// a `/.` occurs (a hidden component) and where the last `/` is.
 #[inline(always)]
-fn shape(p: *const u8, len: usize) -> PathShape {
-    let mut out = PathShape { plain: false, hidden: false, name_at: 0 };
+fn shape(p: *const u8, len: usize) -> Option<PathShape> {
     if len == 0 || len + 1 >= PATH_KEY_MAX || unsafe { *p } != b'/' {
-        return out;
+        return None;
     }
-    for w in 0..PATH_KEY_MAX / 8 {
-        let base = w * 8;
-        if base >= len {
-            break;
-        }
-        let at = |k: usize| unsafe { core::ptr::read_unaligned(p.add(base + k) as *const u64) };
-        let (b0, b1, b2) = (at(0), at(1), at(2));
-        // Only positions inside the path count (the bytes after its NUL are stale).
-        let valid = len - base;
-        let in_path = if valid >= 8 { u64::MAX } else { (1u64 << (valid * 8)) - 1 };
-        let slash = bytes_eq(b0, b'/') & in_path;
-        let dot1 = bytes_eq(b1, b'.');
-        let after_dot = bytes_eq(b2, b'/') | zero_bytes(b2);
-        let bad = (slash & (bytes_eq(b1, b'/') | zero_bytes(b1) | (dot1 & after_dot))) | (bytes_eq(b0, b'.') & dot1);
-        if bad & in_path != 0 {
-            return out;
-        }
-        out.hidden |= slash & dot1 != 0;
-        if slash != 0 {
-            // The highest flagged byte is the last '/' of this word.
-            out.name_at = base + (63 - slash.leading_zeros() as usize) / 8 + 1;
-        }
+    let mut shape = PathShape { p, len: len as u64, bad: 0, hidden: 0, name_at: 0 };
+    let step = shape_step as *const () as *mut c_void;
+    unsafe { bpf_loop(len.div_ceil(8) as u32, step, &raw mut shape as *mut c_void, 0) };
+    (shape.bad == 0).then_some(shape)
+}
+
+/// Step `index` of [`shape`]: bytes `8 * index` to `8 * index + 7`.
+#[inline(never)]
+extern "C" fn shape_step(index: u64, ctx: *mut c_void) -> i64 {
+    let s = unsafe { &mut *(ctx as *mut PathShape) };
+    let base = (index as usize * 8) & 255;
+    let len = s.len as usize;
+    if base >= len || base >= PATH_KEY_MAX {
+        return 1;
     }
-    out.plain = true;
-    out
+    let at = |k: usize| unsafe { core::ptr::read_unaligned(s.p.add(base + k) as *const u64) };
+    let (b0, b1, b2) = (at(0), at(1), at(2));
+    // Only positions inside the path count (the bytes after its NUL are stale).
+    let valid = len - base;
+    let in_path = if valid >= 8 { u64::MAX } else { (1u64 << ((valid & 7) * 8)) - 1 };
+    let slash = bytes_eq(b0, b'/') & in_path;
+    let dot1 = bytes_eq(b1, b'.');
+    let after_dot = bytes_eq(b2, b'/') | zero_bytes(b2);
+    let bad = (slash & (bytes_eq(b1, b'/') | zero_bytes(b1) | (dot1 & after_dot))) | (bytes_eq(b0, b'.') & dot1);
+    if bad & in_path != 0 {
+        s.bad = 1;
+        return 1;
+    }
+    if slash & dot1 != 0 {
+        s.hidden = 1;
+    }
+    if slash != 0 {
+        // The highest flagged byte is the last '/' of this word.
+        s.name_at = (base + (63 - slash.leading_zeros() as usize) / 8 + 1) as u64;
+    }
+    0
 }
 
 /// At an open's enter, with its path as the record's first blob at `at`: the classes the
@@ -111,13 +128,10 @@ pub fn open_verdict(rec: &mut Record, at: usize) -> u32 {
         return 0;
     }
     let path = rec.ptr(at + BLOB_HEADER_SIZE);
-    let shape = shape(path, len);
-    if !shape.plain {
-        return 0;
-    }
-    let mut classes = if shape.hidden { cfg.open_hidden } else { 0 };
+    let Some(shape) = shape(path, len) else { return 0 };
+    let mut classes = if shape.hidden != 0 { cfg.open_hidden } else { 0 };
     if cfg.flags & prefilter_flags::NAMES != 0 {
-        classes |= name_classes(names, path, shape.name_at, len);
+        classes |= name_classes(names, path, shape.name_at as usize, len);
     }
     // The key is built in place: its bit count over the blob header, then the header back.
     let saved: u32 = *rec.at(at);
