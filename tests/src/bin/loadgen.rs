@@ -38,7 +38,7 @@ impl Length {
     fn more(self, done: u64, start: Instant) -> bool {
         match self {
             Length::Iters(n) => done < n,
-            Length::Time(d) => done % 64 != 0 || start.elapsed() < d,
+            Length::Time(d) => !done.is_multiple_of(64) || start.elapsed() < d,
         }
     }
 }
