@@ -236,7 +236,7 @@ impl TestBed {
         let start = Instant::now();
         let up = Command::new(&script)
             .args(["up", &std::process::id().to_string()])
-            .stdout(std::process::Stdio::inherit())
+            .stdout(std::io::stderr())
             .output()
             .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
         // From here on the lease is released on drop, whatever fails next.
@@ -248,7 +248,7 @@ impl TestBed {
             let why = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
             return Err(format!("testbed.sh up failed ({}): {why}", up.status));
         }
-        println!("test bed up in {:.1} s", start.elapsed().as_secs_f64());
+        eprintln!("test bed up in {:.1} s", start.elapsed().as_secs_f64());
         let out = Command::new(&bed.script).arg("env").output().map_err(|e| format!("testbed.sh env: {e}"))?;
         if !out.status.success() {
             return Err(format!("testbed.sh env failed ({})", out.status));
