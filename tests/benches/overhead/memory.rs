@@ -15,6 +15,7 @@ use crate::{
     Plan,
     load::{self, Length, Loop},
     sensor::{Memory, Rules, Sensor},
+    storms::CATCH_UP,
 };
 
 /// Time for the sensor to settle before and after the work.
@@ -97,7 +98,8 @@ fn watch(args: &[String], log: &Path, cases: [String; 2], work: impl FnOnce() ->
     };
     std::thread::sleep(SETTLE);
     let at_start = sensor.memory();
-    let after = work().map(|()| {
+    // Read once the sensor has worked through the events of the work.
+    let after = work().and_then(|()| sensor.catch_up(CATCH_UP)).map(|_| {
         std::thread::sleep(SETTLE);
         sensor.memory()
     });

@@ -81,9 +81,10 @@ impl Report {
              while it loads; connect 6, i.e. socket, setsockopt, connect, accept4, 2 close). Captured, \
              prefiltered, evaluated, lost: the sensor's counters (`sensor_kernel_events`, its \
              prefilter counter if it has one, else -, `sensor_evaluated_events`, \
-             `sensor_kernel_lost_events`) from the storm's start until the sensor caught up: the \
-             whole machine's events, not only the loops'. Sensor CPU: its user+system time over that \
-             span, divided by the storm's length (100 % = one core).";
+             `sensor_kernel_lost_events`) from the storm's start until the sensor caught up (no \
+             event in flight): the whole machine's events, not only the loops'. Each storm starts \
+             once the sensor has caught up with the one before. Sensor CPU: its user+system time \
+             over the same span, divided by the storm's length (100 % = one core).";
         self.section("Storms", about, &storms::table(self.plan, storms).render());
     }
 
@@ -91,7 +92,8 @@ impl Report {
     pub fn latency(&mut self, rows: &[Result<Latency, String>]) {
         let about = format!(
             "{} reads of `/etc/shadow` (openat, close) by `loadgen` pinned to CPU 0, {} ms apart, \
-             under `sensor run --json` (no rate limit); each alert is matched to its read by \
+             under `sensor run --json` (no rate limit) once it has caught up with the storms; \
+             each alert is matched to its read by \
              `evt.time`. Latency: from the wall-clock time taken just before the openat to the \
              moment the bench read the alert's line from the sensor's stdout.",
             self.plan.alerts,
@@ -102,8 +104,9 @@ impl Report {
 
     /// The memory table.
     pub fn memory(&mut self, rows: &[memory::Row]) {
-        let about = "VmRSS and VmHWM (peak) of the sensor from `/proc/PID/status`, 2 s after it is ready \
-             and 2 s after the work. Processes: fork+exec of /bin/true, one at a time. Containers: \
+        let about = "VmRSS and VmHWM (peak) of a fresh sensor from `/proc/PID/status`, 2 s after it is \
+             ready, and 2 s after it has caught up with the work (and with whatever else the machine \
+             did meanwhile). Processes: fork+exec of /bin/true, one at a time. Containers: \
              `docker run --rm --network none` of the test bed's busybox image, 2 at a time \
              (`tests/testbed/testbed.sh`), the sensor given the test bed's runtime sockets.";
         self.section("Sensor memory", about, &memory::table(rows).render());

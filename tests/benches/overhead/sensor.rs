@@ -11,12 +11,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sensor_tests::bench::prom::Scrape;
+use sensor_tests::bench::prom::{Scrape, caught_up};
 
 /// How long the sensor may take to load its rules and attach its programs.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long it may take to stop after SIGTERM (it drains its outputs for up to 10 s).
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longer than the interval of the sensor's metrics snapshot (a second).
+const SCRAPE_INTERVAL: Duration = Duration::from_millis(1100);
 
 /// Which rules the sensor loads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +144,26 @@ impl Sensor {
         match http_get(self.metrics, "/metrics")? {
             (200, body) => Ok(Scrape::parse(&body)),
             (status, _) => Err(format!("/metrics answered {status}")),
+        }
+    }
+
+    /// Waits until the sensor has worked through its backlog ([`caught_up`]), for `timeout`
+    /// at most; its metrics then, and whether it caught up.
+    pub fn catch_up(&self, timeout: Duration) -> Result<(Scrape, bool), String> {
+        let start = Instant::now();
+        let mut previous = self.scrape()?;
+        loop {
+            let cpu = self.cpu_seconds();
+            std::thread::sleep(SCRAPE_INTERVAL);
+            let busy_cores = (self.cpu_seconds() - cpu) / SCRAPE_INTERVAL.as_secs_f64();
+            let now = self.scrape()?;
+            if caught_up(&previous, &now, busy_cores) {
+                return Ok((now, true));
+            }
+            if start.elapsed() > timeout {
+                return Ok((now, false));
+            }
+            previous = now;
         }
     }
 

@@ -13,12 +13,8 @@ use crate::{
 
 /// The CPUs the storms' loops run on, one loop each.
 const CPUS: [usize; 2] = [0, 1];
-/// Longer than the sensor's metrics refresh (about a second).
-const SCRAPE_INTERVAL: Duration = Duration::from_millis(1100);
 /// Longest the sensor may take to work through a storm's backlog.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// Ring-buffer bytes still unread below which the sensor counts as caught up.
-const DRAINED_PENDING_BYTES: u64 = 64 << 10;
+pub const CATCH_UP: Duration = Duration::from_secs(30);
 
 /// One storm's figures.
 pub struct Storm {
@@ -33,6 +29,8 @@ pub struct Storm {
     /// The sensor's CPU time from the storm's start until it caught up, over the storm's
     /// length, in % of one core.
     pub cpu_percent: f64,
+    /// Whether the sensor worked through the storm's events within [`CATCH_UP`].
+    pub caught_up: bool,
 }
 
 /// Runs each of [`Loop::STORMS`] on every CPU for `plan.storm` under `sensor`.
@@ -46,41 +44,24 @@ pub fn run_all(plan: &Plan, sensor: &Sensor, rules: Rules) -> Vec<Result<Storm, 
         .collect()
 }
 
-/// One storm.
+/// One storm, once the sensor has caught up with what came before.
 fn run(plan: &Plan, sensor: &Sensor, rules: Rules, lp: Loop) -> Result<Storm, String> {
-    let before = sensor.scrape()?.counts();
+    let (before, _) = sensor.catch_up(CATCH_UP)?;
+    let before = before.counts();
     let cpu_before = sensor.cpu_seconds();
     let start = Instant::now();
     let outcomes = load::run_on_each(lp, &CPUS, Length::Time(plan.storm))?;
     let seconds = start.elapsed().as_secs_f64();
-    let after = drained(sensor, before)?;
+    let (after, caught_up) = sensor.catch_up(CATCH_UP)?;
     let cpu_percent = (sensor.cpu_seconds() - cpu_before) / seconds * 100.0;
     Ok(Storm {
         lp,
         rules,
         generated: outcomes.iter().map(load::Outcome::syscalls).sum(),
-        counts: after.since(before),
+        counts: after.counts().since(before),
         cpu_percent,
+        caught_up,
     })
-}
-
-/// The sensor's counters once it has worked through what the storm left in its ring
-/// buffers: nearly nothing pending, and its evaluated count grew by under 1 % of the
-/// storm's in the last interval (the machine's own events never stop).
-fn drained(sensor: &Sensor, before: Counts) -> Result<Counts, String> {
-    let start = Instant::now();
-    let mut last = before;
-    loop {
-        std::thread::sleep(SCRAPE_INTERVAL);
-        let scrape = sensor.scrape()?;
-        let now = scrape.counts();
-        let growth = now.evaluated.saturating_sub(last.evaluated);
-        let settled = growth * 100 <= now.evaluated.saturating_sub(before.evaluated);
-        if (scrape.pending_bytes() < DRAINED_PENDING_BYTES && settled) || start.elapsed() > DRAIN_TIMEOUT {
-            return Ok(now);
-        }
-        last = now;
-    }
 }
 
 /// The storms table.
@@ -103,7 +84,10 @@ pub fn table(plan: &Plan, storms: &[Result<Storm, String>]) -> Table {
                 thousands(s.generated),
                 thousands(s.counts.captured),
                 s.counts.prefiltered.map_or("-".into(), thousands),
-                thousands(s.counts.evaluated),
+                match s.caught_up {
+                    true => thousands(s.counts.evaluated),
+                    false => format!("{} (still behind after {CATCH_UP:?})", thousands(s.counts.evaluated)),
+                },
                 thousands(s.counts.lost),
                 format!("{:.0} %", s.cpu_percent),
             ]),

@@ -60,6 +60,14 @@ impl Scrape {
         self.sum("sensor_ring_buffer_pending_bytes").unwrap_or(0.0) as u64
     }
 
+    /// Events the kernel wrote that the sensor has not decoded yet (at the snapshot's time):
+    /// in its ring buffers or in the batch it is working through.
+    pub fn backlog(&self) -> u64 {
+        let c = self.counts();
+        let undecodable = self.sum("sensor_undecodable_records_total").unwrap_or(0.0) as u64;
+        c.captured.saturating_sub(c.evaluated + undecodable)
+    }
+
     /// The counters of [`Counts`].
     pub fn counts(&self) -> Counts {
         let total = |name: &str| self.sum(name).unwrap_or(0.0) as u64;
@@ -83,6 +91,24 @@ impl Scrape {
         };
         counters(true).or_else(|| counters(false))
     }
+}
+
+/// Events in flight below which the sensor counts as caught up (its metrics snapshot is
+/// taken at one moment, with the machine's own events arriving).
+const BACKLOG_TOLERANCE: u64 = 5_000;
+/// Ring-buffer bytes unread below which the sensor counts as caught up.
+const PENDING_TOLERANCE: u64 = 64 << 10;
+/// CPU (in cores) below which a sensor whose metrics did not change is idle, not stuck.
+const IDLE_CORES: f64 = 0.5;
+
+/// Whether the sensor has worked through what a load left it, from two scrapes an interval
+/// apart and the CPU it used in that interval (in cores). Its metrics snapshot is refreshed
+/// by the loop that hands events to the workers, so a busy sensor can show an old snapshot:
+/// one that did not change counts only if the sensor was idle meanwhile.
+pub fn caught_up(previous: &Scrape, now: &Scrape, busy_cores: f64) -> bool {
+    let settled = now.backlog() <= BACKLOG_TOLERANCE && now.pending_bytes() < PENDING_TOLERANCE;
+    let refreshed = previous.counts() != now.counts();
+    settled && (refreshed || busy_cores < IDLE_CORES)
 }
 
 #[cfg(test)]
@@ -120,6 +146,25 @@ process_cpu_seconds_total 1.73
         assert_eq!(Scrape::parse(&per_syscall).counts().prefiltered, Some(15));
         let with_all = format!("{per_syscall}sensor_kernel_prefiltered_events_all_total 15\n");
         assert_eq!(Scrape::parse(&with_all).counts().prefiltered, Some(15));
+    }
+
+    #[test]
+    fn backlog_and_catching_up() {
+        let at = |captured: u64, evaluated: u64, pending: u64| {
+            Scrape::parse(&format!(
+                "sensor_kernel_events_total{{cpu=\"0\"}} {captured}\nsensor_evaluated_events_total {evaluated}\n\
+                 sensor_undecodable_records_total 1\nsensor_ring_buffer_pending_bytes{{ring=\"0\"}} {pending}\n"
+            ))
+        };
+        assert_eq!(at(100_000, 60_000, 0).backlog(), 39_999);
+        // Behind: a backlog, or bytes in the ring.
+        assert!(!caught_up(&at(90_000, 50_000, 0), &at(100_000, 60_000, 0), 1.0));
+        assert!(!caught_up(&at(90_000, 90_000, 0), &at(100_000, 100_000, 1 << 20), 1.0));
+        // A fresh snapshot with nothing in flight.
+        assert!(caught_up(&at(90_000, 90_000, 0), &at(100_000, 99_000, 0), 1.0));
+        // The same snapshot twice: idle, or too busy to refresh it.
+        assert!(caught_up(&at(100_000, 99_000, 0), &at(100_000, 99_000, 0), 0.1));
+        assert!(!caught_up(&at(100_000, 99_000, 0), &at(100_000, 99_000, 0), 1.0));
     }
 
     #[test]
