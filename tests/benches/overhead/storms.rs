@@ -15,6 +15,9 @@ use crate::{
 const CPUS: [usize; 2] = [0, 1];
 /// Longest the sensor may take to work through a storm's backlog.
 pub const CATCH_UP: Duration = Duration::from_secs(30);
+/// How long the machine's background events are counted before each storm (the sensor's
+/// metrics are refreshed every second, so the estimate is rough).
+const BACKGROUND_WINDOW: Duration = Duration::from_secs(3);
 
 /// One storm's figures.
 pub struct Storm {
@@ -24,6 +27,8 @@ pub struct Storm {
     pub rules: Rules,
     /// Syscalls the loops made (iterations × syscalls per iteration).
     pub generated: u64,
+    /// Of the events captured, about how many came from the rest of the machine.
+    pub background: u64,
     /// The sensor's counters over the storm and its drain (the whole machine's events).
     pub counts: Counts,
     /// The sensor's CPU time from the storm's start until it caught up, over the storm's
@@ -46,9 +51,9 @@ pub fn run_all(plan: &Plan, sensor: &Sensor, rules: Rules) -> Vec<Result<Storm, 
 
 /// One storm, once the sensor has caught up with what came before.
 fn run(plan: &Plan, sensor: &Sensor, rules: Rules, lp: Loop) -> Result<Storm, String> {
+    let background_per_second = background(sensor)?;
     let (before, _) = sensor.catch_up(CATCH_UP)?;
-    let before = before.counts();
-    let cpu_before = sensor.cpu_seconds();
+    let (before, cpu_before) = (before.counts(), sensor.cpu_seconds());
     let start = Instant::now();
     let outcomes = load::run_on_each(lp, &CPUS, Length::Time(plan.storm))?;
     let seconds = start.elapsed().as_secs_f64();
@@ -58,10 +63,21 @@ fn run(plan: &Plan, sensor: &Sensor, rules: Rules, lp: Loop) -> Result<Storm, St
         lp,
         rules,
         generated: outcomes.iter().map(load::Outcome::syscalls).sum(),
+        background: (background_per_second * start.elapsed().as_secs_f64()) as u64,
         counts: after.counts().since(before),
         cpu_percent,
         caught_up,
     })
+}
+
+/// The events per second the sensor captures from the rest of the machine (other builds,
+/// daemons): measured over [`BACKGROUND_WINDOW`] with no load of ours, once it caught up.
+fn background(sensor: &Sensor) -> Result<f64, String> {
+    let (start, _) = sensor.catch_up(CATCH_UP)?;
+    let since = Instant::now();
+    std::thread::sleep(BACKGROUND_WINDOW);
+    let end = sensor.scrape()?;
+    Ok(end.counts().since(start.counts()).captured as f64 / since.elapsed().as_secs_f64())
 }
 
 /// The storms table.
@@ -71,6 +87,7 @@ pub fn table(plan: &Plan, storms: &[Result<Storm, String>]) -> Table {
         "rules".into(),
         "generated".into(),
         "captured".into(),
+        "of which background (est.)".into(),
         "prefiltered".into(),
         "evaluated".into(),
         "lost".into(),
@@ -83,6 +100,7 @@ pub fn table(plan: &Plan, storms: &[Result<Storm, String>]) -> Table {
                 s.rules.label().to_owned(),
                 thousands(s.generated),
                 thousands(s.counts.captured),
+                format!("≈{}", thousands(s.background)),
                 s.counts.prefiltered.map_or("-".into(), thousands),
                 match s.caught_up {
                     true => thousands(s.counts.evaluated),
