@@ -916,7 +916,8 @@ fn prefilter_keeps_back_unwanted_opens_and_names_their_fds_when_used() {
         std::fs::write(format!("{dir}/{name}"), b"x").unwrap();
     }
     let watched = format!("{dir}/watched");
-    let open = OpenFilter { paths: [(PathPattern::Exact(watched.clone()), open_class::ALL)].into(), ..OpenFilter::default() };
+    let open =
+        OpenFilter { paths: [(PathPattern::Exact(watched.clone()), open_class::ALL)].into(), ..OpenFilter::default() };
     let syscalls = ["openat", "close", "mmap", "fchmod"].map(|n| sensor_abi::syscalls::by_name(n).unwrap());
     let cfg = CaptureConfig {
         syscalls: syscalls.to_vec(),

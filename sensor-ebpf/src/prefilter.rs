@@ -154,7 +154,7 @@ fn name_classes(names: &HashMap<NameBytes, u32>, path: *const u8, name_at: usize
     if unsafe { bpf_probe_read_kernel(key.as_mut_ptr() as *mut _, (n & (NAME_MAX - 1)) as u32, src as *const _) } != 0 {
         return 0;
     }
-    unsafe { names.get(&key) }.copied().unwrap_or(0)
+    unsafe { names.get(key) }.copied().unwrap_or(0)
 }
 
 /// At an open's exit: whether it is not sent (counted, and its fd remembered), from the
@@ -249,7 +249,7 @@ pub fn on_fork(child: u64) {
         return;
     }
     if let Some(bits) = DROPPED.get_ptr(files) {
-        let _ = DROPPED.insert(child_files, unsafe { &*bits }, BPF_ANY as u64);
+        let _ = DROPPED.insert(child_files, unsafe { *bits }, BPF_ANY as u64);
     }
 }
 

@@ -552,19 +552,31 @@ fn main() {
                 // child), and opens it must send.
                 let dir = arg(1);
                 let at = |name: &str| cstr(&format!("{dir}/{name}"));
-                let open = |p: &CString, flags: i32| libc::syscall(libc::SYS_openat, libc::AT_FDCWD, p.as_ptr(), flags, 0o600);
+                let open =
+                    |p: &CString, flags: i32| libc::syscall(libc::SYS_openat, libc::AT_FDCWD, p.as_ptr(), flags, 0o600);
                 let used = r.sys("used_fd", open(&at("quiet"), libc::O_RDONLY));
                 let unused = r.sys("unused_fd", open(&at("quiet2"), libc::O_RDONLY));
                 let inherited = r.sys("inherited_fd", open(&at("quiet3"), libc::O_RDWR));
                 r.sys("watched_fd", open(&at("watched"), libc::O_RDONLY));
                 // Not plain: always sent (rules see them normalised).
                 r.sys("slashes_fd", open(&cstr(&format!("{dir}//quiet")), libc::O_RDONLY));
-                r.sys("dotdot_fd", open(&cstr(&format!("{dir}/../{}/quiet", dir.rsplit('/').next().unwrap())), libc::O_RDONLY));
+                r.sys(
+                    "dotdot_fd",
+                    open(&cstr(&format!("{dir}/../{}/quiet", dir.rsplit('/').next().unwrap())), libc::O_RDONLY),
+                );
                 // A directory: always sent (relative paths resolve through it).
                 r.sys("dir_fd", open(&cstr(&dir), libc::O_RDONLY));
                 let map = r.sys(
                     "mmap",
-                    libc::syscall(libc::SYS_mmap, 0, 4096, libc::PROT_READ | libc::PROT_EXEC, libc::MAP_PRIVATE, used, 0),
+                    libc::syscall(
+                        libc::SYS_mmap,
+                        0,
+                        4096,
+                        libc::PROT_READ | libc::PROT_EXEC,
+                        libc::MAP_PRIVATE,
+                        used,
+                        0,
+                    ),
                 );
                 r.sys("close_used", libc::syscall(libc::SYS_close, used));
                 r.sys("close_unused", libc::syscall(libc::SYS_close, unused));
