@@ -157,6 +157,23 @@ fn name_classes(names: &HashMap<NameBytes, u32>, path: *const u8, name_at: usize
     unsafe { names.get(key) }.copied().unwrap_or(0)
 }
 
+/// The classes of an open (of syscall `spec`, with `args`, returning `ret`).
+#[inline(always)]
+fn classes_of(spec: &SyscallSpec, args: &[u64; 6], ret: i64) -> u32 {
+    let flags = match spec_prefilter::arg(spec.prefilter) {
+        Some(i) if i < 6 => Some(args[i]),
+        _ => None,
+    };
+    open_classes(flags, ret)
+}
+
+/// Whether a rule wants an open for its path in particular (not only for its class): a
+/// likely alert, which wakes the reader at once.
+#[inline(always)]
+pub fn path_wanted(verdict: u32, spec: &SyscallSpec, args: &[u64; 6], ret: i64) -> bool {
+    verdict & DECIDED != 0 && classes_of(spec, args, ret) & verdict & !DECIDED != 0
+}
+
 /// At an open's exit: whether it is not sent (counted, and its fd remembered), from the
 /// enter side's `verdict`. A directory is always sent: later `*at` calls and `fchdir`
 /// resolve paths through it.
@@ -169,11 +186,7 @@ pub fn drops_open(verdict: u32, spec: &SyscallSpec, args: &[u64; 6], ret: i64, n
     if cfg.flags & prefilter_flags::OPEN == 0 {
         return false;
     }
-    let flags = match spec_prefilter::arg(spec.prefilter) {
-        Some(i) if i < 6 => Some(args[i]),
-        _ => None,
-    };
-    if open_classes(flags, ret) & (verdict | cfg.open_any) != 0 {
+    if classes_of(spec, args, ret) & (verdict | cfg.open_any) != 0 {
         return false;
     }
     if ret >= 0 {

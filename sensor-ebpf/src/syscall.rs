@@ -162,6 +162,7 @@ pub fn on_exit(nr: u64, mut args: [u64; 6], ret: i64, compat: bool) {
         entry.nr = STASH_EMPTY;
         return;
     }
+    let urgent = stashed.as_ref().is_some_and(|e| prefilter::path_wanted(e.prefilter, spec, &e.args, ret));
     let Some(mut rec) = Record::start(BODY_END) else { return };
     fill_header(rec.at::<Header>(0), RecordKind::Syscall);
     let mut nr = nr as u32;
@@ -245,7 +246,7 @@ pub fn on_exit(nr: u64, mut args: [u64; 6], ret: i64, compat: bool) {
     body.args = args;
     let len = rec.off as u32;
     rec.at::<Header>(0).len = len;
-    rec.emit();
+    rec.emit(urgent);
     if role & (spec_prefilter::OPEN | spec_prefilter::NEW_FD) != 0 {
         prefilter::fd_sent(ret);
     }
