@@ -162,8 +162,7 @@ impl Engine {
     /// Evaluates an event and returns the alerts (one, or all with `RuleMatching::All`).
     pub fn process(&self, ev: &dyn FieldSource, scratch: &mut Scratch) -> Vec<Alert> {
         let mut out = Vec::new();
-        scratch.reset(self.slots);
-        let mut ctx = Ctx { src: ev, scratch };
+        let mut ctx = Ctx::new(ev, scratch, self.slots);
         for &i in self.candidates(ev.event_type()) {
             let r = &self.rules[i];
             if r.source != ev.source() || !eval::eval(&r.cond, &mut ctx) {

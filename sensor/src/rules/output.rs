@@ -59,7 +59,7 @@ pub(crate) fn split_format(text: &str) -> Vec<RawPiece> {
 }
 
 /// Renders a value for an output line: control characters escaped as in Falco.
-pub(crate) fn render(v: &Value, out: &mut String) {
+pub(crate) fn render(v: &Value<'_>, out: &mut String) {
     for c in v.to_string().chars() {
         if c.is_control() {
             let _ = write!(out, "\\u{:04x}", u32::from(c));
@@ -71,14 +71,14 @@ pub(crate) fn render(v: &Value, out: &mut String) {
 
 impl OutputFormat {
     /// Renders the message and collects the typed values of its fields.
-    pub(crate) fn format(&self, ctx: &mut Ctx<'_>) -> (String, Vec<(String, Option<Value>)>) {
+    pub(crate) fn format(&self, ctx: &mut Ctx<'_>) -> (String, Vec<(String, Option<Value<'static>>)>) {
         let mut msg = String::new();
-        let mut fields: Vec<(String, Option<Value>)> = Vec::new();
+        let mut fields: Vec<(String, Option<Value<'static>>)> = Vec::new();
         for p in &self.pieces {
             match p {
                 Piece::Lit(s) => msg.push_str(s),
                 Piece::Field { key, op } => {
-                    let v = ctx.value(op).map(std::borrow::Cow::into_owned);
+                    let v = ctx.value(op).map(|v| std::borrow::Cow::into_owned(v).into_owned());
                     match &v {
                         Some(v) => render(v, &mut msg),
                         None => msg.push_str("<NA>"),
@@ -111,7 +111,7 @@ pub struct Alert {
     /// Rule tags.
     pub tags: Vec<String>,
     /// Values of the output's fields, keyed as written (`proc.aname[2]`); `None` = missing.
-    pub fields: Vec<(String, Option<Value>)>,
+    pub fields: Vec<(String, Option<Value<'static>>)>,
 }
 
 /// Splits nanoseconds since the epoch into a UTC civil date and time.

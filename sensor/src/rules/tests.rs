@@ -108,14 +108,14 @@ fn fired(e: &Engine, ev: serde_json::Value) -> Vec<String> {
 /// An event that gives exactly the values written (no derived fields, no consistency):
 /// for the operator tests, which test comparisons rather than fields.
 struct MapSource {
-    values: HashMap<(Field, Option<FieldArg>), Value>,
+    values: HashMap<(Field, Option<FieldArg>), Value<'static>>,
 }
 
 impl MapSource {
     fn new(map: &serde_json::Value) -> Self {
         let value = |ty: FieldType, v: &serde_json::Value| match (ty, v) {
             (FieldType::Ip | FieldType::Net, serde_json::Value::String(s)) => Value::Ip(s.parse().expect("ip")),
-            (_, serde_json::Value::String(s)) => Value::Str(s.clone()),
+            (_, serde_json::Value::String(s)) => Value::Str(s.clone().into()),
             (_, serde_json::Value::Bool(b)) => Value::Bool(*b),
             (FieldType::Int, n) => Value::Int(n.as_i64().expect("int")),
             (_, n) => Value::UInt(n.as_u64().expect("uint")),
@@ -143,7 +143,7 @@ impl FieldSource for MapSource {
         "openat"
     }
 
-    fn field(&self, id: Field, arg: Option<&FieldArg>) -> Option<Value> {
+    fn field(&self, id: Field, arg: Option<&FieldArg>) -> Option<Value<'_>> {
         self.values.get(&(id, arg.cloned())).cloned()
     }
 }
