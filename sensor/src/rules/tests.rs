@@ -540,6 +540,30 @@ fn rule_matching_first_or_all() {
 }
 
 #[test]
+fn the_process_name_index_keeps_load_order_and_type_tests_fold() {
+    let rule = |name: &str, cond: &str| {
+        format!("- rule: {name}\n  desc: d\n  condition: {cond}\n  output: o\n  priority: info\n")
+    };
+    let rules = [
+        rule("Shell", "evt.type = execve and proc.name in (bash, sh)"),
+        rule("Anyone", "evt.type in (execve, openat) and (evt.type = openat or user.uid = 0)"),
+        rule("Bash", "evt.type = execve and (proc.name = bash or proc.name = zsh)"),
+        rule("NotBash", "evt.type = execve and not proc.name = bash"),
+    ]
+    .concat();
+    let (first, all) = (engine(&rules, RuleMatching::First), engine(&rules, RuleMatching::All));
+    let exec = |name: &str, uid: u32| json!({"evt.type": "execve", "proc.name": name, "user.uid": uid});
+    assert_eq!(fired(&all, exec("bash", 0)), ["Shell", "Anyone", "Bash"]);
+    assert_eq!(fired(&all, exec("sh", 0)), ["Shell", "Anyone", "NotBash"]);
+    assert_eq!(fired(&all, exec("zsh", 0)), ["Anyone", "Bash", "NotBash"]);
+    assert_eq!(fired(&all, exec("cat", 1000)), ["NotBash"]);
+    assert_eq!(fired(&first, exec("zsh", 0)), ["Anyone"]);
+    assert_eq!(fired(&first, exec("zsh", 1000)), ["Bash"]);
+    let open = json!({"evt.type": "openat", "proc.name": "bash", "user.uid": 1000, "fd.name": "/tmp/x"});
+    assert_eq!(fired(&all, open), ["Anyone"], "evt.type = openat holds for openat");
+}
+
+#[test]
 fn errors_name_file_line_column() {
     let text = "- rule: R\n  desc: d\n  condition: >\n    evt.type = open\n    and proc.nmae = x\n  output: o\n  priority: info\n\
                 - rule: S\n  desc: d\n  condition: evt.type = open and (proc.name = x\n  output: o\n  priority: info\n\
