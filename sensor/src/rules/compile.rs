@@ -576,7 +576,8 @@ impl<'a> Compiler<'a> {
                         e.msg = format!("in output: {}", e.msg);
                         e
                     })?;
-                    pieces.push(Piece::Field { key, op });
+                    let first = !pieces.iter().any(|p| matches!(p, Piece::Field { key: k, .. } if *k == key));
+                    pieces.push(Piece::Field { key, op, first });
                 }
             }
         }

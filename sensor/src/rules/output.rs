@@ -14,7 +14,9 @@ use super::parser;
 #[derive(Debug)]
 pub(crate) enum Piece {
     Lit(String),
-    Field { key: String, op: Operand },
+    /// A placeholder; `first` when no earlier one has the same key (alerts list each
+    /// key's value once).
+    Field { key: String, op: Operand, first: bool },
 }
 
 /// A compiled output format.
@@ -60,12 +62,26 @@ pub(crate) fn split_format(text: &str) -> Vec<RawPiece> {
 
 /// Renders a value for an output line: control characters escaped as in Falco.
 pub(crate) fn render(v: &Value<'_>, out: &mut String) {
-    for c in v.to_string().chars() {
-        if c.is_control() {
-            let _ = write!(out, "\\u{:04x}", u32::from(c));
-        } else {
-            out.push(c);
+    let _ = write!(Escaped(out), "{v}");
+}
+
+/// Text written with control characters escaped as in Falco, without an intermediate copy.
+struct Escaped<'o>(&'o mut String);
+
+impl std::fmt::Write for Escaped<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if !s.chars().any(char::is_control) {
+            self.0.push_str(s);
+            return Ok(());
         }
+        for c in s.chars() {
+            if c.is_control() {
+                write!(self.0, "\\u{:04x}", u32::from(c))?;
+            } else {
+                self.0.push(c);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -77,14 +93,14 @@ impl OutputFormat {
         for p in &self.pieces {
             match p {
                 Piece::Lit(s) => msg.push_str(s),
-                Piece::Field { key, op } => {
-                    let v = ctx.value(op).map(|v| std::borrow::Cow::into_owned(v).into_owned());
-                    match &v {
+                Piece::Field { key, op, first } => {
+                    let v = ctx.value(op);
+                    match v.as_deref() {
                         Some(v) => render(v, &mut msg),
                         None => msg.push_str("<NA>"),
                     }
-                    if !fields.iter().any(|(k, _)| k == key) {
-                        fields.push((key.clone(), v));
+                    if *first {
+                        fields.push((key.clone(), v.map(|v| std::borrow::Cow::into_owned(v).into_owned())));
                     }
                 }
             }

@@ -598,7 +598,7 @@ impl<'a> EventView<'a> {
                 let p = self.process()?;
                 users.user(ev.pid, ev.mnt_ns, p.loginuid).map(|u| text(&u.name))
             }
-            Field::GroupName => users.group(ev.pid, ev.mnt_ns, ev.gid).map(|g| text(&g)),
+            Field::GroupName => users.group(ev.pid, ev.mnt_ns, ev.gid).map(text),
             _ => None,
         }
     }
