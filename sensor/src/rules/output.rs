@@ -16,7 +16,11 @@ pub(crate) enum Piece {
     Lit(String),
     /// A placeholder; `first` when no earlier one has the same key (alerts list each
     /// key's value once).
-    Field { key: String, op: Operand, first: bool },
+    Field {
+        key: String,
+        op: Operand,
+        first: bool,
+    },
 }
 
 /// A compiled output format.
