@@ -99,7 +99,8 @@ impl<'a> Value<'a> {
 ///   fields (`proc.env[HOME]`, `k8s.pod.label[app]`) with `Key`;
 /// - `None` when the value is unknown: every test on it is then false, as in Falco.
 pub trait FieldSource {
-    /// The event type (syscall name), e.g. `openat`.
+    /// The event type (syscall name), e.g. `openat`: the value of `evt.type`. The engine
+    /// picks an event's rules by it and answers their `evt.type` tests from it.
     fn event_type(&self) -> &str;
     /// The event source; rules only see events of their own source.
     fn source(&self) -> &str {
