@@ -51,7 +51,7 @@ impl Setup {
     }
 }
 
-fn alert(rule: &str, priority: Priority, second: u64, fields: Vec<(&str, Option<Value>)>) -> Arc<Alert> {
+fn alert(rule: &str, priority: Priority, second: u64, fields: Vec<(&str, Option<Value<'static>>)>) -> Arc<Alert> {
     Arc::new(Alert {
         time_ns: 1_685_022_240_000_000_000 + second * 1_000_000_000,
         rule: rule.into(),

@@ -345,7 +345,13 @@ impl Runner<'_> {
     }
 
     /// Raises an internal alert through the outputs.
-    fn internal_alert(&mut self, rule: &'static str, priority: Priority, message: String, fields: Vec<(&str, Value)>) {
+    fn internal_alert(
+        &mut self,
+        rule: &'static str,
+        priority: Priority,
+        message: String,
+        fields: Vec<(&str, Value<'static>)>,
+    ) {
         log::warn!("{rule}: {message}");
         *self.tally.internal.entry(rule).or_default() += 1;
         let time_ns = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
@@ -408,7 +414,7 @@ impl Runner<'_> {
                     RELOAD_ALERT,
                     Priority::Error,
                     format!("the old rules stay: {e:#}"),
-                    vec![("sensor.reload_error", Value::Str(format!("{e:#}")))],
+                    vec![("sensor.reload_error", Value::Str(format!("{e:#}").into()))],
                 );
             }
         }

@@ -1,6 +1,7 @@
 //! [`ContainerCache`]: container ids from cgroups, metadata from runtimes behind an LRU.
 
 use std::{
+    borrow::Cow,
     num::NonZeroUsize,
     path::{Path, PathBuf},
     sync::{
@@ -94,19 +95,19 @@ impl ContainerView {
     /// A field (`container.*`, `k8s.*`) as text; `None` renders `<NA>`. `key` is the
     /// argument of `container.label[key]`, `k8s.pod.label[key]` and the mount fields
     /// (`container.mount.dest[/var/run/docker.sock]`, `container.mount[0]`).
-    pub fn field(&self, name: &str, key: Option<&str>) -> Option<String> {
+    pub fn field<'v>(&'v self, name: &str, key: Option<&str>) -> Option<Cow<'v, str>> {
         let id = self.id.as_ref()?;
         match name {
-            "container.id" => return Some(id.short().to_owned()),
-            "container.full_id" => return Some(id.full().to_owned()),
+            "container.id" => return Some(Cow::Borrowed(id.short())),
+            "container.full_id" => return Some(Cow::Borrowed(id.full())),
             _ => {}
         }
         if id.is_host() {
             // Falco: the host's name is "host"; other container fields are empty there.
-            return (name == "container.name").then(|| "host".to_owned());
+            return (name == "container.name").then_some(Cow::Borrowed("host"));
         }
         let info = self.info.as_deref()?;
-        let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        let nonempty = |s: &'v str| (!s.is_empty()).then_some(Cow::Borrowed(s));
         let pod = info.pod.as_ref();
         let labels = |map: &std::collections::BTreeMap<String, String>| {
             map.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(", ")
@@ -119,23 +120,23 @@ impl ContainerView {
             "container.image.digest" => nonempty(&info.image_digest),
             "container.image.id" => nonempty(&info.image_id),
             "container.type" => nonempty(&info.runtime),
-            "container.privileged" => info.privileged.map(|b| b.to_string()),
-            "container.host_network" => info.host_network.map(|b| b.to_string()),
-            "container.host_pid" => info.host_pid.map(|b| b.to_string()),
-            "container.host_ipc" => info.host_ipc.map(|b| b.to_string()),
-            "container.label" => info.labels.get(key?).cloned(),
-            "container.labels" => Some(labels(&info.labels)),
-            "container.start_ts" => (info.start_ts != 0).then(|| info.start_ts.to_string()),
+            "container.privileged" => info.privileged.map(bool_text),
+            "container.host_network" => info.host_network.map(bool_text),
+            "container.host_pid" => info.host_pid.map(bool_text),
+            "container.host_ipc" => info.host_ipc.map(bool_text),
+            "container.label" => info.labels.get(key?).map(|v| Cow::Borrowed(v.as_str())),
+            "container.labels" => Some(Cow::Owned(labels(&info.labels))),
+            "container.start_ts" => (info.start_ts != 0).then(|| Cow::Owned(info.start_ts.to_string())),
             "container.ip" => nonempty(&info.ip),
             "k8s.pod.name" => nonempty(&pod?.name),
             "k8s.ns.name" => nonempty(&pod?.namespace),
             "k8s.pod.uid" | "k8s.pod.id" => nonempty(&pod?.uid),
-            "k8s.pod.sandbox_id" => pod?.sandbox_id.get(..super::SHORT_ID_LEN).map(str::to_owned),
+            "k8s.pod.sandbox_id" => pod?.sandbox_id.get(..super::SHORT_ID_LEN).map(Cow::Borrowed),
             "k8s.pod.full_sandbox_id" => nonempty(&pod?.sandbox_id),
-            "k8s.pod.label" => pod?.labels.get(key?).cloned(),
-            "k8s.pod.labels" => Some(labels(&pod?.labels)),
+            "k8s.pod.label" => pod?.labels.get(key?).map(|v| Cow::Borrowed(v.as_str())),
+            "k8s.pod.labels" => Some(Cow::Owned(labels(&pod?.labels))),
             "k8s.pod.ip" => nonempty(&pod?.ip),
-            _ => super::info::mount_field(&info.mounts, name, key),
+            _ => super::info::mount_field(&info.mounts, name, key).map(Cow::Owned),
         }
     }
 
@@ -143,6 +144,11 @@ impl ContainerView {
     fn unknown() -> Self {
         Self { id: None, info: None, status: MetaStatus::Unknown }
     }
+}
+
+/// A flag as the text the container fields give it.
+fn bool_text(b: bool) -> Cow<'static, str> {
+    Cow::Borrowed(if b { "true" } else { "false" })
 }
 
 /// A snapshot of the cache's counters (all since start).

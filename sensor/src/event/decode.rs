@@ -503,6 +503,7 @@ impl Args<'_> {
 
 #[cfg(test)]
 mod tests {
+    use crate::event::ArgValue;
     use proptest::prelude::*;
     use sensor_abi::record::{BlobHeader, Header, SyscallBody};
 
@@ -591,6 +592,65 @@ mod tests {
             let json = serde_json::to_string(&ev).unwrap();
             assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), ev, "{json}");
         }
+    }
+
+    /// Every member of `args`' JSON form, `info.*` for an exec's, read by name.
+    fn assert_typed_args_are_the_json_ones(args: &SyscallArgs) {
+        let as_json = |v: ArgValue<'_>| match v {
+            ArgValue::Int(i) => serde_json::json!(i),
+            ArgValue::UInt(u) => serde_json::json!(u),
+            ArgValue::Str(s) => serde_json::json!(s),
+            ArgValue::Strs(v) => serde_json::json!(v),
+            ArgValue::UInts(v) => serde_json::json!(v),
+            ArgValue::Addr(a) => serde_json::to_value(a).unwrap(),
+            ArgValue::Cgroups(c) => serde_json::to_value(c).unwrap(),
+            ArgValue::Info(i) => serde_json::to_value(i).unwrap(),
+        };
+        let json = serde_json::to_value(args).unwrap();
+        let members = json.as_object().unwrap();
+        // Each family's members, and the names of every other family's (which it lacks).
+        let names = ["flags", "path", "fd", "addr", "type", "cmd", "request", "sig", "uid", "mode", "nope"];
+        for name in members.keys().map(String::as_str).chain(names) {
+            let want = members.get(name).filter(|v| !v.is_null() && name != "family");
+            assert_eq!(args.arg(name).map(as_json).as_ref(), want, "{name} of {json}");
+        }
+        if let Some(ArgValue::Info(info)) = args.arg("info") {
+            let json = serde_json::to_value(info).unwrap();
+            for (name, want) in json.as_object().unwrap() {
+                assert_eq!(info.arg(name).map(as_json).as_ref(), Some(want), "info.{name}");
+            }
+            assert_eq!(info.arg("nope"), None);
+        }
+    }
+
+    #[test]
+    fn typed_arguments_are_the_json_ones_for_every_syscall() {
+        let blobs: Vec<(u8, u8, &[u8])> = (0..25).map(|slot| (slot, 0, &b"/x/y\0z"[..])).collect();
+        let patterns = [[0; 6], [3, 0o1101, 0o640, 1, 2, 9], [u64::MAX, u64::MAX - 1, 1 << 63, 7, 0, 1]];
+        for sc in sensor_abi::syscalls::SYSCALLS {
+            for regs in patterns {
+                for blobs in [&blobs[..], &[]] {
+                    for ret in [0, 4, -13] {
+                        let ev = decode(&syscall_record(sc.nr, ret, regs, blobs), &Clock::with_offset(0)).unwrap();
+                        assert_typed_args_are_the_json_ones(&ev.syscall().unwrap().args);
+                    }
+                }
+            }
+        }
+        let info = ExecInfo { exe_flags: 3, tty: 34816, cap_effective: u64::MAX, ..ExecInfo::default() };
+        let cgroups = Cgroups { unified: Some("/a".into()), v1: Some(("memory".into(), "/b".into())) };
+        assert_typed_args_are_the_json_ones(&SyscallArgs::Exec {
+            dirfd: Some(-100),
+            path: Some("/bin/sh".into()),
+            exe_file: Some("/usr/bin/dash".into()),
+            cgroups: Some(Box::new(cgroups)),
+            argv: vec!["sh".into()],
+            env: vec!["A=b".into()],
+            flags: 0,
+            info: Some(Box::new(info)),
+        });
+        let local = SockAddr::Inet { addr: std::net::Ipv4Addr::LOCALHOST, port: 5 };
+        assert_typed_args_are_the_json_ones(&SyscallArgs::Connect { fd: 3, addr: None, local: Some(local) });
     }
 
     #[test]

@@ -14,12 +14,14 @@
 //! carry a `family` tag naming the [`SyscallArgs`] variant. Fields are only added, never
 //! renamed, so capture files stay readable.
 
+mod args;
 pub mod decode;
 mod display;
 mod sockaddr;
 
 use serde::{Deserialize, Serialize};
 
+pub use args::ArgValue;
 pub use decode::{Clock, DecodeError, decode};
 pub use sockaddr::SockAddr;
 

@@ -168,7 +168,7 @@ fn summary(last: &Alert, suppressed: u64, limit: RateLimit) -> Alert {
         ),
         tags: last.tags.clone(),
         fields: vec![
-            (CONTAINER_FIELD.into(), (!container.is_empty()).then_some(Value::Str(container))),
+            (CONTAINER_FIELD.into(), (!container.is_empty()).then_some(Value::Str(container.into()))),
             ("suppressed".into(), Some(Value::UInt(suppressed))),
         ],
     }
@@ -190,7 +190,7 @@ mod tests {
             hostname: "h".into(),
             message: "m".into(),
             tags: vec!["t".into()],
-            fields: vec![(CONTAINER_FIELD.into(), Some(Value::Str(container.into())))],
+            fields: vec![(CONTAINER_FIELD.into(), Some(Value::Str(container.to_owned().into())))],
         })
     }
 

@@ -371,7 +371,7 @@ mod tests {
     use super::*;
     use crate::rules::Value;
 
-    fn alert(rule: &str, priority: Priority, fields: &[(&str, Option<Value>)]) -> Arc<Alert> {
+    fn alert(rule: &str, priority: Priority, fields: &[(&str, Option<Value<'static>>)]) -> Arc<Alert> {
         Arc::new(Alert {
             time_ns: 1_685_022_245_478_445_995,
             rule: rule.into(),

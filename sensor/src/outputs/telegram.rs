@@ -326,7 +326,7 @@ mod tests {
             message: message.into(),
             tags: vec!["filesystem".into(), "mitre_credential_access".into()],
             fields: (0..fields)
-                .map(|i| (format!("proc.aname[{i}]"), (i % 3 != 0).then(|| Value::Str(format!("bash-{i}.sh")))))
+                .map(|i| (format!("proc.aname[{i}]"), (i % 3 != 0).then(|| Value::Str(format!("bash-{i}.sh").into()))))
                 .collect(),
         })
     }

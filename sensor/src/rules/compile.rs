@@ -576,7 +576,8 @@ impl<'a> Compiler<'a> {
                         e.msg = format!("in output: {}", e.msg);
                         e
                     })?;
-                    pieces.push(Piece::Field { key, op });
+                    let first = !pieces.iter().any(|p| matches!(p, Piece::Field { key: k, .. } if *k == key));
+                    pieces.push(Piece::Field { key, op, first });
                 }
             }
         }
@@ -642,7 +643,7 @@ fn test(lhs: Operand, any: bool, kind: TestKind) -> Node {
 
 /// Flattens, folds constants, and merges three or more `contains`/`icontains` tests of the
 /// same field under one `or` into a single Aho-Corasick search.
-fn optimize(n: Node) -> Node {
+pub(crate) fn optimize(n: Node) -> Node {
     match n {
         Node::And(items) => {
             let mut out = Vec::new();
@@ -904,8 +905,7 @@ impl Compiler<'_> {
     ) -> Option<bool> {
         let node = optimize(self.expr(e, origin, visible).ok()?);
         let mut scratch = Scratch::default();
-        scratch.reset(self.slots.len());
-        Some(eval::eval(&node, &mut Ctx { src: ev, scratch: &mut scratch }))
+        Some(eval::eval(&node, &mut Ctx::new(ev, &mut scratch, self.slots.len())))
     }
 
     /// Lists the false conjuncts of `e`, descending into macros.

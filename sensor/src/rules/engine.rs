@@ -1,15 +1,15 @@
-//! The engine: compiled rules indexed by event type, evaluated against any [`FieldSource`].
+//! The engine: compiled rules indexed by event type (and process name, see [`super::index`]),
+//! evaluated against any [`FieldSource`].
 //! Immutable after building, so one engine can serve many threads (`Send + Sync`); each
 //! thread brings its own [`Scratch`].
 
-use std::collections::{BTreeSet, HashMap};
-
-use foldhash::fast::RandomState;
+use std::collections::BTreeSet;
 
 use super::compile::{self, CompiledRule};
 use super::eval::{self, Ctx, Node, Operand, Scratch, StrTest, TestKind};
 use super::event::FieldSource;
 use super::fields::Field;
+use super::index::RuleIndex;
 use super::loader::{Diagnostic, Priority, RuleSet, Severity};
 use super::output::Alert;
 use super::prefilter::Prefilter;
@@ -71,9 +71,8 @@ pub fn default_hostname() -> String {
 /// Compiled rules ready to evaluate events.
 #[derive(Debug)]
 pub struct Engine {
-    pub(super) rules: Vec<CompiledRule>,
-    by_type: HashMap<String, Vec<usize>, RandomState>,
-    untyped: Vec<usize>,
+    rules: Vec<CompiledRule>,
+    index: RuleIndex,
     slots: usize,
     opts: EngineOptions,
 }
@@ -101,24 +100,8 @@ impl Engine {
             return (None, diags);
         }
         let rules: Vec<CompiledRule> = compiled.rules.into_iter().filter(|r| r.priority <= opts.min_priority).collect();
-        let mut by_type: HashMap<String, Vec<usize>, RandomState> = HashMap::default();
-        let mut untyped = Vec::new();
-        for (i, r) in rules.iter().enumerate() {
-            match &r.evttypes {
-                None => untyped.push(i),
-                Some(types) => {
-                    for t in types {
-                        by_type.entry(t.clone()).or_default().push(i);
-                    }
-                }
-            }
-        }
-        // As in Falco, rules restricted to the event's type come first (in load order),
-        // then the rules that match any type.
-        for list in by_type.values_mut() {
-            list.extend(untyped.iter().copied());
-        }
-        (Some(Engine { rules, by_type, untyped, slots: compiled.slots, opts }), diags)
+        let index = RuleIndex::build(&rules);
+        (Some(Engine { rules, index, slots: compiled.slots, opts }), diags)
     }
 
     /// Number of loaded (enabled, compiled) rules.
@@ -139,10 +122,10 @@ impl Engine {
     /// The event types some rule can match, or `None` when a rule matches any type
     /// (for choosing what the kernel side captures).
     pub fn event_types(&self) -> Option<BTreeSet<String>> {
-        if !self.untyped.is_empty() {
+        if self.rules.iter().any(|r| r.evttypes.is_none()) {
             return None;
         }
-        Some(self.by_type.keys().cloned().collect())
+        Some(self.index.types().map(str::to_owned).collect())
     }
 
     /// What the kernel may keep back for these rules (see [`Prefilter`]).
@@ -160,19 +143,15 @@ impl Engine {
         out
     }
 
-    /// Indices of the rules an event of this type can match: typed rules, then untyped ones.
-    fn candidates(&self, evt_type: &str) -> &[usize] {
-        self.by_type.get(evt_type).map_or(&self.untyped, Vec::as_slice)
-    }
-
     /// Evaluates an event and returns the alerts (one, or all with `RuleMatching::All`).
     pub fn process(&self, ev: &dyn FieldSource, scratch: &mut Scratch) -> Vec<Alert> {
         let mut out = Vec::new();
-        scratch.reset(self.slots);
-        let mut ctx = Ctx { src: ev, scratch };
-        for &i in self.candidates(ev.event_type()) {
-            let r = &self.rules[i];
-            if r.source != ev.source() || !eval::eval(&r.cond, &mut ctx) {
+        let mut ctx = Ctx::new(ev, scratch, self.slots);
+        let source = ev.source();
+        let (candidates, order) = self.index.select(ev.event_type(), &mut ctx);
+        for c in order.iter().filter_map(|&i| candidates.get(i as usize)) {
+            let r = &self.rules[c.rule];
+            if r.source != source || !eval::eval(&c.check, &mut ctx) {
                 continue;
             }
             let (message, fields) = r.output.format(&mut ctx);

@@ -22,7 +22,7 @@ use super::matchers::{self, Cidr, PathTrie};
 pub(crate) type Set<T> = HashSet<T, RandomState>;
 
 /// A compiled boolean expression.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Node {
     Const(bool),
     And(Vec<Node>),
@@ -39,7 +39,7 @@ pub(crate) enum Operand {
 }
 
 /// One comparison.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Test {
     pub lhs: Operand,
     /// The operand yields all ancestors: the test holds when any of them matches.
@@ -70,7 +70,7 @@ impl NumOp {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum StrTest {
     Eq(String),
     Ne(String),
@@ -90,7 +90,7 @@ pub(crate) enum StrTest {
     AnyPrefix(AhoCorasick, Vec<String>),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum TestKind {
     Exists,
     Str(StrTest),
@@ -111,38 +111,63 @@ pub(crate) enum TestKind {
     Field(NumOp, Operand, FieldType),
 }
 
-/// Per-event field cache; reuse one per thread to avoid allocations.
+/// Per-thread evaluation memory, reused from event to event so that evaluating allocates
+/// nothing once warm: each field is fetched at most once per event.
 #[derive(Debug, Default)]
 pub struct Scratch {
-    cache: Vec<Option<Option<Value>>>,
+    /// Per cache slot: the event it was last fetched for, and where its value is in
+    /// `values`. A slot is fetched for the current event only when its stamp is `event`,
+    /// so starting an event is one increment, not a clearing of every slot.
+    stamps: Vec<(u32, u32)>,
+    /// The number of the event being evaluated (0 is never used, so that fresh stamps
+    /// never match).
+    event: u32,
+    /// The buffer of the values fetched for an event, empty between events: the values
+    /// borrow from their event, so only the allocation is kept.
+    values: Vec<Option<Value<'static>>>,
 }
 
-impl Scratch {
-    pub(crate) fn reset(&mut self, slots: usize) {
-        self.cache.clear();
-        self.cache.resize(slots, None);
-    }
+/// An emptied vector of values for another lifetime, on the same allocation: collecting
+/// an empty `into_iter` into a vector of a same-sized type reuses its buffer in place.
+fn recycle<'b>(mut v: Vec<Option<Value<'_>>>) -> Vec<Option<Value<'b>>> {
+    v.clear();
+    v.into_iter().map(|_| None).collect()
 }
 
-/// Evaluation context for one event.
+/// Evaluation context for one event: the event and the values fetched from it so far.
 pub(crate) struct Ctx<'a> {
-    pub src: &'a dyn FieldSource,
-    pub scratch: &'a mut Scratch,
+    src: &'a dyn FieldSource,
+    scratch: &'a mut Scratch,
+    values: Vec<Option<Value<'a>>>,
 }
 
-impl Ctx<'_> {
-    pub(crate) fn value(&mut self, op: &Operand) -> Option<Cow<'_, Value>> {
+impl<'a> Ctx<'a> {
+    /// Starts evaluating `src` with `slots` cache slots.
+    pub(crate) fn new(src: &'a dyn FieldSource, scratch: &'a mut Scratch, slots: usize) -> Self {
+        if scratch.stamps.len() < slots {
+            scratch.stamps.resize(slots, (0, 0));
+        }
+        scratch.event = scratch.event.wrapping_add(1);
+        if scratch.event == 0 {
+            // After 2^32 events the numbers come round: forget every stamp once.
+            scratch.stamps.fill((0, 0));
+            scratch.event = 1;
+        }
+        let values = recycle(std::mem::take(&mut scratch.values));
+        Ctx { src, scratch, values }
+    }
+
+    pub(crate) fn value(&mut self, op: &Operand) -> Option<Cow<'_, Value<'a>>> {
         match op {
             Operand::Field { slot, id, arg } => {
-                let src = self.src;
-                let entry = self.scratch.cache.get_mut(*slot)?;
-                if entry.is_none() {
-                    *entry = Some(src.field(*id, arg.as_ref()));
+                let event = self.scratch.event;
+                let stamp = self.scratch.stamps.get_mut(*slot)?;
+                if stamp.0 != event {
+                    let at = u32::try_from(self.values.len()).ok()?;
+                    self.values.push(self.src.field(*id, arg.as_ref()));
+                    *stamp = (event, at);
                 }
-                match entry {
-                    Some(Some(v)) => Some(Cow::Borrowed(v)),
-                    _ => None,
-                }
+                self.values.get(stamp.1 as usize)?.as_ref().map(Cow::Borrowed)
             }
             Operand::Transform(tr, inner) => {
                 let v = self.value(inner)?;
@@ -152,24 +177,30 @@ impl Ctx<'_> {
     }
 }
 
+impl Drop for Ctx<'_> {
+    fn drop(&mut self) {
+        self.scratch.values = recycle(std::mem::take(&mut self.values));
+    }
+}
+
 /// Applies a transformer to a value.
-pub(crate) fn transform(tr: Transformer, v: &Value) -> Value {
+pub(crate) fn transform(tr: Transformer, v: &Value<'_>) -> Value<'static> {
     match (tr, v) {
         (_, Value::List(items)) if tr != Transformer::Len => {
             Value::List(items.iter().map(|i| transform(tr, i)).collect())
         }
-        (Transformer::ToLower, v) => Value::Str(v.to_string().to_lowercase()),
-        (Transformer::ToUpper, v) => Value::Str(v.to_string().to_uppercase()),
+        (Transformer::ToLower, v) => Value::Str(v.to_string().to_lowercase().into()),
+        (Transformer::ToUpper, v) => Value::Str(v.to_string().to_uppercase().into()),
         (Transformer::B64, v) => {
             let text = v.to_string();
             match matchers::decode_base64(text.trim()) {
-                Some(bytes) => Value::Str(String::from_utf8_lossy(&bytes).into_owned()),
-                None => Value::Str(String::new()),
+                Some(bytes) => Value::Str(String::from_utf8_lossy(&bytes).into_owned().into()),
+                None => Value::Str(Cow::Borrowed("")),
             }
         }
         (Transformer::Basename, v) => {
             let text = v.to_string();
-            Value::Str(text.rsplit('/').next().unwrap_or_default().to_owned())
+            Value::Str(text.rsplit('/').next().unwrap_or_default().to_owned().into())
         }
         (Transformer::Len, Value::List(items)) => Value::UInt(items.len() as u64),
         (Transformer::Len, Value::Bytes(b)) => Value::UInt(b.len() as u64),
@@ -177,14 +208,14 @@ pub(crate) fn transform(tr: Transformer, v: &Value) -> Value {
     }
 }
 
-fn text(v: &Value) -> Cow<'_, str> {
+fn text<'v>(v: &'v Value<'_>) -> Cow<'v, str> {
     match v {
-        Value::Str(s) => Cow::Borrowed(s.as_str()),
+        Value::Str(s) => Cow::Borrowed(s),
         other => Cow::Owned(other.to_string()),
     }
 }
 
-pub(crate) fn number(v: &Value) -> Option<i128> {
+pub(crate) fn number(v: &Value<'_>) -> Option<i128> {
     match v {
         Value::Int(i) => Some(i128::from(*i)),
         Value::UInt(u) => Some(i128::from(*u)),
@@ -263,7 +294,7 @@ fn eval_test(t: &Test, ctx: &mut Ctx<'_>) -> bool {
     }
 }
 
-fn ip_matches(v: &Value, ips: &Set<IpAddr>, nets: &[Cidr]) -> bool {
+fn ip_matches(v: &Value<'_>, ips: &Set<IpAddr>, nets: &[Cidr]) -> bool {
     let ip = match v {
         Value::Ip(ip) => *ip,
         Value::Str(s) => match s.parse() {
@@ -279,7 +310,7 @@ fn ip_matches(v: &Value, ips: &Set<IpAddr>, nets: &[Cidr]) -> bool {
     ips.contains(&ip) || nets.iter().any(|n| n.contains(ip))
 }
 
-fn scalar(v: &Value, kind: &TestKind) -> bool {
+fn scalar(v: &Value<'_>, kind: &TestKind) -> bool {
     match kind {
         TestKind::Exists => true,
         TestKind::Str(st) => {
@@ -320,15 +351,15 @@ fn scalar(v: &Value, kind: &TestKind) -> bool {
     }
 }
 
-fn bytes(v: &Value) -> Cow<'_, [u8]> {
+fn bytes<'v>(v: &'v Value<'_>) -> Cow<'v, [u8]> {
     match v {
-        Value::Bytes(b) => Cow::Borrowed(b.as_slice()),
+        Value::Bytes(b) => Cow::Borrowed(b),
         Value::Str(s) => Cow::Borrowed(s.as_bytes()),
         other => Cow::Owned(other.to_string().into_bytes()),
     }
 }
 
-fn compare_values(op: NumOp, a: &Value, b: &Value, ty: FieldType) -> bool {
+fn compare_values(op: NumOp, a: &Value<'_>, b: &Value<'_>, ty: FieldType) -> bool {
     if let (Value::List(items), false) = (a, matches!(b, Value::List(_))) {
         return items.iter().any(|i| compare_values(op, i, b, ty));
     }
@@ -345,6 +376,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn recycling_keeps_the_allocation() {
+        let mut v: Vec<Option<Value<'static>>> = Vec::with_capacity(32);
+        v.push(Some(Value::str("a")));
+        let ptr = v.as_ptr() as usize;
+        let text = String::from("borrowed");
+        let mut w: Vec<Option<Value<'_>>> = recycle(v);
+        w.push(Some(Value::str(&text)));
+        assert_eq!((w.as_ptr() as usize, w.capacity()), (ptr, 32), "no new buffer per event");
+    }
+
+    #[test]
     fn helpers() {
         assert!(contains_ci("CAP_SYS_MODULE CAP_X", "sys_module"));
         assert!(!contains_ci("CAP", "capx"));
@@ -352,7 +394,7 @@ mod tests {
         assert_eq!(parse_number("-5"), Some(-5));
         assert_eq!(parse_number("5s"), None);
         assert_eq!(transform(Transformer::Basename, &Value::Str("/a/b".into())), Value::Str("b".into()));
-        assert_eq!(transform(Transformer::Basename, &Value::Str("/a/b/".into())), Value::Str(String::new()));
+        assert_eq!(transform(Transformer::Basename, &Value::Str("/a/b/".into())), Value::Str("".into()));
         assert_eq!(transform(Transformer::Len, &Value::Str("héllo".into())), Value::UInt(5));
         assert_eq!(transform(Transformer::B64, &Value::Str("aGk=".into())), Value::Str("hi".into()));
         assert_eq!(transform(Transformer::ToUpper, &Value::Str("ab".into())), Value::Str("AB".into()));

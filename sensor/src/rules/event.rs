@@ -2,16 +2,19 @@
 //! the values themselves ([`Value`]). Live events, replayed captures and field maps (rule
 //! tests, replays of field maps) all reach the engine as `state::EventView`.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 
 use super::fields::{Field, FieldArg};
 
-/// A field value produced by an event.
+/// A field value produced by an event. Text and bytes borrow from the event and its state
+/// where they can (`'a`), so reading a field on the hot path does not allocate; stored
+/// values (alerts, test expectations) are `Value<'static>`.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Value {
+pub enum Value<'a> {
     /// Text (also flags, rendered `A|B`).
-    Str(String),
+    Str(Cow<'a, str>),
     /// Signed integer.
     Int(i64),
     /// Unsigned integer.
@@ -21,12 +24,12 @@ pub enum Value {
     /// IP address.
     Ip(IpAddr),
     /// Raw bytes.
-    Bytes(Vec<u8>),
+    Bytes(Cow<'a, [u8]>),
     /// Several values (all ancestors, all descriptor types...).
-    List(Vec<Value>),
+    List(Vec<Value<'a>>),
 }
 
-impl fmt::Display for Value {
+impl fmt::Display for Value<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Value::Str(s) => f.write_str(s),
@@ -48,7 +51,25 @@ impl fmt::Display for Value {
     }
 }
 
-impl Value {
+impl<'a> Value<'a> {
+    /// Text borrowed for as long as `'a`.
+    pub fn str(s: &'a str) -> Self {
+        Value::Str(Cow::Borrowed(s))
+    }
+
+    /// The value owning what it borrowed, to outlive the event.
+    pub fn into_owned(self) -> Value<'static> {
+        match self {
+            Value::Str(s) => Value::Str(Cow::Owned(s.into_owned())),
+            Value::Int(i) => Value::Int(i),
+            Value::UInt(u) => Value::UInt(u),
+            Value::Bool(b) => Value::Bool(b),
+            Value::Ip(ip) => Value::Ip(ip),
+            Value::Bytes(b) => Value::Bytes(Cow::Owned(b.into_owned())),
+            Value::List(items) => Value::List(items.into_iter().map(Value::into_owned).collect()),
+        }
+    }
+
     /// The value as JSON, keeping numbers and booleans typed.
     pub fn to_json(&self) -> serde_json::Value {
         match self {
@@ -78,7 +99,8 @@ impl Value {
 ///   fields (`proc.env[HOME]`, `k8s.pod.label[app]`) with `Key`;
 /// - `None` when the value is unknown: every test on it is then false, as in Falco.
 pub trait FieldSource {
-    /// The event type (syscall name), e.g. `openat`.
+    /// The event type (syscall name), e.g. `openat`: the value of `evt.type`. The engine
+    /// picks an event's rules by it and answers their `evt.type` tests from it.
     fn event_type(&self) -> &str;
     /// The event source; rules only see events of their own source.
     fn source(&self) -> &str {
@@ -88,6 +110,7 @@ pub trait FieldSource {
     fn timestamp_ns(&self) -> u64 {
         0
     }
-    /// The value of a field, or `None` when the event cannot supply it.
-    fn field(&self, id: Field, arg: Option<&FieldArg>) -> Option<Value>;
+    /// The value of a field, or `None` when the event cannot supply it; it may borrow from
+    /// the event.
+    fn field(&self, id: Field, arg: Option<&FieldArg>) -> Option<Value<'_>>;
 }

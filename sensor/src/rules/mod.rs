@@ -70,6 +70,7 @@ pub mod engine;
 mod eval;
 pub mod event;
 pub mod fields;
+mod index;
 pub mod loader;
 pub(crate) mod matchers;
 pub mod output;

@@ -14,7 +14,13 @@ use super::parser;
 #[derive(Debug)]
 pub(crate) enum Piece {
     Lit(String),
-    Field { key: String, op: Operand },
+    /// A placeholder; `first` when no earlier one has the same key (alerts list each
+    /// key's value once).
+    Field {
+        key: String,
+        op: Operand,
+        first: bool,
+    },
 }
 
 /// A compiled output format.
@@ -59,32 +65,46 @@ pub(crate) fn split_format(text: &str) -> Vec<RawPiece> {
 }
 
 /// Renders a value for an output line: control characters escaped as in Falco.
-pub(crate) fn render(v: &Value, out: &mut String) {
-    for c in v.to_string().chars() {
-        if c.is_control() {
-            let _ = write!(out, "\\u{:04x}", u32::from(c));
-        } else {
-            out.push(c);
+pub(crate) fn render(v: &Value<'_>, out: &mut String) {
+    let _ = write!(Escaped(out), "{v}");
+}
+
+/// Text written with control characters escaped as in Falco, without an intermediate copy.
+struct Escaped<'o>(&'o mut String);
+
+impl std::fmt::Write for Escaped<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if !s.chars().any(char::is_control) {
+            self.0.push_str(s);
+            return Ok(());
         }
+        for c in s.chars() {
+            if c.is_control() {
+                write!(self.0, "\\u{:04x}", u32::from(c))?;
+            } else {
+                self.0.push(c);
+            }
+        }
+        Ok(())
     }
 }
 
 impl OutputFormat {
     /// Renders the message and collects the typed values of its fields.
-    pub(crate) fn format(&self, ctx: &mut Ctx<'_>) -> (String, Vec<(String, Option<Value>)>) {
+    pub(crate) fn format(&self, ctx: &mut Ctx<'_>) -> (String, Vec<(String, Option<Value<'static>>)>) {
         let mut msg = String::new();
-        let mut fields: Vec<(String, Option<Value>)> = Vec::new();
+        let mut fields: Vec<(String, Option<Value<'static>>)> = Vec::new();
         for p in &self.pieces {
             match p {
                 Piece::Lit(s) => msg.push_str(s),
-                Piece::Field { key, op } => {
-                    let v = ctx.value(op).map(std::borrow::Cow::into_owned);
-                    match &v {
+                Piece::Field { key, op, first } => {
+                    let v = ctx.value(op);
+                    match v.as_deref() {
                         Some(v) => render(v, &mut msg),
                         None => msg.push_str("<NA>"),
                     }
-                    if !fields.iter().any(|(k, _)| k == key) {
-                        fields.push((key.clone(), v));
+                    if *first {
+                        fields.push((key.clone(), v.map(|v| std::borrow::Cow::into_owned(v).into_owned())));
                     }
                 }
             }
@@ -111,7 +131,7 @@ pub struct Alert {
     /// Rule tags.
     pub tags: Vec<String>,
     /// Values of the output's fields, keyed as written (`proc.aname[2]`); `None` = missing.
-    pub fields: Vec<(String, Option<Value>)>,
+    pub fields: Vec<(String, Option<Value<'static>>)>,
 }
 
 /// Splits nanoseconds since the epoch into a UTC civil date and time.

@@ -108,14 +108,14 @@ fn fired(e: &Engine, ev: serde_json::Value) -> Vec<String> {
 /// An event that gives exactly the values written (no derived fields, no consistency):
 /// for the operator tests, which test comparisons rather than fields.
 struct MapSource {
-    values: HashMap<(Field, Option<FieldArg>), Value>,
+    values: HashMap<(Field, Option<FieldArg>), Value<'static>>,
 }
 
 impl MapSource {
     fn new(map: &serde_json::Value) -> Self {
         let value = |ty: FieldType, v: &serde_json::Value| match (ty, v) {
             (FieldType::Ip | FieldType::Net, serde_json::Value::String(s)) => Value::Ip(s.parse().expect("ip")),
-            (_, serde_json::Value::String(s)) => Value::Str(s.clone()),
+            (_, serde_json::Value::String(s)) => Value::Str(s.clone().into()),
             (_, serde_json::Value::Bool(b)) => Value::Bool(*b),
             (FieldType::Int, n) => Value::Int(n.as_i64().expect("int")),
             (_, n) => Value::UInt(n.as_u64().expect("uint")),
@@ -143,7 +143,7 @@ impl FieldSource for MapSource {
         "openat"
     }
 
-    fn field(&self, id: Field, arg: Option<&FieldArg>) -> Option<Value> {
+    fn field(&self, id: Field, arg: Option<&FieldArg>) -> Option<Value<'_>> {
         self.values.get(&(id, arg.cloned())).cloned()
     }
 }
@@ -537,6 +537,30 @@ fn rule_matching_first_or_all() {
     assert_eq!(fired(&first, ev.clone()), ["A"]);
     assert_eq!(fired(&all, ev), ["A", "B", "Any"]);
     assert_eq!(fired(&first, json!({"evt.type": "execve", "proc.name": "y"})), ["Any"]);
+}
+
+#[test]
+fn the_process_name_index_keeps_load_order_and_type_tests_fold() {
+    let rule = |name: &str, cond: &str| {
+        format!("- rule: {name}\n  desc: d\n  condition: {cond}\n  output: o\n  priority: info\n")
+    };
+    let rules = [
+        rule("Shell", "evt.type = execve and proc.name in (bash, sh)"),
+        rule("Anyone", "evt.type in (execve, openat) and (evt.type = openat or user.uid = 0)"),
+        rule("Bash", "evt.type = execve and (proc.name = bash or proc.name = zsh)"),
+        rule("NotBash", "evt.type = execve and not proc.name = bash"),
+    ]
+    .concat();
+    let (first, all) = (engine(&rules, RuleMatching::First), engine(&rules, RuleMatching::All));
+    let exec = |name: &str, uid: u32| json!({"evt.type": "execve", "proc.name": name, "user.uid": uid});
+    assert_eq!(fired(&all, exec("bash", 0)), ["Shell", "Anyone", "Bash"]);
+    assert_eq!(fired(&all, exec("sh", 0)), ["Shell", "Anyone", "NotBash"]);
+    assert_eq!(fired(&all, exec("zsh", 0)), ["Anyone", "Bash", "NotBash"]);
+    assert_eq!(fired(&all, exec("cat", 1000)), ["NotBash"]);
+    assert_eq!(fired(&first, exec("zsh", 0)), ["Anyone"]);
+    assert_eq!(fired(&first, exec("zsh", 1000)), ["Bash"]);
+    let open = json!({"evt.type": "openat", "proc.name": "bash", "user.uid": 1000, "fd.name": "/tmp/x"});
+    assert_eq!(fired(&all, open), ["Anyone"], "evt.type = openat holds for openat");
 }
 
 #[test]

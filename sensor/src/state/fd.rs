@@ -1,6 +1,6 @@
 //! File descriptors: what each open fd of a process refers to.
 
-use std::{collections::HashMap, fs, net::IpAddr, path::Path};
+use std::{borrow::Cow, collections::HashMap, fs, net::IpAddr, path::Path};
 
 use crate::event::SockAddr;
 
@@ -126,19 +126,19 @@ impl Fd {
     }
 
     /// `fd.name`: the path, or `client:port->server:port` for IP sockets.
-    pub fn name(&self) -> String {
+    pub fn name(&self) -> Cow<'_, str> {
         match self {
-            Fd::File { path } => path.clone(),
-            Fd::Memfd { name } => format!("memfd:{name}"),
-            Fd::Other { name } => name.clone(),
+            Fd::File { path } => Cow::Borrowed(path),
+            Fd::Memfd { name } => Cow::Owned(format!("memfd:{name}")),
+            Fd::Other { name } => Cow::Borrowed(name),
             Fd::Socket { domain: AF_UNIX, local, remote, .. } => match remote.as_ref().or(local.as_ref()) {
-                Some(SockAddr::Unix { path }) => path.clone(),
-                _ => String::new(),
+                Some(SockAddr::Unix { path }) => Cow::Borrowed(path),
+                _ => Cow::Borrowed(""),
             },
             Fd::Socket { .. } => match (self.client(), self.server()) {
-                (Some((cip, cport)), Some((sip, sport))) => format!("{cip}:{cport}->{sip}:{sport}"),
-                (None, Some((sip, sport))) => format!("{sip}:{sport}"),
-                _ => String::new(),
+                (Some((cip, cport)), Some((sip, sport))) => Cow::Owned(format!("{cip}:{cport}->{sip}:{sport}")),
+                (None, Some((sip, sport))) => Cow::Owned(format!("{sip}:{sport}")),
+                _ => Cow::Borrowed(""),
             },
         }
     }
@@ -264,7 +264,7 @@ mod tests {
             connected: true,
             server: false,
         };
-        assert_eq!((unix.name().as_str(), unix.typechar()), ("/run/x.sock", "u"));
+        assert_eq!((&*unix.name(), unix.typechar()), ("/run/x.sock", "u"));
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub struct FieldMapEvent {
     state: State,
     container: Option<ContainerView>,
     /// The fields the map gave, as written, in order.
-    given: Vec<(String, Resolved, Value)>,
+    given: Vec<(String, Resolved, Value<'static>)>,
 }
 
 impl FieldMapEvent {
@@ -109,8 +109,8 @@ fn is_set(r: &Resolved) -> bool {
 
 /// Whether `got` is what the map said: sets in any order, several values as a list or any
 /// of them, the rest as text.
-fn agrees(got: &Value, want: &Value, set: bool) -> bool {
-    let members = |v: &Value| {
+fn agrees(got: &Value<'_>, want: &Value<'_>, set: bool) -> bool {
+    let members = |v: &Value<'_>| {
         let text = v.to_string();
         let mut members: Vec<String> = text.split(['|', ' ']).filter(|f| !f.is_empty()).map(str::to_owned).collect();
         members.sort();
@@ -235,8 +235,8 @@ fn setting(field: Field) -> Setting {
 /// The fields a map gives, typed by the registry.
 #[derive(Default)]
 struct Spec {
-    values: BTreeMap<(Field, Option<FieldArg>), Value>,
-    given: Vec<(String, Resolved, Value)>,
+    values: BTreeMap<(Field, Option<FieldArg>), Value<'static>>,
+    given: Vec<(String, Resolved, Value<'static>)>,
 }
 
 fn split_bracket(name: &str) -> (&str, Option<&str>) {
@@ -247,18 +247,22 @@ fn split_bracket(name: &str) -> (&str, Option<&str>) {
 }
 
 /// A JSON value as a value of type `ty`.
-fn convert(ty: FieldType, v: &serde_json::Value) -> Result<Value, String> {
+fn convert(ty: FieldType, v: &serde_json::Value) -> Result<Value<'static>, String> {
     use serde_json::Value as J;
     Ok(match (ty, v) {
         (_, J::Null) => return Err("null is not a value (leave the field out instead)".into()),
-        (FieldType::Str, J::String(s)) => Value::Str(s.clone()),
-        (FieldType::Bytes, J::String(s)) => Value::Bytes(s.as_bytes().to_vec()),
-        (FieldType::Str, J::Number(n)) => Value::Str(n.to_string()),
-        (FieldType::Str, J::Bool(b)) => Value::Str(b.to_string()),
-        (FieldType::Flags, J::String(s)) => Value::Str(s.clone()),
-        (FieldType::Flags, J::Number(n)) => Value::Str(n.to_string()),
+        (FieldType::Str, J::String(s)) => Value::Str(s.clone().into()),
+        (FieldType::Bytes, J::String(s)) => Value::Bytes(s.as_bytes().to_vec().into()),
+        (FieldType::Str, J::Number(n)) => Value::Str(n.to_string().into()),
+        (FieldType::Str, J::Bool(b)) => Value::Str(b.to_string().into()),
+        (FieldType::Flags, J::String(s)) => Value::Str(s.clone().into()),
+        (FieldType::Flags, J::Number(n)) => Value::Str(n.to_string().into()),
         (FieldType::Flags, J::Array(a)) => Value::Str(
-            a.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned)).collect::<Vec<_>>().join("|"),
+            a.iter()
+                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join("|")
+                .into(),
         ),
         (FieldType::Int, J::Number(n)) => Value::Int(n.as_i64().ok_or_else(|| format!("{n} is not an integer"))?),
         (FieldType::Int, J::String(s)) => Value::Int(s.trim().parse().map_err(|_| format!("'{s}' is not an integer"))?),
@@ -303,11 +307,11 @@ impl Spec {
         Ok(())
     }
 
-    fn get(&self, field: Field) -> Option<&Value> {
+    fn get(&self, field: Field) -> Option<&Value<'static>> {
         self.values.get(&(field, None))
     }
 
-    fn keyed(&self, field: Field, key: &str) -> Option<&Value> {
+    fn keyed(&self, field: Field, key: &str) -> Option<&Value<'static>> {
         self.values.get(&(field, Some(FieldArg::Key(key.to_owned()))))
     }
 

@@ -2,6 +2,8 @@
 //! [`Field`] (no catch-all), so a field added to the registry does not compile until it is
 //! given a value here or declared unavailable there.
 
+use std::borrow::Cow;
+
 use super::{
     Fd, Process, State,
     fd::IoClass,
@@ -13,7 +15,7 @@ use super::{
 };
 use crate::{
     enrich::ContainerView,
-    event::{Event, EventKind, SockAddr, SyscallArgs},
+    event::{ArgValue, Event, EventKind, SockAddr, SyscallArgs},
     rules::{Field, FieldArg, FieldSource, Value},
 };
 
@@ -72,9 +74,12 @@ pub struct EventView<'a> {
     ev: &'a Event,
     state: &'a State,
     container: Option<&'a ContainerView>,
+    /// The event's process, when the table knows it (looked up once: most fields read it).
+    process: Option<&'a Process>,
     /// The fd number the event works on (its argument, or the fd it returned; -1 when a
-    /// call that returns one failed), and what it refers to when known.
-    fd: Option<(i64, Option<Fd>)>,
+    /// call that returns one failed), and what it refers to when known: the table's, or
+    /// made from the path of an open the table does not hold.
+    fd: Option<(i64, Option<Cow<'a, Fd>>)>,
 }
 
 /// Which way data moves in an I/O event.
@@ -193,25 +198,26 @@ pub(super) fn arg_spec<'n>(name: &'n str, args: &SyscallArgs) -> (&'n str, Codec
     }
 }
 
-fn s(v: impl Into<String>) -> Option<Value> {
+fn s<'v>(v: impl Into<Cow<'v, str>>) -> Option<Value<'v>> {
     Some(Value::Str(v.into()))
 }
 
-fn uint(v: impl Into<u64>) -> Option<Value> {
+fn uint(v: impl Into<u64>) -> Option<Value<'static>> {
     Some(Value::UInt(v.into()))
 }
 
-fn split_path(path: &str) -> (String, String) {
+/// A path's directory and file name.
+fn split_path(path: &str) -> (&str, &str) {
     match path.rfind('/') {
-        Some(0) => ("/".into(), path[1..].into()),
-        Some(i) => (path[..i].into(), path[i + 1..].into()),
-        None => (String::new(), path.into()),
+        Some(0) => ("/", &path[1..]),
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => ("", path),
     }
 }
 
-fn json_value(v: &serde_json::Value) -> Option<Value> {
+fn json_value(v: &serde_json::Value) -> Option<Value<'static>> {
     match v {
-        serde_json::Value::String(s) => Some(Value::Str(s.clone())),
+        serde_json::Value::String(s) => Some(Value::Str(s.clone().into())),
         serde_json::Value::Number(n) => n.as_i64().map(Value::Int).or_else(|| n.as_u64().map(Value::UInt)),
         serde_json::Value::Bool(b) => Some(Value::Bool(*b)),
         serde_json::Value::Array(items) => Some(Value::List(items.iter().filter_map(json_value).collect())),
@@ -224,23 +230,54 @@ fn json_bits(v: &serde_json::Value) -> Option<u64> {
     v.as_u64().or_else(|| v.as_i64().map(|i| i as u64))
 }
 
+/// An argument as a field value, as its JSON form reads: a number that fits `i64` is
+/// signed, an object has no value of its own.
+fn arg_field(v: ArgValue<'_>) -> Option<Value<'_>> {
+    let num = |u: u64| i64::try_from(u).map_or(Value::UInt(u), Value::Int);
+    match v {
+        ArgValue::Int(i) => Some(Value::Int(i)),
+        ArgValue::UInt(u) => Some(num(u)),
+        ArgValue::Str(text) => Some(Value::str(text)),
+        ArgValue::Strs(items) => Some(Value::List(items.iter().map(|t| Value::str(t)).collect())),
+        ArgValue::UInts(items) => Some(Value::List(items.iter().map(|&u| num(u)).collect())),
+        ArgValue::Addr(_) | ArgValue::Cgroups(_) | ArgValue::Info(_) => None,
+    }
+}
+
+/// `evt.arg.<key>` for a dotted key naming a member of an argument, from the arguments'
+/// JSON form.
+fn json_arg(args: &SyscallArgs, key: &str, codec: Codec, raw: bool) -> Option<Value<'static>> {
+    let json = serde_json::to_value(args).ok()?;
+    let v = arg_value(&json, key)?;
+    match codec {
+        Codec::Plain => json_value(v),
+        Codec::Addr => serde_json::from_value::<SockAddr>(v.clone()).ok().map(|a| Value::Str(a.to_string().into())),
+        _ if raw => json_value(v),
+        Codec::Flags(names, zero) => s(flag_names(json_bits(v)?, names, zero)),
+        Codec::Enum(names) => s(enum_name(json_bits(v)?, names)),
+        Codec::Caps => s(cap_names(json_bits(v)?)),
+    }
+}
+
 impl<'a> EventView<'a> {
     /// The view of `ev` against `state`, with its container's metadata if looked up.
     pub(super) fn new(ev: &'a Event, state: &'a State, container: Option<&'a ContainerView>) -> Self {
-        let fd = Self::event_fd(ev, state.procs.get(ev.pid), state);
-        Self { ev, state, container, fd }
+        let process = state.procs.get(ev.pid);
+        let fd = Self::event_fd(ev, process, state);
+        Self { ev, state, container, process, fd }
     }
 
     /// The fd `ev` works on, as libsinsp picks it: the argument of calls that take one (the
     /// old fd of a `dup`), the fd returned by calls that make one (-1 when they failed; a
     /// failed open still names its file).
-    fn event_fd(ev: &Event, p: Option<&Process>, state: &State) -> Option<(i64, Option<Fd>)> {
+    fn event_fd(ev: &Event, p: Option<&'a Process>, state: &State) -> Option<(i64, Option<Cow<'a, Fd>>)> {
         let sc = ev.syscall()?;
-        let used = |fd: i32| Some((i64::from(fd), p.and_then(|p| p.fds.get(&fd).cloned())));
+        let used = |fd: i32| Some((i64::from(fd), p.and_then(|p| p.fds.get(&fd)).map(Cow::Borrowed)));
         let made = || if sc.ret >= 0 { used(sc.ret as i32) } else { Some((-1, None)) };
         match &sc.args {
             SyscallArgs::Open { dirfd, path, .. } => {
-                let named = || path.as_deref().map(|path| Fd::File { path: state.absolute_at(ev, *dirfd, path) });
+                let named =
+                    || path.as_deref().map(|path| Cow::Owned(Fd::File { path: state.absolute_at(ev, *dirfd, path) }));
                 match made()? {
                     (num, Some(fd)) => Some((num, Some(fd))),
                     (num, None) => Some((num, named())),
@@ -292,14 +329,14 @@ impl<'a> EventView<'a> {
 
     /// The path of the file the event's fd refers to, when it is a file.
     pub fn fd_file(&self) -> Option<&str> {
-        match &self.fd {
-            Some((_, Some(Fd::File { path }))) => Some(path),
+        match self.fd.as_ref()?.1.as_deref()? {
+            Fd::File { path } => Some(path),
             _ => None,
         }
     }
 
     fn process(&self) -> Option<&'a Process> {
-        self.state.procs.get(self.ev.pid)
+        self.process
     }
 
     /// The process `level` generations up (0: the event's own).
@@ -307,17 +344,17 @@ impl<'a> EventView<'a> {
         if level == 0 {
             return self.process();
         }
-        self.state.procs.ancestors(self.ev.pid, level as usize).get(level as usize - 1).copied()
+        self.state.procs.ancestor(self.ev.pid, level as usize)
     }
 
     fn parent(&self) -> Option<&'a Process> {
         self.ancestor(1)
     }
 
-    fn ancestry(&self, arg: Option<&FieldArg>, f: impl Fn(&Process) -> Value) -> Option<Value> {
+    fn ancestry(&self, arg: Option<&FieldArg>, f: impl Fn(&'a Process) -> Value<'a>) -> Option<Value<'a>> {
         match arg {
             Some(FieldArg::Index(n)) => self.ancestor(*n).map(f),
-            _ => Some(Value::List(self.state.procs.ancestors(self.ev.pid, 64).into_iter().map(f).collect())),
+            _ => Some(Value::List(self.state.procs.lineage(self.ev.pid).take(64).map(f).collect())),
         }
     }
 
@@ -337,65 +374,65 @@ impl<'a> EventView<'a> {
         self.state.procs.get(p.pgid)
     }
 
-    fn session_field(&self, f: impl Fn(&Process) -> String) -> Option<Value> {
+    fn session_field(&self, f: impl Fn(&'a Process) -> &'a str) -> Option<Value<'a>> {
         // libsinsp gives an empty text, not <NA>, when the leader is not known.
-        self.session_leader().map(|leader| Value::Str(leader.map(f).unwrap_or_default()))
+        self.session_leader().map(|leader| Value::str(leader.map_or("", f)))
     }
 
     /// `proc.aenv`: libsinsp's three forms (see the registry).
-    fn ancestor_env(&self, arg: Option<&FieldArg>) -> Option<Value> {
+    fn ancestor_env(&self, arg: Option<&FieldArg>) -> Option<Value<'a>> {
         let p = self.process()?;
         let key = match arg {
             None => return s(p.env.join(" ")),
-            Some(FieldArg::Index(n)) => return self.ancestor(*n).map(|a| Value::Str(a.env.join(" "))),
+            Some(FieldArg::Index(n)) => return self.ancestor(*n).map(|a| Value::Str(a.env.join(" ").into())),
             Some(FieldArg::Key(k)) => k,
         };
         if let Ok(n) = key.parse::<u32>() {
-            return self.ancestor(n).map(|a| Value::Str(a.env.join(" ")));
+            return self.ancestor(n).map(|a| Value::Str(a.env.join(" ").into()));
         }
-        let found = self.state.procs.ancestors(p.pid, 20).into_iter().find_map(|a| env_var(a, key));
+        let found = self.state.procs.lineage(p.pid).take(20).find_map(|a| env_var(a, key));
         s(found.unwrap_or_default())
     }
 
     /// `proc.loginshellid`: the oldest process whose name ends in `sh`, self included.
-    fn login_shell(&self) -> Option<Value> {
+    fn login_shell(&self) -> Option<Value<'a>> {
         let p = self.process()?;
         let mut lineage = vec![p];
-        lineage.extend(self.state.procs.ancestors(p.pid, 64));
+        lineage.extend(self.state.procs.lineage(p.pid).take(64));
         lineage.iter().rev().find(|a| a.name.ends_with("sh")).map(|a| Value::UInt(u64::from(a.pid)))
     }
 
-    fn stdio(&self, fd: i32, f: impl Fn(&Fd) -> String) -> Option<Value> {
+    fn stdio(&self, fd: i32, f: impl Fn(&'a Fd) -> Cow<'a, str>) -> Option<Value<'a>> {
         self.process()?.fds.get(&fd).map(|d| Value::Str(f(d)))
     }
 
     /// `fd.types`: the kinds of the process's fds, each once; `[n]`: the kind of fd n.
-    fn fd_types(&self, arg: Option<&FieldArg>) -> Option<Value> {
+    fn fd_types(&self, arg: Option<&FieldArg>) -> Option<Value<'a>> {
         let p = self.process()?;
-        let kinds: std::collections::BTreeSet<&str> = match arg {
+        let kinds: std::collections::BTreeSet<&'static str> = match arg {
             Some(FieldArg::Index(n)) => p.fds.get(&i32::try_from(*n).ok()?).map(Fd::type_name).into_iter().collect(),
             _ => p.fds.values().map(Fd::type_name).collect(),
         };
-        Some(Value::List(kinds.into_iter().map(|k| Value::Str(k.into())).collect()))
+        Some(Value::List(kinds.into_iter().map(Value::str).collect()))
     }
 
     /// `container.*` and `k8s.*`: from the looked-up metadata, else the id the process
     /// table knows (`host` when nothing is known, as for replayed events).
-    fn container_field(&self, field: Field, arg: Option<&FieldArg>) -> Option<Value> {
+    fn container_field(&self, field: Field, arg: Option<&FieldArg>) -> Option<Value<'a>> {
         let key = match arg {
             Some(FieldArg::Key(k)) => Some(k.clone()),
             Some(FieldArg::Index(i)) => Some(i.to_string()),
             None => None,
         };
-        let text = match self.container {
+        let text: Cow<'a, str> = match self.container {
             Some(view) => view.field(field.name(), key.as_deref())?,
             None => {
                 let id = self.process().and_then(|p| p.container.as_ref());
-                match field {
-                    Field::ContainerId => id.map_or("host", |c| c.short()).to_owned(),
-                    Field::ContainerFullId => id.map_or("host", |c| c.full()).to_owned(),
+                Cow::Borrowed(match field {
+                    Field::ContainerId => id.map_or("host", |c| c.short()),
+                    Field::ContainerFullId => id.map_or("host", |c| c.full()),
                     _ => return None,
-                }
+                })
             }
         };
         match field.info().ty {
@@ -407,7 +444,7 @@ impl<'a> EventView<'a> {
     }
 
     /// `evt.arg.<name>` (or `evt.arg[n]`), in Falco's naming; `raw` keeps numbers as they are.
-    fn event_arg(&self, arg: Option<&FieldArg>, raw: bool) -> Option<Value> {
+    fn event_arg(&self, arg: Option<&FieldArg>, raw: bool) -> Option<Value<'a>> {
         let sc = self.ev.syscall()?;
         let name = match arg? {
             FieldArg::Key(k) => k.as_str(),
@@ -417,15 +454,32 @@ impl<'a> EventView<'a> {
             return Some(Value::Int(sc.ret));
         }
         let (key, codec) = arg_spec(name, &sc.args);
-        let json = serde_json::to_value(&sc.args).ok()?;
-        let v = arg_value(&json, key).filter(|_| key != "family")?;
+        let v = match key.split_once('.') {
+            None => sc.args.arg(key)?,
+            Some((top, member)) => match sc.args.arg(top)? {
+                ArgValue::Info(info) => info.arg(member)?,
+                // A member of another argument (`evt.arg.addr.port`): rare, read from the
+                // JSON form.
+                _ => return json_arg(&sc.args, key, codec, raw),
+            },
+        };
         match codec {
-            Codec::Plain => json_value(v),
-            Codec::Addr => serde_json::from_value::<SockAddr>(v.clone()).ok().map(|a| Value::Str(a.to_string())),
-            _ if raw => json_value(v),
-            Codec::Flags(names, zero) => s(flag_names(json_bits(v)?, names, zero)),
-            Codec::Enum(names) => s(enum_name(json_bits(v)?, names)),
-            Codec::Caps => s(cap_names(json_bits(v)?)),
+            Codec::Plain => arg_field(v),
+            Codec::Addr => match v {
+                ArgValue::Addr(a) => Some(Value::Str(a.to_string().into())),
+                // No address (`mmap`'s `addr` is a number).
+                ArgValue::Int(_)
+                | ArgValue::UInt(_)
+                | ArgValue::Str(_)
+                | ArgValue::Strs(_)
+                | ArgValue::UInts(_)
+                | ArgValue::Cgroups(_)
+                | ArgValue::Info(_) => None,
+            },
+            _ if raw => arg_field(v),
+            Codec::Flags(names, zero) => s(flag_names(v.bits()?, names, zero)),
+            Codec::Enum(names) => s(enum_name(v.bits()?, names)),
+            Codec::Caps => s(cap_names(v.bits()?)),
         }
     }
 
@@ -455,11 +509,11 @@ impl<'a> EventView<'a> {
         parts.join(" ")
     }
 
-    fn category(&self) -> Option<Value> {
+    fn category(&self) -> Option<Value<'a>> {
         let Some(sc) = self.ev.syscall() else { return s("process") };
         match class_of(&sc.args) {
             Class::Category(c) => s(c),
-            Class::Io(_) => s(match self.fd.as_ref().and_then(|(_, fd)| fd.as_ref()).map(Fd::io_class) {
+            Class::Io(_) => s(match self.fd().map(Fd::io_class) {
                 Some(IoClass::File) => "file",
                 Some(IoClass::Net) => "net",
                 Some(IoClass::Ipc) => "ipc",
@@ -477,7 +531,7 @@ impl<'a> EventView<'a> {
 
     /// `evt.is_open_*`: false for events other than `open`, `openat`, `openat2` (libsinsp
     /// leaves `creat` out of all but `is_open_exec`).
-    fn open_flag(&self, test: impl Fn(u64, u32, i64) -> bool) -> Option<Value> {
+    fn open_flag(&self, test: impl Fn(u64, u32, i64) -> bool) -> Option<Value<'a>> {
         let sc = self.ev.syscall();
         let hit = match sc.map(|s| (&s.args, s.name.as_str(), s.ret)) {
             Some((SyscallArgs::Open { flags, mode, .. }, "open" | "openat" | "openat2", ret)) => {
@@ -490,7 +544,7 @@ impl<'a> EventView<'a> {
 
     /// `evt.abspath`: the path an `*at` call works on, from its directory fd; `src`/`dst`
     /// pick the paths of a rename or link (a symlink has only its link path).
-    fn abspath(&self, arg: Option<&FieldArg>) -> Option<Value> {
+    fn abspath(&self, arg: Option<&FieldArg>) -> Option<Value<'a>> {
         let sc = self.ev.syscall()?;
         let dst = matches!(arg, Some(FieldArg::Key(k)) if k == "dst");
         let (dirfd, path) = match &sc.args {
@@ -503,17 +557,21 @@ impl<'a> EventView<'a> {
             | SyscallArgs::Chown { dirfd: Some(d), path, .. } => (d, path),
             _ => return None,
         };
-        path.as_deref().map(|p| Value::Str(self.state.absolute_at(self.ev, Some(*dirfd), p)))
+        path.as_deref().map(|p| Value::Str(self.state.absolute_at(self.ev, Some(*dirfd), p).into()))
     }
 
     /// `fs.path.*`: the path a file syscall works on (`name`), or the two paths of a link
     /// or rename (`source`, `target`), absolute (from the directory fd or the working
     /// directory) or as passed (`raw`). A symlink's source is its content, kept as written.
-    fn fs_path(&self, which: PathRole, raw: bool) -> Option<Value> {
+    fn fs_path(&self, which: PathRole, raw: bool) -> Option<Value<'a>> {
         let sc = self.ev.syscall()?;
-        let resolve = |dirfd: Option<i32>, path: &Option<String>, raw: bool| {
+        let resolve = |dirfd: Option<i32>, path: &'a Option<String>, raw: bool| {
             let path = path.as_deref()?;
-            Some(Value::Str(if raw { path.to_owned() } else { self.state.absolute_at(self.ev, dirfd, path) }))
+            Some(Value::Str(if raw {
+                Cow::Borrowed(path)
+            } else {
+                self.state.absolute_at(self.ev, dirfd, path).into()
+            }))
         };
         match (which, &sc.args) {
             (PathRole::Name, SyscallArgs::Open { dirfd, path, .. })
@@ -523,7 +581,7 @@ impl<'a> EventView<'a> {
             | (PathRole::Name, SyscallArgs::Chmod { dirfd, path: path @ Some(_), .. })
             | (PathRole::Name, SyscallArgs::Chown { dirfd, path: path @ Some(_), .. }) => resolve(*dirfd, path, raw),
             (PathRole::Name, SyscallArgs::Chmod { fd: Some(_), .. } | SyscallArgs::Chown { fd: Some(_), .. }) => {
-                self.fd().and_then(Fd::path).map(|p| Value::Str(p.to_owned()))
+                self.fd().and_then(Fd::path).map(|p| Value::Str(p.to_owned().into()))
             }
             (PathRole::Source, SyscallArgs::Link { olddirfd, oldpath, .. }) => {
                 let symlink = matches!(sc.name.as_str(), "symlink" | "symlinkat");
@@ -534,25 +592,28 @@ impl<'a> EventView<'a> {
         }
     }
 
-    fn user_field(&self, field: Field) -> Option<Value> {
+    fn user_field(&self, field: Field) -> Option<Value<'a>> {
         let ev = self.ev;
         let mut users = self.state.users.borrow_mut();
+        // The account databases sit behind a `RefCell` (read on first use), so the text
+        // is copied out.
+        let text = |t: &str| Value::Str(Cow::Owned(t.to_owned()));
         match field {
-            Field::UserName => users.user(ev.pid, ev.mnt_ns, ev.uid).map(|u| Value::Str(u.name)),
-            Field::UserHomedir => users.user(ev.pid, ev.mnt_ns, ev.uid).map(|u| Value::Str(u.home)),
-            Field::UserShell => users.user(ev.pid, ev.mnt_ns, ev.uid).map(|u| Value::Str(u.shell)),
+            Field::UserName => users.user(ev.pid, ev.mnt_ns, ev.uid).map(|u| text(&u.name)),
+            Field::UserHomedir => users.user(ev.pid, ev.mnt_ns, ev.uid).map(|u| text(&u.home)),
+            Field::UserShell => users.user(ev.pid, ev.mnt_ns, ev.uid).map(|u| text(&u.shell)),
             Field::UserLoginname => {
                 let p = self.process()?;
-                users.user(ev.pid, ev.mnt_ns, p.loginuid).map(|u| Value::Str(u.name))
+                users.user(ev.pid, ev.mnt_ns, p.loginuid).map(|u| text(&u.name))
             }
-            Field::GroupName => users.group(ev.pid, ev.mnt_ns, ev.gid).map(Value::Str),
+            Field::GroupName => users.group(ev.pid, ev.mnt_ns, ev.gid).map(text),
             _ => None,
         }
     }
 
     /// What the event's fd refers to, when known.
     fn fd(&self) -> Option<&Fd> {
-        self.fd.as_ref()?.1.as_ref()
+        self.fd.as_ref()?.1.as_deref()
     }
 
     fn fd_num(&self) -> Option<i64> {
@@ -563,17 +624,17 @@ impl<'a> EventView<'a> {
     fn end(
         &self,
         end: fn(&Fd) -> Option<(std::net::IpAddr, u16)>,
-        f: impl Fn(std::net::IpAddr, u16) -> Option<Value>,
-    ) -> Option<Value> {
+        f: impl Fn(std::net::IpAddr, u16) -> Option<Value<'a>>,
+    ) -> Option<Value<'a>> {
         self.fd().and_then(end).and_then(|(ip, port)| f(ip, port))
     }
 
-    fn dns_name(&self, ip: std::net::IpAddr) -> Option<Value> {
-        self.state.dns.name_of(ip).map(Value::Str)
+    fn dns_name(&self, ip: std::net::IpAddr) -> Option<Value<'a>> {
+        self.state.dns.name_of(ip).map(|n| Value::Str(n.into()))
     }
 
     /// An either-end field: the client's and the server's values.
-    fn both(&self, f: impl Fn(std::net::IpAddr, u16) -> Option<Value> + Copy) -> Option<Value> {
+    fn both(&self, f: impl Fn(std::net::IpAddr, u16) -> Option<Value<'a>> + Copy) -> Option<Value<'a>> {
         let fd = self.fd()?;
         let ends = [fd.client(), fd.server()];
         Some(Value::List(ends.into_iter().flatten().filter_map(|(ip, port)| f(ip, port)).collect()))
@@ -604,16 +665,16 @@ fn env_var(p: &Process, key: &str) -> Option<String> {
     p.env.iter().find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')).map(str::to_owned)
 }
 
-fn ip(ip: std::net::IpAddr, _: u16) -> Option<Value> {
+fn ip<'v>(ip: std::net::IpAddr, _: u16) -> Option<Value<'v>> {
     Some(Value::Ip(ip))
 }
 
-fn port(_: std::net::IpAddr, port: u16) -> Option<Value> {
+fn port<'v>(_: std::net::IpAddr, port: u16) -> Option<Value<'v>> {
     uint(port)
 }
 
 /// A port as text: libsinsp's protocol fields with name resolution off, as Falco runs it.
-fn proto(_: std::net::IpAddr, port: u16) -> Option<Value> {
+fn proto<'v>(_: std::net::IpAddr, port: u16) -> Option<Value<'v>> {
     s(port.to_string())
 }
 
@@ -626,7 +687,7 @@ impl FieldSource for EventView<'_> {
         self.ev.wall_ts
     }
 
-    fn field(&self, id: Field, arg: Option<&FieldArg>) -> Option<Value> {
+    fn field(&self, id: Field, arg: Option<&FieldArg>) -> Option<Value<'_>> {
         use Field::*;
         let ev = self.ev;
         let sc = ev.syscall();
@@ -650,7 +711,7 @@ impl FieldSource for EventView<'_> {
                 Some(FieldArg::Key(t)) => uint(u64::from(t.as_str() == ev.type_name())),
                 _ => None,
             },
-            SyscallType => sc.map(|sc| Value::Str(sc.name.clone())),
+            SyscallType => sc.map(|sc| Value::str(&sc.name)),
             EvtDir => s("<"),
             EvtCategory => self.category(),
             EvtCpu => uint(ev.cpu),
@@ -668,7 +729,7 @@ impl FieldSource for EventView<'_> {
             EvtIsIo => Some(Value::Bool(self.io_dir().is_some())),
             EvtIsIoRead => Some(Value::Bool(self.io_dir() == Some(IoDir::Read))),
             EvtIsIoWrite => Some(Value::Bool(self.io_dir() == Some(IoDir::Write))),
-            EvtIoDir => self.io_dir().map(|d| Value::Str(if d == IoDir::Read { "read" } else { "write" }.into())),
+            EvtIoDir => self.io_dir().map(|d| Value::str(if d == IoDir::Read { "read" } else { "write" })),
             EvtIsOpenRead => self.open_flag(|flags, _, _| flags & O_ACCMODE != O_WRONLY),
             EvtIsOpenWrite => self.open_flag(|flags, _, _| flags & O_ACCMODE != 0),
             EvtIsOpenCreate => {
@@ -682,7 +743,7 @@ impl FieldSource for EventView<'_> {
             EvtAbspath => self.abspath(arg),
             EvtCount => uint(1u64),
             EvtSource => s("syscall"),
-            EvtHostname => s(state.sensor.hostname.clone()),
+            EvtHostname => s(state.sensor.hostname.as_str()),
             EvtIsAsync => Some(Value::Bool(false)),
             EvtLatency => None,
             EvtIsTruncated => sc.map(|sc| Value::Bool(sc.truncated)),
@@ -696,40 +757,40 @@ impl FieldSource for EventView<'_> {
             ProcVpid => uint(ev.ns_pid),
             ProcPvpid => self.parent().map(|p| Value::UInt(u64::from(p.vpid))),
             ProcSid => p.map(|p| Value::UInt(u64::from(p.sid))),
-            ProcSname => self.session_field(|l| l.name.clone()),
-            ProcSidExe => self.session_field(|l| l.exe.clone()),
-            ProcSidExepath => self.session_field(|l| l.exepath.clone()),
+            ProcSname => self.session_field(|l| &l.name),
+            ProcSidExe => self.session_field(|l| &l.exe),
+            ProcSidExepath => self.session_field(|l| &l.exepath),
             ProcPgid => p.filter(|p| p.pgid > 0).map(|p| Value::UInt(u64::from(p.pgid))),
             ProcVpgid => p.filter(|p| p.pgid > 0).map(|p| Value::UInt(u64::from(p.vpgid))),
             // The namespace view names the same group, so the same leader.
-            ProcPgidName | ProcVpgidName => self.group_leader().map(|l| Value::Str(l.name.clone())),
-            ProcPgidExe | ProcVpgidExe => self.group_leader().map(|l| Value::Str(l.exe.clone())),
-            ProcPgidExepath | ProcVpgidExepath => self.group_leader().map(|l| Value::Str(l.exepath.clone())),
-            ProcName => s(ev.comm.clone()),
-            ProcPname => self.parent().map(|p| Value::Str(p.name.clone())),
-            ProcAname => self.ancestry(arg, |p| Value::Str(p.name.clone())),
-            ProcExe => p.map(|p| Value::Str(p.exe.clone())),
-            ProcPexe => self.parent().map(|p| Value::Str(p.exe.clone())),
-            ProcAexe => self.ancestry(arg, |p| Value::Str(p.exe.clone())),
-            ProcExepath => p.map(|p| Value::Str(p.exepath.clone())),
-            ProcPexepath => self.parent().map(|p| Value::Str(p.exepath.clone())),
-            ProcAexepath => self.ancestry(arg, |p| Value::Str(p.exepath.clone())),
-            ProcArgs => p.map(|p| Value::Str(p.args.join(" "))),
-            ProcAargs => self.ancestry(arg, |p| Value::Str(p.args.join(" "))),
-            ProcCmdline => p.map(|p| Value::Str(p.cmdline())),
-            ProcPcmdline => self.parent().map(|p| Value::Str(p.cmdline())),
-            ProcAcmdline => self.ancestry(arg, |p| Value::Str(p.cmdline())),
+            ProcPgidName | ProcVpgidName => self.group_leader().map(|l| Value::str(&l.name)),
+            ProcPgidExe | ProcVpgidExe => self.group_leader().map(|l| Value::str(&l.exe)),
+            ProcPgidExepath | ProcVpgidExepath => self.group_leader().map(|l| Value::str(&l.exepath)),
+            ProcName => s(ev.comm.as_str()),
+            ProcPname => self.parent().map(|p| Value::str(&p.name)),
+            ProcAname => self.ancestry(arg, |p| Value::str(&p.name)),
+            ProcExe => p.map(|p| Value::str(&p.exe)),
+            ProcPexe => self.parent().map(|p| Value::str(&p.exe)),
+            ProcAexe => self.ancestry(arg, |p| Value::str(&p.exe)),
+            ProcExepath => p.map(|p| Value::str(&p.exepath)),
+            ProcPexepath => self.parent().map(|p| Value::str(&p.exepath)),
+            ProcAexepath => self.ancestry(arg, |p| Value::str(&p.exepath)),
+            ProcArgs => p.map(|p| Value::Str(p.args.join(" ").into())),
+            ProcAargs => self.ancestry(arg, |p| Value::Str(p.args.join(" ").into())),
+            ProcCmdline => p.map(|p| Value::Str(p.cmdline().into())),
+            ProcPcmdline => self.parent().map(|p| Value::Str(p.cmdline().into())),
+            ProcAcmdline => self.ancestry(arg, |p| Value::Str(p.cmdline().into())),
             ProcCmdnargs => p.map(|p| Value::UInt(p.args.len() as u64)),
             ProcCmdlenargs => p.map(|p| Value::UInt(p.args.iter().map(|a| a.len() as u64).sum())),
             // libsinsp's: the exe and a space, then the arguments.
-            ProcExeline => p.map(|p| Value::Str(format!("{} {}", p.exe, p.args.join(" ")))),
+            ProcExeline => p.map(|p| Value::Str(format!("{} {}", p.exe, p.args.join(" ")).into())),
             ProcEnv => match (p, arg) {
-                (Some(p), Some(FieldArg::Key(k))) => env_var(p, k).map(Value::Str),
+                (Some(p), Some(FieldArg::Key(k))) => env_var(p, k).map(|v| Value::Str(v.into())),
                 (Some(p), _) => s(p.env.join(" ")),
                 (None, _) => None,
             },
             ProcAenv => self.ancestor_env(arg),
-            ProcCwd => p.and_then(|p| p.cwd.clone()).map(Value::Str),
+            ProcCwd => p.and_then(|p| p.cwd.as_deref()).map(Value::str),
             ProcLoginshellid => self.login_shell(),
             ProcTty => p.map(|p| Value::UInt(u64::from(p.tty))),
             ProcDuration => p.filter(|p| p.start_ns > 0).map(|p| Value::UInt(now.saturating_sub(p.start_ns))),
@@ -777,13 +838,15 @@ impl FieldSource for EventView<'_> {
             ThreadVtid => uint(ev.ns_tid),
             ThreadIsmain => Some(Value::Bool(ev.tid == ev.pid)),
             ThreadNametid => s(format!("{}{}", ev.comm, ev.tid)),
-            ThreadCapPermitted => p.map(|p| Value::Str(cap_names(p.cap_permitted))),
-            ThreadCapInheritable => p.map(|p| Value::Str(cap_names(p.cap_inheritable))),
-            ThreadCapEffective => p.map(|p| Value::Str(cap_names(p.cap_effective))),
+            ThreadCapPermitted => p.map(|p| Value::Str(cap_names(p.cap_permitted).into())),
+            ThreadCapInheritable => p.map(|p| Value::Str(cap_names(p.cap_inheritable).into())),
+            ThreadCapEffective => p.map(|p| Value::Str(cap_names(p.cap_effective).into())),
             ThreadCapAdded => s(cap_names(state.changes.cap_added)),
-            ThreadCgroups => p?.cgroups.as_ref().map(|c| Value::Str(c.pairs().collect::<Vec<_>>().join(" "))),
+            ThreadCgroups => p?.cgroups.as_ref().map(|c| Value::Str(c.pairs().collect::<Vec<_>>().join(" ").into())),
             ThreadCgroup => match arg {
-                Some(FieldArg::Key(controller)) => p?.cgroups.as_ref()?.path_of(controller).map(Value::Str),
+                Some(FieldArg::Key(controller)) => {
+                    p?.cgroups.as_ref()?.path_of(controller).map(|c| Value::Str(c.into()))
+                }
                 _ => None,
             },
             ThreadPfmajor => p?.page_faults.map(|(major, _)| Value::UInt(major)),
@@ -793,15 +856,15 @@ impl FieldSource for EventView<'_> {
             ThreadVmrss => p?.vm_kb.map(|(_, rss, _)| Value::UInt(if ev.tid == ev.pid { rss } else { 0 })),
             // --- fd
             FdNum => self.fd_num().map(Value::Int),
-            FdType => self.fd().map(|fd| Value::Str(fd.type_name().into())),
-            FdTypechar => self.fd().map(|fd| Value::Str(fd.typechar().into())),
+            FdType => self.fd().map(|fd| Value::str(fd.type_name())),
+            FdTypechar => self.fd().map(|fd| Value::str(fd.typechar())),
             FdName => self.fd().map(|fd| Value::Str(fd.name())),
             FdNameraw => match sc.map(|sc| &sc.args) {
-                Some(SyscallArgs::Open { path: Some(path), .. }) => s(path.clone()),
+                Some(SyscallArgs::Open { path: Some(path), .. }) => s(path.as_str()),
                 _ => self.fd().map(|fd| Value::Str(fd.name())),
             },
-            FdDirectory => self.fd().and_then(Fd::path).map(|p| Value::Str(split_path(p).0)),
-            FdFilename => self.fd().and_then(Fd::path).map(|p| Value::Str(split_path(p).1)),
+            FdDirectory => self.fd().and_then(Fd::path).map(|p| Value::str(split_path(p).0)),
+            FdFilename => self.fd().and_then(Fd::path).map(|p| Value::str(split_path(p).1)),
             FdIp | FdNet => self.both(ip),
             FdCip | FdCnet => self.end(Fd::client, ip),
             FdSip | FdSnet => self.end(Fd::server, ip),
@@ -821,7 +884,7 @@ impl FieldSource for EventView<'_> {
             FdSipName => self.end(Fd::server, |ip, _| self.dns_name(ip)),
             FdLipName => self.end(Fd::local, |ip, _| self.dns_name(ip)),
             FdRipName => self.end(Fd::remote, |ip, _| self.dns_name(ip)),
-            FdL4proto => self.fd().and_then(Fd::l4proto).map(|p| Value::Str(p.into())),
+            FdL4proto => self.fd().and_then(Fd::l4proto).map(Value::str),
             FdSockfamily => match (self.fd()?, self.fd()?.typechar()) {
                 (Fd::Socket { .. }, "4" | "6") => s("ip"),
                 (Fd::Socket { .. }, "u") => s("unix"),
@@ -834,15 +897,15 @@ impl FieldSource for EventView<'_> {
             FdConnected => Some(Value::Bool(matches!(self.fd()?, Fd::Socket { connected: true, .. }))),
             FdNameChanged => Some(Value::Bool(state.changes.fd_name_changed)),
             // libsinsp: the thread id, then the fd number.
-            FdUid => self.fd_num().map(|n| Value::Str(format!("{}{n}", ev.tid))),
+            FdUid => self.fd_num().map(|n| Value::Str(format!("{}{n}", ev.tid).into())),
             FdContainername | FdContainerdirectory => {
                 let container = self.container_field(ContainerId, None)?;
                 let rest = if id == FdContainername {
                     self.fd().map(Fd::name)
                 } else {
-                    self.fd().and_then(Fd::path).map(|p| split_path(p).0)
+                    self.fd().and_then(Fd::path).map(|p| Cow::Borrowed(split_path(p).0))
                 };
-                rest.map(|rest| Value::Str(format!("{container}:{rest}")))
+                rest.map(|rest| Value::Str(format!("{container}:{rest}").into()))
             }
             FdDev | FdDevMajor | FdDevMinor | FdIno | FdIsUpperLayer | FdIsLowerLayer => None,
             FdTypes => self.fd_types(arg),
@@ -924,13 +987,13 @@ mod tests {
     }
 
     /// The value rules read for `field` as written (`evt.arg.sig`, `proc.aenv[HOME]`).
-    fn field(s: &State, ev: &Event, field: &str) -> Option<Value> {
+    fn field(s: &State, ev: &Event, field: &str) -> Option<Value<'static>> {
         let (name, bracket) = match field.split_once('[') {
             Some((n, rest)) => (n, Some(rest.trim_end_matches(']'))),
             None => (field, None),
         };
         let r = resolve(name, bracket).expect("known field");
-        s.view(ev, None).field(r.id, r.arg.as_ref())
+        s.view(ev, None).field(r.id, r.arg.as_ref()).map(Value::into_owned)
     }
 
     fn text(s: &State, ev: &Event, name: &str) -> String {

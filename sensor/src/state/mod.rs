@@ -392,7 +392,7 @@ impl State {
             }
             SyscallArgs::Connect { fd, addr, local: kernel_local } if ret == 0 || ret == -EINPROGRESS => {
                 if let Some(socket @ Fd::Socket { .. }) = p.fds.get_mut(fd) {
-                    let before = socket.name();
+                    let before = socket.name().into_owned();
                     if let Fd::Socket { remote, local, connected, .. } = socket {
                         remote.clone_from(addr);
                         // The kernel chose the local address and port at the connect.
@@ -610,17 +610,17 @@ mod tests {
     }
 
     /// The value rules read for `field` (as written, `evt.arg.sig` or `proc.env[HOME]`) on `ev`.
-    fn field(s: &State, ev: &Event, field: &str) -> Option<crate::rules::Value> {
+    fn field(s: &State, ev: &Event, field: &str) -> Option<crate::rules::Value<'static>> {
         use crate::rules::FieldSource as _;
         let (name, bracket) = match field.split_once('[') {
             Some((n, rest)) => (n, Some(rest.trim_end_matches(']'))),
             None => (field, None),
         };
         let r = crate::rules::fields::resolve(name, bracket).expect("known field");
-        s.view(ev, None).field(r.id, r.arg.as_ref())
+        s.view(ev, None).field(r.id, r.arg.as_ref()).map(crate::rules::Value::into_owned)
     }
 
-    fn text(v: &str) -> Option<crate::rules::Value> {
+    fn text(v: &str) -> Option<crate::rules::Value<'_>> {
         Some(crate::rules::Value::Str(v.into()))
     }
 
@@ -805,7 +805,10 @@ mod tests {
         assert_eq!(field(&s, &ev, "proc.exepath"), text("/bin/busybox"));
         assert_eq!(field(&s, &ev, "container.id"), text("3ad7b26ded6d"), "the container at the exec itself");
         assert_eq!(s.container_of(&ev).map(ContainerId::short), Some("3ad7b26ded6d"));
-        assert_eq!(field(&s, &ev, "thread.cgroup.memory"), Some(crate::rules::Value::Str(format!("/docker/{id}"))));
+        assert_eq!(
+            field(&s, &ev, "thread.cgroup.memory"),
+            Some(crate::rules::Value::Str(format!("/docker/{id}").into()))
+        );
         for (name, want) in [
             ("proc.is_exe_lower_layer", true),
             ("proc.is_exe_writable", true),

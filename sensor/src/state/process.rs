@@ -275,7 +275,8 @@ pub fn exe_inode(proc_dir: &Path) -> Option<(u64, u64, u64)> {
 /// All processes by pid, bounded.
 #[derive(Debug)]
 pub struct ProcessTable {
-    procs: HashMap<u32, Process>,
+    /// Seeded hashing: looked up several times per event, and faster than SipHash.
+    procs: HashMap<u32, Process, foldhash::fast::RandomState>,
     max: usize,
     /// Processes dropped because the table was full.
     pub evicted: u64,
@@ -284,7 +285,7 @@ pub struct ProcessTable {
 impl ProcessTable {
     /// An empty table holding at most `max` processes.
     pub fn new(max: usize) -> Self {
-        Self { procs: HashMap::new(), max: max.max(1), evicted: 0 }
+        Self { procs: HashMap::default(), max: max.max(1), evicted: 0 }
     }
 
     /// Seeds the table from every process in `/proc`.
@@ -349,17 +350,65 @@ impl ProcessTable {
     /// The ancestors of `pid`, parent first, at most `max` of them (stops at a loop or an
     /// unknown process).
     pub fn ancestors(&self, pid: u32, max: usize) -> Vec<&Process> {
-        let mut out: Vec<&Process> = Vec::new();
-        let mut cur = self.procs.get(&pid).map(|p| p.ppid);
-        while let Some(ppid) = cur {
-            if out.len() >= max || ppid == 0 || out.iter().any(|p| p.pid == ppid) {
-                break;
-            }
-            let Some(parent) = self.procs.get(&ppid) else { break };
-            out.push(parent);
-            cur = Some(parent.ppid);
+        self.lineage(pid).take(max).collect()
+    }
+
+    /// The ancestors of `pid`, parent first, without allocating for the first
+    /// [`Lineage::INLINE`] generations: rules read one or two of them on most events.
+    pub fn lineage(&self, pid: u32) -> Lineage<'_> {
+        Lineage {
+            table: self,
+            next: self.procs.get(&pid).map(|p| p.ppid),
+            inline: [0; Lineage::INLINE],
+            len: 0,
+            more: Vec::new(),
         }
-        out
+    }
+
+    /// The ancestor `level` generations up (1: the parent), as [`ProcessTable::ancestors`]
+    /// finds it.
+    pub fn ancestor(&self, pid: u32, level: usize) -> Option<&Process> {
+        self.lineage(pid).nth(level.checked_sub(1)?)
+    }
+}
+
+/// The walk up a process's ancestry ([`ProcessTable::lineage`]): it stops at pid 0, at an
+/// unknown process, or when a pid comes round again (a loop in a corrupted table).
+#[derive(Debug)]
+pub struct Lineage<'t> {
+    table: &'t ProcessTable,
+    next: Option<u32>,
+    /// The pids yielded so far: the first ones inline, the rest in `more`.
+    inline: [u32; Lineage::INLINE],
+    len: usize,
+    more: Vec<u32>,
+}
+
+impl Lineage<'_> {
+    /// Generations remembered without allocating.
+    pub const INLINE: usize = 16;
+
+    fn seen(&self, pid: u32) -> bool {
+        self.inline[..self.len.min(Self::INLINE)].contains(&pid) || self.more.contains(&pid)
+    }
+}
+
+impl<'t> Iterator for Lineage<'t> {
+    type Item = &'t Process;
+
+    fn next(&mut self) -> Option<&'t Process> {
+        let ppid = self.next.take()?;
+        if ppid == 0 || self.seen(ppid) {
+            return None;
+        }
+        let parent = self.table.procs.get(&ppid)?;
+        match self.inline.get_mut(self.len) {
+            Some(slot) => *slot = ppid,
+            None => self.more.push(ppid),
+        }
+        self.len += 1;
+        self.next = Some(parent.ppid);
+        Some(parent)
     }
 }
 
@@ -408,5 +457,21 @@ mod tests {
         let names: Vec<u32> = t.ancestors(30, 10).iter().map(|p| p.pid).collect();
         assert_eq!(names, [20, 10]);
         assert_eq!(t.ancestors(30, 1).len(), 1);
+    }
+
+    #[test]
+    fn lineage_stops_at_a_loop_past_the_inline_generations() {
+        let mut t = ProcessTable::new(100);
+        // 1000 → 1001 → … → 1039, whose parent is 1010 again.
+        for i in 0..40 {
+            let pid = 1000 + i;
+            t.insert(Process { pid, ppid: if i == 39 { 1010 } else { pid + 1 }, ..Default::default() });
+        }
+        t.insert(Process { pid: 5, ppid: 5, ..Default::default() });
+        assert_eq!(t.ancestors(1000, 64).len(), 39);
+        assert_eq!(t.ancestor(1000, 39).map(|p| p.pid), Some(1039));
+        assert_eq!(t.ancestor(1000, 40).map(|p| p.pid), None, "1010 came round again");
+        assert_eq!(t.ancestor(1000, 0).map(|p| p.pid), None, "level 0 is the process, not an ancestor");
+        assert_eq!(t.ancestors(5, 3).iter().map(|p| p.pid).collect::<Vec<_>>(), [5], "its own parent, once");
     }
 }

@@ -2,6 +2,8 @@
 //! `CAP_SYS_ADMIN`, `ENOENT`), one table each, read both ways: to render a field and to
 //! parse the value a test event gives it.
 
+use std::borrow::Cow;
+
 /// `O_*` open flags as Falco names them.
 pub(super) const OPEN_FLAGS: &[(u64, &str)] = &[
     (0o1, "O_WRONLY"),
@@ -315,9 +317,21 @@ const ERRNOS: &[(i64, &str)] = &[
 ];
 
 /// Renders `flags` as `A|B` with `names`; `zero` names the value without any of them.
-pub(super) fn flag_names(flags: u64, names: &[(u64, &str)], zero: &str) -> String {
-    let set: Vec<&str> = names.iter().filter(|(bit, _)| flags & bit == *bit).map(|(_, n)| *n).collect();
-    if set.is_empty() { zero.to_owned() } else { set.join("|") }
+pub(super) fn flag_names(flags: u64, names: &[(u64, &'static str)], zero: &'static str) -> Cow<'static, str> {
+    let mut set = names.iter().filter(|(bit, _)| flags & bit == *bit).map(|(_, n)| *n);
+    // No flag or one flag (the common cases) name a constant: no text is built.
+    match (set.next(), set.next()) {
+        (None, _) => Cow::Borrowed(zero),
+        (Some(one), None) => Cow::Borrowed(one),
+        (Some(a), Some(b)) => {
+            let mut text = format!("{a}|{b}");
+            for n in set {
+                text.push('|');
+                text.push_str(n);
+            }
+            Cow::Owned(text)
+        }
+    }
 }
 
 /// Parses `A|B` (names of `names`, or `zero`, or numbers) back into flags.
@@ -336,8 +350,8 @@ pub(super) fn parse_flags(text: &str, names: &[(u64, &str)], zero: &str) -> Resu
 }
 
 /// The name of `v` in `names`, else the number.
-pub(super) fn enum_name(v: u64, names: &[(u64, &str)]) -> String {
-    names.iter().find(|(n, _)| *n == v).map_or_else(|| v.to_string(), |(_, n)| (*n).to_owned())
+pub(super) fn enum_name(v: u64, names: &[(u64, &'static str)]) -> Cow<'static, str> {
+    names.iter().find(|(n, _)| *n == v).map_or_else(|| Cow::Owned(v.to_string()), |(_, n)| Cow::Borrowed(*n))
 }
 
 /// Parses a name of `names`, or a number.
@@ -366,11 +380,11 @@ pub(super) fn parse_caps(text: &str) -> Result<u64, String> {
 }
 
 /// `evt.res`: `SUCCESS` for a return value that is not an error, else the errno's name.
-pub(super) fn result_name(ret: i64) -> String {
+pub(super) fn result_name(ret: i64) -> Cow<'static, str> {
     if ret >= 0 {
-        return "SUCCESS".into();
+        return Cow::Borrowed("SUCCESS");
     }
-    ERRNOS.iter().find(|(n, _)| *n == -ret).map_or_else(|| format!("E{}", -ret), |(_, n)| (*n).into())
+    ERRNOS.iter().find(|(n, _)| *n == -ret).map_or_else(|| Cow::Owned(format!("E{}", -ret)), |(_, n)| Cow::Borrowed(*n))
 }
 
 /// The (positive) errno called `name`.

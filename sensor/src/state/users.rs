@@ -78,13 +78,13 @@ impl UserDb {
     }
 
     /// The user `uid` as process `pid` (in mount namespace `mnt_ns`) sees it.
-    pub fn user(&mut self, pid: u32, mnt_ns: u32, uid: u32) -> Option<User> {
-        self.accounts(pid, mnt_ns).users.get(&uid).cloned()
+    pub fn user(&mut self, pid: u32, mnt_ns: u32, uid: u32) -> Option<&User> {
+        self.accounts(pid, mnt_ns).users.get(&uid)
     }
 
     /// The name of group `gid` as process `pid` sees it.
-    pub fn group(&mut self, pid: u32, mnt_ns: u32, gid: u32) -> Option<String> {
-        self.accounts(pid, mnt_ns).groups.get(&gid).cloned()
+    pub fn group(&mut self, pid: u32, mnt_ns: u32, gid: u32) -> Option<&str> {
+        self.accounts(pid, mnt_ns).groups.get(&gid).map(String::as_str)
     }
 }
 
@@ -105,7 +105,7 @@ mod tests {
     #[test]
     fn resolves_root_on_this_host() {
         let mut db = UserDb::default();
-        assert_eq!(db.user(std::process::id(), 1, 0).map(|u| u.name).as_deref(), Some("root"));
-        assert_eq!(db.group(std::process::id(), 1, 0).as_deref(), Some("root"));
+        assert_eq!(db.user(std::process::id(), 1, 0).map(|u| u.name.as_str()), Some("root"));
+        assert_eq!(db.group(std::process::id(), 1, 0), Some("root"));
     }
 }

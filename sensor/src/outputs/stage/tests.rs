@@ -112,7 +112,7 @@ fn alert_with(rule: &str, priority: Priority, tags: &[&str], container: &str, me
         hostname: "h".into(),
         message: message.into(),
         tags: tags.iter().map(|t| (*t).to_owned()).collect(),
-        fields: vec![("container.id".into(), Some(Value::Str(container.into())))],
+        fields: vec![("container.id".into(), Some(Value::Str(container.to_owned().into())))],
     }
 }
 
