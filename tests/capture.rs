@@ -922,6 +922,8 @@ fn prefilter_keeps_back_unwanted_opens_and_names_their_fds_when_used() {
     let cfg = CaptureConfig {
         syscalls: syscalls.to_vec(),
         prefilter: Prefilter { open: Some(open), close: true, open_off_reason: None },
+        // No fallback: the BTF programs must pass the verifier with the prefilter in them.
+        mode: ProbeMode::Btf,
         ..CaptureConfig::default()
     };
     let mut s = Session::with_config(cfg);

@@ -101,6 +101,27 @@ pub struct PrefilterConfig {
     /// Classes of opens some rule wants when the path has a hidden component (`/.`):
     /// `*/.ssh/id_*`-like patterns, which no prefix describes.
     pub open_hidden: u32,
+    /// [`bloom_bit`]s of the first components of the trie's patterns (all bits when one
+    /// pattern's first component is not whole): a path whose first component is not in
+    /// it skips the trie.
+    pub dirs_bloom: u64,
+    /// [`bloom_bit`]s of the file-name map's names: a name not in it skips the map.
+    pub names_bloom: u64,
+}
+
+/// The bloom bit of a path component of `len` bytes that starts with `first` and ends
+/// with `last` (cheap for the kernel, which has those at hand).
+pub const fn bloom_bit(len: usize, first: u8, last: u8) -> u64 {
+    1 << ((len * 31 + first as usize * 7 + last as usize * 13) % 64)
+}
+
+/// The [`bloom_bit`] of a component given whole.
+pub fn component_bloom_bit(component: &[u8]) -> u64 {
+    match component {
+        [] => u64::MAX,
+        [first, .., last] => bloom_bit(component.len(), *first, *last),
+        [only] => bloom_bit(1, *only, *only),
+    }
 }
 
 /// Bits of [`PrefilterConfig::flags`].

@@ -274,11 +274,10 @@ pub fn counters() -> Option<&'static mut Counters> {
 }
 
 /// Copies `data` into this CPU's ring and counts the outcome. Wakes the reader only when
-/// the pending bytes cross a multiple of `wakeup_bytes` (a wake-up per record would cost
-/// more than the capture itself, see the perf-floor notes), or when the record is `urgent`:
-/// one a rule is likely to alert on, which should not wait for the reader's timer.
+/// the pending bytes cross a multiple of `wakeup_bytes`: a wake-up per record would cost
+/// more than the capture itself (see the perf-floor notes).
 #[inline(always)]
-pub fn emit(data: &[u8], urgent: bool) {
+pub fn emit(data: &[u8]) {
     let cpu = unsafe { bpf_get_smp_processor_id() };
     let idx = cpu.checked_div(config!(cpus_per_ring)).unwrap_or(0);
     let ring = ring_by_index(idx);
@@ -294,9 +293,6 @@ pub fn emit(data: &[u8], urgent: bool) {
             BPF_RB_NO_WAKEUP as u64
         }
     };
-    // Added without a branch (FORCE_WAKEUP wins over NO_WAKEUP): the verifier then need not
-    // tell urgent records from others, which would double its work on every path here.
-    let flags = flags | (urgent as u64 * BPF_RB_FORCE_WAKEUP as u64);
     let ok = ring.output::<[u8]>(data, flags).is_ok();
     if let Some(c) = counters() {
         if ok {

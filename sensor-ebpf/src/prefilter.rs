@@ -12,15 +12,16 @@ use aya_ebpf::{
 use sensor_abi::{
     config::SyscallSpec,
     prefilter::{
-        DROPPED_FDS, NAME_MAX, NameBytes, PATH_KEY_MAX, PathBytes, PrefilterConfig, open_classes, prefilter_flags,
-        spec_prefilter,
+        DROPPED_FDS, NAME_MAX, NameBytes, PATH_KEY_MAX, PathBytes, PrefilterConfig, bloom_bit, open_classes,
+        prefilter_flags, spec_prefilter,
     },
     record::{BLOB_HEADER_SIZE, BlobHeader, blob_slot},
 };
 
 use crate::{
     maps::{
-        DROPPED, FdBits, NO_FDS, OPEN_NAMES_0, OPEN_NAMES_1, OPEN_PATHS_0, OPEN_PATHS_1, PREFILTER, PREFILTERED, off,
+        DROPPED, FdBits, NO_FDS, OPEN_NAMES_0, OPEN_NAMES_1, OPEN_PATHS_0, OPEN_PATHS_1, PREFILTER, PREFILTERED, STASH,
+        STASH_EMPTY, off,
     },
     path::path_blob,
     record::Record,
@@ -63,6 +64,8 @@ struct PathShape {
     bad: u64,
     hidden: u64,
     name_at: u64,
+    /// Where the first component ends (its '/' or the path's end; 0 until found).
+    first_end: u64,
 }
 
 /// `sensor_abi::prefilter::is_plain_path` for the `len` bytes at `p`, eight bytes at a
@@ -74,9 +77,12 @@ fn shape(p: *const u8, len: usize) -> Option<PathShape> {
     if len == 0 || len + 1 >= PATH_KEY_MAX || unsafe { *p } != b'/' {
         return None;
     }
-    let mut shape = PathShape { p, len: len as u64, bad: 0, hidden: 0, name_at: 0 };
+    let mut shape = PathShape { p, len: len as u64, bad: 0, hidden: 0, name_at: 0, first_end: 0 };
     let step = shape_step as *const () as *mut c_void;
     unsafe { bpf_loop(len.div_ceil(8) as u32, step, &raw mut shape as *mut c_void, 0) };
+    if shape.first_end == 0 {
+        shape.first_end = len as u64;
+    }
     (shape.bad == 0).then_some(shape)
 }
 
@@ -109,7 +115,24 @@ extern "C" fn shape_step(index: u64, ctx: *mut c_void) -> i64 {
         // The highest flagged byte is the last '/' of this word.
         s.name_at = (base + (63 - slash.leading_zeros() as usize) / 8 + 1) as u64;
     }
+    // The lowest '/' after the leading one ends the first component.
+    let inner = if base == 0 { slash & !0x80 } else { slash };
+    if s.first_end == 0 && inner != 0 {
+        s.first_end = (base + inner.trailing_zeros() as usize / 8) as u64;
+    }
     0
+}
+
+/// The [`bloom_bit`] of the component `[from, to)` of the path at `p`.
+#[inline(always)]
+fn component_bit(p: *const u8, from: usize, to: usize) -> u64 {
+    if to <= from {
+        return u64::MAX;
+    }
+    // Through memory, so the compiler keeps the masks the verifier needs to see the bound.
+    let (from, to) = unsafe { (core::ptr::read_volatile(&from), core::ptr::read_volatile(&to)) };
+    let (first, last) = unsafe { (*p.add(from & 255), *p.add((to - 1) & 255)) };
+    bloom_bit(to.wrapping_sub(from), first, last)
 }
 
 /// At an open's enter, with its path as the record's first blob at `at`: the classes the
@@ -130,14 +153,17 @@ pub fn open_verdict(rec: &mut Record, at: usize) -> u32 {
     let path = rec.ptr(at + BLOB_HEADER_SIZE);
     let Some(shape) = shape(path, len) else { return 0 };
     let mut classes = if shape.hidden != 0 { cfg.open_hidden } else { 0 };
-    if cfg.flags & prefilter_flags::NAMES != 0 {
-        classes |= name_classes(names, path, shape.name_at as usize, len);
+    let name_at = shape.name_at as usize;
+    if cfg.flags & prefilter_flags::NAMES != 0 && cfg.names_bloom & component_bit(path, name_at, len) != 0 {
+        classes |= name_classes(names, path, name_at, len);
     }
-    // The key is built in place: its bit count over the blob header, then the header back.
-    let saved: u32 = *rec.at(at);
-    *rec.at::<u32>(at) = ((len + 1) * 8) as u32;
-    classes |= tries.get(rec.at::<Key<PathBytes>>(at)).copied().unwrap_or(0);
-    *rec.at::<u32>(at) = saved;
+    if cfg.dirs_bloom & component_bit(path, 1, shape.first_end as usize) != 0 {
+        // The key is built in place: its bit count over the blob header, then the header back.
+        let saved: u32 = *rec.at(at);
+        *rec.at::<u32>(at) = ((len + 1) * 8) as u32;
+        classes |= tries.get(rec.at::<Key<PathBytes>>(at)).copied().unwrap_or(0);
+        *rec.at::<u32>(at) = saved;
+    }
     classes | DECIDED
 }
 
@@ -167,26 +193,19 @@ fn classes_of(spec: &SyscallSpec, args: &[u64; 6], ret: i64) -> u32 {
     open_classes(flags, ret)
 }
 
-/// Whether a rule wants an open for its path in particular (not only for its class): a
-/// likely alert, which wakes the reader at once.
+/// At an open's exit: whether it is not sent (counted, its stash entry consumed and its fd
+/// remembered), from the enter side's verdict in thread `key`'s stash entry. A directory is
+/// always sent: later `*at` calls and `fchdir` resolve paths through it.
 #[inline(always)]
-pub fn path_wanted(verdict: u32, spec: &SyscallSpec, args: &[u64; 6], ret: i64) -> bool {
-    verdict & DECIDED != 0 && classes_of(spec, args, ret) & verdict & !DECIDED != 0
-}
-
-/// At an open's exit: whether it is not sent (counted, and its fd remembered), from the
-/// enter side's `verdict`. A directory is always sent: later `*at` calls and `fchdir`
-/// resolve paths through it.
-#[inline(always)]
-pub fn drops_open(verdict: u32, spec: &SyscallSpec, args: &[u64; 6], ret: i64, nr: u64) -> bool {
-    if verdict & DECIDED == 0 {
+pub fn drops_open(key: u64, nr: u64, spec: &SyscallSpec, ret: i64) -> bool {
+    let Some(entry) = STASH.get_ptr_mut(key) else { return false };
+    let entry = unsafe { &mut *entry };
+    let verdict = entry.prefilter;
+    if entry.nr != nr as u32 || verdict & DECIDED == 0 {
         return false;
     }
     let Some(cfg) = config() else { return false };
-    if cfg.flags & prefilter_flags::OPEN == 0 {
-        return false;
-    }
-    if classes_of(spec, args, ret) & (verdict | cfg.open_any) != 0 {
+    if cfg.flags & prefilter_flags::OPEN == 0 || classes_of(spec, &entry.args, ret) & (verdict | cfg.open_any) != 0 {
         return false;
     }
     if ret >= 0 {
@@ -199,6 +218,7 @@ pub fn drops_open(verdict: u32, spec: &SyscallSpec, args: &[u64; 6], ret: i64, n
             return false;
         }
     }
+    entry.nr = STASH_EMPTY;
     count(nr);
     true
 }

@@ -271,15 +271,14 @@ impl Record {
         self.nblobs += 1;
     }
 
-    /// Sends the record (`off` bytes) to this CPU's ring buffer, waking the reader now if it
-    /// is `urgent` (see [`emit`]).
+    /// Sends the record (`off` bytes) to this CPU's ring buffer.
     #[inline(always)]
-    pub fn emit(&self, urgent: bool) {
+    pub fn emit(&self) {
         let len = self.off & (SCRATCH_SIZE - 1);
         if len == 0 {
             return;
         }
-        emit(unsafe { core::slice::from_raw_parts(self.buf, len) }, urgent);
+        emit(unsafe { core::slice::from_raw_parts(self.buf, len) });
     }
 }
 

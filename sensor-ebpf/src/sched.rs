@@ -27,7 +27,7 @@ fn start<B>(kind: RecordKind) -> Option<Record> {
 fn finish(mut rec: Record) {
     let len = rec.off as u32;
     rec.at::<Header>(0).len = len;
-    rec.emit(false);
+    rec.emit();
 }
 
 /// `sched_process_fork(parent, child)`: runs in the parent.

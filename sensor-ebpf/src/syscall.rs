@@ -150,19 +150,10 @@ pub fn on_exit(nr: u64, mut args: [u64; 6], ret: i64, compat: bool) {
         return;
     }
     let key = bpf_get_current_pid_tgid();
-    // ia32 calls have no per-syscall enter tracepoints: theirs are read below, at exit.
-    let mut stashed = if spec.flags & spec_flags::AT_ENTER != 0 && !compat {
-        take_stash(&STASH, key, |e| e.nr == nr as u32)
-    } else {
-        None
-    };
-    if let Some(entry) = &mut stashed
-        && prefilter::drops_open(entry.prefilter, spec, &entry.args, ret, nr)
-    {
-        entry.nr = STASH_EMPTY;
+    // ia32 calls have no per-syscall enter tracepoints (nor a verdict).
+    if role & spec_prefilter::OPEN != 0 && !compat && prefilter::drops_open(key, nr, spec, ret) {
         return;
     }
-    let urgent = stashed.as_ref().is_some_and(|e| prefilter::path_wanted(e.prefilter, spec, &e.args, ret));
     let Some(mut rec) = Record::start(BODY_END) else { return };
     fill_header(rec.at::<Header>(0), RecordKind::Syscall);
     let mut nr = nr as u32;
@@ -199,7 +190,8 @@ pub fn on_exit(nr: u64, mut args: [u64; 6], ret: i64, compat: bool) {
             rec.blob(blob_slot::ENV, env_start, Source::User((env_end - env_start) as usize));
         }
     } else if spec.flags & spec_flags::AT_ENTER != 0 && !compat {
-        match stashed {
+        // ia32 calls have no per-syscall enter tracepoints: theirs are read below, at exit.
+        match take_stash(&STASH, key, |e| e.nr == nr) {
             Some(entry) if entry.flags & STASH_REREAD != 0 => {
                 // Unreadable at enter (not resident yet); the call has faulted it in.
                 entry.nr = STASH_EMPTY;
@@ -246,7 +238,7 @@ pub fn on_exit(nr: u64, mut args: [u64; 6], ret: i64, compat: bool) {
     body.args = args;
     let len = rec.off as u32;
     rec.at::<Header>(0).len = len;
-    rec.emit(urgent);
+    rec.emit();
     if role & (spec_prefilter::OPEN | spec_prefilter::NEW_FD) != 0 {
         prefilter::fd_sent(ret);
     }

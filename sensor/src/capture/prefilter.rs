@@ -10,7 +10,9 @@ use aya::{
     Ebpf,
     maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, lpm_trie::Key},
 };
-use sensor_abi::prefilter::{NAME_MAX, NameBytes, PathBytes, PrefilterConfig, prefilter_flags, spec_prefilter};
+use sensor_abi::prefilter::{
+    NAME_MAX, NameBytes, PathBytes, PrefilterConfig, component_bloom_bit, prefilter_flags, spec_prefilter,
+};
 use sensor_abi::syscalls::Syscall;
 
 use super::{CaptureError, map_err, map_missing};
@@ -61,9 +63,15 @@ pub(super) fn program(ebpf: &mut Ebpf, filter: &Prefilter) -> Result<(), Capture
     let flags = prefilter_flags::OPEN
         | if filter.close { prefilter_flags::CLOSE } else { 0 }
         | if open.names.is_empty() { 0 } else { prefilter_flags::NAMES };
-    settings(ebpf)?
-        .set(0, PrefilterConfig { flags, open_any: open.any, trie: next, open_hidden: open.hidden }, 0)
-        .map_err(map_err("PREFILTER"))
+    let config = PrefilterConfig {
+        flags,
+        open_any: open.any,
+        trie: next,
+        open_hidden: open.hidden,
+        dirs_bloom: open.paths.keys().fold(0, |bits, p| bits | p.first_component_bloom()),
+        names_bloom: open.names.keys().fold(0, |bits, n| bits | component_bloom_bit(n.as_bytes())),
+    };
+    settings(ebpf)?.set(0, config, 0).map_err(map_err("PREFILTER"))
 }
 
 fn forget_dropped_fds(ebpf: &mut Ebpf) -> Result<(), CaptureError> {

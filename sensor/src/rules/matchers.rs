@@ -192,13 +192,14 @@ impl PathTrie {
         node.terminal = true;
     }
 
-    /// For each prefix, an absolute path every path it matches starts with: its components
-    /// up to the first with a wildcard.
-    pub fn literal_prefixes(&self) -> impl Iterator<Item = String> + '_ {
+    /// For each prefix, its components up to the first with a wildcard, and whether that is
+    /// all of them: every path it matches is those components (only when whole) or below.
+    pub fn literal_prefixes(&self) -> impl Iterator<Item = (Vec<&str>, bool)> + '_ {
         self.prefixes.iter().map(|p| {
-            let literal: Vec<&str> =
-                p.split('/').filter(|c| !c.is_empty()).take_while(|c| !c.contains(['*', '?', '['])).collect();
-            format!("/{}", literal.join("/"))
+            let all: Vec<&str> = p.split('/').filter(|c| !c.is_empty()).collect();
+            let literal: Vec<&str> = all.iter().copied().take_while(|c| !c.contains(['*', '?', '['])).collect();
+            let whole = literal.len() == all.len();
+            (literal, whole)
         })
     }
 

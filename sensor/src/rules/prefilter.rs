@@ -17,7 +17,8 @@ use std::collections::BTreeMap;
 
 use sensor_abi::{
     prefilter::{
-        NAME_MAX, PATH_KEY_MAX, PathBytes, is_plain_path, never_in_plain_path, open_class, open_classes, spec_prefilter,
+        NAME_MAX, PATH_KEY_MAX, PathBytes, component_bloom_bit, is_plain_path, never_in_plain_path, open_class,
+        open_classes, spec_prefilter,
     },
     syscalls::{Family, SYSCALLS, Syscall},
 };
@@ -90,6 +91,21 @@ impl PathPattern {
         }
         data[..bytes.len()].copy_from_slice(bytes);
         Some((((bytes.len() + nul) * 8) as u32, data))
+    }
+
+    /// The [`component_bloom_bit`] of the first component every path of this pattern has;
+    /// all bits when the pattern does not fix it whole.
+    pub fn first_component_bloom(&self) -> u64 {
+        let (text, whole) = match self {
+            PathPattern::Exact(p) => (p, true),
+            PathPattern::Prefix(p) => (p, false),
+        };
+        let Some(rest) = text.strip_prefix('/') else { return u64::MAX };
+        match rest.find('/') {
+            Some(end) => component_bloom_bit(&rest.as_bytes()[..end]),
+            None if whole => component_bloom_bit(rest.as_bytes()),
+            None => u64::MAX,
+        }
     }
 
     fn len(&self) -> usize {
@@ -376,7 +392,15 @@ fn path_atoms(kind: &TestKind) -> Option<Vec<Atom>> {
         StrTest::In(set) | StrTest::Intersects(set) => set.iter().map(exact).collect(),
         StrTest::StartsWith(s) => vec![prefix(s)],
         StrTest::AnyPrefix(_, prefixes) => prefixes.iter().map(prefix).collect(),
-        StrTest::Pmatch(trie) => trie.literal_prefixes().map(|p| Atom::Path(PathPattern::Prefix(p))).collect(),
+        StrTest::Pmatch(trie) => trie
+            .literal_prefixes()
+            .flat_map(|(components, whole)| {
+                let dir = format!("/{}", components.join("/"));
+                let below = Atom::Path(PathPattern::Prefix(if dir == "/" { dir.clone() } else { format!("{dir}/") }));
+                let itself = (whole && dir != "/").then(|| Atom::Path(PathPattern::Exact(dir)));
+                itself.into_iter().chain([below])
+            })
+            .collect(),
         StrTest::Glob(p, false) => vec![glob_atom(p)?],
         StrTest::EndsWith(s) => vec![suffix_atom(s)?],
         StrTest::Contains(s) if s.contains("/.") => vec![Atom::Hidden],

@@ -48,9 +48,16 @@ fn directories_globs_pmatch_and_results() {
         "evt.type = openat and (fd.directory in (/etc, /) or fd.name glob '/var/*/x' or fd.name pmatch (/srv/a, 'b/c'))",
         "%fd.name",
     ));
-    for p in ["/etc/", "/", "/var/", "/srv/a", "/b/c"] {
+    for p in ["/etc/", "/", "/var/", "/srv/a/", "/b/c/"] {
         assert_eq!(f.paths.get(&PathPattern::Prefix(p.into())), Some(&ALL), "{p}: {f:?}");
     }
+    // pmatch is by component: the directory itself, and below it.
+    for p in ["/srv/a", "/b/c"] {
+        assert_eq!(f.paths.get(&PathPattern::Exact(p.into())), Some(&ALL), "{p}: {f:?}");
+    }
+    let f = open_filter(&rule("evt.type = openat and fd.name pmatch (/srv/a)", "%fd.name"));
+    assert!(f.sends("/srv/a", Some(O_RDONLY), 3) && f.sends("/srv/a/b", Some(O_RDONLY), 3));
+    assert!(!f.sends("/srv/ab", Some(O_RDONLY), 3));
     let f = open_filter(&rule("evt.type = openat and fd.num = -1 and fd.name = /x", "%fd.name"));
     assert_eq!(f.paths.get(&PathPattern::Exact("/x".into())), Some(&FAILED));
     assert!(!f.sends("/x", Some(O_RDONLY), 3) && f.sends("/x", Some(O_RDONLY), -2));
@@ -81,6 +88,18 @@ fn weak_conditions_keep_every_open() {
     assert_eq!((f.any, f.paths.len()), (WRITE, 0));
     let f = open_filter(&rule("evt.type = openat and fd.num >= 0 and proc.name = cat", "x"));
     assert_eq!(f.any, SUCCEEDED);
+}
+
+#[test]
+fn first_component_blooms() {
+    use sensor_abi::prefilter::component_bloom_bit;
+    let etc = component_bloom_bit(b"etc");
+    assert_eq!(PathPattern::Exact("/etc/shadow".into()).first_component_bloom(), etc);
+    assert_eq!(PathPattern::Exact("/etc".into()).first_component_bloom(), etc);
+    assert_eq!(PathPattern::Prefix("/etc/".into()).first_component_bloom(), etc);
+    // "/etc" as a prefix also covers "/etcd": its first component is not fixed.
+    assert_eq!(PathPattern::Prefix("/etc".into()).first_component_bloom(), u64::MAX);
+    assert_eq!(PathPattern::Prefix("/".into()).first_component_bloom(), u64::MAX);
 }
 
 #[test]
