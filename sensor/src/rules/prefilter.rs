@@ -397,7 +397,7 @@ fn path_atoms(kind: &TestKind) -> Option<Vec<Atom>> {
             .flat_map(|(components, whole)| {
                 let dir = format!("/{}", components.join("/"));
                 let below = Atom::Path(PathPattern::Prefix(if dir == "/" { dir.clone() } else { format!("{dir}/") }));
-                let itself = (whole && dir != "/").then(|| Atom::Path(PathPattern::Exact(dir)));
+                let itself = (whole && dir != "/").then_some(Atom::Path(PathPattern::Exact(dir)));
                 itself.into_iter().chain([below])
             })
             .collect(),
