@@ -4,47 +4,32 @@
 //! per syscall in the metrics). Needs root.
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
-    net::{TcpListener, TcpStream},
+    io::{BufRead, BufReader},
+    net::SocketAddr,
     process::{Command, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
 };
 
-use sensor_tests::{actor_path, start_sensor};
+use sensor_tests::{actor_path, bench::prom::Scrape, free_loopback_port, http_get, start_sensor};
+
+/// The sensor's metrics now.
+fn scrape(addr: SocketAddr) -> Scrape {
+    let (status, body) = http_get(addr, "/metrics").expect("metrics endpoint");
+    assert_eq!(status, 200, "/metrics: {body}");
+    Scrape::parse(&body)
+}
 
 const FALCO_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/falco/falco_rules.yaml");
 const READS: usize = 5;
-
-/// A loopback port nobody listens on.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// The sensor's metrics text.
-fn metrics(port: u16) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
-}
-
-/// The sum of a metric's samples whose labels contain `label`.
-fn sample_sum(text: &str, metric: &str, label: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(metric) && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 /// One storm at a time: two would flood each other's sensor.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn storm(rules: &[&str], rule: &str) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let port = free_port();
-    let address = format!("metrics.address=127.0.0.1:{port}");
+    let metrics = free_loopback_port().unwrap();
+    let address = format!("metrics.address={metrics}");
     let mut args = vec!["run", "--json", "-o", &address];
     args.extend_from_slice(rules);
     let mut sensor = start_sensor(&args);
@@ -91,25 +76,25 @@ fn storm(rules: &[&str], rule: &str) {
     }
     // The metrics are a snapshot the sensor refreshes: wait until it covers the floods.
     let flooded: i64 = floods_done.iter().map(|r| r.int("n")).sum();
-    let kept_back = |text: &str| sample_sum(text, "sensor_kernel_prefiltered_total", "syscall=\"openat\"");
-    let mut text = metrics(port);
+    let kept_back = |s: &Scrape| s.sum_with("sensor_kernel_prefiltered_total", "syscall=\"openat\"").unwrap_or(0.0);
+    let mut now = scrape(metrics);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while kept_back(&text) < flooded as f64 && Instant::now() < deadline {
+    while kept_back(&now) < flooded as f64 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(500));
-        text = metrics(port);
+        now = scrape(metrics);
     }
     // SAFETY: kill has no memory preconditions; the pid is our child's.
     unsafe { libc::kill(sensor.id() as i32, libc::SIGTERM) };
     assert!(sensor.wait().unwrap().success());
     alerts.extend(rx.try_iter());
 
-    let lost = sample_sum(&text, "sensor_kernel_lost_events_all", "");
-    let kept_back = kept_back(&text);
+    let lost = now.sum("sensor_kernel_lost_events_all_total").unwrap_or(0.0);
+    let kept_back = kept_back(&now);
     eprintln!("{flooded} open+close pairs flooded; openat kept back in the kernel: {kept_back}; lost: {lost}");
     let reads = alerts.iter().filter(|a| is_read(a)).count();
     assert_eq!(reads, READS, "every read of /etc/shadow is alerted under the flood; alerts: {alerts:#?}");
     // The flood's opens are what the prefilter kept back (others' too, on a shared machine).
-    assert!(kept_back >= flooded as f64, "the prefilter kept back {kept_back} of {flooded} flood opens\n{text}");
+    assert!(kept_back >= flooded as f64, "the prefilter kept back {kept_back} of {flooded} flood opens");
 }
 
 #[test]

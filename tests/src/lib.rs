@@ -17,6 +17,40 @@ use sensor_abi::config::Counters;
 
 pub mod bench;
 
+/// A loopback address with a port that was free a moment ago (for a metrics endpoint).
+pub fn free_loopback_port() -> Result<std::net::SocketAddr, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free loopback port: {e}"))
+}
+
+/// `GET path` over HTTP/1.1 on `addr`: the status code and the body.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<(u16, String), String> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).map_err(|e| format!("reading {path}: {e}"))?;
+    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| format!("{path}: no HTTP header"))?;
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("no HTTP status")?;
+    Ok((status, body.to_owned()))
+}
+
+/// 127.0.0.1 at `port`, as the socket calls take it (the `actor` and `loadgen` scenarios).
+pub fn loopback_sockaddr(port: u16) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be() },
+        sin_zero: [0; 8],
+    }
+}
+
+/// The size of a `sockaddr_in`, as the socket calls take it.
+pub const SOCKADDR_IN_LEN: u32 = size_of::<libc::sockaddr_in>() as u32;
+
 /// How long to wait for an expected event.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 

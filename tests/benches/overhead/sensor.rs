@@ -3,15 +3,18 @@
 
 use std::{
     fs::File,
-    io::{BufRead, BufReader, Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream},
+    io::{BufRead, BufReader},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
 };
 
-use sensor_tests::bench::prom::{Scrape, caught_up};
+use sensor_tests::{
+    bench::prom::{Scrape, caught_up},
+    free_loopback_port, http_get,
+};
 
 /// How long the sensor may take to load its rules and attach its programs.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -220,22 +223,4 @@ pub fn wall_ns() -> i64 {
     // SAFETY: ts is a valid timespec to write.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-}
-
-/// A loopback address with a port that was free a moment ago.
-fn free_loopback_port() -> Result<SocketAddr, String> {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| format!("no free loopback port: {e}"))
-}
-
-/// `GET path` over HTTP/1.1 on `addr`: the status code and the body.
-fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let mut stream =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| format!("connecting to {addr}: {e}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).map_err(|e| format!("reading {path}: {e}"))?;
-    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| format!("{path}: no HTTP header"))?;
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("no HTTP status")?;
-    Ok((status, body.to_owned()))
 }

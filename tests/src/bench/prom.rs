@@ -4,7 +4,8 @@
 /// One scrape: every sample's metric name, labels and value.
 #[derive(Clone, Debug, Default)]
 pub struct Scrape {
-    samples: Vec<(String, f64)>,
+    /// Metric name, labels (`{...}` as written, empty for none), value.
+    samples: Vec<(String, String, f64)>,
 }
 
 /// The counters a storm reports, all totals since the sensor started.
@@ -41,8 +42,8 @@ impl Scrape {
             .filter(|l| !l.starts_with('#'))
             .filter_map(|l| {
                 let (series, value) = l.rsplit_once(' ')?;
-                let name = series.split('{').next()?.trim();
-                Some((name.to_owned(), value.trim().parse().ok()?))
+                let (name, labels) = series.split_once('{').map_or((series, ""), |(n, l)| (n, l));
+                Some((name.trim().to_owned(), labels.to_owned(), value.trim().parse().ok()?))
             })
             .collect();
         Self { samples }
@@ -50,7 +51,14 @@ impl Scrape {
 
     /// The sum of every sample of metric `name` (over its labels); `None` if it has none.
     pub fn sum(&self, name: &str) -> Option<f64> {
-        let mut values = self.samples.iter().filter(|(n, _)| n == name).map(|(_, v)| v).peekable();
+        self.sum_with(name, "")
+    }
+
+    /// The sum of the samples of metric `name` whose labels contain `label` (e.g.
+    /// `syscall="openat"`); `None` if it has none.
+    pub fn sum_with(&self, name: &str, label: &str) -> Option<f64> {
+        let mut values =
+            self.samples.iter().filter(|(n, l, _)| n == name && l.contains(label)).map(|(_, _, v)| v).peekable();
         values.peek()?;
         Some(values.sum())
     }
@@ -85,8 +93,8 @@ impl Scrape {
         let counters = |all: bool| {
             self.samples
                 .iter()
-                .filter(|(n, _)| n.contains("prefilter") && n.ends_with("_total") && n.contains("_all") == all)
-                .map(|(_, v)| *v as u64)
+                .filter(|(n, _, _)| n.contains("prefilter") && n.ends_with("_total") && n.contains("_all") == all)
+                .map(|(_, _, v)| *v as u64)
                 .reduce(|a, b| a + b)
         };
         counters(true).or_else(|| counters(false))

@@ -40,16 +40,7 @@ fn argv(args: &[&CString]) -> Vec<*const libc::c_char> {
     args.iter().map(|a| a.as_ptr()).chain([ptr::null()]).collect()
 }
 
-fn sockaddr_in(port: u16) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be() },
-        sin_zero: [0; 8],
-    }
-}
-
-const SIN_LEN: u32 = size_of::<libc::sockaddr_in>() as u32;
+use sensor_tests::{SOCKADDR_IN_LEN as SIN_LEN, loopback_sockaddr as sockaddr_in};
 
 fn port_of(fd: i32) -> u16 {
     let mut addr = sockaddr_in(0);

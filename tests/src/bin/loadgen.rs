@@ -143,18 +143,7 @@ struct Connect {
     addr: libc::sockaddr_in,
 }
 
-/// A loopback IPv4 address.
-fn loopback(port: u16) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be() },
-        sin_zero: [0; 8],
-    }
-}
-
-/// The size of a `sockaddr_in`, as the socket calls take it.
-const SIN_LEN: u32 = size_of::<libc::sockaddr_in>() as u32;
+use sensor_tests::{SOCKADDR_IN_LEN as SIN_LEN, loopback_sockaddr as loopback};
 
 impl Connect {
     fn new() -> Self {
