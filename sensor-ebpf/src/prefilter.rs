@@ -231,7 +231,7 @@ pub fn drops_close(fd: u64, nr: u64) -> bool {
         return false;
     }
     let Some(bits) = dropped_fds() else { return false };
-    let (word, bit) = ((fd / 64) as usize & (DROPPED_FDS / 64 - 1), 1u64 << (fd % 64));
+    let (word, bit) = fd_bit(fd);
     if bits[word] & bit == 0 {
         return false;
     }
@@ -248,8 +248,8 @@ pub fn fd_sent(fd: i64) {
         return;
     }
     if let Some(bits) = dropped_fds() {
-        let fd = fd as u64;
-        bits[(fd / 64) as usize & (DROPPED_FDS / 64 - 1)] &= !(1u64 << (fd % 64));
+        let (word, bit) = fd_bit(fd as u64);
+        bits[word] &= !bit;
     }
 }
 
@@ -261,7 +261,7 @@ pub fn fd_file_blob(rec: &mut Record, fd: u64) {
         return;
     }
     let Some(bits) = dropped_fds() else { return };
-    let (word, bit) = ((fd / 64) as usize & (DROPPED_FDS / 64 - 1), 1u64 << (fd % 64));
+    let (word, bit) = fd_bit(fd);
     if bits[word] & bit == 0 {
         return;
     }
@@ -286,6 +286,12 @@ pub fn on_fork(child: u64) {
     }
 }
 
+/// The word of an [`FdBits`] that holds `fd`, and its bit there.
+#[inline(always)]
+fn fd_bit(fd: u64) -> (usize, u64) {
+    ((fd / 64) as usize & (DROPPED_FDS / 64 - 1), 1u64 << (fd % 64))
+}
+
 /// The current fd table's entry in [`DROPPED`], if it has one.
 #[inline(always)]
 fn dropped_fds() -> Option<&'static mut FdBits> {
@@ -308,7 +314,8 @@ fn remember(fd: u64) -> bool {
             bits
         }
     };
-    bits[(fd / 64) as usize & (DROPPED_FDS / 64 - 1)] |= 1u64 << (fd % 64);
+    let (word, bit) = fd_bit(fd);
+    bits[word] |= bit;
     true
 }
 
