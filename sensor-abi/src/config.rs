@@ -229,6 +229,9 @@ pub struct Config {
     /// Wake the reader when pending data crosses a multiple of this many bytes; between
     /// wake-ups the reader drains on a timer. 0 wakes the reader for every record.
     pub wakeup_bytes: u32,
+    /// Pending bytes in a ring above which records of [`spec_flags::BULK`] syscalls are shed
+    /// (counted in [`Counters::shed`]) instead of written; 0 never sheds.
+    pub bulk_limit_bytes: u32,
     /// Field offsets of the running kernel.
     pub offsets: KernelOffsets,
 }
@@ -249,6 +252,9 @@ pub struct Counters {
     /// ia32 syscalls (32-bit programs, `int $0x80`) seen with no x86_64 meaning the sensor
     /// captures: not decoded, only counted.
     pub compat_untranslated: u64,
+    /// Records of bulk syscalls not written because their ring was above
+    /// [`Config::bulk_limit_bytes`]: room kept for the events rules need most.
+    pub shed: u64,
 }
 
 /// One entry of the `SYSCALLS` array map (indexed by syscall number): whether the syscall
@@ -285,6 +291,9 @@ pub mod spec_flags {
     pub const LOCAL_ADDR_ARG0: u8 = 32;
     /// After success, add the local address of the socket fd returned (`accept`).
     pub const LOCAL_ADDR_RET: u8 = 64;
+    /// Bulk: shed first when the ring fills up ([`Config::bulk_limit_bytes`]), so that the
+    /// events rules need most (exec, connect, opens a rule may match) find room.
+    pub const BULK: u8 = 128;
 }
 
 /// Entries of the `COMPAT` (by ia32 syscall number) and `SOCKETCALL` (by `socketcall`
@@ -320,4 +329,5 @@ mod user {
 
 const _: () = assert!(core::mem::size_of::<SyscallSpec>() == 8);
 const _: () = assert!(core::mem::size_of::<KernelOffsets>().is_multiple_of(4));
-const _: () = assert!(core::mem::size_of::<Config>() == 16 + core::mem::size_of::<KernelOffsets>());
+// No padding: five u32 fields, then the offsets (all u32).
+const _: () = assert!(core::mem::size_of::<Config>() == 20 + core::mem::size_of::<KernelOffsets>());

@@ -181,6 +181,52 @@ impl Syscall {
         self.args.iter().position(|a| a.name == name)
     }
 
+    /// Whether it is bulk ([`BULK`](crate::config::spec_flags::BULK)): frequent, and no
+    /// rule's main subject, so shed first when a ring fills up. Process lifecycle, execs,
+    /// connections, opens (the prefilter sends only those a rule may match) and every change
+    /// of identity, namespace, file or module stay.
+    pub fn is_bulk(&self) -> bool {
+        match self.family {
+            Family::Close
+            | Family::Dup
+            | Family::Fcntl
+            | Family::Mmap
+            | Family::SendTo
+            | Family::SendMsg
+            | Family::RecvFrom
+            | Family::RecvMsg => true,
+            Family::Open
+            | Family::Exec
+            | Family::Socket
+            | Family::Connect
+            | Family::Accept
+            | Family::Bind
+            | Family::Listen
+            | Family::Ptrace
+            | Family::SetIds
+            | Family::Capset
+            | Family::Setns
+            | Family::Unshare
+            | Family::Clone
+            | Family::Mount
+            | Family::Umount
+            | Family::Chmod
+            | Family::Chown
+            | Family::Link
+            | Family::Unlink
+            | Family::Mkdir
+            | Family::Module
+            | Family::MemfdCreate
+            | Family::Prctl
+            | Family::Kill
+            | Family::Bpf
+            | Family::Chdir
+            | Family::Userfaultfd
+            | Family::Setsid
+            | Family::Setpgid => false,
+        }
+    }
+
     /// Its roles in the prefilter ([`spec_prefilter`]).
     pub fn prefilter_role(&self) -> u8 {
         use spec_prefilter::{CLOSE, FD_ARG, NEW_FD, OPEN, with_arg};

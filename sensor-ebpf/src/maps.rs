@@ -44,6 +44,7 @@ pub static CONFIG: Rodata<Config> = Rodata::new(Config {
     cpus_per_ring: 1,
     nr_rings: 1,
     wakeup_bytes: 0,
+    bulk_limit_bytes: 0,
     // All u32: zero is a valid (unresolved) value for each; the loader fills them in.
     offsets: unsafe { core::mem::zeroed() },
 });
@@ -273,14 +274,25 @@ pub fn counters() -> Option<&'static mut Counters> {
     COUNTERS.get_ptr_mut(0).map(|p| unsafe { &mut *p })
 }
 
-/// Copies `data` into this CPU's ring and counts the outcome. Wakes the reader only when
-/// the pending bytes cross a multiple of `wakeup_bytes`: a wake-up per record would cost
-/// more than the capture itself (see the perf-floor notes).
+/// Copies `data` into this CPU's ring and counts the outcome; a `bulk` record is shed
+/// (counted) instead when the ring holds more than `bulk_limit_bytes`, keeping the rest of
+/// the ring for the records rules need most. Wakes the reader only when the pending bytes
+/// cross a multiple of `wakeup_bytes`: a wake-up per record would cost more than the
+/// capture itself (see the perf-floor notes). Returns whether the record was written.
 #[inline(always)]
-pub fn emit(data: &[u8]) {
+pub fn emit(data: &[u8], bulk: bool) -> bool {
     let cpu = unsafe { bpf_get_smp_processor_id() };
     let idx = cpu.checked_div(config!(cpus_per_ring)).unwrap_or(0);
     let ring = ring_by_index(idx);
+    if bulk {
+        let limit = config!(bulk_limit_bytes) as u64;
+        if limit != 0 && ring.query(BPF_RB_AVAIL_DATA as u64) + data.len() as u64 > limit {
+            if let Some(c) = counters() {
+                c.shed += 1;
+            }
+            return false;
+        }
+    }
     let wakeup_bytes = config!(wakeup_bytes);
     let flags = if wakeup_bytes == 0 {
         0
@@ -302,4 +314,5 @@ pub fn emit(data: &[u8]) {
             c.lost += 1;
         }
     }
+    ok
 }

@@ -253,6 +253,16 @@ pub fn fd_sent(fd: i64) {
     }
 }
 
+/// A call returned the new fd `fd` and was shed: like a kept-back open, its first use
+/// carries the file's path, so user space still learns what the fd is.
+#[inline(always)]
+pub fn fd_shed(fd: i64) {
+    if fd < 0 || fd >= DROPPED_FDS as i64 || config().is_none_or(|c| c.flags == 0) {
+        return;
+    }
+    remember(fd as u64);
+}
+
 /// At the exit of a call using `fd`: when that fd's open was not sent, adds the file's path
 /// as the [`blob_slot::FD_FILE`] blob; user space knows the fd from then on.
 #[inline(always)]

@@ -271,14 +271,15 @@ impl Record {
         self.nblobs += 1;
     }
 
-    /// Sends the record (`off` bytes) to this CPU's ring buffer.
+    /// Sends the record (`off` bytes) to this CPU's ring buffer ([`emit`]); returns whether
+    /// it was written.
     #[inline(always)]
-    pub fn emit(&self) {
+    pub fn emit(&self, bulk: bool) -> bool {
         let len = self.off & (SCRATCH_SIZE - 1);
         if len == 0 {
-            return;
+            return false;
         }
-        emit(unsafe { core::slice::from_raw_parts(self.buf, len) });
+        emit(unsafe { core::slice::from_raw_parts(self.buf, len) }, bulk)
     }
 }
 

@@ -27,7 +27,8 @@ fn start<B>(kind: RecordKind) -> Option<Record> {
 fn finish(mut rec: Record) {
     let len = rec.off as u32;
     rec.at::<Header>(0).len = len;
-    rec.emit();
+    // Process lifecycle: never shed.
+    rec.emit(false);
 }
 
 /// `sched_process_fork(parent, child)`: runs in the parent.

@@ -238,9 +238,13 @@ pub fn on_exit(nr: u64, mut args: [u64; 6], ret: i64, compat: bool) {
     body.args = args;
     let len = rec.off as u32;
     rec.at::<Header>(0).len = len;
-    rec.emit();
+    let sent = rec.emit(spec.flags & spec_flags::BULK != 0);
     if role & (spec_prefilter::OPEN | spec_prefilter::NEW_FD) != 0 {
-        prefilter::fd_sent(ret);
+        if sent {
+            prefilter::fd_sent(ret);
+        } else {
+            prefilter::fd_shed(ret);
+        }
     }
 }
 

@@ -263,6 +263,12 @@ impl Collector for SnapshotCollector {
             s.kernel.iter().map(|c| c.lost).sum::<u64>(),
         )?;
         w.counters(
+            "sensor_kernel_shed_events",
+            "Records of bulk syscalls (close, dup, fcntl, mmap, send, recv) the kernel shed because their ring was \
+             over half full, keeping room for the events rules need most, per CPU.",
+            per_cpu(|c| c.shed),
+        )?;
+        w.counters(
             "sensor_kernel_enter_missed",
             "Syscall enter-side captures missing at exit (stash full or enter not seen), per CPU.",
             per_cpu(|c| c.enter_missed),

@@ -304,7 +304,8 @@ fn program_syscalls(ebpf: &mut Ebpf, enable: &[&Syscall], previous: &[&Syscall])
         for (k, arg) in kinds.iter_mut().zip(sc.args) {
             *k = arg.kind as u8;
         }
-        let spec = SyscallSpec { flags: spec_flags::ENABLED | sc.flags, kinds, prefilter: sc.prefilter_role() };
+        let bulk = if sc.is_bulk() { spec_flags::BULK } else { 0 };
+        let spec = SyscallSpec { flags: spec_flags::ENABLED | sc.flags | bulk, kinds, prefilter: sc.prefilter_role() };
         specs.set(sc.nr, spec, 0).map_err(map_err("SYSCALLS"))?;
     }
     for sc in previous.iter().filter(|p| !enable.iter().any(|e| e.nr == p.nr)) {
@@ -356,6 +357,7 @@ impl Capture {
             cpus_per_ring,
             nr_rings,
             wakeup_bytes: cfg.wakeup_bytes,
+            bulk_limit_bytes: ring_bytes / 2,
             offsets: kernel_offsets()?,
         };
         let mut ebpf = load_object(&config, ring_bytes)?;

@@ -93,10 +93,11 @@ pub async fn run(args: CaptureArgs) -> anyhow::Result<()> {
                 out.flush()?;
             }
             _ = report.tick() => {
-                let lost = total(&capture.counters()?, |c| c.lost);
+                let counters = capture.counters()?;
+                let lost = total(&counters, |c| c.lost + c.shed);
                 if lost > lost_reported {
-                    log::warn!("{lost} events lost so far: the ring buffers were full ({})",
-                        per_cpu(&capture.counters()?));
+                    log::warn!("{lost} events lost or shed so far: the ring buffers were full ({})",
+                        per_cpu(&counters));
                     lost_reported = lost;
                 }
             }
@@ -106,9 +107,10 @@ pub async fn run(args: CaptureArgs) -> anyhow::Result<()> {
     out.flush()?;
     let counters = capture.counters()?;
     eprintln!(
-        "capture: {} events emitted, {} lost, {} enter-side misses, {} undecodable; per CPU: {}",
+        "capture: {} events emitted, {} lost, {} shed, {} enter-side misses, {} undecodable; per CPU: {}",
         total(&counters, |c| c.emitted),
         total(&counters, |c| c.lost),
+        total(&counters, |c| c.shed),
         total(&counters, |c| c.enter_missed),
         undecodable,
         per_cpu(&counters)
@@ -121,7 +123,10 @@ fn total(counters: &[Counters], f: impl Fn(&Counters) -> u64) -> u64 {
 }
 
 fn per_cpu(counters: &[Counters]) -> String {
-    let cpus: Vec<String> =
-        counters.iter().enumerate().map(|(cpu, c)| format!("cpu{cpu} emitted={} lost={}", c.emitted, c.lost)).collect();
+    let cpus: Vec<String> = counters
+        .iter()
+        .enumerate()
+        .map(|(cpu, c)| format!("cpu{cpu} emitted={} lost={} shed={}", c.emitted, c.lost, c.shed))
+        .collect();
     cpus.join(", ")
 }

@@ -240,7 +240,7 @@ struct Tally {
     matches: HashMap<(String, Priority), u64>,
     internal: HashMap<&'static str, u64>,
     reloads: (u64, u64),
-    /// Kernel losses already reported by a drop alert.
+    /// Kernel losses and sheds already reported by a drop alert.
     lost_reported: u64,
 }
 
@@ -367,32 +367,38 @@ impl Runner<'_> {
         });
     }
 
-    /// Raises [`DROP_ALERT`] when the kernel lost more events than the threshold since the
-    /// last check (so at most one alert per interval).
+    /// Raises [`DROP_ALERT`] when the kernel lost or shed more events than the threshold since
+    /// the last check (so at most one alert per interval).
     fn check_drops(&mut self) {
         let Ok(counters) = self.capture.counters() else { return };
         let lost: u64 = counters.iter().map(|c| c.lost).sum();
-        let new = lost.saturating_sub(self.tally.lost_reported);
+        let shed: u64 = counters.iter().map(|c| c.shed).sum();
+        let new = (lost + shed).saturating_sub(self.tally.lost_reported);
         if new <= self.config.internal_alerts.drop_threshold {
             return;
         }
-        self.tally.lost_reported = lost;
+        self.tally.lost_reported = lost + shed;
         let per_cpu: Vec<String> = counters
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.lost > 0)
-            .map(|(i, c)| format!("cpu {i}: {}", c.lost))
+            .filter(|(_, c)| c.lost + c.shed > 0)
+            .map(|(i, c)| format!("cpu {i}: {} lost, {} shed", c.lost, c.shed))
             .collect();
         let interval = self.config.internal_alerts.interval;
         self.internal_alert(
             DROP_ALERT,
             Priority::Critical,
             format!(
-                "{new} events lost in the kernel in the last {interval:?} ({lost} in all; {}): the ring buffers \
-                 were full; raise capture.ring_buffer_kib or narrow the rules",
+                "{new} events dropped in the kernel in the last {interval:?} ({lost} lost because a ring buffer \
+                 was full and {shed} bulk events shed at half full, in all; {}): raise \
+                 capture.ring_buffer_kib or narrow the rules",
                 per_cpu.join(", ")
             ),
-            vec![("sensor.lost_events", Value::UInt(new)), ("sensor.lost_events_total", Value::UInt(lost))],
+            vec![
+                ("sensor.lost_events", Value::UInt(new)),
+                ("sensor.lost_events_total", Value::UInt(lost)),
+                ("sensor.shed_events_total", Value::UInt(shed)),
+            ],
         );
     }
 

@@ -13,7 +13,8 @@ pub struct Scrape {
 pub struct Counts {
     /// Records the kernel programs wrote (`sensor_kernel_events`, all CPUs).
     pub captured: u64,
-    /// Records lost in the kernel (`sensor_kernel_lost_events`, all CPUs).
+    /// Records lost in the kernel (`sensor_kernel_lost_events`: a ring was full), or shed
+    /// (`sensor_kernel_shed_events`: bulk records at half full), all CPUs.
     pub lost: u64,
     /// Events the rules evaluated (`sensor_evaluated_events`).
     pub evaluated: u64,
@@ -81,7 +82,7 @@ impl Scrape {
         let total = |name: &str| self.sum(name).unwrap_or(0.0) as u64;
         Counts {
             captured: total("sensor_kernel_events_total"),
-            lost: total("sensor_kernel_lost_events_total"),
+            lost: total("sensor_kernel_lost_events_total") + total("sensor_kernel_shed_events_total"),
             evaluated: total("sensor_evaluated_events_total"),
             prefiltered: self.prefiltered(),
         }
@@ -131,6 +132,7 @@ sensor_kernel_events_total{cpu=\"1\"} 236
 sensor_kernel_lost_events_total{cpu=\"0\"} 3
 sensor_kernel_lost_events_total{cpu=\"1\"} 4
 sensor_kernel_lost_events_all_total 7
+sensor_kernel_shed_events_total{cpu=\"0\"} 2
 sensor_ring_buffer_pending_bytes{ring=\"0\"} 4096
 sensor_evaluated_events_total 1344
 process_cpu_seconds_total 1.73
@@ -139,7 +141,7 @@ process_cpu_seconds_total 1.73
     #[test]
     fn reads_the_counters() {
         let s = Scrape::parse(TEXT);
-        assert_eq!(s.counts(), Counts { captured: 1344, lost: 7, evaluated: 1344, prefiltered: None });
+        assert_eq!(s.counts(), Counts { captured: 1344, lost: 9, evaluated: 1344, prefiltered: None });
         assert_eq!(s.pending_bytes(), 4096);
         assert_eq!(s.sum("process_cpu_seconds_total"), Some(1.73));
         assert_eq!(s.sum("nope"), None);

@@ -7,6 +7,7 @@
 //! | loop | one iteration (its syscalls) |
 //! |---|---|
 //! | `getpid` | `getpid` (1): a syscall no rule wants |
+//! | `close` | `close(-1)` (1): a bulk syscall the sensor captures whatever the rules (it keeps the fd table), failing at once |
 //! | `open` | `openat` of a file below /tmp for reading, `close` (2) |
 //! | `exec` | `fork`, `execve("/bin/true")` in the child, its `exit_group`, `wait4` (4; the syscalls `/bin/true` makes while it loads are not counted) |
 //! | `connect` | `socket`, `setsockopt(SO_LINGER 0)` (a reset on close: no `TIME_WAIT`), `connect` to a loopback listener of this process, `accept4`, `close` of both ends (6) |
@@ -65,6 +66,17 @@ impl Loop for Getpid {
     fn step(&mut self) {
         // SAFETY: getpid has no preconditions.
         unsafe { libc::syscall(libc::SYS_getpid) };
+    }
+}
+
+/// `close(-1)`.
+struct CloseBad;
+
+impl Loop for CloseBad {
+    const SYSCALLS: u64 = 1;
+    fn step(&mut self) {
+        // SAFETY: closing an fd that cannot exist only fails with EBADF.
+        unsafe { libc::syscall(libc::SYS_close, -1) };
     }
 }
 
@@ -244,7 +256,7 @@ fn option(args: &[String], flag: &str) -> Option<String> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: loadgen getpid|open|exec|connect|alert CPU (--iters N | --seconds S) [--spacing-us U]";
+    let usage = "usage: loadgen getpid|close|open|exec|connect|alert CPU (--iters N | --seconds S) [--spacing-us U]";
     let (Some(name), Some(cpu)) = (args.first(), args.get(1).and_then(|c| c.parse().ok())) else {
         panic!("{usage}");
     };
@@ -256,6 +268,7 @@ fn main() {
     pin(cpu);
     match name.as_str() {
         "getpid" => run(name, Getpid, length),
+        "close" => run(name, CloseBad, length),
         "open" => run(name, Open::new(), length),
         "exec" => run(name, Exec::new(), length),
         "connect" => run(name, Connect::new(), length),
