@@ -269,6 +269,13 @@ impl Collector for SnapshotCollector {
             per_cpu(|c| c.shed),
         )?;
         w.counters(
+            "sensor_account_file_reads",
+            "Reads of the passwd and group files a process sees (its container's), by result: read, truncated \
+             (cut at 1 MiB), not_regular (a FIFO, device or directory: refused), unreadable, dropped (the \
+             loader's queue was full) or timed_out.",
+            crate::state::account_stats().counts().into_iter().map(|(result, n)| (label("result", result), n)),
+        )?;
+        w.counters(
             "sensor_kernel_enter_missed",
             "Syscall enter-side captures missing at exit (stash full or enter not seen), per CPU.",
             per_cpu(|c| c.enter_missed),

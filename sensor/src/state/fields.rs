@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use super::{
-    Fd, Process, State,
+    Fd, Lookup, Process, Root, State,
     fd::IoClass,
     symbols::{
         BPF_CMDS, CLONE_FLAGS, EXE_FLAGS, FAMILIES, FCNTL_CMDS, MEMFD_FLAGS, MODE_EXEC, MODE_FLAGS, NAMESPACE_FLAGS,
@@ -594,19 +594,26 @@ impl<'a> EventView<'a> {
 
     fn user_field(&self, field: Field) -> Option<Value<'a>> {
         let ev = self.ev;
+        let root = Root { mnt_ns: ev.mnt_ns, pids: [ev.pid, ev.ppid] };
         let mut users = self.state.users.borrow_mut();
-        // The account databases sit behind a `RefCell` (read on first use), so the text
+        // The account databases sit behind a `RefCell` (loaded on first use), so the text
         // is copied out.
         let text = |t: &str| Value::Str(Cow::Owned(t.to_owned()));
+        // Accounts not loaded yet: the id stands for the name, rather than waiting.
+        let named = |found: Lookup<&str>, id: u32| match found {
+            Lookup::Known(name) => Some(text(name)),
+            Lookup::Pending => Some(Value::Str(Cow::Owned(id.to_string()))),
+            Lookup::Unknown => None,
+        };
         match field {
-            Field::UserName => users.user(ev.pid, ev.mnt_ns, ev.uid).map(|u| text(&u.name)),
-            Field::UserHomedir => users.user(ev.pid, ev.mnt_ns, ev.uid).map(|u| text(&u.home)),
-            Field::UserShell => users.user(ev.pid, ev.mnt_ns, ev.uid).map(|u| text(&u.shell)),
+            Field::UserName => named(users.user(root, ev.uid).map(|u| u.name.as_str()), ev.uid),
+            Field::UserHomedir => users.user(root, ev.uid).known().map(|u| text(&u.home)),
+            Field::UserShell => users.user(root, ev.uid).known().map(|u| text(&u.shell)),
             Field::UserLoginname => {
                 let p = self.process()?;
-                users.user(ev.pid, ev.mnt_ns, p.loginuid).map(|u| text(&u.name))
+                named(users.user(root, p.loginuid).map(|u| u.name.as_str()), p.loginuid)
             }
-            Field::GroupName => users.group(ev.pid, ev.mnt_ns, ev.gid).map(text),
+            Field::GroupName => named(users.group(root, ev.gid), ev.gid),
             _ => None,
         }
     }

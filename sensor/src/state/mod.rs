@@ -21,7 +21,7 @@ pub use field_map::FieldMapEvent;
 use fields::{EventChanges, Stream};
 pub use fields::{EventView, SensorInfo};
 pub use process::{Process, ProcessTable, read_proc};
-pub use users::{User, UserDb};
+pub use users::{AccountStats, Lookup, Root, User, UserDb, account_stats};
 
 use sensor_abi::{config::F_DUPFD_CLOEXEC, record::exe_flags};
 
@@ -256,6 +256,11 @@ impl State {
             return;
         }
         let live = self.live;
+        if live && matches!(ev.syscall().map(|s| &s.args), Some(SyscallArgs::Exec { .. })) {
+            // A new program, maybe in a new container: its accounts load while it starts, so
+            // its alerts can name its user.
+            self.users.get_mut().prefetch(Root { mnt_ns: ev.mnt_ns, pids: [ev.pid, ev.ppid] });
+        }
         let exe_upper_layer = match ev.syscall() {
             // Records from the kernel say it themselves (`ExecInfo`); older captures do not.
             Some(sc) if live && sc.ret == 0 && matches!(sc.args, SyscallArgs::Exec { info: None, .. }) => {

@@ -1,0 +1,139 @@
+//! A hostile workload: what the watched programs control (files in their containers, their
+//! names, their numbers) cannot stall, exhaust or fool the sensor. Each case states its
+//! outcome: detection keeps running (an unrelated host alert arrives), memory stays within
+//! the DaemonSet's limit, and what was refused is counted. Needs root; leases the test bed.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use sensor_tests::{TestBed, bench::prom::Scrape, free_loopback_port, http_get, start_sensor};
+
+const SHADOW_RULE: &str = "Read credential file by untrusted program";
+/// The DaemonSet's memory limit (`deploy/kubernetes/30-daemonset.yaml`).
+const MEMORY_LIMIT_KIB: u64 = 1 << 20;
+
+/// The sensor's metrics now.
+fn scrape(addr: SocketAddr) -> Scrape {
+    let (status, body) = http_get(addr, "/metrics").expect("metrics endpoint");
+    assert_eq!(status, 200, "/metrics: {body}");
+    Scrape::parse(&body)
+}
+
+/// A `VmHWM`-like line of `/proc/PID/status`, in KiB.
+fn status_kib(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the sensor's status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
+
+/// Containers replace `/etc/passwd` (and `/etc/group`) by a FIFO, by a symlink to
+/// `/dev/zero`, and by a symlink out of the container, then read a secret: the sensor reads
+/// none of those (a FIFO would block a reader forever, `/dev/zero` never ends), alerts on each
+/// read, and keeps alerting on the host.
+#[test]
+fn hostile_account_files_in_containers_neither_stall_nor_exhaust_the_sensor() {
+    let bed = TestBed::up();
+    let image = bed.get("IMAGE").to_owned();
+    // The containers make their files hostile before the sensor starts (it reads a
+    // container's accounts when it first sees a program start there), then wait for a file
+    // the test creates: `docker exec` would itself read the FIFO.
+    let signal = sensor_tests::temp_path("hostile-signal");
+    std::fs::create_dir_all(&signal).unwrap();
+    let cases = [
+        ("fifo", "rm -f /etc/passwd /etc/group && mkfifo /etc/passwd /etc/group"),
+        ("zero", "ln -sf /dev/zero /etc/passwd && ln -sf /dev/zero /etc/group"),
+        ("escape", "ln -sf ../../../../../../../../etc/passwd /etc/passwd && ln -sf /proc/1/root/etc/group /etc/group"),
+    ];
+    let mut names = Vec::new();
+    for (tag, setup) in cases {
+        let name = format!("sensor-hostile-{tag}-{}", std::process::id());
+        // Twice: the first read asks for the accounts, the second finds them refused.
+        let script = format!(
+            "{setup} && echo 'root:*:1::::::' > /etc/shadow && while [ ! -e /signal/go ]; do sleep 0.1; done \
+             && cat /etc/shadow && sleep 0.3 && cat /etc/shadow && exec sleep 120"
+        );
+        let mount = format!("{signal}:/signal");
+        let id =
+            bed.docker(&["run", "-d", "--network", "none", "-v", &mount, "--name", &name, &image, "sh", "-c", &script]);
+        names.push((name, id[..12].to_owned()));
+    }
+
+    let metrics = free_loopback_port().unwrap();
+    let address = format!("metrics.address={metrics}");
+    let mut sensor = start_sensor(&[
+        "run",
+        "--json",
+        "-o",
+        &address,
+        "--docker-socket",
+        bed.get("DOCKER_SOCK"),
+        "--container-wait-ms",
+        "200",
+    ]);
+    let (tx, rx) = mpsc::channel::<serde_json::Value>();
+    let stdout = BufReader::new(sensor.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if tx.send(serde_json::from_str(&line).expect("JSON alert")).is_err() {
+                break;
+            }
+        }
+    });
+    std::fs::write(format!("{signal}/go"), b"").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // Then an unrelated read on the host.
+    let host_read = Instant::now();
+    let out = Command::new("cat").arg("/etc/shadow").stdout(Stdio::null()).status().expect("cat runs");
+    assert!(out.success());
+
+    let is_read = |a: &serde_json::Value, container: &str| {
+        a["rule"] == SHADOW_RULE
+            && a["output_fields"]["fd.name"] == "/etc/shadow"
+            && a["output_fields"]["container.id"] == container
+    };
+    let mut alerts = Vec::new();
+    let mut host_latency = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while host_latency.is_none() || !names.iter().all(|(_, id)| alerts.iter().any(|a| is_read(a, id))) {
+        let Ok(a) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else { break };
+        if host_latency.is_none() && is_read(&a, "host") && a["output_fields"]["proc.name"] == "cat" {
+            host_latency = Some(host_read.elapsed());
+        }
+        alerts.push(a);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let now = scrape(metrics);
+    let pid = sensor.id();
+    let hwm = status_kib(pid, "VmHWM:");
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    assert!(sensor.wait().unwrap().success());
+    for (name, _) in &names {
+        let _ = bed.docker_status(&["rm", "-f", name]);
+    }
+    let _ = std::fs::remove_dir_all(&signal);
+
+    let refused = now.sum_with("sensor_account_file_reads_total", "result=\"not_regular\"").unwrap_or(0.0);
+    eprintln!("host alert after {host_latency:?}; VmHWM {hwm} KiB; account files refused: {refused}");
+    let host_latency = host_latency.expect("the host's read of /etc/shadow is alerted while containers are hostile");
+    assert!(host_latency < Duration::from_secs(5), "the host alert took {host_latency:?}");
+    for (name, id) in &names {
+        let read =
+            alerts.iter().find(|a| is_read(a, id)).unwrap_or_else(|| panic!("no alert from {name}: {alerts:#?}"));
+        // The container's accounts are unknown: never the host's name for its uid, never
+        // bytes of /dev/zero.
+        let user = read["output_fields"]["user.name"].as_str().unwrap_or_default();
+        assert!(["<NA>", "0", ""].contains(&user), "{name}: user.name {user:?}");
+    }
+    // FIFO and /dev/zero, passwd and group each; the escaping links resolve inside the
+    // container to files it lacks.
+    assert!(refused >= 4.0, "refused account files: {refused}");
+    assert!(hwm < MEMORY_LIMIT_KIB, "VmHWM {hwm} KiB over the DaemonSet's limit");
+}
