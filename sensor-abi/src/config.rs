@@ -232,6 +232,12 @@ pub struct Config {
     /// Pending bytes in a ring above which records of [`spec_flags::BULK`] syscalls are shed
     /// (counted in [`Counters::shed`]) instead of written; 0 never sheds.
     pub bulk_limit_bytes: u32,
+    /// Pending bytes in a ring above which each process's syscall records are rate limited
+    /// ([`flood`]), the rest counted in [`Counters::throttled`]; 0 never limits.
+    pub flood_limit_bytes: u32,
+    /// Pending bytes in a ring above which only quiet processes (a bucket nearly full,
+    /// [`flood::QUIET`]) write syscall records: the rest of the ring is theirs.
+    pub quiet_limit_bytes: u32,
     /// Field offsets of the running kernel.
     pub offsets: KernelOffsets,
 }
@@ -255,6 +261,34 @@ pub struct Counters {
     /// Records of bulk syscalls not written because their ring was above
     /// [`Config::bulk_limit_bytes`]: room kept for the events rules need most.
     pub shed: u64,
+    /// Syscall records not written because their ring was above
+    /// [`Config::flood_limit_bytes`] and their process over its [`flood`] rate: one process
+    /// flooding the ring cannot crowd out the others.
+    pub throttled: u64,
+}
+
+/// The per-process rate under ring pressure ([`Config::flood_limit_bytes`]): a token bucket
+/// per thread group, in the kernel.
+pub mod flood {
+    /// One token (one record) every this many nanoseconds: 10,000 records a second.
+    pub const NS_PER_TOKEN: u64 = 100_000;
+    /// Most tokens a process saves up.
+    pub const BURST: u64 = 10_000;
+    /// Above `quiet_limit_bytes`, a process writes only while it has used fewer than this
+    /// many of its tokens: one that keeps trying (a flood) never gets there.
+    pub const QUIET: u64 = 100;
+    /// Processes with a bucket; the least recently used give theirs up.
+    pub const MAX_PROCESSES: u32 = 8192;
+}
+
+/// A process's [`flood`] bucket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FloodBucket {
+    /// Records it may still write; every attempt under pressure takes one, written or not.
+    pub tokens: u64,
+    /// When the tokens were last topped up (`bpf_ktime_get_ns`).
+    pub refilled_ns: u64,
 }
 
 /// One entry of the `SYSCALLS` array map (indexed by syscall number): whether the syscall
@@ -329,5 +363,5 @@ mod user {
 
 const _: () = assert!(core::mem::size_of::<SyscallSpec>() == 8);
 const _: () = assert!(core::mem::size_of::<KernelOffsets>().is_multiple_of(4));
-// No padding: five u32 fields, then the offsets (all u32).
-const _: () = assert!(core::mem::size_of::<Config>() == 20 + core::mem::size_of::<KernelOffsets>());
+// No padding: seven u32 fields, then the offsets (all u32).
+const _: () = assert!(core::mem::size_of::<Config>() == 28 + core::mem::size_of::<KernelOffsets>());

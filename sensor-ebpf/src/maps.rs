@@ -1,15 +1,15 @@
 //! The maps shared by all programs, and the load-time configuration global.
 
-use core::mem::MaybeUninit;
+use core::{ffi::c_void, mem::MaybeUninit};
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::bpf_get_smp_processor_id,
+    helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns, generated::bpf_loop},
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use sensor_abi::{
-    config::{Config, Counters, MAX_RINGS, SyscallSpec},
+    config::{Config, Counters, FloodBucket, MAX_RINGS, SyscallSpec, flood},
     prefilter::{DROPPED_FDS, MAX_NAMES, MAX_PATHS, NameBytes, PathBytes, PrefilterConfig},
     record::{CGROUP_PATH_MAX, ExecInfo, PATH_MAX, SCRATCH_SIZE},
     syscalls::{MAX_IA32_NR, MAX_SOCKETCALL, MAX_SYSCALL_NR},
@@ -45,6 +45,8 @@ pub static CONFIG: Rodata<Config> = Rodata::new(Config {
     nr_rings: 1,
     wakeup_bytes: 0,
     bulk_limit_bytes: 0,
+    flood_limit_bytes: 0,
+    quiet_limit_bytes: 0,
     // All u32: zero is a valid (unresolved) value for each; the loader fills them in.
     offsets: unsafe { core::mem::zeroed() },
 });
@@ -224,6 +226,10 @@ pub static DROPPED: LruHashMap<u64, FdBits> = LruHashMap::with_max_entries(4096,
 #[map]
 pub static NO_FDS: Array<FdBits> = Array::with_max_entries(1, 0);
 
+/// Each process's rate under ring pressure, by thread group id.
+#[map]
+pub static FLOOD: LruHashMap<u32, FloodBucket> = LruHashMap::with_max_entries(flood::MAX_PROCESSES, 0);
+
 /// Events the prefilter did not send, per syscall number and CPU.
 #[map]
 pub static PREFILTERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_SYSCALL_NR, 0);
@@ -274,17 +280,88 @@ pub fn counters() -> Option<&'static mut Counters> {
     COUNTERS.get_ptr_mut(0).map(|p| unsafe { &mut *p })
 }
 
-/// Copies `data` into this CPU's ring and counts the outcome; a `bulk` record is shed
-/// (counted) instead when the ring holds more than `bulk_limit_bytes`, keeping the rest of
-/// the ring for the records rules need most. Wakes the reader only when the pending bytes
-/// cross a multiple of `wakeup_bytes`: a wake-up per record would cost more than the
-/// capture itself (see the perf-floor notes). Returns whether the record was written.
+/// How a record fares when its ring fills up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Process lifecycle: never held back.
+    Lifecycle,
+    /// A syscall rules may need: only its process's rate holds it back ([`throttled`]).
+    Syscall,
+    /// A bulk syscall: shed first, at `bulk_limit_bytes`.
+    Bulk,
+}
+
+/// This CPU's ring.
 #[inline(always)]
-pub fn emit(data: &[u8], bulk: bool) -> bool {
+fn this_ring() -> &'static RingBuf {
     let cpu = unsafe { bpf_get_smp_processor_id() };
-    let idx = cpu.checked_div(config!(cpus_per_ring)).unwrap_or(0);
-    let ring = ring_by_index(idx);
-    if bulk {
+    ring_by_index(cpu.checked_div(config!(cpus_per_ring)).unwrap_or(0))
+}
+
+/// Whether the current process's next syscall record is held back (and counted), so that
+/// one process flooding the ring cannot crowd out the others: when the ring holds more than
+/// `flood_limit_bytes` and the process is over its [`flood`] rate, or more than
+/// `quiet_limit_bytes` and the process is not quiet. Decided in a `bpf_loop` step, which the
+/// verifier checks once: inline, its branches would multiply the states of everything after.
+#[inline(always)]
+pub fn throttled() -> bool {
+    let mut verdict: u64 = 0;
+    let step = throttle_step as *const () as *mut c_void;
+    unsafe { bpf_loop(1, step, &raw mut verdict as *mut c_void, 0) };
+    verdict != 0
+}
+
+/// The one step of [`throttled`]: writes 1 to the `u64` at `ctx` when held back.
+#[inline(never)]
+extern "C" fn throttle_step(_index: u64, ctx: *mut c_void) -> i64 {
+    let limit = config!(flood_limit_bytes) as u64;
+    let pending = this_ring().query(BPF_RB_AVAIL_DATA as u64);
+    if limit == 0 || pending <= limit {
+        return 1;
+    }
+    let quiet_only = pending > config!(quiet_limit_bytes) as u64;
+    if take_token(quiet_only) {
+        return 1;
+    }
+    if let Some(c) = counters() {
+        c.throttled += 1;
+    }
+    unsafe { *(ctx as *mut u64) = 1 };
+    1
+}
+
+/// Takes one of the current process's [`flood`] tokens; whether it may write: it had one
+/// left, or, when `quiet_only`, it had used fewer than [`flood::QUIET`].
+#[inline(always)]
+fn take_token(quiet_only: bool) -> bool {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let now = unsafe { bpf_ktime_get_ns() };
+    let Some(bucket) = FLOOD.get_ptr_mut(&tgid) else {
+        let fresh = FloodBucket { tokens: flood::BURST - 1, refilled_ns: now };
+        // A full map evicts the least recently used; an insert that fails lets it through.
+        let _ = FLOOD.insert(&tgid, &fresh, 0);
+        return true;
+    };
+    let bucket = unsafe { &mut *bucket };
+    let earned = now.saturating_sub(bucket.refilled_ns) / flood::NS_PER_TOKEN;
+    if earned > 0 {
+        bucket.tokens = (bucket.tokens + earned).min(flood::BURST);
+        bucket.refilled_ns = now;
+    }
+    let had = bucket.tokens;
+    bucket.tokens = had.saturating_sub(1);
+    if quiet_only { had > flood::BURST - flood::QUIET } else { had > 0 }
+}
+
+/// Copies `data` into this CPU's ring and counts the outcome; a [`Class::Bulk`] record is
+/// shed (counted) instead when the ring holds more than `bulk_limit_bytes`, keeping the
+/// rest for the records rules need most. Wakes the reader only when the pending bytes cross
+/// a multiple of `wakeup_bytes`: a wake-up per record would cost more than the capture
+/// itself (see the perf-floor notes). Returns whether the record was written.
+#[inline(always)]
+pub fn emit(data: &[u8], class: Class) -> bool {
+    let ring = this_ring();
+    if class == Class::Bulk {
         let limit = config!(bulk_limit_bytes) as u64;
         if limit != 0 && ring.query(BPF_RB_AVAIL_DATA as u64) + data.len() as u64 > limit {
             if let Some(c) = counters() {

@@ -18,7 +18,7 @@ use core::{
 
 use aya_ebpf::helpers::generated::bpf_loop;
 
-use crate::maps::{PATH_PARTS, PathScratch, SCRATCH, emit};
+use crate::maps::{Class, PATH_PARTS, PathScratch, SCRATCH, emit};
 
 /// A record being written into this CPU's scratch area.
 pub struct Record {
@@ -274,12 +274,12 @@ impl Record {
     /// Sends the record (`off` bytes) to this CPU's ring buffer ([`emit`]); returns whether
     /// it was written.
     #[inline(always)]
-    pub fn emit(&self, bulk: bool) -> bool {
+    pub fn emit(&self, class: Class) -> bool {
         let len = self.off & (SCRATCH_SIZE - 1);
         if len == 0 {
             return false;
         }
-        emit(unsafe { core::slice::from_raw_parts(self.buf, len) }, bulk)
+        emit(unsafe { core::slice::from_raw_parts(self.buf, len) }, class)
     }
 }
 

@@ -8,7 +8,7 @@ use sensor_abi::{
 };
 
 use crate::{
-    maps::{EXEC_INFO, EXEC_STASH, STASH_EXEC_DONE, off},
+    maps::{Class, EXEC_INFO, EXEC_STASH, STASH_EXEC_DONE, off},
     path::{cgroup_blob, path_blob},
     record::{Record, Source},
     syscall::{stash_blobs, stash_entry},
@@ -27,8 +27,7 @@ fn start<B>(kind: RecordKind) -> Option<Record> {
 fn finish(mut rec: Record) {
     let len = rec.off as u32;
     rec.at::<Header>(0).len = len;
-    // Process lifecycle: never shed.
-    rec.emit(false);
+    rec.emit(Class::Lifecycle);
 }
 
 /// `sched_process_fork(parent, child)`: runs in the parent.

@@ -15,7 +15,8 @@ use sensor_abi::{
 
 use crate::{
     maps::{
-        EXEC_STASH, SCRATCH, STASH, STASH_EMPTY, STASH_EXEC_DONE, STASH_REREAD, SYSCALLS, Stash, config, counters, off,
+        Class, EXEC_STASH, SCRATCH, STASH, STASH_EMPTY, STASH_EXEC_DONE, STASH_REREAD, SYSCALLS, Stash, config,
+        counters, off, throttled,
     },
     prefilter,
     record::{Record, Source},
@@ -145,6 +146,11 @@ pub fn on_exit(nr: u64, mut args: [u64; 6], ret: i64, compat: bool) {
     if is_self() {
         return;
     }
+    // Decided first, where the verifier has few states to follow (and before any work). An
+    // exec is never held back: each is a new program, and it completes its stash.
+    if spec.flags & spec_flags::EXEC == 0 && throttled() {
+        return;
+    }
     let role = spec.prefilter;
     if role & spec_prefilter::CLOSE != 0 && prefilter::drops_close(args[0] & 0xffff_ffff, nr) {
         return;
@@ -238,7 +244,7 @@ pub fn on_exit(nr: u64, mut args: [u64; 6], ret: i64, compat: bool) {
     body.args = args;
     let len = rec.off as u32;
     rec.at::<Header>(0).len = len;
-    let sent = rec.emit(spec.flags & spec_flags::BULK != 0);
+    let sent = rec.emit(if spec.flags & spec_flags::BULK != 0 { Class::Bulk } else { Class::Syscall });
     if role & (spec_prefilter::OPEN | spec_prefilter::NEW_FD) != 0 {
         if sent {
             prefilter::fd_sent(ret);

@@ -54,6 +54,10 @@ pub struct Snapshot {
     pub processes: u64,
     /// Open fds tracked, over all processes.
     pub fds: u64,
+    /// Alerts the workers dropped because the queue to the outputs was full.
+    pub alerts_dropped: u64,
+    /// Bytes of alerts queued between the workers and the outputs.
+    pub alert_queue_bytes: u64,
     /// Internal alerts raised (event drops, failed reloads).
     pub internal_alerts: Vec<(String, u64)>,
     /// Successful and failed rule reloads.
@@ -269,6 +273,13 @@ impl Collector for SnapshotCollector {
             per_cpu(|c| c.shed),
         )?;
         w.counters(
+            "sensor_kernel_throttled_events",
+            "Records the kernel held back because their ring was over a quarter full and their process over its \
+             rate (10,000 a second, bursts of 10,000), or over three quarters full and their process not quiet, \
+             so that one process flooding the ring cannot crowd out the others, per CPU.",
+            per_cpu(|c| c.throttled),
+        )?;
+        w.counters(
             "sensor_account_file_reads",
             "Reads of the passwd and group files a process sees (its container's), by result: read, truncated \
              (cut at 1 MiB), not_regular (a FIFO, device or directory: refused), unreadable, dropped (the \
@@ -316,6 +327,17 @@ impl Collector for SnapshotCollector {
             per_cpu(|c| c.compat_untranslated),
         )?;
         w.counter("sensor_evaluated_events", "Events the rules evaluated.", s.evaluated)?;
+        w.counter(
+            "sensor_alerts_dropped",
+            "Alerts dropped because the queue between the workers and the outputs held its bound (16 MiB) \
+             already.",
+            s.alerts_dropped,
+        )?;
+        w.gauge(
+            "sensor_alert_queue_bytes",
+            "Bytes of alerts queued between the workers and the outputs.",
+            s.alert_queue_bytes as i64,
+        )?;
         w.counters(
             "sensor_rule_matches",
             "Alerts raised, by rule and priority.",

@@ -1,6 +1,10 @@
 //! The pipeline from decoded events to alerts: state, then rules. Live capture and replay
 //! both go through it, so a recorded capture alerts exactly as it would have live.
 
+mod alerts;
+
+pub use alerts::{AlertReceiver, AlertSender, DEFAULT_QUEUE_BYTES, alert_queue};
+
 use std::sync::{
     Arc,
     atomic::{AtomicU64, Ordering::Relaxed},
@@ -185,11 +189,7 @@ pub struct Workers {
 
 impl Workers {
     /// Starts one worker per pipeline on the current tokio runtime; alerts go to `alerts`.
-    pub fn start(
-        pipelines: Vec<Pipeline>,
-        containers: crate::enrich::ContainerCache,
-        alerts: mpsc::UnboundedSender<Alert>,
-    ) -> Self {
+    pub fn start(pipelines: Vec<Pipeline>, containers: crate::enrich::ContainerCache, alerts: AlertSender) -> Self {
         let mut senders = Vec::new();
         let mut tasks = Vec::new();
         let mut all_stats = Vec::new();
@@ -215,7 +215,8 @@ impl Workers {
                         pipeline.prepare(ev);
                         let container = container_of(&mut pipeline, &containers, ev).await;
                         for alert in pipeline.finish(ev, Some(&container)) {
-                            let _ = alerts.send(alert);
+                            // A full queue counts what it drops.
+                            alerts.send(alert);
                         }
                     } else {
                         pipeline.apply(ev);
@@ -368,7 +369,7 @@ mod tests {
     }
 
     /// Two workers with the built-in rules and no container runtime.
-    fn two_workers() -> (Workers, mpsc::UnboundedReceiver<Alert>) {
+    fn two_workers() -> (Workers, AlertReceiver) {
         let (engine, _) = load_rules(&[], crate::rules::EngineOptions::default()).unwrap();
         let engine = Arc::new(engine);
         let pipelines = (0..2).map(|_| Pipeline::new(engine.clone(), State::new(StateConfig::default()))).collect();
@@ -376,7 +377,7 @@ mod tests {
             crate::enrich::EnrichConfig { endpoints: vec![], ..Default::default() },
             tokio::runtime::Handle::current(),
         );
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = alert_queue(DEFAULT_QUEUE_BYTES);
         (Workers::start(pipelines, cache, tx), rx)
     }
 
@@ -392,7 +393,7 @@ mod tests {
         workers.dispatch(Event { ppid: parent, ..event(child, EventKind::Syscall(sc)) }).await;
         let done = workers.finish().await;
         let mut alerts = Vec::new();
-        while let Ok(a) = rx.try_recv() {
+        while let Some(a) = rx.try_recv() {
             alerts.push(a);
         }
         assert_eq!(alerts.len(), 1, "one worker evaluates the open");

@@ -358,6 +358,8 @@ impl Capture {
             nr_rings,
             wakeup_bytes: cfg.wakeup_bytes,
             bulk_limit_bytes: ring_bytes / 2,
+            flood_limit_bytes: ring_bytes / 4,
+            quiet_limit_bytes: ring_bytes / 4 * 3,
             offsets: kernel_offsets()?,
         };
         let mut ebpf = load_object(&config, ring_bytes)?;
@@ -379,7 +381,7 @@ impl Capture {
             .map_err(map_err("COUNTERS"))?;
         let prefiltered = PerCpuArray::try_from(ebpf.take_map("PREFILTERED").ok_or(map_missing("PREFILTERED"))?)
             .map_err(map_err("PREFILTERED"))?;
-        let (tx, records) = mpsc::channel(1024);
+        let (tx, records) = mpsc::channel(ring::BACKLOG_BATCHES);
         let mut readers = Vec::new();
         let consumed: Vec<Arc<AtomicU64>> = (0..nr_rings).map(|_| Arc::default()).collect();
         for (name, consumed) in RING_MAPS[..nr_rings as usize].iter().zip(&consumed) {

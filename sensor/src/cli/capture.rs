@@ -94,7 +94,7 @@ pub async fn run(args: CaptureArgs) -> anyhow::Result<()> {
             }
             _ = report.tick() => {
                 let counters = capture.counters()?;
-                let lost = total(&counters, |c| c.lost + c.shed);
+                let lost = total(&counters, |c| c.lost + c.shed + c.throttled);
                 if lost > lost_reported {
                     log::warn!("{lost} events lost or shed so far: the ring buffers were full ({})",
                         per_cpu(&counters));
@@ -107,10 +107,10 @@ pub async fn run(args: CaptureArgs) -> anyhow::Result<()> {
     out.flush()?;
     let counters = capture.counters()?;
     eprintln!(
-        "capture: {} events emitted, {} lost, {} shed, {} enter-side misses, {} undecodable; per CPU: {}",
+        "capture: {} events emitted, {} lost, {} shed or throttled, {} enter-side misses, {} undecodable; per CPU: {}",
         total(&counters, |c| c.emitted),
         total(&counters, |c| c.lost),
-        total(&counters, |c| c.shed),
+        total(&counters, |c| c.shed + c.throttled),
         total(&counters, |c| c.enter_missed),
         undecodable,
         per_cpu(&counters)

@@ -16,7 +16,9 @@ use sensor::{
     event::{Clock, decode},
     metrics::{Metrics, Snapshot},
     outputs::OutputStage,
-    pipeline::{Pipeline, Workers, dns_names_for, load_rules, syscalls_for},
+    pipeline::{
+        AlertReceiver, DEFAULT_QUEUE_BYTES, Pipeline, Workers, alert_queue, dns_names_for, load_rules, syscalls_for,
+    },
     rules::{Alert, Engine, EngineOptions, Prefilter, Priority, RuleMatching, SUGGESTED_OUTPUT, Value, prefilter},
     state::{DNS_REFRESH, DnsNames, State, StateConfig},
 };
@@ -205,7 +207,7 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
         })
         .collect();
     let containers = ContainerCache::new(enrich_config(&config.containers), tokio::runtime::Handle::current());
-    let (alerts_tx, alerts_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (alerts_tx, alerts_rx) = alert_queue(DEFAULT_QUEUE_BYTES);
     let pool = Workers::start(pipelines, containers.clone(), alerts_tx);
     metrics.set_ready(true);
 
@@ -252,7 +254,7 @@ struct Runner<'a> {
     capture: Capture,
     clock: Clock,
     pool: Workers,
-    alerts_rx: tokio::sync::mpsc::UnboundedReceiver<Alert>,
+    alerts_rx: AlertReceiver,
     stage: OutputStage,
     containers: ContainerCache,
     dns: DnsNames,
@@ -261,6 +263,9 @@ struct Runner<'a> {
     tally: Tally,
     workers: usize,
 }
+
+/// Alerts handed to the outputs per turn of the run loop, beyond the first.
+const ALERTS_PER_TURN: usize = 255;
 
 /// The name of the internal alert raised when the kernel loses events.
 const DROP_ALERT: &str = "sensor internal: event drops";
@@ -281,7 +286,14 @@ impl Runner<'_> {
                     let Some(batch) = batch else { break };
                     self.dispatch(batch).await;
                 }
-                Some(alert) = self.alerts_rx.recv() => self.publish(alert),
+                Some(alert) = self.alerts_rx.recv() => {
+                    self.publish(alert);
+                    // What else is queued, up to a bound: batches must not wait on a flood.
+                    for _ in 0..ALERTS_PER_TURN {
+                        let Some(alert) = self.alerts_rx.try_recv() else { break };
+                        self.publish(alert);
+                    }
+                }
                 _ = refresh.tick() => self.refresh_metrics(),
                 _ = drops.tick() => self.check_drops(),
                 _ = hangup.recv() => {
@@ -372,7 +384,7 @@ impl Runner<'_> {
     fn check_drops(&mut self) {
         let Ok(counters) = self.capture.counters() else { return };
         let lost: u64 = counters.iter().map(|c| c.lost).sum();
-        let shed: u64 = counters.iter().map(|c| c.shed).sum();
+        let shed: u64 = counters.iter().map(|c| c.shed + c.throttled).sum();
         let new = (lost + shed).saturating_sub(self.tally.lost_reported);
         if new <= self.config.internal_alerts.drop_threshold {
             return;
@@ -381,8 +393,8 @@ impl Runner<'_> {
         let per_cpu: Vec<String> = counters
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.lost + c.shed > 0)
-            .map(|(i, c)| format!("cpu {i}: {} lost, {} shed", c.lost, c.shed))
+            .filter(|(_, c)| c.lost + c.shed + c.throttled > 0)
+            .map(|(i, c)| format!("cpu {i}: {} lost, {} shed, {} throttled", c.lost, c.shed, c.throttled))
             .collect();
         let interval = self.config.internal_alerts.interval;
         self.internal_alert(
@@ -390,8 +402,8 @@ impl Runner<'_> {
             Priority::Critical,
             format!(
                 "{new} events dropped in the kernel in the last {interval:?} ({lost} lost because a ring buffer \
-                 was full and {shed} bulk events shed at half full, in all; {}): raise \
-                 capture.ring_buffer_kib or narrow the rules",
+                 was full, and {shed} held back under pressure: bulk events at half full, a flooding \
+                 process's beyond its rate; in all; {}): raise capture.ring_buffer_kib or narrow the rules",
                 per_cpu.join(", ")
             ),
             vec![
@@ -474,6 +486,8 @@ impl Runner<'_> {
             containers: self.containers.stats(),
             processes,
             fds,
+            alerts_dropped: self.alerts_rx.dropped(),
+            alert_queue_bytes: self.alerts_rx.queued_bytes() as u64,
             internal_alerts: t.internal.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
             reloads: t.reloads,
         });
@@ -487,7 +501,7 @@ impl Runner<'_> {
         // Detach the programs first: nothing new arrives while the pipeline drains.
         drop(capture);
         let done = pool.finish().await;
-        while let Ok(alert) = alerts_rx.try_recv() {
+        while let Some(alert) = alerts_rx.try_recv() {
             tally.alerts += 1;
             stage.publish(alert);
         }
@@ -497,10 +511,12 @@ impl Runner<'_> {
         let evicted: u64 = done.iter().map(|p| p.state().stats().evicted).sum();
         eprintln!("run: container metadata: {:?}", containers.stats());
         eprintln!(
-            "run: {events} events evaluated by {workers} worker(s), {} alerts, {} lost in the kernel, {} \
-             undecodable; {processes} processes tracked, {evicted} evicted",
+            "run: {events} events evaluated by {workers} worker(s), {} alerts ({} dropped: queue full), {} lost \
+             and {} held back in the kernel, {} undecodable; {processes} processes tracked, {evicted} evicted",
             tally.alerts,
+            alerts_rx.dropped(),
             counters.iter().map(|c| c.lost).sum::<u64>(),
+            counters.iter().map(|c| c.shed + c.throttled).sum::<u64>(),
             tally.undecodable,
         );
         Ok(())

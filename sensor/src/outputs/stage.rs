@@ -291,8 +291,24 @@ impl fmt::Display for OutputCounters {
     }
 }
 
+/// The rule with the most alerts in `alerts`.
+fn busiest_rule(alerts: &VecDeque<Arc<Alert>>) -> Option<&str> {
+    let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for a in alerts {
+        *counts.entry(a.rule.as_str()).or_default() += 1;
+    }
+    counts.into_iter().max_by_key(|(_, n)| *n).map(|(rule, _)| rule)
+}
+
+/// Removes the oldest alert of `rule` (`newest`: its newest).
+fn remove_of(alerts: &mut VecDeque<Arc<Alert>>, rule: &str, newest: bool) -> Option<Arc<Alert>> {
+    let index =
+        if newest { alerts.iter().rposition(|a| a.rule == rule) } else { alerts.iter().position(|a| a.rule == rule) }?;
+    alerts.remove(index)
+}
+
 /// A bounded queue of alerts for one output. The publisher never waits: a full queue drops
-/// an alert (per the overflow policy) and counts it.
+/// an alert (per the overflow policy, from the rule holding the most of it) and counts it.
 pub(crate) struct Queue {
     alerts: Mutex<VecDeque<Arc<Alert>>>,
     capacity: usize,
@@ -322,9 +338,13 @@ impl Queue {
             let mut alerts = self.lock();
             if alerts.len() >= self.capacity {
                 counters.dropped.fetch_add(1, Relaxed);
+                // The room is taken from the rule holding the most of the queue, so that one
+                // rule's flood never pushes out another rule's alert.
+                let busiest = busiest_rule(&alerts).unwrap_or(&alert.rule).to_owned();
                 match self.overflow {
-                    Overflow::DropOldest => drop(alerts.pop_front()),
-                    Overflow::DropNewest => return,
+                    Overflow::DropNewest if busiest == alert.rule => return,
+                    Overflow::DropNewest => drop(remove_of(&mut alerts, &busiest, true)),
+                    Overflow::DropOldest => drop(remove_of(&mut alerts, &busiest, false)),
                 }
             }
             alerts.push_back(alert);

@@ -13,8 +13,8 @@ pub struct Scrape {
 pub struct Counts {
     /// Records the kernel programs wrote (`sensor_kernel_events`, all CPUs).
     pub captured: u64,
-    /// Records lost in the kernel (`sensor_kernel_lost_events`: a ring was full), or shed
-    /// (`sensor_kernel_shed_events`: bulk records at half full), all CPUs.
+    /// Records lost in the kernel (`sensor_kernel_lost_events`: a ring was full), or held back
+    /// under pressure (`sensor_kernel_shed_events`, `sensor_kernel_throttled_events`), all CPUs.
     pub lost: u64,
     /// Events the rules evaluated (`sensor_evaluated_events`).
     pub evaluated: u64,
@@ -82,7 +82,9 @@ impl Scrape {
         let total = |name: &str| self.sum(name).unwrap_or(0.0) as u64;
         Counts {
             captured: total("sensor_kernel_events_total"),
-            lost: total("sensor_kernel_lost_events_total") + total("sensor_kernel_shed_events_total"),
+            lost: total("sensor_kernel_lost_events_total")
+                + total("sensor_kernel_shed_events_total")
+                + total("sensor_kernel_throttled_events_total"),
             evaluated: total("sensor_evaluated_events_total"),
             prefiltered: self.prefiltered(),
         }
