@@ -1,5 +1,9 @@
 //! The file output: Falco's JSON alert, one per line, appended to a file that is reopened on
 //! SIGHUP or SIGUSR1, so logrotate can move it away and signal the sensor.
+//!
+//! The sensor runs as root and creates no links, so a symbolic link at the path is someone
+//! else's (a user who can write the directory, pointing it at `/etc/shadow`): the file is
+//! opened with `O_NOFOLLOW` and a link is refused, at start and at every reopen.
 
 use std::{
     fs::{File, OpenOptions},
@@ -20,7 +24,8 @@ use crate::rules::Alert;
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    /// The file alerts are appended to (created with mode 0640 if missing; its directory must exist).
+    /// The file alerts are appended to (created with mode 0640 if missing; its directory must
+    /// exist; a symbolic link is refused).
     pub path: PathBuf,
 }
 
@@ -49,8 +54,16 @@ fn open(path: &Path) -> anyhow::Result<File> {
         .append(true)
         .create(true)
         .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
-        .with_context(|| format!("opening {} for appending", path.display()))
+        .map_err(|e| match e.raw_os_error() {
+            // O_NOFOLLOW's answer when the last component is a link.
+            Some(libc::ELOOP) => anyhow::anyhow!(
+                "{} is a symbolic link: refused (the sensor appends only to a regular file it opens itself)",
+                path.display()
+            ),
+            _ => anyhow::Error::new(e).context(format!("opening {} for appending", path.display())),
+        })
 }
 
 impl FileSink {
@@ -120,5 +133,18 @@ mod tests {
         assert_eq!(err, "directory /nonexistent-sensor-dir does not exist");
         let err = open(Path::new("/etc/hostname/alerts.jsonl")).unwrap_err().to_string();
         assert_eq!(err, "/etc/hostname is not a directory");
+    }
+
+    #[test]
+    fn a_symbolic_link_at_the_path_is_refused() {
+        let dir = std::env::temp_dir().join(format!("sensor-file-link-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (target, link) = (dir.join("target"), dir.join("alerts.jsonl"));
+        std::fs::write(&target, "untouched\n").unwrap();
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = open(&link).unwrap_err().to_string();
+        assert!(err.contains("is a symbolic link: refused"), "{err}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched\n");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

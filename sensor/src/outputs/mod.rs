@@ -16,6 +16,7 @@ pub mod webhook;
 mod worker;
 
 pub use config::{OutputConfig, OutputKind, OutputOptions, OutputsConfig};
+pub use http::Redirects;
 pub use secret::{Secret, SecretSource};
 pub use stage::{OutputCounters, OutputStage};
 
