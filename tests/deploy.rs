@@ -302,7 +302,8 @@ fn check_sensor_objects(docs: &[Value], privileged: bool) {
     let var = |name: &str| env.iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("no env {name}"));
     assert_eq!(var("POD_IP")["valueFrom"]["fieldRef"]["fieldPath"], "status.podIP");
     assert_eq!(var("SENSOR_CONFIG__METRICS__ADDRESS")["value"], format!("$(POD_IP):{port}"));
-    let pod_ip_first = env.iter().position(|e| e["name"] == "POD_IP") < env.iter().position(|e| e["name"] == "SENSOR_CONFIG__METRICS__ADDRESS");
+    let pod_ip_first = env.iter().position(|e| e["name"] == "POD_IP")
+        < env.iter().position(|e| e["name"] == "SENSOR_CONFIG__METRICS__ADDRESS");
     assert!(pod_ip_first, "$(POD_IP) expands only from a variable defined before it");
 
     // Only the scrapers may reach the metrics port (the node, for probes, always may).

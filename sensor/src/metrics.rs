@@ -317,7 +317,7 @@ struct Server {
 
 /// One open connection, as the accept loop tracks it.
 struct Connection {
-    task: tokio::task::AbortHandle,
+    task: tokio::task::JoinHandle<()>,
     /// Set once a request's headers arrived: the connection is in use, not idle.
     requested: Arc<AtomicBool>,
 }
@@ -357,7 +357,15 @@ impl Server {
             if open.len() >= self.max_connections {
                 match open.iter().position(|c| !c.requested.load(Ordering::Relaxed)) {
                     Some(idle) => {
-                        open.remove(idle).task.abort();
+                        let evicted = open.remove(idle).task;
+                        evicted.abort();
+                        // An abort only asks; waiting for the task to end closes its socket
+                        // before the next accept, so the fds in use never pass the cap.
+                        if let Err(e) = evicted.await
+                            && e.is_panic()
+                        {
+                            log::warn!("metrics: a connection failed: {e}");
+                        }
                         stats.evicted.fetch_add(1, Ordering::Relaxed);
                     }
                     None => {
@@ -370,12 +378,16 @@ impl Server {
             stats.accepted.fetch_add(1, Ordering::Relaxed);
             let requested = Arc::new(AtomicBool::new(false));
             let task = tokio::spawn(self.connection(stream, requested.clone()));
-            open.push(Connection { task: task.abort_handle(), requested });
+            open.push(Connection { task, requested });
         }
     }
 
     /// Serves one connection within its bounds and counts how it ended.
-    fn connection(&self, stream: tokio::net::TcpStream, requested: Arc<AtomicBool>) -> impl Future<Output = ()> + use<> {
+    fn connection(
+        &self,
+        stream: tokio::net::TcpStream,
+        requested: Arc<AtomicBool>,
+    ) -> impl Future<Output = ()> + use<> {
         let metrics = self.metrics.clone();
         metrics.server.open.fetch_add(1, Ordering::Relaxed);
         let guard = OpenGuard(metrics.clone());
@@ -631,7 +643,11 @@ impl Collector for SnapshotCollector {
             "1 once the programs are attached and the rules loaded.",
             i64::from(self.0.ready.load(Ordering::Relaxed)),
         )?;
-        w.gauge("sensor_healthy", "1 while /healthz answers 200 (no stage stalled).", i64::from(self.0.health().is_ok()))?;
+        w.gauge(
+            "sensor_healthy",
+            "1 while /healthz answers 200 (no stage stalled).",
+            i64::from(self.0.health().is_ok()),
+        )?;
         w.counters(
             "sensor_stage_progress",
             "Work each stage finished: bytes a ring reader read, jobs a worker did.",

@@ -50,20 +50,16 @@ fn open(path: &Path) -> anyhow::Result<File> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => bail!("directory {} does not exist", parent.display()),
         Err(e) => bail!("directory {}: {e}", parent.display()),
     }
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
+    OpenOptions::new().append(true).create(true).mode(0o640).custom_flags(libc::O_NOFOLLOW).open(path).map_err(|e| {
+        match e.raw_os_error() {
             // O_NOFOLLOW's answer when the last component is a link.
             Some(libc::ELOOP) => anyhow::anyhow!(
                 "{} is a symbolic link: refused (the sensor appends only to a regular file it opens itself)",
                 path.display()
             ),
             _ => anyhow::Error::new(e).context(format!("opening {} for appending", path.display())),
-        })
+        }
+    })
 }
 
 impl FileSink {
