@@ -4,7 +4,7 @@
 //!
 //! Overrides apply on top of the file, in order: environment variables
 //! `SENSOR_CONFIG__<KEY>__<KEY>=value` (a path in upper case, `__` between keys), then
-//! `-o key.key=value` options; the value is YAML (`-o metrics.address=0.0.0.0:8765`,
+//! `-o key.key=value` options; the value is YAML (`-o metrics.address=10.0.0.5:8765`,
 //! `-o 'outputs=[{stdout: {format: json}}]'`, `-o outputs.0.min_priority=warning`).
 
 use std::{
@@ -412,6 +412,19 @@ mod tests {
         for key in crate::outputs::config::declared_names::<SensorConfig>() {
             assert!(text.lines().any(|l| l.starts_with(&format!("{key}:"))), "deploy/sensor.yaml lacks `{key}`");
         }
+    }
+
+    #[test]
+    fn listen_addresses_take_the_pod_ip_as_the_downward_api_gives_it() {
+        let c = SensorConfig::parse("metrics: {address: \"fd00::5:8765\", max_connections: 8}\n").unwrap();
+        assert_eq!(c.metrics.address, Some("[fd00::5]:8765".parse().unwrap()));
+        assert_eq!(c.metrics.max_connections.get(), 8);
+        assert_eq!(parse_listen_address("10.1.2.3:8765"), Ok("10.1.2.3:8765".parse().unwrap()));
+        assert_eq!(parse_listen_address("[::1]:9"), Ok("[::1]:9".parse().unwrap()));
+        assert!(parse_listen_address("pod:8765").unwrap_err().contains("expected IP:PORT"));
+        assert_eq!(SensorConfig::parse("metrics: {address: null}\n").unwrap().metrics.address, None);
+        let e = SensorConfig::parse("metrics: {header_timeout: 0s}\n").unwrap_err();
+        assert!(e.message.contains("more than 0"), "{e}");
     }
 
     #[test]

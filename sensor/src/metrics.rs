@@ -163,7 +163,9 @@ impl Metrics {
             Some(source) => Some(source.load().context("metrics.bearer_token")?),
             None => None,
         };
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("metrics: binding {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("metrics: binding {addr} (another sensor there? set metrics.address, or null for no endpoint)")
+        })?;
         let local = listener.local_addr().with_context(|| format!("metrics: {addr}"))?;
         log::info!(
             "metrics on http://{local}/metrics{}, health on /healthz and /readyz",

@@ -296,12 +296,16 @@ impl Workers {
         (processes, fds)
     }
 
-    /// Each worker's progress: jobs done and jobs queued.
+    /// Each worker's progress: jobs taken and jobs queued. A worker that stopped has work
+    /// it will never take, so it counts one job waiting at least, and `/healthz` names it.
     pub fn progress(&self) -> Vec<(u64, u64)> {
         self.senders
             .iter()
             .zip(&self.stats)
-            .map(|(tx, stats)| (stats.jobs.load(Relaxed), (tx.max_capacity() - tx.capacity()) as u64))
+            .map(|(tx, stats)| {
+                let queued = (tx.max_capacity() - tx.capacity()) as u64;
+                (stats.jobs.load(Relaxed), if tx.is_closed() { queued.max(1) } else { queued })
+            })
             .collect()
     }
 
