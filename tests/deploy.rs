@@ -893,7 +893,10 @@ fn discovery(path: &str) -> Option<Value> {
         "/apis" => json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [{
             "name": "apps",
             "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
-            "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}}]}),
+            "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}}, {
+            "name": "networking.k8s.io",
+            "versions": [{"groupVersion": "networking.k8s.io/v1", "version": "v1"}],
+            "preferredVersion": {"groupVersion": "networking.k8s.io/v1", "version": "v1"}}]}),
         "/api/v1" => resources(
             "v1",
             &[
@@ -905,6 +908,9 @@ fn discovery(path: &str) -> Option<Value> {
             ],
         ),
         "/apis/apps/v1" => resources("apps/v1", &[("daemonsets", "DaemonSet", true)]),
+        "/apis/networking.k8s.io/v1" => {
+            resources("networking.k8s.io/v1", &[("networkpolicies", "NetworkPolicy", true)])
+        }
         _ => return None,
     })
 }
