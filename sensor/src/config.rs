@@ -155,6 +155,9 @@ pub struct MetricsConfig {
     /// A bearer token `/metrics` requires (`Authorization: Bearer ...`), from `{env: NAME}`
     /// or `{file: PATH}` (default: none). `/healthz` and `/readyz` stay open for probes.
     pub bearer_token: Option<SecretSource>,
+    /// HTTPS, and with `client_ca_file` a client certificate for `/metrics` (default: none,
+    /// plain HTTP).
+    pub tls: Option<MetricsTls>,
     /// `/healthz` fails when a stage (a ring reader, a worker, the run loop) with work
     /// waiting made no progress for this long (default 10s).
     #[serde(deserialize_with = "deserialize_positive_duration")]
@@ -169,9 +172,25 @@ impl Default for MetricsConfig {
             connection_timeout: Duration::from_secs(30),
             max_connections: NonZeroUsize::new(64).expect("non-zero"),
             bearer_token: None,
+            tls: None,
             stall_after: Duration::from_secs(10),
         }
     }
+}
+
+/// HTTPS on the metrics endpoint.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsTls {
+    /// PEM certificate chain of the endpoint.
+    pub cert_file: PathBuf,
+    /// PEM private key of `cert_file`.
+    pub key_file: PathBuf,
+    /// PEM CAs whose client certificates may read `/metrics` (mutual TLS). Clients without
+    /// one (the kubelet's probes) still get `/healthz` and `/readyz`. Default: none, any
+    /// client may read `/metrics` (unless `bearer_token` says otherwise).
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// Reads a listen address: `host:port` with the host an IP address, IPv6 with or without

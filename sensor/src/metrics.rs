@@ -159,21 +159,21 @@ impl Metrics {
     /// bearer token now, so a missing one stops the start.
     pub async fn serve(self: Arc<Self>, config: &MetricsConfig) -> anyhow::Result<Option<SocketAddr>> {
         let Some(addr) = config.address else { return Ok(None) };
-        let token = match &config.bearer_token {
-            Some(source) => Some(source.load().context("metrics.bearer_token")?),
-            None => None,
-        };
+        let (access, tls) = access_and_tls(config)?;
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
             format!("metrics: binding {addr} (another sensor there? set metrics.address, or null for no endpoint)")
         })?;
         let local = listener.local_addr().with_context(|| format!("metrics: {addr}"))?;
         log::info!(
-            "metrics on http://{local}/metrics{}, health on /healthz and /readyz",
-            if token.is_some() { " (bearer token required)" } else { "" }
+            "metrics on {}://{local}/metrics{}{}, health on /healthz and /readyz",
+            if tls.is_some() { "https" } else { "http" },
+            if access.token.is_some() { " (bearer token required)" } else { "" },
+            if access.client_certificate { " (client certificate required)" } else { "" },
         );
         let server = Server {
             metrics: self,
-            token: Arc::new(token),
+            access: Arc::new(access),
+            tls,
             header_timeout: config.header_timeout,
             connection_timeout: config.connection_timeout,
             max_connections: config.max_connections.get(),
@@ -182,7 +182,8 @@ impl Metrics {
         Ok(Some(local))
     }
 
-    fn respond<B>(self: &Arc<Self>, req: &Request<B>, token: Option<&Secret>) -> Response<Full<Bytes>> {
+    /// The answer to `req`, from a client that presented a verified certificate or not.
+    fn respond<B>(self: &Arc<Self>, req: &Request<B>, access: &Access, verified: bool) -> Response<Full<Bytes>> {
         // Prometheus asks for OpenMetrics in its Accept header; anything else gets the classic format.
         let openmetrics = req
             .headers()
@@ -191,9 +192,13 @@ impl Metrics {
             .is_some_and(|a| a.contains("application/openmetrics-text"));
         let text = "text/plain";
         let (status, content_type, body) = match req.uri().path() {
-            "/metrics" if !authorized(req, token) => {
+            "/metrics" if !authorized(req, access.token.as_ref()) => {
                 self.server.unauthorized.fetch_add(1, Ordering::Relaxed);
                 (StatusCode::UNAUTHORIZED, text, "a bearer token is required\n".to_owned())
+            }
+            "/metrics" if access.client_certificate && !verified => {
+                self.server.unauthorized.fetch_add(1, Ordering::Relaxed);
+                (StatusCode::FORBIDDEN, text, "a client certificate is required\n".to_owned())
             }
             "/metrics" => {
                 let (format, content_type) = if openmetrics {
@@ -223,6 +228,73 @@ impl Metrics {
         }
         response
     }
+}
+
+/// What `/metrics` requires of a client; `/healthz` and `/readyz` require nothing.
+#[derive(Debug, Default)]
+struct Access {
+    /// `Authorization: Bearer` with this token.
+    token: Option<Secret>,
+    /// A client certificate the configured CAs verified.
+    client_certificate: bool,
+}
+
+/// What `config` asks of clients, with its secret and TLS files read: what `sensor config
+/// check` checks too.
+pub fn check(config: &MetricsConfig) -> anyhow::Result<()> {
+    access_and_tls(config).map(drop)
+}
+
+fn access_and_tls(config: &MetricsConfig) -> anyhow::Result<(Access, Option<tokio_rustls::TlsAcceptor>)> {
+    let token = match &config.bearer_token {
+        Some(source) => Some(source.load().context("metrics.bearer_token")?),
+        None => None,
+    };
+    let tls = config.tls.as_ref().map(tls_acceptor).transpose().context("metrics.tls")?;
+    let client_certificate = config.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
+    Ok((Access { token, client_certificate }, tls))
+}
+
+/// The TLS side of the endpoint: its certificate, and the client CAs if any. A client
+/// certificate is optional in the handshake (probes have none) but, when presented, must
+/// verify; `/metrics` then checks that one was.
+fn tls_acceptor(tls: &crate::config::MetricsTls) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::{
+        RootCertStore, ServerConfig,
+        pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _},
+        server::WebPkiClientVerifier,
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let pem_certs = |path: &std::path::Path| -> anyhow::Result<Vec<CertificateDer<'static>>> {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .with_context(|| format!("{} is not a PEM certificate file", path.display()))?;
+        anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", path.display());
+        Ok(certs)
+    };
+    let chain = pem_certs(&tls.cert_file)?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
+        .with_context(|| format!("{} is not a PEM private key", tls.key_file.display()))?;
+    let verifier = match &tls.client_ca_file {
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            for ca in pem_certs(path)? {
+                roots.add(ca).with_context(|| format!("client_ca_file {}", path.display()))?;
+            }
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .allow_unauthenticated()
+                .build()
+                .context("client_ca_file")?
+        }
+        None => WebPkiClientVerifier::no_client_auth(),
+    };
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .context("cert_file and key_file do not go together")?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Whether `req` carries the bearer token (always, when none is configured). The
@@ -311,7 +383,8 @@ struct ServerStats {
 /// The accept loop's settings.
 struct Server {
     metrics: Arc<Metrics>,
-    token: Arc<Option<Secret>>,
+    access: Arc<Access>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     header_timeout: Duration,
     connection_timeout: Duration,
     max_connections: usize,
@@ -384,7 +457,8 @@ impl Server {
         }
     }
 
-    /// Serves one connection within its bounds and counts how it ended.
+    /// Serves one connection within its bounds (the TLS handshake, if any, within the
+    /// header timeout) and counts how it ended.
     fn connection(
         &self,
         stream: tokio::net::TcpStream,
@@ -393,25 +467,61 @@ impl Server {
         let metrics = self.metrics.clone();
         metrics.server.open.fetch_add(1, Ordering::Relaxed);
         let guard = OpenGuard(metrics.clone());
-        let token = self.token.clone();
-        let service = service_fn(move |req| {
-            requested.store(true, Ordering::Relaxed);
-            let response = metrics.respond(&req, token.as_ref().as_ref());
-            async move { Ok::<_, Infallible>(response) }
-        });
-        let mut builder = http1::Builder::new();
-        builder.timer(TokioTimer::new()).header_read_timeout(self.header_timeout).max_buf_size(MAX_REQUEST_BUFFER);
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let limit = self.connection_timeout;
+        let (access, tls) = (self.access.clone(), self.tls.clone());
+        let (header_timeout, limit) = (self.header_timeout, self.connection_timeout);
+        let serve = move |io: Box<dyn Stream>, verified: bool| {
+            let service = service_fn(move |req| {
+                requested.store(true, Ordering::Relaxed);
+                let response = metrics.respond(&req, &access, verified);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let mut builder = http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(MAX_REQUEST_BUFFER);
+            builder.serve_connection(TokioIo::new(io), service)
+        };
         async move {
             let stats = &guard.0.server;
-            let outcome = match tokio::time::timeout(limit, connection).await {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) if e.is_timeout() => &stats.header_timeout,
-                Ok(Err(_)) => &stats.failed,
+            let served = async {
+                let Some(tls) = tls else { return Ended::from(serve(Box::new(stream), false).await) };
+                match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        // Presented and verified: the verifier refuses a certificate it cannot verify.
+                        let verified = stream.get_ref().1.peer_certificates().is_some();
+                        Ended::from(serve(Box::new(stream), verified).await)
+                    }
+                    Ok(Err(_)) => Ended::Failed,
+                    Err(_) => Ended::HeaderTimeout,
+                }
+            };
+            let outcome = match tokio::time::timeout(limit, served).await {
+                Ok(Ended::Done) => return,
+                Ok(Ended::HeaderTimeout) => &stats.header_timeout,
+                Ok(Ended::Failed) => &stats.failed,
                 Err(_) => &stats.connection_timeout,
             };
             outcome.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A connection's byte stream: plain TCP, or TLS over it.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for S {}
+
+/// How a connection ended, short of its overall deadline.
+enum Ended {
+    Done,
+    HeaderTimeout,
+    Failed,
+}
+
+impl From<Result<(), hyper::Error>> for Ended {
+    fn from(result: Result<(), hyper::Error>) -> Self {
+        match result {
+            Ok(()) => Ended::Done,
+            Err(e) if e.is_timeout() => Ended::HeaderTimeout,
+            Err(_) => Ended::Failed,
         }
     }
 }
@@ -786,8 +896,13 @@ mod tests {
         }
         assert!(authorized(&with(None), None));
         let metrics = Arc::new(Metrics::default());
-        let response = metrics.respond(&with(None), Some(&token));
+        let access = Access { token: Some(token), client_certificate: true };
+        let response = metrics.respond(&with(None), &access, true);
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(metrics.respond(&Request::builder().uri("/healthz").body(()).unwrap(), Some(&token)).status(), 200);
+        let response = metrics.respond(&with(Some("Bearer s3cret")), &access, false);
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "no client certificate");
+        assert_eq!(metrics.respond(&with(Some("Bearer s3cret")), &access, true).status(), StatusCode::OK);
+        let healthz = Request::builder().uri("/healthz").body(()).unwrap();
+        assert_eq!(metrics.respond(&healthz, &access, false).status(), StatusCode::OK);
     }
 }

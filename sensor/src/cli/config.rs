@@ -41,8 +41,8 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<()> {
         eprintln!("{d}");
     }
     let mut problems = Vec::new();
-    if let Some(Err(e)) = config.metrics.bearer_token.as_ref().map(|t| t.load()) {
-        problems.push(format!("metrics.bearer_token: {e:#}"));
+    if let Err(e) = sensor::metrics::check(&config.metrics) {
+        problems.push(format!("{e:#}"));
     }
     for output in config.outputs.outputs.iter().filter(|o| o.options.enabled) {
         if let Err(e) = check_output(&output.kind) {
