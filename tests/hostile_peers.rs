@@ -11,7 +11,8 @@
 //!   it retries within `max_backoff` and delivers once the peer recovers.
 //! - A webhook peer answering an endless error body does not hold the output.
 //! - A redirect to another origin is not followed, and the secret header never reaches it.
-//! - A symbolic link at the file output's path is refused, with a clear error.
+//! - A symbolic link at the file output's path is refused, with a clear error, at start and
+//!   at a reopen (counted).
 //!
 //! The webhook peers are real HTTP servers on loopback; the outputs are the sensor's own
 //! output stage (no root needed).
@@ -497,5 +498,30 @@ fn a_symbolic_link_at_the_file_outputs_path_is_refused() {
     assert!(!out.status.success(), "the sensor started with a linked alert file: {stderr}");
     assert!(stderr.contains(&format!("{link} is a symbolic link: refused")), "{stderr}");
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched\n");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_swapped_in_before_a_reopen_is_refused_and_counted() {
+    let dir = temp_path("file-swap");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (path, rotated, victim) = (format!("{dir}/alerts.jsonl"), format!("{dir}/alerts.1"), format!("{dir}/victim"));
+    std::fs::write(&victim, "untouched\n").unwrap();
+    let stage = outputs(&format!("outputs:\n  - file: {{path: {path}}}\n")).await;
+    // Rotation, with someone's link put where the new file should be.
+    std::fs::rename(&path, &rotated).unwrap();
+    std::os::unix::fs::symlink(&victim, &path).unwrap();
+    // SAFETY: raise has no memory preconditions; the file output handles SIGHUP (a reopen).
+    assert_eq!(unsafe { libc::raise(libc::SIGHUP) }, 0);
+    settled(&stage, Duration::from_secs(10), |c| c.errors == 1).await;
+    stage.publish(alert("after the refused reopen"));
+    let counters = settled(&stage, Duration::from_secs(10), |c| c.sent == 1).await;
+    assert_eq!((counters.failed, counters.dropped), (0, 0), "{counters}");
+    stage.shutdown(Duration::from_secs(1)).await;
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched\n");
+    assert!(
+        std::fs::read_to_string(&rotated).unwrap().contains("after the refused reopen"),
+        "written on to the old file"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }

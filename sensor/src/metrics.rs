@@ -714,6 +714,12 @@ impl Collector for SnapshotCollector {
             "Alerts held back by the rate limit.",
             per_output(|o| o.suppressed),
         )?;
+        w.counters(
+            "sensor_output_errors",
+            "Errors of an output outside deliveries, which lost no alert (the file output refusing to reopen a \
+             symbolic link).",
+            per_output(|o| o.errors),
+        )?;
         w.gauges(
             "sensor_output_queue_depth",
             "Alerts waiting in each output's queue.",

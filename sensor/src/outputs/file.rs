@@ -10,7 +10,10 @@ use std::{
     io::{self, Write as _},
     os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
 };
 
 use anyhow::{Context as _, bail};
@@ -33,6 +36,8 @@ pub struct FileConfig {
 pub struct FileSink {
     path: PathBuf,
     file: Arc<File>,
+    /// Reopens refused (a symbolic link at the path, a missing directory).
+    reopen_failures: Arc<AtomicU64>,
     /// A file opened again after a signal, picked up at the next write.
     reopened: Arc<Mutex<Option<File>>>,
     signals: tokio::task::JoinHandle<()>,
@@ -69,7 +74,8 @@ impl FileSink {
         let reopened = Arc::new(Mutex::new(None));
         let mut hangup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
         let mut user1 = signal(SignalKind::user_defined1()).context("listening for SIGUSR1")?;
-        let (path, slot) = (config.path.clone(), reopened.clone());
+        let reopen_failures = Arc::new(AtomicU64::new(0));
+        let (path, slot, failures) = (config.path.clone(), reopened.clone(), reopen_failures.clone());
         // Reopened as soon as the signal arrives (not at the next alert), so the new file
         // exists at once and the old one is released.
         let signals = tokio::spawn(async move {
@@ -86,12 +92,13 @@ impl FileSink {
                         log::info!("reopened {} on {name}", path.display());
                     }
                     Err(e) => {
+                        failures.fetch_add(1, Relaxed);
                         log::warn!("cannot reopen {} on {name}, writing on to the old file: {e:#}", path.display())
                     }
                 }
             }
         });
-        Ok(FileSink { path: config.path.clone(), file: Arc::new(file), reopened, signals })
+        Ok(FileSink { path: config.path.clone(), file: Arc::new(file), reopen_failures, reopened, signals })
     }
 }
 
@@ -102,6 +109,10 @@ impl Drop for FileSink {
 }
 
 impl Sink for FileSink {
+    fn errors(&self) -> Option<Arc<AtomicU64>> {
+        Some(self.reopen_failures.clone())
+    }
+
     async fn send(&mut self, alerts: &[Arc<Alert>]) -> Result<(), SendError> {
         if let Some(file) = self.reopened.lock().unwrap_or_else(|e| e.into_inner()).take() {
             self.file = Arc::new(file);
