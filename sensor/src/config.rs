@@ -442,6 +442,11 @@ mod tests {
         assert_eq!(parse_listen_address("[::1]:9"), Ok("[::1]:9".parse().unwrap()));
         assert!(parse_listen_address("pod:8765").unwrap_err().contains("expected IP:PORT"));
         assert_eq!(SensorConfig::parse("metrics: {address: null}\n").unwrap().metrics.address, None);
+        // As the DaemonSet's `$(POD_IP):8765` expands, unquoted, through an override.
+        for (text, addr) in [("10.244.1.5:8765", "10.244.1.5:8765"), ("fd00:10:244::5:8765", "[fd00:10:244::5]:8765")] {
+            let c = SensorConfig::load_with_overrides(None, &[format!("metrics.address={text}")]).unwrap();
+            assert_eq!(c.metrics.address, Some(addr.parse().unwrap()), "{text}");
+        }
         let e = SensorConfig::parse("metrics: {header_timeout: 0s}\n").unwrap_err();
         assert!(e.message.contains("more than 0"), "{e}");
     }
