@@ -367,12 +367,10 @@ fn sensor_run_in_pod(ctx: &Ctx) {
          container=%container.name image=%container.image.repository)\n  priority: WARNING\n",
     )
     .unwrap();
-    let sensor = std::env::current_exe().unwrap().parent().and_then(Path::parent).unwrap().join("sensor");
-    let mut run = Command::new(sensor)
+    let mut run = sensor_tests::sensor_command()
         .args(["run", "--json", "--duration", "12", "--container-wait-ms", "100", "--rules"])
         .arg(&rules)
         .args(["--cri-socket", ctx.get("CRI_SOCK")])
-        .env("SENSOR_LOG", "info")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

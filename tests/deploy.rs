@@ -295,8 +295,27 @@ fn check_sensor_objects(docs: &[Value], privileged: bool) {
         .expect("the configuration's ConfigMap in the `config` volume");
     let config_map = find(docs, "ConfigMap", config_map_name);
     let config = sensor_config(config_map);
-    let address = str_of(&config["metrics"]["address"]);
-    assert!(address.ends_with(&format!(":{port}")), "metrics.address {address} is not on port {port}");
+    // Metrics listen on the pod's IP alone (not 0.0.0.0), from the downward API; the file
+    // leaves the address to the environment, which wins over it anyway.
+    assert!(config["metrics"]["address"].is_null(), "metrics.address belongs to the environment: {config}");
+    let env = container["env"].as_array().expect("env");
+    let var = |name: &str| env.iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("no env {name}"));
+    assert_eq!(var("POD_IP")["valueFrom"]["fieldRef"]["fieldPath"], "status.podIP");
+    assert_eq!(var("SENSOR_CONFIG__METRICS__ADDRESS")["value"], format!("$(POD_IP):{port}"));
+    let pod_ip_first = env.iter().position(|e| e["name"] == "POD_IP")
+        < env.iter().position(|e| e["name"] == "SENSOR_CONFIG__METRICS__ADDRESS");
+    assert!(pod_ip_first, "$(POD_IP) expands only from a variable defined before it");
+
+    // Only the scrapers may reach the metrics port (the node, for probes, always may).
+    if let Some(policy) = docs.iter().find(|doc| doc["kind"] == "NetworkPolicy") {
+        assert_eq!(policy["spec"]["podSelector"]["matchLabels"], ds["spec"]["selector"]["matchLabels"]);
+        assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress"]), "egress stays open for the outputs");
+        let rules = policy["spec"]["ingress"].as_array().expect("ingress rules");
+        for rule in rules {
+            assert_eq!(rule["ports"], json!([{"port": "metrics", "protocol": "TCP"}]), "{rule}");
+            assert!(rule["from"].as_array().is_some_and(|f| !f.is_empty()), "an ingress rule admits everyone: {rule}");
+        }
+    }
 
     // Mounts: each names a volume, host paths are read-only, only /run/sensor (the gRPC
     // socket) and alert-file directories are writable.
@@ -545,6 +564,7 @@ fn manifests_hold_the_essentials() {
         assert_eq!(doc["metadata"]["namespace"], namespace, "{} outside the namespace", doc["kind"]);
     }
     check_sensor_objects(&docs, false);
+    assert!(docs.iter().any(|doc| doc["kind"] == "NetworkPolicy"), "a NetworkPolicy guards the metrics port");
 
     // The example Secret holds the keys the DaemonSet projects.
     let secret = &parse_docs(&fs::read_to_string(deploy("kubernetes/optional/secret.yaml")).unwrap(), "secret")[0];
@@ -873,7 +893,10 @@ fn discovery(path: &str) -> Option<Value> {
         "/apis" => json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [{
             "name": "apps",
             "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
-            "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}}]}),
+            "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}}, {
+            "name": "networking.k8s.io",
+            "versions": [{"groupVersion": "networking.k8s.io/v1", "version": "v1"}],
+            "preferredVersion": {"groupVersion": "networking.k8s.io/v1", "version": "v1"}}]}),
         "/api/v1" => resources(
             "v1",
             &[
@@ -885,6 +908,9 @@ fn discovery(path: &str) -> Option<Value> {
             ],
         ),
         "/apis/apps/v1" => resources("apps/v1", &[("daemonsets", "DaemonSet", true)]),
+        "/apis/networking.k8s.io/v1" => {
+            resources("networking.k8s.io/v1", &[("networkpolicies", "NetworkPolicy", true)])
+        }
         _ => return None,
     })
 }

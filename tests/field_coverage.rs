@@ -199,9 +199,8 @@ struct Sensor {
 
 impl Sensor {
     fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(sensor_binary())
+        let mut child = sensor_tests::sensor_command()
             .args(args)
-            .env("SENSOR_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

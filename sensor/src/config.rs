@@ -4,12 +4,13 @@
 //!
 //! Overrides apply on top of the file, in order: environment variables
 //! `SENSOR_CONFIG__<KEY>__<KEY>=value` (a path in upper case, `__` between keys), then
-//! `-o key.key=value` options; the value is YAML (`-o metrics.address=0.0.0.0:8765`,
+//! `-o key.key=value` options; the value is YAML (`-o metrics.address=10.0.0.5:8765`,
 //! `-o 'outputs=[{stdout: {format: json}}]'`, `-o outputs.0.min_priority=warning`).
 
 use std::{
     fmt,
     net::SocketAddr,
+    num::NonZeroUsize,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -20,8 +21,8 @@ use serde::Deserialize;
 use crate::{
     capture::ProbeMode,
     outputs::{
-        OutputsConfig,
-        config::{deserialize_duration, deserialize_priority},
+        OutputsConfig, SecretSource,
+        config::{deserialize_duration, deserialize_positive_duration, deserialize_priority},
     },
     rules::Priority,
 };
@@ -131,12 +132,86 @@ impl Default for ContainersConfig {
     }
 }
 
-/// The HTTP endpoint of `/metrics`, `/healthz` and `/readyz`.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+/// The HTTP endpoint of `/metrics`, `/healthz` and `/readyz`. It shares the node's network
+/// with every pod, so it listens on loopback unless told otherwise, and bounds what any
+/// client can hold: one request's headers, an idle connection, the number of connections.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
-    /// Address to listen on, e.g. `0.0.0.0:8765` (default: none, no endpoint).
+    /// Address to listen on (default `127.0.0.1:8765`; null: no endpoint). An IPv6 address
+    /// may be written without brackets (`fd00::5:8765`), as `$(POD_IP):8765` expands.
+    #[serde(deserialize_with = "deserialize_listen_address")]
     pub address: Option<SocketAddr>,
+    /// Longest a client may take to send a request's headers, and longest a connection may
+    /// sit idle between requests (default 5s).
+    #[serde(deserialize_with = "deserialize_positive_duration")]
+    pub header_timeout: Duration,
+    /// Longest a connection stays open, whatever it does (default 30s).
+    #[serde(deserialize_with = "deserialize_positive_duration")]
+    pub connection_timeout: Duration,
+    /// Connections open at once (default 64). At the cap, a new connection replaces the
+    /// oldest one that has not sent a request yet, or is closed if every one has.
+    pub max_connections: NonZeroUsize,
+    /// A bearer token `/metrics` requires (`Authorization: Bearer ...`), from `{env: NAME}`
+    /// or `{file: PATH}` (default: none). `/healthz` and `/readyz` stay open for probes.
+    pub bearer_token: Option<SecretSource>,
+    /// HTTPS, and with `client_ca_file` a client certificate for `/metrics` (default: none,
+    /// plain HTTP).
+    pub tls: Option<MetricsTls>,
+    /// `/healthz` fails when a stage (a ring reader, a worker, the run loop) with work
+    /// waiting made no progress for this long (default 10s).
+    #[serde(deserialize_with = "deserialize_positive_duration")]
+    pub stall_after: Duration,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            address: Some(SocketAddr::from(([127, 0, 0, 1], 8765))),
+            header_timeout: Duration::from_secs(5),
+            connection_timeout: Duration::from_secs(30),
+            max_connections: NonZeroUsize::new(64).expect("non-zero"),
+            bearer_token: None,
+            tls: None,
+            stall_after: Duration::from_secs(10),
+        }
+    }
+}
+
+/// HTTPS on the metrics endpoint.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsTls {
+    /// PEM certificate chain of the endpoint.
+    pub cert_file: PathBuf,
+    /// PEM private key of `cert_file`.
+    pub key_file: PathBuf,
+    /// PEM CAs whose client certificates may read `/metrics` (mutual TLS). Clients without
+    /// one (the kubelet's probes) still get `/healthz` and `/readyz`. Default: none, any
+    /// client may read `/metrics` (unless `bearer_token` says otherwise).
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// Reads a listen address: `host:port` with the host an IP address, IPv6 with or without
+/// brackets; null for none.
+fn deserialize_listen_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else { return Ok(None) };
+    parse_listen_address(&text).map(Some).map_err(serde::de::Error::custom)
+}
+
+/// `host:port` (IPv6 hosts in brackets or bare) as a socket address.
+pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let invalid = || format!("invalid address `{text}`: expected IP:PORT, e.g. 127.0.0.1:8765");
+    let (host, port) = text.rsplit_once(':').ok_or_else(invalid)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip: std::net::IpAddr = host.parse().map_err(|_| invalid())?;
+    let port: u16 = port.parse().map_err(|_| invalid())?;
+    Ok(SocketAddr::new(ip, port))
 }
 
 /// The sensor's own log (on stderr).
@@ -356,6 +431,24 @@ mod tests {
         for key in crate::outputs::config::declared_names::<SensorConfig>() {
             assert!(text.lines().any(|l| l.starts_with(&format!("{key}:"))), "deploy/sensor.yaml lacks `{key}`");
         }
+    }
+
+    #[test]
+    fn listen_addresses_take_the_pod_ip_as_the_downward_api_gives_it() {
+        let c = SensorConfig::parse("metrics: {address: \"fd00::5:8765\", max_connections: 8}\n").unwrap();
+        assert_eq!(c.metrics.address, Some("[fd00::5]:8765".parse().unwrap()));
+        assert_eq!(c.metrics.max_connections.get(), 8);
+        assert_eq!(parse_listen_address("10.1.2.3:8765"), Ok("10.1.2.3:8765".parse().unwrap()));
+        assert_eq!(parse_listen_address("[::1]:9"), Ok("[::1]:9".parse().unwrap()));
+        assert!(parse_listen_address("pod:8765").unwrap_err().contains("expected IP:PORT"));
+        assert_eq!(SensorConfig::parse("metrics: {address: null}\n").unwrap().metrics.address, None);
+        // As the DaemonSet's `$(POD_IP):8765` expands, unquoted, through an override.
+        for (text, addr) in [("10.244.1.5:8765", "10.244.1.5:8765"), ("fd00:10:244::5:8765", "[fd00:10:244::5]:8765")] {
+            let c = SensorConfig::load_with_overrides(None, &[format!("metrics.address={text}")]).unwrap();
+            assert_eq!(c.metrics.address, Some(addr.parse().unwrap()), "{text}");
+        }
+        let e = SensorConfig::parse("metrics: {header_timeout: 0s}\n").unwrap_err();
+        assert!(e.message.contains("more than 0"), "{e}");
     }
 
     #[test]

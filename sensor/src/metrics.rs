@@ -3,20 +3,32 @@
 //!
 //! The run loop refreshes one [`Snapshot`] of every stage's counters about once a second;
 //! a scrape encodes the latest snapshot, so scraping never touches the pipeline.
+//!
+//! The endpoint shares the node's network with every pod, so no client can hold more than
+//! [`MetricsConfig`] allows: each connection must send its headers within `header_timeout`
+//! (which also ends idle keep-alive connections) and closes after `connection_timeout`;
+//! at `max_connections`, the oldest connection that has not sent a request yet makes room.
+//! Each of those outcomes is counted (`sensor_http_connections_closed_total`).
+//!
+//! `/healthz` is not a constant: it fails, naming the stage, when the run loop stopped
+//! publishing snapshots or a stage with work waiting made no progress for `stall_after`.
+//! An idle stage (nothing waiting) is healthy however long it does nothing.
 
 use std::{
+    collections::VecDeque,
     convert::Infallible,
     net::SocketAddr,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode, body::Bytes, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric},
@@ -25,7 +37,12 @@ use prometheus_client::{
 };
 use sensor_abi::config::Counters;
 
-use crate::{capture::RingFill, enrich::ContainerStats, outputs::OutputCounters};
+use crate::{
+    capture::RingFill,
+    config::MetricsConfig,
+    enrich::ContainerStats,
+    outputs::{OutputCounters, Secret},
+};
 
 /// Every stage's counters at one moment.
 #[derive(Clone, Debug, Default)]
@@ -62,18 +79,59 @@ pub struct Snapshot {
     pub internal_alerts: Vec<(String, u64)>,
     /// Successful and failed rule reloads.
     pub reloads: (u64, u64),
+    /// How far each stage got (ring readers, workers), for `/healthz`.
+    pub progress: Vec<Progress>,
+    /// Items lost between pipeline stages because the next one had stopped, by kind.
+    pub pipeline_lost: Vec<(&'static str, u64)>,
+}
+
+/// How far one stage got: the work it finished so far and the work waiting for it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// `ring 0`, `worker 3`.
+    pub stage: String,
+    /// Work finished since start (bytes a ring reader read, jobs a worker did).
+    pub done: u64,
+    /// Work waiting now (bytes in the ring, jobs in the worker's queue).
+    pub waiting: u64,
 }
 
 /// What the HTTP endpoint serves: the latest snapshot and the health flags.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     snapshot: Mutex<Snapshot>,
     ready: AtomicBool,
+    health: Mutex<Health>,
+    /// How long a stage with work waiting may make no progress before `/healthz` fails.
+    stall_after: Duration,
+    server: ServerStats,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new(MetricsConfig::default().stall_after)
+    }
 }
 
 impl Metrics {
+    /// Metrics whose `/healthz` fails after `stall_after` without progress.
+    pub fn new(stall_after: Duration) -> Self {
+        Metrics {
+            snapshot: Mutex::default(),
+            ready: AtomicBool::new(false),
+            health: Mutex::default(),
+            stall_after,
+            server: ServerStats::default(),
+        }
+    }
+
     /// Replaces the snapshot.
     pub fn update(&self, snapshot: Snapshot) {
+        self.health.lock().unwrap_or_else(PoisonError::into_inner).observe(
+            &snapshot.progress,
+            Instant::now(),
+            self.stall_after,
+        );
         *self.snapshot.lock().unwrap_or_else(PoisonError::into_inner) = snapshot;
     }
 
@@ -82,69 +140,393 @@ impl Metrics {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
+    /// `Ok` with a short text while healthy; otherwise what stalled.
+    pub fn health(&self) -> Result<String, String> {
+        self.health.lock().unwrap_or_else(PoisonError::into_inner).verdict(Instant::now(), self.stall_after)
+    }
+
     /// The exposition text of every metric: OpenMetrics, or Prometheus's classic text
     /// format (what `promtool check metrics` and older scrapers read).
-    pub fn render(self: &Arc<Self>, format: Exposition) -> String {
+    pub fn render(self: &Arc<Self>, format: Exposition) -> Result<String, std::fmt::Error> {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(SnapshotCollector(self.clone())));
         let mut text = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
-        match format {
+        prometheus_client::encoding::text::encode(&mut text, &registry)?;
+        Ok(match format {
             Exposition::OpenMetrics => text,
             Exposition::Classic => to_classic(&text),
-        }
+        })
     }
 
-    /// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until the runtime stops.
-    pub async fn serve(self: Arc<Self>, addr: SocketAddr) -> anyhow::Result<SocketAddr> {
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("metrics: binding {addr}"))?;
+    /// Serves `/metrics`, `/healthz` and `/readyz` where `config` says, until the runtime
+    /// stops; the address it listens on (none when `config.address` is null). Reads the
+    /// bearer token now, so a missing one stops the start.
+    pub async fn serve(self: Arc<Self>, config: &MetricsConfig) -> anyhow::Result<Option<SocketAddr>> {
+        let Some(addr) = config.address else { return Ok(None) };
+        let (access, tls) = access_and_tls(config)?;
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("metrics: binding {addr} (another sensor there? set metrics.address, or null for no endpoint)")
+        })?;
         let local = listener.local_addr().with_context(|| format!("metrics: {addr}"))?;
-        log::info!("metrics on http://{local}/metrics, health on /healthz and /readyz");
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let metrics = self.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let metrics = metrics.clone();
-                        async move { Ok::<_, Infallible>(metrics.respond(&req)) }
-                    });
-                    // A client that hangs up mid-request is its own problem.
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-                });
-            }
-        });
-        Ok(local)
+        log::info!(
+            "metrics on {}://{local}/metrics{}{}, health on /healthz and /readyz",
+            if tls.is_some() { "https" } else { "http" },
+            if access.token.is_some() { " (bearer token required)" } else { "" },
+            if access.client_certificate { " (client certificate required)" } else { "" },
+        );
+        let server = Server {
+            metrics: self,
+            access: Arc::new(access),
+            tls,
+            header_timeout: config.header_timeout,
+            connection_timeout: config.connection_timeout,
+            max_connections: config.max_connections.get(),
+        };
+        tokio::spawn(server.accept_loop(listener));
+        Ok(Some(local))
     }
 
-    fn respond<B>(self: &Arc<Self>, req: &Request<B>) -> Response<Full<Bytes>> {
+    /// The answer to `req`, from a client that presented a verified certificate or not.
+    fn respond<B>(self: &Arc<Self>, req: &Request<B>, access: &Access, verified: bool) -> Response<Full<Bytes>> {
         // Prometheus asks for OpenMetrics in its Accept header; anything else gets the classic format.
         let openmetrics = req
             .headers()
             .get(hyper::header::ACCEPT)
             .and_then(|a| a.to_str().ok())
             .is_some_and(|a| a.contains("application/openmetrics-text"));
+        let text = "text/plain";
         let (status, content_type, body) = match req.uri().path() {
-            "/metrics" if openmetrics => (
-                StatusCode::OK,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                self.render(Exposition::OpenMetrics),
-            ),
-            "/metrics" => {
-                (StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", self.render(Exposition::Classic))
+            "/metrics" if !authorized(req, access.token.as_ref()) => {
+                self.server.unauthorized.fetch_add(1, Ordering::Relaxed);
+                (StatusCode::UNAUTHORIZED, text, "a bearer token is required\n".to_owned())
             }
-            "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
-            "/readyz" if self.ready.load(Ordering::Relaxed) => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
-            "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".to_owned()),
-            _ => (StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics, /healthz or /readyz\n".to_owned()),
+            "/metrics" if access.client_certificate && !verified => {
+                self.server.unauthorized.fetch_add(1, Ordering::Relaxed);
+                (StatusCode::FORBIDDEN, text, "a client certificate is required\n".to_owned())
+            }
+            "/metrics" => {
+                let (format, content_type) = if openmetrics {
+                    (Exposition::OpenMetrics, "application/openmetrics-text; version=1.0.0; charset=utf-8")
+                } else {
+                    (Exposition::Classic, "text/plain; version=0.0.4; charset=utf-8")
+                };
+                match self.render(format) {
+                    Ok(body) => (StatusCode::OK, content_type, body),
+                    Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, text, "the metrics did not encode\n".to_owned()),
+                }
+            }
+            "/healthz" => match self.health() {
+                Ok(ok) => (StatusCode::OK, text, format!("{ok}\n")),
+                Err(stalled) => (StatusCode::SERVICE_UNAVAILABLE, text, format!("{stalled}\n")),
+            },
+            "/readyz" if self.ready.load(Ordering::Relaxed) => (StatusCode::OK, text, "ready\n".to_owned()),
+            "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, text, "not ready\n".to_owned()),
+            _ => (StatusCode::NOT_FOUND, text, "not found: try /metrics, /healthz or /readyz\n".to_owned()),
         };
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
-        if let Ok(value) = content_type.parse() {
-            response.headers_mut().insert(hyper::header::CONTENT_TYPE, value);
+        let headers = response.headers_mut();
+        headers.insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+/// What `/metrics` requires of a client; `/healthz` and `/readyz` require nothing.
+#[derive(Debug, Default)]
+struct Access {
+    /// `Authorization: Bearer` with this token.
+    token: Option<Secret>,
+    /// A client certificate the configured CAs verified.
+    client_certificate: bool,
+}
+
+/// What `config` asks of clients, with its secret and TLS files read: what `sensor config
+/// check` checks too.
+pub fn check(config: &MetricsConfig) -> anyhow::Result<()> {
+    access_and_tls(config).map(drop)
+}
+
+fn access_and_tls(config: &MetricsConfig) -> anyhow::Result<(Access, Option<tokio_rustls::TlsAcceptor>)> {
+    let token = match &config.bearer_token {
+        Some(source) => Some(source.load().context("metrics.bearer_token")?),
+        None => None,
+    };
+    let tls = config.tls.as_ref().map(tls_acceptor).transpose().context("metrics.tls")?;
+    let client_certificate = config.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
+    Ok((Access { token, client_certificate }, tls))
+}
+
+/// The TLS side of the endpoint: its certificate, and the client CAs if any. A client
+/// certificate is optional in the handshake (probes have none) but, when presented, must
+/// verify; `/metrics` then checks that one was.
+fn tls_acceptor(tls: &crate::config::MetricsTls) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::{
+        RootCertStore, ServerConfig,
+        pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _},
+        server::WebPkiClientVerifier,
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let pem_certs = |path: &std::path::Path| -> anyhow::Result<Vec<CertificateDer<'static>>> {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .with_context(|| format!("{} is not a PEM certificate file", path.display()))?;
+        anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", path.display());
+        Ok(certs)
+    };
+    let chain = pem_certs(&tls.cert_file)?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
+        .with_context(|| format!("{} is not a PEM private key", tls.key_file.display()))?;
+    let verifier = match &tls.client_ca_file {
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            for ca in pem_certs(path)? {
+                roots.add(ca).with_context(|| format!("client_ca_file {}", path.display()))?;
+            }
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .allow_unauthenticated()
+                .build()
+                .context("client_ca_file")?
+        }
+        None => WebPkiClientVerifier::no_client_auth(),
+    };
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .context("cert_file and key_file do not go together")?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Whether `req` carries the bearer token (always, when none is configured). The
+/// comparison takes the same time wherever the first wrong byte is.
+fn authorized<B>(req: &Request<B>, token: Option<&Secret>) -> bool {
+    let Some(token) = token else { return true };
+    let given = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .unwrap_or_default();
+    let expected = token.expose().as_bytes();
+    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// Progress seen over the last `stall_after`, and the stages that stalled in it.
+#[derive(Debug, Default)]
+struct Health {
+    /// When the run loop last published a snapshot (none yet: starting).
+    refreshed: Option<Instant>,
+    /// Progress at each refresh, oldest first, going back just past `stall_after`.
+    history: VecDeque<(Instant, Vec<Progress>)>,
+}
+
+impl Health {
+    fn observe(&mut self, progress: &[Progress], now: Instant, stall_after: Duration) {
+        self.refreshed = Some(now);
+        self.history.push_back((now, progress.to_vec()));
+        // Keep one entry at least `stall_after` old: the one to compare with.
+        while self.history.get(1).is_some_and(|(at, _)| now.duration_since(*at) >= stall_after) {
+            self.history.pop_front();
+        }
+    }
+
+    /// Stalled stages: work waiting at both ends of the last `stall_after` and none done
+    /// in between. A stage with nothing waiting is idle, not stalled.
+    fn stalled(&self, now: Instant, stall_after: Duration) -> Vec<String> {
+        let (Some((then, before)), Some((_, current))) = (self.history.front(), self.history.back()) else {
+            return Vec::new();
+        };
+        if now.duration_since(*then) < stall_after {
+            return Vec::new();
+        }
+        current
+            .iter()
+            .filter(|p| p.waiting > 0)
+            .filter(|p| before.iter().any(|b| b.stage == p.stage && b.done == p.done && b.waiting > 0))
+            .map(|p| format!("{} ({} waiting)", p.stage, p.waiting))
+            .collect()
+    }
+
+    fn verdict(&self, now: Instant, stall_after: Duration) -> Result<String, String> {
+        let Some(refreshed) = self.refreshed else { return Ok("ok: starting".into()) };
+        let age = now.duration_since(refreshed);
+        if age > stall_after {
+            return Err(format!("stalled: run loop (no snapshot for {}s)", age.as_secs()));
+        }
+        match self.stalled(now, stall_after).as_slice() {
+            [] => Ok("ok".into()),
+            stages => Err(format!("stalled: {} (no progress for {}s)", stages.join(", "), stall_after.as_secs())),
+        }
+    }
+}
+
+/// What the HTTP server counts about its clients.
+#[derive(Debug, Default)]
+struct ServerStats {
+    accepted: AtomicU64,
+    open: AtomicU64,
+    /// Closed without a request to make room for a new connection.
+    evicted: AtomicU64,
+    /// Closed at once: every open connection was in a request.
+    refused: AtomicU64,
+    /// Headers not sent within `header_timeout` (or idle that long between requests).
+    header_timeout: AtomicU64,
+    /// Open longer than `connection_timeout`.
+    connection_timeout: AtomicU64,
+    /// Ended by an error (a malformed request, a reset).
+    failed: AtomicU64,
+    /// `accept` failed (out of file descriptors, say).
+    accept_errors: AtomicU64,
+    /// `/metrics` requests without the bearer token.
+    unauthorized: AtomicU64,
+}
+
+/// The accept loop's settings.
+struct Server {
+    metrics: Arc<Metrics>,
+    access: Arc<Access>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    header_timeout: Duration,
+    connection_timeout: Duration,
+    max_connections: usize,
+}
+
+/// One open connection, as the accept loop tracks it.
+struct Connection {
+    task: tokio::task::JoinHandle<()>,
+    /// Set once a request's headers arrived: the connection is in use, not idle.
+    requested: Arc<AtomicBool>,
+}
+
+/// Counts an open connection for as long as its task lives (aborted or not).
+struct OpenGuard(Arc<Metrics>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.server.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A pause after a failed `accept`: a full fd table fails every call at once.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// hyper's read buffer per connection (its minimum is 8 KiB): bounds what one client's
+/// headers can take.
+const MAX_REQUEST_BUFFER: usize = 16 * 1024;
+
+impl Server {
+    async fn accept_loop(self, listener: tokio::net::TcpListener) {
+        let stats = &self.metrics.server;
+        // Oldest first.
+        let mut open: Vec<Connection> = Vec::new();
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    log::debug!("metrics: accept failed: {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
+            open.retain(|c| !c.task.is_finished());
+            if open.len() >= self.max_connections {
+                match open.iter().position(|c| !c.requested.load(Ordering::Relaxed)) {
+                    Some(idle) => {
+                        let evicted = open.remove(idle).task;
+                        evicted.abort();
+                        // An abort only asks; waiting for the task to end closes its socket
+                        // before the next accept, so the fds in use never pass the cap.
+                        if let Err(e) = evicted.await
+                            && e.is_panic()
+                        {
+                            log::warn!("metrics: a connection failed: {e}");
+                        }
+                        stats.evicted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => {
+                        stats.refused.fetch_add(1, Ordering::Relaxed);
+                        drop(stream);
+                        continue;
+                    }
+                }
+            }
+            stats.accepted.fetch_add(1, Ordering::Relaxed);
+            let requested = Arc::new(AtomicBool::new(false));
+            let task = tokio::spawn(self.connection(stream, requested.clone()));
+            open.push(Connection { task, requested });
+        }
+    }
+
+    /// Serves one connection within its bounds (the TLS handshake, if any, within the
+    /// header timeout) and counts how it ended.
+    fn connection(
+        &self,
+        stream: tokio::net::TcpStream,
+        requested: Arc<AtomicBool>,
+    ) -> impl Future<Output = ()> + use<> {
+        let metrics = self.metrics.clone();
+        metrics.server.open.fetch_add(1, Ordering::Relaxed);
+        let guard = OpenGuard(metrics.clone());
+        let (access, tls) = (self.access.clone(), self.tls.clone());
+        let (header_timeout, limit) = (self.header_timeout, self.connection_timeout);
+        let serve = move |io: Box<dyn Stream>, verified: bool| {
+            let service = service_fn(move |req| {
+                requested.store(true, Ordering::Relaxed);
+                let response = metrics.respond(&req, &access, verified);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let mut builder = http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(MAX_REQUEST_BUFFER);
+            builder.serve_connection(TokioIo::new(io), service)
+        };
+        async move {
+            let stats = &guard.0.server;
+            let served = async {
+                let Some(tls) = tls else { return Ended::from(serve(Box::new(stream), false).await) };
+                match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        // Presented and verified: the verifier refuses a certificate it cannot verify.
+                        let verified = stream.get_ref().1.peer_certificates().is_some();
+                        Ended::from(serve(Box::new(stream), verified).await)
+                    }
+                    Ok(Err(_)) => Ended::Failed,
+                    Err(_) => Ended::HeaderTimeout,
+                }
+            };
+            let outcome = match tokio::time::timeout(limit, served).await {
+                Ok(Ended::Done) => return,
+                Ok(Ended::HeaderTimeout) => &stats.header_timeout,
+                Ok(Ended::Failed) => &stats.failed,
+                Err(_) => &stats.connection_timeout,
+            };
+            outcome.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A connection's byte stream: plain TCP, or TLS over it.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for S {}
+
+/// How a connection ended, short of its overall deadline.
+enum Ended {
+    Done,
+    HeaderTimeout,
+    Failed,
+}
+
+impl From<Result<(), hyper::Error>> for Ended {
+    fn from(result: Result<(), hyper::Error>) -> Self {
+        match result {
+            Ok(()) => Ended::Done,
+            Err(e) if e.is_timeout() => Ended::HeaderTimeout,
+            Err(_) => Ended::Failed,
+        }
     }
 }
 
@@ -367,6 +749,12 @@ impl Collector for SnapshotCollector {
             "Alerts held back by the rate limit.",
             per_output(|o| o.suppressed),
         )?;
+        w.counters(
+            "sensor_output_errors",
+            "Errors of an output outside deliveries, which lost no alert (the file output refusing to reopen a \
+             symbolic link).",
+            per_output(|o| o.errors),
+        )?;
         w.gauges(
             "sensor_output_queue_depth",
             "Alerts waiting in each output's queue.",
@@ -407,6 +795,50 @@ impl Collector for SnapshotCollector {
             "sensor_ready",
             "1 once the programs are attached and the rules loaded.",
             i64::from(self.0.ready.load(Ordering::Relaxed)),
+        )?;
+        w.gauge(
+            "sensor_healthy",
+            "1 while /healthz answers 200 (no stage stalled).",
+            i64::from(self.0.health().is_ok()),
+        )?;
+        w.counters(
+            "sensor_stage_progress",
+            "Work each stage finished: bytes a ring reader read, jobs a worker did.",
+            s.progress.iter().map(|p| (label("stage", &p.stage), p.done)),
+        )?;
+        w.gauges(
+            "sensor_stage_waiting",
+            "Work waiting for each stage: bytes in a ring, jobs in a worker's queue.",
+            s.progress.iter().map(|p| (label("stage", &p.stage), p.waiting as i64)),
+        )?;
+        w.counters(
+            "sensor_pipeline_lost",
+            "Items lost between pipeline stages because the next stage had stopped, by kind.",
+            s.pipeline_lost.iter().map(|(item, n)| (label("item", item), *n)),
+        )?;
+        let http = &self.0.server;
+        let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        w.counter("sensor_http_connections", "Connections the metrics endpoint accepted.", load(&http.accepted))?;
+        w.gauge("sensor_http_open_connections", "Connections open on the metrics endpoint.", load(&http.open) as i64)?;
+        let closed = [
+            ("evicted_idle", &http.evicted),
+            ("refused_full", &http.refused),
+            ("header_timeout", &http.header_timeout),
+            ("connection_timeout", &http.connection_timeout),
+            ("error", &http.failed),
+            ("accept_error", &http.accept_errors),
+        ];
+        w.counters(
+            "sensor_http_connections_closed",
+            "Metrics endpoint connections the sensor closed or could not take, by reason: evicted_idle (no \
+             request yet, to make room at max_connections), refused_full (every connection busy), header_timeout \
+             (headers not sent within header_timeout, or idle that long), connection_timeout, error, accept_error.",
+            closed.map(|(reason, n)| (label("reason", reason), load(n))),
+        )?;
+        w.counter(
+            "sensor_http_unauthorized_requests",
+            "/metrics requests refused for a missing or wrong bearer token.",
+            load(&http.unauthorized),
         )
     }
 }
@@ -432,23 +864,86 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         metrics.update(Snapshot {
             kernel: vec![Counters { emitted: 10, lost: 2, ..Counters::default() }, Counters::default()],
-            rings: vec![RingFill { pending_bytes: 4096, size_bytes: 8 << 20 }],
+            rings: vec![RingFill { read_bytes: 1 << 20, pending_bytes: 4096, size_bytes: 8 << 20 }],
             events: vec![("openat".into(), 7)],
             matches: vec![("Read sensitive file".into(), "Warning".into(), 1)],
             processes: 42,
             ..Snapshot::default()
         });
-        let open = metrics.render(Exposition::OpenMetrics);
+        let open = metrics.render(Exposition::OpenMetrics).unwrap();
         assert!(open.contains("sensor_kernel_lost_events_total{cpu=\"0\"} 2"), "{open}");
         assert!(open.contains("sensor_events_total{type=\"openat\"} 7"), "{open}");
         assert!(open.contains("sensor_rule_matches_total{rule=\"Read sensitive file\",priority=\"Warning\"} 1"));
         assert!(open.contains("sensor_processes 42\n") && open.contains("sensor_ready 0\n"), "{open}");
         assert!(open.contains("sensor_ring_buffer_pending_bytes{ring=\"0\"} 4096"), "{open}");
         assert!(open.ends_with("# EOF\n"));
-        let classic = metrics.render(Exposition::Classic);
+        let classic = metrics.render(Exposition::Classic).unwrap();
         assert!(classic.contains("# TYPE sensor_events_total counter\n"), "{classic}");
         assert!(classic.contains("# HELP sensor_events_total Events decoded"), "{classic}");
         assert!(classic.contains("# TYPE sensor_processes gauge\n"), "{classic}");
         assert!(!classic.contains("# EOF"));
+    }
+
+    fn at(stage: &str, done: u64, waiting: u64) -> Progress {
+        Progress { stage: stage.into(), done, waiting }
+    }
+
+    #[test]
+    fn health_tells_a_stall_from_idleness() {
+        let interval = Duration::from_secs(10);
+        let start = Instant::now();
+        let mut health = Health::default();
+        assert_eq!(health.verdict(start, interval), Ok("ok: starting".into()));
+        // Idle for a long time: nothing done, nothing waiting.
+        for s in 0..=30 {
+            health.observe(&[at("ring 0", 0, 0), at("worker 0", 5, 0)], start + Duration::from_secs(s), interval);
+        }
+        let now = start + Duration::from_secs(30);
+        assert_eq!(health.verdict(now, interval), Ok("ok".into()));
+        // The worker gets work it never takes; the ring keeps moving.
+        for s in 31..=45 {
+            health.observe(&[at("ring 0", s, 1), at("worker 0", 5, 3)], start + Duration::from_secs(s), interval);
+            let verdict = health.verdict(start + Duration::from_secs(s), interval);
+            // Waiting since 31: a stall once 31 is `interval` behind.
+            assert_eq!(verdict.is_err(), s >= 41, "second {s}: {verdict:?}");
+        }
+        let verdict = health.verdict(start + Duration::from_secs(45), interval).unwrap_err();
+        assert_eq!(verdict, "stalled: worker 0 (3 waiting) (no progress for 10s)");
+        // It moves again: healthy at the next refresh.
+        health.observe(&[at("ring 0", 46, 0), at("worker 0", 6, 2)], start + Duration::from_secs(46), interval);
+        assert_eq!(health.verdict(start + Duration::from_secs(46), interval), Ok("ok".into()));
+        // The run loop stops publishing: the run loop is named.
+        let verdict = health.verdict(start + Duration::from_secs(60), interval).unwrap_err();
+        assert!(verdict.starts_with("stalled: run loop"), "{verdict}");
+        assert!(health.history.len() <= 12, "history is bounded by the interval: {}", health.history.len());
+    }
+
+    #[test]
+    fn the_bearer_token_is_checked_exactly() {
+        let token = crate::outputs::SecretSource { env: Some("SENSOR_TEST_METRICS_TOKEN".into()), file: None };
+        // A variable only this test sets.
+        unsafe { std::env::set_var("SENSOR_TEST_METRICS_TOKEN", "s3cret") };
+        let token = token.load().unwrap();
+        let with = |auth: Option<&str>| {
+            let mut req = Request::builder().uri("/metrics");
+            if let Some(auth) = auth {
+                req = req.header("authorization", auth);
+            }
+            req.body(()).unwrap()
+        };
+        assert!(authorized(&with(Some("Bearer s3cret")), Some(&token)));
+        for wrong in [None, Some("Bearer s3cre"), Some("Bearer s3cret2"), Some("Basic s3cret"), Some("s3cret")] {
+            assert!(!authorized(&with(wrong), Some(&token)), "{wrong:?}");
+        }
+        assert!(authorized(&with(None), None));
+        let metrics = Arc::new(Metrics::default());
+        let access = Access { token: Some(token), client_certificate: true };
+        let response = metrics.respond(&with(None), &access, true);
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let response = metrics.respond(&with(Some("Bearer s3cret")), &access, false);
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "no client certificate");
+        assert_eq!(metrics.respond(&with(Some("Bearer s3cret")), &access, true).status(), StatusCode::OK);
+        let healthz = Request::builder().uri("/healthz").body(()).unwrap();
+        assert_eq!(metrics.respond(&healthz, &access, false).status(), StatusCode::OK);
     }
 }

@@ -157,6 +157,27 @@ pub struct WorkerStats {
     pub processes: AtomicU64,
     /// Fds tracked over all its processes.
     pub fds: AtomicU64,
+    /// Jobs it took from its queue: its progress, which `/healthz` watches.
+    pub jobs: AtomicU64,
+}
+
+/// Items lost between stages because the stage they were for had stopped (a worker that
+/// failed): counted, never silent. Alerts the outputs could not take are counted by the
+/// alert queue ([`AlertReceiver::dropped`]).
+#[derive(Debug, Default)]
+pub struct Lost {
+    /// Events (or reloads) a stopped worker could not take.
+    pub jobs: AtomicU64,
+    /// Forked children whose worker stopped before taking its copy.
+    pub handoffs: AtomicU64,
+}
+
+impl Lost {
+    /// Each count with its metric label.
+    pub fn counts(&self) -> Vec<(&'static str, u64)> {
+        let Lost { jobs, handoffs } = self;
+        vec![("job", jobs.load(Relaxed)), ("handoff", handoffs.load(Relaxed))]
+    }
 }
 
 /// How often a worker recounts its tables (counting fds walks every process).
@@ -185,6 +206,7 @@ pub struct Workers {
     senders: Vec<mpsc::Sender<Job>>,
     tasks: Vec<tokio::task::JoinHandle<Pipeline>>,
     stats: Vec<Arc<WorkerStats>>,
+    lost: Arc<Lost>,
 }
 
 impl Workers {
@@ -193,16 +215,19 @@ impl Workers {
         let mut senders = Vec::new();
         let mut tasks = Vec::new();
         let mut all_stats = Vec::new();
+        let lost = Arc::new(Lost::default());
         for mut pipeline in pipelines {
             let (tx, mut rx) = mpsc::channel::<Job>(4096);
             let containers = containers.clone();
             let alerts = alerts.clone();
             let stats = Arc::new(WorkerStats::default());
+            let lost = lost.clone();
             senders.push(tx);
             all_stats.push(stats.clone());
             tasks.push(tokio::spawn(async move {
                 let mut counted = std::time::Instant::now() - STATS_INTERVAL;
                 while let Some(job) = rx.recv().await {
+                    stats.jobs.fetch_add(1, Relaxed);
                     let (event, evaluate, handoff) = match job {
                         Job::Event { event, evaluate, handoff } => (event, evaluate, handoff),
                         Job::Engine(engine) => {
@@ -230,8 +255,10 @@ impl Workers {
                     let EventKind::ProcFork { child_pid, .. } = ev.kind else { continue };
                     match handoff {
                         Some(Handoff::Give(tx)) => {
-                            if let Some(child) = pipeline.state().processes().get(child_pid) {
-                                let _ = tx.send(child.clone());
+                            if let Some(child) = pipeline.state().processes().get(child_pid)
+                                && tx.send(child.clone()).is_err()
+                            {
+                                lost.handoffs.fetch_add(1, Relaxed);
                             }
                         }
                         // A parent unknown to its worker sends nothing: keep this worker's view.
@@ -246,14 +273,16 @@ impl Workers {
                 pipeline
             }));
         }
-        Self { senders, tasks, stats: all_stats }
+        Self { senders, tasks, stats: all_stats, lost }
     }
 
     /// Evaluates every event dispatched after this call with `engine` (a rules reload):
     /// no event is lost or evaluated twice across the switch.
     pub async fn set_engine(&self, engine: Arc<Engine>) {
         for tx in &self.senders {
-            let _ = tx.send(Job::Engine(engine.clone())).await;
+            if tx.send(Job::Engine(engine.clone())).await.is_err() {
+                self.lost.jobs.fetch_add(1, Relaxed);
+            }
         }
     }
 
@@ -263,6 +292,24 @@ impl Workers {
         let processes = self.stats.iter().map(|s| s.processes.load(Relaxed)).max().unwrap_or(0);
         let fds = self.stats.iter().map(|s| s.fds.load(Relaxed)).sum();
         (processes, fds)
+    }
+
+    /// Each worker's progress: jobs taken and jobs queued. A worker that stopped has work
+    /// it will never take, so it counts one job waiting at least, and `/healthz` names it.
+    pub fn progress(&self) -> Vec<(u64, u64)> {
+        self.senders
+            .iter()
+            .zip(&self.stats)
+            .map(|(tx, stats)| {
+                let queued = (tx.max_capacity() - tx.capacity()) as u64;
+                (stats.jobs.load(Relaxed), if tx.is_closed() { queued.max(1) } else { queued })
+            })
+            .collect()
+    }
+
+    /// Items lost between stages, by kind.
+    pub fn lost(&self) -> Vec<(&'static str, u64)> {
+        self.lost.counts()
     }
 
     /// The worker that evaluates the events of process `pid`.
@@ -291,8 +338,10 @@ impl Workers {
                     .find(|h| h.as_ref().is_some_and(|(worker, _)| *worker == i))
                     .and_then(Option::take)
                     .map(|(_, h)| h);
-                // A worker that stopped has failed; its share is dropped with the channel.
-                let _ = tx.send(Job::Event { event: event.clone(), evaluate: i == owner, handoff }).await;
+                // A worker that stopped has failed; its share is lost with the channel.
+                if tx.send(Job::Event { event: event.clone(), evaluate: i == owner, handoff }).await.is_err() {
+                    self.lost.jobs.fetch_add(1, Relaxed);
+                }
             }
         }
     }

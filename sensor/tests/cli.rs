@@ -7,8 +7,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// The sensor binary, its metrics endpoint on a free loopback port unless the arguments
+/// say otherwise: tests run sensors side by side, and the default port fits one per host.
 fn sensor() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sensor"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sensor"));
+    command.env("SENSOR_CONFIG__METRICS__ADDRESS", "127.0.0.1:0");
+    command
 }
 
 /// Starts `sensor ARGS` and waits until it reports that capture is running.

@@ -59,6 +59,8 @@ fn falco_stable_rules_fire_on_real_actions() {
     let mut sensor = Command::new(env!("CARGO_BIN_EXE_sensor"))
         .args(["run", "--rules", FALCO_RULES, "--json", "--all-matches", "--duration", "12"])
         .env("SENSOR_LOG", "info")
+        // Beside other tests' sensors: not the default metrics port.
+        .env("SENSOR_CONFIG__METRICS__ADDRESS", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

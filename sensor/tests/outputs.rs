@@ -394,18 +394,25 @@ fn telegram_server_errors_are_retried_until_delivered() {
 }
 
 #[test]
-fn telegram_retry_after_is_honoured() {
+fn telegram_retry_after_is_honoured_up_to_max_backoff() {
     let dir = peers::scratch_dir("telegram-429");
-    let bot = telegram(&[Answer::TooManyRequests { retry_after: 2 }]);
-    let run = replay(&dir, &telegram_config(&bot, ""), &[event("c1")], &[]);
+    let bot = telegram(&[Answer::TooManyRequests { retry_after: 2 }, Answer::TooManyRequests { retry_after: 3600 }]);
+    // Up to 5 s between attempts: Telegram's 2 s is honoured, its hour is not.
+    let config = telegram_config(&bot, "").replace("max_backoff: 100ms", "max_backoff: 5s");
+    let run = replay(&dir, &config, &[event("c1")], &[]);
     assert!(run.success, "{}", run.stderr);
     let sent = bot.received();
-    assert_eq!(sent.len(), 2);
-    // The backoff alone would have retried within 100 ms.
+    assert_eq!(sent.len(), 3);
+    // The backoff alone would have retried within 20 ms.
     let waited = sent[1].at - sent[0].at;
     assert!(waited >= Duration::from_secs(2), "retried after {waited:?}, not the 2 s Telegram asked for");
+    let capped = sent[2].at - sent[1].at;
+    assert!(
+        capped >= Duration::from_secs(5) && capped < Duration::from_secs(7),
+        "retried after {capped:?}, not at max_backoff"
+    );
     let c = run.assert_adds_up("telegram");
-    assert_eq!((c["sent"], c["retried"]), (1, 1));
+    assert_eq!((c["sent"], c["retried"]), (1, 2));
 }
 
 #[test]

@@ -203,13 +203,21 @@ pub fn sensor_binary() -> std::path::PathBuf {
     exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("sensor")
 }
 
+/// `sensor` with its log at `info` and, unless the arguments say otherwise (`-o
+/// metrics.address=...` wins over the environment), its metrics endpoint on a free loopback
+/// port: tests run sensors side by side, and the default port fits one per host.
+pub fn sensor_command() -> Command {
+    let mut command = Command::new(sensor_binary());
+    command.env("SENSOR_LOG", "info").env("SENSOR_CONFIG__METRICS__ADDRESS", "127.0.0.1:0");
+    command
+}
+
 /// Starts `sensor ARGS` with its stdout piped and waits until its programs are attached;
 /// its log goes on to this test's stderr.
 pub fn start_sensor(args: &[&str]) -> std::process::Child {
     use std::io::{BufRead, BufReader};
-    let mut sensor = Command::new(sensor_binary())
+    let mut sensor = sensor_command()
         .args(args)
-        .env("SENSOR_LOG", "info")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -214,6 +214,8 @@ pub struct Capture {
 /// How full one ring buffer is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RingFill {
+    /// Record bytes read since start: the reader's progress.
+    pub read_bytes: u64,
     /// Record bytes written by the kernel and not yet read.
     pub pending_bytes: u64,
     /// The ring's size in bytes.
@@ -473,8 +475,10 @@ impl Capture {
             .enumerate()
             .map(|(ring, consumed)| {
                 let written: u64 = counters.iter().skip(ring * per).take(per).map(|c| c.emitted_bytes).sum();
+                let read_bytes = consumed.load(Ordering::Relaxed);
                 RingFill {
-                    pending_bytes: written.saturating_sub(consumed.load(Ordering::Relaxed)),
+                    read_bytes,
+                    pending_bytes: written.saturating_sub(read_bytes),
                     size_bytes: u64::from(self.ring_bytes),
                 }
             })

@@ -41,6 +41,9 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<()> {
         eprintln!("{d}");
     }
     let mut problems = Vec::new();
+    if let Err(e) = sensor::metrics::check(&config.metrics) {
+        problems.push(format!("{e:#}"));
+    }
     for output in config.outputs.outputs.iter().filter(|o| o.options.enabled) {
         if let Err(e) = check_output(&output.kind) {
             problems.push(format!("output `{}`: {e:#}", output.name));

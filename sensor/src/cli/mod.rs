@@ -112,7 +112,7 @@ struct ConfigArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Override a configuration key, after the file and the SENSOR_CONFIG__* environment
-    /// variables: `-o metrics.address=0.0.0.0:8765`, `-o outputs.0.min_priority=warning`;
+    /// variables: `-o metrics.address=10.0.0.5:8765`, `-o outputs.0.min_priority=warning`;
     /// the value is YAML. Repeatable.
     #[arg(short = 'o', long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,

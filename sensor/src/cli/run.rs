@@ -14,7 +14,7 @@ use sensor::{
     config::{ContainersConfig, SensorConfig},
     enrich::{ContainerCache, EnrichConfig, RuntimeApi, RuntimeEndpoint},
     event::{Clock, decode},
-    metrics::{Metrics, Snapshot},
+    metrics::{Metrics, Progress, Snapshot},
     outputs::OutputStage,
     pipeline::{
         AlertReceiver, DEFAULT_QUEUE_BYTES, Pipeline, Workers, alert_queue, dns_names_for, load_rules, syscalls_for,
@@ -177,10 +177,8 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
     let stop = super::stop_signal(args.duration.map(Duration::from_secs_f64))?;
     let config = config?;
     let engine = load_engine(&config)?;
-    let metrics = Arc::new(Metrics::default());
-    if let Some(addr) = config.metrics.address {
-        metrics.clone().serve(addr).await?;
-    }
+    let metrics = Arc::new(Metrics::new(config.metrics.stall_after));
+    metrics.clone().serve(&config.metrics).await?;
     // Before the kernel programs: a broken output stops the sensor before it watches anything.
     let stage = OutputStage::start(&config.outputs).await?;
     let capture_cfg = CaptureConfig {
@@ -473,10 +471,23 @@ impl Runner<'_> {
     fn refresh_metrics(&self) {
         let t = &self.tally;
         let (processes, fds) = self.pool.table_sizes();
+        let rings = self.capture.ring_fill().unwrap_or_default();
+        let ring_progress = rings.iter().enumerate().map(|(i, r)| Progress {
+            stage: format!("ring {i}"),
+            done: r.read_bytes,
+            waiting: r.pending_bytes,
+        });
+        let worker_progress = self.pool.progress().into_iter().enumerate().map(|(i, (done, waiting))| Progress {
+            stage: format!("worker {i}"),
+            done,
+            waiting,
+        });
         self.metrics.update(Snapshot {
             kernel: self.capture.counters().unwrap_or_default(),
             prefiltered: self.capture.prefiltered().unwrap_or_default(),
-            rings: self.capture.ring_fill().unwrap_or_default(),
+            progress: ring_progress.chain(worker_progress).collect(),
+            pipeline_lost: self.pool.lost(),
+            rings,
             events: t.events.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             undecodable: t.undecodable,
             partial: t.partial.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),

@@ -1,12 +1,19 @@
 //! The file output: Falco's JSON alert, one per line, appended to a file that is reopened on
 //! SIGHUP or SIGUSR1, so logrotate can move it away and signal the sensor.
+//!
+//! The sensor runs as root and creates no links, so a symbolic link at the path is someone
+//! else's (a user who can write the directory, pointing it at `/etc/shadow`): the file is
+//! opened with `O_NOFOLLOW` and a link is refused, at start and at every reopen.
 
 use std::{
     fs::{File, OpenOptions},
     io::{self, Write as _},
     os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
 };
 
 use anyhow::{Context as _, bail};
@@ -20,7 +27,8 @@ use crate::rules::Alert;
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    /// The file alerts are appended to (created with mode 0640 if missing; its directory must exist).
+    /// The file alerts are appended to (created with mode 0640 if missing; its directory must
+    /// exist; a symbolic link is refused).
     pub path: PathBuf,
 }
 
@@ -28,6 +36,8 @@ pub struct FileConfig {
 pub struct FileSink {
     path: PathBuf,
     file: Arc<File>,
+    /// Reopens refused (a symbolic link at the path, a missing directory).
+    reopen_failures: Arc<AtomicU64>,
     /// A file opened again after a signal, picked up at the next write.
     reopened: Arc<Mutex<Option<File>>>,
     signals: tokio::task::JoinHandle<()>,
@@ -45,12 +55,16 @@ fn open(path: &Path) -> anyhow::Result<File> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => bail!("directory {} does not exist", parent.display()),
         Err(e) => bail!("directory {}: {e}", parent.display()),
     }
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .open(path)
-        .with_context(|| format!("opening {} for appending", path.display()))
+    OpenOptions::new().append(true).create(true).mode(0o640).custom_flags(libc::O_NOFOLLOW).open(path).map_err(|e| {
+        match e.raw_os_error() {
+            // O_NOFOLLOW's answer when the last component is a link.
+            Some(libc::ELOOP) => anyhow::anyhow!(
+                "{} is a symbolic link: refused (the sensor appends only to a regular file it opens itself)",
+                path.display()
+            ),
+            _ => anyhow::Error::new(e).context(format!("opening {} for appending", path.display())),
+        }
+    })
 }
 
 impl FileSink {
@@ -60,7 +74,8 @@ impl FileSink {
         let reopened = Arc::new(Mutex::new(None));
         let mut hangup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
         let mut user1 = signal(SignalKind::user_defined1()).context("listening for SIGUSR1")?;
-        let (path, slot) = (config.path.clone(), reopened.clone());
+        let reopen_failures = Arc::new(AtomicU64::new(0));
+        let (path, slot, failures) = (config.path.clone(), reopened.clone(), reopen_failures.clone());
         // Reopened as soon as the signal arrives (not at the next alert), so the new file
         // exists at once and the old one is released.
         let signals = tokio::spawn(async move {
@@ -77,12 +92,13 @@ impl FileSink {
                         log::info!("reopened {} on {name}", path.display());
                     }
                     Err(e) => {
+                        failures.fetch_add(1, Relaxed);
                         log::warn!("cannot reopen {} on {name}, writing on to the old file: {e:#}", path.display())
                     }
                 }
             }
         });
-        Ok(FileSink { path: config.path.clone(), file: Arc::new(file), reopened, signals })
+        Ok(FileSink { path: config.path.clone(), file: Arc::new(file), reopen_failures, reopened, signals })
     }
 }
 
@@ -93,6 +109,10 @@ impl Drop for FileSink {
 }
 
 impl Sink for FileSink {
+    fn errors(&self) -> Option<Arc<AtomicU64>> {
+        Some(self.reopen_failures.clone())
+    }
+
     async fn send(&mut self, alerts: &[Arc<Alert>]) -> Result<(), SendError> {
         if let Some(file) = self.reopened.lock().unwrap_or_else(|e| e.into_inner()).take() {
             self.file = Arc::new(file);
@@ -120,5 +140,18 @@ mod tests {
         assert_eq!(err, "directory /nonexistent-sensor-dir does not exist");
         let err = open(Path::new("/etc/hostname/alerts.jsonl")).unwrap_err().to_string();
         assert_eq!(err, "/etc/hostname is not a directory");
+    }
+
+    #[test]
+    fn a_symbolic_link_at_the_path_is_refused() {
+        let dir = std::env::temp_dir().join(format!("sensor-file-link-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (target, link) = (dir.join("target"), dir.join("alerts.jsonl"));
+        std::fs::write(&target, "untouched\n").unwrap();
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = open(&link).unwrap_err().to_string();
+        assert!(err.contains("is a symbolic link: refused"), "{err}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched\n");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

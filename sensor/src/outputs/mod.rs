@@ -16,6 +16,7 @@ pub mod webhook;
 mod worker;
 
 pub use config::{OutputConfig, OutputKind, OutputOptions, OutputsConfig};
+pub use http::Redirects;
 pub use secret::{Secret, SecretSource};
 pub use stage::{OutputCounters, OutputStage};
 
@@ -31,6 +32,12 @@ use crate::rules::Alert;
 pub trait Sink: Send + 'static {
     /// Delivers `alerts`, in order.
     fn send(&mut self, alerts: &[Arc<Alert>]) -> impl Future<Output = Result<(), SendError>> + Send;
+
+    /// Where the sink counts its errors outside deliveries (a refused reopen of the file
+    /// output), which lose no alert but an operator must see; none by default.
+    fn errors(&self) -> Option<Arc<std::sync::atomic::AtomicU64>> {
+        None
+    }
 }
 
 /// Why a delivery failed, and whether trying again can help.

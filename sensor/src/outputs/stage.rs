@@ -124,7 +124,7 @@ impl Drop for OutputStage {
 /// Starts the task of one output.
 fn launch<S: Sink>(name: &str, options: &OutputOptions, sink: S) -> RunningOutput {
     let queue = Arc::new(Queue::new(options.queue.capacity.get(), options.queue.overflow));
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(Counters { errors: sink.errors().unwrap_or_default(), ..Counters::default() });
     let worker = Worker::new(name, options, sink, queue.clone(), counters.clone());
     RunningOutput {
         name: name.to_owned(),
@@ -149,6 +149,7 @@ impl RunningOutput {
             suppressed: c.suppressed.load(Relaxed),
             summaries: c.summaries.load(Relaxed),
             summaries_failed: c.summaries_failed.load(Relaxed),
+            errors: c.errors.load(Relaxed),
             queue_depth: self.queue.len() as u64,
         }
     }
@@ -197,6 +198,8 @@ pub(crate) struct Counters {
     suppressed: AtomicU64,
     summaries: AtomicU64,
     summaries_failed: AtomicU64,
+    /// The sink's own errors outside deliveries ([`Sink::errors`]).
+    errors: Arc<AtomicU64>,
     /// Alerts the task took from the queue and has not settled yet (being batched or sent),
     /// counted as dropped if the task is stopped at shutdown.
     in_hand: AtomicU64,
@@ -266,6 +269,8 @@ pub struct OutputCounters {
     pub summaries: u64,
     /// Summaries not delivered.
     pub summaries_failed: u64,
+    /// Errors of the output outside deliveries, which lost no alert (a refused reopen).
+    pub errors: u64,
     /// Alerts waiting in the queue.
     pub queue_depth: u64,
 }
@@ -275,7 +280,7 @@ impl fmt::Display for OutputCounters {
         write!(
             f,
             "output {}: produced={} filtered={} sent={} failed={} retried={} dropped={} suppressed={} summaries={} \
-             summaries_failed={} queued={}",
+             summaries_failed={} errors={} queued={}",
             self.name,
             self.produced,
             self.filtered,
@@ -286,6 +291,7 @@ impl fmt::Display for OutputCounters {
             self.suppressed,
             self.summaries,
             self.summaries_failed,
+            self.errors,
             self.queue_depth
         )
     }

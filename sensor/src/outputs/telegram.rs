@@ -115,7 +115,7 @@ impl TelegramSink {
             anyhow::bail!("base_url `{base_url}` is not an http(s) URL");
         }
         Ok(TelegramSink {
-            client: http::client(http::TlsFiles::default())?,
+            client: http::client(http::TlsFiles::default(), http::Redirects::None)?,
             base_url,
             token,
             chat_id: config.chat_id.clone(),
@@ -149,13 +149,15 @@ impl Sink for TelegramSink {
             .await
             .map_err(|e| SendError::retry(self.redact(&format!("Telegram: {}", http::describe(e)))))?;
         let status = response.status();
-        let reply: Option<Reply> = response.json().await.ok();
+        let (body, truncated) = http::read_bounded(response).await.unwrap_or_default();
+        let reply: Option<Reply> = serde_json::from_slice(&body).ok();
         if status.is_success() && reply.as_ref().is_some_and(|r| r.ok) {
             return Ok(());
         }
         let description = reply.as_ref().and_then(|r| r.description.clone()).unwrap_or_else(|| "no description".into());
         let retry_after = reply.and_then(|r| r.parameters).and_then(|p| p.retry_after).map(Duration::from_secs);
-        let what = self.redact(&format!("Telegram answered {status}: {description}"));
+        let what =
+            self.redact(&format!("Telegram answered {status}: {description}{}", http::truncation_note(truncated)));
         Err(http::status_error(status, what, retry_after))
     }
 }

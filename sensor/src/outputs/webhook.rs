@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION, RETRY_AFTER};
 use serde::{Deserialize, Deserializer, de};
 
 use super::{SendError, Sink, http, secret::SecretSource};
@@ -28,6 +28,10 @@ pub struct WebhookConfig {
     /// PEM private key of `client_cert`.
     #[serde(default)]
     pub client_key: Option<PathBuf>,
+    /// Redirects followed: `none` (default; a 3xx answer fails the delivery) or
+    /// `same_origin` (never to another scheme, host or port, so `headers` stay with the peer).
+    #[serde(default)]
+    pub redirects: http::Redirects,
 }
 
 /// A header value: written in the configuration, or a secret read at start.
@@ -99,11 +103,12 @@ impl WebhookSink {
             };
             headers.insert(header, value);
         }
-        let client = http::client(http::TlsFiles {
+        let tls = http::TlsFiles {
             ca_file: config.ca_file.as_deref(),
             client_cert: config.client_cert.as_deref(),
             client_key: config.client_key.as_deref(),
-        })?;
+        };
+        let client = http::client(tls, config.redirects)?;
         Ok(WebhookSink { client, origin: http::origin(&url), url, headers })
     }
 
@@ -121,17 +126,25 @@ impl WebhookSink {
         if status.is_success() {
             return Ok(());
         }
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok())
-            .map(Duration::from_secs);
-        let answer = response.text().await.unwrap_or_default();
-        let answer: String = answer.chars().take(200).collect();
+        let header = |name| response.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+        let retry_after = header(RETRY_AFTER).and_then(|v| v.trim().parse().ok()).map(Duration::from_secs);
+        // Where a redirect pointed, by origin only (its path or query may hold a secret).
+        let redirect = status.is_redirection().then(|| {
+            let target = header(LOCATION).and_then(|l| self.url.join(l).ok());
+            let target = target.map_or_else(|| "nowhere".to_owned(), |url| http::origin(&url));
+            format!(" (a redirect to {target}, not followed)")
+        });
+        let (answer, truncated) = http::read_bounded(response).await.unwrap_or_default();
+        let answer: String = String::from_utf8_lossy(&answer).chars().take(200).collect();
         Err(http::status_error(
             status,
-            format!("POST to {} answered {status}: {}", self.origin, answer.trim()),
+            format!(
+                "POST to {} answered {status}{}: {}{}",
+                self.origin,
+                redirect.unwrap_or_default(),
+                answer.trim(),
+                http::truncation_note(truncated)
+            ),
             retry_after,
         ))
     }

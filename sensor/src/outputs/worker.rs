@@ -155,7 +155,13 @@ impl<S: Sink> Worker<S> {
                 }
                 Err(SendError::Permanent(reason)) => (reason, None),
                 Err(SendError::Retry { reason, after }) => {
-                    (reason, Some(after.unwrap_or_else(|| backoff(&self.retry, attempt, self.jitter.next()))))
+                    // The peer's wait, but never past max_backoff: a peer must not mute an
+                    // output for as long as it likes.
+                    let wait = match after {
+                        Some(after) => after.min(self.retry.max_backoff),
+                        None => backoff(&self.retry, attempt, self.jitter.next()),
+                    };
+                    (reason, Some(wait))
                 }
             };
             match wait {

@@ -52,7 +52,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- $dirs | uniq | toJson }}
 {{- end }}
 
-{{/* sensor.yaml: the rules, outputs, metrics, log and container settings, then `config`. */}}
+{{/* sensor.yaml: the rules, outputs, log and container settings, then `config`. The metrics
+address is the pod's IP, from the DaemonSet's environment. */}}
 {{- define "sensor.config" -}}
 {{- $rules := list }}
 {{- if .Values.rules.builtin }}
@@ -64,7 +65,6 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- $config := dict
   "rules" $rules
   "outputs" .Values.outputs
-  "metrics" (dict "address" (printf "0.0.0.0:%d" (int .Values.metrics.port)))
   "log" .Values.log
   "containers" .Values.containers }}
 {{- toYaml (mergeOverwrite $config .Values.config) }}

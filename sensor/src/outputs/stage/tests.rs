@@ -178,6 +178,16 @@ async fn waits_as_long_as_the_peer_asks() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_peer_cannot_ask_for_a_wait_past_max_backoff() {
+    let options = OutputOptions { retry: retry(5, 10), ..OutputOptions::default() };
+    let h = Harness::new(options, &[Step::Retry(Some(Duration::from_secs(999_999)))]);
+    h.stage.publish(alert("a"));
+    let (counters, _, at) = h.finish(BOUND).await;
+    assert_eq!(at[1] - at[0], Duration::from_secs(30), "the retry policy's max_backoff");
+    assert_eq!((counters.sent, counters.retried), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_permanent_failure_is_not_retried() {
     let h = Harness::new(OutputOptions::default(), &[Step::Reject]);
     h.stage.publish(alert("a"));
