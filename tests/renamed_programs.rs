@@ -68,7 +68,11 @@ fn renamed_and_self_named_programs_reading_shadow_are_alerted() {
     let report = actor(&["renamed_read", "unix_chkpwd", "/etc/shadow"]);
     assert_eq!(report.int("prctl"), 0, "prctl(PR_SET_NAME)");
     assert!(report.int("ret") >= 0, "the actor opens /etc/shadow");
-    reads.push(Read { what: "the actor named unix_chkpwd by prctl", name: "unix_chkpwd", exe: canonical(&actor_path()) });
+    reads.push(Read {
+        what: "the actor named unix_chkpwd by prctl",
+        name: "unix_chkpwd",
+        exe: canonical(&actor_path()),
+    });
 
     let python = Path::new("/usr/bin/python3");
     if python.exists() {
