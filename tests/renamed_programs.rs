@@ -4,6 +4,7 @@
 //! program`, although each carries the name of a program entitled to it:
 //!
 //! - a copy of `cat` named `sudo` (in a temporary directory): its comm is `sudo`;
+//! - a copy of the shell named `login`, opening the file itself (`: < /etc/shadow`);
 //! - the `actor`, which names itself `unix_chkpwd` with prctl(PR_SET_NAME) before the read;
 //! - python3, a trusted interpreter in /usr/bin, naming itself `sshd` the same way.
 //!
@@ -64,6 +65,12 @@ fn renamed_and_self_named_programs_reading_shadow_are_alerted() {
     let status = Command::new(&sudo).arg("/etc/shadow").stdout(Stdio::null()).status().expect("the copy runs");
     assert!(status.success(), "{} /etc/shadow: {status}", sudo.display());
     reads.push(Read { what: "a copy of cat named sudo", name: "sudo", exe: sudo.clone() });
+
+    let login = dir.0.join("login");
+    std::fs::copy(canonical(Path::new("/bin/sh")), &login).expect("copy sh");
+    let status = Command::new(&login).args(["-c", ": < /etc/shadow"]).status().expect("the shell runs");
+    assert!(status.success(), "{} -c ': < /etc/shadow': {status}", login.display());
+    reads.push(Read { what: "a copy of sh named login", name: "login", exe: login.clone() });
 
     let report = actor(&["renamed_read", "unix_chkpwd", "/etc/shadow"]);
     assert_eq!(report.int("prctl"), 0, "prctl(PR_SET_NAME)");
