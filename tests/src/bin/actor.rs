@@ -433,6 +433,17 @@ fn main() {
             "prctl" => {
                 r.sys("ret", libc::syscall(libc::SYS_prctl, libc::PR_SET_DUMPABLE, 0, 0, 0, 0));
             }
+            "renamed_read" => {
+                // A program that gives itself another name (comm) before reading a file:
+                // prctl(PR_SET_NAME, arg 1), then openat(arg 2, O_RDONLY).
+                let (name, path) = (cstr(&arg(1)), cstr(&arg(2)));
+                r.sys("prctl", libc::syscall(libc::SYS_prctl, libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0));
+                let fd = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), libc::O_RDONLY);
+                r.sys("ret", fd);
+                if fd >= 0 {
+                    libc::close(fd as i32);
+                }
+            }
             "signals" => {
                 let (pid, tid) = (libc::getpid(), libc::gettid());
                 r.put("tid", tid);
