@@ -336,10 +336,10 @@ extern "C" fn throttle_step(_index: u64, ctx: *mut c_void) -> i64 {
 fn take_token(quiet_only: bool) -> bool {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let now = unsafe { bpf_ktime_get_ns() };
-    let Some(bucket) = FLOOD.get_ptr_mut(&tgid) else {
+    let Some(bucket) = FLOOD.get_ptr_mut(tgid) else {
         let fresh = FloodBucket { tokens: flood::BURST - 1, refilled_ns: now };
         // A full map evicts the least recently used; an insert that fails lets it through.
-        let _ = FLOOD.insert(&tgid, &fresh, 0);
+        let _inserted = FLOOD.insert(tgid, fresh, 0).is_ok();
         return true;
     };
     let bucket = unsafe { &mut *bucket };
