@@ -327,3 +327,24 @@ async fn publishing_to_a_stuck_output_never_waits_and_counts_every_drop() {
     let (counters, _, _) = h.finish(Duration::from_secs(1)).await;
     assert_eq!((counters.produced, counters.dropped, counters.sent), (10_001, 10_001, 0));
 }
+
+/// A rule flooding a full queue gives up its own alerts, never another rule's.
+async fn flood_beside(policy: Overflow) -> Vec<Vec<String>> {
+    let options = OutputOptions { queue: queue(3, policy), ..OutputOptions::default() };
+    let h = Harness::new(options, &[Step::DeliverAfter(Duration::from_secs(10))]);
+    h.stage.publish(alert("a"));
+    h.until_calls(1).await;
+    h.stage.publish(alert_with("other", Priority::Critical, &[], "", "lone"));
+    for m in ["f1", "f2", "f3", "f4", "f5"] {
+        h.stage.publish(alert(m));
+    }
+    let (counters, delivered, _) = h.finish(BOUND).await;
+    assert_eq!(counters.dropped, 3);
+    delivered
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flooding_rule_does_not_push_out_another_rules_alert() {
+    assert_eq!(flood_beside(Overflow::DropOldest).await, [["a"], ["lone"], ["f4"], ["f5"]]);
+    assert_eq!(flood_beside(Overflow::DropNewest).await, [["a"], ["lone"], ["f1"], ["f2"]]);
+}
