@@ -213,3 +213,39 @@ fn a_million_matching_events_neither_grow_the_sensor_nor_hide_another_alert() {
     assert_eq!(lost, 0.0, "the kernel held the flood back instead of losing events");
     assert!(hwm < MEMORY_LIMIT_KIB / 4, "VmHWM {hwm} KiB");
 }
+
+/// Started with the 1,024 open files service managers often leave, the sensor raises its
+/// soft limit to the hard one.
+#[test]
+fn the_open_files_limit_is_raised_at_start() {
+    let metrics = free_loopback_port().unwrap();
+    let address = format!("metrics.address={metrics}");
+    let sensor = sensor_tests::sensor_binary();
+    let mut own = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: a valid rlimit to fill.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut own) }, 0);
+    let hard = own.rlim_max.to_string();
+    assert!(own.rlim_max > 1024, "this machine's hard limit on open files is {hard}");
+    let mut child = Command::new("prlimit")
+        .arg(format!("--nofile=1024:{hard}"))
+        .arg("--")
+        .arg(&sensor)
+        .args(["run", "--json", "-o", &address])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("prlimit runs the sensor");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains(" probes, ") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).expect("sensor log") > 0, "sensor exited early");
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let open_files = limits.lines().find(|l| l.starts_with("Max open files")).expect("a limit on open files");
+    let soft: Vec<&str> = open_files.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(soft, [hard.as_str(), hard.as_str()], "{open_files}");
+}

@@ -176,6 +176,7 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
     // From here on SIGTERM and SIGINT stop the sensor cleanly, even while it starts.
     let stop = super::stop_signal(args.duration.map(Duration::from_secs_f64))?;
     let config = config?;
+    raise_open_files_limit();
     let engine = load_engine(&config)?;
     let metrics = Arc::new(Metrics::new(config.metrics.stall_after));
     metrics.clone().serve(&config.metrics).await?;
@@ -260,6 +261,27 @@ struct Runner<'a> {
     hostname: String,
     tally: Tally,
     workers: usize,
+}
+
+/// Raises the soft limit on open files to the hard one: service managers often leave it at
+/// 1,024, which runtime sockets, outputs and metrics connections share.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: a valid rlimit to fill, then to set.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        log::warn!("cannot read RLIMIT_NOFILE: {}", std::io::Error::last_os_error());
+        return;
+    }
+    if limit.rlim_cur >= limit.rlim_max {
+        return;
+    }
+    let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        log::info!("open files limit raised from {} to {}", limit.rlim_cur, limit.rlim_max);
+    } else {
+        log::warn!("cannot raise the open files limit from {}: {}", limit.rlim_cur, std::io::Error::last_os_error());
+    }
 }
 
 /// Alerts handed to the outputs per turn of the run loop, beyond the first.
