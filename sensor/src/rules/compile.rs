@@ -23,6 +23,12 @@ use super::yaml::Pos;
 /// `sensor_abi::syscalls` (`Event::is_state_only` keeps the others from rules).
 const SCHED_EVENTS: [&str; 2] = ["proc_fork", "procexit"];
 
+/// Most items a list holds once the lists it names are expanded: lists naming lists can
+/// double at each step (40 steps would be 2^40 items).
+const MAX_LIST_ITEMS: usize = 100_000;
+/// Most nodes a rule's condition (with its exceptions) holds once its macros are expanded:
+/// macros using a macro twice can double at each step.
+const MAX_EXPANDED_NODES: u32 = 200_000;
 /// Deepest nesting of a condition with its macros expanded (bounds recursion everywhere).
 const MAX_NESTING: u32 = 1000;
 
@@ -72,6 +78,8 @@ struct Compiler<'a> {
     diags: Vec<Diagnostic>,
     rule_name: String,
     nesting: u32,
+    /// Nodes expanded for the rule being compiled ([`MAX_EXPANDED_NODES`]).
+    expanded: u32,
     /// Fields the sensor does not supply that the rule being compiled names: the field,
     /// why, where first, and whether in its output (else in its condition).
     unavailable: Vec<(Field, &'static str, Loc, bool)>,
@@ -158,6 +166,7 @@ impl<'a> Compiler<'a> {
             diags: Vec::new(),
             rule_name: String::new(),
             nesting: 0,
+            expanded: 0,
             unavailable: Vec::new(),
             in_output: false,
         };
@@ -165,6 +174,17 @@ impl<'a> Compiler<'a> {
         for l in &set.lists {
             let mut items = Vec::new();
             for it in &l.items {
+                let more = c.lists.get(it.as_str()).map_or(1, Vec::len);
+                if items.len() + more > MAX_LIST_ITEMS {
+                    c.diag(
+                        Severity::Error,
+                        l.loc.clone(),
+                        Some(format!("list '{}'", l.name)),
+                        format!("holds more than {MAX_LIST_ITEMS} items once the lists it names are expanded"),
+                    );
+                    items.clear();
+                    break;
+                }
                 match c.lists.get(it.as_str()) {
                     Some(sub) => {
                         items.extend(sub.iter().cloned());
@@ -295,6 +315,19 @@ impl<'a> Compiler<'a> {
                 origin,
                 span,
                 format!("condition nests deeper than {MAX_NESTING} levels once macros are expanded"),
+            ));
+        }
+        self.expanded += 1;
+        if self.expanded > MAX_EXPANDED_NODES {
+            let span = match e {
+                Expr::Check(c) => c.span,
+                Expr::Macro { span, .. } => *span,
+                _ => Span::default(),
+            };
+            return Err(self.err(
+                origin,
+                span,
+                format!("condition holds more than {MAX_EXPANDED_NODES} nodes once macros are expanded"),
             ));
         }
         self.nesting += 1;
@@ -821,6 +854,7 @@ pub(crate) fn compile(set: &RuleSet) -> Compiled {
         }
         c.rule_name = r.name.clone();
         c.unavailable.clear();
+        c.expanded = 0;
         match c.rule(r) {
             Ok(cr) => {
                 c.warn_unavailable();

@@ -486,6 +486,43 @@ fn deep_macro_chains_are_rejected_not_overflowed() {
     assert!(diags.iter().any(|d| d.message.contains("nests deeper")), "{:?}", diags.first());
 }
 
+/// Each item of a chain of 40 names the one before twice: 2^40 once expanded.
+fn doubling(kind: &str, use_in_rule: &str) -> String {
+    let mut text = match kind {
+        "macro" => String::from("- macro: d0\n  condition: proc.name = a\n"),
+        _ => String::from("- list: d0\n  items: [a, b]\n"),
+    };
+    for i in 1..=40 {
+        let prev = i - 1;
+        text.push_str(&match kind {
+            "macro" => format!("- macro: d{i}\n  condition: d{prev} or d{prev}\n"),
+            _ => format!("- list: d{i}\n  items: [d{prev}, d{prev}]\n"),
+        });
+    }
+    text + &format!(
+        "- rule: R\n  desc: d\n  condition: evt.type = open and {use_in_rule}\n  output: o\n  priority: info\n"
+    )
+}
+
+#[test]
+fn doubling_macros_and_lists_are_refused_with_their_place() {
+    for (kind, use_in_rule, line, message) in [
+        ("macro", "d40", None, "holds more than 200000 nodes once macros are expanded"),
+        ("list", "proc.name in (d40)", Some(33), "holds more than 100000 items"),
+    ] {
+        let mut set = RuleSet::default();
+        set.load_str("t.yaml", &doubling(kind, use_in_rule));
+        let (e, diags) = Engine::build(&set, EngineOptions::default());
+        assert!(e.is_none(), "{kind}");
+        let d = diags.iter().find(|d| d.message.contains(message)).unwrap_or_else(|| panic!("{kind}: {diags:?}"));
+        assert_eq!(&*d.loc.file, "t.yaml");
+        if let Some(line) = line {
+            // The first list past the bound: d16 (2^17 items), defined on line 33.
+            assert!(d.loc.to_string().starts_with(&format!("t.yaml:{line}:")), "{d:?}");
+        }
+    }
+}
+
 #[test]
 fn uncaptured_event_types_warn() {
     let mut set = RuleSet::default();
