@@ -249,3 +249,81 @@ fn the_open_files_limit_is_raised_at_start() {
     let soft: Vec<&str> = open_files.split_whitespace().skip(3).take(2).collect();
     assert_eq!(soft, [hard.as_str(), hard.as_str()], "{open_files}");
 }
+
+/// 10,000 processes start while the sensor watches, then exit while it is stalled and its
+/// ring full, so their exit events are lost: the table does not keep them for ever, the
+/// periodic sweep against `/proc` drops them.
+#[test]
+fn processes_whose_exits_were_lost_are_swept() {
+    const CHILDREN: usize = 10_000;
+    let metrics = free_loopback_port().unwrap();
+    let address = format!("metrics.address={metrics}");
+    let mut sensor = start_sensor(&[
+        "run",
+        "--json",
+        "-o",
+        &address,
+        "-o",
+        "capture.ring_buffer_kib=1024",
+        "-o",
+        "state.sweep_interval=2s",
+    ]);
+    let pid = sensor.id() as i32;
+    let processes = |s: &Scrape| s.sum("sensor_processes").unwrap_or(0.0);
+    std::thread::sleep(Duration::from_millis(1500));
+    let baseline = processes(&scrape(metrics));
+
+    // A parent forking children that wait for a signal, in their own process group.
+    let script = format!(
+        "import os, signal, sys\nos.setpgid(0, 0)\nfor _ in range({CHILDREN}):\n    if os.fork() == 0:\n        \
+         signal.pause()\n        os._exit(0)\nprint(os.getpid(), flush=True)\nsignal.pause()\n"
+    );
+    let mut parent = Command::new("python3").args(["-c", &script]).stdout(Stdio::piped()).spawn().expect("python3");
+    let mut ready = String::new();
+    BufReader::new(parent.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+    let group: i32 = ready.trim().parse().expect("the parent's pid");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = processes(&scrape(metrics));
+    while seen < baseline + CHILDREN as f64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        seen = processes(&scrape(metrics));
+    }
+    assert!(seen >= baseline + CHILDREN as f64, "the sensor tracks the children: {seen} (from {baseline})");
+
+    // Stalled, its ring filled with process lifecycle, which is never held back: the
+    // children's exits find no room.
+    // SAFETY: kill has no memory preconditions; the pids are our children's.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let flood = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["exec", "0", "--iters", "3000"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("exec flood");
+    assert!(flood.success());
+    // SAFETY: as above.
+    unsafe { libc::kill(-group, libc::SIGKILL) };
+    let _ = parent.wait();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut now = scrape(metrics);
+    while processes(&now) > baseline + 1000.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        now = scrape(metrics);
+    }
+    let lost = now.sum("sensor_kernel_lost_events_all_total").unwrap_or(0.0);
+    let hwm = status_kib(pid as u32, "VmHWM:");
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let out = sensor.wait_with_output().unwrap();
+    assert!(out.status.success());
+    eprintln!(
+        "{CHILDREN} children: tracked {seen} (from {baseline}), {lost} events lost, {} tracked after the sweep; \
+         VmHWM {hwm} KiB",
+        processes(&now)
+    );
+    assert!(lost > 0.0, "the exits were lost, as this test means them to be");
+    assert!(processes(&now) <= baseline + 1000.0, "the children were swept: {} tracked", processes(&now));
+    assert!(hwm < MEMORY_LIMIT_KIB / 2, "VmHWM {hwm} KiB");
+}

@@ -61,6 +61,9 @@ pub struct SensorConfig {
     /// Reloading the rules and this file when they change.
     #[serde(default)]
     pub reload: ReloadConfig,
+    /// The process table.
+    #[serde(default)]
+    pub state: StateSection,
     /// Where alerts go (default: Falco's text line on stdout).
     #[serde(default)]
     pub outputs: OutputsConfig,
@@ -274,6 +277,32 @@ pub struct ReloadConfig {
 impl Default for ReloadConfig {
     fn default() -> Self {
         ReloadConfig { watch: true, interval: Duration::from_secs(2) }
+    }
+}
+
+/// The process table: its bound, and how often it drops processes whose exit was not seen.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateSection {
+    /// Most processes tracked per worker (default 65536); a full table evicts the leaves
+    /// idle longest, never ancestors first.
+    pub max_processes: usize,
+    /// How often processes gone from `/proc` without an exit event are dropped (default 60s).
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub sweep_interval: Duration,
+}
+
+impl Default for StateSection {
+    fn default() -> Self {
+        let d = crate::state::StateConfig::default();
+        StateSection { max_processes: d.max_processes, sweep_interval: d.sweep_interval }
+    }
+}
+
+impl StateSection {
+    /// The state's limits.
+    pub fn state_config(&self) -> crate::state::StateConfig {
+        crate::state::StateConfig { max_processes: self.max_processes.max(1), sweep_interval: self.sweep_interval }
     }
 }
 

@@ -20,7 +20,7 @@ use sensor::{
         AlertReceiver, DEFAULT_QUEUE_BYTES, Pipeline, Workers, alert_queue, dns_names_for, load_rules, syscalls_for,
     },
     rules::{Alert, Engine, EngineOptions, Prefilter, Priority, RuleMatching, SUGGESTED_OUTPUT, Value, prefilter},
-    state::{DNS_REFRESH, DnsNames, State, StateConfig},
+    state::{DNS_REFRESH, DnsNames, State},
 };
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -201,7 +201,7 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
     // Seeded after attaching, so no process can slip between the two; one state per worker.
     let pipelines = (0..workers)
         .map(|_| {
-            let state = State::from_proc(StateConfig::default(), clock.wall(0) as i128).with_dns(dns.clone());
+            let state = State::from_proc(config.state.state_config(), clock.wall(0) as i128).with_dns(dns.clone());
             Pipeline::new(engine.clone(), state)
         })
         .collect();
@@ -542,10 +542,11 @@ impl Runner<'_> {
         let events: u64 = done.iter().map(Pipeline::events).sum();
         let processes = done.iter().map(|p| p.state().stats().processes).max().unwrap_or(0);
         let evicted: u64 = done.iter().map(|p| p.state().stats().evicted).sum();
+        let swept: u64 = done.iter().map(|p| p.state().stats().swept).sum();
         eprintln!("run: container metadata: {:?}", containers.stats());
         eprintln!(
             "run: {events} events evaluated by {workers} worker(s), {} alerts ({} dropped: queue full), {} lost \
-             and {} held back in the kernel, {} undecodable; {processes} processes tracked, {evicted} evicted",
+             and {} held back in the kernel, {} undecodable; {processes} processes tracked, {evicted} evicted, {swept} swept (gone without an exit event)",
             tally.alerts,
             alerts_rx.dropped(),
             counters.iter().map(|c| c.lost).sum::<u64>(),

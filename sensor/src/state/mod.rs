@@ -41,11 +41,14 @@ const MFD_CLOEXEC: u64 = 1;
 pub struct StateConfig {
     /// Most processes tracked.
     pub max_processes: usize,
+    /// How often a live state drops the processes gone from `/proc` whose exit it did not
+    /// see (a full table also sweeps, at most once a second).
+    pub sweep_interval: std::time::Duration,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
-        Self { max_processes: 65536 }
+        Self { max_processes: 65536, sweep_interval: std::time::Duration::from_secs(60) }
     }
 }
 
@@ -56,6 +59,8 @@ pub struct StateStats {
     pub processes: usize,
     /// Processes dropped because the table was full.
     pub evicted: u64,
+    /// Processes dropped because they were gone from `/proc` (their exit not seen).
+    pub swept: u64,
     /// Events from processes the table did not know (read from `/proc` then).
     pub unknown_process: u64,
 }
@@ -68,6 +73,8 @@ pub struct State {
     unknown_process: u64,
     /// Live mode: unknown processes are read from this host's `/proc` (not in replays).
     live: bool,
+    /// When a live state next drops the processes gone from `/proc`.
+    sweep: Sweep,
     /// Overlay upper directory of each mount namespace's root (`None`: not an overlay),
     /// learned from any live process of it, so that short-lived ones resolve too.
     upper_dirs: HashMap<u32, Option<String>>,
@@ -81,6 +88,17 @@ pub struct State {
     /// The sensor itself: `sensor.pid`, `evt.hostname`.
     sensor: SensorInfo,
 }
+
+/// The periodic sweep of a live process table, timed by the events' wall clock.
+#[derive(Debug)]
+struct Sweep {
+    interval_ns: u64,
+    /// When the last sweep ran (0: none yet; the table was just seeded from `/proc`).
+    last_ns: u64,
+}
+
+/// A full table sweeps at most this often: a sweep reads `/proc` once per process.
+const FULL_TABLE_SWEEP_NS: u64 = 1_000_000_000;
 
 /// Joins `path` to the directory it is relative to and removes `.` and `..` components,
 /// as Falco's `fd.name` does (`fd.nameraw` keeps the path as passed). A relative path in
@@ -114,6 +132,7 @@ impl State {
             users: RefCell::default(),
             unknown_process: 0,
             live: false,
+            sweep: Sweep { interval_ns: cfg.sweep_interval.as_nanos() as u64, last_ns: 0 },
             upper_dirs: HashMap::new(),
             changes: EventChanges::default(),
             dns: DnsNames::default(),
@@ -148,7 +167,12 @@ impl State {
 
     /// Counters.
     pub fn stats(&self) -> StateStats {
-        StateStats { processes: self.procs.len(), evicted: self.procs.evicted, unknown_process: self.unknown_process }
+        StateStats {
+            processes: self.procs.len(),
+            evicted: self.procs.evicted,
+            swept: self.procs.swept,
+            unknown_process: self.unknown_process,
+        }
     }
 
     /// The fields of `ev` in this state, for the rule engine, with the metadata of its
@@ -226,10 +250,32 @@ impl State {
         upper.is_some_and(|u| process::in_upper_layer(&u, &exe))
     }
 
+    /// In a live state, drops the processes gone from `/proc` whose exit was not seen
+    /// (lost, or before the sensor started): every `sweep_interval`, and when the table is
+    /// full, before it evicts anything live.
+    fn sweep_if_due(&mut self, now_ns: u64) {
+        if self.sweep.last_ns == 0 {
+            self.sweep.last_ns = now_ns;
+            return;
+        }
+        let since = now_ns.saturating_sub(self.sweep.last_ns);
+        if since < self.sweep.interval_ns && !(self.procs.is_full() && since >= FULL_TABLE_SWEEP_NS) {
+            return;
+        }
+        self.sweep.last_ns = now_ns;
+        let swept = self.procs.sweep(|pid| Path::new("/proc").join(pid.to_string()).exists());
+        if swept > 0 {
+            log::debug!("{swept} processes gone from /proc without an exit event dropped");
+        }
+    }
+
     /// Applies what `ev` changes, before rules see it.
     pub fn before(&mut self, ev: &Event) {
         self.changes = EventChanges::default();
         self.stream.record(ev);
+        if self.live {
+            self.sweep_if_due(ev.wall_ts);
+        }
         if let EventKind::CgroupAttach { task_pid, hierarchy, path: Some(path), .. } = &ev.kind {
             self.attach_cgroup(*task_pid, *hierarchy, path);
             return;
@@ -248,6 +294,7 @@ impl State {
                     ppid: ev.pid,
                     vpid: 0,
                     start_ns: ev.wall_ts,
+                    last_seen_ns: ev.wall_ts,
                     container_cgroup: 0,
                     ..parent
                 };
@@ -272,6 +319,7 @@ impl State {
         // by comparing with what the process had before.
         self.changes.prev_uid = self.procs.get(ev.pid).map(|p| p.uid);
         let p = self.process_of(ev);
+        p.last_seen_ns = ev.wall_ts;
         p.name.clone_from(&ev.comm);
         p.ppid = ev.ppid;
         p.vpid = ev.ns_pid;

@@ -58,6 +58,9 @@ pub struct Process {
     pub cap_inheritable: u64,
     /// Wall-clock start (or exec) time, ns since the epoch; 0 when unknown.
     pub start_ns: u64,
+    /// Wall-clock time of its last event, ns since the epoch: a full table evicts the
+    /// processes idle longest first.
+    pub last_seen_ns: u64,
     /// The executable was run from a memfd.
     pub exe_from_memfd: bool,
     /// The executable is writable by the process's user (or its capabilities).
@@ -179,6 +182,8 @@ pub fn read_proc(root: &Path, pid: u32, boot_to_wall_ns: i128) -> Option<Process
         cap_permitted,
         cap_inheritable,
         start_ns: (start_boot_ns as i128 + boot_to_wall_ns).max(0) as u64,
+        // Not seen yet: idle since it started.
+        last_seen_ns: (start_boot_ns as i128 + boot_to_wall_ns).max(0) as u64,
         container: cgroup_text.as_deref().map(container_id_from_cgroup),
         container_cgroup: 0,
         exe_upper_layer: overlay_upper_dir(&dir).is_some_and(|upper| in_upper_layer(&upper, &exepath_for_layer)),
@@ -280,12 +285,19 @@ pub struct ProcessTable {
     max: usize,
     /// Processes dropped because the table was full.
     pub evicted: u64,
+    /// Processes removed because they were gone from `/proc` (their exit was not seen).
+    pub swept: u64,
 }
 
 impl ProcessTable {
     /// An empty table holding at most `max` processes.
     pub fn new(max: usize) -> Self {
-        Self { procs: HashMap::default(), max: max.max(1), evicted: 0 }
+        Self { procs: HashMap::default(), max: max.max(1), evicted: 0, swept: 0 }
+    }
+
+    /// Whether the table holds as many processes as it may.
+    pub fn is_full(&self) -> bool {
+        self.procs.len() >= self.max
     }
 
     /// Seeds the table from every process in `/proc`.
@@ -300,16 +312,44 @@ impl ProcessTable {
         }
     }
 
-    /// Adds or replaces a process, evicting another when full.
+    /// Adds or replaces a process, making room first when full ([`Self::make_room`]).
     pub fn insert(&mut self, p: Process) {
-        if self.procs.len() >= self.max && !self.procs.contains_key(&p.pid) {
-            // Evict the process started longest ago; a full table is a sign of missed exits.
-            if let Some(oldest) = self.procs.values().min_by_key(|p| p.start_ns).map(|p| p.pid) {
-                self.procs.remove(&oldest);
-                self.evicted += 1;
-            }
+        if self.is_full() && !self.procs.contains_key(&p.pid) {
+            self.make_room();
         }
         self.procs.insert(p.pid, p);
+    }
+
+    /// Evicts a sixty-fourth of the table (one scan per that many inserts): the leaves (no
+    /// process's parent) idle longest, so that ancestors, which every descendant's
+    /// `proc.aname` needs, go last; then, if leaves were too few, the idlest of the rest.
+    fn make_room(&mut self) {
+        let batch = (self.max / 64).max(1);
+        let parents: std::collections::HashSet<u32, foldhash::fast::RandomState> =
+            self.procs.values().map(|p| p.ppid).collect();
+        let mut leaves: Vec<(u64, u32)> =
+            self.procs.values().filter(|p| !parents.contains(&p.pid)).map(|p| (p.last_seen_ns, p.pid)).collect();
+        if leaves.len() < batch {
+            leaves = self.procs.values().map(|p| (p.last_seen_ns, p.pid)).collect();
+        }
+        let n = batch.min(leaves.len());
+        if n < leaves.len() {
+            leaves.select_nth_unstable(n);
+        }
+        for &(_, pid) in &leaves[..n] {
+            self.procs.remove(&pid);
+        }
+        self.evicted += n as u64;
+    }
+
+    /// Removes the processes `alive` says are gone (an exit the sensor did not see);
+    /// returns how many.
+    pub fn sweep(&mut self, alive: impl Fn(u32) -> bool) -> usize {
+        let before = self.procs.len();
+        self.procs.retain(|&pid, _| alive(pid));
+        let swept = before - self.procs.len();
+        self.swept += swept as u64;
+        swept
     }
 
     /// A process by pid.
@@ -447,16 +487,28 @@ mod tests {
     }
 
     #[test]
-    fn bounded_with_eviction_and_ancestry() {
-        let mut t = ProcessTable::new(3);
-        for (pid, ppid, start) in [(1, 0, 1), (10, 1, 2), (20, 10, 3), (30, 20, 4)] {
-            t.insert(Process { pid, ppid, start_ns: start, ..Default::default() });
+    fn a_full_table_evicts_idle_leaves_before_ancestors() {
+        let mut t = ProcessTable::new(4);
+        // 1 → 10 → 20, and two leaves of 10: 11 idle longest, 12 seen last.
+        for (pid, ppid, seen) in [(1, 0, 1), (10, 1, 2), (20, 10, 9), (11, 10, 3), (12, 10, 8)] {
+            t.insert(Process { pid, ppid, last_seen_ns: seen, ..Default::default() });
         }
-        assert_eq!((t.len(), t.evicted), (3, 1));
-        assert!(t.get(1).is_none(), "the oldest was evicted");
-        let names: Vec<u32> = t.ancestors(30, 10).iter().map(|p| p.pid).collect();
-        assert_eq!(names, [20, 10]);
-        assert_eq!(t.ancestors(30, 1).len(), 1);
+        assert_eq!((t.len(), t.evicted), (4, 1));
+        assert!(t.get(11).is_none(), "the idlest leaf went");
+        assert!(t.get(1).is_some() && t.get(10).is_some(), "ancestors stay, however idle");
+        let names: Vec<u32> = t.ancestors(20, 10).iter().map(|p| p.pid).collect();
+        assert_eq!(names, [10, 1]);
+        assert_eq!(t.ancestors(20, 1).len(), 1);
+    }
+
+    #[test]
+    fn a_sweep_removes_what_is_gone() {
+        let mut t = ProcessTable::new(10);
+        for pid in [1, 2, 3] {
+            t.insert(Process { pid, ..Default::default() });
+        }
+        assert_eq!(t.sweep(|pid| pid != 2), 1);
+        assert_eq!((t.len(), t.swept), (2, 1));
     }
 
     #[test]
