@@ -258,7 +258,7 @@ fn processes_whose_exits_were_lost_are_swept() {
     const CHILDREN: usize = 10_000;
     let metrics = free_loopback_port().unwrap();
     let address = format!("metrics.address={metrics}");
-    let mut sensor = start_sensor(&[
+    let sensor = start_sensor(&[
         "run",
         "--json",
         "-o",
