@@ -442,7 +442,7 @@ impl Spec {
         me.container = container.as_ref().and_then(|c| c.id.clone());
         let (kind, used_fd) = self.kind(&evt_type, &mut me)?;
         if let Some((num, fd)) = used_fd {
-            me.fds.insert(num, fd);
+            Arc::make_mut(&mut me.fds).insert(num, fd);
         }
         state.procs.insert(me);
         for (level, window) in pids.windows(2).enumerate() {
@@ -505,7 +505,7 @@ impl Spec {
             exe: self.text(Field::ProcExe).unwrap_or_else(|| comm.to_owned()),
             exe_from_memfd: exepath.starts_with("/memfd:"),
             exepath,
-            args: self.text(Field::ProcArgs).map(|a| split_args(&a)).unwrap_or_default(),
+            args: self.text(Field::ProcArgs).map(|a| split_args(&a)).unwrap_or_default().into(),
             cwd: self.text(Field::ProcCwd),
             tty: self.uint(Field::ProcTty).unwrap_or(0) as u32,
             loginuid: match self.int(Field::UserLoginuid) {
@@ -516,7 +516,7 @@ impl Spec {
             cap_permitted: caps(Field::ThreadCapPermitted)?.unwrap_or(0),
             cap_inheritable: caps(Field::ThreadCapInheritable)?.unwrap_or(0),
             start_ns: self.start(Field::ProcPidTs, Field::ProcDuration, now)?,
-            env: self.env(),
+            env: self.env().into(),
             exe_ino,
             pgid: self.uint(Field::ProcPgid).unwrap_or(0) as u32,
             vpgid: self.uint(Field::ProcVpgid).or(self.uint(Field::ProcPgid)).unwrap_or(0) as u32,
@@ -541,7 +541,7 @@ impl Spec {
         if let Some(n) = via_fd.and_then(|n| n.parse::<i32>().ok())
             && self.flag(Field::ProcIsExeFromMemfd) == Some(true)
         {
-            p.fds.insert(n, Fd::Memfd { name: comm.to_owned() });
+            Arc::make_mut(&mut p.fds).insert(n, Fd::Memfd { name: comm.to_owned() });
             p.exe_from_memfd = true;
         }
         for (num, ty, name) in [
@@ -550,7 +550,7 @@ impl Spec {
             (2, Field::ProcStderrType, Field::ProcStderrName),
         ] {
             if self.get(ty).is_some() || self.get(name).is_some() {
-                p.fds.insert(num, self.fd_of(self.text(ty), self.text(name), &format!("{ty}"))?);
+                Arc::make_mut(&mut p.fds).insert(num, self.fd_of(self.text(ty), self.text(name), &format!("{ty}"))?);
             }
         }
         Ok(p)
@@ -595,7 +595,7 @@ impl Spec {
             name,
             exe,
             exepath: text(Field::ProcAexepath, parent(Field::ProcPexepath)),
-            args: split_args(&text(Field::ProcAargs, None)),
+            args: split_args(&text(Field::ProcAargs, None)).into(),
             start_ns: start,
             ..Process::default()
         }
@@ -830,7 +830,7 @@ impl Spec {
                     exe_file: exe_file.filter(|_| success),
                     cgroups: me.cgroups.clone().map(Box::new).filter(|_| success),
                     argv,
-                    env: me.env.clone(),
+                    env: (*me.env).clone(),
                     flags: 0,
                     info: success.then(|| Box::new(info)),
                 }

@@ -1022,7 +1022,7 @@ mod tests {
         };
         let fds = [(0, Fd::File { path: "/dev/pts/0".into() }), (1, Fd::Other { name: "pipe:[77]".into() }), (3, conn)];
         let env = |v: &[&str]| v.iter().map(|e| (*e).to_owned()).collect::<Vec<_>>();
-        s.procs.insert(Process { pid: 1, name: "sshd".into(), env: env(&["LANG=C"]), ..Default::default() });
+        s.procs.insert(Process { pid: 1, name: "sshd".into(), env: env(&["LANG=C"]).into(), ..Default::default() });
         s.procs.insert(Process {
             pid: PID - 1,
             ppid: 1,
@@ -1030,7 +1030,7 @@ mod tests {
             name: "bash".into(),
             exe: "-bash".into(),
             exepath: "/usr/bin/bash".into(),
-            env: env(&["HOME=/root", "TERM=xterm"]),
+            env: env(&["HOME=/root", "TERM=xterm"]).into(),
             start_ns: TS - 5_000,
             ..Default::default()
         });
@@ -1040,10 +1040,10 @@ mod tests {
             sid: PID - 1,
             name: "bash".into(),
             exe: "bash".into(),
-            args: vec!["-c".into(), "id".into()],
+            args: vec!["-c".into(), "id".into()].into(),
             cwd: Some("/root".into()),
-            env: env(&["TERM=dumb"]),
-            fds: fds.into_iter().collect(),
+            env: env(&["TERM=dumb"]).into(),
+            fds: std::sync::Arc::new(fds.into_iter().collect()),
             ..Default::default()
         });
         s

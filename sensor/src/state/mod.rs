@@ -13,7 +13,7 @@ mod process;
 mod symbols;
 mod users;
 
-use std::{cell::RefCell, collections::HashMap, path::Path};
+use std::{cell::RefCell, collections::HashMap, path::Path, sync::Arc};
 
 pub use dns::{DNS_REFRESH, DnsNames};
 pub use fd::{Fd, MAX_FDS_PER_PROCESS};
@@ -336,11 +336,11 @@ impl State {
         // a close event, so a stale entry would outlive them in the programs run next).
         let set_fd = |p: &mut Process, fd: i64, f: Fd, cloexec: bool| {
             if fd >= 0 && (p.fds.len() < MAX_FDS_PER_PROCESS || p.fds.contains_key(&(fd as i32))) {
-                p.fds.insert(fd as i32, f);
+                Arc::make_mut(&mut p.fds).insert(fd as i32, f);
                 if cloexec {
-                    p.cloexec.insert(fd as i32);
-                } else {
-                    p.cloexec.remove(&(fd as i32));
+                    Arc::make_mut(&mut p.cloexec).insert(fd as i32);
+                } else if p.cloexec.contains(&(fd as i32)) {
+                    Arc::make_mut(&mut p.cloexec).remove(&(fd as i32));
                 }
             }
         };
@@ -349,8 +349,12 @@ impl State {
         let copy_fd = |p: &mut Process, from: i32, to: i64, cloexec: bool| match p.fds.get(&from).cloned() {
             Some(f) => set_fd(p, to, f, cloexec),
             None => {
-                p.fds.remove(&(to as i32));
-                p.cloexec.remove(&(to as i32));
+                if p.fds.contains_key(&(to as i32)) {
+                    Arc::make_mut(&mut p.fds).remove(&(to as i32));
+                }
+                if p.cloexec.contains(&(to as i32)) {
+                    Arc::make_mut(&mut p.cloexec).remove(&(to as i32));
+                }
             }
         };
         // An fd whose open the kernel kept back (the prefilter), named by the first event
@@ -374,7 +378,7 @@ impl State {
                 }
                 // The kernel side captures the environment (bounded) and the credentials,
                 // executable and terminal; /proc is the fallback for records without them.
-                p.env.clone_from(env);
+                p.env = Arc::new(env.clone());
                 if let Some(info) = info {
                     p.exe_ino = Some((info.exe_ino, info.exe_ctime_ns, info.exe_mtime_ns));
                     // `docker exec -t` and the like give the new program a terminal, and a
@@ -398,7 +402,7 @@ impl State {
                         // Read as soon as the exec is seen; a process that is already gone keeps none.
                         let dir = Path::new("/proc").join(ev.pid.to_string());
                         if p.env.is_empty() {
-                            p.env = process::read_environ(&dir);
+                            p.env = process::read_environ(&dir).into();
                         }
                         p.exe_ino = process::exe_inode(&dir);
                         p.tty = process::read_tty(&dir).unwrap_or(p.tty);
@@ -421,9 +425,11 @@ impl State {
                 }
                 let mut args = argv.iter().cloned();
                 p.exe = args.next().unwrap_or_else(|| ev.comm.clone());
-                p.args = args.collect();
+                p.args = Arc::new(args.collect());
                 let cloexec = std::mem::take(&mut p.cloexec);
-                p.fds.retain(|fd, _| !cloexec.contains(fd));
+                if !cloexec.is_empty() {
+                    Arc::make_mut(&mut p.fds).retain(|fd, _| !cloexec.contains(fd));
+                }
             }
             SyscallArgs::Open { dirfd, path: Some(path), flags, .. } if ret >= 0 => {
                 let full = absolute(dir_of(p, *dirfd).as_deref(), path);
@@ -444,7 +450,7 @@ impl State {
                 set_fd(p, ret, f, u64::from(*kind) & O_CLOEXEC != 0);
             }
             SyscallArgs::Connect { fd, addr, local: kernel_local } if ret == 0 || ret == -EINPROGRESS => {
-                if let Some(socket @ Fd::Socket { .. }) = p.fds.get_mut(fd) {
+                if let Some(socket @ Fd::Socket { .. }) = Arc::make_mut(&mut p.fds).get_mut(fd) {
                     let before = socket.name().into_owned();
                     if let Fd::Socket { remote, local, connected, .. } = socket {
                         remote.clone_from(addr);
@@ -469,12 +475,12 @@ impl State {
                 }
             }
             SyscallArgs::Bind { fd, addr } if ret == 0 => {
-                if let Some(Fd::Socket { local, .. }) = p.fds.get_mut(fd) {
+                if let Some(Fd::Socket { local, .. }) = Arc::make_mut(&mut p.fds).get_mut(fd) {
                     local.clone_from(addr);
                 }
             }
             SyscallArgs::Listen { fd, .. } if ret == 0 => {
-                if let Some(Fd::Socket { server, .. }) = p.fds.get_mut(fd) {
+                if let Some(Fd::Socket { server, .. }) = Arc::make_mut(&mut p.fds).get_mut(fd) {
                     *server = true;
                 }
             }
@@ -567,8 +573,12 @@ impl State {
                 if let (SyscallArgs::Close { fd }, 0) = (&sc.args, sc.ret)
                     && let Some(p) = self.procs.get_mut(ev.pid)
                 {
-                    p.fds.remove(fd);
-                    p.cloexec.remove(fd);
+                    if p.fds.contains_key(fd) {
+                        Arc::make_mut(&mut p.fds).remove(fd);
+                    }
+                    if p.cloexec.contains(fd) {
+                        Arc::make_mut(&mut p.cloexec).remove(fd);
+                    }
                 }
             }
             _ => {}
@@ -597,6 +607,34 @@ mod tests {
     fn syscall(pid: u32, name: &str, ret: i64, args: SyscallArgs) -> Event {
         let nr = sensor_abi::syscalls::by_name(name).unwrap().nr;
         event(pid, EventKind::Syscall(SyscallEvent::new(name, nr, ret, args)))
+    }
+
+    #[test]
+    fn a_fork_shares_the_parents_tables_until_one_changes() {
+        let mut s = State::new(StateConfig::default());
+        let pid = 4_000_000;
+        let fds: HashMap<i32, Fd> =
+            (0..4096).map(|n| (n, Fd::File { path: format!("/{}", "x".repeat(4000)) })).collect();
+        s.procs.insert(Process {
+            pid,
+            ppid: 1,
+            fds: Arc::new(fds),
+            env: Arc::new(vec!["A=b".into()]),
+            ..Default::default()
+        });
+        for child in 1..=200 {
+            s.before(&event(pid, EventKind::ProcFork { child_pid: pid + child, child_tid: pid + child }));
+        }
+        let parent = s.procs.get(pid).unwrap();
+        for child in 1..=200 {
+            let c = s.procs.get(pid + child).unwrap();
+            assert!(Arc::ptr_eq(&c.fds, &parent.fds) && Arc::ptr_eq(&c.env, &parent.env), "no copy at fork");
+        }
+        // A child that closes an fd gets its own table; the parent's is untouched.
+        let close = syscall(pid + 1, "close", 0, SyscallArgs::Close { fd: 3 });
+        s.before(&close);
+        s.after(&close);
+        assert_eq!((s.procs.get(pid + 1).unwrap().fds.len(), s.procs.get(pid).unwrap().fds.len()), (4095, 4096));
     }
 
     #[test]

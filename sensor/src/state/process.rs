@@ -5,6 +5,7 @@ use std::{
     collections::{HashMap, HashSet},
     fs,
     path::Path,
+    sync::Arc,
 };
 
 use super::fd::Fd;
@@ -38,8 +39,9 @@ pub struct Process {
     pub exe: String,
     /// Full path of the executable.
     pub exepath: String,
-    /// Arguments after `argv[0]`.
-    pub args: Vec<String>,
+    /// Arguments after `argv[0]`. Shared with forked children until one changes it (an
+    /// exec): a fork costs no copy.
+    pub args: Arc<Vec<String>>,
     /// Working directory, when known.
     pub cwd: Option<String>,
     /// Controlling terminal device number (0: none).
@@ -77,8 +79,9 @@ pub struct Process {
     pub pidns_init_start_ns: Option<u64>,
     /// Its cgroups, as the kernel saw them at its exec (or read from `/proc`).
     pub cgroups: Option<Cgroups>,
-    /// Environment at exec (`KEY=value`), when it could be read.
-    pub env: Vec<String>,
+    /// Environment at exec (`KEY=value`), when it could be read; at most
+    /// [`MAX_ENV_BYTES`]. Shared with forked children.
+    pub env: Arc<Vec<String>>,
     /// The executable lives in the upper (writable) layer of an overlay root: it was
     /// written after the container started rather than shipped in its image.
     pub exe_upper_layer: bool,
@@ -89,17 +92,18 @@ pub struct Process {
     /// The cgroup v2 id `container` was found for (0: not known); an event from another
     /// cgroup means the process moved (a runtime's exec) and the container is looked up again.
     pub container_cgroup: u64,
-    /// Open file descriptors.
-    pub fds: HashMap<i32, Fd>,
+    /// Open file descriptors. Shared with forked children until one opens or closes one
+    /// (`Arc::make_mut`): a fork costs no copy, whatever the table holds.
+    pub fds: Arc<HashMap<i32, Fd>>,
     /// Those of `fds` opened close-on-exec: a successful exec drops them.
-    pub cloexec: HashSet<i32>,
+    pub cloexec: Arc<HashSet<i32>>,
 }
 
 impl Process {
     /// `proc.cmdline`: the name followed by the arguments.
     pub fn cmdline(&self) -> String {
         let mut s = self.name.clone();
-        for a in &self.args {
+        for a in self.args.iter() {
             s.push(' ');
             s.push_str(a);
         }
@@ -172,7 +176,7 @@ pub fn read_proc(root: &Path, pid: u32, boot_to_wall_ns: i128) -> Option<Process
         exe,
         exe_from_memfd: exepath.starts_with("/memfd:"),
         exepath,
-        args: argv,
+        args: argv.into(),
         cwd: link("cwd"),
         tty,
         uid: first_id("Uid:"),
@@ -187,23 +191,26 @@ pub fn read_proc(root: &Path, pid: u32, boot_to_wall_ns: i128) -> Option<Process
         container: cgroup_text.as_deref().map(container_id_from_cgroup),
         container_cgroup: 0,
         exe_upper_layer: overlay_upper_dir(&dir).is_some_and(|upper| in_upper_layer(&upper, &exepath_for_layer)),
-        env: read_environ(&dir),
+        env: read_environ(&dir).into(),
         exe_ino: exe_inode(&dir),
-        fds: super::fd::read_fds(&dir),
+        fds: super::fd::read_fds(&dir).into(),
         // Unknown for processes found running: their fds stay until closed or replaced.
-        cloexec: HashSet::new(),
+        cloexec: Arc::default(),
     })
 }
 
 /// The environment of a process (`/proc/PID/environ`), at most 64 KiB of it.
 pub fn read_environ(proc_dir: &Path) -> Vec<String> {
-    let raw = fs::read(proc_dir.join("environ")).unwrap_or_default();
-    raw.split(|&b| b == 0)
-        .filter(|v| !v.is_empty())
-        .take(1024)
-        .map(|v| String::from_utf8_lossy(&v[..v.len().min(65536)]).into_owned())
-        .collect()
+    let mut raw = Vec::new();
+    if let Ok(f) = fs::File::open(proc_dir.join("environ")) {
+        // The rest is not kept: a bounded read.
+        let _bounded = std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_ENV_BYTES as u64), &mut raw);
+    }
+    raw.split(|&b| b == 0).filter(|v| !v.is_empty()).map(|v| String::from_utf8_lossy(v).into_owned()).collect()
 }
+
+/// Most bytes of a process's environment kept (the process sets it: 2 MiB is allowed).
+pub const MAX_ENV_BYTES: usize = 32 << 10;
 
 /// Effective, permitted and inheritable capabilities from `/proc/PID/status`.
 pub fn read_caps(proc_dir: &Path) -> Option<(u64, u64, u64)> {
