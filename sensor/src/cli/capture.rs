@@ -96,7 +96,7 @@ pub async fn run(args: CaptureArgs) -> anyhow::Result<()> {
                 let counters = capture.counters()?;
                 let lost = total(&counters, |c| c.lost + c.shed + c.throttled);
                 if lost > lost_reported {
-                    log::warn!("{lost} events lost or shed so far: the ring buffers were full ({})",
+                    log::warn!("{lost} events lost so far: the ring buffers were full, or held back under pressure ({})",
                         per_cpu(&counters));
                     lost_reported = lost;
                 }
