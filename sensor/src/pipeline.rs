@@ -11,7 +11,7 @@ use std::sync::{
 };
 
 use sensor_abi::syscalls::{SYSCALLS, Syscall};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::{
     enrich::ContainerView,
@@ -144,8 +144,9 @@ fn is_lifecycle(ev: &Event) -> bool {
 
 /// Work for a worker, in the order the dispatcher sent it.
 enum Job {
-    /// An event to evaluate rules on, or only to apply to the state.
-    Event { event: Arc<Event>, evaluate: bool, handoff: Option<Handoff> },
+    /// An event to evaluate rules on, or only to apply to the state; `room` is its share of
+    /// the worker's [`QUEUE_BYTES`], given back when the job is done.
+    Event { event: Arc<Event>, evaluate: bool, handoff: Option<Handoff>, room: OwnedSemaphorePermit },
     /// New rules, for every event after this one (a reload).
     Engine(Arc<Engine>),
 }
@@ -180,6 +181,11 @@ impl Lost {
     }
 }
 
+/// Most bytes of events queued for one worker (about: see [`Workers::dispatch`]).
+pub const QUEUE_BYTES: usize = 16 << 20;
+/// Most jobs queued for one worker.
+const QUEUE_JOBS: usize = 4096;
+
 /// How often a worker recounts its tables (counting fds walks every process).
 const STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -204,6 +210,8 @@ enum Handoff {
 /// order, and a worker waits only for another to reach the very fork it is at.
 pub struct Workers {
     senders: Vec<mpsc::Sender<Job>>,
+    /// Each worker's queue, in bytes ([`QUEUE_BYTES`]).
+    room: Vec<Arc<Semaphore>>,
     tasks: Vec<tokio::task::JoinHandle<Pipeline>>,
     stats: Vec<Arc<WorkerStats>>,
     lost: Arc<Lost>,
@@ -213,11 +221,13 @@ impl Workers {
     /// Starts one worker per pipeline on the current tokio runtime; alerts go to `alerts`.
     pub fn start(pipelines: Vec<Pipeline>, containers: crate::enrich::ContainerCache, alerts: AlertSender) -> Self {
         let mut senders = Vec::new();
+        let mut room = Vec::new();
         let mut tasks = Vec::new();
         let mut all_stats = Vec::new();
         let lost = Arc::new(Lost::default());
         for mut pipeline in pipelines {
-            let (tx, mut rx) = mpsc::channel::<Job>(4096);
+            let (tx, mut rx) = mpsc::channel::<Job>(QUEUE_JOBS);
+            room.push(Arc::new(Semaphore::new(QUEUE_BYTES)));
             let containers = containers.clone();
             let alerts = alerts.clone();
             let stats = Arc::new(WorkerStats::default());
@@ -228,8 +238,9 @@ impl Workers {
                 let mut counted = std::time::Instant::now() - STATS_INTERVAL;
                 while let Some(job) = rx.recv().await {
                     stats.jobs.fetch_add(1, Relaxed);
-                    let (event, evaluate, handoff) = match job {
-                        Job::Event { event, evaluate, handoff } => (event, evaluate, handoff),
+                    // `_room` is given back at the end of this turn.
+                    let (event, evaluate, handoff, _room) = match job {
+                        Job::Event { event, evaluate, handoff, room } => (event, evaluate, handoff, room),
                         Job::Engine(engine) => {
                             pipeline.engine = engine;
                             continue;
@@ -273,7 +284,7 @@ impl Workers {
                 pipeline
             }));
         }
-        Self { senders, tasks, stats: all_stats, lost }
+        Self { senders, room, tasks, stats: all_stats, lost }
     }
 
     /// Evaluates every event dispatched after this call with `engine` (a rules reload):
@@ -317,8 +328,12 @@ impl Workers {
         pid as usize % self.senders.len()
     }
 
-    /// Hands `ev` to its worker (and lifecycle events to every worker's state).
-    pub async fn dispatch(&self, ev: Event) {
+    /// Hands `ev`, decoded from a record of `bytes`, to its worker (and lifecycle events to
+    /// every worker's state), once the worker's queue has room for it: a slow worker makes
+    /// the run loop wait, the rings fill, and the kernel counts what it holds back.
+    pub async fn dispatch(&self, ev: Event, bytes: usize) {
+        // The decoded event holds about what its record did, plus its own struct.
+        let cost = (size_of::<Event>() + 2 * bytes).min(QUEUE_BYTES) as u32;
         let owner = self.owner(ev.pid);
         let (mut give, mut take) = (None, None);
         if let EventKind::ProcFork { child_pid, .. } = ev.kind {
@@ -339,7 +354,12 @@ impl Workers {
                     .and_then(Option::take)
                     .map(|(_, h)| h);
                 // A worker that stopped has failed; its share is lost with the channel.
-                if tx.send(Job::Event { event: event.clone(), evaluate: i == owner, handoff }).await.is_err() {
+                let Ok(room) = self.room[i].clone().acquire_many_owned(cost).await else {
+                    self.lost.jobs.fetch_add(1, Relaxed);
+                    continue;
+                };
+                let job = Job::Event { event: event.clone(), evaluate: i == owner, handoff, room };
+                if tx.send(job).await.is_err() {
                     self.lost.jobs.fetch_add(1, Relaxed);
                 }
             }
@@ -435,11 +455,11 @@ mod tests {
         let (workers, mut rx) = two_workers();
         // Pids beyond pid_max: nothing is read from this host's /proc for them.
         let (parent, child) = (4_000_000, 4_000_001);
-        workers.dispatch(event(parent, EventKind::ProcFork { child_pid: child, child_tid: child })).await;
+        workers.dispatch(event(parent, EventKind::ProcFork { child_pid: child, child_tid: child }), 0).await;
         let open =
             SyscallArgs::Open { dirfd: Some(-100), path: Some("/etc/shadow".into()), flags: 0, mode: 0, resolve: None };
         let sc = SyscallEvent::new("openat", 257, 3, open);
-        workers.dispatch(Event { ppid: parent, ..event(child, EventKind::Syscall(sc)) }).await;
+        workers.dispatch(Event { ppid: parent, ..event(child, EventKind::Syscall(sc)) }, 0).await;
         let done = workers.finish().await;
         let mut alerts = Vec::new();
         while let Some(a) = rx.try_recv() {
@@ -460,8 +480,8 @@ mod tests {
         assert_ne!(workers.owner(parent), workers.owner(child));
         let memfd = SyscallArgs::MemfdCreate { name: Some("payload".into()), flags: 0 };
         let sc = SyscallEvent::new("memfd_create", 319, 3, memfd);
-        workers.dispatch(event(parent, EventKind::Syscall(sc))).await;
-        workers.dispatch(event(parent, EventKind::ProcFork { child_pid: child, child_tid: child })).await;
+        workers.dispatch(event(parent, EventKind::Syscall(sc)), 0).await;
+        workers.dispatch(event(parent, EventKind::ProcFork { child_pid: child, child_tid: child }), 0).await;
         let done = workers.finish().await;
         let fd = done[1].state().processes().get(child).and_then(|c| c.fds.get(&3).cloned());
         assert_eq!(fd, Some(crate::state::Fd::Memfd { name: "payload".into() }), "the child's worker knows fd 3");

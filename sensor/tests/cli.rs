@@ -12,6 +12,16 @@ use std::{
 fn sensor() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sensor"));
     command.env("SENSOR_CONFIG__METRICS__ADDRESS", "127.0.0.1:0");
+    // A failed test leaves no sensor behind: it dies with the test's thread.
+    // SAFETY: prctl is async-signal-safe and touches no memory of this process.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     command
 }
 

@@ -209,6 +209,17 @@ pub fn sensor_binary() -> std::path::PathBuf {
 pub fn sensor_command() -> Command {
     let mut command = Command::new(sensor_binary());
     command.env("SENSOR_LOG", "info").env("SENSOR_CONFIG__METRICS__ADDRESS", "127.0.0.1:0");
+    // A test that fails leaves no sensor behind: it dies with the thread that started it
+    // (its test), instead of capturing every later test's events.
+    // SAFETY: prctl is async-signal-safe and touches no memory of this process.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     command
 }
 

@@ -24,8 +24,9 @@ use tokio::{
 
 /// Most record bytes in one batch.
 pub(super) const BATCH_BYTES: usize = 256 << 10;
-/// Most batches waiting for the pipeline, over all readers: with [`BATCH_BYTES`], 8 MiB.
-pub(super) const BACKLOG_BATCHES: usize = 32;
+/// Most batches waiting for the pipeline, over all readers: with [`BATCH_BYTES`], 32 MiB,
+/// which absorbs a few seconds of a storm beyond the ring while the pipeline catches up.
+pub(super) const BACKLOG_BATCHES: usize = 128;
 
 /// Starts reading the ring buffer `map` into `tx`, adding the bytes of each record read
 /// to `consumed`.

@@ -350,7 +350,7 @@ impl Runner<'_> {
                             self.tally.events.insert(event.type_name().to_owned(), 1);
                         }
                     }
-                    self.pool.dispatch(event).await;
+                    self.pool.dispatch(event, record.len()).await;
                 }
                 Err(_) => self.tally.undecodable += 1,
             }
