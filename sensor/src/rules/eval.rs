@@ -47,7 +47,7 @@ pub(crate) struct Test {
     pub kind: TestKind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum NumOp {
     Eq,
     Ne,
