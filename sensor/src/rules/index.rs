@@ -323,7 +323,7 @@ fn guard_key(node: &Node) -> Option<GuardKey> {
 }
 
 /// `node` for events of type `evt_type`: its `evt.type` comparisons (`=`, `!=`, `in`)
-/// replaced by their outcome. The engine only gives an event the rules of its type, and
+/// replaced by their outcome, and its other tests [cheapened](cheapen). The engine only gives an event the rules of its type, and
 /// [`super::FieldSource::event_type`] is the value of `evt.type`.
 fn specialise(node: &Node, evt_type: &str) -> Node {
     match node {
@@ -335,9 +335,29 @@ fn specialise(node: &Node, evt_type: &str) -> Node {
             Some(TypeTest::Eq(v)) => Node::Const(v == evt_type),
             Some(TypeTest::Ne(v)) => Node::Const(v != evt_type),
             Some(TypeTest::In(set)) => Node::Const(set.contains(evt_type)),
-            None => Node::Test(t.clone()),
+            None => Node::Test(Box::new(cheapen(t))),
         },
     }
+}
+
+/// `t`, or a cheaper test that holds for the same values: a case-sensitive `glob` whose
+/// only wildcards are `*` at its ends is `=`, `startswith`, `endswith` or `contains` (`*`
+/// matches any text, `/` included).
+fn cheapen(t: &Test) -> Test {
+    const WILD: [char; 4] = ['*', '?', '[', '\\'];
+    let TestKind::Str(StrTest::Glob(pattern, false)) = &t.kind else { return t.clone() };
+    let core = pattern.trim_matches('*');
+    if core.is_empty() || core.contains(WILD) {
+        return t.clone();
+    }
+    let literal = core.to_owned();
+    let st = match (pattern.starts_with('*'), pattern.ends_with('*')) {
+        (false, false) => StrTest::Eq(literal),
+        (false, true) => StrTest::StartsWith(literal),
+        (true, false) => StrTest::EndsWith(literal),
+        (true, true) => StrTest::Contains(literal),
+    };
+    Test { lhs: t.lhs.clone(), any: t.any, kind: TestKind::Str(st) }
 }
 
 /// An `evt.type` comparison the index can answer.
@@ -449,5 +469,34 @@ mod tests {
         let masks: Vec<u64> = openat.candidates.iter().map(|c| c.guards).collect();
         assert_eq!(masks, [0b01, 0b11, 0b10]);
         assert!(matches!(openat.candidates[2].check, Node::Const(true)), "C is its guard alone");
+    }
+
+    #[test]
+    fn globs_with_stars_only_at_the_ends_become_plain_string_tests() {
+        let glob = |p: &str, fold: bool| {
+            let lhs = Operand::Field { slot: 1, id: Field::FdName, arg: None };
+            cheapen(&Test { lhs, any: false, kind: TestKind::Str(StrTest::Glob(p.into(), fold)) }).kind
+        };
+        let text = |k: TestKind| format!("{k:?}");
+        assert_eq!(text(glob("*/.kube/config", false)), r#"Str(EndsWith("/.kube/config"))"#);
+        assert_eq!(text(glob("/etc/*", false)), r#"Str(StartsWith("/etc/"))"#);
+        assert_eq!(text(glob("**/.ssh/id_*", false)), r#"Str(Contains("/.ssh/id_"))"#);
+        assert_eq!(text(glob("/etc/passwd", false)), r#"Str(Eq("/etc/passwd"))"#);
+        for kept in ["/etc/ssh/ssh_host_*_key", "*.ss?", "*[ab]", "*\\*", "*", "*/A", "x*"] {
+            let fold = kept == "*/A" || kept == "x*";
+            assert!(matches!(glob(kept, fold), TestKind::Str(StrTest::Glob(..))), "{kept}");
+        }
+        for (pattern, text) in [("*/.kube/config", "/root/.kube/config"), ("/etc/*", "/etc/"), ("*a*", "a")] {
+            let cheap = glob(pattern, false);
+            let TestKind::Str(st) = cheap else { panic!() };
+            let holds = match st {
+                StrTest::Eq(s) => text == s,
+                StrTest::StartsWith(s) => text.starts_with(&s),
+                StrTest::EndsWith(s) => text.ends_with(&s),
+                StrTest::Contains(s) => text.contains(&s),
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(holds, super::super::matchers::fnmatch(pattern, text, false), "{pattern} {text}");
+        }
     }
 }
