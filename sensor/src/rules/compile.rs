@@ -596,7 +596,7 @@ impl<'a> Compiler<'a> {
         self.in_output = true;
         let pieces = self.output_pieces(r);
         self.in_output = false;
-        Ok(OutputFormat { pieces: pieces? })
+        Ok(OutputFormat::new(pieces?))
     }
 
     fn output_pieces(&mut self, r: &RuleDef) -> Result<Vec<Piece>, CErr> {

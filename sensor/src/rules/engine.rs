@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use super::compile::{self, CompiledRule};
-use super::eval::{self, Ctx, Node, Operand, Scratch, StrTest, TestKind};
+use super::eval::{Ctx, Node, Operand, Scratch, StrTest, TestKind};
 use super::event::FieldSource;
 use super::fields::Field;
 use super::index::RuleIndex;
@@ -148,10 +148,10 @@ impl Engine {
         let mut out = Vec::new();
         let mut ctx = Ctx::new(ev, scratch, self.slots);
         let source = ev.source();
-        let (candidates, order) = self.index.select(ev.event_type(), &mut ctx);
-        for c in order.iter().filter_map(|&i| candidates.get(i as usize)) {
+        let mut selection = self.index.select(ev.event_type(), &mut ctx);
+        for c in selection.candidates() {
             let r = &self.rules[c.rule];
-            if r.source != source || !eval::eval(&c.check, &mut ctx) {
+            if r.source != source || !selection.matches(c, &mut ctx) {
                 continue;
             }
             let (message, fields) = r.output.format(&mut ctx);

@@ -47,7 +47,7 @@ pub(crate) struct Test {
     pub kind: TestKind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum NumOp {
     Eq,
     Ne,
@@ -159,21 +159,26 @@ impl<'a> Ctx<'a> {
 
     pub(crate) fn value(&mut self, op: &Operand) -> Option<Cow<'_, Value<'a>>> {
         match op {
-            Operand::Field { slot, id, arg } => {
-                let event = self.scratch.event;
-                let stamp = self.scratch.stamps.get_mut(*slot)?;
-                if stamp.0 != event {
-                    let at = u32::try_from(self.values.len()).ok()?;
-                    self.values.push(self.src.field(*id, arg.as_ref()));
-                    *stamp = (event, at);
-                }
-                self.values.get(stamp.1 as usize)?.as_ref().map(Cow::Borrowed)
-            }
+            Operand::Field { slot, id, arg } => self.field(*slot, *id, arg.as_ref()).map(Cow::Borrowed),
             Operand::Transform(tr, inner) => {
                 let v = self.value(inner)?;
                 Some(Cow::Owned(transform(*tr, &v)))
             }
         }
+    }
+}
+
+impl<'a> Ctx<'a> {
+    /// The value of a field (in cache slot `slot`), fetched at most once per event.
+    fn field(&mut self, slot: usize, id: Field, arg: Option<&FieldArg>) -> Option<&Value<'a>> {
+        let event = self.scratch.event;
+        let stamp = self.scratch.stamps.get_mut(slot)?;
+        if stamp.0 != event {
+            let at = u32::try_from(self.values.len()).ok()?;
+            self.values.push(self.src.field(id, arg));
+            *stamp = (event, at);
+        }
+        self.values.get(stamp.1 as usize)?.as_ref()
     }
 }
 
@@ -273,10 +278,20 @@ fn eval_test(t: &Test, ctx: &mut Ctx<'_>) -> bool {
         };
         return compare_values(*op, &a, &b, *ty);
     }
-    let Some(v) = ctx.value(&t.lhs) else {
+    // A field's value is borrowed from the event's cache (no `Cow` to build and move on
+    // the most common path); a transformer's is made here.
+    let made;
+    let v = match &t.lhs {
+        Operand::Field { slot, id, arg } => ctx.field(*slot, *id, arg.as_ref()),
+        Operand::Transform(..) => {
+            made = ctx.value(&t.lhs).map(Cow::into_owned);
+            made.as_ref()
+        }
+    };
+    let Some(v) = v else {
         return false;
     };
-    match (&*v, &t.kind) {
+    match (v, &t.kind) {
         (_, TestKind::Exists) => true,
         (Value::List(items), kind) => match kind {
             TestKind::Str(StrTest::In(set)) if !t.any => {

@@ -27,6 +27,11 @@ pub(crate) enum Piece {
 #[derive(Debug, Default)]
 pub(crate) struct OutputFormat {
     pub pieces: Vec<Piece>,
+    /// The length of its literal text: with the values, about half a message (sizes the
+    /// message once instead of growing it).
+    text_len: usize,
+    /// The number of distinct placeholders: the alert's fields.
+    keys: usize,
 }
 
 /// A placeholder as parsed, before field resolution.
@@ -66,7 +71,11 @@ pub(crate) fn split_format(text: &str) -> Vec<RawPiece> {
 
 /// Renders a value for an output line: control characters escaped as in Falco.
 pub(crate) fn render(v: &Value<'_>, out: &mut String) {
-    let _ = write!(Escaped(out), "{v}");
+    let _ = match v {
+        // Text straight in, without the formatting machinery.
+        Value::Str(s) => Escaped(out).write_str(s),
+        other => write!(Escaped(out), "{other}"),
+    };
 }
 
 /// Text written with control characters escaped as in Falco, without an intermediate copy.
@@ -90,10 +99,16 @@ impl std::fmt::Write for Escaped<'_> {
 }
 
 impl OutputFormat {
+    pub(crate) fn new(pieces: Vec<Piece>) -> Self {
+        let text_len = pieces.iter().map(|p| if let Piece::Lit(s) = p { s.len() } else { 0 }).sum();
+        let keys = pieces.iter().filter(|p| matches!(p, Piece::Field { first: true, .. })).count();
+        OutputFormat { pieces, text_len, keys }
+    }
+
     /// Renders the message and collects the typed values of its fields.
     pub(crate) fn format(&self, ctx: &mut Ctx<'_>) -> (String, Vec<(String, Option<Value<'static>>)>) {
-        let mut msg = String::new();
-        let mut fields: Vec<(String, Option<Value<'static>>)> = Vec::new();
+        let mut msg = String::with_capacity(self.text_len * 2);
+        let mut fields: Vec<(String, Option<Value<'static>>)> = Vec::with_capacity(self.keys);
         for p in &self.pieces {
             match p {
                 Piece::Lit(s) => msg.push_str(s),

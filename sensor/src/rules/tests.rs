@@ -766,3 +766,39 @@ proptest::proptest! {
         }
     }
 }
+
+/// Tests several rules of a type share become guards, evaluated once per event: the rules
+/// still fire exactly when their whole conditions hold, in load order.
+#[test]
+fn shared_conjuncts_guard_rules_without_changing_what_fires() {
+    let rules = r#"
+- rule: Write a
+  desc: d
+  condition: evt.type = openat and evt.is_open_write = true and fd.name = /tmp/a
+  output: "a %fd.name"
+  priority: WARNING
+- rule: Write any but b
+  desc: d
+  condition: evt.type = openat and evt.is_open_write = true and not proc.name = sh and fd.name != /tmp/b
+  output: "any %fd.name"
+  priority: WARNING
+- rule: Read by a non-shell
+  desc: d
+  condition: evt.type = openat and evt.is_open_read = true and not proc.name = sh
+  output: "read %fd.name"
+  priority: WARNING
+"#;
+    let open = |name: &str, proc: &str, write: bool| {
+        serde_json::json!({"evt.type": "openat", "fd.name": name, "proc.name": proc, "fd.typechar": "f",
+            "evt.is_open_write": write, "evt.is_open_read": !write})
+    };
+    let all = engine(rules, RuleMatching::All);
+    assert_eq!(fired(&all, open("/tmp/a", "cat", true)), ["Write a", "Write any but b"]);
+    assert_eq!(fired(&all, open("/tmp/b", "cat", true)), Vec::<String>::new());
+    assert_eq!(fired(&all, open("/tmp/a", "sh", true)), ["Write a"]);
+    assert_eq!(fired(&all, open("/tmp/a", "cat", false)), ["Read by a non-shell"]);
+    assert_eq!(fired(&all, open("/tmp/a", "sh", false)), Vec::<String>::new());
+    let first = engine(rules, RuleMatching::First);
+    assert_eq!(fired(&first, open("/tmp/a", "cat", true)), ["Write a"]);
+    assert_eq!(fired(&first, open("/tmp/c", "cat", true)), ["Write any but b"]);
+}

@@ -77,6 +77,17 @@ pub enum IoClass {
     Other,
 }
 
+/// What an fd's name is made of ([`Fd::name_parts`]): equal parts, equal names.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum NameParts {
+    /// An IP socket with a server end: `client->server`, or `server` without a client.
+    Ends(Option<(IpAddr, u16)>, (IpAddr, u16)),
+    /// An IP socket without a server end: the empty name.
+    Unnamed,
+    /// Any other fd: its name.
+    Text(String),
+}
+
 impl Fd {
     /// `fd.typechar` and `fd.type`: `f` file, `4`/`6` IP socket, `u` unix socket, `n`
     /// netlink socket, `m` memfd, the kinds `/proc` names by link text, `o`/`unknown` otherwise.
@@ -140,6 +151,20 @@ impl Fd {
                 (None, Some((sip, sport))) => Cow::Owned(format!("{sip}:{sport}")),
                 _ => Cow::Borrowed(""),
             },
+        }
+    }
+
+    /// What [`Fd::name`] is made of, to tell whether it changed without rendering it: an
+    /// IP socket's ends, else the name itself.
+    pub(crate) fn name_parts(&self) -> NameParts {
+        match self {
+            Fd::Socket { domain, .. } if *domain != AF_UNIX => match (self.client(), self.server()) {
+                (client, Some(server)) => NameParts::Ends(client, server),
+                (_, None) => NameParts::Unnamed,
+            },
+            Fd::File { .. } | Fd::Memfd { .. } | Fd::Other { .. } | Fd::Socket { .. } => {
+                NameParts::Text(self.name().into_owned())
+            }
         }
     }
 

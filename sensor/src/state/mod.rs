@@ -111,6 +111,10 @@ fn absolute(dir: Option<&str>, path: &str) -> String {
     if !joined.starts_with('/') {
         return joined;
     }
+    // Most paths are already normal: no empty, `.` or `..` component.
+    if joined[1..].split('/').all(|part| !matches!(part, "" | "." | "..")) {
+        return joined;
+    }
     let mut parts: Vec<&str> = Vec::new();
     for part in joined.split('/') {
         match part {
@@ -451,7 +455,7 @@ impl State {
             }
             SyscallArgs::Connect { fd, addr, local: kernel_local } if ret == 0 || ret == -EINPROGRESS => {
                 if let Some(socket @ Fd::Socket { .. }) = Arc::make_mut(&mut p.fds).get_mut(fd) {
-                    let before = socket.name().into_owned();
+                    let before = socket.name_parts();
                     if let Fd::Socket { remote, local, connected, .. } = socket {
                         remote.clone_from(addr);
                         // The kernel chose the local address and port at the connect.
@@ -461,7 +465,7 @@ impl State {
                         *connected = true;
                     }
                     // A UDP socket connected again names a new peer.
-                    self.changes.fd_name_changed = socket.name() != before;
+                    self.changes.fd_name_changed = socket.name_parts() != before;
                 } else if let Some(a) = addr {
                     let f = Fd::Socket {
                         domain: sockaddr_domain(a),
@@ -698,6 +702,10 @@ mod tests {
         assert_eq!(absolute(Some("/work/a"), "./b/../c"), "/work/a/c");
         assert_eq!(absolute(Some("/"), "etc//hosts"), "/etc/hosts");
         assert_eq!(absolute(None, "rel/x"), "rel/x");
+        assert_eq!(absolute(Some("/work"), "a/b"), "/work/a/b");
+        assert_eq!(absolute(None, "/"), "/");
+        assert_eq!(absolute(None, "/etc/"), "/etc");
+        assert_eq!(absolute(None, "/a/.b/..c"), "/a/.b/..c");
     }
 
     /// The value rules read for `field` (as written, `evt.arg.sig` or `proc.env[HOME]`) on `ev`.
