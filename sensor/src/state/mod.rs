@@ -97,6 +97,9 @@ struct Sweep {
     last_ns: u64,
 }
 
+/// How long a new live state waits for the host's accounts.
+const HOST_ACCOUNTS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A full table sweeps at most this often: a sweep reads `/proc` once per process.
 const FULL_TABLE_SWEEP_NS: u64 = 1_000_000_000;
 
@@ -159,7 +162,13 @@ impl State {
             let dir = Path::new("/proc").join(pid.to_string());
             if let Some(ns) = process::mnt_ns_of(&dir) {
                 s.upper_dirs.entry(ns).or_insert_with(|| process::overlay_upper_dir(&dir));
+                // Every running container's accounts start loading now, not at its first alert.
+                s.users.get_mut().prefetch(Root { mnt_ns: ns, pids: [pid, 0] });
             }
+        }
+        // The host's are waited for (briefly): the first alerts after a start name their user.
+        if let Some(ns) = process::mnt_ns_of(Path::new("/proc/1")) {
+            s.users.get_mut().wait_for(Root { mnt_ns: ns, pids: [1, 0] }, HOST_ACCOUNTS_WAIT);
         }
         s
     }

@@ -357,6 +357,15 @@ impl UserDb {
         self.accounts(root);
     }
 
+    /// Asks for the accounts of `root` and waits up to `bound` for them (at start only:
+    /// workers never wait).
+    pub fn wait_for(&mut self, root: Root, bound: Duration) {
+        let deadline = Instant::now() + bound;
+        while self.accounts(root).is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// The user `uid` as processes in `root` see it.
     pub fn user(&mut self, root: Root, uid: u32) -> Lookup<&User> {
         match self.accounts(root) {
