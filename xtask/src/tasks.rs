@@ -60,7 +60,8 @@ const TEST_STAGES: &[Stage] = &[
         ],
         counts_tests: false,
     },
-    Stage { name: "test", program: "cargo", args: &["test"], counts_tests: true },
+    // Every test binary runs even when one fails: one run shows every failure.
+    Stage { name: "test", program: "cargo", args: &["test", "--no-fail-fast"], counts_tests: true },
 ];
 
 /// Sets up, builds the sensor (release unless `debug`) and returns the binary's path.
