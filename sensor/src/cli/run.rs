@@ -546,7 +546,8 @@ impl Runner<'_> {
         eprintln!("run: container metadata: {:?}", containers.stats());
         eprintln!(
             "run: {events} events evaluated by {workers} worker(s), {} alerts ({} dropped: queue full), {} lost \
-             and {} held back in the kernel, {} undecodable; {processes} processes tracked, {evicted} evicted, {swept} swept (gone without an exit event)",
+             in the kernel ({} more held back under pressure), {} undecodable; {processes} processes tracked, \
+             {evicted} evicted, {swept} swept (gone without an exit event)",
             tally.alerts,
             alerts_rx.dropped(),
             counters.iter().map(|c| c.lost).sum::<u64>(),
