@@ -5,24 +5,15 @@
 
 use std::{
     io::{BufRead, BufReader},
-    net::SocketAddr,
     process::{Command, Stdio},
-    sync::mpsc,
     time::{Duration, Instant},
 };
 
-use sensor_tests::{TestBed, bench::prom::Scrape, free_loopback_port, http_get, start_sensor};
+use sensor_tests::{TestBed, alert_stream, bench::prom::Scrape, free_loopback_port, scrape, start_sensor};
 
 const SHADOW_RULE: &str = "Read credential file by untrusted program";
 /// The DaemonSet's memory limit (`deploy/kubernetes/30-daemonset.yaml`).
 const MEMORY_LIMIT_KIB: u64 = 1 << 20;
-
-/// The sensor's metrics now.
-fn scrape(addr: SocketAddr) -> Scrape {
-    let (status, body) = http_get(addr, "/metrics").expect("metrics endpoint");
-    assert_eq!(status, 200, "/metrics: {body}");
-    Scrape::parse(&body)
-}
 
 /// A `VmHWM`-like line of `/proc/PID/status`, in KiB.
 fn status_kib(pid: u32, key: &str) -> u64 {
@@ -77,15 +68,7 @@ fn hostile_account_files_in_containers_neither_stall_nor_exhaust_the_sensor() {
         "--container-wait-ms",
         "200",
     ]);
-    let (tx, rx) = mpsc::channel::<serde_json::Value>();
-    let stdout = BufReader::new(sensor.stdout.take().unwrap());
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            if tx.send(serde_json::from_str(&line).expect("JSON alert")).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = alert_stream(&mut sensor);
     std::fs::write(format!("{signal}/go"), b"").unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     // Then an unrelated read on the host.
@@ -146,15 +129,7 @@ fn a_million_matching_events_neither_grow_the_sensor_nor_hide_another_alert() {
     let metrics = free_loopback_port().unwrap();
     let address = format!("metrics.address={metrics}");
     let mut sensor = start_sensor(&["run", "--json", "-o", &address]);
-    let (tx, rx) = mpsc::channel::<serde_json::Value>();
-    let stdout = BufReader::new(sensor.stdout.take().unwrap());
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            if tx.send(serde_json::from_str(&line).expect("JSON alert")).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = alert_stream(&mut sensor);
     let before = status_kib(sensor.id(), "VmRSS:");
     // A million reads of /etc/shadow, as fast as they go, one loop per CPU.
     let floods: Vec<_> = (0..2)

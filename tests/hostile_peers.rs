@@ -30,7 +30,9 @@ use sensor::{
     outputs::{OutputCounters, OutputStage},
     rules::{Alert, Priority},
 };
-use sensor_tests::{bench::prom::Scrape, free_loopback_port, http_get, sensor_command, start_sensor, temp_path};
+use sensor_tests::{
+    bench::prom::Scrape, free_loopback_port, http_get, scrape, sensor_command, start_sensor, temp_path,
+};
 
 // ---------------------------------------------------------------------------------------
 // The metrics endpoint (a real sensor, root)
@@ -49,13 +51,6 @@ fn status_kib(pid: u32, key: &str) -> u64 {
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
-}
-
-/// The sensor's metrics now.
-fn scrape(addr: SocketAddr) -> Scrape {
-    let (status, body) = http_get(addr, "/metrics").expect("a scrape");
-    assert_eq!(status, 200, "/metrics: {body}");
-    Scrape::parse(&body)
 }
 
 /// The value of one sample (`name` with a label containing `label`), 0 if absent.

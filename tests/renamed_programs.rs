@@ -11,10 +11,8 @@
 //! Needs root; one sensor run with the built-in rules, a few seconds.
 
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::mpsc,
     time::{Duration, Instant},
 };
 
@@ -51,15 +49,7 @@ fn renamed_and_self_named_programs_reading_shadow_are_alerted() {
     std::fs::copy(canonical(Path::new("/bin/cat")), &sudo).expect("copy cat");
 
     let mut sensor = start_sensor(&["run", "--json"]);
-    let (tx, rx) = mpsc::channel::<serde_json::Value>();
-    let stdout = BufReader::new(sensor.stdout.take().unwrap());
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            if tx.send(serde_json::from_str(&line).expect("JSON alert")).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = sensor_tests::alert_stream(&mut sensor);
 
     let mut reads = Vec::new();
     let status = Command::new(&sudo).arg("/etc/shadow").stdout(Stdio::null()).status().expect("the copy runs");

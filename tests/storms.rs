@@ -4,21 +4,11 @@
 //! deliver is counted, never silent. Needs root.
 
 use std::{
-    io::{BufRead, BufReader},
-    net::SocketAddr,
     process::{Command, Stdio},
-    sync::mpsc,
     time::{Duration, Instant},
 };
 
-use sensor_tests::{ActorReport, bench::prom::Scrape, free_loopback_port, http_get, start_sensor};
-
-/// The sensor's metrics now.
-fn scrape(addr: SocketAddr) -> Scrape {
-    let (status, body) = http_get(addr, "/metrics").expect("metrics endpoint");
-    assert_eq!(status, 200, "/metrics: {body}");
-    Scrape::parse(&body)
-}
+use sensor_tests::{ActorReport, alert_stream, free_loopback_port, scrape, start_sensor};
 
 const FALCO_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/falco/falco_rules.yaml");
 const BUILT_IN: &str = "Read credential file by untrusted program";
@@ -39,16 +29,7 @@ fn storm(lp: &str, rules: &[&str], rule: &str) {
     let mut args = vec!["run", "--json", "-o", &address];
     args.extend_from_slice(rules);
     let mut sensor = start_sensor(&args);
-    let (tx, rx) = mpsc::channel::<serde_json::Value>();
-    let stdout = BufReader::new(sensor.stdout.take().unwrap());
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            // The receiver goes away when the test has what it needs.
-            if tx.send(serde_json::from_str(&line).expect("JSON alert")).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = alert_stream(&mut sensor);
     // A snapshot taken once the programs are attached.
     std::thread::sleep(Duration::from_millis(1500));
     let before = scrape(metrics);
@@ -166,15 +147,7 @@ fn bulk_events_are_shed_before_the_events_rules_need() {
     let metrics = free_loopback_port().unwrap();
     let address = format!("metrics.address={metrics}");
     let mut sensor = start_sensor(&["run", "--json", "-o", &address]);
-    let (tx, rx) = mpsc::channel::<serde_json::Value>();
-    let stdout = BufReader::new(sensor.stdout.take().unwrap());
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            if tx.send(serde_json::from_str(&line).expect("JSON alert")).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = alert_stream(&mut sensor);
     // A snapshot taken once the programs are attached.
     std::thread::sleep(Duration::from_millis(1500));
     let before = scrape(metrics);

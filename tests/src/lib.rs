@@ -223,6 +223,29 @@ pub fn sensor_command() -> Command {
     command
 }
 
+/// The JSON alerts `sensor` prints on its piped stdout, as they come (a thread reads them
+/// until the receiver goes away).
+pub fn alert_stream(sensor: &mut std::process::Child) -> mpsc::Receiver<serde_json::Value> {
+    use std::io::{BufRead, BufReader};
+    let stdout = BufReader::new(sensor.stdout.take().expect("piped stdout"));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if tx.send(serde_json::from_str(&line).expect("a JSON alert")).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The metrics of the sensor serving them at `addr`, now.
+pub fn scrape(addr: std::net::SocketAddr) -> bench::prom::Scrape {
+    let (status, body) = http_get(addr, "/metrics").expect("the metrics endpoint");
+    assert_eq!(status, 200, "/metrics: {body}");
+    bench::prom::Scrape::parse(&body)
+}
+
 /// Starts `sensor ARGS` with its stdout piped and waits until its programs are attached;
 /// its log goes on to this test's stderr.
 pub fn start_sensor(args: &[&str]) -> std::process::Child {

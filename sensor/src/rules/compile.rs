@@ -305,30 +305,21 @@ impl<'a> Compiler<'a> {
     }
 
     fn expr(&mut self, e: &Expr, origin: Origin<'_>, visible: Option<usize>) -> Result<Node, CErr> {
-        if self.nesting >= MAX_NESTING {
-            let span = match e {
-                Expr::Check(c) => c.span,
-                Expr::Macro { span, .. } => *span,
-                _ => Span::default(),
-            };
-            return Err(self.err(
-                origin,
-                span,
-                format!("condition nests deeper than {MAX_NESTING} levels once macros are expanded"),
-            ));
-        }
         self.expanded += 1;
-        if self.expanded > MAX_EXPANDED_NODES {
+        let too_big = if self.nesting >= MAX_NESTING {
+            Some(format!("condition nests deeper than {MAX_NESTING} levels once macros are expanded"))
+        } else if self.expanded > MAX_EXPANDED_NODES {
+            Some(format!("condition holds more than {MAX_EXPANDED_NODES} nodes once macros are expanded"))
+        } else {
+            None
+        };
+        if let Some(msg) = too_big {
             let span = match e {
                 Expr::Check(c) => c.span,
                 Expr::Macro { span, .. } => *span,
                 _ => Span::default(),
             };
-            return Err(self.err(
-                origin,
-                span,
-                format!("condition holds more than {MAX_EXPANDED_NODES} nodes once macros are expanded"),
-            ));
+            return Err(self.err(origin, span, msg));
         }
         self.nesting += 1;
         let out = self.expr_inner(e, origin, visible);
