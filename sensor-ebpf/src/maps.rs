@@ -230,6 +230,13 @@ pub static NO_FDS: Array<FdBits> = Array::with_max_entries(1, 0);
 #[map]
 pub static FLOOD: LruHashMap<u32, FloodBucket> = LruHashMap::with_max_entries(flood::MAX_PROCESSES, 0);
 
+/// Record bytes user space has taken from the rings and not yet evaluated (one entry),
+/// written by user space every few milliseconds: the overload policy weighs what waits
+/// there as well as what waits in the ring, so a flood is held back before it queues
+/// every later record behind it.
+#[map]
+pub static BACKLOG: Array<u64> = Array::with_max_entries(1, 0);
+
 /// Events the prefilter did not send, per syscall number and CPU.
 #[map]
 pub static PREFILTERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_SYSCALL_NR, 0);
@@ -299,10 +306,11 @@ fn this_ring() -> &'static RingBuf {
 }
 
 /// Whether the current process's next syscall record is held back (and counted), so that
-/// one process flooding the ring cannot crowd out the others: when the ring holds more than
-/// `flood_limit_bytes` and the process is over its [`flood`] rate, or more than
-/// `quiet_limit_bytes` and the process is not quiet. Decided in a `bpf_loop` step, which the
-/// verifier checks once: inline, its branches would multiply the states of everything after.
+/// one process flooding the ring cannot crowd out the others: when the ring with the
+/// [`BACKLOG`] in user space holds more than `flood_limit_bytes` and the process is over
+/// its [`flood`] rate, or the ring alone more than `quiet_limit_bytes` and the process is
+/// not quiet. Decided in a `bpf_loop` step, which the verifier checks once: inline, its
+/// branches would multiply the states of everything after.
 #[inline(always)]
 pub fn throttled() -> bool {
     let mut verdict: u64 = 0;
@@ -315,11 +323,13 @@ pub fn throttled() -> bool {
 #[inline(never)]
 extern "C" fn throttle_step(_index: u64, ctx: *mut c_void) -> i64 {
     let limit = config!(flood_limit_bytes) as u64;
-    let pending = this_ring().query(BPF_RB_AVAIL_DATA as u64);
-    if limit == 0 || pending <= limit {
+    let in_ring = this_ring().query(BPF_RB_AVAIL_DATA as u64);
+    let backlog = BACKLOG.get(0).copied().unwrap_or(0);
+    if limit == 0 || in_ring.saturating_add(backlog) <= limit {
         return 1;
     }
-    let quiet_only = pending > config!(quiet_limit_bytes) as u64;
+    // The last resort is for a ring about to lose records, whatever user space still holds.
+    let quiet_only = in_ring > config!(quiet_limit_bytes) as u64;
     if take_token(quiet_only) {
         return 1;
     }

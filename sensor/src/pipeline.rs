@@ -3,7 +3,7 @@
 
 mod alerts;
 
-pub use alerts::{AlertReceiver, AlertSender, DEFAULT_QUEUE_BYTES, alert_queue};
+pub use alerts::{AlertReceiver, AlertSender, DEFAULT_QUEUE_BYTES, Matches, Publisher, alert_queue};
 
 use std::sync::{
     Arc,
@@ -100,10 +100,21 @@ impl Pipeline {
     /// Second half of [`process`](Self::process): evaluates the rules on the event with
     /// its container's metadata, then applies what must wait until after them.
     pub fn finish(&mut self, ev: &Event, container: Option<&ContainerView>) -> Vec<Alert> {
+        self.finish_admitted(ev, container, &mut |_| true)
+    }
+
+    /// [`finish`](Self::finish), rendering only the alerts of rules `admit` lets through
+    /// ([`Engine::process_admitted`]).
+    pub fn finish_admitted(
+        &mut self,
+        ev: &Event,
+        container: Option<&ContainerView>,
+        admit: &mut dyn FnMut(&str) -> bool,
+    ) -> Vec<Alert> {
         let alerts = if ev.is_state_only() {
             Vec::new()
         } else {
-            self.engine.process(&self.state.view(ev, container), &mut self.scratch)
+            self.engine.process_admitted(&self.state.view(ev, container), &mut self.scratch, admit)
         };
         self.state.after(ev);
         alerts
@@ -164,7 +175,7 @@ pub struct WorkerStats {
 
 /// Items lost between stages because the stage they were for had stopped (a worker that
 /// failed): counted, never silent. Alerts the outputs could not take are counted by the
-/// alert queue ([`AlertReceiver::dropped`]).
+/// alert queue ([`Publisher::dropped`]).
 #[derive(Debug, Default)]
 pub struct Lost {
     /// Events (or reloads) a stopped worker could not take.
@@ -250,8 +261,8 @@ impl Workers {
                     if evaluate && !ev.is_state_only() {
                         pipeline.prepare(ev);
                         let container = container_of(&mut pipeline, &containers, ev).await;
-                        for alert in pipeline.finish(ev, Some(&container)) {
-                            // A full queue counts what it drops.
+                        // A full queue counts what it drops, before or after rendering.
+                        for alert in pipeline.finish_admitted(ev, Some(&container), &mut |rule| alerts.admits(rule)) {
                             alerts.send(alert);
                         }
                     } else {
@@ -376,6 +387,13 @@ impl Workers {
             }
         }
         done
+    }
+
+    /// The bytes queued for the workers now (as [`Workers::dispatch`] counts them), for the
+    /// kernel's overload policy ([`crate::capture::Capture::weigh_downstream`]).
+    pub fn queued_bytes(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let room = self.room.clone();
+        move || room.iter().map(|r| QUEUE_BYTES.saturating_sub(r.available_permits()) as u64).sum()
     }
 }
 

@@ -6,6 +6,7 @@
 //! reader per ring buffer. Records come out of [`Capture::next_batch`] as raw bytes for
 //! [`crate::event::decode`]; kernel-side losses are in [`Capture::counters`].
 
+mod backlog;
 pub mod btf;
 mod prefilter;
 pub mod preflight;
@@ -209,6 +210,8 @@ pub struct Capture {
     ring_bytes: u32,
     /// Record bytes read from each ring.
     consumed: Vec<Arc<AtomicU64>>,
+    /// What waits in user space, which the kernel side weighs with its rings.
+    backlog: Arc<backlog::Backlog>,
 }
 
 /// How full one ring buffer is.
@@ -384,11 +387,19 @@ impl Capture {
         let prefiltered = PerCpuArray::try_from(ebpf.take_map("PREFILTERED").ok_or(map_missing("PREFILTERED"))?)
             .map_err(map_err("PREFILTERED"))?;
         let (tx, records) = mpsc::channel(ring::BACKLOG_BATCHES);
-        let mut readers = Vec::new();
+        let backlog = Arc::new(backlog::Backlog::default());
+        let map = ebpf.take_map("BACKLOG").ok_or(map_missing("BACKLOG"))?;
+        let mut readers = vec![backlog::spawn_reporter(map, backlog.clone(), cfg.poll_interval)?];
         let consumed: Vec<Arc<AtomicU64>> = (0..nr_rings).map(|_| Arc::default()).collect();
         for (name, consumed) in RING_MAPS[..nr_rings as usize].iter().zip(&consumed) {
             let map = ebpf.take_map(name).ok_or(map_missing(name))?;
-            readers.push(ring::spawn_reader(map, tx.clone(), cfg.poll_interval, consumed.clone())?);
+            let reader = ring::Reader {
+                tx: tx.clone(),
+                poll: cfg.poll_interval,
+                consumed: consumed.clone(),
+                backlog: backlog.clone(),
+            };
+            readers.push(reader.spawn(map)?);
         }
         log::info!(
             "capturing {} syscalls with {mode:?} probes, {nr_rings} ring(s) of {ring_bytes} bytes for {nr_cpus} CPU(s)",
@@ -406,6 +417,7 @@ impl Capture {
             cpus_per_ring,
             ring_bytes,
             consumed,
+            backlog,
         })
     }
 
@@ -455,7 +467,15 @@ impl Capture {
 
     /// The next batch of raw records, in ring order; `None` once all readers stopped.
     pub async fn next_batch(&mut self) -> Option<Vec<Bytes>> {
-        self.records.recv().await
+        let batch = self.records.recv().await?;
+        self.backlog.claimed(batch.iter().map(|r| r.len() as u64).sum());
+        Some(batch)
+    }
+
+    /// Has the kernel's overload policy weigh `downstream()` too: the record bytes taken
+    /// by [`Capture::next_batch`] and still waiting further on (in the pipeline's queues).
+    pub fn weigh_downstream(&self, downstream: impl Fn() -> u64 + Send + Sync + 'static) {
+        self.backlog.weigh(Box::new(downstream));
     }
 
     /// Kernel-side counters, one entry per possible CPU.

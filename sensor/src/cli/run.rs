@@ -17,7 +17,7 @@ use sensor::{
     metrics::{Metrics, Progress, Snapshot},
     outputs::OutputStage,
     pipeline::{
-        AlertReceiver, DEFAULT_QUEUE_BYTES, Pipeline, Workers, alert_queue, dns_names_for, load_rules, syscalls_for,
+        DEFAULT_QUEUE_BYTES, Pipeline, Publisher, Workers, alert_queue, dns_names_for, load_rules, syscalls_for,
     },
     rules::{Alert, Engine, EngineOptions, Prefilter, Priority, RuleMatching, SUGGESTED_OUTPUT, Value, prefilter},
     state::{DNS_REFRESH, DnsNames, State},
@@ -181,7 +181,7 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
     let metrics = Arc::new(Metrics::new(config.metrics.stall_after));
     metrics.clone().serve(&config.metrics).await?;
     // Before the kernel programs: a broken output stops the sensor before it watches anything.
-    let stage = OutputStage::start(&config.outputs).await?;
+    let stage = Arc::new(OutputStage::start(&config.outputs).await?);
     let capture_cfg = CaptureConfig {
         syscalls: syscalls_for(&engine),
         ring_bytes: config.capture.ring_buffer_kib.saturating_mul(1024),
@@ -208,6 +208,8 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
     let containers = ContainerCache::new(enrich_config(&config.containers), tokio::runtime::Handle::current());
     let (alerts_tx, alerts_rx) = alert_queue(DEFAULT_QUEUE_BYTES);
     let pool = Workers::start(pipelines, containers.clone(), alerts_tx);
+    let publisher = alerts_rx.publish_to(stage.clone());
+    capture.weigh_downstream(pool.queued_bytes());
     metrics.set_ready(true);
 
     let mut runner = Runner {
@@ -217,7 +219,7 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
         capture,
         clock,
         pool,
-        alerts_rx,
+        publisher,
         stage,
         containers,
         dns,
@@ -237,8 +239,6 @@ struct Tally {
     decoded: u64,
     undecodable: u64,
     partial: HashMap<&'static str, u64>,
-    alerts: u64,
-    matches: HashMap<(String, Priority), u64>,
     internal: HashMap<&'static str, u64>,
     reloads: (u64, u64),
     /// Kernel losses and sheds already reported by a drop alert.
@@ -253,8 +253,8 @@ struct Runner<'a> {
     capture: Capture,
     clock: Clock,
     pool: Workers,
-    alerts_rx: AlertReceiver,
-    stage: OutputStage,
+    publisher: Publisher,
+    stage: Arc<OutputStage>,
     containers: ContainerCache,
     dns: DnsNames,
     metrics: Arc<Metrics>,
@@ -284,9 +284,6 @@ fn raise_open_files_limit() {
     }
 }
 
-/// Alerts handed to the outputs per turn of the run loop, beyond the first.
-const ALERTS_PER_TURN: usize = 255;
-
 /// The name of the internal alert raised when the kernel loses events.
 const DROP_ALERT: &str = "sensor internal: event drops";
 /// The name of the internal alert raised when a reload is refused.
@@ -305,14 +302,6 @@ impl Runner<'_> {
                 batch = self.capture.next_batch() => {
                     let Some(batch) = batch else { break };
                     self.dispatch(batch).await;
-                }
-                Some(alert) = self.alerts_rx.recv() => {
-                    self.publish(alert);
-                    // What else is queued, up to a bound: batches must not wait on a flood.
-                    for _ in 0..ALERTS_PER_TURN {
-                        let Some(alert) = self.alerts_rx.try_recv() else { break };
-                        self.publish(alert);
-                    }
                 }
                 _ = refresh.tick() => self.refresh_metrics(),
                 _ = drops.tick() => self.check_drops(),
@@ -367,13 +356,6 @@ impl Runner<'_> {
                 _ => break,
             }
         }
-    }
-
-    /// Counts a rule's alert and hands it to the outputs.
-    fn publish(&mut self, alert: Alert) {
-        self.tally.alerts += 1;
-        *self.tally.matches.entry((alert.rule.clone(), alert.priority)).or_default() += 1;
-        self.stage.publish(alert);
     }
 
     /// Raises an internal alert through the outputs.
@@ -514,13 +496,18 @@ impl Runner<'_> {
             undecodable: t.undecodable,
             partial: t.partial.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
             evaluated: t.decoded,
-            matches: t.matches.iter().map(|((rule, p), n)| (rule.clone(), p.as_str().to_owned(), *n)).collect(),
+            matches: self
+                .publisher
+                .matches()
+                .into_iter()
+                .map(|((rule, p), n)| (rule, p.as_str().to_owned(), n))
+                .collect(),
             outputs: self.stage.counters(),
             containers: self.containers.stats(),
             processes,
             fds,
-            alerts_dropped: self.alerts_rx.dropped(),
-            alert_queue_bytes: self.alerts_rx.queued_bytes() as u64,
+            alerts_dropped: self.publisher.dropped(),
+            alert_queue_bytes: self.publisher.queued_bytes() as u64,
             internal_alerts: t.internal.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
             reloads: t.reloads,
         });
@@ -528,16 +515,16 @@ impl Runner<'_> {
 
     /// Stops capture, lets the workers finish, delivers what they found, and reports.
     async fn finish(self) -> anyhow::Result<()> {
-        let Runner { args, capture, pool, mut alerts_rx, stage, containers, metrics, mut tally, workers, .. } = self;
+        let Runner { args, capture, pool, publisher, stage, containers, metrics, tally, workers, .. } = self;
         metrics.set_ready(false);
         let counters = capture.counters()?;
         // Detach the programs first: nothing new arrives while the pipeline drains.
         drop(capture);
         let done = pool.finish().await;
-        while let Some(alert) = alerts_rx.try_recv() {
-            tally.alerts += 1;
-            stage.publish(alert);
-        }
+        // The workers are gone, so the publisher ends once it has published what they found.
+        let dropped = publisher.dropped();
+        let alerts: u64 = publisher.finish().await.values().sum();
+        let stage = Arc::into_inner(stage).context("the output stage is still shared at exit")?;
         args.config.finish(stage).await;
         let events: u64 = done.iter().map(Pipeline::events).sum();
         let processes = done.iter().map(|p| p.state().stats().processes).max().unwrap_or(0);
@@ -548,8 +535,8 @@ impl Runner<'_> {
             "run: {events} events evaluated by {workers} worker(s), {} alerts ({} dropped: queue full), {} lost \
              in the kernel ({} more held back under pressure), {} undecodable; {processes} processes tracked, \
              {evicted} evicted, {swept} swept (gone without an exit event)",
-            tally.alerts,
-            alerts_rx.dropped(),
+            alerts,
+            dropped,
             counters.iter().map(|c| c.lost).sum::<u64>(),
             counters.iter().map(|c| c.shed + c.throttled).sum::<u64>(),
             tally.undecodable,

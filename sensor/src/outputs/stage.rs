@@ -297,26 +297,69 @@ impl fmt::Display for OutputCounters {
     }
 }
 
-/// The rule with the most alerts in `alerts`.
-fn busiest_rule(alerts: &VecDeque<Arc<Alert>>) -> Option<&str> {
-    let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for a in alerts {
-        *counts.entry(a.rule.as_str()).or_default() += 1;
-    }
-    counts.into_iter().max_by_key(|(_, n)| *n).map(|(rule, _)| rule)
+/// The alerts of one output's queue, each rule's apart, served in turns.
+#[derive(Default)]
+struct Held {
+    /// Each rule with alerts queued, with them (oldest first), in the order of their turns.
+    rules: VecDeque<(String, VecDeque<Arc<Alert>>)>,
+    len: usize,
 }
 
-/// Removes the oldest alert of `rule` (`newest`: its newest).
-fn remove_of(alerts: &mut VecDeque<Arc<Alert>>, rule: &str, newest: bool) -> Option<Arc<Alert>> {
-    let index =
-        if newest { alerts.iter().rposition(|a| a.rule == rule) } else { alerts.iter().position(|a| a.rule == rule) }?;
-    alerts.remove(index)
+impl Held {
+    fn push(&mut self, alert: Arc<Alert>) {
+        match self.rules.iter_mut().find(|(rule, _)| *rule == alert.rule) {
+            Some((_, alerts)) => alerts.push_back(alert),
+            None => self.rules.push_back((alert.rule.clone(), VecDeque::from([alert]))),
+        }
+        self.len += 1;
+    }
+
+    /// The oldest alert of the rule whose turn it is; that rule's next turn comes after
+    /// every other rule's.
+    fn pop(&mut self) -> Option<Arc<Alert>> {
+        let (rule, mut alerts) = self.rules.pop_front()?;
+        let alert = alerts.pop_front();
+        if !alerts.is_empty() {
+            self.rules.push_back((rule, alerts));
+        }
+        self.len -= 1;
+        alert
+    }
+
+    /// The alerts of the rule holding the most of the queue.
+    fn busiest(&mut self) -> Option<&mut (String, VecDeque<Arc<Alert>>)> {
+        self.rules.iter_mut().max_by_key(|(_, alerts)| alerts.len())
+    }
+
+    /// Makes room for `alert` by dropping one alert of the busiest rule: its oldest or
+    /// newest, per `overflow`; `alert` itself when it is the newest of the busiest rule.
+    /// Returns whether `alert` still goes in.
+    fn make_room(&mut self, alert: &Alert, overflow: Overflow) -> bool {
+        let Some((rule, alerts)) = self.busiest() else { return true };
+        let dropped = match overflow {
+            Overflow::DropNewest if *rule == alert.rule => return false,
+            Overflow::DropNewest => alerts.pop_back(),
+            Overflow::DropOldest => alerts.pop_front(),
+        };
+        if dropped.is_some() {
+            self.len -= 1;
+            self.rules.retain(|(_, alerts)| !alerts.is_empty());
+        }
+        true
+    }
+
+    fn clear(&mut self) -> usize {
+        self.rules.clear();
+        std::mem::take(&mut self.len)
+    }
 }
 
 /// A bounded queue of alerts for one output. The publisher never waits: a full queue drops
 /// an alert (per the overflow policy, from the rule holding the most of it) and counts it.
+/// Rules are served in turns, one alert each, so that one rule's flood delays another
+/// rule's alert by one alert at most (each rule's alerts keep their order).
 pub(crate) struct Queue {
-    alerts: Mutex<VecDeque<Arc<Alert>>>,
+    alerts: Mutex<Held>,
     capacity: usize,
     overflow: Overflow,
     closed: AtomicBool,
@@ -326,7 +369,7 @@ pub(crate) struct Queue {
 impl Queue {
     fn new(capacity: usize, overflow: Overflow) -> Self {
         Queue {
-            alerts: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
+            alerts: Mutex::new(Held::default()),
             capacity,
             overflow,
             closed: AtomicBool::new(false),
@@ -334,7 +377,7 @@ impl Queue {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<Alert>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
         // The lock is only held to push or pop, which cannot panic half-way.
         self.alerts.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -342,35 +385,32 @@ impl Queue {
     fn push(&self, alert: Arc<Alert>, counters: &Counters) {
         {
             let mut alerts = self.lock();
-            if alerts.len() >= self.capacity {
+            if alerts.len >= self.capacity {
                 counters.dropped.fetch_add(1, Relaxed);
                 // The room is taken from the rule holding the most of the queue, so that one
                 // rule's flood never pushes out another rule's alert.
-                let busiest = busiest_rule(&alerts).unwrap_or(&alert.rule).to_owned();
-                match self.overflow {
-                    Overflow::DropNewest if busiest == alert.rule => return,
-                    Overflow::DropNewest => drop(remove_of(&mut alerts, &busiest, true)),
-                    Overflow::DropOldest => drop(remove_of(&mut alerts, &busiest, false)),
+                if !alerts.make_room(&alert, self.overflow) {
+                    return;
                 }
             }
-            alerts.push_back(alert);
+            alerts.push(alert);
         }
         self.ready.notify_one();
     }
 
-    /// The oldest alert, now in the task's hands.
+    /// The next alert (see [`Queue`] for the order), now in the task's hands.
     pub(crate) fn pop(&self, counters: &Counters) -> Option<Arc<Alert>> {
-        let alert = self.lock().pop_front()?;
+        let alert = self.lock().pop()?;
         counters.in_hand.fetch_add(1, Relaxed);
         Some(alert)
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().len
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.lock().len == 0
     }
 
     /// Resolves when alerts were pushed (or the queue closed) since the last wake-up.
@@ -390,10 +430,7 @@ impl Queue {
 
     /// Empties the queue; how many alerts it held.
     fn clear(&self) -> u64 {
-        let mut alerts = self.lock();
-        let n = alerts.len() as u64;
-        alerts.clear();
-        n
+        self.lock().clear() as u64
     }
 }
 

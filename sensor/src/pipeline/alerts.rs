@@ -2,7 +2,9 @@
 //! program matching a rule a million times cannot grow the sensor's memory before rate
 //! limiting applies; and no rule may hold more than a quarter of it, so that such a flood
 //! leaves room for every other rule's alerts. An alert that does not fit is dropped and
-//! counted, never waited for: a worker never stalls on a slow output stage.
+//! counted, never waited for: a worker never stalls on a slow output stage. The queue is
+//! emptied into the outputs by a task of its own ([`AlertReceiver::publish_to`]), so
+//! nothing else the sensor waits for (a busy worker) holds alerts back.
 
 use std::{
     collections::HashMap,
@@ -12,9 +14,12 @@ use std::{
     },
 };
 
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, task::JoinHandle};
 
-use crate::rules::{Alert, Value};
+use crate::{
+    outputs::OutputStage,
+    rules::{Alert, Priority, Value},
+};
 
 /// Bytes of alerts queued between the workers and the outputs, by default.
 pub const DEFAULT_QUEUE_BYTES: usize = 16 << 20;
@@ -36,7 +41,7 @@ struct Queued {
 
 impl Shared {
     fn queued(&self) -> std::sync::MutexGuard<'_, Queued> {
-        self.queued.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.queued)
     }
 
     /// Takes room for `bytes` of `rule`, if the queue and the rule's share have it.
@@ -102,6 +107,19 @@ fn approx_bytes(a: &Alert) -> usize {
 }
 
 impl AlertSender {
+    /// Whether an alert of `rule` may still fit: if not, it is counted as dropped now, and
+    /// need not be rendered.
+    pub fn admits(&self, rule: &str) -> bool {
+        let q = self.shared.queued();
+        let held = q.by_rule.get(rule).copied().unwrap_or(0);
+        let fits =
+            q.total + size_of::<Alert>() <= self.shared.limit && held + size_of::<Alert>() <= self.shared.limit / 4;
+        if !fits {
+            self.shared.dropped.fetch_add(1, Relaxed);
+        }
+        fits
+    }
+
     /// Queues `alert`, unless that would pass the bound or its rule's share (or the outputs
     /// have stopped): then it is dropped and counted. Returns whether it was queued.
     pub fn send(&self, alert: Alert) -> bool {
@@ -119,17 +137,61 @@ impl AlertSender {
 
 impl AlertReceiver {
     /// The next alert; `None` once every sender is gone and the queue is empty.
-    pub async fn recv(&mut self) -> Option<Alert> {
+    async fn recv(&mut self) -> Option<Alert> {
         let (alert, bytes) = self.rx.recv().await?;
         self.shared.release(&alert.rule, bytes);
         Some(alert)
     }
 
     /// The next alert if one is queued.
+    #[cfg(test)]
     pub fn try_recv(&mut self) -> Option<Alert> {
         let (alert, bytes) = self.rx.try_recv().ok()?;
         self.shared.release(&alert.rule, bytes);
         Some(alert)
+    }
+
+    /// Alerts dropped because the queue was full.
+    #[cfg(test)]
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Relaxed)
+    }
+
+    /// Hands every alert to `stage` as it arrives, on a task of the current runtime,
+    /// counting them by rule, until every sender is gone.
+    pub fn publish_to(mut self, stage: Arc<OutputStage>) -> Publisher {
+        let matches = Arc::new(Mutex::new(Matches::new()));
+        let shared = self.shared.clone();
+        let counts = matches.clone();
+        let task = tokio::spawn(async move {
+            while let Some(alert) = self.recv().await {
+                *lock(&counts).entry((alert.rule.clone(), alert.priority)).or_default() += 1;
+                stage.publish(alert);
+            }
+        });
+        Publisher { shared, matches, task }
+    }
+}
+
+/// Alerts handed to the outputs, by rule and priority.
+pub type Matches = HashMap<(String, Priority), u64>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The task emptying the queue into the outputs ([`AlertReceiver::publish_to`]).
+#[derive(Debug)]
+pub struct Publisher {
+    shared: Arc<Shared>,
+    matches: Arc<Mutex<Matches>>,
+    task: JoinHandle<()>,
+}
+
+impl Publisher {
+    /// Alerts published so far, by rule and priority.
+    pub fn matches(&self) -> Matches {
+        lock(&self.matches).clone()
     }
 
     /// Alerts dropped because the queue was full.
@@ -141,12 +203,20 @@ impl AlertReceiver {
     pub fn queued_bytes(&self) -> usize {
         self.shared.queued().total
     }
+
+    /// Waits until every sender is gone and what they queued is published; returns every
+    /// alert published, by rule and priority.
+    pub async fn finish(self) -> Matches {
+        if let Err(e) = self.task.await {
+            log::error!("the alert publisher stopped: {e}");
+        }
+        std::mem::take(&mut *lock(&self.matches))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::Priority;
 
     fn alert(message: &str) -> Alert {
         alert_of("r", message)
@@ -171,14 +241,14 @@ mod tests {
         let (tx, mut rx) = alert_queue(4 * 3 * one);
         let sent = (0..10).filter(|_| tx.send(alert(&"x".repeat(1000)))).count();
         assert_eq!((sent, rx.dropped()), (3, 7));
-        assert_eq!(rx.queued_bytes(), 3 * one, "one rule holds at most a quarter");
+        assert_eq!(rx.shared.queued().total, 3 * one, "one rule holds at most a quarter");
         // Room again once read.
         assert!(rx.recv().await.is_some());
         assert!(tx.send(alert(&"x".repeat(1000))));
         assert!(!tx.send(alert(&"x".repeat(1000))));
         assert_eq!(rx.dropped(), 8);
         while rx.try_recv().is_some() {}
-        assert_eq!(rx.queued_bytes(), 0);
+        assert_eq!(rx.shared.queued().total, 0);
     }
 
     #[tokio::test]
@@ -195,8 +265,10 @@ mod tests {
         let one = approx_bytes(&alert_of("flood", "x"));
         let (tx, mut rx) = alert_queue(8 * one);
         assert_eq!((0..100).filter(|_| tx.send(alert_of("flood", "x"))).count(), 2);
+        assert!(!tx.admits("flood"), "the flood's next alert need not be rendered");
+        assert!(tx.admits("other"));
         assert!(tx.send(alert_of("other", "x")), "another rule still has its share");
-        assert_eq!(rx.dropped(), 98);
+        assert_eq!(rx.dropped(), 99, "refused before rendering counts as dropped");
         let rules: Vec<String> = std::iter::from_fn(|| rx.try_recv()).map(|a| a.rule).collect();
         assert_eq!(rules, ["flood", "flood", "other"]);
         assert!(rx.shared.queued().by_rule.is_empty());

@@ -145,6 +145,18 @@ impl Engine {
 
     /// Evaluates an event and returns the alerts (one, or all with `RuleMatching::All`).
     pub fn process(&self, ev: &dyn FieldSource, scratch: &mut Scratch) -> Vec<Alert> {
+        self.process_admitted(ev, scratch, &mut |_| true)
+    }
+
+    /// [`Engine::process`], rendering the alert of a matching rule only if `admit(rule name)`:
+    /// a rule whose alerts would be dropped anyway (its share of the alert queue is full)
+    /// costs no rendering.
+    pub fn process_admitted(
+        &self,
+        ev: &dyn FieldSource,
+        scratch: &mut Scratch,
+        admit: &mut dyn FnMut(&str) -> bool,
+    ) -> Vec<Alert> {
         let mut out = Vec::new();
         let mut ctx = Ctx::new(ev, scratch, self.slots);
         let source = ev.source();
@@ -152,6 +164,12 @@ impl Engine {
         for c in selection.candidates() {
             let r = &self.rules[c.rule];
             if r.source != source || !selection.matches(c, &mut ctx) {
+                continue;
+            }
+            if !admit(&r.name) {
+                if self.opts.rule_matching == RuleMatching::First {
+                    break;
+                }
                 continue;
             }
             let (message, fields) = r.output.format(&mut ctx);

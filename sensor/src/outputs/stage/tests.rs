@@ -348,3 +348,23 @@ async fn a_flooding_rule_does_not_push_out_another_rules_alert() {
     assert_eq!(flood_beside(Overflow::DropOldest).await, [["a"], ["lone"], ["f4"], ["f5"]]);
     assert_eq!(flood_beside(Overflow::DropNewest).await, [["a"], ["lone"], ["f1"], ["f2"]]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn another_rules_alert_waits_for_one_alert_of_a_flood_not_for_all_of_it() {
+    let options = OutputOptions { queue: queue(1000, Overflow::DropOldest), ..OutputOptions::default() };
+    let h = Harness::new(options, &[Step::DeliverAfter(Duration::from_secs(10))]);
+    h.stage.publish(alert("a"));
+    h.until_calls(1).await;
+    for i in 0..500 {
+        h.stage.publish(alert(&format!("f{i}")));
+    }
+    h.stage.publish(alert_with("other", Priority::Critical, &[], "", "lone"));
+    h.stage.publish(alert_with("third", Priority::Critical, &[], "", "lone too"));
+    let (counters, delivered, _) = h.finish(BOUND).await;
+    let order: Vec<&str> = delivered.iter().take(5).map(|d| d[0].as_str()).collect();
+    assert_eq!(order, ["a", "f0", "lone", "lone too", "f1"]);
+    assert_eq!((counters.sent, counters.dropped), (503, 0));
+    let flood: Vec<String> = delivered.iter().map(|d| d[0].clone()).filter(|m| m.starts_with('f')).collect();
+    let in_order: Vec<String> = (0..500).map(|i| format!("f{i}")).collect();
+    assert_eq!(flood, in_order, "a rule's own alerts keep their order");
+}
