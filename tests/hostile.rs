@@ -189,6 +189,70 @@ fn a_million_matching_events_neither_grow_the_sensor_nor_hide_another_alert() {
     assert!(hwm < MEMORY_LIMIT_KIB / 4, "VmHWM {hwm} KiB");
 }
 
+/// A process holds 4,096 fds of 4 KiB paths and forks 200 children, each reading
+/// `/etc/shadow`: a fork copies nothing, the fd names the sensor keeps for the process are
+/// cut at their bound (and the children's events say so, `evt.is_truncated`), a short path
+/// is never cut, every read is alerted, and an unrelated alert still arrives.
+#[test]
+fn a_process_with_4096_long_fds_forking_200_children_stays_bounded_and_seen() {
+    const CHILDREN: usize = 200;
+    let rules = sensor_tests::temp_path("fd-rules.yaml");
+    std::fs::write(
+        &rules,
+        "- rule: Shadow read with many fds held\n  desc: the test's own\n  \
+         condition: evt.type in (open, openat, openat2) and evt.dir = < and fd.name = /etc/shadow and proc.name = loadgen\n  \
+         output: shadow read (fd=%fd.name truncated=%evt.is_truncated)\n  priority: WARNING\n",
+    )
+    .unwrap();
+    let metrics = free_loopback_port().unwrap();
+    let address = format!("metrics.address={metrics}");
+    // Every open reaches the state: the prefilter would keep back those no rule wants.
+    let args = ["run", "--json", "--all-matches", "-o", &address, "-o", "capture.prefilter=false"];
+    let mut sensor = start_sensor(&[&args[..], &["--rules", &rules, "--rules", "builtin"]].concat());
+    let rx = alert_stream(&mut sensor);
+    let before = status_kib(sensor.id(), "VmRSS:");
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["forkfds", "0", "--iters", &CHILDREN.to_string()])
+        .output()
+        .expect("loadgen runs");
+    assert!(out.status.success(), "loadgen: {}", String::from_utf8_lossy(&out.stderr));
+    let file = sensor_tests::temp_path("setuid-fds");
+    std::fs::write(&file, b"").unwrap();
+    assert!(Command::new("chmod").args(["u+s", &file]).status().expect("chmod runs").success());
+
+    let (mut reads, mut truncated, mut other) = (0, 0, false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while reads < CHILDREN || !other {
+        let Ok(a) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else { break };
+        if a["rule"] == "Shadow read with many fds held" {
+            assert_eq!(a["output_fields"]["fd.name"], "/etc/shadow", "a short path is never cut");
+            reads += 1;
+            truncated += usize::from(a["output_fields"]["evt.is_truncated"] == true);
+        } else if a["rule"] == "Setuid or setgid bit set" && a["output_fields"]["fs.path.name"] == file.as_str() {
+            other = true;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let now = scrape(metrics);
+    let hwm = status_kib(sensor.id(), "VmHWM:");
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    unsafe { libc::kill(sensor.id() as i32, libc::SIGTERM) };
+    assert!(sensor.wait().unwrap().success());
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(&rules);
+    let lost = now.sum("sensor_kernel_lost_events_all_total").unwrap_or(0.0);
+    eprintln!(
+        "4,096 fds of 4 KiB paths, {CHILDREN} children: {reads} reads alerted ({truncated} flagged truncated), \
+         other alert: {other}, {lost} events lost; VmRSS before {before} KiB, VmHWM {hwm} KiB"
+    );
+    assert_eq!(reads, CHILDREN, "every child's read is alerted");
+    assert_eq!(truncated, CHILDREN, "each child's events say its inherited fd names were cut");
+    assert!(other, "the setuid alert arrives");
+    assert_eq!(lost, 0.0);
+    // 200 whole copies of the table would be 3 GiB; the names kept are about 2 MiB.
+    assert!(hwm < before + 64 * 1024, "VmHWM {hwm} KiB, from {before} KiB");
+}
+
 /// Started with the 1,024 open files service managers often leave, the sensor raises its
 /// soft limit to the hard one.
 #[test]

@@ -703,8 +703,8 @@ impl Inner {
         stats.fetch_ns_total.fetch_add(elapsed, Relaxed);
         stats.fetch_ns_max.fetch_max(elapsed, Relaxed);
         stats.fetches.fetch_add(1, Relaxed);
-        // Nobody waiting is fine.
-        let _ = done.send(true);
+        // Whoever waits (perhaps nobody) sees it done.
+        done.send_replace(true);
     }
 
     /// Asks the runtimes, those matching the id's runtime kind first, until one knows it.

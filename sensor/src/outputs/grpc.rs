@@ -295,8 +295,9 @@ impl GrpcSink {
             }
             backlog.push_back(Arc::clone(&alert));
         }
-        // Fails only when nobody subscribes, which is fine: the alert is in the buffer.
-        let _ = self.alerts.send(alert);
+        if self.alerts.send(alert).is_err() {
+            // Nobody subscribes right now: nothing is lost, the alert is in the `get` buffer.
+        }
     }
 }
 

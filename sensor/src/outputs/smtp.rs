@@ -3,7 +3,7 @@
 //! set by the output stage turns a burst into one digest mail, which keeps a busy node inside
 //! Gmail's daily sending limit.
 
-use std::{fmt::Write as _, path::Path, path::PathBuf, sync::Arc};
+use std::{path::Path, path::PathBuf, sync::Arc};
 
 use anyhow::{Context as _, anyhow, bail};
 use lettre::{
@@ -231,13 +231,13 @@ fn subject(prefix: Option<&str>, alerts: &[Arc<Alert>]) -> String {
         subject.push(' ');
     }
     if let Some(top) = alerts.iter().min_by_key(|a| a.priority) {
-        let _ = write!(subject, "[{}] {}", top.priority, top.rule);
+        subject.push_str(&format!("[{}] {}", top.priority, top.rule));
     }
     match alerts.len() {
         0 | 1 => {}
         2 => subject.push_str(" (+1 more alert)"),
         n => {
-            let _ = write!(subject, " (+{} more alerts)", n - 1);
+            subject.push_str(&format!(" (+{} more alerts)", n - 1));
         }
     }
     // A header is one line: a rule name with a line break must not start another header.
@@ -271,24 +271,24 @@ fn digest_summary(alerts: &[Arc<Alert>]) -> Option<String> {
 fn text_body(alerts: &[Arc<Alert>]) -> String {
     let mut out = String::new();
     if let Some(summary) = digest_summary(alerts) {
-        let _ = writeln!(out, "{summary}\n");
+        out.push_str(&format!("{summary}\n\n"));
     }
     for (i, alert) in alerts.iter().enumerate() {
         if i > 0 {
             out.push_str("\n----------------------------------------\n\n");
         }
-        let _ = writeln!(out, "[{}] {}", alert.priority, alert.rule);
-        let _ = writeln!(out, "Time:    {}", format_iso8601(alert.time_ns));
-        let _ = writeln!(out, "Host:    {}", alert.hostname);
-        let _ = writeln!(out, "Source:  {}", alert.source);
+        out.push_str(&format!("[{}] {}\n", alert.priority, alert.rule));
+        out.push_str(&format!("Time:    {}\n", format_iso8601(alert.time_ns)));
+        out.push_str(&format!("Host:    {}\n", alert.hostname));
+        out.push_str(&format!("Source:  {}\n", alert.source));
         if !alert.tags.is_empty() {
-            let _ = writeln!(out, "Tags:    {}", alert.tags.join(", "));
+            out.push_str(&format!("Tags:    {}\n", alert.tags.join(", ")));
         }
-        let _ = writeln!(out, "Output:  {}", alert.to_text());
+        out.push_str(&format!("Output:  {}\n", alert.to_text()));
         if !alert.fields.is_empty() {
             out.push_str("Fields:\n");
             for (name, value) in &alert.fields {
-                let _ = writeln!(out, "  {name} = {}", field_text(value.as_ref()));
+                out.push_str(&format!("  {name} = {}\n", field_text(value.as_ref())));
             }
         }
     }
@@ -347,7 +347,7 @@ fn html_body(alerts: &[Arc<Alert>]) -> String {
         if i > 0 {
             out.push_str("<hr>\n");
         }
-        let _ = write!(out, "<h3 style=\"color:{}\">", priority_colour(alert.priority));
+        out.push_str(&format!("<h3 style=\"color:{}\">", priority_colour(alert.priority)));
         push_escaped(&mut out, &format!("[{}] {}", alert.priority, alert.rule));
         out.push_str("</h3>\n<table style=\"border-collapse:collapse\">\n");
         push_row(&mut out, "Time", &format_iso8601(alert.time_ns), false);

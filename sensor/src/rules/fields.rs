@@ -202,7 +202,7 @@ fields! {
     EvtHostname "evt.hostname" Str None "The node's name, as alerts carry it: SENSOR_HOSTNAME, else FALCO_HOSTNAME, else the kernel's host name.";
     EvtIsAsync "evt.is_async" Bool None "True for events not produced by a syscall or a tracepoint; the sensor has none.";
     EvtLatency "evt.latency" UInt None "Nanoseconds between syscall entry and exit." unavailable "the time of syscall entry is not kept";
-    EvtIsTruncated "evt.is_truncated" Bool None "True when a string or structure the event captured was cut at its bound (a path, argv or environment longer than 4096 bytes).";
+    EvtIsTruncated "evt.is_truncated" Bool None "True when a string or structure the event captured was cut at its bound (a path, argv or environment longer than 4096 bytes), or its process's state was (its environment past 32 KiB; past 4,096 fds, or 1 MiB of fd names, a new fd's name is cut to 256 bytes).";
     EvtIsEnterMissing "evt.is_enter_missing" Bool None "True when the enter side of the call was not captured: the memory arguments read there (paths, addresses) are absent.";
     EvtIsReread "evt.is_reread" Bool None "True when a memory argument could not be read at syscall entry (not resident yet) and was read at exit: the call may have used other bytes.";
     EvtIsIa32 "evt.is_ia32" Bool None "True for a syscall made through the 32-bit gate (a 32-bit program, or int 0x80), reported with its x86_64 name and arguments.";

@@ -50,7 +50,6 @@
 //! (`rule_matching: all`).
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::compile;
@@ -109,21 +108,21 @@ impl TestReport {
     pub fn render(&self, verbose: bool) -> String {
         let mut out = String::new();
         for e in &self.errors {
-            let _ = writeln!(out, "ERROR {e}");
+            out.push_str(&format!("ERROR {e}\n"));
         }
         for o in &self.outcomes {
             if o.passed() {
                 if verbose {
-                    let _ = writeln!(out, "ok    {}  {}", o.loc, o.name);
+                    out.push_str(&format!("ok    {}  {}\n", o.loc, o.name));
                 }
             } else {
-                let _ = writeln!(out, "FAIL  {}  {}", o.loc, o.name);
+                out.push_str(&format!("FAIL  {}  {}\n", o.loc, o.name));
                 for l in &o.failures {
-                    let _ = writeln!(out, "      {l}");
+                    out.push_str(&format!("      {l}\n"));
                 }
             }
         }
-        let _ = writeln!(out, "{} passed, {} failed", self.passed(), self.failed());
+        out.push_str(&format!("{} passed, {} failed\n", self.passed(), self.failed()));
         out
     }
 }

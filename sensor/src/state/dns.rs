@@ -44,8 +44,10 @@ impl DnsNames {
 
     /// Resolves `names` from now on instead (the names of reloaded rules).
     pub fn set_names(&self, names: BTreeSet<String>) {
-        if let Some(tx) = &self.names {
-            let _ = tx.send(names);
+        if let Some(tx) = &self.names
+            && tx.send(names).is_err()
+        {
+            log::warn!("the DNS resolver thread has stopped: the names of the new rules are not resolved");
         }
     }
 

@@ -6,6 +6,89 @@ use crate::event::SockAddr;
 
 /// Most fds remembered per process (the rest are not tracked).
 pub const MAX_FDS_PER_PROCESS: usize = 4096;
+/// Most bytes of fd names (paths) kept whole per process; past them, a new fd's name is
+/// cut to [`CUT_NAME_BYTES`]. With [`MAX_FDS_PER_PROCESS`], a process holds at most about
+/// 2 MiB of names in the sensor, however long the paths it opens.
+pub const MAX_FD_NAME_BYTES: usize = 1 << 20;
+/// What is kept of a new fd's name once its process passed [`MAX_FD_NAME_BYTES`]: enough
+/// for every path a rule names (`/etc/shadow` is never cut), while a flood of long paths
+/// costs little.
+pub const CUT_NAME_BYTES: usize = 256;
+
+/// A process's open fds, with the bytes of their names counted: past
+/// [`MAX_FD_NAME_BYTES`], new names are cut and the table says so ([`FdTable::is_truncated`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FdTable {
+    fds: HashMap<i32, Fd>,
+    name_bytes: usize,
+    truncated: bool,
+}
+
+impl std::ops::Deref for FdTable {
+    type Target = HashMap<i32, Fd>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.fds
+    }
+}
+
+impl FdTable {
+    /// Sets fd `num` to `fd`, cutting its name when the table's names passed their bound.
+    /// Past [`MAX_FDS_PER_PROCESS`] fds, a new number is not tracked (and the table is
+    /// marked truncated).
+    pub fn insert(&mut self, num: i32, mut fd: Fd) {
+        if self.fds.len() >= MAX_FDS_PER_PROCESS && !self.fds.contains_key(&num) {
+            self.truncated = true;
+            return;
+        }
+        self.remove(&num);
+        if self.name_bytes + fd.name_bytes() > MAX_FD_NAME_BYTES && fd.cut_name(CUT_NAME_BYTES) {
+            self.truncated = true;
+        }
+        self.name_bytes += fd.name_bytes();
+        self.fds.insert(num, fd);
+    }
+
+    /// Forgets fd `num`.
+    pub fn remove(&mut self, num: &i32) -> Option<Fd> {
+        let fd = self.fds.remove(num)?;
+        self.name_bytes -= fd.name_bytes();
+        Some(fd)
+    }
+
+    /// Keeps only the fds `keep` is true for.
+    pub fn retain(&mut self, mut keep: impl FnMut(&i32, &Fd) -> bool) {
+        let mut freed = 0;
+        self.fds.retain(|num, fd| {
+            let kept = keep(num, fd);
+            if !kept {
+                freed += fd.name_bytes();
+            }
+            kept
+        });
+        self.name_bytes -= freed;
+    }
+
+    /// The socket at fd `num`, to update its addresses (a socket's name is not counted).
+    pub fn socket_mut(&mut self, num: &i32) -> Option<&mut Fd> {
+        self.fds.get_mut(num).filter(|fd| matches!(fd, Fd::Socket { .. }))
+    }
+
+    /// Whether a name was cut or an fd left untracked at a bound.
+    pub fn is_truncated(&self) -> bool {
+        self.truncated
+    }
+}
+
+impl FromIterator<(i32, Fd)> for FdTable {
+    fn from_iter<I: IntoIterator<Item = (i32, Fd)>>(fds: I) -> Self {
+        let mut table = FdTable::default();
+        for (num, fd) in fds {
+            table.insert(num, fd);
+        }
+        table
+    }
+}
 
 /// What an fd refers to.
 #[derive(Clone, Debug, PartialEq)]
@@ -89,6 +172,25 @@ pub(crate) enum NameParts {
 }
 
 impl Fd {
+    /// The bytes of its name that [`FdTable`] counts: a path, memfd or link name.
+    fn name_bytes(&self) -> usize {
+        match self {
+            Fd::File { path: name } | Fd::Memfd { name } | Fd::Other { name } => name.len(),
+            Fd::Socket { .. } => 0,
+        }
+    }
+
+    /// Cuts its name to at most `max` bytes (at a character boundary); whether it was longer.
+    fn cut_name(&mut self, max: usize) -> bool {
+        let (Fd::File { path: name } | Fd::Memfd { name } | Fd::Other { name }) = self else { return false };
+        if name.len() <= max {
+            return false;
+        }
+        let end = (0..=max).rev().find(|&i| name.is_char_boundary(i)).unwrap_or(0);
+        name.truncate(end);
+        true
+    }
+
     /// `fd.typechar` and `fd.type`: `f` file, `4`/`6` IP socket, `u` unix socket, `n`
     /// netlink socket, `m` memfd, the kinds `/proc` names by link text, `o`/`unknown` otherwise.
     pub fn kind(&self) -> (&'static str, &'static str) {
@@ -232,8 +334,8 @@ impl Fd {
 }
 
 /// Reads the open fds of a process from `/proc/PID/fd` (paths only; sockets unresolved).
-pub fn read_fds(proc_dir: &Path) -> HashMap<i32, Fd> {
-    let mut fds = HashMap::new();
+pub fn read_fds(proc_dir: &Path) -> FdTable {
+    let mut fds = FdTable::default();
     let Ok(entries) = fs::read_dir(proc_dir.join("fd")) else { return fds };
     for e in entries.flatten().take(MAX_FDS_PER_PROCESS) {
         let Some(num) = e.file_name().to_str().and_then(|n| n.parse().ok()) else { continue };
@@ -257,6 +359,31 @@ pub fn read_fds(proc_dir: &Path) -> HashMap<i32, Fd> {
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn a_process_holds_a_bounded_amount_of_fd_names_and_short_paths_stay_whole() {
+        let long = |n: i32| Fd::File { path: format!("/{n}/{}", "x".repeat(4000)) };
+        let mut table: FdTable = (0..4096).map(|n| (n, long(n))).collect();
+        assert!(table.is_truncated());
+        let bytes: usize = table.values().map(Fd::name_bytes).sum();
+        assert_eq!(bytes, table.name_bytes);
+        assert!(bytes <= MAX_FD_NAME_BYTES + MAX_FDS_PER_PROCESS * CUT_NAME_BYTES, "{bytes}");
+        // The first names fit whole; a later long one is cut, a short one never.
+        assert_eq!(table[&0], long(0));
+        assert_eq!(table[&4000].name_bytes(), CUT_NAME_BYTES);
+        table.insert(4000, Fd::File { path: "/etc/shadow".into() });
+        assert_eq!(table[&4000], Fd::File { path: "/etc/shadow".into() });
+        // Past the count, a new number is not tracked; a known one is replaced.
+        table.insert(5000, long(5000));
+        assert!(!table.contains_key(&5000));
+        // Closing gives the room back.
+        table.retain(|num, _| *num >= 1000);
+        table.remove(&1000);
+        assert_eq!(table.name_bytes, table.values().map(Fd::name_bytes).sum::<usize>());
+        let mut fresh = FdTable::default();
+        fresh.insert(3, long(3));
+        assert!(!fresh.is_truncated());
+    }
 
     use super::*;
 

@@ -753,7 +753,10 @@ impl FieldSource for EventView<'_> {
             EvtHostname => s(state.sensor.hostname.as_str()),
             EvtIsAsync => Some(Value::Bool(false)),
             EvtLatency => None,
-            EvtIsTruncated => sc.map(|sc| Value::Bool(sc.truncated)),
+            // What the event captured, or what its process's state keeps: fd names, environment.
+            EvtIsTruncated => sc.map(|sc| {
+                Value::Bool(sc.truncated || self.process().is_some_and(|p| p.fds.is_truncated() || p.env_truncated))
+            }),
             EvtIsEnterMissing => sc.map(|sc| Value::Bool(sc.enter_missing)),
             EvtIsReread => sc.map(|sc| Value::Bool(sc.reread)),
             EvtIsIa32 => sc.map(|sc| Value::Bool(sc.compat)),

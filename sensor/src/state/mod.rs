@@ -16,7 +16,7 @@ mod users;
 use std::{cell::RefCell, collections::HashMap, path::Path, sync::Arc};
 
 pub use dns::{DNS_REFRESH, DnsNames};
-pub use fd::{Fd, MAX_FDS_PER_PROCESS};
+pub use fd::{CUT_NAME_BYTES, Fd, FdTable, MAX_FD_NAME_BYTES, MAX_FDS_PER_PROCESS};
 pub use field_map::FieldMapEvent;
 use fields::{EventChanges, Stream};
 pub use fields::{EventView, SensorInfo};
@@ -348,7 +348,7 @@ impl State {
         // A new fd, and whether it closes at the next exec (the kernel closes those without
         // a close event, so a stale entry would outlive them in the programs run next).
         let set_fd = |p: &mut Process, fd: i64, f: Fd, cloexec: bool| {
-            if fd >= 0 && (p.fds.len() < MAX_FDS_PER_PROCESS || p.fds.contains_key(&(fd as i32))) {
+            if fd >= 0 {
                 Arc::make_mut(&mut p.fds).insert(fd as i32, f);
                 if cloexec {
                     Arc::make_mut(&mut p.cloexec).insert(fd as i32);
@@ -415,7 +415,8 @@ impl State {
                         // Read as soon as the exec is seen; a process that is already gone keeps none.
                         let dir = Path::new("/proc").join(ev.pid.to_string());
                         if p.env.is_empty() {
-                            p.env = process::read_environ(&dir).into();
+                            let (env, truncated) = process::read_environ(&dir);
+                            (p.env, p.env_truncated) = (Arc::new(env), truncated);
                         }
                         p.exe_ino = process::exe_inode(&dir);
                         p.tty = process::read_tty(&dir).unwrap_or(p.tty);
@@ -463,7 +464,7 @@ impl State {
                 set_fd(p, ret, f, u64::from(*kind) & O_CLOEXEC != 0);
             }
             SyscallArgs::Connect { fd, addr, local: kernel_local } if ret == 0 || ret == -EINPROGRESS => {
-                if let Some(socket @ Fd::Socket { .. }) = Arc::make_mut(&mut p.fds).get_mut(fd) {
+                if let Some(socket @ Fd::Socket { .. }) = Arc::make_mut(&mut p.fds).socket_mut(fd) {
                     let before = socket.name_parts();
                     if let Fd::Socket { remote, local, connected, .. } = socket {
                         remote.clone_from(addr);
@@ -488,12 +489,12 @@ impl State {
                 }
             }
             SyscallArgs::Bind { fd, addr } if ret == 0 => {
-                if let Some(Fd::Socket { local, .. }) = Arc::make_mut(&mut p.fds).get_mut(fd) {
+                if let Some(Fd::Socket { local, .. }) = Arc::make_mut(&mut p.fds).socket_mut(fd) {
                     local.clone_from(addr);
                 }
             }
             SyscallArgs::Listen { fd, .. } if ret == 0 => {
-                if let Some(Fd::Socket { server, .. }) = Arc::make_mut(&mut p.fds).get_mut(fd) {
+                if let Some(Fd::Socket { server, .. }) = Arc::make_mut(&mut p.fds).socket_mut(fd) {
                     *server = true;
                 }
             }
@@ -626,8 +627,7 @@ mod tests {
     fn a_fork_shares_the_parents_tables_until_one_changes() {
         let mut s = State::new(StateConfig::default());
         let pid = 4_000_000;
-        let fds: HashMap<i32, Fd> =
-            (0..4096).map(|n| (n, Fd::File { path: format!("/{}", "x".repeat(4000)) })).collect();
+        let fds: FdTable = (0..4096).map(|n| (n, Fd::File { path: format!("/{}", "x".repeat(4000)) })).collect();
         s.procs.insert(Process {
             pid,
             ppid: 1,

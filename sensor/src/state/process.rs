@@ -8,7 +8,7 @@ use std::{
     sync::Arc,
 };
 
-use super::fd::Fd;
+use super::fd::FdTable;
 use crate::{
     enrich::{ContainerId, container_id_from_cgroup},
     event::Cgroups,
@@ -82,6 +82,8 @@ pub struct Process {
     /// Environment at exec (`KEY=value`), when it could be read; at most
     /// [`MAX_ENV_BYTES`]. Shared with forked children.
     pub env: Arc<Vec<String>>,
+    /// `env` is cut at [`MAX_ENV_BYTES`].
+    pub env_truncated: bool,
     /// The executable lives in the upper (writable) layer of an overlay root: it was
     /// written after the container started rather than shipped in its image.
     pub exe_upper_layer: bool,
@@ -94,7 +96,7 @@ pub struct Process {
     pub container_cgroup: u64,
     /// Open file descriptors. Shared with forked children until one opens or closes one
     /// (`Arc::make_mut`): a fork costs no copy, whatever the table holds.
-    pub fds: Arc<HashMap<i32, Fd>>,
+    pub fds: Arc<FdTable>,
     /// Those of `fds` opened close-on-exec: a successful exec drops them.
     pub cloexec: Arc<HashSet<i32>>,
 }
@@ -156,6 +158,7 @@ pub fn read_proc(root: &Path, pid: u32, boot_to_wall_ns: i128) -> Option<Process
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     let start_boot_ns = start_ticks * (1_000_000_000 / hz);
     let cgroup_text = fs::read_to_string(dir.join("cgroup")).ok();
+    let (env, env_truncated) = read_environ(&dir);
     Some(Process {
         pid,
         ppid,
@@ -191,7 +194,8 @@ pub fn read_proc(root: &Path, pid: u32, boot_to_wall_ns: i128) -> Option<Process
         container: cgroup_text.as_deref().map(container_id_from_cgroup),
         container_cgroup: 0,
         exe_upper_layer: overlay_upper_dir(&dir).is_some_and(|upper| in_upper_layer(&upper, &exepath_for_layer)),
-        env: read_environ(&dir).into(),
+        env: Arc::new(env),
+        env_truncated,
         exe_ino: exe_inode(&dir),
         fds: super::fd::read_fds(&dir).into(),
         // Unknown for processes found running: their fds stay until closed or replaced.
@@ -199,14 +203,20 @@ pub fn read_proc(root: &Path, pid: u32, boot_to_wall_ns: i128) -> Option<Process
     })
 }
 
-/// The environment of a process (`/proc/PID/environ`), at most 64 KiB of it.
-pub fn read_environ(proc_dir: &Path) -> Vec<String> {
+/// The environment of a process (`/proc/PID/environ`), at most [`MAX_ENV_BYTES`] of it,
+/// and whether it was longer (the rest is not read).
+pub fn read_environ(proc_dir: &Path) -> (Vec<String>, bool) {
     let mut raw = Vec::new();
     if let Ok(f) = fs::File::open(proc_dir.join("environ")) {
-        // The rest is not kept: a bounded read.
-        let _bounded = std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_ENV_BYTES as u64), &mut raw);
+        // One byte more than is kept tells whether there was more. An unreadable environ
+        // (the process is gone) leaves what was read.
+        let _partial_read_is_kept =
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_ENV_BYTES as u64 + 1), &mut raw);
     }
-    raw.split(|&b| b == 0).filter(|v| !v.is_empty()).map(|v| String::from_utf8_lossy(v).into_owned()).collect()
+    let truncated = raw.len() > MAX_ENV_BYTES;
+    raw.truncate(MAX_ENV_BYTES);
+    let vars = raw.split(|&b| b == 0).filter(|v| !v.is_empty()).map(|v| String::from_utf8_lossy(v).into_owned());
+    (vars.collect(), truncated)
 }
 
 /// Most bytes of a process's environment kept (the process sets it: 2 MiB is allowed).

@@ -11,6 +11,7 @@
 //! | `open` | `openat` of a file below /tmp for reading, `close` (2) |
 //! | `exec` | `fork`, `execve("/bin/true")` in the child, its `exit_group`, `wait4` (4; the syscalls `/bin/true` makes while it loads are not counted) |
 //! | `connect` | `socket`, `setsockopt(SO_LINGER 0)` (a reset on close: no `TIME_WAIT`), `connect` to a loopback listener of this process, `accept4`, `close` of both ends (6) |
+//! | `forkfds` | with 4,096 files of ~4 KiB paths held open (set up before the loop): `fork`, `openat("/etc/shadow")` and `close` in the child, its `exit_group`, `wait4` (5) |
 //! | `alert` | `openat("/etc/shadow")` for reading, `close` (2), then a pause of `--spacing-us` (default 5000): reports the wall-clock time (ns) taken just before each `openat` in `starts_ns` |
 //!
 //! Syscalls go through `syscall(2)` so each is exactly the one named.
@@ -103,6 +104,65 @@ impl Loop for Open {
     const SYSCALLS: u64 = 2;
     fn step(&mut self) {
         open_close(&self.path);
+    }
+}
+
+/// Fds held open by [`ForkFds`], and the length of their paths.
+const HELD_FDS: usize = 4096;
+const HELD_PATH_BYTES: usize = 4000;
+
+/// `fork` of a process holding [`HELD_FDS`] fds of long paths; the child reads
+/// `/etc/shadow` (an alert) and exits. The files live below /tmp, removed at the end.
+struct ForkFds {
+    top: String,
+    fds: Vec<std::fs::File>,
+    shadow: CString,
+}
+
+impl ForkFds {
+    fn new() -> Self {
+        let limit = libc::rlimit { rlim_cur: 8192, rlim_max: 8192 };
+        // SAFETY: a valid rlimit to read.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0, "raising the open files limit");
+        let top = format!("/tmp/sensor-loadgen-fds-{}", std::process::id());
+        // Components of 200 bytes (a name may have 255), down to a path of about 4,000.
+        let mut dir = top.clone();
+        while dir.len() + 201 + 6 < HELD_PATH_BYTES {
+            dir.push('/');
+            dir.push_str(&"d".repeat(200));
+        }
+        std::fs::create_dir_all(&dir).expect("creating the long directory");
+        let fds = (0..HELD_FDS)
+            .map(|i| std::fs::File::create(format!("{dir}/{i:05}")).expect("creating a held file"))
+            .collect();
+        Self { top, fds, shadow: CString::new("/etc/shadow").expect("no NUL") }
+    }
+}
+
+impl Drop for ForkFds {
+    fn drop(&mut self) {
+        self.fds.clear();
+        let _ = std::fs::remove_dir_all(&self.top);
+    }
+}
+
+impl Loop for ForkFds {
+    const SYSCALLS: u64 = 5;
+    fn step(&mut self) {
+        // SAFETY: this program is single-threaded here; the child only makes raw syscalls
+        // and exits.
+        unsafe {
+            let pid = libc::fork();
+            if pid == 0 {
+                open_close(&self.shadow);
+                libc::_exit(0);
+            }
+            assert!(pid > 0, "fork: {}", std::io::Error::last_os_error());
+            libc::waitpid(pid, ptr::null_mut(), 0);
+        }
+    }
+    fn report(self, out: &mut Map<String, Value>) {
+        out.insert("held_fds".into(), json!(self.fds.len()));
     }
 }
 
@@ -256,7 +316,8 @@ fn option(args: &[String], flag: &str) -> Option<String> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: loadgen getpid|close|open|exec|connect|alert CPU (--iters N | --seconds S) [--spacing-us U]";
+    let usage =
+        "usage: loadgen getpid|close|open|exec|connect|forkfds|alert CPU (--iters N | --seconds S) [--spacing-us U]";
     let (Some(name), Some(cpu)) = (args.first(), args.get(1).and_then(|c| c.parse().ok())) else {
         panic!("{usage}");
     };
@@ -272,6 +333,7 @@ fn main() {
         "open" => run(name, Open::new(), length),
         "exec" => run(name, Exec::new(), length),
         "connect" => run(name, Connect::new(), length),
+        "forkfds" => run(name, ForkFds::new(), length),
         "alert" => {
             let spacing = option(&args, "--spacing-us").map_or(5000, |u| u.parse().expect("--spacing-us U"));
             let path = CString::new("/etc/shadow").expect("no NUL");
