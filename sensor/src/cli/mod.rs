@@ -105,7 +105,7 @@ fn stop_signal(duration: Option<Duration>) -> io::Result<impl Future<Output = ()
 
 /// The configuration options `run` and `replay` share: the file, its overrides, and where
 /// alerts go.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct ConfigArgs {
     /// Configuration file (YAML; every key is documented in deploy/sensor.yaml). Without
     /// it: the built-in rules, alerts as Falco's text line on stdout.

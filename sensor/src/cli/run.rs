@@ -25,7 +25,7 @@ use sensor::{
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Options of `sensor run`; each one given overrides the configuration's value.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct RunArgs {
     /// Rules files or directories, loaded in order (default: the configuration's `rules`,
     /// else the built-in rules).
@@ -227,6 +227,8 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
         hostname: EngineOptions::default().hostname,
         tally: Tally::default(),
         workers,
+        loading: None,
+        reload_again: false,
     };
     runner.run(stop).await?;
     runner.finish().await
@@ -261,6 +263,21 @@ struct Runner<'a> {
     hostname: String,
     tally: Tally,
     workers: usize,
+    /// The reload being read and compiled, if any.
+    loading: Option<Loading>,
+    /// Another reload was asked for while one was loading.
+    reload_again: bool,
+}
+
+/// A reload being read and compiled ([`Runner::start_reload`]).
+type Loading = tokio::task::JoinHandle<anyhow::Result<(SensorConfig, Engine)>>;
+
+/// The outcome of the reload under way; never resolves without one.
+async fn loaded(loading: &mut Option<Loading>) -> anyhow::Result<(SensorConfig, Engine)> {
+    match loading {
+        Some(task) => task.await.unwrap_or_else(|e| Err(anyhow::anyhow!("the reload stopped: {e}"))),
+        None => std::future::pending().await,
+    }
 }
 
 /// Raises the soft limit on open files to the hard one: service managers often leave it at
@@ -307,13 +324,17 @@ impl Runner<'_> {
                 _ = drops.tick() => self.check_drops(),
                 _ = hangup.recv() => {
                     log::info!("SIGHUP: reloading");
-                    self.reload().await;
+                    self.start_reload();
                 }
-                _ = watch.tick(), if self.config.reload.watch => {
+                _ = watch.tick(), if self.config.reload.watch && self.loading.is_none() => {
                     if Watched::of(self.args, &self.config) != self.watched {
                         log::info!("a rules or configuration file changed: reloading");
-                        self.reload().await;
+                        self.start_reload();
                     }
+                }
+                loaded = loaded(&mut self.loading) => {
+                    self.loading = None;
+                    self.reload(loaded).await;
                 }
                 () = &mut stop => {
                     self.drain_rings().await;
@@ -419,10 +440,32 @@ impl Runner<'_> {
     /// Re-reads the configuration and the rules; only if everything loads, the new rules
     /// (and the syscalls they need) replace the old ones, between two events. Otherwise the
     /// old rules stay and [`RELOAD_ALERT`] is raised.
-    async fn reload(&mut self) {
-        let outcome = self.try_reload().await;
+    /// Reads and compiles the configuration and rules again, off the run loop (a large
+    /// rules set takes a while): the loop goes on with the old rules until
+    /// [`Runner::reload`] applies the outcome. A reload asked for meanwhile waits for it.
+    fn start_reload(&mut self) {
+        if self.loading.is_some() {
+            self.reload_again = true;
+            return;
+        }
+        let args = self.args.clone();
+        self.loading = Some(tokio::task::spawn_blocking(move || {
+            let config = args.configuration()?;
+            let engine = load_engine(&config)?;
+            Ok((config, engine))
+        }));
+    }
+
+    async fn reload(&mut self, loaded: anyhow::Result<(SensorConfig, Engine)>) {
+        let outcome = match loaded {
+            Ok((config, engine)) => self.apply_reload(config, engine).await,
+            Err(e) => Err(e),
+        };
         // What was read, whether it loaded or not: a broken file is retried once it changes.
         self.watched = Watched::of(self.args, &self.config);
+        if std::mem::take(&mut self.reload_again) {
+            self.start_reload();
+        }
         match outcome {
             Ok(rules) => {
                 self.tally.reloads.0 += 1;
@@ -440,9 +483,7 @@ impl Runner<'_> {
         }
     }
 
-    async fn try_reload(&mut self) -> anyhow::Result<usize> {
-        let config = self.args.configuration()?;
-        let engine = load_engine(&config)?;
+    async fn apply_reload(&mut self, config: SensorConfig, engine: Engine) -> anyhow::Result<usize> {
         // The kernel sends everything while rules change, then keeps back what the new
         // ones cannot match.
         self.capture.set_prefilter(&Prefilter::off("reloading"))?;
