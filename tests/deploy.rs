@@ -281,7 +281,7 @@ fn check_sensor_objects(docs: &[Value], privileged: bool) {
         .as_u64()
         .expect("metrics containerPort");
     for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/healthz")] {
-        assert_eq!(container[probe]["httpGet"], json!({"path": path, "port": "metrics"}), "{probe}");
+        assert_eq!(container[probe]["httpGet"], json!({"path": path, "port": "metrics", "scheme": "HTTP"}), "{probe}");
     }
     let volumes = pod["volumes"].as_array().expect("volumes");
     let config_source = volumes
@@ -715,6 +715,26 @@ fn chart_lints_and_renders_the_manifests() {
         isolate(&mut cmd, &dir);
         let error = run_failing(cmd.args(["template", "sensor"]).arg(&chart).args(args));
         assert!(error.contains(expected), "{error}");
+    }
+}
+
+/// With `config.metrics.tls` the endpoint speaks HTTPS only: the probes and the Service's
+/// scrape scheme follow it; without, plain HTTP.
+#[test]
+fn chart_probes_speak_https_when_metrics_use_tls() {
+    let dir = Scratch::new("tls");
+    let tls = r#"config={"metrics":{"tls":{"cert_file":"/etc/sensor/tls/tls.crt","key_file":"/etc/sensor/tls/tls.key"}}}"#;
+    for (args, scheme) in [(vec![], "HTTP"), (vec!["--set-json", tls], "HTTPS")] {
+        let docs = parse_docs(&render(&dir, &args), "render");
+        let container = sensor_container(daemonset(&docs));
+        for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+            assert_eq!(container[probe]["httpGet"]["scheme"], scheme, "{probe} with {args:?}");
+        }
+        let service = find(&docs, "Service", "sensor-metrics");
+        let annotated = &service["metadata"]["annotations"]["prometheus.io/scheme"];
+        assert_eq!(annotated.as_str(), (scheme == "HTTPS").then_some("https"), "{args:?}");
+        let config = sensor_config(find(&docs, "ConfigMap", "sensor-config"));
+        assert_eq!(config["metrics"]["tls"].is_null(), scheme == "HTTP");
     }
 }
 

@@ -69,3 +69,10 @@ address is the pod's IP, from the DaemonSet's environment. */}}
   "containers" .Values.containers }}
 {{- toYaml (mergeOverwrite $config .Values.config) }}
 {{- end }}
+
+{{/*
+HTTPS when config.metrics.tls is set (the endpoint then speaks nothing else), else HTTP.
+*/}}
+{{- define "sensor.metricsScheme" -}}
+{{- if dig "metrics" "tls" nil .Values.config -}}HTTPS{{- else -}}HTTP{{- end -}}
+{{- end }}
