@@ -723,7 +723,8 @@ fn chart_lints_and_renders_the_manifests() {
 #[test]
 fn chart_probes_speak_https_when_metrics_use_tls() {
     let dir = Scratch::new("tls");
-    let tls = r#"config={"metrics":{"tls":{"cert_file":"/etc/sensor/tls/tls.crt","key_file":"/etc/sensor/tls/tls.key"}}}"#;
+    let tls =
+        r#"config={"metrics":{"tls":{"cert_file":"/etc/sensor/tls/tls.crt","key_file":"/etc/sensor/tls/tls.key"}}}"#;
     for (args, scheme) in [(vec![], "HTTP"), (vec!["--set-json", tls], "HTTPS")] {
         let docs = parse_docs(&render(&dir, &args), "render");
         let container = sensor_container(daemonset(&docs));

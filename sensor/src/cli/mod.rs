@@ -79,7 +79,11 @@ pub fn main() -> ExitCode {
 }
 
 fn block_on(task: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(task)
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = runtime.block_on(task);
+    // A blocking task still running (a reload reading a FIFO) must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
 /// A future that resolves after `duration`, or on SIGINT (Ctrl-C) or SIGTERM. The signal
