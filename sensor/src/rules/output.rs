@@ -71,11 +71,12 @@ pub(crate) fn split_format(text: &str) -> Vec<RawPiece> {
 
 /// Renders a value for an output line: control characters escaped as in Falco.
 pub(crate) fn render(v: &Value<'_>, out: &mut String) {
-    let _ = match v {
+    let written = match v {
         // Text straight in, without the formatting machinery.
         Value::Str(s) => Escaped(out).write_str(s),
         other => write!(Escaped(out), "{other}"),
     };
+    written.expect("writing into a String cannot fail");
 }
 
 /// Text written with control characters escaped as in Falco, without an intermediate copy.
