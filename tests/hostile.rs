@@ -15,6 +15,15 @@ const SHADOW_RULE: &str = "Read credential file by untrusted program";
 /// The DaemonSet's memory limit (`deploy/kubernetes/30-daemonset.yaml`).
 const MEMORY_LIMIT_KIB: u64 = 1 << 20;
 
+/// One case at a time: each sensor sees the whole host, so one case's flood (a million
+/// reads, 10,000 children) would be another's load, and its memory.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// This case's turn.
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A `VmHWM`-like line of `/proc/PID/status`, in KiB.
 fn status_kib(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the sensor's status");
@@ -30,6 +39,7 @@ fn status_kib(pid: u32, key: &str) -> u64 {
 /// read, and keeps alerting on the host.
 #[test]
 fn hostile_account_files_in_containers_neither_stall_nor_exhaust_the_sensor() {
+    let _turn = turn();
     let bed = TestBed::up();
     let image = bed.get("IMAGE").to_owned();
     // The containers make their files hostile before the sensor starts (it reads a
@@ -126,6 +136,7 @@ fn hostile_account_files_in_containers_neither_stall_nor_exhaust_the_sensor() {
 /// sensor's memory stays bounded, and an unrelated alert (another rule) still arrives.
 #[test]
 fn a_million_matching_events_neither_grow_the_sensor_nor_hide_another_alert() {
+    let _turn = turn();
     let metrics = free_loopback_port().unwrap();
     let address = format!("metrics.address={metrics}");
     let mut sensor = start_sensor(&["run", "--json", "-o", &address]);
@@ -195,12 +206,13 @@ fn a_million_matching_events_neither_grow_the_sensor_nor_hide_another_alert() {
 /// is never cut, every read is alerted, and an unrelated alert still arrives.
 #[test]
 fn a_process_with_4096_long_fds_forking_200_children_stays_bounded_and_seen() {
+    let _turn = turn();
     const CHILDREN: usize = 200;
     let rules = sensor_tests::temp_path("fd-rules.yaml");
     std::fs::write(
         &rules,
         "- rule: Shadow read with many fds held\n  desc: the test's own\n  \
-         condition: evt.type in (open, openat, openat2) and evt.dir = < and fd.name = /etc/shadow and proc.name = loadgen\n  \
+         condition: evt.type in (open, openat, openat2) and evt.dir = < and fd.name = /etc/shadow and proc.name = loadgen and proc.pname = loadgen\n  \
          output: shadow read (fd=%fd.name truncated=%evt.is_truncated)\n  priority: WARNING\n",
     )
     .unwrap();
@@ -257,6 +269,7 @@ fn a_process_with_4096_long_fds_forking_200_children_stays_bounded_and_seen() {
 /// soft limit to the hard one.
 #[test]
 fn the_open_files_limit_is_raised_at_start() {
+    let _turn = turn();
     let metrics = free_loopback_port().unwrap();
     let address = format!("metrics.address={metrics}");
     let sensor = sensor_tests::sensor_binary();
@@ -294,6 +307,7 @@ fn the_open_files_limit_is_raised_at_start() {
 /// periodic sweep against `/proc` drops them.
 #[test]
 fn processes_whose_exits_were_lost_are_swept() {
+    let _turn = turn();
     const CHILDREN: usize = 10_000;
     let metrics = free_loopback_port().unwrap();
     let address = format!("metrics.address={metrics}");
