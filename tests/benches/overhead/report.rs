@@ -79,9 +79,10 @@ impl Report {
         let about = "Generated: the loops' syscalls (iterations × syscalls per iteration: openat+close 2; \
              fork+exec 4, i.e. clone, execve, exit_group, wait4, not counting what `/bin/true` does \
              while it loads; connect 6, i.e. socket, setsockopt, connect, accept4, 2 close). Captured, \
-             prefiltered, evaluated, lost: the sensor's counters (`sensor_kernel_events`, its \
+             prefiltered, evaluated, lost, held back: the sensor's counters (`sensor_kernel_events`, its \
              prefilter counter if it has one, else -, `sensor_evaluated_events`, \
-             `sensor_kernel_lost_events` plus `sensor_kernel_shed_events`) from the storm's start until the sensor caught up (no \
+             `sensor_kernel_lost_events` (a ring was full), `sensor_kernel_shed_events` plus \
+             `sensor_kernel_throttled_events` (its overload policy)) from the storm's start until the sensor caught up (no \
              event in flight): the whole machine's events, not only the loops'; the background is \
              the rest of the machine's rate, counted for 3 s before the storm, times that span. \
              Each storm starts once the sensor has caught up with the one before. Sensor CPU: its user+system time \

@@ -91,6 +91,7 @@ pub fn table(plan: &Plan, storms: &[Result<Storm, String>]) -> Table {
         "prefiltered".into(),
         "evaluated".into(),
         "lost".into(),
+        "held back".into(),
         "sensor CPU".into(),
     ]);
     for storm in storms {
@@ -107,6 +108,7 @@ pub fn table(plan: &Plan, storms: &[Result<Storm, String>]) -> Table {
                     false => format!("{} (still behind after {CATCH_UP:?})", thousands(s.counts.evaluated)),
                 },
                 thousands(s.counts.lost),
+                thousands(s.counts.held_back),
                 format!("{:.0} %", s.cpu_percent),
             ]),
             Err(why) => table.row(["not measured".to_owned(), why.clone()]),

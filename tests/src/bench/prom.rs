@@ -13,9 +13,11 @@ pub struct Scrape {
 pub struct Counts {
     /// Records the kernel programs wrote (`sensor_kernel_events`, all CPUs).
     pub captured: u64,
-    /// Records lost in the kernel (`sensor_kernel_lost_events`: a ring was full), or held back
-    /// under pressure (`sensor_kernel_shed_events`, `sensor_kernel_throttled_events`), all CPUs.
+    /// Records lost in the kernel (`sensor_kernel_lost_events`: a ring was full), all CPUs.
     pub lost: u64,
+    /// Records the kernel held back under pressure by its policy (`sensor_kernel_shed_events`,
+    /// `sensor_kernel_throttled_events`), all CPUs.
+    pub held_back: u64,
     /// Events the rules evaluated (`sensor_evaluated_events`).
     pub evaluated: u64,
     /// Events dropped by in-kernel prefilters, when the sensor exports such a counter (any
@@ -29,6 +31,7 @@ impl Counts {
         Counts {
             captured: self.captured.saturating_sub(before.captured),
             lost: self.lost.saturating_sub(before.lost),
+            held_back: self.held_back.saturating_sub(before.held_back),
             evaluated: self.evaluated.saturating_sub(before.evaluated),
             prefiltered: self.prefiltered.map(|now| now.saturating_sub(before.prefiltered.unwrap_or(0))),
         }
@@ -82,9 +85,8 @@ impl Scrape {
         let total = |name: &str| self.sum(name).unwrap_or(0.0) as u64;
         Counts {
             captured: total("sensor_kernel_events_total"),
-            lost: total("sensor_kernel_lost_events_total")
-                + total("sensor_kernel_shed_events_total")
-                + total("sensor_kernel_throttled_events_total"),
+            lost: total("sensor_kernel_lost_events_total"),
+            held_back: total("sensor_kernel_shed_events_total") + total("sensor_kernel_throttled_events_total"),
             evaluated: total("sensor_evaluated_events_total"),
             prefiltered: self.prefiltered(),
         }
@@ -143,7 +145,8 @@ process_cpu_seconds_total 1.73
     #[test]
     fn reads_the_counters() {
         let s = Scrape::parse(TEXT);
-        assert_eq!(s.counts(), Counts { captured: 1344, lost: 9, evaluated: 1344, prefiltered: None });
+        let counts = Counts { captured: 1344, lost: 7, held_back: 2, evaluated: 1344, prefiltered: None };
+        assert_eq!(s.counts(), counts);
         assert_eq!(s.pending_bytes(), 4096);
         assert_eq!(s.sum("process_cpu_seconds_total"), Some(1.73));
         assert_eq!(s.sum("nope"), None);
@@ -181,8 +184,9 @@ process_cpu_seconds_total 1.73
 
     #[test]
     fn differences() {
-        let before = Counts { captured: 10, lost: 1, evaluated: 9, prefiltered: None };
-        let after = Counts { captured: 25, lost: 1, evaluated: 20, prefiltered: Some(4) };
-        assert_eq!(after.since(before), Counts { captured: 15, lost: 0, evaluated: 11, prefiltered: Some(4) });
+        let before = Counts { captured: 10, lost: 1, held_back: 2, evaluated: 9, prefiltered: None };
+        let after = Counts { captured: 25, lost: 1, held_back: 5, evaluated: 20, prefiltered: Some(4) };
+        let since = Counts { captured: 15, lost: 0, held_back: 3, evaluated: 11, prefiltered: Some(4) };
+        assert_eq!(after.since(before), since);
     }
 }
