@@ -437,9 +437,6 @@ impl Runner<'_> {
         );
     }
 
-    /// Re-reads the configuration and the rules; only if everything loads, the new rules
-    /// (and the syscalls they need) replace the old ones, between two events. Otherwise the
-    /// old rules stay and [`RELOAD_ALERT`] is raised.
     /// Reads and compiles the configuration and rules again, off the run loop (a large
     /// rules set takes a while): the loop goes on with the old rules until
     /// [`Runner::reload`] applies the outcome. A reload asked for meanwhile waits for it.
@@ -456,6 +453,9 @@ impl Runner<'_> {
         }));
     }
 
+    /// Applies what [`Runner::start_reload`] read: only if everything loaded, the new rules
+    /// (and the syscalls they need) replace the old ones, between two events. Otherwise the
+    /// old rules stay and [`RELOAD_ALERT`] is raised.
     async fn reload(&mut self, loaded: anyhow::Result<(SensorConfig, Engine)>) {
         let outcome = match loaded {
             Ok((config, engine)) => self.apply_reload(config, engine).await,

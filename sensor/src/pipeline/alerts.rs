@@ -44,11 +44,16 @@ impl Shared {
         lock(&self.queued)
     }
 
+    /// Whether `q` has room for `bytes` more of `rule`: in all, and in the rule's share.
+    fn fits(&self, q: &Queued, rule: &str, bytes: usize) -> bool {
+        let held = q.by_rule.get(rule).copied().unwrap_or(0);
+        q.total + bytes <= self.limit && held + bytes <= self.limit / 4
+    }
+
     /// Takes room for `bytes` of `rule`, if the queue and the rule's share have it.
     fn reserve(&self, rule: &str, bytes: usize) -> bool {
         let mut q = self.queued();
-        let held = q.by_rule.get(rule).copied().unwrap_or(0);
-        if q.total + bytes > self.limit || held + bytes > self.limit / 4 {
+        if !self.fits(&q, rule, bytes) {
             return false;
         }
         q.total += bytes;
@@ -110,10 +115,7 @@ impl AlertSender {
     /// Whether an alert of `rule` may still fit: if not, it is counted as dropped now, and
     /// need not be rendered.
     pub fn admits(&self, rule: &str) -> bool {
-        let q = self.shared.queued();
-        let held = q.by_rule.get(rule).copied().unwrap_or(0);
-        let fits =
-            q.total + size_of::<Alert>() <= self.shared.limit && held + size_of::<Alert>() <= self.shared.limit / 4;
+        let fits = self.shared.fits(&self.shared.queued(), rule, size_of::<Alert>());
         if !fits {
             self.shared.dropped.fetch_add(1, Relaxed);
         }

@@ -149,17 +149,10 @@ impl Drop for ForkFds {
 impl Loop for ForkFds {
     const SYSCALLS: u64 = 5;
     fn step(&mut self) {
-        // SAFETY: this program is single-threaded here; the child only makes raw syscalls
-        // and exits.
-        unsafe {
-            let pid = libc::fork();
-            if pid == 0 {
-                open_close(&self.shadow);
-                libc::_exit(0);
-            }
-            assert!(pid > 0, "fork: {}", std::io::Error::last_os_error());
-            libc::waitpid(pid, ptr::null_mut(), 0);
-        }
+        fork_and_wait(|| {
+            open_close(&self.shadow);
+            0
+        });
     }
     fn report(self, out: &mut Map<String, Value>) {
         out.insert("held_fds".into(), json!(self.fds.len()));
@@ -192,20 +185,29 @@ impl Exec {
 impl Loop for Exec {
     const SYSCALLS: u64 = 4;
     fn step(&mut self) {
-        // SAFETY: this program is single-threaded here; the child only calls execve and
-        // _exit, and argv/environ were built before the fork.
-        unsafe {
-            let child = libc::fork();
-            if child == 0 {
-                unsafe extern "C" {
-                    static environ: *const *const libc::c_char;
-                }
-                libc::execve(self.program.as_ptr(), self.argv.as_ptr(), environ);
-                libc::_exit(127);
+        fork_and_wait(|| {
+            unsafe extern "C" {
+                static environ: *const *const libc::c_char;
             }
-            assert!(child > 0, "fork: {}", std::io::Error::last_os_error());
-            libc::syscall(libc::SYS_wait4, child, ptr::null_mut::<i32>(), 0, ptr::null_mut::<libc::rusage>());
+            // SAFETY: argv and environ were built before the fork; execve returns only on failure.
+            unsafe { libc::execve(self.program.as_ptr(), self.argv.as_ptr(), environ) };
+            127
+        });
+    }
+}
+
+/// `fork`; the child runs `child` and exits with what it returns; the parent waits for it
+/// (`wait4`). `child` may only make raw syscalls: nothing it calls may allocate or lock.
+fn fork_and_wait(child: impl FnOnce() -> i32) {
+    // SAFETY: this program is single-threaded while a loop runs, and the child only runs
+    // `child` (raw syscalls) and `_exit`.
+    unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            libc::_exit(child());
         }
+        assert!(pid > 0, "fork: {}", std::io::Error::last_os_error());
+        libc::syscall(libc::SYS_wait4, pid, ptr::null_mut::<i32>(), 0, ptr::null_mut::<libc::rusage>());
     }
 }
 
