@@ -1,10 +1,10 @@
 //! The maps shared by all programs, and the load-time configuration global.
 
-use core::{ffi::c_void, mem::MaybeUninit};
+use core::mem::MaybeUninit;
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns, generated::bpf_loop},
+    helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns},
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
@@ -309,35 +309,25 @@ fn this_ring() -> &'static RingBuf {
 /// one process flooding the ring cannot crowd out the others: when the ring with the
 /// [`BACKLOG`] in user space holds more than `flood_limit_bytes` and the process is over
 /// its [`flood`] rate, or the ring alone more than `quiet_limit_bytes` and the process is
-/// not quiet. Decided in a `bpf_loop` step, which the verifier checks once: inline, its
-/// branches would multiply the states of everything after.
+/// not quiet. Only inside a `bpf_loop` step (`syscall::kept_back`): inline, its branches
+/// would multiply the states of everything after.
 #[inline(always)]
 pub fn throttled() -> bool {
-    let mut verdict: u64 = 0;
-    let step = throttle_step as *const () as *mut c_void;
-    unsafe { bpf_loop(1, step, &raw mut verdict as *mut c_void, 0) };
-    verdict != 0
-}
-
-/// The one step of [`throttled`]: writes 1 to the `u64` at `ctx` when held back.
-#[inline(never)]
-extern "C" fn throttle_step(_index: u64, ctx: *mut c_void) -> i64 {
     let limit = config!(flood_limit_bytes) as u64;
     let in_ring = this_ring().query(BPF_RB_AVAIL_DATA as u64);
     let backlog = BACKLOG.get(0).copied().unwrap_or(0);
     if limit == 0 || in_ring.saturating_add(backlog) <= limit {
-        return 1;
+        return false;
     }
     // The last resort is for a ring about to lose records, whatever user space still holds.
     let quiet_only = in_ring > config!(quiet_limit_bytes) as u64;
     if take_token(quiet_only) {
-        return 1;
+        return false;
     }
     if let Some(c) = counters() {
         c.throttled += 1;
     }
-    unsafe { *(ctx as *mut u64) = 1 };
-    1
+    true
 }
 
 /// Takes one of the current process's [`flood`] tokens; whether it may write: it had one

@@ -10,10 +10,9 @@ use aya_ebpf::{
     maps::{HashMap, lpm_trie::Key},
 };
 use sensor_abi::{
-    config::SyscallSpec,
     prefilter::{
         DROPPED_FDS, NAME_MAX, NameBytes, PATH_KEY_MAX, PathBytes, PrefilterConfig, bloom_bit, open_classes,
-        prefilter_flags, spec_prefilter,
+        prefilter_flags,
     },
     record::{BLOB_HEADER_SIZE, BlobHeader, blob_slot},
 };
@@ -183,10 +182,10 @@ fn name_classes(names: &HashMap<NameBytes, u32>, path: *const u8, name_at: usize
     unsafe { names.get(key) }.copied().unwrap_or(0)
 }
 
-/// The classes of an open (of syscall `spec`, with `args`, returning `ret`).
+/// The classes of an open with `args` (its open flags at `flags_arg`) returning `ret`.
 #[inline(always)]
-fn classes_of(spec: &SyscallSpec, args: &[u64; 6], ret: i64) -> u32 {
-    let flags = match spec_prefilter::arg(spec.prefilter) {
+fn classes_of(flags_arg: Option<usize>, args: &[u64; 6], ret: i64) -> u32 {
+    let flags = match flags_arg {
         Some(i) if i < 6 => Some(args[i]),
         _ => None,
     };
@@ -197,7 +196,7 @@ fn classes_of(spec: &SyscallSpec, args: &[u64; 6], ret: i64) -> u32 {
 /// remembered), from the enter side's verdict in thread `key`'s stash entry. A directory is
 /// always sent: later `*at` calls and `fchdir` resolve paths through it.
 #[inline(always)]
-pub fn drops_open(key: u64, nr: u64, spec: &SyscallSpec, ret: i64) -> bool {
+pub fn drops_open(key: u64, nr: u64, flags_arg: Option<usize>, ret: i64) -> bool {
     let Some(entry) = STASH.get_ptr_mut(key) else { return false };
     let entry = unsafe { &mut *entry };
     let verdict = entry.prefilter;
@@ -205,7 +204,8 @@ pub fn drops_open(key: u64, nr: u64, spec: &SyscallSpec, ret: i64) -> bool {
         return false;
     }
     let Some(cfg) = config() else { return false };
-    if cfg.flags & prefilter_flags::OPEN == 0 || classes_of(spec, &entry.args, ret) & (verdict | cfg.open_any) != 0 {
+    if cfg.flags & prefilter_flags::OPEN == 0 || classes_of(flags_arg, &entry.args, ret) & (verdict | cfg.open_any) != 0
+    {
         return false;
     }
     if ret >= 0 {

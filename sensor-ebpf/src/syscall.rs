@@ -1,9 +1,11 @@
 //! Syscall capture: the exit dispatcher, and the enter side for calls whose user memory
 //! must be read before the kernel acts on it.
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
     bindings::BPF_ANY,
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated::bpf_loop},
     maps::LruHashMap,
 };
 use sensor_abi::{
@@ -146,18 +148,9 @@ pub fn on_exit(nr: u64, mut args: [u64; 6], ret: i64, compat: bool) {
     if is_self() {
         return;
     }
-    // Decided first, where the verifier has few states to follow (and before any work). An
-    // exec is never held back: each is a new program, and it completes its stash.
-    if spec.flags & spec_flags::EXEC == 0 && throttled() {
-        return;
-    }
     let role = spec.prefilter;
-    if role & spec_prefilter::CLOSE != 0 && prefilter::drops_close(args[0] & 0xffff_ffff, nr) {
-        return;
-    }
     let key = bpf_get_current_pid_tgid();
-    // ia32 calls have no per-syscall enter tracepoints (nor a verdict).
-    if role & spec_prefilter::OPEN != 0 && !compat && prefilter::drops_open(key, nr, spec, ret) {
+    if kept_back(role, spec.flags & spec_flags::EXEC != 0, nr, args[0], key, ret, compat) {
         return;
     }
     let Some(mut rec) = Record::start(BODY_END) else { return };
@@ -252,6 +245,54 @@ pub fn on_exit(nr: u64, mut args: [u64; 6], ret: i64, compat: bool) {
             prefilter::fd_shed(ret);
         }
     }
+}
+
+/// What [`kept_back`] decides on, on the program's stack as `bpf_loop` requires.
+#[repr(C)]
+struct ExitCall {
+    /// The syscall's `spec_prefilter` byte.
+    role: u64,
+    exec: u64,
+    nr: u64,
+    arg0: u64,
+    key: u64,
+    ret: i64,
+    compat: u64,
+    /// Set by the step: the record is not sent.
+    kept_back: u64,
+}
+
+/// Whether the record of this syscall exit is kept back: by the prefilter (a close of an fd
+/// whose open was not sent, an open no rule wants), else by the overload policy
+/// ([`throttled`]), which never holds back an exec (each is a new program, and it
+/// completes its stash). The prefilter goes first: it costs less than the ring's query,
+/// and what it drops is not counted as throttled. Decided in one `bpf_loop` step, which
+/// the verifier checks once and which returns one state: inline, its branches would
+/// multiply the states of everything after.
+#[inline(always)]
+fn kept_back(role: u8, exec: bool, nr: u64, arg0: u64, key: u64, ret: i64, compat: bool) -> bool {
+    let mut call =
+        ExitCall { role: role as u64, exec: exec as u64, nr, arg0, key, ret, compat: compat as u64, kept_back: 0 };
+    let step = kept_back_step as *const () as *mut c_void;
+    unsafe { bpf_loop(1, step, &raw mut call as *mut c_void, 0) };
+    call.kept_back != 0
+}
+
+/// The one step of [`kept_back`].
+#[inline(never)]
+extern "C" fn kept_back_step(_index: u64, ctx: *mut c_void) -> i64 {
+    let call = unsafe { &mut *(ctx as *mut ExitCall) };
+    let role = call.role as u8;
+    let prefiltered = if role & spec_prefilter::CLOSE != 0 {
+        prefilter::drops_close(call.arg0 & 0xffff_ffff, call.nr)
+    } else {
+        // ia32 calls have no per-syscall enter tracepoints (nor a verdict).
+        role & spec_prefilter::OPEN != 0
+            && call.compat == 0
+            && prefilter::drops_open(call.key, call.nr, spec_prefilter::arg(role), call.ret)
+    };
+    call.kept_back = (prefiltered || (call.exec == 0 && throttled())) as u64;
+    1
 }
 
 /// Reads the memory behind each argument as the spec says (structures laid out for an
