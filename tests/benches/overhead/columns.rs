@@ -72,22 +72,34 @@ impl Column {
         Ok(match self {
             Column::Nothing => Attached::Nothing,
             Column::Floor => Attached::Floor { _probe: FloorProbe::attach().map_err(|e| format!("floor_btf: {e}"))? },
-            Column::Sensor(rules) => Attached::Sensor { _sensor: Sensor::start(rules, &[], &log)? },
-            Column::Bpftrace => Attached::Bpftrace { _bpftrace: Bpftrace::start()? },
+            Column::Sensor(rules) => Attached::Sensor { sensor: Sensor::start(rules, &[], &log)? },
+            Column::Bpftrace => Attached::Bpftrace { bpftrace: Bpftrace::start()? },
         })
     }
 }
 
-/// An attached configuration, held only to be dropped (which detaches it).
+impl Attached {
+    /// The process that holds the configuration's BPF programs, if it has any.
+    pub fn programs_owner(&self) -> Option<u32> {
+        match self {
+            Attached::Nothing => None,
+            Attached::Floor { .. } => Some(std::process::id()),
+            Attached::Sensor { sensor } => Some(sensor.pid()),
+            Attached::Bpftrace { bpftrace } => Some(bpftrace.0.id()),
+        }
+    }
+}
+
+/// An attached configuration, held to be dropped (which detaches it).
 pub enum Attached {
     /// Nothing attached.
     Nothing,
     /// The empty program, loaded and attached by this process.
     Floor { _probe: FloorProbe },
     /// A running sensor.
-    Sensor { _sensor: Sensor },
+    Sensor { sensor: Sensor },
     /// A running bpftrace.
-    Bpftrace { _bpftrace: Bpftrace },
+    Bpftrace { bpftrace: Bpftrace },
 }
 
 /// A running bpftrace; stopped with SIGINT on drop (it prints its map and exits).

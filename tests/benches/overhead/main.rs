@@ -14,6 +14,7 @@
 //!
 //! `--quick` runs a smaller version of each (a minute or two) for development.
 
+mod bpfstats;
 mod columns;
 mod cost;
 mod latency;
@@ -34,6 +35,8 @@ pub struct Plan {
     pub name: &'static str,
     /// Alternating rounds of the cost table.
     pub rounds: usize,
+    /// Runs of each loop per round and configuration; the fastest counts.
+    pub repeats: usize,
     /// Divides each loop's iterations ([`Loop::cost_iters`]).
     pub scale: u64,
     /// How long each storm lasts.
@@ -53,6 +56,7 @@ impl Plan {
     const FULL: Plan = Plan {
         name: "full",
         rounds: 5,
+        repeats: 3,
         scale: 1,
         storm: Duration::from_secs(10),
         alerts: 1_000,
@@ -65,6 +69,7 @@ impl Plan {
     const QUICK: Plan = Plan {
         name: "quick",
         rounds: 2,
+        repeats: 1,
         scale: 10,
         storm: Duration::from_secs(2),
         alerts: 100,

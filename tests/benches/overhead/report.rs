@@ -61,9 +61,12 @@ impl Report {
             "Each loop runs in its own process (`loadgen`) pinned to CPU 0; the sensor and bpftrace \
              are not pinned. {} alternating rounds, the column order rotated each round. First \
              column: time per iteration with nothing attached; the others: the ratio to it in the \
-             same round. Median (min–max) over the rounds. Iterations per run: {}. The empty program \
-             is the sensor's `floor_btf` (`tp_btf/sys_exit`, returns 0); bpftrace runs `{}`.",
+             same round. Each round runs each loop {} time(s) per column and keeps the fastest run \
+             (the machine's other work only adds time). Median (min–max) over the rounds. \
+             Iterations per run: {}. The empty program is the sensor's `floor_btf` \
+             (`tp_btf/sys_exit`, returns 0); bpftrace runs `{}`.",
             self.plan.rounds,
+            self.plan.repeats,
             iters.join(", "),
             BPFTRACE_PROGRAM,
         );
@@ -72,6 +75,13 @@ impl Report {
             let _ = writeln!(table, "\nNot measured: {problem}");
         }
         self.section("Cost per loop iteration", &about, &table);
+        let about = "The same loops, once more per round and column with the kernel's accounting on \
+             (`kernel.bpf_stats_enabled`): the run time of every BPF program the configuration holds \
+             (on any CPU, the rest of the machine's syscalls included), divided by the loop's \
+             iterations. The accounting itself adds a clock read to each run, and the time a program \
+             takes to be called (the tracepoint, the trampoline) is not in it; the figures compare \
+             configurations, not absolute costs. Median (min–max) ns over the rounds.";
+        self.section("BPF program time per loop iteration", about, &cost.program_table().render());
     }
 
     /// The storms table.
