@@ -291,8 +291,13 @@ pub fn on_fork(child: u64) {
     if child_files == files || child_files == 0 {
         return;
     }
-    if let Some(bits) = DROPPED.get_ptr(files) {
-        let _ = DROPPED.insert(child_files, unsafe { *bits }, BPF_ANY as u64);
+    // The child's table may sit where a dead process's did: its entry goes either way.
+    let copied = match DROPPED.get_ptr(files) {
+        Some(bits) => DROPPED.insert(child_files, unsafe { *bits }, BPF_ANY as u64).is_ok(),
+        None => false,
+    };
+    if !copied {
+        DROPPED.remove(child_files).ok();
     }
 }
 

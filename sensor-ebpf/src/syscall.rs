@@ -17,7 +17,7 @@ use sensor_abi::{
 
 use crate::{
     maps::{
-        Class, EXEC_STASH, SCRATCH, STASH, STASH_EMPTY, STASH_EXEC_DONE, STASH_REREAD, SYSCALLS, Stash, config,
+        Class, EXEC_STASH, FLOOD, SCRATCH, STASH, STASH_EMPTY, STASH_EXEC_DONE, STASH_REREAD, SYSCALLS, Stash, config,
         counters, off, throttled,
     },
     prefilter,
@@ -402,6 +402,25 @@ fn append_stash<const N: usize>(rec: &mut Record, entry: &mut Stash<N>) {
         rec.truncated = true;
     }
     entry.nr = STASH_EMPTY;
+}
+
+/// The current thread exits: its stash entries go, and with the last thread its process's
+/// rate. Left to the LRU, every new thread's first stash would evict a dead one's, which
+/// costs a new process's first open several times an open.
+#[inline(always)]
+pub fn forget_current(group_dead: bool) {
+    let key = bpf_get_current_pid_tgid();
+    // Looked up first: a lookup takes no lock, a removal does, even of an absent key.
+    if STASH.get_ptr(key).is_some() {
+        STASH.remove(key).ok();
+    }
+    if EXEC_STASH.get_ptr(key).is_some() {
+        EXEC_STASH.remove(key).ok();
+    }
+    let tgid = (key >> 32) as u32;
+    if group_dead && FLOOD.get_ptr(tgid).is_some() {
+        FLOOD.remove(tgid).ok();
+    }
 }
 
 #[inline(always)]
