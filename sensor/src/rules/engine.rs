@@ -72,6 +72,10 @@ pub fn default_hostname() -> String {
 #[derive(Debug)]
 pub struct Engine {
     rules: Vec<CompiledRule>,
+    /// Each rule's source, as its position in `sources`: compared per candidate rule
+    /// without comparing text.
+    source_of: Vec<usize>,
+    sources: Vec<String>,
     index: RuleIndex,
     slots: usize,
     opts: EngineOptions,
@@ -101,7 +105,18 @@ impl Engine {
         }
         let rules: Vec<CompiledRule> = compiled.rules.into_iter().filter(|r| r.priority <= opts.min_priority).collect();
         let index = RuleIndex::build(&rules);
-        (Some(Engine { rules, index, slots: compiled.slots, opts }), diags)
+        let mut sources: Vec<String> = Vec::new();
+        let source_of = rules
+            .iter()
+            .map(|r| match sources.iter().position(|s| *s == r.source) {
+                Some(at) => at,
+                None => {
+                    sources.push(r.source.clone());
+                    sources.len() - 1
+                }
+            })
+            .collect();
+        (Some(Engine { rules, source_of, sources, index, slots: compiled.slots, opts }), diags)
     }
 
     /// Number of loaded (enabled, compiled) rules.
@@ -158,14 +173,16 @@ impl Engine {
         admit: &mut dyn FnMut(&str) -> bool,
     ) -> Vec<Alert> {
         let mut out = Vec::new();
+        let Some(source) = self.sources.iter().position(|s| s == ev.source()) else {
+            return out;
+        };
         let mut ctx = Ctx::new(ev, scratch, self.slots);
-        let source = ev.source();
         let mut selection = self.index.select(ev.event_type(), &mut ctx);
         for c in selection.candidates() {
-            let r = &self.rules[c.rule];
-            if r.source != source || !selection.matches(c, &mut ctx) {
+            if self.source_of[c.rule] != source || !selection.matches(c, &mut ctx) {
                 continue;
             }
+            let r = &self.rules[c.rule];
             if !admit(&r.name) {
                 if self.opts.rule_matching == RuleMatching::First {
                     break;

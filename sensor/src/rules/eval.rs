@@ -203,10 +203,7 @@ pub(crate) fn transform(tr: Transformer, v: &Value<'_>) -> Value<'static> {
                 None => Value::Str(Cow::Borrowed("")),
             }
         }
-        (Transformer::Basename, v) => {
-            let text = v.to_string();
-            Value::Str(text.rsplit('/').next().unwrap_or_default().to_owned().into())
-        }
+        (Transformer::Basename, v) => Value::Str(basename(&v.to_string()).to_owned().into()),
         (Transformer::Len, Value::List(items)) => Value::UInt(items.len() as u64),
         (Transformer::Len, Value::Bytes(b)) => Value::UInt(b.len() as u64),
         (Transformer::Len, v) => Value::UInt(v.to_string().chars().count() as u64),
@@ -279,18 +276,33 @@ fn eval_test(t: &Test, ctx: &mut Ctx<'_>) -> bool {
         return compare_values(*op, &a, &b, *ty);
     }
     // A field's value is borrowed from the event's cache (no `Cow` to build and move on
-    // the most common path); a transformer's is made here.
-    let made;
-    let v = match &t.lhs {
-        Operand::Field { slot, id, arg } => ctx.field(*slot, *id, arg.as_ref()),
-        Operand::Transform(..) => {
-            made = ctx.value(&t.lhs).map(Cow::into_owned);
-            made.as_ref()
-        }
-    };
-    let Some(v) = v else {
-        return false;
-    };
+    // the most common path); a transformer's is made here, borrowing where it can.
+    match &t.lhs {
+        Operand::Field { slot, id, arg } => ctx.field(*slot, *id, arg.as_ref()).is_some_and(|v| test_value(t, v)),
+        Operand::Transform(tr, inner) => match &**inner {
+            Operand::Field { slot, id, arg } => {
+                ctx.field(*slot, *id, arg.as_ref()).is_some_and(|v| with_transform(*tr, v, |v| test_value(t, v)))
+            }
+            Operand::Transform(..) => ctx.value(&t.lhs).map(Cow::into_owned).is_some_and(|v| test_value(t, &v)),
+        },
+    }
+}
+
+/// Calls `f` with `tr` applied to `v`: a file name borrowed from a path, else made.
+fn with_transform<R>(tr: Transformer, v: &Value<'_>, f: impl FnOnce(&Value<'_>) -> R) -> R {
+    match (tr, v) {
+        (Transformer::Basename, Value::Str(path)) => f(&Value::str(basename(path))),
+        _ => f(&transform(tr, v)),
+    }
+}
+
+/// What follows the last `/` (all of a text without one; empty after a trailing `/`).
+fn basename(path: &str) -> &str {
+    path.rfind('/').map_or(path, |at| &path[at + 1..])
+}
+
+/// Whether the value `v` of `t`'s operand passes `t`'s comparison.
+fn test_value(t: &Test, v: &Value<'_>) -> bool {
     match (v, &t.kind) {
         (_, TestKind::Exists) => true,
         (Value::List(items), kind) => match kind {

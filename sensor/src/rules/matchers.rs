@@ -205,23 +205,23 @@ impl PathTrie {
 
     /// True when some prefix in the set is a component-wise prefix of `path`.
     pub fn matches(&self, path: &str) -> bool {
-        let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
-        Self::walk(&self.root, &comps)
+        Self::walk(&self.root, path.split('/').filter(|c| !c.is_empty()))
     }
 
-    fn walk(node: &TrieNode, comps: &[&str]) -> bool {
+    /// Walks `comps` (an iterator, cloned at each branch: no list per path).
+    fn walk<'p>(node: &TrieNode, mut comps: impl Iterator<Item = &'p str> + Clone) -> bool {
         if node.terminal {
             return true;
         }
-        let Some((first, rest)) = comps.split_first() else {
+        let Some(first) = comps.next() else {
             return false;
         };
-        if let Some(child) = node.children.get(*first)
-            && Self::walk(child, rest)
+        if let Some(child) = node.children.get(first)
+            && Self::walk(child, comps.clone())
         {
             return true;
         }
-        node.wildcards.iter().any(|(pat, child)| fnmatch(pat, first, false) && Self::walk(child, rest))
+        node.wildcards.iter().any(|(pat, child)| fnmatch(pat, first, false) && Self::walk(child, comps.clone()))
     }
 }
 
