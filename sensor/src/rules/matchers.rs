@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use foldhash::fast::RandomState;
+
 /// `fnmatch(pattern, text, 0)`: `*` and `?` also match `/`, `[...]` classes (with `!` or `^`
 /// negation and ranges), `\` escapes, braces are literal. With `fold`, ASCII case is ignored
 /// (`FNM_CASEFOLD`). Runs in O(len(pattern) × len(text)); ASCII input is matched bytewise
@@ -168,7 +170,7 @@ pub struct PathTrie {
 #[derive(Debug, Default, Clone)]
 struct TrieNode {
     terminal: bool,
-    children: HashMap<String, TrieNode>,
+    children: HashMap<String, TrieNode, RandomState>,
     wildcards: Vec<(String, TrieNode)>,
 }
 
