@@ -108,10 +108,22 @@ fn watch(args: &[String], log: &Path, cases: [String; 2], work: impl FnOnce() ->
 
 /// The memory table.
 pub fn table(rows: &[Row]) -> Table {
-    let mut table = Table::new(["sensor (built-in rules)", "VmRSS", "VmHWM"]);
+    let mut table = Table::new([
+        "sensor (built-in rules)",
+        "VmRSS",
+        "VmHWM",
+        "of VmRSS: BPF maps mapped (the rings, twice)",
+        "VmRSS without them",
+    ]);
     for row in rows {
         match &row.memory {
-            Ok(m) => table.row([row.case.clone(), megabytes(m.rss_kib), megabytes(m.hwm_kib)]),
+            Ok(m) => table.row([
+                row.case.clone(),
+                megabytes(m.rss_kib),
+                megabytes(m.hwm_kib),
+                megabytes(m.maps_kib),
+                megabytes(m.rss_kib.saturating_sub(m.maps_kib)),
+            ]),
             Err(why) => table.row([row.case.clone(), format!("not measured: {why}")]),
         }
     }

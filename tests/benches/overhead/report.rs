@@ -120,7 +120,11 @@ impl Report {
              ready, and 2 s after it has caught up with the work (and with whatever else the machine \
              did meanwhile). Processes: fork+exec of /bin/true, one at a time. Containers: \
              `docker run --rm --network none` of the test bed's busybox image, 2 at a time \
-             (`tests/testbed/testbed.sh`), the sensor given the test bed's runtime sockets.";
+             (`tests/testbed/testbed.sh`), the sensor given the test bed's runtime sockets. The \
+             BPF maps mapped into the sensor are, nearly all, its ring buffers: kernel memory that \
+             exists whether mapped or not (8 MiB per ring by default), whose data pages the kernel \
+             maps twice in a row so that a record that wraps around reads as one; VmRSS counts \
+             them twice (Rss of the `anon_inode:bpf-map` mappings in `/proc/PID/smaps`).";
         self.section("Sensor memory", about, &memory::table(rows).render());
     }
 }

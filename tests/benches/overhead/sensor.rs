@@ -73,6 +73,8 @@ pub struct Memory {
     pub rss_kib: u64,
     /// `VmHWM`: the most it was ever resident.
     pub hwm_kib: u64,
+    /// Of `rss_kib`, the BPF maps mapped into the process (the ring buffers, counted twice).
+    pub maps_kib: u64,
 }
 
 /// A running `sensor run --json` with its metrics endpoint on a loopback port; stopped with
@@ -191,7 +193,19 @@ impl Sensor {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
                 .unwrap_or(0)
         };
-        Memory { rss_kib: kib("VmRSS:"), hwm_kib: kib("VmHWM:") }
+        // Resident pages of BPF map mappings: the rings, whose data pages the kernel maps
+        // twice in a row (a record that wraps reads as one), so VmRSS counts them twice.
+        let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", self.pid())).unwrap_or_default();
+        let mut in_map = false;
+        let mut maps_kib = 0;
+        for line in smaps.lines() {
+            if line.split_whitespace().next().is_some_and(|range| range.contains('-') && !range.ends_with(':')) {
+                in_map = line.ends_with("anon_inode:bpf-map");
+            } else if in_map && let Some(v) = line.strip_prefix("Rss:") {
+                maps_kib += v.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+        Memory { rss_kib: kib("VmRSS:"), hwm_kib: kib("VmHWM:"), maps_kib }
     }
 }
 
