@@ -111,7 +111,7 @@ pub fn on_exit() {
     body.group_dead = (live == 0) as u32;
     finish(rec);
     forget_current();
-    crate::syscall::forget_current(live == 0);
+    crate::syscall::forget_exiting_thread(live == 0);
 }
 
 /// `cgroup_attach_task(dst_cgrp, path, task, threadgroup)`: runs in the task doing the move.

@@ -408,7 +408,7 @@ fn append_stash<const N: usize>(rec: &mut Record, entry: &mut Stash<N>) {
 /// rate. Left to the LRU, every new thread's first stash would evict a dead one's, which
 /// costs a new process's first open several times an open.
 #[inline(always)]
-pub fn forget_current(group_dead: bool) {
+pub fn forget_exiting_thread(group_dead: bool) {
     let key = bpf_get_current_pid_tgid();
     // Looked up first: a lookup takes no lock, a removal does, even of an absent key.
     if STASH.get_ptr(key).is_some() {

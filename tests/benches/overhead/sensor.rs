@@ -186,13 +186,7 @@ impl Sensor {
     /// Its resident memory now and its peak.
     pub fn memory(&self) -> Memory {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        let kib = |key: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                .unwrap_or(0)
-        };
+        let kib = |key: &str| status.lines().find_map(|l| kib_value(l.strip_prefix(key)?)).unwrap_or(0);
         // Resident pages of BPF map mappings: the rings, whose data pages the kernel maps
         // twice in a row (a record that wraps reads as one), so VmRSS counts them twice.
         let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", self.pid())).unwrap_or_default();
@@ -202,7 +196,7 @@ impl Sensor {
             if line.split_whitespace().next().is_some_and(|range| range.contains('-') && !range.ends_with(':')) {
                 in_map = line.ends_with("anon_inode:bpf-map");
             } else if in_map && let Some(v) = line.strip_prefix("Rss:") {
-                maps_kib += v.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap_or(0);
+                maps_kib += kib_value(v).unwrap_or(0);
             }
         }
         Memory { rss_kib: kib("VmRSS:"), hwm_kib: kib("VmHWM:"), maps_kib }
@@ -224,6 +218,11 @@ impl Drop for Sensor {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The number of a `/proc` line's `   1234 kB` value.
+fn kib_value(v: &str) -> Option<u64> {
+    v.trim().trim_end_matches("kB").trim().parse().ok()
 }
 
 /// `path` opened for appending (a log several runs of the sensor share).
