@@ -514,12 +514,14 @@ fn every_available_field_is_produced_on_live_events_or_marked_unavailable() {
     let rules_file = scratch.path("rules.yaml");
     std::fs::write(&rules_file, rules_yaml(&specs, &output)).unwrap();
 
-    // Every alert reaches stdout: the queue holds them all, and the exit waits for them; a
-    // larger ring than the default, as the machine may be busy with others' work.
+    // Every alert reaches stdout: the queues hold them all (each alert names every field,
+    // some 10 KB, so a burst of them on a busy machine passes the default 16 MiB between the
+    // workers and the outputs), and the exit waits for them; a larger ring than the default,
+    // as the machine may be busy with others' work.
     let config_file = scratch.path("sensor.yaml");
     std::fs::write(
         &config_file,
-        "capture: {ring_buffer_kib: 32768}\noutputs:\n  - stdout: {}\n    queue: {capacity: 1000000}\n",
+        "capture: {ring_buffer_kib: 32768}\nalert_queue: {kib: 1048576}\noutputs:\n  - stdout: {}\n    queue: {capacity: 1000000}\n",
     )
     .unwrap();
     let mut sensor = Sensor::start(&[
@@ -659,6 +661,7 @@ fn every_available_field_is_produced_on_live_events_or_marked_unavailable() {
         log.iter().find(|l| l.contains(what)).unwrap_or_else(|| panic!("the sensor's exit summary has no '{what}'"))
     };
     assert!(line("output stdout: ").contains(" dropped=0 "), "{}", line("output stdout: "));
+    assert!(line(" events evaluated by ").contains(" (0 dropped: queue full)"), "{}", line(" events evaluated by "));
     let losses = if line(" lost in the kernel").contains(", 0 lost in the kernel") {
         String::new()
     } else {

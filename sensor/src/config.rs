@@ -10,7 +10,7 @@
 use std::{
     fmt,
     net::SocketAddr,
-    num::NonZeroUsize,
+    num::{NonZeroU32, NonZeroUsize},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -24,6 +24,7 @@ use crate::{
         OutputsConfig, SecretSource,
         config::{deserialize_duration, deserialize_positive_duration, deserialize_priority},
     },
+    pipeline::DEFAULT_QUEUE_BYTES,
     rules::Priority,
 };
 
@@ -46,6 +47,9 @@ pub struct SensorConfig {
     /// Pipeline workers (0, the default: one per core).
     #[serde(default)]
     pub workers: usize,
+    /// The alerts between the workers and the outputs.
+    #[serde(default)]
+    pub alert_queue: AlertQueueConfig,
     /// Container and pod metadata.
     #[serde(default)]
     pub containers: ContainersConfig,
@@ -85,6 +89,28 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig { min_priority: Priority::Debug, all_matches: false, suggested_output: true }
+    }
+}
+
+/// The alerts between the workers and the outputs: bounded, so that a rule matching a
+/// million times cannot grow the sensor; an alert that does not fit is dropped and counted.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertQueueConfig {
+    /// KiB of alerts held at most (default 16384); one rule may hold a quarter of it.
+    pub kib: NonZeroU32,
+}
+
+impl AlertQueueConfig {
+    /// The bound in bytes.
+    pub fn bytes(&self) -> usize {
+        self.kib.get() as usize * 1024
+    }
+}
+
+impl Default for AlertQueueConfig {
+    fn default() -> Self {
+        AlertQueueConfig { kib: NonZeroU32::new((DEFAULT_QUEUE_BYTES / 1024) as u32).expect("a nonzero default") }
     }
 }
 
@@ -430,6 +456,7 @@ mod tests {
     fn every_section_parses_and_defaults_fill_the_rest() {
         let c = SensorConfig::parse(
             "rules: [/etc/sensor/rules.d]\nengine: {min_priority: notice, all_matches: true}\nworkers: 3\n\
+             alert_queue: {kib: 65536}\n\
              capture: {ring_buffer_kib: 4096, probes: raw}\ncontainers: {wait: 20ms, docker_sockets: [/d.sock]}\n\
              metrics: {address: \"127.0.0.1:8765\"}\nlog: {level: debug, format: json}\n\
              internal_alerts: {drop_threshold: 10, interval: 30s}\nreload: {watch: false}\n\
@@ -442,6 +469,7 @@ mod tests {
             (Priority::Notice, true, true)
         );
         assert_eq!((c.workers, c.capture.ring_buffer_kib, c.capture.probes), (3, 4096, ProbeMode::Raw));
+        assert_eq!(c.alert_queue.bytes(), 64 << 20);
         assert_eq!(c.containers.wait, Duration::from_millis(20));
         assert_eq!(c.containers.docker_sockets, Some(vec![PathBuf::from("/d.sock")]));
         assert_eq!(c.containers.cri_sockets, None);
@@ -489,6 +517,10 @@ mod tests {
         assert_eq!(e.line, 2, "{e}");
         let e = SensorConfig::parse("capture: {probes: kprobe}\n").unwrap_err();
         assert!(e.message.contains("kprobe"), "{e}");
+        // A queue of no bytes would drop every alert.
+        let e = SensorConfig::parse("workers: 1\nalert_queue:\n  kib: 0\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.message.contains("nonzero"), "{e}");
     }
 
     #[test]

@@ -16,9 +16,7 @@ use sensor::{
     event::{Clock, decode},
     metrics::{Metrics, Progress, Snapshot},
     outputs::OutputStage,
-    pipeline::{
-        DEFAULT_QUEUE_BYTES, Pipeline, Publisher, Workers, alert_queue, dns_names_for, load_rules, syscalls_for,
-    },
+    pipeline::{Pipeline, Publisher, Workers, alert_queue, dns_names_for, load_rules, syscalls_for},
     rules::{Alert, Engine, EngineOptions, Prefilter, Priority, RuleMatching, SUGGESTED_OUTPUT, Value, prefilter},
     state::{DNS_REFRESH, DnsNames, State},
 };
@@ -206,7 +204,7 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
         })
         .collect();
     let containers = ContainerCache::new(enrich_config(&config.containers), tokio::runtime::Handle::current());
-    let (alerts_tx, alerts_rx) = alert_queue(DEFAULT_QUEUE_BYTES);
+    let (alerts_tx, alerts_rx) = alert_queue(config.alert_queue.bytes());
     let pool = Workers::start(pipelines, containers.clone(), alerts_tx);
     let publisher = alerts_rx.publish_to(stage.clone());
     capture.weigh_downstream(pool.queued_bytes());
@@ -499,6 +497,7 @@ impl Runner<'_> {
             ("capture", config.capture != self.config.capture),
             ("containers", config.containers != self.config.containers),
             ("workers", config.workers != self.config.workers),
+            ("alert_queue", config.alert_queue != self.config.alert_queue),
             ("log", config.log != self.config.log),
         ];
         for (section, _) in needs_restart.iter().filter(|(_, changed)| *changed) {
