@@ -13,3 +13,4 @@ pub mod outputs;
 pub mod pipeline;
 pub mod rules;
 pub mod state;
+pub mod store;

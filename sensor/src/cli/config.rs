@@ -73,5 +73,9 @@ fn check_output(kind: &OutputKind) -> anyhow::Result<()> {
         }),
         OutputKind::Grpc(c) => c.endpoint().map(drop),
         OutputKind::Stdout(_) | OutputKind::File(_) => Ok(()),
+        OutputKind::Store(c) => match c.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(dir) if !dir.is_dir() => anyhow::bail!("the store's directory {} does not exist", dir.display()),
+            _ => Ok(()),
+        },
     }
 }

@@ -228,6 +228,10 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
         loading: None,
         reload_again: false,
     };
+    for notice in runner.stage.notices().to_vec() {
+        let fields = vec![("output", Value::Str(notice.output.into()))];
+        runner.internal_alert(STORE_ALERT, Priority::Error, notice.message, fields);
+    }
     runner.run(stop).await?;
     runner.finish().await
 }
@@ -303,6 +307,8 @@ fn raise_open_files_limit() {
 const DROP_ALERT: &str = "sensor internal: event drops";
 /// The name of the internal alert raised when a reload is refused.
 const RELOAD_ALERT: &str = "sensor internal: reload failed";
+/// The name of the internal alert raised when an alert store was unusable and set aside.
+const STORE_ALERT: &str = "sensor internal: alert store set aside";
 
 impl Runner<'_> {
     async fn run(&mut self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {

@@ -68,6 +68,9 @@ pub enum OutputKind {
     Smtp(SmtpConfig),
     /// Falco's gRPC outputs service (`sub`, `get`) for Falco's clients.
     Grpc(GrpcConfig),
+    /// The alert store (SQLite), searchable with `sensor alerts search`; batched, see
+    /// [`super::store::STORE_DEFAULT_BATCH`].
+    Store(crate::store::StoreConfig),
 }
 
 /// The batch an `smtp` output uses unless it sets its own: one digest mail a minute at most,
@@ -245,13 +248,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let expected = || format!("invalid duration `{text}`: expected a number and a unit (ms, s, m, h), e.g. `5s`");
+    let expected = || format!("invalid duration `{text}`: expected a number and a unit (ms, s, m, h, d), e.g. `5s`");
     let n: u64 = digits.parse().map_err(|_| expected())?;
     let millis_per_unit = match unit {
         "ms" => 1,
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
+        "d" => 86_400_000,
         _ => return Err(expected()),
     };
     n.checked_mul(millis_per_unit).map(Duration::from_millis).ok_or_else(|| format!("duration `{text}` is too long"))
@@ -262,6 +266,7 @@ pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     match ms {
         0 => "0s".into(),
+        _ if ms.is_multiple_of(86_400_000) => format!("{}d", ms / 86_400_000),
         _ if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
         _ if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
         _ if ms.is_multiple_of(1_000) => format!("{}s", ms / 1_000),
@@ -269,7 +274,7 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
-/// Reads a duration option (`500ms`, `5s`, `1m`, `1h`); for outputs' own settings too.
+/// Reads a duration option (`500ms`, `5s`, `1m`, `1h`, `7d`); for outputs' own settings too.
 pub fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     parse_duration(&text).map_err(de::Error::custom)
@@ -528,10 +533,11 @@ mod tests {
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-        for bad in ["", "5", "s", "1.5s", "-1s", "5 s", "5sec", "10d", "99999999999999999999h"] {
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        for bad in ["", "5", "s", "1.5s", "-1s", "5 s", "5sec", "10w", "99999999999999999999h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
-        for d in ["1h", "1m", "90s", "1500ms", "0s"] {
+        for d in ["7d", "1h", "25h", "1m", "90s", "1500ms", "0s"] {
             assert_eq!(format_duration(parse_duration(d).unwrap()), d);
         }
     }

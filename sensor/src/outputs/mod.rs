@@ -11,6 +11,7 @@ mod secret;
 pub mod smtp;
 mod stage;
 pub mod stdout;
+pub mod store;
 pub mod telegram;
 pub mod webhook;
 mod worker;
@@ -18,7 +19,7 @@ mod worker;
 pub use config::{OutputConfig, OutputKind, OutputOptions, OutputsConfig};
 pub use http::Redirects;
 pub use secret::{Secret, SecretSource};
-pub use stage::{OutputCounters, OutputStage};
+pub use stage::{OutputCounters, OutputStage, StartNotice};
 
 use std::{sync::Arc, time::Duration};
 

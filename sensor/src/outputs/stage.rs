@@ -24,6 +24,7 @@ use super::{
     grpc::GrpcSink,
     smtp::SmtpSink,
     stdout::StdoutSink,
+    store::{STORE_DEFAULT_BATCH, StoreSink},
     telegram::TelegramSink,
     webhook::WebhookSink,
     worker::Worker,
@@ -33,6 +34,15 @@ use crate::rules::{Alert, Priority};
 /// The running outputs.
 pub struct OutputStage {
     outputs: Vec<RunningOutput>,
+    /// What outputs found wrong at start but worked around, for internal alerts.
+    notices: Vec<StartNotice>,
+}
+
+/// Something an output found wrong at start and worked around (a corrupt store set aside).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartNotice {
+    pub output: String,
+    pub message: String,
 }
 
 struct RunningOutput {
@@ -47,7 +57,7 @@ impl OutputStage {
     /// Starts every enabled output on the current tokio runtime. An output that cannot start
     /// (an unreadable token file, a missing directory) fails the whole start, naming it.
     pub async fn start(config: &OutputsConfig) -> anyhow::Result<Self> {
-        let mut stage = OutputStage { outputs: Vec::new() };
+        let mut stage = OutputStage { outputs: Vec::new(), notices: Vec::new() };
         for output in config.outputs.iter().filter(|o| o.options.enabled) {
             let (name, options) = (&output.name, &output.options);
             let started = match &output.kind {
@@ -60,6 +70,13 @@ impl OutputStage {
                     launch(name, &OutputOptions { batch, ..options.clone() }, sink)
                 }),
                 OutputKind::Grpc(c) => GrpcSink::start(c).await.map(|sink| launch(name, options, sink)),
+                OutputKind::Store(c) => StoreSink::open(c).await.map(|sink| {
+                    if let Some(message) = sink.set_aside() {
+                        stage.notices.push(StartNotice { output: name.clone(), message: message.to_owned() });
+                    }
+                    let batch = options.batch.or(Some(STORE_DEFAULT_BATCH));
+                    launch(name, &OutputOptions { batch, ..options.clone() }, sink)
+                }),
             };
             stage.outputs.push(started.with_context(|| format!("output `{name}`"))?);
         }
@@ -78,6 +95,11 @@ impl OutputStage {
                 output.counters.filtered.fetch_add(1, Relaxed);
             }
         }
+    }
+
+    /// What outputs found wrong at start and worked around.
+    pub fn notices(&self) -> &[StartNotice] {
+        &self.notices
     }
 
     /// Every output's counters now.

@@ -67,7 +67,7 @@ impl Harness {
     fn new(options: OutputOptions, steps: &[Step]) -> Self {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let sink = ScriptedSink { steps: steps.iter().copied().collect(), calls: calls.clone() };
-        Harness { stage: OutputStage { outputs: vec![launch("test", &options, sink)] }, calls }
+        Harness { stage: OutputStage { outputs: vec![launch("test", &options, sink)], notices: vec![] }, calls }
     }
 
     /// Lets the output's task run until the sink has had `n` calls.

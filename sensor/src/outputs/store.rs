@@ -1,0 +1,134 @@
+//! The alert store as an output (`store: {path: ...}`): each batch is one transaction on a
+//! blocking thread, followed by a retention pass; retention also runs on a timer, so an
+//! idle store still forgets what is past `max_age`.
+
+use std::{
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::Duration,
+};
+
+use tokio::task::JoinHandle;
+
+use super::{SendError, Sink, config::BatchConfig};
+use crate::{
+    rules::Alert,
+    store::{AlertStore, Removed, SqliteStore, StoreConfig, now_ns},
+};
+
+/// The batch a `store` output uses unless it sets its own: a transaction per 200 ms or per
+/// 5,000 alerts, whichever comes first (a commit per alert would cap the rate at the disk's
+/// flushes per second).
+pub const STORE_DEFAULT_BATCH: BatchConfig =
+    BatchConfig { window: Duration::from_millis(200), max_alerts: std::num::NonZeroUsize::new(5000).expect("non-zero") };
+
+/// Writes alerts into a [`SqliteStore`].
+pub struct StoreSink {
+    store: Arc<Mutex<SqliteStore>>,
+    /// The batch of an attempt the output's timeout cut short, and its still running
+    /// transaction: waited for before anything else is written, so that a retry of a batch
+    /// that did commit does not store it twice.
+    in_flight: Option<(Vec<Arc<Alert>>, JoinHandle<anyhow::Result<()>>)>,
+    /// Failed retention passes (the alerts were stored; the store may grow past its limits
+    /// until a pass succeeds).
+    retention_failures: Arc<AtomicU64>,
+    retention: JoinHandle<()>,
+    /// What opening found unusable and moved aside, for the operator.
+    set_aside: Option<String>,
+}
+
+impl StoreSink {
+    /// Opens the store (checking it, which reads the whole file: on a blocking thread) and
+    /// starts its retention timer.
+    pub async fn open(config: &StoreConfig) -> anyhow::Result<Self> {
+        let owned = config.clone();
+        let opened = tokio::task::spawn_blocking(move || SqliteStore::open(&owned)).await??;
+        let set_aside = opened.set_aside.map(|(aside, why)| {
+            format!(
+                "the alert store {} was unusable ({why}); it was moved to {} and a new store begun",
+                config.path.display(),
+                aside.display()
+            )
+        });
+        let store = Arc::new(Mutex::new(opened.store));
+        let retention_failures = Arc::new(AtomicU64::new(0));
+        let retention = tokio::spawn(retain_every(config.retention_interval, store.clone(), retention_failures.clone()));
+        Ok(StoreSink { store, in_flight: None, retention_failures, retention, set_aside })
+    }
+
+    /// What opening found unusable and set aside, if anything.
+    pub fn set_aside(&self) -> Option<&str> {
+        self.set_aside.as_deref()
+    }
+}
+
+impl Drop for StoreSink {
+    fn drop(&mut self) {
+        self.retention.abort();
+    }
+}
+
+fn lock(store: &Mutex<SqliteStore>) -> std::sync::MutexGuard<'_, SqliteStore> {
+    store.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One retention pass; failures are counted and logged, never fatal.
+fn retain(store: &Mutex<SqliteStore>, failures: &AtomicU64) {
+    let mut store = lock(store);
+    match store.enforce_retention(now_ns()) {
+        Ok(Removed { expired: 0, over_size: 0 }) => {}
+        Ok(Removed { expired, over_size }) => log::info!(
+            "alert store {}: removed {expired} alerts past max_age and {over_size} over max_size",
+            store.path().display()
+        ),
+        Err(e) => {
+            failures.fetch_add(1, Relaxed);
+            log::warn!("alert store {}: retention failed: {e:#}", store.path().display());
+        }
+    }
+}
+
+async fn retain_every(interval: Duration, store: Arc<Mutex<SqliteStore>>, failures: Arc<AtomicU64>) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let (store, failures) = (store.clone(), failures.clone());
+        let _ = tokio::task::spawn_blocking(move || retain(&store, &failures)).await;
+    }
+}
+
+impl Sink for StoreSink {
+    fn errors(&self) -> Option<Arc<AtomicU64>> {
+        Some(self.retention_failures.clone())
+    }
+
+    async fn send(&mut self, alerts: &[Arc<Alert>]) -> Result<(), SendError> {
+        if let Some((previous, running)) = self.in_flight.as_mut() {
+            let outcome = running.await;
+            let same = previous.len() == alerts.len() && previous.iter().zip(alerts).all(|(a, b)| Arc::ptr_eq(a, b));
+            self.in_flight = None;
+            if same && matches!(outcome, Ok(Ok(()))) {
+                return Ok(());
+            }
+        }
+        let batch = alerts.to_vec();
+        let (store, failures) = (self.store.clone(), self.retention_failures.clone());
+        let rows = batch.clone();
+        let running = tokio::task::spawn_blocking(move || {
+            lock(&store).insert(&rows)?;
+            retain(&store, &failures);
+            Ok(())
+        });
+        let (_, running) = self.in_flight.insert((batch, running));
+        let outcome = running.await;
+        self.in_flight = None;
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            // A full disk, an I/O error, a lock held too long: the batch was rolled back
+            // whole, and may be written later.
+            Ok(Err(e)) => Err(SendError::retry(format!("{e:#}"))),
+            Err(e) => Err(SendError::Permanent(format!("the store's writer stopped: {e}"))),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The alert store: every alert kept for `max_age` (and within `max_size`), searchable by
+//! time, priority, rule, source, tags, node, container, image, namespace, pod and free text.
+//!
+//! One trait, [`AlertStore`], over the engines; the embedded one is SQLite ([`SqliteStore`]),
+//! a file on the node with nothing to install. The store is fed as an output
+//! ([`crate::outputs::store`]): the same queue, counters and retries as any other, so a
+//! slow or full disk never stalls detection.
+
+mod config;
+mod query;
+mod sqlite;
+
+pub use config::{StoreConfig, parse_size};
+pub use query::{Cursor, Order, Page, Query, parse_rfc3339, parse_since};
+pub use sqlite::{Opened, SqliteStore};
+
+use crate::rules::{Alert, Priority};
+
+/// One stored alert: the columns it is searched by, and Falco's JSON alert whole.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredAlert {
+    /// The store's number for it, unique and increasing in the order alerts were stored.
+    pub id: i64,
+    /// Event time, nanoseconds since the epoch.
+    pub time_ns: u64,
+    pub priority: Priority,
+    pub rule: String,
+    pub source: String,
+    /// The node (the alert's `hostname`).
+    pub hostname: String,
+    /// Falco's text line.
+    pub output: String,
+    pub tags: Vec<String>,
+    /// The container, image and pod fields of the alert, when its output named them.
+    pub container: Placement,
+    /// Falco's JSON alert (`time`, `rule`, `priority`, `output_fields`...).
+    pub json: serde_json::Value,
+}
+
+/// Where an alert happened, from its output fields (the suggested output Falco appends to
+/// syscall rules names all of them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub container_id: Option<String>,
+    pub container_name: Option<String>,
+    /// `repository[:tag]`, or `container.image` as the rule named it.
+    pub image: Option<String>,
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+}
+
+impl Placement {
+    /// The placement an alert's output fields give; `<NA>`, `host` and empty values are none.
+    pub fn of(alert: &Alert) -> Placement {
+        let field = |key: &str| {
+            alert
+                .fields
+                .iter()
+                .find(|(k, _)| k == key)
+                .and_then(|(_, v)| v.as_ref())
+                .map(|v| v.to_string())
+                .filter(|v| !v.is_empty() && v != "<NA>")
+        };
+        let image = match (field("container.image.repository"), field("container.image.tag")) {
+            (Some(repo), Some(tag)) => Some(format!("{repo}:{tag}")),
+            (Some(repo), None) => Some(repo),
+            (None, _) => field("container.image"),
+        };
+        Placement {
+            container_id: field("container.id").filter(|id| id != "host"),
+            container_name: field("container.name").filter(|n| n != "host"),
+            image,
+            namespace: field("k8s.ns.name"),
+            pod: field("k8s.pod.name"),
+        }
+    }
+}
+
+/// What a retention pass removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// Alerts older than `max_age`.
+    pub expired: u64,
+    /// The oldest alerts, removed to bring the store under `max_size`.
+    pub over_size: u64,
+}
+
+/// How much the store holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub alerts: u64,
+    /// Bytes of the store's pages in use (free pages are reused before the file grows).
+    pub bytes: u64,
+    /// The time of the oldest alert kept, if any.
+    pub oldest_ns: Option<u64>,
+}
+
+/// An alert store engine. Calls block (disk and database work): async code calls them on
+/// a blocking thread.
+pub trait AlertStore: Send {
+    /// Stores `alerts` in one transaction: all of them or, on an error, none.
+    fn insert(&mut self, alerts: &[std::sync::Arc<Alert>]) -> anyhow::Result<()>;
+
+    /// The alerts `query` selects, one page of them.
+    fn search(&self, query: &Query) -> anyhow::Result<Page>;
+
+    /// One alert by its id.
+    fn get(&self, id: i64) -> anyhow::Result<Option<StoredAlert>>;
+
+    /// Removes what is older than `max_age` at `now_ns`, then the oldest alerts while the
+    /// store is over `max_size`.
+    fn enforce_retention(&mut self, now_ns: u64) -> anyhow::Result<Removed>;
+
+    /// How much the store holds now.
+    fn usage(&self) -> anyhow::Result<Usage>;
+}
+
+/// Nanoseconds since the epoch, now.
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests;

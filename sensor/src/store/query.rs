@@ -1,0 +1,189 @@
+//! What a search asks for, and a page of what it found.
+
+use std::fmt;
+
+use super::StoredAlert;
+use crate::rules::Priority;
+
+/// A search: every filter given must hold (several values of one filter: any of them).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Query {
+    /// Alerts at or after this time (ns since the epoch).
+    pub from_ns: Option<u64>,
+    /// Alerts before this time.
+    pub to_ns: Option<u64>,
+    /// Alerts at least this severe.
+    pub min_priority: Option<Priority>,
+    pub rules: Vec<String>,
+    pub sources: Vec<String>,
+    /// Alerts carrying any of these tags.
+    pub tags: Vec<String>,
+    /// Nodes (the alerts' `hostname`).
+    pub hostnames: Vec<String>,
+    /// Containers by name, full id or id prefix (Docker's 12 characters).
+    pub containers: Vec<String>,
+    /// Images as `repository:tag`, or a repository with any tag.
+    pub images: Vec<String>,
+    pub namespaces: Vec<String>,
+    pub pods: Vec<String>,
+    /// Words and phrases that must all appear in the alert's text (its output, rule, tags
+    /// and field values), case-insensitively; any character may be part of them (`-`, `"`,
+    /// `/`), each whitespace-separated term matched as written.
+    pub text: Option<String>,
+    pub order: Order,
+    /// Continue after this alert (the previous page's [`Page::next`]).
+    pub after: Option<Cursor>,
+    /// Alerts per page (0: the default, 100).
+    pub limit: usize,
+}
+
+/// The order of a search's results.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Order {
+    #[default]
+    NewestFirst,
+    OldestFirst,
+}
+
+/// A position in a search's order: the last alert of a page. Stable while alerts arrive, so
+/// pages neither skip nor repeat an alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub time_ns: u64,
+    pub id: i64,
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.time_ns, self.id)
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("invalid cursor `{s}`: expected what a page gave as `next`");
+        let (time, id) = s.split_once('-').ok_or_else(bad)?;
+        Ok(Cursor { time_ns: time.parse().map_err(|_| bad())?, id: id.parse().map_err(|_| bad())? })
+    }
+}
+
+/// One page of a search.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Page {
+    pub alerts: Vec<StoredAlert>,
+    /// Where the next page starts, when there may be one.
+    pub next: Option<Cursor>,
+}
+
+/// The page size when a query gives none, and the largest one.
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 10_000;
+
+impl Query {
+    /// The page size to use.
+    pub fn page_size(&self) -> usize {
+        match self.limit {
+            0 => DEFAULT_LIMIT,
+            n => n.min(MAX_LIMIT),
+        }
+    }
+
+    /// The search text's terms: whitespace-separated, as written.
+    pub fn terms(&self) -> Vec<&str> {
+        self.text.as_deref().map(|t| t.split_whitespace().collect()).unwrap_or_default()
+    }
+}
+
+/// Parses a relative time span (`15m`, `24h`, `7d`) into nanoseconds.
+pub fn parse_since(text: &str) -> Result<u64, String> {
+    crate::outputs::config::parse_duration(text).map(|d| d.as_nanos() as u64)
+}
+
+/// Parses an RFC 3339 time (`2026-12-06T15:04:05Z`, `2026-12-06T15:04:05.5+01:00`,
+/// or a date alone, `2026-12-06`, as its midnight UTC) into nanoseconds since the epoch.
+pub fn parse_rfc3339(text: &str) -> Result<u64, String> {
+    let bad = || format!("invalid time `{text}`: expected RFC 3339, e.g. 2026-12-06T15:04:05Z");
+    let t = text.trim();
+    let (date, rest) = t.split_at(t.find(['T', 't', ' ']).unwrap_or(t.len()));
+    let mut parts = date.split('-');
+    let (Some(y), Some(m), Some(d), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let number = |s: &str, len: usize| (s.len() == len && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse::<i64>().ok()).flatten();
+    let (y, m, d) = (number(y, 4).ok_or_else(bad)?, number(m, 2).ok_or_else(bad)?, number(d, 2).ok_or_else(bad)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return Err(bad());
+    }
+    let mut secs = days_from_civil(y, m, d) * 86_400;
+    let mut nanos: i64 = 0;
+    if !rest.is_empty() {
+        let rest = &rest[1..];
+        let zone_at = rest.rfind(['Z', 'z', '+', '-']).filter(|&i| i >= 8).ok_or_else(bad)?;
+        let (clock, zone) = rest.split_at(zone_at);
+        let (hms, frac) = clock.split_once('.').map_or((clock, ""), |(a, b)| (a, b));
+        let mut hms = hms.split(':');
+        let (Some(h), Some(mi), Some(s), None) = (hms.next(), hms.next(), hms.next(), hms.next()) else {
+            return Err(bad());
+        };
+        let (h, mi, s) = (number(h, 2).ok_or_else(bad)?, number(mi, 2).ok_or_else(bad)?, number(s, 2).ok_or_else(bad)?);
+        if h > 23 || mi > 59 || s > 60 {
+            return Err(bad());
+        }
+        secs += h * 3600 + mi * 60 + s;
+        if !frac.is_empty() {
+            if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            nanos = format!("{frac:0<9}").parse().map_err(|_| bad())?;
+        }
+        match zone {
+            "Z" | "z" => {}
+            _ => {
+                let sign = if zone.starts_with('-') { -1 } else { 1 };
+                let (zh, zm) = zone[1..].split_once(':').ok_or_else(bad)?;
+                let (zh, zm) = (number(zh, 2).ok_or_else(bad)?, number(zm, 2).ok_or_else(bad)?);
+                secs -= sign * (zh * 3600 + zm * 60);
+            }
+        }
+    }
+    u64::try_from(secs).ok().and_then(|s| s.checked_mul(1_000_000_000)).map(|ns| ns + nanos as u64).ok_or_else(bad)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::format_iso8601;
+
+    #[test]
+    fn rfc3339_times_round_trip_with_the_alerts_own() {
+        for ns in [0u64, 1_685_022_245_478_445_995, 951_782_400_000_000_000, 1_796_000_000_123_000_000] {
+            assert_eq!(parse_rfc3339(&format_iso8601(ns)), Ok(ns));
+        }
+        assert_eq!(parse_rfc3339("2023-05-25T15:44:05+02:00"), Ok(1_685_022_245_000_000_000));
+        assert_eq!(parse_rfc3339("2023-05-25T13:44:05.5Z"), Ok(1_685_022_245_500_000_000));
+        assert_eq!(parse_rfc3339("2023-05-25"), Ok(1_684_972_800_000_000_000));
+        for bad in ["", "yesterday", "2023-5-25", "2023-05-25T13:44Z", "2023-13-01", "2023-05-25T13:44:05", "2023-05-25T25:00:00Z"] {
+            assert!(parse_rfc3339(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cursors_print_and_parse() {
+        let c = Cursor { time_ns: 1_685_022_245_478_445_995, id: 42 };
+        assert_eq!(c.to_string().parse::<Cursor>(), Ok(c));
+        assert!("42".parse::<Cursor>().is_err());
+    }
+}

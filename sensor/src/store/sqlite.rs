@@ -1,0 +1,617 @@
+//! The embedded store: one SQLite file (WAL mode, so searches read while the sensor writes,
+//! and a `kill -9` loses nothing committed).
+//!
+//! Alerts live in one table per UTC day of their event time (`alerts_d<days since epoch>`),
+//! with a full-text index beside it (`text_d<N>`, FTS5), so that retention drops a day
+//! whole instead of deleting row by row; only the day at the age limit, and the oldest day
+//! when the store is over its size, lose single rows. A search walks the days in its order,
+//! so pages come out already sorted. `days` counts each day's alerts; `meta` holds the
+//! schema version and the next id.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use anyhow::{Context as _, bail};
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params, params_from_iter, types::Value as SqlValue};
+
+use super::{AlertStore, Cursor, Order, Page, Placement, Query, Removed, StoreConfig, StoredAlert, Usage};
+use crate::rules::{Alert, Priority};
+
+/// The schema this code writes; a file with another is refused, not guessed at.
+const SCHEMA_VERSION: i64 = 1;
+
+const DAY_NS: u64 = 86_400 * 1_000_000_000;
+
+/// The separator of the `tags` column: tags are stored `\nA\nB\n`, so that a tag is
+/// found as `\nA\n` whatever its neighbours.
+const TAG_SEPARATOR: char = '\n';
+
+/// A store in a SQLite file.
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+    max_age_ns: u64,
+    max_size: u64,
+    /// The days that have tables, with their alert counts (the `days` table, cached).
+    days: BTreeMap<u64, u64>,
+    next_id: i64,
+}
+
+/// What opening a store for writing found.
+pub struct Opened {
+    pub store: SqliteStore,
+    /// A corrupt or foreign file found at the path was moved here, and a new store begun.
+    pub set_aside: Option<(PathBuf, String)>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).field("days", &self.days.len()).finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store for writing. A file that is not a store of this schema,
+    /// or fails SQLite's integrity check, is renamed `PATH.corrupt-<unix seconds>` (with its
+    /// `-wal` and `-shm` files) and a new store is begun: alerts keep being kept, and what
+    /// was found is reported in [`Opened::set_aside`].
+    pub fn open(config: &StoreConfig) -> anyhow::Result<Opened> {
+        let path = &config.path;
+        match Self::open_checked(config) {
+            Ok(store) => Ok(Opened { store, set_aside: None }),
+            Err(OpenError::Other(e)) => Err(e),
+            Err(OpenError::Unusable(why)) => {
+                let stamp = super::now_ns() / 1_000_000_000;
+                let aside = PathBuf::from(format!("{}.corrupt-{stamp}", path.display()));
+                std::fs::rename(path, &aside)
+                    .with_context(|| format!("setting aside the unusable store {}", path.display()))?;
+                for suffix in ["-wal", "-shm"] {
+                    let side = PathBuf::from(format!("{}{suffix}", path.display()));
+                    if side.exists() {
+                        let _ = std::fs::rename(&side, format!("{}{suffix}", aside.display()));
+                    }
+                }
+                let store = Self::open_checked(config).map_err(OpenError::into_anyhow)?;
+                Ok(Opened { store, set_aside: Some((aside, why)) })
+            }
+        }
+    }
+
+    /// Opens an existing store to read (`sensor alerts search`); never writes to it.
+    pub fn open_read_only(path: &Path) -> anyhow::Result<SqliteStore> {
+        if !path.exists() {
+            bail!("no alert store at {}", path.display());
+        }
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_context(|| format!("opening the alert store {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version = schema_version(&conn).with_context(|| format!("reading the alert store {}", path.display()))?;
+        if version != Some(SCHEMA_VERSION) {
+            bail!("{} is not an alert store of this sensor (schema {version:?})", path.display());
+        }
+        let mut store = SqliteStore {
+            conn,
+            path: path.to_owned(),
+            max_age_ns: u64::MAX,
+            max_size: u64::MAX,
+            days: BTreeMap::new(),
+            next_id: 0,
+        };
+        store.load_days()?;
+        Ok(store)
+    }
+
+    fn open_checked(config: &StoreConfig) -> Result<SqliteStore, OpenError> {
+        let path = &config.path;
+        let conn = Connection::open(path).with_context(|| format!("opening the alert store {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(anyhow::Error::from)?;
+        // A file that is not a database fails here, on its first page.
+        let version = schema_version(&conn).map_err(|e| unusable(&e))?;
+        let check: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0)).map_err(|e| unusable(&e))?;
+        if check != "ok" {
+            return Err(OpenError::Unusable(format!("SQLite's integrity check: {check}")));
+        }
+        match version {
+            Some(SCHEMA_VERSION) => {}
+            None => {}
+            Some(other) => return Err(OpenError::Unusable(format!("schema version {other}, this sensor writes {SCHEMA_VERSION}"))),
+        }
+        let setup = || -> rusqlite::Result<()> {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                 CREATE TABLE IF NOT EXISTS days (day INTEGER PRIMARY KEY, alerts INTEGER NOT NULL);",
+            )?;
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?1)", [SCHEMA_VERSION])?;
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('next_id', 1)", [])?;
+            Ok(())
+        };
+        setup().map_err(|e| anyhow::Error::from(e).context(format!("setting up the alert store {}", path.display())))?;
+        let next_id = conn
+            .query_row("SELECT value FROM meta WHERE key = 'next_id'", [], |r| r.get(0))
+            .map_err(anyhow::Error::from)?;
+        let mut store = SqliteStore {
+            conn,
+            path: path.clone(),
+            max_age_ns: config.max_age.as_nanos().min(u128::from(u64::MAX)) as u64,
+            max_size: config.max_size,
+            days: BTreeMap::new(),
+            next_id,
+        };
+        store.load_days()?;
+        Ok(store)
+    }
+
+    fn load_days(&mut self) -> anyhow::Result<()> {
+        let mut stmt = self.conn.prepare("SELECT day, alerts FROM days ORDER BY day")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)))?;
+        self.days = rows.collect::<rusqlite::Result<_>>()?;
+        Ok(())
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates day `day`'s tables if they are missing (inside the caller's transaction).
+    fn ensure_day(conn: &Connection, days: &mut BTreeMap<u64, u64>, day: u64) -> rusqlite::Result<()> {
+        if days.contains_key(&day) {
+            return Ok(());
+        }
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS alerts_d{day} (
+                 id INTEGER PRIMARY KEY,
+                 time_ns INTEGER NOT NULL,
+                 priority INTEGER NOT NULL,
+                 rule TEXT NOT NULL,
+                 source TEXT NOT NULL,
+                 hostname TEXT NOT NULL,
+                 container_id TEXT,
+                 container_name TEXT,
+                 image TEXT,
+                 namespace TEXT,
+                 pod TEXT,
+                 tags TEXT NOT NULL,
+                 output TEXT NOT NULL,
+                 body TEXT NOT NULL,
+                 json TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS alerts_d{day}_time ON alerts_d{day} (time_ns, id);
+             CREATE VIRTUAL TABLE IF NOT EXISTS text_d{day} USING fts5(
+                 body, content = '', contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2'
+             );
+             INSERT OR IGNORE INTO days (day, alerts) VALUES ({day}, 0);"
+        ))?;
+        days.insert(day, 0);
+        Ok(())
+    }
+
+    fn drop_day(&mut self, day: u64) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute_batch(&format!(
+            "DROP TABLE IF EXISTS alerts_d{day}; DROP TABLE IF EXISTS text_d{day}; DELETE FROM days WHERE day = {day};"
+        ))?;
+        tx.commit()?;
+        self.days.remove(&day);
+        Ok(())
+    }
+
+    /// Deletes day `day`'s alerts that come before `(time_ns, id)`, at most `limit` of them,
+    /// oldest first; returns how many.
+    fn delete_oldest(&mut self, day: u64, before_ns: Option<u64>, limit: u64) -> rusqlite::Result<u64> {
+        let tx = self.conn.transaction()?;
+        let before = before_ns.map_or(i64::MAX, |t| t.min(i64::MAX as u64) as i64);
+        let limit = limit.min(i64::MAX as u64) as i64;
+        let selected = format!("SELECT id FROM alerts_d{day} WHERE time_ns < ?1 ORDER BY time_ns, id LIMIT ?2");
+        tx.execute(&format!("DELETE FROM text_d{day} WHERE rowid IN ({selected})"), params![before, limit])?;
+        let n = tx.execute(&format!("DELETE FROM alerts_d{day} WHERE id IN ({selected})"), params![before, limit])? as u64;
+        if n > 0 {
+            tx.execute("UPDATE days SET alerts = alerts - ?1 WHERE day = ?2", params![n as i64, day as i64])?;
+            // Deleted rows leave tombstones in the text index until its segments merge.
+            tx.execute(&format!("INSERT INTO text_d{day}(text_d{day}) VALUES ('optimize')"), [])?;
+        }
+        tx.commit()?;
+        if let Some(count) = self.days.get_mut(&day) {
+            *count = count.saturating_sub(n);
+        }
+        Ok(n)
+    }
+
+    fn used_bytes(&self) -> rusqlite::Result<u64> {
+        let pragma = |name: &str| self.conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0));
+        let used = pragma("page_count")? - pragma("freelist_count")?;
+        Ok((used.max(0) as u64) * pragma("page_size")? as u64)
+    }
+
+    /// The days with alerts, oldest first, as the file has them now (a reader's view
+    /// follows the writer's new days and dropped ones).
+    fn stored_days(&self) -> rusqlite::Result<Vec<u64>> {
+        let mut stmt = self.conn.prepare_cached("SELECT day FROM days ORDER BY day")?;
+        let days = stmt.query_map([], |r| r.get::<_, i64>(0))?.map(|d| d.map(|d| d as u64)).collect();
+        days
+    }
+
+    /// The days a query may find alerts in, in its order.
+    fn days_for(&self, query: &Query) -> rusqlite::Result<Vec<u64>> {
+        let first = query.from_ns.map_or(0, |t| t / DAY_NS);
+        let last = query.to_ns.map_or(u64::MAX, |t| t.saturating_sub(1) / DAY_NS);
+        let after = query.after.map(|c| c.time_ns / DAY_NS);
+        let days = self.stored_days()?.into_iter().filter(|d| (first..=last).contains(d));
+        Ok(match query.order {
+            Order::NewestFirst => days.rev().filter(|d| after.is_none_or(|a| *d <= a)).collect(),
+            Order::OldestFirst => days.filter(|d| after.is_none_or(|a| *d >= a)).collect(),
+        })
+    }
+}
+
+enum OpenError {
+    /// The file is not a store this code can write to.
+    Unusable(String),
+    Other(anyhow::Error),
+}
+
+impl OpenError {
+    fn into_anyhow(self) -> anyhow::Error {
+        match self {
+            OpenError::Unusable(why) => anyhow::anyhow!("the new alert store is unusable: {why}"),
+            OpenError::Other(e) => e,
+        }
+    }
+}
+
+impl From<anyhow::Error> for OpenError {
+    fn from(e: anyhow::Error) -> Self {
+        OpenError::Other(e)
+    }
+}
+
+/// An open error: unusable when SQLite says the file is not a database or is corrupt.
+fn unusable(e: &rusqlite::Error) -> OpenError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => OpenError::Unusable(e.to_string()),
+        _ => OpenError::Other(anyhow::anyhow!("{e}")),
+    }
+}
+
+/// The schema version a file holds (`None`: not a store yet, an empty file included).
+fn schema_version(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    let has_meta: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_meta {
+        return Ok(None);
+    }
+    conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0)).optional()
+}
+
+/// The text an alert is found by: its output, rule, tags and output field values.
+fn body(alert: &Alert) -> String {
+    let mut body = format!("{}\n{}\n{}", alert.message, alert.rule, alert.tags.join(" "));
+    for (key, value) in &alert.fields {
+        if let Some(v) = value {
+            body.push('\n');
+            body.push_str(key);
+            body.push('=');
+            body.push_str(&v.to_string());
+        }
+    }
+    body
+}
+
+/// An FTS5 query finding alerts that hold every term: each term a phrase (quotes doubled),
+/// its last token a prefix. Terms without a letter or digit have no tokens and are left to
+/// the exact check alone.
+fn fts_query(terms: &[&str]) -> Option<String> {
+    let phrases: Vec<String> = terms
+        .iter()
+        .filter(|t| t.chars().any(char::is_alphanumeric))
+        .map(|t| format!("\"{}\"*", t.replace('"', "\"\"")))
+        .collect();
+    (!phrases.is_empty()).then(|| phrases.join(" AND "))
+}
+
+/// The columns a search reads, in the order [`row_to_alert`] takes them.
+const COLUMNS: &str =
+    "id, time_ns, priority, rule, source, hostname, container_id, container_name, image, namespace, pod, tags, output, json";
+
+fn row_to_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAlert> {
+    let level: i64 = r.get(2)?;
+    let tags: String = r.get(11)?;
+    let json: String = r.get(13)?;
+    Ok(StoredAlert {
+        id: r.get(0)?,
+        time_ns: r.get::<_, i64>(1)? as u64,
+        priority: priority_of_level(level),
+        rule: r.get(3)?,
+        source: r.get(4)?,
+        hostname: r.get(5)?,
+        container: Placement {
+            container_id: r.get(6)?,
+            container_name: r.get(7)?,
+            image: r.get(8)?,
+            namespace: r.get(9)?,
+            pod: r.get(10)?,
+        },
+        tags: tags.split(TAG_SEPARATOR).filter(|t| !t.is_empty()).map(str::to_owned).collect(),
+        output: r.get(12)?,
+        json: serde_json::from_str(&json).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+const PRIORITIES: [Priority; 8] = [
+    Priority::Emergency,
+    Priority::Alert,
+    Priority::Critical,
+    Priority::Error,
+    Priority::Warning,
+    Priority::Notice,
+    Priority::Informational,
+    Priority::Debug,
+];
+
+fn level_of(p: Priority) -> i64 {
+    PRIORITIES.iter().position(|q| *q == p).unwrap_or(PRIORITIES.len() - 1) as i64
+}
+
+fn priority_of_level(level: i64) -> Priority {
+    usize::try_from(level).ok().and_then(|l| PRIORITIES.get(l)).copied().unwrap_or(Priority::Debug)
+}
+
+/// Binds `value` into `args`; its placeholder (`?N`, usable several times).
+fn bind(args: &mut Vec<SqlValue>, value: SqlValue) -> String {
+    args.push(value);
+    format!("?{}", args.len())
+}
+
+/// `column IN (?N, ...)` over `values`, binding them into `args`.
+fn any_of(column: &str, values: &[String], args: &mut Vec<SqlValue>) -> String {
+    let marks: Vec<String> = values.iter().map(|v| bind(args, SqlValue::Text(v.clone()))).collect();
+    format!("{column} IN ({})", marks.join(", "))
+}
+
+/// The WHERE clause of `query` over one day's tables, binding its values into `args`.
+fn filters(day: u64, query: &Query, args: &mut Vec<SqlValue>) -> String {
+    let mut clauses: Vec<String> = Vec::new();
+    if let Some(from) = query.from_ns {
+        clauses.push(format!("time_ns >= {}", bind(args, SqlValue::Integer(from.min(i64::MAX as u64) as i64))));
+    }
+    if let Some(to) = query.to_ns {
+        clauses.push(format!("time_ns < {}", bind(args, SqlValue::Integer(to.min(i64::MAX as u64) as i64))));
+    }
+    if let Some(p) = query.min_priority {
+        clauses.push(format!("priority <= {}", bind(args, SqlValue::Integer(level_of(p)))));
+    }
+    for (column, values) in [
+        ("rule", &query.rules),
+        ("source", &query.sources),
+        ("hostname", &query.hostnames),
+        ("namespace", &query.namespaces),
+        ("pod", &query.pods),
+    ] {
+        if !values.is_empty() {
+            clauses.push(any_of(column, values, args));
+        }
+    }
+    if !query.tags.is_empty() {
+        let tests: Vec<String> = query
+            .tags
+            .iter()
+            .map(|t| format!("instr(tags, {}) > 0", bind(args, SqlValue::Text(format!("{TAG_SEPARATOR}{t}{TAG_SEPARATOR}")))))
+            .collect();
+        clauses.push(format!("({})", tests.join(" OR ")));
+    }
+    if !query.containers.is_empty() {
+        let tests: Vec<String> = query
+            .containers
+            .iter()
+            .map(|c| {
+                let v = bind(args, SqlValue::Text(c.clone()));
+                // A hex id of 12 or more characters may be a prefix of the full id.
+                if c.len() >= 12 && c.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    format!("(container_name = {v} OR substr(container_id, 1, length({v})) = {v})")
+                } else {
+                    format!("(container_name = {v} OR container_id = {v})")
+                }
+            })
+            .collect();
+        clauses.push(format!("({})", tests.join(" OR ")));
+    }
+    if !query.images.is_empty() {
+        let tests: Vec<String> = query
+            .images
+            .iter()
+            .map(|i| {
+                let v = bind(args, SqlValue::Text(i.clone()));
+                format!("(image = {v} OR substr(image, 1, length({v}) + 1) = {v} || ':')")
+            })
+            .collect();
+        clauses.push(format!("({})", tests.join(" OR ")));
+    }
+    let terms = query.terms();
+    if let Some(fts) = fts_query(&terms) {
+        clauses.push(format!("id IN (SELECT rowid FROM text_d{day} WHERE text_d{day} MATCH {})", bind(args, SqlValue::Text(fts))));
+    }
+    for term in terms {
+        // The index finds candidates by tokens; this keeps those holding the term exactly
+        // as written (its dashes, slashes and quotes), ignoring ASCII case.
+        clauses.push(format!("instr(lower(body), lower({})) > 0", bind(args, SqlValue::Text(term.to_owned()))));
+    }
+    if let Some(after) = query.after {
+        let op = match query.order {
+            Order::NewestFirst => "<",
+            Order::OldestFirst => ">",
+        };
+        let t = bind(args, SqlValue::Integer(after.time_ns.min(i64::MAX as u64) as i64));
+        let id = bind(args, SqlValue::Integer(after.id));
+        clauses.push(format!("(time_ns, id) {op} ({t}, {id})"));
+    }
+    if clauses.is_empty() { "1".into() } else { clauses.join(" AND ") }
+}
+
+impl AlertStore for SqliteStore {
+    fn insert(&mut self, alerts: &[Arc<Alert>]) -> anyhow::Result<()> {
+        if alerts.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        let mut days = self.days.clone();
+        let mut added: BTreeMap<u64, i64> = BTreeMap::new();
+        let mut id = self.next_id;
+        for alert in alerts {
+            let day = alert.time_ns / DAY_NS;
+            Self::ensure_day(&tx, &mut days, day)?;
+            let place = Placement::of(alert);
+            let tags = if alert.tags.is_empty() {
+                String::new()
+            } else {
+                format!("{TAG_SEPARATOR}{}{TAG_SEPARATOR}", alert.tags.join(&TAG_SEPARATOR.to_string()))
+            };
+            let body = body(alert);
+            tx.prepare_cached(&format!(
+                "INSERT INTO alerts_d{day} (id, time_ns, priority, rule, source, hostname, container_id, container_name, \
+                 image, namespace, pod, tags, output, body, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
+                 ?12, ?13, ?14, ?15)"
+            ))?
+            .execute(params![
+                id,
+                alert.time_ns.min(i64::MAX as u64) as i64,
+                level_of(alert.priority),
+                alert.rule,
+                alert.source,
+                alert.hostname,
+                place.container_id,
+                place.container_name,
+                place.image,
+                place.namespace,
+                place.pod,
+                tags,
+                alert.to_text(),
+                body,
+                alert.to_json().to_string(),
+            ])?;
+            tx.prepare_cached(&format!("INSERT INTO text_d{day} (rowid, body) VALUES (?1, ?2)"))?.execute(params![id, body])?;
+            *added.entry(day).or_default() += 1;
+            id += 1;
+        }
+        for (day, n) in &added {
+            tx.prepare_cached("UPDATE days SET alerts = alerts + ?1 WHERE day = ?2")?.execute(params![n, *day as i64])?;
+            *days.entry(*day).or_default() += *n as u64;
+        }
+        tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'next_id'")?.execute([id])?;
+        tx.commit()?;
+        self.days = days;
+        self.next_id = id;
+        Ok(())
+    }
+
+    fn search(&self, query: &Query) -> anyhow::Result<Page> {
+        let limit = query.page_size();
+        let direction = match query.order {
+            Order::NewestFirst => "DESC",
+            Order::OldestFirst => "ASC",
+        };
+        let mut alerts = Vec::new();
+        for day in self.days_for(query)? {
+            let mut args = Vec::new();
+            let sql = format!(
+                "SELECT {COLUMNS} FROM alerts_d{day} WHERE {} ORDER BY time_ns {direction}, id {direction} LIMIT {}",
+                filters(day, query, &mut args),
+                // One more than the page, to know whether a next page exists.
+                limit + 1 - alerts.len(),
+            );
+            let mut stmt = match self.conn.prepare(&sql) {
+                Ok(stmt) => stmt,
+                // The day was dropped by retention since the days were read.
+                Err(e) if e.to_string().contains("no such table") => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let rows = stmt.query_map(params_from_iter(args), row_to_alert)?;
+            for row in rows {
+                alerts.push(row?);
+            }
+            if alerts.len() > limit {
+                break;
+            }
+        }
+        let next = if alerts.len() > limit {
+            alerts.truncate(limit);
+            alerts.last().map(|a| Cursor { time_ns: a.time_ns, id: a.id })
+        } else {
+            None
+        };
+        Ok(Page { alerts, next })
+    }
+
+    fn get(&self, id: i64) -> anyhow::Result<Option<StoredAlert>> {
+        for day in self.stored_days()?.into_iter().rev() {
+            let found = self
+                .conn
+                .query_row(&format!("SELECT {COLUMNS} FROM alerts_d{day} WHERE id = ?1"), [id], row_to_alert)
+                .optional();
+            match found {
+                Ok(Some(alert)) => return Ok(Some(alert)),
+                Ok(None) => {}
+                Err(e) if e.to_string().contains("no such table") => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+
+    fn enforce_retention(&mut self, now_ns: u64) -> anyhow::Result<Removed> {
+        let mut removed = Removed::default();
+        let cutoff = now_ns.saturating_sub(self.max_age_ns);
+        let cutoff_day = cutoff / DAY_NS;
+        let expired_days: Vec<(u64, u64)> = self.days.range(..cutoff_day).map(|(d, n)| (*d, *n)).collect();
+        for (day, alerts) in expired_days {
+            self.drop_day(day)?;
+            removed.expired += alerts;
+        }
+        if self.days.contains_key(&cutoff_day) {
+            removed.expired += self.delete_oldest(cutoff_day, Some(cutoff), u64::MAX)?;
+        }
+        // Over size: the oldest alerts go, as many as the excess holds at the store's
+        // average bytes per alert (whole days when a day holds no more than that), until
+        // the pages in use fit: freeing rows frees somewhat fewer pages than the average.
+        loop {
+            let used = self.used_bytes()?;
+            let alerts: u64 = self.days.values().sum();
+            if used <= self.max_size || alerts == 0 {
+                break;
+            }
+            let per_alert = used.div_ceil(alerts).max(1);
+            let mut excess = (used - self.max_size).div_ceil(per_alert);
+            while excess > 0 {
+                let Some((&day, &count)) = self.days.iter().next() else { break };
+                if count <= excess {
+                    self.drop_day(day)?;
+                    removed.over_size += count;
+                    excess -= count;
+                } else {
+                    removed.over_size += self.delete_oldest(day, None, excess)?;
+                    break;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    fn usage(&self) -> anyhow::Result<Usage> {
+        let oldest_ns = match self.days.keys().next() {
+            Some(day) => self
+                .conn
+                .query_row(&format!("SELECT min(time_ns) FROM alerts_d{day}"), [], |r| r.get::<_, Option<i64>>(0))?
+                .map(|t| t as u64),
+            None => None,
+        };
+        Ok(Usage { alerts: self.days.values().sum(), bytes: self.used_bytes()?, oldest_ns })
+    }
+}

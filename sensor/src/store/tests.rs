@@ -1,0 +1,283 @@
+//! The SQLite store against what an operator searching it would check.
+
+use std::{collections::BTreeSet, path::PathBuf, sync::Arc, time::Duration};
+
+use super::*;
+use crate::rules::Value;
+
+const DAY: u64 = 86_400 * 1_000_000_000;
+/// 2026-12-06T00:00:00Z.
+const T0: u64 = 1_796_515_200 * 1_000_000_000;
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let dir = std::env::temp_dir().join(format!("sensor-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Dir(dir)
+    }
+
+    fn config(&self) -> StoreConfig {
+        StoreConfig::at(self.0.join("alerts.db"))
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn alert(time_ns: u64, rule: &str, priority: Priority, message: &str, fields: &[(&str, &str)]) -> Arc<Alert> {
+    Arc::new(Alert {
+        time_ns,
+        rule: rule.into(),
+        priority,
+        source: "syscall".into(),
+        hostname: "node-a".into(),
+        message: message.into(),
+        tags: vec!["container".into(), "T1611".into()],
+        fields: fields.iter().map(|(k, v)| (k.to_string(), Some(Value::Str(v.to_string().into())))).collect(),
+    })
+}
+
+fn open(config: &StoreConfig) -> SqliteStore {
+    let opened = SqliteStore::open(config).unwrap();
+    assert!(opened.set_aside.is_none());
+    opened.store
+}
+
+fn ids(page: &Page) -> Vec<i64> {
+    page.alerts.iter().map(|a| a.id).collect()
+}
+
+fn rules(page: &Page) -> Vec<&str> {
+    page.alerts.iter().map(|a| a.rule.as_str()).collect()
+}
+
+#[test]
+fn every_filter_selects_what_it_names() {
+    let dir = Dir::new("filters");
+    let mut store = open(&dir.config());
+    let web = [
+        ("container.id", "3f2a9c81d0e4b5a6c7d8e9f00112233445566778899aabbccddeeff001122334"),
+        ("container.name", "web"),
+        ("container.image.repository", "registry:5000/shop/web"),
+        ("container.image.tag", "1.2"),
+        ("k8s.ns.name", "shop"),
+        ("k8s.pod.name", "web-7d9f-x2x"),
+    ];
+    store
+        .insert(&[
+            alert(T0 + 1, "Read sensitive file untrusted", Priority::Warning, "read /etc/shadow by cat-x", &web),
+            alert(T0 + 2, "Terminal shell in container", Priority::Notice, "shell \"bash\" in web", &web),
+            alert(T0 + 3, "Drop and execute new binary", Priority::Critical, "ran /tmp/x on host", &[("container.id", "host")]),
+            Arc::new(Alert { source: "internal".into(), hostname: "node-b".into(), tags: vec![], ..(*alert(T0 + DAY, "sensor internal: event drops", Priority::Error, "3 lost", &[])).clone() }),
+        ])
+        .unwrap();
+    let search = |q: Query| store.search(&q).unwrap();
+    let all = search(Query::default());
+    assert_eq!(ids(&all), [4, 3, 2, 1], "newest first by default");
+    assert_eq!(all.next, None);
+    assert_eq!(all.alerts[3].container.image.as_deref(), Some("registry:5000/shop/web:1.2"));
+    assert_eq!(all.alerts[3].json["output_fields"]["k8s.pod.name"], "web-7d9f-x2x");
+    assert_eq!(all.alerts[1].container, Placement::default(), "a host alert has no container");
+
+    let q = |f: fn(&mut Query)| {
+        let mut q = Query::default();
+        f(&mut q);
+        rules(&search(q)).into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    assert_eq!(q(|q| q.min_priority = Some(Priority::Error)), ["sensor internal: event drops", "Drop and execute new binary"]);
+    assert_eq!(q(|q| q.rules = vec!["Terminal shell in container".into()]), ["Terminal shell in container"]);
+    assert_eq!(q(|q| q.sources = vec!["internal".into()]), ["sensor internal: event drops"]);
+    assert_eq!(q(|q| q.hostnames = vec!["node-b".into()]), ["sensor internal: event drops"]);
+    assert_eq!(q(|q| q.tags = vec!["T1611".into()]).len(), 3);
+    assert_eq!(q(|q| q.tags = vec!["T161".into()]).len(), 0, "a tag matches whole");
+    assert_eq!(q(|q| q.containers = vec!["web".into()]).len(), 2);
+    assert_eq!(q(|q| q.containers = vec!["3f2a9c81d0e4".into()]).len(), 2, "Docker's short id");
+    assert_eq!(q(|q| q.containers = vec!["3f2a".into()]).len(), 0, "too short to be an id prefix");
+    assert_eq!(q(|q| q.images = vec!["registry:5000/shop/web".into()]).len(), 2, "a repository, any tag");
+    assert_eq!(q(|q| q.images = vec!["registry:5000/shop/web:1.2".into()]).len(), 2);
+    assert_eq!(q(|q| q.images = vec!["registry:5000/shop/web:1.3".into()]).len(), 0);
+    assert_eq!(q(|q| q.namespaces = vec!["shop".into()]).len(), 2);
+    assert_eq!(q(|q| q.pods = vec!["web-7d9f-x2x".into(), "other".into()]).len(), 2);
+    assert_eq!(q(|q| (q.from_ns, q.to_ns) = (Some(T0 + 2), Some(T0 + 3))), ["Terminal shell in container"]);
+    assert_eq!(q(|q| (q.pods, q.min_priority) = (vec!["web-7d9f-x2x".into()], Some(Priority::Warning))).len(), 1);
+}
+
+#[test]
+fn text_search_takes_any_character_as_written() {
+    let dir = Dir::new("text");
+    let mut store = open(&dir.config());
+    store
+        .insert(&[
+            alert(T0 + 1, "A", Priority::Warning, "read /etc/shadow by cat-x", &[("proc.cmdline", "cat-x /etc/shadow")]),
+            alert(T0 + 2, "B", Priority::Warning, "shell \"bash\" in web", &[]),
+            alert(T0 + 3, "C", Priority::Warning, "cat x read /etc/shadow-", &[("fd.name", "/etc/shadow-")]),
+            alert(T0 + 4, "D", Priority::Warning, "100% done; DROP TABLE alerts_d1; --", &[]),
+        ])
+        .unwrap();
+    let find = |text: &str| {
+        let page = store.search(&Query { text: Some(text.into()), ..Query::default() }).unwrap();
+        rules(&page).into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    assert_eq!(find("cat-x"), ["A"], "the dash is part of the term, not FTS syntax");
+    assert_eq!(find("CAT-X"), ["A"], "ASCII case is ignored");
+    assert_eq!(find("/etc/shadow"), ["C", "A"]);
+    assert_eq!(find("/etc/shadow-"), ["C"]);
+    assert_eq!(find("\"bash\""), ["B"]);
+    assert_eq!(find("bash\""), ["B"]);
+    assert_eq!(find("sha"), ["C", "A"], "a word's beginning finds it");
+    assert_eq!(find("shadow cat-x"), ["A"], "every term must appear");
+    assert_eq!(find("--"), ["D"]);
+    assert_eq!(find("alerts_d1; --"), ["D"]);
+    assert_eq!(find("100%"), ["D"]);
+    assert_eq!(find("*"), Vec::<String>::new());
+    assert_eq!(find("NEAR(a b) OR"), Vec::<String>::new(), "FTS operators are plain words");
+    // Field values are searched too, not only the output text.
+    assert_eq!(find("proc.cmdline=cat-x"), ["A"]);
+}
+
+#[test]
+fn pages_neither_skip_nor_repeat_while_alerts_arrive() {
+    let dir = Dir::new("pages");
+    let mut store = open(&dir.config());
+    // 3 days, several alerts sharing a timestamp (the id breaks the tie).
+    let batch: Vec<Arc<Alert>> =
+        (0..1050u64).map(|i| alert(T0 + (i / 3) * (DAY / 200), "R", Priority::Notice, &format!("n{i}"), &[])).collect();
+    store.insert(&batch).unwrap();
+    for order in [Order::NewestFirst, Order::OldestFirst] {
+        let mut seen = Vec::new();
+        let mut query = Query { order, limit: 100, ..Query::default() };
+        loop {
+            let page = store.search(&query).unwrap();
+            seen.extend(ids(&page));
+            // New alerts, newer than everything, arrive between pages.
+            store.insert(&[alert(T0 + 10 * DAY, "late", Priority::Notice, "late", &[])]).unwrap();
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => break,
+            }
+        }
+        let unique: BTreeSet<i64> = seen.iter().copied().collect();
+        assert_eq!(unique.len(), seen.len(), "{order:?}: an alert repeated");
+        let originals: Vec<i64> = seen.iter().copied().filter(|id| *id <= 1050).collect();
+        let mut expected: Vec<i64> = (1..=1050).collect();
+        if order == Order::NewestFirst {
+            expected.reverse();
+        }
+        assert_eq!(originals, expected, "{order:?}: every alert once, in order");
+    }
+}
+
+#[test]
+fn age_retention_removes_exactly_what_is_older() {
+    let dir = Dir::new("age");
+    let config = StoreConfig { max_age: Duration::from_secs(2 * 86_400), ..dir.config() };
+    let mut store = open(&config);
+    let times: Vec<u64> = (0..40).map(|i| T0 + i * (DAY / 8)).collect(); // 5 days
+    store.insert(&times.iter().map(|t| alert(*t, "R", Priority::Notice, "x", &[])).collect::<Vec<_>>()).unwrap();
+    let now = T0 + 4 * DAY + DAY / 3;
+    let cutoff = now - 2 * DAY;
+    let removed = store.enforce_retention(now).unwrap();
+    let kept: Vec<u64> = store
+        .search(&Query { order: Order::OldestFirst, limit: 1000, ..Query::default() })
+        .unwrap()
+        .alerts
+        .iter()
+        .map(|a| a.time_ns)
+        .collect();
+    let expected: Vec<u64> = times.iter().copied().filter(|t| *t >= cutoff).collect();
+    assert_eq!(kept, expected);
+    assert_eq!(removed, Removed { expired: (times.len() - expected.len()) as u64, over_size: 0 });
+    assert_eq!(store.usage().unwrap().alerts, expected.len() as u64);
+    assert_eq!(store.enforce_retention(now).unwrap(), Removed::default(), "a second pass finds nothing");
+}
+
+#[test]
+fn size_retention_keeps_the_newest_within_the_limit() {
+    let dir = Dir::new("size");
+    let config = StoreConfig { max_size: 2 << 20, ..dir.config() };
+    let mut store = open(&config);
+    let text = "x".repeat(300);
+    let mut id = 0u64;
+    // Four days of alerts, well over 2 MiB in all.
+    for _ in 0..12 {
+        let batch: Vec<Arc<Alert>> = (0..500)
+            .map(|_| {
+                id += 1;
+                alert(T0 + id * (DAY / 1500), "R", Priority::Notice, &format!("{id} {text}"), &[])
+            })
+            .collect();
+        store.insert(&batch).unwrap();
+    }
+    let before = store.usage().unwrap();
+    assert!(before.bytes > 2 * config.max_size, "{before:?}");
+    let removed = store.enforce_retention(T0 + 5 * DAY).unwrap();
+    let after = store.usage().unwrap();
+    assert!(after.bytes <= config.max_size, "{after:?} after removing {removed:?}");
+    assert!(after.bytes >= config.max_size * 3 / 4, "removed far more than the excess: {after:?}");
+    assert_eq!(removed.expired, 0);
+    assert_eq!(removed.over_size + after.alerts, id);
+    // What is kept is the newest alerts, with no gap.
+    let kept = store.search(&Query { order: Order::OldestFirst, limit: 10_000, ..Query::default() }).unwrap();
+    let kept = ids(&kept);
+    let first = id as i64 - after.alerts as i64 + 1;
+    assert_eq!(kept, (first..=id as i64).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_reopened_store_keeps_its_alerts_and_numbers() {
+    let dir = Dir::new("reopen");
+    let config = dir.config();
+    let mut store = open(&config);
+    store.insert(&[alert(T0, "R", Priority::Notice, "one", &[])]).unwrap();
+    drop(store);
+    let mut store = open(&config);
+    store.insert(&[alert(T0 + 1, "R", Priority::Notice, "two", &[])]).unwrap();
+    assert_eq!(ids(&store.search(&Query::default()).unwrap()), [2, 1]);
+    assert_eq!(store.get(1).unwrap().map(|a| a.output.contains("one")), Some(true));
+    assert_eq!(store.get(3).unwrap(), None);
+    let reader = SqliteStore::open_read_only(&config.path).unwrap();
+    assert_eq!(ids(&reader.search(&Query::default()).unwrap()), [2, 1]);
+    store.insert(&[alert(T0 + DAY, "R", Priority::Notice, "three", &[])]).unwrap();
+    assert_eq!(ids(&reader.search(&Query::default()).unwrap()), [3, 2, 1], "a reader sees a new day's alerts");
+}
+
+#[test]
+fn a_corrupt_file_is_set_aside_and_a_new_store_begun() {
+    let dir = Dir::new("corrupt");
+    let config = dir.config();
+    // Not a database at all.
+    std::fs::write(&config.path, b"this is not a database, it is a text file left here\n".repeat(100)).unwrap();
+    let opened = SqliteStore::open(&config).unwrap();
+    let (aside, why) = opened.set_aside.expect("set aside");
+    assert!(aside.to_string_lossy().contains("alerts.db.corrupt-"), "{}", aside.display());
+    assert!(why.contains("not a database"), "{why}");
+    assert!(std::fs::read(&aside).unwrap().starts_with(b"this is not"), "the old file is kept, untouched");
+    let mut store = opened.store;
+    store.insert(&[alert(T0, "R", Priority::Notice, "after", &[])]).unwrap();
+    drop(store);
+
+    // A database whose pages were overwritten.
+    let mut store = open(&config);
+    let batch: Vec<Arc<Alert>> = (0..2000).map(|i| alert(T0 + i, "R", Priority::Notice, &"y".repeat(200), &[])).collect();
+    store.insert(&batch).unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(&config.path).unwrap();
+    conn.pragma_update(None, "wal_checkpoint", "TRUNCATE").unwrap();
+    drop(conn);
+    let mut bytes = std::fs::read(&config.path).unwrap();
+    let len = bytes.len();
+    for b in &mut bytes[len / 3..len / 3 + 20_000] {
+        *b = 0x5a;
+    }
+    std::fs::write(&config.path, &bytes).unwrap();
+    let opened = SqliteStore::open(&config).unwrap();
+    let (_, why) = opened.set_aside.expect("a damaged store is set aside");
+    assert!(!why.is_empty());
+    assert_eq!(opened.store.usage().unwrap().alerts, 0);
+}
