@@ -81,7 +81,8 @@ Options:
 /// Help for `cargo xtask run`.
 const RUN_HELP: &str = "\
 Set up, build the release sensor, then run it in the foreground with ARGS (by default
-`capture`, the live mode printing events and alerts to stdout). Ctrl-C stops it.
+`run` with the built-in rules: alerts on stdout, and kept in the alert store
+/var/lib/sensor/alerts.db, which `sensor alerts search` reads). Ctrl-C stops it.
 
 Usage: cargo xtask run [-- ARGS...]
 

@@ -14,8 +14,13 @@ use anyhow::{Context, Result, bail};
 
 use crate::{cmd, setup::setup};
 
-/// Sensor arguments `cargo xtask run` uses when given none: the live mode.
-pub const DEFAULT_RUN_ARGS: &[&str] = &["run"];
+/// Sensor arguments `cargo xtask run` uses when given none: the live mode with the
+/// built-in rules, alerts on stdout and kept in the alert store in [`RUN_STORE_DIR`].
+pub const DEFAULT_RUN_ARGS: &[&str] =
+    &["run", "-o", "outputs=[{stdout: {}}, {store: {path: /var/lib/sensor/alerts.db}}]"];
+
+/// Where `cargo xtask run` keeps its alerts (`sensor alerts search` reads there by default).
+const RUN_STORE_DIR: &str = "/var/lib/sensor";
 
 /// One stage of `cargo xtask test`: a name and the command it runs from the workspace root.
 struct Stage {
@@ -90,6 +95,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let binary = build(false)?;
     let mut sensor = cmd::command(&binary.to_string_lossy());
     if args.is_empty() {
+        std::fs::create_dir_all(RUN_STORE_DIR).with_context(|| format!("creating {RUN_STORE_DIR}"))?;
         sensor.args(DEFAULT_RUN_ARGS);
     } else {
         sensor.args(args);

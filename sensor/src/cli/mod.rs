@@ -1,5 +1,6 @@
 //! Command-line interface: argument parsing and one module per subcommand.
 
+mod alerts;
 mod capture;
 mod config;
 mod rules;
@@ -22,7 +23,8 @@ use sensor::{
 /// Node-level eBPF runtime security sensor.
 ///
 /// `run` watches the node and alerts; `capture` records raw events; `validate`,
-/// `test-rules`, `replay` and `list-fields` work on rules without a kernel or privileges.
+/// `test-rules`, `replay` and `list-fields` work on rules without a kernel or privileges;
+/// `alerts search` reads the alert store.
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -51,6 +53,9 @@ enum Command {
     /// Check a configuration file (and the rules it names) without running anything.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Search the alert store (`store` output) without a browser.
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -66,6 +71,7 @@ pub fn main() -> ExitCode {
         Command::Replay(args) => rules::replay(args),
         Command::ListFields(args) => rules::list_fields(args),
         Command::Config(command) => config::run(command),
+        Command::Alerts(command) => alerts::run(command),
         Command::Run(args) => block_on(run::run(args, cli.log)),
         Command::Capture(args) => block_on(capture::run(args)),
     };

@@ -21,22 +21,29 @@ use crate::{
 /// The batch a `store` output uses unless it sets its own: a transaction per 200 ms or per
 /// 5,000 alerts, whichever comes first (a commit per alert would cap the rate at the disk's
 /// flushes per second).
-pub const STORE_DEFAULT_BATCH: BatchConfig =
-    BatchConfig { window: Duration::from_millis(200), max_alerts: std::num::NonZeroUsize::new(5000).expect("non-zero") };
+pub const STORE_DEFAULT_BATCH: BatchConfig = BatchConfig {
+    window: Duration::from_millis(200),
+    max_alerts: std::num::NonZeroUsize::new(5000).expect("non-zero"),
+};
 
 /// Writes alerts into a [`SqliteStore`].
 pub struct StoreSink {
     store: Arc<Mutex<SqliteStore>>,
-    /// The batch of an attempt the output's timeout cut short, and its still running
-    /// transaction: waited for before anything else is written, so that a retry of a batch
-    /// that did commit does not store it twice.
-    in_flight: Option<(Vec<Arc<Alert>>, JoinHandle<anyhow::Result<()>>)>,
+    /// An attempt the output's timeout may cut short: waited for before anything else is
+    /// written, so that a retry of a batch that did commit does not store it twice.
+    in_flight: Option<InFlight>,
     /// Failed retention passes (the alerts were stored; the store may grow past its limits
     /// until a pass succeeds).
     retention_failures: Arc<AtomicU64>,
     retention: JoinHandle<()>,
     /// What opening found unusable and moved aside, for the operator.
     set_aside: Option<String>,
+}
+
+/// A batch and its transaction, running on a blocking thread.
+struct InFlight {
+    batch: Vec<Arc<Alert>>,
+    commit: JoinHandle<anyhow::Result<()>>,
 }
 
 impl StoreSink {
@@ -54,7 +61,8 @@ impl StoreSink {
         });
         let store = Arc::new(Mutex::new(opened.store));
         let retention_failures = Arc::new(AtomicU64::new(0));
-        let retention = tokio::spawn(retain_every(config.retention_interval, store.clone(), retention_failures.clone()));
+        let retention =
+            tokio::spawn(retain_every(config.retention_interval, store.clone(), retention_failures.clone()));
         Ok(StoreSink { store, in_flight: None, retention_failures, retention, set_aside })
     }
 
@@ -104,9 +112,9 @@ impl Sink for StoreSink {
     }
 
     async fn send(&mut self, alerts: &[Arc<Alert>]) -> Result<(), SendError> {
-        if let Some((previous, running)) = self.in_flight.as_mut() {
-            let outcome = running.await;
-            let same = previous.len() == alerts.len() && previous.iter().zip(alerts).all(|(a, b)| Arc::ptr_eq(a, b));
+        if let Some(InFlight { batch, commit }) = self.in_flight.as_mut() {
+            let outcome = commit.await;
+            let same = batch.len() == alerts.len() && batch.iter().zip(alerts).all(|(a, b)| Arc::ptr_eq(a, b));
             self.in_flight = None;
             if same && matches!(outcome, Ok(Ok(()))) {
                 return Ok(());
@@ -115,13 +123,12 @@ impl Sink for StoreSink {
         let batch = alerts.to_vec();
         let (store, failures) = (self.store.clone(), self.retention_failures.clone());
         let rows = batch.clone();
-        let running = tokio::task::spawn_blocking(move || {
+        let commit = tokio::task::spawn_blocking(move || {
             lock(&store).insert(&rows)?;
             retain(&store, &failures);
             Ok(())
         });
-        let (_, running) = self.in_flight.insert((batch, running));
-        let outcome = running.await;
+        let outcome = (&mut self.in_flight.insert(InFlight { batch, commit }).commit).await;
         self.in_flight = None;
         match outcome {
             Ok(Ok(())) => Ok(()),
@@ -130,5 +137,43 @@ impl Sink for StoreSink {
             Ok(Err(e)) => Err(SendError::retry(format!("{e:#}"))),
             Err(e) => Err(SendError::Permanent(format!("the store's writer stopped: {e}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::Priority;
+
+    fn alert(n: u64) -> Arc<Alert> {
+        Arc::new(Alert {
+            time_ns: 1_796_515_200_000_000_000 + n,
+            rule: "R".into(),
+            priority: Priority::Warning,
+            source: "syscall".into(),
+            hostname: "node".into(),
+            message: format!("alert {n}"),
+            tags: vec![],
+            fields: vec![],
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_retried_after_its_attempt_was_cut_short_is_stored_once() {
+        let dir = std::env::temp_dir().join(format!("sensor-store-sink-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = StoreConfig::at(dir.join("alerts.db"));
+        let mut sink = StoreSink::open(&config).await.unwrap();
+        let batch: Vec<Arc<Alert>> = (0..3000).map(alert).collect();
+        // Cut short as the output's timeout does: the transaction goes on without it.
+        let attempt = tokio::time::timeout(Duration::from_nanos(1), sink.send(&batch)).await;
+        assert!(attempt.is_err(), "the attempt was cut short");
+        // The worker retries the same batch; then sends the next.
+        sink.send(&batch).await.unwrap();
+        sink.send(&[alert(5000)]).await.unwrap();
+        drop(sink);
+        let store = SqliteStore::open_read_only(&config.path).unwrap();
+        assert_eq!(store.usage().unwrap().alerts, 3001, "every alert once");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -54,7 +54,8 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let expected = || format!("invalid size `{text}`: expected a number and a unit (B, KiB, MiB, GiB, TiB), e.g. `1GiB`");
+    let expected =
+        || format!("invalid size `{text}`: expected a number and a unit (B, KiB, MiB, GiB, TiB), e.g. `1GiB`");
     let n: u64 = digits.parse().map_err(|_| expected())?;
     let shift = match unit.trim_start() {
         "B" => 0,

@@ -111,7 +111,9 @@ pub fn parse_rfc3339(text: &str) -> Result<u64, String> {
     let (Some(y), Some(m), Some(d), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(bad());
     };
-    let number = |s: &str, len: usize| (s.len() == len && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse::<i64>().ok()).flatten();
+    let number = |s: &str, len: usize| {
+        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse::<i64>().ok()).flatten()
+    };
     let (y, m, d) = (number(y, 4).ok_or_else(bad)?, number(m, 2).ok_or_else(bad)?, number(d, 2).ok_or_else(bad)?);
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return Err(bad());
@@ -175,7 +177,15 @@ mod tests {
         assert_eq!(parse_rfc3339("2023-05-25T15:44:05+02:00"), Ok(1_685_022_245_000_000_000));
         assert_eq!(parse_rfc3339("2023-05-25T13:44:05.5Z"), Ok(1_685_022_245_500_000_000));
         assert_eq!(parse_rfc3339("2023-05-25"), Ok(1_684_972_800_000_000_000));
-        for bad in ["", "yesterday", "2023-5-25", "2023-05-25T13:44Z", "2023-13-01", "2023-05-25T13:44:05", "2023-05-25T25:00:00Z"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2023-5-25",
+            "2023-05-25T13:44Z",
+            "2023-13-01",
+            "2023-05-25T13:44:05",
+            "2023-05-25T25:00:00Z",
+        ] {
             assert!(parse_rfc3339(bad).is_err(), "{bad}");
         }
     }

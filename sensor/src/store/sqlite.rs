@@ -85,8 +85,9 @@ impl SqliteStore {
         if !path.exists() {
             bail!("no alert store at {}", path.display());
         }
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .with_context(|| format!("opening the alert store {}", path.display()))?;
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .with_context(|| format!("opening the alert store {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let version = schema_version(&conn).with_context(|| format!("reading the alert store {}", path.display()))?;
         if version != Some(SCHEMA_VERSION) {
@@ -117,7 +118,11 @@ impl SqliteStore {
         match version {
             Some(SCHEMA_VERSION) => {}
             None => {}
-            Some(other) => return Err(OpenError::Unusable(format!("schema version {other}, this sensor writes {SCHEMA_VERSION}"))),
+            Some(other) => {
+                return Err(OpenError::Unusable(format!(
+                    "schema version {other}, this sensor writes {SCHEMA_VERSION}"
+                )));
+            }
         }
         let setup = || -> rusqlite::Result<()> {
             conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -131,7 +136,8 @@ impl SqliteStore {
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('next_id', 1)", [])?;
             Ok(())
         };
-        setup().map_err(|e| anyhow::Error::from(e).context(format!("setting up the alert store {}", path.display())))?;
+        setup()
+            .map_err(|e| anyhow::Error::from(e).context(format!("setting up the alert store {}", path.display())))?;
         let next_id = conn
             .query_row("SELECT value FROM meta WHERE key = 'next_id'", [], |r| r.get(0))
             .map_err(anyhow::Error::from)?;
@@ -210,7 +216,8 @@ impl SqliteStore {
         let limit = limit.min(i64::MAX as u64) as i64;
         let selected = format!("SELECT id FROM alerts_d{day} WHERE time_ns < ?1 ORDER BY time_ns, id LIMIT ?2");
         tx.execute(&format!("DELETE FROM text_d{day} WHERE rowid IN ({selected})"), params![before, limit])?;
-        let n = tx.execute(&format!("DELETE FROM alerts_d{day} WHERE id IN ({selected})"), params![before, limit])? as u64;
+        let n =
+            tx.execute(&format!("DELETE FROM alerts_d{day} WHERE id IN ({selected})"), params![before, limit])? as u64;
         if n > 0 {
             tx.execute("UPDATE days SET alerts = alerts - ?1 WHERE day = ?2", params![n as i64, day as i64])?;
             // Deleted rows leave tombstones in the text index until its segments merge.
@@ -233,8 +240,8 @@ impl SqliteStore {
     /// follows the writer's new days and dropped ones).
     fn stored_days(&self) -> rusqlite::Result<Vec<u64>> {
         let mut stmt = self.conn.prepare_cached("SELECT day FROM days ORDER BY day")?;
-        let days = stmt.query_map([], |r| r.get::<_, i64>(0))?.map(|d| d.map(|d| d as u64)).collect();
-        days
+        let days: Vec<i64> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        Ok(days.into_iter().map(|d| d as u64).collect())
     }
 
     /// The days a query may find alerts in, in its order.
@@ -274,7 +281,9 @@ impl From<anyhow::Error> for OpenError {
 /// An open error: unusable when SQLite says the file is not a database or is corrupt.
 fn unusable(e: &rusqlite::Error) -> OpenError {
     match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => OpenError::Unusable(e.to_string()),
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+            OpenError::Unusable(e.to_string())
+        }
         _ => OpenError::Other(anyhow::anyhow!("{e}")),
     }
 }
@@ -319,8 +328,7 @@ fn fts_query(terms: &[&str]) -> Option<String> {
 }
 
 /// The columns a search reads, in the order [`row_to_alert`] takes them.
-const COLUMNS: &str =
-    "id, time_ns, priority, rule, source, hostname, container_id, container_name, image, namespace, pod, tags, output, json";
+const COLUMNS: &str = "id, time_ns, priority, rule, source, hostname, container_id, container_name, image, namespace, pod, tags, output, json";
 
 fn row_to_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAlert> {
     let level: i64 = r.get(2)?;
@@ -404,7 +412,9 @@ fn filters(day: u64, query: &Query, args: &mut Vec<SqlValue>) -> String {
         let tests: Vec<String> = query
             .tags
             .iter()
-            .map(|t| format!("instr(tags, {}) > 0", bind(args, SqlValue::Text(format!("{TAG_SEPARATOR}{t}{TAG_SEPARATOR}")))))
+            .map(|t| {
+                format!("instr(tags, {}) > 0", bind(args, SqlValue::Text(format!("{TAG_SEPARATOR}{t}{TAG_SEPARATOR}"))))
+            })
             .collect();
         clauses.push(format!("({})", tests.join(" OR ")));
     }
@@ -437,7 +447,10 @@ fn filters(day: u64, query: &Query, args: &mut Vec<SqlValue>) -> String {
     }
     let terms = query.terms();
     if let Some(fts) = fts_query(&terms) {
-        clauses.push(format!("id IN (SELECT rowid FROM text_d{day} WHERE text_d{day} MATCH {})", bind(args, SqlValue::Text(fts))));
+        clauses.push(format!(
+            "id IN (SELECT rowid FROM text_d{day} WHERE text_d{day} MATCH {})",
+            bind(args, SqlValue::Text(fts))
+        ));
     }
     for term in terms {
         // The index finds candidates by tokens; this keeps those holding the term exactly
@@ -497,12 +510,14 @@ impl AlertStore for SqliteStore {
                 body,
                 alert.to_json().to_string(),
             ])?;
-            tx.prepare_cached(&format!("INSERT INTO text_d{day} (rowid, body) VALUES (?1, ?2)"))?.execute(params![id, body])?;
+            tx.prepare_cached(&format!("INSERT INTO text_d{day} (rowid, body) VALUES (?1, ?2)"))?
+                .execute(params![id, body])?;
             *added.entry(day).or_default() += 1;
             id += 1;
         }
         for (day, n) in &added {
-            tx.prepare_cached("UPDATE days SET alerts = alerts + ?1 WHERE day = ?2")?.execute(params![n, *day as i64])?;
+            tx.prepare_cached("UPDATE days SET alerts = alerts + ?1 WHERE day = ?2")?
+                .execute(params![n, *day as i64])?;
             *days.entry(*day).or_default() += *n as u64;
         }
         tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'next_id'")?.execute([id])?;

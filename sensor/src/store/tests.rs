@@ -73,8 +73,19 @@ fn every_filter_selects_what_it_names() {
         .insert(&[
             alert(T0 + 1, "Read sensitive file untrusted", Priority::Warning, "read /etc/shadow by cat-x", &web),
             alert(T0 + 2, "Terminal shell in container", Priority::Notice, "shell \"bash\" in web", &web),
-            alert(T0 + 3, "Drop and execute new binary", Priority::Critical, "ran /tmp/x on host", &[("container.id", "host")]),
-            Arc::new(Alert { source: "internal".into(), hostname: "node-b".into(), tags: vec![], ..(*alert(T0 + DAY, "sensor internal: event drops", Priority::Error, "3 lost", &[])).clone() }),
+            alert(
+                T0 + 3,
+                "Drop and execute new binary",
+                Priority::Critical,
+                "ran /tmp/x on host",
+                &[("container.id", "host")],
+            ),
+            Arc::new(Alert {
+                source: "internal".into(),
+                hostname: "node-b".into(),
+                tags: vec![],
+                ..(*alert(T0 + DAY, "sensor internal: event drops", Priority::Error, "3 lost", &[])).clone()
+            }),
         ])
         .unwrap();
     let search = |q: Query| store.search(&q).unwrap();
@@ -90,7 +101,10 @@ fn every_filter_selects_what_it_names() {
         f(&mut q);
         rules(&search(q)).into_iter().map(str::to_owned).collect::<Vec<_>>()
     };
-    assert_eq!(q(|q| q.min_priority = Some(Priority::Error)), ["sensor internal: event drops", "Drop and execute new binary"]);
+    assert_eq!(
+        q(|q| q.min_priority = Some(Priority::Error)),
+        ["sensor internal: event drops", "Drop and execute new binary"]
+    );
     assert_eq!(q(|q| q.rules = vec!["Terminal shell in container".into()]), ["Terminal shell in container"]);
     assert_eq!(q(|q| q.sources = vec!["internal".into()]), ["sensor internal: event drops"]);
     assert_eq!(q(|q| q.hostnames = vec!["node-b".into()]), ["sensor internal: event drops"]);
@@ -114,7 +128,13 @@ fn text_search_takes_any_character_as_written() {
     let mut store = open(&dir.config());
     store
         .insert(&[
-            alert(T0 + 1, "A", Priority::Warning, "read /etc/shadow by cat-x", &[("proc.cmdline", "cat-x /etc/shadow")]),
+            alert(
+                T0 + 1,
+                "A",
+                Priority::Warning,
+                "read /etc/shadow by cat-x",
+                &[("proc.cmdline", "cat-x /etc/shadow")],
+            ),
             alert(T0 + 2, "B", Priority::Warning, "shell \"bash\" in web", &[]),
             alert(T0 + 3, "C", Priority::Warning, "cat x read /etc/shadow-", &[("fd.name", "/etc/shadow-")]),
             alert(T0 + 4, "D", Priority::Warning, "100% done; DROP TABLE alerts_d1; --", &[]),
@@ -264,7 +284,8 @@ fn a_corrupt_file_is_set_aside_and_a_new_store_begun() {
 
     // A database whose pages were overwritten.
     let mut store = open(&config);
-    let batch: Vec<Arc<Alert>> = (0..2000).map(|i| alert(T0 + i, "R", Priority::Notice, &"y".repeat(200), &[])).collect();
+    let batch: Vec<Arc<Alert>> =
+        (0..2000).map(|i| alert(T0 + i, "R", Priority::Notice, &"y".repeat(200), &[])).collect();
     store.insert(&batch).unwrap();
     drop(store);
     let conn = rusqlite::Connection::open(&config.path).unwrap();

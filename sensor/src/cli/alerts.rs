@@ -1,0 +1,214 @@
+//! `sensor alerts`: the alert store from the command line, for a node without a browser.
+
+use std::{io, path::PathBuf};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use sensor::{
+    config::SensorConfig,
+    outputs::OutputKind,
+    rules::{Priority, format_iso8601},
+    store::{AlertStore as _, Cursor, Order, Query, SqliteStore, StoredAlert, now_ns, parse_rfc3339, parse_since},
+};
+
+#[derive(Subcommand)]
+pub enum AlertsCommand {
+    /// Search the stored alerts, newest first; every filter given must hold, and a filter
+    /// given several times holds for any of its values.
+    ///
+    /// The store is read, never written: this works while `sensor run` writes to it.
+    Search(SearchArgs),
+}
+
+#[derive(Args)]
+pub struct SearchArgs {
+    /// The store's file (default: the `store` output of --config, else
+    /// /var/lib/sensor/alerts.db).
+    #[arg(long, value_name = "FILE", env = "SENSOR_STORE")]
+    store: Option<PathBuf>,
+    /// The sensor's configuration file, to find the store's file in its outputs.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Alerts of the last span: `15m`, `24h`, `7d`.
+    #[arg(long, value_name = "SPAN", conflicts_with = "from")]
+    since: Option<String>,
+    /// Alerts at or after this time (RFC 3339: `2026-12-06T15:04:05Z`, or a date).
+    #[arg(long, value_name = "TIME")]
+    from: Option<String>,
+    /// Alerts before this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    to: Option<String>,
+    /// Alerts at least this severe (emergency ... debug).
+    #[arg(long, value_name = "PRIORITY")]
+    priority: Option<String>,
+    /// A rule's exact name.
+    #[arg(long, value_name = "NAME")]
+    rule: Vec<String>,
+    /// An event source (`syscall`, `internal`).
+    #[arg(long, value_name = "SOURCE")]
+    source: Vec<String>,
+    /// A rule tag.
+    #[arg(long, value_name = "TAG")]
+    tag: Vec<String>,
+    /// A node: the alert's hostname.
+    #[arg(long, value_name = "HOSTNAME")]
+    node: Vec<String>,
+    /// A container: its name, id, or an id prefix of 12 or more characters.
+    #[arg(long, value_name = "CONTAINER")]
+    container: Vec<String>,
+    /// An image: `repository:tag`, or a repository with any tag.
+    #[arg(long, value_name = "IMAGE")]
+    image: Vec<String>,
+    /// A Kubernetes namespace.
+    #[arg(long, value_name = "NAMESPACE")]
+    namespace: Vec<String>,
+    /// A Kubernetes pod.
+    #[arg(long, value_name = "POD")]
+    pod: Vec<String>,
+    /// Words that must all appear in the alert (output, rule, tags, field values), as
+    /// written, any ASCII case; dashes, quotes and slashes are part of a word.
+    #[arg(long, value_name = "TEXT")]
+    text: Option<String>,
+    /// Alerts per page (at most 10000).
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// Continue after this position (what the previous page printed as `next page`).
+    #[arg(long, value_name = "CURSOR")]
+    after: Option<Cursor>,
+    /// Oldest first.
+    #[arg(long)]
+    oldest_first: bool,
+    /// One JSON object per line (Falco's JSON alert with the store's `id`), instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(command: AlertsCommand) -> anyhow::Result<()> {
+    match command {
+        AlertsCommand::Search(args) => search(args),
+    }
+}
+
+/// The store file `args` name.
+fn store_path(args: &SearchArgs) -> anyhow::Result<PathBuf> {
+    if let Some(path) = &args.store {
+        return Ok(path.clone());
+    }
+    let Some(config) = &args.config else { return Ok(PathBuf::from("/var/lib/sensor/alerts.db")) };
+    let config = SensorConfig::load(config)?;
+    let stores: Vec<PathBuf> = config
+        .outputs
+        .outputs
+        .iter()
+        .filter_map(|o| match &o.kind {
+            OutputKind::Store(store) => Some(store.path.clone()),
+            _ => None,
+        })
+        .collect();
+    match stores.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!("the configuration has no `store` output; name the file with --store"),
+        _ => bail!("the configuration has {} `store` outputs; name one with --store", stores.len()),
+    }
+}
+
+fn query(args: &SearchArgs) -> anyhow::Result<Query> {
+    let time = |t: &Option<String>| t.as_deref().map(parse_rfc3339).transpose().map_err(anyhow::Error::msg);
+    let mut from_ns = time(&args.from)?;
+    if let Some(since) = &args.since {
+        from_ns = Some(now_ns().saturating_sub(parse_since(since).map_err(anyhow::Error::msg)?));
+    }
+    let min_priority = match &args.priority {
+        Some(p) => Some(Priority::parse(p).with_context(|| {
+            format!("unknown priority `{p}`: expected emergency, alert, critical, error, warning, notice, informational or debug")
+        })?),
+        None => None,
+    };
+    Ok(Query {
+        from_ns,
+        to_ns: time(&args.to)?,
+        min_priority,
+        rules: args.rule.clone(),
+        sources: args.source.clone(),
+        tags: args.tag.clone(),
+        hostnames: args.node.clone(),
+        containers: args.container.clone(),
+        images: args.image.clone(),
+        namespaces: args.namespace.clone(),
+        pods: args.pod.clone(),
+        text: args.text.clone(),
+        order: if args.oldest_first { Order::OldestFirst } else { Order::NewestFirst },
+        after: args.after,
+        limit: args.limit.max(1),
+    })
+}
+
+fn search(args: SearchArgs) -> anyhow::Result<()> {
+    let query = query(&args)?;
+    let store = SqliteStore::open_read_only(&store_path(&args)?)?;
+    let page = store.search(&query)?;
+    let printed = print_page(&mut io::stdout().lock(), &page.alerts, args.json);
+    match printed {
+        // A reader that had enough (`| head`) is no error.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+        other => other?,
+    }
+    match page.next {
+        Some(next) => eprintln!("{} alerts; next page: --after {next}", page.alerts.len()),
+        None => eprintln!("{} alerts", page.alerts.len()),
+    }
+    Ok(())
+}
+
+fn print_page(out: &mut impl io::Write, alerts: &[StoredAlert], json: bool) -> io::Result<()> {
+    if json {
+        for alert in alerts {
+            let mut json = alert.json.clone();
+            if let Some(map) = json.as_object_mut() {
+                map.insert("id".into(), alert.id.into());
+            }
+            writeln!(out, "{json}")?;
+        }
+    } else {
+        print_table(out, alerts)?;
+    }
+    out.flush()
+}
+
+fn print_table(out: &mut impl io::Write, alerts: &[StoredAlert]) -> io::Result<()> {
+    let rows: Vec<[String; 7]> = alerts
+        .iter()
+        .map(|a| {
+            let place = &a.container;
+            let container =
+                place.container_name.clone().or_else(|| place.container_id.clone()).unwrap_or_else(|| "host".into());
+            let pod = match (&place.namespace, &place.pod) {
+                (Some(ns), Some(pod)) => format!("{ns}/{pod}"),
+                (None, Some(pod)) => pod.clone(),
+                _ => "-".into(),
+            };
+            [
+                a.id.to_string(),
+                format_iso8601(a.time_ns),
+                a.priority.to_string(),
+                a.rule.clone(),
+                a.hostname.clone(),
+                container,
+                pod,
+            ]
+        })
+        .collect();
+    const HEADERS: [&str; 7] = ["ID", "TIME", "PRIORITY", "RULE", "NODE", "CONTAINER", "POD"];
+    let widths: Vec<usize> = (0..HEADERS.len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0).max(HEADERS[i].len()))
+        .collect();
+    let line = |cells: &[&str]| {
+        cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_owned()
+    };
+    writeln!(out, "{}", line(&HEADERS))?;
+    for (row, alert) in rows.iter().zip(alerts) {
+        writeln!(out, "{}", line(&row.each_ref().map(String::as_str)))?;
+        writeln!(out, "    {}", alert.output)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,325 @@
+//! The alert store under what an operator's node does to it: `kill -9` in the middle of a
+//! burst, a full disk, a file that is not a store, and a real container's alert found again
+//! with `sensor alerts search`. Needs root (a real sensor; a tmpfs mount); leases the test bed.
+
+use std::{
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use sensor::store::{AlertStore as _, Order, Query, SqliteStore, StoreConfig};
+use sensor_tests::{TestBed, alert_stream, free_loopback_port, scrape, sensor_binary, start_sensor, temp_path};
+
+const SHADOW_RULE: &str = "Read credential file by untrusted program";
+/// The test bed's image has no /etc/shadow: the container makes one, then reads it.
+const SHADOW_READ: &str = "echo 'root:*:1::::::' > /etc/shadow && cat /etc/shadow >/dev/null";
+
+/// One case at a time: every sensor sees the whole host, so one case's burst would be
+/// another's alerts.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A directory for one case, removed afterwards (unmounted first if it is a mount).
+struct Scratch {
+    dir: String,
+    mounted: bool,
+}
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let dir = temp_path(tag);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch { dir, mounted: false }
+    }
+
+    /// A tmpfs of `size` mounted on the directory.
+    fn tmpfs(tag: &str, size: &str) -> Scratch {
+        let mut scratch = Scratch::new(tag);
+        let ok =
+            Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", &scratch.dir]).status();
+        assert!(ok.is_ok_and(|s| s.success()), "mounting a tmpfs on {}", scratch.dir);
+        scratch.mounted = true;
+        scratch
+    }
+
+    fn path(&self, name: &str) -> String {
+        format!("{}/{name}", self.dir)
+    }
+
+    /// A configuration file with `body`, in the directory.
+    fn config(&self, body: &str) -> String {
+        let path = self.path("sensor.yaml");
+        std::fs::write(&path, body).unwrap();
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = Command::new("umount").arg(&self.dir).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Alerts committed to the store now (0 while it does not exist yet).
+fn committed(path: &str) -> u64 {
+    SqliteStore::open_read_only(path.as_ref()).and_then(|s| s.usage()).map_or(0, |u| u.alerts)
+}
+
+/// Every stored alert's id, oldest first.
+fn all_ids(store: &SqliteStore) -> Vec<i64> {
+    let mut ids = Vec::new();
+    let mut query = Query { order: Order::OldestFirst, limit: 10_000, ..Query::default() };
+    loop {
+        let page = store.search(&query).unwrap();
+        ids.extend(page.alerts.iter().map(|a| a.id));
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return ids,
+        }
+    }
+}
+
+fn loadgen_alerts(cpu: usize, iters: u64, spacing_us: u64) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["alert", &cpu.to_string(), "--iters", &iters.to_string(), "--spacing-us", &spacing_us.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("loadgen starts")
+}
+
+/// `sensor alerts ARGS`, which must succeed; its stdout.
+fn sensor_alerts(args: &[&str]) -> String {
+    let out = Command::new(sensor_binary()).arg("alerts").args(args).output().expect("sensor alerts runs");
+    assert!(out.status.success(), "sensor alerts {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `sensor run` killed with SIGKILL while 50,000 reads of /etc/shadow are being alerted:
+/// every alert the store had committed before the kill is there after it, the file passes
+/// SQLite's integrity check (it is not set aside on the next start), and the ids run on
+/// with no hole.
+#[test]
+fn kill_9_during_a_burst_loses_no_committed_alert() {
+    let _turn = turn();
+    let scratch = Scratch::new("store-kill");
+    let db = scratch.path("alerts.db");
+    let config = scratch.config(&format!("alert_queue: {{kib: 262144}}\noutputs:\n  - store: {{path: {db}}}\n"));
+    let mut sensor = start_sensor(&["run", "--config", &config]);
+    let mut bursts: Vec<_> = (0..2).map(|cpu| loadgen_alerts(cpu, 25_000, 20)).collect();
+
+    // Kill once a good part is committed, while the burst still runs.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = 0;
+    while Instant::now() < deadline {
+        seen = committed(&db);
+        if seen >= 5_000 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let burst_running = bursts.iter_mut().any(|b| b.try_wait().unwrap().is_none());
+    sensor.kill().unwrap();
+    sensor.wait().unwrap();
+    for mut b in bursts {
+        b.wait().unwrap();
+    }
+    assert!(seen >= 5_000, "the store committed only {seen} alerts in 120 s");
+    assert!(burst_running, "the burst ended before the kill: make it longer");
+
+    let opened = SqliteStore::open(&StoreConfig::at(&db)).expect("the store opens after the kill");
+    assert!(opened.set_aside.is_none(), "the store failed its check after a kill: {:?}", opened.set_aside);
+    let store = opened.store;
+    let usage = store.usage().unwrap();
+    // Ids follow the order alerts were stored, which two workers make differ a little from
+    // their events' order.
+    let mut ids = all_ids(&store);
+    ids.sort_unstable();
+    eprintln!("{seen} alerts committed when the sensor was killed; {} in the store after", ids.len());
+    assert!(ids.len() as u64 >= seen, "{} alerts after the kill, {seen} committed before", ids.len());
+    let hole = ids.iter().zip(1..).find(|(id, want)| **id != *want);
+    assert_eq!(hole, None, "the ids have a hole or a repeat (of {})", ids.len());
+    assert_eq!(usage.alerts, ids.len() as u64, "the day counts agree with the rows");
+    let shadow = store.search(&Query { rules: vec![SHADOW_RULE.into()], limit: 1, ..Query::default() }).unwrap();
+    assert_eq!(shadow.alerts.len(), 1, "the burst's alerts are the rule's");
+}
+
+/// The store's filesystem fills up: the store output counts failed deliveries, detection
+/// and the other outputs go on, and once space returns new alerts are stored again.
+#[test]
+fn a_full_disk_counts_failures_keeps_detecting_and_recovers() {
+    let _turn = turn();
+    let scratch = Scratch::tmpfs("store-full", "4m");
+    let db = scratch.path("alerts.db");
+    let metrics = free_loopback_port().unwrap();
+    let config = scratch.config(&format!(
+        "outputs:\n  - stdout: {{format: json}}\n  - store:\n      path: {db}\n    \
+         retry: {{attempts: 2, initial_backoff: 100ms, max_backoff: 100ms}}\n"
+    ));
+    let address = format!("metrics.address={metrics}");
+    let mut sensor = start_sensor(&["run", "--config", &config, "-o", &address]);
+    let alerts = alert_stream(&mut sensor);
+    let shadow_alerts = |alerts: &mpsc::Receiver<serde_json::Value>, want: usize, marker: Option<&str>| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut n = 0;
+        while n < want {
+            let Ok(a) = alerts.recv_timeout(deadline.saturating_duration_since(Instant::now())) else { break };
+            let cmdline = a["output_fields"]["proc.cmdline"].as_str().unwrap_or_default();
+            if a["rule"] == SHADOW_RULE && marker.is_none_or(|m| cmdline.contains(m)) {
+                n += 1;
+            }
+        }
+        n
+    };
+    let cat = |marker: &str| {
+        // `cat` reads /etc/shadow, then fails on the marker path, which names the read.
+        let _ = Command::new("cat").args(["/etc/shadow", marker]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    };
+
+    cat("/nonexistent/before-the-fill");
+    assert_eq!(shadow_alerts(&alerts, 1, Some("before-the-fill")), 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while committed(&db) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(committed(&db) >= 1, "the first alert was stored");
+
+    // Fill the filesystem.
+    let filler = scratch.path("filler");
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 << 10];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let before = scrape(metrics);
+    let failed_before = before.sum_with("sensor_output_failed_alerts_total", "store").unwrap_or(0.0);
+    // Enough alerts that their pages cannot fit in what the store's files already hold.
+    let burst = loadgen_alerts(0, 400, 500).wait().unwrap();
+    assert!(burst.success());
+    assert!(shadow_alerts(&alerts, 100, None) >= 100, "detection and the stdout output go on while the disk is full");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut failed = failed_before;
+    while failed <= failed_before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        failed = scrape(metrics).sum_with("sensor_output_failed_alerts_total", "store").unwrap_or(0.0);
+    }
+    let retries = scrape(metrics).sum_with("sensor_output_retries_total", "store").unwrap_or(0.0);
+    eprintln!("disk full: {failed} alerts failed for the store after {retries} retries");
+    assert!(failed > failed_before, "the store's failures are counted");
+
+    // Space returns: new alerts are stored again.
+    std::fs::remove_file(&filler).unwrap();
+    cat("/nonexistent/after-the-fill");
+    assert_eq!(shadow_alerts(&alerts, 1, Some("after-the-fill")), 1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let find = || {
+        let store = SqliteStore::open_read_only(db.as_ref()).unwrap();
+        store.search(&Query { text: Some("after-the-fill".into()), ..Query::default() }).unwrap().alerts.len()
+    };
+    while find() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(find(), 1, "an alert after space returned is stored");
+    let store = SqliteStore::open_read_only(db.as_ref()).unwrap();
+    let before_fill = store.search(&Query { text: Some("before-the-fill".into()), ..Query::default() }).unwrap();
+    assert_eq!(before_fill.alerts.len(), 1, "what was stored before the fill is still there");
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    unsafe { libc::kill(sensor.id() as i32, libc::SIGTERM) };
+    assert!(sensor.wait().unwrap().success());
+}
+
+/// A file that is not a store is set aside with an internal alert; then a real Docker
+/// container's read of /etc/shadow is stored with its container, and `sensor alerts search`
+/// finds it by container, image, priority and text.
+#[test]
+fn a_container_alert_is_found_again_and_a_bad_file_is_set_aside() {
+    let _turn = turn();
+    let bed = TestBed::up();
+    let image = bed.get("IMAGE").to_owned();
+    let scratch = Scratch::new("store-container");
+    let db = scratch.path("alerts.db");
+    std::fs::write(&db, "not a database: an operator's stray file\n".repeat(200)).unwrap();
+    let config =
+        scratch.config(&format!("outputs:\n  - stdout: {{format: json}}\n  - store: {{path: {db}, max_age: 1d}}\n"));
+    let mut sensor = start_sensor(&[
+        "run",
+        "--config",
+        &config,
+        "--docker-socket",
+        bed.get("DOCKER_SOCK"),
+        "--container-wait-ms",
+        "500",
+    ]);
+    let alerts = alert_stream(&mut sensor);
+
+    let first = alerts.recv_timeout(Duration::from_secs(10)).expect("the set-aside alert");
+    assert_eq!(first["rule"], "sensor internal: alert store set aside", "{first}");
+    assert_eq!(first["priority"], "Error");
+    assert!(first["output"].as_str().unwrap().contains("alerts.db.corrupt-"), "{first}");
+    let aside: Vec<_> = std::fs::read_dir(&scratch.dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("alerts.db.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the stray file is kept aside: {aside:?}");
+
+    let name = format!("sensor-store-{}", std::process::id());
+    bed.docker(&["run", "--rm", "--network", "none", "--name", &name, &image, "sh", "-c", SHADOW_READ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut on_stdout = None;
+    while on_stdout.is_none() {
+        let Ok(a) = alerts.recv_timeout(deadline.saturating_duration_since(Instant::now())) else { break };
+        if a["rule"] == SHADOW_RULE && a["output_fields"]["container.name"] == name.as_str() {
+            on_stdout = Some(Instant::now());
+        }
+    }
+    let on_stdout = on_stdout.expect("the container's read is alerted");
+    let by_container = ["search", "--store", &db, "--container", &name, "--rule", SHADOW_RULE, "--json"];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut found = sensor_alerts(&by_container);
+    while found.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        found = sensor_alerts(&by_container);
+    }
+    eprintln!("stored {:?} after the alert reached stdout", on_stdout.elapsed());
+    let stored: Vec<serde_json::Value> = found.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(stored.len(), 1, "{found}");
+    assert_eq!(stored[0]["rule"], SHADOW_RULE);
+    assert_eq!(stored[0]["output_fields"]["container.name"], name.as_str());
+    let id = stored[0]["id"].as_i64().expect("the store's id");
+
+    // The same alert by the other filters, and the table names it.
+    let repository = stored[0]["output_fields"]["container.image.repository"].as_str().expect("the image").to_owned();
+    for filters in [
+        vec!["--image", repository.as_str()],
+        vec!["--priority", "warning", "--text", "/etc/shadow", "--since", "10m"],
+        vec!["--text", name.as_str(), "--source", "syscall"],
+    ] {
+        let mut args = vec!["search", "--store", db.as_str(), "--json"];
+        args.extend(filters.iter().copied());
+        let ids: Vec<i64> = sensor_alerts(&args)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_i64().unwrap())
+            .collect();
+        assert!(ids.contains(&id), "{filters:?} misses alert {id}: {ids:?}");
+    }
+    // The container also wrote /etc/shadow (an Error); nothing of it is Critical.
+    let errors = sensor_alerts(&["search", "--store", &db, "--container", &name, "--priority", "error", "--json"]);
+    assert_eq!(errors.lines().count(), 1, "only the write is at least an Error: {errors}");
+    let none = sensor_alerts(&["search", "--store", &db, "--container", &name, "--priority", "critical", "--json"]);
+    assert!(none.is_empty(), "nothing is Critical: {none}");
+    let table = sensor_alerts(&["search", "--store", &db, "--container", &name]);
+    assert!(table.starts_with("ID ") && table.contains(&name) && table.contains("/etc/shadow"), "{table}");
+
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    unsafe { libc::kill(sensor.id() as i32, libc::SIGTERM) };
+    assert!(sensor.wait().unwrap().success());
+}
