@@ -629,7 +629,7 @@ outputs:
 
     #[test]
     fn names_come_from_the_derives() {
-        assert_eq!(declared_names::<OutputKind>(), ["stdout", "file", "telegram", "webhook", "smtp", "grpc"]);
+        assert_eq!(declared_names::<OutputKind>(), ["stdout", "file", "telegram", "webhook", "smtp", "grpc", "store"]);
         assert!(declared_names::<OutputOptions>().contains(&"rate_limit"));
     }
 }
