@@ -71,6 +71,19 @@ pub struct SensorConfig {
     /// Where alerts go (default: Falco's text line on stdout).
     #[serde(default)]
     pub outputs: OutputsConfig,
+    /// The web console over the alert store.
+    #[serde(default)]
+    pub ui: crate::console::UiConfig,
+}
+
+impl SensorConfig {
+    /// The file of the first enabled `store` output, if any.
+    pub fn store_path(&self) -> Option<&Path> {
+        self.outputs.outputs.iter().filter(|o| o.options.enabled).find_map(|o| match &o.kind {
+            crate::outputs::OutputKind::Store(store) => Some(store.path.as_path()),
+            _ => None,
+        })
+    }
 }
 
 /// How the rules are evaluated.

@@ -6,6 +6,7 @@
 //! reads the configuration file and [`metrics`] serves the counters of them all.
 pub mod capture;
 pub mod config;
+pub mod console;
 pub mod enrich;
 pub mod event;
 pub mod metrics;

@@ -81,8 +81,10 @@ Options:
 /// Help for `cargo xtask run`.
 const RUN_HELP: &str = "\
 Set up, build the release sensor, then run it in the foreground with ARGS (by default
-`run` with the built-in rules: alerts on stdout, and kept in the alert store
-/var/lib/sensor/alerts.db, which `sensor alerts search` reads). Ctrl-C stops it.
+`run` with the built-in rules: alerts on stdout, kept in the alert store
+/var/lib/sensor/alerts.db, which `sensor alerts search` reads, and shown by the web console
+on http://127.0.0.1:8484/; the first start prints the console's `admin` password). Ctrl-C
+stops it.
 
 Usage: cargo xtask run [-- ARGS...]
 

@@ -5,6 +5,7 @@ mod capture;
 mod config;
 mod rules;
 mod run;
+mod ui;
 
 use std::{
     io::{self, Write as _},
@@ -24,7 +25,7 @@ use sensor::{
 ///
 /// `run` watches the node and alerts; `capture` records raw events; `validate`,
 /// `test-rules`, `replay` and `list-fields` work on rules without a kernel or privileges;
-/// `alerts search` reads the alert store.
+/// `alerts search` reads the alert store; `ui hash-password` hashes a console password.
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -56,6 +57,9 @@ enum Command {
     /// Search the alert store (`store` output) without a browser.
     #[command(subcommand)]
     Alerts(alerts::AlertsCommand),
+    /// Helpers for the web console's configuration (password hashes).
+    #[command(subcommand)]
+    Ui(ui::UiCommand),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -72,6 +76,7 @@ pub fn main() -> ExitCode {
         Command::ListFields(args) => rules::list_fields(args),
         Command::Config(command) => config::run(command),
         Command::Alerts(command) => alerts::run(command),
+        Command::Ui(command) => ui::run(command),
         Command::Run(args) => block_on(run::run(args, cli.log)),
         Command::Capture(args) => block_on(capture::run(args)),
     };

@@ -180,6 +180,11 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
     metrics.clone().serve(&config.metrics).await?;
     // Before the kernel programs: a broken output stops the sensor before it watches anything.
     let stage = Arc::new(OutputStage::start(&config.outputs).await?);
+    // After the store output, which makes the store it shows; lives as long as the run.
+    let _console = match config.ui.enabled {
+        true => Some(sensor::console::start(&config.ui, config.store_path()).await?),
+        false => None,
+    };
     let capture_cfg = CaptureConfig {
         syscalls: syscalls_for(&engine),
         ring_bytes: config.capture.ring_buffer_kib.saturating_mul(1024),
@@ -504,6 +509,7 @@ impl Runner<'_> {
             ("containers", config.containers != self.config.containers),
             ("workers", config.workers != self.config.workers),
             ("alert_queue", config.alert_queue != self.config.alert_queue),
+            ("ui", config.ui != self.config.ui),
             ("log", config.log != self.config.log),
         ];
         for (section, _) in needs_restart.iter().filter(|(_, changed)| *changed) {

@@ -56,6 +56,12 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// A secret with this value, for tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(value: &str) -> Secret {
+        Secret(value.to_owned())
+    }
 }
 
 impl fmt::Debug for Secret {

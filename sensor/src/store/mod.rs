@@ -11,7 +11,7 @@ mod query;
 mod sqlite;
 
 pub use config::{StoreConfig, parse_size};
-pub use query::{Cursor, Order, Page, Query, parse_rfc3339, parse_since};
+pub use query::{Cursor, GroupBy, Order, Page, Query, parse_rfc3339, parse_since};
 pub use sqlite::{Opened, SqliteStore};
 
 use crate::rules::{Alert, Priority};
@@ -106,6 +106,10 @@ pub trait AlertStore: Send {
 
     /// One alert by its id.
     fn get(&self, id: i64) -> anyhow::Result<Option<StoredAlert>>;
+
+    /// How many alerts `query` selects (its order, cursor and limit aside), by the value
+    /// of `by`, most first; alerts without a value (a host alert's pod) are left out.
+    fn counts(&self, query: &Query, by: GroupBy) -> anyhow::Result<Vec<(String, u64)>>;
 
     /// Removes what is older than `max_age` at `now_ns`, then the oldest alerts while the
     /// store is over `max_size`.

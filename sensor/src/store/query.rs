@@ -37,6 +37,55 @@ pub struct Query {
     pub limit: usize,
 }
 
+/// What alerts can be counted by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GroupBy {
+    Priority,
+    Rule,
+    Source,
+    Hostname,
+    Container,
+    Image,
+    Namespace,
+    Pod,
+    Tag,
+}
+
+impl GroupBy {
+    /// Every grouping, as the API and the dashboard offer them.
+    pub const ALL: [GroupBy; 9] = [
+        GroupBy::Priority,
+        GroupBy::Rule,
+        GroupBy::Source,
+        GroupBy::Hostname,
+        GroupBy::Container,
+        GroupBy::Image,
+        GroupBy::Namespace,
+        GroupBy::Pod,
+        GroupBy::Tag,
+    ];
+
+    /// Its name in the API (`?by=rule`).
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupBy::Priority => "priority",
+            GroupBy::Rule => "rule",
+            GroupBy::Source => "source",
+            GroupBy::Hostname => "node",
+            GroupBy::Container => "container",
+            GroupBy::Image => "image",
+            GroupBy::Namespace => "namespace",
+            GroupBy::Pod => "pod",
+            GroupBy::Tag => "tag",
+        }
+    }
+
+    /// The grouping named `name`.
+    pub fn parse(name: &str) -> Option<GroupBy> {
+        GroupBy::ALL.into_iter().find(|g| g.name() == name)
+    }
+}
+
 /// The order of a search's results.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Order {

@@ -17,7 +17,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params, params_from_iter, types::Value as SqlValue};
 
-use super::{AlertStore, Cursor, Order, Page, Placement, Query, Removed, StoreConfig, StoredAlert, Usage};
+use super::{AlertStore, Cursor, GroupBy, Order, Page, Placement, Query, Removed, StoreConfig, StoredAlert, Usage};
 use crate::rules::{Alert, Priority};
 
 /// The schema this code writes; a file with another is refused, not guessed at.
@@ -579,6 +579,53 @@ impl AlertStore for SqliteStore {
             }
         }
         Ok(None)
+    }
+
+    fn counts(&self, query: &Query, by: GroupBy) -> anyhow::Result<Vec<(String, u64)>> {
+        let column = match by {
+            GroupBy::Priority => "priority",
+            GroupBy::Rule => "rule",
+            GroupBy::Source => "source",
+            GroupBy::Hostname => "hostname",
+            GroupBy::Container => "coalesce(container_name, container_id)",
+            GroupBy::Image => "image",
+            GroupBy::Namespace => "namespace",
+            GroupBy::Pod => "pod",
+            GroupBy::Tag => "tags",
+        };
+        let query = Query { after: None, ..query.clone() };
+        let mut counts: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+        for day in self.days_for(&query)? {
+            let mut args = Vec::new();
+            let sql = format!(
+                "SELECT {column}, count(*) FROM alerts_d{day} WHERE {} AND {column} IS NOT NULL GROUP BY {column}",
+                filters(day, &query, &mut args)
+            );
+            let mut stmt = match self.conn.prepare(&sql) {
+                Ok(stmt) => stmt,
+                Err(e) if e.to_string().contains("no such table") => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let mut rows = stmt.query(params_from_iter(args))?;
+            while let Some(row) = rows.next()? {
+                let n = row.get::<_, i64>(1)? as u64;
+                match by {
+                    GroupBy::Priority => {
+                        *counts.entry(priority_of_level(row.get(0)?).to_string()).or_default() += n;
+                    }
+                    GroupBy::Tag => {
+                        let tags: String = row.get(0)?;
+                        for tag in tags.split(TAG_SEPARATOR).filter(|t| !t.is_empty()) {
+                            *counts.entry(tag.to_owned()).or_default() += n;
+                        }
+                    }
+                    _ => *counts.entry(row.get(0)?).or_default() += n,
+                }
+            }
+        }
+        let mut counts: Vec<(String, u64)> = counts.into_iter().collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(counts)
     }
 
     fn enforce_retention(&mut self, now_ns: u64) -> anyhow::Result<Removed> {

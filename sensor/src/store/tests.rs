@@ -120,6 +120,25 @@ fn every_filter_selects_what_it_names() {
     assert_eq!(q(|q| q.pods = vec!["web-7d9f-x2x".into(), "other".into()]).len(), 2);
     assert_eq!(q(|q| (q.from_ns, q.to_ns) = (Some(T0 + 2), Some(T0 + 3))), ["Terminal shell in container"]);
     assert_eq!(q(|q| (q.pods, q.min_priority) = (vec!["web-7d9f-x2x".into()], Some(Priority::Warning))).len(), 1);
+
+    // Counts, by each grouping, under the same filters.
+    let counts = |by: GroupBy, query: Query| store.counts(&query, by).unwrap();
+    let pairs = |v: &[(&str, u64)]| v.iter().map(|(k, n)| (k.to_string(), *n)).collect::<Vec<_>>();
+    assert_eq!(
+        counts(GroupBy::Priority, Query::default()),
+        pairs(&[("Critical", 1), ("Error", 1), ("Notice", 1), ("Warning", 1)])
+    );
+    assert_eq!(counts(GroupBy::Container, Query::default()), pairs(&[("web", 2)]), "host alerts have no container");
+    assert_eq!(counts(GroupBy::Tag, Query::default()), pairs(&[("T1611", 3), ("container", 3)]));
+    assert_eq!(counts(GroupBy::Hostname, Query::default()), pairs(&[("node-a", 3), ("node-b", 1)]));
+    assert_eq!(
+        counts(GroupBy::Rule, Query { min_priority: Some(Priority::Warning), pods: vec!["web-7d9f-x2x".into()], ..Query::default() }),
+        pairs(&[("Read sensitive file untrusted", 1)])
+    );
+    assert_eq!(counts(GroupBy::Image, Query::default()), pairs(&[("registry:5000/shop/web:1.2", 2)]));
+    for by in GroupBy::ALL {
+        assert_eq!(GroupBy::parse(by.name()), Some(by));
+    }
 }
 
 #[test]

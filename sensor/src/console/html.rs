@@ -1,0 +1,255 @@
+//! The console's pages: plain HTML forms and tables, no script (the Content-Security-Policy
+//! allows none), readable on a phone-width screen. Every value from an alert is escaped:
+//! alerts carry what the watched programs chose (their names, arguments, paths).
+
+use std::fmt::Write as _;
+
+use crate::{
+    rules::{Priority, format_iso8601},
+    store::{GroupBy, StoredAlert},
+};
+
+use super::params::{encode, with};
+
+/// Escapes text for HTML content and quoted attributes.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#222}\
+header{background:#1f2937;color:#fff;padding:.5em 1em;display:flex;flex-wrap:wrap;gap:1em;align-items:center}\
+header a{color:#fff}header form{margin-left:auto}main{padding:1em}\
+table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.3em;text-align:left;vertical-align:top}\
+.out{font-family:monospace;font-size:.85em;word-break:break-all}\
+.p-Emergency,.p-Alert,.p-Critical{color:#fff;background:#b91c1c}.p-Error{color:#fff;background:#dc2626}\
+.p-Warning{background:#f59e0b}.p-Notice{background:#93c5fd}.p-Informational,.p-Debug{background:#e5e7eb}\
+.pri{padding:0 .3em;border-radius:3px}form.filters{display:flex;flex-wrap:wrap;gap:.5em;margin-bottom:1em}\
+form.filters label{display:flex;flex-direction:column;font-size:.8em}.grid{display:flex;flex-wrap:wrap;gap:2em}\
+.error{color:#b91c1c}pre{white-space:pre-wrap;word-break:break-all}";
+
+/// A whole page: `title`, the navigation (with a logout form when `session` is given as
+/// `(user, csrf)`), and `body`.
+pub fn page(base: &str, title: &str, session: Option<(&str, &str)>, body: &str) -> String {
+    let nav = match session {
+        Some((user, csrf)) => format!(
+            "<a href=\"{base}/\">Dashboard</a><a href=\"{base}/events\">Events</a><a href=\"{base}/about\">About</a>\
+             <form method=\"post\" action=\"{base}/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <span>{}</span> <button type=\"submit\">Log out</button></form>",
+            escape(csrf),
+            escape(user)
+        ),
+        None => String::new(),
+    };
+    format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{} · sensor</title><style>{STYLE}</style></head>\
+         <body><header><strong>sensor</strong>{nav}</header><main>{body}</main></body></html>",
+        escape(title)
+    )
+}
+
+pub fn login(base: &str, csrf: &str, message: Option<&str>) -> String {
+    let message = message.map(|m| format!("<p class=\"error\" id=\"message\">{}</p>", escape(m))).unwrap_or_default();
+    let body = format!(
+        "<h1>Log in</h1>{message}<form method=\"post\" action=\"{base}/login\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <p><label>User <input name=\"user\" id=\"user\" autocomplete=\"username\" required></label></p>\
+         <p><label>Password <input name=\"password\" id=\"password\" type=\"password\" autocomplete=\"current-password\" required></label></p>\
+         <p><button type=\"submit\" id=\"login\">Log in</button></p></form>",
+        escape(csrf)
+    );
+    page(base, "Log in", None, &body)
+}
+
+fn priority_badge(p: Priority) -> String {
+    format!("<span class=\"pri p-{p}\">{p}</span>")
+}
+
+fn placement(a: &StoredAlert) -> (String, String) {
+    let c = &a.container;
+    let container = c.container_name.clone().or_else(|| c.container_id.clone()).unwrap_or_else(|| "host".into());
+    let pod = match (&c.namespace, &c.pod) {
+        (Some(ns), Some(pod)) => format!("{ns}/{pod}"),
+        (None, Some(pod)) => pod.clone(),
+        _ => String::new(),
+    };
+    (container, pod)
+}
+
+/// The filter form, filled from `params`.
+fn filter_form(base: &str, params: &[(String, String)]) -> String {
+    let value = |key: &str| params.iter().find(|(k, _)| k == key).map(|(_, v)| escape(v)).unwrap_or_default();
+    let mut form = format!("<form class=\"filters\" method=\"get\" action=\"{base}/events\" id=\"filters\">");
+    for (key, label) in [
+        ("since", "Since (15m, 24h, 7d)"),
+        ("from", "From (RFC 3339)"),
+        ("to", "To"),
+        ("rule", "Rule"),
+        ("text", "Text"),
+        ("node", "Node"),
+        ("container", "Container"),
+        ("image", "Image"),
+        ("namespace", "Namespace"),
+        ("pod", "Pod"),
+        ("tag", "Tag"),
+        ("source", "Source"),
+    ] {
+        let _ = write!(form, "<label>{label}<input name=\"{key}\" id=\"f-{key}\" value=\"{}\"></label>", value(key));
+    }
+    let chosen = value("priority");
+    form.push_str("<label>Priority at least<select name=\"priority\" id=\"f-priority\"><option value=\"\">any</option>");
+    for p in ["emergency", "alert", "critical", "error", "warning", "notice", "informational", "debug"] {
+        let selected = if chosen.eq_ignore_ascii_case(p) { " selected" } else { "" };
+        let _ = write!(form, "<option value=\"{p}\"{selected}>{p}</option>");
+    }
+    form.push_str("</select></label><button type=\"submit\" id=\"search\">Search</button></form>");
+    form
+}
+
+/// The events page: the form, the table, the next page's link and the export links.
+pub fn events(
+    base: &str,
+    session: (&str, &str),
+    params: &[(String, String)],
+    alerts: &[StoredAlert],
+    next: Option<String>,
+    error: Option<&str>,
+) -> String {
+    let mut body = String::from("<h1>Events</h1>");
+    body.push_str(&filter_form(base, params));
+    if let Some(e) = error {
+        let _ = write!(body, "<p class=\"error\" id=\"message\">{}</p>", escape(e));
+    }
+    body.push_str(
+        "<table id=\"events\"><thead><tr><th>Time</th><th>Priority</th><th>Rule</th><th>Output</th>\
+         <th>Container</th><th>Pod</th><th>Node</th></tr></thead><tbody>",
+    );
+    for a in alerts {
+        let (container, pod) = placement(a);
+        let _ = write!(
+            body,
+            "<tr class=\"alert\" data-id=\"{id}\"><td><a href=\"{base}/events/{id}\">{}</a></td><td>{}</td><td>{}</td>\
+             <td class=\"out\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            format_iso8601(a.time_ns),
+            priority_badge(a.priority),
+            escape(&a.rule),
+            escape(&a.output),
+            escape(&container),
+            escape(&pod),
+            escape(&a.hostname),
+            id = a.id,
+        );
+    }
+    body.push_str("</tbody></table>");
+    if alerts.is_empty() && error.is_none() {
+        body.push_str("<p id=\"empty\">No alerts match.</p>");
+    }
+    if let Some(next) = next {
+        let _ = write!(body, "<p><a id=\"next\" href=\"{base}/events?{}\">Next page</a></p>", escape(&with(params, "after", &next)));
+    }
+    let export = |format: &str| escape(&with(params, "format", format));
+    let _ = write!(
+        body,
+        "<p>Export: <a href=\"{base}/api/v1/export?{}\">JSON lines</a> · <a href=\"{base}/api/v1/export?{}\">CSV</a></p>",
+        export("jsonl"),
+        export("csv")
+    );
+    page(base, "Events", Some(session), &body)
+}
+
+/// One alert: its columns, every output field, its tags and the raw JSON.
+pub fn detail(base: &str, session: (&str, &str), a: &StoredAlert) -> String {
+    let (container, pod) = placement(a);
+    let mut body = format!(
+        "<h1>{}</h1><p>{} · {} · node {} · container {} {}</p><p class=\"out\" id=\"output\">{}</p>",
+        escape(&a.rule),
+        priority_badge(a.priority),
+        format_iso8601(a.time_ns),
+        escape(&a.hostname),
+        escape(&container),
+        if pod.is_empty() { String::new() } else { format!("· pod {}", escape(&pod)) },
+        escape(&a.output)
+    );
+    body.push_str("<h2>Fields</h2><table id=\"fields\">");
+    if let Some(fields) = a.json["output_fields"].as_object() {
+        for (k, v) in fields {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => "<NA>".into(),
+                other => other.to_string(),
+            };
+            let _ = write!(body, "<tr><th>{}</th><td class=\"out\">{}</td></tr>", escape(k), escape(&v));
+        }
+    }
+    body.push_str("</table><h2>Tags</h2><p id=\"tags\">");
+    for t in &a.tags {
+        let _ = write!(body, "<a href=\"{base}/events?tag={}\">{}</a> ", encode(t), escape(t));
+    }
+    let raw = serde_json::to_string_pretty(&a.json).unwrap_or_default();
+    let _ = write!(body, "</p><h2>JSON</h2><pre id=\"raw\">{}</pre>", escape(&raw));
+    page(base, &a.rule, Some(session), &body)
+}
+
+/// The dashboard: counts by each grouping over the last `since`, each linking to its events.
+pub fn dashboard(base: &str, session: (&str, &str), since: &str, counts: &[(GroupBy, Vec<(String, u64)>)]) -> String {
+    let mut body = format!(
+        "<h1>Dashboard</h1><form method=\"get\" action=\"{base}/\"><label>Last <input name=\"since\" value=\"{}\" size=\"5\"></label> \
+         <button type=\"submit\">Show</button></form><div class=\"grid\">",
+        escape(since)
+    );
+    for (by, rows) in counts {
+        let _ = write!(body, "<section id=\"by-{}\"><h2>By {}</h2><table>", by.name(), by.name());
+        for (value, n) in rows.iter().take(10) {
+            let filter = match by {
+                GroupBy::Hostname => "node",
+                other => other.name(),
+            };
+            let link = format!("{base}/events?since={}&{filter}={}", encode(since), encode(value));
+            let label = if *by == GroupBy::Priority { priority_badge(Priority::parse(value).unwrap_or(Priority::Debug)) } else { escape(value) };
+            let _ = write!(body, "<tr><td><a href=\"{}\">{label}</a></td><td>{n}</td></tr>", escape(&link));
+        }
+        if rows.is_empty() {
+            body.push_str("<tr><td>none</td></tr>");
+        }
+        body.push_str("</table></section>");
+    }
+    body.push_str("</div>");
+    page(base, "Dashboard", Some(session), &body)
+}
+
+/// The About page: version and the store's usage.
+pub fn about(base: &str, session: (&str, &str), facts: &[(&str, String)]) -> String {
+    let mut body = String::from("<h1>About</h1><table id=\"about\">");
+    for (k, v) in facts {
+        let _ = write!(body, "<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v));
+    }
+    body.push_str("</table>");
+    page(base, "About", Some(session), &body)
+}
+
+/// A page saying what went wrong, with a way back.
+pub fn message(base: &str, title: &str, text: &str) -> String {
+    page(base, title, None, &format!("<h1>{}</h1><p id=\"message\">{}</p><p><a href=\"{base}/login\">Log in</a></p>", escape(title), escape(text)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_alerts_carry_is_escaped() {
+        assert_eq!(escape("<script>alert('x')</script>&\""), "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;");
+    }
+}

@@ -1,0 +1,507 @@
+//! The web console and its API over the alert store: a login page, a dashboard, the events
+//! with their filters, one alert's detail, and `/api/v1` (search, one alert, counts, export).
+//! Every page and endpoint but the login page needs a session (or, for the API, a bearer
+//! token); every form carries a CSRF token; failed logins are bounded per client address.
+//! Served by `sensor run` when `ui.enabled` is set, under `ui.base_path`.
+
+mod auth;
+pub mod config;
+mod html;
+mod params;
+
+pub use auth::{LoginLimiter, Sessions, Users, hash_password};
+pub use config::{UiConfig, UiUser};
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use anyhow::Context as _;
+use axum::{
+    Form, Json, Router,
+    extract::{ConnectInfo, Path as UrlPath, Query as UrlQuery, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware,
+    response::{Html, IntoResponse, Redirect, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+
+use crate::store::{AlertStore as _, GroupBy, Page, Query, SqliteStore, StoredAlert};
+use auth::{Session, Tokens, random_hex, same_secret};
+
+/// The cookie holding a session's token.
+const SESSION_COOKIE: &str = "sensor_session";
+/// The cookie holding the login form's CSRF token (before there is a session).
+const LOGIN_CSRF_COOKIE: &str = "sensor_login_csrf";
+/// Alerts one export returns at most; a larger one says where to continue.
+pub const EXPORT_MAX: usize = 10_000;
+
+/// What every request handler shares.
+struct Console {
+    /// `""` or `/base`.
+    base: String,
+    store: PathBuf,
+    users: Users,
+    sessions: Sessions,
+    limiter: LoginLimiter,
+    tokens: Tokens,
+}
+
+/// The console, serving.
+pub struct RunningConsole {
+    pub address: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RunningConsole {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the console on the current runtime. `store` is the `store` output's file, used
+/// unless `ui.store` names another. With no user configured, the first start makes the
+/// `admin` user's password and prints it once on stderr (only its hash is kept).
+pub async fn start(config: &UiConfig, store: Option<&Path>) -> anyhow::Result<RunningConsole> {
+    let base = config.base()?;
+    let store = config
+        .store
+        .clone()
+        .or_else(|| store.map(Path::to_owned))
+        .context("ui: no alert store to show: add a `store` output or set ui.store")?;
+    let users = if config.users.is_empty() {
+        let admin_file = config.admin_file.clone().unwrap_or_else(|| store.with_file_name("ui-admin.hash"));
+        let (users, password) = Users::admin_from(&admin_file)?;
+        if let Some(password) = password {
+            // Once, on the terminal: the operator's only chance to read it (the file keeps
+            // the hash alone). Not through the log, which may be shipped elsewhere.
+            eprintln!(
+                "\nui: created the console user `admin` with password {password}\n    \
+                 (shown once; its hash is in {}; delete that file to make a new one)\n",
+                admin_file.display()
+            );
+        }
+        users
+    } else {
+        Users::new(&config.users)?
+    };
+    let tokens = config.api_tokens.iter().map(|t| t.load().context("ui.api_tokens")).collect::<anyhow::Result<_>>()?;
+    let console = Arc::new(Console {
+        base: base.clone(),
+        store,
+        users,
+        sessions: Sessions::new(config.session_ttl),
+        limiter: LoginLimiter::new(config.login_attempts.get(), config.login_window),
+        tokens: Tokens::new(tokens),
+    });
+    let listener = tokio::net::TcpListener::bind(config.address)
+        .await
+        .with_context(|| format!("ui: listening on {}", config.address))?;
+    let address = listener.local_addr()?;
+    let app = router(console);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await {
+            log::error!("ui: the console stopped: {e}");
+        }
+    });
+    log::info!("ui: console on http://{address}{base}/");
+    Ok(RunningConsole { address, task })
+}
+
+fn router(console: Arc<Console>) -> Router {
+    let base = console.base.clone();
+    let routes = Router::new()
+        .route("/login", get(login_page).post(login_submit))
+        .route("/logout", post(logout))
+        .route("/", get(dashboard))
+        .route("/events", get(events))
+        .route("/events/{id}", get(detail))
+        .route("/about", get(about))
+        .route("/api/v1/alerts", get(api_search))
+        .route("/api/v1/alerts/{id}", get(api_get))
+        .route("/api/v1/counts", get(api_counts))
+        .route("/api/v1/export", get(api_export))
+        .fallback(not_found)
+        .with_state(console);
+    let app = if base.is_empty() {
+        routes
+    } else {
+        // Nested, the dashboard is `/base`; `/base/` leads there.
+        let home = base.clone();
+        Router::new().route(&format!("{base}/"), get(move || async move { Redirect::to(&home) })).nest(&base, routes)
+    };
+    app.layer(middleware::map_response(security_headers))
+}
+
+/// What every answer carries: no caching (alerts are sensitive), no framing, no script.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found\n").into_response()
+}
+
+/// The value of cookie `name`.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+impl Console {
+    fn cookie_path(&self) -> &str {
+        if self.base.is_empty() { "/" } else { &self.base }
+    }
+
+    fn set_cookie(&self, name: &str, value: &str, max_age: u64) -> (header::HeaderName, String) {
+        (header::SET_COOKIE, format!("{name}={value}; Path={}; HttpOnly; SameSite=Strict; Max-Age={max_age}", self.cookie_path()))
+    }
+
+    /// The request's session and its token.
+    fn session(&self, headers: &HeaderMap) -> Option<(String, Session)> {
+        let token = cookie(headers, SESSION_COOKIE)?;
+        self.sessions.get(token).map(|s| (token.to_owned(), s))
+    }
+
+    /// Whether the request may call the API: a session, or a bearer token.
+    fn api_allowed(&self, headers: &HeaderMap) -> bool {
+        if self.session(headers).is_some() {
+            return true;
+        }
+        let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        bearer.is_some_and(|t| self.tokens.accepts(t))
+    }
+
+    /// The dashboard's path.
+    fn home(&self) -> String {
+        if self.base.is_empty() { "/".into() } else { self.base.clone() }
+    }
+
+    fn to_login(&self) -> Response {
+        Redirect::to(&format!("{}/login", self.base)).into_response()
+    }
+
+    /// Runs `read` on the store, on a blocking thread.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&SqliteStore) -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, String> {
+        let path = self.store.clone();
+        tokio::task::spawn_blocking(move || SqliteStore::open_read_only(&path).and_then(|store| read(&store)))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("{e:#}"))
+    }
+}
+
+type Params = UrlQuery<Vec<(String, String)>>;
+
+async fn login_page(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    if console.session(&headers).is_some() {
+        return Redirect::to(&console.home()).into_response();
+    }
+    let csrf = random_hex(32);
+    ([console.set_cookie(LOGIN_CSRF_COOKIE, &csrf, 3600)], Html(html::login(&console.base, &csrf, None))).into_response()
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn login_submit(
+    State(console): State<Arc<Console>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let base = &console.base;
+    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !same_secret(expected.as_bytes(), form.csrf.as_bytes()) {
+        let page = html::message(base, "Form expired", "The login form expired or came from elsewhere: open the login page again.");
+        return (StatusCode::FORBIDDEN, Html(page)).into_response();
+    }
+    let client = client.ip();
+    if let Some(wait) = console.limiter.wait(client) {
+        let text = format!("Too many failed logins from this address: try again in {} s.", wait.as_secs() + 1);
+        let csrf = random_hex(32);
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [console.set_cookie(LOGIN_CSRF_COOKIE, &csrf, 3600)],
+            Html(html::login(base, &csrf, Some(&text))),
+        )
+            .into_response();
+    }
+    let verifier = console.clone();
+    let (user, password) = (form.user.clone(), form.password);
+    let ok = tokio::task::spawn_blocking(move || verifier.users.verify(&user, &password)).await.unwrap_or(false);
+    if !ok {
+        console.limiter.failed(client);
+        log::warn!("ui: failed login for `{}` from {client}", form.user.escape_debug());
+        let csrf = random_hex(32);
+        return (
+            StatusCode::UNAUTHORIZED,
+            [console.set_cookie(LOGIN_CSRF_COOKIE, &csrf, 3600)],
+            Html(html::login(base, &csrf, Some("Wrong user name or password."))),
+        )
+            .into_response();
+    }
+    console.limiter.succeeded(client);
+    log::info!("ui: `{}` logged in from {client}", form.user.escape_debug());
+    let token = console.sessions.start(&form.user);
+    let mut response = Redirect::to(&console.home()).into_response();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        console.set_cookie(SESSION_COOKIE, &token, console.sessions.ttl().as_secs()),
+        console.set_cookie(LOGIN_CSRF_COOKIE, "", 0),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.append(name, value);
+        }
+    }
+    response
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(State(console): State<Arc<Console>>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+    let Some((token, session)) = console.session(&headers) else { return console.to_login() };
+    if !same_secret(session.csrf.as_bytes(), form.csrf.as_bytes()) {
+        return (StatusCode::FORBIDDEN, "the form's CSRF token is missing or wrong\n").into_response();
+    }
+    console.sessions.end(&token);
+    log::info!("ui: `{}` logged out", session.user.escape_debug());
+    ([console.set_cookie(SESSION_COOKIE, "", 0)], Redirect::to(&format!("{}/login", console.base))).into_response()
+}
+
+async fn dashboard(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQuery(params): Params) -> Response {
+    let Some((_, session)) = console.session(&headers) else { return console.to_login() };
+    let since = params.iter().find(|(k, _)| k == "since").map_or("24h".to_owned(), |(_, v)| v.clone());
+    let query = match params::query_of(&[("since".into(), since.clone())]) {
+        Ok(q) => q,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let groups = [GroupBy::Priority, GroupBy::Rule, GroupBy::Hostname, GroupBy::Namespace, GroupBy::Pod, GroupBy::Image, GroupBy::Tag];
+    let counts = console
+        .read(move |store| groups.iter().map(|by| Ok((*by, store.counts(&query, *by)?))).collect::<anyhow::Result<Vec<_>>>())
+        .await;
+    match counts {
+        Ok(counts) => Html(html::dashboard(&console.base, (&session.user, &session.csrf), &since, &counts)).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+    }
+}
+
+async fn events(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQuery(params): Params) -> Response {
+    let Some((_, session)) = console.session(&headers) else { return console.to_login() };
+    let session = (session.user.as_str(), session.csrf.as_str());
+    let query = match params::query_of(&params) {
+        Ok(q) => q,
+        Err(e) => return (StatusCode::BAD_REQUEST, Html(html::events(&console.base, session, &params, &[], None, Some(&e)))).into_response(),
+    };
+    match console.read(move |store| store.search(&query)).await {
+        Ok(Page { alerts, next }) => {
+            Html(html::events(&console.base, session, &params, &alerts, next.map(|c| c.to_string()), None)).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+    }
+}
+
+async fn detail(State(console): State<Arc<Console>>, headers: HeaderMap, UrlPath(id): UrlPath<i64>) -> Response {
+    let Some((_, session)) = console.session(&headers) else { return console.to_login() };
+    match console.read(move |store| store.get(id)).await {
+        Ok(Some(alert)) => Html(html::detail(&console.base, (&session.user, &session.csrf), &alert)).into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, format!("no alert {id}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+    }
+}
+
+async fn about(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let Some((_, session)) = console.session(&headers) else { return console.to_login() };
+    let store_path = console.store.display().to_string();
+    let usage = console.read(|store| store.usage()).await;
+    let mut facts = vec![("version", env!("CARGO_PKG_VERSION").to_owned()), ("alert store", store_path)];
+    match usage {
+        Ok(u) => {
+            facts.push(("alerts stored", u.alerts.to_string()));
+            facts.push(("store size (pages in use)", format!("{:.1} MiB", u.bytes as f64 / 1048576.0)));
+            facts.push(("oldest alert", u.oldest_ns.map_or("none".into(), crate::rules::format_iso8601)));
+        }
+        Err(e) => facts.push(("store error", e)),
+    }
+    Html(html::about(&console.base, (&session.user, &session.csrf), &facts)).into_response()
+}
+
+/// The API's refusal without a session or token.
+fn unauthorized() -> Response {
+    let body = Json(serde_json::json!({"error": "log in, or send Authorization: Bearer TOKEN"}));
+    (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
+}
+
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(serde_json::json!({"error": message}))).into_response()
+}
+
+fn server_error(message: String) -> Response {
+    (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({"error": message}))).into_response()
+}
+
+/// Falco's JSON alert with the store's `id`.
+fn alert_json(alert: &StoredAlert) -> serde_json::Value {
+    let mut json = alert.json.clone();
+    if let Some(map) = json.as_object_mut() {
+        map.insert("id".into(), alert.id.into());
+    }
+    json
+}
+
+async fn api_search(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQuery(params): Params) -> Response {
+    if !console.api_allowed(&headers) {
+        return unauthorized();
+    }
+    let query = match params::query_of(&params) {
+        Ok(q) => q,
+        Err(e) => return bad_request(e),
+    };
+    match console.read(move |store| store.search(&query)).await {
+        Ok(page) => Json(serde_json::json!({
+            "alerts": page.alerts.iter().map(alert_json).collect::<Vec<_>>(),
+            "next": page.next.map(|c| c.to_string()),
+        }))
+        .into_response(),
+        Err(e) => server_error(e),
+    }
+}
+
+async fn api_get(State(console): State<Arc<Console>>, headers: HeaderMap, UrlPath(id): UrlPath<i64>) -> Response {
+    if !console.api_allowed(&headers) {
+        return unauthorized();
+    }
+    match console.read(move |store| store.get(id)).await {
+        Ok(Some(alert)) => Json(alert_json(&alert)).into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": format!("no alert {id}")}))).into_response(),
+        Err(e) => server_error(e),
+    }
+}
+
+async fn api_counts(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQuery(params): Params) -> Response {
+    if !console.api_allowed(&headers) {
+        return unauthorized();
+    }
+    let by_name = params.iter().find(|(k, _)| k == "by").map_or("rule", |(_, v)| v.as_str());
+    let Some(by) = GroupBy::parse(by_name) else {
+        let names: Vec<&str> = GroupBy::ALL.iter().map(|g| g.name()).collect();
+        return bad_request(format!("by: `{by_name}`, expected one of {}", names.join(", ")));
+    };
+    let query = match params::query_of(&params) {
+        Ok(q) => q,
+        Err(e) => return bad_request(e),
+    };
+    match console.read(move |store| store.counts(&query, by)).await {
+        Ok(counts) => Json(serde_json::json!({
+            "by": by.name(),
+            "counts": counts.iter().map(|(value, n)| serde_json::json!({"value": value, "alerts": n})).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => server_error(e),
+    }
+}
+
+/// A CSV cell: quoted when it must be, and a leading `= + - @` made inert, since alert text
+/// comes from the watched programs and spreadsheets run formulas.
+fn csv_cell(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_owned() };
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
+}
+
+async fn api_export(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQuery(params): Params) -> Response {
+    if !console.api_allowed(&headers) {
+        return unauthorized();
+    }
+    let csv = match params.iter().find(|(k, _)| k == "format").map_or("jsonl", |(_, v)| v.as_str()) {
+        "jsonl" => false,
+        "csv" => true,
+        other => return bad_request(format!("format: `{other}`, expected jsonl or csv")),
+    };
+    let query = match params::query_of(&params) {
+        Ok(q) => Query { limit: EXPORT_MAX, ..q },
+        Err(e) => return bad_request(e),
+    };
+    let page = match console.read(move |store| store.search(&query)).await {
+        Ok(page) => page,
+        Err(e) => return server_error(e),
+    };
+    let mut body = String::new();
+    if csv {
+        body.push_str("id,time,priority,rule,source,node,container,image,namespace,pod,output\r\n");
+    }
+    for a in &page.alerts {
+        if csv {
+            let c = &a.container;
+            let cells = [
+                a.id.to_string(),
+                crate::rules::format_iso8601(a.time_ns),
+                a.priority.to_string(),
+                a.rule.clone(),
+                a.source.clone(),
+                a.hostname.clone(),
+                c.container_name.clone().or_else(|| c.container_id.clone()).unwrap_or_default(),
+                c.image.clone().unwrap_or_default(),
+                c.namespace.clone().unwrap_or_default(),
+                c.pod.clone().unwrap_or_default(),
+                a.output.clone(),
+            ];
+            body.push_str(&cells.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(","));
+            body.push_str("\r\n");
+        } else {
+            body.push_str(&alert_json(a).to_string());
+            body.push('\n');
+        }
+    }
+    let (kind, name) = if csv { ("text/csv; charset=utf-8", "alerts.csv") } else { ("application/x-ndjson", "alerts.jsonl") };
+    let mut response = ([(header::CONTENT_TYPE, kind)], body).into_response();
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    // More than one export holds: where the next one starts.
+    if let Some(next) = page.next
+        && let Ok(v) = HeaderValue::from_str(&next.to_string())
+    {
+        headers.insert("x-next-cursor", v);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,345 @@
+//! The console's routes in process, against a real store: what a user and an attacker on
+//! the network would try.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{body::Body, http::Request};
+use http_body_util::BodyExt as _;
+use tower::ServiceExt as _;
+
+use super::*;
+use crate::{
+    rules::{Alert, Priority, Value},
+    store::StoreConfig,
+};
+
+const T0: u64 = 1_796_515_200 * 1_000_000_000;
+const PASSWORD: &str = "correct horse battery";
+const TOKEN: &str = "api-token-0123456789";
+
+struct Fixture {
+    dir: PathBuf,
+    app: Router,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn alert(n: u64, rule: &str, priority: Priority, pod: Option<&str>, message: &str) -> Arc<Alert> {
+    let mut fields = vec![("proc.name".to_string(), Some(Value::Str("cat".into())))];
+    if let Some(pod) = pod {
+        fields.push(("k8s.ns.name".into(), Some(Value::Str("shop".into()))));
+        fields.push(("k8s.pod.name".into(), Some(Value::Str(pod.to_owned().into()))));
+        fields.push(("container.name".into(), Some(Value::Str("web".into()))));
+    }
+    Arc::new(Alert {
+        time_ns: T0 + n * 1_000_000,
+        rule: rule.into(),
+        priority,
+        source: "syscall".into(),
+        hostname: "node-a".into(),
+        message: message.into(),
+        tags: vec!["T1003".into()],
+        fields,
+    })
+}
+
+/// A store of 250 alerts (every fifth in pod `web-1`, one with markup in its output) and
+/// the console over it, under `base_path`.
+fn fixture(name: &str, base_path: &str) -> Fixture {
+    let dir = std::env::temp_dir().join(format!("sensor-console-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = StoreConfig::at(dir.join("alerts.db"));
+    let mut store = SqliteStore::open(&config).unwrap().store;
+    let mut alerts: Vec<Arc<Alert>> = (0..249)
+        .map(|n| {
+            let (priority, pod) = if n % 5 == 0 { (Priority::Critical, Some("web-1")) } else { (Priority::Notice, None) };
+            alert(n, "Read sensitive file", priority, pod, &format!("read /etc/shadow by cat-{n}"))
+        })
+        .collect();
+    alerts.push(alert(249, "Markup", Priority::Warning, None, "<script>alert(1)</script> by x-y"));
+    store.insert(&alerts).unwrap();
+    let console = Arc::new(Console {
+        base: UiConfig { base_path: base_path.into(), ..UiConfig::default() }.base().unwrap(),
+        store: config.path.clone(),
+        users: Users::new(&[UiUser { name: "alice".into(), password_hash: hash_password(PASSWORD).unwrap() }]).unwrap(),
+        sessions: Sessions::new(Duration::from_secs(3600)),
+        limiter: LoginLimiter::new(3, Duration::from_secs(300)),
+        tokens: Tokens::new(vec![crate::outputs::Secret::for_test(TOKEN)]),
+    });
+    Fixture { dir, app: router(console) }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    fn location(&self) -> &str {
+        self.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    }
+
+    /// The `name=value` of a Set-Cookie header.
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+    }
+
+    /// The value of the form field `name="csrf"`.
+    fn csrf_field(&self) -> String {
+        let at = self.body.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+        self.body[at..].split('"').next().unwrap().to_owned()
+    }
+}
+
+async fn send(app: &Router, method: &str, uri: &str, headers: &[(&str, &str)], body: &str, from: [u8; 4]) -> Answer {
+    let mut request = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    if method == "POST" {
+        request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    }
+    let mut request = request.body(Body::from(body.to_owned())).unwrap();
+    request.extensions_mut().insert(ConnectInfo(SocketAddr::from((from, 40_000))));
+    let response = app.clone().oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let body = String::from_utf8_lossy(&body.collect().await.unwrap().to_bytes()).into_owned();
+    Answer { status: parts.status, headers: parts.headers, body }
+}
+
+const CLIENT: [u8; 4] = [10, 0, 0, 1];
+
+async fn get(app: &Router, uri: &str, cookie: &str) -> Answer {
+    send(app, "GET", uri, &[("cookie", cookie)], "", CLIENT).await
+}
+
+/// Logs in as alice; the session cookie (`name=value`).
+async fn log_in(app: &Router, base: &str) -> String {
+    let page = get(app, &format!("{base}/login"), "").await;
+    let csrf_cookie = page.cookie(LOGIN_CSRF_COOKIE).unwrap();
+    let form = format!("user=alice&password={}&csrf={}", params::encode(PASSWORD), page.csrf_field());
+    let answer = send(app, "POST", &format!("{base}/login"), &[("cookie", &csrf_cookie)], &form, CLIENT).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    answer.cookie(SESSION_COOKIE).expect("a session cookie")
+}
+
+const PAGES: [&str; 5] = ["/", "/events", "/events/1", "/about", "/events?priority=warning"];
+const API: [&str; 4] = ["/api/v1/alerts", "/api/v1/alerts/1", "/api/v1/counts?by=rule", "/api/v1/export?format=csv"];
+
+#[tokio::test]
+async fn nothing_answers_without_a_session_or_token() {
+    let f = fixture("noauth", "/");
+    for cookie in ["", "sensor_session=forged", "sensor_session="] {
+        for page in PAGES {
+            let a = get(&f.app, page, cookie).await;
+            assert_eq!((a.status, a.location()), (StatusCode::SEE_OTHER, "/login"), "{page} with {cookie:?}");
+            assert!(!a.body.contains("shadow"));
+        }
+        for api in API {
+            let a = get(&f.app, api, cookie).await;
+            assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{api} with {cookie:?}");
+            assert!(!a.body.contains("shadow"));
+        }
+    }
+    for bearer in ["Bearer wrong", "Bearer ", "Basic YWxpY2U6eA==", "bearer api-token-0123456789"] {
+        let a = send(&f.app, "GET", "/api/v1/alerts", &[("authorization", bearer)], "", CLIENT).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{bearer}");
+    }
+    let a = send(&f.app, "GET", "/api/v1/alerts", &[("authorization", &format!("Bearer {TOKEN}"))], "", CLIENT).await;
+    assert_eq!(a.status, StatusCode::OK, "the API token is accepted");
+    // Every answer forbids caching, framing and script.
+    assert_eq!(a.headers[header::CACHE_CONTROL], "no-store");
+    assert!(a.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("default-src 'none'"));
+}
+
+#[tokio::test]
+async fn log_in_wrong_and_right_browse_then_log_out() {
+    let f = fixture("login", "/");
+    let page = get(&f.app, "/login", "").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let login_cookie = page.cookie(LOGIN_CSRF_COOKIE).unwrap();
+    let raw_cookie = page.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap();
+    assert!(raw_cookie.contains("HttpOnly") && raw_cookie.contains("SameSite=Strict"), "{raw_cookie}");
+    let csrf = page.csrf_field();
+
+    let wrong = format!("user=alice&password=guess&csrf={csrf}");
+    let a = send(&f.app, "POST", "/login", &[("cookie", &login_cookie)], &wrong, CLIENT).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert!(a.body.contains("Wrong user name or password."));
+    assert!(a.cookie(SESSION_COOKIE).is_none());
+
+    let session = log_in(&f.app, "").await;
+    let dashboard = get(&f.app, "/", &session).await;
+    assert_eq!(dashboard.status, StatusCode::OK, "{}", dashboard.body);
+    assert!(dashboard.body.contains("By rule") && dashboard.body.contains("alice"), "{}", dashboard.body);
+    let events = get(&f.app, "/events?pod=web-1", &session).await;
+    assert_eq!(events.body.matches("class=\"alert\"").count(), 50, "every fifth alert is in web-1");
+    let detail = get(&f.app, "/events/1", &session).await;
+    assert!(detail.body.contains("proc.name") && detail.body.contains("read /etc/shadow by cat-0"), "{}", detail.body);
+
+    // Logging out needs the session's CSRF token.
+    let a = send(&f.app, "POST", "/logout", &[("cookie", &session)], "csrf=wrong", CLIENT).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(get(&f.app, "/", &session).await.status, StatusCode::OK, "still logged in");
+    let form = format!("csrf={}", dashboard.csrf_field());
+    let a = send(&f.app, "POST", "/logout", &[("cookie", &session)], &form, CLIENT).await;
+    assert_eq!((a.status, a.location()), (StatusCode::SEE_OTHER, "/login"));
+    for page in PAGES {
+        assert_eq!(get(&f.app, page, &session).await.status, StatusCode::SEE_OTHER, "{page} after logout");
+    }
+    assert_eq!(get(&f.app, "/api/v1/alerts", &session).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_login_without_its_csrf_token_is_refused() {
+    let f = fixture("csrf", "/");
+    let page = get(&f.app, "/login", "").await;
+    let login_cookie = page.cookie(LOGIN_CSRF_COOKIE).unwrap();
+    let form = format!("user=alice&password={}", params::encode(PASSWORD));
+    // No token, a wrong one, a token without its cookie (a form posted from another site).
+    for (cookie, body) in [
+        (login_cookie.as_str(), form.clone()),
+        (login_cookie.as_str(), format!("{form}&csrf=00")),
+        ("", format!("{form}&csrf={}", page.csrf_field())),
+    ] {
+        let a = send(&f.app, "POST", "/login", &[("cookie", cookie)], &body, CLIENT).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{body}");
+        assert!(a.cookie(SESSION_COOKIE).is_none());
+    }
+}
+
+#[tokio::test]
+async fn failed_logins_are_limited_per_address() {
+    let f = fixture("limit", "/");
+    let attempt = |password: &'static str, from: [u8; 4]| {
+        let app = f.app.clone();
+        async move {
+            let page = get(&app, "/login", "").await;
+            let cookie = page.cookie(LOGIN_CSRF_COOKIE).unwrap();
+            let form = format!("user=alice&password={}&csrf={}", params::encode(password), page.csrf_field());
+            send(&app, "POST", "/login", &[("cookie", &cookie)], &form, from).await
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(attempt("guess", CLIENT).await.status, StatusCode::UNAUTHORIZED);
+    }
+    let held = attempt(PASSWORD, CLIENT).await;
+    assert_eq!(held.status, StatusCode::TOO_MANY_REQUESTS, "even the right password waits");
+    assert!(held.body.contains("Too many failed logins from this address: try again in"), "{}", held.body);
+    assert!(held.cookie(SESSION_COOKIE).is_none());
+    assert_eq!(attempt(PASSWORD, [10, 0, 0, 2]).await.status, StatusCode::SEE_OTHER, "another address logs in");
+}
+
+#[tokio::test]
+async fn the_api_filters_pages_counts_and_exports() {
+    let f = fixture("api", "/");
+    let session = log_in(&f.app, "").await;
+    let api = |uri: String| {
+        let (app, session) = (f.app.clone(), session.clone());
+        async move {
+            let a = get(&app, &uri, &session).await;
+            assert_eq!(a.status, StatusCode::OK, "{uri}: {}", a.body);
+            a
+        }
+    };
+    let ids = |page: &serde_json::Value| -> Vec<i64> {
+        page["alerts"].as_array().unwrap().iter().map(|a| a["id"].as_i64().unwrap()).collect()
+    };
+
+    // Pages of 40, newest first: every alert once.
+    let mut seen = Vec::new();
+    let mut uri = "/api/v1/alerts?limit=40".to_string();
+    loop {
+        let page = api(uri.clone()).await.json();
+        seen.extend(ids(&page));
+        match page["next"].as_str() {
+            Some(next) => uri = format!("/api/v1/alerts?limit=40&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (1..=250).rev().collect::<Vec<_>>());
+
+    let count = |q: &'static str| {
+        let api = &api;
+        async move { ids(&api(format!("/api/v1/alerts?limit=1000&{q}")).await.json()).len() }
+    };
+    assert_eq!(count("priority=critical").await, 50);
+    assert_eq!(count("priority=warning").await, 51);
+    assert_eq!(count("pod=web-1&namespace=shop").await, 50);
+    assert_eq!(count("container=web").await, 50);
+    assert_eq!(count("rule=Markup").await, 1);
+    assert_eq!(count("node=node-a&source=syscall&tag=T1003").await, 250);
+    assert_eq!(count("node=node-b").await, 0);
+    assert_eq!(count("text=cat-17").await, 11, "a dash in the search text: cat-17 and cat-170..179");
+    assert_eq!(count("text=cat-170").await, 1);
+    assert_eq!(count("text=%22cat-1%22").await, 0, "quotes are searched as written");
+    assert_eq!(count("text=x-y%20%3Cscript%3E").await, 1);
+    assert_eq!(count("from=2026-12-06T00:00:00.100Z&to=2026-12-06T00:00:00.200Z").await, 100);
+    assert_eq!(count("since=1h").await, 0, "the alerts are from another day");
+    let bad = get(&f.app, "/api/v1/alerts?priority=loud", &session).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.json()["error"].as_str().unwrap().contains("priority"));
+
+    let one = api("/api/v1/alerts/250".into()).await.json();
+    assert_eq!((one["id"].as_i64(), one["rule"].as_str()), (Some(250), Some("Markup")));
+    assert_eq!(get(&f.app, "/api/v1/alerts/999", &session).await.status, StatusCode::NOT_FOUND);
+
+    let counts = api("/api/v1/counts?by=priority".into()).await.json();
+    assert_eq!(counts["counts"][0], serde_json::json!({"value": "Notice", "alerts": 199}));
+    let counts = api("/api/v1/counts?by=pod&priority=critical".into()).await.json();
+    assert_eq!(counts["counts"], serde_json::json!([{"value": "web-1", "alerts": 50}]));
+
+    let jsonl = api("/api/v1/export?format=jsonl&pod=web-1".into()).await;
+    assert_eq!(jsonl.body.lines().count(), 50);
+    assert!(jsonl.headers[header::CONTENT_DISPOSITION].to_str().unwrap().contains("alerts.jsonl"));
+    let csv = api("/api/v1/export?format=csv&rule=Markup".into()).await;
+    let mut lines = csv.body.lines();
+    assert_eq!(lines.next(), Some("id,time,priority,rule,source,node,container,image,namespace,pod,output"));
+    assert!(lines.next().unwrap().starts_with("250,2026-12-06T00:00:00.249000000Z,Warning,Markup,syscall,node-a,"));
+}
+
+#[tokio::test]
+async fn markup_from_an_alert_is_shown_as_text() {
+    let f = fixture("xss", "/");
+    let session = log_in(&f.app, "").await;
+    for page in ["/events?rule=Markup", "/events/250"] {
+        let body = get(&f.app, page, &session).await.body;
+        assert!(!body.contains("<script>"), "{page}: {body}");
+        assert!(body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{page}");
+    }
+}
+
+#[tokio::test]
+async fn the_console_works_under_a_sub_path() {
+    let f = fixture("subpath", "/tools/sensor/");
+    assert_eq!(get(&f.app, "/login", "").await.status, StatusCode::NOT_FOUND);
+    let a = get(&f.app, "/tools/sensor/events", "").await;
+    assert_eq!((a.status, a.location()), (StatusCode::SEE_OTHER, "/tools/sensor/login"));
+    let page = get(&f.app, "/tools/sensor/login", "").await;
+    assert!(page.body.contains("action=\"/tools/sensor/login\""));
+    assert!(page.headers[header::SET_COOKIE].to_str().unwrap().contains("Path=/tools/sensor;"));
+    let session = log_in(&f.app, "/tools/sensor").await;
+    let events = get(&f.app, "/tools/sensor/events?limit=10", &session).await;
+    assert!(events.body.contains("href=\"/tools/sensor/events/250\""), "{}", events.body);
+    assert!(events.body.contains("href=\"/tools/sensor/events?limit=10&amp;after="), "the next page stays under the path");
+    let home = get(&f.app, "/tools/sensor/", &session).await;
+    assert_eq!((home.status, home.location()), (StatusCode::SEE_OTHER, "/tools/sensor"));
+    assert_eq!(get(&f.app, "/tools/sensor", &session).await.status, StatusCode::OK);
+    assert_eq!(get(&f.app, "/tools/sensor/api/v1/alerts/250", &session).await.status, StatusCode::OK);
+    assert!(UiConfig { base_path: "/a/../b".into(), ..UiConfig::default() }.base().is_err());
+}
