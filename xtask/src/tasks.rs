@@ -17,13 +17,8 @@ use crate::{cmd, setup::setup};
 /// Sensor arguments `cargo xtask run` uses when given none: the live mode with the
 /// built-in rules, alerts on stdout and kept in the alert store in [`RUN_STORE_DIR`], the
 /// web console on http://127.0.0.1:8484/.
-pub const DEFAULT_RUN_ARGS: &[&str] = &[
-    "run",
-    "-o",
-    "outputs=[{stdout: {}}, {store: {path: /var/lib/sensor/alerts.db}}]",
-    "-o",
-    "ui.enabled=true",
-];
+pub const DEFAULT_RUN_ARGS: &[&str] =
+    &["run", "-o", "outputs=[{stdout: {}}, {store: {path: /var/lib/sensor/alerts.db}}]", "-o", "ui.enabled=true"];
 
 /// Where `cargo xtask run` keeps its alerts (`sensor alerts search` reads there by default).
 const RUN_STORE_DIR: &str = "/var/lib/sensor";

@@ -30,7 +30,10 @@ pub fn random_hex(n: usize) -> String {
 
 /// An argon2id PHC string of `password` (a fresh random salt each time).
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
-    Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| anyhow::anyhow!("hashing: {e}"))
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("hashing: {e}"))
 }
 
 /// Whether `a` and `b` are equal, in time that does not depend on where they differ.
@@ -49,8 +52,9 @@ impl Users {
     pub fn new(users: &[UiUser]) -> anyhow::Result<Users> {
         let mut hashes = HashMap::new();
         for user in users {
-            PasswordHash::new(&user.password_hash)
-                .map_err(|e| anyhow::anyhow!("ui.users: the password_hash of `{}` is not a PHC string: {e}", user.name))?;
+            PasswordHash::new(&user.password_hash).map_err(|e| {
+                anyhow::anyhow!("ui.users: the password_hash of `{}` is not a PHC string: {e}", user.name)
+            })?;
             if hashes.insert(user.name.clone(), user.password_hash.clone()).is_some() {
                 bail!("ui.users: `{}` is listed twice", user.name);
             }
@@ -145,7 +149,8 @@ impl Sessions {
         {
             sessions.remove(&oldest);
         }
-        sessions.insert(token.clone(), Session { user: user.to_owned(), csrf: random_hex(32), expires: now + self.ttl });
+        sessions
+            .insert(token.clone(), Session { user: user.to_owned(), csrf: random_hex(32), expires: now + self.ttl });
         token
     }
 

@@ -72,10 +72,17 @@ impl UiConfig {
         if trimmed.is_empty() {
             return Ok(String::new());
         }
-        let valid = trimmed
-            .split('/')
-            .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)));
-        anyhow::ensure!(valid, "ui.base_path `{}`: expected a path such as /sensor (letters, digits, - . _ ~)", self.base_path);
+        let valid = trimmed.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        });
+        anyhow::ensure!(
+            valid,
+            "ui.base_path `{}`: expected a path such as /sensor (letters, digits, - . _ ~)",
+            self.base_path
+        );
         Ok(format!("/{trimmed}"))
     }
 }

@@ -109,7 +109,9 @@ fn filter_form(base: &str, params: &[(String, String)]) -> String {
         let _ = write!(form, "<label>{label}<input name=\"{key}\" id=\"f-{key}\" value=\"{}\"></label>", value(key));
     }
     let chosen = value("priority");
-    form.push_str("<label>Priority at least<select name=\"priority\" id=\"f-priority\"><option value=\"\">any</option>");
+    form.push_str(
+        "<label>Priority at least<select name=\"priority\" id=\"f-priority\"><option value=\"\">any</option>",
+    );
     for p in ["emergency", "alert", "critical", "error", "warning", "notice", "informational", "debug"] {
         let selected = if chosen.eq_ignore_ascii_case(p) { " selected" } else { "" };
         let _ = write!(form, "<option value=\"{p}\"{selected}>{p}</option>");
@@ -157,7 +159,11 @@ pub fn events(
         body.push_str("<p id=\"empty\">No alerts match.</p>");
     }
     if let Some(next) = next {
-        let _ = write!(body, "<p><a id=\"next\" href=\"{base}/events?{}\">Next page</a></p>", escape(&with(params, "after", &next)));
+        let _ = write!(
+            body,
+            "<p><a id=\"next\" href=\"{base}/events?{}\">Next page</a></p>",
+            escape(&with(params, "after", &next))
+        );
     }
     let export = |format: &str| escape(&with(params, "format", format));
     let _ = write!(
@@ -217,7 +223,11 @@ pub fn dashboard(base: &str, session: (&str, &str), since: &str, counts: &[(Grou
                 other => other.name(),
             };
             let link = format!("{base}/events?since={}&{filter}={}", encode(since), encode(value));
-            let label = if *by == GroupBy::Priority { priority_badge(Priority::parse(value).unwrap_or(Priority::Debug)) } else { escape(value) };
+            let label = if *by == GroupBy::Priority {
+                priority_badge(Priority::parse(value).unwrap_or(Priority::Debug))
+            } else {
+                escape(value)
+            };
             let _ = write!(body, "<tr><td><a href=\"{}\">{label}</a></td><td>{n}</td></tr>", escape(&link));
         }
         if rows.is_empty() {
@@ -241,7 +251,16 @@ pub fn about(base: &str, session: (&str, &str), facts: &[(&str, String)]) -> Str
 
 /// A page saying what went wrong, with a way back.
 pub fn message(base: &str, title: &str, text: &str) -> String {
-    page(base, title, None, &format!("<h1>{}</h1><p id=\"message\">{}</p><p><a href=\"{base}/login\">Log in</a></p>", escape(title), escape(text)))
+    page(
+        base,
+        title,
+        None,
+        &format!(
+            "<h1>{}</h1><p id=\"message\">{}</p><p><a href=\"{base}/login\">Log in</a></p>",
+            escape(title),
+            escape(text)
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -250,6 +269,9 @@ mod tests {
 
     #[test]
     fn what_alerts_carry_is_escaped() {
-        assert_eq!(escape("<script>alert('x')</script>&\""), "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;");
+        assert_eq!(
+            escape("<script>alert('x')</script>&\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
+        );
     }
 }

@@ -176,7 +176,10 @@ impl Console {
     }
 
     fn set_cookie(&self, name: &str, value: &str, max_age: u64) -> (header::HeaderName, String) {
-        (header::SET_COOKIE, format!("{name}={value}; Path={}; HttpOnly; SameSite=Strict; Max-Age={max_age}", self.cookie_path()))
+        (
+            header::SET_COOKIE,
+            format!("{name}={value}; Path={}; HttpOnly; SameSite=Strict; Max-Age={max_age}", self.cookie_path()),
+        )
     }
 
     /// The request's session and its token.
@@ -190,7 +193,8 @@ impl Console {
         if self.session(headers).is_some() {
             return true;
         }
-        let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let bearer =
+            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         bearer.is_some_and(|t| self.tokens.accepts(t))
     }
 
@@ -223,7 +227,8 @@ async fn login_page(State(console): State<Arc<Console>>, headers: HeaderMap) -> 
         return Redirect::to(&console.home()).into_response();
     }
     let csrf = random_hex(32);
-    ([console.set_cookie(LOGIN_CSRF_COOKIE, &csrf, 3600)], Html(html::login(&console.base, &csrf, None))).into_response()
+    ([console.set_cookie(LOGIN_CSRF_COOKIE, &csrf, 3600)], Html(html::login(&console.base, &csrf, None)))
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -245,7 +250,11 @@ async fn login_submit(
     let base = &console.base;
     let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
     if expected.is_empty() || !same_secret(expected.as_bytes(), form.csrf.as_bytes()) {
-        let page = html::message(base, "Form expired", "The login form expired or came from elsewhere: open the login page again.");
+        let page = html::message(
+            base,
+            "Form expired",
+            "The login form expired or came from elsewhere: open the login page again.",
+        );
         return (StatusCode::FORBIDDEN, Html(page)).into_response();
     }
     let client = client.ip();
@@ -312,12 +321,24 @@ async fn dashboard(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQ
         Ok(q) => q,
         Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
-    let groups = [GroupBy::Priority, GroupBy::Rule, GroupBy::Hostname, GroupBy::Namespace, GroupBy::Pod, GroupBy::Image, GroupBy::Tag];
+    let groups = [
+        GroupBy::Priority,
+        GroupBy::Rule,
+        GroupBy::Hostname,
+        GroupBy::Namespace,
+        GroupBy::Pod,
+        GroupBy::Image,
+        GroupBy::Tag,
+    ];
     let counts = console
-        .read(move |store| groups.iter().map(|by| Ok((*by, store.counts(&query, *by)?))).collect::<anyhow::Result<Vec<_>>>())
+        .read(move |store| {
+            groups.iter().map(|by| Ok((*by, store.counts(&query, *by)?))).collect::<anyhow::Result<Vec<_>>>()
+        })
         .await;
     match counts {
-        Ok(counts) => Html(html::dashboard(&console.base, (&session.user, &session.csrf), &since, &counts)).into_response(),
+        Ok(counts) => {
+            Html(html::dashboard(&console.base, (&session.user, &session.csrf), &since, &counts)).into_response()
+        }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
     }
 }
@@ -327,11 +348,15 @@ async fn events(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQuer
     let session = (session.user.as_str(), session.csrf.as_str());
     let query = match params::query_of(&params) {
         Ok(q) => q,
-        Err(e) => return (StatusCode::BAD_REQUEST, Html(html::events(&console.base, session, &params, &[], None, Some(&e)))).into_response(),
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, Html(html::events(&console.base, session, &params, &[], None, Some(&e))))
+                .into_response();
+        }
     };
     match console.read(move |store| store.search(&query)).await {
         Ok(Page { alerts, next }) => {
-            Html(html::events(&console.base, session, &params, &alerts, next.map(|c| c.to_string()), None)).into_response()
+            Html(html::events(&console.base, session, &params, &alerts, next.map(|c| c.to_string()), None))
+                .into_response()
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
     }
@@ -409,7 +434,9 @@ async fn api_get(State(console): State<Arc<Console>>, headers: HeaderMap, UrlPat
     }
     match console.read(move |store| store.get(id)).await {
         Ok(Some(alert)) => Json(alert_json(&alert)).into_response(),
-        Ok(None) => (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": format!("no alert {id}")}))).into_response(),
+        Ok(None) => {
+            (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": format!("no alert {id}")}))).into_response()
+        }
         Err(e) => server_error(e),
     }
 }
@@ -488,7 +515,8 @@ async fn api_export(State(console): State<Arc<Console>>, headers: HeaderMap, Url
             body.push('\n');
         }
     }
-    let (kind, name) = if csv { ("text/csv; charset=utf-8", "alerts.csv") } else { ("application/x-ndjson", "alerts.jsonl") };
+    let (kind, name) =
+        if csv { ("text/csv; charset=utf-8", "alerts.csv") } else { ("application/x-ndjson", "alerts.jsonl") };
     let mut response = ([(header::CONTENT_TYPE, kind)], body).into_response();
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {

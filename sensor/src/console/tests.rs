@@ -57,7 +57,8 @@ fn fixture(name: &str, base_path: &str) -> Fixture {
     let mut store = SqliteStore::open(&config).unwrap().store;
     let mut alerts: Vec<Arc<Alert>> = (0..249)
         .map(|n| {
-            let (priority, pod) = if n % 5 == 0 { (Priority::Critical, Some("web-1")) } else { (Priority::Notice, None) };
+            let (priority, pod) =
+                if n % 5 == 0 { (Priority::Critical, Some("web-1")) } else { (Priority::Notice, None) };
             alert(n, "Read sensitive file", priority, pod, &format!("read /etc/shadow by cat-{n}"))
         })
         .collect();
@@ -336,7 +337,10 @@ async fn the_console_works_under_a_sub_path() {
     let session = log_in(&f.app, "/tools/sensor").await;
     let events = get(&f.app, "/tools/sensor/events?limit=10", &session).await;
     assert!(events.body.contains("href=\"/tools/sensor/events/250\""), "{}", events.body);
-    assert!(events.body.contains("href=\"/tools/sensor/events?limit=10&amp;after="), "the next page stays under the path");
+    assert!(
+        events.body.contains("href=\"/tools/sensor/events?limit=10&amp;after="),
+        "the next page stays under the path"
+    );
     let home = get(&f.app, "/tools/sensor/", &session).await;
     assert_eq!((home.status, home.location()), (StatusCode::SEE_OTHER, "/tools/sensor"));
     assert_eq!(get(&f.app, "/tools/sensor", &session).await.status, StatusCode::OK);

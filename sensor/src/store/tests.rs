@@ -132,7 +132,10 @@ fn every_filter_selects_what_it_names() {
     assert_eq!(counts(GroupBy::Tag, Query::default()), pairs(&[("T1611", 3), ("container", 3)]));
     assert_eq!(counts(GroupBy::Hostname, Query::default()), pairs(&[("node-a", 3), ("node-b", 1)]));
     assert_eq!(
-        counts(GroupBy::Rule, Query { min_priority: Some(Priority::Warning), pods: vec!["web-7d9f-x2x".into()], ..Query::default() }),
+        counts(
+            GroupBy::Rule,
+            Query { min_priority: Some(Priority::Warning), pods: vec!["web-7d9f-x2x".into()], ..Query::default() }
+        ),
         pairs(&[("Read sensitive file untrusted", 1)])
     );
     assert_eq!(counts(GroupBy::Image, Query::default()), pairs(&[("registry:5000/shop/web:1.2", 2)]));
