@@ -184,8 +184,6 @@ impl SqliteStore {
                  namespace TEXT,
                  pod TEXT,
                  tags TEXT NOT NULL,
-                 output TEXT NOT NULL,
-                 body TEXT NOT NULL,
                  json TEXT NOT NULL
              );
              CREATE INDEX IF NOT EXISTS alerts_d{day}_time ON alerts_d{day} (time_ns, id);
@@ -301,7 +299,8 @@ fn schema_version(conn: &Connection) -> rusqlite::Result<Option<i64>> {
     conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0)).optional()
 }
 
-/// The text an alert is found by: its output, rule, tags and output field values.
+/// The text an alert's index holds: its output, rule, tags and output field values (the
+/// JSON holds them all too, for the exact check).
 fn body(alert: &Alert) -> String {
     let mut body = format!("{}\n{}\n{}", alert.message, alert.rule, alert.tags.join(" "));
     for (key, value) in &alert.fields {
@@ -328,12 +327,13 @@ fn fts_query(terms: &[&str]) -> Option<String> {
 }
 
 /// The columns a search reads, in the order [`row_to_alert`] takes them.
-const COLUMNS: &str = "id, time_ns, priority, rule, source, hostname, container_id, container_name, image, namespace, pod, tags, output, json";
+const COLUMNS: &str =
+    "id, time_ns, priority, rule, source, hostname, container_id, container_name, image, namespace, pod, tags, json";
 
 fn row_to_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAlert> {
     let level: i64 = r.get(2)?;
     let tags: String = r.get(11)?;
-    let json: String = r.get(13)?;
+    let json: serde_json::Value = serde_json::from_str(&r.get::<_, String>(12)?).unwrap_or(serde_json::Value::Null);
     Ok(StoredAlert {
         id: r.get(0)?,
         time_ns: r.get::<_, i64>(1)? as u64,
@@ -349,8 +349,8 @@ fn row_to_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAlert> {
             pod: r.get(10)?,
         },
         tags: tags.split(TAG_SEPARATOR).filter(|t| !t.is_empty()).map(str::to_owned).collect(),
-        output: r.get(12)?,
-        json: serde_json::from_str(&json).unwrap_or(serde_json::Value::Null),
+        output: json["output"].as_str().unwrap_or_default().to_owned(),
+        json,
     })
 }
 
@@ -454,8 +454,11 @@ fn filters(day: u64, query: &Query, args: &mut Vec<SqlValue>) -> String {
     }
     for term in terms {
         // The index finds candidates by tokens; this keeps those holding the term exactly
-        // as written (its dashes, slashes and quotes), ignoring ASCII case.
-        clauses.push(format!("instr(lower(body), lower({})) > 0", bind(args, SqlValue::Text(term.to_owned()))));
+        // as written (its dashes, slashes and quotes), ignoring ASCII case: in the alert's
+        // JSON, so the term is escaped as JSON escapes text.
+        let escaped = serde_json::to_string(term).unwrap_or_default();
+        let escaped = escaped.get(1..escaped.len().saturating_sub(1)).unwrap_or_default().to_owned();
+        clauses.push(format!("instr(lower(json), lower({})) > 0", bind(args, SqlValue::Text(escaped))));
     }
     if let Some(after) = query.after {
         let op = match query.order {
@@ -490,8 +493,7 @@ impl AlertStore for SqliteStore {
             let body = body(alert);
             tx.prepare_cached(&format!(
                 "INSERT INTO alerts_d{day} (id, time_ns, priority, rule, source, hostname, container_id, container_name, \
-                 image, namespace, pod, tags, output, body, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
-                 ?12, ?13, ?14, ?15)"
+                 image, namespace, pod, tags, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
             ))?
             .execute(params![
                 id,
@@ -506,8 +508,6 @@ impl AlertStore for SqliteStore {
                 place.namespace,
                 place.pod,
                 tags,
-                alert.to_text(),
-                body,
                 alert.to_json().to_string(),
             ])?;
             tx.prepare_cached(&format!("INSERT INTO text_d{day} (rowid, body) VALUES (?1, ?2)"))?

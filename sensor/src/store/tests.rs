@@ -155,7 +155,7 @@ fn text_search_takes_any_character_as_written() {
                 "A",
                 Priority::Warning,
                 "read /etc/shadow by cat-x",
-                &[("proc.cmdline", "cat-x /etc/shadow")],
+                &[("proc.cmdline", "cat-x /etc/shadow"), ("proc.pname", "only-in-a-field")],
             ),
             alert(T0 + 2, "B", Priority::Warning, "shell \"bash\" in web", &[]),
             alert(T0 + 3, "C", Priority::Warning, "cat x read /etc/shadow-", &[("fd.name", "/etc/shadow-")]),
@@ -180,7 +180,8 @@ fn text_search_takes_any_character_as_written() {
     assert_eq!(find("*"), Vec::<String>::new());
     assert_eq!(find("NEAR(a b) OR"), Vec::<String>::new(), "FTS operators are plain words");
     // Field values are searched too, not only the output text.
-    assert_eq!(find("proc.cmdline=cat-x"), ["A"]);
+    assert_eq!(find("only-in-a-field"), ["A"]);
+    assert_eq!(find("\\"), Vec::<String>::new(), "a backslash is searched as one");
 }
 
 #[test]
