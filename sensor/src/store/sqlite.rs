@@ -6,10 +6,12 @@
 //! whole instead of deleting row by row; only the day at the age limit, and the oldest day
 //! when the store is over its size, lose single rows. A search walks the days in its order,
 //! so pages come out already sorted. `days` counts each day's alerts; `meta` holds the
-//! schema version and the next id.
+//! schema version and the next id. `counts_d<N>` keeps each day's alert counts per hour,
+//! priority and grouping value (kept in step by inserts and deletes), so the dashboard's
+//! counts over a time range read those instead of every alert.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -24,6 +26,7 @@ use crate::rules::{Alert, Priority};
 const SCHEMA_VERSION: i64 = 1;
 
 const DAY_NS: u64 = 86_400 * 1_000_000_000;
+const HOUR_NS: u64 = 3_600 * 1_000_000_000;
 
 /// The separator of the `tags` column: tags are stored `\nA\nB\n`, so that a tag is
 /// found as `\nA\n` whatever its neighbours.
@@ -190,6 +193,14 @@ impl SqliteStore {
              CREATE VIRTUAL TABLE IF NOT EXISTS text_d{day} USING fts5(
                  body, content = '', contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2'
              );
+             CREATE TABLE IF NOT EXISTS counts_d{day} (
+                 grp TEXT NOT NULL,
+                 hour INTEGER NOT NULL,
+                 priority INTEGER NOT NULL,
+                 value TEXT NOT NULL,
+                 alerts INTEGER NOT NULL,
+                 PRIMARY KEY (grp, hour, priority, value)
+             ) WITHOUT ROWID;
              INSERT OR IGNORE INTO days (day, alerts) VALUES ({day}, 0);"
         ))?;
         days.insert(day, 0);
@@ -199,7 +210,8 @@ impl SqliteStore {
     fn drop_day(&mut self, day: u64) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         tx.execute_batch(&format!(
-            "DROP TABLE IF EXISTS alerts_d{day}; DROP TABLE IF EXISTS text_d{day}; DELETE FROM days WHERE day = {day};"
+            "DROP TABLE IF EXISTS alerts_d{day}; DROP TABLE IF EXISTS text_d{day}; DROP TABLE IF EXISTS counts_d{day}; \
+             DELETE FROM days WHERE day = {day};"
         ))?;
         tx.commit()?;
         self.days.remove(&day);
@@ -213,6 +225,21 @@ impl SqliteStore {
         let before = before_ns.map_or(i64::MAX, |t| t.min(i64::MAX as u64) as i64);
         let limit = limit.min(i64::MAX as u64) as i64;
         let selected = format!("SELECT id FROM alerts_d{day} WHERE time_ns < ?1 ORDER BY time_ns, id LIMIT ?2");
+        // The counts lose what the deleted alerts added.
+        let mut removed = Rollup::default();
+        {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT time_ns, priority, rule, source, hostname, coalesce(container_name, container_id), image, \
+                 namespace, pod, tags FROM alerts_d{day} WHERE id IN ({selected})"
+            ))?;
+            let mut rows = stmt.query(params![before, limit])?;
+            while let Some(r) = rows.next()? {
+                let text = |i| r.get::<_, Option<String>>(i);
+                let values = [text(2)?, text(3)?, text(4)?, text(5)?, text(6)?, text(7)?, text(8)?];
+                removed.add(-1, r.get::<_, i64>(0)? as u64, r.get(1)?, values, &r.get::<_, String>(9)?);
+            }
+        }
+        removed.apply(&tx, day)?;
         tx.execute(&format!("DELETE FROM text_d{day} WHERE rowid IN ({selected})"), params![before, limit])?;
         let n =
             tx.execute(&format!("DELETE FROM alerts_d{day} WHERE id IN ({selected})"), params![before, limit])? as u64;
@@ -252,6 +279,141 @@ impl SqliteStore {
             Order::NewestFirst => days.rev().filter(|d| after.is_none_or(|a| *d <= a)).collect(),
             Order::OldestFirst => days.filter(|d| after.is_none_or(|a| *d >= a)).collect(),
         })
+    }
+}
+
+impl SqliteStore {
+    /// Adds to `counts` what `query` selects, by `by`, reading the alerts.
+    fn scan_counts(&self, query: &Query, by: GroupBy, counts: &mut HashMap<String, u64>) -> anyhow::Result<()> {
+        let column = match by {
+            GroupBy::Priority => "priority",
+            GroupBy::Rule => "rule",
+            GroupBy::Source => "source",
+            GroupBy::Hostname => "hostname",
+            GroupBy::Container => "coalesce(container_name, container_id)",
+            GroupBy::Image => "image",
+            GroupBy::Namespace => "namespace",
+            GroupBy::Pod => "pod",
+            GroupBy::Tag => "tags",
+        };
+        let query = Query { after: None, ..query.clone() };
+        for day in self.days_for(&query)? {
+            let mut args = Vec::new();
+            let sql = format!(
+                "SELECT {column}, count(*) FROM alerts_d{day} WHERE {} AND {column} IS NOT NULL GROUP BY {column}",
+                filters(day, &query, &mut args)
+            );
+            let mut stmt = match self.conn.prepare(&sql) {
+                Ok(stmt) => stmt,
+                Err(e) if e.to_string().contains("no such table") => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let mut rows = stmt.query(params_from_iter(args))?;
+            while let Some(row) = rows.next()? {
+                let n = row.get::<_, i64>(1)? as u64;
+                match by {
+                    GroupBy::Priority => *counts.entry(priority_of_level(row.get(0)?).to_string()).or_default() += n,
+                    GroupBy::Tag => {
+                        let tags: String = row.get(0)?;
+                        for tag in tags.split(TAG_SEPARATOR).filter(|t| !t.is_empty()) {
+                            *counts.entry(tag.to_owned()).or_default() += n;
+                        }
+                    }
+                    _ => *counts.entry(row.get(0)?).or_default() += n,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds to `counts` the alerts of the whole hours `[first_hour, end_hour)` at least
+    /// `min_priority`, by `by`, from the counts tables.
+    fn rollup_counts(
+        &self,
+        first_hour: u64,
+        end_hour: u64,
+        min_priority: Option<Priority>,
+        by: GroupBy,
+        counts: &mut HashMap<String, u64>,
+    ) -> anyhow::Result<()> {
+        let level = min_priority.map_or(i64::MAX, level_of);
+        let (first_day, last_day) =
+            (first_hour * HOUR_NS / DAY_NS, end_hour.saturating_mul(HOUR_NS).saturating_sub(1) / DAY_NS);
+        let hours = (first_hour.min(i64::MAX as u64) as i64, end_hour.min(i64::MAX as u64) as i64);
+        for day in self.stored_days()?.into_iter().filter(|d| (first_day..=last_day).contains(d)) {
+            // Every alert has one `rule` row: priorities are counted from those.
+            let (grp, key) = match by {
+                GroupBy::Priority => (GroupBy::Rule.name(), "priority"),
+                other => (other.name(), "value"),
+            };
+            let sql = format!(
+                "SELECT {key}, sum(alerts) FROM counts_d{day} WHERE grp = ?1 AND hour >= ?2 AND hour < ?3 \
+                 AND priority <= ?4 GROUP BY {key}"
+            );
+            let mut stmt = match self.conn.prepare(&sql) {
+                Ok(stmt) => stmt,
+                Err(e) if e.to_string().contains("no such table") => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let mut rows = stmt.query(params![grp, hours.0, hours.1, level])?;
+            while let Some(row) = rows.next()? {
+                let n = row.get::<_, i64>(1)?.max(0) as u64;
+                let value = match by {
+                    GroupBy::Priority => priority_of_level(row.get(0)?).to_string(),
+                    _ => row.get(0)?,
+                };
+                *counts.entry(value).or_default() += n;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Changes to one day's counts table: alerts added (+1) or removed (-1) per grouping, hour,
+/// priority and value.
+#[derive(Default)]
+struct Rollup(HashMap<(&'static str, i64, i64, String), i64>);
+
+/// The groupings the counts tables keep, in the order [`Rollup::add`] takes their values
+/// (tags aside; priority is counted from the `rule` rows).
+const ROLLUP_GROUPS: [GroupBy; 7] = [
+    GroupBy::Rule,
+    GroupBy::Source,
+    GroupBy::Hostname,
+    GroupBy::Container,
+    GroupBy::Image,
+    GroupBy::Namespace,
+    GroupBy::Pod,
+];
+
+impl Rollup {
+    /// Counts `delta` for an alert at `time_ns` of priority `level`, with these values of
+    /// [`ROLLUP_GROUPS`] and its `tags` column.
+    fn add(&mut self, delta: i64, time_ns: u64, level: i64, values: [Option<String>; 7], tags: &str) {
+        let hour = (time_ns / HOUR_NS).min(i64::MAX as u64) as i64;
+        for (by, value) in ROLLUP_GROUPS.iter().zip(values) {
+            if let Some(value) = value {
+                *self.0.entry((by.name(), hour, level, value)).or_default() += delta;
+            }
+        }
+        for tag in tags.split(TAG_SEPARATOR).filter(|t| !t.is_empty()) {
+            *self.0.entry((GroupBy::Tag.name(), hour, level, tag.to_owned())).or_default() += delta;
+        }
+    }
+
+    /// Writes the changes into day `day`'s counts table (inside the caller's transaction).
+    fn apply(&self, conn: &Connection, day: u64) -> rusqlite::Result<()> {
+        let mut upsert = conn.prepare_cached(&format!(
+            "INSERT INTO counts_d{day} (grp, hour, priority, value, alerts) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (grp, hour, priority, value) DO UPDATE SET alerts = alerts + excluded.alerts"
+        ))?;
+        for ((grp, hour, level, value), delta) in &self.0 {
+            upsert.execute(params![grp, hour, level, value, delta])?;
+        }
+        if self.0.values().any(|d| *d < 0) {
+            conn.execute(&format!("DELETE FROM counts_d{day} WHERE alerts <= 0"), [])?;
+        }
+        Ok(())
     }
 }
 
@@ -480,6 +642,7 @@ impl AlertStore for SqliteStore {
         let tx = self.conn.transaction()?;
         let mut days = self.days.clone();
         let mut added: BTreeMap<u64, i64> = BTreeMap::new();
+        let mut rollups: BTreeMap<u64, Rollup> = BTreeMap::new();
         let mut id = self.next_id;
         for alert in alerts {
             let day = alert.time_ns / DAY_NS;
@@ -512,8 +675,21 @@ impl AlertStore for SqliteStore {
             ])?;
             tx.prepare_cached(&format!("INSERT INTO text_d{day} (rowid, body) VALUES (?1, ?2)"))?
                 .execute(params![id, body])?;
+            let values = [
+                Some(alert.rule.clone()),
+                Some(alert.source.clone()),
+                Some(alert.hostname.clone()),
+                place.container_name.clone().or_else(|| place.container_id.clone()),
+                place.image.clone(),
+                place.namespace.clone(),
+                place.pod.clone(),
+            ];
+            rollups.entry(day).or_default().add(1, alert.time_ns, level_of(alert.priority), values, &tags);
             *added.entry(day).or_default() += 1;
             id += 1;
+        }
+        for (day, rollup) in &rollups {
+            rollup.apply(&tx, *day)?;
         }
         for (day, n) in &added {
             tx.prepare_cached("UPDATE days SET alerts = alerts + ?1 WHERE day = ?2")?
@@ -582,46 +758,22 @@ impl AlertStore for SqliteStore {
     }
 
     fn counts(&self, query: &Query, by: GroupBy) -> anyhow::Result<Vec<(String, u64)>> {
-        let column = match by {
-            GroupBy::Priority => "priority",
-            GroupBy::Rule => "rule",
-            GroupBy::Source => "source",
-            GroupBy::Hostname => "hostname",
-            GroupBy::Container => "coalesce(container_name, container_id)",
-            GroupBy::Image => "image",
-            GroupBy::Namespace => "namespace",
-            GroupBy::Pod => "pod",
-            GroupBy::Tag => "tags",
-        };
-        let query = Query { after: None, ..query.clone() };
-        let mut counts: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
-        for day in self.days_for(&query)? {
-            let mut args = Vec::new();
-            let sql = format!(
-                "SELECT {column}, count(*) FROM alerts_d{day} WHERE {} AND {column} IS NOT NULL GROUP BY {column}",
-                filters(day, &query, &mut args)
-            );
-            let mut stmt = match self.conn.prepare(&sql) {
-                Ok(stmt) => stmt,
-                Err(e) if e.to_string().contains("no such table") => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let mut rows = stmt.query(params_from_iter(args))?;
-            while let Some(row) = rows.next()? {
-                let n = row.get::<_, i64>(1)? as u64;
-                match by {
-                    GroupBy::Priority => {
-                        *counts.entry(priority_of_level(row.get(0)?).to_string()).or_default() += n;
-                    }
-                    GroupBy::Tag => {
-                        let tags: String = row.get(0)?;
-                        for tag in tags.split(TAG_SEPARATOR).filter(|t| !t.is_empty()) {
-                            *counts.entry(tag.to_owned()).or_default() += n;
-                        }
-                    }
-                    _ => *counts.entry(row.get(0)?).or_default() += n,
+        let mut counts = HashMap::new();
+        let filters_time_and_priority_only =
+            Query { from_ns: query.from_ns, to_ns: query.to_ns, min_priority: query.min_priority, ..Query::default() }
+                == Query { after: None, order: Order::default(), limit: 0, ..query.clone() };
+        let (from, to) = (query.from_ns.unwrap_or(0), query.to_ns.unwrap_or(u64::MAX));
+        let (first_hour, end_hour) = (from.div_ceil(HOUR_NS), to / HOUR_NS);
+        if filters_time_and_priority_only && first_hour < end_hour {
+            // Whole hours from the counts tables; the partial hours at the ends from the alerts.
+            self.rollup_counts(first_hour, end_hour, query.min_priority, by, &mut counts)?;
+            for (lo, hi) in [(from, first_hour * HOUR_NS), (end_hour.saturating_mul(HOUR_NS), to)] {
+                if lo < hi {
+                    self.scan_counts(&Query { from_ns: Some(lo), to_ns: Some(hi), ..query.clone() }, by, &mut counts)?;
                 }
             }
+        } else {
+            self.scan_counts(query, by, &mut counts)?;
         }
         let mut counts: Vec<(String, u64)> = counts.into_iter().collect();
         counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
