@@ -16,6 +16,7 @@ use sensor::{
 use sensor_abi::config::Counters;
 
 pub mod bench;
+pub mod webdriver;
 
 /// A loopback address with a port that was free a moment ago (for a metrics endpoint).
 pub fn free_loopback_port() -> Result<std::net::SocketAddr, String> {

@@ -40,6 +40,10 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "unzip",   // unpacks helm and kubectl from their npm package
     // The peer `cargo xtask bench` compares the sensor with (counting syscalls per comm).
     "bpftrace",
+    // The web console's browser test (tests/console_browser.rs): headless Chromium through
+    // WebDriver.
+    "chromium",
+    "chromium-driver",
 ];
 
 /// The rustup toolchain name `sensor/build.rs` builds the kernel programs with.
