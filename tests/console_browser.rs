@@ -10,7 +10,8 @@ use std::{
 };
 
 use sensor_tests::{
-    CriPod, PodSpec, TestBed, alert_stream, free_loopback_port, start_sensor, temp_path, webdriver::Browser,
+    CriPod, PodSpec, TestBed, alert_stream, await_alert, free_loopback_port, start_sensor, temp_path,
+    webdriver::Browser,
 };
 
 const SHADOW_RULE: &str = "Read credential file by untrusted program";
@@ -60,15 +61,10 @@ fn an_operator_logs_in_filters_searches_reads_and_logs_out() {
             mounts: Vec::new(),
         },
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut on_stdout = None;
-    while on_stdout.is_none() {
-        let Ok(a) = alerts.recv_timeout(deadline.saturating_duration_since(Instant::now())) else { break };
-        if a["rule"] == SHADOW_RULE && a["output_fields"]["k8s.pod.name"] == pod_name.as_str() {
-            on_stdout = Some(Instant::now());
-        }
-    }
-    let on_stdout = on_stdout.expect("the pod's read of /etc/shadow is alerted");
+    let (_, on_stdout) = await_alert(&alerts, Duration::from_secs(60), |a| {
+        a["rule"] == SHADOW_RULE && a["output_fields"]["k8s.pod.name"] == pod_name.as_str()
+    })
+    .expect("the pod's read of /etc/shadow is alerted");
 
     let browser = Browser::start().expect("headless Chromium");
     let base = format!("http://{ui}");

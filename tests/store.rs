@@ -9,7 +9,10 @@ use std::{
 };
 
 use sensor::store::{AlertStore as _, Order, Query, SqliteStore, StoreConfig};
-use sensor_tests::{TestBed, alert_stream, free_loopback_port, scrape, sensor_binary, start_sensor, temp_path};
+use sensor_tests::{
+    TestBed, alert_stream, await_alert, free_loopback_port, http_get_with, scrape, sensor_binary, start_sensor,
+    temp_path,
+};
 
 const SHADOW_RULE: &str = "Read credential file by untrusted program";
 /// The test bed's image has no /etc/shadow: the container makes one, then reads it.
@@ -96,16 +99,7 @@ fn loadgen_alerts(cpu: usize, iters: u64, spacing_us: u64) -> std::process::Chil
 
 /// `GET path` on the console at `addr` with `Authorization: Bearer token`: status and body.
 fn get_with_token(addr: std::net::SocketAddr, path: &str, token: &str) -> (u16, String) {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(addr).expect("the console listens");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
+    http_get_with(addr, path, &[("Authorization", &format!("Bearer {token}"))]).expect("the console answers")
 }
 
 /// `sensor alerts ARGS`, which must succeed; its stdout.
@@ -182,17 +176,16 @@ fn a_full_disk_counts_failures_keeps_detecting_and_recovers() {
     let address = format!("metrics.address={metrics}");
     let mut sensor = start_sensor(&["run", "--config", &config, "-o", &address]);
     let alerts = alert_stream(&mut sensor);
+    // How many of `want` reads of /etc/shadow (naming `marker`) are alerted within 30 s.
     let shadow_alerts = |alerts: &mpsc::Receiver<serde_json::Value>, want: usize, marker: Option<&str>| {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let mut n = 0;
-        while n < want {
-            let Ok(a) = alerts.recv_timeout(deadline.saturating_duration_since(Instant::now())) else { break };
+        let wanted = |a: &serde_json::Value| {
             let cmdline = a["output_fields"]["proc.cmdline"].as_str().unwrap_or_default();
-            if a["rule"] == SHADOW_RULE && marker.is_none_or(|m| cmdline.contains(m)) {
-                n += 1;
-            }
-        }
-        n
+            a["rule"] == SHADOW_RULE && marker.is_none_or(|m| cmdline.contains(m))
+        };
+        (0..want)
+            .take_while(|_| await_alert(alerts, deadline.saturating_duration_since(Instant::now()), wanted).is_some())
+            .count()
     };
     let cat = |marker: &str| {
         // `cat` reads /etc/shadow, then fails on the marker path, which names the read.
@@ -296,14 +289,10 @@ fn a_container_alert_is_found_again_and_a_bad_file_is_set_aside() {
     let name = format!("sensor-store-{}", std::process::id());
     bed.docker(&["run", "--rm", "--network", "none", "--name", &name, &image, "sh", "-c", SHADOW_READ]);
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut on_stdout = None;
-    while on_stdout.is_none() {
-        let Ok(a) = alerts.recv_timeout(deadline.saturating_duration_since(Instant::now())) else { break };
-        if a["rule"] == SHADOW_RULE && a["output_fields"]["container.name"] == name.as_str() {
-            on_stdout = Some(Instant::now());
-        }
-    }
-    let on_stdout = on_stdout.expect("the container's read is alerted");
+    let (_, on_stdout) = await_alert(&alerts, Duration::from_secs(30), |a| {
+        a["rule"] == SHADOW_RULE && a["output_fields"]["container.name"] == name.as_str()
+    })
+    .expect("the container's read is alerted");
 
     // The console's API shows it (the same store), to a bearer token only.
     let api = format!("/api/v1/alerts?container={name}&rule={}", SHADOW_RULE.replace(' ', "%20"));

@@ -140,15 +140,7 @@ fn main() {
         });
         println!("| search: {name} | p50 {}, p95 {} |", ms(p50), ms(p95));
     }
-    let groups = [
-        GroupBy::Priority,
-        GroupBy::Rule,
-        GroupBy::Hostname,
-        GroupBy::Namespace,
-        GroupBy::Pod,
-        GroupBy::Image,
-        GroupBy::Tag,
-    ];
+    let groups = GroupBy::DASHBOARD;
     for (name, query) in [("24 h", day.clone()), ("7 d", Query::default())] {
         let (p50, p95) = percentiles(5, |_| {
             for by in groups {

@@ -77,12 +77,17 @@ pub struct SensorConfig {
 }
 
 impl SensorConfig {
-    /// The file of the first enabled `store` output, if any.
-    pub fn store_path(&self) -> Option<&Path> {
-        self.outputs.outputs.iter().filter(|o| o.options.enabled).find_map(|o| match &o.kind {
+    /// The files of the enabled `store` outputs.
+    pub fn store_paths(&self) -> impl Iterator<Item = &Path> {
+        self.outputs.outputs.iter().filter(|o| o.options.enabled).filter_map(|o| match &o.kind {
             crate::outputs::OutputKind::Store(store) => Some(store.path.as_path()),
             _ => None,
         })
+    }
+
+    /// The file of the first enabled `store` output, if any.
+    pub fn store_path(&self) -> Option<&Path> {
+        self.store_paths().next()
     }
 }
 

@@ -9,6 +9,7 @@ pub mod config;
 pub mod console;
 pub mod enrich;
 pub mod event;
+pub mod html;
 pub mod metrics;
 pub mod outputs;
 pub mod pipeline;

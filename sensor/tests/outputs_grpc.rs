@@ -28,17 +28,6 @@ use sensor::{
 };
 use serde_json::Value as Json;
 
-const PRIORITIES: [Priority; 8] = [
-    Priority::Emergency,
-    Priority::Alert,
-    Priority::Critical,
-    Priority::Error,
-    Priority::Warning,
-    Priority::Notice,
-    Priority::Informational,
-    Priority::Debug,
-];
-
 fn alert(rule: &str, priority: Priority, seq: u64, message: &str) -> Arc<Alert> {
     Arc::new(Alert {
         time_ns: 1_700_000_000_123_456_789 + seq,
@@ -77,8 +66,11 @@ async fn a_falco_client_subscribes_gets_and_asks_the_version_over_the_unix_socke
 
     let subscriber = Subscriber::start(&target, "last", false);
     assert_eq!(sink.stats().subscribers, 1, "subscribed once the server answered the call");
-    let batch: Vec<_> =
-        PRIORITIES.iter().zip(0..).map(|(&p, seq)| alert(&format!("rule {p}"), p, seq, "shell in container")).collect();
+    let batch: Vec<_> = Priority::ALL
+        .iter()
+        .zip(0..)
+        .map(|(&p, seq)| alert(&format!("rule {p}"), p, seq, "shell in container"))
+        .collect();
     sink.send(&batch).await.unwrap();
     sink.send(&[alert("last", Priority::Debug, 8, "the end")]).await.unwrap();
     let received = subscriber.alerts();

@@ -27,11 +27,22 @@ pub fn free_loopback_port() -> Result<std::net::SocketAddr, String> {
 
 /// `GET path` over HTTP/1.1 on `addr`: the status code and the body.
 pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<(u16, String), String> {
+    http_get_with(addr, path, &[])
+}
+
+/// `GET path` with extra `headers` (`Authorization`...): the status code and the body.
+pub fn http_get_with(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String), String> {
     use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .map_err(|e| format!("connecting to {addr}: {e}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let headers: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
     let mut response = String::new();
     stream.read_to_string(&mut response).map_err(|e| format!("reading {path}: {e}"))?;
     let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| format!("{path}: no HTTP header"))?;
@@ -245,6 +256,22 @@ pub fn scrape(addr: std::net::SocketAddr) -> bench::prom::Scrape {
     let (status, body) = http_get(addr, "/metrics").expect("the metrics endpoint");
     assert_eq!(status, 200, "/metrics: {body}");
     bench::prom::Scrape::parse(&body)
+}
+
+/// Waits up to `timeout` for an alert of `alerts` that `wanted` accepts (skipping others);
+/// it and when it came.
+pub fn await_alert(
+    alerts: &mpsc::Receiver<serde_json::Value>,
+    timeout: Duration,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> Option<(serde_json::Value, Instant)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let alert = alerts.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok()?;
+        if wanted(&alert) {
+            return Some((alert, Instant::now()));
+        }
+    }
 }
 
 /// Starts `sensor ARGS` with its stdout piped and waits until its programs are attached;

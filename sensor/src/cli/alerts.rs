@@ -6,7 +6,6 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use sensor::{
     config::SensorConfig,
-    outputs::OutputKind,
     rules::{Priority, format_iso8601},
     store::{AlertStore as _, Cursor, Order, Query, SqliteStore, StoredAlert, now_ns, parse_rfc3339, parse_since},
 };
@@ -96,18 +95,10 @@ fn store_path(args: &SearchArgs) -> anyhow::Result<PathBuf> {
     }
     let Some(config) = &args.config else { return Ok(PathBuf::from("/var/lib/sensor/alerts.db")) };
     let config = SensorConfig::load(config)?;
-    let stores: Vec<PathBuf> = config
-        .outputs
-        .outputs
-        .iter()
-        .filter_map(|o| match &o.kind {
-            OutputKind::Store(store) => Some(store.path.clone()),
-            _ => None,
-        })
-        .collect();
+    let stores: Vec<&std::path::Path> = config.store_paths().collect();
     match stores.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => bail!("the configuration has no `store` output; name the file with --store"),
+        [one] => Ok(one.to_path_buf()),
+        [] => bail!("the configuration has no enabled `store` output; name the file with --store"),
         _ => bail!("the configuration has {} `store` outputs; name one with --store", stores.len()),
     }
 }
@@ -163,11 +154,7 @@ fn search(args: SearchArgs) -> anyhow::Result<()> {
 fn print_page(out: &mut impl io::Write, alerts: &[StoredAlert], json: bool) -> io::Result<()> {
     if json {
         for alert in alerts {
-            let mut json = alert.json.clone();
-            if let Some(map) = json.as_object_mut() {
-                map.insert("id".into(), alert.id.into());
-            }
-            writeln!(out, "{json}")?;
+            writeln!(out, "{}", alert.to_json())?;
         }
     } else {
         print_table(out, alerts)?;
@@ -179,14 +166,8 @@ fn print_table(out: &mut impl io::Write, alerts: &[StoredAlert]) -> io::Result<(
     let rows: Vec<[String; 7]> = alerts
         .iter()
         .map(|a| {
-            let place = &a.container;
-            let container =
-                place.container_name.clone().or_else(|| place.container_id.clone()).unwrap_or_else(|| "host".into());
-            let pod = match (&place.namespace, &place.pod) {
-                (Some(ns), Some(pod)) => format!("{ns}/{pod}"),
-                (None, Some(pod)) => pod.clone(),
-                _ => "-".into(),
-            };
+            let container = a.container.container().unwrap_or("host").to_owned();
+            let pod = a.container.pod_label().unwrap_or_else(|| "-".into());
             [
                 a.id.to_string(),
                 format_iso8601(a.time_ns),

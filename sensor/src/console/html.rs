@@ -5,27 +5,12 @@
 use std::fmt::Write as _;
 
 use crate::{
+    html::escape,
     rules::{Priority, format_iso8601},
     store::{GroupBy, StoredAlert},
 };
 
 use super::params::{encode, with};
-
-/// Escapes text for HTML content and quoted attributes.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#222}\
 header{background:#1f2937;color:#fff;padding:.5em 1em;display:flex;flex-wrap:wrap;gap:1em;align-items:center}\
@@ -78,14 +63,7 @@ fn priority_badge(p: Priority) -> String {
 }
 
 fn placement(a: &StoredAlert) -> (String, String) {
-    let c = &a.container;
-    let container = c.container_name.clone().or_else(|| c.container_id.clone()).unwrap_or_else(|| "host".into());
-    let pod = match (&c.namespace, &c.pod) {
-        (Some(ns), Some(pod)) => format!("{ns}/{pod}"),
-        (None, Some(pod)) => pod.clone(),
-        _ => String::new(),
-    };
-    (container, pod)
+    (a.container.container().unwrap_or("host").to_owned(), a.container.pod_label().unwrap_or_default())
 }
 
 /// The filter form, filled from `params`.
@@ -112,8 +90,8 @@ fn filter_form(base: &str, params: &[(String, String)]) -> String {
     form.push_str(
         "<label>Priority at least<select name=\"priority\" id=\"f-priority\"><option value=\"\">any</option>",
     );
-    for p in ["emergency", "alert", "critical", "error", "warning", "notice", "informational", "debug"] {
-        let selected = if chosen.eq_ignore_ascii_case(p) { " selected" } else { "" };
+    for p in Priority::ALL.map(|p| p.as_str().to_ascii_lowercase()) {
+        let selected = if chosen.eq_ignore_ascii_case(&p) { " selected" } else { "" };
         let _ = write!(form, "<option value=\"{p}\"{selected}>{p}</option>");
     }
     form.push_str("</select></label><button type=\"submit\" id=\"search\">Search</button></form>");
@@ -261,17 +239,4 @@ pub fn message(base: &str, title: &str, text: &str) -> String {
             escape(text)
         ),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn what_alerts_carry_is_escaped() {
-        assert_eq!(
-            escape("<script>alert('x')</script>&\""),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
-        );
-    }
 }

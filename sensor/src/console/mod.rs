@@ -29,8 +29,9 @@ use axum::{
 };
 use serde::Deserialize;
 
+use crate::outputs::constant_time_eq;
 use crate::store::{AlertStore as _, GroupBy, Page, Query, SqliteStore, StoredAlert};
-use auth::{Session, Tokens, random_hex, same_secret};
+use auth::{Session, Tokens, random_hex};
 
 /// The cookie holding a session's token.
 const SESSION_COOKIE: &str = "sensor_session";
@@ -249,7 +250,7 @@ async fn login_submit(
 ) -> Response {
     let base = &console.base;
     let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
-    if expected.is_empty() || !same_secret(expected.as_bytes(), form.csrf.as_bytes()) {
+    if expected.is_empty() || !constant_time_eq(expected.as_bytes(), form.csrf.as_bytes()) {
         let page = html::message(
             base,
             "Form expired",
@@ -306,7 +307,7 @@ struct CsrfForm {
 
 async fn logout(State(console): State<Arc<Console>>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
     let Some((token, session)) = console.session(&headers) else { return console.to_login() };
-    if !same_secret(session.csrf.as_bytes(), form.csrf.as_bytes()) {
+    if !constant_time_eq(session.csrf.as_bytes(), form.csrf.as_bytes()) {
         return (StatusCode::FORBIDDEN, "the form's CSRF token is missing or wrong\n").into_response();
     }
     console.sessions.end(&token);
@@ -321,15 +322,7 @@ async fn dashboard(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQ
         Ok(q) => q,
         Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
-    let groups = [
-        GroupBy::Priority,
-        GroupBy::Rule,
-        GroupBy::Hostname,
-        GroupBy::Namespace,
-        GroupBy::Pod,
-        GroupBy::Image,
-        GroupBy::Tag,
-    ];
+    let groups = GroupBy::DASHBOARD;
     let counts = console
         .read(move |store| {
             groups.iter().map(|by| Ok((*by, store.counts(&query, *by)?))).collect::<anyhow::Result<Vec<_>>>()
@@ -401,15 +394,6 @@ fn server_error(message: String) -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({"error": message}))).into_response()
 }
 
-/// Falco's JSON alert with the store's `id`.
-fn alert_json(alert: &StoredAlert) -> serde_json::Value {
-    let mut json = alert.json.clone();
-    if let Some(map) = json.as_object_mut() {
-        map.insert("id".into(), alert.id.into());
-    }
-    json
-}
-
 async fn api_search(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQuery(params): Params) -> Response {
     if !console.api_allowed(&headers) {
         return unauthorized();
@@ -420,7 +404,7 @@ async fn api_search(State(console): State<Arc<Console>>, headers: HeaderMap, Url
     };
     match console.read(move |store| store.search(&query)).await {
         Ok(page) => Json(serde_json::json!({
-            "alerts": page.alerts.iter().map(alert_json).collect::<Vec<_>>(),
+            "alerts": page.alerts.iter().map(StoredAlert::to_json).collect::<Vec<_>>(),
             "next": page.next.map(|c| c.to_string()),
         }))
         .into_response(),
@@ -433,7 +417,7 @@ async fn api_get(State(console): State<Arc<Console>>, headers: HeaderMap, UrlPat
         return unauthorized();
     }
     match console.read(move |store| store.get(id)).await {
-        Ok(Some(alert)) => Json(alert_json(&alert)).into_response(),
+        Ok(Some(alert)) => Json(alert.to_json()).into_response(),
         Ok(None) => {
             (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": format!("no alert {id}")}))).into_response()
         }
@@ -502,7 +486,7 @@ async fn api_export(State(console): State<Arc<Console>>, headers: HeaderMap, Url
                 a.rule.clone(),
                 a.source.clone(),
                 a.hostname.clone(),
-                c.container_name.clone().or_else(|| c.container_id.clone()).unwrap_or_default(),
+                c.container().unwrap_or_default().to_owned(),
                 c.image.clone().unwrap_or_default(),
                 c.namespace.clone().unwrap_or_default(),
                 c.pod.clone().unwrap_or_default(),
@@ -511,7 +495,7 @@ async fn api_export(State(console): State<Arc<Console>>, headers: HeaderMap, Url
             body.push_str(&cells.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(","));
             body.push_str("\r\n");
         } else {
-            body.push_str(&alert_json(a).to_string());
+            body.push_str(&a.to_json().to_string());
             body.push('\n');
         }
     }

@@ -347,3 +347,13 @@ async fn the_console_works_under_a_sub_path() {
     assert_eq!(get(&f.app, "/tools/sensor/api/v1/alerts/250", &session).await.status, StatusCode::OK);
     assert!(UiConfig { base_path: "/a/../b".into(), ..UiConfig::default() }.base().is_err());
 }
+
+#[test]
+fn exported_cells_cannot_become_spreadsheet_formulas() {
+    assert_eq!(csv_cell("=HYPERLINK(\"http://x\")"), "\"'=HYPERLINK(\"\"http://x\"\")\"");
+    for formula in ["+1", "-1+2", "@SUM(A1)"] {
+        assert_eq!(csv_cell(formula), format!("'{formula}"));
+    }
+    assert_eq!(csv_cell("a,b"), "\"a,b\"");
+    assert_eq!(csv_cell("plain /etc/shadow"), "plain /etc/shadow");
+}

@@ -65,7 +65,7 @@ pub use cache::{ContainerCache, ContainerStats, ContainerView, EnrichConfig, Met
 pub use cgroup::{
     ContainerId, FULL_ID_LEN, RuntimeKind, SHORT_ID_LEN, container_id_from_cgroup, container_id_from_cgroup_v2,
 };
-pub use info::{ContainerInfo, Mount, PodInfo, mount_field, split_image};
+pub use info::{ContainerInfo, Mount, PodInfo, mount_field, parse_rfc3339_ns, split_image};
 
 /// Which API a runtime socket speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

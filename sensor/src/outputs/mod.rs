@@ -18,7 +18,7 @@ mod worker;
 
 pub use config::{OutputConfig, OutputKind, OutputOptions, OutputsConfig};
 pub use http::Redirects;
-pub use secret::{Secret, SecretSource};
+pub use secret::{Secret, SecretSource, constant_time_eq};
 pub use stage::{OutputCounters, OutputStage, StartNotice};
 
 use std::{sync::Arc, time::Duration};

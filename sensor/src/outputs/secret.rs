@@ -47,6 +47,12 @@ impl SecretSource {
     }
 }
 
+/// Whether `a` and `b` are equal, in a time that does not depend on where the first
+/// differing byte is (for tokens a client sends).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// A secret value; `Debug` and `Display` print `***` so it cannot leak into logs.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -55,6 +61,12 @@ impl Secret {
     /// The value, for the one place that must send it.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// Whether `given` is this secret (a bearer token a client sent), compared in
+    /// [`constant_time_eq`].
+    pub fn matches(&self, given: &[u8]) -> bool {
+        constant_time_eq(self.0.as_bytes(), given)
     }
 
     /// A secret with this value, for tests.

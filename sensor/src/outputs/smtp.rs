@@ -18,9 +18,12 @@ use rustls::pki_types::{CertificateDer, pem::PemObject as _};
 use serde::Deserialize;
 
 use super::{SecretSource, SendError, Sink};
-use crate::rules::{
-    Alert, Priority,
-    output::{format_iso8601, render},
+use crate::{
+    html::push_escaped,
+    rules::{
+        Alert, Priority,
+        output::{format_iso8601, render},
+    },
 };
 
 /// How the connection to the relay is encrypted. There is no plaintext mode: the password
@@ -293,20 +296,6 @@ fn text_body(alerts: &[Arc<Alert>]) -> String {
         }
     }
     out
-}
-
-/// Appends `text` with the characters HTML gives a meaning to replaced by entities.
-fn push_escaped(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
 }
 
 /// Appends a `<tr>` with a header cell and a value cell, both escaped.

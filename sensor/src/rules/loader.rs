@@ -88,6 +88,18 @@ pub enum Priority {
 }
 
 impl Priority {
+    /// Every priority, most severe first (a priority's index here is its syslog level).
+    pub const ALL: [Priority; 8] = [
+        Priority::Emergency,
+        Priority::Alert,
+        Priority::Critical,
+        Priority::Error,
+        Priority::Warning,
+        Priority::Notice,
+        Priority::Informational,
+        Priority::Debug,
+    ];
+
     /// Parses a priority case-insensitively (`Info` is `Informational`).
     pub fn parse(s: &str) -> Option<Priority> {
         Some(match s.trim().to_ascii_lowercase().as_str() {

@@ -37,6 +37,18 @@ pub struct StoredAlert {
     pub json: serde_json::Value,
 }
 
+impl StoredAlert {
+    /// Falco's JSON alert with the store's `id`, as the API and `sensor alerts search
+    /// --json` give it.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut json = self.json.clone();
+        if let Some(map) = json.as_object_mut() {
+            map.insert("id".into(), self.id.into());
+        }
+        json
+    }
+}
+
 /// Where an alert happened, from its output fields (the suggested output Falco appends to
 /// syscall rules names all of them).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -50,6 +62,20 @@ pub struct Placement {
 }
 
 impl Placement {
+    /// The container by its name, else its id (none: the host).
+    pub fn container(&self) -> Option<&str> {
+        self.container_name.as_deref().or(self.container_id.as_deref())
+    }
+
+    /// The pod as `namespace/pod`, or the pod alone when its namespace is unknown.
+    pub fn pod_label(&self) -> Option<String> {
+        match (&self.namespace, &self.pod) {
+            (Some(ns), Some(pod)) => Some(format!("{ns}/{pod}")),
+            (None, Some(pod)) => Some(pod.clone()),
+            _ => None,
+        }
+    }
+
     /// The placement an alert's output fields give; `<NA>`, `host` and empty values are none.
     pub fn of(alert: &Alert) -> Placement {
         let field = |key: &str| {

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::StoredAlert;
-use crate::rules::Priority;
+use crate::{enrich::parse_rfc3339_ns, rules::Priority};
 
 /// A search: every filter given must hold (several values of one filter: any of them).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -62,6 +62,17 @@ impl GroupBy {
         GroupBy::Image,
         GroupBy::Namespace,
         GroupBy::Pod,
+        GroupBy::Tag,
+    ];
+
+    /// The groupings the console's dashboard shows.
+    pub const DASHBOARD: [GroupBy; 7] = [
+        GroupBy::Priority,
+        GroupBy::Rule,
+        GroupBy::Hostname,
+        GroupBy::Namespace,
+        GroupBy::Pod,
+        GroupBy::Image,
         GroupBy::Tag,
     ];
 
@@ -150,67 +161,12 @@ pub fn parse_since(text: &str) -> Result<u64, String> {
     crate::outputs::config::parse_duration(text).map(|d| d.as_nanos() as u64)
 }
 
-/// Parses an RFC 3339 time (`2026-12-06T15:04:05Z`, `2026-12-06T15:04:05.5+01:00`,
-/// or a date alone, `2026-12-06`, as its midnight UTC) into nanoseconds since the epoch.
+/// Parses an RFC 3339 time (`2026-12-06T15:04:05Z`, `2026-12-06T15:04:05.5+01:00`, or a
+/// date alone, `2026-12-06`, as its midnight UTC) into nanoseconds since the epoch.
 pub fn parse_rfc3339(text: &str) -> Result<u64, String> {
-    let bad = || format!("invalid time `{text}`: expected RFC 3339, e.g. 2026-12-06T15:04:05Z");
     let t = text.trim();
-    let (date, rest) = t.split_at(t.find(['T', 't', ' ']).unwrap_or(t.len()));
-    let mut parts = date.split('-');
-    let (Some(y), Some(m), Some(d), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err(bad());
-    };
-    let number = |s: &str, len: usize| {
-        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse::<i64>().ok()).flatten()
-    };
-    let (y, m, d) = (number(y, 4).ok_or_else(bad)?, number(m, 2).ok_or_else(bad)?, number(d, 2).ok_or_else(bad)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return Err(bad());
-    }
-    let mut secs = days_from_civil(y, m, d) * 86_400;
-    let mut nanos: i64 = 0;
-    if !rest.is_empty() {
-        let rest = &rest[1..];
-        let zone_at = rest.rfind(['Z', 'z', '+', '-']).filter(|&i| i >= 8).ok_or_else(bad)?;
-        let (clock, zone) = rest.split_at(zone_at);
-        let (hms, frac) = clock.split_once('.').map_or((clock, ""), |(a, b)| (a, b));
-        let mut hms = hms.split(':');
-        let (Some(h), Some(mi), Some(s), None) = (hms.next(), hms.next(), hms.next(), hms.next()) else {
-            return Err(bad());
-        };
-        let (h, mi, s) = (number(h, 2).ok_or_else(bad)?, number(mi, 2).ok_or_else(bad)?, number(s, 2).ok_or_else(bad)?);
-        if h > 23 || mi > 59 || s > 60 {
-            return Err(bad());
-        }
-        secs += h * 3600 + mi * 60 + s;
-        if !frac.is_empty() {
-            if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad());
-            }
-            nanos = format!("{frac:0<9}").parse().map_err(|_| bad())?;
-        }
-        match zone {
-            "Z" | "z" => {}
-            _ => {
-                let sign = if zone.starts_with('-') { -1 } else { 1 };
-                let (zh, zm) = zone[1..].split_once(':').ok_or_else(bad)?;
-                let (zh, zm) = (number(zh, 2).ok_or_else(bad)?, number(zm, 2).ok_or_else(bad)?);
-                secs -= sign * (zh * 3600 + zm * 60);
-            }
-        }
-    }
-    u64::try_from(secs).ok().and_then(|s| s.checked_mul(1_000_000_000)).map(|ns| ns + nanos as u64).ok_or_else(bad)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let parsed = if t.len() == 10 { parse_rfc3339_ns(&format!("{t}T00:00:00Z")) } else { parse_rfc3339_ns(t) };
+    parsed.ok_or_else(|| format!("invalid time `{text}`: expected RFC 3339, e.g. 2026-12-06T15:04:05Z"))
 }
 
 #[cfg(test)]

@@ -228,15 +228,18 @@ impl SqliteStore {
         // The counts lose what the deleted alerts added.
         let mut removed = Rollup::default();
         {
+            let columns: Vec<&str> = ROLLUP_GROUPS.iter().map(|by| column(*by)).collect();
             let mut stmt = tx.prepare(&format!(
-                "SELECT time_ns, priority, rule, source, hostname, coalesce(container_name, container_id), image, \
-                 namespace, pod, tags FROM alerts_d{day} WHERE id IN ({selected})"
+                "SELECT time_ns, priority, tags, {} FROM alerts_d{day} WHERE id IN ({selected})",
+                columns.join(", ")
             ))?;
             let mut rows = stmt.query(params![before, limit])?;
             while let Some(r) = rows.next()? {
-                let text = |i| r.get::<_, Option<String>>(i);
-                let values = [text(2)?, text(3)?, text(4)?, text(5)?, text(6)?, text(7)?, text(8)?];
-                removed.add(-1, r.get::<_, i64>(0)? as u64, r.get(1)?, values, &r.get::<_, String>(9)?);
+                let mut values = Vec::with_capacity(ROLLUP_GROUPS.len());
+                for (i, by) in ROLLUP_GROUPS.iter().enumerate() {
+                    values.push((*by, r.get::<_, Option<String>>(3 + i)?));
+                }
+                removed.add(-1, r.get::<_, i64>(0)? as u64, r.get(1)?, values, &r.get::<_, String>(2)?);
             }
         }
         removed.apply(&tx, day)?;
@@ -285,17 +288,7 @@ impl SqliteStore {
 impl SqliteStore {
     /// Adds to `counts` what `query` selects, by `by`, reading the alerts.
     fn scan_counts(&self, query: &Query, by: GroupBy, counts: &mut HashMap<String, u64>) -> anyhow::Result<()> {
-        let column = match by {
-            GroupBy::Priority => "priority",
-            GroupBy::Rule => "rule",
-            GroupBy::Source => "source",
-            GroupBy::Hostname => "hostname",
-            GroupBy::Container => "coalesce(container_name, container_id)",
-            GroupBy::Image => "image",
-            GroupBy::Namespace => "namespace",
-            GroupBy::Pod => "pod",
-            GroupBy::Tag => "tags",
-        };
+        let column = column(by);
         let query = Query { after: None, ..query.clone() };
         for day in self.days_for(&query)? {
             let mut args = Vec::new();
@@ -374,8 +367,8 @@ impl SqliteStore {
 #[derive(Default)]
 struct Rollup(HashMap<(&'static str, i64, i64, String), i64>);
 
-/// The groupings the counts tables keep, in the order [`Rollup::add`] takes their values
-/// (tags aside; priority is counted from the `rule` rows).
+/// The groupings the counts tables keep by value (tags are split from their column;
+/// priority is counted from the `rule` rows).
 const ROLLUP_GROUPS: [GroupBy; 7] = [
     GroupBy::Rule,
     GroupBy::Source,
@@ -386,12 +379,49 @@ const ROLLUP_GROUPS: [GroupBy; 7] = [
     GroupBy::Pod,
 ];
 
+/// The column (or expression) of an alerts table that holds the value of `by`.
+fn column(by: GroupBy) -> &'static str {
+    match by {
+        GroupBy::Priority => "priority",
+        GroupBy::Rule => "rule",
+        GroupBy::Source => "source",
+        GroupBy::Hostname => "hostname",
+        GroupBy::Container => "coalesce(container_name, container_id)",
+        GroupBy::Image => "image",
+        GroupBy::Namespace => "namespace",
+        GroupBy::Pod => "pod",
+        GroupBy::Tag => "tags",
+    }
+}
+
+/// The value `alert` is stored and counted under for a grouping of [`ROLLUP_GROUPS`]:
+/// what [`column`] reads back; priorities and tags are counted apart.
+fn grouping_value(by: GroupBy, alert: &Alert, place: &Placement) -> Option<String> {
+    match by {
+        GroupBy::Rule => Some(alert.rule.clone()),
+        GroupBy::Source => Some(alert.source.clone()),
+        GroupBy::Hostname => Some(alert.hostname.clone()),
+        GroupBy::Container => place.container().map(str::to_owned),
+        GroupBy::Image => place.image.clone(),
+        GroupBy::Namespace => place.namespace.clone(),
+        GroupBy::Pod => place.pod.clone(),
+        GroupBy::Priority | GroupBy::Tag => None,
+    }
+}
+
 impl Rollup {
-    /// Counts `delta` for an alert at `time_ns` of priority `level`, with these values of
+    /// Counts `delta` for an alert at `time_ns` of priority `level`, with its values of
     /// [`ROLLUP_GROUPS`] and its `tags` column.
-    fn add(&mut self, delta: i64, time_ns: u64, level: i64, values: [Option<String>; 7], tags: &str) {
+    fn add(
+        &mut self,
+        delta: i64,
+        time_ns: u64,
+        level: i64,
+        values: impl IntoIterator<Item = (GroupBy, Option<String>)>,
+        tags: &str,
+    ) {
         let hour = (time_ns / HOUR_NS).min(i64::MAX as u64) as i64;
-        for (by, value) in ROLLUP_GROUPS.iter().zip(values) {
+        for (by, value) in values {
             if let Some(value) = value {
                 *self.0.entry((by.name(), hour, level, value)).or_default() += delta;
             }
@@ -516,23 +546,12 @@ fn row_to_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAlert> {
     })
 }
 
-const PRIORITIES: [Priority; 8] = [
-    Priority::Emergency,
-    Priority::Alert,
-    Priority::Critical,
-    Priority::Error,
-    Priority::Warning,
-    Priority::Notice,
-    Priority::Informational,
-    Priority::Debug,
-];
-
 fn level_of(p: Priority) -> i64 {
-    PRIORITIES.iter().position(|q| *q == p).unwrap_or(PRIORITIES.len() - 1) as i64
+    Priority::ALL.iter().position(|q| *q == p).unwrap_or(Priority::ALL.len() - 1) as i64
 }
 
 fn priority_of_level(level: i64) -> Priority {
-    usize::try_from(level).ok().and_then(|l| PRIORITIES.get(l)).copied().unwrap_or(Priority::Debug)
+    usize::try_from(level).ok().and_then(|l| Priority::ALL.get(l)).copied().unwrap_or(Priority::Debug)
 }
 
 /// Binds `value` into `args`; its placeholder (`?N`, usable several times).
@@ -675,15 +694,7 @@ impl AlertStore for SqliteStore {
             ])?;
             tx.prepare_cached(&format!("INSERT INTO text_d{day} (rowid, body) VALUES (?1, ?2)"))?
                 .execute(params![id, body])?;
-            let values = [
-                Some(alert.rule.clone()),
-                Some(alert.source.clone()),
-                Some(alert.hostname.clone()),
-                place.container_name.clone().or_else(|| place.container_id.clone()),
-                place.image.clone(),
-                place.namespace.clone(),
-                place.pod.clone(),
-            ];
+            let values = ROLLUP_GROUPS.map(|by| (by, grouping_value(by, alert, &place)));
             rollups.entry(day).or_default().add(1, alert.time_ns, level_of(alert.priority), values, &tags);
             *added.entry(day).or_default() += 1;
             id += 1;
