@@ -77,17 +77,17 @@ pub struct SensorConfig {
 }
 
 impl SensorConfig {
-    /// The files of the enabled `store` outputs.
-    pub fn store_paths(&self) -> impl Iterator<Item = &Path> {
+    /// The stores of the enabled `store` outputs.
+    pub fn stores(&self) -> impl Iterator<Item = &crate::store::StoreConfig> {
         self.outputs.outputs.iter().filter(|o| o.options.enabled).filter_map(|o| match &o.kind {
-            crate::outputs::OutputKind::Store(store) => Some(store.path.as_path()),
+            crate::outputs::OutputKind::Store(store) => Some(store),
             _ => None,
         })
     }
 
-    /// The file of the first enabled `store` output, if any.
-    pub fn store_path(&self) -> Option<&Path> {
-        self.store_paths().next()
+    /// The store of the first enabled `store` output, if any.
+    pub fn store(&self) -> Option<&crate::store::StoreConfig> {
+        self.stores().next()
     }
 }
 

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use sensor::{
     config::SensorConfig,
     rules::{Priority, format_iso8601},
-    store::{AlertStore as _, Cursor, Order, Query, SqliteStore, StoredAlert, now_ns, parse_rfc3339, parse_since},
+    store::{Cursor, Order, Query, Reader, StoreConfig, StoredAlert, now_ns, parse_rfc3339, parse_since},
 };
 
 #[derive(Subcommand)]
@@ -21,11 +21,12 @@ pub enum AlertsCommand {
 
 #[derive(Args)]
 pub struct SearchArgs {
-    /// The store's file (default: the `store` output of --config, else
+    /// The store's SQLite file (default: the store of --config, else
     /// /var/lib/sensor/alerts.db).
     #[arg(long, value_name = "FILE", env = "SENSOR_STORE")]
     store: Option<PathBuf>,
-    /// The sensor's configuration file, to find the store's file in its outputs.
+    /// The sensor's (or the console's) configuration file, to find the store in: its `store`
+    /// output, else `ui.store` (a SQLite file or a PostgreSQL database).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Alerts of the last span: `15m`, `24h`, `7d`.
@@ -88,18 +89,21 @@ pub fn run(command: AlertsCommand) -> anyhow::Result<()> {
     }
 }
 
-/// The store file `args` name.
-fn store_path(args: &SearchArgs) -> anyhow::Result<PathBuf> {
+/// The store `args` name.
+fn store(args: &SearchArgs) -> anyhow::Result<StoreConfig> {
     if let Some(path) = &args.store {
-        return Ok(path.clone());
+        return Ok(StoreConfig::at(path));
     }
-    let Some(config) = &args.config else { return Ok(PathBuf::from("/var/lib/sensor/alerts.db")) };
+    let Some(config) = &args.config else { return Ok(StoreConfig::at("/var/lib/sensor/alerts.db")) };
     let config = SensorConfig::load(config)?;
-    let stores: Vec<&std::path::Path> = config.store_paths().collect();
-    match stores.as_slice() {
-        [one] => Ok(one.to_path_buf()),
-        [] => bail!("the configuration has no enabled `store` output; name the file with --store"),
-        _ => bail!("the configuration has {} `store` outputs; name one with --store", stores.len()),
+    let outputs: Vec<&StoreConfig> = config.stores().collect();
+    match (outputs.as_slice(), &config.ui.store) {
+        ([one], _) => Ok((*one).clone()),
+        ([], Some(ui)) => Ok(ui.clone()),
+        ([], None) => {
+            bail!("the configuration has no enabled `store` output and no ui.store; name the file with --store")
+        }
+        (many, _) => bail!("the configuration has {} `store` outputs; name one with --store", many.len()),
     }
 }
 
@@ -136,8 +140,7 @@ fn query(args: &SearchArgs) -> anyhow::Result<Query> {
 
 fn search(args: SearchArgs) -> anyhow::Result<()> {
     let query = query(&args)?;
-    let store = SqliteStore::open_read_only(&store_path(&args)?)?;
-    let page = store.search(&query)?;
+    let page = Reader::open(&store(&args)?)?.read(|store| store.search(&query))?;
     let printed = print_page(&mut io::stdout().lock(), &page.alerts, args.json);
     match printed {
         // A reader that had enough (`| head`) is no error.

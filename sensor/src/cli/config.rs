@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::bail;
+use sensor::store::Engine;
 use sensor::{
     config::SensorConfig,
     outputs::{OutputKind, webhook::HeaderSource},
@@ -73,9 +74,12 @@ fn check_output(kind: &OutputKind) -> anyhow::Result<()> {
         }),
         OutputKind::Grpc(c) => c.endpoint().map(drop),
         OutputKind::Stdout(_) | OutputKind::File(_) => Ok(()),
-        OutputKind::Store(c) => match c.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            Some(dir) if !dir.is_dir() => anyhow::bail!("the store's directory {} does not exist", dir.display()),
-            _ => Ok(()),
+        OutputKind::Store(c) => match &c.engine {
+            Engine::Sqlite(path) => match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                Some(dir) if !dir.is_dir() => anyhow::bail!("the store's directory {} does not exist", dir.display()),
+                _ => Ok(()),
+            },
+            Engine::Postgres(pg) => pg.password.as_ref().map_or(Ok(()), |p| p.load().map(drop)),
         },
     }
 }

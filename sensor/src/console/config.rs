@@ -5,6 +5,7 @@ use std::{net::SocketAddr, num::NonZeroU32, path::PathBuf, time::Duration};
 use serde::Deserialize;
 
 use crate::outputs::{SecretSource, config::deserialize_positive_duration};
+use crate::store::StoreConfig;
 
 /// The web console and its API.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -16,13 +17,14 @@ pub struct UiConfig {
     pub address: SocketAddr,
     /// The path it is served under, behind an ingress (`/sensor`; default `/`).
     pub base_path: String,
-    /// The alert store it shows (default: the `store` output's file).
-    pub store: Option<PathBuf>,
+    /// The alert store it shows (default: the `store` output's); `sensor console` needs it.
+    pub store: Option<StoreConfig>,
     /// Users who may log in, with argon2id hashes (`sensor ui hash-password` makes one).
     /// None: the user `admin`, whose password is made at the first start and whose hash is
     /// kept in `admin_file`.
     pub users: Vec<UiUser>,
-    /// The hash of the generated `admin` password (default `ui-admin.hash` beside the store).
+    /// The hash of the generated `admin` password (default `ui-admin.hash` beside a SQLite
+    /// store; a PostgreSQL store needs it set, or `users`).
     pub admin_file: Option<PathBuf>,
     /// Bearer tokens that may call the API (`Authorization: Bearer TOKEN`), from files or
     /// the environment.

@@ -12,11 +12,7 @@ mod params;
 pub use auth::{LoginLimiter, Sessions, Users, hash_password};
 pub use config::{UiConfig, UiUser};
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
 use axum::{
@@ -30,7 +26,7 @@ use axum::{
 use serde::Deserialize;
 
 use crate::outputs::constant_time_eq;
-use crate::store::{AlertStore as _, GroupBy, Page, Query, SqliteStore, StoredAlert};
+use crate::store::{AlertStore, GroupBy, Page, Query, Reader, StoreConfig, StoredAlert};
 use auth::{Session, Tokens, random_hex};
 
 /// The cookie holding a session's token.
@@ -44,7 +40,7 @@ pub const EXPORT_MAX: usize = 10_000;
 struct Console {
     /// `""` or `/base`.
     base: String,
-    store: PathBuf,
+    store: Reader,
     users: Users,
     sessions: Sessions,
     limiter: LoginLimiter,
@@ -63,18 +59,22 @@ impl Drop for RunningConsole {
     }
 }
 
-/// Starts the console on the current runtime. `store` is the `store` output's file, used
-/// unless `ui.store` names another. With no user configured, the first start makes the
-/// `admin` user's password and prints it once on stderr (only its hash is kept).
-pub async fn start(config: &UiConfig, store: Option<&Path>) -> anyhow::Result<RunningConsole> {
+/// Starts the console on the current runtime. `store` is the `store` output's, used unless
+/// `ui.store` names another. With no user configured, the first start makes the `admin`
+/// user's password and prints it once on stderr (only its hash is kept).
+pub async fn start(config: &UiConfig, store: Option<&StoreConfig>) -> anyhow::Result<RunningConsole> {
     let base = config.base()?;
     let store = config
         .store
         .clone()
-        .or_else(|| store.map(Path::to_owned))
+        .or_else(|| store.cloned())
         .context("ui: no alert store to show: add a `store` output or set ui.store")?;
     let users = if config.users.is_empty() {
-        let admin_file = config.admin_file.clone().unwrap_or_else(|| store.with_file_name("ui-admin.hash"));
+        let admin_file = match (&config.admin_file, store.sqlite_path()) {
+            (Some(file), _) => file.clone(),
+            (None, Some(db)) => db.with_file_name("ui-admin.hash"),
+            (None, None) => anyhow::bail!("ui: with a PostgreSQL store, set ui.users or ui.admin_file"),
+        };
         let (users, password) = Users::admin_from(&admin_file)?;
         if let Some(password) = password {
             // Once, on the terminal: the operator's only chance to read it (the file keeps
@@ -89,6 +89,7 @@ pub async fn start(config: &UiConfig, store: Option<&Path>) -> anyhow::Result<Ru
     } else {
         Users::new(&config.users)?
     };
+    let store = tokio::task::spawn_blocking(move || Reader::open(&store)).await??;
     let tokens = config.api_tokens.iter().map(|t| t.load().context("ui.api_tokens")).collect::<anyhow::Result<_>>()?;
     let console = Arc::new(Console {
         base: base.clone(),
@@ -211,10 +212,10 @@ impl Console {
     /// Runs `read` on the store, on a blocking thread.
     async fn read<T: Send + 'static>(
         &self,
-        read: impl FnOnce(&SqliteStore) -> anyhow::Result<T> + Send + 'static,
+        read: impl FnOnce(&dyn AlertStore) -> anyhow::Result<T> + Send + 'static,
     ) -> Result<T, String> {
-        let path = self.store.clone();
-        tokio::task::spawn_blocking(move || SqliteStore::open_read_only(&path).and_then(|store| read(&store)))
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.read(read))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("{e:#}"))
@@ -366,7 +367,7 @@ async fn detail(State(console): State<Arc<Console>>, headers: HeaderMap, UrlPath
 
 async fn about(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
     let Some((_, session)) = console.session(&headers) else { return console.to_login() };
-    let store_path = console.store.display().to_string();
+    let store_path = console.store.describe();
     let usage = console.read(|store| store.usage()).await;
     let mut facts = vec![("version", env!("CARGO_PKG_VERSION").to_owned()), ("alert store", store_path)];
     match usage {

@@ -1,7 +1,7 @@
 //! The console's routes in process, against a real store: what a user and an attacker on
 //! the network would try.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use axum::{body::Body, http::Request};
 use http_body_util::BodyExt as _;
@@ -54,7 +54,7 @@ fn fixture(name: &str, base_path: &str) -> Fixture {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let config = StoreConfig::at(dir.join("alerts.db"));
-    let mut store = SqliteStore::open(&config).unwrap().store;
+    let mut store = crate::store::open(&config).unwrap().store;
     let mut alerts: Vec<Arc<Alert>> = (0..249)
         .map(|n| {
             let (priority, pod) =
@@ -66,7 +66,7 @@ fn fixture(name: &str, base_path: &str) -> Fixture {
     store.insert(&alerts).unwrap();
     let console = Arc::new(Console {
         base: UiConfig { base_path: base_path.into(), ..UiConfig::default() }.base().unwrap(),
-        store: config.path.clone(),
+        store: Reader::open(&config).unwrap(),
         users: Users::new(&[UiUser { name: "alice".into(), password_hash: hash_password(PASSWORD).unwrap() }]).unwrap(),
         sessions: Sessions::new(Duration::from_secs(3600)),
         limiter: LoginLimiter::new(3, Duration::from_secs(300)),

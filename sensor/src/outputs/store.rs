@@ -1,4 +1,4 @@
-//! The alert store as an output (`store: {path: ...}`): each batch is one transaction on a
+//! The alert store as an output (`store: {path: ...}` or `store: {postgres: ...}`): each batch is one transaction on a
 //! blocking thread, followed by a retention pass; retention also runs on a timer, so an
 //! idle store still forgets what is past `max_age`.
 
@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use super::{SendError, Sink, config::BatchConfig};
 use crate::{
     rules::Alert,
-    store::{AlertStore, Removed, SqliteStore, StoreConfig, now_ns},
+    store::{AlertStore, Removed, StoreConfig, now_ns},
 };
 
 /// The batch a `store` output uses unless it sets its own: a transaction per 200 ms or per
@@ -26,9 +26,9 @@ pub const STORE_DEFAULT_BATCH: BatchConfig = BatchConfig {
     max_alerts: std::num::NonZeroUsize::new(5000).expect("non-zero"),
 };
 
-/// Writes alerts into a [`SqliteStore`].
+/// Writes alerts into a store.
 pub struct StoreSink {
-    store: Arc<Mutex<SqliteStore>>,
+    store: Arc<Mutex<Writing>>,
     /// An attempt the output's timeout may cut short: waited for before anything else is
     /// written, so that a retry of a batch that did commit does not store it twice.
     in_flight: Option<InFlight>,
@@ -38,6 +38,12 @@ pub struct StoreSink {
     retention: JoinHandle<()>,
     /// What opening found unusable and moved aside, for the operator.
     set_aside: Option<String>,
+}
+
+/// The store being written, and its name for messages.
+struct Writing {
+    store: Box<dyn AlertStore>,
+    description: String,
 }
 
 /// A batch and its transaction, running on a blocking thread.
@@ -51,15 +57,9 @@ impl StoreSink {
     /// starts its retention timer.
     pub async fn open(config: &StoreConfig) -> anyhow::Result<Self> {
         let owned = config.clone();
-        let opened = tokio::task::spawn_blocking(move || SqliteStore::open(&owned)).await??;
-        let set_aside = opened.set_aside.map(|(aside, why)| {
-            format!(
-                "the alert store {} was unusable ({why}); it was moved to {} and a new store begun",
-                config.path.display(),
-                aside.display()
-            )
-        });
-        let store = Arc::new(Mutex::new(opened.store));
+        let opened = tokio::task::spawn_blocking(move || crate::store::open(&owned)).await??;
+        let set_aside = opened.set_aside;
+        let store = Arc::new(Mutex::new(Writing { store: opened.store, description: config.describe() }));
         let retention_failures = Arc::new(AtomicU64::new(0));
         let retention =
             tokio::spawn(retain_every(config.retention_interval, store.clone(), retention_failures.clone()));
@@ -78,27 +78,27 @@ impl Drop for StoreSink {
     }
 }
 
-fn lock(store: &Mutex<SqliteStore>) -> std::sync::MutexGuard<'_, SqliteStore> {
+fn lock(store: &Mutex<Writing>) -> std::sync::MutexGuard<'_, Writing> {
     store.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// One retention pass; failures are counted and logged, never fatal.
-fn retain(store: &Mutex<SqliteStore>, failures: &AtomicU64) {
-    let mut store = lock(store);
-    match store.enforce_retention(now_ns()) {
+fn retain(store: &Mutex<Writing>, failures: &AtomicU64) {
+    let mut writing = lock(store);
+    match writing.store.enforce_retention(now_ns()) {
         Ok(Removed { expired: 0, over_size: 0 }) => {}
         Ok(Removed { expired, over_size }) => log::info!(
             "alert store {}: removed {expired} alerts past max_age and {over_size} over max_size",
-            store.path().display()
+            writing.description
         ),
         Err(e) => {
             failures.fetch_add(1, Relaxed);
-            log::warn!("alert store {}: retention failed: {e:#}", store.path().display());
+            log::warn!("alert store {}: retention failed: {e:#}", writing.description);
         }
     }
 }
 
-async fn retain_every(interval: Duration, store: Arc<Mutex<SqliteStore>>, failures: Arc<AtomicU64>) {
+async fn retain_every(interval: Duration, store: Arc<Mutex<Writing>>, failures: Arc<AtomicU64>) {
     loop {
         tokio::time::sleep(interval).await;
         let (store, failures) = (store.clone(), failures.clone());
@@ -124,7 +124,7 @@ impl Sink for StoreSink {
         let (store, failures) = (self.store.clone(), self.retention_failures.clone());
         let rows = batch.clone();
         let commit = tokio::task::spawn_blocking(move || {
-            lock(&store).insert(&rows)?;
+            lock(&store).store.insert(&rows)?;
             retain(&store, &failures);
             Ok(())
         });
@@ -143,7 +143,7 @@ impl Sink for StoreSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::Priority;
+    use crate::{rules::Priority, store::SqliteStore};
 
     fn alert(n: u64) -> Arc<Alert> {
         Arc::new(Alert {
@@ -172,7 +172,7 @@ mod tests {
         sink.send(&batch).await.unwrap();
         sink.send(&[alert(5000)]).await.unwrap();
         drop(sink);
-        let store = SqliteStore::open_read_only(&config.path).unwrap();
+        let store = SqliteStore::open_read_only(&dir.join("alerts.db")).unwrap();
         assert_eq!(store.usage().unwrap().alerts, 3001, "every alert once");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -7,10 +7,13 @@
 //! slow or full disk never stalls detection.
 
 mod config;
+mod postgresql;
 mod query;
+mod rows;
 mod sqlite;
 
-pub use config::{StoreConfig, parse_size};
+pub use config::{Engine, PostgresConfig, StoreConfig, parse_size};
+pub use postgresql::PgStore;
 pub use query::{Cursor, GroupBy, Order, Page, Query, parse_rfc3339, parse_since};
 pub use sqlite::{Opened, SqliteStore};
 
@@ -145,10 +148,73 @@ pub trait AlertStore: Send {
     fn usage(&self) -> anyhow::Result<Usage>;
 }
 
+/// A store opened for writing.
+pub struct Writer {
+    pub store: Box<dyn AlertStore>,
+    /// What opening found unusable and moved aside (a corrupt SQLite file), for the operator.
+    pub set_aside: Option<String>,
+}
+
+/// Opens the store `config` names for writing (blocks: call it on a blocking thread).
+pub fn open(config: &StoreConfig) -> anyhow::Result<Writer> {
+    match &config.engine {
+        Engine::Sqlite(path) => {
+            let opened = SqliteStore::open(path, config)?;
+            let set_aside = opened.set_aside.map(|(aside, why)| {
+                format!(
+                    "the alert store {} was unusable ({why}); it was moved to {} and a new store begun",
+                    path.display(),
+                    aside.display()
+                )
+            });
+            Ok(Writer { store: Box::new(opened.store), set_aside })
+        }
+        Engine::Postgres(pg) => Ok(Writer { store: Box::new(PgStore::connect(pg, config)?), set_aside: None }),
+    }
+}
+
+/// A store to read from, shared by the console's requests and the CLI: a SQLite file
+/// (opened read-only for each read, so it never holds the writer back) or a database's
+/// connections.
+#[derive(Clone, Debug)]
+pub enum Reader {
+    Sqlite(std::path::PathBuf),
+    Postgres(PgStore),
+}
+
+impl Reader {
+    /// A reader of the store `config` names (for PostgreSQL: connects, and makes the schema
+    /// if there is none; blocks).
+    pub fn open(config: &StoreConfig) -> anyhow::Result<Reader> {
+        Ok(match &config.engine {
+            Engine::Sqlite(path) => Reader::Sqlite(path.clone()),
+            Engine::Postgres(pg) => Reader::Postgres(PgStore::connect(pg, config)?),
+        })
+    }
+
+    /// Runs `read` on the store (blocks).
+    pub fn read<T>(&self, read: impl FnOnce(&dyn AlertStore) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        match self {
+            Reader::Sqlite(path) => read(&SqliteStore::open_read_only(path)?),
+            Reader::Postgres(pg) => read(pg),
+        }
+    }
+
+    /// The store, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Reader::Sqlite(path) => path.display().to_string(),
+            Reader::Postgres(pg) => pg.description().to_owned(),
+        }
+    }
+}
+
 /// Nanoseconds since the epoch, now.
 pub fn now_ns() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
+#[doc(hidden)]
+pub mod pg_server;
 #[cfg(test)]
 mod tests;

@@ -19,18 +19,30 @@ use std::{
 use anyhow::{Context as _, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params, params_from_iter, types::Value as SqlValue};
 
+use super::rows::{
+    COLUMNS, CountsPlan, DAY_NS, Dialect, HOUR_NS, Param, ROLLUP_GROUPS, Rollup, body, column, grouping_value,
+    level_of, priority_of_level, sorted_counts, tags_column, tags_of_column,
+};
 use super::{AlertStore, Cursor, GroupBy, Order, Page, Placement, Query, Removed, StoreConfig, StoredAlert, Usage};
 use crate::rules::{Alert, Priority};
 
+/// Writes `rollup` into day `day`'s counts table (inside the caller's transaction).
+fn apply_rollup(conn: &Connection, day: u64, rollup: &Rollup) -> rusqlite::Result<()> {
+    let mut upsert = conn.prepare_cached(&format!(
+        "INSERT INTO counts_d{day} (grp, hour, priority, value, alerts) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (grp, hour, priority, value) DO UPDATE SET alerts = alerts + excluded.alerts"
+    ))?;
+    for ((grp, hour, level, value), delta) in rollup.changes() {
+        upsert.execute(params![grp, hour, level, value, delta])?;
+    }
+    if rollup.removes() {
+        conn.execute(&format!("DELETE FROM counts_d{day} WHERE alerts <= 0"), [])?;
+    }
+    Ok(())
+}
+
 /// The schema this code writes; a file with another is refused, not guessed at.
 const SCHEMA_VERSION: i64 = 1;
-
-const DAY_NS: u64 = 86_400 * 1_000_000_000;
-const HOUR_NS: u64 = 3_600 * 1_000_000_000;
-
-/// The separator of the `tags` column: tags are stored `\nA\nB\n`, so that a tag is
-/// found as `\nA\n` whatever its neighbours.
-const TAG_SEPARATOR: char = '\n';
 
 /// A store in a SQLite file.
 pub struct SqliteStore {
@@ -61,9 +73,8 @@ impl SqliteStore {
     /// or fails SQLite's integrity check, is renamed `PATH.corrupt-<unix seconds>` (with its
     /// `-wal` and `-shm` files) and a new store is begun: alerts keep being kept, and what
     /// was found is reported in [`Opened::set_aside`].
-    pub fn open(config: &StoreConfig) -> anyhow::Result<Opened> {
-        let path = &config.path;
-        match Self::open_checked(config) {
+    pub fn open(path: &Path, config: &StoreConfig) -> anyhow::Result<Opened> {
+        match Self::open_checked(path, config) {
             Ok(store) => Ok(Opened { store, set_aside: None }),
             Err(OpenError::Other(e)) => Err(e),
             Err(OpenError::Unusable(why)) => {
@@ -77,7 +88,7 @@ impl SqliteStore {
                         let _ = std::fs::rename(&side, format!("{}{suffix}", aside.display()));
                     }
                 }
-                let store = Self::open_checked(config).map_err(OpenError::into_anyhow)?;
+                let store = Self::open_checked(path, config).map_err(OpenError::into_anyhow)?;
                 Ok(Opened { store, set_aside: Some((aside, why)) })
             }
         }
@@ -108,8 +119,7 @@ impl SqliteStore {
         Ok(store)
     }
 
-    fn open_checked(config: &StoreConfig) -> Result<SqliteStore, OpenError> {
-        let path = &config.path;
+    fn open_checked(path: &Path, config: &StoreConfig) -> Result<SqliteStore, OpenError> {
         let conn = Connection::open(path).with_context(|| format!("opening the alert store {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(anyhow::Error::from)?;
         // A file that is not a database fails here, on its first page.
@@ -146,9 +156,9 @@ impl SqliteStore {
             .map_err(anyhow::Error::from)?;
         let mut store = SqliteStore {
             conn,
-            path: path.clone(),
+            path: path.to_owned(),
             max_age_ns: config.max_age.as_nanos().min(u128::from(u64::MAX)) as u64,
-            max_size: config.max_size,
+            max_size: config.max_size.unwrap_or(u64::MAX),
             days: BTreeMap::new(),
             next_id,
         };
@@ -242,7 +252,7 @@ impl SqliteStore {
                 removed.add(-1, r.get::<_, i64>(0)? as u64, r.get(1)?, values, &r.get::<_, String>(2)?);
             }
         }
-        removed.apply(&tx, day)?;
+        apply_rollup(&tx, day, &removed)?;
         tx.execute(&format!("DELETE FROM text_d{day} WHERE rowid IN ({selected})"), params![before, limit])?;
         let n =
             tx.execute(&format!("DELETE FROM alerts_d{day} WHERE id IN ({selected})"), params![before, limit])? as u64;
@@ -289,12 +299,11 @@ impl SqliteStore {
     /// Adds to `counts` what `query` selects, by `by`, reading the alerts.
     fn scan_counts(&self, query: &Query, by: GroupBy, counts: &mut HashMap<String, u64>) -> anyhow::Result<()> {
         let column = column(by);
-        let query = Query { after: None, ..query.clone() };
-        for day in self.days_for(&query)? {
+        for day in self.days_for(query)? {
             let mut args = Vec::new();
             let sql = format!(
                 "SELECT {column}, count(*) FROM alerts_d{day} WHERE {} AND {column} IS NOT NULL GROUP BY {column}",
-                filters(day, &query, &mut args)
+                filters(day, query, &mut args)
             );
             let mut stmt = match self.conn.prepare(&sql) {
                 Ok(stmt) => stmt,
@@ -308,7 +317,7 @@ impl SqliteStore {
                     GroupBy::Priority => *counts.entry(priority_of_level(row.get(0)?).to_string()).or_default() += n,
                     GroupBy::Tag => {
                         let tags: String = row.get(0)?;
-                        for tag in tags.split(TAG_SEPARATOR).filter(|t| !t.is_empty()) {
+                        for tag in tags_of_column(&tags) {
                             *counts.entry(tag.to_owned()).or_default() += n;
                         }
                     }
@@ -362,91 +371,6 @@ impl SqliteStore {
     }
 }
 
-/// Changes to one day's counts table: alerts added (+1) or removed (-1) per grouping, hour,
-/// priority and value.
-#[derive(Default)]
-struct Rollup(HashMap<(&'static str, i64, i64, String), i64>);
-
-/// The groupings the counts tables keep by value (tags are split from their column;
-/// priority is counted from the `rule` rows).
-const ROLLUP_GROUPS: [GroupBy; 7] = [
-    GroupBy::Rule,
-    GroupBy::Source,
-    GroupBy::Hostname,
-    GroupBy::Container,
-    GroupBy::Image,
-    GroupBy::Namespace,
-    GroupBy::Pod,
-];
-
-/// The column (or expression) of an alerts table that holds the value of `by`.
-fn column(by: GroupBy) -> &'static str {
-    match by {
-        GroupBy::Priority => "priority",
-        GroupBy::Rule => "rule",
-        GroupBy::Source => "source",
-        GroupBy::Hostname => "hostname",
-        GroupBy::Container => "coalesce(container_name, container_id)",
-        GroupBy::Image => "image",
-        GroupBy::Namespace => "namespace",
-        GroupBy::Pod => "pod",
-        GroupBy::Tag => "tags",
-    }
-}
-
-/// The value `alert` is stored and counted under for a grouping of [`ROLLUP_GROUPS`]:
-/// what [`column`] reads back; priorities and tags are counted apart.
-fn grouping_value(by: GroupBy, alert: &Alert, place: &Placement) -> Option<String> {
-    match by {
-        GroupBy::Rule => Some(alert.rule.clone()),
-        GroupBy::Source => Some(alert.source.clone()),
-        GroupBy::Hostname => Some(alert.hostname.clone()),
-        GroupBy::Container => place.container().map(str::to_owned),
-        GroupBy::Image => place.image.clone(),
-        GroupBy::Namespace => place.namespace.clone(),
-        GroupBy::Pod => place.pod.clone(),
-        GroupBy::Priority | GroupBy::Tag => None,
-    }
-}
-
-impl Rollup {
-    /// Counts `delta` for an alert at `time_ns` of priority `level`, with its values of
-    /// [`ROLLUP_GROUPS`] and its `tags` column.
-    fn add(
-        &mut self,
-        delta: i64,
-        time_ns: u64,
-        level: i64,
-        values: impl IntoIterator<Item = (GroupBy, Option<String>)>,
-        tags: &str,
-    ) {
-        let hour = (time_ns / HOUR_NS).min(i64::MAX as u64) as i64;
-        for (by, value) in values {
-            if let Some(value) = value {
-                *self.0.entry((by.name(), hour, level, value)).or_default() += delta;
-            }
-        }
-        for tag in tags.split(TAG_SEPARATOR).filter(|t| !t.is_empty()) {
-            *self.0.entry((GroupBy::Tag.name(), hour, level, tag.to_owned())).or_default() += delta;
-        }
-    }
-
-    /// Writes the changes into day `day`'s counts table (inside the caller's transaction).
-    fn apply(&self, conn: &Connection, day: u64) -> rusqlite::Result<()> {
-        let mut upsert = conn.prepare_cached(&format!(
-            "INSERT INTO counts_d{day} (grp, hour, priority, value, alerts) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (grp, hour, priority, value) DO UPDATE SET alerts = alerts + excluded.alerts"
-        ))?;
-        for ((grp, hour, level, value), delta) in &self.0 {
-            upsert.execute(params![grp, hour, level, value, delta])?;
-        }
-        if self.0.values().any(|d| *d < 0) {
-            conn.execute(&format!("DELETE FROM counts_d{day} WHERE alerts <= 0"), [])?;
-        }
-        Ok(())
-    }
-}
-
 enum OpenError {
     /// The file is not a store this code can write to.
     Unusable(String),
@@ -491,21 +415,6 @@ fn schema_version(conn: &Connection) -> rusqlite::Result<Option<i64>> {
     conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0)).optional()
 }
 
-/// The text an alert's index holds: its output, rule, tags and output field values (the
-/// JSON holds them all too, for the exact check).
-fn body(alert: &Alert) -> String {
-    let mut body = format!("{}\n{}\n{}", alert.message, alert.rule, alert.tags.join(" "));
-    for (key, value) in &alert.fields {
-        if let Some(v) = value {
-            body.push('\n');
-            body.push_str(key);
-            body.push('=');
-            body.push_str(&v.to_string());
-        }
-    }
-    body
-}
-
 /// An FTS5 query finding alerts that hold every term: each term a phrase (quotes doubled),
 /// its last token a prefix. Terms without a letter or digit have no tokens and are left to
 /// the exact check alone.
@@ -517,10 +426,6 @@ fn fts_query(terms: &[&str]) -> Option<String> {
         .collect();
     (!phrases.is_empty()).then(|| phrases.join(" AND "))
 }
-
-/// The columns a search reads, in the order [`row_to_alert`] takes them.
-const COLUMNS: &str =
-    "id, time_ns, priority, rule, source, hostname, container_id, container_name, image, namespace, pod, tags, json";
 
 fn row_to_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAlert> {
     let level: i64 = r.get(2)?;
@@ -540,117 +445,27 @@ fn row_to_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAlert> {
             namespace: r.get(9)?,
             pod: r.get(10)?,
         },
-        tags: tags.split(TAG_SEPARATOR).filter(|t| !t.is_empty()).map(str::to_owned).collect(),
+        tags: tags_of_column(&tags).map(str::to_owned).collect(),
         output: json["output"].as_str().unwrap_or_default().to_owned(),
         json,
     })
 }
 
-fn level_of(p: Priority) -> i64 {
-    Priority::ALL.iter().position(|q| *q == p).unwrap_or(Priority::ALL.len() - 1) as i64
-}
-
-fn priority_of_level(level: i64) -> Priority {
-    usize::try_from(level).ok().and_then(|l| Priority::ALL.get(l)).copied().unwrap_or(Priority::Debug)
-}
-
-/// Binds `value` into `args`; its placeholder (`?N`, usable several times).
-fn bind(args: &mut Vec<SqlValue>, value: SqlValue) -> String {
-    args.push(value);
-    format!("?{}", args.len())
-}
-
-/// `column IN (?N, ...)` over `values`, binding them into `args`.
-fn any_of(column: &str, values: &[String], args: &mut Vec<SqlValue>) -> String {
-    let marks: Vec<String> = values.iter().map(|v| bind(args, SqlValue::Text(v.clone()))).collect();
-    format!("{column} IN ({})", marks.join(", "))
-}
-
-/// The WHERE clause of `query` over one day's tables, binding its values into `args`.
+/// The WHERE clause of `query` over day `day`'s tables, binding its values into `args`:
+/// the full-text index finds candidates for the text terms, [`Dialect::filters`] the rest.
 fn filters(day: u64, query: &Query, args: &mut Vec<SqlValue>) -> String {
-    let mut clauses: Vec<String> = Vec::new();
-    if let Some(from) = query.from_ns {
-        clauses.push(format!("time_ns >= {}", bind(args, SqlValue::Integer(from.min(i64::MAX as u64) as i64))));
+    let mut params = Vec::new();
+    let mut clauses = Vec::new();
+    if let Some(fts) = fts_query(&query.terms()) {
+        let mark = Dialect::Sqlite.bind(&mut params, Param::Text(fts));
+        clauses.push(format!("id IN (SELECT rowid FROM text_d{day} WHERE text_d{day} MATCH {mark})"));
     }
-    if let Some(to) = query.to_ns {
-        clauses.push(format!("time_ns < {}", bind(args, SqlValue::Integer(to.min(i64::MAX as u64) as i64))));
-    }
-    if let Some(p) = query.min_priority {
-        clauses.push(format!("priority <= {}", bind(args, SqlValue::Integer(level_of(p)))));
-    }
-    for (column, values) in [
-        ("rule", &query.rules),
-        ("source", &query.sources),
-        ("hostname", &query.hostnames),
-        ("namespace", &query.namespaces),
-        ("pod", &query.pods),
-    ] {
-        if !values.is_empty() {
-            clauses.push(any_of(column, values, args));
-        }
-    }
-    if !query.tags.is_empty() {
-        let tests: Vec<String> = query
-            .tags
-            .iter()
-            .map(|t| {
-                format!("instr(tags, {}) > 0", bind(args, SqlValue::Text(format!("{TAG_SEPARATOR}{t}{TAG_SEPARATOR}"))))
-            })
-            .collect();
-        clauses.push(format!("({})", tests.join(" OR ")));
-    }
-    if !query.containers.is_empty() {
-        let tests: Vec<String> = query
-            .containers
-            .iter()
-            .map(|c| {
-                let v = bind(args, SqlValue::Text(c.clone()));
-                // A hex id of 12 or more characters may be a prefix of the full id.
-                if c.len() >= 12 && c.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    format!("(container_name = {v} OR substr(container_id, 1, length({v})) = {v})")
-                } else {
-                    format!("(container_name = {v} OR container_id = {v})")
-                }
-            })
-            .collect();
-        clauses.push(format!("({})", tests.join(" OR ")));
-    }
-    if !query.images.is_empty() {
-        let tests: Vec<String> = query
-            .images
-            .iter()
-            .map(|i| {
-                let v = bind(args, SqlValue::Text(i.clone()));
-                format!("(image = {v} OR substr(image, 1, length({v}) + 1) = {v} || ':')")
-            })
-            .collect();
-        clauses.push(format!("({})", tests.join(" OR ")));
-    }
-    let terms = query.terms();
-    if let Some(fts) = fts_query(&terms) {
-        clauses.push(format!(
-            "id IN (SELECT rowid FROM text_d{day} WHERE text_d{day} MATCH {})",
-            bind(args, SqlValue::Text(fts))
-        ));
-    }
-    for term in terms {
-        // The index finds candidates by tokens; this keeps those holding the term exactly
-        // as written (its dashes, slashes and quotes), ignoring ASCII case: in the alert's
-        // JSON, so the term is escaped as JSON escapes text.
-        let escaped = serde_json::to_string(term).unwrap_or_default();
-        let escaped = escaped.get(1..escaped.len().saturating_sub(1)).unwrap_or_default().to_owned();
-        clauses.push(format!("instr(lower(json), lower({})) > 0", bind(args, SqlValue::Text(escaped))));
-    }
-    if let Some(after) = query.after {
-        let op = match query.order {
-            Order::NewestFirst => "<",
-            Order::OldestFirst => ">",
-        };
-        let t = bind(args, SqlValue::Integer(after.time_ns.min(i64::MAX as u64) as i64));
-        let id = bind(args, SqlValue::Integer(after.id));
-        clauses.push(format!("(time_ns, id) {op} ({t}, {id})"));
-    }
-    if clauses.is_empty() { "1".into() } else { clauses.join(" AND ") }
+    clauses.push(Dialect::Sqlite.filters(query, &mut params));
+    args.extend(params.into_iter().map(|p| match p {
+        Param::Int(i) => SqlValue::Integer(i),
+        Param::Text(t) => SqlValue::Text(t),
+    }));
+    clauses.join(" AND ")
 }
 
 impl AlertStore for SqliteStore {
@@ -667,11 +482,7 @@ impl AlertStore for SqliteStore {
             let day = alert.time_ns / DAY_NS;
             Self::ensure_day(&tx, &mut days, day)?;
             let place = Placement::of(alert);
-            let tags = if alert.tags.is_empty() {
-                String::new()
-            } else {
-                format!("{TAG_SEPARATOR}{}{TAG_SEPARATOR}", alert.tags.join(&TAG_SEPARATOR.to_string()))
-            };
+            let tags = tags_column(alert);
             let body = body(alert);
             tx.prepare_cached(&format!(
                 "INSERT INTO alerts_d{day} (id, time_ns, priority, rule, source, hostname, container_id, container_name, \
@@ -700,7 +511,7 @@ impl AlertStore for SqliteStore {
             id += 1;
         }
         for (day, rollup) in &rollups {
-            rollup.apply(&tx, *day)?;
+            apply_rollup(&tx, *day, rollup)?;
         }
         for (day, n) in &added {
             tx.prepare_cached("UPDATE days SET alerts = alerts + ?1 WHERE day = ?2")?
@@ -770,25 +581,14 @@ impl AlertStore for SqliteStore {
 
     fn counts(&self, query: &Query, by: GroupBy) -> anyhow::Result<Vec<(String, u64)>> {
         let mut counts = HashMap::new();
-        let filters_time_and_priority_only =
-            Query { from_ns: query.from_ns, to_ns: query.to_ns, min_priority: query.min_priority, ..Query::default() }
-                == Query { after: None, order: Order::default(), limit: 0, ..query.clone() };
-        let (from, to) = (query.from_ns.unwrap_or(0), query.to_ns.unwrap_or(u64::MAX));
-        let (first_hour, end_hour) = (from.div_ceil(HOUR_NS), to / HOUR_NS);
-        if filters_time_and_priority_only && first_hour < end_hour {
-            // Whole hours from the counts tables; the partial hours at the ends from the alerts.
+        let plan = CountsPlan::of(query);
+        if let Some((first_hour, end_hour)) = plan.rollup {
             self.rollup_counts(first_hour, end_hour, query.min_priority, by, &mut counts)?;
-            for (lo, hi) in [(from, first_hour * HOUR_NS), (end_hour.saturating_mul(HOUR_NS), to)] {
-                if lo < hi {
-                    self.scan_counts(&Query { from_ns: Some(lo), to_ns: Some(hi), ..query.clone() }, by, &mut counts)?;
-                }
-            }
-        } else {
-            self.scan_counts(query, by, &mut counts)?;
         }
-        let mut counts: Vec<(String, u64)> = counts.into_iter().collect();
-        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        Ok(counts)
+        for scan in &plan.scans {
+            self.scan_counts(scan, by, &mut counts)?;
+        }
+        Ok(sorted_counts(counts))
     }
 
     fn enforce_retention(&mut self, now_ns: u64) -> anyhow::Result<Removed> {

@@ -1,4 +1,5 @@
-//! The SQLite store against what an operator searching it would check.
+//! Both stores, SQLite and a real PostgreSQL, against what an operator searching them would
+//! check.
 
 use std::{collections::BTreeSet, path::PathBuf, sync::Arc, time::Duration};
 
@@ -43,10 +44,29 @@ fn alert(time_ns: u64, rule: &str, priority: Priority, message: &str, fields: &[
     })
 }
 
-fn open(config: &StoreConfig) -> SqliteStore {
-    let opened = SqliteStore::open(config).unwrap();
+fn open_sqlite(config: &StoreConfig) -> SqliteStore {
+    let opened = SqliteStore::open(config.sqlite_path().unwrap(), config).unwrap();
     assert!(opened.set_aside.is_none());
     opened.store
+}
+
+/// One store of each engine for test `name`: a SQLite file, a new PostgreSQL database.
+struct Stores {
+    dir: Dir,
+    postgres: PostgresConfig,
+}
+
+impl Stores {
+    fn new(name: &str) -> Stores {
+        Stores { dir: Dir::new(name), postgres: pg_server::database(name) }
+    }
+
+    /// Each engine's store, its limits set by `limits` (applied to a default store).
+    fn each(&self, limits: impl Fn(StoreConfig) -> StoreConfig) -> Vec<(&'static str, Box<dyn AlertStore>)> {
+        let sqlite = limits(self.dir.config());
+        let postgres = limits(StoreConfig::postgres(self.postgres.clone()));
+        vec![("sqlite", open(&sqlite).unwrap().store), ("postgres", open(&postgres).unwrap().store)]
+    }
 }
 
 fn ids(page: &Page) -> Vec<i64> {
@@ -59,8 +79,12 @@ fn rules(page: &Page) -> Vec<&str> {
 
 #[test]
 fn every_filter_selects_what_it_names() {
-    let dir = Dir::new("filters");
-    let mut store = open(&dir.config());
+    for (engine, mut store) in Stores::new("filters").each(|c| c) {
+        every_filter_selects_what_it_names_in(engine, store.as_mut());
+    }
+}
+
+fn every_filter_selects_what_it_names_in(engine: &str, store: &mut dyn AlertStore) {
     let web = [
         ("container.id", "3f2a9c81d0e4b5a6c7d8e9f00112233445566778899aabbccddeeff001122334"),
         ("container.name", "web"),
@@ -90,7 +114,7 @@ fn every_filter_selects_what_it_names() {
         .unwrap();
     let search = |q: Query| store.search(&q).unwrap();
     let all = search(Query::default());
-    assert_eq!(ids(&all), [4, 3, 2, 1], "newest first by default");
+    assert_eq!(ids(&all), [4, 3, 2, 1], "{engine}: newest first by default");
     assert_eq!(all.next, None);
     assert_eq!(all.alerts[3].container.image.as_deref(), Some("registry:5000/shop/web:1.2"));
     assert_eq!(all.alerts[3].json["output_fields"]["k8s.pod.name"], "web-7d9f-x2x");
@@ -146,8 +170,12 @@ fn every_filter_selects_what_it_names() {
 
 #[test]
 fn text_search_takes_any_character_as_written() {
-    let dir = Dir::new("text");
-    let mut store = open(&dir.config());
+    for (engine, mut store) in Stores::new("text").each(|c| c) {
+        text_search_takes_any_character_as_written_in(engine, store.as_mut());
+    }
+}
+
+fn text_search_takes_any_character_as_written_in(engine: &str, store: &mut dyn AlertStore) {
     store
         .insert(&[
             alert(
@@ -166,7 +194,7 @@ fn text_search_takes_any_character_as_written() {
         let page = store.search(&Query { text: Some(text.into()), ..Query::default() }).unwrap();
         rules(&page).into_iter().map(str::to_owned).collect::<Vec<_>>()
     };
-    assert_eq!(find("cat-x"), ["A"], "the dash is part of the term, not FTS syntax");
+    assert_eq!(find("cat-x"), ["A"], "{engine}: the dash is part of the term, not FTS syntax");
     assert_eq!(find("CAT-X"), ["A"], "ASCII case is ignored");
     assert_eq!(find("/etc/shadow"), ["C", "A"]);
     assert_eq!(find("/etc/shadow-"), ["C"]);
@@ -186,8 +214,12 @@ fn text_search_takes_any_character_as_written() {
 
 #[test]
 fn pages_neither_skip_nor_repeat_while_alerts_arrive() {
-    let dir = Dir::new("pages");
-    let mut store = open(&dir.config());
+    for (engine, mut store) in Stores::new("pages").each(|c| c) {
+        pages_neither_skip_nor_repeat_in(engine, store.as_mut());
+    }
+}
+
+fn pages_neither_skip_nor_repeat_in(engine: &str, store: &mut dyn AlertStore) {
     // 3 days, several alerts sharing a timestamp (the id breaks the tie).
     let batch: Vec<Arc<Alert>> =
         (0..1050u64).map(|i| alert(T0 + (i / 3) * (DAY / 200), "R", Priority::Notice, &format!("n{i}"), &[])).collect();
@@ -206,21 +238,25 @@ fn pages_neither_skip_nor_repeat_while_alerts_arrive() {
             }
         }
         let unique: BTreeSet<i64> = seen.iter().copied().collect();
-        assert_eq!(unique.len(), seen.len(), "{order:?}: an alert repeated");
+        assert_eq!(unique.len(), seen.len(), "{engine} {order:?}: an alert repeated");
         let originals: Vec<i64> = seen.iter().copied().filter(|id| *id <= 1050).collect();
         let mut expected: Vec<i64> = (1..=1050).collect();
         if order == Order::NewestFirst {
             expected.reverse();
         }
-        assert_eq!(originals, expected, "{order:?}: every alert once, in order");
+        assert_eq!(originals, expected, "{engine} {order:?}: every alert once, in order");
     }
 }
 
 #[test]
 fn age_retention_removes_exactly_what_is_older() {
-    let dir = Dir::new("age");
-    let config = StoreConfig { max_age: Duration::from_secs(2 * 86_400), ..dir.config() };
-    let mut store = open(&config);
+    let stores = Stores::new("age");
+    for (engine, mut store) in stores.each(|c| StoreConfig { max_age: Duration::from_secs(2 * 86_400), ..c }) {
+        age_retention_removes_exactly_in(engine, store.as_mut());
+    }
+}
+
+fn age_retention_removes_exactly_in(engine: &str, store: &mut dyn AlertStore) {
     let times: Vec<u64> = (0..40).map(|i| T0 + i * (DAY / 8)).collect(); // 5 days
     store.insert(&times.iter().map(|t| alert(*t, "R", Priority::Notice, "x", &[])).collect::<Vec<_>>()).unwrap();
     let now = T0 + 4 * DAY + DAY / 3;
@@ -234,8 +270,8 @@ fn age_retention_removes_exactly_what_is_older() {
         .map(|a| a.time_ns)
         .collect();
     let expected: Vec<u64> = times.iter().copied().filter(|t| *t >= cutoff).collect();
-    assert_eq!(kept, expected);
-    assert_eq!(removed, Removed { expired: (times.len() - expected.len()) as u64, over_size: 0 });
+    assert_eq!(kept, expected, "{engine}");
+    assert_eq!(removed, Removed { expired: (times.len() - expected.len()) as u64, over_size: 0 }, "{engine}");
     assert_eq!(store.usage().unwrap().alerts, expected.len() as u64);
     assert_eq!(store.enforce_retention(now).unwrap(), Removed::default(), "a second pass finds nothing");
 }
@@ -243,8 +279,9 @@ fn age_retention_removes_exactly_what_is_older() {
 #[test]
 fn size_retention_keeps_the_newest_within_the_limit() {
     let dir = Dir::new("size");
-    let config = StoreConfig { max_size: 2 << 20, ..dir.config() };
-    let mut store = open(&config);
+    let max_size = 2 << 20;
+    let config = StoreConfig { max_size: Some(max_size), ..dir.config() };
+    let mut store = open_sqlite(&config);
     let text = "x".repeat(300);
     let mut id = 0u64;
     // Four days of alerts, well over 2 MiB in all.
@@ -258,11 +295,11 @@ fn size_retention_keeps_the_newest_within_the_limit() {
         store.insert(&batch).unwrap();
     }
     let before = store.usage().unwrap();
-    assert!(before.bytes > 2 * config.max_size, "{before:?}");
+    assert!(before.bytes > 2 * max_size, "{before:?}");
     let removed = store.enforce_retention(T0 + 5 * DAY).unwrap();
     let after = store.usage().unwrap();
-    assert!(after.bytes <= config.max_size, "{after:?} after removing {removed:?}");
-    assert!(after.bytes >= config.max_size * 3 / 4, "removed far more than the excess: {after:?}");
+    assert!(after.bytes <= max_size, "{after:?} after removing {removed:?}");
+    assert!(after.bytes >= max_size * 3 / 4, "removed far more than the excess: {after:?}");
     assert_eq!(removed.expired, 0);
     assert_eq!(removed.over_size + after.alerts, id);
     // What is kept is the newest alerts, with no gap.
@@ -276,15 +313,15 @@ fn size_retention_keeps_the_newest_within_the_limit() {
 fn a_reopened_store_keeps_its_alerts_and_numbers() {
     let dir = Dir::new("reopen");
     let config = dir.config();
-    let mut store = open(&config);
+    let mut store = open_sqlite(&config);
     store.insert(&[alert(T0, "R", Priority::Notice, "one", &[])]).unwrap();
     drop(store);
-    let mut store = open(&config);
+    let mut store = open_sqlite(&config);
     store.insert(&[alert(T0 + 1, "R", Priority::Notice, "two", &[])]).unwrap();
     assert_eq!(ids(&store.search(&Query::default()).unwrap()), [2, 1]);
     assert_eq!(store.get(1).unwrap().map(|a| a.output.contains("one")), Some(true));
     assert_eq!(store.get(3).unwrap(), None);
-    let reader = SqliteStore::open_read_only(&config.path).unwrap();
+    let reader = SqliteStore::open_read_only(config.sqlite_path().unwrap()).unwrap();
     assert_eq!(ids(&reader.search(&Query::default()).unwrap()), [2, 1]);
     store.insert(&[alert(T0 + DAY, "R", Priority::Notice, "three", &[])]).unwrap();
     assert_eq!(ids(&reader.search(&Query::default()).unwrap()), [3, 2, 1], "a reader sees a new day's alerts");
@@ -294,9 +331,10 @@ fn a_reopened_store_keeps_its_alerts_and_numbers() {
 fn a_corrupt_file_is_set_aside_and_a_new_store_begun() {
     let dir = Dir::new("corrupt");
     let config = dir.config();
+    let path = config.sqlite_path().unwrap();
     // Not a database at all.
-    std::fs::write(&config.path, b"this is not a database, it is a text file left here\n".repeat(100)).unwrap();
-    let opened = SqliteStore::open(&config).unwrap();
+    std::fs::write(path, b"this is not a database, it is a text file left here\n".repeat(100)).unwrap();
+    let opened = SqliteStore::open(path, &config).unwrap();
     let (aside, why) = opened.set_aside.expect("set aside");
     assert!(aside.to_string_lossy().contains("alerts.db.corrupt-"), "{}", aside.display());
     assert!(why.contains("not a database"), "{why}");
@@ -306,21 +344,21 @@ fn a_corrupt_file_is_set_aside_and_a_new_store_begun() {
     drop(store);
 
     // A database whose pages were overwritten.
-    let mut store = open(&config);
+    let mut store = open_sqlite(&config);
     let batch: Vec<Arc<Alert>> =
         (0..2000).map(|i| alert(T0 + i, "R", Priority::Notice, &"y".repeat(200), &[])).collect();
     store.insert(&batch).unwrap();
     drop(store);
-    let conn = rusqlite::Connection::open(&config.path).unwrap();
+    let conn = rusqlite::Connection::open(path).unwrap();
     conn.pragma_update(None, "wal_checkpoint", "TRUNCATE").unwrap();
     drop(conn);
-    let mut bytes = std::fs::read(&config.path).unwrap();
+    let mut bytes = std::fs::read(path).unwrap();
     let len = bytes.len();
     for b in &mut bytes[len / 3..len / 3 + 20_000] {
         *b = 0x5a;
     }
-    std::fs::write(&config.path, &bytes).unwrap();
-    let opened = SqliteStore::open(&config).unwrap();
+    std::fs::write(path, &bytes).unwrap();
+    let opened = SqliteStore::open(path, &config).unwrap();
     let (_, why) = opened.set_aside.expect("a damaged store is set aside");
     assert!(!why.is_empty());
     assert_eq!(opened.store.usage().unwrap().alerts, 0);
@@ -328,9 +366,13 @@ fn a_corrupt_file_is_set_aside_and_a_new_store_begun() {
 
 #[test]
 fn dashboard_counts_from_the_hourly_table_agree_with_the_alerts() {
-    let dir = Dir::new("rollup");
-    let config = StoreConfig { max_age: Duration::from_secs(3 * 86_400), ..dir.config() };
-    let mut store = open(&config);
+    let stores = Stores::new("rollup");
+    for (engine, mut store) in stores.each(|c| StoreConfig { max_age: Duration::from_secs(3 * 86_400), ..c }) {
+        dashboard_counts_agree_in(engine, store.as_mut());
+    }
+}
+
+fn dashboard_counts_agree_in(engine: &str, store: &mut dyn AlertStore) {
     // Four days of alerts, of three priorities, half of them in one of seven pods.
     let pods: Vec<String> = (0..7).map(|p| format!("pod-{p}")).collect();
     let batch: Vec<Arc<Alert>> = (0..3000u64)
@@ -343,7 +385,7 @@ fn dashboard_counts_from_the_hourly_table_agree_with_the_alerts() {
         })
         .collect();
     store.insert(&batch).unwrap();
-    let check = |store: &SqliteStore, whole: bool| {
+    let check = |store: &dyn AlertStore, whole: bool| {
         let ranges = [
             (None, None),
             (Some(T0 + DAY / 3 + 12_345), None),
@@ -360,16 +402,73 @@ fn dashboard_counts_from_the_hourly_table_agree_with_the_alerts() {
                     assert_eq!(
                         counts,
                         store.counts(&scanned, by).unwrap(),
-                        "{by:?} {from_ns:?}..{to_ns:?} {min_priority:?}"
+                        "{engine} {by:?} {from_ns:?}..{to_ns:?} {min_priority:?}"
                     );
                     assert!(!whole || by != GroupBy::Rule || !counts.is_empty(), "{from_ns:?}..{to_ns:?}: nothing");
                 }
             }
         }
     };
-    check(&store, true);
+    check(store, true);
     // Retention drops nothing whole here but cuts into the first day: the counts follow.
     let removed = store.enforce_retention(T0 + 3 * DAY + DAY / 2).unwrap();
-    assert!(removed.expired > 0 && removed.expired < 750, "{removed:?}");
-    check(&store, false);
+    assert!(removed.expired > 0 && removed.expired < 750, "{engine}: {removed:?}");
+    check(store, false);
+}
+
+#[test]
+fn postgres_stores_a_batch_given_twice_once_and_counts_it_once() {
+    let config = StoreConfig::postgres(pg_server::database("twice"));
+    let mut first = open(&config).unwrap().store;
+    // A second writer (another console replica) on the same database.
+    let mut second = open(&config).unwrap().store;
+    let batch: Vec<Arc<Alert>> = (0..500).map(|i| alert(T0 + i * 1000, "R", Priority::Notice, "x", &[])).collect();
+    first.insert(&batch).unwrap();
+    // A sender retrying after its first attempt did commit, through another replica; with
+    // one new alert.
+    let mut retry = batch.clone();
+    retry.push(alert(T0 + DAY, "R", Priority::Notice, "new", &[]));
+    second.insert(&retry).unwrap();
+    assert_eq!(first.usage().unwrap().alerts, 501);
+    assert_eq!(
+        first.counts(&Query::default(), GroupBy::Rule).unwrap(),
+        [("R".to_owned(), 501)],
+        "the counts did not count the retry"
+    );
+    // The same question through the whole hours of the counts table.
+    let hours = Query { from_ns: Some(T0), to_ns: Some(T0 + 2 * DAY), ..Query::default() };
+    assert_eq!(first.counts(&hours, GroupBy::Rule).unwrap(), [("R".to_owned(), 501)]);
+}
+
+#[test]
+fn postgres_size_retention_drops_the_oldest_days_whole() {
+    let mut config = StoreConfig::postgres(pg_server::database("size"));
+    let mut store = open(&config).unwrap().store;
+    let text = "x".repeat(300);
+    let batch: Vec<Arc<Alert>> = (0..4000u64)
+        .map(|i| alert(T0 + i * (4 * DAY / 4000), "R", Priority::Notice, &format!("{i} {text}"), &[]))
+        .collect();
+    store.insert(&batch).unwrap();
+    let before = store.usage().unwrap();
+    // Room for about two of the four days.
+    config.max_size = Some(before.bytes / 2);
+    let mut store = open(&config).unwrap().store;
+    let removed = store.enforce_retention(T0 + 5 * DAY).unwrap();
+    let after = store.usage().unwrap();
+    assert!(after.bytes <= before.bytes / 2, "{after:?}");
+    assert_eq!(removed.expired, 0);
+    assert_eq!(removed.over_size % 1000, 0, "whole days: {removed:?}");
+    assert_eq!(removed.over_size + after.alerts, 4000);
+    assert_eq!(after.oldest_ns, Some(T0 + (removed.over_size / 1000) * DAY), "the oldest days went");
+}
+
+#[test]
+fn postgres_refuses_a_database_of_another_schema() {
+    let pg = pg_server::database("schema");
+    let mut client = postgres::Client::connect(&pg.url, postgres::NoTls).unwrap();
+    client
+        .batch_execute("CREATE TABLE sensor_store_meta (key text PRIMARY KEY, value bigint); INSERT INTO sensor_store_meta VALUES ('schema', 99)")
+        .unwrap();
+    let e = open(&StoreConfig::postgres(pg)).err().expect("refused");
+    assert!(format!("{e:#}").contains("schema Some(99)"), "{e:#}");
 }

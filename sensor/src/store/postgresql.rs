@@ -1,0 +1,644 @@
+//! The cluster's store: a PostgreSQL database that the consoles of a cluster share.
+//!
+//! `alerts` is partitioned by day of the event time (`alerts_d<days since epoch>`) and
+//! `alert_counts` (the hourly counts per grouping value, as in SQLite) likewise, so that
+//! retention drops a day's partitions whole. Text search is a `LIKE` on the lowered JSON,
+//! served by a trigram index (`pg_trgm`). Every alert also carries the digest of its JSON,
+//! unique with its time: a batch a sender retries after its first attempt did commit is
+//! stored once. Several writers (console replicas) may share the database: partitions are
+//! made under an advisory lock, count rows are locked in one order, and one writer at a
+//! time runs retention.
+
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    sync::{Arc, Condvar, Mutex, PoisonError},
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use postgres::{Client, NoTls, types::ToSql};
+
+use super::rows::{
+    COLUMNS, CountsPlan, DAY_NS, Dialect, Param, ROLLUP_GROUPS, Rollup, column, grouping_value, level_of, ns_column,
+    priority_of_level, sorted_counts, tags_column, tags_of_column,
+};
+use super::{
+    AlertStore, Cursor, GroupBy, Order, Page, Placement, PostgresConfig, Query, Removed, StoreConfig, StoredAlert,
+    Usage,
+};
+use crate::rules::Alert;
+
+/// The schema this code writes; a database with another is refused.
+const SCHEMA_VERSION: i64 = 1;
+/// Advisory lock keys: making partitions, and running retention.
+const PARTITION_LOCK: i64 = 0x5e05_0001;
+const RETENTION_LOCK: i64 = 0x5e05_0002;
+
+/// A store in a PostgreSQL database. Clones share the connections.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Arc<Pool>,
+    max_age_ns: u64,
+    max_size: Option<u64>,
+    /// Days whose partitions exist (made here or seen).
+    days: Arc<Mutex<BTreeSet<u64>>>,
+    description: String,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").field("database", &self.description).finish()
+    }
+}
+
+/// Open connections, at most `max`.
+struct Pool {
+    config: postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    idle: Mutex<Vec<Client>>,
+    /// Connections handed out or idle.
+    open: Mutex<usize>,
+    freed: Condvar,
+    max: usize,
+}
+
+/// A connection from the pool; back to it when dropped, unless it broke.
+struct Conn<'p> {
+    pool: &'p Pool,
+    client: Option<Client>,
+}
+
+impl std::ops::Deref for Conn<'_> {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.client.as_ref().expect("a connection until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Conn<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client.as_mut().expect("a connection until dropped")
+    }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        let client = self.client.take();
+        match client.filter(|c| !c.is_closed()) {
+            Some(client) => lock(&self.pool.idle).push(client),
+            None => *lock(&self.pool.open) -= 1,
+        }
+        self.pool.freed.notify_one();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Pool {
+    /// A connection: an idle one, a new one while fewer than `max` are open, else the next
+    /// one freed (an error after 30 s).
+    fn get(&self) -> anyhow::Result<Conn<'_>> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut open = lock(&self.open);
+        loop {
+            if let Some(client) = lock(&self.idle).pop() {
+                return Ok(Conn { pool: self, client: Some(client) });
+            }
+            if *open < self.max {
+                *open += 1;
+                drop(open);
+                return match self.connect() {
+                    Ok(client) => Ok(Conn { pool: self, client: Some(client) }),
+                    Err(e) => {
+                        *lock(&self.open) -= 1;
+                        Err(e)
+                    }
+                };
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                bail!("all {} database connections stayed busy for 30 s", self.max);
+            }
+            open = self.freed.wait_timeout(open, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+    }
+
+    fn connect(&self) -> anyhow::Result<Client> {
+        let client = match &self.tls {
+            Some(tls) => self.config.connect(tls.clone()),
+            None => self.config.connect(NoTls),
+        };
+        client.map_err(|e| anyhow::anyhow!("connecting to the database: {}", describe(&e)))
+    }
+}
+
+/// A database error with its server message (code, detail) when it has one.
+fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!(
+            "{} ({}){}",
+            db.message(),
+            db.code().code(),
+            db.detail().map(|d| format!(": {d}")).unwrap_or_default()
+        ),
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        }
+    }
+}
+
+/// `?` for database calls: the error with its server message.
+trait Described<T> {
+    fn db(self) -> anyhow::Result<T>;
+}
+
+impl<T> Described<T> for Result<T, postgres::Error> {
+    fn db(self) -> anyhow::Result<T> {
+        self.map_err(|e| anyhow::anyhow!(describe(&e)))
+    }
+}
+
+impl PgStore {
+    /// Connects, and makes the schema if the database has none. A database holding another
+    /// schema version is refused.
+    pub fn connect(pg: &PostgresConfig, config: &StoreConfig) -> anyhow::Result<PgStore> {
+        let description = pg.describe();
+        let mut pg_config: postgres::Config = pg.url.parse().map_err(|e| anyhow::anyhow!("postgres.url: {e}"))?;
+        if let Some(source) = &pg.password {
+            let password = source.load().context("postgres.password")?;
+            pg_config.password(password.expose());
+        }
+        pg_config.connect_timeout(Duration::from_secs(10));
+        pg_config.application_name("sensor");
+        let tls = match pg_config.get_ssl_mode() {
+            postgres::config::SslMode::Disable => None,
+            _ => Some(tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(pg.ca_file.as_deref())?)),
+        };
+        let pool = Arc::new(Pool {
+            config: pg_config,
+            tls,
+            idle: Mutex::new(Vec::new()),
+            open: Mutex::new(0),
+            freed: Condvar::new(),
+            max: pg.pool.get(),
+        });
+        let store = PgStore {
+            pool,
+            max_age_ns: config.max_age.as_nanos().min(u128::from(u64::MAX)) as u64,
+            max_size: config.max_size,
+            days: Arc::new(Mutex::new(BTreeSet::new())),
+            description,
+        };
+        store.set_up().with_context(|| format!("the alert store {}", store.description))?;
+        Ok(store)
+    }
+
+    /// The database, for messages.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    fn set_up(&self) -> anyhow::Result<()> {
+        let mut conn = self.pool.get()?;
+        let mut tx = conn.transaction().db()?;
+        tx.query_one("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK]).db()?;
+        let has_meta: bool = tx.query_one("SELECT to_regclass('sensor_store_meta') IS NOT NULL", &[]).db()?.get(0);
+        if has_meta {
+            let version: Option<i64> =
+                tx.query_opt("SELECT value FROM sensor_store_meta WHERE key = 'schema'", &[]).db()?.map(|r| r.get(0));
+            if version != Some(SCHEMA_VERSION) {
+                bail!("the database holds alert store schema {version:?}; this sensor writes {SCHEMA_VERSION}");
+            }
+        }
+        tx.batch_execute(
+            "CREATE EXTENSION IF NOT EXISTS pg_trgm;
+             CREATE TABLE IF NOT EXISTS sensor_store_meta (key text PRIMARY KEY, value bigint NOT NULL);
+             CREATE SEQUENCE IF NOT EXISTS alert_ids;
+             CREATE TABLE IF NOT EXISTS alerts (
+                 id bigint NOT NULL DEFAULT nextval('alert_ids'),
+                 time_ns bigint NOT NULL,
+                 digest text NOT NULL,
+                 priority bigint NOT NULL,
+                 rule text NOT NULL,
+                 source text NOT NULL,
+                 hostname text NOT NULL,
+                 container_id text,
+                 container_name text,
+                 image text,
+                 namespace text,
+                 pod text,
+                 tags text NOT NULL,
+                 json text NOT NULL,
+                 PRIMARY KEY (time_ns, id),
+                 UNIQUE (time_ns, digest)
+             ) PARTITION BY RANGE (time_ns);
+             CREATE INDEX IF NOT EXISTS alerts_by_id ON alerts (id);
+             CREATE INDEX IF NOT EXISTS alerts_text ON alerts USING gin (lower(json) gin_trgm_ops);
+             CREATE TABLE IF NOT EXISTS alert_counts (
+                 hour bigint NOT NULL,
+                 grp text NOT NULL,
+                 priority bigint NOT NULL,
+                 value text NOT NULL,
+                 alerts bigint NOT NULL,
+                 PRIMARY KEY (hour, grp, priority, value)
+             ) PARTITION BY RANGE (hour);",
+        )
+        .map_err(|e| {
+            let text = describe(&e);
+            if text.contains("pg_trgm") {
+                anyhow::anyhow!(
+                    "{text}; the store needs the pg_trgm extension (in postgresql-contrib), \
+                                 which a database owner may create"
+                )
+            } else {
+                anyhow::anyhow!(text)
+            }
+        })?;
+        tx.execute(
+            "INSERT INTO sensor_store_meta (key, value) VALUES ('schema', $1) ON CONFLICT (key) DO NOTHING",
+            &[&SCHEMA_VERSION],
+        )
+        .db()?;
+        tx.commit().db()?;
+        drop(conn);
+        *lock(&self.days) = self.stored_days()?.into_iter().collect();
+        Ok(())
+    }
+
+    /// The days with partitions, oldest first, as the database has them now.
+    fn stored_days(&self) -> anyhow::Result<Vec<u64>> {
+        let mut conn = self.pool.get()?;
+        let rows = conn
+            .query(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+                 WHERE i.inhparent = 'alerts'::regclass",
+                &[],
+            )
+            .db()?;
+        let mut days: Vec<u64> =
+            rows.iter().filter_map(|r| r.get::<_, String>(0).strip_prefix("alerts_d")?.parse().ok()).collect();
+        days.sort_unstable();
+        Ok(days)
+    }
+
+    /// Makes the partitions of `days` that are missing, under the partition lock.
+    fn ensure_days(&self, days: &BTreeSet<u64>) -> anyhow::Result<()> {
+        let missing: Vec<u64> = {
+            let known = lock(&self.days);
+            days.iter().filter(|d| !known.contains(d)).copied().collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.pool.get()?;
+        let mut tx = conn.transaction().db()?;
+        tx.query_one("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK]).db()?;
+        for day in &missing {
+            let (from, to) = (ns_column(day * DAY_NS), ns_column((day + 1) * DAY_NS));
+            tx.batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS alerts_d{day} PARTITION OF alerts FOR VALUES FROM ({from}) TO ({to});
+                 CREATE TABLE IF NOT EXISTS alert_counts_d{day} PARTITION OF alert_counts
+                     FOR VALUES FROM ({}) TO ({});",
+                day * 24,
+                (day + 1) * 24
+            ))
+            .db()?;
+        }
+        tx.commit().db()?;
+        lock(&self.days).extend(missing);
+        Ok(())
+    }
+
+    /// Writes `rollup` into the counts (inside the caller's transaction), rows in one order.
+    fn apply_rollup(tx: &mut postgres::Transaction<'_>, rollup: &Rollup) -> anyhow::Result<()> {
+        let (mut hours, mut groups, mut levels, mut values, mut deltas) = (vec![], vec![], vec![], vec![], vec![]);
+        for ((grp, hour, level, value), delta) in rollup.changes() {
+            hours.push(*hour);
+            groups.push(*grp);
+            levels.push(*level);
+            values.push(value.as_str());
+            deltas.push(*delta);
+        }
+        if hours.is_empty() {
+            return Ok(());
+        }
+        tx.execute(
+            "INSERT INTO alert_counts (hour, grp, priority, value, alerts) \
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[]) \
+             ON CONFLICT (hour, grp, priority, value) DO UPDATE SET alerts = alert_counts.alerts + excluded.alerts",
+            &[&hours, &groups, &levels, &values, &deltas],
+        )
+        .db()?;
+        if rollup.removes() {
+            tx.execute("DELETE FROM alert_counts WHERE alerts <= 0", &[]).db()?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the alerts of day `day` before `before_ns` (all of them: `None`) with what they
+    /// added to the counts, or drops the day whole; returns how many alerts went.
+    fn remove_day(tx: &mut postgres::Transaction<'_>, day: u64, before_ns: Option<u64>) -> anyhow::Result<u64> {
+        let Some(before) = before_ns else {
+            let n: i64 = tx.query_one(&format!("SELECT count(*) FROM alerts_d{day}"), &[]).db()?.get(0);
+            tx.batch_execute(&format!("DROP TABLE IF EXISTS alerts_d{day}; DROP TABLE IF EXISTS alert_counts_d{day};"))
+                .db()?;
+            return Ok(n as u64);
+        };
+        let columns: Vec<&str> = ROLLUP_GROUPS.iter().map(|by| column(*by)).collect();
+        let rows = tx
+            .query(
+                &format!(
+                    "DELETE FROM alerts_d{day} WHERE time_ns < $1 RETURNING time_ns, priority, tags, {}",
+                    columns.join(", ")
+                ),
+                &[&ns_column(before)],
+            )
+            .db()?;
+        let mut removed = Rollup::default();
+        for r in &rows {
+            let values = ROLLUP_GROUPS.iter().enumerate().map(|(i, by)| (*by, r.get::<_, Option<String>>(3 + i)));
+            removed.add(-1, r.get::<_, i64>(0) as u64, r.get(1), values, r.get::<_, &str>(2));
+        }
+        Self::apply_rollup(tx, &removed)?;
+        Ok(rows.len() as u64)
+    }
+
+    /// Bytes of the alert partitions and their indexes, and of the counts.
+    fn used_bytes(&self) -> anyhow::Result<u64> {
+        let mut conn = self.pool.get()?;
+        let bytes: i64 = conn
+            .query_one(
+                "SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0)::bigint FROM pg_inherits i \
+                 WHERE i.inhparent IN ('alerts'::regclass, 'alert_counts'::regclass)",
+                &[],
+            )
+            .db()?
+            .get(0);
+        Ok(bytes.max(0) as u64)
+    }
+
+    /// Runs `sql` with `params` (as [`Dialect::filters`] bound them).
+    fn query(&self, sql: &str, params: &[Param]) -> anyhow::Result<Vec<postgres::Row>> {
+        let values: Vec<Box<dyn ToSql + Sync>> = params
+            .iter()
+            .map(|p| -> Box<dyn ToSql + Sync> {
+                match p {
+                    Param::Int(i) => Box::new(*i),
+                    Param::Text(t) => Box::new(t.clone()),
+                }
+            })
+            .collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v.as_ref()).collect();
+        let mut conn = self.pool.get()?;
+        conn.query(sql, &refs).db()
+    }
+}
+
+/// TLS to the database: the CAs of `ca_file`, else the system's roots.
+fn tls_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::ClientConfig> {
+    crate::outputs::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path).with_context(|| format!("reading postgres.ca_file {}", path.display()))?;
+            for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
+                let cert: rustls::pki_types::CertificateDer<'static> =
+                    cert.with_context(|| format!("postgres.ca_file {} is not PEM", path.display()))?;
+                roots.add(cert).with_context(|| format!("postgres.ca_file {}", path.display()))?;
+            }
+            if roots.is_empty() {
+                bail!("postgres.ca_file {} holds no certificate", path.display());
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    Ok(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
+}
+
+fn row_to_alert(r: &postgres::Row) -> StoredAlert {
+    let tags: &str = r.get(11);
+    let json: serde_json::Value = serde_json::from_str(r.get::<_, &str>(12)).unwrap_or(serde_json::Value::Null);
+    StoredAlert {
+        id: r.get(0),
+        time_ns: r.get::<_, i64>(1) as u64,
+        priority: priority_of_level(r.get(2)),
+        rule: r.get(3),
+        source: r.get(4),
+        hostname: r.get(5),
+        container: Placement {
+            container_id: r.get(6),
+            container_name: r.get(7),
+            image: r.get(8),
+            namespace: r.get(9),
+            pod: r.get(10),
+        },
+        tags: tags_of_column(tags).map(str::to_owned).collect(),
+        output: json["output"].as_str().unwrap_or_default().to_owned(),
+        json,
+    }
+}
+
+impl AlertStore for PgStore {
+    fn insert(&mut self, alerts: &[Arc<Alert>]) -> anyhow::Result<()> {
+        // One row per distinct alert: the digest keeps a retried batch from being stored
+        // twice, and an alert given twice in one batch is one alert.
+        let mut seen = HashSet::new();
+        let rows: Vec<(&Alert, String, Placement)> = alerts
+            .iter()
+            .map(|a| (a.as_ref(), a.to_json().to_string(), Placement::of(a)))
+            .filter(|(a, json, _)| seen.insert((a.time_ns, json.clone())))
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let days: BTreeSet<u64> = rows.iter().map(|(a, ..)| a.time_ns / DAY_NS).collect();
+        self.ensure_days(&days)?;
+        let column_of = |f: fn(&Placement) -> Option<String>| rows.iter().map(|(_, _, p)| f(p)).collect::<Vec<_>>();
+        let times: Vec<i64> = rows.iter().map(|(a, ..)| ns_column(a.time_ns)).collect();
+        let levels: Vec<i64> = rows.iter().map(|(a, ..)| level_of(a.priority)).collect();
+        let rules: Vec<&str> = rows.iter().map(|(a, ..)| a.rule.as_str()).collect();
+        let sources: Vec<&str> = rows.iter().map(|(a, ..)| a.source.as_str()).collect();
+        let hosts: Vec<&str> = rows.iter().map(|(a, ..)| a.hostname.as_str()).collect();
+        let ids = column_of(|p| p.container_id.clone());
+        let names = column_of(|p| p.container_name.clone());
+        let images = column_of(|p| p.image.clone());
+        let namespaces = column_of(|p| p.namespace.clone());
+        let pods = column_of(|p| p.pod.clone());
+        let tags: Vec<String> = rows.iter().map(|(a, ..)| tags_column(a)).collect();
+        let jsons: Vec<&str> = rows.iter().map(|(_, j, _)| j.as_str()).collect();
+        let mut conn = self.pool.get()?;
+        let mut tx = conn.transaction().db()?;
+        let stored = tx
+            .query(
+                "WITH input AS (
+                     SELECT u.*, md5(u.json) AS digest FROM unnest(
+                         $1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[]
+                     ) WITH ORDINALITY AS u(time_ns, priority, rule, source, hostname, container_id, container_name,
+                                            image, namespace, pod, tags, json, ord)
+                 ), stored AS (
+                     INSERT INTO alerts (time_ns, digest, priority, rule, source, hostname, container_id,
+                                         container_name, image, namespace, pod, tags, json)
+                     SELECT time_ns, digest, priority, rule, source, hostname, container_id, container_name, image,
+                            namespace, pod, tags, json FROM input ORDER BY ord
+                     ON CONFLICT (time_ns, digest) DO NOTHING
+                     RETURNING time_ns, digest
+                 )
+                 SELECT input.ord FROM input JOIN stored USING (time_ns, digest)",
+                &[&times, &levels, &rules, &sources, &hosts, &ids, &names, &images, &namespaces, &pods, &tags, &jsons],
+            )
+            .map_err(|e| {
+                if describe(&e).contains("no partition") {
+                    // Another writer's retention dropped a day this one thought it had.
+                    lock(&self.days).clear();
+                    if let Ok(days) = self.stored_days() {
+                        lock(&self.days).extend(days);
+                    }
+                }
+                anyhow::anyhow!(describe(&e))
+            })?;
+        let mut rollup = Rollup::default();
+        for r in &stored {
+            let index = (r.get::<_, i64>(0) - 1) as usize;
+            let Some((alert, _, place)) = rows.get(index) else { continue };
+            let values = ROLLUP_GROUPS.map(|by| (by, grouping_value(by, alert, place)));
+            rollup.add(1, alert.time_ns, level_of(alert.priority), values, &tags[index]);
+        }
+        Self::apply_rollup(&mut tx, &rollup)?;
+        tx.commit().db()?;
+        Ok(())
+    }
+
+    fn search(&self, query: &Query) -> anyhow::Result<Page> {
+        let limit = query.page_size();
+        let direction = match query.order {
+            Order::NewestFirst => "DESC",
+            Order::OldestFirst => "ASC",
+        };
+        let mut params = Vec::new();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM alerts WHERE {} ORDER BY time_ns {direction}, id {direction} LIMIT {}",
+            Dialect::Postgres.filters(query, &mut params),
+            limit + 1
+        );
+        let mut alerts: Vec<StoredAlert> = self.query(&sql, &params)?.iter().map(row_to_alert).collect();
+        let next = if alerts.len() > limit {
+            alerts.truncate(limit);
+            alerts.last().map(|a| Cursor { time_ns: a.time_ns, id: a.id })
+        } else {
+            None
+        };
+        Ok(Page { alerts, next })
+    }
+
+    fn get(&self, id: i64) -> anyhow::Result<Option<StoredAlert>> {
+        let rows = self.query(&format!("SELECT {COLUMNS} FROM alerts WHERE id = $1::bigint"), &[Param::Int(id)])?;
+        Ok(rows.first().map(row_to_alert))
+    }
+
+    fn counts(&self, query: &Query, by: GroupBy) -> anyhow::Result<Vec<(String, u64)>> {
+        let mut counts: HashMap<String, u64> = HashMap::new();
+        let mut add = |value: String, n: i64| *counts.entry(value).or_default() += n.max(0) as u64;
+        let plan = CountsPlan::of(query);
+        if let Some((first_hour, end_hour)) = plan.rollup {
+            // Every alert has one `rule` row: priorities are counted from those.
+            let (grp, key) = match by {
+                GroupBy::Priority => (GroupBy::Rule.name(), "priority::text"),
+                other => (other.name(), "value"),
+            };
+            let level = query.min_priority.map_or(i64::MAX, level_of);
+            let rows = self.query(
+                &format!(
+                    "SELECT {key}, sum(alerts)::bigint FROM alert_counts WHERE grp = $1::text \
+                     AND hour >= $2::bigint AND hour < $3::bigint AND priority <= $4::bigint GROUP BY {key}"
+                ),
+                &[
+                    Param::Text(grp.into()),
+                    Param::Int(ns_column(first_hour)),
+                    Param::Int(ns_column(end_hour)),
+                    Param::Int(level),
+                ],
+            )?;
+            for r in &rows {
+                let value: String = r.get(0);
+                let value = match by {
+                    GroupBy::Priority => priority_of_level(value.parse().unwrap_or(i64::MAX)).to_string(),
+                    _ => value,
+                };
+                add(value, r.get(1));
+            }
+        }
+        let expression = column(by);
+        for scan in &plan.scans {
+            let mut params = Vec::new();
+            let sql = format!(
+                "SELECT ({expression})::text, count(*) FROM alerts WHERE {} AND {expression} IS NOT NULL \
+                 GROUP BY {expression}",
+                Dialect::Postgres.filters(scan, &mut params)
+            );
+            for r in &self.query(&sql, &params)? {
+                let (value, n): (String, i64) = (r.get(0), r.get(1));
+                match by {
+                    GroupBy::Priority => add(priority_of_level(value.parse().unwrap_or(i64::MAX)).to_string(), n),
+                    GroupBy::Tag => tags_of_column(&value).for_each(|tag| add(tag.to_owned(), n)),
+                    _ => add(value, n),
+                }
+            }
+        }
+        Ok(sorted_counts(counts))
+    }
+
+    fn enforce_retention(&mut self, now_ns: u64) -> anyhow::Result<Removed> {
+        let mut removed = Removed::default();
+        let cutoff = now_ns.saturating_sub(self.max_age_ns);
+        let cutoff_day = cutoff / DAY_NS;
+        let days = self.stored_days()?;
+        let mut conn = self.pool.get()?;
+        let mut tx = conn.transaction().db()?;
+        // One writer at a time: another console replica doing it now is as good.
+        let ours: bool = tx.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&RETENTION_LOCK]).db()?.get(0);
+        if !ours {
+            return Ok(removed);
+        }
+        for &day in days.iter().filter(|d| **d < cutoff_day) {
+            removed.expired += Self::remove_day(&mut tx, day, None)?;
+        }
+        if days.contains(&cutoff_day) {
+            removed.expired += Self::remove_day(&mut tx, cutoff_day, Some(cutoff))?;
+        }
+        tx.commit().db()?;
+        drop(conn);
+        // Over size: whole days, oldest first; the newest day is kept.
+        if let Some(max_size) = self.max_size {
+            let mut days: Vec<u64> = self.stored_days()?;
+            while days.len() > 1 && self.used_bytes()? > max_size {
+                let day = days.remove(0);
+                let mut conn = self.pool.get()?;
+                let mut tx = conn.transaction().db()?;
+                removed.over_size += Self::remove_day(&mut tx, day, None)?;
+                tx.commit().db()?;
+            }
+        }
+        *lock(&self.days) = self.stored_days()?.into_iter().collect();
+        Ok(removed)
+    }
+
+    fn usage(&self) -> anyhow::Result<Usage> {
+        let rows = self.query("SELECT count(*), min(time_ns) FROM alerts", &[])?;
+        let (alerts, oldest): (i64, Option<i64>) = rows.first().map_or((0, None), |r| (r.get(0), r.get(1)));
+        Ok(Usage { alerts: alerts.max(0) as u64, bytes: self.used_bytes()?, oldest_ns: oldest.map(|t| t as u64) })
+    }
+}

@@ -1,0 +1,321 @@
+//! What both engines store for an alert: its priority as a number, its tags column, the
+//! text its search index holds, and the hourly counts per grouping value that the
+//! dashboard reads instead of every alert.
+
+use std::collections::BTreeMap;
+
+use super::{GroupBy, Order, Placement, Query};
+use crate::rules::{Alert, Priority};
+
+/// The columns a search reads, in the order the engines' row readers take them.
+pub(super) const COLUMNS: &str =
+    "id, time_ns, priority, rule, source, hostname, container_id, container_name, image, namespace, pod, tags, json";
+
+pub(super) const DAY_NS: u64 = 86_400 * 1_000_000_000;
+pub(super) const HOUR_NS: u64 = 3_600 * 1_000_000_000;
+
+/// The separator of the `tags` column: tags are stored `\nA\nB\n`, so that a tag is
+/// found as `\nA\n` whatever its neighbours.
+pub(super) const TAG_SEPARATOR: char = '\n';
+
+/// The text an alert's index holds: its output, rule, tags and output field values (the
+/// JSON holds them all too, for the exact check).
+pub(super) fn body(alert: &Alert) -> String {
+    let mut body = format!("{}\n{}\n{}", alert.message, alert.rule, alert.tags.join(" "));
+    for (key, value) in &alert.fields {
+        if let Some(v) = value {
+            body.push('\n');
+            body.push_str(key);
+            body.push('=');
+            body.push_str(&v.to_string());
+        }
+    }
+    body
+}
+
+pub(super) fn level_of(p: Priority) -> i64 {
+    Priority::ALL.iter().position(|q| *q == p).unwrap_or(Priority::ALL.len() - 1) as i64
+}
+
+pub(super) fn priority_of_level(level: i64) -> Priority {
+    usize::try_from(level).ok().and_then(|l| Priority::ALL.get(l)).copied().unwrap_or(Priority::Debug)
+}
+
+/// Changes to one day's counts: alerts added (+1) or removed (-1) per grouping, hour,
+/// priority and value.
+#[derive(Default)]
+pub(super) struct Rollup(BTreeMap<(&'static str, i64, i64, String), i64>);
+
+/// The groupings the counts tables keep by value (tags are split from their column;
+/// priority is counted from the `rule` rows).
+pub(super) const ROLLUP_GROUPS: [GroupBy; 7] = [
+    GroupBy::Rule,
+    GroupBy::Source,
+    GroupBy::Hostname,
+    GroupBy::Container,
+    GroupBy::Image,
+    GroupBy::Namespace,
+    GroupBy::Pod,
+];
+
+/// The column (or expression) of an alerts table that holds the value of `by`.
+pub(super) fn column(by: GroupBy) -> &'static str {
+    match by {
+        GroupBy::Priority => "priority",
+        GroupBy::Rule => "rule",
+        GroupBy::Source => "source",
+        GroupBy::Hostname => "hostname",
+        GroupBy::Container => "coalesce(container_name, container_id)",
+        GroupBy::Image => "image",
+        GroupBy::Namespace => "namespace",
+        GroupBy::Pod => "pod",
+        GroupBy::Tag => "tags",
+    }
+}
+
+/// The value `alert` is stored and counted under for a grouping of [`ROLLUP_GROUPS`]:
+/// what [`column`] reads back; priorities and tags are counted apart.
+pub(super) fn grouping_value(by: GroupBy, alert: &Alert, place: &Placement) -> Option<String> {
+    match by {
+        GroupBy::Rule => Some(alert.rule.clone()),
+        GroupBy::Source => Some(alert.source.clone()),
+        GroupBy::Hostname => Some(alert.hostname.clone()),
+        GroupBy::Container => place.container().map(str::to_owned),
+        GroupBy::Image => place.image.clone(),
+        GroupBy::Namespace => place.namespace.clone(),
+        GroupBy::Pod => place.pod.clone(),
+        GroupBy::Priority | GroupBy::Tag => None,
+    }
+}
+
+impl Rollup {
+    /// Counts `delta` for an alert at `time_ns` of priority `level`, with its values of
+    /// [`ROLLUP_GROUPS`] and its `tags` column.
+    pub(super) fn add(
+        &mut self,
+        delta: i64,
+        time_ns: u64,
+        level: i64,
+        values: impl IntoIterator<Item = (GroupBy, Option<String>)>,
+        tags: &str,
+    ) {
+        let hour = (time_ns / HOUR_NS).min(i64::MAX as u64) as i64;
+        for (by, value) in values {
+            if let Some(value) = value {
+                *self.0.entry((by.name(), hour, level, value)).or_default() += delta;
+            }
+        }
+        for tag in tags.split(TAG_SEPARATOR).filter(|t| !t.is_empty()) {
+            *self.0.entry((GroupBy::Tag.name(), hour, level, tag.to_owned())).or_default() += delta;
+        }
+    }
+
+    /// The changes in a fixed order (grouping, hour, priority, value): writers that lock
+    /// count rows in one order cannot deadlock each other.
+    pub(super) fn changes(&self) -> impl Iterator<Item = (&(&'static str, i64, i64, String), &i64)> {
+        self.0.iter()
+    }
+
+    /// Whether a change removes alerts (counts may reach zero).
+    pub(super) fn removes(&self) -> bool {
+        self.0.values().any(|d| *d < 0)
+    }
+}
+
+/// The `tags` column of an alert: `\nA\nB\n`, or empty.
+pub(super) fn tags_column(alert: &Alert) -> String {
+    if alert.tags.is_empty() {
+        String::new()
+    } else {
+        format!("{TAG_SEPARATOR}{}{TAG_SEPARATOR}", alert.tags.join(&TAG_SEPARATOR.to_string()))
+    }
+}
+
+/// The tags of a `tags` column.
+pub(super) fn tags_of_column(column: &str) -> impl Iterator<Item = &str> {
+    column.split(TAG_SEPARATOR).filter(|t| !t.is_empty())
+}
+
+/// Clamps nanoseconds to the `i64` columns hold.
+pub(super) fn ns_column(ns: u64) -> i64 {
+    ns.min(i64::MAX as u64) as i64
+}
+
+/// How the counts of a query are read: whole hours from the hourly counts, the rest from
+/// the alerts.
+pub(super) struct CountsPlan {
+    /// Whole hours `[first, end)` read from the counts.
+    pub rollup: Option<(u64, u64)>,
+    /// Queries whose alerts are counted one by one.
+    pub scans: Vec<Query>,
+}
+
+impl CountsPlan {
+    /// The counts keep time and priority only: a query filtering on anything else is
+    /// counted from its alerts; one on time and priority reads the whole hours it spans from
+    /// the counts and the partial hours at its ends from the alerts.
+    pub fn of(query: &Query) -> CountsPlan {
+        let query = Query { after: None, order: Order::default(), limit: 0, ..query.clone() };
+        let time_and_priority_only =
+            Query { from_ns: query.from_ns, to_ns: query.to_ns, min_priority: query.min_priority, ..Query::default() }
+                == query;
+        let (from, to) = (query.from_ns.unwrap_or(0), query.to_ns.unwrap_or(u64::MAX));
+        let (first_hour, end_hour) = (from.div_ceil(HOUR_NS), to / HOUR_NS);
+        if !time_and_priority_only || first_hour >= end_hour {
+            return CountsPlan { rollup: None, scans: vec![query] };
+        }
+        let scans = [(from, first_hour * HOUR_NS), (end_hour.saturating_mul(HOUR_NS), to)]
+            .into_iter()
+            .filter(|(lo, hi)| lo < hi)
+            .map(|(lo, hi)| Query { from_ns: Some(lo), to_ns: Some(hi), ..query.clone() })
+            .collect();
+        CountsPlan { rollup: Some((first_hour, end_hour)), scans }
+    }
+}
+
+/// Counts sorted as the API gives them: most first, then by value.
+pub(super) fn sorted_counts(counts: std::collections::HashMap<String, u64>) -> Vec<(String, u64)> {
+    let mut counts: Vec<(String, u64)> = counts.into_iter().collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    counts
+}
+
+/// A value a query binds.
+pub(super) enum Param {
+    Int(i64),
+    Text(String),
+}
+
+/// The SQL the engines write differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// Binds `value` into `args`; its placeholder (usable several times).
+    pub fn bind(self, args: &mut Vec<Param>, value: Param) -> String {
+        let cast = match (&value, self) {
+            (_, Dialect::Sqlite) => "",
+            (Param::Int(_), Dialect::Postgres) => "::bigint",
+            (Param::Text(_), Dialect::Postgres) => "::text",
+        };
+        args.push(value);
+        match self {
+            Dialect::Sqlite => format!("?{}", args.len()),
+            Dialect::Postgres => format!("(${}{cast})", args.len()),
+        }
+    }
+
+    /// Whether `needle` occurs in `haystack` (both SQL expressions).
+    fn contains(self, haystack: &str, needle: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("instr({haystack}, {needle}) > 0"),
+            Dialect::Postgres => format!("strpos({haystack}, {needle}) > 0"),
+        }
+    }
+
+    /// `column IN (...)` over `values`, binding them into `args`.
+    fn any_of(self, column: &str, values: &[String], args: &mut Vec<Param>) -> String {
+        let marks: Vec<String> = values.iter().map(|v| self.bind(args, Param::Text(v.clone()))).collect();
+        format!("{column} IN ({})", marks.join(", "))
+    }
+
+    /// The WHERE clause of `query` over an alerts table, binding its values into `args`.
+    pub fn filters(self, query: &Query, args: &mut Vec<Param>) -> String {
+        let mut clauses: Vec<String> = Vec::new();
+        if let Some(from) = query.from_ns {
+            clauses.push(format!("time_ns >= {}", self.bind(args, Param::Int(ns_column(from)))));
+        }
+        if let Some(to) = query.to_ns {
+            clauses.push(format!("time_ns < {}", self.bind(args, Param::Int(ns_column(to)))));
+        }
+        if let Some(p) = query.min_priority {
+            clauses.push(format!("priority <= {}", self.bind(args, Param::Int(level_of(p)))));
+        }
+        for (column, values) in [
+            ("rule", &query.rules),
+            ("source", &query.sources),
+            ("hostname", &query.hostnames),
+            ("namespace", &query.namespaces),
+            ("pod", &query.pods),
+        ] {
+            if !values.is_empty() {
+                clauses.push(self.any_of(column, values, args));
+            }
+        }
+        if !query.tags.is_empty() {
+            let tests: Vec<String> = query
+                .tags
+                .iter()
+                .map(|t| {
+                    let tag = self.bind(args, Param::Text(format!("{TAG_SEPARATOR}{t}{TAG_SEPARATOR}")));
+                    self.contains("tags", &tag)
+                })
+                .collect();
+            clauses.push(format!("({})", tests.join(" OR ")));
+        }
+        if !query.containers.is_empty() {
+            let tests: Vec<String> = query
+                .containers
+                .iter()
+                .map(|c| {
+                    let v = self.bind(args, Param::Text(c.clone()));
+                    // A hex id of 12 or more characters may be a prefix of the full id.
+                    if c.len() >= 12 && c.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        format!("(container_name = {v} OR substr(container_id, 1, length({v})) = {v})")
+                    } else {
+                        format!("(container_name = {v} OR container_id = {v})")
+                    }
+                })
+                .collect();
+            clauses.push(format!("({})", tests.join(" OR ")));
+        }
+        if !query.images.is_empty() {
+            let tests: Vec<String> = query
+                .images
+                .iter()
+                .map(|i| {
+                    let v = self.bind(args, Param::Text(i.clone()));
+                    format!("(image = {v} OR substr(image, 1, length({v}) + 1) = {v} || ':')")
+                })
+                .collect();
+            clauses.push(format!("({})", tests.join(" OR ")));
+        }
+        for term in query.terms() {
+            // The alert's JSON holds the term exactly as written (its dashes, slashes and
+            // quotes), ignoring case: escaped as JSON escapes text.
+            let escaped = serde_json::to_string(term).unwrap_or_default();
+            let escaped = escaped.get(1..escaped.len().saturating_sub(1)).unwrap_or_default();
+            clauses.push(match self {
+                Dialect::Sqlite => {
+                    let needle = self.bind(args, Param::Text(escaped.to_owned()));
+                    self.contains("lower(json)", &format!("lower({needle})"))
+                }
+                // A LIKE pattern, which the trigram index on `lower(json)` serves.
+                Dialect::Postgres => {
+                    let mut pattern = String::from("%");
+                    for c in escaped.chars() {
+                        if matches!(c, '%' | '_' | '\\') {
+                            pattern.push('\\');
+                        }
+                        pattern.push(c);
+                    }
+                    pattern.push('%');
+                    format!("lower(json) LIKE lower({})", self.bind(args, Param::Text(pattern)))
+                }
+            });
+        }
+        if let Some(after) = query.after {
+            let op = match query.order {
+                Order::NewestFirst => "<",
+                Order::OldestFirst => ">",
+            };
+            let t = self.bind(args, Param::Int(ns_column(after.time_ns)));
+            let id = self.bind(args, Param::Int(after.id));
+            clauses.push(format!("(time_ns, id) {op} ({t}, {id})"));
+        }
+        if clauses.is_empty() { "TRUE".into() } else { clauses.join(" AND ") }
+    }
+}
