@@ -73,6 +73,7 @@ fn check_output(kind: &OutputKind) -> anyhow::Result<()> {
             HeaderSource::Plain(_) => Ok(()),
         }),
         OutputKind::Grpc(c) => c.endpoint().map(drop),
+        OutputKind::Console(c) => c.token.load().map(drop),
         OutputKind::Stdout(_) | OutputKind::File(_) => Ok(()),
         OutputKind::Store(c) => match &c.engine {
             Engine::Sqlite(path) => match path.parent().filter(|p| !p.as_os_str().is_empty()) {

@@ -3,6 +3,7 @@
 mod alerts;
 mod capture;
 mod config;
+mod console;
 mod rules;
 mod run;
 mod ui;
@@ -60,6 +61,10 @@ enum Command {
     /// Helpers for the web console's configuration (password hashes).
     #[command(subcommand)]
     Ui(ui::UiCommand),
+    /// Serve the cluster's web console: the nodes' `console` outputs send their alerts here
+    /// (with a token from `ui.ingest_tokens`), kept in `ui.store` (PostgreSQL, shared by
+    /// several replicas, or a SQLite file) and shown to the users of `ui.users`.
+    Console(console::ConsoleArgs),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -79,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Ui(command) => ui::run(command),
         Command::Run(args) => block_on(run::run(args, cli.log)),
         Command::Capture(args) => block_on(capture::run(args)),
+        Command::Console(args) => block_on(console::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -182,7 +182,7 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
     let stage = Arc::new(OutputStage::start(&config.outputs).await?);
     // After the store output, which makes the store it shows; lives as long as the run.
     let _console = match config.ui.enabled {
-        true => Some(sensor::console::start(&config.ui, config.store()).await?),
+        true => Some(sensor::console::start(&config.ui, sensor::console::Mode::Node { store: config.store() }).await?),
         false => None,
     };
     let capture_cfg = CaptureConfig {

@@ -29,6 +29,9 @@ pub struct UiConfig {
     /// Bearer tokens that may call the API (`Authorization: Bearer TOKEN`), from files or
     /// the environment.
     pub api_tokens: Vec<SecretSource>,
+    /// Tokens nodes send alerts with to `/api/v1/ingest` (`Authorization: Bearer TOKEN`), from
+    /// files or the environment; only `sensor console` takes alerts, and only with a token.
+    pub ingest_tokens: Vec<SecretSource>,
     /// How long a login lasts (default `12h`).
     #[serde(deserialize_with = "deserialize_positive_duration")]
     pub session_ttl: Duration,
@@ -59,6 +62,7 @@ impl Default for UiConfig {
             users: Vec::new(),
             admin_file: None,
             api_tokens: Vec::new(),
+            ingest_tokens: Vec::new(),
             session_ttl: Duration::from_secs(12 * 3600),
             login_attempts: NonZeroU32::new(5).expect("non-zero"),
             login_window: Duration::from_secs(300),

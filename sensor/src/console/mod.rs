@@ -2,7 +2,9 @@
 //! with their filters, one alert's detail, and `/api/v1` (search, one alert, counts, export).
 //! Every page and endpoint but the login page needs a session (or, for the API, a bearer
 //! token); every form carries a CSRF token; failed logins are bounded per client address.
-//! Served by `sensor run` when `ui.enabled` is set, under `ui.base_path`.
+//! Served by `sensor run` when `ui.enabled` is set, under `ui.base_path`, over the run's
+//! store; and by `sensor console`, the cluster's console, which also takes the alerts the
+//! nodes' `console` outputs send (`/api/v1/ingest`, with a node token) into its store.
 
 mod auth;
 pub mod config;
@@ -12,7 +14,13 @@ mod params;
 pub use auth::{LoginLimiter, Sessions, Users, hash_password};
 pub use config::{UiConfig, UiUser};
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+};
 
 use anyhow::Context as _;
 use axum::{
@@ -26,7 +34,8 @@ use axum::{
 use serde::Deserialize;
 
 use crate::outputs::constant_time_eq;
-use crate::store::{AlertStore, GroupBy, Page, Query, Reader, StoreConfig, StoredAlert};
+use crate::rules::Alert;
+use crate::store::{AlertStore, GroupBy, Page, Query, Reader, SharedWriter, StoreConfig, StoredAlert};
 use auth::{Session, Tokens, random_hex};
 
 /// The cookie holding a session's token.
@@ -35,6 +44,9 @@ const SESSION_COOKIE: &str = "sensor_session";
 const LOGIN_CSRF_COOKIE: &str = "sensor_login_csrf";
 /// Alerts one export returns at most; a larger one says where to continue.
 pub const EXPORT_MAX: usize = 10_000;
+/// The largest ingest request: its body, and its alerts.
+pub const INGEST_MAX_BYTES: usize = 16 << 20;
+pub const INGEST_MAX_ALERTS: usize = 10_000;
 
 /// What every request handler shares.
 struct Console {
@@ -45,6 +57,26 @@ struct Console {
     sessions: Sessions,
     limiter: LoginLimiter,
     tokens: Tokens,
+    /// What the cluster's console takes from the nodes.
+    ingest: Option<Ingest>,
+}
+
+/// The store's writer for what nodes send, the tokens they send with, and what they sent.
+struct Ingest {
+    writer: SharedWriter,
+    tokens: Tokens,
+    /// Alerts stored, lines refused (not a JSON alert), and requests that failed to store.
+    stored: AtomicU64,
+    refused: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Where the console runs.
+pub enum Mode<'a> {
+    /// Beside `sensor run`, showing its `store` output's store (unless `ui.store` names one).
+    Node { store: Option<&'a StoreConfig> },
+    /// `sensor console`: `ui.store` is the cluster's store, written with what the nodes send.
+    Cluster,
 }
 
 /// The console, serving.
@@ -62,13 +94,16 @@ impl Drop for RunningConsole {
 /// Starts the console on the current runtime. `store` is the `store` output's, used unless
 /// `ui.store` names another. With no user configured, the first start makes the `admin`
 /// user's password and prints it once on stderr (only its hash is kept).
-pub async fn start(config: &UiConfig, store: Option<&StoreConfig>) -> anyhow::Result<RunningConsole> {
+pub async fn start(config: &UiConfig, mode: Mode<'_>) -> anyhow::Result<RunningConsole> {
     let base = config.base()?;
-    let store = config
-        .store
-        .clone()
-        .or_else(|| store.cloned())
-        .context("ui: no alert store to show: add a `store` output or set ui.store")?;
+    let store = match mode {
+        Mode::Node { store } => config
+            .store
+            .clone()
+            .or_else(|| store.cloned())
+            .context("ui: no alert store to show: add a `store` output or set ui.store")?,
+        Mode::Cluster => config.store.clone().context("ui.store: the console needs the store it keeps alerts in")?,
+    };
     let users = if config.users.is_empty() {
         let admin_file = match (&config.admin_file, store.sqlite_path()) {
             (Some(file), _) => file.clone(),
@@ -89,6 +124,35 @@ pub async fn start(config: &UiConfig, store: Option<&StoreConfig>) -> anyhow::Re
     } else {
         Users::new(&config.users)?
     };
+    let ingest = match mode {
+        Mode::Node { .. } => {
+            anyhow::ensure!(
+                config.ingest_tokens.is_empty(),
+                "ui.ingest_tokens: only `sensor console` takes alerts from nodes"
+            );
+            None
+        }
+        Mode::Cluster => {
+            let owned = store.clone();
+            let (writer, set_aside) = tokio::task::spawn_blocking(move || SharedWriter::open(&owned)).await??;
+            if let Some(message) = set_aside {
+                log::error!("ui: {message}");
+            }
+            let tokens: Vec<_> =
+                config.ingest_tokens.iter().map(|t| t.load().context("ui.ingest_tokens")).collect::<anyhow::Result<_>>()?;
+            if tokens.is_empty() {
+                log::warn!("ui: no ui.ingest_tokens: no node can send alerts to this console");
+            }
+            Some(Ingest {
+                writer,
+                tokens: Tokens::new(tokens),
+                stored: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+            })
+        }
+    };
+    let retention = ingest.as_ref().map(|i| i.writer.spawn_retention(store.retention_interval));
     let store = tokio::task::spawn_blocking(move || Reader::open(&store)).await??;
     let tokens = config.api_tokens.iter().map(|t| t.load().context("ui.api_tokens")).collect::<anyhow::Result<_>>()?;
     let console = Arc::new(Console {
@@ -98,6 +162,7 @@ pub async fn start(config: &UiConfig, store: Option<&StoreConfig>) -> anyhow::Re
         sessions: Sessions::new(config.session_ttl),
         limiter: LoginLimiter::new(config.login_attempts.get(), config.login_window),
         tokens: Tokens::new(tokens),
+        ingest,
     });
     let listener = tokio::net::TcpListener::bind(config.address)
         .await
@@ -107,6 +172,9 @@ pub async fn start(config: &UiConfig, store: Option<&StoreConfig>) -> anyhow::Re
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await {
             log::error!("ui: the console stopped: {e}");
+        }
+        if let Some(retention) = retention {
+            retention.abort();
         }
     });
     log::info!("ui: console on http://{address}{base}/");
@@ -126,6 +194,7 @@ fn router(console: Arc<Console>) -> Router {
         .route("/api/v1/alerts/{id}", get(api_get))
         .route("/api/v1/counts", get(api_counts))
         .route("/api/v1/export", get(api_export))
+        .route("/api/v1/ingest", post(api_ingest).layer(axum::extract::DefaultBodyLimit::max(INGEST_MAX_BYTES)))
         .fallback(not_found)
         .with_state(console);
     let app = if base.is_empty() {
@@ -160,6 +229,11 @@ async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "not found\n").into_response()
 }
 
+/// The request's bearer token.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
+}
+
 /// The value of cookie `name`.
 fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
@@ -192,12 +266,7 @@ impl Console {
 
     /// Whether the request may call the API: a session, or a bearer token.
     fn api_allowed(&self, headers: &HeaderMap) -> bool {
-        if self.session(headers).is_some() {
-            return true;
-        }
-        let bearer =
-            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        bearer.is_some_and(|t| self.tokens.accepts(t))
+        self.session(headers).is_some() || bearer(headers).is_some_and(|t| self.tokens.accepts(t))
     }
 
     /// The dashboard's path.
@@ -378,6 +447,11 @@ async fn about(State(console): State<Arc<Console>>, headers: HeaderMap) -> Respo
         }
         Err(e) => facts.push(("store error", e)),
     }
+    if let Some(ingest) = &console.ingest {
+        facts.push(("alerts taken from nodes", ingest.stored.load(Relaxed).to_string()));
+        facts.push(("ingested lines refused (not a JSON alert)", ingest.refused.load(Relaxed).to_string()));
+        facts.push(("ingest requests that failed to store", ingest.failed.load(Relaxed).to_string()));
+    }
     Html(html::about(&console.base, (&session.user, &session.csrf), &facts)).into_response()
 }
 
@@ -446,6 +520,58 @@ async fn api_counts(State(console): State<Arc<Console>>, headers: HeaderMap, Url
         }))
         .into_response(),
         Err(e) => server_error(e),
+    }
+}
+
+/// Alerts from a node's `console` output: JSON lines, each Falco's JSON alert. What is
+/// stored is answered only once committed, so a sender retries anything else; a retried
+/// batch is stored once (PostgreSQL keeps one row per alert digest). A line that is not an
+/// alert is refused with its number and the rest stored.
+async fn api_ingest(State(console): State<Arc<Console>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let Some(ingest) = &console.ingest else {
+        return (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "this console takes no alerts"})))
+            .into_response();
+    };
+    if !bearer(&headers).is_some_and(|t| ingest.tokens.accepts(t)) {
+        return unauthorized();
+    }
+    let mut alerts = Vec::new();
+    let mut refused = Vec::new();
+    for (i, line) in body.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let parsed = serde_json::from_slice::<serde_json::Value>(line)
+            .map_err(|e| e.to_string())
+            .and_then(|json| Alert::from_json(&json).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(alert) => alerts.push(Arc::new(alert)),
+            Err(e) => refused.push(serde_json::json!({"line": i + 1, "error": e})),
+        }
+    }
+    if alerts.len() > INGEST_MAX_ALERTS {
+        let message = format!("{} alerts in one request; send at most {INGEST_MAX_ALERTS}", alerts.len());
+        return (StatusCode::PAYLOAD_TOO_LARGE, Json(serde_json::json!({"error": message}))).into_response();
+    }
+    ingest.refused.fetch_add(refused.len() as u64, Relaxed);
+    if !refused.is_empty() {
+        log::warn!("ui: ingest refused {} lines that are not JSON alerts (first: {})", refused.len(), refused[0]);
+    }
+    let (writer, count) = (ingest.writer.clone(), alerts.len());
+    let outcome = tokio::task::spawn_blocking(move || writer.insert(&alerts)).await;
+    match outcome.map_err(anyhow::Error::from).and_then(|stored| stored) {
+        Ok(()) => {
+            ingest.stored.fetch_add(count as u64, Relaxed);
+            Json(serde_json::json!({"stored": count, "refused": refused})).into_response()
+        }
+        Err(e) => {
+            ingest.failed.fetch_add(1, Relaxed);
+            let error = format!("{e:#}");
+            log::warn!("ui: storing {count} ingested alerts failed: {error}");
+            // The sender keeps the alerts and tries again.
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"error": format!("storing failed: {error}")})))
+                .into_response()
+        }
     }
 }
 

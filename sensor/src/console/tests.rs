@@ -64,15 +64,21 @@ fn fixture(name: &str, base_path: &str) -> Fixture {
         .collect();
     alerts.push(alert(249, "Markup", Priority::Warning, None, "<script>alert(1)</script> by x-y"));
     store.insert(&alerts).unwrap();
-    let console = Arc::new(Console {
+    Fixture { dir, app: router(console(base_path, &config, None)) }
+}
+
+/// The console over the store `config` names, under `base_path`, taking alerts with
+/// `ingest` when given.
+fn console(base_path: &str, config: &StoreConfig, ingest: Option<Ingest>) -> Arc<Console> {
+    Arc::new(Console {
         base: UiConfig { base_path: base_path.into(), ..UiConfig::default() }.base().unwrap(),
-        store: Reader::open(&config).unwrap(),
+        store: Reader::open(config).unwrap(),
         users: Users::new(&[UiUser { name: "alice".into(), password_hash: hash_password(PASSWORD).unwrap() }]).unwrap(),
         sessions: Sessions::new(Duration::from_secs(3600)),
         limiter: LoginLimiter::new(3, Duration::from_secs(300)),
         tokens: Tokens::new(vec![crate::outputs::Secret::for_test(TOKEN)]),
-    });
-    Fixture { dir, app: router(console) }
+        ingest,
+    })
 }
 
 struct Answer {
@@ -356,4 +362,47 @@ fn exported_cells_cannot_become_spreadsheet_formulas() {
     }
     assert_eq!(csv_cell("a,b"), "\"a,b\"");
     assert_eq!(csv_cell("plain /etc/shadow"), "plain /etc/shadow");
+}
+
+const NODE_TOKEN: &str = "node-token-abcdef0123456789";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_console_takes_alerts_only_with_a_node_token() {
+    let f = fixture("ingest", "/sensor");
+    let config = StoreConfig::at(f.dir.join("alerts.db"));
+    let (writer, _) = SharedWriter::open(&config).unwrap();
+    let ingest = Ingest {
+        writer,
+        tokens: Tokens::new(vec![crate::outputs::Secret::for_test(NODE_TOKEN)]),
+        stored: AtomicU64::new(0),
+        refused: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+    };
+    let app = router(console("/sensor", &config, Some(ingest)));
+    let sent = alert(300, "From node-b", Priority::Error, Some("web-9"), "read /etc/shadow on node-b");
+    let sent = Alert { hostname: "node-b".into(), ..(*sent).clone() };
+    let body = format!("{}\n{{\"not\": \"an alert\"}}\nnot json\n\n", sent.to_json());
+    let post = |auth: String| {
+        let (app, body) = (app.clone(), body.clone());
+        async move { send(&app, "POST", "/sensor/api/v1/ingest", &[("authorization", &auth)], &body, CLIENT).await }
+    };
+    // Neither the API token (it reads, it does not write), nor none, nor a wrong one.
+    for auth in [format!("Bearer {TOKEN}"), String::new(), "Bearer node-token".into()] {
+        assert_eq!(post(auth.clone()).await.status, StatusCode::UNAUTHORIZED, "{auth:?}");
+    }
+    let a = post(format!("Bearer {NODE_TOKEN}")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let answer = a.json();
+    assert_eq!(answer["stored"], 1);
+    let refused: Vec<u64> = answer["refused"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
+    assert_eq!(refused, [2, 3], "the lines that are not alerts, by number");
+    // Stored as sent, and shown with its node.
+    let found = send(&app, "GET", "/sensor/api/v1/alerts?node=node-b", &[("authorization", &format!("Bearer {TOKEN}"))], "", CLIENT).await;
+    let alerts = found.json()["alerts"].as_array().unwrap().clone();
+    assert_eq!(alerts.len(), 1, "{}", found.body);
+    assert_eq!(alerts[0]["output"], sent.to_json()["output"]);
+    assert_eq!(alerts[0]["output_fields"]["k8s.pod.name"], "web-9");
+    // The console beside `sensor run` takes nothing.
+    let a = send(&f.app, "POST", "/sensor/api/v1/ingest", &[("authorization", &format!("Bearer {NODE_TOKEN}"))], &body, CLIENT).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
 }

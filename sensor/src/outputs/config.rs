@@ -71,6 +71,9 @@ pub enum OutputKind {
     /// The alert store (SQLite), searchable with `sensor alerts search`; batched, see
     /// [`super::store::STORE_DEFAULT_BATCH`].
     Store(crate::store::StoreConfig),
+    /// Batches of JSON alerts to the cluster's `sensor console`; see
+    /// [`super::console::CONSOLE_DEFAULT_BATCH`].
+    Console(super::console::ConsoleConfig),
 }
 
 /// The batch an `smtp` output uses unless it sets its own: one digest mail a minute at most,

@@ -3,6 +3,7 @@
 //! detection nor the other outputs.
 
 pub mod config;
+pub mod console;
 pub mod file;
 pub mod grpc;
 mod http;
@@ -25,7 +26,8 @@ use std::{sync::Arc, time::Duration};
 
 use crate::rules::Alert;
 
-/// One destination for alerts (stdout, a file, Telegram, SMTP, gRPC, a webhook).
+/// One destination for alerts (stdout, a file, Telegram, SMTP, gRPC, a webhook, the alert
+/// store, the cluster's console).
 ///
 /// The output stage owns queueing, filtering, rate limiting, batching and retries; a sink
 /// only delivers. `send` gets one alert, or every alert of a batch window for outputs that

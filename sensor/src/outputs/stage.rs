@@ -24,6 +24,7 @@ use super::{
     grpc::GrpcSink,
     smtp::SmtpSink,
     stdout::StdoutSink,
+    console::{CONSOLE_DEFAULT_BATCH, ConsoleSink},
     store::{STORE_DEFAULT_BATCH, StoreSink},
     telegram::TelegramSink,
     webhook::WebhookSink,
@@ -75,6 +76,10 @@ impl OutputStage {
                         stage.notices.push(StartNotice { output: name.clone(), message: message.to_owned() });
                     }
                     let batch = options.batch.or(Some(STORE_DEFAULT_BATCH));
+                    launch(name, &OutputOptions { batch, ..options.clone() }, sink)
+                }),
+                OutputKind::Console(c) => ConsoleSink::new(c).map(|sink| {
+                    let batch = options.batch.or(Some(CONSOLE_DEFAULT_BATCH));
                     launch(name, &OutputOptions { batch, ..options.clone() }, sink)
                 }),
             };

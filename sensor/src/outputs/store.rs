@@ -3,10 +3,7 @@
 //! idle store still forgets what is past `max_age`.
 
 use std::{
-    sync::{
-        Arc, Mutex, PoisonError,
-        atomic::{AtomicU64, Ordering::Relaxed},
-    },
+    sync::{Arc, atomic::AtomicU64},
     time::Duration,
 };
 
@@ -15,7 +12,7 @@ use tokio::task::JoinHandle;
 use super::{SendError, Sink, config::BatchConfig};
 use crate::{
     rules::Alert,
-    store::{AlertStore, Removed, StoreConfig, now_ns},
+    store::{SharedWriter, StoreConfig},
 };
 
 /// The batch a `store` output uses unless it sets its own: a transaction per 200 ms or per
@@ -28,22 +25,13 @@ pub const STORE_DEFAULT_BATCH: BatchConfig = BatchConfig {
 
 /// Writes alerts into a store.
 pub struct StoreSink {
-    store: Arc<Mutex<Writing>>,
+    writer: SharedWriter,
     /// An attempt the output's timeout may cut short: waited for before anything else is
     /// written, so that a retry of a batch that did commit does not store it twice.
     in_flight: Option<InFlight>,
-    /// Failed retention passes (the alerts were stored; the store may grow past its limits
-    /// until a pass succeeds).
-    retention_failures: Arc<AtomicU64>,
     retention: JoinHandle<()>,
     /// What opening found unusable and moved aside, for the operator.
     set_aside: Option<String>,
-}
-
-/// The store being written, and its name for messages.
-struct Writing {
-    store: Box<dyn AlertStore>,
-    description: String,
 }
 
 /// A batch and its transaction, running on a blocking thread.
@@ -57,13 +45,9 @@ impl StoreSink {
     /// starts its retention timer.
     pub async fn open(config: &StoreConfig) -> anyhow::Result<Self> {
         let owned = config.clone();
-        let opened = tokio::task::spawn_blocking(move || crate::store::open(&owned)).await??;
-        let set_aside = opened.set_aside;
-        let store = Arc::new(Mutex::new(Writing { store: opened.store, description: config.describe() }));
-        let retention_failures = Arc::new(AtomicU64::new(0));
-        let retention =
-            tokio::spawn(retain_every(config.retention_interval, store.clone(), retention_failures.clone()));
-        Ok(StoreSink { store, in_flight: None, retention_failures, retention, set_aside })
+        let (writer, set_aside) = tokio::task::spawn_blocking(move || SharedWriter::open(&owned)).await??;
+        let retention = writer.spawn_retention(config.retention_interval);
+        Ok(StoreSink { writer, in_flight: None, retention, set_aside })
     }
 
     /// What opening found unusable and set aside, if anything.
@@ -78,37 +62,9 @@ impl Drop for StoreSink {
     }
 }
 
-fn lock(store: &Mutex<Writing>) -> std::sync::MutexGuard<'_, Writing> {
-    store.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// One retention pass; failures are counted and logged, never fatal.
-fn retain(store: &Mutex<Writing>, failures: &AtomicU64) {
-    let mut writing = lock(store);
-    match writing.store.enforce_retention(now_ns()) {
-        Ok(Removed { expired: 0, over_size: 0 }) => {}
-        Ok(Removed { expired, over_size }) => log::info!(
-            "alert store {}: removed {expired} alerts past max_age and {over_size} over max_size",
-            writing.description
-        ),
-        Err(e) => {
-            failures.fetch_add(1, Relaxed);
-            log::warn!("alert store {}: retention failed: {e:#}", writing.description);
-        }
-    }
-}
-
-async fn retain_every(interval: Duration, store: Arc<Mutex<Writing>>, failures: Arc<AtomicU64>) {
-    loop {
-        tokio::time::sleep(interval).await;
-        let (store, failures) = (store.clone(), failures.clone());
-        let _ = tokio::task::spawn_blocking(move || retain(&store, &failures)).await;
-    }
-}
-
 impl Sink for StoreSink {
     fn errors(&self) -> Option<Arc<AtomicU64>> {
-        Some(self.retention_failures.clone())
+        Some(self.writer.retention_failures())
     }
 
     async fn send(&mut self, alerts: &[Arc<Alert>]) -> Result<(), SendError> {
@@ -121,11 +77,11 @@ impl Sink for StoreSink {
             }
         }
         let batch = alerts.to_vec();
-        let (store, failures) = (self.store.clone(), self.retention_failures.clone());
+        let writer = self.writer.clone();
         let rows = batch.clone();
         let commit = tokio::task::spawn_blocking(move || {
-            lock(&store).store.insert(&rows)?;
-            retain(&store, &failures);
+            writer.insert(&rows)?;
+            writer.retain();
             Ok(())
         });
         let outcome = (&mut self.in_flight.insert(InFlight { batch, commit }).commit).await;
@@ -143,7 +99,10 @@ impl Sink for StoreSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{rules::Priority, store::SqliteStore};
+    use crate::{
+        rules::Priority,
+        store::{AlertStore as _, SqliteStore},
+    };
 
     fn alert(n: u64) -> Arc<Alert> {
         Arc::new(Alert {

@@ -218,9 +218,110 @@ impl Alert {
     }
 }
 
+/// Why a JSON alert could not be read back.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct AlertJsonError(String);
+
+impl Alert {
+    /// Reads back Falco's JSON alert (what [`Alert::to_json`] writes, and what Falco's
+    /// `json_output` and `http_output` send): `time` (RFC 3339; else `output_fields`'s
+    /// `evt.time`), `rule`, `priority`, `output`; `source`, `hostname`, `tags` and
+    /// `output_fields` when present. Field values keep their JSON type (numbers, booleans,
+    /// text; anything else as its JSON text).
+    pub fn from_json(json: &serde_json::Value) -> Result<Alert, AlertJsonError> {
+        let err = |what: &str| AlertJsonError(what.to_owned());
+        let text = |key: &str| json.get(key).and_then(serde_json::Value::as_str);
+        let object = json.as_object().ok_or_else(|| err("not a JSON object"))?;
+        let fields = match object.get("output_fields") {
+            None | Some(serde_json::Value::Null) => serde_json::Map::new(),
+            Some(serde_json::Value::Object(map)) => map.clone(),
+            Some(_) => return Err(err("`output_fields` is not an object")),
+        };
+        let time_ns = match text("time") {
+            Some(t) => crate::enrich::parse_rfc3339_ns(t).ok_or_else(|| err("`time` is not an RFC 3339 time"))?,
+            None => fields.get("evt.time").and_then(serde_json::Value::as_u64).ok_or_else(|| err("no `time`"))?,
+        };
+        let rule = text("rule").filter(|r| !r.is_empty()).ok_or_else(|| err("no `rule`"))?.to_owned();
+        let priority = text("priority").ok_or_else(|| err("no `priority`"))?;
+        let priority = Priority::parse(priority).ok_or_else(|| err(&format!("unknown priority `{priority}`")))?;
+        let output = text("output").ok_or_else(|| err("no `output`"))?;
+        // `output` is the text line, `<time>: <Priority> <message>`; the message alone is kept.
+        let prefix = format!("{}: {} ", format_time(time_ns), priority);
+        let message = output.strip_prefix(&prefix).unwrap_or(output).to_owned();
+        let tags = match object.get("tags") {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(serde_json::Value::Array(tags)) => {
+                tags.iter().map(|t| t.as_str().map(str::to_owned).ok_or_else(|| err("a tag is not text"))).collect::<Result<_, _>>()?
+            }
+            Some(_) => return Err(err("`tags` is not a list")),
+        };
+        let fields = fields
+            .into_iter()
+            .filter(|(key, value)| !(key == "evt.time" && value.as_u64() == Some(time_ns)))
+            .map(|(key, value)| {
+                let value = match value {
+                    serde_json::Value::Null => None,
+                    serde_json::Value::Bool(b) => Some(Value::Bool(b)),
+                    serde_json::Value::Number(n) => Some(match (n.as_u64(), n.as_i64()) {
+                        (Some(u), _) => Value::UInt(u),
+                        (None, Some(i)) => Value::Int(i),
+                        _ => Value::Str(n.to_string().into()),
+                    }),
+                    serde_json::Value::String(s) => Some(Value::Str(s.into())),
+                    other => Some(Value::Str(other.to_string().into())),
+                };
+                (key, value)
+            })
+            .collect();
+        Ok(Alert {
+            time_ns,
+            rule,
+            priority,
+            source: text("source").unwrap_or("syscall").to_owned(),
+            hostname: text("hostname").unwrap_or_default().to_owned(),
+            message,
+            tags,
+            fields,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_json_alert_reads_back_as_it_was() {
+        let alert = Alert {
+            time_ns: 1_685_022_245_478_445_995,
+            rule: "Read sensitive file".into(),
+            priority: Priority::Warning,
+            source: "syscall".into(),
+            hostname: "node-a".into(),
+            message: "read /etc/shadow (user=root pid=42)".into(),
+            tags: vec!["T1003".into(), "filesystem".into()],
+            fields: vec![
+                ("fd.name".into(), Some(Value::Str("/etc/shadow".into()))),
+                ("proc.pid".into(), Some(Value::UInt(42))),
+                ("evt.rawres".into(), Some(Value::Int(-2))),
+                ("fd.typechar".into(), None),
+            ],
+        };
+        let back = Alert::from_json(&alert.to_json()).unwrap();
+        assert_eq!(back.to_json(), alert.to_json());
+        assert_eq!(back.message, alert.message);
+        for (bad, why) in [
+            (serde_json::json!([1]), "not a JSON object"),
+            (serde_json::json!({"rule": "R", "priority": "Warning", "output": "x"}), "no `time`"),
+            (serde_json::json!({"time": "yesterday", "rule": "R", "priority": "Warning", "output": "x"}), "RFC 3339"),
+            (serde_json::json!({"time": "2026-12-06T00:00:00Z", "rule": "R", "priority": "Loud", "output": "x"}), "priority"),
+            (serde_json::json!({"time": "2026-12-06T00:00:00Z", "rule": "R", "priority": "Warning", "output": "x", "tags": "a"}), "tags"),
+        ] {
+            let e = Alert::from_json(&bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn times() {

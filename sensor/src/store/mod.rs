@@ -173,6 +173,73 @@ pub fn open(config: &StoreConfig) -> anyhow::Result<Writer> {
     }
 }
 
+/// A store's writer, shared by what writes to it (the store output's batches, the
+/// console's ingest) and by its retention timer. Calls block: async code makes them on a
+/// blocking thread.
+#[derive(Clone)]
+pub struct SharedWriter {
+    store: std::sync::Arc<std::sync::Mutex<Box<dyn AlertStore>>>,
+    description: std::sync::Arc<str>,
+    /// Failed retention passes (the alerts were stored; the store may grow past its limits
+    /// until a pass succeeds).
+    retention_failures: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl SharedWriter {
+    /// Opens the store `config` names (blocks); what opening set aside, if anything, with it.
+    pub fn open(config: &StoreConfig) -> anyhow::Result<(SharedWriter, Option<String>)> {
+        let Writer { store, set_aside } = open(config)?;
+        let writer = SharedWriter {
+            store: std::sync::Arc::new(std::sync::Mutex::new(store)),
+            description: config.describe().into(),
+            retention_failures: Default::default(),
+        };
+        Ok((writer, set_aside))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn AlertStore>> {
+        self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stores `alerts` in one transaction.
+    pub fn insert(&self, alerts: &[std::sync::Arc<Alert>]) -> anyhow::Result<()> {
+        self.lock().insert(alerts)
+    }
+
+    /// One retention pass; a failure is counted and logged, never fatal.
+    pub fn retain(&self) {
+        let mut store = self.lock();
+        match store.enforce_retention(now_ns()) {
+            Ok(Removed { expired: 0, over_size: 0 }) => {}
+            Ok(Removed { expired, over_size }) => log::info!(
+                "alert store {}: removed {expired} alerts past max_age and {over_size} over max_size",
+                self.description
+            ),
+            Err(e) => {
+                self.retention_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                log::warn!("alert store {}: retention failed: {e:#}", self.description);
+            }
+        }
+    }
+
+    /// Failed retention passes so far.
+    pub fn retention_failures(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.retention_failures.clone()
+    }
+
+    /// Runs retention every `interval` on the current runtime, until the handle is aborted.
+    pub fn spawn_retention(&self, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let writer = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let writer = writer.clone();
+                let _ = tokio::task::spawn_blocking(move || writer.retain()).await;
+            }
+        })
+    }
+}
+
 /// A store to read from, shared by the console's requests and the CLI: a SQLite file
 /// (opened read-only for each read, so it never holds the writer back) or a database's
 /// connections.
