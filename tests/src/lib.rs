@@ -36,18 +36,58 @@ pub fn http_get_with(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<(u16, String), String> {
+    http_request(addr, "GET", path, headers, "").map(|answer| (answer.status, answer.body))
+}
+
+/// An HTTP answer: its status, header lines and body.
+pub struct HttpAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The `name=value` part of the `Set-Cookie` header setting `name`.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .find(|(_, v)| v.starts_with(&format!("{name}=")))
+            .map(|(_, v)| v.split(';').next().unwrap_or_default().to_owned())
+    }
+}
+
+/// `METHOD path` over HTTP/1.1 on `addr` with `headers` and `body` (sent as a form when
+/// not empty and no Content-Type is given).
+pub fn http_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<HttpAnswer, String> {
     use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .map_err(|e| format!("connecting to {addr}: {e}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
-    let headers: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n")
-        .map_err(|e| e.to_string())?;
+    let mut lines: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
+    if !body.is_empty() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        lines.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+    }
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{lines}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| e.to_string())?;
     let mut response = String::new();
     stream.read_to_string(&mut response).map_err(|e| format!("reading {path}: {e}"))?;
     let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| format!("{path}: no HTTP header"))?;
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("no HTTP status")?;
-    Ok((status, body.to_owned()))
+    let mut head_lines = head.lines();
+    let status = head_lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok());
+    let headers =
+        head_lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
+    Ok(HttpAnswer { status: status.ok_or("no HTTP status")?, headers, body: body.to_owned() })
 }
 
 /// 127.0.0.1 at `port`, as the socket calls take it (the `actor` and `loadgen` scenarios).
@@ -277,8 +317,14 @@ pub fn await_alert(
 /// Starts `sensor ARGS` with its stdout piped and waits until its programs are attached;
 /// its log goes on to this test's stderr.
 pub fn start_sensor(args: &[&str]) -> std::process::Child {
+    start_sensor_from(sensor_command(), args, "sensor")
+}
+
+/// [`start_sensor`] from `command` ([`sensor_command`] with its own environment); its log
+/// lines are prefixed with `label`.
+pub fn start_sensor_from(mut command: Command, args: &[&str], label: &str) -> std::process::Child {
     use std::io::{BufRead, BufReader};
-    let mut sensor = sensor_command()
+    let mut sensor = command
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -294,7 +340,8 @@ pub fn start_sensor(args: &[&str]) -> std::process::Child {
         }
         assert!(started.elapsed() < Duration::from_secs(60), "the sensor did not start");
     }
-    std::thread::spawn(move || stderr.lines().map_while(Result::ok).for_each(|l| eprintln!("sensor: {l}")));
+    let label = label.to_owned();
+    std::thread::spawn(move || stderr.lines().map_while(Result::ok).for_each(|l| eprintln!("{label}: {l}")));
     sensor
 }
 

@@ -138,8 +138,11 @@ pub async fn start(config: &UiConfig, mode: Mode<'_>) -> anyhow::Result<RunningC
             if let Some(message) = set_aside {
                 log::error!("ui: {message}");
             }
-            let tokens: Vec<_> =
-                config.ingest_tokens.iter().map(|t| t.load().context("ui.ingest_tokens")).collect::<anyhow::Result<_>>()?;
+            let tokens: Vec<_> = config
+                .ingest_tokens
+                .iter()
+                .map(|t| t.load().context("ui.ingest_tokens"))
+                .collect::<anyhow::Result<_>>()?;
             if tokens.is_empty() {
                 log::warn!("ui: no ui.ingest_tokens: no node can send alerts to this console");
             }

@@ -397,12 +397,28 @@ async fn the_cluster_console_takes_alerts_only_with_a_node_token() {
     let refused: Vec<u64> = answer["refused"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
     assert_eq!(refused, [2, 3], "the lines that are not alerts, by number");
     // Stored as sent, and shown with its node.
-    let found = send(&app, "GET", "/sensor/api/v1/alerts?node=node-b", &[("authorization", &format!("Bearer {TOKEN}"))], "", CLIENT).await;
+    let found = send(
+        &app,
+        "GET",
+        "/sensor/api/v1/alerts?node=node-b",
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+        "",
+        CLIENT,
+    )
+    .await;
     let alerts = found.json()["alerts"].as_array().unwrap().clone();
     assert_eq!(alerts.len(), 1, "{}", found.body);
     assert_eq!(alerts[0]["output"], sent.to_json()["output"]);
     assert_eq!(alerts[0]["output_fields"]["k8s.pod.name"], "web-9");
     // The console beside `sensor run` takes nothing.
-    let a = send(&f.app, "POST", "/sensor/api/v1/ingest", &[("authorization", &format!("Bearer {NODE_TOKEN}"))], &body, CLIENT).await;
+    let a = send(
+        &f.app,
+        "POST",
+        "/sensor/api/v1/ingest",
+        &[("authorization", &format!("Bearer {NODE_TOKEN}"))],
+        &body,
+        CLIENT,
+    )
+    .await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
 }

@@ -96,7 +96,13 @@ impl Sink for ConsoleSink {
             // Lines the console could not read are lost whatever is tried again: said once.
             let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
             if let Some(refused) = answer["refused"].as_array().filter(|r| !r.is_empty()) {
-                log::warn!("console {}: refused {} of {} alerts: {}", self.origin, refused.len(), alerts.len(), refused[0]);
+                log::warn!(
+                    "console {}: refused {} of {} alerts: {}",
+                    self.origin,
+                    refused.len(),
+                    alerts.len(),
+                    refused[0]
+                );
             }
             return Ok(());
         }

@@ -20,11 +20,11 @@ use tokio::{sync::Notify, task::JoinHandle};
 use super::{
     Sink,
     config::{OutputKind, OutputOptions, OutputsConfig, Overflow, SMTP_DEFAULT_BATCH},
+    console::{CONSOLE_DEFAULT_BATCH, ConsoleSink},
     file::FileSink,
     grpc::GrpcSink,
     smtp::SmtpSink,
     stdout::StdoutSink,
-    console::{CONSOLE_DEFAULT_BATCH, ConsoleSink},
     store::{STORE_DEFAULT_BATCH, StoreSink},
     telegram::TelegramSink,
     webhook::WebhookSink,

@@ -251,9 +251,10 @@ impl Alert {
         let message = output.strip_prefix(&prefix).unwrap_or(output).to_owned();
         let tags = match object.get("tags") {
             None | Some(serde_json::Value::Null) => Vec::new(),
-            Some(serde_json::Value::Array(tags)) => {
-                tags.iter().map(|t| t.as_str().map(str::to_owned).ok_or_else(|| err("a tag is not text"))).collect::<Result<_, _>>()?
-            }
+            Some(serde_json::Value::Array(tags)) => tags
+                .iter()
+                .map(|t| t.as_str().map(str::to_owned).ok_or_else(|| err("a tag is not text")))
+                .collect::<Result<_, _>>()?,
             Some(_) => return Err(err("`tags` is not a list")),
         };
         let fields = fields
@@ -315,8 +316,14 @@ mod tests {
             (serde_json::json!([1]), "not a JSON object"),
             (serde_json::json!({"rule": "R", "priority": "Warning", "output": "x"}), "no `time`"),
             (serde_json::json!({"time": "yesterday", "rule": "R", "priority": "Warning", "output": "x"}), "RFC 3339"),
-            (serde_json::json!({"time": "2026-12-06T00:00:00Z", "rule": "R", "priority": "Loud", "output": "x"}), "priority"),
-            (serde_json::json!({"time": "2026-12-06T00:00:00Z", "rule": "R", "priority": "Warning", "output": "x", "tags": "a"}), "tags"),
+            (
+                serde_json::json!({"time": "2026-12-06T00:00:00Z", "rule": "R", "priority": "Loud", "output": "x"}),
+                "priority",
+            ),
+            (
+                serde_json::json!({"time": "2026-12-06T00:00:00Z", "rule": "R", "priority": "Warning", "output": "x", "tags": "a"}),
+                "tags",
+            ),
         ] {
             let e = Alert::from_json(&bad).unwrap_err().to_string();
             assert!(e.contains(why), "{bad}: {e}");
