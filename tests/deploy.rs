@@ -739,6 +739,65 @@ fn chart_probes_speak_https_when_metrics_use_tls() {
     }
 }
 
+/// With `console.enabled`, the chart runs the cluster's console: a Deployment of replicas
+/// over PostgreSQL behind a Service, whose pods the DaemonSet's and the metrics Service's
+/// selectors miss; every node's configuration gains a `console` output to that Service with
+/// the ingest token mounted from the console's Secret; both configurations load.
+#[test]
+fn chart_runs_the_cluster_console_the_nodes_send_to() {
+    let dir = Scratch::new("console");
+    let args = [
+        "--set",
+        "console.enabled=true",
+        "--set",
+        "console.basePath=/sensor",
+        "--set-string",
+        "console.secret.data.ingest-token=t",
+        "--set-string",
+        "console.secret.data.admin-password-hash=h",
+        "--set-string",
+        "console.secret.data.postgres-password=p",
+    ];
+    let docs = parse_docs(&render(&dir, &args), "render");
+    let deployment = find(&docs, "Deployment", "sensor-console");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let console_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    let selects = |selector: &Value| {
+        selector.as_object().expect("a selector").iter().all(|(k, v)| &console_labels[k.as_str()] == v)
+    };
+    assert!(selects(&deployment["spec"]["selector"]["matchLabels"]));
+    assert!(selects(&find(&docs, "Service", "sensor-console")["spec"]["selector"]));
+    assert!(!selects(&daemonset(&docs)["spec"]["selector"]["matchLabels"]), "the DaemonSet would own the console");
+    assert!(!selects(&find(&docs, "Service", "sensor-metrics")["spec"]["selector"]), "console pods scraped as nodes");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["args"], json!(["console", "--config", "/etc/sensor/sensor.yaml"]));
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/sensor/login");
+
+    let console = sensor_config(find(&docs, "ConfigMap", "sensor-console"));
+    let console: sensor::config::SensorConfig =
+        serde_json::from_value(console).expect("the console's configuration loads");
+    let store = console.ui.store.as_ref().expect("ui.store");
+    assert_eq!(store.describe(), "postgresql://postgresql:5432/sensor");
+    assert_eq!(console.ui.ingest_tokens.len(), 1);
+    assert_eq!(console.ui.base().unwrap(), "/sensor");
+
+    let nodes = sensor_config(find(&docs, "ConfigMap", "sensor-config"));
+    let outputs = nodes["outputs"].as_array().unwrap();
+    let output = outputs.iter().find(|o| o.get("console").is_some()).expect("a console output on the nodes");
+    assert_eq!(output["console"]["url"], "http://sensor-console.sensor.svc:8484/sensor");
+    let token = output["console"]["token"]["file"].as_str().unwrap();
+    let mounted = daemonset(&docs)["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|v| v["projected"]["sources"].as_array().cloned().unwrap_or_default())
+        .filter(|s| s["secret"]["name"] == "sensor-console")
+        .flat_map(|s| s["secret"]["items"].as_array().cloned().unwrap_or_default())
+        .any(|item| format!("/etc/sensor/{}", str_of(&item["path"])) == token && item["key"] == "ingest-token");
+    assert!(mounted, "the nodes' token file {token} is the console Secret's ingest-token");
+    serde_json::from_value::<sensor::config::SensorConfig>(nodes).expect("the nodes' configuration loads");
+}
+
 /// `kubectl apply --dry-run=client` accepts the manifests and the chart's render, and
 /// `helm install --dry-run=client` renders the chart's notes.
 #[test]

@@ -44,6 +44,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     // WebDriver.
     "chromium",
     "chromium-driver",
+    // The alert store's PostgreSQL engine and the cluster test (a server started per test
+    // process; pg_trgm for text search).
+    "postgresql",
 ];
 
 /// The rustup toolchain name `sensor/build.rs` builds the kernel programs with.

@@ -62,9 +62,14 @@ address is the pod's IP, from the DaemonSet's environment. */}}
 {{- if .Values.rules.files }}
 {{- $rules = append $rules "/etc/sensor/rules.d" }}
 {{- end }}
+{{- $outputs := .Values.outputs }}
+{{- if .Values.console.enabled }}
+{{- $console := dict "url" (include "sensor.consoleUrl" .) "token" (dict "file" "/etc/sensor/secrets/console-ingest-token") }}
+{{- $outputs = append $outputs (dict "console" $console "retry" (dict "attempts" 20 "max_backoff" "30s")) }}
+{{- end }}
 {{- $config := dict
   "rules" $rules
-  "outputs" .Values.outputs
+  "outputs" $outputs
   "log" .Values.log
   "containers" .Values.containers }}
 {{- toYaml (mergeOverwrite $config .Values.config) }}
@@ -75,4 +80,40 @@ HTTPS when config.metrics.tls is set (the endpoint then speaks nothing else), el
 */}}
 {{- define "sensor.metricsScheme" -}}
 {{- if dig "metrics" "tls" nil .Values.config -}}HTTPS{{- else -}}HTTP{{- end -}}
+{{- end }}
+
+{{/* The console's Service URL with its base path, as the nodes reach it. */}}
+{{- define "sensor.consoleUrl" -}}
+{{- printf "http://%s-console.%s.svc:%d%s" (include "sensor.fullname" .) .Release.Namespace (int .Values.console.port) (trimSuffix "/" .Values.console.basePath) }}
+{{- end }}
+
+{{/* The console's Secret. */}}
+{{- define "sensor.consoleSecretName" -}}
+{{- default (printf "%s-console" (include "sensor.fullname" .)) .Values.console.secret.name }}
+{{- end }}
+
+{{/* sensor.yaml of the console: its `ui` section, secrets from its Secret's files. */}}
+{{- define "sensor.consoleConfig" -}}
+{{- $secrets := "/etc/sensor/console-secrets" }}
+{{- $store := dict "postgres" (dict "url" .Values.console.postgres.url "password" (dict "file" (printf "%s/postgres-password" $secrets)) "pool" .Values.console.postgres.pool) "max_age" .Values.console.maxAge }}
+{{- if .Values.console.maxSize }}
+{{- $_ := set $store "max_size" .Values.console.maxSize }}
+{{- end }}
+{{- $ui := dict
+  "address" (printf "0.0.0.0:%d" (int .Values.console.port))
+  "base_path" .Values.console.basePath
+  "store" $store
+  "admin_file" (printf "%s/admin-password-hash" $secrets)
+  "ingest_tokens" (list (dict "file" (printf "%s/ingest-token" $secrets))) }}
+{{- if hasKey .Values.console.secret.data "api-token" }}
+{{- $_ := set $ui "api_tokens" (list (dict "file" (printf "%s/api-token" $secrets))) }}
+{{- end }}
+{{- toYaml (dict "ui" $ui "log" .Values.log) }}
+{{- end }}
+
+{{/* Labels that select the console's pods (not the DaemonSet's, whose selector they miss). */}}
+{{- define "sensor.consoleSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "sensor.name" . }}-console
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: console
 {{- end }}
