@@ -144,7 +144,7 @@ fn kill_9_during_a_burst_loses_no_committed_alert() {
     assert!(seen > 12_000, "the store committed only {seen} alerts in 120 s");
     assert!(burst_running, "the burst ended before the kill: make it longer");
 
-    let opened = SqliteStore::open(&StoreConfig::at(&db)).expect("the store opens after the kill");
+    let opened = SqliteStore::open(db.as_ref(), &StoreConfig::at(&db)).expect("the store opens after the kill");
     assert!(opened.set_aside.is_none(), "the store failed its check after a kill: {:?}", opened.set_aside);
     let store = opened.store;
     let usage = store.usage().unwrap();
