@@ -772,6 +772,12 @@ fn chart_runs_the_cluster_console_the_nodes_send_to() {
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(container["args"], json!(["console", "--config", "/etc/sensor/sensor.yaml"]));
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/sensor/login");
+    // It runs as a user that can read its Secret's files, and no one else can.
+    let pod = &deployment["spec"]["template"]["spec"];
+    let secrets = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "secrets").unwrap();
+    assert_eq!(secrets["secret"]["defaultMode"], 0o440);
+    assert_eq!(pod["securityContext"]["fsGroup"], pod["securityContext"]["runAsGroup"]);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
 
     let console = sensor_config(find(&docs, "ConfigMap", "sensor-console"));
     let console: sensor::config::SensorConfig =
