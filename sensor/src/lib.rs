@@ -16,3 +16,4 @@ pub mod pipeline;
 pub mod rules;
 pub mod state;
 pub mod store;
+pub mod tls;

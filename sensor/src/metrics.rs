@@ -254,51 +254,14 @@ fn access_and_tls(config: &MetricsConfig) -> anyhow::Result<(Access, Option<toki
         Some(source) => Some(source.load().context("metrics.bearer_token")?),
         None => None,
     };
-    let tls = config.tls.as_ref().map(tls_acceptor).transpose().context("metrics.tls")?;
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|t| crate::tls::server_acceptor(&t.cert_file, &t.key_file, t.client_ca_file.as_deref()))
+        .transpose()
+        .context("metrics.tls")?;
     let client_certificate = config.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
     Ok((Access { token, client_certificate }, tls))
-}
-
-/// The TLS side of the endpoint: its certificate, and the client CAs if any. A client
-/// certificate is optional in the handshake (probes have none) but, when presented, must
-/// verify; `/metrics` then checks that one was.
-fn tls_acceptor(tls: &crate::config::MetricsTls) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
-    use rustls::{
-        RootCertStore, ServerConfig,
-        pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _},
-        server::WebPkiClientVerifier,
-    };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let pem_certs = |path: &std::path::Path| -> anyhow::Result<Vec<CertificateDer<'static>>> {
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .with_context(|| format!("{} is not a PEM certificate file", path.display()))?;
-        anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", path.display());
-        Ok(certs)
-    };
-    let chain = pem_certs(&tls.cert_file)?;
-    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
-        .with_context(|| format!("{} is not a PEM private key", tls.key_file.display()))?;
-    let verifier = match &tls.client_ca_file {
-        Some(path) => {
-            let mut roots = RootCertStore::empty();
-            for ca in pem_certs(path)? {
-                roots.add(ca).with_context(|| format!("client_ca_file {}", path.display()))?;
-            }
-            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .allow_unauthenticated()
-                .build()
-                .context("client_ca_file")?
-        }
-        None => WebPkiClientVerifier::no_client_auth(),
-    };
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS versions")?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .context("cert_file and key_file do not go together")?;
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Whether `req` carries the bearer token (always, when none is configured). The

@@ -15,6 +15,9 @@ pub struct UiConfig {
     pub enabled: bool,
     /// Where it listens (default `127.0.0.1:8484`: the node only).
     pub address: SocketAddr,
+    /// HTTPS with the operator's certificate (default: none, plain HTTP); the session
+    /// cookies are then `Secure`.
+    pub tls: Option<ConsoleTls>,
     /// The path it is served under, behind an ingress (`/sensor`; default `/`).
     pub base_path: String,
     /// The alert store it shows (default: the `store` output's); `sensor console` needs it.
@@ -43,6 +46,16 @@ pub struct UiConfig {
     pub login_window: Duration,
 }
 
+/// The console's certificate.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleTls {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key of `cert_file`.
+    pub key_file: PathBuf,
+}
+
 /// A console user.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -57,6 +70,7 @@ impl Default for UiConfig {
         UiConfig {
             enabled: false,
             address: SocketAddr::from(([127, 0, 0, 1], 8484)),
+            tls: None,
             base_path: "/".into(),
             store: None,
             users: Vec::new(),

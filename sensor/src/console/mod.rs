@@ -12,7 +12,7 @@ mod html;
 mod params;
 
 pub use auth::{LoginLimiter, Sessions, Users, hash_password};
-pub use config::{UiConfig, UiUser};
+pub use config::{ConsoleTls, UiConfig, UiUser};
 
 use std::{
     net::SocketAddr,
@@ -52,6 +52,8 @@ pub const INGEST_MAX_ALERTS: usize = 10_000;
 struct Console {
     /// `""` or `/base`.
     base: String,
+    /// Served over TLS: cookies are `Secure`, and browsers are told to keep to HTTPS.
+    secure: bool,
     store: Reader,
     users: Users,
     sessions: Sessions,
@@ -158,8 +160,15 @@ pub async fn start(config: &UiConfig, mode: Mode<'_>) -> anyhow::Result<RunningC
     let retention = ingest.as_ref().map(|i| i.writer.spawn_retention(store.retention_interval));
     let store = tokio::task::spawn_blocking(move || Reader::open(&store)).await??;
     let tokens = config.api_tokens.iter().map(|t| t.load().context("ui.api_tokens")).collect::<anyhow::Result<_>>()?;
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|t| crate::tls::server_acceptor(&t.cert_file, &t.key_file, None))
+        .transpose()
+        .context("ui.tls")?;
     let console = Arc::new(Console {
         base: base.clone(),
+        secure: tls.is_some(),
         store,
         users,
         sessions: Sessions::new(config.session_ttl),
@@ -171,21 +180,55 @@ pub async fn start(config: &UiConfig, mode: Mode<'_>) -> anyhow::Result<RunningC
         .await
         .with_context(|| format!("ui: listening on {}", config.address))?;
     let address = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let app = router(console);
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await {
+        let served = match tls {
+            Some(acceptor) => match crate::tls::TlsListener::new(listener, acceptor) {
+                Ok(listener) => serve(listener, app).await,
+                Err(e) => Err(e),
+            },
+            None => serve(listener, app).await,
+        };
+        if let Err(e) = served {
             log::error!("ui: the console stopped: {e}");
         }
         if let Some(retention) = retention {
             retention.abort();
         }
     });
-    log::info!("ui: console on http://{address}{base}/");
+    log::info!("ui: console on {scheme}://{address}{base}/");
     Ok(RunningConsole { address, task })
+}
+
+/// The client's address, as the login limiter counts it.
+#[derive(Clone, Copy, Debug)]
+struct ClientAddr(SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for ClientAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>> for ClientAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::tls::TlsListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+/// Serves `app` on `listener`, each request knowing its client's address.
+async fn serve<L>(listener: L, app: Router) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    for<'a> ClientAddr: axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
+    axum::serve(listener, app.into_make_service_with_connect_info::<ClientAddr>()).await
 }
 
 fn router(console: Arc<Console>) -> Router {
     let base = console.base.clone();
+    let secure = console.secure;
     let routes = Router::new()
         .route("/login", get(login_page).post(login_submit))
         .route("/logout", post(logout))
@@ -207,7 +250,17 @@ fn router(console: Arc<Console>) -> Router {
         let home = base.clone();
         Router::new().route(&format!("{base}/"), get(move || async move { Redirect::to(&home) })).nest(&base, routes)
     };
-    app.layer(middleware::map_response(security_headers))
+    let app = app.layer(middleware::map_response(security_headers));
+    if secure {
+        app.layer(middleware::map_response(|mut response: Response| async move {
+            response
+                .headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+            response
+        }))
+    } else {
+        app
+    }
 }
 
 /// What every answer carries: no caching (alerts are sensitive), no framing, no script.
@@ -257,7 +310,11 @@ impl Console {
     fn set_cookie(&self, name: &str, value: &str, max_age: u64) -> (header::HeaderName, String) {
         (
             header::SET_COOKIE,
-            format!("{name}={value}; Path={}; HttpOnly; SameSite=Strict; Max-Age={max_age}", self.cookie_path()),
+            format!(
+                "{name}={value}; Path={}; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
+                self.cookie_path(),
+                if self.secure { "; Secure" } else { "" }
+            ),
         )
     }
 
@@ -317,7 +374,7 @@ struct LoginForm {
 
 async fn login_submit(
     State(console): State<Arc<Console>>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {

@@ -72,6 +72,7 @@ fn fixture(name: &str, base_path: &str) -> Fixture {
 fn console(base_path: &str, config: &StoreConfig, ingest: Option<Ingest>) -> Arc<Console> {
     Arc::new(Console {
         base: UiConfig { base_path: base_path.into(), ..UiConfig::default() }.base().unwrap(),
+        secure: false,
         store: Reader::open(config).unwrap(),
         users: Users::new(&[UiUser { name: "alice".into(), password_hash: hash_password(PASSWORD).unwrap() }]).unwrap(),
         sessions: Sessions::new(Duration::from_secs(3600)),
@@ -122,7 +123,7 @@ async fn send(app: &Router, method: &str, uri: &str, headers: &[(&str, &str)], b
         request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
     }
     let mut request = request.body(Body::from(body.to_owned())).unwrap();
-    request.extensions_mut().insert(ConnectInfo(SocketAddr::from((from, 40_000))));
+    request.extensions_mut().insert(ConnectInfo(ClientAddr(SocketAddr::from((from, 40_000)))));
     let response = app.clone().oneshot(request).await.unwrap();
     let (parts, body) = response.into_parts();
     let body = String::from_utf8_lossy(&body.collect().await.unwrap().to_bytes()).into_owned();
