@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use crate::{
     html::escape,
     rules::{Priority, format_iso8601},
-    store::{GroupBy, StoredAlert},
+    store::{GroupBy, Histogram, StoredAlert},
 };
 
 use super::params::{encode, with};
@@ -19,7 +19,9 @@ table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;pad
 .out{font-family:monospace;font-size:.85em;word-break:break-all}\
 .p-Emergency,.p-Alert,.p-Critical{color:#fff;background:#b91c1c}.p-Error{color:#fff;background:#dc2626}\
 .p-Warning{background:#f59e0b}.p-Notice{background:#93c5fd}.p-Informational,.p-Debug{background:#e5e7eb}\
-.pri{padding:0 .3em;border-radius:3px}form.filters{display:flex;flex-wrap:wrap;gap:.5em;margin-bottom:1em}\
+.pri{padding:0 .3em;border-radius:3px}\
+rect.p-Emergency,rect.p-Alert,rect.p-Critical{fill:#b91c1c}rect.p-Error{fill:#dc2626}rect.p-Warning{fill:#f59e0b}\
+rect.p-Notice{fill:#93c5fd}rect.p-Informational,rect.p-Debug{fill:#9ca3af}svg.timeline{width:100%;height:8em}form.filters{display:flex;flex-wrap:wrap;gap:.5em;margin-bottom:1em}\
 form.filters label{display:flex;flex-direction:column;font-size:.8em}.grid{display:flex;flex-wrap:wrap;gap:2em}\
 .error{color:#b91c1c}pre{white-space:pre-wrap;word-break:break-all}";
 
@@ -187,11 +189,18 @@ pub fn detail(base: &str, session: (&str, &str), a: &StoredAlert) -> String {
 }
 
 /// The dashboard: counts by each grouping over the last `since`, each linking to its events.
-pub fn dashboard(base: &str, session: (&str, &str), since: &str, counts: &[(GroupBy, Vec<(String, u64)>)]) -> String {
+pub fn dashboard(
+    base: &str,
+    session: (&str, &str),
+    since: &str,
+    timeline: &Histogram,
+    counts: &[(GroupBy, Vec<(String, u64)>)],
+) -> String {
     let mut body = format!(
         "<h1>Dashboard</h1><form method=\"get\" action=\"{base}/\"><label>Last <input name=\"since\" value=\"{}\" size=\"5\"></label> \
-         <button type=\"submit\">Show</button></form><div class=\"grid\">",
-        escape(since)
+         <button type=\"submit\">Show</button></form>{}<div class=\"grid\">",
+        escape(since),
+        timeline_svg(base, timeline)
     );
     for (by, rows) in counts {
         let _ = write!(body, "<section id=\"by-{}\"><h2>By {}</h2><table>", by.name(), by.name());
@@ -215,6 +224,44 @@ pub fn dashboard(base: &str, session: (&str, &str), since: &str, counts: &[(Grou
     }
     body.push_str("</div>");
     page(base, "Dashboard", Some(session), &body)
+}
+
+/// The timeline: a bar per bucket, its alerts stacked by priority (the most severe at the
+/// bottom), scaled to the busiest bucket; a bar leads to its alerts. Drawn here, so the page
+/// needs no script and the browser never holds the alerts themselves.
+fn timeline_svg(base: &str, h: &Histogram) -> String {
+    const BAR: usize = 10;
+    const HEIGHT: u64 = 100;
+    let busiest = h.buckets.iter().map(|(_, c)| c.iter().sum::<u64>()).max().unwrap_or(0).max(1);
+    let width = h.buckets.len().max(1) * BAR;
+    let mut svg = format!(
+        "<svg class=\"timeline\" id=\"timeline\" viewBox=\"0 0 {width} {HEIGHT}\" preserveAspectRatio=\"none\" \
+         role=\"img\" aria-label=\"alerts over time, by priority\">"
+    );
+    for (i, (start, counts)) in h.buckets.iter().enumerate() {
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            continue;
+        }
+        let (from, to) = (format_iso8601(*start), format_iso8601(start + h.bucket_ns));
+        let link = format!("{base}/events?from={}&to={}", encode(&from), encode(&to));
+        let _ = write!(svg, "<a href=\"{}\"><title>{} {total} alerts</title>", escape(&link), escape(&from));
+        let mut top = HEIGHT;
+        for (level, n) in counts.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let height = (n * HEIGHT).div_ceil(busiest).max(1);
+            top = top.saturating_sub(height);
+            let _ = write!(
+                svg,
+                "<rect class=\"p-{}\" x=\"{}\" y=\"{top}\" width=\"{}\" height=\"{height}\"/>",
+                Priority::ALL[level],
+                i * BAR,
+                BAR - 2
+            );
+        }
+        svg.push_str("</a>");
+    }
+    svg.push_str("</svg>");
+    svg
 }
 
 /// The About page: version and the store's usage.

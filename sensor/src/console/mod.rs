@@ -35,7 +35,7 @@ use serde::Deserialize;
 
 use crate::outputs::constant_time_eq;
 use crate::rules::Alert;
-use crate::store::{AlertStore, GroupBy, Page, Query, Reader, SharedWriter, StoreConfig, StoredAlert};
+use crate::store::{AlertStore, GroupBy, Histogram, Page, Query, Reader, SharedWriter, StoreConfig, StoredAlert};
 use auth::{Session, Tokens, random_hex};
 
 /// The cookie holding a session's token.
@@ -239,6 +239,7 @@ fn router(console: Arc<Console>) -> Router {
         .route("/api/v1/alerts", get(api_search))
         .route("/api/v1/alerts/{id}", get(api_get))
         .route("/api/v1/counts", get(api_counts))
+        .route("/api/v1/histogram", get(api_histogram))
         .route("/api/v1/export", get(api_export))
         .route("/api/v1/ingest", post(api_ingest).layer(axum::extract::DefaultBodyLimit::max(INGEST_MAX_BYTES)))
         .fallback(not_found)
@@ -452,15 +453,21 @@ async fn dashboard(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQ
         Ok(q) => q,
         Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
+    let (from, to) = (query.from_ns.unwrap_or(0), crate::store::now_ns());
+    let bucket_ns = Histogram::bucket_for(to - from.min(to));
     let groups = GroupBy::DASHBOARD;
-    let counts = console
+    let read = console
         .read(move |store| {
-            groups.iter().map(|by| Ok((*by, store.counts(&query, *by)?))).collect::<anyhow::Result<Vec<_>>>()
+            let timeline = Histogram::dense(from, to, bucket_ns, &store.histogram(&query, bucket_ns)?);
+            let counts =
+                groups.iter().map(|by| Ok((*by, store.counts(&query, *by)?))).collect::<anyhow::Result<Vec<_>>>()?;
+            Ok((timeline, counts))
         })
         .await;
-    match counts {
-        Ok(counts) => {
-            Html(html::dashboard(&console.base, (&session.user, &session.csrf), &since, &counts)).into_response()
+    match read {
+        Ok((timeline, counts)) => {
+            Html(html::dashboard(&console.base, (&session.user, &session.csrf), &since, &timeline, &counts))
+                .into_response()
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
     }
@@ -632,6 +639,57 @@ async fn api_ingest(State(console): State<Arc<Console>>, headers: HeaderMap, bod
             (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"error": format!("storing failed: {error}")})))
                 .into_response()
         }
+    }
+}
+
+/// The timeline of the alerts the filters select: alerts per bucket by priority, over
+/// `from`/`since` (default the last 24 h) to `to` (default now), in buckets of `bucket` (a
+/// span, `1h`; default: a round width giving at most 120).
+async fn api_histogram(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQuery(params): Params) -> Response {
+    if !console.api_allowed(&headers) {
+        return unauthorized();
+    }
+    let mut query = match params::query_of(&params) {
+        Ok(q) => q,
+        Err(e) => return bad_request(e),
+    };
+    let now = crate::store::now_ns();
+    let from = *query.from_ns.get_or_insert(now.saturating_sub(86_400 * 1_000_000_000));
+    let to = query.to_ns.unwrap_or(now);
+    if from >= to {
+        return bad_request("the range is empty: `from` must come before `to`".into());
+    }
+    let bucket_ns = match params.iter().find(|(k, _)| k == "bucket") {
+        Some((_, span)) => match crate::store::parse_since(span) {
+            Ok(b) if b >= 1_000_000_000 && (to - from) / b <= 10_000 => b,
+            Ok(_) => return bad_request(format!("bucket: `{span}` is under 1s or makes over 10000 buckets")),
+            Err(e) => return bad_request(format!("bucket: {e}")),
+        },
+        None => Histogram::bucket_for(to - from),
+    };
+    match console.read(move |store| store.histogram(&query, bucket_ns)).await {
+        Ok(rows) => {
+            let timeline = Histogram::dense(from, to, bucket_ns, &rows);
+            let buckets: Vec<serde_json::Value> = timeline
+                .buckets
+                .iter()
+                .map(|(start, counts)| {
+                    let by_priority: serde_json::Map<String, serde_json::Value> = counts
+                        .iter()
+                        .zip(crate::rules::Priority::ALL)
+                        .filter(|(n, _)| **n > 0)
+                        .map(|(n, p)| (p.to_string(), (*n).into()))
+                        .collect();
+                    serde_json::json!({
+                        "start": crate::rules::format_iso8601(*start),
+                        "alerts": counts.iter().sum::<u64>(),
+                        "by_priority": by_priority,
+                    })
+                })
+                .collect();
+            Json(serde_json::json!({"bucket_seconds": bucket_ns / 1_000_000_000, "buckets": buckets})).into_response()
+        }
+        Err(e) => server_error(e),
     }
 }
 

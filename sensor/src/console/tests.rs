@@ -147,7 +147,13 @@ async fn log_in(app: &Router, base: &str) -> String {
 }
 
 const PAGES: [&str; 5] = ["/", "/events", "/events/1", "/about", "/events?priority=warning"];
-const API: [&str; 4] = ["/api/v1/alerts", "/api/v1/alerts/1", "/api/v1/counts?by=rule", "/api/v1/export?format=csv"];
+const API: [&str; 5] = [
+    "/api/v1/alerts",
+    "/api/v1/alerts/1",
+    "/api/v1/counts?by=rule",
+    "/api/v1/histogram?since=7d",
+    "/api/v1/export?format=csv",
+];
 
 #[tokio::test]
 async fn nothing_answers_without_a_session_or_token() {
@@ -195,6 +201,12 @@ async fn log_in_wrong_and_right_browse_then_log_out() {
     let dashboard = get(&f.app, "/", &session).await;
     assert_eq!(dashboard.status, StatusCode::OK, "{}", dashboard.body);
     assert!(dashboard.body.contains("By rule") && dashboard.body.contains("alice"), "{}", dashboard.body);
+    // The timeline, drawn on the server: the day's bar, stacked by priority, leading to its alerts.
+    let years = get(&f.app, "/?since=3650d", &session).await.body;
+    assert!(years.contains("id=\"timeline\""), "{years}");
+    assert!(years.contains("<rect class=\"p-Critical\"") && years.contains("<rect class=\"p-Notice\""), "{years}");
+    assert!(years.contains("<title>2026-11-") || years.contains("<title>2026-12-"), "{years}");
+    assert!(years.contains("/events?from=2026-"), "a bar leads to its alerts");
     let events = get(&f.app, "/events?pod=web-1", &session).await;
     assert_eq!(events.body.matches("class=\"alert\"").count(), 50, "every fifth alert is in web-1");
     let detail = get(&f.app, "/events/1", &session).await;
@@ -311,6 +323,23 @@ async fn the_api_filters_pages_counts_and_exports() {
     assert_eq!(counts["counts"][0], serde_json::json!({"value": "Notice", "alerts": 199}));
     let counts = api("/api/v1/counts?by=pod&priority=critical".into()).await.json();
     assert_eq!(counts["counts"], serde_json::json!([{"value": "web-1", "alerts": 50}]));
+
+    // The timeline: a minute in seconds; every alert in its first second, by priority.
+    let minute = "from=2026-12-06T00:00:00Z&to=2026-12-06T00:01:00Z";
+    let timeline = api(format!("/api/v1/histogram?{minute}&bucket=1s")).await.json();
+    assert_eq!(timeline["bucket_seconds"], 1);
+    let buckets = timeline["buckets"].as_array().unwrap();
+    assert_eq!(buckets.len(), 60);
+    assert_eq!(buckets[0]["start"], "2026-12-06T00:00:00.000000000Z");
+    assert_eq!(buckets[0]["alerts"], 250);
+    assert_eq!(buckets[0]["by_priority"], serde_json::json!({"Critical": 50, "Warning": 1, "Notice": 199}));
+    assert_eq!(buckets[1]["alerts"], 0);
+    let pod = api(format!("/api/v1/histogram?{minute}&bucket=1s&pod=web-1")).await.json();
+    assert_eq!(pod["buckets"][0]["by_priority"], serde_json::json!({"Critical": 50}));
+    for bad in [format!("{minute}&bucket=1ms"), format!("{minute}&bucket=often"), "since=24h&bucket=1s".into()] {
+        let a = get(&f.app, &format!("/api/v1/histogram?{bad}"), &session).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{bad}: {}", a.body);
+    }
 
     let jsonl = api("/api/v1/export?format=jsonl&pod=web-1".into()).await;
     assert_eq!(jsonl.body.lines().count(), 50);

@@ -14,7 +14,7 @@ mod sqlite;
 
 pub use config::{Engine, PostgresConfig, StoreConfig, parse_size};
 pub use postgresql::PgStore;
-pub use query::{Cursor, GroupBy, Order, Page, Query, parse_rfc3339, parse_since};
+pub use query::{Cursor, GroupBy, Histogram, Order, Page, Query, parse_rfc3339, parse_since};
 pub use sqlite::{Opened, SqliteStore};
 
 use crate::rules::{Alert, Priority};
@@ -139,6 +139,10 @@ pub trait AlertStore: Send {
     /// How many alerts `query` selects (its order, cursor and limit aside), by the value
     /// of `by`, most first; alerts without a value (a host alert's pod) are left out.
     fn counts(&self, query: &Query, by: GroupBy) -> anyhow::Result<Vec<(String, u64)>>;
+
+    /// How many alerts `query` selects (its order, cursor and limit aside) per `bucket_ns` of
+    /// their time and priority: `(bucket start, priority, alerts)`, buckets with none left out.
+    fn histogram(&self, query: &Query, bucket_ns: u64) -> anyhow::Result<Vec<(u64, Priority, u64)>>;
 
     /// Removes what is older than `max_age` at `now_ns`, then the oldest alerts while the
     /// store is over `max_size`.

@@ -19,14 +19,14 @@ use anyhow::{Context as _, bail};
 use postgres::{Client, NoTls, types::ToSql};
 
 use super::rows::{
-    COLUMNS, CountsPlan, DAY_NS, Dialect, Param, ROLLUP_GROUPS, Rollup, column, grouping_value, level_of, ns_column,
-    priority_of_level, sorted_counts, tags_column, tags_of_column,
+    COLUMNS, CountsPlan, DAY_NS, Dialect, HOUR_NS, Param, ROLLUP_GROUPS, Rollup, column, grouping_value, level_of,
+    ns_column, priority_of_level, sorted_counts, tags_column, tags_of_column,
 };
 use super::{
     AlertStore, Cursor, GroupBy, Order, Page, Placement, PostgresConfig, Query, Removed, StoreConfig, StoredAlert,
     Usage,
 };
-use crate::rules::Alert;
+use crate::rules::{Alert, Priority};
 
 /// The schema this code writes; a database with another is refused.
 const SCHEMA_VERSION: i64 = 1;
@@ -599,6 +599,36 @@ impl AlertStore for PgStore {
             }
         }
         Ok(sorted_counts(counts))
+    }
+
+    fn histogram(&self, query: &Query, bucket_ns: u64) -> anyhow::Result<Vec<(u64, Priority, u64)>> {
+        let mut counts: HashMap<(u64, i64), u64> = HashMap::new();
+        let mut add = |rows: Vec<postgres::Row>, unit: u64| {
+            for r in rows {
+                let start = r.get::<_, i64>(0).max(0) as u64 * unit / bucket_ns * bucket_ns;
+                *counts.entry((start, r.get(1))).or_default() += r.get::<_, i64>(2).max(0) as u64;
+            }
+        };
+        let plan = CountsPlan::with_buckets(query, bucket_ns);
+        if let Some((first_hour, end_hour)) = plan.rollup {
+            // Every alert has one `rule` row in the counts.
+            let level = query.min_priority.map_or(i64::MAX, level_of);
+            let rows = self.query(
+                "SELECT hour, priority, sum(alerts)::bigint FROM alert_counts WHERE grp = 'rule' \
+                 AND hour >= $1::bigint AND hour < $2::bigint AND priority <= $3::bigint GROUP BY hour, priority",
+                &[Param::Int(ns_column(first_hour)), Param::Int(ns_column(end_hour)), Param::Int(level)],
+            )?;
+            add(rows, HOUR_NS);
+        }
+        for scan in &plan.scans {
+            let mut params = Vec::new();
+            let sql = format!(
+                "SELECT time_ns / {bucket_ns}, priority, count(*) FROM alerts WHERE {} GROUP BY 1, 2",
+                Dialect::Postgres.filters(scan, &mut params)
+            );
+            add(self.query(&sql, &params)?, bucket_ns);
+        }
+        Ok(counts.into_iter().map(|((start, level), n)| (start, priority_of_level(level), n)).collect())
     }
 
     fn enforce_retention(&mut self, now_ns: u64) -> anyhow::Result<Removed> {

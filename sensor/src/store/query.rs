@@ -137,6 +137,48 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
+/// Alerts per time bucket and priority, over a query's time range: the dashboard's timeline.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Histogram {
+    /// The buckets' width.
+    pub bucket_ns: u64,
+    /// Each bucket's start (a multiple of `bucket_ns`), oldest first, every bucket of the
+    /// range present, with its alerts by priority in [`Priority::ALL`]'s order.
+    pub buckets: Vec<(u64, [u64; 8])>,
+}
+
+/// Bucket widths a timeline uses, the narrowest giving at most [`MAX_BUCKETS`].
+const BUCKET_WIDTHS_S: [u64; 11] =
+    [60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86_400, 7 * 86_400, 30 * 86_400];
+/// The most buckets a timeline has.
+pub const MAX_BUCKETS: u64 = 120;
+
+impl Histogram {
+    /// The bucket width for a range of `span_ns`.
+    pub fn bucket_for(span_ns: u64) -> u64 {
+        BUCKET_WIDTHS_S
+            .iter()
+            .map(|s| s * 1_000_000_000)
+            .find(|b| span_ns.div_ceil(*b) <= MAX_BUCKETS)
+            .unwrap_or(30 * 86_400 * 1_000_000_000)
+    }
+
+    /// The timeline of `[from_ns, to_ns)` from sparse `(bucket start, priority, alerts)` rows.
+    pub fn dense(from_ns: u64, to_ns: u64, bucket_ns: u64, rows: &[(u64, Priority, u64)]) -> Histogram {
+        let first = from_ns / bucket_ns;
+        let last = to_ns.saturating_sub(1) / bucket_ns;
+        let mut buckets: Vec<(u64, [u64; 8])> = (first..=last).map(|b| (b * bucket_ns, [0; 8])).collect();
+        for (start, priority, n) in rows {
+            let Some(index) = (start / bucket_ns).checked_sub(first) else { continue };
+            let level = Priority::ALL.iter().position(|p| p == priority).unwrap_or(7);
+            if let Some((_, counts)) = buckets.get_mut(index as usize) {
+                counts[level] += n;
+            }
+        }
+        Histogram { bucket_ns, buckets }
+    }
+}
+
 /// The page size when a query gives none, and the largest one.
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 10_000;
@@ -193,6 +235,19 @@ mod tests {
         ] {
             assert!(parse_rfc3339(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn timelines_have_at_most_120_buckets_of_a_round_width() {
+        let hour = 3_600_000_000_000u64;
+        assert_eq!(Histogram::bucket_for(hour), 60_000_000_000);
+        assert_eq!(Histogram::bucket_for(24 * hour), 900_000_000_000);
+        assert_eq!(Histogram::bucket_for(7 * 24 * hour), 3 * hour);
+        let h =
+            Histogram::dense(hour + 5, 3 * hour, hour, &[(hour, Priority::Error, 2), (2 * hour, Priority::Debug, 1)]);
+        assert_eq!(h.buckets.len(), 2);
+        assert_eq!(h.buckets[0], (hour, [0, 0, 0, 2, 0, 0, 0, 0]));
+        assert_eq!(h.buckets[1].1[7], 1);
     }
 
     #[test]

@@ -155,15 +155,23 @@ impl CountsPlan {
     /// counted from its alerts; one on time and priority reads the whole hours it spans from
     /// the counts and the partial hours at its ends from the alerts.
     pub fn of(query: &Query) -> CountsPlan {
+        Self::with_buckets(query, HOUR_NS)
+    }
+
+    /// As [`CountsPlan::of`], for counts per bucket of `bucket_ns`: the counts' hours serve
+    /// only whole buckets of whole hours.
+    pub fn with_buckets(query: &Query, bucket_ns: u64) -> CountsPlan {
         let query = Query { after: None, order: Order::default(), limit: 0, ..query.clone() };
         let time_and_priority_only =
             Query { from_ns: query.from_ns, to_ns: query.to_ns, min_priority: query.min_priority, ..Query::default() }
                 == query;
         let (from, to) = (query.from_ns.unwrap_or(0), query.to_ns.unwrap_or(u64::MAX));
-        let (first_hour, end_hour) = (from.div_ceil(HOUR_NS), to / HOUR_NS);
-        if !time_and_priority_only || first_hour >= end_hour {
+        let unit = if bucket_ns.is_multiple_of(HOUR_NS) { bucket_ns } else { u64::MAX };
+        let (first, end) = (from.div_ceil(unit), to / unit);
+        if !time_and_priority_only || unit == u64::MAX || first >= end {
             return CountsPlan { rollup: None, scans: vec![query] };
         }
+        let (first_hour, end_hour) = (first * (unit / HOUR_NS), end * (unit / HOUR_NS));
         let scans = [(from, first_hour * HOUR_NS), (end_hour.saturating_mul(HOUR_NS), to)]
             .into_iter()
             .filter(|(lo, hi)| lo < hi)

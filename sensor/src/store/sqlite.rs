@@ -21,7 +21,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params, params_fro
 
 use super::rows::{
     COLUMNS, CountsPlan, DAY_NS, Dialect, HOUR_NS, Param, ROLLUP_GROUPS, Rollup, body, column, grouping_value,
-    level_of, priority_of_level, sorted_counts, tags_column, tags_of_column,
+    level_of, ns_column, priority_of_level, sorted_counts, tags_column, tags_of_column,
 };
 use super::{AlertStore, Cursor, GroupBy, Order, Page, Placement, Query, Removed, StoreConfig, StoredAlert, Usage};
 use crate::rules::{Alert, Priority};
@@ -589,6 +589,53 @@ impl AlertStore for SqliteStore {
             self.scan_counts(scan, by, &mut counts)?;
         }
         Ok(sorted_counts(counts))
+    }
+
+    fn histogram(&self, query: &Query, bucket_ns: u64) -> anyhow::Result<Vec<(u64, Priority, u64)>> {
+        let mut counts: HashMap<(u64, i64), u64> = HashMap::new();
+        let plan = CountsPlan::with_buckets(query, bucket_ns);
+        let mut run = |sql: &str, args: Vec<SqlValue>, unit: u64| -> anyhow::Result<()> {
+            let mut stmt = match self.conn.prepare(sql) {
+                Ok(stmt) => stmt,
+                // The day was dropped by retention since the days were read.
+                Err(e) if e.to_string().contains("no such table") => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            let mut rows = stmt.query(params_from_iter(args))?;
+            while let Some(row) = rows.next()? {
+                let start = row.get::<_, i64>(0)?.max(0) as u64 * unit / bucket_ns * bucket_ns;
+                *counts.entry((start, row.get(1)?)).or_default() += row.get::<_, i64>(2)?.max(0) as u64;
+            }
+            Ok(())
+        };
+        if let Some((first_hour, end_hour)) = plan.rollup {
+            // Every alert has one `rule` row in the counts.
+            let level = query.min_priority.map_or(i64::MAX, level_of);
+            let (first_day, last_day) = (first_hour * HOUR_NS / DAY_NS, (end_hour * HOUR_NS - 1) / DAY_NS);
+            for day in self.stored_days()?.into_iter().filter(|d| (first_day..=last_day).contains(d)) {
+                let sql = format!(
+                    "SELECT hour, priority, sum(alerts) FROM counts_d{day} WHERE grp = 'rule' AND hour >= ?1 \
+                     AND hour < ?2 AND priority <= ?3 GROUP BY hour, priority"
+                );
+                let args = vec![
+                    SqlValue::Integer(ns_column(first_hour)),
+                    SqlValue::Integer(ns_column(end_hour)),
+                    SqlValue::Integer(level),
+                ];
+                run(&sql, args, HOUR_NS)?;
+            }
+        }
+        for scan in &plan.scans {
+            for day in self.days_for(scan)? {
+                let mut args = Vec::new();
+                let sql = format!(
+                    "SELECT time_ns / {bucket_ns}, priority, count(*) FROM alerts_d{day} WHERE {} GROUP BY 1, 2",
+                    filters(day, scan, &mut args)
+                );
+                run(&sql, args, bucket_ns)?;
+            }
+        }
+        Ok(counts.into_iter().map(|((start, level), n)| (start, priority_of_level(level), n)).collect())
     }
 
     fn enforce_retention(&mut self, now_ns: u64) -> anyhow::Result<Removed> {

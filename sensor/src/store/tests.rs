@@ -7,6 +7,7 @@ use super::*;
 use crate::rules::Value;
 
 const DAY: u64 = 86_400 * 1_000_000_000;
+const HOUR_NS: u64 = 3_600 * 1_000_000_000;
 /// 2026-12-06T00:00:00Z.
 const T0: u64 = 1_796_515_200 * 1_000_000_000;
 
@@ -405,6 +406,18 @@ fn dashboard_counts_agree_in(engine: &str, store: &mut dyn AlertStore) {
                         "{engine} {by:?} {from_ns:?}..{to_ns:?} {min_priority:?}"
                     );
                     assert!(!whole || by != GroupBy::Rule || !counts.is_empty(), "{from_ns:?}..{to_ns:?}: nothing");
+                }
+                // The timeline, from the hourly counts where whole buckets of whole hours
+                // allow, agrees with the alerts' own, and adds up to the count.
+                let total: u64 = store.counts(&query, GroupBy::Priority).unwrap().iter().map(|(_, n)| n).sum();
+                for bucket_ns in [HOUR_NS, 6 * HOUR_NS, 900_000_000_000] {
+                    let mut fast = store.histogram(&query, bucket_ns).unwrap();
+                    let mut slow = store.histogram(&scanned, bucket_ns).unwrap();
+                    fast.sort();
+                    slow.sort();
+                    assert_eq!(fast, slow, "{engine} timeline of {bucket_ns} {from_ns:?}..{to_ns:?} {min_priority:?}");
+                    assert_eq!(fast.iter().map(|(_, _, n)| n).sum::<u64>(), total);
+                    assert!(fast.iter().all(|(start, ..)| start % bucket_ns == 0));
                 }
             }
         }
