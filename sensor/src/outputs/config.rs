@@ -632,7 +632,10 @@ outputs:
 
     #[test]
     fn names_come_from_the_derives() {
-        assert_eq!(declared_names::<OutputKind>(), ["stdout", "file", "telegram", "webhook", "smtp", "grpc", "store"]);
+        assert_eq!(
+            declared_names::<OutputKind>(),
+            ["stdout", "file", "telegram", "webhook", "smtp", "grpc", "store", "console"]
+        );
         assert!(declared_names::<OutputOptions>().contains(&"rate_limit"));
     }
 }
