@@ -81,6 +81,10 @@ pub struct SearchArgs {
     /// One JSON object per line (Falco's JSON alert with the store's `id`), instead of a table.
     #[arg(long)]
     json: bool,
+    /// After the page, keep printing the alerts of these filters as they are stored (once a
+    /// second), until interrupted.
+    #[arg(long, short = 'f', conflicts_with_all = ["after", "oldest_first"])]
+    follow: bool,
 }
 
 pub fn run(command: AlertsCommand) -> anyhow::Result<()> {
@@ -134,24 +138,53 @@ fn query(args: &SearchArgs) -> anyhow::Result<Query> {
         text: args.text.clone(),
         order: if args.oldest_first { Order::OldestFirst } else { Order::NewestFirst },
         after: args.after,
+        stored_after: None,
         limit: args.limit.max(1),
     })
 }
 
 fn search(args: SearchArgs) -> anyhow::Result<()> {
     let query = query(&args)?;
-    let page = Reader::open(&store(&args)?)?.read(|store| store.search(&query))?;
-    let printed = print_page(&mut io::stdout().lock(), &page.alerts, args.json);
-    match printed {
-        // A reader that had enough (`| head`) is no error.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
-        other => other?,
+    let reader = Reader::open(&store(&args)?)?;
+    let page = reader.read(|store| store.search(&query))?;
+    if !printed(print_page(&mut io::stdout().lock(), &page.alerts, args.json))? {
+        return Ok(());
     }
     match page.next {
         Some(next) => eprintln!("{} alerts; next page: --after {next}", page.alerts.len()),
         None => eprintln!("{} alerts", page.alerts.len()),
     }
+    if args.follow {
+        let mut last = match page.alerts.iter().map(|a| a.id).max() {
+            Some(id) => id,
+            None => {
+                reader.read(|s| s.search(&Query { limit: 1, ..Query::default() }))?.alerts.first().map_or(0, |a| a.id)
+            }
+        };
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            let q = Query { stored_after: Some(last), order: Order::OldestFirst, limit: 1000, ..query.clone() };
+            let page = reader.read(|store| store.search(&q))?;
+            if page.next.is_some() {
+                eprintln!("over 1000 alerts in a second: skipping ahead");
+            }
+            let mut alerts = page.alerts;
+            alerts.sort_by_key(|a| a.id);
+            last = alerts.iter().map(|a| a.id).max().unwrap_or(last);
+            if !alerts.is_empty() && !printed(print_page(&mut io::stdout().lock(), &alerts, args.json))? {
+                return Ok(());
+            }
+        }
+    }
     Ok(())
+}
+
+/// Whether printing went through; a reader that had enough (`| head`) is no error.
+fn printed(result: io::Result<()>) -> io::Result<bool> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        other => other.map(|()| true),
+    }
 }
 
 fn print_page(out: &mut impl io::Write, alerts: &[StoredAlert], json: bool) -> io::Result<()> {

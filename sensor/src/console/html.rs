@@ -10,7 +10,7 @@ use crate::{
     store::{GroupBy, Histogram, StoredAlert},
 };
 
-use super::params::{encode, with};
+use super::params::{encode, url_encoded, with};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#222}\
 header{background:#1f2937;color:#fff;padding:.5em 1em;display:flex;flex-wrap:wrap;gap:1em;align-items:center}\
@@ -28,6 +28,12 @@ form.filters label{display:flex;flex-direction:column;font-size:.8em}.grid{displ
 /// A whole page: `title`, the navigation (with a logout form when `session` is given as
 /// `(user, csrf)`), and `body`.
 pub fn page(base: &str, title: &str, session: Option<(&str, &str)>, body: &str) -> String {
+    page_refreshed(base, title, session, body, None)
+}
+
+/// A page the browser reloads every `refresh` seconds (the events' live mode: no script).
+fn page_refreshed(base: &str, title: &str, session: Option<(&str, &str)>, body: &str, refresh: Option<u32>) -> String {
+    let refresh = refresh.map(|s| format!("<meta http-equiv=\"refresh\" content=\"{s}\">")).unwrap_or_default();
     let nav = match session {
         Some((user, csrf)) => format!(
             "<a href=\"{base}/\">Dashboard</a><a href=\"{base}/events\">Events</a><a href=\"{base}/about\">About</a>\
@@ -41,7 +47,7 @@ pub fn page(base: &str, title: &str, session: Option<(&str, &str)>, body: &str) 
     format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · sensor</title><style>{STYLE}</style></head>\
+         {refresh}<title>{} · sensor</title><style>{STYLE}</style></head>\
          <body><header><strong>sensor</strong>{nav}</header><main>{body}</main></body></html>",
         escape(title)
     )
@@ -109,8 +115,18 @@ pub fn events(
     next: Option<String>,
     error: Option<&str>,
 ) -> String {
+    let live = params.iter().any(|(k, v)| k == "live" && v == "1");
+    let others: Vec<(String, String)> = params.iter().filter(|(k, _)| k != "live").cloned().collect();
     let mut body = String::from("<h1>Events</h1>");
-    body.push_str(&filter_form(base, params));
+    body.push_str(&filter_form(base, &others));
+    // Live: the newest alerts of these filters, reloaded every 5 s.
+    let toggle = if live {
+        let stop = url_encoded(others.iter().filter(|(_, v)| !v.trim().is_empty()));
+        format!("<p id=\"live\">Live: reloading every 5 s. <a href=\"{base}/events?{}\">Stop</a></p>", escape(&stop))
+    } else {
+        format!("<p><a id=\"live\" href=\"{base}/events?{}\">Live</a></p>", escape(&with(&others, "live", "1")))
+    };
+    body.push_str(&toggle);
     if let Some(e) = error {
         let _ = write!(body, "<p class=\"error\" id=\"message\">{}</p>", escape(e));
     }
@@ -152,7 +168,7 @@ pub fn events(
         export("jsonl"),
         export("csv")
     );
-    page(base, "Events", Some(session), &body)
+    page_refreshed(base, "Events", Some(session), &body, live.then_some(5))
 }
 
 /// One alert: its columns, every output field, its tags and the raw JSON.

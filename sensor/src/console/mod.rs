@@ -47,6 +47,11 @@ pub const EXPORT_MAX: usize = 10_000;
 /// The largest ingest request: its body, and its alerts.
 pub const INGEST_MAX_BYTES: usize = 16 << 20;
 pub const INGEST_MAX_ALERTS: usize = 10_000;
+/// Live tails open at once at most; more are refused (503) until one ends.
+pub const MAX_TAILS: usize = 32;
+/// How often a live tail looks for new alerts, and the most it sends per look.
+const TAIL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+const TAIL_BATCH: usize = 1000;
 
 /// What every request handler shares.
 struct Console {
@@ -61,6 +66,8 @@ struct Console {
     tokens: Tokens,
     /// What the cluster's console takes from the nodes.
     ingest: Option<Ingest>,
+    /// Room for live tails.
+    tails: Arc<tokio::sync::Semaphore>,
 }
 
 /// The store's writer for what nodes send, the tokens they send with, and what they sent.
@@ -175,6 +182,7 @@ pub async fn start(config: &UiConfig, mode: Mode<'_>) -> anyhow::Result<RunningC
         limiter: LoginLimiter::new(config.login_attempts.get(), config.login_window),
         tokens: Tokens::new(tokens),
         ingest,
+        tails: Arc::new(tokio::sync::Semaphore::new(MAX_TAILS)),
     });
     let listener = tokio::net::TcpListener::bind(config.address)
         .await
@@ -240,6 +248,7 @@ fn router(console: Arc<Console>) -> Router {
         .route("/api/v1/alerts/{id}", get(api_get))
         .route("/api/v1/counts", get(api_counts))
         .route("/api/v1/histogram", get(api_histogram))
+        .route("/api/v1/tail", get(api_tail))
         .route("/api/v1/export", get(api_export))
         .route("/api/v1/ingest", post(api_ingest).layer(axum::extract::DefaultBodyLimit::max(INGEST_MAX_BYTES)))
         .fallback(not_found)
@@ -691,6 +700,77 @@ async fn api_histogram(State(console): State<Arc<Console>>, headers: HeaderMap, 
         }
         Err(e) => server_error(e),
     }
+}
+
+/// The alerts the filters select as they are stored, as server-sent events: `alert` events
+/// (Falco's JSON alert with its `id`, the event's id), from now on, or after the alert of
+/// `Last-Event-ID` when a client reconnects; a `skipped` event when more than 1,000 arrived
+/// within a second (the tail goes on from the newest of them). Ends when the client goes.
+async fn api_tail(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQuery(params): Params) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    if !console.api_allowed(&headers) {
+        return unauthorized();
+    }
+    let query = match params::query_of(&params) {
+        Ok(q) => Query { order: crate::store::Order::OldestFirst, after: None, limit: TAIL_BATCH, ..q },
+        Err(e) => return bad_request(e),
+    };
+    let Ok(permit) = console.tails.clone().try_acquire_owned() else {
+        let error = Json(serde_json::json!({"error": format!("{MAX_TAILS} live tails are open: try again later")}));
+        return (StatusCode::SERVICE_UNAVAILABLE, error).into_response();
+    };
+    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok());
+    let start = match resume {
+        Some(id) => Ok(id),
+        // From now: after the newest alert stored.
+        None => {
+            console
+                .read(|store| {
+                    let newest = store.search(&Query { stored_after: None, limit: 1, ..Query::default() })?;
+                    Ok(newest.alerts.first().map_or(0, |a| a.id))
+                })
+                .await
+        }
+    };
+    let mut last = match start {
+        Ok(id) => id,
+        Err(e) => return server_error(e),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, std::convert::Infallible>>(TAIL_BATCH);
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut ticks = tokio::time::interval(TAIL_INTERVAL);
+        loop {
+            ticks.tick().await;
+            if tx.is_closed() {
+                return;
+            }
+            let q = Query { stored_after: Some(last), ..query.clone() };
+            let page = match console.read(move |store| store.search(&q)).await {
+                Ok(page) => page,
+                Err(e) => {
+                    log::warn!("ui: a live tail's search failed: {e}");
+                    continue;
+                }
+            };
+            let mut alerts = page.alerts;
+            alerts.sort_by_key(|a| a.id);
+            if page.next.is_some() {
+                let skipped = Event::default().event("skipped").data("over 1000 alerts in a second: skipping ahead");
+                if tx.send(Ok(skipped)).await.is_err() {
+                    return;
+                }
+            }
+            for alert in alerts {
+                last = last.max(alert.id);
+                let event = Event::default().event("alert").id(alert.id.to_string()).data(alert.to_json().to_string());
+                if tx.send(Ok(event)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx)).keep_alive(KeepAlive::default()).into_response()
 }
 
 /// A CSV cell: quoted when it must be, and a leading `= + - @` made inert, since alert text

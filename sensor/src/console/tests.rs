@@ -79,6 +79,7 @@ fn console(base_path: &str, config: &StoreConfig, ingest: Option<Ingest>) -> Arc
         limiter: LoginLimiter::new(3, Duration::from_secs(300)),
         tokens: Tokens::new(vec![crate::outputs::Secret::for_test(TOKEN)]),
         ingest,
+        tails: Arc::new(tokio::sync::Semaphore::new(2)),
     })
 }
 
@@ -209,6 +210,12 @@ async fn log_in_wrong_and_right_browse_then_log_out() {
     assert!(years.contains("/events?from=2026-"), "a bar leads to its alerts");
     let events = get(&f.app, "/events?pod=web-1", &session).await;
     assert_eq!(events.body.matches("class=\"alert\"").count(), 50, "every fifth alert is in web-1");
+    // Live mode: the same filters, reloaded by the browser; a way out keeps the filters.
+    assert!(events.body.contains("href=\"/events?pod=web-1&amp;live=1\"") && !events.body.contains("http-equiv"));
+    let live = get(&f.app, "/events?pod=web-1&live=1", &session).await.body;
+    assert!(live.contains("<meta http-equiv=\"refresh\" content=\"5\">"), "{live}");
+    assert!(live.contains("Stop</a>") && live.contains("href=\"/events?pod=web-1\""), "{live}");
+    assert_eq!(live.matches("class=\"alert\"").count(), 50);
     let detail = get(&f.app, "/events/1", &session).await;
     assert!(detail.body.contains("proc.name") && detail.body.contains("read /etc/shadow by cat-0"), "{}", detail.body);
 
@@ -451,4 +458,61 @@ async fn the_cluster_console_takes_alerts_only_with_a_node_token() {
     )
     .await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
+}
+
+/// Reads a live tail's events until `done` holds for what came (at most 10 s).
+async fn read_events(body: &mut Body, done: impl Fn(&str) -> bool) -> String {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done(&text) {
+        let frame = tokio::time::timeout_at(deadline, body.frame()).await.expect("the tail sent in time");
+        let frame = frame.expect("the tail goes on").unwrap();
+        if let Some(data) = frame.data_ref() {
+            text.push_str(&String::from_utf8_lossy(data));
+        }
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_tail_sends_new_alerts_as_they_are_stored_and_resumes() {
+    let f = fixture("tail", "/");
+    let config = StoreConfig::at(f.dir.join("alerts.db"));
+    let app = router(console("/", &config, None));
+    let tail = |last: Option<&str>| {
+        let mut request = Request::get("/api/v1/tail?pod=web-1").header("authorization", format!("Bearer {TOKEN}"));
+        if let Some(id) = last {
+            request = request.header("last-event-id", id);
+        }
+        let mut request = request.body(Body::empty()).unwrap();
+        request.extensions_mut().insert(ConnectInfo(ClientAddr(SocketAddr::from((CLIENT, 40_000)))));
+        app.clone().oneshot(request)
+    };
+    let response = tail(None).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = response.into_body();
+    // Nothing already stored is sent: only what comes after, through the filter.
+    let mut writer = crate::store::open(&config).unwrap().store;
+    writer
+        .insert(&[
+            alert(300, "Elsewhere", Priority::Critical, Some("db-1"), "not in web-1"),
+            alert(301, "Tailed", Priority::Critical, Some("web-1"), "new in web-1"),
+        ])
+        .unwrap();
+    let text = read_events(&mut body, |t| t.contains("event: alert")).await;
+    assert_eq!(text.matches("event: alert").count(), 1, "{text}");
+    assert!(text.contains("\"rule\":\"Tailed\"") && text.contains("id: 252"), "{text}");
+    assert!(!text.contains("Elsewhere") && !text.contains("cat-0"), "{text}");
+    drop(body);
+
+    // A client reconnecting with the last id it saw gets what it missed, once.
+    writer.insert(&[alert(302, "Missed", Priority::Critical, Some("web-1"), "while away")]).unwrap();
+    let mut body = tail(Some("252")).await.unwrap().into_body();
+    let text = read_events(&mut body, |t| t.contains("Missed")).await;
+    assert!(!text.contains("Tailed"), "{text}");
+    // Two tails fill this console's room: a third is refused until one ends.
+    let second = tail(None).await.unwrap();
+    assert_eq!(tail(None).await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+    drop((body, second));
 }

@@ -33,6 +33,9 @@ pub struct Query {
     pub order: Order,
     /// Continue after this alert (the previous page's [`Page::next`]).
     pub after: Option<Cursor>,
+    /// Alerts stored after the alert with this id (ids grow as alerts are stored): a live
+    /// tail's position, whatever the alerts' event times.
+    pub stored_after: Option<i64>,
     /// Alerts per page (0: the default, 100).
     pub limit: usize,
 }

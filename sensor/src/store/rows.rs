@@ -315,6 +315,9 @@ impl Dialect {
                 }
             });
         }
+        if let Some(id) = query.stored_after {
+            clauses.push(format!("id > {}", self.bind(args, Param::Int(id))));
+        }
         if let Some(after) = query.after {
             let op = match query.order {
                 Order::NewestFirst => "<",
