@@ -157,10 +157,20 @@ fn an_operator_logs_in_filters_searches_reads_and_logs_out() {
     assert!(browser.text(&browser.find("#raw").unwrap()).unwrap().contains("\"output_fields\""));
     browser.screenshot(&shot("5-detail")).unwrap();
 
+    // The dashboard's timeline has the alert's bar; About shows the run's own counters.
+    browser.goto(&format!("{base}/")).unwrap();
+    assert!(!browser.find_all("#timeline rect.p-Warning").unwrap().is_empty(), "the timeline shows the Warning");
+    browser.goto(&format!("{base}/about")).unwrap();
+    let about = page();
+    let rules = about.lines().find_map(|l| l.strip_prefix("rules loaded")).map(str::trim).unwrap_or_default();
+    assert!(rules.parse::<u32>().is_ok_and(|n| n > 10), "the run's rules on About: {about}");
+    assert!(about.contains("events lost in the kernel") && about.contains("store:"), "{about}");
+    browser.screenshot(&shot("6-about")).unwrap();
+
     // Logging out ends the session: the pages ask for a login again.
     click("header form button");
     assert!(until_url(&|u| u.ends_with("/login")).ends_with("/login"));
-    browser.screenshot(&shot("6-logged-out")).unwrap();
+    browser.screenshot(&shot("7-logged-out")).unwrap();
     browser.goto(&format!("{base}/events")).unwrap();
     assert!(browser.url().unwrap().ends_with("/login"), "refused after logging out");
 

@@ -61,6 +61,8 @@ pub struct Snapshot {
     pub partial: Vec<(String, u64)>,
     /// Events the rules evaluated.
     pub evaluated: u64,
+    /// Rules loaded now.
+    pub rules_loaded: u64,
     /// Rule matches by rule and priority.
     pub matches: Vec<(String, String, u64)>,
     /// Each output's counters.
@@ -133,6 +135,11 @@ impl Metrics {
             self.stall_after,
         );
         *self.snapshot.lock().unwrap_or_else(PoisonError::into_inner) = snapshot;
+    }
+
+    /// The latest snapshot.
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Marks the sensor ready (programs attached, rules loaded) or not.
@@ -671,6 +678,7 @@ impl Collector for SnapshotCollector {
             per_cpu(|c| c.compat_untranslated),
         )?;
         w.counter("sensor_evaluated_events", "Events the rules evaluated.", s.evaluated)?;
+        w.gauge("sensor_rules_loaded", "Rules loaded now (after the last reload).", s.rules_loaded as i64)?;
         w.counter(
             "sensor_alerts_dropped",
             "Alerts dropped because the queue between the workers and the outputs held its bound (16 MiB) \

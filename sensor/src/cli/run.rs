@@ -182,7 +182,13 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
     let stage = Arc::new(OutputStage::start(&config.outputs).await?);
     // After the store output, which makes the store it shows; lives as long as the run.
     let _console = match config.ui.enabled {
-        true => Some(sensor::console::start(&config.ui, sensor::console::Mode::Node { store: config.store() }).await?),
+        true => Some(
+            sensor::console::start(
+                &config.ui,
+                sensor::console::Mode::Node { store: config.store(), health: metrics.clone() },
+            )
+            .await?,
+        ),
         false => None,
     };
     let capture_cfg = CaptureConfig {
@@ -192,7 +198,8 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
         prefilter: prefilter_for(&engine, &config),
         ..CaptureConfig::default()
     };
-    log::info!("{} rules loaded; capturing {} syscalls", engine.rule_count(), capture_cfg.syscalls.len());
+    let rules = engine.rule_count();
+    log::info!("{rules} rules loaded; capturing {} syscalls", capture_cfg.syscalls.len());
     let clock = Clock::now();
     let capture = Capture::start(&capture_cfg)?;
     let workers = match config.workers {
@@ -229,6 +236,7 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
         metrics,
         hostname: EngineOptions::default().hostname,
         tally: Tally::default(),
+        rules,
         workers,
         loading: None,
         reload_again: false,
@@ -269,6 +277,8 @@ struct Runner<'a> {
     metrics: Arc<Metrics>,
     hostname: String,
     tally: Tally,
+    /// Rules loaded now.
+    rules: usize,
     workers: usize,
     /// The reload being read and compiled, if any.
     loading: Option<Loading>,
@@ -499,6 +509,7 @@ impl Runner<'_> {
         self.capture.set_syscalls(&syscalls_for(&engine))?;
         self.dns.set_names(dns_names_for(&engine));
         let rules = engine.rule_count();
+        self.rules = rules;
         let prefilter = prefilter_for(&engine, &config);
         self.pool.set_engine(Arc::new(engine)).await;
         self.capture.set_prefilter(&prefilter)?;
@@ -548,6 +559,7 @@ impl Runner<'_> {
             undecodable: t.undecodable,
             partial: t.partial.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
             evaluated: t.decoded,
+            rules_loaded: self.rules as u64,
             matches: self
                 .publisher
                 .matches()

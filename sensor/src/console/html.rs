@@ -21,7 +21,7 @@ table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;pad
 .p-Warning{background:#f59e0b}.p-Notice{background:#93c5fd}.p-Informational,.p-Debug{background:#e5e7eb}\
 .pri{padding:0 .3em;border-radius:3px}\
 rect.p-Emergency,rect.p-Alert,rect.p-Critical{fill:#b91c1c}rect.p-Error{fill:#dc2626}rect.p-Warning{fill:#f59e0b}\
-rect.p-Notice{fill:#93c5fd}rect.p-Informational,rect.p-Debug{fill:#9ca3af}svg.timeline{width:100%;height:8em}form.filters{display:flex;flex-wrap:wrap;gap:.5em;margin-bottom:1em}\
+rect.p-Notice{fill:#93c5fd}rect.p-Informational,rect.p-Debug{fill:#9ca3af}svg.timeline{width:100%;height:8em;border-bottom:1px solid #9ca3af}p.axis{margin:.2em 0 1em;color:#4b5563;font-size:.85em}form.filters{display:flex;flex-wrap:wrap;gap:.5em;margin-bottom:1em}\
 form.filters label{display:flex;flex-direction:column;font-size:.8em}.grid{display:flex;flex-wrap:wrap;gap:2em}\
 .error{color:#b91c1c}pre{white-space:pre-wrap;word-break:break-all}";
 
@@ -277,7 +277,26 @@ fn timeline_svg(base: &str, h: &Histogram) -> String {
         svg.push_str("</a>");
     }
     svg.push_str("</svg>");
+    let (first, last) = (h.buckets.first().map_or(0, |b| b.0), h.buckets.last().map_or(0, |b| b.0 + h.bucket_ns));
+    let _ = write!(
+        svg,
+        "<p class=\"axis\" id=\"timeline-axis\">{} to {}, a bar per {}; the busiest holds {busiest} alerts</p>",
+        format_iso8601(first).get(..16).unwrap_or_default(),
+        format_iso8601(last).get(..16).unwrap_or_default(),
+        span_text(h.bucket_ns)
+    );
     svg
+}
+
+/// A bucket width as an operator says it: `15 min`, `3 h`, `1 d`.
+fn span_text(ns: u64) -> String {
+    let s = ns / 1_000_000_000;
+    match s {
+        s if s % 86_400 == 0 => format!("{} d", s / 86_400),
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
 }
 
 /// The About page: version and the store's usage.

@@ -68,6 +68,8 @@ struct Console {
     ingest: Option<Ingest>,
     /// Room for live tails.
     tails: Arc<tokio::sync::Semaphore>,
+    /// The sensor's own counters, beside `sensor run`.
+    health: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// The store's writer for what nodes send, the tokens they send with, and what they sent.
@@ -82,8 +84,9 @@ struct Ingest {
 
 /// Where the console runs.
 pub enum Mode<'a> {
-    /// Beside `sensor run`, showing its `store` output's store (unless `ui.store` names one).
-    Node { store: Option<&'a StoreConfig> },
+    /// Beside `sensor run`, showing its `store` output's store (unless `ui.store` names one)
+    /// and, on the About page, the run's own counters.
+    Node { store: Option<&'a StoreConfig>, health: Arc<crate::metrics::Metrics> },
     /// `sensor console`: `ui.store` is the cluster's store, written with what the nodes send.
     Cluster,
 }
@@ -105,8 +108,8 @@ impl Drop for RunningConsole {
 /// user's password and prints it once on stderr (only its hash is kept).
 pub async fn start(config: &UiConfig, mode: Mode<'_>) -> anyhow::Result<RunningConsole> {
     let base = config.base()?;
-    let store = match mode {
-        Mode::Node { store } => config
+    let store = match &mode {
+        Mode::Node { store, .. } => config
             .store
             .clone()
             .or_else(|| store.cloned())
@@ -133,7 +136,7 @@ pub async fn start(config: &UiConfig, mode: Mode<'_>) -> anyhow::Result<RunningC
     } else {
         Users::new(&config.users)?
     };
-    let ingest = match mode {
+    let ingest = match &mode {
         Mode::Node { .. } => {
             anyhow::ensure!(
                 config.ingest_tokens.is_empty(),
@@ -183,6 +186,10 @@ pub async fn start(config: &UiConfig, mode: Mode<'_>) -> anyhow::Result<RunningC
         tokens: Tokens::new(tokens),
         ingest,
         tails: Arc::new(tokio::sync::Semaphore::new(MAX_TAILS)),
+        health: match mode {
+            Mode::Node { health, .. } => Some(health),
+            Mode::Cluster => None,
+        },
     });
     let listener = tokio::net::TcpListener::bind(config.address)
         .await
@@ -522,6 +529,28 @@ async fn about(State(console): State<Arc<Console>>, headers: HeaderMap) -> Respo
             facts.push(("oldest alert", u.oldest_ns.map_or("none".into(), crate::rules::format_iso8601)));
         }
         Err(e) => facts.push(("store error", e)),
+    }
+    if let Some(health) = &console.health {
+        let s = health.snapshot();
+        let (emitted, lost) = s.kernel.iter().fold((0, 0), |(e, l), c| (e + c.emitted, l + c.lost));
+        let shed: u64 = s.kernel.iter().map(|c| c.shed + c.throttled).sum();
+        facts.push(("health", health.health().unwrap_or_else(|stalled| format!("unhealthy: {stalled}"))));
+        facts.push(("rules loaded", s.rules_loaded.to_string()));
+        facts.push(("events from the kernel", emitted.to_string()));
+        facts.push(("events lost in the kernel (rings full)", lost.to_string()));
+        facts.push(("events shed or throttled in the kernel (floods)", shed.to_string()));
+        facts.push(("events lost between stages", s.pipeline_lost.iter().map(|(_, n)| n).sum::<u64>().to_string()));
+        facts.push(("events evaluated", s.evaluated.to_string()));
+        facts.push(("alerts dropped (queue to the outputs full)", s.alerts_dropped.to_string()));
+        for o in &s.outputs {
+            facts.push((
+                "output",
+                format!(
+                    "{}: {} sent, {} failed, {} dropped, {} retried, {} filtered out",
+                    o.name, o.sent, o.failed, o.dropped, o.retried, o.filtered
+                ),
+            ));
+        }
     }
     if let Some(ingest) = &console.ingest {
         facts.push(("alerts taken from nodes", ingest.stored.load(Relaxed).to_string()));

@@ -80,6 +80,7 @@ fn console(base_path: &str, config: &StoreConfig, ingest: Option<Ingest>) -> Arc
         tokens: Tokens::new(vec![crate::outputs::Secret::for_test(TOKEN)]),
         ingest,
         tails: Arc::new(tokio::sync::Semaphore::new(2)),
+        health: Some(Arc::new(crate::metrics::Metrics::default())),
     })
 }
 
@@ -208,6 +209,7 @@ async fn log_in_wrong_and_right_browse_then_log_out() {
     assert!(years.contains("<rect class=\"p-Critical\"") && years.contains("<rect class=\"p-Notice\""), "{years}");
     assert!(years.contains("<title>2026-11-") || years.contains("<title>2026-12-"), "{years}");
     assert!(years.contains("/events?from=2026-"), "a bar leads to its alerts");
+    assert!(years.contains("a bar per 30 d; the busiest holds 250 alerts"), "{years}");
     let events = get(&f.app, "/events?pod=web-1", &session).await;
     assert_eq!(events.body.matches("class=\"alert\"").count(), 50, "every fifth alert is in web-1");
     // Live mode: the same filters, reloaded by the browser; a way out keeps the filters.
@@ -515,4 +517,36 @@ async fn a_live_tail_sends_new_alerts_as_they_are_stored_and_resumes() {
     let second = tail(None).await.unwrap();
     assert_eq!(tail(None).await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
     drop((body, second));
+}
+
+#[tokio::test]
+async fn the_about_page_shows_the_sensors_own_counters() {
+    let f = fixture("about", "/");
+    let config = StoreConfig::at(f.dir.join("alerts.db"));
+    let console = console("/", &config, None);
+    let counters = sensor_abi::config::Counters { emitted: 1000, lost: 3, shed: 4, throttled: 5, ..Default::default() };
+    console.health.as_ref().unwrap().update(crate::metrics::Snapshot {
+        kernel: vec![counters, counters],
+        rules_loaded: 52,
+        outputs: vec![crate::outputs::OutputCounters {
+            name: "telegram".into(),
+            sent: 7,
+            failed: 2,
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let app = router(console);
+    let session = log_in(&app, "").await;
+    let about = get(&app, "/about", &session).await.body;
+    for fact in [
+        "<th>rules loaded</th><td>52</td>",
+        "<th>events from the kernel</th><td>2000</td>",
+        "<th>events lost in the kernel (rings full)</th><td>6</td>",
+        "<th>events shed or throttled in the kernel (floods)</th><td>18</td>",
+        "telegram: 7 sent, 2 failed",
+        "<th>alerts stored</th><td>250</td>",
+    ] {
+        assert!(about.contains(fact), "{fact} in {about}");
+    }
 }
