@@ -739,6 +739,33 @@ fn chart_probes_speak_https_when_metrics_use_tls() {
     }
 }
 
+/// With `store.enabled`, every node keeps its alerts in a SQLite store on a volume: the
+/// node's directory, or an emptyDir of the size limit.
+#[test]
+fn chart_keeps_alerts_on_the_node_when_the_store_is_enabled() {
+    let dir = Scratch::new("store");
+    for (extra, host) in [(vec![], true), (vec!["--set", "store.hostPath="], false)] {
+        let args = [vec!["--set", "store.enabled=true", "--set", "store.maxSize=512MiB"], extra].concat();
+        let docs = parse_docs(&render(&dir, &args), "render");
+        let config = sensor_config(find(&docs, "ConfigMap", "sensor-config"));
+        let store = config["outputs"].as_array().unwrap().iter().find_map(|o| o.get("store")).expect("a store output");
+        assert_eq!(store["path"], "/var/lib/sensor/alerts.db");
+        assert_eq!(store["max_size"], "512MiB");
+        serde_json::from_value::<sensor::config::SensorConfig>(config).expect("the configuration loads");
+        let pod = &daemonset(&docs)["spec"]["template"]["spec"];
+        let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "store").expect("its volume");
+        let mount = sensor_container(daemonset(&docs))["volumeMounts"].as_array().unwrap().iter().any(|m| {
+            m["name"] == "store" && m["mountPath"] == "/var/lib/sensor" && m.get("readOnly").is_none_or(|r| r == false)
+        });
+        assert!(mount, "the store's directory is mounted writable");
+        if host {
+            assert_eq!(volume["hostPath"], json!({"path": "/var/lib/sensor", "type": "DirectoryOrCreate"}));
+        } else {
+            assert_eq!(volume["emptyDir"], json!({"sizeLimit": "2Gi"}));
+        }
+    }
+}
+
 /// With `console.enabled`, the chart runs the cluster's console: a Deployment of replicas
 /// over PostgreSQL behind a Service, whose pods the DaemonSet's and the metrics Service's
 /// selectors miss; every node's configuration gains a `console` output to that Service with

@@ -63,6 +63,10 @@ address is the pod's IP, from the DaemonSet's environment. */}}
 {{- $rules = append $rules "/etc/sensor/rules.d" }}
 {{- end }}
 {{- $outputs := .Values.outputs }}
+{{- if .Values.store.enabled }}
+{{- $store := dict "path" "/var/lib/sensor/alerts.db" "max_age" .Values.store.maxAge "max_size" .Values.store.maxSize }}
+{{- $outputs = append $outputs (dict "store" $store) }}
+{{- end }}
 {{- if .Values.console.enabled }}
 {{- $console := dict "url" (include "sensor.consoleUrl" .) "token" (dict "file" "/etc/sensor/secrets/console-ingest-token") }}
 {{- $outputs = append $outputs (dict "console" $console "retry" (dict "attempts" 20 "max_backoff" "30s")) }}
