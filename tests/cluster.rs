@@ -1,8 +1,9 @@
 //! The cluster's console: two `sensor run` processes (standing in for two nodes, each with
 //! its own `SENSOR_HOSTNAME`) send their alerts through their `console` outputs to one
 //! `sensor console` backed by a real PostgreSQL started by the test. The console's page and
-//! API show both nodes' alerts, each with its node; the console killed and restarted while
-//! the nodes alert loses none of their alerts, and stores none twice. Needs root (real
+//! API show both nodes' alerts, each with its node; a second console replica on the same
+//! database honours the first one's login and its logout ends it on both; the console killed
+//! and restarted while the nodes alert loses none of their alerts, and stores none twice. Needs root (real
 //! sensors).
 
 use std::{
@@ -39,7 +40,7 @@ impl Drop for Scratch {
 /// `sensor console --config FILE`, answering on `addr` (waits for it).
 fn start_console(config: &str, addr: std::net::SocketAddr) -> std::process::Child {
     let console = sensor_command()
-        .args(["console", "--config", config])
+        .args(["console", "--config", config, "-o", &format!("ui.address={addr}")])
         .stdout(Stdio::null())
         .spawn()
         .expect("the sensor binary is built");

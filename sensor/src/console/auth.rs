@@ -19,7 +19,10 @@ use argon2::{
 };
 
 use super::config::UiUser;
-use crate::outputs::Secret;
+use crate::{
+    outputs::Secret,
+    store::{PgStore, now_ns},
+};
 
 /// `n` random bytes as lowercase hex, from the OS.
 pub fn random_hex(n: usize) -> String {
@@ -115,18 +118,32 @@ pub struct Session {
     expires: Instant,
 }
 
-/// Sessions by their cookie's token, at most [`MAX_SESSIONS`].
+/// Sessions by their cookie's token: held by this process (at most [`MAX_SESSIONS`]), or in
+/// the PostgreSQL store that console replicas share, so a login holds on every replica.
 pub struct Sessions {
     ttl: Duration,
-    by_token: Mutex<HashMap<String, Session>>,
+    held: Held,
 }
 
-/// Sessions held at most; a new login past it ends the one closest to expiring.
+enum Held {
+    Here(Mutex<HashMap<String, Session>>),
+    /// Under the SHA-256 of their token, which the database alone sees.
+    Shared(PgStore),
+}
+
+/// Sessions held at most by one process; a new login past it ends the one closest to
+/// expiring.
 pub const MAX_SESSIONS: usize = 10_000;
 
 impl Sessions {
+    /// Sessions this process holds.
     pub fn new(ttl: Duration) -> Sessions {
-        Sessions { ttl, by_token: Mutex::default() }
+        Sessions { ttl, held: Held::Here(Mutex::default()) }
+    }
+
+    /// Sessions in `store`, shared with the other consoles on it.
+    pub fn shared(ttl: Duration, store: PgStore) -> Sessions {
+        Sessions { ttl, held: Held::Shared(store) }
     }
 
     pub fn ttl(&self) -> Duration {
@@ -134,36 +151,75 @@ impl Sessions {
     }
 
     /// A new session for `user`; its token.
-    pub fn start(&self, user: &str) -> String {
+    pub async fn start(&self, user: &str) -> anyhow::Result<String> {
         let token = random_hex(32);
-        let now = Instant::now();
-        let mut sessions = self.by_token.lock().unwrap_or_else(PoisonError::into_inner);
-        sessions.retain(|_, s| s.expires > now);
-        if sessions.len() >= MAX_SESSIONS
-            && let Some(oldest) = sessions.iter().min_by_key(|(_, s)| s.expires).map(|(t, _)| t.clone())
-        {
-            sessions.remove(&oldest);
-        }
-        sessions
-            .insert(token.clone(), Session { user: user.to_owned(), csrf: random_hex(32), expires: now + self.ttl });
-        token
-    }
-
-    /// The live session of `token`.
-    pub fn get(&self, token: &str) -> Option<Session> {
-        let mut sessions = self.by_token.lock().unwrap_or_else(PoisonError::into_inner);
-        match sessions.get(token) {
-            Some(s) if s.expires > Instant::now() => Some(s.clone()),
-            Some(_) => {
-                sessions.remove(token);
-                None
+        let session = Session { user: user.to_owned(), csrf: random_hex(32), expires: Instant::now() + self.ttl };
+        match &self.held {
+            Held::Here(held) => {
+                let now = Instant::now();
+                let mut sessions = held.lock().unwrap_or_else(PoisonError::into_inner);
+                sessions.retain(|_, s| s.expires > now);
+                if sessions.len() >= MAX_SESSIONS
+                    && let Some(oldest) = sessions.iter().min_by_key(|(_, s)| s.expires).map(|(t, _)| t.clone())
+                {
+                    sessions.remove(&oldest);
+                }
+                sessions.insert(token.clone(), session);
             }
-            None => None,
+            Held::Shared(store) => {
+                let (store, token, expires) = (store.clone(), token.clone(), now_ns() + self.ttl.as_nanos() as u64);
+                tokio::task::spawn_blocking(move || store.session_start(&token, &session.user, &session.csrf, expires))
+                    .await??;
+            }
+        }
+        Ok(token)
+    }
+
+    /// The live session of `token` (none when the shared store cannot be read: logged).
+    pub async fn get(&self, token: &str) -> Option<Session> {
+        match &self.held {
+            Held::Here(held) => {
+                let mut sessions = held.lock().unwrap_or_else(PoisonError::into_inner);
+                match sessions.get(token) {
+                    Some(s) if s.expires > Instant::now() => Some(s.clone()),
+                    Some(_) => {
+                        sessions.remove(token);
+                        None
+                    }
+                    None => None,
+                }
+            }
+            Held::Shared(store) => {
+                let (store, token) = (store.clone(), token.to_owned());
+                let found = tokio::task::spawn_blocking(move || store.session(&token, now_ns())).await;
+                match found.map_err(anyhow::Error::from).and_then(|f| f) {
+                    Ok(found) => found.map(|(user, csrf, expires_ns)| Session {
+                        user,
+                        csrf,
+                        expires: Instant::now() + Duration::from_nanos(expires_ns.saturating_sub(now_ns())),
+                    }),
+                    Err(e) => {
+                        log::warn!("ui: reading a session from the store: {e:#}");
+                        None
+                    }
+                }
+            }
         }
     }
 
-    pub fn end(&self, token: &str) {
-        self.by_token.lock().unwrap_or_else(PoisonError::into_inner).remove(token);
+    pub async fn end(&self, token: &str) {
+        match &self.held {
+            Held::Here(held) => {
+                held.lock().unwrap_or_else(PoisonError::into_inner).remove(token);
+            }
+            Held::Shared(store) => {
+                let (store, token) = (store.clone(), token.to_owned());
+                let ended = tokio::task::spawn_blocking(move || store.session_end(&token)).await;
+                if let Err(e) = ended.map_err(anyhow::Error::from).and_then(|e| e) {
+                    log::warn!("ui: ending a session in the store: {e:#}");
+                }
+            }
+        }
     }
 }
 
@@ -273,15 +329,31 @@ mod tests {
         assert_eq!(limiter.wait(a), None);
     }
 
-    #[test]
-    fn sessions_end_and_expire() {
-        let sessions = Sessions::new(Duration::from_millis(50));
-        let token = sessions.start("alice");
-        assert_eq!(sessions.get(&token).map(|s| s.user), Some("alice".into()));
-        assert!(sessions.get("forged").is_none());
-        std::thread::sleep(Duration::from_millis(80));
-        assert!(sessions.get(&token).is_none(), "expired");
-        let token = Sessions::new(Duration::from_secs(60)).start("bob");
-        assert_eq!(token.len(), 64);
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sessions_end_and_expire_here_and_in_postgresql() {
+        let pg = tokio::task::block_in_place(|| crate::store::pg_server::database("sessions"));
+        let config = crate::store::StoreConfig::postgres(pg.clone());
+        // Each a console replica's connections.
+        let store = || tokio::task::block_in_place(|| PgStore::connect(&pg, &config).unwrap());
+        let ttl = Duration::from_millis(300);
+        for (kind, sessions) in [("here", Sessions::new(ttl)), ("shared", Sessions::shared(ttl, store()))] {
+            let token = sessions.start("alice").await.unwrap();
+            assert_eq!(token.len(), 64);
+            assert_eq!(sessions.get(&token).await.map(|s| s.user), Some("alice".into()), "{kind}");
+            assert!(sessions.get("forged").await.is_none(), "{kind}");
+            let other = sessions.start("bob").await.unwrap();
+            sessions.end(&other).await;
+            assert!(sessions.get(&other).await.is_none(), "{kind}: ended");
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            assert!(sessions.get(&token).await.is_none(), "{kind}: expired");
+        }
+        // A login on one replica holds on another, and a logout on it ends it everywhere.
+        let (one, two) =
+            (Sessions::shared(Duration::from_secs(60), store()), Sessions::shared(Duration::from_secs(60), store()));
+        let token = one.start("carol").await.unwrap();
+        let seen = two.get(&token).await.expect("the other replica knows the session");
+        assert_eq!((seen.user.as_str(), seen.csrf), ("carol", one.get(&token).await.unwrap().csrf));
+        two.end(&token).await;
+        assert!(one.get(&token).await.is_none());
     }
 }

@@ -169,6 +169,11 @@ pub async fn start(config: &UiConfig, mode: Mode<'_>) -> anyhow::Result<RunningC
     };
     let retention = ingest.as_ref().map(|i| i.writer.spawn_retention(store.retention_interval));
     let store = tokio::task::spawn_blocking(move || Reader::open(&store)).await??;
+    let sessions = match &store {
+        // Replicas behind one Service share the database, and so the logins.
+        Reader::Postgres(pg) => Sessions::shared(config.session_ttl, pg.clone()),
+        Reader::Sqlite(_) => Sessions::new(config.session_ttl),
+    };
     let tokens = config.api_tokens.iter().map(|t| t.load().context("ui.api_tokens")).collect::<anyhow::Result<_>>()?;
     let tls = config
         .tls
@@ -181,7 +186,7 @@ pub async fn start(config: &UiConfig, mode: Mode<'_>) -> anyhow::Result<RunningC
         secure: tls.is_some(),
         store,
         users,
-        sessions: Sessions::new(config.session_ttl),
+        sessions,
         limiter: LoginLimiter::new(config.login_attempts.get(), config.login_window),
         tokens: Tokens::new(tokens),
         ingest,
@@ -336,14 +341,14 @@ impl Console {
     }
 
     /// The request's session and its token.
-    fn session(&self, headers: &HeaderMap) -> Option<(String, Session)> {
+    async fn session(&self, headers: &HeaderMap) -> Option<(String, Session)> {
         let token = cookie(headers, SESSION_COOKIE)?;
-        self.sessions.get(token).map(|s| (token.to_owned(), s))
+        self.sessions.get(token).await.map(|s| (token.to_owned(), s))
     }
 
-    /// Whether the request may call the API: a session, or a bearer token.
-    fn api_allowed(&self, headers: &HeaderMap) -> bool {
-        self.session(headers).is_some() || bearer(headers).is_some_and(|t| self.tokens.accepts(t))
+    /// Whether the request may call the API: a bearer token, or a session.
+    async fn api_allowed(&self, headers: &HeaderMap) -> bool {
+        bearer(headers).is_some_and(|t| self.tokens.accepts(t)) || self.session(headers).await.is_some()
     }
 
     /// The dashboard's path.
@@ -371,7 +376,7 @@ impl Console {
 type Params = UrlQuery<Vec<(String, String)>>;
 
 async fn login_page(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    if console.session(&headers).is_some() {
+    if console.session(&headers).await.is_some() {
         return Redirect::to(&console.home()).into_response();
     }
     let csrf = random_hex(32);
@@ -432,7 +437,13 @@ async fn login_submit(
     }
     console.limiter.succeeded(client);
     log::info!("ui: `{}` logged in from {client}", form.user.escape_debug());
-    let token = console.sessions.start(&form.user);
+    let token = match console.sessions.start(&form.user).await {
+        Ok(token) => token,
+        Err(e) => {
+            log::error!("ui: keeping the session of `{}`: {e:#}", form.user.escape_debug());
+            return (StatusCode::SERVICE_UNAVAILABLE, "the session could not be kept: try again\n").into_response();
+        }
+    };
     let mut response = Redirect::to(&console.home()).into_response();
     let headers = response.headers_mut();
     for (name, value) in [
@@ -453,17 +464,17 @@ struct CsrfForm {
 }
 
 async fn logout(State(console): State<Arc<Console>>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
-    let Some((token, session)) = console.session(&headers) else { return console.to_login() };
+    let Some((token, session)) = console.session(&headers).await else { return console.to_login() };
     if !constant_time_eq(session.csrf.as_bytes(), form.csrf.as_bytes()) {
         return (StatusCode::FORBIDDEN, "the form's CSRF token is missing or wrong\n").into_response();
     }
-    console.sessions.end(&token);
+    console.sessions.end(&token).await;
     log::info!("ui: `{}` logged out", session.user.escape_debug());
     ([console.set_cookie(SESSION_COOKIE, "", 0)], Redirect::to(&format!("{}/login", console.base))).into_response()
 }
 
 async fn dashboard(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQuery(params): Params) -> Response {
-    let Some((_, session)) = console.session(&headers) else { return console.to_login() };
+    let Some((_, session)) = console.session(&headers).await else { return console.to_login() };
     let since = params.iter().find(|(k, _)| k == "since").map_or("24h".to_owned(), |(_, v)| v.clone());
     let query = match params::query_of(&[("since".into(), since.clone())]) {
         Ok(q) => q,
@@ -490,7 +501,7 @@ async fn dashboard(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQ
 }
 
 async fn events(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQuery(params): Params) -> Response {
-    let Some((_, session)) = console.session(&headers) else { return console.to_login() };
+    let Some((_, session)) = console.session(&headers).await else { return console.to_login() };
     let session = (session.user.as_str(), session.csrf.as_str());
     let query = match params::query_of(&params) {
         Ok(q) => q,
@@ -509,7 +520,7 @@ async fn events(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQuer
 }
 
 async fn detail(State(console): State<Arc<Console>>, headers: HeaderMap, UrlPath(id): UrlPath<i64>) -> Response {
-    let Some((_, session)) = console.session(&headers) else { return console.to_login() };
+    let Some((_, session)) = console.session(&headers).await else { return console.to_login() };
     match console.read(move |store| store.get(id)).await {
         Ok(Some(alert)) => Html(html::detail(&console.base, (&session.user, &session.csrf), &alert)).into_response(),
         Ok(None) => (StatusCode::NOT_FOUND, format!("no alert {id}\n")).into_response(),
@@ -518,7 +529,7 @@ async fn detail(State(console): State<Arc<Console>>, headers: HeaderMap, UrlPath
 }
 
 async fn about(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let Some((_, session)) = console.session(&headers) else { return console.to_login() };
+    let Some((_, session)) = console.session(&headers).await else { return console.to_login() };
     let store_path = console.store.describe();
     let usage = console.read(|store| store.usage()).await;
     let mut facts = vec![("version", env!("CARGO_PKG_VERSION").to_owned()), ("alert store", store_path)];
@@ -575,7 +586,7 @@ fn server_error(message: String) -> Response {
 }
 
 async fn api_search(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQuery(params): Params) -> Response {
-    if !console.api_allowed(&headers) {
+    if !console.api_allowed(&headers).await {
         return unauthorized();
     }
     let query = match params::query_of(&params) {
@@ -593,7 +604,7 @@ async fn api_search(State(console): State<Arc<Console>>, headers: HeaderMap, Url
 }
 
 async fn api_get(State(console): State<Arc<Console>>, headers: HeaderMap, UrlPath(id): UrlPath<i64>) -> Response {
-    if !console.api_allowed(&headers) {
+    if !console.api_allowed(&headers).await {
         return unauthorized();
     }
     match console.read(move |store| store.get(id)).await {
@@ -606,7 +617,7 @@ async fn api_get(State(console): State<Arc<Console>>, headers: HeaderMap, UrlPat
 }
 
 async fn api_counts(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQuery(params): Params) -> Response {
-    if !console.api_allowed(&headers) {
+    if !console.api_allowed(&headers).await {
         return unauthorized();
     }
     let by_name = params.iter().find(|(k, _)| k == "by").map_or("rule", |(_, v)| v.as_str());
@@ -684,7 +695,7 @@ async fn api_ingest(State(console): State<Arc<Console>>, headers: HeaderMap, bod
 /// `from`/`since` (default the last 24 h) to `to` (default now), in buckets of `bucket` (a
 /// span, `1h`; default: a round width giving at most 120).
 async fn api_histogram(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQuery(params): Params) -> Response {
-    if !console.api_allowed(&headers) {
+    if !console.api_allowed(&headers).await {
         return unauthorized();
     }
     let mut query = match params::query_of(&params) {
@@ -737,7 +748,7 @@ async fn api_histogram(State(console): State<Arc<Console>>, headers: HeaderMap, 
 /// within a second (the tail goes on from the newest of them). Ends when the client goes.
 async fn api_tail(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQuery(params): Params) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    if !console.api_allowed(&headers) {
+    if !console.api_allowed(&headers).await {
         return unauthorized();
     }
     let query = match params::query_of(&params) {
@@ -810,7 +821,7 @@ fn csv_cell(s: &str) -> String {
 }
 
 async fn api_export(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQuery(params): Params) -> Response {
-    if !console.api_allowed(&headers) {
+    if !console.api_allowed(&headers).await {
         return unauthorized();
     }
     let csv = match params.iter().find(|(k, _)| k == "format").map_or("jsonl", |(_, v)| v.as_str()) {

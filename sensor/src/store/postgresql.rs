@@ -96,6 +96,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+impl Drop for Pool {
+    /// A connection ends by running its own runtime, which a thread driving async tasks must
+    /// not do: the last store's connections end on a thread of their own.
+    fn drop(&mut self) {
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(PoisonError::into_inner));
+        if !idle.is_empty() {
+            let _ = std::thread::Builder::new().name("pg-close".into()).spawn(move || drop(idle));
+        }
+    }
+}
+
 impl Pool {
     /// A connection: an idle one, a new one while fewer than `max` are open, else the next
     /// one freed (an error after 30 s).
@@ -250,7 +261,13 @@ impl PgStore {
                  value text NOT NULL,
                  alerts bigint NOT NULL,
                  PRIMARY KEY (hour, grp, priority, value)
-             ) PARTITION BY RANGE (hour);",
+             ) PARTITION BY RANGE (hour);
+             CREATE TABLE IF NOT EXISTS console_sessions (
+                 token_sha256 bytea PRIMARY KEY,
+                 user_name text NOT NULL,
+                 csrf text NOT NULL,
+                 expires_ns bigint NOT NULL
+             );",
         )
         .map_err(|e| {
             let text = describe(&e);
@@ -400,6 +417,44 @@ impl PgStore {
         let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v.as_ref()).collect();
         let mut conn = self.pool.get()?;
         conn.query(sql, &refs).db()
+    }
+}
+
+/// The console's sessions, shared by its replicas: under the SHA-256 of their token (the
+/// database never keeps a token that would open a session).
+impl PgStore {
+    /// Keeps a new session; forgets the expired ones.
+    pub fn session_start(&self, token: &str, user: &str, csrf: &str, expires_ns: u64) -> anyhow::Result<()> {
+        let mut conn = self.pool.get()?;
+        conn.execute("DELETE FROM console_sessions WHERE expires_ns < $1", &[&ns_column(super::now_ns())]).db()?;
+        conn.execute(
+            "INSERT INTO console_sessions (token_sha256, user_name, csrf, expires_ns) \
+             VALUES (sha256(convert_to($1, 'UTF8')), $2, $3, $4)",
+            &[&token, &user, &csrf, &ns_column(expires_ns)],
+        )
+        .db()?;
+        Ok(())
+    }
+
+    /// The user, CSRF token and expiry of the live session of `token` at `now_ns`.
+    pub fn session(&self, token: &str, now_ns: u64) -> anyhow::Result<Option<(String, String, u64)>> {
+        let mut conn = self.pool.get()?;
+        let row = conn
+            .query_opt(
+                "SELECT user_name, csrf, expires_ns FROM console_sessions \
+                 WHERE token_sha256 = sha256(convert_to($1, 'UTF8')) AND expires_ns > $2",
+                &[&token, &ns_column(now_ns)],
+            )
+            .db()?;
+        Ok(row.map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) as u64)))
+    }
+
+    /// Ends the session of `token`.
+    pub fn session_end(&self, token: &str) -> anyhow::Result<()> {
+        let mut conn = self.pool.get()?;
+        conn.execute("DELETE FROM console_sessions WHERE token_sha256 = sha256(convert_to($1, 'UTF8'))", &[&token])
+            .db()?;
+        Ok(())
     }
 }
 
