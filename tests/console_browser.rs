@@ -167,6 +167,16 @@ fn an_operator_logs_in_filters_searches_reads_and_logs_out() {
     assert!(about.contains("events lost in the kernel") && about.contains("store:"), "{about}");
     browser.screenshot(&shot("6-about")).unwrap();
 
+    // A phone's width: the events, the dashboard and About fit it, nothing wider.
+    browser.set_window_size(390, 844).unwrap();
+    for (path, name) in [("/events", "events"), ("/", "dashboard"), ("/about", "about")] {
+        browser.goto(&format!("{base}{path}")).unwrap();
+        let (laid_out, shown) = browser.widths().unwrap();
+        assert!(laid_out <= shown, "{path} at a phone's width: laid out {laid_out} px wide in a {shown} px window");
+        browser.screenshot(&shot(&format!("phone-{name}"))).unwrap();
+    }
+    browser.set_window_size(1280, 900).unwrap();
+
     // Logging out ends the session: the pages ask for a login again.
     click("header form button");
     assert!(until_url(&|u| u.ends_with("/login")).ends_with("/login"));

@@ -178,6 +178,22 @@ impl Browser {
         self.text(&body)
     }
 
+    /// Resizes the window (to a phone's width, say).
+    pub fn set_window_size(&self, width: u32, height: u32) -> Result<(), String> {
+        self.session_call("POST", "/window/rect", Some(&json!({"width": width, "height": height}))).map(drop)
+    }
+
+    /// How wide the page is laid out and how wide the window shows it, in CSS pixels.
+    pub fn widths(&self) -> Result<(u64, u64), String> {
+        let script = json!({
+            "script": "return [document.documentElement.scrollWidth, window.innerWidth];",
+            "args": [],
+        });
+        let value = self.session_call("POST", "/execute/sync", Some(&script))?;
+        let width = |i: usize| value[i].as_u64().ok_or_else(|| format!("not a width: {value}"));
+        Ok((width(0)?, width(1)?))
+    }
+
     /// Writes a PNG of the viewport to `path`.
     pub fn screenshot(&self, path: &std::path::Path) -> Result<(), String> {
         let png = self.session_call("GET", "/screenshot", None)?;

@@ -23,7 +23,10 @@ table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;pad
 rect.p-Emergency,rect.p-Alert,rect.p-Critical{fill:#b91c1c}rect.p-Error{fill:#dc2626}rect.p-Warning{fill:#f59e0b}\
 rect.p-Notice{fill:#93c5fd}rect.p-Informational,rect.p-Debug{fill:#9ca3af}svg.timeline{width:100%;height:8em;border-bottom:1px solid #9ca3af}p.axis{margin:.2em 0 1em;color:#4b5563;font-size:.85em}form.filters{display:flex;flex-wrap:wrap;gap:.5em;margin-bottom:1em}\
 form.filters label{display:flex;flex-direction:column;font-size:.8em}.grid{display:flex;flex-wrap:wrap;gap:2em}\
-.error{color:#b91c1c}pre{white-space:pre-wrap;word-break:break-all}";
+.error{color:#b91c1c}pre{white-space:pre-wrap;word-break:break-all}\
+@media (max-width:40em){#events thead{display:none}#events tr{display:block;border-bottom:1px solid #ddd;padding:.4em 0}\
+#events td{display:block;border:0;padding:.1em 0}table#about th,table#about td{display:block;border:0}\
+table#about tr{display:block;border-bottom:1px solid #ddd}}";
 
 /// A whole page: `title`, the navigation (with a logout form when `session` is given as
 /// `(user, csrf)`), and `body`.
