@@ -1,5 +1,5 @@
 //! The alert store under what an operator's node does to it: `kill -9` in the middle of a
-//! burst (SQLite and PostgreSQL), a full disk, a file that is not a store, and a real container's alert found again
+//! burst (SQLite and PostgreSQL), its PostgreSQL server going away, a full disk, a file that is not a store, and a real container's alert found again
 //! with `sensor alerts search`. Needs root (a real sensor; a tmpfs mount); leases the test bed.
 
 use std::{
@@ -288,6 +288,75 @@ fn a_full_disk_counts_failures_keeps_detecting_and_recovers() {
     let store = SqliteStore::open_read_only(db.as_ref()).unwrap();
     let before_fill = store.search(&Query { text: Some("before-the-fill".into()), ..Query::default() }).unwrap();
     assert_eq!(before_fill.alerts.len(), 1, "what was stored before the fill is still there");
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    unsafe { libc::kill(sensor.id() as i32, libc::SIGTERM) };
+    assert!(sensor.wait().unwrap().success());
+}
+
+/// The PostgreSQL store's server goes away (stopped, its connections broken): the store
+/// output counts failed deliveries while detection and stdout go on; once the server is back
+/// the output reconnects and stores new alerts, and what was stored before is still there.
+#[test]
+fn a_database_away_counts_failures_keeps_detecting_and_recovers() {
+    let _turn = turn();
+    let scratch = Scratch::new("store-pg-away");
+    let pg = sensor::store::pg_server::database("away");
+    let metrics = free_loopback_port().unwrap();
+    let config = scratch.config(&format!(
+        "outputs:\n  - stdout: {{format: json}}\n  - store: {{postgres: {{url: '{}'}}}}\n    \
+         retry: {{attempts: 2, initial_backoff: 100ms, max_backoff: 100ms}}\n",
+        pg.url
+    ));
+    let address = format!("metrics.address={metrics}");
+    let mut sensor = start_sensor(&["run", "--config", &config, "-o", &address]);
+    let alerts = alert_stream(&mut sensor);
+    let reader = Reader::open(&StoreConfig::postgres(pg)).unwrap();
+    let stored = |marker: &str| {
+        let query = Query { rules: vec![SHADOW_RULE.into()], text: Some(marker.into()), ..Query::default() };
+        reader.read(|s| s.search(&query)).map_or(0, |p| p.alerts.len())
+    };
+    let cat = |marker: &str| {
+        let _ = Command::new("cat")
+            .args(["/etc/shadow", &format!("/nonexistent/{marker}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    };
+    let alerted = |marker: &str| {
+        await_alert(&alerts, Duration::from_secs(20), |a| {
+            a["rule"] == SHADOW_RULE && a["output_fields"]["proc.cmdline"].as_str().is_some_and(|c| c.contains(marker))
+        })
+        .is_some()
+    };
+    let await_stored = |marker: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while stored(marker) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        stored(marker)
+    };
+
+    cat("before-the-outage");
+    assert!(alerted("before-the-outage"));
+    assert_eq!(await_stored("before-the-outage"), 1);
+
+    sensor::store::pg_server::stop();
+    let failed_before = scrape(metrics).sum_with("sensor_output_failed_alerts_total", "store").unwrap_or(0.0);
+    cat("during-the-outage");
+    assert!(alerted("during-the-outage"), "detection and stdout go on while the database is away");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut failed = failed_before;
+    while failed <= failed_before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        failed = scrape(metrics).sum_with("sensor_output_failed_alerts_total", "store").unwrap_or(0.0);
+    }
+    assert!(failed > failed_before, "the store's failures are counted");
+
+    sensor::store::pg_server::start_again();
+    cat("after-the-outage");
+    assert!(alerted("after-the-outage"));
+    assert_eq!(await_stored("after-the-outage"), 1, "the output reconnects and stores again");
+    assert_eq!(stored("before-the-outage"), 1, "what was stored before is still there");
     // SAFETY: kill has no memory preconditions; the pid is our child's.
     unsafe { libc::kill(sensor.id() as i32, libc::SIGTERM) };
     assert!(sensor.wait().unwrap().success());

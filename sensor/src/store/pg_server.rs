@@ -52,16 +52,7 @@ fn start() -> PathBuf {
         .output()
         .unwrap();
     assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
-    let options = format!("-k {} -c listen_addresses= -c fsync=off -c max_connections=200", dir.display());
-    let out = command(&bin.join("pg_ctl"))
-        .args(["-w", "-D"])
-        .arg(&data)
-        .args(["-o", &options, "-l"])
-        .arg(dir.join("log"))
-        .arg("start")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "pg_ctl start: {}", String::from_utf8_lossy(&out.stderr));
+    pg_ctl(&dir, "start");
     // The server ends with this test process: a watcher stops it and removes its files.
     let stop = format!(
         "{} {} -D {} -m immediate stop >/dev/null 2>&1",
@@ -84,6 +75,30 @@ fn start() -> PathBuf {
         .spawn()
         .unwrap();
     dir
+}
+
+/// `pg_ctl start` or `stop` (fast) of the server in `dir`, waiting for it.
+fn pg_ctl(dir: &Path, action: &str) {
+    let options = format!("-k {} -c listen_addresses= -c fsync=off -c max_connections=200", dir.display());
+    let out = command(&bin_dir().join("pg_ctl"))
+        .args(["-w", "-m", "fast", "-D"])
+        .arg(dir.join("data"))
+        .args(["-o", &options, "-l"])
+        .arg(dir.join("log"))
+        .arg(action)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pg_ctl {action}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Stops the process's server (its clients' connections break), as a database going away.
+pub fn stop() {
+    pg_ctl(SERVER.get().expect("a server was started"), "stop");
+}
+
+/// Starts the process's server again after [`stop`].
+pub fn start_again() {
+    pg_ctl(SERVER.get().expect("a server was started"), "start");
 }
 
 /// A new, empty database on the process's server (started at the first call).

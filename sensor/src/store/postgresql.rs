@@ -2,8 +2,9 @@
 //!
 //! `alerts` is partitioned by day of the event time (`alerts_d<days since epoch>`) and
 //! `alert_counts` (the hourly counts per grouping value, as in SQLite) likewise, so that
-//! retention drops a day's partitions whole. Text search is a `LIKE` on the lowered JSON,
-//! served by a trigram index (`pg_trgm`). Every alert also carries the digest of its JSON,
+//! retention drops a day's partitions whole. Text search finds candidates with a trigram
+//! index (`pg_trgm`) on each alert's distinct words, then keeps those whose JSON holds the
+//! text exactly (a `LIKE`). Every alert also carries the digest of its JSON,
 //! unique with its time: a batch a sender retries after its first attempt did commit is
 //! stored once. Several writers (console replicas) may share the database: partitions are
 //! made under an advisory lock, count rows are locked in one order, and one writer at a
@@ -20,7 +21,7 @@ use postgres::{Client, NoTls, types::ToSql};
 
 use super::rows::{
     COLUMNS, CountsPlan, DAY_NS, Dialect, HOUR_NS, Param, ROLLUP_GROUPS, Rollup, column, grouping_value, level_of,
-    ns_column, priority_of_level, sorted_counts, tags_column, tags_of_column,
+    ns_column, priority_of_level, sorted_counts, tags_column, tags_of_column, word_column,
 };
 use super::{
     AlertStore, Cursor, GroupBy, Order, Page, Placement, PostgresConfig, Query, Removed, StoreConfig, StoredAlert,
@@ -30,6 +31,8 @@ use crate::rules::{Alert, Priority};
 
 /// The schema this code writes; a database with another is refused.
 const SCHEMA_VERSION: i64 = 1;
+/// How long a connection may sit idle before it is checked at its next use.
+const IDLE_CHECK_AFTER: Duration = Duration::from_secs(2);
 /// Advisory lock keys: making partitions, and running retention.
 const PARTITION_LOCK: i64 = 0x5e05_0001;
 const RETENTION_LOCK: i64 = 0x5e05_0002;
@@ -55,7 +58,8 @@ impl std::fmt::Debug for PgStore {
 struct Pool {
     config: postgres::Config,
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
-    idle: Mutex<Vec<Client>>,
+    /// Idle connections, with when each was last used.
+    idle: Mutex<Vec<(Client, std::time::Instant)>>,
     /// Connections handed out or idle.
     open: Mutex<usize>,
     freed: Condvar,
@@ -85,7 +89,7 @@ impl Drop for Conn<'_> {
     fn drop(&mut self) {
         let client = self.client.take();
         match client.filter(|c| !c.is_closed()) {
-            Some(client) => lock(&self.pool.idle).push(client),
+            Some(client) => lock(&self.pool.idle).push((client, std::time::Instant::now())),
             None => *lock(&self.pool.open) -= 1,
         }
         self.pool.freed.notify_one();
@@ -114,8 +118,16 @@ impl Pool {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let mut open = lock(&self.open);
         loop {
-            if let Some(client) = lock(&self.idle).pop() {
-                return Ok(Conn { pool: self, client: Some(client) });
+            let idle = lock(&self.idle).pop();
+            if let Some((mut client, since)) = idle {
+                // A connection idle for a while may have been closed by the server (a restart,
+                // a proxy's timeout): checked before use, replaced if it was.
+                if since.elapsed() < IDLE_CHECK_AFTER || client.is_valid(Duration::from_secs(2)).is_ok() {
+                    return Ok(Conn { pool: self, client: Some(client) });
+                }
+                *open -= 1;
+                let _ = std::thread::Builder::new().name("pg-close".into()).spawn(move || drop(client));
+                continue;
             }
             if *open < self.max {
                 *open += 1;
@@ -248,12 +260,13 @@ impl PgStore {
                  namespace text,
                  pod text,
                  tags text NOT NULL,
+                 words text NOT NULL,
                  json text NOT NULL,
                  PRIMARY KEY (time_ns, id),
                  UNIQUE (time_ns, digest)
              ) PARTITION BY RANGE (time_ns);
              CREATE INDEX IF NOT EXISTS alerts_by_id ON alerts (id);
-             CREATE INDEX IF NOT EXISTS alerts_text ON alerts USING gin (lower(json) gin_trgm_ops);
+             CREATE INDEX IF NOT EXISTS alerts_words ON alerts USING gin (words gin_trgm_ops);
              CREATE TABLE IF NOT EXISTS alert_counts (
                  hour bigint NOT NULL,
                  grp text NOT NULL,
@@ -534,6 +547,7 @@ impl AlertStore for PgStore {
         let pods = column_of(|p| p.pod.clone());
         let tags: Vec<String> = rows.iter().map(|(a, ..)| tags_column(a)).collect();
         let jsons: Vec<&str> = rows.iter().map(|(_, j, _)| j.as_str()).collect();
+        let words: Vec<String> = rows.iter().map(|(a, ..)| word_column(a)).collect();
         let mut conn = self.pool.get()?;
         let mut tx = conn.transaction().db()?;
         let stored = tx
@@ -541,19 +555,33 @@ impl AlertStore for PgStore {
                 "WITH input AS (
                      SELECT u.*, md5(u.json) AS digest FROM unnest(
                          $1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[]
+                         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[]
                      ) WITH ORDINALITY AS u(time_ns, priority, rule, source, hostname, container_id, container_name,
-                                            image, namespace, pod, tags, json, ord)
+                                            image, namespace, pod, tags, json, words, ord)
                  ), stored AS (
                      INSERT INTO alerts (time_ns, digest, priority, rule, source, hostname, container_id,
-                                         container_name, image, namespace, pod, tags, json)
+                                         container_name, image, namespace, pod, tags, words, json)
                      SELECT time_ns, digest, priority, rule, source, hostname, container_id, container_name, image,
-                            namespace, pod, tags, json FROM input ORDER BY ord
+                            namespace, pod, tags, words, json FROM input ORDER BY ord
                      ON CONFLICT (time_ns, digest) DO NOTHING
                      RETURNING time_ns, digest
                  )
                  SELECT input.ord FROM input JOIN stored USING (time_ns, digest)",
-                &[&times, &levels, &rules, &sources, &hosts, &ids, &names, &images, &namespaces, &pods, &tags, &jsons],
+                &[
+                    &times,
+                    &levels,
+                    &rules,
+                    &sources,
+                    &hosts,
+                    &ids,
+                    &names,
+                    &images,
+                    &namespaces,
+                    &pods,
+                    &tags,
+                    &jsons,
+                    &words,
+                ],
             )
             .map_err(|e| {
                 if describe(&e).contains("no partition") {

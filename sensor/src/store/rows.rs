@@ -33,6 +33,25 @@ pub(super) fn body(alert: &Alert) -> String {
     body
 }
 
+/// The words of a text: its runs of letters and digits, lowercased.
+pub(super) fn words_of(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase)
+}
+
+/// The distinct words of an alert's indexed text, each between spaces (` a b c `): what the
+/// PostgreSQL store's trigram index holds instead of the whole JSON (a fraction of its
+/// size), so a word's beginning is found as `% word%`.
+pub(super) fn word_column(alert: &Alert) -> String {
+    let body = body(alert);
+    let words: std::collections::BTreeSet<String> = words_of(&body).collect();
+    let mut column = String::from(" ");
+    for word in words {
+        column.push_str(&word);
+        column.push(' ');
+    }
+    column
+}
+
 pub(super) fn level_of(p: Priority) -> i64 {
     Priority::ALL.iter().position(|q| *q == p).unwrap_or(Priority::ALL.len() - 1) as i64
 }
@@ -301,8 +320,14 @@ impl Dialect {
                     let needle = self.bind(args, Param::Text(escaped.to_owned()));
                     self.contains("lower(json)", &format!("lower({needle})"))
                 }
-                // A LIKE pattern, which the trigram index on `lower(json)` serves.
+                // The word index finds candidates (each word of the term begins a word of
+                // the alert), a LIKE on the JSON keeps the exact matches.
                 Dialect::Postgres => {
+                    let mut clause = String::new();
+                    for word in words_of(term) {
+                        let mark = self.bind(args, Param::Text(format!("% {word}%")));
+                        clause.push_str(&format!("words LIKE {mark} AND "));
+                    }
                     let mut pattern = String::from("%");
                     for c in escaped.chars() {
                         if matches!(c, '%' | '_' | '\\') {
@@ -311,7 +336,8 @@ impl Dialect {
                         pattern.push(c);
                     }
                     pattern.push('%');
-                    format!("lower(json) LIKE lower({})", self.bind(args, Param::Text(pattern)))
+                    clause.push_str(&format!("lower(json) LIKE lower({})", self.bind(args, Param::Text(pattern))));
+                    clause
                 }
             });
         }
