@@ -12,7 +12,7 @@ use std::{
 };
 
 use sensor_tests::{
-    HttpAnswer, free_loopback_port, http_request, require_root, sensor_command, start_sensor_from, temp_path,
+    HttpAnswer, free_loopback_port, http_request, require_root, scrape, sensor_command, start_sensor_from, temp_path,
 };
 
 const SHADOW_RULE: &str = "Read credential file by untrusted program";
@@ -37,10 +37,12 @@ impl Drop for Scratch {
     }
 }
 
-/// `sensor console --config FILE`, answering on `addr` (waits for it).
-fn start_console(config: &str, addr: std::net::SocketAddr) -> std::process::Child {
+/// `sensor console --config FILE`, answering on `addr` (waits for it), its metrics on
+/// `metrics`.
+fn start_console(config: &str, addr: std::net::SocketAddr, metrics: std::net::SocketAddr) -> std::process::Child {
     let console = sensor_command()
         .args(["console", "--config", config, "-o", &format!("ui.address={addr}")])
+        .args(["-o", &format!("metrics.address={metrics}")])
         .stdout(Stdio::null())
         .spawn()
         .expect("the sensor binary is built");
@@ -122,7 +124,8 @@ fn two_nodes_send_to_one_console_over_postgresql_and_a_restart_loses_nothing() {
              batch: {{window: 200ms, max_alerts: 500}}\n    retry: {{attempts: 60, initial_backoff: 200ms, max_backoff: 1s}}\n"
         ),
     );
-    let mut console = start_console(&console_config, addr);
+    let console_metrics = free_loopback_port().unwrap();
+    let mut console = start_console(&console_config, addr, console_metrics);
     let mut nodes: Vec<std::process::Child> = ["node-a", "node-b"]
         .into_iter()
         .map(|node| {
@@ -149,6 +152,12 @@ fn two_nodes_send_to_one_console_over_postgresql_and_a_restart_loses_nothing() {
         http_request(addr, "GET", "/events?text=cluster-one&node=node-b", &[("Cookie", &session)], "").unwrap();
     assert!(only_b.body.contains("node-b") && !only_b.body.contains(">node-a<"), "{}", only_b.body);
 
+    // The console counts what it took, for Prometheus: at least the two alerts, no line refused.
+    std::thread::sleep(Duration::from_secs(3));
+    let counted = scrape(console_metrics);
+    assert!(counted.sum("sensor_console_ingested_alerts_total").unwrap_or(0.0) >= 2.0);
+    assert_eq!(counted.sum("sensor_console_ingest_refused_lines_total"), Some(0.0));
+
     // The console dies; the nodes go on alerting; a new console (the same database) starts.
     console.kill().unwrap();
     console.wait().unwrap();
@@ -156,7 +165,7 @@ fn two_nodes_send_to_one_console_over_postgresql_and_a_restart_loses_nothing() {
         read_shadow(&format!("cluster-two-{i}"));
     }
     std::thread::sleep(Duration::from_secs(2));
-    let mut console = start_console(&console_config, addr);
+    let mut console = start_console(&console_config, addr, console_metrics);
     for node in ["node-a", "node-b"] {
         for i in 0..5 {
             let marker = format!("cluster-two-{i}");

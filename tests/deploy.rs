@@ -799,6 +799,9 @@ fn chart_runs_the_cluster_console_the_nodes_send_to() {
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(container["args"], json!(["console", "--config", "/etc/sensor/sensor.yaml"]));
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/sensor/login");
+    let env = container["env"].as_array().unwrap();
+    let metrics_at = env.iter().find(|e| e["name"] == "SENSOR_CONFIG__METRICS__ADDRESS").expect("its metrics address");
+    assert_eq!(metrics_at["value"], "$(POD_IP):8765", "the console's /metrics on the pod's IP");
     // It runs as a user that can read its Secret's files, and no one else can.
     let pod = &deployment["spec"]["template"]["spec"];
     let secrets = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "secrets").unwrap();

@@ -85,6 +85,16 @@ pub struct Snapshot {
     pub progress: Vec<Progress>,
     /// Items lost between pipeline stages because the next one had stopped, by kind.
     pub pipeline_lost: Vec<(&'static str, u64)>,
+    /// What the cluster's console took from the nodes (`sensor console` only).
+    pub ingest: Option<IngestCounters>,
+}
+
+/// The cluster console's ingest: alerts stored, lines refused, requests that failed to store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IngestCounters {
+    pub stored: u64,
+    pub refused: u64,
+    pub failed: u64,
 }
 
 /// How far one stage got: the work it finished so far and the work waiting for it.
@@ -685,6 +695,23 @@ impl Collector for SnapshotCollector {
              already.",
             s.alerts_dropped,
         )?;
+        if let Some(ingest) = s.ingest {
+            w.counter(
+                "sensor_console_ingested_alerts",
+                "Alerts the nodes sent that the console stored.",
+                ingest.stored,
+            )?;
+            w.counter(
+                "sensor_console_ingest_refused_lines",
+                "Lines of ingest requests that were not a JSON alert (refused; the rest stored).",
+                ingest.refused,
+            )?;
+            w.counter(
+                "sensor_console_ingest_failed_requests",
+                "Ingest requests the store could not take (answered 503: the node retries).",
+                ingest.failed,
+            )?;
+        }
         w.gauge(
             "sensor_alert_queue_bytes",
             "Bytes of alerts queued between the workers and the outputs.",

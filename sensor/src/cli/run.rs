@@ -574,6 +574,7 @@ impl Runner<'_> {
             alert_queue_bytes: self.publisher.queued_bytes() as u64,
             internal_alerts: t.internal.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
             reloads: t.reloads,
+            ingest: None,
         });
     }
 

@@ -95,6 +95,18 @@ pub enum Mode<'a> {
 pub struct RunningConsole {
     pub address: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+    console: Arc<Console>,
+}
+
+impl RunningConsole {
+    /// What the cluster's console took from the nodes so far (none beside `sensor run`).
+    pub fn ingest_counters(&self) -> Option<crate::metrics::IngestCounters> {
+        self.console.ingest.as_ref().map(|i| crate::metrics::IngestCounters {
+            stored: i.stored.load(Relaxed),
+            refused: i.refused.load(Relaxed),
+            failed: i.failed.load(Relaxed),
+        })
+    }
 }
 
 impl Drop for RunningConsole {
@@ -201,7 +213,7 @@ pub async fn start(config: &UiConfig, mode: Mode<'_>) -> anyhow::Result<RunningC
         .with_context(|| format!("ui: listening on {}", config.address))?;
     let address = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let app = router(console);
+    let app = router(console.clone());
     let task = tokio::spawn(async move {
         let served = match tls {
             Some(acceptor) => match crate::tls::TlsListener::new(listener, acceptor) {
@@ -218,7 +230,7 @@ pub async fn start(config: &UiConfig, mode: Mode<'_>) -> anyhow::Result<RunningC
         }
     });
     log::info!("ui: console on {scheme}://{address}{base}/");
-    Ok(RunningConsole { address, task })
+    Ok(RunningConsole { address, task, console })
 }
 
 /// The client's address, as the login limiter counts it.
