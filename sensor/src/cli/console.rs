@@ -21,8 +21,10 @@ pub struct ConsoleArgs {
     set: Vec<String>,
 }
 
-pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
-    let config = sensor::config::SensorConfig::load_with_overrides(args.config.as_deref(), &args.set)?;
+pub async fn run(args: ConsoleArgs, log_level: Option<String>) -> anyhow::Result<()> {
+    let config = sensor::config::SensorConfig::load_with_overrides(args.config.as_deref(), &args.set);
+    super::init_logging_for(&config, log_level);
+    let config = config?;
     // Its own endpoint (`metrics.address`): health for probes, ingest counters for Prometheus.
     let metrics = Arc::new(Metrics::new(config.metrics.stall_after));
     metrics.clone().serve(&config.metrics).await?;

@@ -71,7 +71,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // `run` starts its log once its configuration is read (log.level, log.format).
-    if !matches!(cli.command, Command::Run(_)) {
+    if !matches!(cli.command, Command::Run(_) | Command::Console(_)) {
         init_logging(cli.log.as_deref().unwrap_or("info"), LogFormat::Text);
     }
     let result = match cli.command {
@@ -84,7 +84,7 @@ pub fn main() -> ExitCode {
         Command::Ui(command) => ui::run(command),
         Command::Run(args) => block_on(run::run(args, cli.log)),
         Command::Capture(args) => block_on(capture::run(args)),
-        Command::Console(args) => block_on(console::run(args)),
+        Command::Console(args) => block_on(console::run(args, cli.log)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -178,6 +178,16 @@ impl ConfigArgs {
 }
 
 /// Starts the log on stderr: `level` as RUST_LOG, as text or one JSON object per line.
+/// Starts the log as the configuration (or, when it failed to load, the defaults) and the
+/// `--log` option say, so that even a configuration error is reported in its format.
+fn init_logging_for(config: &anyhow::Result<SensorConfig>, log_level: Option<String>) {
+    let (level, format) = match config {
+        Ok(c) => (log_level.unwrap_or_else(|| c.log.level.clone()), c.log.format),
+        Err(_) => (log_level.unwrap_or_else(|| "info".into()), LogFormat::default()),
+    };
+    init_logging(&level, format);
+}
+
 fn init_logging(level: &str, format: LogFormat) {
     let mut builder = env_logger::Builder::new();
     builder.parse_filters(level).format_target(false);

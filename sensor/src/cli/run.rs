@@ -165,12 +165,7 @@ fn prefilter_for(engine: &Engine, config: &SensorConfig) -> Prefilter {
 /// Runs until the duration ends or a signal arrives.
 pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()> {
     let config = args.configuration();
-    // The log starts first, so even a configuration error is reported in its format.
-    let (level, format) = match &config {
-        Ok(c) => (log_level.unwrap_or_else(|| c.log.level.clone()), c.log.format),
-        Err(_) => (log_level.unwrap_or_else(|| "info".into()), Default::default()),
-    };
-    super::init_logging(&level, format);
+    super::init_logging_for(&config, log_level);
     // From here on SIGTERM and SIGINT stop the sensor cleanly, even while it starts.
     let stop = super::stop_signal(args.duration.map(Duration::from_secs_f64))?;
     let config = config?;
