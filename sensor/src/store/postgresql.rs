@@ -266,6 +266,7 @@ impl PgStore {
                  UNIQUE (time_ns, digest)
              ) PARTITION BY RANGE (time_ns);
              CREATE INDEX IF NOT EXISTS alerts_by_id ON alerts (id);
+             CREATE INDEX IF NOT EXISTS alerts_by_rule ON alerts (rule, time_ns);
              CREATE INDEX IF NOT EXISTS alerts_words ON alerts USING gin (words gin_trgm_ops);
              CREATE TABLE IF NOT EXISTS alert_counts (
                  hour bigint NOT NULL,
