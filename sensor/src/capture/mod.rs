@@ -172,6 +172,28 @@ pub enum CaptureError {
     Config(String),
 }
 
+/// Loads a program with `load`, again when the kernel answers EAGAIN: its verifier stops when
+/// a signal arrives for the loading thread (a child's exit, a reload's SIGHUP), and a load
+/// is then simply to be made again, as libbpf does; at most [`LOAD_ATTEMPTS`] times.
+fn load_retrying(
+    mut load: impl FnMut() -> Result<(), aya::programs::ProgramError>,
+) -> Result<(), aya::programs::ProgramError> {
+    let mut attempt = 1;
+    loop {
+        match load() {
+            Err(aya::programs::ProgramError::LoadError { io_error, .. })
+                if io_error.raw_os_error() == Some(libc::EAGAIN) && attempt < LOAD_ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            loaded => return loaded,
+        }
+    }
+}
+
+/// Loads of one program tried at most, when the verifier is interrupted.
+const LOAD_ATTEMPTS: u32 = 5;
+
 fn program_err(program: &'static str) -> impl FnOnce(aya::programs::ProgramError) -> CaptureError {
     move |source| CaptureError::Program { program, source }
 }
@@ -271,7 +293,7 @@ fn attach_probes(ebpf: &mut Ebpf, mode: ProbeMode) -> Result<ProbeMode, CaptureE
     }
     for p in PROBES {
         let prog: &mut RawTracePoint = program(ebpf, p.raw)?;
-        prog.load().map_err(program_err(p.raw))?;
+        load_retrying(|| prog.load()).map_err(program_err(p.raw))?;
         prog.attach(p.tracepoint).map_err(program_err(p.raw))?;
     }
     Ok(ProbeMode::Raw)
@@ -281,7 +303,7 @@ fn attach_btf(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
     let btf = aya::Btf::from_sys_fs().map_err(|e| CaptureError::Btf(e.to_string()))?;
     for p in PROBES {
         let prog: &mut BtfTracePoint = program(ebpf, p.btf)?;
-        prog.load(p.tracepoint, &btf).map_err(program_err(p.btf))?;
+        load_retrying(|| prog.load(p.tracepoint, &btf)).map_err(program_err(p.btf))?;
         prog.attach().map_err(program_err(p.btf))?;
     }
     Ok(())
@@ -376,7 +398,7 @@ impl Capture {
         let mode = attach_probes(&mut ebpf, cfg.mode)?;
         if needs_enter {
             let prog: &mut TracePoint = program(&mut ebpf, ENTER_PROGRAM)?;
-            prog.load().map_err(program_err(ENTER_PROGRAM))?;
+            load_retrying(|| prog.load()).map_err(program_err(ENTER_PROGRAM))?;
             for sc in syscalls.iter().filter(|s| has_enter_side(s)) {
                 prog.attach("syscalls", &format!("sys_enter_{}", sc.name)).map_err(program_err(ENTER_PROGRAM))?;
             }
@@ -542,7 +564,7 @@ impl FloorProbe {
         let mut ebpf = load_object(&config, PAGE)?;
         let btf = aya::Btf::from_sys_fs().map_err(|e| CaptureError::Btf(e.to_string()))?;
         let prog: &mut BtfTracePoint = program(&mut ebpf, FLOOR_PROGRAM)?;
-        prog.load("sys_exit", &btf).map_err(program_err(FLOOR_PROGRAM))?;
+        load_retrying(|| prog.load("sys_exit", &btf)).map_err(program_err(FLOOR_PROGRAM))?;
         prog.attach().map_err(program_err(FLOOR_PROGRAM))?;
         Ok(Self { _ebpf: ebpf })
     }
