@@ -7,7 +7,9 @@ use clap::{Args, Subcommand};
 use sensor::{
     config::SensorConfig,
     rules::{Priority, format_iso8601},
-    store::{Cursor, Order, Query, Reader, StoreConfig, StoredAlert, now_ns, parse_rfc3339, parse_since},
+    store::{
+        Cursor, Order, Query, Reader, StoreConfig, StoredAlert, TAIL_BATCH, Tail, now_ns, parse_rfc3339, parse_since,
+    },
 };
 
 #[derive(Subcommand)]
@@ -155,22 +157,18 @@ fn search(args: SearchArgs) -> anyhow::Result<()> {
         None => eprintln!("{} alerts", page.alerts.len()),
     }
     if args.follow {
-        let mut last = match page.alerts.iter().map(|a| a.id).max() {
+        let last = match page.alerts.iter().map(|a| a.id).max() {
             Some(id) => id,
-            None => {
-                reader.read(|s| s.search(&Query { limit: 1, ..Query::default() }))?.alerts.first().map_or(0, |a| a.id)
-            }
+            None => reader.read(|store| Tail::newest_id(store))?,
         };
+        let mut tail = Tail::after(query, last);
         loop {
             std::thread::sleep(std::time::Duration::from_secs(1));
-            let q = Query { stored_after: Some(last), order: Order::OldestFirst, limit: 1000, ..query.clone() };
-            let page = reader.read(|store| store.search(&q))?;
-            if page.next.is_some() {
-                eprintln!("over 1000 alerts in a second: skipping ahead");
+            let q = tail.query();
+            let (alerts, skipped) = tail.advance(reader.read(|store| store.search(&q))?);
+            if skipped {
+                eprintln!("over {TAIL_BATCH} alerts in a second: skipping ahead");
             }
-            let mut alerts = page.alerts;
-            alerts.sort_by_key(|a| a.id);
-            last = alerts.iter().map(|a| a.id).max().unwrap_or(last);
             if !alerts.is_empty() && !printed(print_page(&mut io::stdout().lock(), &alerts, args.json))? {
                 return Ok(());
             }

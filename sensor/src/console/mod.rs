@@ -35,7 +35,9 @@ use serde::Deserialize;
 
 use crate::outputs::constant_time_eq;
 use crate::rules::Alert;
-use crate::store::{AlertStore, GroupBy, Histogram, Page, Query, Reader, SharedWriter, StoreConfig, StoredAlert};
+use crate::store::{
+    AlertStore, GroupBy, Histogram, Page, Query, Reader, SharedWriter, StoreConfig, StoredAlert, TAIL_BATCH, Tail,
+};
 use auth::{Session, Tokens, random_hex};
 
 /// The cookie holding a session's token.
@@ -49,9 +51,8 @@ pub const INGEST_MAX_BYTES: usize = 16 << 20;
 pub const INGEST_MAX_ALERTS: usize = 10_000;
 /// Live tails open at once at most; more are refused (503) until one ends.
 pub const MAX_TAILS: usize = 32;
-/// How often a live tail looks for new alerts, and the most it sends per look.
+/// How often a live tail looks for new alerts.
 const TAIL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-const TAIL_BATCH: usize = 1000;
 
 /// What every request handler shares.
 struct Console {
@@ -764,7 +765,7 @@ async fn api_tail(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQu
         return unauthorized();
     }
     let query = match params::query_of(&params) {
-        Ok(q) => Query { order: crate::store::Order::OldestFirst, after: None, limit: TAIL_BATCH, ..q },
+        Ok(q) => q,
         Err(e) => return bad_request(e),
     };
     let Ok(permit) = console.tails.clone().try_acquire_owned() else {
@@ -775,17 +776,10 @@ async fn api_tail(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQu
     let start = match resume {
         Some(id) => Ok(id),
         // From now: after the newest alert stored.
-        None => {
-            console
-                .read(|store| {
-                    let newest = store.search(&Query { stored_after: None, limit: 1, ..Query::default() })?;
-                    Ok(newest.alerts.first().map_or(0, |a| a.id))
-                })
-                .await
-        }
+        None => console.read(|store| Tail::newest_id(store)).await,
     };
-    let mut last = match start {
-        Ok(id) => id,
+    let mut tail = match start {
+        Ok(id) => Tail::after(query, id),
         Err(e) => return server_error(e),
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, std::convert::Infallible>>(TAIL_BATCH);
@@ -797,7 +791,7 @@ async fn api_tail(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQu
             if tx.is_closed() {
                 return;
             }
-            let q = Query { stored_after: Some(last), ..query.clone() };
+            let q = tail.query();
             let page = match console.read(move |store| store.search(&q)).await {
                 Ok(page) => page,
                 Err(e) => {
@@ -805,16 +799,14 @@ async fn api_tail(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQu
                     continue;
                 }
             };
-            let mut alerts = page.alerts;
-            alerts.sort_by_key(|a| a.id);
-            if page.next.is_some() {
+            let (alerts, skipped) = tail.advance(page);
+            if skipped {
                 let skipped = Event::default().event("skipped").data("over 1000 alerts in a second: skipping ahead");
                 if tx.send(Ok(skipped)).await.is_err() {
                     return;
                 }
             }
             for alert in alerts {
-                last = last.max(alert.id);
                 let event = Event::default().event("alert").id(alert.id.to_string()).data(alert.to_json().to_string());
                 if tx.send(Ok(event)).await.is_err() {
                     return;

@@ -6,7 +6,7 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 
 use super::{SendError, Sink, config::BatchConfig, http, secret::SecretSource};
@@ -85,12 +85,7 @@ impl Sink for ConsoleSink {
             .await
             .map_err(|e| SendError::retry(format!("POST to {}: {}", self.origin, http::describe(e))))?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok())
-            .map(Duration::from_secs);
+        let retry_after = http::retry_after(response.headers());
         let (answer, truncated) = http::read_bounded(response).await.unwrap_or_default();
         if status.is_success() {
             // Lines the console could not read are lost whatever is tried again: said once.

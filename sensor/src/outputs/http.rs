@@ -129,6 +129,13 @@ pub(crate) fn describe(error: reqwest::Error) -> String {
     text
 }
 
+/// The wait a peer asked for in its `Retry-After` header, in seconds (the form Falco's peers
+/// use); none when absent or given as a date.
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse().ok().map(Duration::from_secs)
+}
+
 /// The retry decision for an HTTP status that is not a success: 5xx and 429 are worth
 /// retrying (after `retry_after` when the peer gave one, which the worker caps at
 /// `max_backoff`), other codes are final.

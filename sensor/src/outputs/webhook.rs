@@ -1,10 +1,10 @@
 //! The webhook output: Falco's JSON alert POSTed to a URL, one request per alert, which is
 //! what falcosidekick's input (`http://falcosidekick:2801/`) and Falco's `http_output` speak.
 
-use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 
 use anyhow::Context as _;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION};
 use serde::{Deserialize, Deserializer, de};
 
 use super::{SendError, Sink, http, secret::SecretSource};
@@ -127,7 +127,7 @@ impl WebhookSink {
             return Ok(());
         }
         let header = |name| response.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok());
-        let retry_after = header(RETRY_AFTER).and_then(|v| v.trim().parse().ok()).map(Duration::from_secs);
+        let retry_after = http::retry_after(response.headers());
         // Where a redirect pointed, by origin only (its path or query may hold a secret).
         let redirect = status.is_redirection().then(|| {
             let target = header(LOCATION).and_then(|l| self.url.join(l).ok());

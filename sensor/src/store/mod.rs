@@ -14,7 +14,7 @@ mod sqlite;
 
 pub use config::{Engine, PostgresConfig, StoreConfig, parse_size};
 pub use postgresql::PgStore;
-pub use query::{Cursor, GroupBy, Histogram, Order, Page, Query, parse_rfc3339, parse_since};
+pub use query::{Cursor, GroupBy, Histogram, Order, Page, Query, TAIL_BATCH, Tail, parse_rfc3339, parse_since};
 pub use sqlite::{Opened, SqliteStore};
 
 use crate::rules::{Alert, Priority};

@@ -20,13 +20,11 @@ use anyhow::{Context as _, bail};
 use postgres::{Client, NoTls, types::ToSql};
 
 use super::rows::{
-    COLUMNS, CountsPlan, DAY_NS, Dialect, HOUR_NS, Param, ROLLUP_GROUPS, Rollup, column, grouping_value, level_of,
-    ns_column, priority_of_level, sorted_counts, tags_column, tags_of_column, word_column,
+    COLUMNS, CountsPlan, DAY_NS, Dialect, HOUR_NS, Param, ROLLUP_GROUPS, ROLLUP_VALUES_AT, Rollup, column,
+    grouping_value, level_of, ns_column, priority_of_level, rollup_columns, sorted_counts, tags_column, tags_of_column,
+    word_column,
 };
-use super::{
-    AlertStore, Cursor, GroupBy, Order, Page, Placement, PostgresConfig, Query, Removed, StoreConfig, StoredAlert,
-    Usage,
-};
+use super::{AlertStore, GroupBy, Page, Placement, PostgresConfig, Query, Removed, StoreConfig, StoredAlert, Usage};
 use crate::rules::{Alert, Priority};
 
 /// The schema this code writes; a database with another is refused.
@@ -384,19 +382,16 @@ impl PgStore {
                 .db()?;
             return Ok(n as u64);
         };
-        let columns: Vec<&str> = ROLLUP_GROUPS.iter().map(|by| column(*by)).collect();
         let rows = tx
             .query(
-                &format!(
-                    "DELETE FROM alerts_d{day} WHERE time_ns < $1 RETURNING time_ns, priority, tags, {}",
-                    columns.join(", ")
-                ),
+                &format!("DELETE FROM alerts_d{day} WHERE time_ns < $1 RETURNING {}", rollup_columns()),
                 &[&ns_column(before)],
             )
             .db()?;
         let mut removed = Rollup::default();
         for r in &rows {
-            let values = ROLLUP_GROUPS.iter().enumerate().map(|(i, by)| (*by, r.get::<_, Option<String>>(3 + i)));
+            let values =
+                ROLLUP_GROUPS.iter().enumerate().map(|(i, by)| (*by, r.get::<_, Option<String>>(ROLLUP_VALUES_AT + i)));
             removed.add(-1, r.get::<_, i64>(0) as u64, r.get(1), values, r.get::<_, &str>(2));
         }
         Self::apply_rollup(tx, &removed)?;
@@ -608,24 +603,15 @@ impl AlertStore for PgStore {
 
     fn search(&self, query: &Query) -> anyhow::Result<Page> {
         let limit = query.page_size();
-        let direction = match query.order {
-            Order::NewestFirst => "DESC",
-            Order::OldestFirst => "ASC",
-        };
+        let direction = query.order.sql();
         let mut params = Vec::new();
         let sql = format!(
             "SELECT {COLUMNS} FROM alerts WHERE {} ORDER BY time_ns {direction}, id {direction} LIMIT {}",
             Dialect::Postgres.filters(query, &mut params),
             limit + 1
         );
-        let mut alerts: Vec<StoredAlert> = self.query(&sql, &params)?.iter().map(row_to_alert).collect();
-        let next = if alerts.len() > limit {
-            alerts.truncate(limit);
-            alerts.last().map(|a| Cursor { time_ns: a.time_ns, id: a.id })
-        } else {
-            None
-        };
-        Ok(Page { alerts, next })
+        let alerts: Vec<StoredAlert> = self.query(&sql, &params)?.iter().map(row_to_alert).collect();
+        Ok(Page::of(alerts, limit))
     }
 
     fn get(&self, id: i64) -> anyhow::Result<Option<StoredAlert>> {

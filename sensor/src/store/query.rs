@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::StoredAlert;
+use super::{AlertStore, StoredAlert};
 use crate::{enrich::parse_rfc3339_ns, rules::Priority};
 
 /// A search: every filter given must hold (several values of one filter: any of them).
@@ -140,6 +140,30 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
+impl Page {
+    /// The page of `limit` alerts from up to one more, in the search's order: an alert past
+    /// the page is how an engine knows a next page exists.
+    pub(super) fn of(mut alerts: Vec<StoredAlert>, limit: usize) -> Page {
+        let next = if alerts.len() > limit {
+            alerts.truncate(limit);
+            alerts.last().map(|a| Cursor { time_ns: a.time_ns, id: a.id })
+        } else {
+            None
+        };
+        Page { alerts, next }
+    }
+}
+
+impl Order {
+    /// The SQL of the order: `DESC` or `ASC` (time, then id).
+    pub(super) fn sql(self) -> &'static str {
+        match self {
+            Order::NewestFirst => "DESC",
+            Order::OldestFirst => "ASC",
+        }
+    }
+}
+
 /// Alerts per time bucket and priority, over a query's time range: the dashboard's timeline.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Histogram {
@@ -179,6 +203,46 @@ impl Histogram {
             }
         }
         Histogram { bucket_ns, buckets }
+    }
+}
+
+/// A live tail: the alerts a query selects that are stored after a position (a store id), a
+/// batch at a time, in the order they were stored, whatever their event times.
+#[derive(Clone, Debug)]
+pub struct Tail {
+    query: Query,
+    last: i64,
+}
+
+/// Alerts one step of a tail reads at most; more stored since its last step are skipped.
+pub const TAIL_BATCH: usize = 1000;
+
+impl Tail {
+    /// A tail of `query`'s filters after the alert with id `last` (0: from the first).
+    pub fn after(query: Query, last: i64) -> Tail {
+        let query = Query { order: Order::OldestFirst, after: None, stored_after: None, limit: TAIL_BATCH, ..query };
+        Tail { query, last }
+    }
+
+    /// The id of the newest alert `store` holds (0 when it holds none): where a tail from
+    /// now on starts.
+    pub fn newest_id(store: &dyn AlertStore) -> anyhow::Result<i64> {
+        let newest = store.search(&Query { limit: 1, ..Query::default() })?;
+        Ok(newest.alerts.first().map_or(0, |a| a.id))
+    }
+
+    /// The search of the next step.
+    pub fn query(&self) -> Query {
+        Query { stored_after: Some(self.last), ..self.query.clone() }
+    }
+
+    /// Takes the page the step's search found: its alerts in the order stored, and whether
+    /// more came than a step reads (those between were skipped). The tail moves past them.
+    pub fn advance(&mut self, page: Page) -> (Vec<StoredAlert>, bool) {
+        let mut alerts = page.alerts;
+        alerts.sort_by_key(|a| a.id);
+        self.last = alerts.iter().map(|a| a.id).max().unwrap_or(self.last).max(self.last);
+        (alerts, page.next.is_some())
     }
 }
 

@@ -77,6 +77,20 @@ pub(super) const ROLLUP_GROUPS: [GroupBy; 7] = [
     GroupBy::Pod,
 ];
 
+/// What a removed alert's row must give for the counts to lose what it added: `time_ns,
+/// priority, tags`, then the column of each grouping of [`ROLLUP_GROUPS`] in its order.
+pub(super) fn rollup_columns() -> String {
+    let mut columns = String::from("time_ns, priority, tags");
+    for by in ROLLUP_GROUPS {
+        columns.push_str(", ");
+        columns.push_str(column(by));
+    }
+    columns
+}
+
+/// Where the first grouping's value is among [`rollup_columns`].
+pub(super) const ROLLUP_VALUES_AT: usize = 3;
+
 /// The column (or expression) of an alerts table that holds the value of `by`.
 pub(super) fn column(by: GroupBy) -> &'static str {
     match by {

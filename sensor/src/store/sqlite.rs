@@ -20,10 +20,10 @@ use anyhow::{Context as _, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params, params_from_iter, types::Value as SqlValue};
 
 use super::rows::{
-    COLUMNS, CountsPlan, DAY_NS, Dialect, HOUR_NS, Param, ROLLUP_GROUPS, Rollup, body, column, grouping_value,
-    level_of, ns_column, priority_of_level, sorted_counts, tags_column, tags_of_column,
+    COLUMNS, CountsPlan, DAY_NS, Dialect, HOUR_NS, Param, ROLLUP_GROUPS, ROLLUP_VALUES_AT, Rollup, body, column,
+    grouping_value, level_of, ns_column, priority_of_level, rollup_columns, sorted_counts, tags_column, tags_of_column,
 };
-use super::{AlertStore, Cursor, GroupBy, Order, Page, Placement, Query, Removed, StoreConfig, StoredAlert, Usage};
+use super::{AlertStore, GroupBy, Order, Page, Placement, Query, Removed, StoreConfig, StoredAlert, Usage};
 use crate::rules::{Alert, Priority};
 
 /// Writes `rollup` into day `day`'s counts table (inside the caller's transaction).
@@ -238,16 +238,13 @@ impl SqliteStore {
         // The counts lose what the deleted alerts added.
         let mut removed = Rollup::default();
         {
-            let columns: Vec<&str> = ROLLUP_GROUPS.iter().map(|by| column(*by)).collect();
-            let mut stmt = tx.prepare(&format!(
-                "SELECT time_ns, priority, tags, {} FROM alerts_d{day} WHERE id IN ({selected})",
-                columns.join(", ")
-            ))?;
+            let mut stmt =
+                tx.prepare(&format!("SELECT {} FROM alerts_d{day} WHERE id IN ({selected})", rollup_columns()))?;
             let mut rows = stmt.query(params![before, limit])?;
             while let Some(r) = rows.next()? {
                 let mut values = Vec::with_capacity(ROLLUP_GROUPS.len());
                 for (i, by) in ROLLUP_GROUPS.iter().enumerate() {
-                    values.push((*by, r.get::<_, Option<String>>(3 + i)?));
+                    values.push((*by, r.get::<_, Option<String>>(ROLLUP_VALUES_AT + i)?));
                 }
                 removed.add(-1, r.get::<_, i64>(0)? as u64, r.get(1)?, values, &r.get::<_, String>(2)?);
             }
@@ -527,10 +524,7 @@ impl AlertStore for SqliteStore {
 
     fn search(&self, query: &Query) -> anyhow::Result<Page> {
         let limit = query.page_size();
-        let direction = match query.order {
-            Order::NewestFirst => "DESC",
-            Order::OldestFirst => "ASC",
-        };
+        let direction = query.order.sql();
         let mut alerts = Vec::new();
         for day in self.days_for(query)? {
             let mut args = Vec::new();
@@ -554,13 +548,7 @@ impl AlertStore for SqliteStore {
                 break;
             }
         }
-        let next = if alerts.len() > limit {
-            alerts.truncate(limit);
-            alerts.last().map(|a| Cursor { time_ns: a.time_ns, id: a.id })
-        } else {
-            None
-        };
-        Ok(Page { alerts, next })
+        Ok(Page::of(alerts, limit))
     }
 
     fn get(&self, id: i64) -> anyhow::Result<Option<StoredAlert>> {
