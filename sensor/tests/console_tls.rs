@@ -40,6 +40,10 @@ async fn an_https_console_takes_a_nodes_alerts_and_sets_secure_cookies() {
     let console = start(&config.ui, Mode::Cluster).await.unwrap();
     let port = console.address.port();
 
+    // Clients that connect and never finish a handshake hold up no one else.
+    let stalled: Vec<std::net::TcpStream> =
+        (0..8).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+
     // A node's output, trusting the console's CA, sends an alert.
     let node = SensorConfig::parse(&format!(
         "outputs:\n  - console: {{url: 'https://localhost:{port}/', token: {{file: {d}/ingest-token}}, ca_file: {}}}\n",
@@ -66,7 +70,8 @@ async fn an_https_console_takes_a_nodes_alerts_and_sets_secure_cookies() {
         let pem = std::fs::read(ca).unwrap();
         let certs = reqwest::Certificate::from_pem_bundle(&pem).unwrap();
         sensor::outputs::install_crypto_provider();
-        reqwest::Client::builder().tls_certs_only(certs).build().unwrap()
+        // Bounded: a console stuck behind the stalled handshakes fails here.
+        reqwest::Client::builder().tls_certs_only(certs).timeout(std::time::Duration::from_secs(5)).build().unwrap()
     };
     let client = https(&pki.ca);
     let found = client
@@ -90,5 +95,5 @@ async fn an_https_console_takes_a_nodes_alerts_and_sets_secure_cookies() {
     assert!(plain.is_err() || plain.is_ok_and(|r| r.status() != 200));
     let other = https(&stranger.ca).get(format!("https://localhost:{port}/login")).send().await;
     assert!(other.is_err(), "a certificate from another CA was trusted");
-    drop(console);
+    drop((stalled, console));
 }

@@ -318,6 +318,36 @@ mod tests {
     }
 
     #[test]
+    fn a_tail_moves_past_what_it_read_in_the_order_stored() {
+        let stored = |id: i64, time_ns: u64| StoredAlert {
+            id,
+            time_ns,
+            priority: Priority::Notice,
+            rule: "R".into(),
+            source: "syscall".into(),
+            hostname: "n".into(),
+            output: String::new(),
+            tags: vec![],
+            container: Default::default(),
+            json: serde_json::Value::Null,
+        };
+        let mut tail = Tail::after(Query { pods: vec!["web".into()], ..Query::default() }, 7);
+        let q = tail.query();
+        assert_eq!((q.stored_after, q.order, q.limit, q.pods.len()), (Some(7), Order::OldestFirst, TAIL_BATCH, 1));
+        // Late event times come in the order stored.
+        let page = Page { alerts: vec![stored(9, 5), stored(8, 10)], next: None };
+        let (alerts, skipped) = tail.advance(page);
+        assert_eq!((alerts.iter().map(|a| a.id).collect::<Vec<_>>(), skipped), (vec![8, 9], false));
+        assert_eq!(tail.query().stored_after, Some(9));
+        // A full batch says some were skipped; nothing read leaves the position.
+        let (_, skipped) =
+            tail.advance(Page { alerts: vec![stored(12, 1)], next: Some(Cursor { time_ns: 1, id: 12 }) });
+        assert!(skipped);
+        tail.advance(Page::default());
+        assert_eq!(tail.query().stored_after, Some(12));
+    }
+
+    #[test]
     fn cursors_print_and_parse() {
         let c = Cursor { time_ns: 1_685_022_245_478_445_995, id: 42 };
         assert_eq!(c.to_string().parse::<Cursor>(), Ok(c));
