@@ -25,7 +25,7 @@ fn alert(n: u64, total: u64, start_ns: u64, span_ns: u64) -> Arc<Alert> {
     let pod = n % 200;
     let priority = [Priority::Critical, Priority::Error, Priority::Warning, Priority::Notice, Priority::Informational]
         [(n % 5) as usize];
-    let field = |k: &str, v: String| (k.to_owned(), Some(Value::Str(v.into())));
+    let field = |k: &str, v: String| (k.into(), Some(Value::Str(v.into())));
     let fields = vec![
         field("proc.name", format!("proc-{}", n % 50)),
         field("proc.cmdline", format!("proc-{} --flag value-{n} /var/data/file-{}", n % 50, n % 1000)),

@@ -60,7 +60,7 @@ fn alert(rule: &str, priority: Priority, second: u64, fields: Vec<(&str, Option<
         hostname: "node-7".into(),
         message: format!("{rule} (user=root)"),
         tags: vec!["mitre_execution".into()],
-        fields: fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        fields: fields.into_iter().map(|(k, v)| (k.into(), v)).collect(),
     })
 }
 

@@ -412,7 +412,7 @@ impl Runner<'_> {
             hostname: self.hostname.clone(),
             message,
             tags: vec!["sensor".into(), "internal".into()],
-            fields: fields.into_iter().map(|(k, v)| (k.to_owned(), Some(v))).collect(),
+            fields: fields.into_iter().map(|(k, v)| (k.into(), Some(v))).collect(),
         });
     }
 

@@ -29,7 +29,7 @@ impl Drop for Fixture {
 }
 
 fn alert(n: u64, rule: &str, priority: Priority, pod: Option<&str>, message: &str) -> Arc<Alert> {
-    let mut fields = vec![("proc.name".to_string(), Some(Value::Str("cat".into())))];
+    let mut fields = vec![("proc.name".into(), Some(Value::Str("cat".into())))];
     if let Some(pod) = pod {
         fields.push(("k8s.ns.name".into(), Some(Value::Str("shop".into()))));
         fields.push(("k8s.pod.name".into(), Some(Value::Str(pod.to_owned().into()))));

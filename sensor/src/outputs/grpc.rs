@@ -379,7 +379,7 @@ fn to_response(alert: &Alert) -> falco_outputs::Response {
     let mut output_fields = std::collections::HashMap::with_capacity(alert.fields.len() + 1);
     output_fields.insert("evt.time".to_owned(), alert.time_ns.to_string());
     for (key, value) in &alert.fields {
-        output_fields.insert(key.clone(), value.as_ref().map_or_else(|| "<NA>".to_owned(), ToString::to_string));
+        output_fields.insert(key.to_string(), value.as_ref().map_or_else(|| "<NA>".to_owned(), ToString::to_string));
     }
     #[allow(deprecated, reason = "Falco's clients still read the source enum")]
     falco_outputs::Response {

@@ -140,7 +140,7 @@ fn container_of(alert: &Alert) -> String {
     alert
         .fields
         .iter()
-        .find(|(key, _)| key == CONTAINER_FIELD)
+        .find(|(key, _)| **key == *CONTAINER_FIELD)
         .and_then(|(_, value)| value.as_ref())
         .map(ToString::to_string)
         .unwrap_or_default()

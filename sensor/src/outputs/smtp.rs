@@ -369,7 +369,7 @@ mod tests {
             hostname: "node-1".into(),
             message: format!("{rule} happened"),
             tags: vec!["container".into(), "shell".into()],
-            fields: fields.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+            fields: fields.iter().map(|(k, v)| ((*k).into(), v.clone())).collect(),
         })
     }
 

@@ -328,7 +328,9 @@ mod tests {
             message: message.into(),
             tags: vec!["filesystem".into(), "mitre_credential_access".into()],
             fields: (0..fields)
-                .map(|i| (format!("proc.aname[{i}]"), (i % 3 != 0).then(|| Value::Str(format!("bash-{i}.sh").into()))))
+                .map(|i| {
+                    (format!("proc.aname[{i}]").into(), (i % 3 != 0).then(|| Value::Str(format!("bash-{i}.sh").into())))
+                })
                 .collect(),
         })
     }

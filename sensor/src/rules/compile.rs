@@ -600,8 +600,8 @@ impl<'a> Compiler<'a> {
                         e.msg = format!("in output: {}", e.msg);
                         e
                     })?;
-                    let first = !pieces.iter().any(|p| matches!(p, Piece::Field { key: k, .. } if *k == key));
-                    pieces.push(Piece::Field { key, op, first });
+                    let first = !pieces.iter().any(|p| matches!(p, Piece::Field { key: k, .. } if **k == *key));
+                    pieces.push(Piece::Field { key: key.into(), op, first });
                 }
             }
         }
@@ -930,7 +930,7 @@ impl Compiler<'_> {
     ) -> Option<bool> {
         let node = optimize(self.expr(e, origin, visible).ok()?);
         let mut scratch = Scratch::default();
-        Some(eval::eval(&node, &mut Ctx::new(ev, &mut scratch, self.slots.len())))
+        Some(eval::Program::new(&node).eval(&mut Ctx::new(ev, &mut scratch, self.slots.len())))
     }
 
     /// Lists the false conjuncts of `e`, descending into macros.

@@ -153,7 +153,8 @@ impl<'a> Ctx<'a> {
             scratch.stamps.fill((0, 0));
             scratch.event = 1;
         }
-        let values = recycle(std::mem::take(&mut scratch.values));
+        // Empty, and values borrowing for `'static` may borrow for `'a`.
+        let values = std::mem::take(&mut scratch.values);
         Ctx { src, scratch, values }
     }
 
@@ -170,15 +171,22 @@ impl<'a> Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     /// The value of a field (in cache slot `slot`), fetched at most once per event.
+    #[inline]
     fn field(&mut self, slot: usize, id: Field, arg: Option<&FieldArg>) -> Option<&Value<'a>> {
-        let event = self.scratch.event;
-        let stamp = self.scratch.stamps.get_mut(slot)?;
-        if stamp.0 != event {
-            let at = u32::try_from(self.values.len()).ok()?;
-            self.values.push(self.src.field(id, arg));
-            *stamp = (event, at);
+        let (stamp, at) = *self.scratch.stamps.get(slot)?;
+        let at = if stamp == self.scratch.event { at } else { self.fetch(slot, id, arg) };
+        self.values.get(at as usize)?.as_ref()
+    }
+
+    /// Fetches a field not yet fetched for this event into its slot; returns where it is.
+    #[inline(never)]
+    fn fetch(&mut self, slot: usize, id: Field, arg: Option<&FieldArg>) -> u32 {
+        let at = self.values.len() as u32;
+        self.values.push(self.src.field(id, arg));
+        if let Some(stamp) = self.scratch.stamps.get_mut(slot) {
+            *stamp = (self.scratch.event, at);
         }
-        self.values.get(stamp.1 as usize)?.as_ref()
+        at
     }
 }
 
@@ -254,14 +262,72 @@ pub(crate) fn contains_ci(hay: &str, needle_lower: &str) -> bool {
     h.windows(n.len()).any(|w| w.iter().zip(n).all(|(a, b)| a.to_ascii_lowercase() == *b))
 }
 
-/// Evaluates a node.
-pub(crate) fn eval(node: &Node, ctx: &mut Ctx<'_>) -> bool {
+/// A condition ready to evaluate: its tree lowered to closures, each specialised to its
+/// node, so that a test costs one call (and a text test on a text field goes straight to
+/// its comparison) instead of a walk through the generic matches. The tree stays the form
+/// the compiler, the index and the prefilter reason about; this is only how it runs.
+pub(crate) struct Program(Box<dyn Fn(&mut Ctx<'_>) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Program")
+    }
+}
+
+impl Program {
+    /// Lowers `node`.
+    pub(crate) fn new(node: &Node) -> Self {
+        Program(lower(node))
+    }
+
+    /// Whether the condition holds for the event of `ctx`.
+    #[inline]
+    pub(crate) fn eval(&self, ctx: &mut Ctx<'_>) -> bool {
+        (self.0)(ctx)
+    }
+}
+
+type Lowered = Box<dyn Fn(&mut Ctx<'_>) -> bool + Send + Sync>;
+
+fn lower(node: &Node) -> Lowered {
     match node {
-        Node::Const(b) => *b,
-        Node::And(items) => items.iter().all(|n| eval(n, ctx)),
-        Node::Or(items) => items.iter().any(|n| eval(n, ctx)),
-        Node::Not(inner) => !eval(inner, ctx),
-        Node::Test(t) => eval_test(t, ctx),
+        Node::Const(b) => {
+            let b = *b;
+            Box::new(move |_| b)
+        }
+        Node::And(items) => {
+            let items: Vec<Lowered> = items.iter().map(lower).collect();
+            Box::new(move |ctx| items.iter().all(|n| n(ctx)))
+        }
+        Node::Or(items) => {
+            let items: Vec<Lowered> = items.iter().map(lower).collect();
+            Box::new(move |ctx| items.iter().any(|n| n(ctx)))
+        }
+        Node::Not(inner) => {
+            let inner = lower(inner);
+            Box::new(move |ctx| !inner(ctx))
+        }
+        Node::Test(t) => lower_test((**t).clone()),
+    }
+}
+
+/// A test on a field's own value (most tests) fetches it and compares; text against a text
+/// test directly. Anything else takes the general path, [`eval_test`].
+fn lower_test(t: Test) -> Lowered {
+    let Operand::Field { slot, id, arg } = t.lhs.clone() else {
+        return Box::new(move |ctx| eval_test(&t, ctx));
+    };
+    match &t.kind {
+        TestKind::Field(..) => Box::new(move |ctx| eval_test(&t, ctx)),
+        TestKind::Str(st) => {
+            let st = st.clone();
+            Box::new(move |ctx| match ctx.field(slot, id, arg.as_ref()) {
+                Some(Value::Str(s)) => str_test(&st, s),
+                Some(v) => test_value(&t, v),
+                None => false,
+            })
+        }
+        _ => Box::new(move |ctx| ctx.field(slot, id, arg.as_ref()).is_some_and(|v| test_value(&t, v))),
     }
 }
 
@@ -304,7 +370,7 @@ fn basename(path: &str) -> &str {
 /// Whether the value `v` of `t`'s operand passes `t`'s comparison.
 fn test_value(t: &Test, v: &Value<'_>) -> bool {
     match (v, &t.kind) {
-        (_, TestKind::Exists) => true,
+        (Value::List(_), TestKind::Exists) => true,
         (Value::List(items), kind) => match kind {
             TestKind::Str(StrTest::In(set)) if !t.any => {
                 !items.is_empty() && items.iter().all(|i| set.contains(text(i).as_ref()))
@@ -340,26 +406,10 @@ fn ip_matches(v: &Value<'_>, ips: &Set<IpAddr>, nets: &[Cidr]) -> bool {
 fn scalar(v: &Value<'_>, kind: &TestKind) -> bool {
     match kind {
         TestKind::Exists => true,
-        TestKind::Str(st) => {
-            let s = text(v);
-            let s = s.as_ref();
-            match st {
-                StrTest::Eq(x) => s == x,
-                StrTest::Ne(x) => s != x,
-                StrTest::Contains(x) => s.contains(x.as_str()),
-                StrTest::IContains(x) => contains_ci(s, x),
-                StrTest::StartsWith(x) => s.starts_with(x.as_str()),
-                StrTest::EndsWith(x) => s.ends_with(x.as_str()),
-                StrTest::Glob(p, fold) => matchers::fnmatch(p, s, *fold),
-                StrTest::Regex(re) => re.is_match(s),
-                StrTest::In(set) | StrTest::Intersects(set) => set.contains(s),
-                StrTest::Pmatch(trie) => trie.matches(s),
-                StrTest::AnyContains(ac) => ac.is_match(s),
-                StrTest::AnyPrefix(ac, _) => {
-                    ac.is_match(aho_corasick::Input::new(s).anchored(aho_corasick::Anchored::Yes))
-                }
-            }
-        }
+        TestKind::Str(st) => match v {
+            Value::Str(s) => str_test(st, s),
+            other => str_test(st, &other.to_string()),
+        },
         TestKind::Num(op, n) => number(v).is_some_and(|x| op.apply(&x, n)),
         TestKind::NumIn(set) => number(v).is_some_and(|x| set.contains(&x)),
         TestKind::Bool(want) => match v {
@@ -375,6 +425,24 @@ fn scalar(v: &Value<'_>, kind: &TestKind) -> bool {
         TestKind::BContains(needle) => bytes(v).windows(needle.len().max(1)).any(|w| w == needle.as_slice()),
         TestKind::BStartsWith(needle) => bytes(v).starts_with(needle),
         TestKind::Field(..) => false,
+    }
+}
+
+/// Whether text `s` passes string test `st`.
+fn str_test(st: &StrTest, s: &str) -> bool {
+    match st {
+        StrTest::Eq(x) => s == x,
+        StrTest::Ne(x) => s != x,
+        StrTest::Contains(x) => memchr::memmem::find(s.as_bytes(), x.as_bytes()).is_some(),
+        StrTest::IContains(x) => contains_ci(s, x),
+        StrTest::StartsWith(x) => s.starts_with(x.as_str()),
+        StrTest::EndsWith(x) => s.ends_with(x.as_str()),
+        StrTest::Glob(p, fold) => matchers::fnmatch(p, s, *fold),
+        StrTest::Regex(re) => re.is_match(s),
+        StrTest::In(set) | StrTest::Intersects(set) => set.contains(s),
+        StrTest::Pmatch(trie) => trie.matches(s),
+        StrTest::AnyContains(ac) => ac.is_match(s),
+        StrTest::AnyPrefix(ac, _) => ac.is_match(aho_corasick::Input::new(s).anchored(aho_corasick::Anchored::Yes)),
     }
 }
 

@@ -19,7 +19,7 @@ use std::collections::{BTreeSet, HashMap};
 use foldhash::fast::RandomState;
 
 use super::compile::{CompiledRule, optimize};
-use super::eval::{self, Ctx, Node, Operand, Set, StrTest, Test, TestKind};
+use super::eval::{self, Ctx, Node, Operand, Program, Set, StrTest, Test, TestKind};
 use super::event::Value;
 use super::fields::Field;
 
@@ -33,13 +33,15 @@ pub(crate) struct Candidate {
     pub rule: usize,
     /// The guards of the type its condition requires (bit i: guard i).
     guards: u64,
-    /// Its condition, specialised to the event type, without those guards.
+    /// Its condition, specialised to the event type, without those guards...
     pub check: Node,
+    /// ...ready to evaluate.
+    program: Program,
 }
 
 impl Candidate {
     fn new(rule: usize, check: Node) -> Self {
-        Candidate { rule, guards: 0, check }
+        Candidate { rule, guards: 0, program: Program::new(&check), check }
     }
 }
 
@@ -53,7 +55,7 @@ struct TypeIndex {
     /// The candidates by process name, when some rule of this type requires one.
     names: Option<NameIndex>,
     /// Tests several candidates require, taken out of their conditions.
-    guards: Vec<Node>,
+    guards: Vec<Program>,
 }
 
 /// The candidates an event can match, in order, and the outcomes of the type's guards so
@@ -61,7 +63,7 @@ struct TypeIndex {
 pub(crate) struct Selection<'i> {
     candidates: &'i [Candidate],
     order: &'i [u32],
-    guards: &'i [Node],
+    guards: &'i [Program],
     /// Guards evaluated for the event (bit i: guard i)...
     known: u64,
     /// ...and those of them that held.
@@ -84,7 +86,7 @@ impl<'i> Selection<'i> {
             if self.known & bit == 0 {
                 let guard = &self.guards[bit.trailing_zeros() as usize];
                 self.known |= bit;
-                if eval::eval(guard, ctx) {
+                if guard.eval(ctx) {
                     self.held |= bit;
                 }
             }
@@ -93,7 +95,7 @@ impl<'i> Selection<'i> {
             }
             need &= !bit;
         }
-        eval::eval(&c.check, ctx)
+        c.program.eval(ctx)
     }
 }
 
@@ -201,7 +203,7 @@ impl TypeIndex {
 
 /// Takes the tests that two or more of `candidates` require out of their conditions (into
 /// their [`Candidate::guards`] masks) and returns them, bit i being the i-th.
-fn take_guards(candidates: &mut [Candidate]) -> Vec<Node> {
+fn take_guards(candidates: &mut [Candidate]) -> Vec<Program> {
     // Per guardable conjunct, in order of first appearance: how many candidates require it.
     let mut seen: Vec<(GuardKey, usize)> = Vec::new();
     let mut at: HashMap<GuardKey, usize> = HashMap::new();
@@ -236,9 +238,10 @@ fn take_guards(candidates: &mut [Candidate]) -> Vec<Node> {
             }
         }
         c.check = optimize(Node::And(rest));
+        c.program = Program::new(&c.check);
     }
     // Every chosen key came from a conjunct, so each slot is filled.
-    guards.into_iter().map(|g| g.unwrap_or(Node::Const(true))).collect()
+    guards.into_iter().map(|g| Program::new(&g.unwrap_or(Node::Const(true)))).collect()
 }
 
 /// The conjuncts of a condition: the items of an `and`, else the condition itself.

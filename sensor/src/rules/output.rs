@@ -3,6 +3,7 @@
 //! `<time>: <Priority> <message>` and the JSON object of Falco's `json_output`.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use super::ast;
 use super::eval::{Ctx, Operand};
@@ -17,7 +18,8 @@ pub(crate) enum Piece {
     /// A placeholder; `first` when no earlier one has the same key (alerts list each
     /// key's value once).
     Field {
-        key: String,
+        /// Shared with every alert that lists this field.
+        key: Arc<str>,
         op: Operand,
         first: bool,
     },
@@ -84,7 +86,10 @@ struct Escaped<'o>(&'o mut String);
 
 impl std::fmt::Write for Escaped<'_> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        if !s.chars().any(char::is_control) {
+        // Control characters are U+0000–U+001F and U+007F–U+009F: bytes below 0x20, 0x7F, or
+        // a sequence starting 0xC2. Text without those bytes has none (the common case,
+        // checked without decoding).
+        if !s.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) {
             self.0.push_str(s);
             return Ok(());
         }
@@ -107,9 +112,9 @@ impl OutputFormat {
     }
 
     /// Renders the message and collects the typed values of its fields.
-    pub(crate) fn format(&self, ctx: &mut Ctx<'_>) -> (String, Vec<(String, Option<Value<'static>>)>) {
+    pub(crate) fn format(&self, ctx: &mut Ctx<'_>) -> (String, Vec<(Arc<str>, Option<Value<'static>>)>) {
         let mut msg = String::with_capacity(self.text_len * 2);
-        let mut fields: Vec<(String, Option<Value<'static>>)> = Vec::with_capacity(self.keys);
+        let mut fields: Vec<(Arc<str>, Option<Value<'static>>)> = Vec::with_capacity(self.keys);
         for p in &self.pieces {
             match p {
                 Piece::Lit(s) => msg.push_str(s),
@@ -147,7 +152,7 @@ pub struct Alert {
     /// Rule tags.
     pub tags: Vec<String>,
     /// Values of the output's fields, keyed as written (`proc.aname[2]`); `None` = missing.
-    pub fields: Vec<(String, Option<Value<'static>>)>,
+    pub fields: Vec<(Arc<str>, Option<Value<'static>>)>,
 }
 
 /// Splits nanoseconds since the epoch into a UTC civil date and time.
@@ -203,7 +208,7 @@ impl Alert {
         let mut fields = serde_json::Map::new();
         fields.insert("evt.time".into(), serde_json::Value::from(self.time_ns));
         for (k, v) in &self.fields {
-            fields.insert(k.clone(), v.as_ref().map_or(serde_json::Value::Null, Value::to_json));
+            fields.insert(k.to_string(), v.as_ref().map_or(serde_json::Value::Null, Value::to_json));
         }
         serde_json::json!({
             "time": format_iso8601(self.time_ns),
@@ -272,7 +277,7 @@ impl Alert {
                     serde_json::Value::String(s) => Some(Value::Str(s.into())),
                     other => Some(Value::Str(other.to_string().into())),
                 };
-                (key, value)
+                (Arc::from(key), value)
             })
             .collect();
         Ok(Alert {
@@ -291,6 +296,20 @@ impl Alert {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_in_values_are_escaped_and_other_text_is_not() {
+        let rendered = |text: &str| {
+            let mut out = String::new();
+            render(&Value::str(text), &mut out);
+            out
+        };
+        assert_eq!(rendered("plain /etc/shadow"), "plain /etc/shadow");
+        assert_eq!(rendered("a\x1b[2Jb\nc\x7f"), "a\\u001b[2Jb\\u000ac\\u007f");
+        // U+0085 (a C1 control) is escaped; U+00A0 and U+00E9 share or neighbour its lead byte
+        // and are not.
+        assert_eq!(rendered("x\u{85}y\u{a0}z\u{e9}"), "x\\u0085y\u{a0}z\u{e9}");
+    }
 
     #[test]
     fn a_json_alert_reads_back_as_it_was() {

@@ -85,7 +85,7 @@ impl Placement {
             alert
                 .fields
                 .iter()
-                .find(|(k, _)| k == key)
+                .find(|(k, _)| **k == *key)
                 .and_then(|(_, v)| v.as_ref())
                 .map(|v| v.to_string())
                 .filter(|v| !v.is_empty() && v != "<NA>")

@@ -41,7 +41,7 @@ fn alert(time_ns: u64, rule: &str, priority: Priority, message: &str, fields: &[
         hostname: "node-a".into(),
         message: message.into(),
         tags: vec!["container".into(), "T1611".into()],
-        fields: fields.iter().map(|(k, v)| (k.to_string(), Some(Value::Str(v.to_string().into())))).collect(),
+        fields: fields.iter().map(|(k, v)| ((*k).into(), Some(Value::Str(v.to_string().into())))).collect(),
     })
 }
 
