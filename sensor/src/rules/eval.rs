@@ -311,8 +311,9 @@ fn lower(node: &Node) -> Lowered {
     }
 }
 
-/// A test on a field's own value (most tests) fetches it and compares; text against a text
-/// test directly. Anything else takes the general path, [`eval_test`].
+/// A test on a field's own value (most tests) fetches it and compares; text, booleans and
+/// numbers of the test's own kind directly, other values as [`test_value`] does. Anything
+/// else takes the general path, [`eval_test`].
 fn lower_test(t: Test) -> Lowered {
     let Operand::Field { slot, id, arg } = t.lhs.clone() else {
         return Box::new(move |ctx| eval_test(&t, ctx));
@@ -323,6 +324,23 @@ fn lower_test(t: Test) -> Lowered {
             let st = st.clone();
             Box::new(move |ctx| match ctx.field(slot, id, arg.as_ref()) {
                 Some(Value::Str(s)) => str_test(&st, s),
+                Some(v) => test_value(&t, v),
+                None => false,
+            })
+        }
+        TestKind::Bool(want) => {
+            let want = *want;
+            Box::new(move |ctx| match ctx.field(slot, id, arg.as_ref()) {
+                Some(Value::Bool(b)) => *b == want,
+                Some(v) => test_value(&t, v),
+                None => false,
+            })
+        }
+        TestKind::Num(op, n) => {
+            let (op, n) = (*op, *n);
+            Box::new(move |ctx| match ctx.field(slot, id, arg.as_ref()) {
+                Some(Value::Int(x)) => op.apply(&i128::from(*x), &n),
+                Some(Value::UInt(x)) => op.apply(&i128::from(*x), &n),
                 Some(v) => test_value(&t, v),
                 None => false,
             })

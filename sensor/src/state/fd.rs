@@ -19,13 +19,14 @@ pub const CUT_NAME_BYTES: usize = 256;
 /// [`MAX_FD_NAME_BYTES`], new names are cut and the table says so ([`FdTable::is_truncated`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FdTable {
-    fds: HashMap<i32, Fd>,
+    /// Seeded hashing, as the process table's: a process picks its fd numbers.
+    fds: HashMap<i32, Fd, foldhash::fast::RandomState>,
     name_bytes: usize,
     truncated: bool,
 }
 
 impl std::ops::Deref for FdTable {
-    type Target = HashMap<i32, Fd>;
+    type Target = HashMap<i32, Fd, foldhash::fast::RandomState>;
 
     fn deref(&self) -> &Self::Target {
         &self.fds

@@ -208,7 +208,7 @@ fn uint(v: impl Into<u64>) -> Option<Value<'static>> {
 
 /// A path's directory and file name.
 fn split_path(path: &str) -> (&str, &str) {
-    match path.rfind('/') {
+    match memchr::memrchr(b'/', path.as_bytes()) {
         Some(0) => ("/", &path[1..]),
         Some(i) => (&path[..i], &path[i + 1..]),
         None => ("", path),

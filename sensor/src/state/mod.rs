@@ -115,7 +115,7 @@ fn absolute(dir: Option<&str>, path: &str) -> String {
         return joined;
     }
     // Most paths are already normal: no empty, `.` or `..` component.
-    if joined[1..].split('/').all(|part| !matches!(part, "" | "." | "..")) {
+    if joined.as_bytes()[1..].split(|&b| b == b'/').all(|part| !matches!(part, b"" | b"." | b"..")) {
         return joined;
     }
     let mut parts: Vec<&str> = Vec::new();
