@@ -167,6 +167,27 @@ pub struct PathTrie {
     prefixes: Vec<String>,
 }
 
+/// The non-empty components of a path, split at `/` bytes (a `/` is always a whole
+/// character) without the general string searcher: this runs on every `pmatch` test.
+#[derive(Clone)]
+struct Components<'p>(&'p str);
+
+impl<'p> Iterator for Components<'p> {
+    type Item = &'p str;
+
+    fn next(&mut self) -> Option<&'p str> {
+        while !self.0.is_empty() {
+            let end = self.0.bytes().position(|b| b == b'/').unwrap_or(self.0.len());
+            let (comp, rest) = self.0.split_at(end);
+            self.0 = rest.strip_prefix('/').unwrap_or(rest);
+            if !comp.is_empty() {
+                return Some(comp);
+            }
+        }
+        None
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 struct TrieNode {
     terminal: bool,
@@ -207,7 +228,7 @@ impl PathTrie {
 
     /// True when some prefix in the set is a component-wise prefix of `path`.
     pub fn matches(&self, path: &str) -> bool {
-        Self::walk(&self.root, path.split('/').filter(|c| !c.is_empty()))
+        Self::walk(&self.root, Components(path))
     }
 
     /// Walks `comps` (an iterator, cloned at each branch: no list per path).
@@ -400,6 +421,12 @@ mod tests {
             let pc: Vec<char> = p.chars().collect();
             let tc: Vec<char> = t.chars().collect();
             proptest::prop_assert_eq!(fnmatch_in(p.as_bytes(), t.as_bytes(), fold), fnmatch_in(&pc, &tc, fold));
+        }
+
+        #[test]
+        fn path_components_are_the_non_empty_parts_between_slashes(path in "[a/é]{0,12}") {
+            let expected: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+            proptest::prop_assert_eq!(Components(&path).collect::<Vec<_>>(), expected);
         }
 
         #[test]
