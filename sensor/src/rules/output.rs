@@ -112,9 +112,9 @@ impl OutputFormat {
     }
 
     /// Renders the message and collects the typed values of its fields.
-    pub(crate) fn format(&self, ctx: &mut Ctx<'_>) -> (String, Vec<(Arc<str>, Option<Value<'static>>)>) {
+    pub(crate) fn format(&self, ctx: &mut Ctx<'_>) -> (String, AlertFields) {
         let mut msg = String::with_capacity(self.text_len * 2);
-        let mut fields: Vec<(Arc<str>, Option<Value<'static>>)> = Vec::with_capacity(self.keys);
+        let mut fields: AlertFields = Vec::with_capacity(self.keys);
         for p in &self.pieces {
             match p {
                 Piece::Lit(s) => msg.push_str(s),
@@ -152,8 +152,12 @@ pub struct Alert {
     /// Rule tags.
     pub tags: Vec<String>,
     /// Values of the output's fields, keyed as written (`proc.aname[2]`); `None` = missing.
-    pub fields: Vec<(Arc<str>, Option<Value<'static>>)>,
+    pub fields: AlertFields,
 }
+
+/// An alert's output fields: each name as written in the output format (shared by the
+/// rule's alerts) with its value; `None` = missing.
+pub type AlertFields = Vec<(Arc<str>, Option<Value<'static>>)>;
 
 /// Splits nanoseconds since the epoch into a UTC civil date and time.
 fn civil(ns: u64) -> (i64, u32, u32, u32, u32, u32, u32) {
