@@ -371,7 +371,7 @@ fn alert(message: &str) -> Alert {
         source: "syscall".into(),
         hostname: "h".into(),
         message: message.into(),
-        tags: vec![],
+        tags: vec![].into(),
         fields: vec![],
     }
 }

@@ -54,7 +54,7 @@ fn alert(n: u64, total: u64, start_ns: u64, span_ns: u64) -> Arc<Alert> {
         source: "syscall".into(),
         hostname: format!("node-{}", n % 8),
         message,
-        tags: vec!["filesystem".into(), format!("T10{}", rule % 4)],
+        tags: vec!["filesystem".into(), format!("T10{}", rule % 4)].into(),
         fields,
     })
 }

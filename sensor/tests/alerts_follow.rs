@@ -21,7 +21,7 @@ fn alert(rule: &str, pod: &str) -> Arc<Alert> {
         source: "syscall".into(),
         hostname: "node-a".into(),
         message: format!("{rule} in {pod}"),
-        tags: vec![],
+        tags: vec![].into(),
         fields: vec![("k8s.pod.name".into(), Some(Value::Str(pod.to_owned().into())))],
     })
 }

@@ -61,7 +61,7 @@ async fn an_https_console_takes_a_nodes_alerts_and_sets_secure_cookies() {
         source: "syscall".into(),
         hostname: "node-tls".into(),
         message: "read /etc/shadow over https".into(),
-        tags: vec![],
+        tags: vec![].into(),
         fields: vec![("proc.name".into(), Some(Value::Str("cat".into())))],
     });
     sink.send(&[alert]).await.expect("the alert is stored");

@@ -36,7 +36,7 @@ fn alert(rule: &str, priority: Priority, seq: u64, message: &str) -> Arc<Alert> 
         source: "syscall".into(),
         hostname: "node-7".into(),
         message: message.into(),
-        tags: vec!["mitre_execution".into(), "T1059".into()],
+        tags: vec!["mitre_execution".into(), "T1059".into()].into(),
         fields: vec![
             ("seq".into(), Some(Value::UInt(seq))),
             ("proc.name".into(), Some(Value::Str("bash".into()))),

@@ -59,7 +59,7 @@ fn alert(rule: &str, priority: Priority, second: u64, fields: Vec<(&str, Option<
         source: "syscall".into(),
         hostname: "node-7".into(),
         message: format!("{rule} (user=root)"),
-        tags: vec!["mitre_execution".into()],
+        tags: vec!["mitre_execution".into()].into(),
         fields: fields.into_iter().map(|(k, v)| (k.into(), v)).collect(),
     })
 }

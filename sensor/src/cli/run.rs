@@ -411,7 +411,7 @@ impl Runner<'_> {
             source: "internal".into(),
             hostname: self.hostname.clone(),
             message,
-            tags: vec!["sensor".into(), "internal".into()],
+            tags: vec!["sensor".into(), "internal".into()].into(),
             fields: fields.into_iter().map(|(k, v)| (k.into(), Some(v))).collect(),
         });
     }

@@ -42,7 +42,7 @@ fn alert(n: u64, rule: &str, priority: Priority, pod: Option<&str>, message: &st
         source: "syscall".into(),
         hostname: "node-a".into(),
         message: message.into(),
-        tags: vec!["T1003".into()],
+        tags: vec!["T1003".into()].into(),
         fields,
     })
 }

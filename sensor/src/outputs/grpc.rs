@@ -393,7 +393,7 @@ fn to_response(alert: &Alert) -> falco_outputs::Response {
         output: alert.to_text(),
         output_fields,
         hostname: alert.hostname.clone(),
-        tags: alert.tags.clone(),
+        tags: alert.tags.to_vec(),
         source: alert.source.clone(),
     }
 }
@@ -510,7 +510,7 @@ mod tests {
             source: "syscall".into(),
             hostname: "node-1".into(),
             message: "A shell was spawned (user=root)".into(),
-            tags: vec!["container".into(), "shell".into()],
+            tags: vec!["container".into(), "shell".into()].into(),
             fields: vec![
                 ("user.name".into(), Some(Value::Str("root".into()))),
                 ("proc.pid".into(), Some(Value::Int(42))),

@@ -189,7 +189,7 @@ mod tests {
             source: "syscall".into(),
             hostname: "h".into(),
             message: "m".into(),
-            tags: vec!["t".into()],
+            tags: vec!["t".into()].into(),
             fields: vec![(CONTAINER_FIELD.into(), Some(Value::Str(container.to_owned().into())))],
         })
     }

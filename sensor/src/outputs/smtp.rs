@@ -368,7 +368,7 @@ mod tests {
             source: "syscall".into(),
             hostname: "node-1".into(),
             message: format!("{rule} happened"),
-            tags: vec!["container".into(), "shell".into()],
+            tags: vec!["container".into(), "shell".into()].into(),
             fields: fields.iter().map(|(k, v)| ((*k).into(), v.clone())).collect(),
         })
     }

@@ -112,7 +112,7 @@ mod tests {
             source: "syscall".into(),
             hostname: "node".into(),
             message: format!("alert {n}"),
-            tags: vec![],
+            tags: vec![].into(),
             fields: vec![],
         })
     }

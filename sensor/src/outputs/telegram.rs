@@ -326,7 +326,7 @@ mod tests {
             source: "syscall".into(),
             hostname: "node-1.example.com".into(),
             message: message.into(),
-            tags: vec!["filesystem".into(), "mitre_credential_access".into()],
+            tags: vec!["filesystem".into(), "mitre_credential_access".into()].into(),
             fields: (0..fields)
                 .map(|i| {
                     (format!("proc.aname[{i}]").into(), (i % 3 != 0).then(|| Value::Str(format!("bash-{i}.sh").into())))

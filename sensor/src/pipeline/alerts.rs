@@ -232,7 +232,7 @@ mod tests {
             source: "syscall".into(),
             hostname: "h".into(),
             message: message.into(),
-            tags: vec![],
+            tags: vec![].into(),
             fields: vec![("fd.name".into(), Some(Value::Str("/etc/shadow".into())))],
         }
     }

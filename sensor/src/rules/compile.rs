@@ -39,7 +39,8 @@ pub(crate) struct CompiledRule {
     pub desc: String,
     pub priority: Priority,
     pub source: String,
-    pub tags: Vec<String>,
+    /// Shared with the rule's alerts.
+    pub tags: Arc<[String]>,
     pub cond: Node,
     /// Event types the rule can match; `None` = any.
     pub evttypes: Option<BTreeSet<String>>,
@@ -653,7 +654,7 @@ impl<'a> Compiler<'a> {
             desc: r.desc.clone(),
             priority: r.priority,
             source: r.source.clone(),
-            tags: r.tags.clone(),
+            tags: r.tags.as_slice().into(),
             cond,
             evttypes,
             output,

@@ -131,7 +131,7 @@ impl Engine {
 
     /// Name, description, priority and tags of each loaded rule, in load order.
     pub fn describe(&self) -> Vec<(&str, &str, Priority, &[String])> {
-        self.rules.iter().map(|r| (r.name.as_str(), r.desc.as_str(), r.priority, r.tags.as_slice())).collect()
+        self.rules.iter().map(|r| (r.name.as_str(), r.desc.as_str(), r.priority, &r.tags[..])).collect()
     }
 
     /// The event types some rule can match, or `None` when a rule matches any type

@@ -316,7 +316,7 @@ fn lower(node: &Node) -> Lowered {
 /// else takes the general path, [`eval_test`].
 fn lower_test(t: Test) -> Lowered {
     let Operand::Field { slot, id, arg } = t.lhs.clone() else {
-        return Box::new(move |ctx| eval_test(&t, ctx));
+        return lower_transformed(t);
     };
     match &t.kind {
         TestKind::Field(..) => Box::new(move |ctx| eval_test(&t, ctx)),
@@ -347,6 +347,22 @@ fn lower_test(t: Test) -> Lowered {
         }
         _ => Box::new(move |ctx| ctx.field(slot, id, arg.as_ref()).is_some_and(|v| test_value(&t, v))),
     }
+}
+
+/// A test through a transformer: `basename(field)` against text (the built-in rules' way
+/// of naming the file a process runs) compares the file name within the path directly.
+fn lower_transformed(t: Test) -> Lowered {
+    if let (Operand::Transform(Transformer::Basename, inner), TestKind::Str(st)) = (&t.lhs, &t.kind)
+        && let Operand::Field { slot, id, arg } = &**inner
+    {
+        let (slot, id, arg, st) = (*slot, *id, arg.clone(), st.clone());
+        return Box::new(move |ctx| match ctx.field(slot, id, arg.as_ref()) {
+            Some(Value::Str(path)) => str_test(&st, basename(path)),
+            Some(_) => eval_test(&t, ctx),
+            None => false,
+        });
+    }
+    Box::new(move |ctx| eval_test(&t, ctx))
 }
 
 fn eval_test(t: &Test, ctx: &mut Ctx<'_>) -> bool {

@@ -150,7 +150,7 @@ pub struct Alert {
     /// The rendered output format (without time and priority).
     pub message: String,
     /// Rule tags.
-    pub tags: Vec<String>,
+    pub tags: Arc<[String]>,
     /// Values of the output's fields, keyed as written (`proc.aname[2]`); `None` = missing.
     pub fields: AlertFields,
 }
@@ -221,7 +221,7 @@ impl Alert {
             "source": self.source,
             "hostname": self.hostname,
             "output": self.to_text(),
-            "tags": self.tags,
+            "tags": &*self.tags,
             "output_fields": fields,
         })
     }
@@ -291,7 +291,7 @@ impl Alert {
             source: text("source").unwrap_or("syscall").to_owned(),
             hostname: text("hostname").unwrap_or_default().to_owned(),
             message,
-            tags,
+            tags: tags.into(),
             fields,
         })
     }
@@ -324,7 +324,7 @@ mod tests {
             source: "syscall".into(),
             hostname: "node-a".into(),
             message: "read /etc/shadow (user=root pid=42)".into(),
-            tags: vec!["T1003".into(), "filesystem".into()],
+            tags: vec!["T1003".into(), "filesystem".into()].into(),
             fields: vec![
                 ("fd.name".into(), Some(Value::Str("/etc/shadow".into()))),
                 ("proc.pid".into(), Some(Value::UInt(42))),

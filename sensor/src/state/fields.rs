@@ -652,12 +652,7 @@ impl State {
     /// `path` made absolute against directory fd `dirfd` of `ev`'s process (its working
     /// directory for `AT_FDCWD` or none); it stays relative when that is not known.
     pub(super) fn absolute_at(&self, ev: &Event, dirfd: Option<i32>, path: &str) -> String {
-        let p = self.procs.get(ev.pid);
-        let dir = match dirfd {
-            None | Some(super::AT_FDCWD) => p.and_then(|p| p.cwd.clone()),
-            Some(fd) => p.and_then(|p| p.fds.get(&fd)).and_then(|f| f.path().map(str::to_owned)),
-        };
-        super::absolute(dir.as_deref(), path)
+        super::absolute(self.procs.get(ev.pid).and_then(|p| p.dir_of(dirfd)), path)
     }
 }
 

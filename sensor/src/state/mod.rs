@@ -341,10 +341,6 @@ impl State {
         p.gid = ev.gid;
         let Some(sc) = ev.syscall() else { return };
         let ret = sc.ret;
-        let dir_of = |p: &Process, dirfd: Option<i32>| match dirfd {
-            None | Some(AT_FDCWD) => p.cwd.clone(),
-            Some(fd) => p.fds.get(&fd).and_then(|f| f.path().map(str::to_owned)),
-        };
         // A new fd, and whether it closes at the next exec (the kernel closes those without
         // a close event, so a stale entry would outlive them in the programs run next).
         let set_fd = |p: &mut Process, fd: i64, f: Fd, cloexec: bool| {
@@ -446,7 +442,7 @@ impl State {
                 }
             }
             SyscallArgs::Open { dirfd, path: Some(path), flags, .. } if ret >= 0 => {
-                let full = absolute(dir_of(p, *dirfd).as_deref(), path);
+                let full = absolute(p.dir_of(*dirfd), path);
                 set_fd(p, ret, Fd::File { path: full }, flags & O_CLOEXEC != 0);
             }
             SyscallArgs::MemfdCreate { name, flags } if ret >= 0 => {
@@ -515,7 +511,7 @@ impl State {
                 // link's name.
                 p.cwd = match (path, fd) {
                     (Some(path), _) => Some(absolute(p.cwd.as_deref(), path)),
-                    (None, Some(fd)) => dir_of(p, Some(*fd)),
+                    (None, Some(fd)) => p.dir_of(Some(*fd)).map(str::to_owned),
                     (None, None) => None,
                 };
             }

@@ -8,7 +8,7 @@ use std::{
     sync::Arc,
 };
 
-use super::fd::FdTable;
+use super::fd::{Fd, FdTable};
 use crate::{
     enrich::{ContainerId, container_id_from_cgroup},
     event::Cgroups,
@@ -102,6 +102,15 @@ pub struct Process {
 }
 
 impl Process {
+    /// The directory a path relative to `dirfd` starts in: the working directory for
+    /// `AT_FDCWD` (or no dirfd), else the path of that fd; `None` when not known.
+    pub fn dir_of(&self, dirfd: Option<i32>) -> Option<&str> {
+        match dirfd {
+            None | Some(super::AT_FDCWD) => self.cwd.as_deref(),
+            Some(fd) => self.fds.get(&fd).and_then(Fd::path),
+        }
+    }
+
     /// `proc.cmdline`: the name followed by the arguments.
     pub fn cmdline(&self) -> String {
         let mut s = self.name.clone();

@@ -40,7 +40,7 @@ fn alert(time_ns: u64, rule: &str, priority: Priority, message: &str, fields: &[
         source: "syscall".into(),
         hostname: "node-a".into(),
         message: message.into(),
-        tags: vec!["container".into(), "T1611".into()],
+        tags: vec!["container".into(), "T1611".into()].into(),
         fields: fields.iter().map(|(k, v)| ((*k).into(), Some(Value::Str(v.to_string().into())))).collect(),
     })
 }
@@ -108,7 +108,7 @@ fn every_filter_selects_what_it_names_in(engine: &str, store: &mut dyn AlertStor
             Arc::new(Alert {
                 source: "internal".into(),
                 hostname: "node-b".into(),
-                tags: vec![],
+                tags: vec![].into(),
                 ..(*alert(T0 + DAY, "sensor internal: event drops", Priority::Error, "3 lost", &[])).clone()
             }),
         ])
