@@ -1,6 +1,7 @@
 //! The compiled condition tree and its evaluation. Nodes are specialised by field type at
-//! compile time ([`super::compile`]); evaluation only fetches field values (each at most once
-//! per event, through a per-event cache) and compares.
+//! compile time ([`super::compile`]) and lowered to closures to run ([`Program`]);
+//! evaluation only fetches field values (each at most once per event, through a per-event
+//! cache) and compares.
 //!
 //! Falco semantics kept here: a test on a field the event cannot supply is false (so
 //! `container.id != host` is false when there is no container id, and `not` flips that);
@@ -503,6 +504,77 @@ fn compare_values(op: NumOp, a: &Value<'_>, b: &Value<'_>, ty: FieldType) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An event whose every field has one value.
+    struct Fixed(Option<Value<'static>>);
+
+    impl FieldSource for Fixed {
+        fn event_type(&self) -> &str {
+            "openat"
+        }
+
+        fn field(&self, _: Field, _: Option<&FieldArg>) -> Option<Value<'_>> {
+            self.0.clone()
+        }
+    }
+
+    #[test]
+    fn lowered_tests_agree_with_the_general_path_on_every_value_shape() {
+        let text = |s: &'static str| Value::str(s);
+        let scalars = [
+            text(""),
+            text("a"),
+            text("b/c"),
+            text("/x/c"),
+            text("5"),
+            text("true"),
+            text("-1"),
+            Value::Int(-1),
+            Value::Int(5),
+            Value::UInt(5),
+            Value::UInt(u64::MAX),
+            Value::Bool(true),
+            Value::Bool(false),
+        ];
+        let mut values: Vec<Option<Value<'static>>> = scalars.iter().cloned().map(Some).collect();
+        values.push(None);
+        values.push(Some(Value::List(vec![])));
+        values.push(Some(Value::List(vec![text("a"), text("/x/c")])));
+        values.push(Some(Value::List(vec![Value::Int(5), Value::Bool(true)])));
+        let set = |items: &[&str]| items.iter().map(|i| (*i).to_owned()).collect::<Set<String>>();
+        let mut kinds = vec![
+            TestKind::Exists,
+            TestKind::Str(StrTest::Eq("a".into())),
+            TestKind::Str(StrTest::Ne("a".into())),
+            TestKind::Str(StrTest::In(set(&["a", "c", "5"]))),
+            TestKind::Str(StrTest::Contains("c".into())),
+            TestKind::Str(StrTest::StartsWith("/".into())),
+            TestKind::Str(StrTest::Glob("*c".into(), false)),
+            TestKind::Bool(true),
+            TestKind::Bool(false),
+        ];
+        for op in [NumOp::Eq, NumOp::Ne, NumOp::Lt, NumOp::Le, NumOp::Gt, NumOp::Ge] {
+            kinds.push(TestKind::Num(op, 5));
+            kinds.push(TestKind::Num(op, -1));
+        }
+        let field = Operand::Field { slot: 0, id: Field::FdName, arg: None };
+        let operands = [field.clone(), Operand::Transform(Transformer::Basename, Box::new(field))];
+        let mut scratch = Scratch::default();
+        for lhs in &operands {
+            for kind in &kinds {
+                for any in [false, true] {
+                    let t = Test { lhs: lhs.clone(), any, kind: kind.clone() };
+                    let program = Program::new(&Node::Test(Box::new(t.clone())));
+                    for v in &values {
+                        let event = Fixed(v.clone());
+                        let lowered = program.eval(&mut Ctx::new(&event, &mut scratch, 1));
+                        let general = eval_test(&t, &mut Ctx::new(&event, &mut scratch, 1));
+                        assert_eq!(lowered, general, "{t:?} on {v:?}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn recycling_keeps_the_allocation() {
