@@ -931,7 +931,7 @@ impl Compiler<'_> {
     ) -> Option<bool> {
         let node = optimize(self.expr(e, origin, visible).ok()?);
         let mut scratch = Scratch::default();
-        Some(eval::Program::new(&node).eval(&mut Ctx::new(ev, &mut scratch, self.slots.len())))
+        Some(eval::Program::new(node).eval(&mut Ctx::new(ev, &mut scratch, self.slots.len())))
     }
 
     /// Lists the false conjuncts of `e`, descending into macros.

@@ -265,102 +265,95 @@ pub(crate) fn contains_ci(hay: &str, needle_lower: &str) -> bool {
 
 /// A condition ready to evaluate: its tree lowered to closures, each specialised to its
 /// node, so that a test costs one call (and a text test on a text field goes straight to
-/// its comparison) instead of a walk through the generic matches. The tree stays the form
-/// the compiler, the index and the prefilter reason about; this is only how it runs.
-pub(crate) struct Program(Box<dyn Fn(&mut Ctx<'_>) -> bool + Send + Sync>);
+/// its comparison) instead of a walk through the generic matches. The tree is the form the
+/// compiler, the index and the prefilter reason about; lowering consumes it, so a rule's
+/// lists and sets are held once.
+pub(crate) struct Program {
+    run: Lowered,
+    /// The outcome when the condition is a constant.
+    constant: Option<bool>,
+}
 
 impl std::fmt::Debug for Program {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Program")
+        f.debug_struct("Program").field("constant", &self.constant).finish_non_exhaustive()
     }
 }
 
 impl Program {
     /// Lowers `node`.
-    pub(crate) fn new(node: &Node) -> Self {
-        Program(lower(node))
+    pub(crate) fn new(node: Node) -> Self {
+        let constant = match node {
+            Node::Const(b) => Some(b),
+            _ => None,
+        };
+        Program { run: lower(node), constant }
     }
 
     /// Whether the condition holds for the event of `ctx`.
     #[inline]
     pub(crate) fn eval(&self, ctx: &mut Ctx<'_>) -> bool {
-        (self.0)(ctx)
+        (self.run)(ctx)
+    }
+
+    /// The outcome whatever the event, when the condition is a constant.
+    #[cfg(test)]
+    pub(crate) fn constant(&self) -> Option<bool> {
+        self.constant
     }
 }
 
 type Lowered = Box<dyn Fn(&mut Ctx<'_>) -> bool + Send + Sync>;
 
-fn lower(node: &Node) -> Lowered {
+fn lower(node: Node) -> Lowered {
     match node {
-        Node::Const(b) => {
-            let b = *b;
-            Box::new(move |_| b)
-        }
+        Node::Const(b) => Box::new(move |_| b),
         Node::And(items) => {
-            let items: Vec<Lowered> = items.iter().map(lower).collect();
+            let items: Vec<Lowered> = items.into_iter().map(lower).collect();
             Box::new(move |ctx| items.iter().all(|n| n(ctx)))
         }
         Node::Or(items) => {
-            let items: Vec<Lowered> = items.iter().map(lower).collect();
+            let items: Vec<Lowered> = items.into_iter().map(lower).collect();
             Box::new(move |ctx| items.iter().any(|n| n(ctx)))
         }
         Node::Not(inner) => {
-            let inner = lower(inner);
+            let inner = lower(*inner);
             Box::new(move |ctx| !inner(ctx))
         }
-        Node::Test(t) => lower_test((**t).clone()),
+        Node::Test(t) => lower_test(*t),
     }
 }
 
-/// A test on a field's own value (most tests) fetches it and compares; text, booleans and
+/// A test on a field's own value (most tests) fetches it and compares: text, booleans and
 /// numbers of the test's own kind directly, other values as [`test_value`] does. Anything
 /// else takes the general path, [`eval_test`].
 fn lower_test(t: Test) -> Lowered {
-    let Operand::Field { slot, id, arg } = t.lhs.clone() else {
-        return lower_transformed(t);
-    };
-    match &t.kind {
-        TestKind::Field(..) => Box::new(move |ctx| eval_test(&t, ctx)),
-        TestKind::Str(st) => {
-            let st = st.clone();
-            Box::new(move |ctx| match ctx.field(slot, id, arg.as_ref()) {
-                Some(Value::Str(s)) => str_test(&st, s),
-                Some(v) => test_value(&t, v),
-                None => false,
+    match t {
+        Test { lhs: Operand::Field { slot, id, arg }, any, kind } if !matches!(kind, TestKind::Field(..)) => {
+            Box::new(move |ctx| match (ctx.field(slot, id, arg.as_ref()), &kind) {
+                (Some(Value::Str(s)), TestKind::Str(st)) => str_test(st, s),
+                (Some(Value::Bool(b)), TestKind::Bool(want)) => b == want,
+                (Some(Value::Int(x)), TestKind::Num(op, n)) => op.apply(&i128::from(*x), n),
+                (Some(Value::UInt(x)), TestKind::Num(op, n)) => op.apply(&i128::from(*x), n),
+                (Some(v), kind) => test_value(any, kind, v),
+                (None, _) => false,
             })
         }
-        TestKind::Bool(want) => {
-            let want = *want;
-            Box::new(move |ctx| match ctx.field(slot, id, arg.as_ref()) {
-                Some(Value::Bool(b)) => *b == want,
-                Some(v) => test_value(&t, v),
-                None => false,
-            })
-        }
-        TestKind::Num(op, n) => {
-            let (op, n) = (*op, *n);
-            Box::new(move |ctx| match ctx.field(slot, id, arg.as_ref()) {
-                Some(Value::Int(x)) => op.apply(&i128::from(*x), &n),
-                Some(Value::UInt(x)) => op.apply(&i128::from(*x), &n),
-                Some(v) => test_value(&t, v),
-                None => false,
-            })
-        }
-        _ => Box::new(move |ctx| ctx.field(slot, id, arg.as_ref()).is_some_and(|v| test_value(&t, v))),
+        t => lower_transformed(t),
     }
 }
 
 /// A test through a transformer: `basename(field)` against text (the built-in rules' way
 /// of naming the file a process runs) compares the file name within the path directly.
 fn lower_transformed(t: Test) -> Lowered {
-    if let (Operand::Transform(Transformer::Basename, inner), TestKind::Str(st)) = (&t.lhs, &t.kind)
+    if let (Operand::Transform(Transformer::Basename, inner), TestKind::Str(_)) = (&t.lhs, &t.kind)
         && let Operand::Field { slot, id, arg } = &**inner
     {
-        let (slot, id, arg, st) = (*slot, *id, arg.clone(), st.clone());
-        return Box::new(move |ctx| match ctx.field(slot, id, arg.as_ref()) {
-            Some(Value::Str(path)) => str_test(&st, basename(path)),
-            Some(_) => eval_test(&t, ctx),
-            None => false,
+        let (slot, id, arg) = (*slot, *id, arg.clone());
+        return Box::new(move |ctx| match (ctx.field(slot, id, arg.as_ref()), &t.kind) {
+            (Some(Value::Str(path)), TestKind::Str(st)) => str_test(st, basename(path)),
+            (Some(_), _) => eval_test(&t, ctx),
+            (None, _) => false,
         });
     }
     Box::new(move |ctx| eval_test(&t, ctx))
@@ -379,12 +372,16 @@ fn eval_test(t: &Test, ctx: &mut Ctx<'_>) -> bool {
     // A field's value is borrowed from the event's cache (no `Cow` to build and move on
     // the most common path); a transformer's is made here, borrowing where it can.
     match &t.lhs {
-        Operand::Field { slot, id, arg } => ctx.field(*slot, *id, arg.as_ref()).is_some_and(|v| test_value(t, v)),
+        Operand::Field { slot, id, arg } => {
+            ctx.field(*slot, *id, arg.as_ref()).is_some_and(|v| test_value(t.any, &t.kind, v))
+        }
         Operand::Transform(tr, inner) => match &**inner {
-            Operand::Field { slot, id, arg } => {
-                ctx.field(*slot, *id, arg.as_ref()).is_some_and(|v| with_transform(*tr, v, |v| test_value(t, v)))
+            Operand::Field { slot, id, arg } => ctx
+                .field(*slot, *id, arg.as_ref())
+                .is_some_and(|v| with_transform(*tr, v, |v| test_value(t.any, &t.kind, v))),
+            Operand::Transform(..) => {
+                ctx.value(&t.lhs).map(Cow::into_owned).is_some_and(|v| test_value(t.any, &t.kind, &v))
             }
-            Operand::Transform(..) => ctx.value(&t.lhs).map(Cow::into_owned).is_some_and(|v| test_value(t, &v)),
         },
     }
 }
@@ -402,18 +399,19 @@ fn basename(path: &str) -> &str {
     path.rfind('/').map_or(path, |at| &path[at + 1..])
 }
 
-/// Whether the value `v` of `t`'s operand passes `t`'s comparison.
-fn test_value(t: &Test, v: &Value<'_>) -> bool {
-    match (v, &t.kind) {
+/// Whether the value `v` of a test's operand passes its comparison `kind` (`any`: the operand
+/// yields all ancestors, see [`Test::any`]).
+fn test_value(any: bool, kind: &TestKind, v: &Value<'_>) -> bool {
+    match (v, kind) {
         (Value::List(_), TestKind::Exists) => true,
         (Value::List(items), kind) => match kind {
-            TestKind::Str(StrTest::In(set)) if !t.any => {
+            TestKind::Str(StrTest::In(set)) if !any => {
                 !items.is_empty() && items.iter().all(|i| set.contains(text(i).as_ref()))
             }
-            TestKind::NumIn(set) if !t.any => {
+            TestKind::NumIn(set) if !any => {
                 !items.is_empty() && items.iter().all(|i| number(i).is_some_and(|n| set.contains(&n)))
             }
-            TestKind::Ip { ips, nets, negate: false } if !t.any => {
+            TestKind::Ip { ips, nets, negate: false } if !any => {
                 !items.is_empty() && items.iter().all(|i| ip_matches(i, ips, nets))
             }
             kind => items.iter().any(|i| scalar(i, kind)),
@@ -564,7 +562,7 @@ mod tests {
             for kind in &kinds {
                 for any in [false, true] {
                     let t = Test { lhs: lhs.clone(), any, kind: kind.clone() };
-                    let program = Program::new(&Node::Test(Box::new(t.clone())));
+                    let program = Program::new(Node::Test(Box::new(t.clone())));
                     for v in &values {
                         let event = Fixed(v.clone());
                         let lowered = program.eval(&mut Ctx::new(&event, &mut scratch, 1));

@@ -33,15 +33,21 @@ pub(crate) struct Candidate {
     pub rule: usize,
     /// The guards of the type its condition requires (bit i: guard i).
     guards: u64,
-    /// Its condition, specialised to the event type, without those guards...
-    pub check: Node,
-    /// ...ready to evaluate.
+    /// Its condition, specialised to the event type, without those guards.
     program: Program,
 }
 
-impl Candidate {
+/// A candidate while its type's index is built: its condition still a tree, to find the
+/// names it requires and the guards it shares.
+struct Pending {
+    rule: usize,
+    guards: u64,
+    check: Node,
+}
+
+impl Pending {
     fn new(rule: usize, check: Node) -> Self {
-        Candidate { rule, guards: 0, program: Program::new(&check), check }
+        Pending { rule, guards: 0, check }
     }
 }
 
@@ -132,13 +138,13 @@ impl RuleIndex {
             let typed = (0..rules.len()).filter(|&i| rules[i].evttypes.as_ref().is_some_and(|s| s.contains(t)));
             let candidates = typed
                 .chain(untyped.iter().copied())
-                .map(|rule| Candidate::new(rule, optimize(specialise(&rules[rule].cond, t))))
+                .map(|rule| Pending::new(rule, optimize(specialise(&rules[rule].cond, t))))
                 .filter(|c| !matches!(c.check, Node::Const(false)))
                 .collect();
             by_type.insert(t.to_owned(), TypeIndex::new(candidates));
         }
         let untyped =
-            TypeIndex::new(untyped.into_iter().map(|rule| Candidate::new(rule, rules[rule].cond.clone())).collect());
+            TypeIndex::new(untyped.into_iter().map(|rule| Pending::new(rule, rules[rule].cond.clone())).collect());
         RuleIndex { by_type, untyped }
     }
 
@@ -166,7 +172,7 @@ impl RuleIndex {
 }
 
 impl TypeIndex {
-    fn new(mut candidates: Vec<Candidate>) -> Self {
+    fn new(mut candidates: Vec<Pending>) -> Self {
         let all: Vec<u32> = (0..candidates.len() as u32).collect();
         let required: Vec<Option<(Operand, Set<String>)>> =
             candidates.iter().map(|c| required_names(&c.check)).collect();
@@ -197,13 +203,17 @@ impl TypeIndex {
             NameIndex { op, by_name, others }
         });
         let guards = take_guards(&mut candidates);
+        let candidates = candidates
+            .into_iter()
+            .map(|p| Candidate { rule: p.rule, guards: p.guards, program: Program::new(p.check) })
+            .collect();
         TypeIndex { candidates, all, names, guards }
     }
 }
 
 /// Takes the tests that two or more of `candidates` require out of their conditions (into
-/// their [`Candidate::guards`] masks) and returns them, bit i being the i-th.
-fn take_guards(candidates: &mut [Candidate]) -> Vec<Program> {
+/// their [`Pending::guards`] masks) and returns them, bit i being the i-th.
+fn take_guards(candidates: &mut [Pending]) -> Vec<Program> {
     // Per guardable conjunct, in order of first appearance: how many candidates require it.
     let mut seen: Vec<(GuardKey, usize)> = Vec::new();
     let mut at: HashMap<GuardKey, usize> = HashMap::new();
@@ -238,10 +248,9 @@ fn take_guards(candidates: &mut [Candidate]) -> Vec<Program> {
             }
         }
         c.check = optimize(Node::And(rest));
-        c.program = Program::new(&c.check);
     }
     // Every chosen key came from a conjunct, so each slot is filled.
-    guards.into_iter().map(|g| Program::new(&g.unwrap_or(Node::Const(true)))).collect()
+    guards.into_iter().map(|g| Program::new(g.unwrap_or(Node::Const(true)))).collect()
 }
 
 /// The conjuncts of a condition: the items of an `and`, else the condition itself.
@@ -471,7 +480,7 @@ mod tests {
         assert_eq!(openat.guards.len(), 2, "{:?}", openat.guards);
         let masks: Vec<u64> = openat.candidates.iter().map(|c| c.guards).collect();
         assert_eq!(masks, [0b01, 0b11, 0b10]);
-        assert!(matches!(openat.candidates[2].check, Node::Const(true)), "C is its guard alone");
+        assert_eq!(openat.candidates[2].program.constant(), Some(true), "C is its guard alone");
     }
 
     #[test]
