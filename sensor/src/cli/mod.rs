@@ -177,7 +177,6 @@ impl ConfigArgs {
     }
 }
 
-/// Starts the log on stderr: `level` as RUST_LOG, as text or one JSON object per line.
 /// Starts the log as the configuration (or, when it failed to load, the defaults) and the
 /// `--log` option say, so that even a configuration error is reported in its format.
 fn init_logging_for(config: &anyhow::Result<SensorConfig>, log_level: Option<String>) {
@@ -188,6 +187,7 @@ fn init_logging_for(config: &anyhow::Result<SensorConfig>, log_level: Option<Str
     init_logging(&level, format);
 }
 
+/// Starts the log on stderr: `level` as RUST_LOG, as text or one JSON object per line.
 fn init_logging(level: &str, format: LogFormat) {
     let mut builder = env_logger::Builder::new();
     builder.parse_filters(level).format_target(false);

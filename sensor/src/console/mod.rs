@@ -801,7 +801,9 @@ async fn api_tail(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQu
             };
             let (alerts, skipped) = tail.advance(page);
             if skipped {
-                let skipped = Event::default().event("skipped").data("over 1000 alerts in a second: skipping ahead");
+                let skipped = Event::default()
+                    .event("skipped")
+                    .data(format!("over {TAIL_BATCH} alerts in a second: skipping ahead"));
                 if tx.send(Ok(skipped)).await.is_err() {
                     return;
                 }

@@ -403,7 +403,7 @@ fn basename(path: &str) -> &str {
 /// yields all ancestors, see [`Test::any`]).
 fn test_value(any: bool, kind: &TestKind, v: &Value<'_>) -> bool {
     match (v, kind) {
-        (Value::List(_), TestKind::Exists) => true,
+        (_, TestKind::Exists) => true,
         (Value::List(items), kind) => match kind {
             TestKind::Str(StrTest::In(set)) if !any => {
                 !items.is_empty() && items.iter().all(|i| set.contains(text(i).as_ref()))
@@ -439,10 +439,7 @@ fn ip_matches(v: &Value<'_>, ips: &Set<IpAddr>, nets: &[Cidr]) -> bool {
 fn scalar(v: &Value<'_>, kind: &TestKind) -> bool {
     match kind {
         TestKind::Exists => true,
-        TestKind::Str(st) => match v {
-            Value::Str(s) => str_test(st, s),
-            other => str_test(st, &other.to_string()),
-        },
+        TestKind::Str(st) => str_test(st, &text(v)),
         TestKind::Num(op, n) => number(v).is_some_and(|x| op.apply(&x, n)),
         TestKind::NumIn(set) => number(v).is_some_and(|x| set.contains(&x)),
         TestKind::Bool(want) => match v {
