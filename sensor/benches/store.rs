@@ -1,7 +1,8 @@
 //! The alert store at a million alerts: how fast it writes, how fast the console's searches
 //! and dashboard counts answer, how big it gets.
 //!
-//! `cargo bench -p sensor --bench store [-- ALERTS]` (default 1,000,000), for each engine:
+//! `cargo bench -p sensor --bench store [-- ALERTS] [sqlite|postgres]` (default 1,000,000
+//! alerts; both engines), for each engine:
 //! SQLite in a file, and a real PostgreSQL started for the run (Debian's, with `fsync` off:
 //! the database's own disk settings are its operator's). Alerts are shaped as the built-in
 //! rules' (Falco's suggested output fields: container, image, namespace, pod), spread over 7
@@ -77,14 +78,23 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() {
-    let total: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let total: u64 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let only = |engine: &str| {
+        let named = ["sqlite", "postgres"].iter().any(|e| args.iter().any(|a| a == e));
+        !named || args.iter().any(|a| a == engine)
+    };
     let dir = std::env::temp_dir().join(format!("sensor-store-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let sqlite = StoreConfig { max_size: Some(1 << 40), ..StoreConfig::at(dir.join("alerts.db")) };
-    bench("SQLite", &sqlite, total);
-    let postgres = StoreConfig::postgres(sensor::store::pg_server::database("bench"));
-    bench("PostgreSQL", &postgres, total);
+    if only("sqlite") {
+        bench("SQLite", &sqlite, total);
+    }
+    if only("postgres") {
+        let postgres = StoreConfig::postgres(sensor::store::pg_server::database("bench"));
+        bench("PostgreSQL", &postgres, total);
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -45,7 +45,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "chromium",
     "chromium-driver",
     // The alert store's PostgreSQL engine and the cluster test (a server started per test
-    // process; pg_trgm for text search).
+    // process).
     "postgresql",
 ];
 

@@ -2,9 +2,10 @@
 //!
 //! `alerts` is partitioned by day of the event time (`alerts_d<days since epoch>`) and
 //! `alert_counts` (the hourly counts per grouping value, as in SQLite) likewise, so that
-//! retention drops a day's partitions whole. Text search finds candidates with a trigram
-//! index (`pg_trgm`) on each alert's distinct words, then keeps those whose JSON holds the
-//! text exactly (a `LIKE`). Every alert also carries the digest of its JSON,
+//! retention drops a day's partitions whole. Text search finds candidates with a GIN index
+//! on each alert's distinct words (a `tsvector` the store makes itself, so PostgreSQL's
+//! parser and dictionaries play no part), then keeps those whose JSON holds the text
+//! exactly (a `LIKE`). Every alert also carries the digest of its JSON,
 //! unique with its time: a batch a sender retries after its first attempt did commit is
 //! stored once. Several writers (console replicas) may share the database: partitions are
 //! made under an advisory lock, count rows are locked in one order, and one writer at a
@@ -22,13 +23,14 @@ use postgres::{Client, NoTls, types::ToSql};
 use super::rows::{
     COLUMNS, CountsPlan, DAY_NS, Dialect, HOUR_NS, Param, ROLLUP_GROUPS, ROLLUP_VALUES_AT, Rollup, column,
     grouping_value, level_of, ns_column, priority_of_level, rollup_columns, sorted_counts, tags_column, tags_of_column,
-    word_column,
+    word_vector,
 };
 use super::{AlertStore, GroupBy, Page, Placement, PostgresConfig, Query, Removed, StoreConfig, StoredAlert, Usage};
 use crate::rules::{Alert, Priority};
 
-/// The schema this code writes; a database with another is refused.
-const SCHEMA_VERSION: i64 = 1;
+/// The schema this code writes; a database with another is refused, but for the older ones
+/// [`PgStore::migrate`] brings up to date.
+const SCHEMA_VERSION: i64 = 2;
 /// How long a connection may sit idle before it is checked at its next use.
 const IDLE_CHECK_AFTER: Duration = Duration::from_secs(2);
 /// Advisory lock keys: making partitions, and running retention.
@@ -236,13 +238,14 @@ impl PgStore {
         if has_meta {
             let version: Option<i64> =
                 tx.query_opt("SELECT value FROM sensor_store_meta WHERE key = 'schema'", &[]).db()?.map(|r| r.get(0));
-            if version != Some(SCHEMA_VERSION) {
-                bail!("the database holds alert store schema {version:?}; this sensor writes {SCHEMA_VERSION}");
+            match version {
+                Some(SCHEMA_VERSION) => {}
+                Some(1) => Self::migrate_from_1(&mut tx)?,
+                _ => bail!("the database holds alert store schema {version:?}; this sensor writes {SCHEMA_VERSION}"),
             }
         }
         tx.batch_execute(
-            "CREATE EXTENSION IF NOT EXISTS pg_trgm;
-             CREATE TABLE IF NOT EXISTS sensor_store_meta (key text PRIMARY KEY, value bigint NOT NULL);
+            "CREATE TABLE IF NOT EXISTS sensor_store_meta (key text PRIMARY KEY, value bigint NOT NULL);
              CREATE SEQUENCE IF NOT EXISTS alert_ids;
              CREATE TABLE IF NOT EXISTS alerts (
                  id bigint NOT NULL DEFAULT nextval('alert_ids'),
@@ -258,14 +261,14 @@ impl PgStore {
                  namespace text,
                  pod text,
                  tags text NOT NULL,
-                 words text NOT NULL,
+                 words tsvector NOT NULL,
                  json text NOT NULL,
                  PRIMARY KEY (time_ns, id),
                  UNIQUE (time_ns, digest)
              ) PARTITION BY RANGE (time_ns);
              CREATE INDEX IF NOT EXISTS alerts_by_id ON alerts (id);
              CREATE INDEX IF NOT EXISTS alerts_by_rule ON alerts (rule, time_ns);
-             CREATE INDEX IF NOT EXISTS alerts_words ON alerts USING gin (words gin_trgm_ops);
+             CREATE INDEX IF NOT EXISTS alerts_words ON alerts USING gin (words);
              CREATE TABLE IF NOT EXISTS alert_counts (
                  hour bigint NOT NULL,
                  grp text NOT NULL,
@@ -281,17 +284,7 @@ impl PgStore {
                  expires_ns bigint NOT NULL
              );",
         )
-        .map_err(|e| {
-            let text = describe(&e);
-            if text.contains("pg_trgm") {
-                anyhow::anyhow!(
-                    "{text}; the store needs the pg_trgm extension (in postgresql-contrib), \
-                                 which a database owner may create"
-                )
-            } else {
-                anyhow::anyhow!(text)
-            }
-        })?;
+        .db()?;
         tx.execute(
             "INSERT INTO sensor_store_meta (key, value) VALUES ('schema', $1) ON CONFLICT (key) DO NOTHING",
             &[&SCHEMA_VERSION],
@@ -300,6 +293,26 @@ impl PgStore {
         tx.commit().db()?;
         drop(conn);
         *lock(&self.days) = self.stored_days()?.into_iter().collect();
+        Ok(())
+    }
+
+    /// Schema 1 indexed each alert's words as text with trigrams (`pg_trgm`): a few hundred
+    /// index entries per alert, which held writes to a few thousand alerts a second. Schema 2
+    /// holds the same words as a `tsvector`, one entry per word. Runs inside `set_up`'s
+    /// transaction: a failure leaves schema 1 as it was.
+    fn migrate_from_1(tx: &mut postgres::Transaction<'_>) -> anyhow::Result<()> {
+        log::info!(
+            "alert store: moving the word index to schema {SCHEMA_VERSION} (every stored alert is rewritten once)"
+        );
+        tx.batch_execute(
+            "DROP INDEX IF EXISTS alerts_words;
+             ALTER TABLE alerts ALTER COLUMN words TYPE tsvector
+                 USING array_to_tsvector(array_remove(string_to_array(btrim(words), ' '), ''));
+             CREATE INDEX alerts_words ON alerts USING gin (words);",
+        )
+        .db()
+        .context("moving the alert store to schema 2")?;
+        tx.execute("UPDATE sensor_store_meta SET value = $1 WHERE key = 'schema'", &[&SCHEMA_VERSION]).db()?;
         Ok(())
     }
 
@@ -543,7 +556,7 @@ impl AlertStore for PgStore {
         let pods = column_of(|p| p.pod.clone());
         let tags: Vec<String> = rows.iter().map(|(a, ..)| tags_column(a)).collect();
         let jsons: Vec<&str> = rows.iter().map(|(_, j, _)| j.as_str()).collect();
-        let words: Vec<String> = rows.iter().map(|(a, ..)| word_column(a)).collect();
+        let words: Vec<String> = rows.iter().map(|(a, ..)| word_vector(a)).collect();
         let mut conn = self.pool.get()?;
         let mut tx = conn.transaction().db()?;
         let stored = tx
@@ -558,7 +571,7 @@ impl AlertStore for PgStore {
                      INSERT INTO alerts (time_ns, digest, priority, rule, source, hostname, container_id,
                                          container_name, image, namespace, pod, tags, words, json)
                      SELECT time_ns, digest, priority, rule, source, hostname, container_id, container_name, image,
-                            namespace, pod, tags, words, json FROM input ORDER BY ord
+                            namespace, pod, tags, words::tsvector, json FROM input ORDER BY ord
                      ON CONFLICT (time_ns, digest) DO NOTHING
                      RETURNING time_ns, digest
                  )

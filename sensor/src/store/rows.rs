@@ -38,18 +38,51 @@ pub(super) fn words_of(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase)
 }
 
-/// The distinct words of an alert's indexed text, each between spaces (` a b c `): what the
-/// PostgreSQL store's trigram index holds instead of the whole JSON (a fraction of its
-/// size), so a word's beginning is found as `% word%`.
-pub(super) fn word_column(alert: &Alert) -> String {
-    let body = body(alert);
-    let words: std::collections::BTreeSet<String> = words_of(&body).collect();
-    let mut column = String::from(" ");
-    for word in words {
-        column.push_str(&word);
-        column.push(' ');
+/// The longest word the PostgreSQL word index holds, in bytes: longer words are held by
+/// their beginning, which a search word's beginning still finds (far below PostgreSQL's
+/// 2 KiB limit on one word).
+const INDEXED_WORD_MAX: usize = 128;
+/// The most bytes of words one alert's index entry holds (PostgreSQL refuses a `tsvector`
+/// over 1 MiB). An alert with more is indexed as [`OVERFLOW_WORD`] too: every text search
+/// takes it as a candidate, and the exact check on its JSON decides.
+const INDEXED_WORDS_MAX: usize = 256 * 1024;
+/// The word an alert with more words than its index entry holds is indexed under: not a
+/// word [`words_of`] makes, so no alert holds it otherwise.
+const OVERFLOW_WORD: &str = "-";
+
+/// `word` cut to at most [`INDEXED_WORD_MAX`] bytes, at a character boundary.
+fn indexed_word(word: &str) -> &str {
+    let mut end = word.len().min(INDEXED_WORD_MAX);
+    while !word.is_char_boundary(end) {
+        end -= 1;
     }
-    column
+    &word[..end]
+}
+
+/// The distinct words of an alert's indexed text, as a PostgreSQL `tsvector` literal
+/// (`'a' 'b'`): the store's word index, which finds a word by its beginning. Words hold
+/// only letters and digits, so quoting them needs no escapes.
+pub(super) fn word_vector(alert: &Alert) -> String {
+    let body = body(alert);
+    let words: std::collections::BTreeSet<String> = words_of(&body).map(|w| indexed_word(&w).to_owned()).collect();
+    let mut vector = String::new();
+    for word in words {
+        if vector.len() + word.len() + 3 > INDEXED_WORDS_MAX {
+            vector.push_str(&format!("'{OVERFLOW_WORD}'"));
+            break;
+        }
+        vector.push('\'');
+        vector.push_str(&word);
+        vector.push_str("' ");
+    }
+    vector
+}
+
+/// The PostgreSQL `tsquery` literal that finds, in [`word_vector`]s, the alerts where each
+/// word of `term` begins a word (or whose words overflowed); `None` when `term` has no word.
+pub(super) fn word_query(term: &str) -> Option<String> {
+    let words: Vec<String> = words_of(term).map(|w| format!("'{}':*", indexed_word(&w))).collect();
+    (!words.is_empty()).then(|| format!("({}) | '{OVERFLOW_WORD}'", words.join(" & ")))
 }
 
 pub(super) fn level_of(p: Priority) -> i64 {
@@ -338,9 +371,9 @@ impl Dialect {
                 // the alert), a LIKE on the JSON keeps the exact matches.
                 Dialect::Postgres => {
                     let mut clause = String::new();
-                    for word in words_of(term) {
-                        let mark = self.bind(args, Param::Text(format!("% {word}%")));
-                        clause.push_str(&format!("words LIKE {mark} AND "));
+                    if let Some(words) = word_query(term) {
+                        let mark = self.bind(args, Param::Text(words));
+                        clause.push_str(&format!("words @@ {mark}::tsquery AND "));
                     }
                     let mut pattern = String::from("%");
                     for c in escaped.chars() {

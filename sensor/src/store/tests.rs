@@ -485,3 +485,65 @@ fn postgres_refuses_a_database_of_another_schema() {
     let e = open(&StoreConfig::postgres(pg)).err().expect("refused");
     assert!(format!("{e:#}").contains("schema Some(99)"), "{e:#}");
 }
+
+#[test]
+fn postgres_moves_a_schema_1_database_to_the_word_vector_index() {
+    let pg = pg_server::database("schema1");
+    let config = StoreConfig::postgres(pg.clone());
+    let mut store = open(&config).unwrap().store;
+    store
+        .insert(&[
+            alert(T0, "A", Priority::Warning, "read /etc/shadow by cat-x", &[]),
+            alert(T0 + DAY, "B", Priority::Warning, "shell in web", &[]),
+        ])
+        .unwrap();
+    drop(store);
+    // Back to schema 1 as it was written: the words as ` a b c ` text, its index gone.
+    let mut client = postgres::Client::connect(&pg.url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(
+            "DROP INDEX alerts_words;
+             ALTER TABLE alerts ALTER COLUMN words TYPE text
+                 USING ' ' || array_to_string(tsvector_to_array(words), ' ') || ' ';
+             UPDATE sensor_store_meta SET value = 1 WHERE key = 'schema';",
+        )
+        .unwrap();
+    let store = open(&config).unwrap().store;
+    let find = |text: &str| {
+        let page = store.search(&Query { text: Some(text.into()), ..Query::default() }).unwrap();
+        rules(&page).into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    assert_eq!(find("cat-x"), ["A"]);
+    assert_eq!(find("shel"), ["B"]);
+    let version: i64 =
+        client.query_one("SELECT value FROM sensor_store_meta WHERE key = 'schema'", &[]).unwrap().get(0);
+    assert_eq!(version, 2);
+    let index: bool = client.query_one("SELECT to_regclass('alerts_words') IS NOT NULL", &[]).unwrap().get(0);
+    assert!(index, "the word index is made again");
+}
+
+#[test]
+fn postgres_finds_text_in_an_alert_with_more_words_than_its_index_holds() {
+    let config = StoreConfig::postgres(pg_server::database("overflow"));
+    let mut store = open(&config).unwrap().store;
+    // 40,000 distinct words of 8 letters: more than the index entry's 256 KiB; the last
+    // ones sort after the cut. One word longer than an indexed word.
+    let many: Vec<String> = (0..40_000u32).map(|i| format!("w{i:07}")).collect();
+    let long = format!("start{}", "y".repeat(300));
+    store
+        .insert(&[
+            alert(T0, "big", Priority::Warning, &many.join(" "), &[]),
+            alert(T0 + 1, "long", Priority::Warning, &format!("{long} end"), &[]),
+            alert(T0 + 2, "small", Priority::Warning, "w0000001 alone", &[]),
+        ])
+        .unwrap();
+    let find = |text: &str| {
+        let page = store.search(&Query { text: Some(text.into()), ..Query::default() }).unwrap();
+        rules(&page).into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    assert_eq!(find("w0039999"), ["big"], "a word past the index entry's end");
+    assert_eq!(find("w0000001"), ["small", "big"]);
+    assert_eq!(find(&long), ["long"], "a word longer than an indexed word");
+    assert_eq!(find(&format!("{long}y")), Vec::<String>::new());
+    assert_eq!(find("nowhere"), Vec::<String>::new());
+}
