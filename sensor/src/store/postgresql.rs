@@ -36,6 +36,9 @@ const IDLE_CHECK_AFTER: Duration = Duration::from_secs(2);
 /// Advisory lock keys: making partitions, and running retention.
 const PARTITION_LOCK: i64 = 0x5e05_0001;
 const RETENTION_LOCK: i64 = 0x5e05_0002;
+/// How many of the newest alerts (of those the other filters select) a text search tries,
+/// in turn, before it asks the word index.
+const TEXT_PROBE_ALERTS: [usize; 2] = [5_000, 50_000];
 
 /// A store in a PostgreSQL database. Clones share the connections.
 #[derive(Clone)]
@@ -617,9 +620,32 @@ impl AlertStore for PgStore {
     fn search(&self, query: &Query) -> anyhow::Result<Page> {
         let limit = query.page_size();
         let direction = query.order.sql();
+        let order = format!("ORDER BY time_ns {direction}, id {direction}");
+        if query.text.is_some() {
+            // Text that many alerts hold is found soonest among the newest alerts, and text
+            // that few hold through the word index; the planner cannot tell the two apart
+            // from a word's beginning. So the newest alerts are tried first, more of them
+            // each time: a full page among them is the page, since every alert past them
+            // is older.
+            for probe in TEXT_PROBE_ALERTS {
+                let mut params = Vec::new();
+                let recent = Dialect::Postgres.filters(&Query { text: None, ..query.clone() }, &mut params);
+                let text =
+                    Dialect::Postgres.filters(&Query { text: query.text.clone(), ..Query::default() }, &mut params);
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM (SELECT * FROM alerts WHERE {recent} {order} LIMIT {probe}) recent \
+                     WHERE {text} {order} LIMIT {}",
+                    limit + 1
+                );
+                let alerts: Vec<StoredAlert> = self.query(&sql, &params)?.iter().map(row_to_alert).collect();
+                if alerts.len() > limit {
+                    return Ok(Page::of(alerts, limit));
+                }
+            }
+        }
         let mut params = Vec::new();
         let sql = format!(
-            "SELECT {COLUMNS} FROM alerts WHERE {} ORDER BY time_ns {direction}, id {direction} LIMIT {}",
+            "SELECT {COLUMNS} FROM alerts WHERE {} {order} LIMIT {}",
             Dialect::Postgres.filters(query, &mut params),
             limit + 1
         );

@@ -78,11 +78,20 @@ pub(super) fn word_vector(alert: &Alert) -> String {
     vector
 }
 
-/// The PostgreSQL `tsquery` literal that finds, in [`word_vector`]s, the alerts where each
-/// word of `term` begins a word (or whose words overflowed); `None` when `term` has no word.
+/// The PostgreSQL `tsquery` literal that finds, in [`word_vector`]s, the alerts that may
+/// hold `term` (or whose words overflowed); `None` when `term` has no word. As in SQLite's
+/// index, the term begins a word: its last word may end inside one (a prefix), the words
+/// before it are whole (an exact word, which the index finds without reading every word
+/// that begins alike).
 pub(super) fn word_query(term: &str) -> Option<String> {
-    let words: Vec<String> = words_of(term).map(|w| format!("'{}':*", indexed_word(&w))).collect();
-    (!words.is_empty()).then(|| format!("({}) | '{OVERFLOW_WORD}'", words.join(" & ")))
+    let words: Vec<String> = words_of(term).map(|w| indexed_word(&w).to_owned()).collect();
+    let (last, whole) = words.split_last()?;
+    let mut query = String::from("(");
+    for word in whole {
+        query.push_str(&format!("'{word}' & "));
+    }
+    query.push_str(&format!("'{last}':*) | '{OVERFLOW_WORD}'"));
+    Some(query)
 }
 
 pub(super) fn level_of(p: Priority) -> i64 {

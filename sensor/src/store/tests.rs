@@ -547,3 +547,52 @@ fn postgres_finds_text_in_an_alert_with_more_words_than_its_index_holds() {
     assert_eq!(find(&format!("{long}y")), Vec::<String>::new());
     assert_eq!(find("nowhere"), Vec::<String>::new());
 }
+
+#[test]
+fn text_search_pages_the_same_whether_many_or_few_alerts_hold_the_text() {
+    for (engine, mut store) in Stores::new("text-pages").each(|c| c) {
+        // 12,000 alerts over two days: every one holds `common`, every third `third`, and
+        // only the oldest 120 `rare` (past the newest alerts a text search tries first).
+        let batch: Vec<Arc<Alert>> = (0..12_000u64)
+            .map(|i| {
+                let mut message = format!("common n{i}");
+                if i % 3 == 0 {
+                    message.push_str(" third");
+                }
+                if i < 120 {
+                    message.push_str(" rare");
+                }
+                alert(T0 + i * (2 * DAY / 12_000), "R", Priority::Notice, &message, &[])
+            })
+            .collect();
+        store.insert(&batch).unwrap();
+        let messages = |text: &str, order: Order, limit: usize| {
+            let mut query = Query { text: Some(text.into()), order, limit, ..Query::default() };
+            let mut seen = Vec::new();
+            loop {
+                let page = store.search(&query).unwrap();
+                // The output is `<time>: Notice <message>`.
+                seen.extend(page.alerts.iter().map(|a| a.output.split_once("Notice ").unwrap().1.to_owned()));
+                match page.next {
+                    Some(next) if seen.len() < 400 => query.after = Some(next),
+                    _ => break,
+                }
+            }
+            seen
+        };
+        let expect = |filter: &dyn Fn(u64) -> bool, order: Order| -> Vec<String> {
+            let mut ids: Vec<u64> = (0..12_000).filter(|i| filter(*i)).collect();
+            if order == Order::NewestFirst {
+                ids.reverse();
+            }
+            ids.truncate(400);
+            ids.iter().map(|i| batch[*i as usize].message.clone()).collect()
+        };
+        for order in [Order::NewestFirst, Order::OldestFirst] {
+            assert_eq!(messages("common", order, 50), expect(&|_| true, order), "{engine} {order:?}");
+            assert_eq!(messages("third", order, 50), expect(&|i| i % 3 == 0, order), "{engine} {order:?}");
+            assert_eq!(messages("rare", order, 50), expect(&|i| i < 120, order), "{engine} {order:?}");
+            assert_eq!(messages("rare third", order, 7), expect(&|i| i < 120 && i % 3 == 0, order), "{engine}");
+        }
+    }
+}
