@@ -36,8 +36,8 @@ const IDLE_CHECK_AFTER: Duration = Duration::from_secs(2);
 /// Advisory lock keys: making partitions, and running retention.
 const PARTITION_LOCK: i64 = 0x5e05_0001;
 const RETENTION_LOCK: i64 = 0x5e05_0002;
-/// How many of the newest alerts (of those the other filters select) a text search tries,
-/// in turn, before it asks the word index.
+/// How many alerts, first in the page's order (of those the other filters select), a text
+/// search tries, in turn, before it asks the word index.
 const TEXT_PROBE_ALERTS: [usize; 2] = [5_000, 50_000];
 
 /// A store in a PostgreSQL database. Clones share the connections.
@@ -622,11 +622,11 @@ impl AlertStore for PgStore {
         let direction = query.order.sql();
         let order = format!("ORDER BY time_ns {direction}, id {direction}");
         if query.text.is_some() {
-            // Text that many alerts hold is found soonest among the newest alerts, and text
-            // that few hold through the word index; the planner cannot tell the two apart
-            // from a word's beginning. So the newest alerts are tried first, more of them
-            // each time: a full page among them is the page, since every alert past them
-            // is older.
+            // Text that many alerts hold is found soonest by reading alerts in the page's
+            // order, and text that few hold through the word index; the planner cannot tell
+            // the two apart from a word's beginning. So the first alerts in the page's order
+            // are tried first, more of them each time: a full page among them is the page,
+            // since every alert past them comes after it.
             for probe in TEXT_PROBE_ALERTS {
                 let mut params = Vec::new();
                 let recent = Dialect::Postgres.filters(&Query { text: None, ..query.clone() }, &mut params);
