@@ -328,6 +328,8 @@ impl Runner<'_> {
         let mut drops = tokio::time::interval(self.config.internal_alerts.interval);
         drops.reset();
         let mut watch = tokio::time::interval(self.config.reload.interval);
+        // Its first tick is now: what starting used and freed goes back at once.
+        let mut trim = tokio::time::interval(MEMORY_TRIM_INTERVAL);
         loop {
             tokio::select! {
                 batch = self.capture.next_batch() => {
@@ -336,6 +338,7 @@ impl Runner<'_> {
                 }
                 _ = refresh.tick() => self.refresh_metrics(),
                 _ = drops.tick() => self.check_drops(),
+                _ = trim.tick() => release_freed_memory(),
                 _ = hangup.recv() => {
                     log::info!("SIGHUP: reloading");
                     self.start_reload();
@@ -628,5 +631,20 @@ impl Watched {
         }
         let stamp = |p: &Path| std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
         Watched(files.into_iter().map(|p| (stamp(&p), p)).map(|(s, p)| (p, s)).collect())
+    }
+}
+
+/// How often the memory freed since is given back to the kernel.
+const MEMORY_TRIM_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Gives memory freed since the last call back to the kernel. Starting, a reload and bursts
+/// (containers come and go, a storm fills the queues) leave free pages between live
+/// allocations, which glibc's allocator otherwise keeps: 1.8 MB of 38 MB resident after
+/// starting with the built-in rules.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
