@@ -376,8 +376,8 @@ impl Dialect {
                     let needle = self.bind(args, Param::Text(escaped.to_owned()));
                     self.contains("lower(json)", &format!("lower({needle})"))
                 }
-                // The word index finds candidates (each word of the term begins a word of
-                // the alert), a LIKE on the JSON keeps the exact matches.
+                // The word index finds candidates (`word_query`), a LIKE on the JSON keeps
+                // the exact matches.
                 Dialect::Postgres => {
                     let mut clause = String::new();
                     if let Some(words) = word_query(term) {
