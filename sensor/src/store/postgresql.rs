@@ -531,37 +531,63 @@ fn row_to_alert(r: &postgres::Row) -> StoredAlert {
     }
 }
 
-impl AlertStore for PgStore {
-    fn insert(&mut self, alerts: &[Arc<Alert>]) -> anyhow::Result<()> {
-        // One row per distinct alert: the digest keeps a retried batch from being stored
-        // twice, and an alert given twice in one batch is one alert.
-        let mut seen = HashSet::new();
-        let rows: Vec<(&Alert, String, Placement)> = alerts
+/// Alerts per statement of an insert.
+const INSERT_CHUNK: usize = 1_000;
+
+/// The rows of one statement of an insert: a chunk's distinct alerts and their columns.
+struct Chunk<'a> {
+    /// Each distinct alert (an alert given twice in a batch is one alert), with where it ran.
+    rows: Vec<(&'a Alert, Placement)>,
+    times: Vec<i64>,
+    levels: Vec<i64>,
+    ids: Vec<Option<String>>,
+    names: Vec<Option<String>>,
+    images: Vec<Option<String>>,
+    namespaces: Vec<Option<String>>,
+    pods: Vec<Option<String>>,
+    tags: Vec<String>,
+    jsons: Vec<String>,
+    words: Vec<String>,
+}
+
+impl<'a> Chunk<'a> {
+    fn of(alerts: &'a [Arc<Alert>]) -> Chunk<'a> {
+        let jsons: Vec<String> = alerts.iter().map(|a| a.to_json().to_string()).collect();
+        let first: Vec<bool> = {
+            let mut seen = HashSet::new();
+            alerts.iter().zip(&jsons).map(|(a, json)| seen.insert((a.time_ns, json.as_str()))).collect()
+        };
+        let (rows, jsons): (Vec<(&Alert, Placement)>, Vec<String>) = alerts
             .iter()
-            .map(|a| (a.as_ref(), a.to_json().to_string(), Placement::of(a)))
-            .filter(|(a, json, _)| seen.insert((a.time_ns, json.clone())))
-            .collect();
-        if rows.is_empty() {
-            return Ok(());
+            .zip(jsons)
+            .zip(first)
+            .filter(|(_, first)| *first)
+            .map(|((a, json), _)| ((a.as_ref(), Placement::of(a)), json))
+            .unzip();
+        let column_of = |f: fn(&Placement) -> Option<String>| rows.iter().map(|(_, p)| f(p)).collect::<Vec<_>>();
+        Chunk {
+            times: rows.iter().map(|(a, _)| ns_column(a.time_ns)).collect(),
+            levels: rows.iter().map(|(a, _)| level_of(a.priority)).collect(),
+            ids: column_of(|p| p.container_id.clone()),
+            names: column_of(|p| p.container_name.clone()),
+            images: column_of(|p| p.image.clone()),
+            namespaces: column_of(|p| p.namespace.clone()),
+            pods: column_of(|p| p.pod.clone()),
+            tags: rows.iter().map(|(a, _)| tags_column(a)).collect(),
+            words: rows.iter().map(|(a, _)| word_vector(a)).collect(),
+            jsons,
+            rows,
         }
-        let days: BTreeSet<u64> = rows.iter().map(|(a, ..)| a.time_ns / DAY_NS).collect();
-        self.ensure_days(&days)?;
-        let column_of = |f: fn(&Placement) -> Option<String>| rows.iter().map(|(_, _, p)| f(p)).collect::<Vec<_>>();
-        let times: Vec<i64> = rows.iter().map(|(a, ..)| ns_column(a.time_ns)).collect();
-        let levels: Vec<i64> = rows.iter().map(|(a, ..)| level_of(a.priority)).collect();
-        let rules: Vec<&str> = rows.iter().map(|(a, ..)| a.rule.as_str()).collect();
-        let sources: Vec<&str> = rows.iter().map(|(a, ..)| a.source.as_str()).collect();
-        let hosts: Vec<&str> = rows.iter().map(|(a, ..)| a.hostname.as_str()).collect();
-        let ids = column_of(|p| p.container_id.clone());
-        let names = column_of(|p| p.container_name.clone());
-        let images = column_of(|p| p.image.clone());
-        let namespaces = column_of(|p| p.namespace.clone());
-        let pods = column_of(|p| p.pod.clone());
-        let tags: Vec<String> = rows.iter().map(|(a, ..)| tags_column(a)).collect();
-        let jsons: Vec<&str> = rows.iter().map(|(_, j, _)| j.as_str()).collect();
-        let words: Vec<String> = rows.iter().map(|(a, ..)| word_vector(a)).collect();
-        let mut conn = self.pool.get()?;
-        let mut tx = conn.transaction().db()?;
+    }
+}
+
+impl PgStore {
+    /// Inserts `chunk` in `tx`; returns the indexes of its rows that were new (not already
+    /// stored, by another writer or an earlier chunk of the same batch).
+    fn insert_chunk(&self, tx: &mut postgres::Transaction<'_>, chunk: &Chunk<'_>) -> anyhow::Result<Vec<usize>> {
+        let rules: Vec<&str> = chunk.rows.iter().map(|(a, _)| a.rule.as_str()).collect();
+        let sources: Vec<&str> = chunk.rows.iter().map(|(a, _)| a.source.as_str()).collect();
+        let hosts: Vec<&str> = chunk.rows.iter().map(|(a, _)| a.hostname.as_str()).collect();
         let stored = tx
             .query(
                 "WITH input AS (
@@ -580,19 +606,19 @@ impl AlertStore for PgStore {
                  )
                  SELECT input.ord FROM input JOIN stored USING (time_ns, digest)",
                 &[
-                    &times,
-                    &levels,
+                    &chunk.times,
+                    &chunk.levels,
                     &rules,
                     &sources,
                     &hosts,
-                    &ids,
-                    &names,
-                    &images,
-                    &namespaces,
-                    &pods,
-                    &tags,
-                    &jsons,
-                    &words,
+                    &chunk.ids,
+                    &chunk.names,
+                    &chunk.images,
+                    &chunk.namespaces,
+                    &chunk.pods,
+                    &chunk.tags,
+                    &chunk.jsons,
+                    &chunk.words,
                 ],
             )
             .map_err(|e| {
@@ -605,13 +631,36 @@ impl AlertStore for PgStore {
                 }
                 anyhow::anyhow!(describe(&e))
             })?;
-        let mut rollup = Rollup::default();
-        for r in &stored {
-            let index = (r.get::<_, i64>(0) - 1) as usize;
-            let Some((alert, _, place)) = rows.get(index) else { continue };
-            let values = ROLLUP_GROUPS.map(|by| (by, grouping_value(by, alert, place)));
-            rollup.add(1, alert.time_ns, level_of(alert.priority), values, &tags[index]);
+        Ok(stored.iter().map(|r| (r.get::<_, i64>(0) - 1) as usize).collect())
+    }
+}
+
+impl AlertStore for PgStore {
+    fn insert(&mut self, alerts: &[Arc<Alert>]) -> anyhow::Result<()> {
+        if alerts.is_empty() {
+            return Ok(());
         }
+        let days: BTreeSet<u64> = alerts.iter().map(|a| a.time_ns / DAY_NS).collect();
+        self.ensure_days(&days)?;
+        let mut conn = self.pool.get()?;
+        let mut tx = conn.transaction().db()?;
+        let mut rollup = Rollup::default();
+        // One transaction, a statement per chunk: while the database writes a chunk, a
+        // thread makes the next one's rows (their JSON, words and columns).
+        std::thread::scope(|scope| -> anyhow::Result<()> {
+            let mut chunks = alerts.chunks(INSERT_CHUNK);
+            let mut next = chunks.next().map(|c| scope.spawn(move || Chunk::of(c)));
+            while let Some(making) = next.take() {
+                let chunk = making.join().map_err(|_| anyhow::anyhow!("making the rows of alerts failed"))?;
+                next = chunks.next().map(|c| scope.spawn(move || Chunk::of(c)));
+                for index in self.insert_chunk(&mut tx, &chunk)? {
+                    let Some((alert, place)) = chunk.rows.get(index) else { continue };
+                    let values = ROLLUP_GROUPS.map(|by| (by, grouping_value(by, alert, place)));
+                    rollup.add(1, alert.time_ns, level_of(alert.priority), values, &chunk.tags[index]);
+                }
+            }
+            Ok(())
+        })?;
         Self::apply_rollup(&mut tx, &rollup)?;
         tx.commit().db()?;
         Ok(())

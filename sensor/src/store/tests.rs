@@ -448,6 +448,15 @@ fn postgres_stores_a_batch_given_twice_once_and_counts_it_once() {
         [("R".to_owned(), 501)],
         "the counts did not count the retry"
     );
+    // A batch written in several statements, an alert in it twice (one statement apart).
+    let mut long: Vec<Arc<Alert>> =
+        (0..2_500).map(|i| alert(T0 + 2 * DAY + i * 1000, "L", Priority::Notice, "y", &[])).collect();
+    long.push(long[3].clone());
+    long.insert(1_500, long[1_400].clone());
+    first.insert(&long).unwrap();
+    assert_eq!(first.usage().unwrap().alerts, 3_001);
+    let counts = first.counts(&Query::default(), GroupBy::Rule).unwrap();
+    assert_eq!(counts, [("L".to_owned(), 2_500), ("R".to_owned(), 501)]);
     // The same question through the whole hours of the counts table.
     let hours = Query { from_ns: Some(T0), to_ns: Some(T0 + 2 * DAY), ..Query::default() };
     assert_eq!(first.counts(&hours, GroupBy::Rule).unwrap(), [("R".to_owned(), 501)]);
