@@ -22,8 +22,8 @@ use postgres::{Client, NoTls, types::ToSql};
 
 use super::rows::{
     COLUMNS, CountsPlan, DAY_NS, Dialect, HOUR_NS, Param, ROLLUP_GROUPS, ROLLUP_VALUES_AT, Rollup, column,
-    grouping_value, level_of, ns_column, priority_of_level, rollup_columns, sorted_counts, tags_column, tags_of_column,
-    word_vector,
+    grouping_value, in_chunks, level_of, ns_column, priority_of_level, rollup_columns, sorted_counts, tags_column,
+    tags_of_column, word_vector,
 };
 use super::{AlertStore, GroupBy, Page, Placement, PostgresConfig, Query, Removed, StoreConfig, StoredAlert, Usage};
 use crate::rules::{Alert, Priority};
@@ -531,9 +531,6 @@ fn row_to_alert(r: &postgres::Row) -> StoredAlert {
     }
 }
 
-/// Alerts per statement of an insert.
-const INSERT_CHUNK: usize = 1_000;
-
 /// The rows of one statement of an insert: a chunk's distinct alerts and their columns.
 struct Chunk<'a> {
     /// Each distinct alert (an alert given twice in a batch is one alert), with where it ran.
@@ -645,19 +642,12 @@ impl AlertStore for PgStore {
         let mut conn = self.pool.get()?;
         let mut tx = conn.transaction().db()?;
         let mut rollup = Rollup::default();
-        // One transaction, a statement per chunk: while the database writes a chunk, a
-        // thread makes the next one's rows (their JSON, words and columns).
-        std::thread::scope(|scope| -> anyhow::Result<()> {
-            let mut chunks = alerts.chunks(INSERT_CHUNK);
-            let mut next = chunks.next().map(|c| scope.spawn(move || Chunk::of(c)));
-            while let Some(making) = next.take() {
-                let chunk = making.join().map_err(|_| anyhow::anyhow!("making the rows of alerts failed"))?;
-                next = chunks.next().map(|c| scope.spawn(move || Chunk::of(c)));
-                for index in self.insert_chunk(&mut tx, &chunk)? {
-                    let Some((alert, place)) = chunk.rows.get(index) else { continue };
-                    let values = ROLLUP_GROUPS.map(|by| (by, grouping_value(by, alert, place)));
-                    rollup.add(1, alert.time_ns, level_of(alert.priority), values, &chunk.tags[index]);
-                }
+        // One transaction, a statement per chunk.
+        in_chunks(alerts, Chunk::of, |_, chunk| {
+            for index in self.insert_chunk(&mut tx, &chunk)? {
+                let Some((alert, place)) = chunk.rows.get(index) else { continue };
+                let values = ROLLUP_GROUPS.map(|by| (by, grouping_value(by, alert, place)));
+                rollup.add(1, alert.time_ns, level_of(alert.priority), values, &chunk.tags[index]);
             }
             Ok(())
         })?;

@@ -2,7 +2,7 @@
 //! text its search index holds, and the hourly counts per grouping value that the
 //! dashboard reads instead of every alert.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use super::{GroupBy, Order, Placement, Query};
 use crate::rules::{Alert, Priority};
@@ -92,6 +92,30 @@ pub(super) fn word_query(term: &str) -> Option<String> {
     }
     query.push_str(&format!("'{last}':*) | '{OVERFLOW_WORD}'"));
     Some(query)
+}
+
+/// Alerts per chunk of an insert.
+pub(super) const INSERT_CHUNK: usize = 1_000;
+
+/// Writes `alerts` chunk by chunk: `make` turns a chunk into its rows on a thread of its
+/// own, one chunk ahead, while `write` writes the chunk before (the JSON, words and columns
+/// of an alert cost about as much as the database's writing of it).
+pub(super) fn in_chunks<'a, T: Send + 'a>(
+    alerts: &'a [Arc<Alert>],
+    make: impl Fn(&'a [Arc<Alert>]) -> T + Sync,
+    mut write: impl FnMut(&'a [Arc<Alert>], T) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let make = &make;
+    std::thread::scope(|scope| {
+        let mut chunks = alerts.chunks(INSERT_CHUNK);
+        let mut next = chunks.next().map(|c| (c, scope.spawn(move || make(c))));
+        while let Some((chunk, making)) = next.take() {
+            let rows = making.join().map_err(|_| anyhow::anyhow!("making the rows of alerts failed"))?;
+            next = chunks.next().map(|c| (c, scope.spawn(move || make(c))));
+            write(chunk, rows)?;
+        }
+        Ok(())
+    })
 }
 
 pub(super) fn level_of(p: Priority) -> i64 {

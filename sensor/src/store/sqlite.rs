@@ -21,7 +21,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params, params_fro
 
 use super::rows::{
     COLUMNS, CountsPlan, DAY_NS, Dialect, HOUR_NS, Param, ROLLUP_GROUPS, ROLLUP_VALUES_AT, Rollup, body, column,
-    grouping_value, level_of, ns_column, priority_of_level, rollup_columns, sorted_counts, tags_column, tags_of_column,
+    grouping_value, in_chunks, level_of, ns_column, priority_of_level, rollup_columns, sorted_counts, tags_column,
+    tags_of_column,
 };
 use super::{AlertStore, GroupBy, Order, Page, Placement, Query, Removed, StoreConfig, StoredAlert, Usage};
 use crate::rules::{Alert, Priority};
@@ -424,6 +425,29 @@ fn fts_query(terms: &[&str]) -> Option<String> {
     (!phrases.is_empty()).then(|| phrases.join(" AND "))
 }
 
+/// What an alert's rows hold besides its own fields, made before they are written.
+struct Row {
+    place: Placement,
+    tags: String,
+    /// The text of its full-text index.
+    body: String,
+    json: String,
+}
+
+impl Row {
+    fn of_each(alerts: &[Arc<Alert>]) -> Vec<Row> {
+        alerts
+            .iter()
+            .map(|a| Row {
+                place: Placement::of(a),
+                tags: tags_column(a),
+                body: body(a),
+                json: a.to_json().to_string(),
+            })
+            .collect()
+    }
+}
+
 fn row_to_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAlert> {
     let level: i64 = r.get(2)?;
     let tags: String = r.get(11)?;
@@ -475,38 +499,39 @@ impl AlertStore for SqliteStore {
         let mut added: BTreeMap<u64, i64> = BTreeMap::new();
         let mut rollups: BTreeMap<u64, Rollup> = BTreeMap::new();
         let mut id = self.next_id;
-        for alert in alerts {
-            let day = alert.time_ns / DAY_NS;
-            Self::ensure_day(&tx, &mut days, day)?;
-            let place = Placement::of(alert);
-            let tags = tags_column(alert);
-            let body = body(alert);
-            tx.prepare_cached(&format!(
-                "INSERT INTO alerts_d{day} (id, time_ns, priority, rule, source, hostname, container_id, container_name, \
-                 image, namespace, pod, tags, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-            ))?
-            .execute(params![
-                id,
-                alert.time_ns.min(i64::MAX as u64) as i64,
-                level_of(alert.priority),
-                alert.rule,
-                alert.source,
-                alert.hostname,
-                place.container_id,
-                place.container_name,
-                place.image,
-                place.namespace,
-                place.pod,
-                tags,
-                alert.to_json().to_string(),
-            ])?;
-            tx.prepare_cached(&format!("INSERT INTO text_d{day} (rowid, body) VALUES (?1, ?2)"))?
-                .execute(params![id, body])?;
-            let values = ROLLUP_GROUPS.map(|by| (by, grouping_value(by, alert, &place)));
-            rollups.entry(day).or_default().add(1, alert.time_ns, level_of(alert.priority), values, &tags);
-            *added.entry(day).or_default() += 1;
-            id += 1;
-        }
+        in_chunks(alerts, Row::of_each, |chunk, rows| {
+            for (alert, row) in chunk.iter().zip(rows) {
+                let day = alert.time_ns / DAY_NS;
+                Self::ensure_day(&tx, &mut days, day)?;
+                tx.prepare_cached(&format!(
+                    "INSERT INTO alerts_d{day} (id, time_ns, priority, rule, source, hostname, container_id, \
+                     container_name, image, namespace, pod, tags, json) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                ))?
+                .execute(params![
+                    id,
+                    alert.time_ns.min(i64::MAX as u64) as i64,
+                    level_of(alert.priority),
+                    alert.rule,
+                    alert.source,
+                    alert.hostname,
+                    row.place.container_id,
+                    row.place.container_name,
+                    row.place.image,
+                    row.place.namespace,
+                    row.place.pod,
+                    row.tags,
+                    row.json,
+                ])?;
+                tx.prepare_cached(&format!("INSERT INTO text_d{day} (rowid, body) VALUES (?1, ?2)"))?
+                    .execute(params![id, row.body])?;
+                let values = ROLLUP_GROUPS.map(|by| (by, grouping_value(by, alert, &row.place)));
+                rollups.entry(day).or_default().add(1, alert.time_ns, level_of(alert.priority), values, &row.tags);
+                *added.entry(day).or_default() += 1;
+                id += 1;
+            }
+            Ok(())
+        })?;
         for (day, rollup) in &rollups {
             apply_rollup(&tx, *day, rollup)?;
         }
