@@ -105,6 +105,10 @@ pub(super) fn in_chunks<'a, T: Send + 'a>(
     make: impl Fn(&'a [Arc<Alert>]) -> T + Sync,
     mut write: impl FnMut(&'a [Arc<Alert>], T) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
+    if alerts.len() <= INSERT_CHUNK {
+        // One chunk (alerts as they come, a few at a time): nothing to overlap.
+        return write(alerts, make(alerts));
+    }
     let make = &make;
     std::thread::scope(|scope| {
         let mut chunks = alerts.chunks(INSERT_CHUNK);
