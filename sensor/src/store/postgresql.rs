@@ -28,8 +28,8 @@ use super::rows::{
 use super::{AlertStore, GroupBy, Page, Placement, PostgresConfig, Query, Removed, StoreConfig, StoredAlert, Usage};
 use crate::rules::{Alert, Priority};
 
-/// The schema this code writes; a database with another is refused, but for the older ones
-/// [`PgStore::migrate`] brings up to date.
+/// The schema this code writes; a database with another is refused, but for schema 1, which
+/// [`PgStore::migrate_from_1`] brings up to date.
 const SCHEMA_VERSION: i64 = 2;
 /// How long a connection may sit idle before it is checked at its next use.
 const IDLE_CHECK_AFTER: Duration = Duration::from_secs(2);
@@ -304,9 +304,7 @@ impl PgStore {
     /// holds the same words as a `tsvector`, one entry per word. Runs inside `set_up`'s
     /// transaction: a failure leaves schema 1 as it was.
     fn migrate_from_1(tx: &mut postgres::Transaction<'_>) -> anyhow::Result<()> {
-        log::info!(
-            "alert store: moving the word index to schema {SCHEMA_VERSION} (every stored alert is rewritten once)"
-        );
+        log::info!("alert store: moving the word index to schema 2 (every stored alert is rewritten once)");
         tx.batch_execute(
             "DROP INDEX IF EXISTS alerts_words;
              ALTER TABLE alerts ALTER COLUMN words TYPE tsvector
@@ -315,7 +313,8 @@ impl PgStore {
         )
         .db()
         .context("moving the alert store to schema 2")?;
-        tx.execute("UPDATE sensor_store_meta SET value = $1 WHERE key = 'schema'", &[&SCHEMA_VERSION]).db()?;
+        // Schema 2, whatever this code writes: a later schema moves from 2 in a step of its own.
+        tx.execute("UPDATE sensor_store_meta SET value = 2 WHERE key = 'schema'", &[]).db()?;
         Ok(())
     }
 

@@ -51,12 +51,13 @@ const INDEXED_WORDS_MAX: usize = 256 * 1024;
 const OVERFLOW_WORD: &str = "-";
 
 /// `word` cut to at most [`INDEXED_WORD_MAX`] bytes, at a character boundary.
-fn indexed_word(word: &str) -> &str {
+fn indexed_word(mut word: String) -> String {
     let mut end = word.len().min(INDEXED_WORD_MAX);
     while !word.is_char_boundary(end) {
         end -= 1;
     }
-    &word[..end]
+    word.truncate(end);
+    word
 }
 
 /// The distinct words of an alert's indexed text, as a PostgreSQL `tsvector` literal
@@ -64,7 +65,7 @@ fn indexed_word(word: &str) -> &str {
 /// only letters and digits, so quoting them needs no escapes.
 pub(super) fn word_vector(alert: &Alert) -> String {
     let body = body(alert);
-    let words: std::collections::BTreeSet<String> = words_of(&body).map(|w| indexed_word(&w).to_owned()).collect();
+    let words: std::collections::BTreeSet<String> = words_of(&body).map(indexed_word).collect();
     let mut vector = String::new();
     for word in words {
         if vector.len() + word.len() + 3 > INDEXED_WORDS_MAX {
@@ -84,7 +85,7 @@ pub(super) fn word_vector(alert: &Alert) -> String {
 /// before it are whole (an exact word, which the index finds without reading every word
 /// that begins alike).
 pub(super) fn word_query(term: &str) -> Option<String> {
-    let words: Vec<String> = words_of(term).map(|w| indexed_word(&w).to_owned()).collect();
+    let words: Vec<String> = words_of(term).map(indexed_word).collect();
     let (last, whole) = words.split_last()?;
     let mut query = String::from("(");
     for word in whole {

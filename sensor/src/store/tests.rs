@@ -78,6 +78,12 @@ fn rules(page: &Page) -> Vec<&str> {
     page.alerts.iter().map(|a| a.rule.as_str()).collect()
 }
 
+/// The rules of the alerts a search for `text` finds, newest first.
+fn found(store: &dyn AlertStore, text: &str) -> Vec<String> {
+    let page = store.search(&Query { text: Some(text.into()), ..Query::default() }).unwrap();
+    rules(&page).into_iter().map(str::to_owned).collect()
+}
+
 #[test]
 fn every_filter_selects_what_it_names() {
     for (engine, mut store) in Stores::new("filters").each(|c| c) {
@@ -191,10 +197,7 @@ fn text_search_takes_any_character_as_written_in(engine: &str, store: &mut dyn A
             alert(T0 + 4, "D", Priority::Warning, "100% done; DROP TABLE alerts_d1; --", &[]),
         ])
         .unwrap();
-    let find = |text: &str| {
-        let page = store.search(&Query { text: Some(text.into()), ..Query::default() }).unwrap();
-        rules(&page).into_iter().map(str::to_owned).collect::<Vec<_>>()
-    };
+    let find = |text: &str| found(&*store, text);
     assert_eq!(find("cat-x"), ["A"], "{engine}: the dash is part of the term, not FTS syntax");
     assert_eq!(find("CAT-X"), ["A"], "ASCII case is ignored");
     assert_eq!(find("/etc/shadow"), ["C", "A"]);
@@ -518,10 +521,7 @@ fn postgres_moves_a_schema_1_database_to_the_word_vector_index() {
         )
         .unwrap();
     let store = open(&config).unwrap().store;
-    let find = |text: &str| {
-        let page = store.search(&Query { text: Some(text.into()), ..Query::default() }).unwrap();
-        rules(&page).into_iter().map(str::to_owned).collect::<Vec<_>>()
-    };
+    let find = |text: &str| found(&*store, text);
     assert_eq!(find("cat-x"), ["A"]);
     assert_eq!(find("shel"), ["B"]);
     let version: i64 =
@@ -546,10 +546,7 @@ fn postgres_finds_text_in_an_alert_with_more_words_than_its_index_holds() {
             alert(T0 + 2, "small", Priority::Warning, "w0000001 alone", &[]),
         ])
         .unwrap();
-    let find = |text: &str| {
-        let page = store.search(&Query { text: Some(text.into()), ..Query::default() }).unwrap();
-        rules(&page).into_iter().map(str::to_owned).collect::<Vec<_>>()
-    };
+    let find = |text: &str| found(&*store, text);
     assert_eq!(find("w0039999"), ["big"], "a word past the index entry's end");
     assert_eq!(find("w0000001"), ["small", "big"]);
     assert_eq!(find(&long), ["long"], "a word longer than an indexed word");
