@@ -103,12 +103,53 @@ pub fn start_again() {
 
 /// A new, empty database on the process's server (started at the first call).
 pub fn database(name: &str) -> PostgresConfig {
+    make_database(name, None)
+}
+
+/// A new, empty database whose files are in `dir` (a tablespace), while the server's own
+/// files and write-ahead log stay where they were: a database on a volume of its own,
+/// which a test can fill. [`drop_database_in`] removes it, so that `dir` can be unmounted.
+pub fn database_in(name: &str, dir: &Path) -> PostgresConfig {
+    if unsafe { libc::geteuid() } == 0 {
+        let status = Command::new("chown").args(["postgres:postgres"]).arg(dir).status().unwrap();
+        assert!(status.success(), "chown {}", dir.display());
+    }
+    make_database(name, Some(dir))
+}
+
+/// Removes a database made by [`database_in`] and its tablespace, ending its connections.
+pub fn drop_database_in(name: &str) {
+    let name = database_name(name);
+    let mut client = admin();
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
+    client.batch_execute(&format!("DROP TABLESPACE IF EXISTS {name}")).unwrap();
+}
+
+fn database_name(name: &str) -> String {
+    format!("t_{name}").replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+}
+
+/// A connection to the server's `postgres` database as its superuser.
+fn admin() -> postgres::Client {
     let socket = SERVER.get_or_init(start);
-    let name = format!("t_{name}").replace(|c: char| !c.is_ascii_alphanumeric(), "_");
     let admin = format!("host={} user=postgres dbname=postgres sslmode=disable", socket.display());
-    let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
-    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
-    client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    postgres::Client::connect(&admin, postgres::NoTls).unwrap()
+}
+
+fn make_database(name: &str, dir: Option<&Path>) -> PostgresConfig {
+    let name = database_name(name);
+    let mut client = admin();
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
+    match dir {
+        Some(dir) => {
+            client.batch_execute(&format!("DROP TABLESPACE IF EXISTS {name}")).unwrap();
+            let location = dir.display().to_string().replace('\'', "''");
+            client.batch_execute(&format!("CREATE TABLESPACE {name} LOCATION '{location}'")).unwrap();
+            client.batch_execute(&format!("CREATE DATABASE {name} TABLESPACE {name}")).unwrap();
+        }
+        None => client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap(),
+    }
+    let socket = SERVER.get().expect("started by admin()");
     PostgresConfig {
         url: format!("host={} user=postgres dbname={name} sslmode=disable", socket.display()),
         password: None,
