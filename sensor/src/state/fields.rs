@@ -12,6 +12,7 @@ use super::{
         O_ACCMODE, O_CREAT, O_RDONLY, O_TMPFILE, O_WRONLY, OPEN_FLAGS, PROT_FLAGS, PTRACE_REQUESTS, SIGNALS, cap_names,
         enum_name, flag_names, result_name,
     },
+    users::Accounts,
 };
 use crate::{
     enrich::ContainerView,
@@ -80,6 +81,9 @@ pub struct EventView<'a> {
     /// call that returns one failed), and what it refers to when known: the table's, or
     /// made from the path of an open the table does not hold.
     fd: Option<(i64, Option<Cow<'a, Fd>>)>,
+    /// The users and groups the event's process sees, fetched at the first user field
+    /// (`None` inside: not loaded yet).
+    accounts: std::cell::OnceCell<Option<std::sync::Arc<Accounts>>>,
 }
 
 /// Which way data moves in an I/O event.
@@ -264,7 +268,7 @@ impl<'a> EventView<'a> {
     pub(super) fn new(ev: &'a Event, state: &'a State, container: Option<&'a ContainerView>) -> Self {
         let process = state.procs.get(ev.pid);
         let fd = Self::event_fd(ev, process, state);
-        Self { ev, state, container, process, fd }
+        Self { ev, state, container, process, fd, accounts: std::cell::OnceCell::new() }
     }
 
     /// The fd `ev` works on, as libsinsp picks it: the argument of calls that take one (the
@@ -592,28 +596,33 @@ impl<'a> EventView<'a> {
         }
     }
 
-    fn user_field(&self, field: Field) -> Option<Value<'a>> {
+    fn user_field(&self, field: Field) -> Option<Value<'_>> {
         let ev = self.ev;
-        let root = Root { mnt_ns: ev.mnt_ns, pids: [ev.pid, ev.ppid] };
-        let mut users = self.state.users.borrow_mut();
-        // The account databases sit behind a `RefCell` (loaded on first use), so the text
-        // is copied out.
-        let text = |t: &str| Value::Str(Cow::Owned(t.to_owned()));
+        let accounts = self
+            .accounts
+            .get_or_init(|| {
+                let root = Root { mnt_ns: ev.mnt_ns, pids: [ev.pid, ev.ppid] };
+                self.state.users.borrow_mut().accounts(root)
+            })
+            .as_deref();
+        let user = |uid: u32| accounts.map_or(Lookup::Pending, |a| a.user(uid));
         // Accounts not loaded yet: the id stands for the name, rather than waiting.
-        let named = |found: Lookup<&str>, id: u32| match found {
-            Lookup::Known(name) => Some(text(name)),
-            Lookup::Pending => Some(Value::Str(Cow::Owned(id.to_string()))),
-            Lookup::Unknown => None,
-        };
+        fn named(found: Lookup<&str>, id: u32) -> Option<Value<'_>> {
+            match found {
+                Lookup::Known(name) => Some(Value::str(name)),
+                Lookup::Pending => Some(Value::Str(Cow::Owned(id.to_string()))),
+                Lookup::Unknown => None,
+            }
+        }
         match field {
-            Field::UserName => named(users.user(root, ev.uid).map(|u| u.name.as_str()), ev.uid),
-            Field::UserHomedir => users.user(root, ev.uid).known().map(|u| text(&u.home)),
-            Field::UserShell => users.user(root, ev.uid).known().map(|u| text(&u.shell)),
+            Field::UserName => named(user(ev.uid).map(|u| u.name.as_str()), ev.uid),
+            Field::UserHomedir => user(ev.uid).known().map(|u| Value::str(&u.home)),
+            Field::UserShell => user(ev.uid).known().map(|u| Value::str(&u.shell)),
             Field::UserLoginname => {
                 let p = self.process()?;
-                named(users.user(root, p.loginuid).map(|u| u.name.as_str()), p.loginuid)
+                named(user(p.loginuid).map(|u| u.name.as_str()), p.loginuid)
             }
-            Field::GroupName => named(users.group(root, ev.gid), ev.gid),
+            Field::GroupName => named(accounts.map_or(Lookup::Pending, |a| a.group(ev.gid)), ev.gid),
             _ => None,
         }
     }

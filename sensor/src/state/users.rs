@@ -35,9 +35,21 @@ pub struct User {
 
 /// The users and groups of one root file system.
 #[derive(Debug, Default)]
-struct Accounts {
+pub struct Accounts {
     users: HashMap<u32, User>,
     groups: HashMap<u32, String>,
+}
+
+impl Accounts {
+    /// The user `uid`: [`Lookup::Known`] or [`Lookup::Unknown`].
+    pub fn user(&self, uid: u32) -> Lookup<&User> {
+        self.users.get(&uid).map_or(Lookup::Unknown, Lookup::Known)
+    }
+
+    /// The name of group `gid`: [`Lookup::Known`] or [`Lookup::Unknown`].
+    pub fn group(&self, gid: u32) -> Lookup<&str> {
+        self.groups.get(&gid).map_or(Lookup::Unknown, |g| Lookup::Known(g.as_str()))
+    }
 }
 
 /// What a lookup found.
@@ -329,27 +341,30 @@ fn parse_group(text: &str) -> HashMap<u32, String> {
 pub struct UserDb {
     by_mnt_ns: HashMap<u32, Arc<Accounts>>,
     /// Accounts every process sees, instead of its files (an event built from a field map).
-    fixed: Option<Accounts>,
+    fixed: Option<Arc<Accounts>>,
 }
 
 impl UserDb {
     /// These users and groups, whatever a process's files say.
     pub fn fixed(users: HashMap<u32, User>, groups: HashMap<u32, String>) -> Self {
-        UserDb { by_mnt_ns: HashMap::new(), fixed: Some(Accounts { users, groups }) }
+        UserDb { by_mnt_ns: HashMap::new(), fixed: Some(Arc::new(Accounts { users, groups })) }
     }
 
-    fn accounts(&mut self, root: Root) -> Option<&Accounts> {
+    /// The accounts processes in `root` see, when loaded (else asks for them): shared, so
+    /// that an event's fields may borrow from them.
+    pub fn accounts(&mut self, root: Root) -> Option<Arc<Accounts>> {
         if let Some(fixed) = &self.fixed {
-            return Some(fixed);
+            return Some(fixed.clone());
         }
-        if !self.by_mnt_ns.contains_key(&root.mnt_ns) {
-            let loaded = Loader::get().accounts(root)?;
-            if self.by_mnt_ns.len() >= MAX_ROOTS {
-                self.by_mnt_ns.clear();
-            }
-            self.by_mnt_ns.insert(root.mnt_ns, loaded);
+        if let Some(loaded) = self.by_mnt_ns.get(&root.mnt_ns) {
+            return Some(loaded.clone());
         }
-        self.by_mnt_ns.get(&root.mnt_ns).map(|a| &**a)
+        let loaded = Loader::get().accounts(root)?;
+        if self.by_mnt_ns.len() >= MAX_ROOTS {
+            self.by_mnt_ns.clear();
+        }
+        self.by_mnt_ns.insert(root.mnt_ns, loaded.clone());
+        Some(loaded)
     }
 
     /// Asks for the accounts of `root` now, if not loaded.
@@ -363,22 +378,6 @@ impl UserDb {
         let deadline = Instant::now() + bound;
         while self.accounts(root).is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    /// The user `uid` as processes in `root` see it.
-    pub fn user(&mut self, root: Root, uid: u32) -> Lookup<&User> {
-        match self.accounts(root) {
-            Some(a) => a.users.get(&uid).map_or(Lookup::Unknown, Lookup::Known),
-            None => Lookup::Pending,
-        }
-    }
-
-    /// The name of group `gid` as processes in `root` see it.
-    pub fn group(&mut self, root: Root, gid: u32) -> Lookup<&str> {
-        match self.accounts(root) {
-            Some(a) => a.groups.get(&gid).map_or(Lookup::Unknown, |g| Lookup::Known(g.as_str())),
-            None => Lookup::Pending,
         }
     }
 }
@@ -409,17 +408,15 @@ mod tests {
         let mnt_ns = std::fs::metadata(format!("/proc/{pid}/ns/mnt")).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
         let root = Root { mnt_ns: mnt_ns.unwrap() as u32, pids: [pid, 0] };
         let deadline = Instant::now() + Duration::from_secs(10);
-        let name = loop {
-            match db.user(root, 0) {
-                Lookup::Known(u) => break u.name.clone(),
-                Lookup::Unknown => panic!("root not in this host's passwd"),
-                Lookup::Pending => {}
+        let accounts = loop {
+            if let Some(accounts) = db.accounts(root) {
+                break accounts;
             }
             assert!(Instant::now() < deadline, "the loader never answered");
             std::thread::sleep(Duration::from_millis(5));
         };
-        assert_eq!(name, "root");
-        assert_eq!(db.group(root, 0), Lookup::Known("root"));
+        assert_eq!(accounts.user(0).map(|u| u.name.as_str()), Lookup::Known("root"));
+        assert_eq!(accounts.group(0), Lookup::Known("root"));
     }
 
     #[test]
