@@ -10,6 +10,7 @@ pub mod console;
 pub mod enrich;
 pub mod event;
 pub mod html;
+pub mod k8s_audit;
 pub mod metrics;
 pub mod outputs;
 pub mod pipeline;

@@ -78,6 +78,9 @@ struct Compiler<'a> {
     used_lists: HashSet<String>,
     diags: Vec<Diagnostic>,
     rule_name: String,
+    /// The source of the rule being compiled: its fields must be fields of that source's
+    /// events.
+    rule_source: String,
     nesting: u32,
     /// Nodes expanded for the rule being compiled ([`MAX_EXPANDED_NODES`]).
     expanded: u32,
@@ -166,6 +169,7 @@ impl<'a> Compiler<'a> {
             used_lists: HashSet::new(),
             diags: Vec::new(),
             rule_name: String::new(),
+            rule_source: String::new(),
             nesting: 0,
             expanded: 0,
             unavailable: Vec::new(),
@@ -254,6 +258,13 @@ impl<'a> Compiler<'a> {
         match op {
             AstOperand::Field { name, arg, span } => match fields::resolve(name, arg.as_deref()) {
                 Ok(r) => {
+                    if !r.id.info().scope.serves(&self.rule_source) {
+                        return Err(self.err(
+                            origin,
+                            *span,
+                            format!("field '{name}' is not a field of {} events", self.rule_source),
+                        ));
+                    }
                     if let Availability::Unavailable(why) = r.id.info().availability {
                         let loc = self.at(origin, *span);
                         self.unavailable.push((r.id, why, loc, self.in_output));
@@ -835,22 +846,28 @@ pub(crate) fn compile(set: &RuleSet) -> Compiled {
             continue;
         }
         let item = Some(format!("rule '{}'", r.name));
-        if r.source != "syscall" {
+        if !fields::SOURCES.contains(&r.source.as_str()) {
             c.diag(
-                Severity::Warning,
+                Severity::Error,
                 r.loc.clone(),
                 item,
-                format!("source '{}' is not supported; rule not loaded", r.source),
+                format!(
+                    "source '{}' is not an event source of this sensor ({}); rule not loaded",
+                    r.source,
+                    fields::SOURCES.join(", ")
+                ),
             );
             continue;
         }
         c.rule_name = r.name.clone();
+        c.rule_source = r.source.clone();
         c.unavailable.clear();
         c.expanded = 0;
         match c.rule(r) {
             Ok(cr) => {
                 c.warn_unavailable();
-                if cr.evttypes.is_none() && r.warn_evttypes {
+                // Only syscall events have types; other sources' rules see all their events.
+                if cr.evttypes.is_none() && r.warn_evttypes && r.source == fields::SYSCALL_SOURCE {
                     c.diag(
                         Severity::Warning,
                         r.condition.parts[0].loc.clone(),
@@ -989,6 +1006,7 @@ pub(crate) fn explain(set: &RuleSet, name: &str, ev: &dyn FieldSource) -> Vec<St
     };
     let mut c = Compiler::new(set);
     c.diags.clear();
+    c.rule_source = r.source.clone();
     let mut out = Vec::new();
     if r.source != ev.source() {
         out.push(format!("the rule is for source '{}', the event is from '{}'", r.source, ev.source()));

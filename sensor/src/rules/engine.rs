@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use super::compile::{self, CompiledRule};
 use super::eval::{Ctx, Node, Operand, Scratch, StrTest, TestKind};
 use super::event::FieldSource;
-use super::fields::Field;
+use super::fields::{Field, SYSCALL_SOURCE};
 use super::index::RuleIndex;
 use super::loader::{Diagnostic, Priority, RuleSet, Severity};
 use super::output::Alert;
@@ -89,7 +89,7 @@ impl Engine {
         let set = match &opts.append_output {
             Some(extra) => {
                 let mut with = set.clone();
-                for r in with.rules.iter_mut().filter(|r| r.source == "syscall") {
+                for r in with.rules.iter_mut().filter(|r| r.source == SYSCALL_SOURCE) {
                     r.output = format!("{} {extra}", r.output.trim_end());
                 }
                 appended = with;
@@ -134,10 +134,10 @@ impl Engine {
         self.rules.iter().map(|r| (r.name.as_str(), r.desc.as_str(), r.priority, &r.tags[..])).collect()
     }
 
-    /// The event types some rule can match, or `None` when a rule matches any type
+    /// The event types some syscall rule can match, or `None` when one matches any type
     /// (for choosing what the kernel side captures).
     pub fn event_types(&self) -> Option<BTreeSet<String>> {
-        if self.rules.iter().any(|r| r.evttypes.is_none()) {
+        if self.rules.iter().any(|r| r.source == SYSCALL_SOURCE && r.evttypes.is_none()) {
             return None;
         }
         Some(self.index.types().map(str::to_owned).collect())

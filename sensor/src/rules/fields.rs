@@ -133,266 +133,425 @@ pub struct FieldInfo {
     pub desc: &'static str,
     /// Whether the sensor supplies it.
     pub availability: Availability,
+    /// Which sources' events supply it.
+    pub scope: FieldScope,
 }
 
-/// Declares every field once: `Variant "name" Type ArgKind "description"`, followed by
-/// `unavailable "reason"` for fields the sensor cannot supply.
+/// The event sources a field belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldScope {
+    /// Every source's events (the event's time, source and node).
+    Any,
+    /// Syscall events.
+    Syscall,
+    /// Kubernetes audit events (`ka.*`, `jevt.*`).
+    K8sAudit,
+}
+
+impl FieldScope {
+    /// Whether events of `source` (a rule's `source:`) supply fields of this scope.
+    pub fn serves(self, source: &str) -> bool {
+        match self {
+            FieldScope::Any => true,
+            FieldScope::Syscall => source == SYSCALL_SOURCE,
+            FieldScope::K8sAudit => source == K8S_AUDIT_SOURCE,
+        }
+    }
+}
+
+/// The source of syscall events and rules (a rule's default `source:`).
+pub const SYSCALL_SOURCE: &str = "syscall";
+/// The source of Kubernetes audit events and rules.
+pub const K8S_AUDIT_SOURCE: &str = "k8s_audit";
+/// Every event source the sensor has.
+pub const SOURCES: [&str; 2] = [SYSCALL_SOURCE, K8S_AUDIT_SOURCE];
+
+/// Declares every field once, by scope: `section Scope { Variant "name" Type ArgKind
+/// "description"; ... }`, each entry followed by `unavailable "reason"` for fields the
+/// sensor cannot supply. Each section also becomes a pattern macro of its name
+/// (`syscall_fields!()` matches every syscall field), so that an event of one source can
+/// answer another's fields with one arm while the compiler still points at every new field
+/// of its own.
 macro_rules! fields {
-    ($( $variant:ident $name:literal $ty:ident $arg:ident $desc:literal $(unavailable $why:literal)? ;)*) => {
+    ($( $section:ident $scope:ident { $( $variant:ident $name:literal $ty:ident $arg:ident $desc:literal $(unavailable $why:literal)? ;)* } )*) => {
         /// A registered field; [`Field::info`] gives its entry in [`FIELDS`].
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Field {
-            $( #[doc = concat!("`", $name, "`")] $variant, )*
+            $( $( #[doc = concat!("`", $name, "`")] $variant, )* )*
         }
 
         /// Every field, in the order of [`Field`].
         pub static FIELDS: &[FieldInfo] = &[
-            $( FieldInfo {
+            $( $( FieldInfo {
                 field: Field::$variant,
                 name: $name,
                 ty: FieldType::$ty,
                 arg: ArgKind::$arg,
                 desc: $desc,
                 availability: fields!(@availability $($why)?),
-            }, )*
+                scope: FieldScope::$scope,
+            }, )* )*
         ];
+
+        $(
+            #[allow(unused_macros)]
+            macro_rules! $section {
+                () => { $( $crate::rules::Field::$variant )|* };
+            }
+            #[allow(unused_imports)]
+            pub(crate) use $section;
+        )*
     };
     (@availability) => { Availability::Supplied };
     (@availability $why:literal) => { Availability::Unavailable($why) };
 }
 
 fields! {
-    // --- evt: the event itself
-    EvtNum "evt.num" UInt None "Sequence number of the event in the pipeline that evaluates it, from 1.";
-    EvtTime "evt.time" Str None "Event time (UTC) as HH:MM:SS.nanoseconds.";
-    EvtTimeS "evt.time.s" Str None "Event time (UTC) as HH:MM:SS.";
-    EvtTimeIso8601 "evt.time.iso8601" Str None "Event time in ISO 8601 (UTC) with nanoseconds.";
-    EvtDatetime "evt.datetime" Str None "Event date and time (UTC) as YYYY-MM-DD HH:MM:SS.nanoseconds.";
-    EvtDatetimeS "evt.datetime.s" Str None "Event date and time (UTC) as YYYY-MM-DD HH:MM:SS.";
-    EvtRawtime "evt.rawtime" UInt None "Event time in nanoseconds since the epoch.";
-    EvtRawtimeS "evt.rawtime.s" UInt None "Whole seconds of the event time since the epoch.";
-    EvtRawtimeNs "evt.rawtime.ns" UInt None "Nanosecond part of the event time.";
-    EvtReltime "evt.reltime" UInt None "Nanoseconds since the first event the pipeline saw.";
-    EvtType "evt.type" Str None "Event (syscall) name, e.g. openat.";
-    EvtTypeIs "evt.type.is" UInt Key "1 when the event has the type given as suffix (evt.type.is.open), else 0.";
-    SyscallType "syscall.type" Str None "Syscall name; unset for events that are not syscalls.";
-    EvtDir "evt.dir" Str None "Direction: '<' (exit). Enter events are not delivered.";
-    EvtCategory "evt.category" Str None "Broad category of the event: file, net, process, memory, signal, user, other; I/O events (close, dup, send) take the kind of their descriptor: file, net, ipc, unknown.";
-    EvtCpu "evt.cpu" UInt None "CPU the event happened on.";
-    EvtArgs "evt.args" Str None "All event arguments as name=value pairs, the return value first (res=).";
-    EvtInfo "evt.info" Str None "Same text as evt.args.";
-    EvtArg "evt.arg" Str EventArg "One event argument rendered as text, by name (evt.arg.fd) or position (evt.arg[0]).";
-    EvtRawarg "evt.rawarg" Str EventArg "One event argument as its raw value (flags as numbers), by name.";
-    EvtRes "evt.res" Str None "Return value as text: SUCCESS or an errno name such as ENOENT.";
-    EvtRawres "evt.rawres" Int None "Return value as a number (negative errno on failure).";
-    EvtFailed "evt.failed" Bool None "True when the syscall returned an error.";
-    EvtBuffer "evt.buffer" Bytes None "Data buffer of I/O events." unavailable "I/O payloads are not captured";
-    EvtBuflen "evt.buflen" UInt None "Bytes a successful I/O event transferred (its return value).";
-    EvtIsIo "evt.is_io" Bool None "True for events that read or write a file descriptor.";
-    EvtIsIoRead "evt.is_io_read" Bool None "True for events that read from a file descriptor.";
-    EvtIsIoWrite "evt.is_io_write" Bool None "True for events that write to a file descriptor.";
-    EvtIoDir "evt.io_dir" Str None "read for events that read from a descriptor, write for those that write (libsinsp spells it out).";
-    EvtIsOpenRead "evt.is_open_read" Bool None "True for open, openat and openat2 calls that request read access; false for other events (creat too, as in libsinsp).";
-    EvtIsOpenWrite "evt.is_open_write" Bool None "True for open, openat and openat2 calls that request write access; false for other events (creat too, as in libsinsp).";
-    EvtIsOpenExec "evt.is_open_exec" Bool None "True for open calls and creat that create a file with an execute permission bit.";
-    EvtIsOpenCreate "evt.is_open_create" Bool None "True for open calls that request O_CREAT (or make an O_TMPFILE); whether the file existed before is not captured.";
-    EvtAbspath "evt.abspath" Str OptKey "Absolute path from a dirfd and a relative name (suffix src or dst for two-path syscalls).";
-    EvtCount "evt.count" UInt None "Always 1; handy for counting.";
-    EvtSource "evt.source" Str None "Source that produced the event (syscall).";
-    EvtHostname "evt.hostname" Str None "The node's name, as alerts carry it: SENSOR_HOSTNAME, else FALCO_HOSTNAME, else the kernel's host name.";
-    EvtIsAsync "evt.is_async" Bool None "True for events not produced by a syscall or a tracepoint; the sensor has none.";
-    EvtLatency "evt.latency" UInt None "Nanoseconds between syscall entry and exit." unavailable "the time of syscall entry is not kept";
-    EvtIsTruncated "evt.is_truncated" Bool None "True when a string or structure the event captured was cut at its bound (a path, argv or environment longer than 4096 bytes), or its process's state was (its environment past 32 KiB; past 4,096 fds, or 1 MiB of fd names, a new fd's name is cut to 256 bytes).";
-    EvtIsEnterMissing "evt.is_enter_missing" Bool None "True when the enter side of the call was not captured: the memory arguments read there (paths, addresses) are absent.";
-    EvtIsReread "evt.is_reread" Bool None "True when a memory argument could not be read at syscall entry (not resident yet) and was read at exit: the call may have used other bytes.";
-    EvtIsIa32 "evt.is_ia32" Bool None "True for a syscall made through the 32-bit gate (a 32-bit program, or int 0x80), reported with its x86_64 name and arguments.";
-    // --- proc: the process
-    ProcPid "proc.pid" UInt None "Process id (host namespace).";
-    ProcPpid "proc.ppid" UInt None "Parent process id (host namespace).";
-    ProcApid "proc.apid" UInt Ancestor "Pid of an ancestor: [0] self, [1] parent...; without index, any ancestor.";
-    ProcVpid "proc.vpid" UInt None "Process id inside its PID namespace.";
-    ProcPvpid "proc.pvpid" UInt None "Parent process id inside its PID namespace.";
-    ProcSid "proc.sid" UInt None "Session id.";
-    ProcSname "proc.sname" Str None "Name of the session leader (the process whose pid is proc.sid, else the eldest ancestor in the session).";
-    ProcSidExe "proc.sid.exe" Str None "argv[0] of the session leader.";
-    ProcSidExepath "proc.sid.exepath" Str None "Executable path of the session leader.";
-    ProcVpgid "proc.vpgid" UInt None "Process group id inside its PID namespace (0 when the group's leader is outside it).";
-    ProcVpgidName "proc.vpgid.name" Str None "Name of the process group leader.";
-    ProcVpgidExe "proc.vpgid.exe" Str None "argv[0] of the process group leader.";
-    ProcVpgidExepath "proc.vpgid.exepath" Str None "Executable path of the process group leader.";
-    ProcPgid "proc.pgid" UInt None "Process group id (host namespace).";
-    ProcPgidName "proc.pgid.name" Str None "Name of the process group leader.";
-    ProcPgidExe "proc.pgid.exe" Str None "argv[0] of the process group leader.";
-    ProcPgidExepath "proc.pgid.exepath" Str None "Executable path of the process group leader.";
-    ProcName "proc.name" Str None "Process name (the kernel's comm, at most 15 characters).";
-    ProcPname "proc.pname" Str None "Name of the parent process.";
-    ProcAname "proc.aname" Str Ancestor "Name of an ancestor: [0] self, [1] parent...; without index, any ancestor.";
-    ProcExe "proc.exe" Str None "argv[0] as passed to execve.";
-    ProcPexe "proc.pexe" Str None "argv[0] of the parent process.";
-    ProcAexe "proc.aexe" Str Ancestor "argv[0] of an ancestor; without index, any ancestor.";
-    ProcExepath "proc.exepath" Str None "Resolved path of the executable file.";
-    ProcPexepath "proc.pexepath" Str None "Resolved executable path of the parent process.";
-    ProcAexepath "proc.aexepath" Str Ancestor "Resolved executable path of an ancestor; without index, any ancestor.";
-    ProcArgs "proc.args" Str None "Command-line arguments after argv[0], space-separated.";
-    ProcAargs "proc.aargs" Str Ancestor "Arguments of an ancestor; without index, any ancestor.";
-    ProcCmdline "proc.cmdline" Str None "proc.name followed by the arguments.";
-    ProcPcmdline "proc.pcmdline" Str None "Command line of the parent process.";
-    ProcAcmdline "proc.acmdline" Str Ancestor "Command line of an ancestor; without index, any ancestor.";
-    ProcCmdnargs "proc.cmdnargs" UInt None "Number of command-line arguments.";
-    ProcCmdlenargs "proc.cmdlenargs" UInt None "Total characters of the arguments, not counting separators.";
-    ProcExeline "proc.exeline" Str None "proc.exe followed by a space and the arguments.";
-    ProcEnv "proc.env" Str OptKey "Environment as NAME=value pairs, or one variable's value with [NAME].";
-    ProcAenv "proc.aenv" Str OptKey "Without argument or with [0], the environment (as proc.env); [n] that of ancestor n; [NAME] the first value of NAME among the ancestors, parent first.";
-    ProcCwd "proc.cwd" Str None "Current working directory.";
-    ProcLoginshellid "proc.loginshellid" UInt None "Pid of the oldest process whose name ends in sh, from the process up through its ancestors.";
-    ProcTty "proc.tty" UInt None "Controlling terminal number; 0 when there is none.";
-    ProcDuration "proc.duration" UInt None "Nanoseconds since the process started.";
-    ProcPpidDuration "proc.ppid.duration" UInt None "Nanoseconds since the parent process started.";
-    ProcPidTs "proc.pid.ts" UInt None "Start time of the process, in nanoseconds since the epoch.";
-    ProcPpidTs "proc.ppid.ts" UInt None "Start time of the parent, in nanoseconds since the epoch.";
-    ProcIsExeWritable "proc.is_exe_writable" Bool None "True when the executable was writable by the process's fsuid/fsgid (owner, group or other write bit, or CAP_DAC_OVERRIDE) on a file system mounted writable, at its exec; false for processes running before the sensor started.";
-    ProcIsExeUpperLayer "proc.is_exe_upper_layer" Bool None "True when the executable lives in an overlayfs upper layer (added after the image).";
-    ProcIsExeLowerLayer "proc.is_exe_lower_layer" Bool None "True when the executable lives in an overlayfs lower layer (from the image), from the kernel at its exec.";
-    ProcIsExeFromMemfd "proc.is_exe_from_memfd" Bool None "True when the executable is an anonymous memfd file.";
-    ProcIsSidLeader "proc.is_sid_leader" Bool None "True when the process leads its session (proc.sid = proc.pid).";
-    ProcIsVpgidLeader "proc.is_vpgid_leader" Bool None "True when the process leads its process group (namespace view).";
-    ProcIsPgidLeader "proc.is_pgid_leader" Bool None "True when the process leads its process group.";
-    ProcExeIno "proc.exe_ino" UInt None "Inode of the executable file.";
-    ProcExeInoCtime "proc.exe_ino.ctime" UInt None "Status-change time of the executable, nanoseconds since the epoch.";
-    ProcExeInoMtime "proc.exe_ino.mtime" UInt None "Modification time of the executable, nanoseconds since the epoch.";
-    ProcExeInoCtimeDurationProcStart "proc.exe_ino.ctime_duration_proc_start" UInt None "Nanoseconds from the executable's ctime to the process start.";
-    ProcExeInoCtimeDurationPidnsStart "proc.exe_ino.ctime_duration_pidns_start" UInt None "Nanoseconds from the start of the PID namespace's init to the executable's ctime, when the namespace started first; 0 otherwise.";
-    ProcPidnsInitStartTs "proc.pidns_init_start_ts" UInt None "Start time of the PID namespace's init, nanoseconds since the epoch.";
-    ProcFdopencount "proc.fdopencount" UInt None "Number of open file descriptors.";
-    ProcFdlimit "proc.fdlimit" UInt None "Soft limit on open file descriptors (RLIMIT_NOFILE), at the last exec or when first seen.";
-    ProcVmsize "proc.vmsize" UInt None "Virtual memory size in KiB, at the last exec or when first seen.";
-    ProcVmrss "proc.vmrss" UInt None "Resident memory in KiB, at the last exec or when first seen (the kernel's approximate counters).";
-    ProcVmswap "proc.vmswap" UInt None "Swapped memory in KiB, at the last exec or when first seen.";
-    ProcNthreads "proc.nthreads" UInt None "Number of live threads, leader included." unavailable "threads are not counted";
-    ProcNchilds "proc.nchilds" UInt None "Number of live threads other than the leader." unavailable "threads are not counted";
-    ProcStdinType "proc.stdin.type" Str None "Type of descriptor 0.";
-    ProcStdoutType "proc.stdout.type" Str None "Type of descriptor 1.";
-    ProcStderrType "proc.stderr.type" Str None "Type of descriptor 2.";
-    ProcStdinName "proc.stdin.name" Str None "Name of descriptor 0.";
-    ProcStdoutName "proc.stdout.name" Str None "Name of descriptor 1.";
-    ProcStderrName "proc.stderr.name" Str None "Name of descriptor 2.";
-    // --- thread
-    ThreadTid "thread.tid" UInt None "Thread id (host namespace).";
-    ThreadVtid "thread.vtid" UInt None "Thread id inside its PID namespace.";
-    ThreadIsmain "thread.ismain" Bool None "True for the main thread of the process.";
-    ThreadNametid "thread.nametid" Str None "Process name and thread id joined, e.g. bash12.";
-    ThreadCapPermitted "thread.cap_permitted" Str None "Permitted capabilities, space-separated CAP_ names.";
-    ThreadCapInheritable "thread.cap_inheritable" Str None "Inheritable capabilities, space-separated CAP_ names.";
-    ThreadCapEffective "thread.cap_effective" Str None "Effective capabilities, space-separated CAP_ names.";
-    ThreadCapAdded "thread.cap_added" Str None "Capabilities this event (a capset) added to the effective, permitted or inheritable set; empty for other events.";
-    ThreadCgroups "thread.cgroups" Str None "The thread's cgroups as controller=path pairs: the default (v2) hierarchy as unified, and one v1 controller (memory, else pids or cpu), as at its exec or when first seen.";
-    ThreadCgroup "thread.cgroup" Str Key "Cgroup path for one controller: thread.cgroup.unified, or the v1 controller thread.cgroups names (thread.cgroup.memory).";
-    ThreadPfmajor "thread.pfmajor" UInt None "Major page faults of the process at its last exec or when first seen.";
-    ThreadPfminor "thread.pfminor" UInt None "Minor page faults of the process at its last exec or when first seen.";
-    ThreadVmsize "thread.vmsize" UInt None "Virtual memory of the main thread in KiB (as proc.vmsize); 0 for others.";
-    ThreadVmrss "thread.vmrss" UInt None "Resident memory of the main thread in KiB (as proc.vmrss); 0 for others.";
-    // --- fd: the file descriptor the event works on
-    FdNum "fd.num" Int None "Descriptor number; -1 when a call that returns one failed.";
-    FdType "fd.type" Str None "Descriptor kind: file, ipv4, ipv6, unix, netlink, memfd, pipe, event, signalfd, eventpoll, inotify, timerfd, bpf, userfaultfd, io_uring, pidfd, unknown.";
-    FdTypechar "fd.typechar" Str None "Descriptor kind as one character: f, 4, 6, u (unix), n, m, p, e, s, l, i, t, b, u (userfaultfd), r, P, o.";
-    FdName "fd.name" Str None "File path, or the connection tuple for sockets.";
-    FdNameraw "fd.nameraw" Str None "File path as passed to the syscall, not made absolute.";
-    FdDirectory "fd.directory" Str None "Directory containing the file.";
-    FdFilename "fd.filename" Str None "File name without its directory.";
-    FdIp "fd.ip" Ip None "Client or server IP address (matches either).";
-    FdCip "fd.cip" Ip None "Client IP address.";
-    FdSip "fd.sip" Ip None "Server IP address.";
-    FdLip "fd.lip" Ip None "Local IP address.";
-    FdRip "fd.rip" Ip None "Remote IP address.";
-    FdPort "fd.port" UInt None "Client or server port (matches either).";
-    FdCport "fd.cport" UInt None "Client port.";
-    FdSport "fd.sport" UInt None "Server port.";
-    FdLport "fd.lport" UInt None "Local port.";
-    FdRport "fd.rport" UInt None "Remote port.";
-    FdL4proto "fd.l4proto" Str None "Transport protocol of an IP socket: tcp, udp or raw.";
-    FdSockfamily "fd.sockfamily" Str None "Socket family: ip or unix.";
-    FdIsServer "fd.is_server" Bool None "True when this process is the server end of the socket (it accepted or listens); false for other sockets.";
-    FdUid "fd.uid" Str None "Thread id and descriptor number joined, e.g. 12343 for fd 3 of thread 1234.";
-    FdContainername "fd.containername" Str None "Container id and descriptor name joined by a colon.";
-    FdContainerdirectory "fd.containerdirectory" Str None "Container id and directory joined by a colon.";
-    FdProto "fd.proto" Str None "Client or server port as text (matches either); Falco resolves no service names either.";
-    FdCproto "fd.cproto" Str None "Client port as text.";
-    FdSproto "fd.sproto" Str None "Server port as text.";
-    FdLproto "fd.lproto" Str None "Local port as text.";
-    FdRproto "fd.rproto" Str None "Remote port as text.";
-    FdNet "fd.net" Net None "Client or server address, compared with networks (matches either).";
-    FdCnet "fd.cnet" Net None "Client address, compared with networks.";
-    FdSnet "fd.snet" Net None "Server address, compared with networks.";
-    FdLnet "fd.lnet" Net None "Local address, compared with networks.";
-    FdRnet "fd.rnet" Net None "Remote address, compared with networks.";
-    FdConnected "fd.connected" Bool None "True when the socket is connected.";
-    FdNameChanged "fd.name_changed" Bool None "True when this event changed the descriptor's name (e.g. a new UDP peer).";
-    FdCipName "fd.cip.name" Str None "DNS name of the client address.";
-    FdSipName "fd.sip.name" Str None "DNS name of the server address.";
-    FdLipName "fd.lip.name" Str None "DNS name of the local address.";
-    FdRipName "fd.rip.name" Str None "DNS name of the remote address.";
-    FdDev "fd.dev" UInt None "Device number of the file." unavailable "the device and inode of opened files are not captured";
-    FdDevMajor "fd.dev.major" UInt None "Major device number of the file." unavailable "the device and inode of opened files are not captured";
-    FdDevMinor "fd.dev.minor" UInt None "Minor device number of the file." unavailable "the device and inode of opened files are not captured";
-    FdIno "fd.ino" UInt None "Inode number of the file." unavailable "the device and inode of opened files are not captured";
-    FdTypes "fd.types" Str OptIndex "Kinds of the descriptors the process has open, each once; [n] the kind of descriptor n.";
-    FdIsUpperLayer "fd.is_upper_layer" Bool None "True when the file lives in an overlayfs upper layer." unavailable "the overlay layer of opened files is not captured";
-    FdIsLowerLayer "fd.is_lower_layer" Bool None "True when the file lives in an overlayfs lower layer." unavailable "the overlay layer of opened files is not captured";
-    // --- fs.path: paths of file syscalls
-    FsPathName "fs.path.name" Str None "Absolute path the file syscall works on.";
-    FsPathNameraw "fs.path.nameraw" Str None "Path the file syscall works on, as passed.";
-    FsPathSource "fs.path.source" Str None "Absolute source path of two-path syscalls.";
-    FsPathSourceraw "fs.path.sourceraw" Str None "Source path of two-path syscalls, as passed.";
-    FsPathTarget "fs.path.target" Str None "Absolute target path of two-path syscalls.";
-    FsPathTargetraw "fs.path.targetraw" Str None "Target path of two-path syscalls, as passed.";
-    // --- user and group
-    UserUid "user.uid" UInt None "User id.";
-    UserName "user.name" Str None "User name.";
-    UserHomedir "user.homedir" Str None "Home directory of the user.";
-    UserShell "user.shell" Str None "Login shell of the user.";
-    UserPrevUid "user.prev_uid" UInt None "Real user id before this event: differs from user.uid only on the set*uid call that changed it.";
-    UserLoginuid "user.loginuid" Int None "Audit (login) user id; -1 when unset.";
-    UserLoginname "user.loginname" Str None "Name of the audit (login) user.";
-    GroupGid "group.gid" UInt None "Group id.";
-    GroupName "group.name" Str None "Group name.";
-    // --- container
-    ContainerId "container.id" Str None "Short (12 characters) container id; 'host' outside containers.";
-    ContainerFullId "container.full_id" Str None "Full container id; 'host' outside containers.";
-    ContainerName "container.name" Str None "Container name.";
-    ContainerImage "container.image" Str None "Image name with tag.";
-    ContainerImageId "container.image.id" Str None "Image id.";
-    ContainerImageRepository "container.image.repository" Str None "Image repository, without tag or digest.";
-    ContainerImageTag "container.image.tag" Str None "Image tag.";
-    ContainerImageDigest "container.image.digest" Str None "Image digest.";
-    ContainerType "container.type" Str None "Runtime kind: docker, containerd, cri-o, podman...";
-    ContainerPrivileged "container.privileged" Bool None "True for privileged containers.";
-    ContainerMounts "container.mounts" Str None "All mounts, space-separated, each as source:dest:mode:rdrw:propagation.";
-    ContainerMount "container.mount" Str IndexOrPath "One mount as source:dest:mode:rdrw:propagation, by index or source path (a glob; the first match); 'none' when no mount matches.";
-    ContainerMountSource "container.mount.source" Str IndexOrPath "Source of a mount, by index or destination path (a glob); 'none' when no mount matches.";
-    ContainerMountDest "container.mount.dest" Str IndexOrPath "Destination of a mount, by index or source path (a glob); 'none' when no mount matches.";
-    ContainerMountMode "container.mount.mode" Str IndexOrPath "Mode of a mount as the runtime reports it (ro, z...), by index or source path (a glob); 'none' when no mount matches.";
-    ContainerMountRdwr "container.mount.rdwr" Str IndexOrPath "Whether a mount is writable (true or false), by index or source path (a glob); 'none' when no mount matches.";
-    ContainerMountPropagation "container.mount.propagation" Str IndexOrPath "Propagation of a mount (rprivate, rslave...), by index or source path (a glob); 'none' when no mount matches.";
-    ContainerStartTs "container.start_ts" UInt None "Container start time, nanoseconds since the epoch.";
-    ContainerDuration "container.duration" UInt None "Nanoseconds since the container started.";
-    ContainerIp "container.ip" Ip None "Container IP address.";
-    ContainerHostPid "container.host_pid" Bool None "True when the container shares the host PID namespace.";
-    ContainerHostNetwork "container.host_network" Bool None "True when the container shares the host network namespace.";
-    ContainerHostIpc "container.host_ipc" Bool None "True when the container shares the host IPC namespace.";
-    ContainerLabel "container.label" Str Key "One container label, by key.";
-    ContainerLabels "container.labels" Str None "All container labels as key:value pairs.";
-    // --- k8s: pod metadata from the runtime
-    K8sPodName "k8s.pod.name" Str None "Pod name.";
-    K8sNsName "k8s.ns.name" Str None "Namespace of the pod.";
-    K8sPodUid "k8s.pod.uid" Str None "Pod UID.";
-    K8sPodId "k8s.pod.id" Str None "Pod UID (older name).";
-    K8sPodSandboxId "k8s.pod.sandbox_id" Str None "Short id of the pod sandbox.";
-    K8sPodFullSandboxId "k8s.pod.full_sandbox_id" Str None "Full id of the pod sandbox.";
-    K8sPodLabel "k8s.pod.label" Str Key "One pod label, by key.";
-    K8sPodLabels "k8s.pod.labels" Str None "All pod labels as key:value pairs.";
-    K8sPodIp "k8s.pod.ip" Ip None "Pod IP address.";
-    // --- sensor: the sensor itself, for rules that protect it
-    SensorPid "sensor.pid" UInt None "Process id of this sensor: evt.arg.pid = val(sensor.pid) is a signal sent to it.";
+    any_source_fields Any {
+        // --- evt: the time, source and node of events of every source
+        EvtTime "evt.time" Str None "Event time (UTC) as HH:MM:SS.nanoseconds.";
+        EvtTimeS "evt.time.s" Str None "Event time (UTC) as HH:MM:SS.";
+        EvtTimeIso8601 "evt.time.iso8601" Str None "Event time in ISO 8601 (UTC) with nanoseconds.";
+        EvtDatetime "evt.datetime" Str None "Event date and time (UTC) as YYYY-MM-DD HH:MM:SS.nanoseconds.";
+        EvtDatetimeS "evt.datetime.s" Str None "Event date and time (UTC) as YYYY-MM-DD HH:MM:SS.";
+        EvtRawtime "evt.rawtime" UInt None "Event time in nanoseconds since the epoch.";
+        EvtRawtimeS "evt.rawtime.s" UInt None "Whole seconds of the event time since the epoch.";
+        EvtRawtimeNs "evt.rawtime.ns" UInt None "Nanosecond part of the event time.";
+        EvtSource "evt.source" Str None "Source that produced the event (syscall).";
+        EvtHostname "evt.hostname" Str None "The node's name, as alerts carry it: SENSOR_HOSTNAME, else FALCO_HOSTNAME, else the kernel's host name.";
+    }
+    syscall_fields Syscall {
+        // --- evt: the event itself
+        EvtNum "evt.num" UInt None "Sequence number of the event in the pipeline that evaluates it, from 1.";
+        EvtReltime "evt.reltime" UInt None "Nanoseconds since the first event the pipeline saw.";
+        EvtType "evt.type" Str None "Event (syscall) name, e.g. openat.";
+        EvtTypeIs "evt.type.is" UInt Key "1 when the event has the type given as suffix (evt.type.is.open), else 0.";
+        SyscallType "syscall.type" Str None "Syscall name; unset for events that are not syscalls.";
+        EvtDir "evt.dir" Str None "Direction: '<' (exit). Enter events are not delivered.";
+        EvtCategory "evt.category" Str None "Broad category of the event: file, net, process, memory, signal, user, other; I/O events (close, dup, send) take the kind of their descriptor: file, net, ipc, unknown.";
+        EvtCpu "evt.cpu" UInt None "CPU the event happened on.";
+        EvtArgs "evt.args" Str None "All event arguments as name=value pairs, the return value first (res=).";
+        EvtInfo "evt.info" Str None "Same text as evt.args.";
+        EvtArg "evt.arg" Str EventArg "One event argument rendered as text, by name (evt.arg.fd) or position (evt.arg[0]).";
+        EvtRawarg "evt.rawarg" Str EventArg "One event argument as its raw value (flags as numbers), by name.";
+        EvtRes "evt.res" Str None "Return value as text: SUCCESS or an errno name such as ENOENT.";
+        EvtRawres "evt.rawres" Int None "Return value as a number (negative errno on failure).";
+        EvtFailed "evt.failed" Bool None "True when the syscall returned an error.";
+        EvtBuffer "evt.buffer" Bytes None "Data buffer of I/O events." unavailable "I/O payloads are not captured";
+        EvtBuflen "evt.buflen" UInt None "Bytes a successful I/O event transferred (its return value).";
+        EvtIsIo "evt.is_io" Bool None "True for events that read or write a file descriptor.";
+        EvtIsIoRead "evt.is_io_read" Bool None "True for events that read from a file descriptor.";
+        EvtIsIoWrite "evt.is_io_write" Bool None "True for events that write to a file descriptor.";
+        EvtIoDir "evt.io_dir" Str None "read for events that read from a descriptor, write for those that write (libsinsp spells it out).";
+        EvtIsOpenRead "evt.is_open_read" Bool None "True for open, openat and openat2 calls that request read access; false for other events (creat too, as in libsinsp).";
+        EvtIsOpenWrite "evt.is_open_write" Bool None "True for open, openat and openat2 calls that request write access; false for other events (creat too, as in libsinsp).";
+        EvtIsOpenExec "evt.is_open_exec" Bool None "True for open calls and creat that create a file with an execute permission bit.";
+        EvtIsOpenCreate "evt.is_open_create" Bool None "True for open calls that request O_CREAT (or make an O_TMPFILE); whether the file existed before is not captured.";
+        EvtAbspath "evt.abspath" Str OptKey "Absolute path from a dirfd and a relative name (suffix src or dst for two-path syscalls).";
+        EvtCount "evt.count" UInt None "Always 1; handy for counting.";
+        EvtIsAsync "evt.is_async" Bool None "True for events not produced by a syscall or a tracepoint; the sensor has none.";
+        EvtLatency "evt.latency" UInt None "Nanoseconds between syscall entry and exit." unavailable "the time of syscall entry is not kept";
+        EvtIsTruncated "evt.is_truncated" Bool None "True when a string or structure the event captured was cut at its bound (a path, argv or environment longer than 4096 bytes), or its process's state was (its environment past 32 KiB; past 4,096 fds, or 1 MiB of fd names, a new fd's name is cut to 256 bytes).";
+        EvtIsEnterMissing "evt.is_enter_missing" Bool None "True when the enter side of the call was not captured: the memory arguments read there (paths, addresses) are absent.";
+        EvtIsReread "evt.is_reread" Bool None "True when a memory argument could not be read at syscall entry (not resident yet) and was read at exit: the call may have used other bytes.";
+        EvtIsIa32 "evt.is_ia32" Bool None "True for a syscall made through the 32-bit gate (a 32-bit program, or int 0x80), reported with its x86_64 name and arguments.";
+        // --- proc: the process
+        ProcPid "proc.pid" UInt None "Process id (host namespace).";
+        ProcPpid "proc.ppid" UInt None "Parent process id (host namespace).";
+        ProcApid "proc.apid" UInt Ancestor "Pid of an ancestor: [0] self, [1] parent...; without index, any ancestor.";
+        ProcVpid "proc.vpid" UInt None "Process id inside its PID namespace.";
+        ProcPvpid "proc.pvpid" UInt None "Parent process id inside its PID namespace.";
+        ProcSid "proc.sid" UInt None "Session id.";
+        ProcSname "proc.sname" Str None "Name of the session leader (the process whose pid is proc.sid, else the eldest ancestor in the session).";
+        ProcSidExe "proc.sid.exe" Str None "argv[0] of the session leader.";
+        ProcSidExepath "proc.sid.exepath" Str None "Executable path of the session leader.";
+        ProcVpgid "proc.vpgid" UInt None "Process group id inside its PID namespace (0 when the group's leader is outside it).";
+        ProcVpgidName "proc.vpgid.name" Str None "Name of the process group leader.";
+        ProcVpgidExe "proc.vpgid.exe" Str None "argv[0] of the process group leader.";
+        ProcVpgidExepath "proc.vpgid.exepath" Str None "Executable path of the process group leader.";
+        ProcPgid "proc.pgid" UInt None "Process group id (host namespace).";
+        ProcPgidName "proc.pgid.name" Str None "Name of the process group leader.";
+        ProcPgidExe "proc.pgid.exe" Str None "argv[0] of the process group leader.";
+        ProcPgidExepath "proc.pgid.exepath" Str None "Executable path of the process group leader.";
+        ProcName "proc.name" Str None "Process name (the kernel's comm, at most 15 characters).";
+        ProcPname "proc.pname" Str None "Name of the parent process.";
+        ProcAname "proc.aname" Str Ancestor "Name of an ancestor: [0] self, [1] parent...; without index, any ancestor.";
+        ProcExe "proc.exe" Str None "argv[0] as passed to execve.";
+        ProcPexe "proc.pexe" Str None "argv[0] of the parent process.";
+        ProcAexe "proc.aexe" Str Ancestor "argv[0] of an ancestor; without index, any ancestor.";
+        ProcExepath "proc.exepath" Str None "Resolved path of the executable file.";
+        ProcPexepath "proc.pexepath" Str None "Resolved executable path of the parent process.";
+        ProcAexepath "proc.aexepath" Str Ancestor "Resolved executable path of an ancestor; without index, any ancestor.";
+        ProcArgs "proc.args" Str None "Command-line arguments after argv[0], space-separated.";
+        ProcAargs "proc.aargs" Str Ancestor "Arguments of an ancestor; without index, any ancestor.";
+        ProcCmdline "proc.cmdline" Str None "proc.name followed by the arguments.";
+        ProcPcmdline "proc.pcmdline" Str None "Command line of the parent process.";
+        ProcAcmdline "proc.acmdline" Str Ancestor "Command line of an ancestor; without index, any ancestor.";
+        ProcCmdnargs "proc.cmdnargs" UInt None "Number of command-line arguments.";
+        ProcCmdlenargs "proc.cmdlenargs" UInt None "Total characters of the arguments, not counting separators.";
+        ProcExeline "proc.exeline" Str None "proc.exe followed by a space and the arguments.";
+        ProcEnv "proc.env" Str OptKey "Environment as NAME=value pairs, or one variable's value with [NAME].";
+        ProcAenv "proc.aenv" Str OptKey "Without argument or with [0], the environment (as proc.env); [n] that of ancestor n; [NAME] the first value of NAME among the ancestors, parent first.";
+        ProcCwd "proc.cwd" Str None "Current working directory.";
+        ProcLoginshellid "proc.loginshellid" UInt None "Pid of the oldest process whose name ends in sh, from the process up through its ancestors.";
+        ProcTty "proc.tty" UInt None "Controlling terminal number; 0 when there is none.";
+        ProcDuration "proc.duration" UInt None "Nanoseconds since the process started.";
+        ProcPpidDuration "proc.ppid.duration" UInt None "Nanoseconds since the parent process started.";
+        ProcPidTs "proc.pid.ts" UInt None "Start time of the process, in nanoseconds since the epoch.";
+        ProcPpidTs "proc.ppid.ts" UInt None "Start time of the parent, in nanoseconds since the epoch.";
+        ProcIsExeWritable "proc.is_exe_writable" Bool None "True when the executable was writable by the process's fsuid/fsgid (owner, group or other write bit, or CAP_DAC_OVERRIDE) on a file system mounted writable, at its exec; false for processes running before the sensor started.";
+        ProcIsExeUpperLayer "proc.is_exe_upper_layer" Bool None "True when the executable lives in an overlayfs upper layer (added after the image).";
+        ProcIsExeLowerLayer "proc.is_exe_lower_layer" Bool None "True when the executable lives in an overlayfs lower layer (from the image), from the kernel at its exec.";
+        ProcIsExeFromMemfd "proc.is_exe_from_memfd" Bool None "True when the executable is an anonymous memfd file.";
+        ProcIsSidLeader "proc.is_sid_leader" Bool None "True when the process leads its session (proc.sid = proc.pid).";
+        ProcIsVpgidLeader "proc.is_vpgid_leader" Bool None "True when the process leads its process group (namespace view).";
+        ProcIsPgidLeader "proc.is_pgid_leader" Bool None "True when the process leads its process group.";
+        ProcExeIno "proc.exe_ino" UInt None "Inode of the executable file.";
+        ProcExeInoCtime "proc.exe_ino.ctime" UInt None "Status-change time of the executable, nanoseconds since the epoch.";
+        ProcExeInoMtime "proc.exe_ino.mtime" UInt None "Modification time of the executable, nanoseconds since the epoch.";
+        ProcExeInoCtimeDurationProcStart "proc.exe_ino.ctime_duration_proc_start" UInt None "Nanoseconds from the executable's ctime to the process start.";
+        ProcExeInoCtimeDurationPidnsStart "proc.exe_ino.ctime_duration_pidns_start" UInt None "Nanoseconds from the start of the PID namespace's init to the executable's ctime, when the namespace started first; 0 otherwise.";
+        ProcPidnsInitStartTs "proc.pidns_init_start_ts" UInt None "Start time of the PID namespace's init, nanoseconds since the epoch.";
+        ProcFdopencount "proc.fdopencount" UInt None "Number of open file descriptors.";
+        ProcFdlimit "proc.fdlimit" UInt None "Soft limit on open file descriptors (RLIMIT_NOFILE), at the last exec or when first seen.";
+        ProcVmsize "proc.vmsize" UInt None "Virtual memory size in KiB, at the last exec or when first seen.";
+        ProcVmrss "proc.vmrss" UInt None "Resident memory in KiB, at the last exec or when first seen (the kernel's approximate counters).";
+        ProcVmswap "proc.vmswap" UInt None "Swapped memory in KiB, at the last exec or when first seen.";
+        ProcNthreads "proc.nthreads" UInt None "Number of live threads, leader included." unavailable "threads are not counted";
+        ProcNchilds "proc.nchilds" UInt None "Number of live threads other than the leader." unavailable "threads are not counted";
+        ProcStdinType "proc.stdin.type" Str None "Type of descriptor 0.";
+        ProcStdoutType "proc.stdout.type" Str None "Type of descriptor 1.";
+        ProcStderrType "proc.stderr.type" Str None "Type of descriptor 2.";
+        ProcStdinName "proc.stdin.name" Str None "Name of descriptor 0.";
+        ProcStdoutName "proc.stdout.name" Str None "Name of descriptor 1.";
+        ProcStderrName "proc.stderr.name" Str None "Name of descriptor 2.";
+        // --- thread
+        ThreadTid "thread.tid" UInt None "Thread id (host namespace).";
+        ThreadVtid "thread.vtid" UInt None "Thread id inside its PID namespace.";
+        ThreadIsmain "thread.ismain" Bool None "True for the main thread of the process.";
+        ThreadNametid "thread.nametid" Str None "Process name and thread id joined, e.g. bash12.";
+        ThreadCapPermitted "thread.cap_permitted" Str None "Permitted capabilities, space-separated CAP_ names.";
+        ThreadCapInheritable "thread.cap_inheritable" Str None "Inheritable capabilities, space-separated CAP_ names.";
+        ThreadCapEffective "thread.cap_effective" Str None "Effective capabilities, space-separated CAP_ names.";
+        ThreadCapAdded "thread.cap_added" Str None "Capabilities this event (a capset) added to the effective, permitted or inheritable set; empty for other events.";
+        ThreadCgroups "thread.cgroups" Str None "The thread's cgroups as controller=path pairs: the default (v2) hierarchy as unified, and one v1 controller (memory, else pids or cpu), as at its exec or when first seen.";
+        ThreadCgroup "thread.cgroup" Str Key "Cgroup path for one controller: thread.cgroup.unified, or the v1 controller thread.cgroups names (thread.cgroup.memory).";
+        ThreadPfmajor "thread.pfmajor" UInt None "Major page faults of the process at its last exec or when first seen.";
+        ThreadPfminor "thread.pfminor" UInt None "Minor page faults of the process at its last exec or when first seen.";
+        ThreadVmsize "thread.vmsize" UInt None "Virtual memory of the main thread in KiB (as proc.vmsize); 0 for others.";
+        ThreadVmrss "thread.vmrss" UInt None "Resident memory of the main thread in KiB (as proc.vmrss); 0 for others.";
+        // --- fd: the file descriptor the event works on
+        FdNum "fd.num" Int None "Descriptor number; -1 when a call that returns one failed.";
+        FdType "fd.type" Str None "Descriptor kind: file, ipv4, ipv6, unix, netlink, memfd, pipe, event, signalfd, eventpoll, inotify, timerfd, bpf, userfaultfd, io_uring, pidfd, unknown.";
+        FdTypechar "fd.typechar" Str None "Descriptor kind as one character: f, 4, 6, u (unix), n, m, p, e, s, l, i, t, b, u (userfaultfd), r, P, o.";
+        FdName "fd.name" Str None "File path, or the connection tuple for sockets.";
+        FdNameraw "fd.nameraw" Str None "File path as passed to the syscall, not made absolute.";
+        FdDirectory "fd.directory" Str None "Directory containing the file.";
+        FdFilename "fd.filename" Str None "File name without its directory.";
+        FdIp "fd.ip" Ip None "Client or server IP address (matches either).";
+        FdCip "fd.cip" Ip None "Client IP address.";
+        FdSip "fd.sip" Ip None "Server IP address.";
+        FdLip "fd.lip" Ip None "Local IP address.";
+        FdRip "fd.rip" Ip None "Remote IP address.";
+        FdPort "fd.port" UInt None "Client or server port (matches either).";
+        FdCport "fd.cport" UInt None "Client port.";
+        FdSport "fd.sport" UInt None "Server port.";
+        FdLport "fd.lport" UInt None "Local port.";
+        FdRport "fd.rport" UInt None "Remote port.";
+        FdL4proto "fd.l4proto" Str None "Transport protocol of an IP socket: tcp, udp or raw.";
+        FdSockfamily "fd.sockfamily" Str None "Socket family: ip or unix.";
+        FdIsServer "fd.is_server" Bool None "True when this process is the server end of the socket (it accepted or listens); false for other sockets.";
+        FdUid "fd.uid" Str None "Thread id and descriptor number joined, e.g. 12343 for fd 3 of thread 1234.";
+        FdContainername "fd.containername" Str None "Container id and descriptor name joined by a colon.";
+        FdContainerdirectory "fd.containerdirectory" Str None "Container id and directory joined by a colon.";
+        FdProto "fd.proto" Str None "Client or server port as text (matches either); Falco resolves no service names either.";
+        FdCproto "fd.cproto" Str None "Client port as text.";
+        FdSproto "fd.sproto" Str None "Server port as text.";
+        FdLproto "fd.lproto" Str None "Local port as text.";
+        FdRproto "fd.rproto" Str None "Remote port as text.";
+        FdNet "fd.net" Net None "Client or server address, compared with networks (matches either).";
+        FdCnet "fd.cnet" Net None "Client address, compared with networks.";
+        FdSnet "fd.snet" Net None "Server address, compared with networks.";
+        FdLnet "fd.lnet" Net None "Local address, compared with networks.";
+        FdRnet "fd.rnet" Net None "Remote address, compared with networks.";
+        FdConnected "fd.connected" Bool None "True when the socket is connected.";
+        FdNameChanged "fd.name_changed" Bool None "True when this event changed the descriptor's name (e.g. a new UDP peer).";
+        FdCipName "fd.cip.name" Str None "DNS name of the client address.";
+        FdSipName "fd.sip.name" Str None "DNS name of the server address.";
+        FdLipName "fd.lip.name" Str None "DNS name of the local address.";
+        FdRipName "fd.rip.name" Str None "DNS name of the remote address.";
+        FdDev "fd.dev" UInt None "Device number of the file." unavailable "the device and inode of opened files are not captured";
+        FdDevMajor "fd.dev.major" UInt None "Major device number of the file." unavailable "the device and inode of opened files are not captured";
+        FdDevMinor "fd.dev.minor" UInt None "Minor device number of the file." unavailable "the device and inode of opened files are not captured";
+        FdIno "fd.ino" UInt None "Inode number of the file." unavailable "the device and inode of opened files are not captured";
+        FdTypes "fd.types" Str OptIndex "Kinds of the descriptors the process has open, each once; [n] the kind of descriptor n.";
+        FdIsUpperLayer "fd.is_upper_layer" Bool None "True when the file lives in an overlayfs upper layer." unavailable "the overlay layer of opened files is not captured";
+        FdIsLowerLayer "fd.is_lower_layer" Bool None "True when the file lives in an overlayfs lower layer." unavailable "the overlay layer of opened files is not captured";
+        // --- fs.path: paths of file syscalls
+        FsPathName "fs.path.name" Str None "Absolute path the file syscall works on.";
+        FsPathNameraw "fs.path.nameraw" Str None "Path the file syscall works on, as passed.";
+        FsPathSource "fs.path.source" Str None "Absolute source path of two-path syscalls.";
+        FsPathSourceraw "fs.path.sourceraw" Str None "Source path of two-path syscalls, as passed.";
+        FsPathTarget "fs.path.target" Str None "Absolute target path of two-path syscalls.";
+        FsPathTargetraw "fs.path.targetraw" Str None "Target path of two-path syscalls, as passed.";
+        // --- user and group
+        UserUid "user.uid" UInt None "User id.";
+        UserName "user.name" Str None "User name.";
+        UserHomedir "user.homedir" Str None "Home directory of the user.";
+        UserShell "user.shell" Str None "Login shell of the user.";
+        UserPrevUid "user.prev_uid" UInt None "Real user id before this event: differs from user.uid only on the set*uid call that changed it.";
+        UserLoginuid "user.loginuid" Int None "Audit (login) user id; -1 when unset.";
+        UserLoginname "user.loginname" Str None "Name of the audit (login) user.";
+        GroupGid "group.gid" UInt None "Group id.";
+        GroupName "group.name" Str None "Group name.";
+        // --- container
+        ContainerId "container.id" Str None "Short (12 characters) container id; 'host' outside containers.";
+        ContainerFullId "container.full_id" Str None "Full container id; 'host' outside containers.";
+        ContainerName "container.name" Str None "Container name.";
+        ContainerImage "container.image" Str None "Image name with tag.";
+        ContainerImageId "container.image.id" Str None "Image id.";
+        ContainerImageRepository "container.image.repository" Str None "Image repository, without tag or digest.";
+        ContainerImageTag "container.image.tag" Str None "Image tag.";
+        ContainerImageDigest "container.image.digest" Str None "Image digest.";
+        ContainerType "container.type" Str None "Runtime kind: docker, containerd, cri-o, podman...";
+        ContainerPrivileged "container.privileged" Bool None "True for privileged containers.";
+        ContainerMounts "container.mounts" Str None "All mounts, space-separated, each as source:dest:mode:rdrw:propagation.";
+        ContainerMount "container.mount" Str IndexOrPath "One mount as source:dest:mode:rdrw:propagation, by index or source path (a glob; the first match); 'none' when no mount matches.";
+        ContainerMountSource "container.mount.source" Str IndexOrPath "Source of a mount, by index or destination path (a glob); 'none' when no mount matches.";
+        ContainerMountDest "container.mount.dest" Str IndexOrPath "Destination of a mount, by index or source path (a glob); 'none' when no mount matches.";
+        ContainerMountMode "container.mount.mode" Str IndexOrPath "Mode of a mount as the runtime reports it (ro, z...), by index or source path (a glob); 'none' when no mount matches.";
+        ContainerMountRdwr "container.mount.rdwr" Str IndexOrPath "Whether a mount is writable (true or false), by index or source path (a glob); 'none' when no mount matches.";
+        ContainerMountPropagation "container.mount.propagation" Str IndexOrPath "Propagation of a mount (rprivate, rslave...), by index or source path (a glob); 'none' when no mount matches.";
+        ContainerStartTs "container.start_ts" UInt None "Container start time, nanoseconds since the epoch.";
+        ContainerDuration "container.duration" UInt None "Nanoseconds since the container started.";
+        ContainerIp "container.ip" Ip None "Container IP address.";
+        ContainerHostPid "container.host_pid" Bool None "True when the container shares the host PID namespace.";
+        ContainerHostNetwork "container.host_network" Bool None "True when the container shares the host network namespace.";
+        ContainerHostIpc "container.host_ipc" Bool None "True when the container shares the host IPC namespace.";
+        ContainerLabel "container.label" Str Key "One container label, by key.";
+        ContainerLabels "container.labels" Str None "All container labels as key:value pairs.";
+        // --- k8s: pod metadata from the runtime
+        K8sPodName "k8s.pod.name" Str None "Pod name.";
+        K8sNsName "k8s.ns.name" Str None "Namespace of the pod.";
+        K8sPodUid "k8s.pod.uid" Str None "Pod UID.";
+        K8sPodId "k8s.pod.id" Str None "Pod UID (older name).";
+        K8sPodSandboxId "k8s.pod.sandbox_id" Str None "Short id of the pod sandbox.";
+        K8sPodFullSandboxId "k8s.pod.full_sandbox_id" Str None "Full id of the pod sandbox.";
+        K8sPodLabel "k8s.pod.label" Str Key "One pod label, by key.";
+        K8sPodLabels "k8s.pod.labels" Str None "All pod labels as key:value pairs.";
+        K8sPodIp "k8s.pod.ip" Ip None "Pod IP address.";
+        // --- sensor: the sensor itself, for rules that protect it
+        SensorPid "sensor.pid" UInt None "Process id of this sensor: evt.arg.pid = val(sensor.pid) is a signal sent to it.";
+    }
+    k8s_audit_fields K8sAudit {
+        // --- ka: a Kubernetes audit event (audit.k8s.io/v1 Event)
+        KaAuditid "ka.auditid" Str None "The audit ID the API server gave the request (auditID).";
+        KaStage "ka.stage" Str None "The stage of the request the event was written at (stage): RequestReceived, ResponseStarted, ResponseComplete or Panic.";
+        KaAuthDecision "ka.auth.decision" Str None "The authorizer's decision, allow or forbid (annotation authorization.k8s.io/decision).";
+        KaAuthReason "ka.auth.reason" Str None "Why the authorizer decided so (annotation authorization.k8s.io/reason).";
+        KaAuthOpenshiftDecision "ka.auth.openshift.decision" Str None "OpenShift's authorization decision (annotation authorization.openshift.io/decision).";
+        KaValidationsAdmissionPolicyFailure "ka.validations.admission.policy.failure" Str None "Why a validating admission policy failed the request (annotation validation.policy.admission.k8s.io/validation_failure).";
+        KaSecurityPodViolations "ka.security.pod.violations" Str None "Which Pod Security Standards the pod violates (annotation pod-security.kubernetes.io/audit-violations).";
+        KaAuthOpenshiftUsername "ka.auth.openshift.username" Str None "The user name OpenShift authenticated (annotation authentication.openshift.io/username).";
+        KaUserName "ka.user.name" Str None "The user who made the request (user.username).";
+        KaUserGroups "ka.user.groups" Str None "The groups of the user who made the request (user.groups).";
+        KaImpuserName "ka.impuser.name" Str None "The user the request impersonates (impersonatedUser.username).";
+        KaVerb "ka.verb" Str None "The request's verb: get, list, watch, create, update, patch, delete... (verb).";
+        KaUri "ka.uri" Str None "The request URI as the client sent it (requestURI).";
+        KaUriParam "ka.uri.param" Str Key "One query parameter of the request URI, by name (its first value).";
+        KaTargetName "ka.target.name" Str None "The name of the object the request acts on (objectRef.name).";
+        KaTargetNamespace "ka.target.namespace" Str None "The namespace of the object the request acts on (objectRef.namespace).";
+        KaTargetResource "ka.target.resource" Str None "The resource of the object the request acts on, e.g. pods (objectRef.resource).";
+        KaTargetSubresource "ka.target.subresource" Str None "The subresource the request acts on, e.g. exec (objectRef.subresource).";
+        KaTargetPodName "ka.target.pod.name" Str None "The name of the pod the request acts on: objectRef.name for the pods resource, else none.";
+        KaReqBindingSubjects "ka.req.binding.subjects" Str None "The subjects of the role binding in the request, each as its JSON (requestObject.subjects).";
+        KaReqBindingSubjectsUserNames "ka.req.binding.subjects.user_names" Str None "The names of the User subjects of the role binding in the request.";
+        KaReqBindingSubjectsServiceaccountNames "ka.req.binding.subjects.serviceaccount_names" Str None "The names of the ServiceAccount subjects of the role binding in the request.";
+        KaReqBindingSubjectsServiceaccountNsNames "ka.req.binding.subjects.serviceaccount_ns_names" Str None "The ServiceAccount subjects of the role binding in the request, as namespace:name.";
+        KaReqBindingSubjectsGroupNames "ka.req.binding.subjects.group_names" Str None "The names of the Group subjects of the role binding in the request.";
+        KaReqBindingRole "ka.req.binding.role" Str None "The role the binding in the request refers to (requestObject.roleRef.name).";
+        KaReqBindingSubjectHasName "ka.req.binding.subject.has_name" Str Key "True when a subject of the role binding in the request has the name given as argument.";
+        KaReqConfigmapName "ka.req.configmap.name" Str None "The name of the configmap the request acts on (objectRef.name).";
+        KaReqConfigmapObj "ka.req.configmap.obj" Str None "The data of the configmap in the request, as JSON (requestObject.data).";
+        KaReqPodContainersArgs "ka.req.pod.containers.args" Str OptIndex "The arguments of the pod's containers in the request; [n] the n-th container's.";
+        KaReqPodContainersCommand "ka.req.pod.containers.command" Str OptIndex "The commands of the pod's containers in the request; [n] the n-th container's.";
+        KaReqPodContainersName "ka.req.pod.containers.name" Str OptIndex "The names of the pod's containers in the request; [n] the n-th container's.";
+        KaReqPodContainersImage "ka.req.pod.containers.image" Str OptIndex "The images of the containers of the pod in the request; [n] the n-th container's.";
+        KaReqContainerImage "ka.req.container.image" Str None "The image of the first container of the pod in the request.";
+        KaReqPodContainersImageRepository "ka.req.pod.containers.image.repository" Str OptIndex "The images of the pod's containers in the request without tag or digest; [n] the n-th container's.";
+        KaReqContainerImageRepository "ka.req.container.image.repository" Str None "The image of the first container of the pod in the request without tag or digest.";
+        KaReqPodHostIpc "ka.req.pod.host_ipc" Str None "Whether the pod in the request shares the host's IPC namespace (spec.hostIPC).";
+        KaReqPodHostNetwork "ka.req.pod.host_network" Str None "Whether the pod in the request uses the host's network (spec.hostNetwork).";
+        KaReqContainerHostNetwork "ka.req.container.host_network" Str None "Whether the pod in the request uses the host's network (spec.hostNetwork; older name).";
+        KaReqPodHostPid "ka.req.pod.host_pid" Str None "Whether the pod in the request shares the host's PID namespace (spec.hostPID).";
+        KaReqPodContainersHostPort "ka.req.pod.containers.host_port" Str OptIndex "The host ports the pod's containers in the request ask for (hostPort, else containerPort); [n] the n-th container's.";
+        KaReqPodContainersPrivileged "ka.req.pod.containers.privileged" Str OptIndex "The privileged flags the pod's containers in the request set (securityContext.privileged); [n] the n-th container's.";
+        KaReqContainerPrivileged "ka.req.container.privileged" Str None "True when any container of the pod in the request is privileged.";
+        KaReqPodContainersAllowPrivilegeEscalation "ka.req.pod.containers.allow_privilege_escalation" Str OptIndex "The allowPrivilegeEscalation settings of the pod's containers in the request; [n] the n-th container's.";
+        KaReqPodContainersReadOnlyFs "ka.req.pod.containers.read_only_fs" Str OptIndex "The readOnlyRootFilesystem settings of the pod's containers in the request; [n] the n-th container's.";
+        KaReqPodRunAsUser "ka.req.pod.run_as_user" Str None "The pod's runAsUser in the request (spec.securityContext.runAsUser).";
+        KaReqPodContainersRunAsUser "ka.req.pod.containers.run_as_user" Str OptIndex "The runAsUser settings of the pod's containers in the request; [n] the n-th container's.";
+        KaReqPodContainersEffRunAsUser "ka.req.pod.containers.eff_run_as_user" Str OptIndex "The user each container of the pod in the request runs as: its runAsUser, else the pod's, else 0; [n] the n-th container's.";
+        KaReqPodRunAsGroup "ka.req.pod.run_as_group" Str None "The pod's runAsGroup in the request (spec.securityContext.runAsGroup).";
+        KaReqPodContainersRunAsGroup "ka.req.pod.containers.run_as_group" Str OptIndex "The runAsGroup settings of the pod's containers in the request; [n] the n-th container's.";
+        KaReqPodContainersEffRunAsGroup "ka.req.pod.containers.eff_run_as_group" Str OptIndex "The group each container of the pod in the request runs as: its runAsGroup, else the pod's, else 0; [n] the n-th container's.";
+        KaReqPodContainersProcMount "ka.req.pod.containers.proc_mount" Str OptIndex "The procMount settings of the pod's containers in the request; [n] the n-th container's.";
+        KaReqRoleRules "ka.req.role.rules" Str None "The rules of the role in the request, each as its JSON (requestObject.rules).";
+        KaReqRoleRulesApiGroups "ka.req.role.rules.apiGroups" Str OptIndex "The API groups the rules of the role in the request name; [n] those of the n-th rule.";
+        KaReqRoleRulesNonResourceURLs "ka.req.role.rules.nonResourceURLs" Str OptIndex "The non-resource URLs the rules of the role in the request name; [n] those of the n-th rule.";
+        KaReqRoleRulesVerbs "ka.req.role.rules.verbs" Str OptIndex "The verbs the rules of the role in the request allow; [n] those of the n-th rule.";
+        KaReqRoleRulesResources "ka.req.role.rules.resources" Str OptIndex "The resources the rules of the role in the request name; [n] those of the n-th rule.";
+        KaReqPodFsGroup "ka.req.pod.fs_group" Str None "The pod's fsGroup in the request (spec.securityContext.fsGroup).";
+        KaReqPodSupplementalGroups "ka.req.pod.supplemental_groups" Str None "The pod's supplemental groups in the request (spec.securityContext.supplementalGroups).";
+        KaReqPodContainersAddCapabilities "ka.req.pod.containers.add_capabilities" Str OptIndex "The capabilities the pod's containers in the request add (securityContext.capabilities.add); [n] the n-th container's.";
+        KaReqServiceType "ka.req.service.type" Str None "The type of the service in the request (spec.type).";
+        KaReqServicePorts "ka.req.service.ports" Str OptIndex "The ports of the service in the request, each as its JSON; [n] the n-th.";
+        KaReqPodVolumesHostpath "ka.req.pod.volumes.hostpath" Str OptIndex "The host paths the pod's volumes in the request mount (hostPath.path); [n] the n-th volume's.";
+        KaReqVolumeHostpath "ka.req.volume.hostpath" Str Key "True when a volume of the pod in the request mounts the host path given as argument (a trailing * matches a prefix), else false.";
+        KaReqPodVolumesFlexvolumeDriver "ka.req.pod.volumes.flexvolume_driver" Str OptIndex "The flexVolume drivers of the pod's volumes in the request; [n] the n-th volume's.";
+        KaReqPodVolumesVolumeType "ka.req.pod.volumes.volume_type" Str OptIndex "The types of the pod's volumes in the request (the key other than name: hostPath, secret...); [n] the n-th volume's.";
+        KaRespName "ka.resp.name" Str None "The name of the object in the response (responseObject.metadata.name).";
+        KaResponseCode "ka.response.code" Str None "The HTTP status code of the response (responseStatus.code).";
+        KaResponseReason "ka.response.reason" Str None "The reason of the response status (responseStatus.reason).";
+        KaUseragent "ka.useragent" Str None "The user agent of the client that made the request (userAgent).";
+        KaSourceips "ka.sourceips" Str OptIndex "The client addresses of the request, the nearest first (sourceIPs); [n] the n-th.";
+        KaClusterName "ka.cluster.name" Str None "The name of the cluster, as the operator configured it for the audit source.";
+        KaReqPodInitContainersName "ka.req.pod.initContainers.name" Str OptIndex "The names of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersImage "ka.req.pod.initContainers.image" Str OptIndex "The images of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersImageRepository "ka.req.pod.initContainers.image.repository" Str OptIndex "The images without tag or digest of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersCommand "ka.req.pod.initContainers.command" Str OptIndex "The commands of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersArgs "ka.req.pod.initContainers.args" Str OptIndex "The arguments of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersPrivileged "ka.req.pod.initContainers.privileged" Str OptIndex "The privileged flags of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersAllowPrivilegeEscalation "ka.req.pod.initContainers.allow_privilege_escalation" Str OptIndex "The allowPrivilegeEscalation settings of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersReadOnlyFs "ka.req.pod.initContainers.read_only_fs" Str OptIndex "The readOnlyRootFilesystem settings of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersRunAsUser "ka.req.pod.initContainers.run_as_user" Str OptIndex "The runAsUser settings of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersEffRunAsUser "ka.req.pod.initContainers.eff_run_as_user" Str OptIndex "The effective users (runAsUser, else the pod's, else 0) of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersRunAsGroup "ka.req.pod.initContainers.run_as_group" Str OptIndex "The runAsGroup settings of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersEffRunAsGroup "ka.req.pod.initContainers.eff_run_as_group" Str OptIndex "The effective groups (runAsGroup, else the pod's, else 0) of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersProcMount "ka.req.pod.initContainers.proc_mount" Str OptIndex "The procMount settings of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersAddCapabilities "ka.req.pod.initContainers.add_capabilities" Str OptIndex "The added capabilities of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersHostPort "ka.req.pod.initContainers.host_port" Str OptIndex "The host ports of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersName "ka.req.pod.ephemeralContainers.name" Str OptIndex "The names of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersImage "ka.req.pod.ephemeralContainers.image" Str OptIndex "The images of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersImageRepository "ka.req.pod.ephemeralContainers.image.repository" Str OptIndex "The images without tag or digest of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersCommand "ka.req.pod.ephemeralContainers.command" Str OptIndex "The commands of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersArgs "ka.req.pod.ephemeralContainers.args" Str OptIndex "The arguments of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersPrivileged "ka.req.pod.ephemeralContainers.privileged" Str OptIndex "The privileged flags of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersAllowPrivilegeEscalation "ka.req.pod.ephemeralContainers.allow_privilege_escalation" Str OptIndex "The allowPrivilegeEscalation settings of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersReadOnlyFs "ka.req.pod.ephemeralContainers.read_only_fs" Str OptIndex "The readOnlyRootFilesystem settings of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersRunAsUser "ka.req.pod.ephemeralContainers.run_as_user" Str OptIndex "The runAsUser settings of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersEffRunAsUser "ka.req.pod.ephemeralContainers.eff_run_as_user" Str OptIndex "The effective users (runAsUser, else the pod's, else 0) of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersRunAsGroup "ka.req.pod.ephemeralContainers.run_as_group" Str OptIndex "The runAsGroup settings of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersEffRunAsGroup "ka.req.pod.ephemeralContainers.eff_run_as_group" Str OptIndex "The effective groups (runAsGroup, else the pod's, else 0) of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersProcMount "ka.req.pod.ephemeralContainers.proc_mount" Str OptIndex "The procMount settings of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersAddCapabilities "ka.req.pod.ephemeralContainers.add_capabilities" Str OptIndex "The added capabilities of the pod's ephemeral containers in the request; [n] the n-th's.";
+        // --- jevt: the audit event as JSON
+        JevtTime "jevt.time" Str None "The audit event's time (UTC) as HH:MM:SS.nanoseconds.";
+        JevtTimeIso8601 "jevt.time.iso8601" Str None "The audit event's time in ISO 8601 (UTC).";
+        JevtRawtime "jevt.rawtime" UInt None "The audit event's time in nanoseconds since the epoch.";
+        JevtValue "jevt.value" Str Key "The value at a JSON pointer in the audit event (jevt.value[/objectRef/name]), as text; objects and lists as JSON.";
+        JevtObj "jevt.obj" Str None "The whole audit event as JSON.";
+    }
 }
 
 impl Field {

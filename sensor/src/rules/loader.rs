@@ -12,8 +12,9 @@ use super::yaml::{self, Node, NodeKind, Pos};
 /// The Falco engine version whose rule language this engine implements.
 pub const ENGINE_VERSION: (u64, u64, u64) = (0, 63, 0);
 
-/// Plugins whose fields the sensor provides natively.
-pub const BUILTIN_PLUGINS: [&str; 1] = ["container"];
+/// Plugins whose fields the sensor provides natively: the container metadata of syscall
+/// events, and Kubernetes audit events (`k8saudit`'s `ka.*`, `json`'s `jevt.*`).
+pub const BUILTIN_PLUGINS: [&str; 3] = ["container", "k8saudit", "json"];
 
 /// A position in a named source.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -926,7 +927,7 @@ impl ItemCx<'_> {
                 output_loc: oloc,
                 desc: desc.map(|d| d.0).unwrap_or_default(),
                 priority: priority.unwrap_or(Priority::Debug),
-                source: source.unwrap_or_else(|| "syscall".into()),
+                source: source.unwrap_or_else(|| super::fields::SYSCALL_SOURCE.into()),
                 enabled: enabled.unwrap_or(true),
                 tags: tags.unwrap_or_default(),
                 exceptions: exceptions.unwrap_or_default(),
@@ -1217,7 +1218,7 @@ mod tests {
     #[test]
     fn versions_and_unknowns() {
         let s = load(
-            "- required_engine_version: 0.57.0\n- required_engine_version: 99.0.0\n- required_plugin_versions:\n    - name: k8saudit\n      version: 0.1.0\n- something: x\n",
+            "- required_engine_version: 0.57.0\n- required_engine_version: 99.0.0\n- required_plugin_versions:\n    - name: cloudtrail\n      version: 0.1.0\n- something: x\n",
         );
         let e = errors(&s);
         assert_eq!(e.len(), 1, "{e:?}");

@@ -165,7 +165,7 @@ impl Prefilter {
     /// Compiles the prefilter of `rules`.
     pub(crate) fn compile(rules: &[CompiledRule]) -> Self {
         let mut needs = Needs::default();
-        for r in rules.iter().filter(|r| r.source == "syscall") {
+        for r in rules.iter().filter(|r| r.source == super::fields::SYSCALL_SOURCE) {
             needs.add_rule(r);
         }
         needs.finish()

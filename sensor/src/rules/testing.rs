@@ -16,7 +16,17 @@
 //!       - {evt.type: openat, proc.name: sshd, fd.name: /etc/shadow}
 //!     silent: all                   # no rule may fire (or a list of rule names)
 //!     only: false                   # true: no rule outside `fires` may fire
+//!   - name: a Kubernetes audit event (rules of source k8s_audit)
+//!     audit: {kind: Event, apiVersion: audit.k8s.io/v1, auditID: 1d2e, stage: ResponseComplete,
+//!             verb: create, user: {username: alice}, objectRef: {resource: pods, namespace: default},
+//!             responseStatus: {code: 201}, stageTimestamp: "2026-12-07T10:00:00Z"}
+//!     fires: [Create Privileged Pod]
 //! ```
+//!
+//! An `audit:` (or `audits:`, a list) case gives a whole `audit.k8s.io/v1` `Event`, as
+//! kube-apiserver sends it (YAML, or a string holding its JSON); rules read its `ka.*` and
+//! `jevt.*` fields from it as they do from live audit events. `defaults` apply to field maps
+//! only.
 //!
 //! Events are field maps (compact YAML or JSON), typed by the field registry, so a typo in a
 //! field name or a value of the wrong type is reported instead of silently never matching.
@@ -58,7 +68,14 @@ use super::eval::Scratch;
 use super::loader::{Diagnostic, Loc, RuleSet, Severity};
 use super::prefilter::Prefilter;
 use super::yaml::{self, Node, NodeKind, Pos};
+use crate::k8s_audit::AuditEvent;
 use crate::state::FieldMapEvent;
+
+/// An event of a case, built.
+enum Built {
+    Fields(Box<FieldMapEvent>),
+    Audit(Box<AuditEvent>),
+}
 
 /// The result of one test case.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,10 +150,16 @@ enum Silent {
     Rules(Vec<String>),
 }
 
+/// An event of a case: a field map of a syscall event, or a Kubernetes audit event.
+enum CaseEvent {
+    Fields(serde_json::Value),
+    Audit(serde_json::Value),
+}
+
 struct Case {
     loc: Loc,
     name: String,
-    events: Vec<(Pos, serde_json::Value)>,
+    events: Vec<(Pos, CaseEvent)>,
     fires: Vec<String>,
     silent: Silent,
     only: bool,
@@ -280,6 +303,9 @@ fn event_json(n: &Node) -> serde_json::Value {
     }
 }
 
+/// The keys of a test case.
+const CASE_KEYS: [&str; 8] = ["name", "event", "events", "audit", "audits", "fires", "silent", "only"];
+
 fn parse_cases(root: &Node, floc: &dyn Fn(Pos) -> Loc) -> Result<Vec<Case>, Diagnostic> {
     let Some(tests) = root.get("tests") else {
         return Err(diag(&floc(root.pos), "missing 'tests'".into()));
@@ -293,11 +319,8 @@ fn parse_cases(root: &Node, floc: &dyn Fn(Pos) -> Loc) -> Result<Vec<Case>, Diag
         if let NodeKind::Map(entries) = &t.kind {
             for (k, _) in entries {
                 let key = k.as_text().unwrap_or_default();
-                if !["name", "event", "events", "fires", "silent", "only"].contains(&key.as_str()) {
-                    return Err(diag(
-                        &floc(k.pos),
-                        format!("unknown key '{key}' (expected name, event, events, fires, silent, only)"),
-                    ));
+                if !CASE_KEYS.contains(&key.as_str()) {
+                    return Err(diag(&floc(k.pos), format!("unknown key '{key}' (expected {})", CASE_KEYS.join(", "))));
                 }
             }
         } else {
@@ -305,17 +328,22 @@ fn parse_cases(root: &Node, floc: &dyn Fn(Pos) -> Loc) -> Result<Vec<Case>, Diag
         }
         let name = t.get("name").and_then(Node::as_text).unwrap_or_else(|| format!("test #{}", i + 1));
         let mut events = Vec::new();
-        if let Some(e) = t.get("event") {
-            events.push((e.pos, event_json(e)));
-        }
-        if let Some(es) = t.get("events") {
-            let NodeKind::Seq(list) = &es.kind else {
-                return Err(diag(&floc(es.pos), "'events' must be a sequence".into()));
-            };
-            events.extend(list.iter().map(|e| (e.pos, event_json(e))));
+        for (one, many, make) in [
+            ("event", "events", CaseEvent::Fields as fn(serde_json::Value) -> CaseEvent),
+            ("audit", "audits", CaseEvent::Audit),
+        ] {
+            if let Some(e) = t.get(one) {
+                events.push((e.pos, make(event_json(e))));
+            }
+            if let Some(es) = t.get(many) {
+                let NodeKind::Seq(list) = &es.kind else {
+                    return Err(diag(&floc(es.pos), format!("'{many}' must be a sequence")));
+                };
+                events.extend(list.iter().map(|e| (e.pos, make(event_json(e)))));
+            }
         }
         if events.is_empty() {
-            return Err(diag(&loc, format!("test '{name}' has no 'event' or 'events'")));
+            return Err(diag(&loc, format!("test '{name}' has no 'event', 'events', 'audit' or 'audits'")));
         }
         let fires = match t.get("fires") {
             None => Vec::new(),
@@ -359,35 +387,47 @@ fn run_case(
         }
     }
     let mut shown = Vec::new();
-    let mut built = Vec::new();
-    for (pos, ev) in &case.events {
-        let mut obj = defaults.clone();
-        if let serde_json::Value::Object(m) = ev {
-            obj.extend(m.clone());
-        }
+    let mut built: Vec<(u32, Built)> = Vec::new();
+    for (pos, ev) in case.events {
         let at = format!("{}:{}: test '{}'", case.loc.file, pos.line, case.name);
-        match FieldMapEvent::from_json(&serde_json::Value::Object(obj)) {
-            Ok(e) => {
-                let mismatches = e.mismatches();
-                if !mismatches.is_empty() {
-                    failures.extend(mismatches.into_iter().map(|m| format!("{at}: {m}")));
-                    continue;
+        match ev {
+            CaseEvent::Fields(ev) => {
+                let mut obj = defaults.clone();
+                if let serde_json::Value::Object(m) = &ev {
+                    obj.extend(m.clone());
                 }
-                let view = e.view();
-                let alerts = engine.process(&view, scratch);
-                if !alerts.is_empty() && !prefilter.sends(e.event(), view.fd_file()) {
-                    let rules: Vec<&str> = alerts.iter().map(|a| a.rule.as_str()).collect();
-                    failures.push(format!(
-                        "{at}: the in-kernel prefilter of these rules would keep this event back, yet {} fire \
-                         on it (a prefilter bug: please report it)",
-                        rules.join(", ")
-                    ));
+                match FieldMapEvent::from_json(&serde_json::Value::Object(obj)) {
+                    Ok(e) => {
+                        let mismatches = e.mismatches();
+                        if !mismatches.is_empty() {
+                            failures.extend(mismatches.into_iter().map(|m| format!("{at}: {m}")));
+                            continue;
+                        }
+                        let view = e.view();
+                        let alerts = engine.process(&view, scratch);
+                        if !alerts.is_empty() && !prefilter.sends(e.event(), view.fd_file()) {
+                            let rules: Vec<&str> = alerts.iter().map(|a| a.rule.as_str()).collect();
+                            failures.push(format!(
+                                "{at}: the in-kernel prefilter of these rules would keep this event back, yet {} \
+                                 fire on it (a prefilter bug: please report it)",
+                                rules.join(", ")
+                            ));
+                        }
+                        fired.extend(alerts.into_iter().map(|a| a.rule));
+                        shown.push(format!("event at line {}: {}", pos.line, ev));
+                        built.push((pos.line, Built::Fields(Box::new(e))));
+                    }
+                    Err(msg) => failures.push(format!("{at}: {msg}")),
                 }
-                fired.extend(alerts.into_iter().map(|a| a.rule));
-                shown.push(format!("event at line {}: {}", pos.line, ev));
-                built.push((pos.line, e));
             }
-            Err(msg) => failures.push(format!("{at}: {msg}")),
+            CaseEvent::Audit(ev) => match AuditEvent::from_json(ev.clone()) {
+                Ok(e) => {
+                    fired.extend(engine.process(&e, scratch).into_iter().map(|a| a.rule));
+                    shown.push(format!("audit event at line {}: {}", pos.line, ev));
+                    built.push((pos.line, Built::Audit(Box::new(e))));
+                }
+                Err(msg) => failures.push(format!("{at}: {msg}")),
+            },
         }
     }
     if !failures.is_empty() {
@@ -400,7 +440,11 @@ fn run_case(
             diff.push(format!("- {r}   (must fire, did not)"));
             for (line, e) in &built {
                 why.push(format!("why '{r}' did not fire on the event at line {line}:"));
-                why.extend(compile::explain(set, r, &e.view()).into_iter().map(|l| format!("  {l}")));
+                let lines = match e {
+                    Built::Fields(e) => compile::explain(set, r, &e.view()),
+                    Built::Audit(e) => compile::explain(set, r, &**e),
+                };
+                why.extend(lines.into_iter().map(|l| format!("  {l}")));
             }
         }
     }

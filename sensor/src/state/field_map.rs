@@ -139,6 +139,7 @@ fn setting(field: Field) -> Setting {
     use Field::*;
     use Setting::{Direct, From};
     match field {
+        crate::rules::fields::k8s_audit_fields!() => From("an audit event: write it with `audit:`, not as a field map"),
         EvtType | EvtRawtime | EvtCpu | EvtNum | EvtReltime | EvtRes | EvtRawres | EvtFailed | EvtArg | EvtRawarg
         | EvtIsOpenRead | EvtIsOpenWrite | EvtIsOpenCreate | EvtIsOpenExec | EvtBuflen | EvtHostname
         | EvtIsTruncated | EvtIsEnterMissing | EvtIsReread | EvtIsIa32 => Direct,
@@ -290,6 +291,12 @@ impl Spec {
     fn set(&mut self, written: &str, value: &serde_json::Value) -> Result<(), String> {
         let (base, bracket) = split_bracket(written);
         let r = fields::resolve(base, bracket)?;
+        if !r.id.info().scope.serves(fields::SYSCALL_SOURCE) {
+            return Err(format!(
+                "field {written} is a field of Kubernetes audit events: a field map builds a syscall event; \
+                 give the audit event itself with `audit:`"
+            ));
+        }
         let multi = fields::is_multi(&r) || (r.id.info().arg == ArgKind::OptIndex && r.arg.is_none());
         let ty = fields::effective_type(&r);
         let v = match value {

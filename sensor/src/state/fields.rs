@@ -706,6 +706,8 @@ impl FieldSource for EventView<'_> {
         let now = ev.wall_ts;
         let state = self.state;
         match id {
+            // A syscall event has none of an audit event's fields.
+            crate::rules::fields::k8s_audit_fields!() => None,
             // --- evt
             EvtNum => uint(state.stream.events),
             EvtTime => s(crate::rules::output::format_clock(now, false, true)),

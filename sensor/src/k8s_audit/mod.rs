@@ -1,0 +1,103 @@
+//! The `k8s_audit` event source: Kubernetes API audit events (`audit.k8s.io/v1` `Event`s,
+//! as kube-apiserver's webhook and log backends write them), evaluated by the same engine
+//! as syscalls with the `ka.*` and `jevt.*` fields of Falco's k8saudit plugin.
+//!
+//! An [`AuditEvent`] keeps the event's JSON as it came and answers each field from it when
+//! a rule asks ([`fields`]), so that a field no loaded rule names costs nothing.
+
+mod fields;
+
+use crate::rules::{Field, FieldArg, FieldSource, Value, fields::K8S_AUDIT_SOURCE};
+
+/// The `apiVersion`s of audit events this source reads (`v1beta1` has the same shape for
+/// every field here; kube-apiserver stopped writing it in 1.24).
+const API_VERSIONS: [&str; 2] = ["audit.k8s.io/v1", "audit.k8s.io/v1beta1"];
+
+/// One audit event.
+#[derive(Clone, Debug)]
+pub struct AuditEvent {
+    json: serde_json::Value,
+    /// `stageTimestamp`, else `requestReceivedTimestamp`, in nanoseconds since the epoch.
+    time_ns: u64,
+    /// The node's name (`evt.hostname`).
+    hostname: String,
+    /// The cluster's name as the operator configured it (`ka.cluster.name`).
+    cluster: Option<String>,
+}
+
+impl AuditEvent {
+    /// Reads one audit `Event` object. Refused, with the reason: anything but a JSON object,
+    /// a `kind` other than `Event` (an `EventList` is split into its `items` by the caller),
+    /// an unknown `apiVersion`, or no time.
+    pub fn from_json(json: serde_json::Value) -> Result<AuditEvent, String> {
+        let serde_json::Value::Object(map) = &json else {
+            return Err(format!("an audit event is a JSON object, not {}", kind_of(&json)));
+        };
+        match map.get("kind").and_then(serde_json::Value::as_str) {
+            Some("Event") => {}
+            Some(other) => return Err(format!("an audit event has kind Event, not {other}")),
+            None => return Err("an audit event has kind Event; this object has no kind".into()),
+        }
+        match map.get("apiVersion").and_then(serde_json::Value::as_str) {
+            Some(v) if API_VERSIONS.contains(&v) => {}
+            Some(v) => return Err(format!("unknown audit apiVersion '{v}' (expected {})", API_VERSIONS.join(" or "))),
+            None => return Err("an audit event names its apiVersion (audit.k8s.io/v1); this one does not".into()),
+        }
+        let time = ["stageTimestamp", "requestReceivedTimestamp"]
+            .iter()
+            .find_map(|key| map.get(*key).and_then(serde_json::Value::as_str));
+        let Some(time) = time else {
+            return Err(
+                "an audit event has a stageTimestamp or a requestReceivedTimestamp; this one has neither".into()
+            );
+        };
+        let time_ns = crate::enrich::parse_rfc3339_ns(time)
+            .ok_or_else(|| format!("the audit event's time '{time}' is not an RFC 3339 time"))?;
+        let hostname = crate::state::SensorInfo::current().hostname;
+        Ok(AuditEvent { json, time_ns, hostname, cluster: None })
+    }
+
+    /// The event with `ka.cluster.name` set to `name`.
+    pub fn with_cluster_name(mut self, name: impl Into<String>) -> Self {
+        self.cluster = Some(name.into());
+        self
+    }
+
+    /// The event as it came.
+    pub fn json(&self) -> &serde_json::Value {
+        &self.json
+    }
+}
+
+fn kind_of(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+impl FieldSource for AuditEvent {
+    /// Audit events have no type of their own: every `k8s_audit` rule sees every one.
+    fn event_type(&self) -> &str {
+        K8S_AUDIT_SOURCE
+    }
+
+    fn source(&self) -> &str {
+        K8S_AUDIT_SOURCE
+    }
+
+    fn timestamp_ns(&self) -> u64 {
+        self.time_ns
+    }
+
+    fn field(&self, id: Field, arg: Option<&FieldArg>) -> Option<Value<'_>> {
+        fields::field(self, id, arg)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,239 @@
+use serde_json::json;
+
+use super::*;
+use crate::rules::{Engine, EngineOptions, RuleSet, Severity, fields::resolve};
+
+/// A pod created by alice: two containers (one privileged, one with a registry port in its
+/// image), an init container, host paths, ports and a pod-level user.
+fn pod_create() -> serde_json::Value {
+    json!({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "RequestResponse",
+        "auditID": "5f0c8e2a-7c1d-4b8e-9d3a-0e6f1b2c3d4e", "stage": "ResponseComplete",
+        "requestURI": "/api/v1/namespaces/web/pods?fieldManager=kubectl-client-side-apply&dryRun=All&note=a%20b+c",
+        "verb": "create",
+        "user": {"username": "alice", "groups": ["devs", "system:authenticated"]},
+        "sourceIPs": ["10.0.0.7", "192.168.1.1"], "userAgent": "kubectl/v1.31.0 (linux/amd64)",
+        "objectRef": {"resource": "pods", "namespace": "web", "name": "shop", "apiVersion": "v1"},
+        "responseStatus": {"metadata": {}, "code": 201},
+        "requestObject": {
+            "kind": "Pod", "apiVersion": "v1", "metadata": {"name": "shop", "namespace": "web"},
+            "spec": {
+                "securityContext": {"runAsUser": 1000},
+                "containers": [
+                    {"name": "app", "image": "nginx:1.27", "command": ["nginx", "-g"],
+                     "securityContext": {"privileged": true, "runAsUser": 0, "capabilities": {"add": ["NET_ADMIN", "SYS_TIME"]}},
+                     "ports": [{"containerPort": 80, "hostPort": 8080}, {"containerPort": 443}]},
+                    {"name": "sidecar", "image": "registry.local:5000/team/proxy@sha256:abcd"}
+                ],
+                "initContainers": [{"name": "init", "image": "busybox", "securityContext": {"privileged": false}}],
+                "volumes": [
+                    {"name": "sock", "hostPath": {"path": "/var/run/docker.sock", "type": "Socket"}},
+                    {"name": "cfg", "configMap": {"name": "shop-config"}}
+                ]
+            }
+        },
+        "responseObject": {"kind": "Pod", "metadata": {"name": "shop"}},
+        "requestReceivedTimestamp": "2026-12-07T10:00:00.000000Z",
+        "stageTimestamp": "2026-12-07T10:00:00.012345Z",
+        "annotations": {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": "RBAC: allowed by RoleBinding"}
+    })
+}
+
+/// The value of `name` (as written in a rule) in `ev`, rendered as alerts render it.
+fn get(ev: &AuditEvent, name: &str) -> Option<String> {
+    let (base, bracket) = match name.split_once('[') {
+        Some((b, rest)) => (b, Some(rest.trim_end_matches(']'))),
+        None => (name, None),
+    };
+    let r = resolve(base, bracket).unwrap_or_else(|e| panic!("{name}: {e}"));
+    ev.field(r.id, r.arg.as_ref()).map(|v| v.to_string())
+}
+
+#[test]
+fn reads_the_fields_of_a_pod_creation() {
+    let ev = AuditEvent::from_json(pod_create()).unwrap().with_cluster_name("prod-eu");
+    let cases = [
+        ("ka.auditid", "5f0c8e2a-7c1d-4b8e-9d3a-0e6f1b2c3d4e"),
+        ("ka.stage", "ResponseComplete"),
+        ("ka.auth.decision", "allow"),
+        ("ka.auth.reason", "RBAC: allowed by RoleBinding"),
+        ("ka.user.name", "alice"),
+        ("ka.user.groups", "devs system:authenticated"),
+        ("ka.verb", "create"),
+        ("ka.uri.param[fieldManager]", "kubectl-client-side-apply"),
+        ("ka.uri.param[note]", "a b c"),
+        ("ka.target.name", "shop"),
+        ("ka.target.namespace", "web"),
+        ("ka.target.resource", "pods"),
+        ("ka.target.pod.name", "shop"),
+        ("ka.req.pod.containers.image", "nginx:1.27 registry.local:5000/team/proxy@sha256:abcd"),
+        ("ka.req.pod.containers.image[1]", "registry.local:5000/team/proxy@sha256:abcd"),
+        // Cut at the first ':' as the plugin does: a registry's port loses the rest.
+        ("ka.req.pod.containers.image.repository", "nginx registry.local"),
+        ("ka.req.container.image", "nginx:1.27"),
+        ("ka.req.container.image.repository", "nginx"),
+        ("ka.req.pod.containers.name", "app sidecar"),
+        ("ka.req.pod.containers.command", "nginx -g"),
+        // Containers without the setting add nothing.
+        ("ka.req.pod.containers.privileged", "true"),
+        ("ka.req.container.privileged", "true"),
+        ("ka.req.pod.containers.run_as_user", "0"),
+        // The container's own, else the pod's.
+        ("ka.req.pod.containers.eff_run_as_user", "0 1000"),
+        ("ka.req.pod.containers.eff_run_as_group", "0 0"),
+        ("ka.req.pod.containers.add_capabilities", "NET_ADMIN SYS_TIME"),
+        ("ka.req.pod.containers.host_port", "8080 443"),
+        ("ka.req.pod.initContainers.privileged", "false"),
+        ("ka.req.pod.initContainers.image", "busybox"),
+        ("ka.req.pod.run_as_user", "1000"),
+        ("ka.req.pod.volumes.hostpath", "/var/run/docker.sock"),
+        ("ka.req.volume.hostpath[/var/run/docker.sock]", "true"),
+        ("ka.req.volume.hostpath[/var/run/*]", "true"),
+        ("ka.req.volume.hostpath[/etc]", "false"),
+        ("ka.req.pod.volumes.volume_type", "hostPath configMap"),
+        ("ka.resp.name", "shop"),
+        ("ka.response.code", "201"),
+        ("ka.useragent", "kubectl/v1.31.0 (linux/amd64)"),
+        ("ka.sourceips", "10.0.0.7 192.168.1.1"),
+        ("ka.sourceips[1]", "192.168.1.1"),
+        ("ka.cluster.name", "prod-eu"),
+        ("jevt.value[/objectRef/namespace]", "web"),
+        ("jevt.value[/requestObject/spec/volumes/1/configMap]", r#"{"name":"shop-config"}"#),
+        ("jevt.rawtime", "1796637600012345000"),
+        ("evt.time.iso8601", "2026-12-07T10:00:00.012345000Z"),
+        ("evt.source", "k8s_audit"),
+    ];
+    for (name, want) in cases {
+        assert_eq!(get(&ev, name).as_deref(), Some(want), "{name}");
+    }
+    // Absent: keys the event lacks, and every syscall field.
+    for name in [
+        "ka.impuser.name",
+        "ka.target.subresource",
+        "ka.req.pod.ephemeralContainers.image",
+        "ka.req.binding.role",
+        "ka.req.pod.containers.image[5]",
+        "jevt.value[/nope]",
+        "proc.name",
+        "evt.type",
+    ] {
+        assert_eq!(get(&ev, name), None, "{name}");
+    }
+    assert_eq!(
+        get(&ev, "jevt.obj").map(|j| serde_json::from_str::<serde_json::Value>(&j).unwrap()),
+        Some(pod_create())
+    );
+}
+
+#[test]
+fn reads_role_bindings_and_roles() {
+    let mut binding = pod_create();
+    binding["objectRef"] = json!({"resource": "clusterrolebindings", "name": "ops"});
+    binding["requestObject"] = json!({
+        "kind": "ClusterRoleBinding", "roleRef": {"kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [
+            {"kind": "User", "name": "bob"}, {"kind": "Group", "name": "ops"},
+            {"kind": "ServiceAccount", "name": "deployer", "namespace": "ci"}
+        ],
+        "rules": [{"apiGroups": [""], "resources": ["pods", "secrets"], "verbs": ["get", "*"]},
+                  {"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    });
+    let ev = AuditEvent::from_json(binding).unwrap();
+    for (name, want) in [
+        ("ka.req.binding.role", "cluster-admin"),
+        ("ka.req.binding.subjects.user_names", "bob"),
+        ("ka.req.binding.subjects.group_names", "ops"),
+        ("ka.req.binding.subjects.serviceaccount_names", "deployer"),
+        ("ka.req.binding.subjects.serviceaccount_ns_names", "ci:deployer"),
+        ("ka.req.binding.subject.has_name[bob]", "true"),
+        ("ka.req.binding.subject.has_name[eve]", "false"),
+        ("ka.req.role.rules.verbs", "get * get"),
+        ("ka.req.role.rules.verbs[1]", "get"),
+        ("ka.req.role.rules.resources", "pods secrets"),
+        ("ka.req.role.rules.nonResourceURLs", "/metrics"),
+        ("ka.target.pod.name", ""),
+    ] {
+        let got = get(&ev, name);
+        if want.is_empty() {
+            assert_eq!(got, None, "{name}");
+        } else {
+            assert_eq!(got.as_deref(), Some(want), "{name}");
+        }
+    }
+}
+
+#[test]
+fn refuses_what_is_not_an_audit_event() {
+    let mut list = pod_create();
+    list["kind"] = "EventList".into();
+    let mut beta = pod_create();
+    beta["apiVersion"] = "audit.k8s.io/v1beta1".into();
+    let mut alpha = pod_create();
+    alpha["apiVersion"] = "audit.k8s.io/v1alpha1".into();
+    let mut timeless = pod_create();
+    timeless.as_object_mut().unwrap().retain(|k, _| !k.ends_with("Timestamp"));
+    assert!(AuditEvent::from_json(beta).is_ok());
+    for (ev, says) in [
+        (json!([1]), "not an array"),
+        (list, "not EventList"),
+        (alpha, "unknown audit apiVersion 'audit.k8s.io/v1alpha1'"),
+        (timeless, "neither"),
+    ] {
+        let err = AuditEvent::from_json(ev).unwrap_err();
+        assert!(err.contains(says), "{err}");
+    }
+}
+
+fn build(rules: &str) -> (Option<Engine>, Vec<crate::rules::Diagnostic>) {
+    let mut set = RuleSet::default();
+    set.load_str("audit.yaml", rules);
+    Engine::build(&set, EngineOptions::default())
+}
+
+#[test]
+fn audit_rules_alert_with_their_fields_and_refuse_syscall_fields() {
+    let (engine, diags) = build(
+        "- rule: Pod with host socket\n  desc: d\n  source: k8s_audit\n  priority: WARNING\n  \
+         condition: ka.verb=create and ka.req.volume.hostpath[/var/run/docker.sock]=true\n  \
+         output: user=%ka.user.name pod=%ka.target.namespace/%ka.target.name images=%ka.req.pod.containers.image\n",
+    );
+    assert!(diags.is_empty(), "{diags:?}");
+    let engine = engine.unwrap();
+    let ev = AuditEvent::from_json(pod_create()).unwrap();
+    let alerts = engine.process_one(&ev);
+    assert_eq!(alerts.len(), 1);
+    assert_eq!((alerts[0].source.as_str(), alerts[0].time_ns), ("k8s_audit", 1_796_637_600_012_345_000));
+    assert_eq!(
+        alerts[0].message,
+        "user=alice pod=web/shop images=nginx:1.27 registry.local:5000/team/proxy@sha256:abcd"
+    );
+    // The kernel need not capture anything more for audit rules.
+    assert_eq!(engine.event_types(), Some(Default::default()));
+
+    let (engine, diags) = build(
+        "- rule: r\n  desc: d\n  source: k8s_audit\n  priority: WARNING\n  condition: proc.name=kubectl\n  output: o\n",
+    );
+    assert!(engine.is_none());
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.severity == Severity::Error && d.message.contains("'proc.name' is not a field of k8s_audit")),
+        "{diags:?}"
+    );
+    let (engine, diags) = build("- rule: r\n  desc: d\n  priority: WARNING\n  condition: ka.verb=get\n  output: o\n");
+    assert!(engine.is_none());
+    assert!(diags.iter().any(|d| d.message.contains("'ka.verb' is not a field of syscall")), "{diags:?}");
+}
+
+#[test]
+fn a_rule_of_an_unknown_source_is_an_error() {
+    let (engine, diags) = build(
+        "- rule: r\n  desc: d\n  source: aws_cloudtrail\n  priority: WARNING\n  condition: ct.name=x\n  output: o\n",
+    );
+    assert!(engine.is_none());
+    let d = diags.iter().find(|d| d.severity == Severity::Error).expect("an error");
+    assert!(
+        d.message.contains("source 'aws_cloudtrail' is not an event source of this sensor (syscall, k8s_audit)"),
+        "{d:?}"
+    );
+}
