@@ -74,6 +74,9 @@ pub struct SensorConfig {
     /// The web console over the alert store.
     #[serde(default)]
     pub ui: crate::console::UiConfig,
+    /// Kubernetes audit events: the webhook kube-apiserver posts to, the logs it writes.
+    #[serde(default)]
+    pub k8s_audit: crate::k8s_audit::AuditConfig,
 }
 
 impl SensorConfig {

@@ -87,6 +87,8 @@ pub struct Snapshot {
     pub pipeline_lost: Vec<(&'static str, u64)>,
     /// What the cluster's console took from the nodes (`sensor console` only).
     pub ingest: Option<IngestCounters>,
+    /// Kubernetes audit events, when a source of them is enabled.
+    pub k8s_audit: Option<crate::k8s_audit::AuditCounters>,
 }
 
 /// The cluster console's ingest: alerts stored, lines refused, requests that failed to store.
@@ -711,6 +713,32 @@ impl Collector for SnapshotCollector {
                 "Ingest requests the store could not take (answered 503: the node retries).",
                 ingest.failed,
             )?;
+        }
+        if let Some(audit) = &s.k8s_audit {
+            w.counter(
+                "sensor_k8s_audit_received_events",
+                "Kubernetes audit events taken from the webhook and the audit log files into the queue to the rules.",
+                audit.received,
+            )?;
+            w.counters(
+                "sensor_k8s_audit_refused",
+                "Kubernetes audit events (or whole webhook requests) refused, by reason: malformed (not JSON or \
+                 not an audit.k8s.io Event), too_large (over k8s_audit.webhook.max_event_bytes, 256 KiB by \
+                 default), unauthorized (no token or client certificate) or queue_full (k8s_audit.queue events \
+                 were waiting already; the webhook answered 429).",
+                audit.refused.iter().map(|(reason, n)| (label("reason", reason), *n)),
+            )?;
+            w.gauge(
+                "sensor_k8s_audit_queued_events",
+                "Kubernetes audit events waiting for the rules.",
+                audit.queued as i64,
+            )?;
+            w.counter(
+                "sensor_k8s_audit_evaluated_events",
+                "Kubernetes audit events the rules evaluated.",
+                audit.evaluated,
+            )?;
+            w.counter("sensor_k8s_audit_webhook_requests", "Requests the audit webhook answered.", audit.requests)?;
         }
         w.gauge(
             "sensor_alert_queue_bytes",

@@ -15,6 +15,17 @@ pub fn server_acceptor(
     key_file: &Path,
     client_ca_file: Option<&Path>,
 ) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    server_acceptor_with(cert_file, key_file, client_ca_file, false)
+}
+
+/// [`server_acceptor`], where with `require_client` a client without a certificate signed
+/// by one of the client CAs fails the handshake.
+pub fn server_acceptor_with(
+    cert_file: &Path,
+    key_file: &Path,
+    client_ca_file: Option<&Path>,
+    require_client: bool,
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     use rustls::{
         RootCertStore, ServerConfig,
         pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _},
@@ -37,10 +48,9 @@ pub fn server_acceptor(
             for ca in pem_certs(path)? {
                 roots.add(ca).with_context(|| format!("client_ca_file {}", path.display()))?;
             }
-            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .allow_unauthenticated()
-                .build()
-                .context("client_ca_file")?
+            let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+            let builder = if require_client { builder } else { builder.allow_unauthenticated() };
+            builder.build().context("client_ca_file")?
         }
         None => WebPkiClientVerifier::no_client_auth(),
     };

@@ -1,6 +1,7 @@
 //! `sensor run`: the live pipeline — capture, state, rules — sending alerts to the outputs,
 //! with metrics, internal alerts and live rule reloads.
 
+use sensor::k8s_audit::AuditSource;
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
@@ -212,6 +213,7 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
         .collect();
     let containers = ContainerCache::new(enrich_config(&config.containers), tokio::runtime::Handle::current());
     let (alerts_tx, alerts_rx) = alert_queue(config.alert_queue.bytes());
+    let audit = AuditSource::start(&config.k8s_audit, engine.clone(), alerts_tx.clone()).await?;
     let pool = Workers::start(pipelines, containers.clone(), alerts_tx);
     let publisher = alerts_rx.publish_to(stage.clone());
     capture.weigh_downstream(pool.queued_bytes());
@@ -236,6 +238,7 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
         loading: None,
         memory: MemoryTrim { due: true, decoded: 0 },
         reload_again: false,
+        audit,
     };
     for notice in runner.stage.notices().to_vec() {
         let fields = vec![("output", Value::Str(notice.output.into()))];
@@ -281,6 +284,8 @@ struct Runner<'a> {
     /// Another reload was asked for while one was loading.
     reload_again: bool,
     memory: MemoryTrim,
+    /// Kubernetes audit events, when a source of them is enabled.
+    audit: Option<AuditSource>,
 }
 
 /// A reload being read and compiled ([`Runner::start_reload`]).
@@ -513,7 +518,11 @@ impl Runner<'_> {
         let rules = engine.rule_count();
         self.rules = rules;
         let prefilter = prefilter_for(&engine, &config);
-        self.pool.set_engine(Arc::new(engine)).await;
+        let engine = Arc::new(engine);
+        if let Some(audit) = &self.audit {
+            audit.set_engine(engine.clone());
+        }
+        self.pool.set_engine(engine).await;
         self.capture.set_prefilter(&prefilter)?;
         let needs_restart = [
             ("outputs", config.outputs != self.config.outputs),
@@ -523,6 +532,7 @@ impl Runner<'_> {
             ("workers", config.workers != self.config.workers),
             ("alert_queue", config.alert_queue != self.config.alert_queue),
             ("ui", config.ui != self.config.ui),
+            ("k8s_audit", config.k8s_audit != self.config.k8s_audit),
             ("log", config.log != self.config.log),
         ];
         for (section, _) in needs_restart.iter().filter(|(_, changed)| *changed) {
@@ -577,16 +587,27 @@ impl Runner<'_> {
             internal_alerts: t.internal.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
             reloads: t.reloads,
             ingest: None,
+            k8s_audit: self.audit.as_ref().map(AuditSource::counters),
         });
     }
 
     /// Stops capture, lets the workers finish, delivers what they found, and reports.
     async fn finish(self) -> anyhow::Result<()> {
-        let Runner { args, capture, pool, publisher, stage, containers, metrics, tally, workers, .. } = self;
+        let Runner { args, capture, pool, publisher, stage, containers, metrics, tally, workers, audit, .. } = self;
         metrics.set_ready(false);
         let counters = capture.counters()?;
         // Detach the programs first: nothing new arrives while the pipeline drains.
         drop(capture);
+        if let Some(audit) = audit {
+            let c = audit.finish().await;
+            let refused: Vec<String> = c.refused.iter().map(|(why, n)| format!("{n} {why}")).collect();
+            eprintln!(
+                "run: k8s_audit: {} events received, {} evaluated, refused: {}",
+                c.received,
+                c.evaluated,
+                if refused.is_empty() { "none".into() } else { refused.join(", ") }
+            );
+        }
         let done = pool.finish().await;
         // The workers are gone, so the publisher ends once it has published what they found.
         let dropped = publisher.dropped();

@@ -6,6 +6,9 @@
 //! a rule asks ([`fields`]), so that a field no loaded rule names costs nothing.
 
 mod fields;
+mod source;
+
+pub use source::{AuditConfig, AuditCounters, AuditSource, Refusal, WebhookConfig, WebhookTls};
 
 use crate::rules::{Field, FieldArg, FieldSource, Value, fields::K8S_AUDIT_SOURCE};
 

@@ -1,0 +1,543 @@
+//! Where audit events come from in `sensor run`: kube-apiserver's webhook backend (an HTTP(S)
+//! endpoint taking `EventList` batches and single `Event`s) and its log backend (JSON-lines
+//! files, followed across rotation). Both hand events to one bounded queue, so a flood of
+//! audit events never takes memory or time from syscall detection: a full queue refuses
+//! (the webhook answers 429, a file's event is dropped) and counts what it refused. One
+//! thread evaluates the queue with the loaded rules and sends the alerts to the outputs.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Read, Seek, SeekFrom},
+    net::SocketAddr,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex, PoisonError, RwLock,
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+        mpsc::{Receiver, SyncSender, TrySendError, sync_channel},
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::post,
+};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::AuditEvent;
+use crate::{
+    outputs::SecretSource,
+    pipeline::AlertSender,
+    rules::{Engine, Scratch},
+};
+
+/// The `k8s_audit` section of the configuration.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The webhook endpoint kube-apiserver posts to (`--audit-webhook-config-file`).
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
+    /// Audit log files (`--audit-log-path`) to follow, JSON lines.
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+    /// Audit events waiting for the rules, at most.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    /// The cluster's name, for `ka.cluster.name`.
+    #[serde(default)]
+    pub cluster_name: Option<String>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { webhook: None, files: Vec::new(), queue: default_queue(), cluster_name: None }
+    }
+}
+
+fn default_queue() -> usize {
+    10_000
+}
+
+/// The webhook endpoint.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where to listen, e.g. `0.0.0.0:9765`.
+    pub address: SocketAddr,
+    /// The path kube-apiserver posts to.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// TLS with the operator's certificate; with `client_ca_file`, a client certificate
+    /// signed by it is required.
+    #[serde(default)]
+    pub tls: Option<WebhookTls>,
+    /// A bearer token every request must carry (the webhook kubeconfig's `token`).
+    #[serde(default)]
+    pub token: Option<SecretSource>,
+    /// The largest event accepted, in bytes (Falco's default: 256 KiB).
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: usize,
+    /// The largest request body accepted, in bytes (Falco's default: 12 MiB).
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: usize,
+}
+
+fn default_path() -> String {
+    "/k8s-audit".into()
+}
+
+fn default_max_event_bytes() -> usize {
+    256 << 10
+}
+
+fn default_max_request_bytes() -> usize {
+    12 << 20
+}
+
+/// The webhook's TLS files.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// Why an audit event or request was refused (the `reason` label of the counter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Refusal {
+    /// Not JSON, or JSON that is not an audit event.
+    Malformed,
+    /// An event or a request over its bound.
+    TooLarge,
+    /// A request without the token or the client certificate.
+    Unauthorized,
+    /// The queue to the rules was full.
+    QueueFull,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Malformed => "malformed",
+            Refusal::TooLarge => "too_large",
+            Refusal::Unauthorized => "unauthorized",
+            Refusal::QueueFull => "queue_full",
+        }
+    }
+}
+
+/// The source's counters.
+#[derive(Debug, Default)]
+struct Counters {
+    received: AtomicU64,
+    evaluated: AtomicU64,
+    requests: AtomicU64,
+    refused: Mutex<BTreeMap<Refusal, u64>>,
+}
+
+/// The counters at one moment, for the metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditCounters {
+    /// Audit events taken into the queue.
+    pub received: u64,
+    /// Audit events the rules evaluated.
+    pub evaluated: u64,
+    /// Audit events waiting for the rules.
+    pub queued: u64,
+    /// Webhook requests answered.
+    pub requests: u64,
+    /// Events (or whole requests) refused, by reason.
+    pub refused: Vec<(&'static str, u64)>,
+}
+
+impl Counters {
+    fn refuse(&self, why: Refusal, n: u64) {
+        *self.refused.lock().unwrap_or_else(PoisonError::into_inner).entry(why).or_default() += n;
+    }
+}
+
+/// The running audit source.
+pub struct AuditSource {
+    /// The source's own sender: the evaluating thread ends once it and the intakes' are gone.
+    queue: Option<SyncSender<AuditEvent>>,
+    counters: Arc<Counters>,
+    engine: Arc<RwLock<Arc<Engine>>>,
+    webhook: Option<SocketAddr>,
+    stop: Arc<AtomicBool>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    followers: Vec<std::thread::JoinHandle<()>>,
+    evaluator: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AuditSource {
+    /// Starts what `config` enables (`None` when it enables nothing): the evaluating thread,
+    /// a follower per file and the webhook. Errors (an address in use, a TLS file that does
+    /// not load, a secret that cannot be read) stop the sensor before it runs.
+    pub async fn start(
+        config: &AuditConfig,
+        engine: Arc<Engine>,
+        alerts: AlertSender,
+    ) -> anyhow::Result<Option<AuditSource>> {
+        if config.webhook.is_none() && config.files.is_empty() {
+            return Ok(None);
+        }
+        anyhow::ensure!(config.queue > 0, "k8s_audit.queue must be at least 1");
+        let (queue, events) = sync_channel(config.queue);
+        let counters = Arc::new(Counters::default());
+        let engine = Arc::new(RwLock::new(engine));
+        let stop = Arc::new(AtomicBool::new(false));
+        let evaluator = {
+            let (engine, counters) = (engine.clone(), counters.clone());
+            std::thread::Builder::new()
+                .name("k8s-audit".into())
+                .spawn(move || evaluate(events, &engine, &alerts, &counters))
+                .context("starting the audit evaluation thread")?
+        };
+        let intake = Intake { queue: queue.clone(), counters: counters.clone(), cluster: config.cluster_name.clone() };
+        let mut followers = Vec::new();
+        for path in &config.files {
+            let (intake, stop, path) = (intake.clone(), stop.clone(), path.clone());
+            let follower = std::thread::Builder::new()
+                .name("k8s-audit-file".into())
+                .spawn(move || follow(&path, &intake, &stop))
+                .context("starting an audit file follower")?;
+            followers.push(follower);
+        }
+        let (webhook, server) = match &config.webhook {
+            Some(w) => {
+                let (address, server) = serve(w, intake).await?;
+                (Some(address), Some(server))
+            }
+            None => (None, None),
+        };
+        Ok(Some(AuditSource {
+            queue: Some(queue),
+            counters,
+            engine,
+            webhook,
+            stop,
+            server,
+            followers,
+            evaluator: Some(evaluator),
+        }))
+    }
+
+    /// Stops taking events, lets the rules evaluate those queued (their alerts go to the
+    /// outputs before they stop), and returns the counters.
+    pub async fn finish(mut self) -> AuditCounters {
+        self.stop.store(true, Relaxed);
+        if let Some(server) = self.server.take() {
+            server.abort();
+            let _ = server.await;
+        }
+        self.queue = None;
+        let followers = std::mem::take(&mut self.followers);
+        let evaluator = self.evaluator.take();
+        let _ = tokio::task::spawn_blocking(move || {
+            for follower in followers {
+                let _ = follower.join();
+            }
+            if let Some(evaluator) = evaluator {
+                let _ = evaluator.join();
+            }
+        })
+        .await;
+        self.counters()
+    }
+
+    /// Evaluates what comes next with `engine` (after a reload).
+    pub fn set_engine(&self, engine: Arc<Engine>) {
+        *self.engine.write().unwrap_or_else(PoisonError::into_inner) = engine;
+    }
+
+    /// Where the webhook listens, when it does.
+    pub fn webhook_address(&self) -> Option<SocketAddr> {
+        self.webhook
+    }
+
+    /// The counters now.
+    pub fn counters(&self) -> AuditCounters {
+        let c = &self.counters;
+        let received = c.received.load(Relaxed);
+        let evaluated = c.evaluated.load(Relaxed);
+        let refused = c.refused.lock().unwrap_or_else(PoisonError::into_inner);
+        AuditCounters {
+            received,
+            evaluated,
+            queued: received.saturating_sub(evaluated),
+            requests: c.requests.load(Relaxed),
+            refused: refused.iter().map(|(why, n)| (why.as_str(), *n)).collect(),
+        }
+    }
+}
+
+impl Drop for AuditSource {
+    /// Without [`AuditSource::finish`]: the threads end by themselves, the followers at
+    /// their next look at `stop`, the evaluating one once every sender is gone.
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// What both kinds of source hand events to.
+#[derive(Clone)]
+struct Intake {
+    queue: SyncSender<AuditEvent>,
+    counters: Arc<Counters>,
+    cluster: Option<String>,
+}
+
+impl Intake {
+    /// Queues one event's JSON, or counts why not.
+    fn take(&self, json: serde_json::Value) -> Result<(), Refusal> {
+        let mut event = AuditEvent::from_json(json).map_err(|e| {
+            log::debug!("k8s_audit: refused an event: {e}");
+            self.counters.refuse(Refusal::Malformed, 1);
+            Refusal::Malformed
+        })?;
+        if let Some(cluster) = &self.cluster {
+            event = event.with_cluster_name(cluster.clone());
+        }
+        match self.queue.try_send(event) {
+            Ok(()) => {
+                self.counters.received.fetch_add(1, Relaxed);
+                Ok(())
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.counters.refuse(Refusal::QueueFull, 1);
+                Err(Refusal::QueueFull)
+            }
+        }
+    }
+}
+
+/// The evaluating thread: each event through the current rules, alerts to the outputs.
+fn evaluate(events: Receiver<AuditEvent>, engine: &RwLock<Arc<Engine>>, alerts: &AlertSender, counters: &Counters) {
+    let mut scratch = Scratch::default();
+    for event in events {
+        let engine = engine.read().unwrap_or_else(PoisonError::into_inner).clone();
+        for alert in engine.process_admitted(&event, &mut scratch, &mut |rule| alerts.admits(rule)) {
+            alerts.send(alert);
+        }
+        counters.evaluated.fetch_add(1, Relaxed);
+    }
+}
+
+/// How often a follower at the end of its file looks again.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+/// Follows an audit log from its end as kube-apiserver appends to it (what it held before
+/// is not replayed), and each new file once it is rotated (renamed or truncated) from its
+/// start. A line over the event bound is skipped whole and counted.
+fn follow(path: &Path, intake: &Intake, stop: &AtomicBool) {
+    let max_line = default_max_event_bytes();
+    let mut opened: Option<(BufReader<std::fs::File>, u64, u64)> = None; // reader, inode, position
+    let mut partial: Vec<u8> = Vec::new();
+    let mut skipping = false;
+    let mut first = true;
+    let mut line_number = 0u64;
+    while !stop.load(Relaxed) {
+        let current = std::fs::metadata(path).ok().map(|m| (m.ino(), m.len()));
+        let rotated = match (&opened, current) {
+            (Some((_, ino, pos)), Some((now_ino, len))) => *ino != now_ino || len < *pos,
+            (None, Some(_)) => true,
+            (_, None) => false,
+        };
+        if rotated {
+            match std::fs::File::open(path) {
+                Ok(mut file) => {
+                    let ino = file.metadata().map(|m| m.ino()).unwrap_or(0);
+                    // The file there at start is followed from its end; later ones from their start.
+                    let pos = if first { file.seek(SeekFrom::End(0)).unwrap_or(0) } else { 0 };
+                    opened = Some((BufReader::new(file), ino, pos));
+                    partial.clear();
+                    skipping = false;
+                    line_number = 0;
+                }
+                Err(e) => log::warn!("k8s_audit: cannot open {}: {e}", path.display()),
+            }
+        }
+        first = false;
+        let Some((reader, _, pos)) = opened.as_mut() else {
+            std::thread::sleep(FOLLOW_POLL);
+            continue;
+        };
+        let mut chunk = Vec::new();
+        let read = reader.by_ref().take(1 << 20).read_until(b'\n', &mut chunk).unwrap_or(0);
+        if read == 0 {
+            std::thread::sleep(FOLLOW_POLL);
+            continue;
+        }
+        *pos += read as u64;
+        let complete = chunk.last() == Some(&b'\n');
+        if !skipping {
+            partial.extend_from_slice(&chunk);
+        }
+        if partial.len() > max_line {
+            partial.clear();
+            skipping = true;
+        }
+        if !complete {
+            continue;
+        }
+        line_number += 1;
+        if std::mem::take(&mut skipping) {
+            log::warn!("k8s_audit: {}:{line_number}: an event over {max_line} bytes, skipped", path.display());
+            intake.counters.refuse(Refusal::TooLarge, 1);
+            continue;
+        }
+        let line = std::mem::take(&mut partial);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<serde_json::Value>(&line) {
+            Ok(json) => {
+                if let Err(Refusal::Malformed) = intake.take(json) {
+                    log::warn!("k8s_audit: {}:{line_number}: not an audit event", path.display());
+                }
+            }
+            Err(e) => {
+                log::warn!("k8s_audit: {}:{line_number}: not JSON: {e}", path.display());
+                intake.counters.refuse(Refusal::Malformed, 1);
+            }
+        }
+    }
+}
+
+/// What the webhook's handler shares.
+#[derive(Clone)]
+struct Webhook {
+    intake: Intake,
+    token: Option<Arc<crate::outputs::Secret>>,
+    max_event_bytes: usize,
+}
+
+/// Starts the webhook; its address and task.
+async fn serve(config: &WebhookConfig, intake: Intake) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    anyhow::ensure!(config.path.starts_with('/'), "k8s_audit.webhook.path must begin with /");
+    let token = match &config.token {
+        Some(source) => Some(Arc::new(source.load().context("k8s_audit.webhook.token")?)),
+        None => None,
+    };
+    let tls = match &config.tls {
+        Some(t) => Some(
+            crate::tls::server_acceptor_with(&t.cert_file, &t.key_file, t.client_ca_file.as_deref(), true)
+                .context("k8s_audit.webhook.tls")?,
+        ),
+        None => None,
+    };
+    let state = Webhook { intake, token, max_event_bytes: config.max_event_bytes };
+    let limit = config.max_request_bytes;
+    let app = Router::new()
+        .route(&config.path, post(receive))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+        .fallback(|| async { StatusCode::NOT_FOUND });
+    let listener = tokio::net::TcpListener::bind(config.address)
+        .await
+        .with_context(|| format!("k8s_audit.webhook.address {}", config.address))?;
+    let address = listener.local_addr()?;
+    log::info!("k8s_audit: webhook on {}://{address}{}", if tls.is_some() { "https" } else { "http" }, config.path);
+    let task = tokio::spawn(async move {
+        let served = match tls {
+            Some(acceptor) => match crate::tls::TlsListener::new(listener, acceptor) {
+                Ok(listener) => axum::serve(listener, app).await,
+                Err(e) => Err(e),
+            },
+            None => axum::serve(listener, app).await,
+        };
+        if let Err(e) = served {
+            log::error!("k8s_audit: webhook stopped: {e}");
+        }
+    });
+    Ok((address, task))
+}
+
+/// An `EventList` with its items left as they came, so that each one's size is known
+/// without writing it again.
+#[derive(Deserialize)]
+struct Batch<'a> {
+    kind: Option<String>,
+    #[serde(borrow, default)]
+    items: Vec<&'a RawValue>,
+}
+
+/// `POST <path>`: an `EventList` or one `Event`. 200 when every event was taken; 400 for
+/// what is not an audit event (nothing of the request is kept); 401 without the token;
+/// 413 over the request bound (an event over its own bound is dropped and counted, the
+/// rest kept); 429 when the queue was full for some of them (the rest kept: the apiserver's
+/// retry may repeat a few).
+async fn receive(State(hook): State<Webhook>, headers: HeaderMap, body: Bytes) -> Response {
+    let counters = &hook.intake.counters;
+    counters.requests.fetch_add(1, Relaxed);
+    if let Some(token) = &hook.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !token.matches(given.as_bytes()) {
+            counters.refuse(Refusal::Unauthorized, 1);
+            return (StatusCode::UNAUTHORIZED, "a bearer token is required\n").into_response();
+        }
+    }
+    let batch: Batch<'_> = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            counters.refuse(Refusal::Malformed, 1);
+            return (StatusCode::BAD_REQUEST, format!("not JSON: {e}\n")).into_response();
+        }
+    };
+    let items: Vec<&str> = match batch.kind.as_deref() {
+        Some("EventList") => batch.items.iter().map(|raw| raw.get()).collect(),
+        Some("Event") => vec![std::str::from_utf8(&body).unwrap_or_default()],
+        other => {
+            counters.refuse(Refusal::Malformed, 1);
+            let kind = other.unwrap_or("none");
+            return (StatusCode::BAD_REQUEST, format!("expected an EventList or an Event, got kind {kind}\n"))
+                .into_response();
+        }
+    };
+    let (mut taken, mut full, mut bad, mut large) = (0u64, 0u64, 0u64, 0u64);
+    for item in items {
+        if item.len() > hook.max_event_bytes {
+            counters.refuse(Refusal::TooLarge, 1);
+            large += 1;
+            continue;
+        }
+        let json = match serde_json::from_str(item) {
+            Ok(json) => json,
+            Err(_) => {
+                counters.refuse(Refusal::Malformed, 1);
+                bad += 1;
+                continue;
+            }
+        };
+        match hook.intake.take(json) {
+            Ok(()) => taken += 1,
+            Err(Refusal::QueueFull) => full += 1,
+            Err(_) => bad += 1,
+        }
+    }
+    let summary = format!("taken {taken}, queue full {full}, malformed {bad}, too large {large}\n");
+    if full > 0 {
+        return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], summary).into_response();
+    }
+    if taken == 0 && bad > 0 {
+        return (StatusCode::BAD_REQUEST, summary).into_response();
+    }
+    (StatusCode::OK, summary).into_response()
+}
