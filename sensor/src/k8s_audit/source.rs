@@ -480,9 +480,24 @@ struct Batch<'a> {
 /// 413 over the request bound (an event over its own bound is dropped and counted, the
 /// rest kept); 429 when the queue was full for some of them (the rest kept: the apiserver's
 /// retry may repeat a few).
-async fn receive(State(hook): State<Webhook>, headers: HeaderMap, body: Bytes) -> Response {
+async fn receive(
+    State(hook): State<Webhook>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
     let counters = &hook.intake.counters;
     counters.requests.fetch_add(1, Relaxed);
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let why = match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => Refusal::TooLarge,
+                _ => Refusal::Malformed,
+            };
+            counters.refuse(why, 1);
+            return rejection.into_response();
+        }
+    };
     if let Some(token) = &hook.token {
         let given = headers
             .get(header::AUTHORIZATION)
@@ -540,4 +555,31 @@ async fn receive(State(hook): State<Webhook>, headers: HeaderMap, body: Bytes) -
         return (StatusCode::BAD_REQUEST, summary).into_response();
     }
     (StatusCode::OK, summary).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full queue: the webhook answers 429 with Retry-After, keeps what fit, counts the rest.
+    #[tokio::test]
+    async fn a_full_queue_is_answered_429_and_counted() {
+        let (queue, _held) = sync_channel(1);
+        let counters = Arc::new(Counters::default());
+        let hook = Webhook {
+            intake: Intake { queue, counters: counters.clone(), cluster: None },
+            token: None,
+            max_event_bytes: 1 << 20,
+        };
+        let event = |id: &str| {
+            serde_json::json!({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "auditID": id,
+                "stageTimestamp": "2026-12-07T10:00:00Z"})
+        };
+        let body = serde_json::json!({"kind": "EventList", "items": [event("a"), event("b"), event("c")]});
+        let response = receive(State(hook), HeaderMap::new(), Ok(Bytes::from(body.to_string()))).await;
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()), Some(&b"1"[..]));
+        assert_eq!(counters.received.load(Relaxed), 1);
+        assert_eq!(counters.refused.lock().unwrap().get(&Refusal::QueueFull), Some(&2));
+    }
 }

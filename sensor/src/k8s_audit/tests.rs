@@ -237,3 +237,152 @@ fn a_rule_of_an_unknown_source_is_an_error() {
         "{d:?}"
     );
 }
+
+/// A webhook (plain HTTP, a token) in front of a rule that alerts on every event, with a
+/// queue of `queue` events and bounds of 8 KiB an event and `max_request` bytes a request.
+async fn webhook(queue: usize, max_request: usize) -> (AuditSource, crate::pipeline::AlertReceiver, String) {
+    // SAFETY: tests of this module set it to the same value.
+    unsafe { std::env::set_var("SENSOR_TEST_AUDIT_TOKEN", "s3cret") };
+    let (engine, diags) = build(
+        "- rule: Every audit event\n  desc: d\n  source: k8s_audit\n  priority: NOTICE\n  \
+         condition: ka.auditid exists\n  output: id=%ka.auditid\n",
+    );
+    assert!(diags.is_empty(), "{diags:?}");
+    let config: AuditConfig = serde_json::from_value(json!({
+        "webhook": {"address": "127.0.0.1:0", "token": {"env": "SENSOR_TEST_AUDIT_TOKEN"},
+                    "max_event_bytes": 8192, "max_request_bytes": max_request},
+        "queue": queue,
+    }))
+    .unwrap();
+    let (tx, rx) = crate::pipeline::alert_queue(1 << 30);
+    let source = AuditSource::start(&config, std::sync::Arc::new(engine.unwrap()), tx).await.unwrap().unwrap();
+    let url = format!("http://{}/k8s-audit", source.webhook_address().unwrap());
+    (source, rx, url)
+}
+
+fn event(id: usize) -> serde_json::Value {
+    let mut ev = pod_create();
+    ev["auditID"] = format!("event-{id}").into();
+    ev
+}
+
+/// [`event`] as logged at the Metadata level (no request or response object): ~700 bytes.
+fn metadata_event(id: usize) -> serde_json::Value {
+    let mut ev = event(id);
+    let map = ev.as_object_mut().unwrap();
+    map.remove("requestObject");
+    map.remove("responseObject");
+    map.insert("level".into(), "Metadata".into());
+    ev
+}
+
+fn list(events: impl IntoIterator<Item = serde_json::Value>) -> String {
+    json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": events.into_iter().collect::<Vec<_>>()})
+        .to_string()
+}
+
+/// A client of the webhook (reqwest with the crypto provider the sensor installs).
+fn client() -> reqwest::Client {
+    crate::outputs::install_crypto_provider();
+    reqwest::Client::new()
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: String, token: Option<&str>) -> (u16, String) {
+    let mut request = client.post(url).body(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("the webhook answers");
+    (response.status().as_u16(), response.text().await.unwrap_or_default())
+}
+
+/// Waits until the rules evaluated every event taken.
+async fn drained(source: &AuditSource) -> AuditCounters {
+    for _ in 0..200 {
+        let c = source.counters();
+        if c.evaluated == c.received {
+            return c;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    source.counters()
+}
+
+fn refused(c: &AuditCounters, why: &str) -> u64 {
+    c.refused.iter().find(|(w, _)| *w == why).map_or(0, |(_, n)| *n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_answers_each_bad_request_as_documented_and_counts_it() {
+    let (source, mut alerts, url) = webhook(10_000, 1 << 20).await;
+    let client = client();
+    let token = Some("s3cret");
+    let one = list([event(1)]);
+    assert_eq!(post(&client, &url, one.clone(), None).await.0, 401);
+    assert_eq!(post(&client, &url, one.clone(), Some("wrong")).await.0, 401);
+    assert_eq!(post(&client, &url, "{\"kind\": \"EventList\", \"items\": [".into(), token).await.0, 400);
+    assert_eq!(post(&client, &url, json!({"kind": "Pod"}).to_string(), token).await.0, 400);
+    let mut alpha = event(2);
+    alpha["apiVersion"] = "audit.k8s.io/v1alpha1".into();
+    let (status, answer) = post(&client, &url, list([alpha]), token).await;
+    assert_eq!((status, answer.as_str()), (400, "taken 0, queue full 0, malformed 1, too large 0\n"));
+    // A request over 1 MiB is refused whole; an event over 8 KiB alone.
+    let (status, _) = post(&client, &url, list((0..1_000).map(event)), token).await;
+    assert_eq!(status, 413);
+    let mut big = event(3);
+    big["annotations"]["note"] = "x".repeat(10_000).into();
+    let (status, answer) = post(&client, &url, list([big, event(4)]), token).await;
+    assert_eq!((status, answer.as_str()), (200, "taken 1, queue full 0, malformed 0, too large 1\n"));
+    // A single Event is taken as well as a list.
+    assert_eq!(post(&client, &url, event(5).to_string(), token).await.0, 200);
+
+    let c = drained(&source).await;
+    assert_eq!((c.received, c.evaluated, c.requests), (2, 2, 8));
+    // The request over its bound and the event over its own.
+    for (why, n) in [("unauthorized", 2), ("malformed", 3), ("too_large", 2), ("queue_full", 0)] {
+        assert_eq!(refused(&c, why), n, "{why}: {c:?}");
+    }
+    let ids: Vec<String> = std::iter::from_fn(|| alerts.try_recv()).map(|a| a.message).collect();
+    assert_eq!(ids, ["id=event-4", "id=event-5"]);
+    source.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_events_in_one_request_and_a_flood_from_many_clients_lose_nothing_uncounted() {
+    // 10,000 events in one request, under Falco's default 12 MiB.
+    let (source, mut alerts, url) = webhook(10_000, 12 << 20).await;
+    let client = client();
+    let big_list = list((0..10_000).map(metadata_event));
+    let (status, answer) = post(&client, &url, big_list, Some("s3cret")).await;
+    assert!(status == 200 || status == 429, "{status} {answer}");
+    let c = drained(&source).await;
+    assert_eq!(c.received + refused(&c, "queue_full"), 10_000, "{c:?}");
+    assert_eq!(std::iter::from_fn(|| alerts.try_recv()).count() as u64, c.received);
+
+    // 16 clients at once, 20 batches of 100 each: what the queue cannot take is answered 429
+    // and counted; every event taken is evaluated and alerted.
+    let before = source.counters();
+    let mut clients = Vec::new();
+    for c in 0..16 {
+        let (client, url) = (client.clone(), url.clone());
+        clients.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for b in 0..20 {
+                let body = list((0..100).map(|i| metadata_event(100_000 + c * 10_000 + b * 100 + i)));
+                statuses.push(post(&client, &url, body, Some("s3cret")).await.0);
+            }
+            statuses
+        }));
+    }
+    let mut statuses = Vec::new();
+    for c in clients {
+        statuses.extend(c.await.unwrap());
+    }
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 429), "{statuses:?}");
+    let c = drained(&source).await;
+    let taken = c.received - before.received;
+    let full = refused(&c, "queue_full") - refused(&before, "queue_full");
+    assert_eq!(taken + full, 32_000, "{c:?}");
+    assert_eq!(std::iter::from_fn(|| alerts.try_recv()).count() as u64, taken);
+    source.finish().await;
+}
