@@ -42,6 +42,7 @@ pub const DEFAULT_RULES: &[(&str, &str)] = &[
     built_in!("process.yaml"),
     built_in!("filesystem.yaml"),
     built_in!("practices.yaml"),
+    built_in!("k8s_audit.yaml"),
 ];
 
 /// The syscalls to capture for `engine`: every one its rules can match, plus those the

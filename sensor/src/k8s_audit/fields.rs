@@ -111,6 +111,7 @@ pub(super) fn field<'e>(ev: &'e AuditEvent, id: Field, arg: Option<&FieldArg>) -
         KaUseragent => one(&["userAgent"]),
         KaSourceips => pick(at(json, &["sourceIPs"])?.as_array()?.iter().map(text).collect(), index),
         KaClusterName => ev.cluster.as_deref().map(Value::str),
+        KaUserForbiddenRecent => ev.forbidden_recent.map(Value::UInt),
         KaResponseCode => one(&["responseStatus", "code"]),
         KaResponseReason => one(&["responseStatus", "reason"]),
         KaRespName => one(&["responseObject", "metadata", "name"]),

@@ -26,6 +26,8 @@ pub struct AuditEvent {
     hostname: String,
     /// The cluster's name as the operator configured it (`ka.cluster.name`).
     cluster: Option<String>,
+    /// 403s of the user in the last minute, when counted ([`ForbiddenBursts`]).
+    forbidden_recent: Option<u64>,
 }
 
 impl AuditEvent {
@@ -57,7 +59,7 @@ impl AuditEvent {
         let time_ns = crate::enrich::parse_rfc3339_ns(time)
             .ok_or_else(|| format!("the audit event's time '{time}' is not an RFC 3339 time"))?;
         let hostname = crate::state::SensorInfo::current().hostname;
-        Ok(AuditEvent { json, time_ns, hostname, cluster: None })
+        Ok(AuditEvent { json, time_ns, hostname, cluster: None, forbidden_recent: None })
     }
 
     /// The event with `ka.cluster.name` set to `name`.
@@ -66,9 +68,67 @@ impl AuditEvent {
         self
     }
 
+    /// The user's name (`user.username`), when the event has one.
+    pub fn user(&self) -> Option<&str> {
+        self.json.get("user")?.get("username")?.as_str()
+    }
+
+    /// Whether the request was answered 403, as logged when it completed.
+    fn forbidden(&self) -> bool {
+        let completed = self.json.get("stage").and_then(serde_json::Value::as_str) == Some("ResponseComplete");
+        let code = self.json.get("responseStatus").and_then(|s| s.get("code")).and_then(serde_json::Value::as_u64);
+        completed && code == Some(403)
+    }
+
     /// The event as it came.
     pub fn json(&self) -> &serde_json::Value {
         &self.json
+    }
+}
+
+/// How long a user's 403s count toward `ka.user.forbidden_recent`.
+const FORBIDDEN_WINDOW_NS: u64 = 60_000_000_000;
+/// The most 403s counted per user in the window (the count stops there).
+const FORBIDDEN_MAX: usize = 1_000;
+/// The most users whose recent 403s are kept; the least recently seen go first.
+const FORBIDDEN_USERS: usize = 10_000;
+
+/// Each user's 403s over the last minute of audit events (by their time), for
+/// `ka.user.forbidden_recent`: the one stateful audit field, kept where events are
+/// evaluated in order. Bounded: [`FORBIDDEN_USERS`] users, [`FORBIDDEN_MAX`] answers each.
+#[derive(Debug)]
+pub struct ForbiddenBursts {
+    by_user: lru::LruCache<String, std::collections::VecDeque<u64>>,
+}
+
+impl Default for ForbiddenBursts {
+    fn default() -> Self {
+        let users = std::num::NonZeroUsize::new(FORBIDDEN_USERS).expect("nonzero");
+        ForbiddenBursts { by_user: lru::LruCache::new(users) }
+    }
+}
+
+impl ForbiddenBursts {
+    /// Counts `event` if it is a 403 and sets its `ka.user.forbidden_recent`.
+    pub fn observe(&mut self, event: &mut AuditEvent) {
+        let Some(user) = event.user() else { return };
+        let now = event.time_ns;
+        let forbidden = event.forbidden();
+        let times = match self.by_user.get_mut(user) {
+            Some(times) => times,
+            None if forbidden => self.by_user.get_or_insert_mut(user.to_owned(), Default::default),
+            None => {
+                event.forbidden_recent = Some(0);
+                return;
+            }
+        };
+        while times.front().is_some_and(|t| now.saturating_sub(*t) >= FORBIDDEN_WINDOW_NS) {
+            times.pop_front();
+        }
+        if forbidden && times.len() < FORBIDDEN_MAX {
+            times.push_back(now);
+        }
+        event.forbidden_recent = Some(times.len() as u64);
     }
 }
 

@@ -327,7 +327,9 @@ impl Intake {
 /// The evaluating thread: each event through the current rules, alerts to the outputs.
 fn evaluate(events: Receiver<AuditEvent>, engine: &RwLock<Arc<Engine>>, alerts: &AlertSender, counters: &Counters) {
     let mut scratch = Scratch::default();
-    for event in events {
+    let mut bursts = super::ForbiddenBursts::default();
+    for mut event in events {
+        bursts.observe(&mut event);
         let engine = engine.read().unwrap_or_else(PoisonError::into_inner).clone();
         for alert in engine.process_admitted(&event, &mut scratch, &mut |rule| alerts.admits(rule)) {
             alerts.send(alert);

@@ -386,3 +386,30 @@ async fn ten_thousand_events_in_one_request_and_a_flood_from_many_clients_lose_n
     assert_eq!(std::iter::from_fn(|| alerts.try_recv()).count() as u64, taken);
     source.finish().await;
 }
+
+#[test]
+fn forbidden_answers_count_per_user_over_a_minute_and_stop_at_their_bound() {
+    let mut bursts = ForbiddenBursts::default();
+    let answer = |user: &str, code: u64, second: u64| {
+        let mut ev = pod_create();
+        ev["user"]["username"] = user.into();
+        ev["responseStatus"]["code"] = code.into();
+        ev["stageTimestamp"] =
+            format!("2026-12-07T{:02}:{:02}:{:02}Z", 10 + second / 3600, second / 60 % 60, second % 60).into();
+        AuditEvent::from_json(ev).unwrap()
+    };
+    let mut seen = |user: &str, code: u64, second: u64| {
+        let mut ev = answer(user, code, second);
+        bursts.observe(&mut ev);
+        ev.forbidden_recent
+    };
+    assert_eq!(seen("eve", 403, 0), Some(1));
+    assert_eq!(seen("eve", 201, 1), Some(1), "a success counts nothing");
+    assert_eq!(seen("bob", 403, 2), Some(1), "another user's count is its own");
+    assert_eq!(seen("eve", 403, 59), Some(2));
+    assert_eq!(seen("eve", 403, 60), Some(2), "the first answer is a minute old");
+    for s in 0..1_500 {
+        seen("flood", 403, 100 + s / 100);
+    }
+    assert_eq!(seen("flood", 403, 115), Some(1_000), "at most 1,000 answers a user");
+}

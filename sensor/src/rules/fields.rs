@@ -515,6 +515,7 @@ fields! {
         KaResponseReason "ka.response.reason" Str None "The reason of the response status (responseStatus.reason).";
         KaUseragent "ka.useragent" Str None "The user agent of the client that made the request (userAgent).";
         KaSourceips "ka.sourceips" Str OptIndex "The client addresses of the request, the nearest first (sourceIPs); [n] the n-th.";
+        KaUserForbiddenRecent "ka.user.forbidden_recent" UInt None "Requests of the event's user answered 403 in the minute up to the event, it included (at most 1,000): counted by the sensor over the audit events it receives; not a field of Falco's plugin.";
         KaClusterName "ka.cluster.name" Str None "The name of the cluster, as the operator configured it for the audit source.";
         KaReqPodInitContainersName "ka.req.pod.initContainers.name" Str OptIndex "The names of the pod's init containers in the request; [n] the n-th's.";
         KaReqPodInitContainersImage "ka.req.pod.initContainers.image" Str OptIndex "The images of the pod's init containers in the request; [n] the n-th's.";

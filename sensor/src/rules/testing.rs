@@ -68,7 +68,7 @@ use super::eval::Scratch;
 use super::loader::{Diagnostic, Loc, RuleSet, Severity};
 use super::prefilter::Prefilter;
 use super::yaml::{self, Node, NodeKind, Pos};
-use crate::k8s_audit::AuditEvent;
+use crate::k8s_audit::{AuditEvent, ForbiddenBursts};
 use crate::state::FieldMapEvent;
 
 /// An event of a case, built.
@@ -388,6 +388,8 @@ fn run_case(
     }
     let mut shown = Vec::new();
     let mut built: Vec<(u32, Built)> = Vec::new();
+    // The events of a case are one stream: `ka.user.forbidden_recent` counts across them.
+    let mut bursts = ForbiddenBursts::default();
     for (pos, ev) in case.events {
         let at = format!("{}:{}: test '{}'", case.loc.file, pos.line, case.name);
         match ev {
@@ -421,7 +423,8 @@ fn run_case(
                 }
             }
             CaseEvent::Audit(ev) => match AuditEvent::from_json(ev.clone()) {
-                Ok(e) => {
+                Ok(mut e) => {
+                    bursts.observe(&mut e);
                     fired.extend(engine.process(&e, scratch).into_iter().map(|a| a.rule));
                     shown.push(format!("audit event at line {}: {}", pos.line, ev));
                     built.push((pos.line, Built::Audit(Box::new(e))));

@@ -96,8 +96,13 @@ fn default_rule_cases() {
     assert!(set.rules.len() >= 50, "{} built-in rules", set.rules.len());
     assert_every_rule_has_cases(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tests/default"), &set, &[]);
     for r in &set.rules {
-        // Who did it, where: process, parent, user, command line, container and pod.
-        for field in ["%proc.name", "%proc.pname", "%user.name", "%proc.cmdline", "%container.id", "%k8s.pod.name"] {
+        // Who did it, where: process, parent, user, command line, container and pod; for an
+        // API request, the user, their addresses and the request's audit id.
+        let who: &[&str] = match r.source.as_str() {
+            "k8s_audit" => &["%ka.user.name", "%ka.sourceips", "%ka.auditid"],
+            _ => &["%proc.name", "%proc.pname", "%user.name", "%proc.cmdline", "%container.id", "%k8s.pod.name"],
+        };
+        for field in who {
             assert!(r.output.contains(field), "rule '{}' does not output {field}", r.name);
         }
         assert!(!r.desc.is_empty(), "rule '{}' has no desc", r.name);
