@@ -60,12 +60,16 @@ struct FieldEntry {
     unavailable: Option<String>,
 }
 
+/// The fields syscall events supply, as `sensor list-fields --json` lists them.
 fn list_fields() -> Vec<FieldEntry> {
     let out = Command::new(sensor_binary()).args(["list-fields", "--json"]).output().expect("sensor list-fields runs");
     assert!(out.status.success(), "sensor list-fields --json: {}", String::from_utf8_lossy(&out.stderr));
     let fields: Vec<Value> = serde_json::from_slice(&out.stdout).expect("list-fields prints a JSON array");
+    // Kubernetes audit fields come from audit events, not from syscalls (sensor/src/k8s_audit).
+    let of_syscalls = |f: &&Value| f["sources"].as_array().is_some_and(|s| s.iter().any(|s| s == "syscall"));
     fields
         .iter()
+        .filter(of_syscalls)
         .map(|f| {
             let text =
                 |k: &str| f[k].as_str().unwrap_or_else(|| panic!("list-fields entry without {k}: {f}")).to_owned();

@@ -31,19 +31,31 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
-    /// Reads one audit `Event` object. Refused, with the reason: anything but a JSON object,
-    /// a `kind` other than `Event` (an `EventList` is split into its `items` by the caller),
-    /// an unknown `apiVersion`, or no time.
+    /// Reads one audit `Event` object (as a log backend writes it: with its `kind` and
+    /// `apiVersion`). Refused, with the reason: anything but a JSON object, a `kind` other
+    /// than `Event` (an `EventList` is split into its `items` by the caller), an unknown
+    /// `apiVersion`, or no time.
     pub fn from_json(json: serde_json::Value) -> Result<AuditEvent, String> {
+        Self::read(json, None)
+    }
+
+    /// Reads an item of an `EventList` of `api_version` (as the webhook backend sends them:
+    /// the items need not repeat the list's `kind` and `apiVersion`).
+    pub fn from_list_item(json: serde_json::Value, api_version: &str) -> Result<AuditEvent, String> {
+        Self::read(json, Some(api_version))
+    }
+
+    fn read(json: serde_json::Value, list: Option<&str>) -> Result<AuditEvent, String> {
         let serde_json::Value::Object(map) = &json else {
             return Err(format!("an audit event is a JSON object, not {}", kind_of(&json)));
         };
-        match map.get("kind").and_then(serde_json::Value::as_str) {
-            Some("Event") => {}
-            Some(other) => return Err(format!("an audit event has kind Event, not {other}")),
-            None => return Err("an audit event has kind Event; this object has no kind".into()),
+        let text = |key: &str| map.get(key).and_then(serde_json::Value::as_str);
+        match (text("kind"), list) {
+            (Some("Event"), _) | (None, Some(_)) => {}
+            (Some(other), _) => return Err(format!("an audit event has kind Event, not {other}")),
+            (None, None) => return Err("an audit event has kind Event; this object has no kind".into()),
         }
-        match map.get("apiVersion").and_then(serde_json::Value::as_str) {
+        match text("apiVersion").or(list) {
             Some(v) if API_VERSIONS.contains(&v) => {}
             Some(v) => return Err(format!("unknown audit apiVersion '{v}' (expected {})", API_VERSIONS.join(" or "))),
             None => return Err("an audit event names its apiVersion (audit.k8s.io/v1); this one does not".into()),

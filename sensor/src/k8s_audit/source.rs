@@ -301,9 +301,14 @@ struct Intake {
 }
 
 impl Intake {
-    /// Queues one event's JSON, or counts why not.
-    fn take(&self, json: serde_json::Value) -> Result<(), Refusal> {
-        let mut event = AuditEvent::from_json(json).map_err(|e| {
+    /// Queues one event's JSON (an item of an `EventList` of that `apiVersion`, with
+    /// `list`), or counts why not.
+    fn take(&self, json: serde_json::Value, list: Option<&str>) -> Result<(), Refusal> {
+        let event = match list {
+            Some(api_version) => AuditEvent::from_list_item(json, api_version),
+            None => AuditEvent::from_json(json),
+        };
+        let mut event = event.map_err(|e| {
             log::debug!("k8s_audit: refused an event: {e}");
             self.counters.refuse(Refusal::Malformed, 1);
             Refusal::Malformed
@@ -407,7 +412,7 @@ fn follow(path: &Path, intake: &Intake, stop: &AtomicBool) {
         }
         match serde_json::from_slice::<serde_json::Value>(&line) {
             Ok(json) => {
-                if let Err(Refusal::Malformed) = intake.take(json) {
+                if let Err(Refusal::Malformed) = intake.take(json, None) {
                     log::warn!("k8s_audit: {}:{line_number}: not an audit event", path.display());
                 }
             }
@@ -473,6 +478,8 @@ async fn serve(config: &WebhookConfig, intake: Intake) -> anyhow::Result<(Socket
 #[derive(Deserialize)]
 struct Batch<'a> {
     kind: Option<String>,
+    #[serde(rename = "apiVersion")]
+    api_version: Option<String>,
     #[serde(borrow, default)]
     items: Vec<&'a RawValue>,
 }
@@ -543,7 +550,11 @@ async fn receive(
                 continue;
             }
         };
-        match hook.intake.take(json) {
+        let list = match batch.kind.as_deref() {
+            Some("EventList") => Some(batch.api_version.as_deref().unwrap_or_default()),
+            _ => None,
+        };
+        match hook.intake.take(json, list) {
             Ok(()) => taken += 1,
             Err(Refusal::QueueFull) => full += 1,
             Err(_) => bad += 1,

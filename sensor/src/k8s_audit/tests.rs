@@ -335,15 +335,21 @@ async fn the_webhook_answers_each_bad_request_as_documented_and_counts_it() {
     assert_eq!((status, answer.as_str()), (200, "taken 1, queue full 0, malformed 0, too large 1\n"));
     // A single Event is taken as well as a list.
     assert_eq!(post(&client, &url, event(5).to_string(), token).await.0, 200);
+    // As the webhook backend sends them: items without the list's kind and apiVersion.
+    let mut bare = event(6);
+    bare.as_object_mut().unwrap().retain(|k, _| k != "kind" && k != "apiVersion");
+    assert_eq!(post(&client, &url, list([bare.clone()]), token).await.0, 200);
+    let unknown = json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v2", "items": [bare]});
+    assert_eq!(post(&client, &url, unknown.to_string(), token).await.0, 400);
 
     let c = drained(&source).await;
-    assert_eq!((c.received, c.evaluated, c.requests), (2, 2, 8));
+    assert_eq!((c.received, c.evaluated, c.requests), (3, 3, 10));
     // The request over its bound and the event over its own.
-    for (why, n) in [("unauthorized", 2), ("malformed", 3), ("too_large", 2), ("queue_full", 0)] {
+    for (why, n) in [("unauthorized", 2), ("malformed", 4), ("too_large", 2), ("queue_full", 0)] {
         assert_eq!(refused(&c, why), n, "{why}: {c:?}");
     }
     let ids: Vec<String> = std::iter::from_fn(|| alerts.try_recv()).map(|a| a.message).collect();
-    assert_eq!(ids, ["id=event-4", "id=event-5"]);
+    assert_eq!(ids, ["id=event-4", "id=event-5", "id=event-6"]);
     source.finish().await;
 }
 

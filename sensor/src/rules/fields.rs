@@ -149,6 +149,15 @@ pub enum FieldScope {
 }
 
 impl FieldScope {
+    /// The sources whose events supply fields of this scope.
+    pub fn sources(self) -> &'static [&'static str] {
+        match self {
+            FieldScope::Any => &SOURCES,
+            FieldScope::Syscall => &[SYSCALL_SOURCE],
+            FieldScope::K8sAudit => &[K8S_AUDIT_SOURCE],
+        }
+    }
+
     /// Whether events of `source` (a rule's `source:`) supply fields of this scope.
     pub fn serves(self, source: &str) -> bool {
         match self {
@@ -714,13 +723,18 @@ pub fn list_text() -> String {
             Availability::Supplied => String::new(),
             Availability::Unavailable(why) => format!(" (unavailable: {why})"),
         };
-        out.push_str(&format!("{:width$}  {:8} {}{arg}{availability}\n", f.name, f.ty.name(), f.desc));
+        let source = match f.scope {
+            FieldScope::K8sAudit => " (k8s_audit events)",
+            FieldScope::Any | FieldScope::Syscall => "",
+        };
+        out.push_str(&format!("{:width$}  {:8} {}{arg}{source}{availability}\n", f.name, f.ty.name(), f.desc));
     }
     out
 }
 
-/// The field list as a JSON array of `{name, type, arg, desc, available}`, with `unavailable`
-/// (the reason) for fields the sensor does not supply (for `sensor list-fields --json`).
+/// The field list as a JSON array of `{name, type, arg, desc, sources, available}` (the
+/// event sources that supply it), with `unavailable` (the reason) for fields the sensor does
+/// not supply (for `sensor list-fields --json`).
 pub fn list_json() -> serde_json::Value {
     serde_json::Value::Array(
         FIELDS
@@ -728,7 +742,7 @@ pub fn list_json() -> serde_json::Value {
             .map(|f| {
                 let mut entry = serde_json::json!({
                     "name": f.name, "type": f.ty.name(), "arg": f.arg.name(), "desc": f.desc,
-                    "available": f.availability == Availability::Supplied,
+                    "sources": f.scope.sources(), "available": f.availability == Availability::Supplied,
                 });
                 if let Availability::Unavailable(why) = f.availability {
                     entry["unavailable"] = why.into();
