@@ -545,6 +545,7 @@ fn every_yaml_file_parses() {
     files.extend(yaml_files(&deploy("helm/sensor")));
     files.extend(yaml_files(&deploy("helm/sensor/ci")));
     files.extend(yaml_files(&deploy("systemd")));
+    files.extend(yaml_files(&deploy("k8s-audit")));
     files.push(deploy(".yamllint.yaml"));
     for file in &files {
         let docs = parse_docs(&fs::read_to_string(file).expect("read"), &file.display().to_string());
@@ -617,7 +618,8 @@ fn example_configurations_load() {
     }
 }
 
-/// yamllint accepts the manifests, the chart's values and the example configuration.
+/// yamllint accepts the manifests, the chart's values, the example configuration and the
+/// audit policy and webhook kubeconfig.
 #[test]
 fn yamllint_passes() {
     run(python_tool("yamllint")
@@ -627,7 +629,8 @@ fn yamllint_passes() {
         .arg(deploy("helm/sensor/values.yaml"))
         .arg(deploy("helm/sensor/Chart.yaml"))
         .arg(deploy("helm/sensor/ci"))
-        .arg(deploy("systemd/sensor.yaml")));
+        .arg(deploy("systemd/sensor.yaml"))
+        .arg(deploy("k8s-audit")));
 }
 
 /// Validates `files` against the oldest and newest schemas, rejecting unknown fields.
@@ -1029,4 +1032,143 @@ fn discovery(path: &str) -> Option<Value> {
         }
         _ => return None,
     })
+}
+
+/// One request as kube-apiserver's audit policy sees it.
+struct Request<'a> {
+    user: &'a str,
+    groups: &'a [&'a str],
+    verb: &'a str,
+    /// API group ("" for the core group), resource, subresource, namespace; or a URL.
+    resource: Option<(&'a str, &'a str, Option<&'a str>, Option<&'a str>)>,
+    url: Option<&'a str>,
+}
+
+/// The level the first matching rule of `policy` gives `r` (kube-apiserver's policy checker:
+/// `users`, `userGroups`, `verbs`, `namespaces`, `resources` with `group/resource/subresource`
+/// and `*`, `nonResourceURLs` with a trailing `*`; an absent list matches everything).
+fn audit_level(policy: &Value, r: &Request) -> String {
+    fn list<'v>(rule: &'v Value, key: &str) -> Option<Vec<&'v str>> {
+        rule.get(key).and_then(Value::as_array).map(|a| a.iter().map(str_of).collect())
+    }
+    let allows = |rule: &Value, key: &str, value: &str| list(rule, key).is_none_or(|l| l.contains(&value));
+    for rule in policy["rules"].as_array().expect("rules") {
+        if !allows(rule, "users", r.user) || !allows(rule, "verbs", r.verb) {
+            continue;
+        }
+        if let Some(groups) = list(rule, "userGroups")
+            && !r.groups.iter().any(|g| groups.contains(g))
+        {
+            continue;
+        }
+        let matched = match (r.resource, r.url) {
+            (Some((group, resource, sub, ns)), _) => {
+                rule.get("nonResourceURLs").is_none()
+                    && list(rule, "namespaces").is_none_or(|l| ns.is_some_and(|ns| l.contains(&ns)))
+                    && rule.get("resources").and_then(Value::as_array).is_none_or(|kinds| {
+                        kinds.iter().any(|k| {
+                            str_of(&k["group"]) == group
+                                && k.get("resources").and_then(Value::as_array).is_none_or(|names| {
+                                    names.iter().map(str_of).any(|n| match (n.split_once('/'), sub) {
+                                        (None, None) => n == resource || n == "*",
+                                        (Some((res, subname)), Some(sub)) => {
+                                            (res == resource || res == "*") && (subname == sub || subname == "*")
+                                        }
+                                        _ => false,
+                                    })
+                                })
+                        })
+                    })
+            }
+            (None, Some(url)) => {
+                rule.get("resources").is_none()
+                    && rule.get("namespaces").is_none()
+                    && list(rule, "nonResourceURLs").is_none_or(|urls| {
+                        urls.iter().any(|u| match u.strip_suffix('*') {
+                            Some(prefix) => url.starts_with(prefix),
+                            None => url == *u,
+                        })
+                    })
+            }
+            (None, None) => false,
+        };
+        if matched {
+            return str_of(&rule["level"]).to_owned();
+        }
+    }
+    "None".into()
+}
+
+/// The audit policy in deploy/ logs what the audit rules read: request bodies for what they
+/// inspect (pods, ephemeral containers, bindings, webhooks), the request of streams into
+/// pods at their start, never the contents of secrets; and drops the cluster's own chatter.
+/// The webhook kubeconfig is one kubectl reads.
+#[test]
+fn the_audit_policy_logs_what_the_audit_rules_read() {
+    let policy = &parse_docs(&fs::read_to_string(deploy("k8s-audit/audit-policy.yaml")).unwrap(), "audit policy")[0];
+    assert_eq!((str_of(&policy["apiVersion"]), str_of(&policy["kind"])), ("audit.k8s.io/v1", "Policy"));
+    let omitted: Vec<&str> = policy["omitStages"].as_array().unwrap().iter().map(str_of).collect();
+    assert_eq!(omitted, ["RequestReceived"], "exec is alerted at ResponseStarted, the rest at ResponseComplete");
+    let person: &[&str] = &["developers", "system:authenticated"];
+    let cases: &[(&str, &str, &[&str], &str, Option<(&str, &str, Option<&str>, Option<&str>)>, Option<&str>)] = &[
+        ("RequestResponse", "alice", person, "create", Some(("", "pods", None, Some("shop"))), None),
+        (
+            "RequestResponse",
+            "alice",
+            person,
+            "patch",
+            Some(("", "pods", Some("ephemeralcontainers"), Some("shop"))),
+            None,
+        ),
+        ("Request", "alice", person, "create", Some(("", "pods", Some("exec"), Some("shop"))), None),
+        ("Request", "alice", person, "get", Some(("", "pods", Some("attach"), Some("shop"))), None),
+        ("Metadata", "alice", person, "get", Some(("", "secrets", None, Some("shop"))), None),
+        ("Metadata", "alice", person, "create", Some(("", "secrets", None, Some("shop"))), None),
+        ("Metadata", "alice", person, "update", Some(("", "configmaps", None, Some("shop"))), None),
+        (
+            "RequestResponse",
+            "alice",
+            person,
+            "create",
+            Some(("rbac.authorization.k8s.io", "clusterrolebindings", None, None)),
+            None,
+        ),
+        (
+            "RequestResponse",
+            "alice",
+            person,
+            "delete",
+            Some(("admissionregistration.k8s.io", "validatingwebhookconfigurations", None, None)),
+            None,
+        ),
+        ("RequestResponse", "alice", person, "create", Some(("", "serviceaccounts", None, Some("kube-system"))), None),
+        ("Metadata", "alice", person, "get", Some(("", "pods", None, Some("shop"))), None),
+        ("Metadata", "system:anonymous", &["system:unauthenticated"], "get", None, Some("/readyz")),
+        ("Metadata", "system:anonymous", &["system:unauthenticated"], "list", Some(("", "secrets", None, None)), None),
+        ("None", "kubelet", &["system:nodes", "system:authenticated"], "get", None, Some("/healthz")),
+        ("None", "system:kube-proxy", &["system:authenticated"], "watch", Some(("", "endpoints", None, None)), None),
+        (
+            "None",
+            "system:node:n1",
+            &["system:nodes", "system:authenticated"],
+            "watch",
+            Some(("", "nodes", None, None)),
+            None,
+        ),
+        (
+            "None",
+            "system:kube-scheduler",
+            &["system:authenticated"],
+            "update",
+            Some(("coordination.k8s.io", "leases", None, Some("kube-system"))),
+            None,
+        ),
+    ];
+    for (want, user, groups, verb, resource, url) in cases {
+        let r = Request { user, groups, verb, resource: *resource, url: *url };
+        assert_eq!(audit_level(policy, &r), *want, "{user} {verb} {resource:?} {url:?}");
+    }
+    let shown =
+        run(kubectl().args(["config", "view", "--kubeconfig"]).arg(deploy("k8s-audit/webhook-kubeconfig.yaml")));
+    assert!(shown.contains("server: https://SENSOR_AUDIT_ADDRESS:9765/k8s-audit"), "{shown}");
 }
