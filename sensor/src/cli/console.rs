@@ -4,8 +4,12 @@ use std::sync::Arc;
 
 use clap::Args;
 use sensor::{
+    config::SensorConfig,
     console::{Mode, start},
+    k8s_audit::AuditSource,
     metrics::{Metrics, Snapshot},
+    outputs::OutputStage,
+    pipeline::{Publisher, alert_queue},
 };
 
 /// Options of `sensor console`.
@@ -13,7 +17,9 @@ use sensor::{
 pub struct ConsoleArgs {
     /// The configuration file: its `ui:` section (`ui.store`, `ui.users`, `ui.ingest_tokens`,
     /// `ui.address`...), `metrics` (the console's own /metrics, /healthz and /readyz) and
-    /// `log`; without one, the defaults and the overrides.
+    /// `log`; with `k8s_audit` (the cluster's audit webhook), also `rules` and `outputs` (a
+    /// `store` output naming `ui.store` shows the audit alerts on the page); without one,
+    /// the defaults and the overrides.
     #[arg(long, value_name = "FILE", env = "SENSOR_CONFIG")]
     config: Option<std::path::PathBuf>,
     /// Override a configuration value: `-o ui.address=0.0.0.0:8484` (repeatable).
@@ -29,6 +35,7 @@ pub async fn run(args: ConsoleArgs, log_level: Option<String>) -> anyhow::Result
     let metrics = Arc::new(Metrics::new(config.metrics.stall_after));
     metrics.clone().serve(&config.metrics).await?;
     let console = start(&config.ui, Mode::Cluster).await?;
+    let audit = ClusterAudit::start(&config).await?;
     metrics.set_ready(true);
     log::info!("console: serving on {}; stop with SIGTERM or Ctrl-C", console.address);
     let stop = super::stop_signal(None)?;
@@ -38,11 +45,55 @@ pub async fn run(args: ConsoleArgs, log_level: Option<String>) -> anyhow::Result
         tokio::select! {
             _ = &mut stop => break,
             _ = refresh.tick() => {
-                metrics.update(Snapshot { ingest: console.ingest_counters(), ..Snapshot::default() });
+                metrics.update(Snapshot {
+                    ingest: console.ingest_counters(),
+                    k8s_audit: audit.as_ref().map(|a| a.source.counters()),
+                    ..Snapshot::default()
+                });
             }
         }
     }
     log::info!("console: stopping");
+    if let Some(audit) = audit {
+        audit.finish().await;
+    }
     drop(console);
     Ok(())
+}
+
+/// The cluster's audit webhook in the console: the audit events through the rules, their
+/// alerts to the outputs.
+struct ClusterAudit {
+    source: AuditSource,
+    publisher: Publisher,
+    stage: Arc<OutputStage>,
+}
+
+impl ClusterAudit {
+    /// Starts when the configuration has a `k8s_audit` source.
+    async fn start(config: &SensorConfig) -> anyhow::Result<Option<ClusterAudit>> {
+        if config.k8s_audit.webhook.is_none() && config.k8s_audit.files.is_empty() {
+            return Ok(None);
+        }
+        let engine = super::run::load_engine(config)?;
+        log::info!("console: {} rules loaded for the audit events", engine.rule_count());
+        let stage = Arc::new(OutputStage::start(&config.outputs).await?);
+        let (alerts, queued) = alert_queue(config.alert_queue.bytes());
+        let publisher = queued.publish_to(stage.clone());
+        let source = AuditSource::start(&config.k8s_audit, Arc::new(engine), alerts).await?;
+        Ok(source.map(|source| ClusterAudit { source, publisher, stage }))
+    }
+
+    /// Evaluates what was taken, delivers its alerts and lets the outputs drain.
+    async fn finish(self) {
+        let ClusterAudit { source, publisher, stage } = self;
+        let counters = source.finish().await;
+        eprintln!("console: k8s_audit: {} events received, {} evaluated", counters.received, counters.evaluated);
+        publisher.finish().await;
+        if let Some(stage) = Arc::into_inner(stage) {
+            for counters in stage.shutdown(std::time::Duration::from_secs(10)).await {
+                eprintln!("{counters}");
+            }
+        }
+    }
 }

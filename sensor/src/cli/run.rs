@@ -129,7 +129,7 @@ fn enrich_config(c: &ContainersConfig) -> EnrichConfig {
 }
 
 /// Loads the rules a configuration names; the report of what is wrong otherwise.
-fn load_engine(c: &SensorConfig) -> anyhow::Result<Engine> {
+pub(super) fn load_engine(c: &SensorConfig) -> anyhow::Result<Engine> {
     match load_rules(&c.rules, engine_options(c)) {
         Ok((engine, diagnostics)) => {
             for d in &diagnostics {

@@ -1,0 +1,143 @@
+//! The cluster's audit webhook in `sensor console`: kube-apiserver's batches over HTTPS with
+//! a client certificate (curl) go through the built-in rules, and their alerts reach stdout
+//! and the console's store, where the API finds them with their `ka.*` fields.
+
+mod peers;
+
+use std::{
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use peers::pki::Pki;
+use serde_json::{Value, json};
+
+fn free_port() -> std::net::SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// `curl ARGS URL`: the HTTP status (0: none) and the body.
+fn curl(url: &str, args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10", "-w", "\n%{http_code}"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (status.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+#[test]
+fn the_console_takes_audit_batches_and_shows_their_alerts() {
+    let dir = peers::scratch_dir("console-audit");
+    let pki = Pki::new(&dir);
+    let (ui, hook, metrics) = (free_port(), free_port(), free_port());
+    let store = dir.join("alerts.db");
+    std::fs::write(dir.join("api-token"), "reader-token\n").unwrap();
+    let config = dir.join("console.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "metrics: {{address: {metrics}}}\n\
+             ui: {{address: {ui}, store: {{path: {store}}}, api_tokens: [{{file: {token}}}]}}\n\
+             outputs:\n  - stdout: {{format: json}}\n  - store: {{path: {store}}}\n\
+             k8s_audit:\n  webhook:\n    address: {hook}\n    \
+             tls: {{cert_file: {cert}, key_file: {key}, client_ca_file: {ca}}}\n  cluster_name: prod-eu\n",
+            store = store.display(),
+            token = dir.join("api-token").display(),
+            cert = pki.server_cert.display(),
+            key = pki.server_key.display(),
+            ca = pki.ca.display(),
+        ),
+    )
+    .unwrap();
+    let mut console = Command::new(env!("CARGO_BIN_EXE_sensor"))
+        .args(["console", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let (tx, alerts) = mpsc::channel::<Value>();
+    let stdout = BufReader::new(console.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send(serde_json::from_str(&line).expect("a JSON alert"));
+        }
+    });
+
+    // A batch as kube-apiserver sends it: an exec into a pod, its items without kind and
+    // apiVersion.
+    let exec = json!({
+        "level": "Request", "auditID": "8147b882-69cd-4f70-9d44-ecea07fd14e5", "stage": "ResponseStarted",
+        "requestURI": "/api/v1/namespaces/shop/pods/web-0/exec?command=sh&container=web&stdin=true",
+        "verb": "create", "user": {"username": "alice", "groups": ["developers", "system:authenticated"]},
+        "sourceIPs": ["10.0.0.7"], "userAgent": "kubectl/v1.31.0 (linux/amd64) kubernetes/9edcffc",
+        "objectRef": {"resource": "pods", "namespace": "shop", "name": "web-0", "apiVersion": "v1", "subresource": "exec"},
+        "responseStatus": {"metadata": {}, "code": 101},
+        "requestReceivedTimestamp": "2026-12-07T10:23:18.197538Z", "stageTimestamp": "2026-12-07T10:23:18.207055Z",
+        "annotations": {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": ""}
+    });
+    let batch = json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {}, "items": [exec]});
+    let (ca, cert, key) =
+        (pki.ca.display().to_string(), pki.client_cert.display().to_string(), pki.client_key.display().to_string());
+    let url = format!("https://{hook}/k8s-audit");
+    let body = batch.to_string();
+    let post = [
+        "--cacert",
+        &ca,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        &body,
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (status, answer) = loop {
+        let answered = curl(&url, &post);
+        if answered.0 != 0 || Instant::now() > deadline {
+            break answered;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status, 200, "{answer}");
+
+    let rule = "K8s exec or attach into a pod";
+    let alert = loop {
+        let alert = alerts.recv_timeout(Duration::from_secs(20)).expect("the exec is alerted on stdout");
+        if alert["rule"] == rule {
+            break alert;
+        }
+    };
+    assert_eq!(alert["source"], "k8s_audit");
+    assert_eq!(alert["output_fields"]["ka.uri.param[command]"], "sh", "{alert}");
+
+    // The console's API finds it in the store.
+    let search = format!("http://{ui}/api/v1/alerts?source=k8s_audit");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let found = loop {
+        let (status, body) = curl(&search, &["-H", "Authorization: Bearer reader-token"]);
+        assert_eq!(status, 200, "{body}");
+        let page: Value = serde_json::from_str(&body).unwrap();
+        let hits: Vec<Value> = page["alerts"].as_array().cloned().unwrap_or_default();
+        if !hits.is_empty() || Instant::now() > deadline {
+            break hits;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(found.len(), 1, "{found:?}");
+    let stored = found[0].to_string();
+    assert!(stored.contains(rule) && stored.contains("\"ka.user.name\":\"alice\""), "{stored}");
+
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    unsafe { libc::kill(console.id() as i32, libc::SIGTERM) };
+    assert!(console.wait().unwrap().success());
+}
