@@ -739,6 +739,12 @@ impl Collector for SnapshotCollector {
                 audit.evaluated,
             )?;
             w.counter("sensor_k8s_audit_webhook_requests", "Requests the audit webhook answered.", audit.requests)?;
+            w.counter(
+                "sensor_k8s_audit_webhook_request_seconds",
+                "Seconds the audit webhook spent answering requests, in all (over \
+                 sensor_k8s_audit_webhook_requests_total: the mean time kube-apiserver waits).",
+                audit.request_seconds,
+            )?;
         }
         w.gauge(
             "sensor_alert_queue_bytes",

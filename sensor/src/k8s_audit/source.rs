@@ -142,11 +142,13 @@ struct Counters {
     received: AtomicU64,
     evaluated: AtomicU64,
     requests: AtomicU64,
+    /// Nanoseconds the webhook spent answering, over all requests.
+    request_ns: AtomicU64,
     refused: Mutex<BTreeMap<Refusal, u64>>,
 }
 
 /// The counters at one moment, for the metrics.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct AuditCounters {
     /// Audit events taken into the queue.
     pub received: u64,
@@ -156,6 +158,9 @@ pub struct AuditCounters {
     pub queued: u64,
     /// Webhook requests answered.
     pub requests: u64,
+    /// Seconds the webhook spent answering them, in all (from the request's body read to
+    /// its answer: over `requests`, the mean latency kube-apiserver waits for).
+    pub request_seconds: f64,
     /// Events (or whole requests) refused, by reason.
     pub refused: Vec<(&'static str, u64)>,
 }
@@ -276,6 +281,7 @@ impl AuditSource {
             evaluated,
             queued: received.saturating_sub(evaluated),
             requests: c.requests.load(Relaxed),
+            request_seconds: c.request_ns.load(Relaxed) as f64 / 1e9,
             refused: refused.iter().map(|(why, n)| (why.as_str(), *n)).collect(),
         }
     }
@@ -494,8 +500,20 @@ async fn receive(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    let started = std::time::Instant::now();
+    let answer = answer(&hook, &headers, body);
     let counters = &hook.intake.counters;
     counters.requests.fetch_add(1, Relaxed);
+    counters.request_ns.fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
+    answer
+}
+
+fn answer(
+    hook: &Webhook,
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let counters = &hook.intake.counters;
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {

@@ -344,6 +344,7 @@ async fn the_webhook_answers_each_bad_request_as_documented_and_counts_it() {
 
     let c = drained(&source).await;
     assert_eq!((c.received, c.evaluated, c.requests), (3, 3, 10));
+    assert!(c.request_seconds > 0.0 && c.request_seconds < 10.0, "{c:?}");
     // The request over its bound and the event over its own.
     for (why, n) in [("unauthorized", 2), ("malformed", 4), ("too_large", 2), ("queue_full", 0)] {
         assert_eq!(refused(&c, why), n, "{why}: {c:?}");
