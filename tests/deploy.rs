@@ -156,9 +156,15 @@ fn manifests() -> Vec<Value> {
 
 /// `helm template sensor deploy/helm/sensor -n sensor ARGS`.
 fn render(dir: &Path, args: &[&str]) -> String {
+    run(&mut render_command(dir, args))
+}
+
+/// The command of [`render`].
+fn render_command(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = helm();
     isolate(&mut cmd, dir);
-    run(cmd.args(["template", "sensor"]).arg(deploy("helm/sensor")).args(["--namespace", "sensor"]).args(args))
+    cmd.args(["template", "sensor"]).arg(deploy("helm/sensor")).args(["--namespace", "sensor"]).args(args);
+    cmd
 }
 
 /// Writes `text` to `dir/name` and returns the path.
@@ -835,6 +841,53 @@ fn chart_runs_the_cluster_console_the_nodes_send_to() {
         .any(|item| format!("/etc/sensor/{}", str_of(&item["path"])) == token && item["key"] == "ingest-token");
     assert!(mounted, "the nodes' token file {token} is the console Secret's ingest-token");
     serde_json::from_value::<sensor::config::SensorConfig>(nodes).expect("the nodes' configuration loads");
+}
+
+/// With `console.k8sAudit.enabled`, the console takes kube-apiserver's audit webhook: the
+/// Service's `audit` port, the TLS Secret mounted where its configuration names the files
+/// (the client CA too unless told otherwise), and its alerts into the console's own store;
+/// the render passes kubernetes-validate, and without a TLS Secret the chart refuses.
+#[test]
+fn chart_serves_the_audit_webhook_on_the_console() {
+    let dir = Scratch::new("console-audit");
+    let mut args = vec!["--set", "console.enabled=true", "--set", "console.k8sAudit.enabled=true"];
+    let refused = run_failing(&mut render_command(&dir, &args));
+    assert!(refused.contains("console.k8sAudit.tlsSecret names the audit webhook's TLS Secret"), "{refused}");
+    args.extend([
+        "--set",
+        "console.k8sAudit.tlsSecret=apiserver-audit-tls",
+        "--set",
+        "console.k8sAudit.clusterName=prod-eu",
+    ]);
+    let text = render(&dir, &args);
+    let docs = parse_docs(&text, "render");
+    let ports = &find(&docs, "Service", "sensor-console")["spec"]["ports"];
+    let audit = ports.as_array().unwrap().iter().find(|p| p["name"] == "audit").expect("an audit port");
+    assert_eq!((&audit["port"], &audit["targetPort"]), (&json!(9765), &json!("audit")));
+    let pod = &find(&docs, "Deployment", "sensor-console")["spec"]["template"]["spec"];
+    let tls = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "audit-tls").expect("the TLS volume");
+    assert_eq!(tls["secret"]["secretName"], "apiserver-audit-tls");
+    let mounts = pod["containers"][0]["volumeMounts"].as_array().unwrap();
+    let mount = mounts.iter().find(|m| m["name"] == "audit-tls").expect("the TLS mount");
+    let console: sensor::config::SensorConfig =
+        serde_json::from_value(sensor_config(find(&docs, "ConfigMap", "sensor-console")))
+            .expect("the console's configuration loads");
+    let webhook = console.k8s_audit.webhook.as_ref().expect("k8s_audit.webhook");
+    assert_eq!(webhook.address.port(), 9765);
+    let files = webhook.tls.as_ref().expect("TLS");
+    for file in [Some(&files.cert_file), Some(&files.key_file), files.client_ca_file.as_ref()] {
+        let file = file.expect("the client CA too").display().to_string();
+        assert!(file.starts_with(str_of(&mount["mountPath"])), "{file} is not in the mounted Secret");
+    }
+    assert_eq!(console.k8s_audit.cluster_name.as_deref(), Some("prod-eu"));
+    let store = console.outputs.outputs.iter().find_map(|o| match &o.kind {
+        sensor::outputs::OutputKind::Store(store) => Some(store),
+        _ => None,
+    });
+    let (ui, output) = (console.ui.store.as_ref().expect("ui.store"), store.expect("a store output"));
+    assert_eq!(ui, output, "the alerts go to the store the page shows");
+    let file = write(&dir, "audit-render.yaml", &text);
+    kubernetes_validate(&[file]);
 }
 
 /// `kubectl apply --dry-run=client` accepts the manifests and the chart's render, and

@@ -112,7 +112,24 @@ HTTPS when config.metrics.tls is set (the endpoint then speaks nothing else), el
 {{- if hasKey .Values.console.secret.data "api-token" }}
 {{- $_ := set $ui "api_tokens" (list (dict "file" (printf "%s/api-token" $secrets))) }}
 {{- end }}
-{{- toYaml (dict "ui" $ui "log" .Values.log) }}
+{{- $config := dict "ui" $ui "log" .Values.log }}
+{{- with .Values.console.k8sAudit }}
+{{- if .enabled }}
+{{- $tls := "/etc/sensor/audit-tls" }}
+{{- $files := dict "cert_file" (printf "%s/tls.crt" $tls) "key_file" (printf "%s/tls.key" $tls) }}
+{{- if .requireClientCertificate }}
+{{- $_ := set $files "client_ca_file" (printf "%s/ca.crt" $tls) }}
+{{- end }}
+{{- $webhook := dict "address" (printf "0.0.0.0:%d" (int .port)) "tls" $files }}
+{{- $audit := dict "webhook" $webhook }}
+{{- if .clusterName }}
+{{- $_ := set $audit "cluster_name" .clusterName }}
+{{- end }}
+{{- $_ := set $config "k8s_audit" $audit }}
+{{- $_ := set $config "outputs" (list (dict "stdout" (dict "format" "json")) (dict "store" $store)) }}
+{{- end }}
+{{- end }}
+{{- toYaml $config }}
 {{- end }}
 
 {{/* Labels that select the console's pods (not the DaemonSet's, whose selector they miss). */}}
