@@ -1087,13 +1087,17 @@ fn discovery(path: &str) -> Option<Value> {
     })
 }
 
+/// What a request acts on: API group ("" for the core group), resource, subresource,
+/// namespace.
+type Target<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>);
+
 /// One request as kube-apiserver's audit policy sees it.
 struct Request<'a> {
     user: &'a str,
     groups: &'a [&'a str],
     verb: &'a str,
-    /// API group ("" for the core group), resource, subresource, namespace; or a URL.
-    resource: Option<(&'a str, &'a str, Option<&'a str>, Option<&'a str>)>,
+    /// What it acts on; or a URL.
+    resource: Option<Target<'a>>,
     url: Option<&'a str>,
 }
 
@@ -1163,7 +1167,8 @@ fn the_audit_policy_logs_what_the_audit_rules_read() {
     let omitted: Vec<&str> = policy["omitStages"].as_array().unwrap().iter().map(str_of).collect();
     assert_eq!(omitted, ["RequestReceived"], "exec is alerted at ResponseStarted, the rest at ResponseComplete");
     let person: &[&str] = &["developers", "system:authenticated"];
-    let cases: &[(&str, &str, &[&str], &str, Option<(&str, &str, Option<&str>, Option<&str>)>, Option<&str>)] = &[
+    // The level wanted, the user, their groups, the verb, and what the request acts on.
+    let cases: &[(&str, &str, &[&str], &str, Option<Target>, Option<&str>)] = &[
         ("RequestResponse", "alice", person, "create", Some(("", "pods", None, Some("shop"))), None),
         (
             "RequestResponse",
