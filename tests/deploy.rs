@@ -1166,65 +1166,44 @@ fn the_audit_policy_logs_what_the_audit_rules_read() {
     assert_eq!((str_of(&policy["apiVersion"]), str_of(&policy["kind"])), ("audit.k8s.io/v1", "Policy"));
     let omitted: Vec<&str> = policy["omitStages"].as_array().unwrap().iter().map(str_of).collect();
     assert_eq!(omitted, ["RequestReceived"], "exec is alerted at ResponseStarted, the rest at ResponseComplete");
-    let person: &[&str] = &["developers", "system:authenticated"];
-    // The level wanted, the user, their groups, the verb, and what the request acts on.
-    let cases: &[(&str, &str, &[&str], &str, Option<Target>, Option<&str>)] = &[
-        ("RequestResponse", "alice", person, "create", Some(("", "pods", None, Some("shop"))), None),
+    let by = |user, groups, verb, resource, url| Request { user, groups, verb, resource, url };
+    let person = |verb, target| by("alice", &["developers", "system:authenticated"], verb, Some(target), None);
+    let anonymous: &[&str] = &["system:unauthenticated"];
+    let node: &[&str] = &["system:nodes", "system:authenticated"];
+    let component: &[&str] = &["system:authenticated"];
+    let cases = [
+        ("RequestResponse", person("create", ("", "pods", None, Some("shop")))),
+        ("RequestResponse", person("patch", ("", "pods", Some("ephemeralcontainers"), Some("shop")))),
+        ("Request", person("create", ("", "pods", Some("exec"), Some("shop")))),
+        ("Request", person("get", ("", "pods", Some("attach"), Some("shop")))),
+        ("Metadata", person("get", ("", "secrets", None, Some("shop")))),
+        ("Metadata", person("create", ("", "secrets", None, Some("shop")))),
+        ("Metadata", person("update", ("", "configmaps", None, Some("shop")))),
+        ("RequestResponse", person("create", ("rbac.authorization.k8s.io", "clusterrolebindings", None, None))),
         (
             "RequestResponse",
-            "alice",
-            person,
-            "patch",
-            Some(("", "pods", Some("ephemeralcontainers"), Some("shop"))),
-            None,
+            person("delete", ("admissionregistration.k8s.io", "validatingwebhookconfigurations", None, None)),
         ),
-        ("Request", "alice", person, "create", Some(("", "pods", Some("exec"), Some("shop"))), None),
-        ("Request", "alice", person, "get", Some(("", "pods", Some("attach"), Some("shop"))), None),
-        ("Metadata", "alice", person, "get", Some(("", "secrets", None, Some("shop"))), None),
-        ("Metadata", "alice", person, "create", Some(("", "secrets", None, Some("shop"))), None),
-        ("Metadata", "alice", person, "update", Some(("", "configmaps", None, Some("shop"))), None),
-        (
-            "RequestResponse",
-            "alice",
-            person,
-            "create",
-            Some(("rbac.authorization.k8s.io", "clusterrolebindings", None, None)),
-            None,
-        ),
-        (
-            "RequestResponse",
-            "alice",
-            person,
-            "delete",
-            Some(("admissionregistration.k8s.io", "validatingwebhookconfigurations", None, None)),
-            None,
-        ),
-        ("RequestResponse", "alice", person, "create", Some(("", "serviceaccounts", None, Some("kube-system"))), None),
-        ("Metadata", "alice", person, "get", Some(("", "pods", None, Some("shop"))), None),
-        ("Metadata", "system:anonymous", &["system:unauthenticated"], "get", None, Some("/readyz")),
-        ("Metadata", "system:anonymous", &["system:unauthenticated"], "list", Some(("", "secrets", None, None)), None),
-        ("None", "kubelet", &["system:nodes", "system:authenticated"], "get", None, Some("/healthz")),
-        ("None", "system:kube-proxy", &["system:authenticated"], "watch", Some(("", "endpoints", None, None)), None),
+        ("RequestResponse", person("create", ("", "serviceaccounts", None, Some("kube-system")))),
+        ("Metadata", person("get", ("", "pods", None, Some("shop")))),
+        ("Metadata", by("system:anonymous", anonymous, "get", None, Some("/readyz"))),
+        ("Metadata", by("system:anonymous", anonymous, "list", Some(("", "secrets", None, None)), None)),
+        ("None", by("kubelet", node, "get", None, Some("/healthz"))),
+        ("None", by("system:kube-proxy", component, "watch", Some(("", "endpoints", None, None)), None)),
+        ("None", by("system:node:n1", node, "watch", Some(("", "nodes", None, None)), None)),
         (
             "None",
-            "system:node:n1",
-            &["system:nodes", "system:authenticated"],
-            "watch",
-            Some(("", "nodes", None, None)),
-            None,
-        ),
-        (
-            "None",
-            "system:kube-scheduler",
-            &["system:authenticated"],
-            "update",
-            Some(("coordination.k8s.io", "leases", None, Some("kube-system"))),
-            None,
+            by(
+                "system:kube-scheduler",
+                component,
+                "update",
+                Some(("coordination.k8s.io", "leases", None, Some("kube-system"))),
+                None,
+            ),
         ),
     ];
-    for (want, user, groups, verb, resource, url) in cases {
-        let r = Request { user, groups, verb, resource: *resource, url: *url };
-        assert_eq!(audit_level(policy, &r), *want, "{user} {verb} {resource:?} {url:?}");
+    for (want, r) in &cases {
+        assert_eq!(audit_level(policy, r), *want, "{} {} {:?} {:?}", r.user, r.verb, r.resource, r.url);
     }
     let shown =
         run(kubectl().args(["config", "view", "--kubeconfig"]).arg(deploy("k8s-audit/webhook-kubeconfig.yaml")));
