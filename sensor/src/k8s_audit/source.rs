@@ -13,8 +13,8 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex, PoisonError, RwLock,
-        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
-        mpsc::{Receiver, SyncSender, TrySendError, sync_channel},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed},
+        mpsc::{Receiver, SyncSender, sync_channel},
     },
     time::Duration,
 };
@@ -144,6 +144,8 @@ struct Counters {
     requests: AtomicU64,
     /// Nanoseconds the webhook spent answering, over all requests.
     request_ns: AtomicU64,
+    /// Room in the queue taken: events queued, or about to be.
+    pending: AtomicUsize,
     refused: Mutex<BTreeMap<Refusal, u64>>,
 }
 
@@ -208,7 +210,12 @@ impl AuditSource {
                 .spawn(move || evaluate(events, &engine, &alerts, &counters))
                 .context("starting the audit evaluation thread")?
         };
-        let intake = Intake { queue: queue.clone(), counters: counters.clone(), cluster: config.cluster_name.clone() };
+        let intake = Intake {
+            queue: queue.clone(),
+            counters: counters.clone(),
+            cluster: config.cluster_name.clone(),
+            capacity: config.queue,
+        };
         let mut followers = Vec::new();
         for path in &config.files {
             let (intake, stop, path) = (intake.clone(), stop.clone(), path.clone());
@@ -279,7 +286,7 @@ impl AuditSource {
         AuditCounters {
             received,
             evaluated,
-            queued: received.saturating_sub(evaluated),
+            queued: c.pending.load(Relaxed) as u64,
             requests: c.requests.load(Relaxed),
             request_seconds: c.request_ns.load(Relaxed) as f64 / 1e9,
             refused: refused.iter().map(|(why, n)| (why.as_str(), *n)).collect(),
@@ -298,17 +305,28 @@ impl Drop for AuditSource {
     }
 }
 
-/// What both kinds of source hand events to.
+/// What both kinds of source hand events to. Room in the queue is taken before events are
+/// parsed, all of a batch or none of it: a batch refused for a full queue was not taken in
+/// part, so kube-apiserver's retry of it repeats nothing.
 #[derive(Clone)]
 struct Intake {
     queue: SyncSender<AuditEvent>,
     counters: Arc<Counters>,
     cluster: Option<String>,
+    /// The queue's bound ([`AuditConfig::queue`]).
+    capacity: usize,
 }
 
 impl Intake {
+    /// Takes room for `n` events, all or none.
+    fn reserve(&self, n: usize) -> bool {
+        let room = |pending: usize| (pending + n <= self.capacity).then_some(pending + n);
+        self.counters.pending.fetch_update(Relaxed, Relaxed, room).is_ok()
+    }
+
     /// Queues one event's JSON (an item of an `EventList` of that `apiVersion`, with
-    /// `list`), or counts why not.
+    /// `list`) into room [`Intake::reserve`] took for it, or gives the room back and counts
+    /// why not.
     fn take(&self, json: serde_json::Value, list: Option<&str>) -> Result<(), Refusal> {
         let event = match list {
             Some(api_version) => AuditEvent::from_list_item(json, api_version),
@@ -316,18 +334,22 @@ impl Intake {
         };
         let mut event = event.map_err(|e| {
             log::debug!("k8s_audit: refused an event: {e}");
+            self.counters.pending.fetch_sub(1, Relaxed);
             self.counters.refuse(Refusal::Malformed, 1);
             Refusal::Malformed
         })?;
         if let Some(cluster) = &self.cluster {
             event = event.with_cluster_name(cluster.clone());
         }
-        match self.queue.try_send(event) {
+        // The room was taken: the queue holds fewer than its bound, so this does not wait.
+        match self.queue.send(event) {
             Ok(()) => {
                 self.counters.received.fetch_add(1, Relaxed);
                 Ok(())
             }
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            // The rules are gone (the source is stopping).
+            Err(_) => {
+                self.counters.pending.fetch_sub(1, Relaxed);
                 self.counters.refuse(Refusal::QueueFull, 1);
                 Err(Refusal::QueueFull)
             }
@@ -340,6 +362,7 @@ fn evaluate(events: Receiver<AuditEvent>, engine: &RwLock<Arc<Engine>>, alerts: 
     let mut scratch = Scratch::default();
     let mut bursts = super::ForbiddenBursts::default();
     for mut event in events {
+        counters.pending.fetch_sub(1, Relaxed);
         bursts.observe(&mut event);
         let engine = engine.read().unwrap_or_else(PoisonError::into_inner).clone();
         for alert in engine.process_admitted(&event, &mut scratch, &mut |rule| alerts.admits(rule)) {
@@ -418,6 +441,13 @@ fn follow(path: &Path, intake: &Intake, stop: &AtomicBool) {
         }
         match serde_json::from_slice::<serde_json::Value>(&line) {
             Ok(json) => {
+                // The file keeps what the queue has no room for yet: wait rather than drop.
+                while !intake.reserve(1) {
+                    if stop.load(Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 if let Err(Refusal::Malformed) = intake.take(json, None) {
                     log::warn!("k8s_audit: {}:{line_number}: not an audit event", path.display());
                 }
@@ -493,8 +523,8 @@ struct Batch<'a> {
 /// `POST <path>`: an `EventList` or one `Event`. 200 when every event was taken; 400 for
 /// what is not an audit event (nothing of the request is kept); 401 without the token;
 /// 413 over the request bound (an event over its own bound is dropped and counted, the
-/// rest kept); 429 when the queue was full for some of them (the rest kept: the apiserver's
-/// retry may repeat a few).
+/// rest kept); 429 when the queue has no room for all of them (none is taken: the
+/// apiserver's retry repeats nothing).
 async fn receive(
     State(hook): State<Webhook>,
     headers: HeaderMap,
@@ -554,15 +584,22 @@ fn answer(
         }
     };
     let (mut taken, mut full, mut bad, mut large) = (0u64, 0u64, 0u64, 0u64);
+    let (items, oversized): (Vec<&str>, Vec<&str>) = items.into_iter().partition(|i| i.len() <= hook.max_event_bytes);
+    if !oversized.is_empty() {
+        large = oversized.len() as u64;
+        counters.refuse(Refusal::TooLarge, large);
+    }
+    if !hook.intake.reserve(items.len()) {
+        full = items.len() as u64;
+        counters.refuse(Refusal::QueueFull, full);
+        let summary = format!("taken 0, queue full {full}, malformed 0, too large {large}\n");
+        return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], summary).into_response();
+    }
     for item in items {
-        if item.len() > hook.max_event_bytes {
-            counters.refuse(Refusal::TooLarge, 1);
-            large += 1;
-            continue;
-        }
         let json = match serde_json::from_str(item) {
             Ok(json) => json,
             Err(_) => {
+                counters.pending.fetch_sub(1, Relaxed);
                 counters.refuse(Refusal::Malformed, 1);
                 bad += 1;
                 continue;
@@ -592,13 +629,14 @@ fn answer(
 mod tests {
     use super::*;
 
-    /// A full queue: the webhook answers 429 with Retry-After, keeps what fit, counts the rest.
+    /// A queue without room for a whole batch: the webhook answers 429 with Retry-After and
+    /// takes none of it (a retry repeats nothing); a batch that fits is taken.
     #[tokio::test]
     async fn a_full_queue_is_answered_429_and_counted() {
-        let (queue, _held) = sync_channel(1);
+        let (queue, _held) = sync_channel(2);
         let counters = Arc::new(Counters::default());
         let hook = Webhook {
-            intake: Intake { queue, counters: counters.clone(), cluster: None },
+            intake: Intake { queue, counters: counters.clone(), cluster: None, capacity: 2 },
             token: None,
             max_event_bytes: 1 << 20,
         };
@@ -607,10 +645,17 @@ mod tests {
                 "stageTimestamp": "2026-12-07T10:00:00Z"})
         };
         let body = serde_json::json!({"kind": "EventList", "items": [event("a"), event("b"), event("c")]});
-        let response = receive(State(hook), HeaderMap::new(), Ok(Bytes::from(body.to_string()))).await;
+        let response = receive(State(hook.clone()), HeaderMap::new(), Ok(Bytes::from(body.to_string()))).await;
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()), Some(&b"1"[..]));
-        assert_eq!(counters.received.load(Relaxed), 1);
-        assert_eq!(counters.refused.lock().unwrap().get(&Refusal::QueueFull), Some(&2));
+        assert_eq!(counters.received.load(Relaxed), 0);
+        assert_eq!(counters.refused.lock().unwrap().get(&Refusal::QueueFull), Some(&3));
+        let two = serde_json::json!({"kind": "EventList", "items": [event("d"), event("e")]});
+        let response = receive(State(hook.clone()), HeaderMap::new(), Ok(Bytes::from(two.to_string()))).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(counters.received.load(Relaxed), 2);
+        let one = serde_json::json!({"kind": "EventList", "items": [event("f")]});
+        let response = receive(State(hook), HeaderMap::new(), Ok(Bytes::from(one.to_string()))).await;
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "the queue is full until the rules take from it");
     }
 }
