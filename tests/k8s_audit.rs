@@ -1,7 +1,8 @@
 //! Kubernetes audit events into a real `sensor run` with Falco's k8s_audit rules: an
 //! `EventList` over HTTPS with a client certificate (curl, as kube-apiserver's webhook
 //! backend posts it) and lines of an audit log that is rotated in the middle; the alerts
-//! come out on stdout with their `ka.*` fields, what is refused is answered and counted.
+//! come out on stdout with their `ka.*` fields and are kept by the store output, what is
+//! refused is answered and counted.
 //! Needs root (a real sensor).
 
 #[path = "../sensor/tests/peers/pki.rs"]
@@ -13,6 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use sensor::store::{AlertStore as _, Order, Query, SqliteStore};
 use sensor_tests::{alert_stream, await_alert, free_loopback_port, scrape, start_sensor, temp_path};
 use serde_json::{Value, json};
 
@@ -89,12 +91,14 @@ fn audit_events_over_https_and_from_a_rotated_log_alert_with_their_fields() {
     let webhook = free_loopback_port().unwrap();
     let metrics = free_loopback_port().unwrap();
     let log = format!("{dir}/audit.log");
+    let store = format!("{dir}/alerts.db");
     std::fs::write(&log, "").unwrap();
     let config = format!("{dir}/sensor.yaml");
     std::fs::write(
         &config,
         format!(
-            "rules: [{AUDIT_RULES}]\noutputs:\n  - stdout: {{format: json}}\nk8s_audit:\n  webhook:\n    \
+            "rules: [{AUDIT_RULES}]\noutputs:\n  - stdout: {{format: json}}\n  - store: {{path: {store}}}\n\
+             k8s_audit:\n  webhook:\n    \
              address: {webhook}\n    tls: {{cert_file: {}, key_file: {}, client_ca_file: {}}}\n  files: [{log}]\n  \
              cluster_name: test-cluster\n",
             pki.server_cert.display(),
@@ -178,5 +182,10 @@ fn audit_events_over_https_and_from_a_rotated_log_alert_with_their_fields() {
     // SAFETY: kill has no memory preconditions; the pid is our child's.
     unsafe { libc::kill(sensor.id() as i32, libc::SIGTERM) };
     assert!(sensor.wait().unwrap().success());
+    // The store output kept them, as audit alerts with their fields.
+    let stored = SqliteStore::open_read_only(store.as_ref()).unwrap();
+    let query = Query { sources: vec!["k8s_audit".into()], order: Order::OldestFirst, ..Query::default() };
+    let rules: Vec<String> = stored.search(&query).unwrap().alerts.iter().map(|a| a.rule.clone()).collect();
+    assert_eq!(rules, ["Create Privileged Pod", "Attach/Exec Pod", "Attach/Exec Pod"], "the stored audit alerts");
     let _ = std::fs::remove_dir_all(&dir);
 }
