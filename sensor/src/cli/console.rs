@@ -91,7 +91,7 @@ impl ClusterAudit {
         eprintln!("console: k8s_audit: {} events received, {} evaluated", counters.received, counters.evaluated);
         publisher.finish().await;
         if let Some(stage) = Arc::into_inner(stage) {
-            for counters in stage.shutdown(std::time::Duration::from_secs(10)).await {
+            for counters in stage.shutdown(std::time::Duration::from_secs_f64(super::DRAIN_TIMEOUT_S)).await {
                 eprintln!("{counters}");
             }
         }

@@ -143,9 +143,12 @@ struct ConfigArgs {
     json: bool,
     /// At exit, how long the outputs may take to deliver what they still hold, in seconds;
     /// what is left after that is counted as dropped.
-    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    #[arg(long, value_name = "S", default_value_t = DRAIN_TIMEOUT_S)]
     drain_timeout: f64,
 }
+
+/// How long the outputs may take at exit to deliver what they hold, by default, in seconds.
+pub(crate) const DRAIN_TIMEOUT_S: f64 = 10.0;
 
 impl ConfigArgs {
     /// The configuration: the file with its overrides, and `--json` applied.

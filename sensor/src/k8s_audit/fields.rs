@@ -87,7 +87,7 @@ pub(super) fn field<'e>(ev: &'e AuditEvent, id: Field, arg: Option<&FieldArg>) -
         EvtRawtimeS => Some(Value::UInt(ev.time_ns / 1_000_000_000)),
         EvtRawtimeNs => Some(Value::UInt(ev.time_ns % 1_000_000_000)),
         EvtSource => Some(Value::str(K8S_AUDIT_SOURCE)),
-        EvtHostname => Some(Value::str(&ev.hostname)),
+        EvtHostname => Some(Value::str(ev.hostname)),
         // An audit event has none of a syscall event's fields.
         syscall_fields!() => None,
         // --- ka: the request
@@ -157,12 +157,8 @@ pub(super) fn field<'e>(ev: &'e AuditEvent, id: Field, arg: Option<&FieldArg>) -
         KaReqPodVolumesHostpath => volume_values(json, index, |v| v.get("hostPath")?.get("path").map(text)),
         KaReqPodVolumesFlexvolumeDriver => volume_values(json, index, |v| v.get("flexVolume")?.get("driver").map(text)),
         KaReqPodVolumesVolumeType => {
-            let volumes = at(json, &["requestObject", "spec", "volumes"])?.as_array()?;
-            let selected: Vec<&Json> = match index {
-                Some(n) => vec![volumes.get(n)?],
-                None => volumes.iter().collect(),
-            };
-            let kinds = selected
+            let volumes = selected(at(json, &["requestObject", "spec", "volumes"])?.as_array()?, index)?;
+            let kinds = volumes
                 .iter()
                 .filter_map(|v| v.as_object())
                 .flat_map(|o| o.keys().filter(|k| *k != "name").map(|k| Value::str(k.as_str())))
@@ -267,14 +263,18 @@ fn pick(values: Vec<Value<'_>>, index: Option<usize>) -> Option<Value<'_>> {
     }
 }
 
+/// All `items`, or with `index` the one at it (`None` when there is none there).
+fn selected(items: &[Json], index: Option<usize>) -> Option<Vec<&Json>> {
+    match index {
+        None => Some(items.iter().collect()),
+        Some(n) => Some(vec![items.get(n)?]),
+    }
+}
+
 /// The containers of the pod in the request (of one of its lists), or with `index` the one
 /// at it.
 fn each_container(json: &Json, which: Containers, index: Option<usize>) -> Option<Vec<&Json>> {
-    let all = at(json, &["requestObject", "spec", which.key()])?.as_array()?;
-    match index {
-        None => Some(all.iter().collect()),
-        Some(n) => Some(vec![all.get(n)?]),
-    }
+    selected(at(json, &["requestObject", "spec", which.key()])?.as_array()?, index)
 }
 
 /// One value per selected container (several for commands, arguments, capabilities and
@@ -282,9 +282,9 @@ fn each_container(json: &Json, which: Containers, index: Option<usize>) -> Optio
 /// one without a setting adds nothing for it, but for the effective user and group, which
 /// fall back to the pod's, then 0.
 fn container_field(json: &Json, which: Containers, of: Of, index: Option<usize>) -> Option<Value<'_>> {
-    let selected = each_container(json, which, index)?;
+    let containers = each_container(json, which, index)?;
     let mut out = Vec::new();
-    for c in selected {
+    for c in containers {
         let setting = |key: &str| at(c, &["securityContext", key]);
         match of {
             Of::Name => out.extend(c.get("name").map(text)),
@@ -359,12 +359,8 @@ fn subjects<'j>(json: &'j Json, kind: &str, namespaced: bool) -> Option<Value<'j
 
 /// Every value of the role's rules' `key` lists (with `index`, of the rule at it).
 fn rule_values<'j>(json: &'j Json, key: &str, index: Option<usize>) -> Option<Value<'j>> {
-    let rules = at(json, &["requestObject", "rules"])?.as_array()?;
-    let selected: Vec<&Json> = match index {
-        None => rules.iter().collect(),
-        Some(n) => vec![rules.get(n)?],
-    };
-    let values = selected.iter().filter_map(|r| r.get(key)?.as_array()).flatten().map(text).collect();
+    let rules = selected(at(json, &["requestObject", "rules"])?.as_array()?, index)?;
+    let values = rules.iter().filter_map(|r| r.get(key)?.as_array()).flatten().map(text).collect();
     Some(Value::List(values))
 }
 
@@ -385,27 +381,5 @@ fn volume_values<'j>(
 /// The first value of query parameter `name` in `uri`, decoded (`%XX`, `+` for a space).
 fn query_param(uri: &str, name: &str) -> Option<String> {
     let (_, query) = uri.split_once('?')?;
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (decode(k) == name).then(|| decode(v))
-    })
-}
-
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'+', _) => out.push(b' '),
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 2;
-            }
-            (b, _) => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }

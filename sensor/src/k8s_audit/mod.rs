@@ -23,7 +23,7 @@ pub struct AuditEvent {
     /// `stageTimestamp`, else `requestReceivedTimestamp`, in nanoseconds since the epoch.
     time_ns: u64,
     /// The node's name (`evt.hostname`).
-    hostname: String,
+    hostname: &'static str,
     /// The cluster's name as the operator configured it (`ka.cluster.name`).
     cluster: Option<String>,
     /// 403s of the user in the last minute, when counted ([`ForbiddenBursts`]).
@@ -70,7 +70,7 @@ impl AuditEvent {
         };
         let time_ns = crate::enrich::parse_rfc3339_ns(time)
             .ok_or_else(|| format!("the audit event's time '{time}' is not an RFC 3339 time"))?;
-        let hostname = crate::state::SensorInfo::current().hostname;
+        let hostname = crate::state::node_name();
         Ok(AuditEvent { json, time_ns, hostname, cluster: None, forbidden_recent: None })
     }
 

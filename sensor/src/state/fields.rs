@@ -52,6 +52,12 @@ impl Stream {
     }
 }
 
+/// The node's name alerts carry (`evt.hostname`), looked up once.
+pub fn node_name() -> &'static str {
+    static HOSTNAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOSTNAME.get_or_init(crate::rules::engine::default_hostname)
+}
+
 /// The sensor itself, as rules see it: `sensor.pid` and `evt.hostname`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SensorInfo {
@@ -62,11 +68,9 @@ pub struct SensorInfo {
 }
 
 impl SensorInfo {
-    /// This process, on this node (the name looked up once).
+    /// This process, on this node.
     pub fn current() -> Self {
-        static HOSTNAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        let hostname = HOSTNAME.get_or_init(crate::rules::engine::default_hostname).clone();
-        Self { pid: std::process::id(), hostname }
+        Self { pid: std::process::id(), hostname: node_name().to_owned() }
     }
 }
 

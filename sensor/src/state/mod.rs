@@ -19,7 +19,7 @@ pub use dns::{DNS_REFRESH, DnsNames};
 pub use fd::{CUT_NAME_BYTES, Fd, FdTable, MAX_FD_NAME_BYTES, MAX_FDS_PER_PROCESS};
 pub use field_map::FieldMapEvent;
 use fields::{EventChanges, Stream};
-pub use fields::{EventView, SensorInfo};
+pub use fields::{EventView, SensorInfo, node_name};
 pub use process::{Process, ProcessTable, read_proc};
 pub use users::{AccountStats, Lookup, Root, User, UserDb, account_stats};
 
