@@ -659,3 +659,64 @@ mod tests {
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "the queue is full until the rules take from it");
     }
 }
+
+#[cfg(test)]
+mod follow_tests {
+    use super::*;
+
+    fn line(id: &str) -> String {
+        serde_json::json!({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "auditID": id,
+            "stageTimestamp": "2026-12-07T10:00:00Z"})
+        .to_string()
+            + "\n"
+    }
+
+    /// A follower skips (and counts) a line over the event bound, a line that is not JSON and
+    /// one that is not an audit event, keeps the rest, and reads a file truncated in place
+    /// (copytruncate rotation) again from its start.
+    #[test]
+    fn a_follower_skips_what_is_not_an_event_and_follows_a_truncated_file() {
+        use std::io::Write as _;
+        let dir = std::env::temp_dir().join(format!("sensor-audit-follow-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.log");
+        std::fs::write(&path, line("before-start")).unwrap();
+        let (queue, events) = sync_channel(100);
+        let counters = Arc::new(Counters::default());
+        let intake = Intake { queue, counters: counters.clone(), cluster: None, capacity: 100 };
+        let stop = Arc::new(AtomicBool::new(false));
+        let follower = {
+            let (path, stop) = (path.clone(), stop.clone());
+            std::thread::spawn(move || follow(&path, &intake, &stop))
+        };
+        let ids = || -> Vec<String> {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let mut ids = Vec::new();
+            while let Ok(ev) = events.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+                ids.push(ev.json()["auditID"].as_str().unwrap_or_default().to_owned());
+                if ids.len() == 2 {
+                    break;
+                }
+            }
+            ids
+        };
+        std::thread::sleep(FOLLOW_POLL * 2);
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let huge = format!("{{\"pad\": \"{}\"}}\n", "x".repeat(default_max_event_bytes() + 1));
+        for text in [huge.as_str(), "not json\n", "{\"kind\": \"Pod\"}\n", &line("a"), &line("b")] {
+            f.write_all(text.as_bytes()).unwrap();
+        }
+        assert_eq!(ids(), ["a", "b"], "what was there at start is not replayed");
+        // Truncated in place, then written again.
+        std::fs::File::create(&path).unwrap().write_all(line("c").as_bytes()).unwrap();
+        std::thread::sleep(FOLLOW_POLL * 2);
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(line("d").as_bytes()).unwrap();
+        assert_eq!(ids(), ["c", "d"]);
+        stop.store(true, Relaxed);
+        follower.join().unwrap();
+        let refused = counters.refused.lock().unwrap().clone();
+        assert_eq!(refused.get(&Refusal::TooLarge), Some(&1));
+        assert_eq!(refused.get(&Refusal::Malformed), Some(&2));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
