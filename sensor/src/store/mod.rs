@@ -6,6 +6,7 @@
 //! ([`crate::outputs::store`]): the same queue, counters and retries as any other, so a
 //! slow or full disk never stalls detection.
 
+pub mod audit;
 mod config;
 mod postgresql;
 mod query;
@@ -267,6 +268,14 @@ impl Reader {
     pub fn read<T>(&self, read: impl FnOnce(&dyn AlertStore) -> anyhow::Result<T>) -> anyhow::Result<T> {
         match self {
             Reader::Sqlite(path) => read(&SqliteStore::open_read_only(path)?),
+            Reader::Postgres(pg) => read(pg),
+        }
+    }
+
+    /// Runs `read` on the audit log the store holds (blocks).
+    pub fn read_audit<T>(&self, read: impl FnOnce(&dyn audit::AuditLog) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        match self {
+            Reader::Sqlite(path) => read(&audit::SqliteAuditLog::open_read_only(path)?),
             Reader::Postgres(pg) => read(pg),
         }
     }

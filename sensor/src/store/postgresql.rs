@@ -33,9 +33,11 @@ use crate::rules::{Alert, Priority};
 const SCHEMA_VERSION: i64 = 2;
 /// How long a connection may sit idle before it is checked at its next use.
 const IDLE_CHECK_AFTER: Duration = Duration::from_secs(2);
-/// Advisory lock keys: making partitions, and running retention.
-const PARTITION_LOCK: i64 = 0x5e05_0001;
+/// Advisory lock keys: making partitions, and running retention (of the alerts, of the
+/// audit log).
+pub(super) const PARTITION_LOCK: i64 = 0x5e05_0001;
 const RETENTION_LOCK: i64 = 0x5e05_0002;
+pub(super) const AUDIT_RETENTION_LOCK: i64 = 0x5e05_0003;
 /// How many alerts, first in the page's order (of those the other filters select), a text
 /// search tries, in turn, before it asks the word index.
 const TEXT_PROBE_ALERTS: [usize; 2] = [5_000, 50_000];
@@ -43,11 +45,13 @@ const TEXT_PROBE_ALERTS: [usize; 2] = [5_000, 50_000];
 /// A store in a PostgreSQL database. Clones share the connections.
 #[derive(Clone)]
 pub struct PgStore {
-    pool: Arc<Pool>,
-    max_age_ns: u64,
-    max_size: Option<u64>,
+    pub(super) pool: Arc<Pool>,
+    pub(super) max_age_ns: u64,
+    pub(super) max_size: Option<u64>,
     /// Days whose partitions exist (made here or seen).
     days: Arc<Mutex<BTreeSet<u64>>>,
+    /// Days whose audit log partitions exist.
+    pub(super) audit_days: Arc<Mutex<BTreeSet<u64>>>,
     description: String,
 }
 
@@ -58,7 +62,7 @@ impl std::fmt::Debug for PgStore {
 }
 
 /// Open connections, at most `max`.
-struct Pool {
+pub(super) struct Pool {
     config: postgres::Config,
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     /// Idle connections, with when each was last used.
@@ -70,7 +74,7 @@ struct Pool {
 }
 
 /// A connection from the pool; back to it when dropped, unless it broke.
-struct Conn<'p> {
+pub(super) struct Conn<'p> {
     pool: &'p Pool,
     client: Option<Client>,
 }
@@ -99,7 +103,7 @@ impl Drop for Conn<'_> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -117,7 +121,7 @@ impl Drop for Pool {
 impl Pool {
     /// A connection: an idle one, a new one while fewer than `max` are open, else the next
     /// one freed (an error after 30 s).
-    fn get(&self) -> anyhow::Result<Conn<'_>> {
+    pub(super) fn get(&self) -> anyhow::Result<Conn<'_>> {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let mut open = lock(&self.open);
         loop {
@@ -183,7 +187,7 @@ fn describe(e: &postgres::Error) -> String {
 }
 
 /// `?` for database calls: the error with its server message.
-trait Described<T> {
+pub(super) trait Described<T> {
     fn db(self) -> anyhow::Result<T>;
 }
 
@@ -222,6 +226,7 @@ impl PgStore {
             max_age_ns: config.max_age.as_nanos().min(u128::from(u64::MAX)) as u64,
             max_size: config.max_size,
             days: Arc::new(Mutex::new(BTreeSet::new())),
+            audit_days: Arc::new(Mutex::new(BTreeSet::new())),
             description,
         };
         store.set_up().with_context(|| format!("the alert store {}", store.description))?;
@@ -280,6 +285,31 @@ impl PgStore {
                  alerts bigint NOT NULL,
                  PRIMARY KEY (hour, grp, priority, value)
              ) PARTITION BY RANGE (hour);
+             CREATE SEQUENCE IF NOT EXISTS audit_event_ids;
+             CREATE TABLE IF NOT EXISTS audit_events (
+                 id bigint NOT NULL DEFAULT nextval('audit_event_ids'),
+                 time_ns bigint NOT NULL,
+                 audit_id text NOT NULL,
+                 stage text NOT NULL,
+                 level text NOT NULL,
+                 verb text NOT NULL,
+                 user_name text NOT NULL,
+                 groups text NOT NULL,
+                 resource text,
+                 subresource text,
+                 namespace text,
+                 name text,
+                 code bigint,
+                 source_ips text NOT NULL,
+                 user_agent text,
+                 words tsvector NOT NULL,
+                 json text NOT NULL,
+                 PRIMARY KEY (time_ns, id),
+                 UNIQUE (time_ns, audit_id, stage)
+             ) PARTITION BY RANGE (time_ns);
+             CREATE INDEX IF NOT EXISTS audit_events_by_id ON audit_events (id);
+             CREATE INDEX IF NOT EXISTS audit_events_by_user ON audit_events (user_name, time_ns);
+             CREATE INDEX IF NOT EXISTS audit_events_words ON audit_events USING gin (words);
              CREATE TABLE IF NOT EXISTS console_sessions (
                  token_sha256 bytea PRIMARY KEY,
                  user_name text NOT NULL,
@@ -318,18 +348,24 @@ impl PgStore {
         Ok(())
     }
 
-    /// The days with partitions, oldest first, as the database has them now.
+    /// The days with alert partitions, oldest first, as the database has them now.
     fn stored_days(&self) -> anyhow::Result<Vec<u64>> {
+        self.partition_days("alerts")
+    }
+
+    /// The days with partitions (`<parent>_d<day>`) of table `parent`, oldest first.
+    pub(super) fn partition_days(&self, parent: &str) -> anyhow::Result<Vec<u64>> {
         let mut conn = self.pool.get()?;
         let rows = conn
             .query(
                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
-                 WHERE i.inhparent = 'alerts'::regclass",
-                &[],
+                 WHERE i.inhparent = to_regclass($1)",
+                &[&parent],
             )
             .db()?;
+        let prefix = format!("{parent}_d");
         let mut days: Vec<u64> =
-            rows.iter().filter_map(|r| r.get::<_, String>(0).strip_prefix("alerts_d")?.parse().ok()).collect();
+            rows.iter().filter_map(|r| r.get::<_, String>(0).strip_prefix(&prefix)?.parse().ok()).collect();
         days.sort_unstable();
         Ok(days)
     }
@@ -428,7 +464,7 @@ impl PgStore {
     }
 
     /// Runs `sql` with `params` (as [`Dialect::filters`] bound them).
-    fn query(&self, sql: &str, params: &[Param]) -> anyhow::Result<Vec<postgres::Row>> {
+    pub(super) fn query(&self, sql: &str, params: &[Param]) -> anyhow::Result<Vec<postgres::Row>> {
         let values: Vec<Box<dyn ToSql + Sync>> = params
             .iter()
             .map(|p| -> Box<dyn ToSql + Sync> {

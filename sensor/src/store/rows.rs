@@ -64,8 +64,12 @@ fn indexed_word(mut word: String) -> String {
 /// (`'a' 'b'`): the store's word index, which finds a word by its beginning. Words hold
 /// only letters and digits, so quoting them needs no escapes.
 pub(super) fn word_vector(alert: &Alert) -> String {
-    let body = body(alert);
-    let words: std::collections::BTreeSet<String> = words_of(&body).map(indexed_word).collect();
+    word_vector_of(&body(alert))
+}
+
+/// The `tsvector` literal of the words of `body` (see [`word_vector`]).
+pub(super) fn word_vector_of(body: &str) -> String {
+    let words: std::collections::BTreeSet<String> = words_of(body).map(indexed_word).collect();
     let mut vector = String::new();
     for word in words {
         if vector.len() + word.len() + 3 > INDEXED_WORDS_MAX {
@@ -321,7 +325,7 @@ impl Dialect {
     }
 
     /// Whether `needle` occurs in `haystack` (both SQL expressions).
-    fn contains(self, haystack: &str, needle: &str) -> String {
+    pub fn contains(self, haystack: &str, needle: &str) -> String {
         match self {
             Dialect::Sqlite => format!("instr({haystack}, {needle}) > 0"),
             Dialect::Postgres => format!("strpos({haystack}, {needle}) > 0"),
@@ -329,9 +333,41 @@ impl Dialect {
     }
 
     /// `column IN (...)` over `values`, binding them into `args`.
-    fn any_of(self, column: &str, values: &[String], args: &mut Vec<Param>) -> String {
+    pub fn any_of(self, column: &str, values: &[String], args: &mut Vec<Param>) -> String {
         let marks: Vec<String> = values.iter().map(|v| self.bind(args, Param::Text(v.clone()))).collect();
         format!("{column} IN ({})", marks.join(", "))
+    }
+
+    /// Whether the row's `json` holds `term` exactly as written (its dashes, slashes and
+    /// quotes), ignoring case, binding into `args`. In PostgreSQL, the `words` index finds
+    /// candidates ([`word_query`]) and a LIKE on the JSON keeps the exact matches.
+    pub fn json_holds(self, term: &str, args: &mut Vec<Param>) -> String {
+        // Escaped as JSON escapes text.
+        let escaped = serde_json::to_string(term).unwrap_or_default();
+        let escaped = escaped.get(1..escaped.len().saturating_sub(1)).unwrap_or_default();
+        match self {
+            Dialect::Sqlite => {
+                let needle = self.bind(args, Param::Text(escaped.to_owned()));
+                self.contains("lower(json)", &format!("lower({needle})"))
+            }
+            Dialect::Postgres => {
+                let mut clause = String::new();
+                if let Some(words) = word_query(term) {
+                    let mark = self.bind(args, Param::Text(words));
+                    clause.push_str(&format!("words @@ {mark}::tsquery AND "));
+                }
+                let mut pattern = String::from("%");
+                for c in escaped.chars() {
+                    if matches!(c, '%' | '_' | '\\') {
+                        pattern.push('\\');
+                    }
+                    pattern.push(c);
+                }
+                pattern.push('%');
+                clause.push_str(&format!("lower(json) LIKE lower({})", self.bind(args, Param::Text(pattern))));
+                clause
+            }
+        }
     }
 
     /// The WHERE clause of `query` over an alerts table, binding its values into `args`.
@@ -396,35 +432,7 @@ impl Dialect {
             clauses.push(format!("({})", tests.join(" OR ")));
         }
         for term in query.terms() {
-            // The alert's JSON holds the term exactly as written (its dashes, slashes and
-            // quotes), ignoring case: escaped as JSON escapes text.
-            let escaped = serde_json::to_string(term).unwrap_or_default();
-            let escaped = escaped.get(1..escaped.len().saturating_sub(1)).unwrap_or_default();
-            clauses.push(match self {
-                Dialect::Sqlite => {
-                    let needle = self.bind(args, Param::Text(escaped.to_owned()));
-                    self.contains("lower(json)", &format!("lower({needle})"))
-                }
-                // The word index finds candidates (`word_query`), a LIKE on the JSON keeps
-                // the exact matches.
-                Dialect::Postgres => {
-                    let mut clause = String::new();
-                    if let Some(words) = word_query(term) {
-                        let mark = self.bind(args, Param::Text(words));
-                        clause.push_str(&format!("words @@ {mark}::tsquery AND "));
-                    }
-                    let mut pattern = String::from("%");
-                    for c in escaped.chars() {
-                        if matches!(c, '%' | '_' | '\\') {
-                            pattern.push('\\');
-                        }
-                        pattern.push(c);
-                    }
-                    pattern.push('%');
-                    clause.push_str(&format!("lower(json) LIKE lower({})", self.bind(args, Param::Text(pattern))));
-                    clause
-                }
-            });
+            clauses.push(self.json_holds(term, args));
         }
         if let Some(id) = query.stored_after {
             clauses.push(format!("id > {}", self.bind(args, Param::Int(id))));

@@ -1,0 +1,335 @@
+//! The audit log: every Kubernetes audit event that passes `k8s_audit.keep` (not only those
+//! that alerted), kept for `max_age` within `max_size` like the alerts, searchable by time,
+//! user, groups, verb, resource, subresource, namespace, object name, response code, source
+//! IP, user agent, audit ID and free text.
+//!
+//! One trait, [`AuditLog`], over the engines: a SQLite file of its own ([`SqliteAuditLog`],
+//! day tables as the alert store keeps) or the alert store's PostgreSQL database (tables
+//! `audit_events` and their day partitions, beside the alerts). An event is stored once
+//! per `(auditID, stage)`: a batch kube-apiserver retries is not stored twice.
+
+mod postgresql;
+mod sqlite;
+
+pub use sqlite::SqliteAuditLog;
+
+use serde::Deserialize;
+
+use super::rows::{Dialect, Param, ns_column};
+use super::{Cursor, Order, Removed, Usage};
+use crate::k8s_audit::AuditEvent;
+use crate::rules::FieldSource as _;
+
+/// The levels an audit policy logs at, least first.
+pub const LEVELS: [&str; 4] = ["None", "Metadata", "Request", "RequestResponse"];
+
+/// Which audit events the log keeps (`k8s_audit.keep`); an empty list keeps any value.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Keep {
+    /// Audit levels kept (`Metadata`, `Request`, `RequestResponse`).
+    #[serde(default)]
+    pub levels: Vec<String>,
+    /// Verbs kept (`create`, `delete`, `get`, `list`, `watch`, ...).
+    #[serde(default)]
+    pub verbs: Vec<String>,
+}
+
+impl Keep {
+    /// An unknown level is an error: a typo would keep nothing.
+    pub fn check(&self) -> Result<(), String> {
+        match self.levels.iter().find(|l| !LEVELS.contains(&l.as_str())) {
+            Some(bad) => Err(format!("k8s_audit.keep.levels: unknown level `{bad}` (expected {})", LEVELS.join(", "))),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `event` is kept.
+    pub fn keeps(&self, event: &AuditEvent) -> bool {
+        let text = |key: &str| event.json().get(key).and_then(serde_json::Value::as_str).unwrap_or_default();
+        let any = |list: &[String], value: &str| list.is_empty() || list.iter().any(|v| v == value);
+        any(&self.levels, text("level")) && any(&self.verbs, text("verb"))
+    }
+}
+
+/// The separator of the list columns (`groups`, `source_ips`): stored `\nA\nB\n`, so that a
+/// value is found as `\nA\n` whatever its neighbours.
+const LIST_SEPARATOR: char = '\n';
+
+/// An audit event as the log keeps it: the columns it is searched by, and its JSON whole.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditRecord {
+    /// The log's number for it, unique and increasing in the order stored (0 before).
+    pub id: i64,
+    /// `stageTimestamp` (else `requestReceivedTimestamp`), ns since the epoch.
+    pub time_ns: u64,
+    pub audit_id: String,
+    pub stage: String,
+    pub level: String,
+    pub verb: String,
+    pub user: String,
+    pub groups: Vec<String>,
+    pub resource: Option<String>,
+    pub subresource: Option<String>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    /// `responseStatus.code`.
+    pub code: Option<i64>,
+    pub source_ips: Vec<String>,
+    pub user_agent: Option<String>,
+    /// The event as kube-apiserver sent it.
+    pub json: serde_json::Value,
+}
+
+/// The columns a search reads, in the order [`AuditRecord::from_columns`] takes them.
+const COLUMNS: &str = "id, time_ns, audit_id, stage, level, verb, user_name, groups, resource, subresource, \
+                       namespace, name, code, source_ips, user_agent, json";
+
+impl AuditRecord {
+    /// The record of `event` (not stored yet: id 0).
+    pub fn of(event: &AuditEvent) -> AuditRecord {
+        let json = event.json();
+        let text = |v: &serde_json::Value, key: &str| v.get(key).and_then(serde_json::Value::as_str).map(str::to_owned);
+        let list = |v: Option<&serde_json::Value>| -> Vec<String> {
+            v.and_then(serde_json::Value::as_array)
+                .map(|a| a.iter().filter_map(serde_json::Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default()
+        };
+        let object = json.get("objectRef").unwrap_or(&serde_json::Value::Null);
+        let user = json.get("user").unwrap_or(&serde_json::Value::Null);
+        AuditRecord {
+            id: 0,
+            time_ns: event.timestamp_ns(),
+            audit_id: text(json, "auditID").unwrap_or_default(),
+            stage: text(json, "stage").unwrap_or_default(),
+            level: text(json, "level").unwrap_or_default(),
+            verb: text(json, "verb").unwrap_or_default(),
+            user: text(user, "username").unwrap_or_default(),
+            groups: list(user.get("groups")),
+            resource: text(object, "resource"),
+            subresource: text(object, "subresource"),
+            namespace: text(object, "namespace"),
+            name: text(object, "name"),
+            code: json.get("responseStatus").and_then(|s| s.get("code")).and_then(serde_json::Value::as_i64),
+            source_ips: list(json.get("sourceIPs")),
+            user_agent: text(json, "userAgent"),
+            json: json.clone(),
+        }
+    }
+
+    /// A text field of the event (`requestURI`, ...), for display.
+    pub fn text(&self, key: &str) -> Option<&str> {
+        self.json.get(key).and_then(serde_json::Value::as_str)
+    }
+
+    /// The event's JSON with the log's `id`, as the API and `sensor audit search --json` give it.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut json = self.json.clone();
+        if let Some(map) = json.as_object_mut() {
+            map.insert("id".into(), self.id.into());
+        }
+        json
+    }
+
+    /// The text its word index holds: every string and number of the event, keys aside.
+    fn body(&self) -> String {
+        fn walk(v: &serde_json::Value, out: &mut String) {
+            match v {
+                serde_json::Value::String(s) => {
+                    out.push_str(s);
+                    out.push('\n');
+                }
+                serde_json::Value::Number(n) => {
+                    out.push_str(&n.to_string());
+                    out.push('\n');
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+                serde_json::Value::Object(map) => map.values().for_each(|i| walk(i, out)),
+                serde_json::Value::Bool(_) | serde_json::Value::Null => {}
+            }
+        }
+        let mut body = String::new();
+        walk(&self.json, &mut body);
+        body
+    }
+}
+
+/// A list column's text: `\nA\nB\n`, or empty.
+fn list_column(values: &[String]) -> String {
+    if values.is_empty() {
+        String::new()
+    } else {
+        let sep = LIST_SEPARATOR.to_string();
+        format!("{sep}{}{sep}", values.join(&sep))
+    }
+}
+
+fn list_of_column(column: &str) -> Vec<String> {
+    column.split(LIST_SEPARATOR).filter(|v| !v.is_empty()).map(str::to_owned).collect()
+}
+
+/// A search of the audit log: every filter given must hold (several values of one filter:
+/// any of them).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AuditQuery {
+    /// Events at or after this time (ns since the epoch).
+    pub from_ns: Option<u64>,
+    /// Events before this time.
+    pub to_ns: Option<u64>,
+    /// `user.username`.
+    pub users: Vec<String>,
+    /// Events of a user in any of these groups.
+    pub groups: Vec<String>,
+    pub verbs: Vec<String>,
+    pub resources: Vec<String>,
+    pub subresources: Vec<String>,
+    pub namespaces: Vec<String>,
+    /// Object names.
+    pub names: Vec<String>,
+    /// Response codes.
+    pub codes: Vec<i64>,
+    /// Events with any of these among their `sourceIPs`.
+    pub source_ips: Vec<String>,
+    /// User agents beginning with any of these (`kubectl` finds `kubectl/v1.31.0 ...`).
+    pub user_agents: Vec<String>,
+    pub audit_ids: Vec<String>,
+    /// Terms that must all appear in the event (any string of its JSON), ignoring case.
+    pub text: Option<String>,
+    pub order: Order,
+    /// Continue after this event (the previous page's `next`).
+    pub after: Option<Cursor>,
+    /// Events per page (0: 100; at most 10,000).
+    pub limit: usize,
+}
+
+impl AuditQuery {
+    /// The page size to use.
+    pub fn page_size(&self) -> usize {
+        match self.limit {
+            0 => super::query::DEFAULT_LIMIT,
+            n => n.min(super::query::MAX_LIMIT),
+        }
+    }
+
+    fn terms(&self) -> Vec<&str> {
+        self.text.as_deref().map(|t| t.split_whitespace().collect()).unwrap_or_default()
+    }
+
+    /// The WHERE clause over an audit table (the text's exact check included; the word
+    /// index's candidates are each engine's), binding values into `args`.
+    fn filters(&self, dialect: Dialect, args: &mut Vec<Param>) -> String {
+        let mut clauses: Vec<String> = Vec::new();
+        if let Some(from) = self.from_ns {
+            clauses.push(format!("time_ns >= {}", dialect.bind(args, Param::Int(ns_column(from)))));
+        }
+        if let Some(to) = self.to_ns {
+            clauses.push(format!("time_ns < {}", dialect.bind(args, Param::Int(ns_column(to)))));
+        }
+        for (column, values) in [
+            ("user_name", &self.users),
+            ("verb", &self.verbs),
+            ("resource", &self.resources),
+            ("subresource", &self.subresources),
+            ("namespace", &self.namespaces),
+            ("name", &self.names),
+            ("audit_id", &self.audit_ids),
+        ] {
+            if !values.is_empty() {
+                clauses.push(dialect.any_of(column, values, args));
+            }
+        }
+        if !self.codes.is_empty() {
+            let marks: Vec<String> = self.codes.iter().map(|c| dialect.bind(args, Param::Int(*c))).collect();
+            clauses.push(format!("code IN ({})", marks.join(", ")));
+        }
+        for (column, values) in [("groups", &self.groups), ("source_ips", &self.source_ips)] {
+            if values.is_empty() {
+                continue;
+            }
+            let tests: Vec<String> = values
+                .iter()
+                .map(|v| {
+                    let mark = dialect.bind(args, Param::Text(format!("{LIST_SEPARATOR}{v}{LIST_SEPARATOR}")));
+                    dialect.contains(column, &mark)
+                })
+                .collect();
+            clauses.push(format!("({})", tests.join(" OR ")));
+        }
+        if !self.user_agents.is_empty() {
+            let tests: Vec<String> = self
+                .user_agents
+                .iter()
+                .map(|ua| {
+                    let v = dialect.bind(args, Param::Text(ua.clone()));
+                    format!("substr(user_agent, 1, length({v})) = {v}")
+                })
+                .collect();
+            clauses.push(format!("({})", tests.join(" OR ")));
+        }
+        for term in self.terms() {
+            clauses.push(dialect.json_holds(term, args));
+        }
+        if let Some(after) = self.after {
+            let op = match self.order {
+                Order::NewestFirst => "<",
+                Order::OldestFirst => ">",
+            };
+            let t = dialect.bind(args, Param::Int(ns_column(after.time_ns)));
+            let id = dialect.bind(args, Param::Int(after.id));
+            clauses.push(format!("(time_ns, id) {op} ({t}, {id})"));
+        }
+        if clauses.is_empty() { "TRUE".into() } else { clauses.join(" AND ") }
+    }
+}
+
+/// One page of an audit search.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AuditPage {
+    pub events: Vec<AuditRecord>,
+    /// Where the next page starts, when there may be one.
+    pub next: Option<Cursor>,
+}
+
+impl AuditPage {
+    /// The page of `limit` events from up to one more, in the search's order.
+    fn of(mut events: Vec<AuditRecord>, limit: usize) -> AuditPage {
+        let next = if events.len() > limit {
+            events.truncate(limit);
+            events.last().map(|e| Cursor { time_ns: e.time_ns, id: e.id })
+        } else {
+            None
+        };
+        AuditPage { events, next }
+    }
+}
+
+/// An audit log engine. Calls block: async code makes them on a blocking thread.
+pub trait AuditLog: Send {
+    /// Stores `events` in one transaction (all or, on an error, none); returns how many were
+    /// new (an event already stored, by its audit ID and stage, is not stored again).
+    fn insert_audit(&mut self, events: &[AuditRecord]) -> anyhow::Result<u64>;
+
+    /// The events `query` selects, one page of them.
+    fn search_audit(&self, query: &AuditQuery) -> anyhow::Result<AuditPage>;
+
+    /// One event by its id.
+    fn get_audit(&self, id: i64) -> anyhow::Result<Option<AuditRecord>>;
+
+    /// Removes what is older than `max_age` at `now_ns`, then the oldest events while the log
+    /// is over `max_size`.
+    fn retain_audit(&mut self, now_ns: u64) -> anyhow::Result<Removed>;
+
+    /// How much the log holds (`alerts`: its events).
+    fn audit_usage(&self) -> anyhow::Result<Usage>;
+}
+
+/// Opens the audit log `config` names for writing (blocks).
+pub fn open(config: &super::StoreConfig) -> anyhow::Result<Box<dyn AuditLog>> {
+    Ok(match &config.engine {
+        super::Engine::Sqlite(path) => Box::new(SqliteAuditLog::open(path, config)?),
+        super::Engine::Postgres(pg) => Box::new(super::PgStore::connect(pg, config)?),
+    })
+}
+
+#[cfg(test)]
+mod tests;
