@@ -738,6 +738,18 @@ impl Collector for SnapshotCollector {
                 "Kubernetes audit events the rules evaluated.",
                 audit.evaluated,
             )?;
+            w.counter(
+                "sensor_k8s_audit_stored_events",
+                "Kubernetes audit events kept in the audit log (k8s_audit.store; an event held already is not \
+                 counted again).",
+                audit.stored,
+            )?;
+            w.counters(
+                "sensor_k8s_audit_store_lost_events",
+                "Kubernetes audit events k8s_audit.keep selected that the audit log lost, by reason: queue_full \
+                 (its writer was 50,000 events behind) or write_failed (the store refused them 4 times).",
+                audit.store_lost.iter().map(|(reason, n)| (label("reason", reason), *n)),
+            )?;
             w.counter("sensor_k8s_audit_webhook_requests", "Requests the audit webhook answered.", audit.requests)?;
             w.counter(
                 "sensor_k8s_audit_webhook_request_seconds",

@@ -37,7 +37,7 @@ async fn an_https_console_takes_a_nodes_alerts_and_sets_secure_cookies() {
         pki.server_key.display(),
     ))
     .unwrap();
-    let console = start(&config.ui, Mode::Cluster).await.unwrap();
+    let console = start(&config.ui, Mode::Cluster, None).await.unwrap();
     let port = console.address.port();
 
     // Clients that connect and never finish a handshake hold up no one else.

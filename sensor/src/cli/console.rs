@@ -34,8 +34,9 @@ pub async fn run(args: ConsoleArgs, log_level: Option<String>) -> anyhow::Result
     // Its own endpoint (`metrics.address`): health for probes, ingest counters for Prometheus.
     let metrics = Arc::new(Metrics::new(config.metrics.stall_after));
     metrics.clone().serve(&config.metrics).await?;
-    let console = start(&config.ui, Mode::Cluster).await?;
+    // The audit source first: it makes the audit log the console shows.
     let audit = ClusterAudit::start(&config).await?;
+    let console = start(&config.ui, Mode::Cluster, config.k8s_audit.store.as_ref()).await?;
     metrics.set_ready(true);
     log::info!("console: serving on {}; stop with SIGTERM or Ctrl-C", console.address);
     let stop = super::stop_signal(None)?;

@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and one module per subcommand.
 
 mod alerts;
+mod audit;
 mod capture;
 mod config;
 mod console;
@@ -26,7 +27,8 @@ use sensor::{
 ///
 /// `run` watches the node and alerts; `capture` records raw events; `validate`,
 /// `test-rules`, `replay` and `list-fields` work on rules without a kernel or privileges;
-/// `alerts search` reads the alert store; `ui hash-password` hashes a console password.
+/// `alerts search` reads the alert store, `audit search` the Kubernetes audit log; `ui
+/// hash-password` hashes a console password.
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -58,6 +60,9 @@ enum Command {
     /// Search the alert store (`store` output) without a browser.
     #[command(subcommand)]
     Alerts(alerts::AlertsCommand),
+    /// Search the Kubernetes audit log (`k8s_audit.store`) without a browser.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Helpers for the web console's configuration (password hashes).
     #[command(subcommand)]
     Ui(ui::UiCommand),
@@ -81,6 +86,7 @@ pub fn main() -> ExitCode {
         Command::ListFields(args) => rules::list_fields(args),
         Command::Config(command) => config::run(command),
         Command::Alerts(command) => alerts::run(command),
+        Command::Audit(command) => audit::run(command),
         Command::Ui(command) => ui::run(command),
         Command::Run(args) => block_on(run::run(args, cli.log)),
         Command::Capture(args) => block_on(capture::run(args)),

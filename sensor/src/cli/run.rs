@@ -182,6 +182,7 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
             sensor::console::start(
                 &config.ui,
                 sensor::console::Mode::Node { store: config.store(), health: metrics.clone() },
+                config.k8s_audit.store.as_ref(),
             )
             .await?,
         ),

@@ -7,7 +7,10 @@ use std::fmt::Write as _;
 use crate::{
     html::escape,
     rules::{Priority, format_iso8601},
-    store::{GroupBy, Histogram, StoredAlert},
+    store::{
+        GroupBy, Histogram, StoredAlert,
+        audit::{self, AuditRecord},
+    },
 };
 
 use super::params::{encode, url_encoded, with};
@@ -39,7 +42,8 @@ fn page_refreshed(base: &str, title: &str, session: Option<(&str, &str)>, body: 
     let refresh = refresh.map(|s| format!("<meta http-equiv=\"refresh\" content=\"{s}\">")).unwrap_or_default();
     let nav = match session {
         Some((user, csrf)) => format!(
-            "<a href=\"{base}/\">Dashboard</a><a href=\"{base}/events\">Events</a><a href=\"{base}/about\">About</a>\
+            "<a href=\"{base}/\">Dashboard</a><a href=\"{base}/events\">Events</a><a href=\"{base}/audit\">Audit</a>\
+             <a href=\"{base}/about\">About</a>\
              <form method=\"post\" action=\"{base}/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
              <span>{}</span> <button type=\"submit\">Log out</button></form>",
             escape(csrf),
@@ -300,6 +304,133 @@ fn span_text(ns: u64) -> String {
         s if s % 60 == 0 => format!("{} min", s / 60),
         s => format!("{s} s"),
     }
+}
+
+/// The audit log's page: the filter form (every search parameter), a table of events (each
+/// leading to its detail), the next page's link.
+pub fn audit(
+    base: &str,
+    session: (&str, &str),
+    params: &[(String, String)],
+    events: &[AuditRecord],
+    next: Option<String>,
+    error: Option<&str>,
+) -> String {
+    let value = |key: &str| params.iter().find(|(k, _)| k == key).map(|(_, v)| escape(v)).unwrap_or_default();
+    let mut body =
+        format!("<h1>Audit</h1><form class=\"filters\" method=\"get\" action=\"{base}/audit\" id=\"filters\">");
+    for (key, hint) in audit::PARAMETERS.iter().filter(|(k, _)| !matches!(*k, "after" | "limit" | "order")) {
+        let _ = write!(
+            body,
+            "<label title=\"{}\">{}<input name=\"{key}\" id=\"f-{key}\" value=\"{}\"></label>",
+            escape(hint),
+            key.replace('_', " "),
+            value(key)
+        );
+    }
+    body.push_str("<button type=\"submit\" id=\"search\">Search</button></form>");
+    if let Some(e) = error {
+        let _ = write!(body, "<p class=\"error\" id=\"message\">{}</p>", escape(e));
+    }
+    body.push_str(
+        "<table id=\"events\"><thead><tr><th>Time</th><th>User</th><th>Verb</th><th>Resource</th><th>Object</th>\
+         <th>Code</th><th>Source IP</th><th>User agent</th></tr></thead><tbody>",
+    );
+    for e in events {
+        let resource = match (&e.resource, &e.subresource) {
+            (Some(r), Some(s)) => format!("{r}/{s}"),
+            (r, _) => r.clone().unwrap_or_default(),
+        };
+        let object = match (&e.namespace, &e.name) {
+            (Some(ns), Some(n)) => format!("{ns}/{n}"),
+            (ns, n) => n.clone().or(ns.clone()).unwrap_or_default(),
+        };
+        let _ = write!(
+            body,
+            "<tr class=\"audit\" data-id=\"{id}\" data-audit-id=\"{}\"><td><a href=\"{base}/audit/{id}\">{}</a></td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"out\">{}</td></tr>",
+            escape(&e.audit_id),
+            format_iso8601(e.time_ns),
+            escape(&e.user),
+            escape(&e.verb),
+            escape(&resource),
+            escape(&object),
+            e.code.map_or(String::new(), |c| c.to_string()),
+            escape(&e.source_ips.join(", ")),
+            escape(e.user_agent.as_deref().unwrap_or_default()),
+            id = e.id,
+        );
+    }
+    body.push_str("</tbody></table>");
+    if events.is_empty() && error.is_none() {
+        body.push_str("<p id=\"empty\">No audit events match.</p>");
+    }
+    if let Some(next) = next {
+        let _ = write!(
+            body,
+            "<p><a id=\"next\" href=\"{base}/audit?{}\">Next page</a></p>",
+            escape(&with(params, "after", &next))
+        );
+    }
+    page(base, "Audit", Some(session), &body)
+}
+
+/// One audit event: the request, the object, the user, where it came from, the answer and
+/// the stage timestamps, then its JSON whole.
+pub fn audit_detail(base: &str, session: (&str, &str), e: &AuditRecord) -> String {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let json = &e.json;
+    let object = &json["objectRef"];
+    let status = &json["responseStatus"];
+    let rows: [(&str, &str, String); 18] = [
+        ("audit-id", "Audit ID", e.audit_id.clone()),
+        ("stage", "Stage", e.stage.clone()),
+        ("level", "Level", e.level.clone()),
+        ("verb", "Verb", e.verb.clone()),
+        ("request-uri", "Request URI", text(&json["requestURI"])),
+        ("user", "User", e.user.clone()),
+        ("groups", "Groups", e.groups.join(", ")),
+        ("impersonated", "Impersonated user", text(&json["impersonatedUser"]["username"])),
+        ("api-group", "Object API group", text(&object["apiGroup"])),
+        ("api-version", "Object API version", text(&object["apiVersion"])),
+        ("resource", "Object resource", text(&object["resource"])),
+        ("subresource", "Object subresource", text(&object["subresource"])),
+        ("namespace", "Object namespace", text(&object["namespace"])),
+        ("name", "Object name", text(&object["name"])),
+        ("source-ips", "Source IPs", e.source_ips.join(", ")),
+        ("user-agent", "User agent", e.user_agent.clone().unwrap_or_default()),
+        (
+            "status",
+            "Response status",
+            [text(&status["code"]), text(&status["status"]), text(&status["reason"]), text(&status["message"])]
+                .into_iter()
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        (
+            "timestamps",
+            "Request received / stage",
+            format!("{} / {}", text(&json["requestReceivedTimestamp"]), text(&json["stageTimestamp"])),
+        ),
+    ];
+    let mut body = format!(
+        "<h1>{} {}</h1><p>{} · {}</p><table id=\"audit-detail\">",
+        escape(&e.verb),
+        escape(json["requestURI"].as_str().unwrap_or_default()),
+        format_iso8601(e.time_ns),
+        escape(&e.user)
+    );
+    for (id, label, value) in rows {
+        let _ = write!(body, "<tr><th>{label}</th><td class=\"out\" id=\"d-{id}\">{}</td></tr>", escape(&value));
+    }
+    let raw = serde_json::to_string_pretty(json).unwrap_or_default();
+    let _ = write!(body, "</table><h2>JSON</h2><pre id=\"raw\">{}</pre>", escape(&raw));
+    page(base, "Audit event", Some(session), &body)
 }
 
 /// The About page: version and the store's usage.

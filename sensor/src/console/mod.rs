@@ -35,6 +35,7 @@ use serde::Deserialize;
 
 use crate::outputs::constant_time_eq;
 use crate::rules::Alert;
+use crate::store::audit::{AuditLog, AuditPage, AuditQuery, AuditRecord};
 use crate::store::{
     AlertStore, GroupBy, Histogram, Page, Query, Reader, SharedWriter, StoreConfig, StoredAlert, TAIL_BATCH, Tail,
 };
@@ -71,6 +72,8 @@ struct Console {
     tails: Arc<tokio::sync::Semaphore>,
     /// The sensor's own counters, beside `sensor run`.
     health: Option<Arc<crate::metrics::Metrics>>,
+    /// The Kubernetes audit log (`k8s_audit.store`), when there is one.
+    audit: Option<Reader>,
 }
 
 /// The store's writer for what nodes send, the tokens they send with, and what they sent.
@@ -117,9 +120,14 @@ impl Drop for RunningConsole {
 }
 
 /// Starts the console on the current runtime. `store` is the `store` output's, used unless
-/// `ui.store` names another. With no user configured, the first start makes the `admin`
-/// user's password and prints it once on stderr (only its hash is kept).
-pub async fn start(config: &UiConfig, mode: Mode<'_>) -> anyhow::Result<RunningConsole> {
+/// `ui.store` names another; `audit_log` is `k8s_audit.store`, shown on the Audit page.
+/// With no user configured, the first start makes the `admin` user's password and prints
+/// it once on stderr (only its hash is kept).
+pub async fn start(
+    config: &UiConfig,
+    mode: Mode<'_>,
+    audit_log: Option<&StoreConfig>,
+) -> anyhow::Result<RunningConsole> {
     let base = config.base()?;
     let store = match &mode {
         Mode::Node { store, .. } => config
@@ -182,6 +190,10 @@ pub async fn start(config: &UiConfig, mode: Mode<'_>) -> anyhow::Result<RunningC
     };
     let retention = ingest.as_ref().map(|i| i.writer.spawn_retention(store.retention_interval));
     let store = tokio::task::spawn_blocking(move || Reader::open(&store)).await??;
+    let audit = match audit_log.cloned() {
+        Some(log) => Some(tokio::task::spawn_blocking(move || Reader::open(&log)).await??),
+        None => None,
+    };
     let sessions = match &store {
         // Replicas behind one Service share the database, and so the logins.
         Reader::Postgres(pg) => Sessions::shared(config.session_ttl, pg.clone()),
@@ -208,6 +220,7 @@ pub async fn start(config: &UiConfig, mode: Mode<'_>) -> anyhow::Result<RunningC
             Mode::Node { health, .. } => Some(health),
             Mode::Cluster => None,
         },
+        audit,
     });
     let listener = tokio::net::TcpListener::bind(config.address)
         .await
@@ -269,8 +282,12 @@ fn router(console: Arc<Console>) -> Router {
         .route("/events", get(events))
         .route("/events/{id}", get(detail))
         .route("/about", get(about))
+        .route("/audit", get(audit_events))
+        .route("/audit/{id}", get(audit_detail))
         .route("/api/v1/alerts", get(api_search))
         .route("/api/v1/alerts/{id}", get(api_get))
+        .route("/api/v1/audit", get(api_audit_search))
+        .route("/api/v1/audit/{id}", get(api_audit_get))
         .route("/api/v1/counts", get(api_counts))
         .route("/api/v1/histogram", get(api_histogram))
         .route("/api/v1/tail", get(api_tail))
@@ -380,6 +397,22 @@ impl Console {
     ) -> Result<T, String> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.read(read))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("{e:#}"))
+    }
+}
+
+impl Console {
+    /// Runs `read` on the audit log, on a blocking thread; an error when there is none.
+    async fn read_audit<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&dyn AuditLog) -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, String> {
+        let Some(log) = self.audit.clone() else {
+            return Err("no audit log: set k8s_audit.store in the configuration".into());
+        };
+        tokio::task::spawn_blocking(move || log.read_audit(read))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("{e:#}"))
@@ -554,6 +587,16 @@ async fn about(State(console): State<Arc<Console>>, headers: HeaderMap) -> Respo
         }
         Err(e) => facts.push(("store error", e)),
     }
+    if let Some(log) = &console.audit {
+        facts.push(("audit log", log.describe()));
+        match console.read_audit(|log| log.audit_usage()).await {
+            Ok(u) => {
+                facts.push(("audit events kept", u.alerts.to_string()));
+                facts.push(("oldest audit event", u.oldest_ns.map_or("none".into(), crate::rules::format_iso8601)));
+            }
+            Err(e) => facts.push(("audit log error", e)),
+        }
+    }
     if let Some(health) = &console.health {
         let s = health.snapshot();
         let (emitted, lost) = s.kernel.iter().fold((0, 0), |(e, l), c| (e + c.emitted, l + c.lost));
@@ -582,6 +625,75 @@ async fn about(State(console): State<Arc<Console>>, headers: HeaderMap) -> Respo
         facts.push(("ingest requests that failed to store", ingest.failed.load(Relaxed).to_string()));
     }
     Html(html::about(&console.base, (&session.user, &session.csrf), &facts)).into_response()
+}
+
+/// The audit log's page: the filter form, a page of events, the next page's link.
+async fn audit_events(State(console): State<Arc<Console>>, headers: HeaderMap, UrlQuery(params): Params) -> Response {
+    let Some((_, session)) = console.session(&headers).await else { return console.to_login() };
+    let session = (session.user.as_str(), session.csrf.as_str());
+    let read = match AuditQuery::from_params(&params) {
+        Ok(query) => console
+            .read_audit(move |log| log.search_audit(&query))
+            .await
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e)),
+        Err(e) => Err((StatusCode::BAD_REQUEST, e)),
+    };
+    match read {
+        Ok(AuditPage { events, next }) => {
+            Html(html::audit(&console.base, session, &params, &events, next.map(|c| c.to_string()), None))
+                .into_response()
+        }
+        Err((status, e)) => {
+            (status, Html(html::audit(&console.base, session, &params, &[], None, Some(&e)))).into_response()
+        }
+    }
+}
+
+/// One audit event: who did what to which object, from where, with what result.
+async fn audit_detail(State(console): State<Arc<Console>>, headers: HeaderMap, UrlPath(id): UrlPath<i64>) -> Response {
+    let Some((_, session)) = console.session(&headers).await else { return console.to_login() };
+    match console.read_audit(move |log| log.get_audit(id)).await {
+        Ok(Some(event)) => {
+            Html(html::audit_detail(&console.base, (&session.user, &session.csrf), &event)).into_response()
+        }
+        Ok(None) => (StatusCode::NOT_FOUND, format!("no audit event {id}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+    }
+}
+
+async fn api_audit_search(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    UrlQuery(params): Params,
+) -> Response {
+    if !console.api_allowed(&headers).await {
+        return unauthorized();
+    }
+    let query = match AuditQuery::from_params(&params) {
+        Ok(q) => q,
+        Err(e) => return bad_request(e),
+    };
+    match console.read_audit(move |log| log.search_audit(&query)).await {
+        Ok(page) => Json(serde_json::json!({
+            "events": page.events.iter().map(AuditRecord::to_json).collect::<Vec<_>>(),
+            "next": page.next.map(|c| c.to_string()),
+        }))
+        .into_response(),
+        Err(e) => server_error(e),
+    }
+}
+
+async fn api_audit_get(State(console): State<Arc<Console>>, headers: HeaderMap, UrlPath(id): UrlPath<i64>) -> Response {
+    if !console.api_allowed(&headers).await {
+        return unauthorized();
+    }
+    match console.read_audit(move |log| log.get_audit(id)).await {
+        Ok(Some(event)) => Json(event.to_json()).into_response(),
+        Ok(None) => {
+            (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": format!("no audit event {id}")}))).into_response()
+        }
+        Err(e) => server_error(e),
+    }
 }
 
 /// The API's refusal without a session or token.

@@ -64,7 +64,35 @@ fn fixture(name: &str, base_path: &str) -> Fixture {
         .collect();
     alerts.push(alert(249, "Markup", Priority::Warning, None, "<script>alert(1)</script> by x-y"));
     store.insert(&alerts).unwrap();
-    Fixture { dir, app: router(console(base_path, &config, None)) }
+    let audit = StoreConfig::at(dir.join("audit.db"));
+    crate::store::audit::open(&audit).unwrap().insert_audit(&audit_events()).unwrap();
+    let mut console = console(base_path, &config, None);
+    Arc::get_mut(&mut console).unwrap().audit = Some(Reader::open(&audit).unwrap());
+    Fixture { dir, app: router(console) }
+}
+
+/// 30 audit events: alice reads secrets in `shop`, bob deletes deployments in `web`; the
+/// last one's user and URI carry markup.
+fn audit_events() -> Vec<crate::store::audit::AuditRecord> {
+    (0..30)
+        .map(|n| {
+            let (user, verb, resource, ns) =
+                if n % 3 == 0 { ("bob", "delete", "deployments", "web") } else { ("alice", "get", "secrets", "shop") };
+            let user = if n == 29 { "<img src=x onerror=alert(1)>" } else { user };
+            let time = crate::rules::format_iso8601(T0 + n * 60_000_000_000);
+            let json = serde_json::json!({
+                "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": format!("id-{n}"),
+                "stage": "ResponseComplete", "verb": verb,
+                "requestURI": format!("/apis/apps/v1/namespaces/{ns}/{resource}/obj-{n}?<b>x</b>"),
+                "user": {"username": user, "groups": ["system:authenticated"]}, "sourceIPs": ["10.1.2.3"],
+                "userAgent": "kubectl/v1.31.0", "objectRef": {"resource": resource, "namespace": ns,
+                "name": format!("obj-{n}"), "apiGroup": "apps", "apiVersion": "v1"},
+                "responseStatus": {"metadata": {}, "code": 200},
+                "requestReceivedTimestamp": time, "stageTimestamp": time
+            });
+            crate::store::audit::AuditRecord::of(&crate::k8s_audit::AuditEvent::from_json(json).unwrap())
+        })
+        .collect()
 }
 
 /// The console over the store `config` names, under `base_path`, taking alerts with
@@ -81,6 +109,7 @@ fn console(base_path: &str, config: &StoreConfig, ingest: Option<Ingest>) -> Arc
         ingest,
         tails: Arc::new(tokio::sync::Semaphore::new(2)),
         health: Some(Arc::new(crate::metrics::Metrics::default())),
+        audit: None,
     })
 }
 
@@ -148,10 +177,12 @@ async fn log_in(app: &Router, base: &str) -> String {
     answer.cookie(SESSION_COOKIE).expect("a session cookie")
 }
 
-const PAGES: [&str; 5] = ["/", "/events", "/events/1", "/about", "/events?priority=warning"];
-const API: [&str; 5] = [
+const PAGES: [&str; 7] = ["/", "/events", "/events/1", "/about", "/events?priority=warning", "/audit", "/audit/1"];
+const API: [&str; 7] = [
     "/api/v1/alerts",
     "/api/v1/alerts/1",
+    "/api/v1/audit",
+    "/api/v1/audit/1",
     "/api/v1/counts?by=rule",
     "/api/v1/histogram?since=7d",
     "/api/v1/export?format=csv",
@@ -164,7 +195,7 @@ async fn nothing_answers_without_a_session_or_token() {
         for page in PAGES {
             let a = get(&f.app, page, cookie).await;
             assert_eq!((a.status, a.location()), (StatusCode::SEE_OTHER, "/login"), "{page} with {cookie:?}");
-            assert!(!a.body.contains("shadow"));
+            assert!(!a.body.contains("shadow") && !a.body.contains("secrets"));
         }
         for api in API {
             let a = get(&f.app, api, cookie).await;
@@ -549,4 +580,67 @@ async fn the_about_page_shows_the_sensors_own_counters() {
     ] {
         assert!(about.contains(fact), "{fact} in {about}");
     }
+}
+
+#[tokio::test]
+async fn the_audit_page_filters_pages_shows_an_event_whole_and_escapes_it() {
+    let f = fixture("audit", "/");
+    let session = log_in(&f.app, "").await;
+    let rows = |body: &str| body.matches("class=\"audit\"").count();
+    let all = get(&f.app, "/audit", &session).await;
+    assert_eq!(all.status, StatusCode::OK);
+    assert_eq!(rows(&all.body), 30, "{}", all.body);
+    // Filters from the form's parameters, several at once.
+    let deletes = get(&f.app, "/audit?user=bob&verb=delete&namespace=web", &session).await.body;
+    assert_eq!(rows(&deletes), 10, "bob deletes every third event");
+    assert!(deletes.contains("id=\"f-user\" value=\"bob\""), "the form keeps the filters");
+    assert_eq!(rows(&get(&f.app, "/audit?text=obj-17", &session).await.body), 1);
+    assert_eq!(rows(&get(&f.app, "/audit?user_agent=kubectl&code=200&source_ip=10.1.2.3", &session).await.body), 30);
+    assert_eq!(rows(&get(&f.app, "/audit?code=403", &session).await.body), 0);
+    // Pages of 10 lead on to each other.
+    let first = get(&f.app, "/audit?limit=10", &session).await.body;
+    assert_eq!(rows(&first), 10);
+    let next = first.split("id=\"next\" href=\"").nth(1).unwrap().split('"').next().unwrap().replace("&amp;", "&");
+    let second = get(&f.app, &next, &session).await.body;
+    assert_eq!(rows(&second), 10);
+    assert!(!second.contains("data-audit-id=\"id-29\"") && second.contains("data-audit-id=\"id-19\""));
+    // A bad filter is named.
+    let bad = get(&f.app, "/audit?code=forbidden", &session).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("code: `forbidden` is not a status code"), "{}", bad.body);
+    // The newest event's detail: its markup shown as text, never as markup.
+    let id = all.body.split("data-id=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let detail = get(&f.app, &format!("/audit/{id}"), &session).await.body;
+    assert!(!detail.contains("<img src=x") && detail.contains("&lt;img src=x onerror=alert(1)&gt;"), "{detail}");
+    assert!(!all.body.contains("<img src=x"));
+    for (field, want) in [
+        ("audit-id", "id-29"),
+        ("request-uri", "/apis/apps/v1/namespaces/shop/secrets/obj-29?&lt;b&gt;x&lt;/b&gt;"),
+        ("api-group", "apps"),
+        ("api-version", "v1"),
+        ("resource", "secrets"),
+        ("namespace", "shop"),
+        ("name", "obj-29"),
+        ("source-ips", "10.1.2.3"),
+        ("user-agent", "kubectl/v1.31.0"),
+        ("status", "200"),
+        ("timestamps", "2026-12-06T00:29:00.000000000Z / 2026-12-06T00:29:00.000000000Z"),
+    ] {
+        assert!(detail.contains(&format!("id=\"d-{field}\">{want}</td>")), "{field}: {detail}");
+    }
+    assert_eq!(get(&f.app, "/audit/99999", &session).await.status, StatusCode::NOT_FOUND);
+    // The API: the events as kube-apiserver sent them, with the log's id.
+    let api = send(
+        &f.app,
+        "GET",
+        "/api/v1/audit?verb=delete&limit=4",
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+        "",
+        CLIENT,
+    )
+    .await
+    .json();
+    assert_eq!(api["events"].as_array().unwrap().len(), 4);
+    assert_eq!(api["events"][0]["auditID"], "id-27");
+    assert!(api["events"][0]["id"].is_i64() && api["next"].is_string());
 }

@@ -36,6 +36,10 @@ use crate::{
     outputs::SecretSource,
     pipeline::AlertSender,
     rules::{Engine, Scratch},
+    store::{
+        StoreConfig,
+        audit::{AuditLog, AuditRecord, Keep},
+    },
 };
 
 /// The `k8s_audit` section of the configuration.
@@ -54,11 +58,26 @@ pub struct AuditConfig {
     /// The cluster's name, for `ka.cluster.name`.
     #[serde(default)]
     pub cluster_name: Option<String>,
+    /// The audit log: where every event that `keep` selects is kept (a SQLite file of its
+    /// own, or a PostgreSQL database) and for how long, searchable with `sensor audit
+    /// search` and on the console's Audit page. None: audit events are evaluated, not kept.
+    #[serde(default)]
+    pub store: Option<StoreConfig>,
+    /// Which events the audit log keeps (default: all).
+    #[serde(default)]
+    pub keep: Keep,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        AuditConfig { webhook: None, files: Vec::new(), queue: default_queue(), cluster_name: None }
+        AuditConfig {
+            webhook: None,
+            files: Vec::new(),
+            queue: default_queue(),
+            cluster_name: None,
+            store: None,
+            keep: Keep::default(),
+        }
     }
 }
 
@@ -147,6 +166,10 @@ struct Counters {
     /// Room in the queue taken: events queued, or about to be.
     pending: AtomicUsize,
     refused: Mutex<BTreeMap<Refusal, u64>>,
+    /// Events the audit log stored, and those it lost: its queue full, or written in vain.
+    stored: AtomicU64,
+    store_queue_full: AtomicU64,
+    store_failed: AtomicU64,
 }
 
 /// The counters at one moment, for the metrics.
@@ -165,6 +188,11 @@ pub struct AuditCounters {
     pub request_seconds: f64,
     /// Events (or whole requests) refused, by reason.
     pub refused: Vec<(&'static str, u64)>,
+    /// Events the audit log stored (an event it held already is not counted again).
+    pub stored: u64,
+    /// Events `keep` selected that the audit log lost: `queue_full` (the writer was
+    /// [`STORE_QUEUE`] events behind) or `write_failed` (the store refused them, retried).
+    pub store_lost: Vec<(&'static str, u64)>,
 }
 
 impl Counters {
@@ -184,7 +212,16 @@ pub struct AuditSource {
     server: Option<tokio::task::JoinHandle<()>>,
     followers: Vec<std::thread::JoinHandle<()>>,
     evaluator: Option<std::thread::JoinHandle<()>>,
+    /// The audit log's writer, when there is one: it ends once the evaluator has.
+    writer: Option<std::thread::JoinHandle<()>>,
 }
+
+/// Events waiting for the audit log's writer, at most; more are lost and counted.
+pub const STORE_QUEUE: usize = 50_000;
+/// Events the writer stores in one transaction, at most.
+const STORE_BATCH: usize = 1_000;
+/// A batch the store refused is tried again after these pauses, then counted lost.
+const STORE_RETRIES: [Duration; 3] = [Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(4)];
 
 impl AuditSource {
     /// Starts what `config` enables (`None` when it enables nothing): the evaluating thread,
@@ -199,15 +236,33 @@ impl AuditSource {
             return Ok(None);
         }
         anyhow::ensure!(config.queue > 0, "k8s_audit.queue must be at least 1");
+        config.keep.check().map_err(anyhow::Error::msg)?;
         let (queue, events) = sync_channel(config.queue);
         let counters = Arc::new(Counters::default());
         let engine = Arc::new(RwLock::new(engine));
         let stop = Arc::new(AtomicBool::new(false));
+        let (store, writer) = match &config.store {
+            Some(store) => {
+                let owned = store.clone();
+                let log = tokio::task::spawn_blocking(move || crate::store::audit::open(&owned))
+                    .await?
+                    .with_context(|| format!("k8s_audit.store {}", store.describe()))?;
+                let (to_store, stored) = sync_channel(STORE_QUEUE);
+                let (counters, interval) = (counters.clone(), store.retention_interval);
+                let writer = std::thread::Builder::new()
+                    .name("k8s-audit-store".into())
+                    .spawn(move || write_log(log, stored, &counters, interval))
+                    .context("starting the audit log writer")?;
+                log::info!("k8s_audit: keeping audit events in {}", store.describe());
+                (Some((to_store, config.keep.clone())), Some(writer))
+            }
+            None => (None, None),
+        };
         let evaluator = {
             let (engine, counters) = (engine.clone(), counters.clone());
             std::thread::Builder::new()
                 .name("k8s-audit".into())
-                .spawn(move || evaluate(events, &engine, &alerts, &counters))
+                .spawn(move || evaluate(events, &engine, &alerts, &counters, store))
                 .context("starting the audit evaluation thread")?
         };
         let intake = Intake {
@@ -241,6 +296,7 @@ impl AuditSource {
             server,
             followers,
             evaluator: Some(evaluator),
+            writer,
         }))
     }
 
@@ -255,12 +311,13 @@ impl AuditSource {
         self.queue = None;
         let followers = std::mem::take(&mut self.followers);
         let evaluator = self.evaluator.take();
+        let writer = self.writer.take();
         let _ = tokio::task::spawn_blocking(move || {
             for follower in followers {
                 let _ = follower.join();
             }
-            if let Some(evaluator) = evaluator {
-                let _ = evaluator.join();
+            for thread in evaluator.into_iter().chain(writer) {
+                let _ = thread.join();
             }
         })
         .await;
@@ -290,6 +347,11 @@ impl AuditSource {
             requests: c.requests.load(Relaxed),
             request_seconds: c.request_ns.load(Relaxed) as f64 / 1e9,
             refused: refused.iter().map(|(why, n)| (why.as_str(), *n)).collect(),
+            stored: c.stored.load(Relaxed),
+            store_lost: vec![
+                ("queue_full", c.store_queue_full.load(Relaxed)),
+                ("write_failed", c.store_failed.load(Relaxed)),
+            ],
         }
     }
 }
@@ -357,8 +419,16 @@ impl Intake {
     }
 }
 
-/// The evaluating thread: each event through the current rules, alerts to the outputs.
-fn evaluate(events: Receiver<AuditEvent>, engine: &RwLock<Arc<Engine>>, alerts: &AlertSender, counters: &Counters) {
+/// The evaluating thread: each event through the current rules, alerts to the outputs,
+/// then to the audit log's writer if `store` keeps it (never waiting for the writer: a full
+/// queue to it loses the event, counted).
+fn evaluate(
+    events: Receiver<AuditEvent>,
+    engine: &RwLock<Arc<Engine>>,
+    alerts: &AlertSender,
+    counters: &Counters,
+    store: Option<(SyncSender<AuditEvent>, Keep)>,
+) {
     let mut scratch = Scratch::default();
     let mut bursts = super::ForbiddenBursts::default();
     for mut event in events {
@@ -369,6 +439,70 @@ fn evaluate(events: Receiver<AuditEvent>, engine: &RwLock<Arc<Engine>>, alerts: 
             alerts.send(alert);
         }
         counters.evaluated.fetch_add(1, Relaxed);
+        if let Some((to_store, keep)) = &store
+            && keep.keeps(&event)
+            && to_store.try_send(event).is_err()
+        {
+            counters.store_queue_full.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// The audit log's writer thread: batches of what comes, each stored in one transaction
+/// (retried after [`STORE_RETRIES`], then counted lost), and retention every `interval`.
+/// Ends once the evaluating thread has, after storing what it was given.
+fn write_log(mut log: Box<dyn AuditLog>, events: Receiver<AuditEvent>, counters: &Counters, interval: Duration) {
+    let mut next_retention = std::time::Instant::now();
+    let mut open = true;
+    while open {
+        if std::time::Instant::now() >= next_retention {
+            match log.retain_audit(crate::store::now_ns()) {
+                Ok(removed) if removed.expired + removed.over_size > 0 => log::info!(
+                    "k8s_audit: the audit log removed {} events past max_age and {} over max_size",
+                    removed.expired,
+                    removed.over_size
+                ),
+                Ok(_) => {}
+                Err(e) => log::warn!("k8s_audit: audit log retention failed: {e:#}"),
+            }
+            next_retention = std::time::Instant::now() + interval;
+        }
+        let wait = next_retention.saturating_duration_since(std::time::Instant::now());
+        let mut batch = Vec::new();
+        match events.recv_timeout(wait) {
+            Ok(event) => batch.push(AuditRecord::of(&event)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        while batch.len() < STORE_BATCH {
+            match events.try_recv() {
+                Ok(event) => batch.push(AuditRecord::of(&event)),
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        let mut attempt = 0;
+        loop {
+            match log.insert_audit(&batch) {
+                Ok(stored) => {
+                    counters.stored.fetch_add(stored, Relaxed);
+                    break;
+                }
+                Err(e) if attempt < STORE_RETRIES.len() => {
+                    log::warn!("k8s_audit: storing {} audit events failed (will retry): {e:#}", batch.len());
+                    std::thread::sleep(STORE_RETRIES[attempt]);
+                    attempt += 1;
+                }
+                Err(e) => {
+                    log::error!("k8s_audit: {} audit events lost: the audit log refused them: {e:#}", batch.len());
+                    counters.store_failed.fetch_add(batch.len() as u64, Relaxed);
+                    break;
+                }
+            }
+        }
     }
 }
 

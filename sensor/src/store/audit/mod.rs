@@ -202,7 +202,77 @@ pub struct AuditQuery {
     pub limit: usize,
 }
 
+/// The search's parameters by name, as the console's URLs and `sensor audit search` give
+/// them (each repeatable but the times, text, limit, cursor and order), with what they set.
+pub const PARAMETERS: [(&str, &str); 18] = [
+    ("since", "events of the last span: 15m, 24h, 7d"),
+    ("from", "events at or after this time (RFC 3339, or a date)"),
+    ("to", "events before this time (RFC 3339)"),
+    ("user", "user.username, exactly"),
+    ("group", "a group of the user, exactly"),
+    ("verb", "get, list, watch, create, update, patch, delete, ..."),
+    ("resource", "objectRef.resource: pods, secrets, deployments, ..."),
+    ("subresource", "objectRef.subresource: exec, log, status, scale, ..."),
+    ("namespace", "objectRef.namespace"),
+    ("name", "objectRef.name"),
+    ("code", "responseStatus.code: 200, 403, ..."),
+    ("source_ip", "one of sourceIPs"),
+    ("user_agent", "the beginning of userAgent: kubectl, argocd, ..."),
+    ("audit_id", "auditID"),
+    ("text", "words that must all appear in the event, as written, any case"),
+    ("limit", "events per page (default 100, at most 10000)"),
+    ("after", "continue after this position (a page's `next`)"),
+    ("order", "newest (the default) or oldest"),
+];
+
 impl AuditQuery {
+    /// The query `params` describe (names of [`PARAMETERS`]; others are left to the
+    /// caller); an error names the parameter.
+    pub fn from_params(params: &[(String, String)]) -> Result<AuditQuery, String> {
+        let mut q = AuditQuery::default();
+        for (key, value) in params {
+            let value = value.trim();
+            if value.is_empty() {
+                continue;
+            }
+            let text = value.to_owned();
+            match key.as_str() {
+                "since" => {
+                    let span = super::parse_since(value).map_err(|e| format!("since: {e}"))?;
+                    q.from_ns = Some(super::now_ns().saturating_sub(span));
+                }
+                "from" => q.from_ns = Some(super::parse_rfc3339(value).map_err(|e| format!("from: {e}"))?),
+                "to" => q.to_ns = Some(super::parse_rfc3339(value).map_err(|e| format!("to: {e}"))?),
+                "user" => q.users.push(text),
+                "group" => q.groups.push(text),
+                "verb" => q.verbs.push(text),
+                "resource" => q.resources.push(text),
+                "subresource" => q.subresources.push(text),
+                "namespace" => q.namespaces.push(text),
+                "name" => q.names.push(text),
+                "code" => q
+                    .codes
+                    .push(value.parse().map_err(|_| format!("code: `{value}` is not a status code (200, 403...)"))?),
+                "source_ip" => q.source_ips.push(text),
+                "user_agent" => q.user_agents.push(text),
+                "audit_id" => q.audit_ids.push(text),
+                "text" => q.text = Some(text),
+                "limit" => q.limit = value.parse().map_err(|_| format!("limit: `{value}` is not a number"))?,
+                "after" => q.after = Some(value.parse()?),
+                "order" => {
+                    q.order = match value {
+                        "newest" => Order::NewestFirst,
+                        "oldest" => Order::OldestFirst,
+                        other => return Err(format!("order: `{other}`, expected newest or oldest")),
+                    }
+                }
+                // Parameters of the page itself are read by their handlers.
+                _ => {}
+            }
+        }
+        Ok(q)
+    }
+
     /// The page size to use.
     pub fn page_size(&self) -> usize {
         match self.limit {
