@@ -886,6 +886,10 @@ fn chart_serves_the_audit_webhook_on_the_console() {
     });
     let (ui, output) = (console.ui.store.as_ref().expect("ui.store"), store.expect("a store output"));
     assert_eq!(ui, output, "the alerts go to the store the page shows");
+    // Every audit event kept for 7 days in the same database, beside the alerts.
+    let log = console.k8s_audit.store.as_ref().expect("k8s_audit.store: the audit log");
+    assert_eq!((&log.engine, log.max_age), (&ui.engine, std::time::Duration::from_secs(7 * 86_400)));
+    assert_eq!(console.k8s_audit.keep, sensor::store::audit::Keep::default(), "every level and verb");
     let file = write(&dir, "audit-render.yaml", &text);
     kubernetes_validate(&[file]);
 }

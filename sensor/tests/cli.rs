@@ -152,6 +152,20 @@ fn help_explains_capture_options() {
     }
 }
 
+/// `sensor audit search` has a flag for every parameter of the console's Audit page.
+#[test]
+fn audit_search_has_a_flag_for_every_parameter_of_the_audit_page() {
+    let out = sensor().args(["audit", "search", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for (name, _) in sensor::store::audit::PARAMETERS {
+        let flag = match name {
+            "order" => "--oldest-first".to_owned(),
+            other => format!("--{}", other.replace('_', "-")),
+        };
+        assert!(help.contains(&flag), "--help lacks {flag}:\n{help}");
+    }
+}
+
 /// A copy of `cat` under a name no rule trusts.
 fn untrusted_cat(tag: &str) -> String {
     let path = format!("/tmp/sensor-e2e-{tag}-{}", std::process::id());

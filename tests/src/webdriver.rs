@@ -172,6 +172,12 @@ impl Browser {
             .map(|v| v.as_str().unwrap_or_default().to_owned())
     }
 
+    /// The value of `element`'s attribute `name`, when it has one.
+    pub fn attribute(&self, element: &Element, name: &str) -> Result<Option<String>, String> {
+        self.session_call("GET", &format!("/element/{}/attribute/{name}", element.0), None)
+            .map(|v| v.as_str().map(str::to_owned))
+    }
+
     /// The rendered text of the whole page.
     pub fn page_text(&self) -> Result<String, String> {
         let body = self.find("body")?;

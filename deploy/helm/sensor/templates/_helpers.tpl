@@ -125,6 +125,14 @@ HTTPS when config.metrics.tls is set (the endpoint then speaks nothing else), el
 {{- if .clusterName }}
 {{- $_ := set $audit "cluster_name" .clusterName }}
 {{- end }}
+{{- if .log.enabled }}
+{{- $log := dict "postgres" (get $store "postgres") "max_age" .log.maxAge }}
+{{- if .log.maxSize }}
+{{- $_ := set $log "max_size" .log.maxSize }}
+{{- end }}
+{{- $_ := set $audit "store" $log }}
+{{- $_ := set $audit "keep" (dict "levels" .log.levels "verbs" .log.verbs) }}
+{{- end }}
 {{- $_ := set $config "k8s_audit" $audit }}
 {{- $_ := set $config "outputs" (list (dict "stdout" (dict "format" "json")) (dict "store" $store)) }}
 {{- end }}

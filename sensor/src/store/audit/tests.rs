@@ -283,3 +283,31 @@ fn a_reader_refuses_a_file_that_is_not_an_audit_log() {
     let e = SqliteAuditLog::open_read_only(&dir.0.join("none.db")).unwrap_err().to_string();
     assert!(e.contains("no audit log"), "{e}");
 }
+
+#[test]
+fn every_parameter_named_is_read_and_a_bad_value_is_named() {
+    let sample = |name: &str| match name {
+        "since" => "24h",
+        "from" | "to" => "2026-12-01",
+        "code" | "limit" => "403",
+        "after" => "1796515200000000000-7",
+        "order" => "oldest",
+        _ => "x",
+    };
+    for (name, _) in PARAMETERS {
+        let query = AuditQuery::from_params(&[(name.to_owned(), sample(name).to_owned())]).unwrap();
+        assert_ne!(query, AuditQuery::default(), "`{name}` is read");
+    }
+    let q = AuditQuery::from_params(&[
+        ("verb".into(), "get".into()),
+        ("verb".into(), "list".into()),
+        ("code".into(), " 404 ".into()),
+        ("user".into(), "".into()),
+    ])
+    .unwrap();
+    assert_eq!((q.verbs.len(), q.codes.as_slice(), q.users.len()), (2, &[404][..], 0));
+    for (name, bad) in [("code", "forbidden"), ("from", "yesterday"), ("limit", "many"), ("order", "up")] {
+        let e = AuditQuery::from_params(&[(name.into(), bad.into())]).unwrap_err();
+        assert!(e.starts_with(&format!("{name}: ")), "{e}");
+    }
+}
