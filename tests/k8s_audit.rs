@@ -14,7 +14,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sensor::store::{AlertStore as _, Order, Query, SqliteStore};
+use sensor::store::{
+    AlertStore as _, Order, Query, SqliteStore,
+    audit::{AuditLog as _, AuditQuery, SqliteAuditLog},
+};
 use sensor_tests::{alert_stream, await_alert, free_loopback_port, scrape, start_sensor, temp_path};
 use serde_json::{Value, json};
 
@@ -100,7 +103,7 @@ fn audit_events_over_https_and_from_a_rotated_log_alert_with_their_fields() {
             "rules: [{AUDIT_RULES}]\noutputs:\n  - stdout: {{format: json}}\n  - store: {{path: {store}}}\n\
              k8s_audit:\n  webhook:\n    \
              address: {webhook}\n    tls: {{cert_file: {}, key_file: {}, client_ca_file: {}}}\n  files: [{log}]\n  \
-             cluster_name: test-cluster\n",
+             cluster_name: test-cluster\n  store: {{path: {dir}/audit.db}}\n",
             pki.server_cert.display(),
             pki.server_key.display(),
             pki.ca.display()
@@ -187,5 +190,11 @@ fn audit_events_over_https_and_from_a_rotated_log_alert_with_their_fields() {
     let query = Query { sources: vec!["k8s_audit".into()], order: Order::OldestFirst, ..Query::default() };
     let rules: Vec<String> = stored.search(&query).unwrap().alerts.iter().map(|a| a.rule.clone()).collect();
     assert_eq!(rules, ["Create Privileged Pod", "Attach/Exec Pod", "Attach/Exec Pod"], "the stored audit alerts");
+    // The audit log kept every event, from the webhook and from both files, alerted or not.
+    let log = SqliteAuditLog::open_read_only(format!("{dir}/audit.db").as_ref()).unwrap();
+    let mut kept: Vec<String> =
+        log.search_audit(&AuditQuery::default()).unwrap().events.into_iter().map(|e| e.audit_id).collect();
+    kept.sort();
+    assert_eq!(kept, ["0b7c6a1e-plain", "0b7c6a1e-shop", "8147b882-web-0", "8147b882-web-1"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
