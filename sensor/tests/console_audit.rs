@@ -1,6 +1,7 @@
 //! The cluster's audit webhook in `sensor console`: kube-apiserver's batches over HTTPS with
-//! a client certificate (curl) go through the built-in rules, and their alerts reach stdout
-//! and the console's store, where the API finds them with their `ka.*` fields.
+//! a client certificate (curl) go through the built-in rules and Falco's k8s_audit rules side
+//! by side, and both alerts reach stdout and the console's store, where the API finds them
+//! with their `ka.*` fields.
 
 mod peers;
 
@@ -45,10 +46,12 @@ fn the_console_takes_audit_batches_and_shows_their_alerts() {
         format!(
             "metrics: {{address: {metrics}}}\n\
              ui: {{address: {ui}, store: {{path: {store}}}, api_tokens: [{{file: {token}}}]}}\n\
+             rules: [builtin, {falco}]\nengine: {{all_matches: true}}\n\
              outputs:\n  - stdout: {{format: json}}\n  - store: {{path: {store}}}\n\
              k8s_audit:\n  webhook:\n    address: {hook}\n    \
              tls: {{cert_file: {cert}, key_file: {key}, client_ca_file: {ca}}}\n  cluster_name: prod-eu\n",
             store = store.display(),
+            falco = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/falco/k8s_audit_rules.yaml"),
             token = dir.join("api-token").display(),
             cert = pki.server_cert.display(),
             key = pki.server_key.display(),
@@ -110,18 +113,23 @@ fn the_console_takes_audit_batches_and_shows_their_alerts() {
     };
     assert_eq!(status, 200, "{answer}");
 
-    let rule = "K8s exec or attach into a pod";
-    let alert = loop {
-        let alert = alerts.recv_timeout(Duration::from_secs(20)).expect("the exec is alerted on stdout");
-        if alert["rule"] == rule {
-            break alert;
-        }
-    };
-    assert_eq!(alert["source"], "k8s_audit");
+    // The built-in rule and Falco's, loaded side by side, both alert on it.
+    let (rule, falco_rule) = ("K8s exec or attach into a pod", "Attach/Exec Pod");
+    let mut seen: Vec<Value> = Vec::new();
+    while ![rule, falco_rule].iter().all(|r| seen.iter().any(|a| a["rule"] == *r)) {
+        seen.push(alerts.recv_timeout(Duration::from_secs(20)).expect("the exec is alerted on stdout by both"));
+    }
+    for alert in seen.iter().filter(|a| a["rule"] == rule || a["rule"] == falco_rule) {
+        assert_eq!(alert["source"], "k8s_audit");
+        assert_eq!(alert["output_fields"]["ka.target.name"], "web-0", "{alert}");
+    }
+    let alert = seen.iter().find(|a| a["rule"] == rule).unwrap();
     assert_eq!(alert["output_fields"]["ka.uri.param[command]"], "sh", "{alert}");
 
     // The console's API finds it in the store.
-    let search = format!("http://{ui}/api/v1/alerts?source=k8s_audit");
+    let search = format!(
+        "http://{ui}/api/v1/alerts?source=k8s_audit&rule=Attach%2FExec%20Pod&rule=K8s%20exec%20or%20attach%20into%20a%20pod"
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     let found = loop {
         let (status, body) = curl(&search, &["-H", "Authorization: Bearer reader-token"]);
@@ -133,9 +141,19 @@ fn the_console_takes_audit_batches_and_shows_their_alerts() {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert_eq!(found.len(), 1, "{found:?}");
-    let stored = found[0].to_string();
-    assert!(stored.contains(rule) && stored.contains("\"ka.user.name\":\"alice\""), "{stored}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut found = found;
+    while found.len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        let (_, body) = curl(&search, &["-H", "Authorization: Bearer reader-token"]);
+        found = serde_json::from_str::<Value>(&body).unwrap()["alerts"].as_array().cloned().unwrap_or_default();
+    }
+    let mut rules: Vec<&str> = found.iter().map(|a| a["rule"].as_str().unwrap()).collect();
+    rules.sort();
+    assert_eq!(rules, [falco_rule, rule], "{found:?}");
+    for stored in &found {
+        assert!(stored.to_string().contains("\"ka.user.name\":\"alice\""), "{stored}");
+    }
 
     // SAFETY: kill has no memory preconditions; the pid is our child's.
     unsafe { libc::kill(console.id() as i32, libc::SIGTERM) };
