@@ -154,7 +154,7 @@ fn audit_events_over_https_and_from_a_rotated_log_alert_with_their_fields() {
         (&json!(ADMIN), &json!("web"), &json!("shop")),
         "{alert}"
     );
-    assert!(alert["output"].as_str().unwrap().contains("images=nginx:1.27 "), "{alert}");
+    assert!(alert["output"].as_str().unwrap().contains("images=(nginx:1.27) "), "{alert}");
     let own = of("K8s privileged pod created");
     assert_eq!(
         (&own["source"], &own["output_fields"]["ka.target.name"]),

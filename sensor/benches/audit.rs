@@ -1,7 +1,10 @@
 //! Kubernetes audit events: how many a second the rules evaluate (JSON text in, alerts out, on
 //! one thread), and how many a second `sensor run`'s webhook takes and evaluates end to end
 //! (HTTP on loopback, batches of 400 events as kube-apiserver's webhook backend sends by
-//! default, 4 clients), with Falco's k8s_audit rules and with the built-in rules.
+//! default, 4 clients), with Falco's k8s_audit rules and with the built-in rules; and how
+//! many a second the audit log (`k8s_audit.store`) keeps, in batches of 1,000 as its writer
+//! does (the columns and the word index made from each event's JSON included), in a SQLite
+//! file and in a real PostgreSQL database.
 //!
 //! `cargo bench -p sensor --bench audit [-- EVENTS]` (default 200,000). Prints one markdown
 //! table. The mix: reads by service accounts (Metadata level), pod creations with their pod
@@ -16,6 +19,7 @@ use sensor::{
     k8s_audit::{AuditConfig, AuditEvent, AuditSource, ForbiddenBursts},
     pipeline::{DEFAULT_RULES, alert_queue, load_rules},
     rules::{Engine, EngineOptions, RuleSet, Scratch},
+    store::audit::AuditRecord,
 };
 use serde_json::{Value, json};
 
@@ -150,6 +154,23 @@ async fn webhook(engine: Engine, bodies: Arc<Vec<String>>, per_body: usize, clie
     (rate, retried)
 }
 
+/// Events kept a second by the audit log `config` names, `events` stored in batches of
+/// 1,000 (as parsed events, each made into its record as the writer does).
+fn store(config: &sensor::store::StoreConfig, lines: &[String]) -> f64 {
+    let mut log = sensor::store::audit::open(config).unwrap();
+    let mut events: Vec<AuditEvent> =
+        lines.iter().map(|l| AuditEvent::from_json(serde_json::from_str(l).unwrap()).unwrap()).collect();
+    let started = Instant::now();
+    let mut stored = 0;
+    while !events.is_empty() {
+        let batch = events.drain(..events.len().min(1000));
+        let records: Vec<AuditRecord> = batch.map(AuditRecord::of).collect();
+        stored += log.insert_audit(&records).unwrap();
+    }
+    assert_eq!(stored as usize, lines.len(), "every event is new");
+    lines.len() as f64 / started.elapsed().as_secs_f64()
+}
+
 fn main() {
     let total: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(200_000);
     let lines: Vec<String> = (0..total).map(|n| event(n).to_string()).collect();
@@ -177,4 +198,13 @@ fn main() {
             rate
         );
     }
+    let dir = std::env::temp_dir().join(format!("sensor-bench-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = sensor::store::StoreConfig::at(dir.join("audit.db"));
+    let postgres = sensor::store::StoreConfig::postgres(sensor::store::pg_server::database("bench_audit"));
+    println!("\n| audit log ({total} events, batches of 1,000) | events kept a second |");
+    println!("|---|---|");
+    println!("| SQLite file | {:.0} |", store(&sqlite, &lines));
+    println!("| PostgreSQL | {:.0} |", store(&postgres, &lines));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -90,7 +90,7 @@ fn audit_events() -> Vec<crate::store::audit::AuditRecord> {
                 "responseStatus": {"metadata": {}, "code": 200},
                 "requestReceivedTimestamp": time, "stageTimestamp": time
             });
-            crate::store::audit::AuditRecord::of(&crate::k8s_audit::AuditEvent::from_json(json).unwrap())
+            crate::store::audit::AuditRecord::of(crate::k8s_audit::AuditEvent::from_json(json).unwrap())
         })
         .collect()
 }

@@ -96,6 +96,11 @@ impl AuditEvent {
     pub fn json(&self) -> &serde_json::Value {
         &self.json
     }
+
+    /// The event as it came, kept.
+    pub fn into_json(self) -> serde_json::Value {
+        self.json
+    }
 }
 
 /// How long a user's 403s count toward `ka.user.forbidden_recent`.

@@ -470,13 +470,13 @@ fn write_log(mut log: Box<dyn AuditLog>, events: Receiver<AuditEvent>, counters:
         let wait = next_retention.saturating_duration_since(std::time::Instant::now());
         let mut batch = Vec::new();
         match events.recv_timeout(wait) {
-            Ok(event) => batch.push(AuditRecord::of(&event)),
+            Ok(event) => batch.push(AuditRecord::of(event)),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
         while batch.len() < STORE_BATCH {
             match events.try_recv() {
-                Ok(event) => batch.push(AuditRecord::of(&event)),
+                Ok(event) => batch.push(AuditRecord::of(event)),
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => {
                     open = false;

@@ -203,10 +203,11 @@ fn audit_rules_alert_with_their_fields_and_refuse_syscall_fields() {
     let alerts = engine.process_one(&ev);
     assert_eq!(alerts.len(), 1);
     assert_eq!((alerts[0].source.as_str(), alerts[0].time_ns), ("k8s_audit", 1_796_637_600_012_345_000));
-    assert_eq!(
-        alerts[0].message,
-        "user=alice pod=web/shop images=nginx:1.27 registry.local:5000/team/proxy@sha256:abcd"
-    );
+    // A list field as Falco renders it, in the text and in the output fields.
+    let images = "(nginx:1.27,registry.local:5000/team/proxy@sha256:abcd)";
+    assert_eq!(alerts[0].message, format!("user=alice pod=web/shop images={images}"));
+    let json = alerts[0].to_json();
+    assert_eq!(json["output_fields"]["ka.req.pod.containers.image"], images);
     // The kernel need not capture anything more for audit rules.
     assert_eq!(engine.event_types(), Some(Default::default()));
 
@@ -419,4 +420,32 @@ fn forbidden_answers_count_per_user_over_a_minute_and_stop_at_their_bound() {
         seen("flood", 403, 100 + s / 100);
     }
     assert_eq!(seen("flood", 403, 115), Some(1_000), "at most 1,000 answers a user");
+}
+
+/// Every field of the k8saudit plugin's table (vendored from its README) is supplied here
+/// with the plugin's type, argument and list flag: a rule written for Falco names nothing
+/// this sensor refuses, and its outputs render lists as Falco's do.
+#[test]
+fn every_field_of_the_k8saudit_plugin_is_supplied_as_the_plugin_declares_it() {
+    use crate::rules::fields::{ArgKind, FieldScope, FieldType, by_name};
+    let table = include_str!("../../../rules/falco/k8saudit_fields.md");
+    let mut rows = 0;
+    for (n, line) in table.lines().enumerate() {
+        let cells: Vec<&str> = line.split('|').map(|c| c.trim().trim_matches('`')).collect();
+        let [name, ty, arg] = cells[..] else { panic!("k8saudit_fields.md:{}: {line}", n + 1) };
+        let field = by_name(name).unwrap_or_else(|| panic!("{name} is not a field here"));
+        let info = field.info();
+        assert_eq!(info.scope, FieldScope::K8sAudit, "{name}");
+        assert_eq!(info.ty, FieldType::Str, "{name}: the plugin's fields are strings");
+        assert_eq!(info.list, ty == "string (list)", "{name}: {ty}");
+        let want = match arg {
+            "None" => ArgKind::None,
+            "Index" => ArgKind::OptIndex,
+            "Key, Required" => ArgKind::Key,
+            other => panic!("{name}: argument {other}"),
+        };
+        assert_eq!(info.arg, want, "{name}");
+        rows += 1;
+    }
+    assert_eq!(rows, 100);
 }

@@ -135,6 +135,9 @@ pub struct FieldInfo {
     pub availability: Availability,
     /// Which sources' events supply it.
     pub scope: FieldScope,
+    /// A list field (libsinsp's `EPF_IS_LIST`): its values are rendered in outputs as
+    /// Falco renders them, `(a,b)`, even one value (`(a)`).
+    pub list: bool,
 }
 
 /// The event sources a field belongs to.
@@ -182,7 +185,7 @@ pub const SOURCES: [&str; 2] = [SYSCALL_SOURCE, K8S_AUDIT_SOURCE];
 /// answer another's fields with one arm while the compiler still points at every new field
 /// of its own.
 macro_rules! fields {
-    ($( $section:ident $scope:ident { $( $variant:ident $name:literal $ty:ident $arg:ident $desc:literal $(unavailable $why:literal)? ;)* } )*) => {
+    ($( $section:ident $scope:ident { $( $variant:ident $name:literal $ty:ident $arg:ident $($list:ident)? $desc:literal $(unavailable $why:literal)? ;)* } )*) => {
         /// A registered field; [`Field::info`] gives its entry in [`FIELDS`].
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Field {
@@ -199,6 +202,7 @@ macro_rules! fields {
                 desc: $desc,
                 availability: fields!(@availability $($why)?),
                 scope: FieldScope::$scope,
+                list: fields!(@list $($list)?),
             }, )* )*
         ];
 
@@ -211,6 +215,8 @@ macro_rules! fields {
             pub(crate) use $section;
         )*
     };
+    (@list) => { false };
+    (@list list) => { true };
     (@availability) => { Availability::Supplied };
     (@availability $why:literal) => { Availability::Unavailable($why) };
 }
@@ -393,7 +399,7 @@ fields! {
         FdDevMajor "fd.dev.major" UInt None "Major device number of the file." unavailable "the device and inode of opened files are not captured";
         FdDevMinor "fd.dev.minor" UInt None "Minor device number of the file." unavailable "the device and inode of opened files are not captured";
         FdIno "fd.ino" UInt None "Inode number of the file." unavailable "the device and inode of opened files are not captured";
-        FdTypes "fd.types" Str OptIndex "Kinds of the descriptors the process has open, each once; [n] the kind of descriptor n.";
+        FdTypes "fd.types" Str OptIndex list "Kinds of the descriptors the process has open, each once; [n] the kind of descriptor n.";
         FdIsUpperLayer "fd.is_upper_layer" Bool None "True when the file lives in an overlayfs upper layer." unavailable "the overlay layer of opened files is not captured";
         FdIsLowerLayer "fd.is_lower_layer" Bool None "True when the file lives in an overlayfs lower layer." unavailable "the overlay layer of opened files is not captured";
         // --- fs.path: paths of file syscalls
@@ -463,7 +469,7 @@ fields! {
         KaSecurityPodViolations "ka.security.pod.violations" Str None "Which Pod Security Standards the pod violates (annotation pod-security.kubernetes.io/audit-violations).";
         KaAuthOpenshiftUsername "ka.auth.openshift.username" Str None "The user name OpenShift authenticated (annotation authentication.openshift.io/username).";
         KaUserName "ka.user.name" Str None "The user who made the request (user.username).";
-        KaUserGroups "ka.user.groups" Str None "The groups of the user who made the request (user.groups).";
+        KaUserGroups "ka.user.groups" Str None list "The groups of the user who made the request (user.groups).";
         KaImpuserName "ka.impuser.name" Str None "The user the request impersonates (impersonatedUser.username).";
         KaVerb "ka.verb" Str None "The request's verb: get, list, watch, create, update, patch, delete... (verb).";
         KaUri "ka.uri" Str None "The request URI as the client sent it (requestURI).";
@@ -473,88 +479,88 @@ fields! {
         KaTargetResource "ka.target.resource" Str None "The resource of the object the request acts on, e.g. pods (objectRef.resource).";
         KaTargetSubresource "ka.target.subresource" Str None "The subresource the request acts on, e.g. exec (objectRef.subresource).";
         KaTargetPodName "ka.target.pod.name" Str None "The name of the pod the request acts on: objectRef.name for the pods resource, else none.";
-        KaReqBindingSubjects "ka.req.binding.subjects" Str None "The subjects of the role binding in the request, each as its JSON (requestObject.subjects).";
-        KaReqBindingSubjectsUserNames "ka.req.binding.subjects.user_names" Str None "The names of the User subjects of the role binding in the request.";
-        KaReqBindingSubjectsServiceaccountNames "ka.req.binding.subjects.serviceaccount_names" Str None "The names of the ServiceAccount subjects of the role binding in the request.";
-        KaReqBindingSubjectsServiceaccountNsNames "ka.req.binding.subjects.serviceaccount_ns_names" Str None "The ServiceAccount subjects of the role binding in the request, as namespace:name.";
-        KaReqBindingSubjectsGroupNames "ka.req.binding.subjects.group_names" Str None "The names of the Group subjects of the role binding in the request.";
+        KaReqBindingSubjects "ka.req.binding.subjects" Str None list "The subjects of the role binding in the request, each as its JSON (requestObject.subjects).";
+        KaReqBindingSubjectsUserNames "ka.req.binding.subjects.user_names" Str None list "The names of the User subjects of the role binding in the request.";
+        KaReqBindingSubjectsServiceaccountNames "ka.req.binding.subjects.serviceaccount_names" Str None list "The names of the ServiceAccount subjects of the role binding in the request.";
+        KaReqBindingSubjectsServiceaccountNsNames "ka.req.binding.subjects.serviceaccount_ns_names" Str None list "The ServiceAccount subjects of the role binding in the request, as namespace:name.";
+        KaReqBindingSubjectsGroupNames "ka.req.binding.subjects.group_names" Str None list "The names of the Group subjects of the role binding in the request.";
         KaReqBindingRole "ka.req.binding.role" Str None "The role the binding in the request refers to (requestObject.roleRef.name).";
         KaReqBindingSubjectHasName "ka.req.binding.subject.has_name" Str Key "True when a subject of the role binding in the request has the name given as argument.";
         KaReqConfigmapName "ka.req.configmap.name" Str None "The name of the configmap the request acts on (objectRef.name).";
         KaReqConfigmapObj "ka.req.configmap.obj" Str None "The data of the configmap in the request, as JSON (requestObject.data).";
-        KaReqPodContainersArgs "ka.req.pod.containers.args" Str OptIndex "The arguments of the pod's containers in the request; [n] the n-th container's.";
-        KaReqPodContainersCommand "ka.req.pod.containers.command" Str OptIndex "The commands of the pod's containers in the request; [n] the n-th container's.";
-        KaReqPodContainersName "ka.req.pod.containers.name" Str OptIndex "The names of the pod's containers in the request; [n] the n-th container's.";
-        KaReqPodContainersImage "ka.req.pod.containers.image" Str OptIndex "The images of the containers of the pod in the request; [n] the n-th container's.";
+        KaReqPodContainersArgs "ka.req.pod.containers.args" Str OptIndex list "The arguments of the pod's containers in the request; [n] the n-th container's.";
+        KaReqPodContainersCommand "ka.req.pod.containers.command" Str OptIndex list "The commands of the pod's containers in the request; [n] the n-th container's.";
+        KaReqPodContainersName "ka.req.pod.containers.name" Str OptIndex list "The names of the pod's containers in the request; [n] the n-th container's.";
+        KaReqPodContainersImage "ka.req.pod.containers.image" Str OptIndex list "The images of the containers of the pod in the request; [n] the n-th container's.";
         KaReqContainerImage "ka.req.container.image" Str None "The image of the first container of the pod in the request.";
-        KaReqPodContainersImageRepository "ka.req.pod.containers.image.repository" Str OptIndex "The images of the pod's containers in the request without tag or digest; [n] the n-th container's.";
+        KaReqPodContainersImageRepository "ka.req.pod.containers.image.repository" Str OptIndex list "The images of the pod's containers in the request without tag or digest; [n] the n-th container's.";
         KaReqContainerImageRepository "ka.req.container.image.repository" Str None "The image of the first container of the pod in the request without tag or digest.";
         KaReqPodHostIpc "ka.req.pod.host_ipc" Str None "Whether the pod in the request shares the host's IPC namespace (spec.hostIPC).";
         KaReqPodHostNetwork "ka.req.pod.host_network" Str None "Whether the pod in the request uses the host's network (spec.hostNetwork).";
         KaReqContainerHostNetwork "ka.req.container.host_network" Str None "Whether the pod in the request uses the host's network (spec.hostNetwork; older name).";
         KaReqPodHostPid "ka.req.pod.host_pid" Str None "Whether the pod in the request shares the host's PID namespace (spec.hostPID).";
-        KaReqPodContainersHostPort "ka.req.pod.containers.host_port" Str OptIndex "The host ports the pod's containers in the request ask for (hostPort, else containerPort); [n] the n-th container's.";
-        KaReqPodContainersPrivileged "ka.req.pod.containers.privileged" Str OptIndex "The privileged flags the pod's containers in the request set (securityContext.privileged); [n] the n-th container's.";
+        KaReqPodContainersHostPort "ka.req.pod.containers.host_port" Str OptIndex list "The host ports the pod's containers in the request ask for (hostPort, else containerPort); [n] the n-th container's.";
+        KaReqPodContainersPrivileged "ka.req.pod.containers.privileged" Str OptIndex list "The privileged flags the pod's containers in the request set (securityContext.privileged); [n] the n-th container's.";
         KaReqContainerPrivileged "ka.req.container.privileged" Str None "True when any container of the pod in the request is privileged.";
-        KaReqPodContainersAllowPrivilegeEscalation "ka.req.pod.containers.allow_privilege_escalation" Str OptIndex "The allowPrivilegeEscalation settings of the pod's containers in the request; [n] the n-th container's.";
-        KaReqPodContainersReadOnlyFs "ka.req.pod.containers.read_only_fs" Str OptIndex "The readOnlyRootFilesystem settings of the pod's containers in the request; [n] the n-th container's.";
+        KaReqPodContainersAllowPrivilegeEscalation "ka.req.pod.containers.allow_privilege_escalation" Str OptIndex list "The allowPrivilegeEscalation settings of the pod's containers in the request; [n] the n-th container's.";
+        KaReqPodContainersReadOnlyFs "ka.req.pod.containers.read_only_fs" Str OptIndex list "The readOnlyRootFilesystem settings of the pod's containers in the request; [n] the n-th container's.";
         KaReqPodRunAsUser "ka.req.pod.run_as_user" Str None "The pod's runAsUser in the request (spec.securityContext.runAsUser).";
-        KaReqPodContainersRunAsUser "ka.req.pod.containers.run_as_user" Str OptIndex "The runAsUser settings of the pod's containers in the request; [n] the n-th container's.";
-        KaReqPodContainersEffRunAsUser "ka.req.pod.containers.eff_run_as_user" Str OptIndex "The user each container of the pod in the request runs as: its runAsUser, else the pod's, else 0; [n] the n-th container's.";
+        KaReqPodContainersRunAsUser "ka.req.pod.containers.run_as_user" Str OptIndex list "The runAsUser settings of the pod's containers in the request; [n] the n-th container's.";
+        KaReqPodContainersEffRunAsUser "ka.req.pod.containers.eff_run_as_user" Str OptIndex list "The user each container of the pod in the request runs as: its runAsUser, else the pod's, else 0; [n] the n-th container's.";
         KaReqPodRunAsGroup "ka.req.pod.run_as_group" Str None "The pod's runAsGroup in the request (spec.securityContext.runAsGroup).";
-        KaReqPodContainersRunAsGroup "ka.req.pod.containers.run_as_group" Str OptIndex "The runAsGroup settings of the pod's containers in the request; [n] the n-th container's.";
-        KaReqPodContainersEffRunAsGroup "ka.req.pod.containers.eff_run_as_group" Str OptIndex "The group each container of the pod in the request runs as: its runAsGroup, else the pod's, else 0; [n] the n-th container's.";
-        KaReqPodContainersProcMount "ka.req.pod.containers.proc_mount" Str OptIndex "The procMount settings of the pod's containers in the request; [n] the n-th container's.";
-        KaReqRoleRules "ka.req.role.rules" Str None "The rules of the role in the request, each as its JSON (requestObject.rules).";
-        KaReqRoleRulesApiGroups "ka.req.role.rules.apiGroups" Str OptIndex "The API groups the rules of the role in the request name; [n] those of the n-th rule.";
-        KaReqRoleRulesNonResourceURLs "ka.req.role.rules.nonResourceURLs" Str OptIndex "The non-resource URLs the rules of the role in the request name; [n] those of the n-th rule.";
-        KaReqRoleRulesVerbs "ka.req.role.rules.verbs" Str OptIndex "The verbs the rules of the role in the request allow; [n] those of the n-th rule.";
-        KaReqRoleRulesResources "ka.req.role.rules.resources" Str OptIndex "The resources the rules of the role in the request name; [n] those of the n-th rule.";
+        KaReqPodContainersRunAsGroup "ka.req.pod.containers.run_as_group" Str OptIndex list "The runAsGroup settings of the pod's containers in the request; [n] the n-th container's.";
+        KaReqPodContainersEffRunAsGroup "ka.req.pod.containers.eff_run_as_group" Str OptIndex list "The group each container of the pod in the request runs as: its runAsGroup, else the pod's, else 0; [n] the n-th container's.";
+        KaReqPodContainersProcMount "ka.req.pod.containers.proc_mount" Str OptIndex list "The procMount settings of the pod's containers in the request; [n] the n-th container's.";
+        KaReqRoleRules "ka.req.role.rules" Str None list "The rules of the role in the request, each as its JSON (requestObject.rules).";
+        KaReqRoleRulesApiGroups "ka.req.role.rules.apiGroups" Str OptIndex list "The API groups the rules of the role in the request name; [n] those of the n-th rule.";
+        KaReqRoleRulesNonResourceURLs "ka.req.role.rules.nonResourceURLs" Str OptIndex list "The non-resource URLs the rules of the role in the request name; [n] those of the n-th rule.";
+        KaReqRoleRulesVerbs "ka.req.role.rules.verbs" Str OptIndex list "The verbs the rules of the role in the request allow; [n] those of the n-th rule.";
+        KaReqRoleRulesResources "ka.req.role.rules.resources" Str OptIndex list "The resources the rules of the role in the request name; [n] those of the n-th rule.";
         KaReqPodFsGroup "ka.req.pod.fs_group" Str None "The pod's fsGroup in the request (spec.securityContext.fsGroup).";
-        KaReqPodSupplementalGroups "ka.req.pod.supplemental_groups" Str None "The pod's supplemental groups in the request (spec.securityContext.supplementalGroups).";
-        KaReqPodContainersAddCapabilities "ka.req.pod.containers.add_capabilities" Str OptIndex "The capabilities the pod's containers in the request add (securityContext.capabilities.add); [n] the n-th container's.";
+        KaReqPodSupplementalGroups "ka.req.pod.supplemental_groups" Str None list "The pod's supplemental groups in the request (spec.securityContext.supplementalGroups).";
+        KaReqPodContainersAddCapabilities "ka.req.pod.containers.add_capabilities" Str OptIndex list "The capabilities the pod's containers in the request add (securityContext.capabilities.add); [n] the n-th container's.";
         KaReqServiceType "ka.req.service.type" Str None "The type of the service in the request (spec.type).";
-        KaReqServicePorts "ka.req.service.ports" Str OptIndex "The ports of the service in the request, each as its JSON; [n] the n-th.";
-        KaReqPodVolumesHostpath "ka.req.pod.volumes.hostpath" Str OptIndex "The host paths the pod's volumes in the request mount (hostPath.path); [n] the n-th volume's.";
+        KaReqServicePorts "ka.req.service.ports" Str OptIndex list "The ports of the service in the request, each as its JSON; [n] the n-th.";
+        KaReqPodVolumesHostpath "ka.req.pod.volumes.hostpath" Str OptIndex list "The host paths the pod's volumes in the request mount (hostPath.path); [n] the n-th volume's.";
         KaReqVolumeHostpath "ka.req.volume.hostpath" Str Key "True when a volume of the pod in the request mounts the host path given as argument (a trailing * matches a prefix), else false.";
-        KaReqPodVolumesFlexvolumeDriver "ka.req.pod.volumes.flexvolume_driver" Str OptIndex "The flexVolume drivers of the pod's volumes in the request; [n] the n-th volume's.";
-        KaReqPodVolumesVolumeType "ka.req.pod.volumes.volume_type" Str OptIndex "The types of the pod's volumes in the request (the key other than name: hostPath, secret...); [n] the n-th volume's.";
+        KaReqPodVolumesFlexvolumeDriver "ka.req.pod.volumes.flexvolume_driver" Str OptIndex list "The flexVolume drivers of the pod's volumes in the request; [n] the n-th volume's.";
+        KaReqPodVolumesVolumeType "ka.req.pod.volumes.volume_type" Str OptIndex list "The types of the pod's volumes in the request (the key other than name: hostPath, secret...); [n] the n-th volume's.";
         KaRespName "ka.resp.name" Str None "The name of the object in the response (responseObject.metadata.name).";
         KaResponseCode "ka.response.code" Str None "The HTTP status code of the response (responseStatus.code).";
         KaResponseReason "ka.response.reason" Str None "The reason of the response status (responseStatus.reason).";
         KaUseragent "ka.useragent" Str None "The user agent of the client that made the request (userAgent).";
-        KaSourceips "ka.sourceips" Str OptIndex "The client addresses of the request, the nearest first (sourceIPs); [n] the n-th.";
+        KaSourceips "ka.sourceips" Str OptIndex list "The client addresses of the request, the nearest first (sourceIPs); [n] the n-th.";
         KaUserForbiddenRecent "ka.user.forbidden_recent" UInt None "Requests of the event's user answered 403 in the minute up to the event, it included (at most 1,000): counted by the sensor over the audit events it receives; not a field of Falco's plugin.";
         KaClusterName "ka.cluster.name" Str None "The name of the cluster, as the operator configured it for the audit source.";
-        KaReqPodInitContainersName "ka.req.pod.initContainers.name" Str OptIndex "The names of the pod's init containers in the request; [n] the n-th's.";
-        KaReqPodInitContainersImage "ka.req.pod.initContainers.image" Str OptIndex "The images of the pod's init containers in the request; [n] the n-th's.";
-        KaReqPodInitContainersImageRepository "ka.req.pod.initContainers.image.repository" Str OptIndex "The images without tag or digest of the pod's init containers in the request; [n] the n-th's.";
-        KaReqPodInitContainersCommand "ka.req.pod.initContainers.command" Str OptIndex "The commands of the pod's init containers in the request; [n] the n-th's.";
-        KaReqPodInitContainersArgs "ka.req.pod.initContainers.args" Str OptIndex "The arguments of the pod's init containers in the request; [n] the n-th's.";
-        KaReqPodInitContainersPrivileged "ka.req.pod.initContainers.privileged" Str OptIndex "The privileged flags of the pod's init containers in the request; [n] the n-th's.";
-        KaReqPodInitContainersAllowPrivilegeEscalation "ka.req.pod.initContainers.allow_privilege_escalation" Str OptIndex "The allowPrivilegeEscalation settings of the pod's init containers in the request; [n] the n-th's.";
-        KaReqPodInitContainersReadOnlyFs "ka.req.pod.initContainers.read_only_fs" Str OptIndex "The readOnlyRootFilesystem settings of the pod's init containers in the request; [n] the n-th's.";
-        KaReqPodInitContainersRunAsUser "ka.req.pod.initContainers.run_as_user" Str OptIndex "The runAsUser settings of the pod's init containers in the request; [n] the n-th's.";
-        KaReqPodInitContainersEffRunAsUser "ka.req.pod.initContainers.eff_run_as_user" Str OptIndex "The effective users (runAsUser, else the pod's, else 0) of the pod's init containers in the request; [n] the n-th's.";
-        KaReqPodInitContainersRunAsGroup "ka.req.pod.initContainers.run_as_group" Str OptIndex "The runAsGroup settings of the pod's init containers in the request; [n] the n-th's.";
-        KaReqPodInitContainersEffRunAsGroup "ka.req.pod.initContainers.eff_run_as_group" Str OptIndex "The effective groups (runAsGroup, else the pod's, else 0) of the pod's init containers in the request; [n] the n-th's.";
-        KaReqPodInitContainersProcMount "ka.req.pod.initContainers.proc_mount" Str OptIndex "The procMount settings of the pod's init containers in the request; [n] the n-th's.";
-        KaReqPodInitContainersAddCapabilities "ka.req.pod.initContainers.add_capabilities" Str OptIndex "The added capabilities of the pod's init containers in the request; [n] the n-th's.";
-        KaReqPodInitContainersHostPort "ka.req.pod.initContainers.host_port" Str OptIndex "The host ports of the pod's init containers in the request; [n] the n-th's.";
-        KaReqPodEphemeralContainersName "ka.req.pod.ephemeralContainers.name" Str OptIndex "The names of the pod's ephemeral containers in the request; [n] the n-th's.";
-        KaReqPodEphemeralContainersImage "ka.req.pod.ephemeralContainers.image" Str OptIndex "The images of the pod's ephemeral containers in the request; [n] the n-th's.";
-        KaReqPodEphemeralContainersImageRepository "ka.req.pod.ephemeralContainers.image.repository" Str OptIndex "The images without tag or digest of the pod's ephemeral containers in the request; [n] the n-th's.";
-        KaReqPodEphemeralContainersCommand "ka.req.pod.ephemeralContainers.command" Str OptIndex "The commands of the pod's ephemeral containers in the request; [n] the n-th's.";
-        KaReqPodEphemeralContainersArgs "ka.req.pod.ephemeralContainers.args" Str OptIndex "The arguments of the pod's ephemeral containers in the request; [n] the n-th's.";
-        KaReqPodEphemeralContainersPrivileged "ka.req.pod.ephemeralContainers.privileged" Str OptIndex "The privileged flags of the pod's ephemeral containers in the request; [n] the n-th's.";
-        KaReqPodEphemeralContainersAllowPrivilegeEscalation "ka.req.pod.ephemeralContainers.allow_privilege_escalation" Str OptIndex "The allowPrivilegeEscalation settings of the pod's ephemeral containers in the request; [n] the n-th's.";
-        KaReqPodEphemeralContainersReadOnlyFs "ka.req.pod.ephemeralContainers.read_only_fs" Str OptIndex "The readOnlyRootFilesystem settings of the pod's ephemeral containers in the request; [n] the n-th's.";
-        KaReqPodEphemeralContainersRunAsUser "ka.req.pod.ephemeralContainers.run_as_user" Str OptIndex "The runAsUser settings of the pod's ephemeral containers in the request; [n] the n-th's.";
-        KaReqPodEphemeralContainersEffRunAsUser "ka.req.pod.ephemeralContainers.eff_run_as_user" Str OptIndex "The effective users (runAsUser, else the pod's, else 0) of the pod's ephemeral containers in the request; [n] the n-th's.";
-        KaReqPodEphemeralContainersRunAsGroup "ka.req.pod.ephemeralContainers.run_as_group" Str OptIndex "The runAsGroup settings of the pod's ephemeral containers in the request; [n] the n-th's.";
-        KaReqPodEphemeralContainersEffRunAsGroup "ka.req.pod.ephemeralContainers.eff_run_as_group" Str OptIndex "The effective groups (runAsGroup, else the pod's, else 0) of the pod's ephemeral containers in the request; [n] the n-th's.";
-        KaReqPodEphemeralContainersProcMount "ka.req.pod.ephemeralContainers.proc_mount" Str OptIndex "The procMount settings of the pod's ephemeral containers in the request; [n] the n-th's.";
-        KaReqPodEphemeralContainersAddCapabilities "ka.req.pod.ephemeralContainers.add_capabilities" Str OptIndex "The added capabilities of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersName "ka.req.pod.initContainers.name" Str OptIndex list "The names of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersImage "ka.req.pod.initContainers.image" Str OptIndex list "The images of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersImageRepository "ka.req.pod.initContainers.image.repository" Str OptIndex list "The images without tag or digest of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersCommand "ka.req.pod.initContainers.command" Str OptIndex list "The commands of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersArgs "ka.req.pod.initContainers.args" Str OptIndex list "The arguments of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersPrivileged "ka.req.pod.initContainers.privileged" Str OptIndex list "The privileged flags of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersAllowPrivilegeEscalation "ka.req.pod.initContainers.allow_privilege_escalation" Str OptIndex list "The allowPrivilegeEscalation settings of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersReadOnlyFs "ka.req.pod.initContainers.read_only_fs" Str OptIndex list "The readOnlyRootFilesystem settings of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersRunAsUser "ka.req.pod.initContainers.run_as_user" Str OptIndex list "The runAsUser settings of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersEffRunAsUser "ka.req.pod.initContainers.eff_run_as_user" Str OptIndex list "The effective users (runAsUser, else the pod's, else 0) of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersRunAsGroup "ka.req.pod.initContainers.run_as_group" Str OptIndex list "The runAsGroup settings of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersEffRunAsGroup "ka.req.pod.initContainers.eff_run_as_group" Str OptIndex list "The effective groups (runAsGroup, else the pod's, else 0) of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersProcMount "ka.req.pod.initContainers.proc_mount" Str OptIndex list "The procMount settings of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersAddCapabilities "ka.req.pod.initContainers.add_capabilities" Str OptIndex list "The added capabilities of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodInitContainersHostPort "ka.req.pod.initContainers.host_port" Str OptIndex list "The host ports of the pod's init containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersName "ka.req.pod.ephemeralContainers.name" Str OptIndex list "The names of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersImage "ka.req.pod.ephemeralContainers.image" Str OptIndex list "The images of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersImageRepository "ka.req.pod.ephemeralContainers.image.repository" Str OptIndex list "The images without tag or digest of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersCommand "ka.req.pod.ephemeralContainers.command" Str OptIndex list "The commands of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersArgs "ka.req.pod.ephemeralContainers.args" Str OptIndex list "The arguments of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersPrivileged "ka.req.pod.ephemeralContainers.privileged" Str OptIndex list "The privileged flags of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersAllowPrivilegeEscalation "ka.req.pod.ephemeralContainers.allow_privilege_escalation" Str OptIndex list "The allowPrivilegeEscalation settings of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersReadOnlyFs "ka.req.pod.ephemeralContainers.read_only_fs" Str OptIndex list "The readOnlyRootFilesystem settings of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersRunAsUser "ka.req.pod.ephemeralContainers.run_as_user" Str OptIndex list "The runAsUser settings of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersEffRunAsUser "ka.req.pod.ephemeralContainers.eff_run_as_user" Str OptIndex list "The effective users (runAsUser, else the pod's, else 0) of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersRunAsGroup "ka.req.pod.ephemeralContainers.run_as_group" Str OptIndex list "The runAsGroup settings of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersEffRunAsGroup "ka.req.pod.ephemeralContainers.eff_run_as_group" Str OptIndex list "The effective groups (runAsGroup, else the pod's, else 0) of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersProcMount "ka.req.pod.ephemeralContainers.proc_mount" Str OptIndex list "The procMount settings of the pod's ephemeral containers in the request; [n] the n-th's.";
+        KaReqPodEphemeralContainersAddCapabilities "ka.req.pod.ephemeralContainers.add_capabilities" Str OptIndex list "The added capabilities of the pod's ephemeral containers in the request; [n] the n-th's.";
         // --- jevt: the audit event as JSON
         JevtTime "jevt.time" Str None "The audit event's time (UTC) as HH:MM:SS.nanoseconds.";
         JevtTimeIso8601 "jevt.time.iso8601" Str None "The audit event's time in ISO 8601 (UTC).";
@@ -727,13 +733,14 @@ pub fn list_text() -> String {
             FieldScope::K8sAudit => " (k8s_audit events)",
             FieldScope::Any | FieldScope::Syscall => "",
         };
-        out.push_str(&format!("{:width$}  {:8} {}{arg}{source}{availability}\n", f.name, f.ty.name(), f.desc));
+        let ty = if f.list { format!("{} (list)", f.ty.name()) } else { f.ty.name().to_owned() };
+        out.push_str(&format!("{:width$}  {ty:8} {}{arg}{source}{availability}\n", f.name, f.desc));
     }
     out
 }
 
-/// The field list as a JSON array of `{name, type, arg, desc, sources, available}` (the
-/// event sources that supply it), with `unavailable` (the reason) for fields the sensor does
+/// The field list as a JSON array of `{name, type, arg, desc, sources, available, list}` (the
+/// event sources that supply it; whether it is a list field), with `unavailable` (the reason) for fields the sensor does
 /// not supply (for `sensor list-fields --json`).
 pub fn list_json() -> serde_json::Value {
     serde_json::Value::Array(
@@ -743,6 +750,7 @@ pub fn list_json() -> serde_json::Value {
                 let mut entry = serde_json::json!({
                     "name": f.name, "type": f.ty.name(), "arg": f.arg.name(), "desc": f.desc,
                     "sources": f.scope.sources(), "available": f.availability == Availability::Supplied,
+                    "list": f.list,
                 });
                 if let Availability::Unavailable(why) = f.availability {
                     entry["unavailable"] = why.into();
@@ -839,5 +847,10 @@ mod tests {
         let ino = json.as_array().unwrap().iter().find(|f| f["name"] == "fd.ino").unwrap();
         let reason = "the device and inode of opened files are not captured";
         assert_eq!((&ino["available"], &ino["unavailable"]), (&false.into(), &reason.into()));
+        // List fields say so, as Falco's field lists do.
+        assert!(line("fd.types").contains(" string (list) "), "{}", line("fd.types"));
+        assert!(!line("proc.name").contains("(list)"));
+        let groups = json.as_array().unwrap().iter().find(|f| f["name"] == "ka.user.groups").unwrap();
+        assert_eq!(groups["list"], true);
     }
 }

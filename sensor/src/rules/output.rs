@@ -71,6 +71,15 @@ pub(crate) fn split_format(text: &str) -> Vec<RawPiece> {
     out
 }
 
+/// A list field's value as libsinsp renders one: its values between parentheses, separated
+/// by commas (one value too: `(a)`).
+fn list_text(v: &Value<'_>) -> String {
+    match v {
+        Value::List(items) => format!("({})", items.iter().map(Value::to_string).collect::<Vec<_>>().join(",")),
+        one => format!("({one})"),
+    }
+}
+
 /// Renders a value for an output line: control characters escaped as in Falco.
 pub(crate) fn render(v: &Value<'_>, out: &mut String) {
     let written = match v {
@@ -120,6 +129,13 @@ impl OutputFormat {
                 Piece::Lit(s) => msg.push_str(s),
                 Piece::Field { key, op, first } => {
                     let v = ctx.value(op);
+                    // A list field is one text in Falco's output and its output fields: `(a,b)`.
+                    let v = match (v, op) {
+                        (Some(v), Operand::Field { id, .. }) if id.info().list => {
+                            Some(std::borrow::Cow::Owned(Value::Str(list_text(&v).into())))
+                        }
+                        (v, _) => v,
+                    };
                     match v.as_deref() {
                         Some(v) => render(v, &mut msg),
                         None => msg.push_str("<NA>"),

@@ -86,9 +86,10 @@ const COLUMNS: &str = "id, time_ns, audit_id, stage, level, verb, user_name, gro
                        namespace, name, code, source_ips, user_agent, json";
 
 impl AuditRecord {
-    /// The record of `event` (not stored yet: id 0).
-    pub fn of(event: &AuditEvent) -> AuditRecord {
-        let json = event.json();
+    /// The record of `event` (not stored yet: id 0), which keeps its JSON.
+    pub fn of(event: AuditEvent) -> AuditRecord {
+        let time_ns = event.timestamp_ns();
+        let json = event.into_json();
         let text = |v: &serde_json::Value, key: &str| v.get(key).and_then(serde_json::Value::as_str).map(str::to_owned);
         let list = |v: Option<&serde_json::Value>| -> Vec<String> {
             v.and_then(serde_json::Value::as_array)
@@ -99,11 +100,11 @@ impl AuditRecord {
         let user = json.get("user").unwrap_or(&serde_json::Value::Null);
         AuditRecord {
             id: 0,
-            time_ns: event.timestamp_ns(),
-            audit_id: text(json, "auditID").unwrap_or_default(),
-            stage: text(json, "stage").unwrap_or_default(),
-            level: text(json, "level").unwrap_or_default(),
-            verb: text(json, "verb").unwrap_or_default(),
+            time_ns,
+            audit_id: text(&json, "auditID").unwrap_or_default(),
+            stage: text(&json, "stage").unwrap_or_default(),
+            level: text(&json, "level").unwrap_or_default(),
+            verb: text(&json, "verb").unwrap_or_default(),
             user: text(user, "username").unwrap_or_default(),
             groups: list(user.get("groups")),
             resource: text(object, "resource"),
@@ -112,8 +113,8 @@ impl AuditRecord {
             name: text(object, "name"),
             code: json.get("responseStatus").and_then(|s| s.get("code")).and_then(serde_json::Value::as_i64),
             source_ips: list(json.get("sourceIPs")),
-            user_agent: text(json, "userAgent"),
-            json: json.clone(),
+            user_agent: text(&json, "userAgent"),
+            json,
         }
     }
 

@@ -77,7 +77,7 @@ fn fixture_event(i: usize, start: u64) -> serde_json::Value {
 }
 
 fn record(json: serde_json::Value) -> AuditRecord {
-    AuditRecord::of(&AuditEvent::from_json(json).unwrap())
+    AuditRecord::of(AuditEvent::from_json(json).unwrap())
 }
 
 /// The fixture: 64 events over 8 days from `T0`.
