@@ -89,7 +89,7 @@ fn fixture_event(i: usize, start: u64) -> Fixture {
     let (verb, resource, subresource, code) = ACTIONS[i % ACTIONS.len()];
     let namespace = ["shop", "kube-system", "web"][i % 3];
     let name = format!("obj-{}", i % 5);
-    let agent = if i % 2 == 0 {
+    let agent = if i.is_multiple_of(2) {
         "kubectl/v1.31.0 (linux/amd64) kubernetes/9edcffc"
     } else {
         "argocd-application-controller/v2.13"
@@ -100,7 +100,7 @@ fn fixture_event(i: usize, start: u64) -> Fixture {
     }
     let time = rfc3339(time_ns);
     let json = json!({
-        "level": if i % 4 == 0 { "RequestResponse" } else { "Metadata" },
+        "level": if i.is_multiple_of(4) { "RequestResponse" } else { "Metadata" },
         "auditID": format!("5e1f{i:04}-0c1d-4e5f-8a9b-{:012}", i * 7919),
         "stage": "ResponseComplete",
         "requestURI": format!("/api/v1/namespaces/{namespace}/{resource}/{name}"), "verb": verb,

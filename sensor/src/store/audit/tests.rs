@@ -20,8 +20,11 @@ impl Drop for Dir {
     }
 }
 
+/// Each engine's log, by the engine's name.
+type Logs = Vec<(&'static str, Box<dyn AuditLog>)>;
+
 /// One log of each engine for test `name`.
-fn logs(name: &str, max_age: std::time::Duration) -> (Dir, Vec<(&'static str, Box<dyn AuditLog>)>) {
+fn logs(name: &str, max_age: std::time::Duration) -> (Dir, Logs) {
     let dir = std::env::temp_dir().join(format!("sensor-audit-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -53,7 +56,7 @@ fn fixture_event(i: usize, start: u64) -> serde_json::Value {
     let (verb, resource, subresource, code) = ACTIONS[i % ACTIONS.len()];
     let namespace = ["shop", "kube-system", "web"][i % 3];
     let time = crate::rules::format_iso8601(start + i as u64 * 3 * HOUR);
-    let agent = if i % 2 == 0 {
+    let agent = if i.is_multiple_of(2) {
         "kubectl/v1.31.0 (linux/amd64) kubernetes/9edcffc"
     } else {
         "argocd-application-controller/v2.13"
@@ -63,7 +66,7 @@ fn fixture_event(i: usize, start: u64) -> serde_json::Value {
         object["subresource"] = sub.into();
     }
     serde_json::json!({
-        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": if i % 4 == 0 { "RequestResponse" } else { "Metadata" },
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": if i.is_multiple_of(4) { "RequestResponse" } else { "Metadata" },
         "auditID": format!("a0d1-{i:04}"), "stage": "ResponseComplete",
         "requestURI": format!("/api/v1/namespaces/{namespace}/{resource}/obj-{}", i % 5), "verb": verb,
         "user": {"username": user, "groups": groups},
