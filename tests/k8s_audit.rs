@@ -2,7 +2,8 @@
 //! `EventList` over HTTPS with a client certificate (curl, as kube-apiserver's webhook
 //! backend posts it) and lines of an audit log that is rotated in the middle; the alerts
 //! come out on stdout with their `ka.*` fields and are kept by the store output, what is
-//! refused is answered and counted.
+//! refused is answered and counted; and a flood of batches from many clients, refused and
+//! counted while a syscall alert still arrives.
 //! Needs root (a real sensor).
 
 #[path = "../sensor/tests/peers/pki.rs"]
@@ -222,5 +223,105 @@ fn audit_events_over_https_and_from_a_rotated_log_alert_with_their_fields() {
         log.search_audit(&AuditQuery::default()).unwrap().events.into_iter().map(|e| e.audit_id).collect();
     kept.sort();
     assert_eq!(kept, ["0b7c6a1e-plain", "0b7c6a1e-shop", "8147b882-web-0", "8147b882-web-1"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Many clients flood the webhook with batches while a process sets a setuid bit: the
+/// webhook answers every request 200 or 429 (nothing else), what the queue refuses and what
+/// the audit log cannot keep up with is counted, and the syscall alert arrives in the middle
+/// of the flood; the sensor stops cleanly afterwards.
+#[test]
+fn an_audit_flood_is_refused_and_counted_while_syscall_alerts_keep_flowing() {
+    let dir = temp_path("k8s-audit-flood");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (webhook, metrics) = (free_loopback_port().unwrap(), free_loopback_port().unwrap());
+    let config = format!("{dir}/sensor.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "outputs:\n  - stdout: {{format: json}}\n\
+             k8s_audit:\n  webhook: {{address: \"{webhook}\"}}\n  queue: 2000\n  store: {{path: {dir}/audit.db}}\n"
+        ),
+    )
+    .unwrap();
+    let address = format!("metrics.address={metrics}");
+    let mut sensor = start_sensor(&["run", "--config", &config, "-o", &address]);
+    let alerts = alert_stream(&mut sensor);
+    // Batches of 400 distinct events (each a pod read by a service account: no rule fires).
+    let batch = |client: usize, n: usize| {
+        let items: Vec<Value> = (0..400)
+            .map(|i| {
+                json!({"level": "Metadata", "auditID": format!("f1d0{client:02}-{n:08}-{i:04}"), "stage": "ResponseComplete",
+                       "requestURI": "/api/v1/namespaces/shop/pods/web-0", "verb": "get",
+                       "user": {"username": "system:serviceaccount:shop:default", "groups": ["system:serviceaccounts"]},
+                       "sourceIPs": ["10.0.0.9"], "objectRef": {"resource": "pods", "namespace": "shop", "name": "web-0"},
+                       "responseStatus": {"code": 200}, "stageTimestamp": "2026-12-07T10:00:00.000000Z"})
+            })
+            .collect();
+        json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items}).to_string()
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..8)
+        .map(|client| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut answers = std::collections::BTreeMap::<u16, u64>::new();
+                let mut n = 0;
+                let headers = [("Content-Type", "application/json")];
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let status = sensor_tests::http_request(webhook, "POST", "/k8s-audit", &headers, &batch(client, n))
+                        .map_or(0, |a| a.status);
+                    *answers.entry(status).or_default() += 1;
+                    n += 1;
+                }
+                answers
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    // A syscall rule, in the middle of the flood: a setuid bit set on a file of the test.
+    let file = format!("{dir}/setuid");
+    std::fs::write(&file, b"").unwrap();
+    assert!(Command::new("chmod").args(["u+s", &file]).status().unwrap().success());
+    let setuid = await_alert(&alerts, Duration::from_secs(20), |a| {
+        a["rule"] == "Setuid or setgid bit set" && a["output_fields"]["fs.path.name"] == file.as_str()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut answers = std::collections::BTreeMap::<u16, u64>::new();
+    for client in clients {
+        for (status, n) in client.join().unwrap() {
+            *answers.entry(status).or_default() += n;
+        }
+    }
+    eprintln!("webhook answers during the flood: {answers:?}");
+    assert!(setuid.is_some(), "the setuid alert arrives while the webhook is flooded");
+    assert!(answers.keys().all(|s| [200, 429].contains(s)), "every request answered 200 or 429: {answers:?}");
+    let taken = answers.get(&200).copied().unwrap_or(0);
+    assert!(taken > 0 && answers.get(&429).copied().unwrap_or(0) > 0, "{answers:?}");
+    // Every event taken was evaluated, and kept or counted lost (the metrics: once a second).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let counted = || {
+        let m = scrape(metrics);
+        let get = |name: &str| m.sum_with(name, "").unwrap_or(0.0);
+        let refused = m.sum_with("sensor_k8s_audit_refused_total", "queue_full").unwrap_or(0.0);
+        (
+            get("sensor_k8s_audit_received_events_total"),
+            get("sensor_k8s_audit_evaluated_events_total"),
+            get("sensor_k8s_audit_stored_events_total") + get("sensor_k8s_audit_store_lost_events_total"),
+            refused,
+        )
+    };
+    let want = (taken * 400) as f64;
+    while counted().2 < want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (received, evaluated, kept_or_lost, refused) = counted();
+    eprintln!("received {received}, evaluated {evaluated}, kept or lost {kept_or_lost}, refused {refused}");
+    assert_eq!((received, evaluated, kept_or_lost), (want, want, want), "every event taken is accounted for");
+    assert_eq!(refused, (answers[&429] * 400) as f64, "each 429 refused its whole batch, counted");
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    unsafe { libc::kill(sensor.id() as i32, libc::SIGTERM) };
+    assert!(sensor.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(&dir);
 }
