@@ -92,6 +92,22 @@ impl SensorConfig {
     pub fn store(&self) -> Option<&crate::store::StoreConfig> {
         self.stores().next()
     }
+
+    /// Refuses an audit log in the SQLite file of an alert store (a `store` output or
+    /// `ui.store`): each file counts its own size against its own `max_size`.
+    pub fn check_audit_store(&self) -> anyhow::Result<()> {
+        let Some(audit) = self.k8s_audit.store.as_ref().and_then(|s| s.sqlite_path()) else { return Ok(()) };
+        let alerts = self.stores().chain(self.ui.store.as_ref()).filter_map(|s| s.sqlite_path());
+        for path in alerts {
+            if path == audit {
+                bail!(
+                    "k8s_audit.store: {} is an alert store's file; the audit log needs a file of its own",
+                    audit.display()
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How the rules are evaluated.
@@ -509,6 +525,18 @@ mod tests {
         for key in crate::outputs::config::declared_names::<SensorConfig>() {
             assert!(text.lines().any(|l| l.starts_with(&format!("{key}:"))), "deploy/sensor.yaml lacks `{key}`");
         }
+    }
+
+    #[test]
+    fn the_audit_log_needs_a_file_of_its_own() {
+        let shared = "outputs:\n  - store: {path: /var/lib/sensor/alerts.db}\n\
+                      k8s_audit:\n  store: {path: /var/lib/sensor/alerts.db}\n";
+        let e = SensorConfig::parse(shared).unwrap().check_audit_store().unwrap_err().to_string();
+        assert!(e.contains("needs a file of its own"), "{e}");
+        let ui = "ui: {store: {path: /a.db}}\nk8s_audit: {store: {path: /a.db}}\n";
+        assert!(SensorConfig::parse(ui).unwrap().check_audit_store().is_err());
+        let own = "outputs:\n  - store: {path: /a.db}\nk8s_audit: {store: {path: /audit.db}}\n";
+        assert!(SensorConfig::parse(own).unwrap().check_audit_store().is_ok());
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<()> {
         eprintln!("{d}");
     }
     let mut problems = Vec::new();
+    if let Err(e) = config.check_audit_store() {
+        problems.push(format!("{e:#}"));
+    }
     if let Err(e) = sensor::metrics::check(&config.metrics) {
         problems.push(format!("{e:#}"));
     }

@@ -170,6 +170,7 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
     // From here on SIGTERM and SIGINT stop the sensor cleanly, even while it starts.
     let stop = super::stop_signal(args.duration.map(Duration::from_secs_f64))?;
     let config = config?;
+    config.check_audit_store()?;
     raise_open_files_limit();
     let engine = load_engine(&config)?;
     let metrics = Arc::new(Metrics::new(config.metrics.stall_after));

@@ -236,7 +236,6 @@ impl AuditSource {
             return Ok(None);
         }
         anyhow::ensure!(config.queue > 0, "k8s_audit.queue must be at least 1");
-        config.keep.check().map_err(anyhow::Error::msg)?;
         let (queue, events) = sync_channel(config.queue);
         let counters = Arc::new(Counters::default());
         let engine = Arc::new(RwLock::new(engine));

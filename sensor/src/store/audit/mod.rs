@@ -20,8 +20,25 @@ use super::{Cursor, Order, Removed, Usage};
 use crate::k8s_audit::AuditEvent;
 use crate::rules::FieldSource as _;
 
-/// The levels an audit policy logs at, least first.
-pub const LEVELS: [&str; 4] = ["None", "Metadata", "Request", "RequestResponse"];
+/// The level an audit policy logs an event at (kube-apiserver's names).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+pub enum Level {
+    None,
+    Metadata,
+    Request,
+    RequestResponse,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::None => "None",
+            Level::Metadata => "Metadata",
+            Level::Request => "Request",
+            Level::RequestResponse => "RequestResponse",
+        }
+    }
+}
 
 /// Which audit events the log keeps (`k8s_audit.keep`); an empty list keeps any value.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -29,26 +46,19 @@ pub const LEVELS: [&str; 4] = ["None", "Metadata", "Request", "RequestResponse"]
 pub struct Keep {
     /// Audit levels kept (`Metadata`, `Request`, `RequestResponse`).
     #[serde(default)]
-    pub levels: Vec<String>,
+    pub levels: Vec<Level>,
     /// Verbs kept (`create`, `delete`, `get`, `list`, `watch`, ...).
     #[serde(default)]
     pub verbs: Vec<String>,
 }
 
 impl Keep {
-    /// An unknown level is an error: a typo would keep nothing.
-    pub fn check(&self) -> Result<(), String> {
-        match self.levels.iter().find(|l| !LEVELS.contains(&l.as_str())) {
-            Some(bad) => Err(format!("k8s_audit.keep.levels: unknown level `{bad}` (expected {})", LEVELS.join(", "))),
-            None => Ok(()),
-        }
-    }
-
     /// Whether `event` is kept.
     pub fn keeps(&self, event: &AuditEvent) -> bool {
         let text = |key: &str| event.json().get(key).and_then(serde_json::Value::as_str).unwrap_or_default();
-        let any = |list: &[String], value: &str| list.is_empty() || list.iter().any(|v| v == value);
-        any(&self.levels, text("level")) && any(&self.verbs, text("verb"))
+        let level = text("level");
+        (self.levels.is_empty() || self.levels.iter().any(|l| l.as_str() == level))
+            && (self.verbs.is_empty() || self.verbs.iter().any(|v| v == text("verb")))
     }
 }
 
