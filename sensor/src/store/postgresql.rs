@@ -304,8 +304,9 @@ impl PgStore {
                  user_agent text,
                  words tsvector NOT NULL,
                  json text NOT NULL,
+                 digest text NOT NULL,
                  PRIMARY KEY (time_ns, id),
-                 UNIQUE (time_ns, audit_id, stage)
+                 UNIQUE (time_ns, digest)
              ) PARTITION BY RANGE (time_ns);
              CREATE INDEX IF NOT EXISTS audit_events_by_id ON audit_events (id);
              CREATE INDEX IF NOT EXISTS audit_events_by_user ON audit_events (user_name, time_ns);

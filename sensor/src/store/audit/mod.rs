@@ -6,7 +6,8 @@
 //! One trait, [`AuditLog`], over the engines: a SQLite file of its own ([`SqliteAuditLog`],
 //! day tables as the alert store keeps) or the alert store's PostgreSQL database (tables
 //! `audit_events` and their day partitions, beside the alerts). An event is stored once
-//! per `(auditID, stage)`: a batch kube-apiserver retries is not stored twice.
+//! per digest of its JSON: a batch kube-apiserver retries is not stored twice, while a
+//! request that reuses another's audit ID (clients may set `Audit-ID`) is a new event, kept.
 
 mod postgresql;
 mod sqlite;
@@ -140,6 +141,14 @@ impl AuditRecord {
             map.insert("id".into(), self.id.into());
         }
         json
+    }
+
+    /// The event's JSON text and its SHA-256 (hex), which a repeated event shares.
+    fn json_and_digest(&self) -> (String, String) {
+        let json = self.json.to_string();
+        let digest = ring::digest::digest(&ring::digest::SHA256, json.as_bytes());
+        let hex = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        (json, hex)
     }
 
     /// The text its word index holds: every string and number of the event, keys aside.
@@ -387,7 +396,7 @@ impl AuditPage {
 /// An audit log engine. Calls block: async code makes them on a blocking thread.
 pub trait AuditLog: Send {
     /// Stores `events` in one transaction (all or, on an error, none); returns how many were
-    /// new (an event already stored, by its audit ID and stage, is not stored again).
+    /// new (an event already stored, the same JSON, is not stored again).
     fn insert_audit(&mut self, events: &[AuditRecord]) -> anyhow::Result<u64>;
 
     /// The events `query` selects, one page of them.

@@ -1,7 +1,8 @@
 //! The audit log in the alert store's PostgreSQL database: `audit_events`, partitioned by
 //! day of the event time (`audit_events_d<N>`), with the same word index as the alerts.
 //! Console replicas may share it: partitions are made under the store's partition lock,
-//! an event is stored once per `(time, auditID, stage)`, one writer at a time runs retention.
+//! an event is stored once per `(time, digest of its JSON)`, one writer at a time runs
+//! retention.
 
 use std::collections::BTreeSet;
 
@@ -84,23 +85,23 @@ impl AuditLog for PgStore {
         let ips: Vec<String> = events.iter().map(|e| list_column(&e.source_ips)).collect();
         let codes: Vec<Option<i64>> = events.iter().map(|e| e.code).collect();
         let words: Vec<String> = events.iter().map(|e| word_vector_of(&e.body())).collect();
-        let jsons: Vec<String> = events.iter().map(|e| e.json.to_string()).collect();
+        let (jsons, digests): (Vec<String>, Vec<String>) = events.iter().map(AuditRecord::json_and_digest).unzip();
         let mut conn = self.pool.get()?;
         let mut tx = conn.transaction().db()?;
         let stored = tx
             .execute(
                 &format!(
                     "INSERT INTO {PARENT} (time_ns, audit_id, stage, level, verb, user_name, groups, resource, \
-                     subresource, namespace, name, code, source_ips, user_agent, words, json) \
+                     subresource, namespace, name, code, source_ips, user_agent, words, json, digest) \
                      SELECT u.time_ns, u.audit_id, u.stage, u.level, u.verb, u.user_name, u.groups, u.resource, \
                             u.subresource, u.namespace, u.name, u.code, u.source_ips, u.user_agent, \
-                            u.words::tsvector, u.json \
+                            u.words::tsvector, u.json, u.digest \
                      FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
                                  $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], \
-                                 $13::text[], $14::text[], $15::text[], $16::text[]) WITH ORDINALITY \
+                                 $13::text[], $14::text[], $15::text[], $16::text[], $17::text[]) WITH ORDINALITY \
                           AS u(time_ns, audit_id, stage, level, verb, user_name, groups, resource, subresource, \
-                               namespace, name, code, source_ips, user_agent, words, json, ord) \
-                     ORDER BY u.ord ON CONFLICT (time_ns, audit_id, stage) DO NOTHING"
+                               namespace, name, code, source_ips, user_agent, words, json, digest, ord) \
+                     ORDER BY u.ord ON CONFLICT (time_ns, digest) DO NOTHING"
                 ),
                 &[
                     &times,
@@ -119,6 +120,7 @@ impl AuditLog for PgStore {
                     &column(|e| e.user_agent.clone()),
                     &words,
                     &jsons,
+                    &digests,
                 ],
             )
             .db();

@@ -104,7 +104,7 @@ impl SqliteAuditLog {
                  source_ips TEXT NOT NULL,
                  user_agent TEXT,
                  json TEXT NOT NULL,
-                 UNIQUE (audit_id, stage)
+                 digest TEXT NOT NULL UNIQUE
              );
              CREATE INDEX IF NOT EXISTS audit_d{day}_time ON audit_d{day} (time_ns, id);
              CREATE INDEX IF NOT EXISTS audit_d{day}_user ON audit_d{day} (user_name, time_ns);
@@ -230,13 +230,14 @@ impl AuditLog for SqliteAuditLog {
         let mut added: BTreeMap<u64, i64> = BTreeMap::new();
         let mut id: i64 = tx.query_row("SELECT value FROM audit_meta WHERE key = 'next_id'", [], |r| r.get(0))?;
         for event in events {
+            let (json, digest) = event.json_and_digest();
             let day = event.time_ns / DAY_NS;
             Self::ensure_day(&tx, &mut days, day)?;
             let new = tx
                 .prepare_cached(&format!(
                     "INSERT OR IGNORE INTO audit_d{day} (id, time_ns, audit_id, stage, level, verb, user_name, groups, \
-                     resource, subresource, namespace, name, code, source_ips, user_agent, json) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                     resource, subresource, namespace, name, code, source_ips, user_agent, json, digest) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
                 ))?
                 .execute(params![
                     id,
@@ -254,7 +255,8 @@ impl AuditLog for SqliteAuditLog {
                     event.code,
                     list_column(&event.source_ips),
                     event.user_agent,
-                    event.json.to_string(),
+                    json,
+                    digest,
                 ])?;
             if new == 0 {
                 continue;

@@ -218,7 +218,7 @@ fn every_filter_finds_exactly_its_events_over_a_week_and_the_eighth_day_is_gone(
 }
 
 #[test]
-fn an_event_given_twice_is_stored_once() {
+fn an_event_given_twice_is_stored_once_and_a_reused_audit_id_is_not_a_repeat() {
     let (_dir, mut logs) = logs("twice", std::time::Duration::from_secs(7 * 86_400));
     let events: Vec<AuditRecord> = (0..10).map(|i| record(fixture_event(i, T0))).collect();
     for (engine, log) in &mut logs {
@@ -232,6 +232,16 @@ fn an_event_given_twice_is_stored_once() {
         let mut started = fixture_event(3, T0);
         started["stage"] = "ResponseStarted".into();
         assert_eq!(log.insert_audit(&[record(started)]).unwrap(), 1, "{engine}");
+        // A client may set the Audit-ID header: a request reusing a stored event's audit ID
+        // and stage, at the same time, is still kept, and found by its audit ID.
+        let mut reused = fixture_event(4, T0);
+        reused["requestURI"] = "/api/v1/namespaces/kube-system/secrets/admin-token".into();
+        reused["verb"] = "get".into();
+        assert_eq!(log.insert_audit(&[record(reused)]).unwrap(), 1, "{engine}");
+        let same_id = AuditQuery { audit_ids: vec!["a0d1-0004".into()], ..AuditQuery::default() };
+        assert_eq!(all_found(log.as_ref(), &same_id).len(), 2, "{engine}");
+        let text = AuditQuery { text: Some("admin-token".into()), ..AuditQuery::default() };
+        assert_eq!(all_found(log.as_ref(), &text), ["a0d1-0004"], "{engine}");
     }
 }
 
