@@ -267,9 +267,7 @@ impl SqliteStore {
     }
 
     fn used_bytes(&self) -> rusqlite::Result<u64> {
-        let pragma = |name: &str| self.conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0));
-        let used = pragma("page_count")? - pragma("freelist_count")?;
-        Ok((used.max(0) as u64) * pragma("page_size")? as u64)
+        used_bytes(&self.conn)
     }
 
     /// The days with alerts, oldest first, as the file has them now (a reader's view
@@ -305,7 +303,7 @@ impl SqliteStore {
             );
             let mut stmt = match self.conn.prepare(&sql) {
                 Ok(stmt) => stmt,
-                Err(e) if e.to_string().contains("no such table") => continue,
+                Err(e) if table_gone(&e) => continue,
                 Err(e) => return Err(e.into()),
             };
             let mut rows = stmt.query(params_from_iter(args))?;
@@ -352,7 +350,7 @@ impl SqliteStore {
             );
             let mut stmt = match self.conn.prepare(&sql) {
                 Ok(stmt) => stmt,
-                Err(e) if e.to_string().contains("no such table") => continue,
+                Err(e) if table_gone(&e) => continue,
                 Err(e) => return Err(e.into()),
             };
             let mut rows = stmt.query(params![grp, hours.0, hours.1, level])?;
@@ -413,10 +411,31 @@ fn schema_version(conn: &Connection) -> rusqlite::Result<Option<i64>> {
     conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0)).optional()
 }
 
+/// Bytes of the pages of `conn`'s file in use (free pages are reused before it grows).
+pub(super) fn used_bytes(conn: &Connection) -> rusqlite::Result<u64> {
+    let pragma = |name: &str| conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0));
+    let used = pragma("page_count")? - pragma("freelist_count")?;
+    Ok((used.max(0) as u64) * pragma("page_size")? as u64)
+}
+
+/// A bound value as SQLite takes it.
+pub(super) fn sql_value(p: Param) -> SqlValue {
+    match p {
+        Param::Int(i) => SqlValue::Integer(i),
+        Param::Text(t) => SqlValue::Text(t),
+    }
+}
+
+/// Whether an error says a day's table is gone (dropped by retention since the days were
+/// read).
+pub(super) fn table_gone(e: &rusqlite::Error) -> bool {
+    e.to_string().contains("no such table")
+}
+
 /// An FTS5 query finding alerts that hold every term: each term a phrase (quotes doubled),
 /// its last token a prefix. Terms without a letter or digit have no tokens and are left to
 /// the exact check alone.
-fn fts_query(terms: &[&str]) -> Option<String> {
+pub(super) fn fts_query(terms: &[&str]) -> Option<String> {
     let phrases: Vec<String> = terms
         .iter()
         .filter(|t| t.chars().any(char::is_alphanumeric))
@@ -482,10 +501,7 @@ fn filters(day: u64, query: &Query, args: &mut Vec<SqlValue>) -> String {
         clauses.push(format!("id IN (SELECT rowid FROM text_d{day} WHERE text_d{day} MATCH {mark})"));
     }
     clauses.push(Dialect::Sqlite.filters(query, &mut params));
-    args.extend(params.into_iter().map(|p| match p {
-        Param::Int(i) => SqlValue::Integer(i),
-        Param::Text(t) => SqlValue::Text(t),
-    }));
+    args.extend(params.into_iter().map(sql_value));
     clauses.join(" AND ")
 }
 
@@ -562,7 +578,7 @@ impl AlertStore for SqliteStore {
             let mut stmt = match self.conn.prepare(&sql) {
                 Ok(stmt) => stmt,
                 // The day was dropped by retention since the days were read.
-                Err(e) if e.to_string().contains("no such table") => continue,
+                Err(e) if table_gone(&e) => continue,
                 Err(e) => return Err(e.into()),
             };
             let rows = stmt.query_map(params_from_iter(args), row_to_alert)?;
@@ -585,7 +601,7 @@ impl AlertStore for SqliteStore {
             match found {
                 Ok(Some(alert)) => return Ok(Some(alert)),
                 Ok(None) => {}
-                Err(e) if e.to_string().contains("no such table") => {}
+                Err(e) if table_gone(&e) => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -611,7 +627,7 @@ impl AlertStore for SqliteStore {
             let mut stmt = match self.conn.prepare(sql) {
                 Ok(stmt) => stmt,
                 // The day was dropped by retention since the days were read.
-                Err(e) if e.to_string().contains("no such table") => return Ok(()),
+                Err(e) if table_gone(&e) => return Ok(()),
                 Err(e) => return Err(e.into()),
             };
             let mut rows = stmt.query(params_from_iter(args))?;

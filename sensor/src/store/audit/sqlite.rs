@@ -10,6 +10,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params, params_fro
 
 use super::{AuditLog, AuditPage, AuditQuery, AuditRecord, COLUMNS, list_column, list_of_column};
 use crate::store::rows::{DAY_NS, Dialect, Param, ns_column};
+use crate::store::sqlite::{fts_query, sql_value, table_gone, used_bytes};
 use crate::store::{Order, Removed, StoreConfig, Usage};
 
 /// The schema this code writes; a file with another is refused.
@@ -148,12 +149,6 @@ impl SqliteAuditLog {
         Ok(n)
     }
 
-    fn used_bytes(&self) -> rusqlite::Result<u64> {
-        let pragma = |name: &str| self.conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0));
-        let used = pragma("page_count")? - pragma("freelist_count")?;
-        Ok((used.max(0) as u64) * pragma("page_size")? as u64)
-    }
-
     /// The days a query may find events in, in its order.
     fn days_for(&self, query: &AuditQuery) -> rusqlite::Result<Vec<u64>> {
         let first = query.from_ns.map_or(0, |t| t / DAY_NS);
@@ -167,17 +162,6 @@ impl SqliteAuditLog {
     }
 }
 
-/// An FTS5 query finding events that hold every term (each a phrase, its last token a
-/// prefix); terms without a letter or digit are left to the exact check.
-fn fts_query(terms: &[&str]) -> Option<String> {
-    let phrases: Vec<String> = terms
-        .iter()
-        .filter(|t| t.chars().any(char::is_alphanumeric))
-        .map(|t| format!("\"{}\"*", t.replace('"', "\"\"")))
-        .collect();
-    (!phrases.is_empty()).then(|| phrases.join(" AND "))
-}
-
 /// The WHERE clause of `query` over day `day`'s tables, binding into `args`.
 fn filters(day: u64, query: &AuditQuery, args: &mut Vec<SqlValue>) -> String {
     let mut params = Vec::new();
@@ -187,10 +171,7 @@ fn filters(day: u64, query: &AuditQuery, args: &mut Vec<SqlValue>) -> String {
         clauses.push(format!("id IN (SELECT rowid FROM audit_text_d{day} WHERE audit_text_d{day} MATCH {mark})"));
     }
     clauses.push(query.filters(Dialect::Sqlite, &mut params));
-    args.extend(params.into_iter().map(|p| match p {
-        Param::Int(i) => SqlValue::Integer(i),
-        Param::Text(t) => SqlValue::Text(t),
-    }));
+    args.extend(params.into_iter().map(sql_value));
     clauses.join(" AND ")
 }
 
@@ -213,11 +194,6 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
         user_agent: r.get(14)?,
         json: serde_json::from_str(&r.get::<_, String>(15)?).unwrap_or(serde_json::Value::Null),
     })
-}
-
-/// Whether an error says a day's table is gone (dropped by retention since the days were read).
-fn table_gone(e: &rusqlite::Error) -> bool {
-    e.to_string().contains("no such table")
 }
 
 impl AuditLog for SqliteAuditLog {
@@ -331,7 +307,7 @@ impl AuditLog for SqliteAuditLog {
         // Over size: the oldest events, as many as the excess holds at the average bytes
         // per event, until the pages in use fit.
         loop {
-            let used = self.used_bytes()?;
+            let used = used_bytes(&self.conn)?;
             let events: u64 = self.days.values().sum();
             if used <= self.max_size || events == 0 {
                 break;
@@ -361,7 +337,7 @@ impl AuditLog for SqliteAuditLog {
                 .map(|t| t.max(0) as u64),
             None => None,
         };
-        Ok(Usage { alerts: days.values().sum(), bytes: self.used_bytes()?, oldest_ns })
+        Ok(Usage { alerts: days.values().sum(), bytes: used_bytes(&self.conn)?, oldest_ns })
     }
 }
 
