@@ -240,7 +240,7 @@ fn an_audit_flood_is_refused_and_counted_while_syscall_alerts_keep_flowing() {
         &config,
         format!(
             "outputs:\n  - stdout: {{format: json}}\n\
-             k8s_audit:\n  webhook: {{address: \"{webhook}\"}}\n  queue: 2000\n  store: {{path: {dir}/audit.db}}\n"
+             k8s_audit:\n  webhook: {{address: \"{webhook}\"}}\n  queue: 800\n  store: {{path: {dir}/audit.db}}\n"
         ),
     )
     .unwrap();
@@ -260,6 +260,14 @@ fn an_audit_flood_is_refused_and_counted_while_syscall_alerts_keep_flowing() {
             .collect();
         json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items}).to_string()
     };
+    // The webhook may still be starting after the probes are attached.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let empty = json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": []}).to_string();
+    let json_type = [("Content-Type", "application/json")];
+    while sensor_tests::http_request(webhook, "POST", "/k8s-audit", &json_type, &empty).is_err() {
+        assert!(Instant::now() < deadline, "the webhook does not answer");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let clients: Vec<_> = (0..8)
         .map(|client| {
@@ -269,8 +277,14 @@ fn an_audit_flood_is_refused_and_counted_while_syscall_alerts_keep_flowing() {
                 let mut n = 0;
                 let headers = [("Content-Type", "application/json")];
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let status = sensor_tests::http_request(webhook, "POST", "/k8s-audit", &headers, &batch(client, n))
-                        .map_or(0, |a| a.status);
+                    let status =
+                        match sensor_tests::http_request(webhook, "POST", "/k8s-audit", &headers, &batch(client, n)) {
+                            Ok(answer) => answer.status,
+                            Err(e) => {
+                                eprintln!("client {client}: {e}");
+                                0
+                            }
+                        };
                     *answers.entry(status).or_default() += 1;
                     n += 1;
                 }
