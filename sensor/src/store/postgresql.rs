@@ -304,7 +304,7 @@ impl PgStore {
                  user_agent text,
                  words tsvector NOT NULL,
                  json text NOT NULL,
-                 digest text NOT NULL,
+                 digest bytea NOT NULL,
                  PRIMARY KEY (time_ns, id),
                  UNIQUE (time_ns, digest)
              ) PARTITION BY RANGE (time_ns);

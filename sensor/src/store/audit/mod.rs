@@ -6,7 +6,7 @@
 //! One trait, [`AuditLog`], over the engines: a SQLite file of its own ([`SqliteAuditLog`],
 //! day tables as the alert store keeps) or the alert store's PostgreSQL database (tables
 //! `audit_events` and their day partitions, beside the alerts). An event is stored once
-//! per digest of its JSON: a batch kube-apiserver retries is not stored twice, while a
+//! per digest of its JSON (with its time): a batch kube-apiserver retries is not stored twice, while a
 //! request that reuses another's audit ID (clients may set `Audit-ID`) is a new event, kept.
 
 mod postgresql;
@@ -143,12 +143,12 @@ impl AuditRecord {
         json
     }
 
-    /// The event's JSON text and its SHA-256 (hex), which a repeated event shares.
-    fn json_and_digest(&self) -> (String, String) {
+    /// The event's JSON text and its digest, which a repeated event shares: the first 128
+    /// bits of its SHA-256 (no event can be made to pass for another).
+    fn json_and_digest(&self) -> (String, Vec<u8>) {
         let json = self.json.to_string();
         let digest = ring::digest::digest(&ring::digest::SHA256, json.as_bytes());
-        let hex = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        (json, hex)
+        (json, digest.as_ref()[..16].to_vec())
     }
 
     /// The text its word index holds: every string and number of the event, keys aside.

@@ -85,7 +85,7 @@ impl AuditLog for PgStore {
         let ips: Vec<String> = events.iter().map(|e| list_column(&e.source_ips)).collect();
         let codes: Vec<Option<i64>> = events.iter().map(|e| e.code).collect();
         let words: Vec<String> = events.iter().map(|e| word_vector_of(&e.body())).collect();
-        let (jsons, digests): (Vec<String>, Vec<String>) = events.iter().map(AuditRecord::json_and_digest).unzip();
+        let (jsons, digests): (Vec<String>, Vec<Vec<u8>>) = events.iter().map(AuditRecord::json_and_digest).unzip();
         let mut conn = self.pool.get()?;
         let mut tx = conn.transaction().db()?;
         let stored = tx
@@ -98,7 +98,7 @@ impl AuditLog for PgStore {
                             u.words::tsvector, u.json, u.digest \
                      FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
                                  $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], \
-                                 $13::text[], $14::text[], $15::text[], $16::text[], $17::text[]) WITH ORDINALITY \
+                                 $13::text[], $14::text[], $15::text[], $16::text[], $17::bytea[]) WITH ORDINALITY \
                           AS u(time_ns, audit_id, stage, level, verb, user_name, groups, resource, subresource, \
                                namespace, name, code, source_ips, user_agent, words, json, digest, ord) \
                      ORDER BY u.ord ON CONFLICT (time_ns, digest) DO NOTHING"

@@ -105,7 +105,8 @@ impl SqliteAuditLog {
                  source_ips TEXT NOT NULL,
                  user_agent TEXT,
                  json TEXT NOT NULL,
-                 digest TEXT NOT NULL UNIQUE
+                 digest BLOB NOT NULL,
+                 UNIQUE (time_ns, digest)
              );
              CREATE INDEX IF NOT EXISTS audit_d{day}_time ON audit_d{day} (time_ns, id);
              CREATE INDEX IF NOT EXISTS audit_d{day}_user ON audit_d{day} (user_name, time_ns);
