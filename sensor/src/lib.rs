@@ -4,6 +4,7 @@
 //! [`state`] (processes, fds, users) and [`enrich`] (containers, pods) → [`rules`] (Falco's
 //! rule language) → [`outputs`] (alert fan-out); [`pipeline`] joins the stages, [`config`]
 //! reads the configuration file and [`metrics`] serves the counters of them all.
+pub mod benchmark;
 pub mod capture;
 pub mod config;
 pub mod console;
