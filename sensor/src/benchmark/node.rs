@@ -126,7 +126,12 @@ impl Node {
     /// node's kubelet); of several, the oldest, the others noted.
     pub fn discover(proc: &Path) -> Node {
         let host_ns = |pid: &str| ["pid", "mnt"].map(|ns| std::fs::read_link(proc.join(pid).join("ns").join(ns)).ok());
-        let init = host_ns("1");
+        // The host's namespaces are init's; where init's cannot be read (a sandbox hiding
+        // it), the PID namespace this sensor runs in (the host's, with hostPID).
+        let init = match host_ns("1") {
+            [Some(pid), Some(mnt)] => [Some(pid), Some(mnt)],
+            _ => [host_ns("self")[0].clone(), None],
+        };
         let mut found: BTreeMap<Component, Vec<(u64, u32, bool)>> = BTreeMap::new();
         for entry in std::fs::read_dir(proc).into_iter().flatten().flatten() {
             let name = entry.file_name();
@@ -138,7 +143,8 @@ impl Node {
                 _ => continue,
             };
             let started = process_start(&entry.path()).unwrap_or(u64::MAX);
-            let on_host = init.iter().all(Option::is_some) && host_ns(&pid.to_string()) == init;
+            let own = host_ns(&pid.to_string());
+            let on_host = init[0].is_some() && init.iter().zip(&own).all(|(host, own)| host.is_none() || host == own);
             found.entry(component).or_default().push((started, pid, on_host));
         }
         let mut node = Node { root: PathBuf::from("/"), ..Node::default() };

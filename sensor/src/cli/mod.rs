@@ -2,6 +2,7 @@
 
 mod alerts;
 mod audit;
+mod benchmark;
 mod capture;
 mod config;
 mod console;
@@ -27,7 +28,8 @@ use sensor::{
 ///
 /// `run` watches the node and alerts; `capture` records raw events; `validate`,
 /// `test-rules`, `replay` and `list-fields` work on rules without a kernel or privileges;
-/// `alerts search` reads the alert store, `audit search` the Kubernetes audit log; `ui
+/// `alerts search` reads the alert store, `audit search` the Kubernetes audit log;
+/// `benchmark node` checks the node against the CIS Kubernetes Benchmark; `ui
 /// hash-password` hashes a console password.
 #[derive(Parser)]
 #[command(version, about, long_about)]
@@ -63,6 +65,9 @@ enum Command {
     /// Search the Kubernetes audit log (`k8s_audit.store`) without a browser.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Check this node against the CIS Kubernetes Benchmark's worker-node section.
+    #[command(subcommand)]
+    Benchmark(benchmark::BenchmarkCommand),
     /// Helpers for the web console's configuration (password hashes).
     #[command(subcommand)]
     Ui(ui::UiCommand),
@@ -87,6 +92,13 @@ pub fn main() -> ExitCode {
         Command::Config(command) => config::run(command),
         Command::Alerts(command) => alerts::run(command),
         Command::Audit(command) => audit::run(command),
+        // Its own exit codes: 1 when a check fails, 2 when it cannot run.
+        Command::Benchmark(command) => {
+            return benchmark::run(command).unwrap_or_else(|e| {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            });
+        }
         Command::Ui(command) => ui::run(command),
         Command::Run(args) => block_on(run::run(args, cli.log)),
         Command::Capture(args) => block_on(capture::run(args)),
