@@ -17,6 +17,12 @@ fn kubelet_binary() -> std::path::PathBuf {
     sensor_binary().with_file_name("kubelet")
 }
 
+/// One test at a time: each runs its own kubelet, and each would see the other's.
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn benchmark(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(sensor_binary()).args(["benchmark", "node"]).args(args).output().unwrap();
     (
@@ -28,6 +34,7 @@ fn benchmark(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn a_running_kubelet_is_checked_by_its_flags_its_file_and_its_defaults() {
+    let _turn = turn();
     // Before the kubelet starts: no kubelet, no report.
     let (code, _, stderr) = benchmark(&[]);
     assert_eq!(code, 2, "{stderr}");
@@ -107,5 +114,69 @@ fn a_running_kubelet_is_checked_by_its_flags_its_file_and_its_defaults() {
     assert!(stderr.contains("no benchmark `cis-2.0`"), "{stderr}");
 
     drop(kubelet);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `sensor run` checks the node at start and every `benchmark.interval`: the kubelet's file
+/// changed to open the read-only port raises `Node benchmark check failed` for 4.2.4 within
+/// an interval, with the check's fields, and the metrics count the checks by status.
+#[test]
+fn a_kubelet_config_drifting_to_the_read_only_port_is_alerted_within_an_interval() {
+    let _turn = turn();
+    let dir = temp_path("benchmark-drift");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = format!("{dir}/config.yaml");
+    let hardened = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nreadOnlyPort: 0\n";
+    std::fs::write(&config, hardened).unwrap();
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _kubelet = Running(
+        Command::new(kubelet_binary())
+            .arg(format!("--config={config}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let metrics = sensor_tests::free_loopback_port().unwrap();
+    let sensor_config = format!("{dir}/sensor.yaml");
+    std::fs::write(
+        &sensor_config,
+        "outputs:\n  - stdout: {format: json}\nbenchmark: {interval: 1s, version: cis-1.12}\n",
+    )
+    .unwrap();
+    let address = format!("metrics.address={metrics}");
+    let mut sensor = sensor_tests::start_sensor(&["run", "--config", &sensor_config, "-o", &address]);
+    let alerts = sensor_tests::alert_stream(&mut sensor);
+    // The first run passes 4.2.4; then the file opens the port.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while sensor_tests::scrape(metrics).sum("sensor_benchmark_checks").is_none() {
+        assert!(std::time::Instant::now() < deadline, "the benchmark ran at start");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let counted = sensor_tests::scrape(metrics);
+    assert_eq!(counted.sum("sensor_benchmark_checks"), Some(25.0), "every check of cis-1.12 is counted");
+    std::fs::write(&config, hardened.replace("readOnlyPort: 0", "readOnlyPort: 10255")).unwrap();
+    let changed = std::time::Instant::now();
+    let (alert, at) = sensor_tests::await_alert(&alerts, std::time::Duration::from_secs(10), |a| {
+        a["rule"] == "Node benchmark check failed" && a["output_fields"]["benchmark.check"] == "4.2.4"
+    })
+    .expect("the drift is alerted");
+    eprintln!("drift alerted {:?} after the change", at - changed);
+    assert_eq!(alert["priority"], "Warning", "a manual check");
+    let fields = &alert["output_fields"];
+    assert_eq!((&fields["benchmark.observed"], &fields["benchmark.expected"]), (&"10255".into(), &"0".into()));
+    assert_eq!(fields["benchmark.source"], format!("{config}:3"));
+    assert!(at - changed < std::time::Duration::from_secs(3), "within an interval and its run");
+    // Nothing else drifted.
+    assert!(alerts.try_iter().all(|a| a["rule"] != "Node benchmark check failed"));
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    unsafe { libc::kill(sensor.id() as i32, libc::SIGTERM) };
+    assert!(sensor.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -77,6 +77,9 @@ pub struct SensorConfig {
     /// Kubernetes audit events: the webhook kube-apiserver posts to, the logs it writes.
     #[serde(default)]
     pub k8s_audit: crate::k8s_audit::AuditConfig,
+    /// The node's CIS benchmark, run at start and every interval; drift alerts.
+    #[serde(default)]
+    pub benchmark: crate::benchmark::BenchmarkConfig,
 }
 
 impl SensorConfig {

@@ -89,6 +89,9 @@ pub struct Snapshot {
     pub ingest: Option<IngestCounters>,
     /// Kubernetes audit events, when a source of them is enabled.
     pub k8s_audit: Option<crate::k8s_audit::AuditCounters>,
+    /// The node benchmark's latest checks passed, failed and warned (none before it ran, or
+    /// without a kubelet).
+    pub benchmark_checks: Option<[u64; 3]>,
 }
 
 /// The cluster console's ingest: alerts stored, lines refused, requests that failed to store.
@@ -712,6 +715,13 @@ impl Collector for SnapshotCollector {
                 "sensor_console_ingest_failed_requests",
                 "Ingest requests the store could not take (answered 503: the node retries).",
                 ingest.failed,
+            )?;
+        }
+        if let Some(counts) = &s.benchmark_checks {
+            w.gauges(
+                "sensor_benchmark_checks",
+                "The node benchmark's checks at its latest run, by status (pass, fail, warn).",
+                ["pass", "fail", "warn"].iter().zip(counts).map(|(status, n)| (label("status", status), *n as i64)),
             )?;
         }
         if let Some(audit) = &s.k8s_audit {

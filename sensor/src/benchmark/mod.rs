@@ -9,10 +9,12 @@
 pub mod checks;
 pub mod node;
 mod report;
+pub mod watch;
 
 pub use checks::{Benchmark, CheckResult, Status};
 pub use node::{Component, Node};
 pub use report::Report;
+pub use watch::{BenchmarkConfig, DRIFT_RULE, Watch};
 
 /// The benchmark versions this sensor has, oldest first.
 const DATA: [(&str, &str); 3] = [

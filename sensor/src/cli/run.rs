@@ -216,6 +216,7 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
     let containers = ContainerCache::new(enrich_config(&config.containers), tokio::runtime::Handle::current());
     let (alerts_tx, alerts_rx) = alert_queue(config.alert_queue.bytes());
     let audit = AuditSource::start(&config.k8s_audit, engine.clone(), alerts_tx.clone()).await?;
+    let benchmark = sensor::benchmark::Watch::start(&config.benchmark, alerts_tx.clone())?;
     let pool = Workers::start(pipelines, containers.clone(), alerts_tx);
     let publisher = alerts_rx.publish_to(stage.clone());
     capture.weigh_downstream(pool.queued_bytes());
@@ -241,6 +242,7 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
         memory: MemoryTrim { due: true, decoded: 0 },
         reload_again: false,
         audit,
+        benchmark,
     };
     for notice in runner.stage.notices().to_vec() {
         let fields = vec![("output", Value::Str(notice.output.into()))];
@@ -288,6 +290,8 @@ struct Runner<'a> {
     memory: MemoryTrim,
     /// Kubernetes audit events, when a source of them is enabled.
     audit: Option<AuditSource>,
+    /// The node benchmark, when enabled.
+    benchmark: Option<sensor::benchmark::Watch>,
 }
 
 /// A reload being read and compiled ([`Runner::start_reload`]).
@@ -535,6 +539,7 @@ impl Runner<'_> {
             ("alert_queue", config.alert_queue != self.config.alert_queue),
             ("ui", config.ui != self.config.ui),
             ("k8s_audit", config.k8s_audit != self.config.k8s_audit),
+            ("benchmark", config.benchmark != self.config.benchmark),
             ("log", config.log != self.config.log),
         ];
         for (section, _) in needs_restart.iter().filter(|(_, changed)| *changed) {
@@ -590,12 +595,17 @@ impl Runner<'_> {
             reloads: t.reloads,
             ingest: None,
             k8s_audit: self.audit.as_ref().map(AuditSource::counters),
+            benchmark_checks: self.benchmark.as_ref().and_then(sensor::benchmark::Watch::counts),
         });
     }
 
     /// Stops capture, lets the workers finish, delivers what they found, and reports.
     async fn finish(self) -> anyhow::Result<()> {
-        let Runner { args, capture, pool, publisher, stage, containers, metrics, tally, workers, audit, .. } = self;
+        let Runner {
+            args, capture, pool, publisher, stage, containers, metrics, tally, workers, audit, benchmark, ..
+        } = self;
+        // Its alert sender must go for the alert queue to end.
+        drop(benchmark);
         metrics.set_ready(false);
         let counters = capture.counters()?;
         // Detach the programs first: nothing new arrives while the pipeline drains.
