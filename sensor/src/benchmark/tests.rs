@@ -410,3 +410,46 @@ fn reports_render_as_a_table_json_and_junit() {
     assert_eq!(xml.matches("<testcase ").count(), 25);
     assert_eq!(xml.matches("<failure ").count(), 2);
 }
+
+#[test]
+fn drift_alerts_only_a_check_that_passed_and_low_severity_checks_warn() {
+    let built = build(&Spec::hardened());
+    let benchmark = Benchmark::named("cis-1.12").unwrap();
+    let passing = benchmark.run(&built.node).unwrap();
+    let mut failing_spec = Spec::hardened();
+    failing_spec.kubelet_args.push("--anonymous-auth=true".into());
+    failing_spec.kubelet_args.push("--read-only-port=10255".into());
+    let failing = benchmark.run(&build(&failing_spec).node).unwrap();
+    let before: std::collections::BTreeMap<String, Status> =
+        passing.results.iter().map(|r| (r.id.clone(), r.status)).collect();
+    // The first run has nothing to drift from; failing again is no news.
+    assert!(watch::drift(None, &failing).is_empty());
+    let after: std::collections::BTreeMap<String, Status> =
+        failing.results.iter().map(|r| (r.id.clone(), r.status)).collect();
+    assert!(watch::drift(Some(&after), &failing).is_empty());
+    let alerts = watch::drift(Some(&before), &failing);
+    let got: Vec<(String, crate::rules::Priority)> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a.fields.iter().find(|(k, _)| &**k == "benchmark.check").unwrap().1.clone().unwrap().to_string(),
+                a.priority,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [("4.2.1".into(), crate::rules::Priority::Error), ("4.2.4".into(), crate::rules::Priority::Warning)]
+    );
+    assert_eq!(alerts[0].rule, DRIFT_RULE);
+    assert!(
+        alerts[0].message.contains("observed=true expected=false source=flag --anonymous-auth"),
+        "{}",
+        alerts[0].message
+    );
+    // The operator's low-severity checks warn instead of failing.
+    let mut lowered = failing.clone();
+    lowered.lower(&["4.2.1".into()]);
+    assert_eq!(lowered.results.iter().find(|r| r.id == "4.2.1").unwrap().status, Status::Warn);
+    assert!(!lowered.failed());
+}

@@ -30,6 +30,10 @@ pub struct NodeArgs {
     /// never run to ask it).
     #[arg(long, value_name = "VERSION")]
     kubelet_version: Option<String>,
+    /// A check whose failure is a WARN, not a FAIL (the operator's low-severity ones);
+    /// repeatable.
+    #[arg(long, value_name = "ID")]
+    low_severity: Vec<String>,
     /// The report's form.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -57,13 +61,14 @@ pub fn run(command: BenchmarkCommand) -> anyhow::Result<std::process::ExitCode> 
         None => Benchmark::for_kubelet(args.kubelet_version.as_deref())?,
     };
     let node = Node::discover(&args.proc);
-    let report = match benchmark.run(&node) {
+    let mut report = match benchmark.run(&node) {
         Ok(report) => report,
         Err(e) => {
             eprintln!("error: {e:#}");
             return Ok(std::process::ExitCode::from(2));
         }
     };
+    report.lower(&args.low_severity);
     let text = match args.format {
         Format::Table => report.table(),
         Format::Json => format!("{}\n", serde_json::to_string_pretty(&report.json())?),
