@@ -453,3 +453,28 @@ fn drift_alerts_only_a_check_that_passed_and_low_severity_checks_warn() {
     assert_eq!(lowered.results.iter().find(|r| r.id == "4.2.1").unwrap().status, Status::Warn);
     assert!(!lowered.failed());
 }
+
+/// cis-1.10 and cis-1.11 give 1.12's verdicts on the checks they share, but where their
+/// checks differ: 1.10's CA file check asks for 600 (not 644) and has no seccomp check, 1.11
+/// adds the systemd unit's IPAddressDeny.
+#[test]
+fn the_older_versions_differ_from_1_12_where_their_checks_do() {
+    for spec in [Spec::kubeadm_default(), Spec::hardened()] {
+        let node = build(&spec);
+        let run = |name: &str| -> std::collections::BTreeMap<String, Status> {
+            statuses(&Benchmark::named(name).unwrap().run(&node.node).unwrap()).into_iter().collect()
+        };
+        let (v10, v11, v12) = (run("cis-1.10"), run("cis-1.11"), run("cis-1.12"));
+        for (id, status) in &v12 {
+            match id.as_str() {
+                "4.1.7" => assert_eq!(v10[id], Status::Warn, "1.10 wants the CA file at 600; it is 644"),
+                "4.2.14" => assert!(!v10.contains_key(id)),
+                _ => assert_eq!(v10.get(id), Some(status), "cis-1.10 {id}"),
+            }
+            assert_eq!(v11.get(id), Some(status), "cis-1.11 {id}");
+        }
+        let deny = if spec.unit.contains("IPAddressDeny=any") { Status::Pass } else { Status::Warn };
+        assert_eq!(v11["4.2.15"], deny);
+        assert_eq!((v10.len(), v11.len()), (24, 26));
+    }
+}
