@@ -71,11 +71,19 @@ async fn https_metrics_need_a_client_certificate_and_probes_do_not() {
     assert_eq!(stranger.1, 0);
     assert_eq!(plain.1, 0, "plain HTTP got an answer");
 
-    let text = metrics.render(Exposition::Classic).unwrap();
+    // The server counts a failed handshake when it sees the connection end, which may be
+    // after the client has given up: the counters are read until both are in (5 s at most).
+    let errors = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("sensor_http_connections_closed_total{reason=\"error\"} "))
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut text = metrics.render(Exposition::Classic).unwrap();
+    while !errors(&text).is_some_and(|n| n >= 2) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        text = metrics.render(Exposition::Classic).unwrap();
+    }
     assert!(text.contains("sensor_http_unauthorized_requests_total 1\n"), "{text}");
-    let errors = text
-        .lines()
-        .find_map(|l| l.strip_prefix("sensor_http_connections_closed_total{reason=\"error\"} "))
-        .and_then(|n| n.parse::<u64>().ok());
-    assert!(errors.is_some_and(|n| n >= 2), "failed handshakes counted: {errors:?}\n{text}");
+    assert!(errors(&text).is_some_and(|n| n >= 2), "failed handshakes counted: {:?}\n{text}", errors(&text));
 }
