@@ -218,58 +218,6 @@ impl SqliteStore {
         Ok(())
     }
 
-    fn drop_day(&mut self, day: u64) -> rusqlite::Result<()> {
-        let tx = self.conn.transaction()?;
-        tx.execute_batch(&format!(
-            "DROP TABLE IF EXISTS alerts_d{day}; DROP TABLE IF EXISTS text_d{day}; DROP TABLE IF EXISTS counts_d{day}; \
-             DELETE FROM days WHERE day = {day};"
-        ))?;
-        tx.commit()?;
-        self.days.remove(&day);
-        Ok(())
-    }
-
-    /// Deletes day `day`'s alerts that come before `(time_ns, id)`, at most `limit` of them,
-    /// oldest first; returns how many.
-    fn delete_oldest(&mut self, day: u64, before_ns: Option<u64>, limit: u64) -> rusqlite::Result<u64> {
-        let tx = self.conn.transaction()?;
-        let before = before_ns.map_or(i64::MAX, |t| t.min(i64::MAX as u64) as i64);
-        let limit = limit.min(i64::MAX as u64) as i64;
-        let selected = format!("SELECT id FROM alerts_d{day} WHERE time_ns < ?1 ORDER BY time_ns, id LIMIT ?2");
-        // The counts lose what the deleted alerts added.
-        let mut removed = Rollup::default();
-        {
-            let mut stmt =
-                tx.prepare(&format!("SELECT {} FROM alerts_d{day} WHERE id IN ({selected})", rollup_columns()))?;
-            let mut rows = stmt.query(params![before, limit])?;
-            while let Some(r) = rows.next()? {
-                let mut values = Vec::with_capacity(ROLLUP_GROUPS.len());
-                for (i, by) in ROLLUP_GROUPS.iter().enumerate() {
-                    values.push((*by, r.get::<_, Option<String>>(ROLLUP_VALUES_AT + i)?));
-                }
-                removed.add(-1, r.get::<_, i64>(0)? as u64, r.get(1)?, values, &r.get::<_, String>(2)?);
-            }
-        }
-        apply_rollup(&tx, day, &removed)?;
-        tx.execute(&format!("DELETE FROM text_d{day} WHERE rowid IN ({selected})"), params![before, limit])?;
-        let n =
-            tx.execute(&format!("DELETE FROM alerts_d{day} WHERE id IN ({selected})"), params![before, limit])? as u64;
-        if n > 0 {
-            tx.execute("UPDATE days SET alerts = alerts - ?1 WHERE day = ?2", params![n as i64, day as i64])?;
-            // Deleted rows leave tombstones in the text index until its segments merge.
-            tx.execute(&format!("INSERT INTO text_d{day}(text_d{day}) VALUES ('optimize')"), [])?;
-        }
-        tx.commit()?;
-        if let Some(count) = self.days.get_mut(&day) {
-            *count = count.saturating_sub(n);
-        }
-        Ok(n)
-    }
-
-    fn used_bytes(&self) -> rusqlite::Result<u64> {
-        used_bytes(&self.conn)
-    }
-
     /// The days with alerts, oldest first, as the file has them now (a reader's view
     /// follows the writer's new days and dropped ones).
     fn stored_days(&self) -> rusqlite::Result<Vec<u64>> {
@@ -364,6 +312,123 @@ impl SqliteStore {
             }
         }
         Ok(())
+    }
+}
+
+/// A SQLite store kept in one set of tables per UTC day (the alerts, the audit log): what
+/// [`retain_days`] needs of it.
+pub(super) trait DayTables {
+    /// The days that have tables, with their rows, oldest first.
+    fn day_rows(&self) -> &BTreeMap<u64, u64>;
+    /// `max_age` and `max_size` in nanoseconds and bytes.
+    fn limits(&self) -> (u64, u64);
+    /// Drops day `day`'s tables.
+    fn drop_day(&mut self, day: u64) -> rusqlite::Result<()>;
+    /// Deletes day `day`'s rows before `before_ns`, at most `limit`, oldest first; how many.
+    fn delete_oldest(&mut self, day: u64, before_ns: Option<u64>, limit: u64) -> rusqlite::Result<u64>;
+    /// Bytes of the file's pages in use.
+    fn used_bytes(&self) -> rusqlite::Result<u64>;
+}
+
+/// Removes what is older than `max_age` at `now_ns` (whole days, then the rows of the day at
+/// the limit), then the oldest rows while the file is over `max_size`: as many as the excess
+/// holds at the average bytes per row (whole days when a day holds no more than that), until
+/// the pages in use fit, since freeing rows frees somewhat fewer pages than the average.
+pub(super) fn retain_days(store: &mut impl DayTables, now_ns: u64) -> anyhow::Result<Removed> {
+    let (max_age_ns, max_size) = store.limits();
+    let mut removed = Removed::default();
+    let cutoff = now_ns.saturating_sub(max_age_ns);
+    let cutoff_day = cutoff / DAY_NS;
+    let expired: Vec<(u64, u64)> = store.day_rows().range(..cutoff_day).map(|(d, n)| (*d, *n)).collect();
+    for (day, rows) in expired {
+        store.drop_day(day)?;
+        removed.expired += rows;
+    }
+    if store.day_rows().contains_key(&cutoff_day) {
+        removed.expired += store.delete_oldest(cutoff_day, Some(cutoff), u64::MAX)?;
+    }
+    loop {
+        let used = store.used_bytes()?;
+        let rows: u64 = store.day_rows().values().sum();
+        if used <= max_size || rows == 0 {
+            break;
+        }
+        let per_row = used.div_ceil(rows).max(1);
+        let mut excess = (used - max_size).div_ceil(per_row);
+        while excess > 0 {
+            let Some((&day, &count)) = store.day_rows().iter().next() else { break };
+            if count <= excess {
+                store.drop_day(day)?;
+                removed.over_size += count;
+                excess -= count;
+            } else {
+                removed.over_size += store.delete_oldest(day, None, excess)?;
+                break;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+impl DayTables for SqliteStore {
+    fn day_rows(&self) -> &BTreeMap<u64, u64> {
+        &self.days
+    }
+
+    fn limits(&self) -> (u64, u64) {
+        (self.max_age_ns, self.max_size)
+    }
+
+    fn drop_day(&mut self, day: u64) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute_batch(&format!(
+            "DROP TABLE IF EXISTS alerts_d{day}; DROP TABLE IF EXISTS text_d{day}; DROP TABLE IF EXISTS counts_d{day}; \
+             DELETE FROM days WHERE day = {day};"
+        ))?;
+        tx.commit()?;
+        self.days.remove(&day);
+        Ok(())
+    }
+
+    /// Deletes day `day`'s alerts that come before `(time_ns, id)`, at most `limit` of them,
+    /// oldest first; returns how many.
+    fn delete_oldest(&mut self, day: u64, before_ns: Option<u64>, limit: u64) -> rusqlite::Result<u64> {
+        let tx = self.conn.transaction()?;
+        let before = before_ns.map_or(i64::MAX, |t| t.min(i64::MAX as u64) as i64);
+        let limit = limit.min(i64::MAX as u64) as i64;
+        let selected = format!("SELECT id FROM alerts_d{day} WHERE time_ns < ?1 ORDER BY time_ns, id LIMIT ?2");
+        // The counts lose what the deleted alerts added.
+        let mut removed = Rollup::default();
+        {
+            let mut stmt =
+                tx.prepare(&format!("SELECT {} FROM alerts_d{day} WHERE id IN ({selected})", rollup_columns()))?;
+            let mut rows = stmt.query(params![before, limit])?;
+            while let Some(r) = rows.next()? {
+                let mut values = Vec::with_capacity(ROLLUP_GROUPS.len());
+                for (i, by) in ROLLUP_GROUPS.iter().enumerate() {
+                    values.push((*by, r.get::<_, Option<String>>(ROLLUP_VALUES_AT + i)?));
+                }
+                removed.add(-1, r.get::<_, i64>(0)? as u64, r.get(1)?, values, &r.get::<_, String>(2)?);
+            }
+        }
+        apply_rollup(&tx, day, &removed)?;
+        tx.execute(&format!("DELETE FROM text_d{day} WHERE rowid IN ({selected})"), params![before, limit])?;
+        let n =
+            tx.execute(&format!("DELETE FROM alerts_d{day} WHERE id IN ({selected})"), params![before, limit])? as u64;
+        if n > 0 {
+            tx.execute("UPDATE days SET alerts = alerts - ?1 WHERE day = ?2", params![n as i64, day as i64])?;
+            // Deleted rows leave tombstones in the text index until its segments merge.
+            tx.execute(&format!("INSERT INTO text_d{day}(text_d{day}) VALUES ('optimize')"), [])?;
+        }
+        tx.commit()?;
+        if let Some(count) = self.days.get_mut(&day) {
+            *count = count.saturating_sub(n);
+        }
+        Ok(n)
+    }
+
+    fn used_bytes(&self) -> rusqlite::Result<u64> {
+        used_bytes(&self.conn)
     }
 }
 
@@ -668,41 +733,7 @@ impl AlertStore for SqliteStore {
     }
 
     fn enforce_retention(&mut self, now_ns: u64) -> anyhow::Result<Removed> {
-        let mut removed = Removed::default();
-        let cutoff = now_ns.saturating_sub(self.max_age_ns);
-        let cutoff_day = cutoff / DAY_NS;
-        let expired_days: Vec<(u64, u64)> = self.days.range(..cutoff_day).map(|(d, n)| (*d, *n)).collect();
-        for (day, alerts) in expired_days {
-            self.drop_day(day)?;
-            removed.expired += alerts;
-        }
-        if self.days.contains_key(&cutoff_day) {
-            removed.expired += self.delete_oldest(cutoff_day, Some(cutoff), u64::MAX)?;
-        }
-        // Over size: the oldest alerts go, as many as the excess holds at the store's
-        // average bytes per alert (whole days when a day holds no more than that), until
-        // the pages in use fit: freeing rows frees somewhat fewer pages than the average.
-        loop {
-            let used = self.used_bytes()?;
-            let alerts: u64 = self.days.values().sum();
-            if used <= self.max_size || alerts == 0 {
-                break;
-            }
-            let per_alert = used.div_ceil(alerts).max(1);
-            let mut excess = (used - self.max_size).div_ceil(per_alert);
-            while excess > 0 {
-                let Some((&day, &count)) = self.days.iter().next() else { break };
-                if count <= excess {
-                    self.drop_day(day)?;
-                    removed.over_size += count;
-                    excess -= count;
-                } else {
-                    removed.over_size += self.delete_oldest(day, None, excess)?;
-                    break;
-                }
-            }
-        }
-        Ok(removed)
+        retain_days(self, now_ns)
     }
 
     fn usage(&self) -> anyhow::Result<Usage> {

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params, params_fro
 
 use super::{AuditLog, AuditPage, AuditQuery, AuditRecord, COLUMNS, list_column, list_of_column};
 use crate::store::rows::{DAY_NS, Dialect, Param, ns_column};
-use crate::store::sqlite::{fts_query, sql_value, table_gone, used_bytes};
+use crate::store::sqlite::{DayTables, fts_query, retain_days, sql_value, table_gone, used_bytes};
 use crate::store::{Order, Removed, StoreConfig, Usage};
 
 /// The schema this code writes; a file with another is refused.
@@ -119,6 +119,28 @@ impl SqliteAuditLog {
         Ok(())
     }
 
+    /// The days a query may find events in, in its order.
+    fn days_for(&self, query: &AuditQuery) -> rusqlite::Result<Vec<u64>> {
+        let first = query.from_ns.map_or(0, |t| t / DAY_NS);
+        let last = query.to_ns.map_or(u64::MAX, |t| t.saturating_sub(1) / DAY_NS);
+        let after = query.after.map(|c| c.time_ns / DAY_NS);
+        let days = self.stored_days()?.into_keys().filter(|d| (first..=last).contains(d));
+        Ok(match query.order {
+            Order::NewestFirst => days.rev().filter(|d| after.is_none_or(|a| *d <= a)).collect(),
+            Order::OldestFirst => days.filter(|d| after.is_none_or(|a| *d >= a)).collect(),
+        })
+    }
+}
+
+impl DayTables for SqliteAuditLog {
+    fn day_rows(&self) -> &BTreeMap<u64, u64> {
+        &self.days
+    }
+
+    fn limits(&self) -> (u64, u64) {
+        (self.max_age_ns, self.max_size)
+    }
+
     fn drop_day(&mut self, day: u64) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         tx.execute_batch(&format!(
@@ -150,16 +172,8 @@ impl SqliteAuditLog {
         Ok(n)
     }
 
-    /// The days a query may find events in, in its order.
-    fn days_for(&self, query: &AuditQuery) -> rusqlite::Result<Vec<u64>> {
-        let first = query.from_ns.map_or(0, |t| t / DAY_NS);
-        let last = query.to_ns.map_or(u64::MAX, |t| t.saturating_sub(1) / DAY_NS);
-        let after = query.after.map(|c| c.time_ns / DAY_NS);
-        let days = self.stored_days()?.into_keys().filter(|d| (first..=last).contains(d));
-        Ok(match query.order {
-            Order::NewestFirst => days.rev().filter(|d| after.is_none_or(|a| *d <= a)).collect(),
-            Order::OldestFirst => days.filter(|d| after.is_none_or(|a| *d >= a)).collect(),
-        })
+    fn used_bytes(&self) -> rusqlite::Result<u64> {
+        used_bytes(&self.conn)
     }
 }
 
@@ -294,39 +308,7 @@ impl AuditLog for SqliteAuditLog {
     }
 
     fn retain_audit(&mut self, now_ns: u64) -> anyhow::Result<Removed> {
-        let mut removed = Removed::default();
-        let cutoff = now_ns.saturating_sub(self.max_age_ns);
-        let cutoff_day = cutoff / DAY_NS;
-        let expired: Vec<(u64, u64)> = self.days.range(..cutoff_day).map(|(d, n)| (*d, *n)).collect();
-        for (day, events) in expired {
-            self.drop_day(day)?;
-            removed.expired += events;
-        }
-        if self.days.contains_key(&cutoff_day) {
-            removed.expired += self.delete_oldest(cutoff_day, Some(cutoff), u64::MAX)?;
-        }
-        // Over size: the oldest events, as many as the excess holds at the average bytes
-        // per event, until the pages in use fit.
-        loop {
-            let used = used_bytes(&self.conn)?;
-            let events: u64 = self.days.values().sum();
-            if used <= self.max_size || events == 0 {
-                break;
-            }
-            let mut excess = (used - self.max_size).div_ceil(used.div_ceil(events).max(1));
-            while excess > 0 {
-                let Some((&day, &count)) = self.days.iter().next() else { break };
-                if count <= excess {
-                    self.drop_day(day)?;
-                    removed.over_size += count;
-                    excess -= count;
-                } else {
-                    removed.over_size += self.delete_oldest(day, None, excess)?;
-                    break;
-                }
-            }
-        }
-        Ok(removed)
+        retain_days(self, now_ns)
     }
 
     fn audit_usage(&self) -> anyhow::Result<Usage> {
@@ -338,7 +320,7 @@ impl AuditLog for SqliteAuditLog {
                 .map(|t| t.max(0) as u64),
             None => None,
         };
-        Ok(Usage { alerts: days.values().sum(), bytes: used_bytes(&self.conn)?, oldest_ns })
+        Ok(Usage { alerts: days.values().sum(), bytes: DayTables::used_bytes(self)?, oldest_ns })
     }
 }
 
