@@ -149,7 +149,7 @@ fn search(args: SearchArgs) -> anyhow::Result<()> {
     let query = query(&args)?;
     let reader = Reader::open(&store(&args)?)?;
     let page = reader.read(|store| store.search(&query))?;
-    if !printed(print_page(&mut io::stdout().lock(), &page.alerts, args.json))? {
+    if !super::printed(print_page(&mut io::stdout().lock(), &page.alerts, args.json))? {
         return Ok(());
     }
     match page.next {
@@ -169,20 +169,12 @@ fn search(args: SearchArgs) -> anyhow::Result<()> {
             if skipped {
                 eprintln!("over {TAIL_BATCH} alerts in a second: skipping ahead");
             }
-            if !alerts.is_empty() && !printed(print_page(&mut io::stdout().lock(), &alerts, args.json))? {
+            if !alerts.is_empty() && !super::printed(print_page(&mut io::stdout().lock(), &alerts, args.json))? {
                 return Ok(());
             }
         }
     }
     Ok(())
-}
-
-/// Whether printing went through; a reader that had enough (`| head`) is no error.
-fn printed(result: io::Result<()>) -> io::Result<bool> {
-    match result {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
-        other => other.map(|()| true),
-    }
 }
 
 fn print_page(out: &mut impl io::Write, alerts: &[StoredAlert], json: bool) -> io::Result<()> {
@@ -214,12 +206,7 @@ fn print_table(out: &mut impl io::Write, alerts: &[StoredAlert]) -> io::Result<(
         })
         .collect();
     const HEADERS: [&str; 7] = ["ID", "TIME", "PRIORITY", "RULE", "NODE", "CONTAINER", "POD"];
-    let widths: Vec<usize> = (0..HEADERS.len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0).max(HEADERS[i].len()))
-        .collect();
-    let line = |cells: &[&str]| {
-        cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_owned()
-    };
+    let line = super::table_line(&HEADERS, &rows);
     writeln!(out, "{}", line(&HEADERS))?;
     for (row, alert) in rows.iter().zip(alerts) {
         writeln!(out, "{}", line(&row.each_ref().map(String::as_str)))?;

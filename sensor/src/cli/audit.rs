@@ -146,10 +146,9 @@ fn search(args: SearchArgs) -> anyhow::Result<()> {
     let reader = Reader::open(&store(&args)?)?;
     let page = reader.read_audit(|log| log.search_audit(&query))?;
     let mut out = io::stdout().lock();
-    let printed = if args.json { print_json(&mut out, &page.events) } else { print_table(&mut out, &page.events) };
-    match printed {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
-        other => other?,
+    let written = if args.json { print_json(&mut out, &page.events) } else { print_table(&mut out, &page.events) };
+    if !super::printed(written)? {
+        return Ok(());
     }
     match page.next {
         Some(next) => eprintln!("{} events; next page: --after {next}", page.events.len()),
@@ -194,12 +193,7 @@ fn print_table(out: &mut impl io::Write, events: &[AuditRecord]) -> io::Result<(
             ]
         })
         .collect();
-    let widths: Vec<usize> = (0..HEADERS.len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0).max(HEADERS[i].len()))
-        .collect();
-    let line = |cells: &[&str]| {
-        cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_owned()
-    };
+    let line = super::table_line(&HEADERS, &rows);
     writeln!(out, "{}", line(&HEADERS))?;
     for row in &rows {
         // A value of the event is the requester's choice: no control characters reach the terminal.

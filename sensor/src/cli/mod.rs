@@ -113,6 +113,24 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Whether printing went through; a reader that had enough (`| head`) is no error.
+fn printed(result: io::Result<()>) -> io::Result<bool> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        other => other.map(|()| true),
+    }
+}
+
+/// A table's line: each of the `N` columns as wide as its widest cell (or header), two
+/// spaces apart, without trailing spaces.
+fn table_line<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> impl Fn(&[&str]) -> String {
+    let widths: Vec<usize> =
+        (0..N).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0).max(headers[i].len())).collect();
+    move |cells| {
+        cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_owned()
+    }
+}
+
 fn block_on(task: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(task);
