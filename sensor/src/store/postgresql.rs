@@ -371,10 +371,30 @@ impl PgStore {
         Ok(days)
     }
 
-    /// Makes the partitions of `days` that are missing, under the partition lock.
+    /// Makes the alert partitions of `days` that are missing.
     fn ensure_days(&self, days: &BTreeSet<u64>) -> anyhow::Result<()> {
+        self.ensure_partitions(&self.days, days, |day| {
+            let (from, to) = (ns_column(day * DAY_NS), ns_column((day + 1) * DAY_NS));
+            format!(
+                "CREATE TABLE IF NOT EXISTS alerts_d{day} PARTITION OF alerts FOR VALUES FROM ({from}) TO ({to});
+                 CREATE TABLE IF NOT EXISTS alert_counts_d{day} PARTITION OF alert_counts
+                     FOR VALUES FROM ({}) TO ({});",
+                day * 24,
+                (day + 1) * 24
+            )
+        })
+    }
+
+    /// Runs `ddl` for each day of `days` not in `known` (the partitions made here or seen),
+    /// under the partition lock, then counts them known.
+    pub(super) fn ensure_partitions(
+        &self,
+        known: &Mutex<BTreeSet<u64>>,
+        days: &BTreeSet<u64>,
+        ddl: impl Fn(u64) -> String,
+    ) -> anyhow::Result<()> {
         let missing: Vec<u64> = {
-            let known = lock(&self.days);
+            let known = lock(known);
             days.iter().filter(|d| !known.contains(d)).copied().collect()
         };
         if missing.is_empty() {
@@ -384,18 +404,10 @@ impl PgStore {
         let mut tx = conn.transaction().db()?;
         tx.query_one("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK]).db()?;
         for day in &missing {
-            let (from, to) = (ns_column(day * DAY_NS), ns_column((day + 1) * DAY_NS));
-            tx.batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS alerts_d{day} PARTITION OF alerts FOR VALUES FROM ({from}) TO ({to});
-                 CREATE TABLE IF NOT EXISTS alert_counts_d{day} PARTITION OF alert_counts
-                     FOR VALUES FROM ({}) TO ({});",
-                day * 24,
-                (day + 1) * 24
-            ))
-            .db()?;
+            tx.batch_execute(&ddl(*day)).db()?;
         }
         tx.commit().db()?;
-        lock(&self.days).extend(missing);
+        lock(known).extend(missing);
         Ok(())
     }
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use super::{AuditLog, AuditPage, AuditQuery, AuditRecord, COLUMNS, list_column, list_of_column};
-use crate::store::postgresql::{AUDIT_RETENTION_LOCK, Described as _, PARTITION_LOCK, lock};
+use crate::store::postgresql::{AUDIT_RETENTION_LOCK, Described as _, lock};
 use crate::store::rows::{DAY_NS, Dialect, ns_column, word_vector_of};
 use crate::store::{PgStore, Removed, Usage};
 
@@ -16,26 +16,12 @@ const PARENT: &str = "audit_events";
 impl PgStore {
     /// Makes the audit partitions of `days` that are missing.
     fn ensure_audit_days(&self, days: &BTreeSet<u64>) -> anyhow::Result<()> {
-        let missing: Vec<u64> = {
-            let known = lock(&self.audit_days);
-            days.iter().filter(|d| !known.contains(d)).copied().collect()
-        };
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.pool.get()?;
-        let mut tx = conn.transaction().db()?;
-        tx.query_one("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK]).db()?;
-        for day in &missing {
+        self.ensure_partitions(&self.audit_days, days, |day| {
             let (from, to) = (ns_column(day * DAY_NS), ns_column((day + 1) * DAY_NS));
-            tx.batch_execute(&format!(
+            format!(
                 "CREATE TABLE IF NOT EXISTS {PARENT}_d{day} PARTITION OF {PARENT} FOR VALUES FROM ({from}) TO ({to});"
-            ))
-            .db()?;
-        }
-        tx.commit().db()?;
-        lock(&self.audit_days).extend(missing);
-        Ok(())
+            )
+        })
     }
 
     /// Bytes of the audit partitions and their indexes.
