@@ -35,7 +35,7 @@ const SCHEMA_VERSION: i64 = 2;
 const IDLE_CHECK_AFTER: Duration = Duration::from_secs(2);
 /// Advisory lock keys: making partitions, and running retention (of the alerts, of the
 /// audit log).
-pub(super) const PARTITION_LOCK: i64 = 0x5e05_0001;
+const PARTITION_LOCK: i64 = 0x5e05_0001;
 const RETENTION_LOCK: i64 = 0x5e05_0002;
 pub(super) const AUDIT_RETENTION_LOCK: i64 = 0x5e05_0003;
 /// How many alerts, first in the page's order (of those the other filters select), a text

@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use super::{GroupBy, Order, Placement, Query};
+use super::{Cursor, GroupBy, Order, Placement, Query};
 use crate::rules::{Alert, Priority};
 
 /// The columns a search reads, in the order the engines' row readers take them.
@@ -14,9 +14,10 @@ pub(super) const COLUMNS: &str =
 pub(super) const DAY_NS: u64 = 86_400 * 1_000_000_000;
 pub(super) const HOUR_NS: u64 = 3_600 * 1_000_000_000;
 
-/// The separator of the `tags` column: tags are stored `\nA\nB\n`, so that a tag is
-/// found as `\nA\n` whatever its neighbours.
-pub(super) const TAG_SEPARATOR: char = '\n';
+/// The separator of list columns (an alert's `tags`, an audit event's `groups` and
+/// `source_ips`): values are stored `\nA\nB\n`, so that a value is found as `\nA\n`
+/// whatever its neighbours.
+pub(super) const LIST_SEPARATOR: char = '\n';
 
 /// The text an alert's index holds: its output, rule, tags and output field values (the
 /// JSON holds them all too, for the exact check).
@@ -213,7 +214,7 @@ impl Rollup {
                 *self.0.entry((by.name(), hour, level, value)).or_default() += delta;
             }
         }
-        for tag in tags.split(TAG_SEPARATOR).filter(|t| !t.is_empty()) {
+        for tag in tags.split(LIST_SEPARATOR).filter(|t| !t.is_empty()) {
             *self.0.entry((GroupBy::Tag.name(), hour, level, tag.to_owned())).or_default() += delta;
         }
     }
@@ -232,16 +233,22 @@ impl Rollup {
 
 /// The `tags` column of an alert: `\nA\nB\n`, or empty.
 pub(super) fn tags_column(alert: &Alert) -> String {
-    if alert.tags.is_empty() {
+    list_column(&alert.tags)
+}
+
+/// A list column's text: `\nA\nB\n`, or empty.
+pub(super) fn list_column(values: &[String]) -> String {
+    if values.is_empty() {
         String::new()
     } else {
-        format!("{TAG_SEPARATOR}{}{TAG_SEPARATOR}", alert.tags.join(&TAG_SEPARATOR.to_string()))
+        let sep = LIST_SEPARATOR.to_string();
+        format!("{sep}{}{sep}", values.join(&sep))
     }
 }
 
-/// The tags of a `tags` column.
+/// The values of a list column (the tags of a `tags` column).
 pub(super) fn tags_of_column(column: &str) -> impl Iterator<Item = &str> {
-    column.split(TAG_SEPARATOR).filter(|t| !t.is_empty())
+    column.split(LIST_SEPARATOR).filter(|t| !t.is_empty())
 }
 
 /// Clamps nanoseconds to the `i64` columns hold.
@@ -338,6 +345,39 @@ impl Dialect {
         format!("{column} IN ({})", marks.join(", "))
     }
 
+    /// The clauses of a time range `[from, to)` over `time_ns`.
+    pub fn time_range(self, from: Option<u64>, to: Option<u64>, args: &mut Vec<Param>, clauses: &mut Vec<String>) {
+        if let Some(from) = from {
+            clauses.push(format!("time_ns >= {}", self.bind(args, Param::Int(ns_column(from)))));
+        }
+        if let Some(to) = to {
+            clauses.push(format!("time_ns < {}", self.bind(args, Param::Int(ns_column(to)))));
+        }
+    }
+
+    /// The clause of rows after a page's cursor, in `order` (time, then id).
+    pub fn after(self, cursor: Cursor, order: Order, args: &mut Vec<Param>) -> String {
+        let op = match order {
+            Order::NewestFirst => "<",
+            Order::OldestFirst => ">",
+        };
+        let t = self.bind(args, Param::Int(ns_column(cursor.time_ns)));
+        let id = self.bind(args, Param::Int(cursor.id));
+        format!("(time_ns, id) {op} ({t}, {id})")
+    }
+
+    /// Whether a list column (`\nA\nB\n`) holds any of `values` whole.
+    pub fn any_in_list(self, column: &str, values: &[String], args: &mut Vec<Param>) -> String {
+        let tests: Vec<String> = values
+            .iter()
+            .map(|v| {
+                let mark = self.bind(args, Param::Text(format!("{LIST_SEPARATOR}{v}{LIST_SEPARATOR}")));
+                self.contains(column, &mark)
+            })
+            .collect();
+        format!("({})", tests.join(" OR "))
+    }
+
     /// Whether the row's `json` holds `term` exactly as written (its dashes, slashes and
     /// quotes), ignoring case, binding into `args`. In PostgreSQL, the `words` index finds
     /// candidates ([`word_query`]) and a LIKE on the JSON keeps the exact matches.
@@ -373,12 +413,7 @@ impl Dialect {
     /// The WHERE clause of `query` over an alerts table, binding its values into `args`.
     pub fn filters(self, query: &Query, args: &mut Vec<Param>) -> String {
         let mut clauses: Vec<String> = Vec::new();
-        if let Some(from) = query.from_ns {
-            clauses.push(format!("time_ns >= {}", self.bind(args, Param::Int(ns_column(from)))));
-        }
-        if let Some(to) = query.to_ns {
-            clauses.push(format!("time_ns < {}", self.bind(args, Param::Int(ns_column(to)))));
-        }
+        self.time_range(query.from_ns, query.to_ns, args, &mut clauses);
         if let Some(p) = query.min_priority {
             clauses.push(format!("priority <= {}", self.bind(args, Param::Int(level_of(p)))));
         }
@@ -394,15 +429,7 @@ impl Dialect {
             }
         }
         if !query.tags.is_empty() {
-            let tests: Vec<String> = query
-                .tags
-                .iter()
-                .map(|t| {
-                    let tag = self.bind(args, Param::Text(format!("{TAG_SEPARATOR}{t}{TAG_SEPARATOR}")));
-                    self.contains("tags", &tag)
-                })
-                .collect();
-            clauses.push(format!("({})", tests.join(" OR ")));
+            clauses.push(self.any_in_list("tags", &query.tags, args));
         }
         if !query.containers.is_empty() {
             let tests: Vec<String> = query
@@ -438,13 +465,7 @@ impl Dialect {
             clauses.push(format!("id > {}", self.bind(args, Param::Int(id))));
         }
         if let Some(after) = query.after {
-            let op = match query.order {
-                Order::NewestFirst => "<",
-                Order::OldestFirst => ">",
-            };
-            let t = self.bind(args, Param::Int(ns_column(after.time_ns)));
-            let id = self.bind(args, Param::Int(after.id));
-            clauses.push(format!("(time_ns, id) {op} ({t}, {id})"));
+            clauses.push(self.after(after, query.order, args));
         }
         if clauses.is_empty() { "TRUE".into() } else { clauses.join(" AND ") }
     }

@@ -16,7 +16,7 @@ pub use sqlite::SqliteAuditLog;
 
 use serde::Deserialize;
 
-use super::rows::{Dialect, Param, ns_column};
+use super::rows::{Dialect, Param, list_column, tags_of_column};
 use super::{Cursor, Order, Removed, Usage};
 use crate::k8s_audit::AuditEvent;
 use crate::rules::FieldSource as _;
@@ -62,10 +62,6 @@ impl Keep {
             && (self.verbs.is_empty() || self.verbs.iter().any(|v| v == text("verb")))
     }
 }
-
-/// The separator of the list columns (`groups`, `source_ips`): stored `\nA\nB\n`, so that a
-/// value is found as `\nA\n` whatever its neighbours.
-const LIST_SEPARATOR: char = '\n';
 
 /// An audit event as the log keeps it: the columns it is searched by, and its JSON whole.
 #[derive(Clone, Debug, PartialEq)]
@@ -174,18 +170,9 @@ impl AuditRecord {
     }
 }
 
-/// A list column's text: `\nA\nB\n`, or empty.
-fn list_column(values: &[String]) -> String {
-    if values.is_empty() {
-        String::new()
-    } else {
-        let sep = LIST_SEPARATOR.to_string();
-        format!("{sep}{}{sep}", values.join(&sep))
-    }
-}
-
+/// The values of a list column.
 fn list_of_column(column: &str) -> Vec<String> {
-    column.split(LIST_SEPARATOR).filter(|v| !v.is_empty()).map(str::to_owned).collect()
+    tags_of_column(column).map(str::to_owned).collect()
 }
 
 /// A search of the audit log: every filter given must hold (several values of one filter:
@@ -309,12 +296,7 @@ impl AuditQuery {
     /// index's candidates are each engine's), binding values into `args`.
     fn filters(&self, dialect: Dialect, args: &mut Vec<Param>) -> String {
         let mut clauses: Vec<String> = Vec::new();
-        if let Some(from) = self.from_ns {
-            clauses.push(format!("time_ns >= {}", dialect.bind(args, Param::Int(ns_column(from)))));
-        }
-        if let Some(to) = self.to_ns {
-            clauses.push(format!("time_ns < {}", dialect.bind(args, Param::Int(ns_column(to)))));
-        }
+        dialect.time_range(self.from_ns, self.to_ns, args, &mut clauses);
         for (column, values) in [
             ("user_name", &self.users),
             ("verb", &self.verbs),
@@ -333,17 +315,9 @@ impl AuditQuery {
             clauses.push(format!("code IN ({})", marks.join(", ")));
         }
         for (column, values) in [("groups", &self.groups), ("source_ips", &self.source_ips)] {
-            if values.is_empty() {
-                continue;
+            if !values.is_empty() {
+                clauses.push(dialect.any_in_list(column, values, args));
             }
-            let tests: Vec<String> = values
-                .iter()
-                .map(|v| {
-                    let mark = dialect.bind(args, Param::Text(format!("{LIST_SEPARATOR}{v}{LIST_SEPARATOR}")));
-                    dialect.contains(column, &mark)
-                })
-                .collect();
-            clauses.push(format!("({})", tests.join(" OR ")));
         }
         if !self.user_agents.is_empty() {
             let tests: Vec<String> = self
@@ -360,13 +334,7 @@ impl AuditQuery {
             clauses.push(dialect.json_holds(term, args));
         }
         if let Some(after) = self.after {
-            let op = match self.order {
-                Order::NewestFirst => "<",
-                Order::OldestFirst => ">",
-            };
-            let t = dialect.bind(args, Param::Int(ns_column(after.time_ns)));
-            let id = dialect.bind(args, Param::Int(after.id));
-            clauses.push(format!("(time_ns, id) {op} ({t}, {id})"));
+            clauses.push(dialect.after(after, self.order, args));
         }
         if clauses.is_empty() { "TRUE".into() } else { clauses.join(" AND ") }
     }
