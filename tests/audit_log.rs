@@ -163,7 +163,7 @@ fn console_with_a_week_of_audit(store_yaml: &str) -> (Console, Vec<Fixture>) {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let console = Console { child, dir, config, ui, metrics };
+    let mut console = Console { child, dir, config, ui, metrics };
 
     // A week and a day, ending two and a half hours ago: the first day is past the 7 kept.
     // Whole seconds: the times the CLI is given compare exactly.
@@ -179,7 +179,12 @@ fn console_with_a_week_of_audit(store_yaml: &str) -> (Console, Vec<Fixture>) {
     let status = loop {
         match http_request(hook, "POST", "/k8s-audit", &headers, &body) {
             Ok(answer) => break answer.status,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+            Err(_) if Instant::now() < deadline => {
+                if let Some(status) = console.child.try_wait().unwrap() {
+                    panic!("sensor console exited before its webhook answered: {status}");
+                }
+                std::thread::sleep(Duration::from_millis(200))
+            }
             Err(e) => panic!("the webhook does not answer: {e}"),
         }
     };
