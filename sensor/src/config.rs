@@ -91,6 +91,14 @@ impl SensorConfig {
         })
     }
 
+    /// The consoles of the enabled `console` outputs.
+    pub fn consoles(&self) -> impl Iterator<Item = &crate::outputs::console::ConsoleConfig> {
+        self.outputs.outputs.iter().filter(|o| o.options.enabled).filter_map(|o| match &o.kind {
+            crate::outputs::OutputKind::Console(console) => Some(console),
+            _ => None,
+        })
+    }
+
     /// The store of the first enabled `store` output, if any.
     pub fn store(&self) -> Option<&crate::store::StoreConfig> {
         self.stores().next()

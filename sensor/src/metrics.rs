@@ -89,9 +89,8 @@ pub struct Snapshot {
     pub ingest: Option<IngestCounters>,
     /// Kubernetes audit events, when a source of them is enabled.
     pub k8s_audit: Option<crate::k8s_audit::AuditCounters>,
-    /// The node benchmark's latest checks passed, failed and warned (none before it ran, or
-    /// without a kubelet).
-    pub benchmark_checks: Option<[u64; 3]>,
+    /// The node benchmark, when it runs.
+    pub benchmark: Option<crate::benchmark::WatchCounters>,
 }
 
 /// The cluster console's ingest: alerts stored, lines refused, requests that failed to store.
@@ -100,6 +99,8 @@ pub struct IngestCounters {
     pub stored: u64,
     pub refused: u64,
     pub failed: u64,
+    /// Benchmark reports kept.
+    pub benchmark_reports: u64,
 }
 
 /// How far one stage got: the work it finished so far and the work waiting for it.
@@ -708,7 +709,8 @@ impl Collector for SnapshotCollector {
             )?;
             w.counter(
                 "sensor_console_ingest_refused_lines",
-                "Lines of ingest requests that were not a JSON alert (refused; the rest stored).",
+                "Lines of ingest requests that were not a JSON alert (refused; the rest stored), and benchmark \
+                 reports that did not read.",
                 ingest.refused,
             )?;
             w.counter(
@@ -716,12 +718,26 @@ impl Collector for SnapshotCollector {
                 "Ingest requests the store could not take (answered 503: the node retries).",
                 ingest.failed,
             )?;
+            w.counter(
+                "sensor_console_ingest_benchmark_reports",
+                "Node benchmark reports the nodes sent and the store kept.",
+                ingest.benchmark_reports,
+            )?;
         }
-        if let Some(counts) = &s.benchmark_checks {
-            w.gauges(
-                "sensor_benchmark_checks",
-                "The node benchmark's checks at its latest run, by status (pass, fail, warn).",
-                ["pass", "fail", "warn"].iter().zip(counts).map(|(status, n)| (label("status", status), *n as i64)),
+        if let Some(benchmark) = &s.benchmark {
+            if let Some(counts) = &benchmark.checks {
+                w.gauges(
+                    "sensor_benchmark_checks",
+                    "The node benchmark's checks at its latest run, by status (pass, fail, warn).",
+                    ["pass", "fail", "warn"].iter().zip(counts).map(|(status, n)| (label("status", status), *n as i64)),
+                )?;
+            }
+            let reports = benchmark.reports;
+            w.counters(
+                "sensor_benchmark_reports",
+                "Node benchmark reports by result: kept (an alert store or console took one) or failed (one did \
+                 not, after its retries; the next run sends a new report).",
+                [(label("result", "kept"), reports.kept), (label("result", "failed"), reports.failed)],
             )?;
         }
         if let Some(audit) = &s.k8s_audit {

@@ -106,7 +106,7 @@ pub enum Expect {
 }
 
 /// A check's verdict.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Status {
     Pass,
     Fail,
@@ -124,7 +124,7 @@ impl Status {
 }
 
 /// A check's outcome on a node.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CheckResult {
     pub id: String,
     pub text: String,

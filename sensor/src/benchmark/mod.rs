@@ -8,13 +8,14 @@
 
 pub mod checks;
 pub mod node;
+pub mod publish;
 mod report;
 pub mod watch;
 
 pub use checks::{Benchmark, CheckResult, Status};
 pub use node::{Component, Node};
 pub use report::Report;
-pub use watch::{BenchmarkConfig, DRIFT_RULE, Watch};
+pub use watch::{BenchmarkConfig, DRIFT_RULE, Watch, WatchCounters};
 
 /// The benchmark versions this sensor has, oldest first.
 const DATA: [(&str, &str); 3] = [

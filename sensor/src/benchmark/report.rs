@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use super::{CheckResult, Status};
 
 /// Every check's outcome on one node.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Report {
     /// `cis-1.12`.
     pub benchmark: String,

@@ -1,6 +1,8 @@
-//! The benchmark inside `sensor run`: at start and every `benchmark.interval`, the node's
-//! checks again; a check that passed and no longer does raises the alert
-//! `Node benchmark check failed`, and the latest counts are the run's metrics.
+//! The benchmark inside `sensor run`: at start, every `benchmark.interval` and when an
+//! operator asks (the console's Re-run), the node's checks again; a check that passed and
+//! no longer does raises the alert `Node benchmark check failed`, each report goes to the
+//! node's alert stores and the cluster's consoles, and the latest counts are the run's
+//! metrics.
 
 use std::{
     collections::BTreeMap,
@@ -10,6 +12,7 @@ use std::{
 
 use serde::Deserialize;
 
+use super::publish::{Destinations, Published, Submission};
 use super::{Benchmark, Node, Report, Status};
 use crate::{
     outputs::config::deserialize_positive_duration,
@@ -39,6 +42,10 @@ pub struct BenchmarkConfig {
     /// Checks whose failure is a Warn, not a Fail (the operator's low-severity ones).
     #[serde(default)]
     pub low_severity: Vec<String>,
+    /// How often the node asks the cluster's consoles (its `console` outputs) whether an
+    /// operator asked for a re-run.
+    #[serde(default = "default_rerun_poll", deserialize_with = "deserialize_positive_duration")]
+    pub rerun_poll_interval: Duration,
 }
 
 impl Default for BenchmarkConfig {
@@ -49,8 +56,13 @@ impl Default for BenchmarkConfig {
             version: None,
             kubelet_version: None,
             low_severity: Vec::new(),
+            rerun_poll_interval: default_rerun_poll(),
         }
     }
+}
+
+fn default_rerun_poll() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_enabled() -> bool {
@@ -80,13 +92,20 @@ impl Report {
     }
 }
 
-/// The latest counts, for the metrics: checks passed, failed, warned.
-pub type Counts = Arc<Mutex<Option<[u64; 3]>>>;
+/// What the watch did, for the metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WatchCounters {
+    /// The latest run's checks passed, failed and warned (none before the first run, or
+    /// without a kubelet).
+    pub checks: Option<[u64; 3]>,
+    /// Reports a store or console took, and did not take (after its retries).
+    pub reports: Published,
+}
 
 /// The running watch.
 pub struct Watch {
     task: tokio::task::JoinHandle<()>,
-    counts: Counts,
+    counters: Arc<Mutex<WatchCounters>>,
 }
 
 impl Drop for Watch {
@@ -96,21 +115,31 @@ impl Drop for Watch {
 }
 
 impl Watch {
-    /// Starts the watch on the current runtime (none when disabled). A benchmark version that
-    /// does not exist stops the sensor at start.
-    pub fn start(config: &BenchmarkConfig, alerts: AlertSender) -> anyhow::Result<Option<Watch>> {
+    /// Starts the watch on the current runtime (none when disabled); its reports go to
+    /// `destinations`, and `rerun` wakes it early. A benchmark version that does not exist
+    /// stops the sensor at start.
+    pub fn start(
+        config: &BenchmarkConfig,
+        alerts: AlertSender,
+        mut destinations: Destinations,
+        rerun: Arc<tokio::sync::Notify>,
+    ) -> anyhow::Result<Option<Watch>> {
         if !config.enabled {
             return Ok(None);
         }
         let benchmark = Arc::new(config.benchmark()?);
-        let (interval, low) = (config.interval, config.low_severity.clone());
-        let counts: Counts = Arc::default();
-        let shared = counts.clone();
+        let (interval, poll, low) = (config.interval, config.rerun_poll_interval, config.low_severity.clone());
+        let counters: Arc<Mutex<WatchCounters>> = Arc::default();
+        let shared = counters.clone();
+        let update =
+            move |f: &dyn Fn(&mut WatchCounters)| f(&mut shared.lock().unwrap_or_else(PoisonError::into_inner));
+        let node = crate::state::node_name().to_owned();
         let task = tokio::spawn(async move {
             let mut previous: Option<BTreeMap<String, Status>> = None;
             let mut noted_absent = false;
             loop {
                 let (bench, low) = (benchmark.clone(), low.clone());
+                let time_ns = crate::store::now_ns();
                 let ran = tokio::task::spawn_blocking(move || {
                     let mut report = bench.run(&Node::discover(std::path::Path::new("/proc")))?;
                     report.lower(&low);
@@ -121,7 +150,7 @@ impl Watch {
                     Ok(Ok(report)) => {
                         noted_absent = false;
                         let counts = [Status::Pass, Status::Fail, Status::Warn].map(|s| report.count(s) as u64);
-                        *shared.lock().unwrap_or_else(PoisonError::into_inner) = Some(counts);
+                        update(&|c| c.checks = Some(counts));
                         if previous.is_none() {
                             log::info!(
                                 "benchmark {}: {} checks PASS, {} FAIL, {} WARN (`sensor benchmark node` shows them)",
@@ -135,9 +164,17 @@ impl Watch {
                             alerts.send(alert);
                         }
                         previous = Some(report.results.iter().map(|r| (r.id.clone(), r.status)).collect());
+                        if !destinations.is_empty() {
+                            let published =
+                                destinations.publish(Submission { node: node.clone(), time_ns, report }).await;
+                            update(&|c| {
+                                c.reports.kept += published.kept;
+                                c.reports.failed += published.failed;
+                            });
+                        }
                     }
                     Ok(Err(e)) => {
-                        *shared.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                        update(&|c| c.checks = None);
                         if !noted_absent {
                             log::info!("benchmark: not run: {e:#}");
                             noted_absent = true;
@@ -145,15 +182,31 @@ impl Watch {
                     }
                     Err(e) => log::warn!("benchmark: the check did not finish: {e}"),
                 }
-                tokio::time::sleep(interval).await;
+                // Until the interval ends, or an operator asks for a run (here or at a console).
+                let due = tokio::time::Instant::now() + interval;
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(due) => break,
+                        _ = rerun.notified() => {
+                            log::info!("benchmark: running the checks again, as the console asked");
+                            break;
+                        }
+                        _ = tokio::time::sleep(poll), if destinations.has_consoles() => {
+                            if destinations.rerun_requested(&node).await {
+                                log::info!("benchmark: running the checks again, as the cluster's console asked");
+                                break;
+                            }
+                        }
+                    }
+                }
             }
         });
-        Ok(Some(Watch { task, counts }))
+        Ok(Some(Watch { task, counters }))
     }
 
-    /// The latest counts (none before the first run, or without a kubelet).
-    pub fn counts(&self) -> Option<[u64; 3]> {
-        *self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    /// What the watch did so far.
+    pub fn counters(&self) -> WatchCounters {
+        *self.counters.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -177,12 +177,18 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
     metrics.clone().serve(&config.metrics).await?;
     // Before the kernel programs: a broken output stops the sensor before it watches anything.
     let stage = Arc::new(OutputStage::start(&config.outputs).await?);
+    // The console's Re-run wakes the benchmark.
+    let benchmark_rerun = Arc::new(tokio::sync::Notify::new());
     // After the store output, which makes the store it shows; lives as long as the run.
     let _console = match config.ui.enabled {
         true => Some(
             sensor::console::start(
                 &config.ui,
-                sensor::console::Mode::Node { store: config.store(), health: metrics.clone() },
+                sensor::console::Mode::Node {
+                    store: config.store(),
+                    health: metrics.clone(),
+                    benchmark_rerun: config.benchmark.enabled.then(|| benchmark_rerun.clone()),
+                },
                 config.k8s_audit.store.as_ref(),
             )
             .await?,
@@ -216,7 +222,12 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
     let containers = ContainerCache::new(enrich_config(&config.containers), tokio::runtime::Handle::current());
     let (alerts_tx, alerts_rx) = alert_queue(config.alert_queue.bytes());
     let audit = AuditSource::start(&config.k8s_audit, engine.clone(), alerts_tx.clone()).await?;
-    let benchmark = sensor::benchmark::Watch::start(&config.benchmark, alerts_tx.clone())?;
+    let benchmark = sensor::benchmark::Watch::start(
+        &config.benchmark,
+        alerts_tx.clone(),
+        sensor::benchmark::publish::Destinations::new(config.stores(), config.consoles())?,
+        benchmark_rerun,
+    )?;
     let pool = Workers::start(pipelines, containers.clone(), alerts_tx);
     let publisher = alerts_rx.publish_to(stage.clone());
     capture.weigh_downstream(pool.queued_bytes());
@@ -595,7 +606,7 @@ impl Runner<'_> {
             reloads: t.reloads,
             ingest: None,
             k8s_audit: self.audit.as_ref().map(AuditSource::counters),
-            benchmark_checks: self.benchmark.as_ref().and_then(sensor::benchmark::Watch::counts),
+            benchmark: self.benchmark.as_ref().map(sensor::benchmark::Watch::counters),
         });
     }
 

@@ -5,11 +5,13 @@
 use std::fmt::Write as _;
 
 use crate::{
+    benchmark::Status,
     html::escape,
     rules::{Priority, format_iso8601},
     store::{
         GroupBy, Histogram, StoredAlert,
         audit::{self, AuditRecord},
+        benchmark::{BenchmarkRun, RunSummary},
     },
 };
 
@@ -26,7 +28,8 @@ table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;pad
 rect.p-Emergency,rect.p-Alert,rect.p-Critical{fill:#b91c1c}rect.p-Error{fill:#dc2626}rect.p-Warning{fill:#f59e0b}\
 rect.p-Notice{fill:#93c5fd}rect.p-Informational,rect.p-Debug{fill:#9ca3af}svg.timeline{width:100%;height:8em;border-bottom:1px solid #9ca3af}p.axis{margin:.2em 0 1em;color:#4b5563;font-size:.85em}form.filters{display:flex;flex-wrap:wrap;gap:.5em;margin-bottom:1em}\
 form.filters label{display:flex;flex-direction:column;font-size:.8em}.grid{display:flex;flex-wrap:wrap;gap:2em}\
-.error{color:#b91c1c}pre{white-space:pre-wrap;word-break:break-all}\
+.error{color:#b91c1c}.s-PASS{color:#fff;background:#15803d}.s-FAIL{color:#fff;background:#dc2626}\
+.s-WARN{background:#f59e0b}.note{color:#4b5563}pre{white-space:pre-wrap;word-break:break-all}\
 @media (max-width:40em){#events thead{display:none}#events tr{display:block;border-bottom:1px solid #ddd;padding:.4em 0}\
 #events td{display:block;border:0;padding:.1em 0}table#about th,table#about td{display:block;border:0}\
 table#about tr{display:block;border-bottom:1px solid #ddd}}";
@@ -43,6 +46,7 @@ fn page_refreshed(base: &str, title: &str, session: Option<(&str, &str)>, body: 
     let nav = match session {
         Some((user, csrf)) => format!(
             "<a href=\"{base}/\">Dashboard</a><a href=\"{base}/events\">Events</a><a href=\"{base}/audit\">Audit</a>\
+             <a href=\"{base}/benchmark\">Benchmark</a>\
              <a href=\"{base}/about\">About</a>\
              <form method=\"post\" action=\"{base}/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
              <span>{}</span> <button type=\"submit\">Log out</button></form>",
@@ -431,6 +435,120 @@ pub fn audit_detail(base: &str, session: (&str, &str), e: &AuditRecord) -> Strin
     let raw = serde_json::to_string_pretty(json).unwrap_or_default();
     let _ = write!(body, "</table><h2>JSON</h2><pre id=\"raw\">{}</pre>", escape(&raw));
     page(base, "Audit event", Some(session), &body)
+}
+
+fn status_badge(status: Status) -> String {
+    let s = status.as_str();
+    format!("<span class=\"pri s-{s}\">{s}</span>")
+}
+
+/// The totals of a run, each a badge.
+fn totals(r: &RunSummary) -> String {
+    format!(
+        "<span class=\"pri s-PASS\">{} PASS</span> <span class=\"pri s-FAIL\">{} FAIL</span> \
+         <span class=\"pri s-WARN\">{} WARN</span>",
+        r.pass, r.fail, r.warn
+    )
+}
+
+/// The form that asks `node` to run its checks again.
+fn rerun_form(base: &str, csrf: &str, node: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"{base}/benchmark/rerun\" class=\"rerun\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"node\" value=\"{}\">\
+         <button type=\"submit\">Re-run</button></form>",
+        escape(csrf),
+        escape(node)
+    )
+}
+
+/// The Benchmark page: each node's latest run, with a link to it and a Re-run button.
+pub fn benchmark(base: &str, session: (&str, &str), nodes: &[RunSummary], notice: Option<&str>) -> String {
+    let mut body = String::from("<h1>Node benchmark</h1>");
+    if let Some(notice) = notice {
+        let _ = write!(body, "<p id=\"notice\">{}</p>", escape(notice));
+    }
+    if nodes.is_empty() {
+        body.push_str(
+            "<p id=\"none\">No node has sent a benchmark report yet: nodes run the CIS kubelet checks at start and \
+             every <code>benchmark.interval</code> when a kubelet runs on them.</p>",
+        );
+        return page(base, "Benchmark", Some(session), &body);
+    }
+    body.push_str(
+        "<table id=\"nodes\"><thead><tr><th>Node</th><th>Benchmark</th><th>Checked</th><th>Result</th><th></th>\
+         </tr></thead><tbody>",
+    );
+    for r in nodes {
+        let _ = write!(
+            body,
+            "<tr><td><a href=\"{base}/benchmark/runs/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            r.id,
+            escape(&r.node),
+            escape(&r.benchmark),
+            format_iso8601(r.time_ns),
+            totals(r),
+            rerun_form(base, session.1, &r.node)
+        );
+    }
+    body.push_str("</tbody></table>");
+    page(base, "Benchmark", Some(session), &body)
+}
+
+/// One run: every check with what was observed where, the remediation of each that did not
+/// pass, the downloads, and the node's earlier runs.
+pub fn benchmark_run(base: &str, session: (&str, &str), run: &BenchmarkRun, history: &[RunSummary]) -> String {
+    let (r, report) = (&run.summary, &run.report);
+    let mut body = format!(
+        "<h1>{} · {}</h1><p>{} · kubelet pid {} · checked {} · {}</p>{}\
+         <p><a href=\"{base}/api/v1/benchmark/runs/{}?format=json\" id=\"download-json\">Download JSON</a> · \
+         <a href=\"{base}/api/v1/benchmark/runs/{}?format=csv\" id=\"download-csv\">Download CSV</a></p>\
+         <table id=\"checks\"><thead><tr><th>Check</th><th>Status</th><th>Observed</th><th>Expected</th>\
+         <th>Remediation</th></tr></thead><tbody>",
+        escape(&r.node),
+        escape(&r.benchmark),
+        escape(&report.title),
+        report.kubelet_pid,
+        format_iso8601(r.time_ns),
+        totals(r),
+        rerun_form(base, session.1, &r.node),
+        r.id,
+        r.id,
+    );
+    for c in &report.results {
+        let remediation = if c.status == Status::Pass { String::new() } else { escape(&c.remediation) };
+        let _ = write!(
+            body,
+            "<tr id=\"check-{}\"><td>{} {}</td><td>{}</td><td class=\"out\">{}<br><span class=\"note\">{}</span></td>\
+             <td>{}</td><td class=\"note\">{}</td></tr>",
+            escape(&c.id),
+            escape(&c.id),
+            escape(&c.text),
+            status_badge(c.status),
+            escape(&c.observed),
+            escape(&c.source),
+            escape(&c.expected),
+            remediation
+        );
+    }
+    body.push_str("</tbody></table>");
+    for note in &report.notes {
+        let _ = write!(body, "<p class=\"note\">note: {}</p>", escape(note));
+    }
+    body.push_str("<h2>History</h2><table id=\"history\"><tbody>");
+    for h in history {
+        let current = if h.id == r.id { " (shown)" } else { "" };
+        let _ = write!(
+            body,
+            "<tr><td><a href=\"{base}/benchmark/runs/{}\">{}</a>{current}</td><td>{}</td><td>{}</td></tr>",
+            h.id,
+            format_iso8601(h.time_ns),
+            escape(&h.benchmark),
+            totals(h)
+        );
+    }
+    body.push_str("</tbody></table>");
+    page(base, &format!("Benchmark of {}", r.node), Some(session), &body)
 }
 
 /// The About page: version and the store's usage.

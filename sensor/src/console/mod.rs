@@ -7,6 +7,7 @@
 //! nodes' `console` outputs send (`/api/v1/ingest`, with a node token) into its store.
 
 mod auth;
+mod benchmark;
 pub mod config;
 mod html;
 mod params;
@@ -74,23 +75,31 @@ struct Console {
     health: Option<Arc<crate::metrics::Metrics>>,
     /// The Kubernetes audit log (`k8s_audit.store`), when there is one.
     audit: Option<Reader>,
+    /// Who runs a node's benchmark again.
+    rerun: benchmark::Rerun,
 }
 
 /// The store's writer for what nodes send, the tokens they send with, and what they sent.
 struct Ingest {
     writer: SharedWriter,
     tokens: Tokens,
-    /// Alerts stored, lines refused (not a JSON alert), and requests that failed to store.
+    /// Alerts stored, lines (or benchmark reports) refused as malformed, requests that
+    /// failed to store, and benchmark reports kept.
     stored: AtomicU64,
     refused: AtomicU64,
     failed: AtomicU64,
+    reports: AtomicU64,
 }
 
 /// Where the console runs.
 pub enum Mode<'a> {
     /// Beside `sensor run`, showing its `store` output's store (unless `ui.store` names one)
-    /// and, on the About page, the run's own counters.
-    Node { store: Option<&'a StoreConfig>, health: Arc<crate::metrics::Metrics> },
+    /// and, on the About page, the run's own counters; Re-run wakes `benchmark_rerun`.
+    Node {
+        store: Option<&'a StoreConfig>,
+        health: Arc<crate::metrics::Metrics>,
+        benchmark_rerun: Option<Arc<tokio::sync::Notify>>,
+    },
     /// `sensor console`: `ui.store` is the cluster's store, written with what the nodes send.
     Cluster,
 }
@@ -109,6 +118,7 @@ impl RunningConsole {
             stored: i.stored.load(Relaxed),
             refused: i.refused.load(Relaxed),
             failed: i.failed.load(Relaxed),
+            benchmark_reports: i.reports.load(Relaxed),
         })
     }
 }
@@ -185,6 +195,7 @@ pub async fn start(
                 stored: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
+                reports: AtomicU64::new(0),
             })
         }
     };
@@ -216,11 +227,15 @@ pub async fn start(
         tokens: Tokens::new(tokens),
         ingest,
         tails: Arc::new(tokio::sync::Semaphore::new(MAX_TAILS)),
-        health: match mode {
-            Mode::Node { health, .. } => Some(health),
+        health: match &mode {
+            Mode::Node { health, .. } => Some(health.clone()),
             Mode::Cluster => None,
         },
         audit,
+        rerun: match mode {
+            Mode::Node { benchmark_rerun, .. } => benchmark::Rerun::Node(benchmark_rerun),
+            Mode::Cluster => benchmark::Rerun::Cluster,
+        },
     });
     let listener = tokio::net::TcpListener::bind(config.address)
         .await
@@ -292,7 +307,19 @@ fn router(console: Arc<Console>) -> Router {
         .route("/api/v1/histogram", get(api_histogram))
         .route("/api/v1/tail", get(api_tail))
         .route("/api/v1/export", get(api_export))
+        .route("/benchmark", get(benchmark::page))
+        .route("/benchmark/runs/{id}", get(benchmark::run_page))
+        .route("/benchmark/rerun", post(benchmark::rerun_submit))
+        .route("/api/v1/benchmark", get(benchmark::api_nodes))
+        .route("/api/v1/benchmark/runs", get(benchmark::api_runs))
+        .route("/api/v1/benchmark/runs/{id}", get(benchmark::api_run))
+        .route("/api/v1/benchmark/rerun", post(benchmark::api_rerun))
         .route("/api/v1/ingest", post(api_ingest).layer(axum::extract::DefaultBodyLimit::max(INGEST_MAX_BYTES)))
+        .route(
+            "/api/v1/ingest/benchmark",
+            post(benchmark::api_ingest).layer(axum::extract::DefaultBodyLimit::max(benchmark::REPORT_MAX_BYTES)),
+        )
+        .route("/api/v1/ingest/benchmark/rerun", post(benchmark::api_ingest_rerun))
         .fallback(not_found)
         .with_state(console);
     let app = if base.is_empty() {
@@ -623,6 +650,7 @@ async fn about(State(console): State<Arc<Console>>, headers: HeaderMap) -> Respo
         facts.push(("alerts taken from nodes", ingest.stored.load(Relaxed).to_string()));
         facts.push(("ingested lines refused (not a JSON alert)", ingest.refused.load(Relaxed).to_string()));
         facts.push(("ingest requests that failed to store", ingest.failed.load(Relaxed).to_string()));
+        facts.push(("benchmark reports taken from nodes", ingest.reports.load(Relaxed).to_string()));
     }
     Html(html::about(&console.base, (&session.user, &session.csrf), &facts)).into_response()
 }

@@ -98,6 +98,10 @@ fn audit_events() -> Vec<crate::store::audit::AuditRecord> {
 /// The console over the store `config` names, under `base_path`, taking alerts with
 /// `ingest` when given.
 fn console(base_path: &str, config: &StoreConfig, ingest: Option<Ingest>) -> Arc<Console> {
+    let rerun = match ingest {
+        Some(_) => benchmark::Rerun::Cluster,
+        None => benchmark::Rerun::Node(None),
+    };
     Arc::new(Console {
         base: UiConfig { base_path: base_path.into(), ..UiConfig::default() }.base().unwrap(),
         secure: false,
@@ -110,6 +114,7 @@ fn console(base_path: &str, config: &StoreConfig, ingest: Option<Ingest>) -> Arc
         tails: Arc::new(tokio::sync::Semaphore::new(2)),
         health: Some(Arc::new(crate::metrics::Metrics::default())),
         audit: None,
+        rerun,
     })
 }
 
@@ -447,6 +452,7 @@ async fn the_cluster_console_takes_alerts_only_with_a_node_token() {
         stored: AtomicU64::new(0),
         refused: AtomicU64::new(0),
         failed: AtomicU64::new(0),
+        reports: AtomicU64::new(0),
     };
     let app = router(console("/sensor", &config, Some(ingest)));
     let sent = alert(300, "From node-b", Priority::Error, Some("web-9"), "read /etc/shadow on node-b");

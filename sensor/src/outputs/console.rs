@@ -37,23 +37,24 @@ pub struct ConsoleConfig {
     pub client_key: Option<PathBuf>,
 }
 
-/// Sends batches to a console.
-pub struct ConsoleSink {
+/// A console's API as a node calls it: its address, the node's token, the TLS to use.
+#[derive(Clone)]
+pub struct ConsoleApi {
     client: reqwest::Client,
-    ingest: reqwest::Url,
+    /// The console's address with its base path, ending in `/`.
+    base: reqwest::Url,
     origin: String,
     authorization: HeaderValue,
 }
 
-impl ConsoleSink {
+impl ConsoleApi {
     /// Checks the URL, reads the token and TLS files, and builds the client.
     pub fn new(config: &ConsoleConfig) -> anyhow::Result<Self> {
-        let mut url = reqwest::Url::parse(&config.url).map_err(|e| anyhow::anyhow!("url: {e}"))?;
-        anyhow::ensure!(matches!(url.scheme(), "http" | "https"), "url: `{}` is not http or https", url.scheme());
-        if !url.path().ends_with('/') {
-            url.set_path(&format!("{}/", url.path()));
+        let mut base = reqwest::Url::parse(&config.url).map_err(|e| anyhow::anyhow!("url: {e}"))?;
+        anyhow::ensure!(matches!(base.scheme(), "http" | "https"), "url: `{}` is not http or https", base.scheme());
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
         }
-        let ingest = url.join("api/v1/ingest").context("url")?;
         let token = config.token.load().context("token")?;
         let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
             .map_err(|_| anyhow::anyhow!("token: the value from {} is not a valid token", config.token.origin()))?;
@@ -64,7 +65,35 @@ impl ConsoleSink {
             client_key: config.client_key.as_deref(),
         };
         let client = http::client(tls, http::Redirects::None)?;
-        Ok(ConsoleSink { client, origin: http::origin(&ingest), ingest, authorization })
+        Ok(ConsoleApi { client, origin: http::origin(&base), base, authorization })
+    }
+
+    /// The console's scheme, host and port, for messages (never the token).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// An answer's body, read up to the bound every output reads answers to.
+    pub async fn answer_body(response: reqwest::Response) -> Vec<u8> {
+        http::read_bounded(response).await.map(|(body, _)| body).unwrap_or_default()
+    }
+
+    /// A request to `path` under the console's base (`api/v1/ingest`), with the token.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> anyhow::Result<reqwest::RequestBuilder> {
+        let url = self.base.join(path).with_context(|| format!("the console's {path}"))?;
+        Ok(self.client.request(method, url).header(AUTHORIZATION, self.authorization.clone()))
+    }
+}
+
+/// Sends batches to a console.
+pub struct ConsoleSink {
+    api: ConsoleApi,
+}
+
+impl ConsoleSink {
+    /// Checks the URL, reads the token and TLS files, and builds the client.
+    pub fn new(config: &ConsoleConfig) -> anyhow::Result<Self> {
+        Ok(ConsoleSink { api: ConsoleApi::new(config)? })
     }
 }
 
@@ -75,15 +104,15 @@ impl Sink for ConsoleSink {
             serde_json::to_writer(&mut body, &alert.to_json()).expect("a JSON value serializes into memory");
             body.push(b'\n');
         }
-        let response = self
-            .client
-            .post(self.ingest.clone())
-            .header(AUTHORIZATION, self.authorization.clone())
+        let origin = self.api.origin();
+        let request =
+            self.api.request(reqwest::Method::POST, "api/v1/ingest").map_err(|e| SendError::retry(e.to_string()))?;
+        let response = request
             .header(CONTENT_TYPE, "application/x-ndjson")
             .body(body)
             .send()
             .await
-            .map_err(|e| SendError::retry(format!("POST to {}: {}", self.origin, http::describe(e))))?;
+            .map_err(|e| SendError::retry(format!("POST to {origin}: {}", http::describe(e))))?;
         let status = response.status();
         let retry_after = http::retry_after(response.headers());
         let (answer, truncated) = http::read_bounded(response).await.unwrap_or_default();
@@ -91,20 +120,14 @@ impl Sink for ConsoleSink {
             // Lines the console could not read are lost whatever is tried again: said once.
             let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
             if let Some(refused) = answer["refused"].as_array().filter(|r| !r.is_empty()) {
-                log::warn!(
-                    "console {}: refused {} of {} alerts: {}",
-                    self.origin,
-                    refused.len(),
-                    alerts.len(),
-                    refused[0]
-                );
+                log::warn!("console {}: refused {} of {} alerts: {}", origin, refused.len(), alerts.len(), refused[0]);
             }
             return Ok(());
         }
         let answer: String = String::from_utf8_lossy(&answer).chars().take(200).collect();
         Err(http::status_error(
             status,
-            format!("POST to {} answered {status}: {}{}", self.origin, answer.trim(), http::truncation_note(truncated)),
+            format!("POST to {} answered {status}: {}{}", origin, answer.trim(), http::truncation_note(truncated)),
             retry_after,
         ))
     }

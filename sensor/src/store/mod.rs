@@ -7,6 +7,7 @@
 //! slow or full disk never stalls detection.
 
 pub mod audit;
+pub mod benchmark;
 mod config;
 mod postgresql;
 mod query;
@@ -151,6 +152,9 @@ pub trait AlertStore: Send {
 
     /// How much the store holds now.
     fn usage(&self) -> anyhow::Result<Usage>;
+
+    /// The benchmark runs the store keeps beside the alerts.
+    fn benchmark_log(&self) -> &dyn benchmark::BenchmarkLog;
 }
 
 /// A store opened for writing.
@@ -209,6 +213,14 @@ impl SharedWriter {
     /// Stores `alerts` in one transaction.
     pub fn insert(&self, alerts: &[std::sync::Arc<Alert>]) -> anyhow::Result<()> {
         self.lock().insert(alerts)
+    }
+
+    /// Runs `f` on the store's benchmark runs.
+    pub fn with_benchmark_log<T>(
+        &self,
+        f: impl FnOnce(&dyn benchmark::BenchmarkLog) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        f(self.lock().benchmark_log())
     }
 
     /// One retention pass; a failure is counted and logged, never fatal.

@@ -20,6 +20,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use postgres::{Client, NoTls, types::ToSql};
 
+use super::benchmark::BenchmarkLog;
 use super::rows::{
     COLUMNS, CountsPlan, DAY_NS, Dialect, HOUR_NS, Param, ROLLUP_GROUPS, ROLLUP_VALUES_AT, Rollup, column,
     grouping_value, in_chunks, level_of, ns_column, priority_of_level, rollup_columns, sorted_counts, tags_column,
@@ -319,6 +320,7 @@ impl PgStore {
              );",
         )
         .db()?;
+        tx.batch_execute(&super::benchmark::postgres_tables()).db()?;
         tx.execute(
             "INSERT INTO sensor_store_meta (key, value) VALUES ('schema', $1) ON CONFLICT (key) DO NOTHING",
             &[&SCHEMA_VERSION],
@@ -831,6 +833,7 @@ impl AlertStore for PgStore {
         let mut removed = Removed::default();
         let cutoff = now_ns.saturating_sub(self.max_age_ns);
         let cutoff_day = cutoff / DAY_NS;
+        self.retain_runs(cutoff, now_ns)?;
         let days = self.stored_days()?;
         let mut conn = self.pool.get()?;
         let mut tx = conn.transaction().db()?;
@@ -860,6 +863,10 @@ impl AlertStore for PgStore {
         }
         *lock(&self.days) = self.stored_days()?.into_iter().collect();
         Ok(removed)
+    }
+
+    fn benchmark_log(&self) -> &dyn BenchmarkLog {
+        self
     }
 
     fn usage(&self) -> anyhow::Result<Usage> {

@@ -19,6 +19,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params, params_from_iter, types::Value as SqlValue};
 
+use super::benchmark::BenchmarkLog;
 use super::rows::{
     COLUMNS, CountsPlan, DAY_NS, Dialect, HOUR_NS, Param, ROLLUP_GROUPS, ROLLUP_VALUES_AT, Rollup, body, column,
     grouping_value, in_chunks, level_of, ns_column, priority_of_level, rollup_columns, sorted_counts, tags_column,
@@ -146,6 +147,7 @@ impl SqliteStore {
                 "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
                  CREATE TABLE IF NOT EXISTS days (day INTEGER PRIMARY KEY, alerts INTEGER NOT NULL);",
             )?;
+            conn.execute_batch(&super::benchmark::sqlite_tables())?;
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?1)", [SCHEMA_VERSION])?;
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('next_id', 1)", [])?;
             Ok(())
@@ -733,7 +735,12 @@ impl AlertStore for SqliteStore {
     }
 
     fn enforce_retention(&mut self, now_ns: u64) -> anyhow::Result<Removed> {
+        self.conn.retain_runs(now_ns.saturating_sub(self.max_age_ns), now_ns)?;
         retain_days(self, now_ns)
+    }
+
+    fn benchmark_log(&self) -> &dyn BenchmarkLog {
+        &self.conn
     }
 
     fn usage(&self) -> anyhow::Result<Usage> {
