@@ -155,7 +155,7 @@ async fn send(app: &Router, method: &str, uri: &str, headers: &[(&str, &str)], b
     for (k, v) in headers {
         request = request.header(*k, *v);
     }
-    if method == "POST" {
+    if method == "POST" && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
         request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
     }
     let mut request = request.body(Body::from(body.to_owned())).unwrap();
@@ -182,8 +182,21 @@ async fn log_in(app: &Router, base: &str) -> String {
     answer.cookie(SESSION_COOKIE).expect("a session cookie")
 }
 
-const PAGES: [&str; 7] = ["/", "/events", "/events/1", "/about", "/events?priority=warning", "/audit", "/audit/1"];
-const API: [&str; 7] = [
+const PAGES: [&str; 9] = [
+    "/",
+    "/events",
+    "/events/1",
+    "/about",
+    "/events?priority=warning",
+    "/audit",
+    "/audit/1",
+    "/benchmark",
+    "/benchmark/runs/1",
+];
+const API: [&str; 10] = [
+    "/api/v1/benchmark",
+    "/api/v1/benchmark/runs?node=node-a",
+    "/api/v1/benchmark/runs/1?format=csv",
     "/api/v1/alerts",
     "/api/v1/alerts/1",
     "/api/v1/audit",
@@ -649,4 +662,217 @@ async fn the_audit_page_filters_pages_shows_an_event_whole_and_escapes_it() {
     assert_eq!(api["events"].as_array().unwrap().len(), 4);
     assert_eq!(api["events"][0]["auditID"], "id-27");
     assert!(api["events"][0]["id"].is_i64() && api["next"].is_string());
+}
+
+/// A report of node `node`'s kubelet with `failing` of its three checks failed.
+fn benchmark_report(failing: usize) -> crate::benchmark::Report {
+    use crate::benchmark::{CheckResult, Status};
+    let check = |n: usize| CheckResult {
+        id: format!("4.2.{n}"),
+        text: format!("Check {n}, with \"quotes\", commas and <b>markup</b>"),
+        status: if n <= failing { Status::Fail } else { Status::Pass },
+        automated: true,
+        observed: if n <= failing { "=cmd|' /C calc'!A0".into() } else { "false".into() },
+        expected: "false".into(),
+        source: format!("/var/lib/kubelet/config.yaml:{n}"),
+        remediation: format!("Set it to false in the file (check {n})."),
+    };
+    crate::benchmark::Report {
+        benchmark: "cis-1.12".into(),
+        title: "CIS Kubernetes V1.12 worker node".into(),
+        kubelet_pid: 4242,
+        results: (1..=3).map(check).collect(),
+        notes: vec![],
+    }
+}
+
+/// The cluster's console over a new store, taking what nodes send with [`NODE_TOKEN`].
+fn cluster_console(name: &str) -> (Fixture, Arc<Console>) {
+    let dir = std::env::temp_dir().join(format!("sensor-console-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = StoreConfig::at(dir.join("alerts.db"));
+    let (writer, _) = SharedWriter::open(&config).unwrap();
+    let ingest = Ingest {
+        writer,
+        tokens: Tokens::new(vec![crate::outputs::Secret::for_test(NODE_TOKEN)]),
+        stored: AtomicU64::new(0),
+        refused: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        reports: AtomicU64::new(0),
+    };
+    let console = console("", &config, Some(ingest));
+    (Fixture { dir, app: router(console.clone()) }, console)
+}
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_console_shows_each_nodes_benchmark_its_history_downloads_and_reruns() {
+    let (f, console) = cluster_console("bench-cluster");
+    let app = &f.app;
+    let node_auth = format!("Bearer {NODE_TOKEN}");
+    let submit = |node: &str, time_ns: u64, failing: usize| {
+        serde_json::json!({"node": node, "time_ns": time_ns, "report": benchmark_report(failing)}).to_string()
+    };
+    let post = |uri: &'static str, auth: String, body: String| async move {
+        send(app, "POST", uri, &[("authorization", &auth), JSON], &body, CLIENT).await
+    };
+    // Only a node token sends reports.
+    for auth in [format!("Bearer {TOKEN}"), String::new(), "Bearer node-token".into()] {
+        let a = post("/api/v1/ingest/benchmark", auth.clone(), submit("node-b", T0, 0)).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{auth:?}");
+    }
+    let a = post("/api/v1/ingest/benchmark", node_auth.clone(), "{\"node\": \"node-b\"}".into()).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+    assert!(a.json()["error"].as_str().unwrap().contains("not a benchmark report"), "{}", a.body);
+    let a = post("/api/v1/ingest/benchmark", node_auth.clone(), submit("two words", T0, 0)).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+    for (node, time_ns, failing) in [
+        ("node-b", T0, 0),
+        ("node-b", T0 + 3_600_000_000_000, 2),
+        ("node-b", T0 + 3_600_000_000_000, 2),
+        ("<i>c</i>", T0, 1),
+    ] {
+        let a = post("/api/v1/ingest/benchmark", node_auth.clone(), submit(node, time_ns, failing)).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    }
+    let ingest = console.ingest.as_ref().unwrap();
+    assert_eq!((ingest.reports.load(Relaxed), ingest.refused.load(Relaxed)), (4, 2));
+
+    // The API: the latest per node, a node's history, one run.
+    let api = |uri: String| async move {
+        send(app, "GET", &uri, &[("authorization", &format!("Bearer {TOKEN}"))], "", CLIENT).await
+    };
+    let nodes = api("/api/v1/benchmark".into()).await.json();
+    let nodes = nodes["nodes"].as_array().unwrap().clone();
+    let seen: Vec<_> =
+        nodes.iter().map(|n| (n["node"].as_str().unwrap(), n["totals"]["fail"].as_u64().unwrap())).collect();
+    assert_eq!(seen, [("<i>c</i>", 1), ("node-b", 2)], "each node's latest run, by name");
+    let history = api("/api/v1/benchmark/runs?node=node-b".into()).await.json();
+    let history: Vec<_> =
+        history["runs"].as_array().unwrap().iter().map(|r| r["time"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(
+        history,
+        ["2026-12-06T01:00:00.000000000Z", "2026-12-06T00:00:00.000000000Z"],
+        "newest first, once each"
+    );
+    assert_eq!(api("/api/v1/benchmark/runs".into()).await.status, StatusCode::BAD_REQUEST, "which node");
+    assert_eq!(api("/api/v1/benchmark/runs?node=node-b&limit=0".into()).await.status, StatusCode::BAD_REQUEST);
+    let latest_b = nodes[1]["id"].as_i64().unwrap();
+    let run = api(format!("/api/v1/benchmark/runs/{latest_b}")).await.json();
+    assert_eq!(run["results"].as_array().unwrap().len(), 3);
+    assert_eq!((run["node"].as_str(), run["results"][0]["status"].as_str()), (Some("node-b"), Some("Fail")));
+    assert_eq!(api("/api/v1/benchmark/runs/999".into()).await.status, StatusCode::NOT_FOUND);
+
+    // Downloads: JSON and CSV files; a cell that would be a formula is made inert.
+    let csv = api(format!("/api/v1/benchmark/runs/{latest_b}?format=csv")).await;
+    assert_eq!(csv.headers[header::CONTENT_TYPE], "text/csv; charset=utf-8");
+    assert_eq!(
+        csv.headers[header::CONTENT_DISPOSITION].to_str().unwrap(),
+        format!("attachment; filename=\"benchmark-node-b-{latest_b}.csv\"")
+    );
+    let lines: Vec<&str> = csv.body.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines[0], "node,time,benchmark,check,text,status,observed,source,expected,remediation");
+    assert_eq!(
+        lines[1],
+        "node-b,2026-12-06T01:00:00.000000000Z,cis-1.12,4.2.1,\"Check 1, with \"\"quotes\"\", commas and <b>markup</b>\",\
+         FAIL,'=cmd|' /C calc'!A0,/var/lib/kubelet/config.yaml:1,false,Set it to false in the file (check 1)."
+    );
+    assert_eq!(lines.len(), 4);
+    let json = api(format!("/api/v1/benchmark/runs/{latest_b}?format=json")).await;
+    assert!(json.headers[header::CONTENT_DISPOSITION].to_str().unwrap().ends_with(".json\""));
+    assert_eq!(json.json()["totals"]["fail"], 2);
+    assert_eq!(api(format!("/api/v1/benchmark/runs/{latest_b}?format=xml")).await.status, StatusCode::BAD_REQUEST);
+
+    // The pages: every node, its markup as text; one run with its checks and history.
+    let session = log_in(app, "").await;
+    let page = get(app, "/benchmark", &session).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("&lt;i&gt;c&lt;/i&gt;") && !page.body.contains("<i>c</i>"), "{}", page.body);
+    assert!(page.body.contains(&format!("href=\"/benchmark/runs/{latest_b}\">node-b</a>")), "{}", page.body);
+    assert!(page.body.contains("1 PASS</span> <span class=\"pri s-FAIL\">2 FAIL"), "{}", page.body);
+    let run_page = get(app, &format!("/benchmark/runs/{latest_b}"), &session).await.body;
+    assert!(
+        run_page.contains("Set it to false in the file (check 2).") && !run_page.contains("(check 3)."),
+        "remediations of what failed"
+    );
+    assert!(run_page.contains("&lt;b&gt;markup&lt;/b&gt;") && !run_page.contains("<b>markup"), "{run_page}");
+    assert!(run_page.contains(&format!("/api/v1/benchmark/runs/{latest_b}?format=csv")), "{run_page}");
+    assert_eq!(run_page.matches("/benchmark/runs/").count() - 2, 2, "both runs in the history: {run_page}");
+
+    // Re-run: the page's form (with the session's CSRF token), then the node takes it once.
+    let take = || post("/api/v1/ingest/benchmark/rerun", node_auth.clone(), "{\"node\": \"node-b\"}".into());
+    assert_eq!(take().await.json()["rerun"], false);
+    let a = send(app, "POST", "/benchmark/rerun", &[("cookie", &session)], "csrf=wrong&node=node-b", CLIENT).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let form = format!("csrf={}&node=node-b", page.csrf_field());
+    let a = send(app, "POST", "/benchmark/rerun", &[("cookie", &session)], &form, CLIENT).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let shown = get(app, a.location(), &session).await.body;
+    assert!(shown.contains("node-b will run its checks again when it next asks"), "{shown}");
+    assert_eq!(take().await.json()["rerun"], true);
+    assert_eq!(take().await.json()["rerun"], false, "taken once");
+    let a = send(
+        app,
+        "POST",
+        "/benchmark/rerun",
+        &[("cookie", &session)],
+        &format!("csrf={}&node=node-z", page.csrf_field()),
+        CLIENT,
+    )
+    .await;
+    assert!(get(app, a.location(), &session).await.body.contains("no node node-z has sent a benchmark report"));
+    // The API's re-run needs a token: a session alone (a cross-site form) may not post there.
+    let a =
+        send(app, "POST", "/api/v1/benchmark/rerun", &[("cookie", &session), JSON], "{\"node\": \"node-b\"}", CLIENT)
+            .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let a = post("/api/v1/benchmark/rerun", format!("Bearer {TOKEN}"), "{\"node\": \"node-b\"}".into()).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(take().await.json()["rerun"], true);
+    let a = post("/api/v1/ingest/benchmark/rerun", format!("Bearer {TOKEN}"), "{\"node\": \"node-b\"}".into()).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "asking for re-runs takes a node token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_console_reruns_its_own_watch_and_takes_no_reports() {
+    use crate::store::benchmark::BenchmarkLog as _;
+    let f = fixture("bench-node", "/");
+    let config = StoreConfig::at(f.dir.join("alerts.db"));
+    let here = crate::state::node_name().to_owned();
+    crate::store::benchmark::open_sqlite(&config.sqlite_path().unwrap())
+        .unwrap()
+        .insert_run(&here, T0, &benchmark_report(1))
+        .unwrap();
+    let watch = Arc::new(tokio::sync::Notify::new());
+    let mut console = console("/", &config, None);
+    Arc::get_mut(&mut console).unwrap().rerun = benchmark::Rerun::Node(Some(watch.clone()));
+    let app = router(console);
+    let session = log_in(&app, "").await;
+    let page = get(&app, "/benchmark", &session).await;
+    assert!(page.body.contains(&format!(">{here}</a>")), "{}", page.body);
+    let form = format!("csrf={}&node={}", page.csrf_field(), params::encode(&here));
+    let a = send(&app, "POST", "/benchmark/rerun", &[("cookie", &session)], &form, CLIENT).await;
+    assert!(get(&app, a.location(), &session).await.body.contains("is running its checks again"));
+    tokio::time::timeout(Duration::from_secs(5), watch.notified()).await.expect("the watch was woken");
+    let form = format!("csrf={}&node=another-node", page.csrf_field());
+    let a = send(&app, "POST", "/benchmark/rerun", &[("cookie", &session)], &form, CLIENT).await;
+    assert!(get(&app, a.location(), &session).await.body.contains("not on another-node"));
+    // With the benchmark off, Re-run says so.
+    let off = router(self::console("/", &config, None));
+    let session = log_in(&off, "").await;
+    let form = format!("csrf={}&node={}", get(&off, "/benchmark", &session).await.csrf_field(), params::encode(&here));
+    let a = send(&off, "POST", "/benchmark/rerun", &[("cookie", &session)], &form, CLIENT).await;
+    assert!(get(&off, a.location(), &session).await.body.contains("the benchmark is off here"));
+    let a = send(
+        &app,
+        "POST",
+        "/api/v1/ingest/benchmark",
+        &[("authorization", &format!("Bearer {NODE_TOKEN}")), JSON],
+        "{}",
+        CLIENT,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
 }
