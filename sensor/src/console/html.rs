@@ -29,7 +29,9 @@ rect.p-Emergency,rect.p-Alert,rect.p-Critical{fill:#b91c1c}rect.p-Error{fill:#dc
 rect.p-Notice{fill:#93c5fd}rect.p-Informational,rect.p-Debug{fill:#9ca3af}svg.timeline{width:100%;height:8em;border-bottom:1px solid #9ca3af}p.axis{margin:.2em 0 1em;color:#4b5563;font-size:.85em}form.filters{display:flex;flex-wrap:wrap;gap:.5em;margin-bottom:1em}\
 form.filters label{display:flex;flex-direction:column;font-size:.8em}.grid{display:flex;flex-wrap:wrap;gap:2em}\
 .error{color:#b91c1c}.s-PASS{color:#fff;background:#15803d}.s-FAIL{color:#fff;background:#dc2626}\
-.s-WARN{background:#f59e0b}.note{color:#4b5563}pre{white-space:pre-wrap;word-break:break-all}\
+.s-WARN{background:#f59e0b}.note{color:#4b5563;overflow-wrap:anywhere}.value{font-family:monospace;overflow-wrap:anywhere}\
+#checks{table-layout:fixed}#checks td{overflow-wrap:anywhere}#checks th:nth-child(1){width:38%}\
+#checks th:nth-child(2){width:4.5em}#checks th:nth-child(3){width:30%}#checks tr:has(+tr.fix) td{border-bottom:0}tr.fix td{color:#4b5563;font-size:.9em}pre{white-space:pre-wrap;word-break:break-all}\
 @media (max-width:40em){#events thead{display:none}#events tr{display:block;border-bottom:1px solid #ddd;padding:.4em 0}\
 #events td{display:block;border:0;padding:.1em 0}table#about th,table#about td{display:block;border:0}\
 table#about tr{display:block;border-bottom:1px solid #ddd}}";
@@ -504,7 +506,7 @@ pub fn benchmark_run(base: &str, session: (&str, &str), run: &BenchmarkRun, hist
          <p><a href=\"{base}/api/v1/benchmark/runs/{}?format=json\" id=\"download-json\">Download JSON</a> · \
          <a href=\"{base}/api/v1/benchmark/runs/{}?format=csv\" id=\"download-csv\">Download CSV</a></p>\
          <table id=\"checks\"><thead><tr><th>Check</th><th>Status</th><th>Observed</th><th>Expected</th>\
-         <th>Remediation</th></tr></thead><tbody>",
+         </tr></thead><tbody>",
         escape(&r.node),
         escape(&r.benchmark),
         escape(&report.title),
@@ -516,11 +518,10 @@ pub fn benchmark_run(base: &str, session: (&str, &str), run: &BenchmarkRun, hist
         r.id,
     );
     for c in &report.results {
-        let remediation = if c.status == Status::Pass { String::new() } else { escape(&c.remediation) };
         let _ = write!(
             body,
-            "<tr id=\"check-{}\"><td>{} {}</td><td>{}</td><td class=\"out\">{}<br><span class=\"note\">{}</span></td>\
-             <td>{}</td><td class=\"note\">{}</td></tr>",
+            "<tr id=\"check-{}\"><td>{} {}</td><td>{}</td><td><span class=\"value\">{}</span><br>\
+             <span class=\"note\">{}</span></td><td>{}</td></tr>",
             escape(&c.id),
             escape(&c.id),
             escape(&c.text),
@@ -528,8 +529,15 @@ pub fn benchmark_run(base: &str, session: (&str, &str), run: &BenchmarkRun, hist
             escape(&c.observed),
             escape(&c.source),
             escape(&c.expected),
-            remediation
         );
+        if c.status != Status::Pass {
+            let _ = write!(
+                body,
+                "<tr class=\"fix\" id=\"fix-{}\"><td></td><td colspan=\"3\">Remediation: {}</td></tr>",
+                escape(&c.id),
+                escape(&c.remediation)
+            );
+        }
     }
     body.push_str("</tbody></table>");
     for note in &report.notes {

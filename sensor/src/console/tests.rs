@@ -841,7 +841,7 @@ async fn the_nodes_console_reruns_its_own_watch_and_takes_no_reports() {
     let f = fixture("bench-node", "/");
     let config = StoreConfig::at(f.dir.join("alerts.db"));
     let here = crate::state::node_name().to_owned();
-    crate::store::benchmark::open_sqlite(&config.sqlite_path().unwrap())
+    crate::store::benchmark::open_sqlite(config.sqlite_path().unwrap())
         .unwrap()
         .insert_run(&here, T0, &benchmark_report(1))
         .unwrap();

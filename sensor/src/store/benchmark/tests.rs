@@ -20,8 +20,11 @@ impl Drop for Dir {
     }
 }
 
+/// Each engine's store, by the engine's name.
+type Stores = Vec<(&'static str, Box<dyn AlertStore>)>;
+
 /// One store of each engine for test `name`, keeping 7 days.
-fn stores(name: &str) -> (Dir, Vec<(&'static str, Box<dyn AlertStore>)>) {
+fn stores(name: &str) -> (Dir, Stores) {
     let dir = std::env::temp_dir().join(format!("sensor-benchmark-runs-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
