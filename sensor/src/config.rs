@@ -28,6 +28,8 @@ use crate::{
     rules::Priority,
 };
 
+pub mod falco;
+
 /// The prefix of environment variables that override configuration keys.
 pub const ENV_PREFIX: &str = "SENSOR_CONFIG__";
 
@@ -80,6 +82,10 @@ pub struct SensorConfig {
     /// The node's CIS benchmark, run at start and every interval; drift alerts.
     #[serde(default)]
     pub benchmark: crate::benchmark::BenchmarkConfig,
+    /// What reading the file found to tell the operator (a Falco file's keys that have no
+    /// effect here, its missing files), logged at start.
+    #[serde(skip)]
+    pub notices: Vec<String>,
 }
 
 impl SensorConfig {
@@ -132,11 +138,47 @@ pub struct EngineConfig {
     pub all_matches: bool,
     /// Append the container and pod fields to syscall rule outputs, as Falco does (default true).
     pub suggested_output: bool,
+    /// Rules switched off or on once every file is loaded, in order, as Falco's `rules:`
+    /// selection: `- disable: {rule: "Read*"}` (a glob over names), `- enable: {tag: network}`.
+    pub select: Vec<RuleSelection>,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { min_priority: Priority::Debug, all_matches: false, suggested_output: true }
+        EngineConfig { min_priority: Priority::Debug, all_matches: false, suggested_output: true, select: Vec::new() }
+    }
+}
+
+/// One entry of `engine.select`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum RuleSelection {
+    Enable(SelectedRules),
+    Disable(SelectedRules),
+}
+
+/// The rules an `engine.select` entry names.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum SelectedRules {
+    /// Rules whose name matches this glob (`*` for all).
+    Rule(String),
+    /// Rules with this tag.
+    Tag(String),
+}
+
+impl RuleSelection {
+    /// The selector, and whether it enables.
+    pub fn selector(&self) -> (crate::rules::Selector, bool) {
+        let (rules, enable) = match self {
+            RuleSelection::Enable(r) => (r, true),
+            RuleSelection::Disable(r) => (r, false),
+        };
+        let selector = match rules {
+            SelectedRules::Rule(glob) => crate::rules::Selector::Rule(glob.clone()),
+            SelectedRules::Tag(tag) => crate::rules::Selector::Tag(tag.clone()),
+        };
+        (selector, enable)
     }
 }
 
@@ -239,6 +281,9 @@ pub struct MetricsConfig {
     /// waiting made no progress for this long (default 10s).
     #[serde(deserialize_with = "deserialize_positive_duration")]
     pub stall_after: Duration,
+    /// Serve `/metrics` (default true; false leaves `/healthz` and `/readyz`, as Falco's
+    /// `webserver` without `prometheus_metrics_enabled`).
+    pub prometheus: bool,
 }
 
 impl Default for MetricsConfig {
@@ -251,6 +296,7 @@ impl Default for MetricsConfig {
             bearer_token: None,
             tls: None,
             stall_after: Duration::from_secs(10),
+            prometheus: true,
         }
     }
 }
@@ -398,8 +444,12 @@ impl fmt::Display for ConfigError {
 }
 
 impl SensorConfig {
-    /// Reads and checks a configuration file; errors read `FILE:LINE:COLUMN: message`.
+    /// Reads and checks a configuration file (this sensor's, or Falco's `falco.yaml`);
+    /// errors read `FILE:LINE:COLUMN: message`.
     pub fn load(path: &Path) -> anyhow::Result<SensorConfig> {
+        if falco_tree(path)?.is_some() {
+            return SensorConfig::load_with_overrides(Some(path), &[]);
+        }
         SensorConfig::load_file(path).map(|(config, _)| config)
     }
 
@@ -412,7 +462,8 @@ impl SensorConfig {
     }
 
     /// The configuration of `path` (none: the defaults) with the environment's
-    /// `SENSOR_CONFIG__*` overrides and then `overrides` (`key.key=value`) applied.
+    /// `SENSOR_CONFIG__*` overrides and then `overrides` (`key.key=value`) applied. A Falco
+    /// file (`falco.yaml`) is read as Falco's, `overrides` naming Falco's keys.
     pub fn load_with_overrides(path: Option<&Path>, overrides: &[String]) -> anyhow::Result<SensorConfig> {
         let mut all: Vec<(String, String)> = std::env::vars()
             .filter_map(|(name, value)| {
@@ -421,10 +472,27 @@ impl SensorConfig {
             })
             .collect();
         all.sort();
+        let mut given = Vec::new();
         for o in overrides {
             let Some((key, value)) = o.split_once('=') else { bail!("-o {o}: expected KEY=VALUE") };
-            all.push((key.trim().to_owned(), value.to_owned()));
+            given.push((key.trim().to_owned(), value.to_owned()));
         }
+        if let Some(path) = path
+            && let Some(falco) = falco_tree(path)?
+        {
+            let translated = falco::translate(path, falco, &given)?;
+            let mut tree = translated.tree;
+            for (key, value) in &all {
+                let value: serde_json::Value = serde_saphyr::from_str(value)
+                    .map_err(|e| anyhow::anyhow!("override {key}: the value is not YAML: {e}"))?;
+                set_path(&mut tree, key, value).with_context(|| format!("override {key}"))?;
+            }
+            let mut config: SensorConfig = serde_json::from_value(tree)
+                .with_context(|| format!("{}: Falco's configuration, as this sensor's", path.display()))?;
+            config.notices = translated.notices;
+            return Ok(config);
+        }
+        all.extend(given);
         // The file alone first, so its own mistakes are reported with their lines.
         let (config, text) = match path {
             Some(path) => SensorConfig::load_file(path)?,
@@ -463,6 +531,37 @@ impl SensorConfig {
             ConfigError { line, column, message: message.to_owned() }
         })
     }
+}
+
+/// The tree of the file at `path` when it is Falco's configuration file.
+fn falco_tree(path: &Path) -> anyhow::Result<Option<serde_json::Value>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading configuration {}", path.display()))?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    // A file that does not read as YAML is reported, with its line, by the usual reading.
+    let Ok(tree) = serde_saphyr::from_str::<serde_json::Value>(&text) else { return Ok(None) };
+    Ok(falco::is_falco(&tree).then_some(tree))
+}
+
+/// Appends `value` to the list at the dotted `path` of `tree` (made if absent): Falco's
+/// `-o key[]=value`.
+fn append_path(tree: &mut serde_json::Value, path: &str, value: serde_json::Value) -> anyhow::Result<()> {
+    let mut list = match pointer(tree, path) {
+        Some(serde_json::Value::Array(items)) => items.clone(),
+        Some(serde_json::Value::Null) | None => Vec::new(),
+        Some(other) => vec![other.clone()],
+    };
+    list.push(value);
+    set_path(tree, path, serde_json::Value::Array(list))
+}
+
+/// The value at the dotted `path` of `tree`.
+fn pointer<'t>(tree: &'t serde_json::Value, path: &str) -> Option<&'t serde_json::Value> {
+    path.split('.').try_fold(tree, |node, part| match node {
+        serde_json::Value::Array(items) => items.get(part.parse::<usize>().ok()?),
+        other => other.get(part),
+    })
 }
 
 /// Sets `value` at the dotted `path` of `tree`, creating maps on the way; a numeric key

@@ -192,7 +192,8 @@ impl Metrics {
         })?;
         let local = listener.local_addr().with_context(|| format!("metrics: {addr}"))?;
         log::info!(
-            "metrics on {}://{local}/metrics{}{}, health on /healthz and /readyz",
+            "{} on {}://{local}/metrics{}{}, health on /healthz and /readyz",
+            if access.prometheus { "metrics" } else { "no metrics (metrics.prometheus: false)" },
             if tls.is_some() { "https" } else { "http" },
             if access.token.is_some() { " (bearer token required)" } else { "" },
             if access.client_certificate { " (client certificate required)" } else { "" },
@@ -219,6 +220,9 @@ impl Metrics {
             .is_some_and(|a| a.contains("application/openmetrics-text"));
         let text = "text/plain";
         let (status, content_type, body) = match req.uri().path() {
+            "/metrics" if !access.prometheus => {
+                (StatusCode::NOT_FOUND, text, "/metrics is off (metrics.prometheus: false)\n".to_owned())
+            }
             "/metrics" if !authorized(req, access.token.as_ref()) => {
                 self.server.unauthorized.fetch_add(1, Ordering::Relaxed);
                 (StatusCode::UNAUTHORIZED, text, "a bearer token is required\n".to_owned())
@@ -260,6 +264,8 @@ impl Metrics {
 /// What `/metrics` requires of a client; `/healthz` and `/readyz` require nothing.
 #[derive(Debug, Default)]
 struct Access {
+    /// `/metrics` is served (Falco's `webserver.prometheus_metrics_enabled`).
+    prometheus: bool,
     /// `Authorization: Bearer` with this token.
     token: Option<Secret>,
     /// A client certificate the configured CAs verified.
@@ -284,7 +290,7 @@ fn access_and_tls(config: &MetricsConfig) -> anyhow::Result<(Access, Option<toki
         .transpose()
         .context("metrics.tls")?;
     let client_certificate = config.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
-    Ok((Access { token, client_certificate }, tls))
+    Ok((Access { token, client_certificate, prometheus: config.prometheus }, tls))
 }
 
 /// Whether `req` carries the bearer token (always, when none is configured). The
@@ -1006,7 +1012,7 @@ mod tests {
         }
         assert!(authorized(&with(None), None));
         let metrics = Arc::new(Metrics::default());
-        let access = Access { token: Some(token), client_certificate: true };
+        let access = Access { token: Some(token), client_certificate: true, prometheus: true };
         let response = metrics.respond(&with(None), &access, true);
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         let response = metrics.respond(&with(Some("Bearer s3cret")), &access, false);

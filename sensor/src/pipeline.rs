@@ -441,6 +441,11 @@ pub fn load_rules(
             set.load_paths(std::slice::from_ref(path));
         }
     }
+    for (selector, enable) in &opts.select {
+        if set.select(selector, *enable) == 0 {
+            log::warn!("rules selection: {} matches no loaded rule", selector);
+        }
+    }
     crate::rules::build_engine(&set, opts)
 }
 

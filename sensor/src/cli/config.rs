@@ -34,6 +34,9 @@ pub struct CheckArgs {
 pub fn run(command: ConfigCommand) -> anyhow::Result<()> {
     let ConfigCommand::Check(args) = command;
     let config = SensorConfig::load_with_overrides(Some(&args.file), &args.set)?;
+    for notice in &config.notices {
+        eprintln!("warning: {notice}");
+    }
     let (engine, diagnostics) = match load_rules(&config.rules, super::run::engine_options(&config)) {
         Ok(loaded) => loaded,
         Err(report) => bail!("the rules do not load:\n{report}"),
@@ -77,7 +80,7 @@ fn check_output(kind: &OutputKind) -> anyhow::Result<()> {
         }),
         OutputKind::Grpc(c) => c.endpoint().map(drop),
         OutputKind::Console(c) => c.token.load().map(drop),
-        OutputKind::Stdout(_) | OutputKind::File(_) => Ok(()),
+        OutputKind::Stdout(_) | OutputKind::File(_) | OutputKind::Syslog(_) | OutputKind::Program(_) => Ok(()),
         OutputKind::Store(c) => match &c.engine {
             Engine::Sqlite(path) => match path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 Some(dir) if !dir.is_dir() => anyhow::bail!("the store's directory {} does not exist", dir.display()),

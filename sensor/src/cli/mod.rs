@@ -224,6 +224,11 @@ fn init_logging_for(config: &anyhow::Result<SensorConfig>, log_level: Option<Str
         Err(_) => (log_level.unwrap_or_else(|| "info".into()), LogFormat::default()),
     };
     init_logging(&level, format);
+    if let Ok(c) = config {
+        for notice in &c.notices {
+            log::warn!("{notice}");
+        }
+    }
 }
 
 /// Starts the log on stderr: `level` as RUST_LOG, as text or one JSON object per line.

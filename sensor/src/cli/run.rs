@@ -106,6 +106,7 @@ pub fn engine_options(c: &SensorConfig) -> EngineOptions {
         min_priority: c.engine.min_priority,
         rule_matching: if c.engine.all_matches { RuleMatching::All } else { RuleMatching::First },
         append_output: c.engine.suggested_output.then(|| SUGGESTED_OUTPUT.to_owned()),
+        select: c.engine.select.iter().map(sensor::config::RuleSelection::selector).collect(),
         ..EngineOptions::default()
     }
 }

@@ -74,6 +74,10 @@ pub enum OutputKind {
     /// Batches of JSON alerts to the cluster's `sensor console`; see
     /// [`super::console::CONSOLE_DEFAULT_BATCH`].
     Console(super::console::ConsoleConfig),
+    /// One datagram per alert to the local syslog socket (Falco's `syslog_output`).
+    Syslog(super::syslog::SyslogConfig),
+    /// Lines to a shell command's input (Falco's `program_output`).
+    Program(super::program::ProgramConfig),
 }
 
 /// The batch an `smtp` output uses unless it sets its own: one digest mail a minute at most,
@@ -634,7 +638,7 @@ outputs:
     fn names_come_from_the_derives() {
         assert_eq!(
             declared_names::<OutputKind>(),
-            ["stdout", "file", "telegram", "webhook", "smtp", "grpc", "store", "console"]
+            ["stdout", "file", "telegram", "webhook", "smtp", "grpc", "store", "console", "syslog", "program"]
         );
         assert!(declared_names::<OutputOptions>().contains(&"rate_limit"));
     }

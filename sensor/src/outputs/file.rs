@@ -30,11 +30,20 @@ pub struct FileConfig {
     /// The file alerts are appended to (created with mode 0640 if missing; its directory must
     /// exist; a symbolic link is refused).
     pub path: PathBuf,
+    /// `json` (JSON lines, the default) or `text` (Falco's line, as Falco's `file_output`
+    /// without `json_output`).
+    #[serde(default = "json_lines")]
+    pub format: LineFormat,
+}
+
+fn json_lines() -> LineFormat {
+    LineFormat::Json
 }
 
 /// Appends JSON lines to a file.
 pub struct FileSink {
     path: PathBuf,
+    format: LineFormat,
     file: Arc<File>,
     /// Reopens refused (a symbolic link at the path, a missing directory).
     reopen_failures: Arc<AtomicU64>,
@@ -98,7 +107,14 @@ impl FileSink {
                 }
             }
         });
-        Ok(FileSink { path: config.path.clone(), file: Arc::new(file), reopen_failures, reopened, signals })
+        Ok(FileSink {
+            path: config.path.clone(),
+            format: config.format,
+            file: Arc::new(file),
+            reopen_failures,
+            reopened,
+            signals,
+        })
     }
 }
 
@@ -119,7 +135,7 @@ impl Sink for FileSink {
         }
         let mut lines = Vec::new();
         for alert in alerts {
-            LineFormat::Json.write_line(alert, &mut lines);
+            self.format.write_line(alert, &mut lines);
         }
         let file = self.file.clone();
         // One append of whole lines, off the runtime's threads (a slow disk blocks).

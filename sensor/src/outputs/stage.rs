@@ -23,9 +23,11 @@ use super::{
     console::{CONSOLE_DEFAULT_BATCH, ConsoleSink},
     file::FileSink,
     grpc::GrpcSink,
+    program::ProgramSink,
     smtp::SmtpSink,
     stdout::StdoutSink,
     store::{STORE_DEFAULT_BATCH, StoreSink},
+    syslog::SyslogSink,
     telegram::TelegramSink,
     webhook::WebhookSink,
     worker::Worker,
@@ -82,6 +84,8 @@ impl OutputStage {
                     let batch = options.batch.or(Some(CONSOLE_DEFAULT_BATCH));
                     launch(name, &OutputOptions { batch, ..options.clone() }, sink)
                 }),
+                OutputKind::Syslog(c) => Ok(launch(name, options, SyslogSink::new(c))),
+                OutputKind::Program(c) => Ok(launch(name, options, ProgramSink::new(c))),
             };
             stage.outputs.push(started.with_context(|| format!("output `{name}`"))?);
         }

@@ -36,6 +36,8 @@ pub struct EngineOptions {
     /// Text appended to the output of every `syscall` rule (Falco's `append_output` /
     /// suggested fields), e.g. [`SUGGESTED_OUTPUT`].
     pub append_output: Option<String>,
+    /// Rules switched on (true) or off once loaded, in order (Falco's `rules:` selection).
+    pub select: Vec<(super::Selector, bool)>,
 }
 
 /// The container and pod fields Falco appends to syscall rule outputs by default
@@ -51,6 +53,7 @@ impl Default for EngineOptions {
             min_priority: Priority::Debug,
             hostname: default_hostname(),
             append_output: None,
+            select: Vec::new(),
         }
     }
 }

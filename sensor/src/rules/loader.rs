@@ -146,6 +146,15 @@ pub enum Selector {
     Tag(String),
 }
 
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Selector::Rule(glob) => write!(f, "rule `{glob}`"),
+            Selector::Tag(tag) => write!(f, "tag `{tag}`"),
+        }
+    }
+}
+
 /// A piece of condition text and where it came from (conditions grow by appends).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TextPart {
