@@ -430,6 +430,17 @@ pub fn load_rules(
     paths: &[std::path::PathBuf],
     opts: crate::rules::EngineOptions,
 ) -> Result<(Engine, Vec<crate::rules::Diagnostic>), crate::rules::Report> {
+    let mut set = load_rule_set(paths);
+    for (selector, enable) in &opts.select {
+        if set.select(selector, *enable) == 0 {
+            log::warn!("rules selection: {} matches no loaded rule", selector);
+        }
+    }
+    crate::rules::build_engine(&set, opts)
+}
+
+/// The rules of `paths` loaded in order, as [`load_rules`] reads them, not compiled.
+pub fn load_rule_set(paths: &[std::path::PathBuf]) -> crate::rules::RuleSet {
     let mut set = crate::rules::RuleSet::default();
     let builtin = std::path::PathBuf::from(BUILTIN_RULES);
     for path in if paths.is_empty() { std::slice::from_ref(&builtin) } else { paths } {
@@ -441,12 +452,7 @@ pub fn load_rules(
             set.load_paths(std::slice::from_ref(path));
         }
     }
-    for (selector, enable) in &opts.select {
-        if set.select(selector, *enable) == 0 {
-            log::warn!("rules selection: {} matches no loaded rule", selector);
-        }
-    }
-    crate::rules::build_engine(&set, opts)
+    set
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod benchmark;
 mod capture;
 mod config;
 mod console;
+mod falco;
 mod rules;
 mod run;
 mod ui;
@@ -79,6 +80,11 @@ enum Command {
 
 /// Parses the command line and runs the subcommand.
 pub fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if falco::is_falco_command_line(&args) {
+        init_logging("info", LogFormat::Text);
+        return falco::main(args);
+    }
     let cli = Cli::parse();
     // `run` starts its log once its configuration is read (log.level, log.format).
     if !matches!(cli.command, Command::Run(_) | Command::Console(_)) {

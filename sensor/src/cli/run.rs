@@ -68,12 +68,35 @@ pub struct RunArgs {
     /// worker gets the fds and credentials it inherits from its parent's worker.
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+    /// Falco's command line, when it was given instead of `run`: its `-r`, `-A` and rule
+    /// selections apply over the configuration.
+    #[arg(skip)]
+    pub(super) falco: Option<super::falco::FalcoArgs>,
 }
 
 impl RunArgs {
+    /// The options of `argv` (`sensor run ...`).
+    pub(super) fn parse_from_argv(argv: Vec<String>) -> anyhow::Result<RunArgs> {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(subcommand)]
+            command: WrapperCommand,
+        }
+        #[derive(clap::Subcommand)]
+        enum WrapperCommand {
+            Run(RunArgs),
+        }
+        let Wrapper { command: WrapperCommand::Run(args) } =
+            <Wrapper as clap::Parser>::try_parse_from(argv).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(args)
+    }
+
     /// The configuration, with this command line's options applied over it.
     fn configuration(&self) -> anyhow::Result<SensorConfig> {
         let mut c = self.config.load()?;
+        if let Some(falco) = &self.falco {
+            falco.adjust(&mut c);
+        }
         if !self.rules.is_empty() {
             c.rules.clone_from(&self.rules);
         }

@@ -436,12 +436,12 @@ fn metrics(_key: &str, v: &Value, b: &mut Builder) -> anyhow::Result<()> {
 pub fn translate(path: &Path, falco: Value, overrides: &[(String, String)]) -> anyhow::Result<Translated> {
     let mut falco = falco;
     let mut notices = Vec::new();
-    for included in included_files(&falco, path, &mut notices)? {
+    for (included, strategy) in included_files(&falco, path, &mut notices)? {
         let text = std::fs::read_to_string(&included)
             .with_context(|| format!("config_files: reading {}", included.display()))?;
         let tree: Value =
             serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("config_files: {}: {e}", included.display()))?;
-        merge(&mut falco, tree);
+        merge(&mut falco, tree, strategy);
     }
     for (key, value) in overrides {
         let value: Value =
@@ -510,9 +510,21 @@ pub fn translate(path: &Path, falco: Value, overrides: &[(String, String)]) -> a
     Ok(Translated { tree, notices: b.notices })
 }
 
+/// How an included file's keys join the main file's (Falco's `strategy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Strategy {
+    /// The default: lists appended, other values replaced, new keys added.
+    Append,
+    /// Values replaced, new keys added.
+    Override,
+    /// Only new keys added.
+    AddOnly,
+}
+
 /// The files `config_files` names (a directory: its `.yaml` files by name), relative to
-/// the main file's directory; a missing one is said and skipped, as Falco does.
-fn included_files(falco: &Value, path: &Path, notices: &mut Vec<String>) -> anyhow::Result<Vec<PathBuf>> {
+/// the main file's directory, each with its merge strategy; a missing one is said and
+/// skipped.
+fn included_files(falco: &Value, path: &Path, notices: &mut Vec<String>) -> anyhow::Result<Vec<(PathBuf, Strategy)>> {
     let Some(list) = falco.get("config_files") else { return Ok(Vec::new()) };
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut files = Vec::new();
@@ -521,10 +533,15 @@ fn included_files(falco: &Value, path: &Path, notices: &mut Vec<String>) -> anyh
         other => vec![other.clone()],
     };
     for entry in entries {
-        // `- /etc/falco/config.d` or `- path: ...` (with a merge strategy, which is Falco's
-        // default here: a key of the included file replaces the main file's).
+        // `- /etc/falco/config.d`, or `- {path: ..., strategy: append|override|add-only}`.
         let Some(name) = entry.as_str().or_else(|| entry.get("path").and_then(Value::as_str)) else {
             bail!("config_files: {entry} is not a path");
+        };
+        let strategy = match entry.get("strategy").and_then(Value::as_str) {
+            None | Some("append") => Strategy::Append,
+            Some("override") => Strategy::Override,
+            Some("add-only") => Strategy::AddOnly,
+            Some(other) => bail!("config_files: strategy `{other}`: expected append, override or add-only"),
         };
         let included = dir.join(name);
         if included.is_dir() {
@@ -534,9 +551,9 @@ fn included_files(falco: &Value, path: &Path, notices: &mut Vec<String>) -> anyh
                 .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
                 .collect();
             yamls.sort();
-            files.extend(yamls);
+            files.extend(yamls.into_iter().map(|p| (p, strategy)));
         } else if included.is_file() {
-            files.push(included);
+            files.push((included, strategy));
         } else {
             notices.push(format!("config_files: {} does not exist: skipped", included.display()));
         }
@@ -544,19 +561,21 @@ fn included_files(falco: &Value, path: &Path, notices: &mut Vec<String>) -> anyh
     Ok(files)
 }
 
-/// `over`'s keys over `base`'s: mappings merged key by key, anything else replaced.
-fn merge(base: &mut Value, over: Value) {
+/// `over`'s keys joined to `base`'s by `strategy`, mappings key by key.
+fn merge(base: &mut Value, over: Value, strategy: Strategy) {
     match (base, over) {
         (Value::Object(base), Value::Object(over)) => {
             for (key, value) in over {
                 match base.get_mut(&key) {
-                    Some(existing) => merge(existing, value),
+                    Some(_) if strategy == Strategy::AddOnly => {}
+                    Some(existing) => merge(existing, value, strategy),
                     None => {
                         base.insert(key, value);
                     }
                 }
             }
         }
+        (Value::Array(base), Value::Array(over)) if strategy == Strategy::Append => base.extend(over),
         (base, over) => *base = over,
     }
 }

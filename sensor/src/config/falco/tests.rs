@@ -84,13 +84,19 @@ fn each_falco_key_takes_its_falco_meaning() {
     let rules = d.0.join("my_rules.yaml");
     std::fs::write(&rules, "- list: x\n  items: [a]\n").unwrap();
     std::fs::create_dir_all(d.0.join("config.d")).unwrap();
-    // An included file's keys win over the main file's (mappings merged key by key).
-    std::fs::write(d.0.join("config.d/10-web.yaml"), "webserver:\n  listen_port: 9911\n").unwrap();
+    // An included file's keys win over the main file's (mappings merged key by key), and
+    // its lists are appended (Falco's default strategy); an add-only file adds new keys only.
+    std::fs::write(
+        d.0.join("config.d/10-web.yaml"),
+        "webserver:\n  listen_port: 9911\nrules:\n  - enable: {rule: \"Read credential file*\"}\n",
+    )
+    .unwrap();
+    std::fs::write(d.0.join("late.yaml"), "log_level: debug\nrule_matching: first\n").unwrap();
     let file = d.0.join("falco.yaml");
     std::fs::write(
         &file,
         format!(
-            "config_files: [config.d]\n\
+            "config_files: [config.d, {{path: late.yaml, strategy: add-only}}]\n\
              rules_files: [{rules}, /nonexistent/rules.yaml]\n\
              rules:\n  - disable: {{rule: \"*\"}}\n  - enable: {{tag: network}}\n\
              priority: warning\nrule_matching: all\njson_output: true\n\
@@ -115,7 +121,8 @@ fn each_falco_key_takes_its_falco_meaning() {
         c.engine.select,
         [
             RuleSelection::Disable(SelectedRules::Rule("*".into())),
-            RuleSelection::Enable(SelectedRules::Tag("network".into()))
+            RuleSelection::Enable(SelectedRules::Tag("network".into())),
+            RuleSelection::Enable(SelectedRules::Rule("Read credential file*".into())),
         ]
     );
     assert_eq!(c.engine.min_priority, crate::rules::Priority::Warning);
@@ -134,7 +141,7 @@ fn each_falco_key_takes_its_falco_meaning() {
     assert_eq!(format!("{:?}", w.headers["User-Agent"]), "Plain(\"falcosecurity/falco\")");
     assert_eq!(c.metrics.address, Some("127.0.0.1:9911".parse().unwrap()), "config.d's port over the main file's");
     assert!(c.metrics.prometheus);
-    assert_eq!(c.log.level, "warn");
+    assert_eq!(c.log.level, "warn", "add-only: the main file's level stays");
     assert!(!c.reload.watch);
     assert_eq!(c.internal_alerts.drop_threshold, u64::MAX, "no `alert` action: no drop alert");
     let mut notices = c.notices.clone();
