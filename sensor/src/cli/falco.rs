@@ -141,6 +141,19 @@ pub fn main(args: Vec<String>) -> ExitCode {
 }
 
 fn run(falco: FalcoArgs) -> anyhow::Result<ExitCode> {
+    // A run (and a dry run) starts its log once its configuration is read (log_level); what
+    // only prints logs its warnings.
+    let prints = falco.version
+        || !falco.validate.is_empty()
+        || falco.list_fields.is_some()
+        || falco.list_events
+        || falco.support
+        || falco.list_rules
+        || falco.describe_rule.is_some();
+    if prints {
+        let level = std::env::var("SENSOR_LOG").unwrap_or_else(|_| "warn".into());
+        super::init_logging(&level, sensor::config::LogFormat::Text);
+    }
     if falco.version {
         println!("sensor {} (Falco's command line)", env!("CARGO_PKG_VERSION"));
         return Ok(ExitCode::SUCCESS);

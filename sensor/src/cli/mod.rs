@@ -82,7 +82,6 @@ enum Command {
 pub fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if falco::is_falco_command_line(&args) {
-        init_logging("info", LogFormat::Text);
         return falco::main(args);
     }
     let cli = Cli::parse();

@@ -1,0 +1,250 @@
+//! A Falco user's command lines, unchanged: `sensor` started with Falco's stock
+//! `falco.yaml` (vendored in `tests/falco/`, unmodified) warns only what the README
+//! documents and alerts as Falco prints; `-c`, `-r`, `-o`, `-A`, `-M`, `-P`, `-U` run it;
+//! `-L`, `-l`, `--list`, `-N`, `--list-events`, `-V`, `-D`, `-T`, `-t`, `--dry-run` and
+//! `--support` answer as Falco's documentation says. Needs root (the runs load the kernel
+//! programs).
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use sensor_tests::{sensor_binary, sensor_command, temp_path};
+
+fn falco_yaml() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("falco/falco.yaml").display().to_string()
+}
+
+fn falco_rules() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../rules/falco/falco_rules.yaml").display().to_string()
+}
+
+fn loadgen() -> PathBuf {
+    sensor_binary().with_file_name("loadgen")
+}
+
+/// `sensor ARGS`: exit code, stdout, stderr.
+fn sensor(args: &[&str]) -> (i32, String, String) {
+    let out = sensor_command().args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The warnings the README's "Coming from Falco" documents for the stock file on a node
+/// without Falco installed.
+const DOCUMENTED: [&str; 16] = [
+    "base_syscalls: not applied: the kernel programs capture what the loaded rules and the process state need",
+    "buffer_format_base64: not applied: no output field renders data buffers",
+    "capture: not applied: capture files are `sensor capture`'s; rules do not trigger captures",
+    "config_files: /etc/falco/config.d does not exist: skipped",
+    "engine: not applied: the sensor has its own kernel programs; no Falco driver is loaded",
+    "falco_libs: not applied: the process table is sized by the sensor's `state` section",
+    "libs_logger: not applied: there is no libsinsp; the sensor's own log is log_level's",
+    "load_plugins: not applied: no Falco plugins are loaded; containers and Kubernetes audit events are built in",
+    "log_syslog: true is not applied: the sensor's log goes to stderr only (alerts go to syslog_output)",
+    "output_timeout: not applied: outputs never block detection: each has its own queue and timeout",
+    "plugins: not applied: no Falco plugins are loaded; containers and Kubernetes audit events are built in",
+    "rules_files: /etc/falco/falco_rules.local.yaml does not exist: skipped",
+    "rules_files: /etc/falco/falco_rules.yaml does not exist: skipped",
+    "rules_files: /etc/falco/rules.d does not exist: skipped",
+    "rules_files: none of the files exists: running the built-in rules",
+    "syscall_event_timeouts: not applied: there is no libscap event timeout",
+];
+
+/// A running `sensor` with Falco's command line: killed however the test ends.
+struct Running {
+    child: std::process::Child,
+    /// Its log until its programs were attached.
+    log: Vec<String>,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `sensor ARGS` and waits until its programs are attached.
+fn start(args: &[&str]) -> Running {
+    let mut child =
+        sensor_command().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("sensor starts");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut log = Vec::new();
+    let started = Instant::now();
+    loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "sensor exited early: {log:#?}");
+        log.push(line.trim_end().to_owned());
+        if line.contains(" probes, ") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the sensor did not start: {log:#?}");
+    }
+    std::thread::spawn(move || stderr.lines().map_while(Result::ok).for_each(|l| eprintln!("sensor: {l}")));
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    Running { child, log, lines }
+}
+
+/// Reads /etc/shadow from a program no rule trusts, once.
+fn read_shadow() {
+    let out = Command::new(loadgen()).args(["alert", "0", "--iters", "1", "--spacing-us", "0"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The first line of `running`'s stdout that `wanted` accepts, within 10 s.
+fn line(running: &Running, wanted: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = running.lines.recv_timeout(left).expect("the alert was printed");
+        if wanted(&line) {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn the_stock_falco_yaml_starts_the_sensor_with_only_the_documented_warnings() {
+    assert!(!std::path::Path::new("/etc/falco").exists(), "this test expects a node without Falco installed");
+    let running = start(&["-c", &falco_yaml(), "-M", "60"]);
+    // The machine's own warnings (a kernel that charges BPF memory to the cgroup) come with
+    // any configuration; the rest are the file's, each documented.
+    let mut warnings: Vec<&str> = running
+        .log
+        .iter()
+        .filter_map(|l| l.split_once(" WARN ] ").map(|(_, w)| w))
+        .filter(|w| !w.starts_with("cannot raise RLIMIT_MEMLOCK"))
+        .collect();
+    warnings.sort();
+    assert_eq!(warnings, DOCUMENTED, "{:#?}", running.log);
+    // stdout_output, text (json_output: false): Falco's `<time>: <Priority> <output>`.
+    read_shadow();
+    let alert = line(&running, |l| l.contains("/etc/shadow"));
+    let (time, rest) = alert.split_once(": ").unwrap();
+    assert!(
+        time.len() == 18 && time.as_bytes()[2] == b':' && time.as_bytes()[8] == b'.',
+        "Falco's time of day: {alert}"
+    );
+    assert!(rest.starts_with("Warning ") || rest.starts_with("Error ") || rest.starts_with("Critical "), "{alert}");
+}
+
+#[test]
+fn falco_run_options_choose_rules_format_events_and_duration() {
+    let dir = temp_path("falco-cli");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pidfile = format!("{dir}/sensor.pid");
+    // -r: Falco's stable rules instead of the file's; -o: JSON lines; -A: every event
+    // captured (no prefilter); -M: its own end; -P: its pid; -U: accepted.
+    let started = Instant::now();
+    let mut running = start(&[
+        "-c",
+        &falco_yaml(),
+        "-r",
+        &falco_rules(),
+        "-o",
+        "json_output=true",
+        "-o",
+        "syslog_output.enabled=false",
+        "-A",
+        "-U",
+        "-M",
+        "20",
+        "-P",
+        &pidfile,
+    ]);
+    assert!(!running.log.iter().any(|l| l.contains("kept back in the kernel")), "-A: {:#?}", running.log);
+    assert!(running.log.iter().any(|l| l.contains("25 rules loaded")), "Falco's 25 stable rules: {:#?}", running.log);
+    let pid: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    assert_eq!(pid, running.child.id());
+    read_shadow();
+    let alert: serde_json::Value = serde_json::from_str(&line(&running, |l| l.contains("/etc/shadow"))).unwrap();
+    assert_eq!(alert["rule"], "Read sensitive file untrusted");
+    assert_eq!(alert["output_fields"]["fd.name"], "/etc/shadow");
+    // -M 20: it ends by itself, cleanly.
+    let status = running.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(started.elapsed() < Duration::from_secs(50));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn falco_query_options_answer_as_falcos_docs_say() {
+    let rules = falco_rules();
+    // -V: each file's verdict, exit 1 when one does not load.
+    let (code, out, _) = sensor(&["-V", &rules]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("{rules}: Ok")), "{out}");
+    let dir = temp_path("falco-cli-v");
+    std::fs::create_dir_all(&dir).unwrap();
+    let broken = format!("{dir}/broken.yaml");
+    std::fs::write(
+        &broken,
+        "- rule: Broken\n  desc: d\n  condition: evt.type = open and\n  output: o\n  priority: WARNING\n",
+    )
+    .unwrap();
+    let (code, out, _) = sensor(&["-V", &broken]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("{broken}: Invalid")) && out.contains(&format!("{broken}:3:")), "{out}");
+
+    // -L: every rule's name and description; -l: one rule's.
+    let (code, out, _) = sensor(&["-r", &rules, "-L"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("Rule ") && out.lines().nth(1).unwrap().starts_with("---- "), "{out}");
+    assert_eq!(out.lines().count(), 2 + 25, "Falco's 25 stable rules: {out}");
+    assert!(out.lines().any(|l| l.starts_with("Read sensitive file untrusted ") && l.contains("An attempt to read")));
+    let (code, out, _) = sensor(&["-r", &rules, "-l", "Terminal shell in container"]);
+    assert_eq!((code, out.lines().count()), (0, 3), "{out}");
+    let (code, _, err) = sensor(&["-r", &rules, "-l", "No such rule"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no rule `No such rule`"), "{err}");
+    // With json_output, -L is JSON.
+    let (_, out, _) = sensor(&["-r", &rules, "-o", "json_output=true", "-c", &falco_yaml(), "-L"]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["rules"].as_array().unwrap().len(), 25);
+
+    // --list: fields (of one source), -N names only; --list-events: the system calls.
+    let (_, out, _) = sensor(&["--list"]);
+    assert!(out.lines().any(|l| l.starts_with("proc.name ")) && out.lines().any(|l| l.starts_with("ka.verb ")));
+    let (_, out, _) = sensor(&["--list", "k8s_audit", "-N"]);
+    assert!(out.lines().any(|l| l == "ka.verb") && !out.lines().any(|l| l == "proc.name"), "{out}");
+    let (_, out, _) = sensor(&["--list-events"]);
+    assert!(["openat", "execve", "connect"].iter().all(|e| out.lines().any(|l| l == *e)), "{out}");
+
+    // --dry-run loads the configuration and the rules, and stops; -D, -T and -t select.
+    let loaded = |extra: &[&str]| -> usize {
+        let (code, _, err) = sensor(&[&["-c", &falco_yaml(), "-r", &rules, "--dry-run"], extra].concat());
+        assert_eq!(code, 0, "{err}");
+        let line = err.lines().find(|l| l.contains("dry run: configuration and ")).unwrap_or_else(|| panic!("{err}"));
+        line.split("configuration and ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(loaded(&[]), 25);
+    assert_eq!(loaded(&["-D", "sensitive file"]), 23, "two rules' names hold it");
+    let network = loaded(&["-t", "network"]);
+    assert!(network > 0 && network < 25, "{network}");
+    assert_eq!(loaded(&["-T", "network"]), 25 - network);
+
+    // --support: what a bug report needs.
+    let (code, out, _) = sensor(&["-c", &falco_yaml(), "--support"]);
+    assert_eq!(code, 0);
+    let support: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(support["system_info"]["sysname"], "Linux");
+    assert_eq!(support["config"], std::fs::read_to_string(falco_yaml()).unwrap());
+    assert!(support["version"].is_string() && support["cmdline"].as_str().unwrap().contains("--support"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
