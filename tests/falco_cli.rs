@@ -248,3 +248,134 @@ fn falco_query_options_answer_as_falcos_docs_say() {
     assert!(support["version"].is_string() && support["cmdline"].as_str().unwrap().contains("--support"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A falcosidekick stand-in: takes what Falco's `http_output` POSTs (`/`, JSON, Falco's
+/// user agent) and refuses anything else with 400, as falcosidekick's input does; each
+/// accepted payload goes to the channel.
+fn sidekick() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<serde_json::Value>) {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let mut head = Vec::new();
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        head.push(line.trim_end().to_owned());
+                    }
+                    let header = |name: &str| {
+                        head.iter()
+                            .filter_map(|h| h.split_once(':'))
+                            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                            .map(|(_, v)| v.trim().to_owned())
+                    };
+                    let length: usize = header("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let verdict = falco_payload(&head[0], header("content-type"), header("user-agent"), &body);
+                    let status = match verdict {
+                        Ok(payload) => {
+                            let _ = tx.send(payload);
+                            "200 OK"
+                        }
+                        Err(why) => {
+                            eprintln!("sidekick refused: {why}");
+                            "400 Bad Request"
+                        }
+                    };
+                    let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+                    if stream.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (address, rx)
+}
+
+/// Falco's `http_output` payload as falcosidekick's `FalcoPayload` reads it, and nothing
+/// else: its keys only, each of its type, a known priority and an RFC 3339 time.
+fn falco_payload(
+    request_line: &str,
+    content_type: Option<String>,
+    user_agent: Option<String>,
+    body: &[u8],
+) -> Result<serde_json::Value, String> {
+    if !request_line.starts_with("POST / HTTP/1.1") {
+        return Err(format!("request {request_line}"));
+    }
+    if content_type.as_deref() != Some("application/json") {
+        return Err(format!("content type {content_type:?}"));
+    }
+    if user_agent.as_deref() != Some("falcosecurity/falco") {
+        return Err(format!("user agent {user_agent:?}"));
+    }
+    let payload: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let map = payload.as_object().ok_or("not an object")?;
+    for key in map.keys() {
+        if !["output", "priority", "rule", "time", "output_fields", "source", "tags", "hostname", "uuid"]
+            .contains(&key.as_str())
+        {
+            return Err(format!("unknown key {key}"));
+        }
+    }
+    let text = |k: &str| map.get(k).and_then(|v| v.as_str()).ok_or(format!("{k}: not a string"));
+    let priorities = ["Emergency", "Alert", "Critical", "Error", "Warning", "Notice", "Informational", "Debug"];
+    if !priorities.contains(&text("priority")?) {
+        return Err(format!("priority {}", text("priority")?));
+    }
+    text("rule")?;
+    text("output")?;
+    text("source")?;
+    text("hostname")?;
+    let time = text("time")?;
+    if !(time.len() == 30 && time.ends_with('Z') && time.as_bytes()[10] == b'T') {
+        return Err(format!("time {time}: not RFC 3339 with nanoseconds"));
+    }
+    if !map.get("output_fields").is_some_and(|f| f.is_object()) || !map.get("tags").is_some_and(|t| t.is_array()) {
+        return Err("output_fields or tags".into());
+    }
+    Ok(payload)
+}
+
+#[test]
+fn falcosidekick_receives_the_alerts_falcos_http_output_would_send() {
+    let (address, payloads) = sidekick();
+    let url = format!("http_output.url=http://{address}/");
+    let running = start(&[
+        "-c",
+        &falco_yaml(),
+        "-o",
+        "http_output.enabled=true",
+        "-o",
+        &url,
+        "-o",
+        "json_output=true",
+        "-o",
+        "syslog_output.enabled=false",
+        "-M",
+        "60",
+    ]);
+    read_shadow();
+    let printed: serde_json::Value = serde_json::from_str(&line(&running, |l| l.contains("/etc/shadow"))).unwrap();
+    let received = loop {
+        let payload = payloads.recv_timeout(Duration::from_secs(10)).expect("falcosidekick got the alert");
+        if payload["output"] == printed["output"] {
+            break payload;
+        }
+    };
+    assert_eq!(received, printed, "the alert as json_output prints it, unchanged");
+}

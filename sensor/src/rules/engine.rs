@@ -40,11 +40,12 @@ pub struct EngineOptions {
     pub select: Vec<(super::Selector, bool)>,
 }
 
-/// The container and pod fields Falco appends to syscall rule outputs by default
-/// (`suggested_output: true` with the container plugin).
-pub const SUGGESTED_OUTPUT: &str = "container_id=%container.id container_image=%container.image.repository \
-    container_image_tag=%container.image.tag container_name=%container.name k8s_ns=%k8s.ns.name \
-    k8s_pod_name=%k8s.pod.name";
+/// The container and pod fields Falco 0.41+ appends to syscall rule outputs by default
+/// (`append_output: [{suggested_output: true}]`: the fields the container plugin suggests,
+/// in its order, each named as the field with `_` for `.`).
+pub const SUGGESTED_OUTPUT: &str = "container_id=%container.id container_name=%container.name \
+    container_image_repository=%container.image.repository container_image_tag=%container.image.tag \
+    k8s_pod_name=%k8s.pod.name k8s_ns_name=%k8s.ns.name";
 
 impl Default for EngineOptions {
     fn default() -> Self {
