@@ -74,8 +74,12 @@ impl Drop for Running {
 
 /// Starts `sensor ARGS` and waits until its programs are attached.
 fn start(args: &[&str]) -> Running {
-    let mut child =
-        sensor_command().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("sensor starts");
+    start_from(sensor_command(), args)
+}
+
+/// [`start`] from `command`.
+fn start_from(mut command: Command, args: &[&str]) -> Running {
+    let mut child = command.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("sensor starts");
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut log = Vec::new();
     let started = Instant::now();
@@ -378,4 +382,101 @@ fn falcosidekick_receives_the_alerts_falcos_http_output_would_send() {
         }
     };
     assert_eq!(received, printed, "the alert as json_output prints it, unchanged");
+}
+
+/// Falco's metric names, as an operator's Prometheus rules use them: evaluated by
+/// `promtool test rules` over what a live sensor served (each sample from 0 a minute
+/// before): the rule-match alert fires for the rule that matched, with Falco's labels, and
+/// the drop alert only if the kernel dropped events.
+#[test]
+fn a_prometheus_rule_written_for_falcos_metric_names_evaluates_against_a_live_scrape() {
+    let metrics = sensor_tests::free_loopback_port().unwrap();
+    let mut command = sensor_command();
+    command.env("SENSOR_CONFIG__METRICS__ADDRESS", metrics.to_string());
+    let running = start_from(
+        command,
+        &[
+            "-c",
+            &falco_yaml(),
+            "-r",
+            &falco_rules(),
+            "-o",
+            "webserver.prometheus_metrics_enabled=true",
+            "-o",
+            "syslog_output.enabled=false",
+            "-M",
+            "60",
+        ],
+    );
+    read_shadow();
+    line(&running, |l| l.contains("/etc/shadow"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let scrape = loop {
+        let (status, body) = sensor_tests::http_get(metrics, "/metrics").unwrap();
+        assert_eq!(status, 200, "{body}");
+        if body.contains("falcosecurity_falco_rules_matches_total{") {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "no rule match counted: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let samples: Vec<(&str, f64)> = scrape
+        .lines()
+        .filter(|l| l.starts_with("falcosecurity_"))
+        .filter_map(|l| l.rsplit_once(' ').map(|(series, value)| (series, value.parse().unwrap())))
+        .collect();
+    let drops = samples.iter().find(|(s, _)| *s == "falcosecurity_scap_n_drops_total").map(|(_, v)| *v).unwrap();
+    let dir = temp_path("falco-promtool");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Rules as a Falco operator writes them (Falco's docs' metric names and labels).
+    let rules = [
+        "groups:",
+        "- name: falco",
+        "  rules:",
+        "  - alert: FalcoWarningOrWorse",
+        "    expr: sum by (rule_name, priority) (increase(falcosecurity_falco_rules_matches_total{priority=~\"[0-4]\"}[5m])) > 0",
+        "  - alert: FalcoSensitiveFileRule",
+        "    expr: sum by (rule_name) (increase(falcosecurity_falco_rules_matches_total{tag_filesystem=\"true\",source=\"syscall\"}[5m])) > 0",
+        "  - alert: FalcoKernelDrops",
+        "    expr: increase(falcosecurity_scap_n_drops_total[5m]) > 0 and on() increase(falcosecurity_scap_n_evts_total[5m]) > 0",
+    ];
+    std::fs::write(format!("{dir}/falco.rules.yaml"), rules.join("\n") + "\n").unwrap();
+    let mut test = vec![
+        "rule_files: [falco.rules.yaml]".to_owned(),
+        "evaluation_interval: 1m".into(),
+        "tests:".into(),
+        "- interval: 1m".into(),
+        "  input_series:".into(),
+    ];
+    for (series, value) in &samples {
+        test.push(format!("  - series: '{}'", series.replace('\'', "''")));
+        test.push(format!("    values: '0 {value}'"));
+    }
+    test.extend(
+        [
+            "  alert_rule_test:",
+            "  - eval_time: 1m",
+            "    alertname: FalcoWarningOrWorse",
+            "    exp_alerts:",
+            "    - exp_labels: {rule_name: Read sensitive file untrusted, priority: \"4\"}",
+            "  - eval_time: 1m",
+            "    alertname: FalcoSensitiveFileRule",
+            "    exp_alerts:",
+            "    - exp_labels: {rule_name: Read sensitive file untrusted}",
+            "  - eval_time: 1m",
+            "    alertname: FalcoKernelDrops",
+        ]
+        .map(str::to_owned),
+    );
+    // The drop alert fires exactly when the sensor counted drops.
+    test.push(if drops > 0.0 { "    exp_alerts: [{exp_labels: {}}]".into() } else { "    exp_alerts: []".into() });
+    std::fs::write(format!("{dir}/falco.test.yaml"), test.join("\n") + "\n").unwrap();
+    let out = Command::new("promtool").args(["test", "rules", "falco.test.yaml"]).current_dir(&dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}\n{scrape}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -63,8 +63,8 @@ pub struct Snapshot {
     pub evaluated: u64,
     /// Rules loaded now.
     pub rules_loaded: u64,
-    /// Rule matches by rule and priority.
-    pub matches: Vec<(String, String, u64)>,
+    /// Alerts by rule and priority, with the rule's source and tags.
+    pub matches: Vec<((String, crate::rules::Priority), crate::pipeline::RuleMatches)>,
     /// Each output's counters.
     pub outputs: Vec<OutputCounters>,
     /// Container metadata lookups.
@@ -613,6 +613,65 @@ impl Writer<'_, '_> {
     }
 }
 
+/// The counts Falco's dashboards and alerting rules read, under Falco's names and labels
+/// (`falcosecurity_*`, as Falco's `webserver.prometheus_metrics_enabled` serves them): the
+/// same counts as the sensor's own families, a second name each.
+fn falco_names(w: &mut Writer<'_, '_>, s: &Snapshot) -> std::fmt::Result {
+    let lost: u64 = s.kernel.iter().map(|c| c.lost).sum();
+    let held_back: u64 = s.kernel.iter().map(|c| c.shed + c.throttled).sum();
+    w.counter("falcosecurity_scap_n_evts", "Events the kernel programs captured (sensor_kernel_events).", {
+        s.kernel.iter().map(|c| c.emitted).sum::<u64>()
+    })?;
+    w.counters(
+        "falcosecurity_scap_n_evts_cpu",
+        "Events the kernel programs captured, per CPU.",
+        s.kernel.iter().enumerate().map(|(cpu, c)| (label("cpu", cpu), c.emitted)),
+    )?;
+    w.counter(
+        "falcosecurity_scap_n_drops",
+        "Events not delivered from the kernel: lost (a ring full) and held back (shed or throttled under a flood).",
+        lost + held_back,
+    )?;
+    w.counter("falcosecurity_scap_n_drops_buffer", "Events lost in the kernel because a ring buffer was full.", lost)?;
+    w.counters(
+        "falcosecurity_scap_n_drops_cpu",
+        "Events not delivered from the kernel, per CPU.",
+        s.kernel.iter().enumerate().map(|(cpu, c)| (label("cpu", cpu), c.lost + c.shed + c.throttled)),
+    )?;
+    w.counters(
+        "falcosecurity_falco_rules_matches",
+        "Alerts by rule: its name, priority (0 Emergency ... 7 Debug), source, and a tag_<tag>=\"true\" label per tag.",
+        s.matches.iter().map(|((rule, priority), m)| {
+            let mut labels = vec![
+                ("priority".to_owned(), (*priority as u8).to_string()),
+                ("rule_name".to_owned(), rule.clone()),
+                ("source".to_owned(), m.source.clone()),
+            ];
+            let mut tags: Vec<String> = m
+                .tags
+                .iter()
+                .map(|t| format!("tag_{}", t.replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_")))
+                .collect();
+            tags.sort();
+            tags.dedup();
+            labels.extend(tags.into_iter().map(|t| (t, "true".to_owned())));
+            (labels, m.alerts)
+        }),
+    )?;
+    w.counter(
+        "falcosecurity_falco_outputs_queue_num_drops",
+        "Alerts dropped because the queue to the outputs was full.",
+        s.alerts_dropped,
+    )?;
+    w.gauge("falcosecurity_falco_n_threads", "Processes in the process table.", s.processes as i64)?;
+    w.gauge("falcosecurity_falco_n_fds", "Open file descriptors tracked.", s.fds as i64)?;
+    w.gauges(
+        "falcosecurity_falco_version_info",
+        "The sensor's version.",
+        [(label("version", env!("CARGO_PKG_VERSION")), 1)],
+    )
+}
+
 /// One label.
 fn label(key: &str, value: impl ToString) -> Labels {
     vec![(key.to_owned(), value.to_string())]
@@ -798,10 +857,12 @@ impl Collector for SnapshotCollector {
         w.counters(
             "sensor_rule_matches",
             "Alerts raised, by rule and priority.",
-            s.matches.iter().map(|(rule, priority, n)| {
-                (vec![("rule".to_owned(), rule.clone()), ("priority".to_owned(), priority.clone())], *n)
+            s.matches.iter().map(|((rule, priority), m)| {
+                (vec![("rule".to_owned(), rule.clone()), ("priority".to_owned(), priority.to_string())], m.alerts)
             }),
         )?;
+
+        falco_names(&mut w, &s)?;
 
         let per_output =
             |get: fn(&OutputCounters) -> u64| s.outputs.iter().map(move |o| (label("output", &o.name), get(o)));
@@ -941,7 +1002,14 @@ mod tests {
             kernel: vec![Counters { emitted: 10, lost: 2, ..Counters::default() }, Counters::default()],
             rings: vec![RingFill { read_bytes: 1 << 20, pending_bytes: 4096, size_bytes: 8 << 20 }],
             events: vec![("openat".into(), 7)],
-            matches: vec![("Read sensitive file".into(), "Warning".into(), 1)],
+            matches: vec![(
+                ("Read sensitive file".into(), crate::rules::Priority::Warning),
+                crate::pipeline::RuleMatches {
+                    alerts: 1,
+                    source: "syscall".into(),
+                    tags: vec!["T1555".into(), "PCI_DSS_11.5.1".into()].into(),
+                },
+            )],
             processes: 42,
             ..Snapshot::default()
         });
@@ -952,6 +1020,17 @@ mod tests {
         assert!(open.contains("sensor_processes 42\n") && open.contains("sensor_ready 0\n"), "{open}");
         assert!(open.contains("sensor_ring_buffer_pending_bytes{ring=\"0\"} 4096"), "{open}");
         assert!(open.ends_with("# EOF\n"));
+        // Falco's names for the same counts, with Falco's labels.
+        assert!(
+            open.contains(
+                "falcosecurity_falco_rules_matches_total{priority=\"4\",rule_name=\"Read sensitive file\",\
+                 source=\"syscall\",tag_PCI_DSS_11_5_1=\"true\",tag_T1555=\"true\"} 1"
+            ),
+            "{open}"
+        );
+        assert!(open.contains("falcosecurity_scap_n_evts_total 10\n"), "{open}");
+        assert!(open.contains("falcosecurity_scap_n_drops_buffer_total 2\n"), "{open}");
+        assert!(open.contains("falcosecurity_scap_n_drops_cpu_total{cpu=\"0\"} 2\n"), "{open}");
         let classic = metrics.render(Exposition::Classic).unwrap();
         assert!(classic.contains("# TYPE sensor_events_total counter\n"), "{classic}");
         assert!(classic.contains("# HELP sensor_events_total Events decoded"), "{classic}");

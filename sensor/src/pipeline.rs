@@ -3,7 +3,7 @@
 
 mod alerts;
 
-pub use alerts::{AlertReceiver, AlertSender, DEFAULT_QUEUE_BYTES, Matches, Publisher, alert_queue};
+pub use alerts::{AlertReceiver, AlertSender, DEFAULT_QUEUE_BYTES, Matches, Publisher, RuleMatches, alert_queue};
 
 use std::sync::{
     Arc,

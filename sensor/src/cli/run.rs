@@ -614,12 +614,7 @@ impl Runner<'_> {
             partial: t.partial.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
             evaluated: t.decoded,
             rules_loaded: self.rules as u64,
-            matches: self
-                .publisher
-                .matches()
-                .into_iter()
-                .map(|((rule, p), n)| (rule, p.as_str().to_owned(), n))
-                .collect(),
+            matches: self.publisher.matches().into_iter().collect(),
             outputs: self.stage.counters(),
             containers: self.containers.stats(),
             processes,
@@ -658,7 +653,7 @@ impl Runner<'_> {
         let done = pool.finish().await;
         // The workers are gone, so the publisher ends once it has published what they found.
         let dropped = publisher.dropped();
-        let alerts: u64 = publisher.finish().await.values().sum();
+        let alerts: u64 = publisher.finish().await.values().map(|m| m.alerts).sum();
         let stage = Arc::into_inner(stage).context("the output stage is still shared at exit")?;
         args.config.finish(stage).await;
         let events: u64 = done.iter().map(Pipeline::events).sum();

@@ -167,7 +167,14 @@ impl AlertReceiver {
         let counts = matches.clone();
         let task = tokio::spawn(async move {
             while let Some(alert) = self.recv().await {
-                *lock(&counts).entry((alert.rule.clone(), alert.priority)).or_default() += 1;
+                lock(&counts)
+                    .entry((alert.rule.clone(), alert.priority))
+                    .or_insert_with(|| RuleMatches {
+                        alerts: 0,
+                        source: alert.source.clone(),
+                        tags: alert.tags.clone(),
+                    })
+                    .alerts += 1;
                 stage.publish(alert);
             }
         });
@@ -176,7 +183,16 @@ impl AlertReceiver {
 }
 
 /// Alerts handed to the outputs, by rule and priority.
-pub type Matches = HashMap<(String, Priority), u64>;
+pub type Matches = HashMap<(String, Priority), RuleMatches>;
+
+/// The alerts of one rule (at one priority): how many, and the rule's source and tags
+/// (which Falco's metric labels carry).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleMatches {
+    pub alerts: u64,
+    pub source: String,
+    pub tags: Arc<[String]>,
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
