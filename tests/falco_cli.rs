@@ -480,3 +480,43 @@ fn a_prometheus_rule_written_for_falcos_metric_names_evaluates_against_a_live_sc
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// With Falco's `syscall_event_drops.actions: [log, alert]` (the stock file's), kernel
+/// losses raise Falco's drop alert, by Falco's name and with its output fields.
+#[test]
+fn kernel_drops_raise_falcos_drop_alert() {
+    let mut command = sensor_command();
+    // This sensor's own keys over Falco's file: a tiny ring, a check every second.
+    command.env("SENSOR_CONFIG__CAPTURE__RING_BUFFER_KIB", "4").env("SENSOR_CONFIG__INTERNAL_ALERTS__INTERVAL", "1s");
+    let running = start_from(
+        command,
+        &["-c", &falco_yaml(), "-o", "json_output=true", "-o", "syslog_output.enabled=false", "-A", "-M", "30"],
+    );
+    let storm = std::thread::spawn(|| {
+        let end = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < end {
+            for _ in 0..1000 {
+                let _ = std::fs::File::open("/etc/hostname");
+            }
+        }
+    });
+    let alert: serde_json::Value =
+        serde_json::from_str(&line(&running, |l| l.contains("Falco internal: syscall event drop"))).unwrap();
+    storm.join().unwrap();
+    assert_eq!(
+        (alert["rule"].as_str(), alert["priority"].as_str()),
+        (Some("Falco internal: syscall event drop"), Some("Critical"))
+    );
+    let fields = &alert["output_fields"];
+    let n = |k: &str| fields[k].as_str().unwrap_or_else(|| panic!("{k}: {alert}")).parse::<u64>().unwrap();
+    assert!(n("n_drops") > 0 && n("n_evts") >= n("n_drops"), "{alert}");
+    assert_eq!((n("n_drops_scratch_map"), n("n_drops_page_faults"), n("n_drops_bug"), n("ebpf_enabled")), (0, 0, 0, 1));
+    let message = alert["output"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "Falco internal: syscall event drop. {} system calls dropped in last second.",
+            n("n_drops")
+        )),
+        "{message}"
+    );
+}

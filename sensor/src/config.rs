@@ -374,11 +374,15 @@ pub struct InternalAlertsConfig {
     /// How often drops are checked, and at most one drop alert per interval (default 1m).
     #[serde(deserialize_with = "deserialize_duration")]
     pub interval: Duration,
+    /// Raise the drop alert as Falco does: rule `Falco internal: syscall event drop`, its
+    /// message and output fields (`n_evts`, `n_drops`, `n_drops_buffer_total`, ...)
+    /// (default false; true for a Falco configuration file).
+    pub falco_drop_alert: bool,
 }
 
 impl Default for InternalAlertsConfig {
     fn default() -> Self {
-        InternalAlertsConfig { drop_threshold: 0, interval: Duration::from_secs(60) }
+        InternalAlertsConfig { drop_threshold: 0, interval: Duration::from_secs(60), falco_drop_alert: false }
     }
 }
 

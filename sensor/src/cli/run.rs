@@ -298,6 +298,8 @@ struct Tally {
     reloads: (u64, u64),
     /// Kernel losses and sheds already reported by a drop alert.
     lost_reported: u64,
+    /// Kernel events counted at the last drop check.
+    events_reported: u64,
 }
 
 /// The running sensor: the loop from capture to outputs and what it reacts to.
@@ -363,6 +365,8 @@ fn raise_open_files_limit() {
 
 /// The name of the internal alert raised when the kernel loses events.
 const DROP_ALERT: &str = "sensor internal: event drops";
+/// Its name and shape as Falco raises it (`internal_alerts.falco_drop_alert`).
+const FALCO_DROP_ALERT: &str = "Falco internal: syscall event drop";
 /// The name of the internal alert raised when a reload is refused.
 const RELOAD_ALERT: &str = "sensor internal: reload failed";
 /// The name of the internal alert raised when an alert store was unusable and set aside.
@@ -475,18 +479,43 @@ impl Runner<'_> {
         let Ok(counters) = self.capture.counters() else { return };
         let lost: u64 = counters.iter().map(|c| c.lost).sum();
         let shed: u64 = counters.iter().map(|c| c.shed + c.throttled).sum();
+        let emitted: u64 = counters.iter().map(|c| c.emitted).sum();
         let new = (lost + shed).saturating_sub(self.tally.lost_reported);
+        let events = emitted.saturating_sub(self.tally.events_reported) + new;
+        self.tally.events_reported = emitted;
         if new <= self.config.internal_alerts.drop_threshold {
             return;
         }
         self.tally.lost_reported = lost + shed;
+        let interval = self.config.internal_alerts.interval;
+        if self.config.internal_alerts.falco_drop_alert {
+            // Falco's rule name, message and output fields (strings, as Falco's are), for
+            // the dashboards and alert routes written for Falco's.
+            let n_lost = counters.iter().map(|c| c.lost).sum::<u64>();
+            let fields = [
+                ("n_evts", events),
+                ("n_drops", new),
+                ("n_drops_buffer_total", n_lost),
+                ("n_drops_scratch_map", 0),
+                ("n_drops_page_faults", 0),
+                ("n_drops_bug", 0),
+                ("ebpf_enabled", 1),
+            ];
+            let span = if interval == Duration::from_secs(1) { "second".to_owned() } else { format!("{interval:?}") };
+            self.internal_alert(
+                FALCO_DROP_ALERT,
+                Priority::Critical,
+                format!("{FALCO_DROP_ALERT}. {new} system calls dropped in last {span}."),
+                fields.into_iter().map(|(k, v)| (k, Value::Str(v.to_string().into()))).collect(),
+            );
+            return;
+        }
         let per_cpu: Vec<String> = counters
             .iter()
             .enumerate()
             .filter(|(_, c)| c.lost + c.shed + c.throttled > 0)
             .map(|(i, c)| format!("cpu {i}: {} lost, {} shed, {} throttled", c.lost, c.shed, c.throttled))
             .collect();
-        let interval = self.config.internal_alerts.interval;
         self.internal_alert(
             DROP_ALERT,
             Priority::Critical,

@@ -403,7 +403,9 @@ fn log_level(_key: &str, v: &Value, b: &mut Builder) -> anyhow::Result<()> {
 /// drop alert; its rate limit is this sensor's one alert per interval.
 fn syscall_event_drops(_key: &str, v: &Value, b: &mut Builder) -> anyhow::Result<()> {
     let actions = strings(v.get("actions").unwrap_or(&Value::Null), "actions")?;
-    if !actions.iter().any(|a| a == "alert") {
+    if actions.iter().any(|a| a == "alert") {
+        b.internal_alerts.insert("falco_drop_alert".into(), true.into());
+    } else {
         b.internal_alerts.insert("drop_threshold".into(), u64::MAX.into());
     }
     if actions.iter().any(|a| a == "exit") {

@@ -55,6 +55,7 @@ fn the_stock_falco_yaml_reads_with_only_the_documented_notices() {
     assert_eq!(c.engine.min_priority, crate::rules::Priority::Debug);
     assert!(c.reload.watch, "watch_config_files: true");
     assert_eq!(c.internal_alerts.drop_threshold, 0, "actions: [log, alert]");
+    assert!(c.internal_alerts.falco_drop_alert, "Falco's drop alert");
     let mut notices = c.notices.clone();
     notices.sort();
     let documented = [
