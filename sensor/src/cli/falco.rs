@@ -18,7 +18,7 @@ const FALCO_CONFIG: &str = "/etc/falco/falco.yaml";
     name = "sensor",
     disable_version_flag = true,
     about = "Falco's command line: the sensor runs as `falco` would with these options.",
-    after_help = "The sensor's own commands: `sensor help` (run, validate, config check, alerts, console...)."
+    after_help = "The sensor's own commands: `sensor --help` (run, validate, config check, alerts, console...)."
 )]
 pub struct FalcoArgs {
     /// Configuration file (default /etc/falco/falco.yaml when it exists); Falco's or the
@@ -122,7 +122,8 @@ impl FalcoArgs {
 pub fn is_falco_command_line(args: &[String]) -> bool {
     let Some(first) = args.first() else { return false };
     // `sensor --log debug run ...`: the sensor's global option before its subcommand.
-    if first == "--log" || first.starts_with("--log=") || matches!(first.as_str(), "-h" | "--help" | "help") {
+    // `--help` is the sensor's own; `-h`, Falco's options.
+    if first == "--log" || first.starts_with("--log=") || matches!(first.as_str(), "--help" | "help") {
         return false;
     }
     first.starts_with('-')
@@ -155,7 +156,7 @@ fn run(falco: FalcoArgs) -> anyhow::Result<ExitCode> {
         super::init_logging(&level, sensor::config::LogFormat::Text);
     }
     if falco.version {
-        println!("sensor {} (Falco's command line)", env!("CARGO_PKG_VERSION"));
+        println!("sensor {}", env!("CARGO_PKG_VERSION"));
         return Ok(ExitCode::SUCCESS);
     }
     if !falco.validate.is_empty() {

@@ -31,7 +31,8 @@ use sensor::{
 /// `test-rules`, `replay` and `list-fields` work on rules without a kernel or privileges;
 /// `alerts search` reads the alert store, `audit search` the Kubernetes audit log;
 /// `benchmark node` checks the node against the CIS Kubernetes Benchmark; `ui
-/// hash-password` hashes a console password.
+/// hash-password` hashes a console password. Falco's command line works too (`sensor -c
+/// /etc/falco/falco.yaml -r rules.yaml`, `-L`, `-V FILE`...): `sensor -h` lists its options.
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
