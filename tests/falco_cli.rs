@@ -126,7 +126,10 @@ fn line(running: &Running, wanted: impl Fn(&str) -> bool) -> String {
 #[test]
 fn the_stock_falco_yaml_starts_the_sensor_with_only_the_documented_warnings() {
     assert!(!std::path::Path::new("/etc/falco").exists(), "this test expects a node without Falco installed");
-    let running = start(&["-c", &falco_yaml(), "-M", "60"]);
+    // The node's time zone is Tokyo's: text alerts print its time of day, as Falco's do.
+    let mut command = sensor_command();
+    command.env("TZ", "Asia/Tokyo");
+    let running = start_from(command, &["-c", &falco_yaml(), "-M", "60"]);
     // The machine's own warnings (a kernel that charges BPF memory to the cgroup) come with
     // any configuration; the rest are the file's, each documented.
     let mut warnings: Vec<&str> = running
@@ -146,6 +149,10 @@ fn the_stock_falco_yaml_starts_the_sensor_with_only_the_documented_warnings() {
         "Falco's time of day: {alert}"
     );
     assert!(rest.starts_with("Warning ") || rest.starts_with("Error ") || rest.starts_with("Critical "), "{alert}");
+    let hour: u64 = time[..2].parse().unwrap();
+    let utc_hours = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 3600;
+    let tokyo = [(utc_hours + 9) % 24, (utc_hours + 8) % 24];
+    assert!(tokyo.contains(&hour), "Tokyo's hour (UTC+9), not UTC's: {alert}");
 }
 
 #[test]
@@ -164,6 +171,8 @@ fn falco_run_options_choose_rules_format_events_and_duration() {
         "-o",
         "json_output=true",
         "-o",
+        "time_format_iso_8601=true",
+        "-o",
         "syslog_output.enabled=false",
         "-A",
         "-U",
@@ -180,6 +189,9 @@ fn falco_run_options_choose_rules_format_events_and_duration() {
     let alert: serde_json::Value = serde_json::from_str(&line(&running, |l| l.contains("/etc/shadow"))).unwrap();
     assert_eq!(alert["rule"], "Read sensitive file untrusted");
     assert_eq!(alert["output_fields"]["fd.name"], "/etc/shadow");
+    // time_format_iso_8601: the output begins with the ISO 8601 time, as the `time` field.
+    let output = alert["output"].as_str().unwrap();
+    assert!(output.starts_with(&format!("{}: Warning ", alert["time"].as_str().unwrap())), "{alert}");
     // -M 20: it ends by itself, cleanly.
     let status = running.child.wait().unwrap();
     assert!(status.success(), "{status}");

@@ -82,6 +82,10 @@ pub struct SensorConfig {
     /// The node's CIS benchmark, run at start and every interval; drift alerts.
     #[serde(default)]
     pub benchmark: crate::benchmark::BenchmarkConfig,
+    /// How text alerts begin: `local` (the time of day in the node's time zone, as Falco's;
+    /// the default), `utc`, or `iso8601` (Falco's `time_format_iso_8601`).
+    #[serde(default)]
+    pub time_format: crate::rules::output::TimeFormat,
     /// What reading the file found to tell the operator (a Falco file's keys that have no
     /// effect here, its missing files), logged at start.
     #[serde(skip)]

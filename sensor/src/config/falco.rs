@@ -124,6 +124,8 @@ struct Builder<'a> {
     log: Map<String, Value>,
     internal_alerts: Map<String, Value>,
     reload: Map<String, Value>,
+    /// `time_format_iso_8601`.
+    time_format: &'static str,
     notices: Vec<String>,
 }
 
@@ -200,9 +202,7 @@ fn rule_selection(_key: &str, v: &Value, b: &mut Builder) -> anyhow::Result<()> 
 }
 
 fn time_format(_key: &str, v: &Value, b: &mut Builder) -> anyhow::Result<()> {
-    if v.as_bool().context("expected true or false")? {
-        b.notice("time_format_iso_8601: true is not applied yet: text alerts begin with the time of day (UTC)");
-    }
+    b.time_format = if v.as_bool().context("expected true or false")? { "iso8601" } else { "local" };
     Ok(())
 }
 
@@ -465,6 +465,7 @@ pub fn translate(path: &Path, falco: Value, overrides: &[(String, String)]) -> a
         log: Map::new(),
         internal_alerts: Map::new(),
         reload: Map::new(),
+        time_format: "local",
         notices,
     };
     // Falco's defaults where this sensor's differ: the endpoint on every address (with
@@ -508,6 +509,7 @@ pub fn translate(path: &Path, falco: Value, overrides: &[(String, String)]) -> a
         "log": b.log,
         "internal_alerts": b.internal_alerts,
         "reload": b.reload,
+        "time_format": b.time_format,
     });
     Ok(Translated { tree, notices: b.notices })
 }

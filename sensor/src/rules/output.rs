@@ -194,9 +194,56 @@ fn civil(ns: u64) -> (i64, u32, u32, u32, u32, u32, u32) {
     (y, m, d, sod / 3600, sod / 60 % 60, sod % 60, nanos)
 }
 
-/// `HH:MM:SS.nnnnnnnnn` (UTC), Falco's default time prefix.
+/// How text alerts begin: the time of day in the node's time zone (Falco's default), in
+/// UTC, or ISO 8601 (Falco's `time_format_iso_8601`). One setting for the process, as in
+/// Falco.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeFormat {
+    /// `HH:MM:SS.nnnnnnnnn` in the node's time zone.
+    #[default]
+    Local,
+    /// `HH:MM:SS.nnnnnnnnn` in UTC.
+    Utc,
+    /// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
+    Iso8601,
+}
+
+static TIME_FORMAT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Sets how text alerts begin, from now on.
+pub fn set_time_format(format: TimeFormat) {
+    TIME_FORMAT.store(format as u8, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn time_format() -> TimeFormat {
+    match TIME_FORMAT.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => TimeFormat::Utc,
+        2 => TimeFormat::Iso8601,
+        _ => TimeFormat::Local,
+    }
+}
+
+/// The text alerts' time prefix: `HH:MM:SS.nnnnnnnnn` in the node's time zone (as Falco's
+/// `%evt.time`), or in UTC, or ISO 8601 ([`set_time_format`]).
 pub fn format_time(ns: u64) -> String {
-    format_clock(ns, false, true)
+    match time_format() {
+        TimeFormat::Local => format_local_clock(ns),
+        TimeFormat::Utc => format_clock(ns, false, true),
+        TimeFormat::Iso8601 => format_iso8601(ns),
+    }
+}
+
+/// `HH:MM:SS.nnnnnnnnn` in the time zone of the node (`TZ`, else `/etc/localtime`; UTC
+/// without either).
+fn format_local_clock(ns: u64) -> String {
+    let secs = (ns / 1_000_000_000) as libc::time_t;
+    // SAFETY: localtime_r writes the `tm` it is given and reads `secs`; both are ours.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
+        return format_clock(ns, false, true);
+    }
+    format!("{:02}:{:02}:{:02}.{:09}", tm.tm_hour, tm.tm_min, tm.tm_sec, ns % 1_000_000_000)
 }
 
 /// The time (UTC) as libsinsp writes it: `[YYYY-MM-DD ]HH:MM:SS[.nnnnnnnnn]`.
@@ -271,9 +318,13 @@ impl Alert {
         let priority = text("priority").ok_or_else(|| err("no `priority`"))?;
         let priority = Priority::parse(priority).ok_or_else(|| err(&format!("unknown priority `{priority}`")))?;
         let output = text("output").ok_or_else(|| err("no `output`"))?;
-        // `output` is the text line, `<time>: <Priority> <message>`; the message alone is kept.
-        let prefix = format!("{}: {} ", format_time(time_ns), priority);
-        let message = output.strip_prefix(&prefix).unwrap_or(output).to_owned();
+        // `output` is the text line, `<time>: <Priority> <message>` (the time in the sender's
+        // format and zone); the message alone is kept.
+        let message = output
+            .split_once(&format!(": {priority} "))
+            .filter(|(time, _)| !time.is_empty() && time.len() <= 40 && !time.contains(' '))
+            .map_or(output, |(_, message)| message)
+            .to_owned();
         let tags = match object.get("tags") {
             None | Some(serde_json::Value::Null) => Vec::new(),
             Some(serde_json::Value::Array(tags)) => tags
@@ -373,7 +424,7 @@ mod tests {
     fn times() {
         assert_eq!(format_iso8601(0), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(format_iso8601(1_685_022_245_478_445_995), "2023-05-25T13:44:05.478445995Z");
-        assert_eq!(format_time(1_685_022_245_478_445_995), "13:44:05.478445995");
+        assert_eq!(format_clock(1_685_022_245_478_445_995, false, true), "13:44:05.478445995");
         assert_eq!(format_clock(1_685_022_245_478_445_995, true, true), "2023-05-25 13:44:05.478445995");
         assert_eq!(format_clock(1_685_022_245_478_445_995, true, false), "2023-05-25 13:44:05");
         assert_eq!(format_clock(1_685_022_245_478_445_995, false, false), "13:44:05");

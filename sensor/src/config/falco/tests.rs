@@ -56,6 +56,7 @@ fn the_stock_falco_yaml_reads_with_only_the_documented_notices() {
     assert!(c.reload.watch, "watch_config_files: true");
     assert_eq!(c.internal_alerts.drop_threshold, 0, "actions: [log, alert]");
     assert!(c.internal_alerts.falco_drop_alert, "Falco's drop alert");
+    assert_eq!(c.time_format, crate::rules::output::TimeFormat::Local, "time_format_iso_8601: false");
     let mut notices = c.notices.clone();
     notices.sort();
     let documented = [
@@ -100,7 +101,7 @@ fn each_falco_key_takes_its_falco_meaning() {
             "config_files: [config.d, {{path: late.yaml, strategy: add-only}}]\n\
              rules_files: [{rules}, /nonexistent/rules.yaml]\n\
              rules:\n  - disable: {{rule: \"*\"}}\n  - enable: {{tag: network}}\n\
-             priority: warning\nrule_matching: all\njson_output: true\n\
+             priority: warning\nrule_matching: all\njson_output: true\ntime_format_iso_8601: true\n\
              json_include_tags_property: false\n\
              stdout_output: {{enabled: false}}\nsyslog_output: {{enabled: false}}\n\
              file_output: {{enabled: true, filename: /var/log/falco/events.txt}}\n\
@@ -128,6 +129,7 @@ fn each_falco_key_takes_its_falco_meaning() {
     );
     assert_eq!(c.engine.min_priority, crate::rules::Priority::Warning);
     assert!(c.engine.all_matches && !c.engine.suggested_output);
+    assert_eq!(c.time_format, crate::rules::output::TimeFormat::Iso8601);
     assert_eq!(
         kinds(&c),
         [
