@@ -145,11 +145,21 @@ pub struct EngineConfig {
     /// Rules switched off or on once every file is loaded, in order, as Falco's `rules:`
     /// selection: `- disable: {rule: "Read*"}` (a glob over names), `- enable: {tag: network}`.
     pub select: Vec<RuleSelection>,
+    /// Text (with `%field`s) appended to the outputs of chosen rules, after the suggested
+    /// fields, as Falco's `append_output`: `- match: {source: syscall, tags: [container],
+    /// rule: NAME}` (each optional, all must hold) and `extra_output: "cpu=%evt.cpu"`.
+    pub append_output: Vec<crate::rules::AppendOutput>,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { min_priority: Priority::Debug, all_matches: false, suggested_output: true, select: Vec::new() }
+        EngineConfig {
+            min_priority: Priority::Debug,
+            all_matches: false,
+            suggested_output: true,
+            select: Vec::new(),
+            append_output: Vec::new(),
+        }
     }
 }
 

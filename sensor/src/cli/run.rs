@@ -18,7 +18,7 @@ use sensor::{
     metrics::{Metrics, Progress, Snapshot},
     outputs::OutputStage,
     pipeline::{Pipeline, Publisher, Workers, alert_queue, dns_names_for, load_rules, syscalls_for},
-    rules::{Alert, Engine, EngineOptions, Prefilter, Priority, RuleMatching, SUGGESTED_OUTPUT, Value, prefilter},
+    rules::{Alert, AppendOutput, Engine, EngineOptions, Prefilter, Priority, RuleMatching, Value, prefilter},
     state::{DNS_REFRESH, DnsNames, State},
 };
 use tokio::signal::unix::{SignalKind, signal};
@@ -128,7 +128,13 @@ pub fn engine_options(c: &SensorConfig) -> EngineOptions {
     EngineOptions {
         min_priority: c.engine.min_priority,
         rule_matching: if c.engine.all_matches { RuleMatching::All } else { RuleMatching::First },
-        append_output: c.engine.suggested_output.then(|| SUGGESTED_OUTPUT.to_owned()),
+        append_output: c
+            .engine
+            .suggested_output
+            .then(AppendOutput::suggested)
+            .into_iter()
+            .chain(c.engine.append_output.iter().cloned())
+            .collect(),
         select: c.engine.select.iter().map(sensor::config::RuleSelection::selector).collect(),
         ..EngineOptions::default()
     }

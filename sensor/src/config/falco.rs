@@ -252,16 +252,32 @@ fn outputs_queue(_key: &str, v: &Value, b: &mut Builder) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `append_output`: `suggested_output`, and entries of `match` and `extra_output` (their
+/// `extra_fields`, fields in the JSON alert alone, are not supported yet).
 fn append_output(_key: &str, v: &Value, b: &mut Builder) -> anyhow::Result<()> {
     let Value::Array(items) = v else { bail!("expected a list") };
     let mut suggested = false;
+    let mut extra = Vec::new();
     for item in items {
-        match item.get("suggested_output") {
-            Some(Value::Bool(on)) if item.as_object().is_some_and(|m| m.len() == 1) => suggested |= *on,
-            _ => b.notice(format!("append_output: {item} is not applied (only `suggested_output` is supported yet)")),
+        let Some(entry) = item.as_object() else { bail!("{item}: expected a mapping") };
+        if let Some(on) = entry.get("suggested_output") {
+            suggested |= on.as_bool().context("suggested_output: expected true or false")?;
+        }
+        if entry.contains_key("extra_fields") {
+            b.notice(format!("append_output: the extra_fields of {item} are not applied yet"));
+        }
+        if let Some(text) = entry.get("extra_output") {
+            let mut kept = json!({"extra_output": text});
+            if let Some(matches) = entry.get("match") {
+                kept["match"] = matches.clone();
+            }
+            extra.push(kept);
         }
     }
     b.engine.insert("suggested_output".into(), suggested.into());
+    if !extra.is_empty() {
+        b.engine.insert("append_output".into(), Value::Array(extra));
+    }
     Ok(())
 }
 

@@ -33,9 +33,9 @@ pub struct EngineOptions {
     pub min_priority: Priority,
     /// Host name put into alerts.
     pub hostname: String,
-    /// Text appended to the output of every `syscall` rule (Falco's `append_output` /
-    /// suggested fields), e.g. [`SUGGESTED_OUTPUT`].
-    pub append_output: Option<String>,
+    /// Text appended to the outputs of the rules each entry matches, in order (Falco's
+    /// `append_output`; the suggested fields are [`AppendOutput::suggested`]).
+    pub append_output: Vec<AppendOutput>,
     /// Rules switched on (true) or off once loaded, in order (Falco's `rules:` selection).
     pub select: Vec<(super::Selector, bool)>,
 }
@@ -47,13 +47,59 @@ pub const SUGGESTED_OUTPUT: &str = "container_id=%container.id container_name=%c
     container_image_repository=%container.image.repository container_image_tag=%container.image.tag \
     k8s_pod_name=%k8s.pod.name k8s_ns_name=%k8s.ns.name";
 
+/// An entry of Falco's `append_output`: `text` (with `%field`s) appended to the output of
+/// each rule of `source`, carrying every one of `tags`, named `rule`; an unset match
+/// matches any rule.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppendOutput {
+    /// The rules it is for (`match`).
+    #[serde(rename = "match", default)]
+    pub matches: AppendMatch,
+    /// What is appended (`extra_output`).
+    #[serde(rename = "extra_output")]
+    pub text: String,
+}
+
+/// Which rules an [`AppendOutput`] is for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppendMatch {
+    /// The rule's source (`syscall`, `k8s_audit`).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Tags the rule must all carry.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The rule's name.
+    #[serde(default)]
+    pub rule: Option<String>,
+}
+
+impl AppendOutput {
+    /// Falco's suggested fields, appended to every syscall rule's output.
+    pub fn suggested() -> AppendOutput {
+        AppendOutput {
+            matches: AppendMatch { source: Some(SYSCALL_SOURCE.to_owned()), ..AppendMatch::default() },
+            text: SUGGESTED_OUTPUT.to_owned(),
+        }
+    }
+
+    fn applies_to(&self, rule: &super::loader::RuleDef) -> bool {
+        let m = &self.matches;
+        m.source.as_ref().is_none_or(|s| *s == rule.source)
+            && m.rule.as_ref().is_none_or(|r| *r == rule.name)
+            && m.tags.iter().all(|t| rule.tags.contains(t))
+    }
+}
+
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             rule_matching: RuleMatching::First,
             min_priority: Priority::Debug,
             hostname: default_hostname(),
-            append_output: None,
+            append_output: Vec::new(),
             select: Vec::new(),
         }
     }
@@ -90,16 +136,19 @@ impl Engine {
     /// diagnostics, loader ones first.
     pub fn build(set: &RuleSet, opts: EngineOptions) -> (Option<Engine>, Vec<Diagnostic>) {
         let appended;
-        let set = match &opts.append_output {
-            Some(extra) => {
-                let mut with = set.clone();
-                for r in with.rules.iter_mut().filter(|r| r.source == SYSCALL_SOURCE) {
-                    r.output = format!("{} {extra}", r.output.trim_end());
+        let set = if opts.append_output.is_empty() {
+            set
+        } else {
+            let mut with = set.clone();
+            for r in &mut with.rules {
+                let texts: Vec<&str> =
+                    opts.append_output.iter().filter(|a| a.applies_to(r)).map(|a| a.text.as_str()).collect();
+                for text in texts {
+                    r.output = format!("{} {text}", r.output.trim_end());
                 }
-                appended = with;
-                &appended
             }
-            None => set,
+            appended = with;
+            &appended
         };
         let compiled = compile::compile(set);
         let mut diags = set.diagnostics.clone();

@@ -840,3 +840,36 @@ fn shared_conjuncts_guard_rules_without_changing_what_fires() {
     assert_eq!(fired(&first, open("/tmp/a", "cat", true)), ["Write a"]);
     assert_eq!(fired(&first, open("/tmp/c", "cat", true)), ["Write any but b"]);
 }
+
+#[test]
+fn append_output_entries_append_to_the_rules_they_match() {
+    use super::engine::{AppendMatch, AppendOutput};
+    let mut set = RuleSet::default();
+    let rule = |name: &str, tags: &str| {
+        format!(
+            "- rule: {name}\n  desc: d\n  condition: evt.type = openat and proc.name = cat\n  output: \"{name} fired\"\n  \
+             priority: WARNING\n  tags: [{tags}]\n"
+        )
+    };
+    set.load_str("t.yaml", &(rule("In container", "container, shell") + &rule("On host", "host")));
+    let append = |matches: AppendMatch, text: &str| AppendOutput { matches, text: text.into() };
+    let opts = EngineOptions {
+        rule_matching: RuleMatching::All,
+        append_output: vec![
+            append(
+                AppendMatch { tags: vec!["container".into(), "shell".into()], ..AppendMatch::default() },
+                "by=%proc.name",
+            ),
+            append(AppendMatch { rule: Some("On host".into()), ..AppendMatch::default() }, "(host rule)"),
+            append(AppendMatch { tags: vec!["container".into(), "network".into()], ..AppendMatch::default() }, "never"),
+            append(AppendMatch { source: Some("k8s_audit".into()), ..AppendMatch::default() }, "never"),
+            append(AppendMatch::default(), "always"),
+        ],
+        ..EngineOptions::default()
+    };
+    let engine = Engine::build(&set, opts).0.expect("engine");
+    let ev =
+        built(&json!({"evt.type": "openat", "fd.typechar": "f", "fd.num": 3, "fd.name": "/tmp/x", "proc.name": "cat"}));
+    let messages: Vec<String> = engine.process_one(&ev.view()).into_iter().map(|a| a.message).collect();
+    assert_eq!(messages, ["In container fired by=cat always", "On host fired (host rule) always"]);
+}

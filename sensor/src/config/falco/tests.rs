@@ -111,7 +111,8 @@ fn each_falco_key_takes_its_falco_meaning() {
              webserver: {{enabled: true, listen_address: 127.0.0.1, listen_port: 8765, prometheus_metrics_enabled: true}}\n\
              log_level: warning\nwatch_config_files: false\n\
              syscall_event_drops: {{actions: [log], threshold: .1, rate: .03333}}\n\
-             outputs_queue: {{capacity: 0}}\nappend_output: [{{suggested_output: false}}]\n\
+             outputs_queue: {{capacity: 0}}\nappend_output: [{{suggested_output: false}}, {{match: {{tags: [container]}}, extra_output: \"cpu=%evt.cpu\", \
+             extra_fields: [evt.hostname]}}]\n\
              a_key_of_nobodys: 1\n",
             rules = rules.display()
         ),
@@ -130,6 +131,13 @@ fn each_falco_key_takes_its_falco_meaning() {
     assert_eq!(c.engine.min_priority, crate::rules::Priority::Warning);
     assert!(c.engine.all_matches && !c.engine.suggested_output);
     assert_eq!(c.time_format, crate::rules::output::TimeFormat::Iso8601);
+    assert_eq!(
+        c.engine.append_output,
+        [crate::rules::AppendOutput {
+            matches: crate::rules::AppendMatch { tags: vec!["container".into()], ..Default::default() },
+            text: "cpu=%evt.cpu".into(),
+        }]
+    );
     assert_eq!(
         kinds(&c),
         [
@@ -153,6 +161,9 @@ fn each_falco_key_takes_its_falco_meaning() {
         notices,
         [
             "a_key_of_nobodys: not a key of Falco's configuration: ignored".to_owned(),
+            "append_output: the extra_fields of {\"extra_fields\":[\"evt.hostname\"],\"extra_output\":\"cpu=%evt.cpu\",\
+             \"match\":{\"tags\":[\"container\"]}} are not applied yet"
+                .into(),
             "http_output.insecure: true is not applied: certificates are always verified (give ca_cert)".into(),
             "json_include_tags_property: false is not applied: JSON alerts always have `output`, `output_fields` \
              and `tags`, and no `message`"
