@@ -233,11 +233,22 @@ fn validate_loads_falco_stable_rules_and_locates_errors() {
     )
     .unwrap();
     let out = sensor().args(["validate", &bad]).output().unwrap();
-    std::fs::remove_file(&bad).unwrap();
     assert!(!out.status.success());
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(report.contains(&format!("{bad}:3:")), "file:line:column in {report}");
     assert!(report.contains("proc.nme"), "{report}");
+    // --json: the same report for a pipeline.
+    let out = sensor().args(["validate", "--json", &bad]).output().unwrap();
+    std::fs::remove_file(&bad).unwrap();
+    assert!(!out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((json["errors"].as_u64(), json["rules"].as_u64()), (Some(1), Some(1)), "{json}");
+    let d = &json["diagnostics"][0];
+    assert_eq!(
+        (d["file"].as_str(), d["line"].as_u64(), d["severity"].as_str()),
+        (Some(bad.as_str()), Some(3), Some("error"))
+    );
+    assert!(d["message"].as_str().unwrap().contains("proc.nme"), "{d}");
 }
 
 #[test]

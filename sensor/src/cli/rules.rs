@@ -21,12 +21,20 @@ pub struct ValidateArgs {
     /// Rules files or directories (`.yaml`/`.yml`, loaded in order; later ones override).
     #[arg(required = true, value_name = "RULES")]
     paths: Vec<PathBuf>,
+    /// Print the report as JSON: counts, and each error and warning with its file, line,
+    /// column, item and message.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Loads and checks rules; non-zero exit on any error.
 pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
     let report = rules::validate(&args.paths);
-    println!("{report}");
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{report}");
+    }
     if !report.is_ok() {
         bail!("{} error(s) in the rules", report.errors());
     }
