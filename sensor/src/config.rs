@@ -465,18 +465,32 @@ impl SensorConfig {
     /// Reads and checks a configuration file (this sensor's, or Falco's `falco.yaml`);
     /// errors read `FILE:LINE:COLUMN: message`.
     pub fn load(path: &Path) -> anyhow::Result<SensorConfig> {
-        if falco_tree(path)?.is_some() {
-            return SensorConfig::load_with_overrides(Some(path), &[]);
+        let text = read_text(path)?;
+        match falco_tree(&text) {
+            Some(falco) => SensorConfig::from_falco(path, falco, &[], &[]),
+            None => SensorConfig::parse(&text).map_err(|e| anyhow::anyhow!("{}:{e}", path.display())),
         }
-        SensorConfig::load_file(path).map(|(config, _)| config)
     }
 
-    /// The configuration of `path` and its text.
-    fn load_file(path: &Path) -> anyhow::Result<(SensorConfig, String)> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading configuration {}", path.display()))?;
-        let config = SensorConfig::parse(&text).map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))?;
-        Ok((config, text))
+    /// Falco's file at `path` (its tree `falco`), with Falco-key `overrides` and then this
+    /// sensor's `ours` applied.
+    fn from_falco(
+        path: &Path,
+        falco: serde_json::Value,
+        overrides: &[(String, String)],
+        ours: &[(String, String)],
+    ) -> anyhow::Result<SensorConfig> {
+        let translated = falco::translate(path, falco, overrides)?;
+        let mut tree = translated.tree;
+        for (key, value) in ours {
+            let value: serde_json::Value = serde_saphyr::from_str(value)
+                .map_err(|e| anyhow::anyhow!("override {key}: the value is not YAML: {e}"))?;
+            set_path(&mut tree, key, value).with_context(|| format!("override {key}"))?;
+        }
+        let mut config: SensorConfig = serde_json::from_value(tree)
+            .with_context(|| format!("{}: Falco's configuration, as this sensor's", path.display()))?;
+        config.notices = translated.notices;
+        Ok(config)
     }
 
     /// The configuration of `path` (none: the defaults) with the environment's
@@ -495,26 +509,18 @@ impl SensorConfig {
             let Some((key, value)) = o.split_once('=') else { bail!("-o {o}: expected KEY=VALUE") };
             given.push((key.trim().to_owned(), value.to_owned()));
         }
+        // Read once: the file may be a FIFO (a reload waiting for its writer).
+        let text = path.map(read_text).transpose()?.unwrap_or_default();
         if let Some(path) = path
-            && let Some(falco) = falco_tree(path)?
+            && let Some(falco) = falco_tree(&text)
         {
-            let translated = falco::translate(path, falco, &given)?;
-            let mut tree = translated.tree;
-            for (key, value) in &all {
-                let value: serde_json::Value = serde_saphyr::from_str(value)
-                    .map_err(|e| anyhow::anyhow!("override {key}: the value is not YAML: {e}"))?;
-                set_path(&mut tree, key, value).with_context(|| format!("override {key}"))?;
-            }
-            let mut config: SensorConfig = serde_json::from_value(tree)
-                .with_context(|| format!("{}: Falco's configuration, as this sensor's", path.display()))?;
-            config.notices = translated.notices;
-            return Ok(config);
+            return SensorConfig::from_falco(path, falco, &given, &all);
         }
         all.extend(given);
         // The file alone first, so its own mistakes are reported with their lines.
-        let (config, text) = match path {
-            Some(path) => SensorConfig::load_file(path)?,
-            None => (SensorConfig::default(), String::new()),
+        let config = match path {
+            Some(path) => SensorConfig::parse(&text).map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))?,
+            None => SensorConfig::default(),
         };
         if all.is_empty() {
             return Ok(config);
@@ -551,15 +557,19 @@ impl SensorConfig {
     }
 }
 
-/// The tree of the file at `path` when it is Falco's configuration file.
-fn falco_tree(path: &Path) -> anyhow::Result<Option<serde_json::Value>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading configuration {}", path.display()))?;
+/// The text of the configuration file at `path`.
+fn read_text(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading configuration {}", path.display()))
+}
+
+/// The tree of a configuration file's `text` when it is Falco's configuration file.
+fn falco_tree(text: &str) -> Option<serde_json::Value> {
     if text.trim().is_empty() {
-        return Ok(None);
+        return None;
     }
     // A file that does not read as YAML is reported, with its line, by the usual reading.
-    let Ok(tree) = serde_saphyr::from_str::<serde_json::Value>(&text) else { return Ok(None) };
-    Ok(falco::is_falco(&tree).then_some(tree))
+    let tree = serde_saphyr::from_str::<serde_json::Value>(text).ok()?;
+    falco::is_falco(&tree).then_some(tree)
 }
 
 /// Appends `value` to the list at the dotted `path` of `tree` (made if absent): Falco's
