@@ -173,6 +173,10 @@ fn falco_run_options_choose_rules_format_events_and_duration() {
         "-o",
         "time_format_iso_8601=true",
         "-o",
+        "json_include_message_property=true",
+        "-o",
+        "json_include_tags_property=false",
+        "-o",
         "syslog_output.enabled=false",
         "-A",
         "-U",
@@ -189,9 +193,12 @@ fn falco_run_options_choose_rules_format_events_and_duration() {
     let alert: serde_json::Value = serde_json::from_str(&line(&running, |l| l.contains("/etc/shadow"))).unwrap();
     assert_eq!(alert["rule"], "Read sensitive file untrusted");
     assert_eq!(alert["output_fields"]["fd.name"], "/etc/shadow");
+    // json_include_*: a `message` without the time and priority; no `tags`.
+    assert!(alert.get("tags").is_none(), "{alert}");
+    let message = alert["message"].as_str().unwrap();
     // time_format_iso_8601: the output begins with the ISO 8601 time, as the `time` field.
     let output = alert["output"].as_str().unwrap();
-    assert!(output.starts_with(&format!("{}: Warning ", alert["time"].as_str().unwrap())), "{alert}");
+    assert_eq!(output, format!("{}: Warning {message}", alert["time"].as_str().unwrap()), "{alert}");
     // -M 20: it ends by itself, cleanly.
     let status = running.child.wait().unwrap();
     assert!(status.success(), "{status}");

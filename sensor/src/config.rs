@@ -86,6 +86,10 @@ pub struct SensorConfig {
     /// the default), `utc`, or `iso8601` (Falco's `time_format_iso_8601`).
     #[serde(default)]
     pub time_format: crate::rules::output::TimeFormat,
+    /// The properties JSON alerts carry on stdout, file, syslog, program and webhook
+    /// outputs: `output`, `message`, `output_fields`, `tags` (Falco's `json_include_*`).
+    #[serde(default)]
+    pub json_alert: crate::rules::output::JsonAlertShape,
     /// What reading the file found to tell the operator (a Falco file's keys that have no
     /// effect here, its missing files), logged at start.
     #[serde(skip)]
@@ -99,6 +103,13 @@ impl SensorConfig {
             crate::outputs::OutputKind::Store(store) => Some(store),
             _ => None,
         })
+    }
+
+    /// Makes alerts render as `time_format` and `json_alert` say, from now on (one setting
+    /// for the process, as Falco's).
+    pub fn apply_alert_formats(&self) {
+        crate::rules::output::set_time_format(self.time_format);
+        crate::rules::output::set_json_shape(self.json_alert);
     }
 
     /// The consoles of the enabled `console` outputs.

@@ -31,7 +31,7 @@ pub async fn run(args: ConsoleArgs, log_level: Option<String>) -> anyhow::Result
     let config = sensor::config::SensorConfig::load_with_overrides(args.config.as_deref(), &args.set);
     super::init_logging_for(&config, log_level);
     let config = config?;
-    sensor::rules::output::set_time_format(config.time_format);
+    config.apply_alert_formats();
     config.check_audit_store()?;
     // Its own endpoint (`metrics.address`): health for probes, ingest counters for Prometheus.
     let metrics = Arc::new(Metrics::new(config.metrics.stall_after));

@@ -200,7 +200,7 @@ pub async fn run(args: RunArgs, log_level: Option<String>) -> anyhow::Result<()>
     // From here on SIGTERM and SIGINT stop the sensor cleanly, even while it starts.
     let stop = super::stop_signal(args.duration.map(Duration::from_secs_f64))?;
     let config = config?;
-    sensor::rules::output::set_time_format(config.time_format);
+    config.apply_alert_formats();
     config.check_audit_store()?;
     raise_open_files_limit();
     let engine = load_engine(&config)?;
@@ -601,7 +601,7 @@ impl Runner<'_> {
         }
         self.pool.set_engine(engine).await;
         self.capture.set_prefilter(&prefilter)?;
-        sensor::rules::output::set_time_format(config.time_format);
+        config.apply_alert_formats();
         let needs_restart = [
             ("outputs", config.outputs != self.config.outputs),
             ("metrics", config.metrics != self.config.metrics),

@@ -126,6 +126,8 @@ struct Builder<'a> {
     reload: Map<String, Value>,
     /// `time_format_iso_8601`.
     time_format: &'static str,
+    /// `json_include_*_property`.
+    json_alert: Map<String, Value>,
     notices: Vec<String>,
 }
 
@@ -211,16 +213,10 @@ fn priority(_key: &str, v: &Value, b: &mut Builder) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The JSON alert's properties: this sensor's JSON alert always has `output`,
-/// `output_fields` and `tags`, never `message`: Falco's defaults.
+/// `json_include_<property>_property`: whether the outputs' JSON alerts carry it.
 fn json_include(key: &str, v: &Value, b: &mut Builder) -> anyhow::Result<()> {
-    let given = v.as_bool().context("expected true or false")?;
-    if given != (key != "json_include_message_property") {
-        b.notice(format!(
-            "{key}: {given} is not applied: JSON alerts always have `output`, `output_fields` and `tags`, and no \
-             `message`"
-        ));
-    }
+    let property = key.trim_start_matches("json_include_").trim_end_matches("_property");
+    b.json_alert.insert(property.into(), v.as_bool().context("expected true or false")?.into());
     Ok(())
 }
 
@@ -482,6 +478,7 @@ pub fn translate(path: &Path, falco: Value, overrides: &[(String, String)]) -> a
         internal_alerts: Map::new(),
         reload: Map::new(),
         time_format: "local",
+        json_alert: Map::new(),
         notices,
     };
     // Falco's defaults where this sensor's differ: the endpoint on every address (with
@@ -526,6 +523,7 @@ pub fn translate(path: &Path, falco: Value, overrides: &[(String, String)]) -> a
         "internal_alerts": b.internal_alerts,
         "reload": b.reload,
         "time_format": b.time_format,
+        "json_alert": b.json_alert,
     });
     Ok(Translated { tree, notices: b.notices })
 }

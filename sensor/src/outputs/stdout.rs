@@ -36,7 +36,7 @@ impl LineFormat {
         match self {
             LineFormat::Text => out.extend_from_slice(alert.to_text().as_bytes()),
             LineFormat::Json => {
-                serde_json::to_writer(&mut *out, &alert.to_json()).expect("a JSON value serializes into memory")
+                serde_json::to_writer(&mut *out, &alert.to_output_json()).expect("a JSON value serializes into memory")
             }
         }
         out.push(b'\n');

@@ -113,7 +113,7 @@ impl WebhookSink {
     }
 
     async fn post(&self, alert: &Alert) -> Result<(), SendError> {
-        let body = serde_json::to_vec(&alert.to_json()).expect("a JSON value serializes into memory");
+        let body = serde_json::to_vec(&alert.to_output_json()).expect("a JSON value serializes into memory");
         let response = self
             .client
             .post(self.url.clone())

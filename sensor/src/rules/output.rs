@@ -224,6 +224,53 @@ fn time_format() -> TimeFormat {
     }
 }
 
+/// Which properties the JSON alerts of the outputs Falco has (stdout, file, syslog,
+/// program, webhook) carry: Falco's `json_include_*_property` keys. The alert store and the
+/// console always keep the whole alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JsonAlertShape {
+    /// `output`: the text line (default true).
+    pub output: bool,
+    /// `message`: the text line without its time and priority (default false).
+    pub message: bool,
+    /// `output_fields` (default true).
+    pub output_fields: bool,
+    /// `tags` (default true).
+    pub tags: bool,
+}
+
+impl Default for JsonAlertShape {
+    fn default() -> Self {
+        JsonAlertShape { output: true, message: false, output_fields: true, tags: true }
+    }
+}
+
+static JSON_SHAPE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0b1101);
+
+impl JsonAlertShape {
+    fn bits(self) -> u8 {
+        u8::from(self.output)
+            | u8::from(self.message) << 1
+            | u8::from(self.output_fields) << 2
+            | u8::from(self.tags) << 3
+    }
+
+    fn of_bits(bits: u8) -> Self {
+        JsonAlertShape {
+            output: bits & 1 != 0,
+            message: bits & 2 != 0,
+            output_fields: bits & 4 != 0,
+            tags: bits & 8 != 0,
+        }
+    }
+}
+
+/// Sets the shape of the outputs' JSON alerts, from now on.
+pub fn set_json_shape(shape: JsonAlertShape) {
+    JSON_SHAPE.store(shape.bits(), std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The text alerts' time prefix: `HH:MM:SS.nnnnnnnnn` in the node's time zone (as Falco's
 /// `%evt.time`), or in UTC, or ISO 8601 ([`set_time_format`]).
 pub fn format_time(ns: u64) -> String {
@@ -264,6 +311,29 @@ pub fn format_iso8601(ns: u64) -> String {
 }
 
 impl Alert {
+    /// Falco's JSON alert as the outputs send it: [`Alert::to_json`] with the properties
+    /// [`set_json_shape`] leaves out removed, and `message` when it asks for it.
+    pub fn to_output_json(&self) -> serde_json::Value {
+        self.to_json_shaped(JsonAlertShape::of_bits(JSON_SHAPE.load(std::sync::atomic::Ordering::Relaxed)))
+    }
+
+    /// [`Alert::to_json`] with the properties of `shape`.
+    pub fn to_json_shaped(&self, shape: JsonAlertShape) -> serde_json::Value {
+        let mut json = self.to_json();
+        if let Some(map) = json.as_object_mut() {
+            for (key, kept) in [("output", shape.output), ("output_fields", shape.output_fields), ("tags", shape.tags)]
+            {
+                if !kept {
+                    map.remove(key);
+                }
+            }
+            if shape.message {
+                map.insert("message".into(), self.message.clone().into());
+            }
+        }
+        json
+    }
+
     /// Falco's text line: `<time>: <Priority> <message>`.
     pub fn to_text(&self) -> String {
         format!("{}: {} {}", format_time(self.time_ns), self.priority, self.message)
@@ -402,6 +472,19 @@ mod tests {
         let back = Alert::from_json(&alert.to_json()).unwrap();
         assert_eq!(back.to_json(), alert.to_json());
         assert_eq!(back.message, alert.message);
+        // An output shaped as Falco's json_include_* keys say; an ISO 8601 time prefix
+        // (another node's `time_format`) still reads back to the message.
+        let keys = |shape| {
+            let json = alert.to_json_shaped(shape);
+            json.as_object().unwrap().keys().cloned().collect::<Vec<_>>().join(",")
+        };
+        assert_eq!(keys(JsonAlertShape::default()), "hostname,output,output_fields,priority,rule,source,tags,time");
+        let falco_all_off = JsonAlertShape { output: false, message: true, output_fields: false, tags: false };
+        assert_eq!(keys(falco_all_off), "hostname,message,priority,rule,source,time");
+        assert_eq!(alert.to_json_shaped(falco_all_off)["message"], alert.message);
+        let mut iso = alert.to_json();
+        iso["output"] = format!("{}: Warning {}", format_iso8601(alert.time_ns), alert.message).into();
+        assert_eq!(Alert::from_json(&iso).unwrap().message, alert.message);
         for (bad, why) in [
             (serde_json::json!([1]), "not a JSON object"),
             (serde_json::json!({"rule": "R", "priority": "Warning", "output": "x"}), "no `time`"),
