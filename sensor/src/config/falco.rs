@@ -248,8 +248,8 @@ fn outputs_queue(_key: &str, v: &Value, b: &mut Builder) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `append_output`: `suggested_output`, and entries of `match` and `extra_output` (their
-/// `extra_fields`, fields in the JSON alert alone, are not supported yet).
+/// `append_output`: `suggested_output`, and entries of `match`, `extra_output` and
+/// `extra_fields`.
 fn append_output(_key: &str, v: &Value, b: &mut Builder) -> anyhow::Result<()> {
     let Value::Array(items) = v else { bail!("expected a list") };
     let mut suggested = false;
@@ -259,15 +259,10 @@ fn append_output(_key: &str, v: &Value, b: &mut Builder) -> anyhow::Result<()> {
         if let Some(on) = entry.get("suggested_output") {
             suggested |= on.as_bool().context("suggested_output: expected true or false")?;
         }
-        if entry.contains_key("extra_fields") {
-            b.notice(format!("append_output: the extra_fields of {item} are not applied yet"));
-        }
-        if let Some(text) = entry.get("extra_output") {
-            let mut kept = json!({"extra_output": text});
-            if let Some(matches) = entry.get("match") {
-                kept["match"] = matches.clone();
-            }
-            extra.push(kept);
+        let mut kept = entry.clone();
+        kept.remove("suggested_output");
+        if kept.contains_key("extra_output") || kept.contains_key("extra_fields") {
+            extra.push(Value::Object(kept));
         }
     }
     b.engine.insert("suggested_output".into(), suggested.into());

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use aho_corasick::{AhoCorasick, StartKind};
 
 use super::ast::{Check, Expr, Op, Operand as AstOperand, Rhs, Span, Transformer};
+use super::engine::ExtraField;
 use super::eval::{self, Ctx, Node, NumOp, Operand, Scratch, Set, StrTest, Test, TestKind};
 use super::event::FieldSource;
 use super::fields::{self, Availability, Field, FieldArg, FieldType};
@@ -613,8 +614,42 @@ impl<'a> Compiler<'a> {
                         e
                     })?;
                     let first = !pieces.iter().any(|p| matches!(p, Piece::Field { key: k, .. } if **k == *key));
-                    pieces.push(Piece::Field { key: key.into(), op, first });
+                    pieces.push(Piece::Field { key: key.into(), op, first, shown: true });
                 }
+            }
+        }
+        for extra in &r.extra_fields {
+            let taken = |key: &str| {
+                pieces
+                    .iter()
+                    .any(|p| matches!(p, Piece::Field { key: k, .. } | Piece::Constant { key: k, .. } if **k == *key))
+            };
+            match extra {
+                ExtraField::Field(name) => {
+                    // Read as an output's `%name` is.
+                    let parsed = output::split_format(&format!("%{name}")).into_iter().find_map(|p| match p {
+                        RawPiece::Field { operand, .. } => Some(operand),
+                        RawPiece::Lit(_) => None,
+                    });
+                    let Some(operand) = parsed else {
+                        return Err(CErr {
+                            loc: r.output_loc.clone(),
+                            msg: format!("in append_output's extra_fields: `{name}` is not a field"),
+                            unknown_field: false,
+                            reported: false,
+                        });
+                    };
+                    let (op, _, _) = self.operand(&operand, Origin::Fixed(&r.output_loc)).map_err(|mut e| {
+                        e.msg = format!("in append_output's extra_fields: {}", e.msg);
+                        e
+                    })?;
+                    let first = !taken(name);
+                    pieces.push(Piece::Field { key: name.as_str().into(), op, first, shown: false });
+                }
+                ExtraField::Constant(key, value) if !taken(key) => {
+                    pieces.push(Piece::Constant { key: key.as_str().into(), value: value.as_str().into() });
+                }
+                ExtraField::Constant(..) => {}
             }
         }
         Ok(pieces)

@@ -56,9 +56,57 @@ pub struct AppendOutput {
     /// The rules it is for (`match`).
     #[serde(rename = "match", default)]
     pub matches: AppendMatch,
-    /// What is appended (`extra_output`).
-    #[serde(rename = "extra_output")]
+    /// What is appended to the text (`extra_output`).
+    #[serde(rename = "extra_output", default)]
     pub text: String,
+    /// Fields added to the alerts alone, not to their text (`extra_fields`): a field's
+    /// name (`evt.hostname`), or `{name: value}` (`{cluster: prod}`; `${VAR}` is the
+    /// environment's `VAR`).
+    #[serde(rename = "extra_fields", default)]
+    pub fields: Vec<ExtraField>,
+}
+
+/// An `extra_fields` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExtraField {
+    /// A field, its value the event's.
+    Field(String),
+    /// A name with a set value.
+    Constant(String, String),
+}
+
+impl<'de> serde::Deserialize<'de> for ExtraField {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Field(String),
+            Constant(std::collections::BTreeMap<String, String>),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Field(name) => Ok(ExtraField::Field(name)),
+            Raw::Constant(map) if map.len() == 1 => {
+                let (name, value) = map.into_iter().next().expect("one entry");
+                Ok(ExtraField::Constant(name, expand_env(&value)))
+            }
+            Raw::Constant(_) => Err(serde::de::Error::custom("an extra field is a field name or one `name: value`")),
+        }
+    }
+}
+
+/// `text` with each `${NAME}` replaced by the environment's `NAME` (empty when unset), as
+/// Falco expands its configuration's values.
+fn expand_env(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        let Some(end) = rest[at..].find('}') else { break };
+        out.push_str(&rest[..at]);
+        out.push_str(&std::env::var(&rest[at + 2..at + end]).unwrap_or_default());
+        rest = &rest[at + end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Which rules an [`AppendOutput`] is for.
@@ -82,6 +130,7 @@ impl AppendOutput {
         AppendOutput {
             matches: AppendMatch { source: Some(SYSCALL_SOURCE.to_owned()), ..AppendMatch::default() },
             text: SUGGESTED_OUTPUT.to_owned(),
+            fields: Vec::new(),
         }
     }
 
@@ -141,10 +190,12 @@ impl Engine {
         } else {
             let mut with = set.clone();
             for r in &mut with.rules {
-                let texts: Vec<&str> =
-                    opts.append_output.iter().filter(|a| a.applies_to(r)).map(|a| a.text.as_str()).collect();
-                for text in texts {
-                    r.output = format!("{} {text}", r.output.trim_end());
+                let entries: Vec<&AppendOutput> = opts.append_output.iter().filter(|a| a.applies_to(r)).collect();
+                for entry in entries {
+                    if !entry.text.is_empty() {
+                        r.output = format!("{} {}", r.output.trim_end(), entry.text);
+                    }
+                    r.extra_fields.extend(entry.fields.iter().cloned());
                 }
             }
             appended = with;

@@ -260,6 +260,9 @@ pub struct RuleDef {
     pub warn_evttypes: bool,
     /// Skip the rule (instead of failing) when it names an unknown field.
     pub skip_if_unknown_filter: bool,
+    /// Fields its alerts carry beside its output's (Falco's `append_output` `extra_fields`,
+    /// set by the engine's options; none in a file).
+    pub extra_fields: Vec<super::engine::ExtraField>,
     /// Where it was first defined.
     pub loc: Loc,
 }
@@ -942,6 +945,7 @@ impl ItemCx<'_> {
                 exceptions: exceptions.unwrap_or_default(),
                 warn_evttypes: warn_evttypes.unwrap_or(true),
                 skip_if_unknown_filter: skip.unwrap_or(false),
+                extra_fields: Vec::new(),
                 loc: self.loc(item),
             };
             match existing {

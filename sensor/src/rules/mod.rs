@@ -85,7 +85,7 @@ mod tests;
 use std::fmt;
 use std::path::Path;
 
-pub use engine::{AppendMatch, AppendOutput, Engine, EngineOptions, RuleMatching, SUGGESTED_OUTPUT};
+pub use engine::{AppendMatch, AppendOutput, Engine, EngineOptions, ExtraField, RuleMatching, SUGGESTED_OUTPUT};
 pub use eval::Scratch;
 pub use event::{FieldSource, Value};
 pub use fields::{Availability, Field, FieldArg, FieldInfo, FieldType};

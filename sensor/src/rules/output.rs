@@ -16,12 +16,19 @@ use super::parser;
 pub(crate) enum Piece {
     Lit(String),
     /// A placeholder; `first` when no earlier one has the same key (alerts list each
-    /// key's value once).
+    /// key's value once); not `shown` in the text (an `append_output` extra field: in the
+    /// alert's fields alone).
     Field {
         /// Shared with every alert that lists this field.
         key: Arc<str>,
         op: Operand,
         first: bool,
+        shown: bool,
+    },
+    /// A field of the alert with a set value (an `append_output` extra field's).
+    Constant {
+        key: Arc<str>,
+        value: Arc<str>,
     },
 }
 
@@ -116,7 +123,8 @@ impl std::fmt::Write for Escaped<'_> {
 impl OutputFormat {
     pub(crate) fn new(pieces: Vec<Piece>) -> Self {
         let text_len = pieces.iter().map(|p| if let Piece::Lit(s) = p { s.len() } else { 0 }).sum();
-        let keys = pieces.iter().filter(|p| matches!(p, Piece::Field { first: true, .. })).count();
+        let keys =
+            pieces.iter().filter(|p| matches!(p, Piece::Field { first: true, .. } | Piece::Constant { .. })).count();
         OutputFormat { pieces, text_len, keys }
     }
 
@@ -127,7 +135,10 @@ impl OutputFormat {
         for p in &self.pieces {
             match p {
                 Piece::Lit(s) => msg.push_str(s),
-                Piece::Field { key, op, first } => {
+                Piece::Constant { key, value } => {
+                    fields.push((key.clone(), Some(Value::Str(value.to_string().into()))))
+                }
+                Piece::Field { key, op, first, shown } => {
                     let v = ctx.value(op);
                     // A list field is one text in Falco's output and its output fields: `(a,b)`.
                     let v = match (v, op) {
@@ -137,6 +148,7 @@ impl OutputFormat {
                         (v, _) => v,
                     };
                     match v.as_deref() {
+                        _ if !shown => {}
                         Some(v) => render(v, &mut msg),
                         None => msg.push_str("<NA>"),
                     }

@@ -843,7 +843,7 @@ fn shared_conjuncts_guard_rules_without_changing_what_fires() {
 
 #[test]
 fn append_output_entries_append_to_the_rules_they_match() {
-    use super::engine::{AppendMatch, AppendOutput};
+    use super::engine::{AppendMatch, AppendOutput, ExtraField};
     let mut set = RuleSet::default();
     let rule = |name: &str, tags: &str| {
         format!(
@@ -852,7 +852,7 @@ fn append_output_entries_append_to_the_rules_they_match() {
         )
     };
     set.load_str("t.yaml", &(rule("In container", "container, shell") + &rule("On host", "host")));
-    let append = |matches: AppendMatch, text: &str| AppendOutput { matches, text: text.into() };
+    let append = |matches: AppendMatch, text: &str| AppendOutput { matches, text: text.into(), fields: vec![] };
     let opts = EngineOptions {
         rule_matching: RuleMatching::All,
         append_output: vec![
@@ -864,12 +864,34 @@ fn append_output_entries_append_to_the_rules_they_match() {
             append(AppendMatch { tags: vec!["container".into(), "network".into()], ..AppendMatch::default() }, "never"),
             append(AppendMatch { source: Some("k8s_audit".into()), ..AppendMatch::default() }, "never"),
             append(AppendMatch::default(), "always"),
+            // Fields in the alert alone: a field's value, a set value (a cluster's name).
+            AppendOutput {
+                matches: AppendMatch { rule: Some("On host".into()), ..AppendMatch::default() },
+                text: String::new(),
+                fields: vec![
+                    ExtraField::Field("proc.name".into()),
+                    ExtraField::Field("fd.name".into()),
+                    ExtraField::Constant("cluster".into(), "prod-eu".into()),
+                ],
+            },
         ],
         ..EngineOptions::default()
     };
     let engine = Engine::build(&set, opts).0.expect("engine");
     let ev =
         built(&json!({"evt.type": "openat", "fd.typechar": "f", "fd.num": 3, "fd.name": "/tmp/x", "proc.name": "cat"}));
-    let messages: Vec<String> = engine.process_one(&ev.view()).into_iter().map(|a| a.message).collect();
+    let alerts = engine.process_one(&ev.view());
+    let messages: Vec<&str> = alerts.iter().map(|a| a.message.as_str()).collect();
     assert_eq!(messages, ["In container fired by=cat always", "On host fired (host rule) always"]);
+    let fields = |a: &Alert| -> Vec<String> { a.fields.iter().map(|(k, v)| format!("{k}={v:?}")).collect() };
+    assert_eq!(fields(&alerts[0]), ["proc.name=Some(Str(\"cat\"))"]);
+    assert_eq!(
+        fields(&alerts[1]),
+        ["proc.name=Some(Str(\"cat\"))", "fd.name=Some(Str(\"/tmp/x\"))", "cluster=Some(Str(\"prod-eu\"))"]
+    );
+    // A name that is no field is refused at load, naming it.
+    let bad = AppendOutput { fields: vec![ExtraField::Field("proc.nme".into())], ..AppendOutput::default() };
+    let (engine, diags) = Engine::build(&set, EngineOptions { append_output: vec![bad], ..EngineOptions::default() });
+    assert!(engine.is_none());
+    assert!(diags.iter().any(|d| d.message.contains("extra_fields") && d.message.contains("proc.nme")), "{diags:?}");
 }
