@@ -461,6 +461,7 @@ pub fn translate(path: &Path, falco: Value, overrides: &[(String, String)]) -> a
         }
         .with_context(|| format!("-o {key}"))?;
     }
+    expand_env(&mut falco);
     let mut b = Builder {
         falco: &falco,
         rules: Vec::new(),
@@ -521,6 +522,17 @@ pub fn translate(path: &Path, falco: Value, overrides: &[(String, String)]) -> a
         "json_alert": b.json_alert,
     });
     Ok(Translated { tree, notices: b.notices })
+}
+
+/// Every text value of `tree` with `${NAME}` replaced by the environment's `NAME`, as
+/// Falco expands its configuration (`$${` for a literal `${`).
+fn expand_env(tree: &mut Value) {
+    match tree {
+        Value::String(text) if text.contains("${") => *text = crate::rules::engine::expand_env(text),
+        Value::Array(items) => items.iter_mut().for_each(expand_env),
+        Value::Object(map) => map.values_mut().for_each(expand_env),
+        _ => {}
+    }
 }
 
 /// How an included file's keys join the main file's (Falco's `strategy`).

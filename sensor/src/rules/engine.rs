@@ -94,12 +94,18 @@ impl<'de> serde::Deserialize<'de> for ExtraField {
     }
 }
 
-/// `text` with each `${NAME}` replaced by the environment's `NAME` (empty when unset), as
-/// Falco expands its configuration's values.
-fn expand_env(text: &str) -> String {
+/// `text` with each `${NAME}` replaced by the environment's `NAME` (empty when unset) and
+/// `$${` kept as `${`, as Falco expands its configuration's values.
+pub(crate) fn expand_env(text: &str) -> String {
     let mut out = String::new();
     let mut rest = text;
     while let Some(at) = rest.find("${") {
+        if rest[..at].ends_with('$') {
+            out.push_str(&rest[..at - 1]);
+            out.push_str("${");
+            rest = &rest[at + 2..];
+            continue;
+        }
         let Some(end) = rest[at..].find('}') else { break };
         out.push_str(&rest[..at]);
         out.push_str(&std::env::var(&rest[at + 2..at + end]).unwrap_or_default());

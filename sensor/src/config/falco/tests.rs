@@ -104,8 +104,8 @@ fn each_falco_key_takes_its_falco_meaning() {
              priority: warning\nrule_matching: all\njson_output: true\ntime_format_iso_8601: true\n\
              json_include_tags_property: false\n\
              stdout_output: {{enabled: false}}\nsyslog_output: {{enabled: false}}\n\
-             file_output: {{enabled: true, filename: /var/log/falco/events.txt}}\n\
-             http_output: {{enabled: true, url: \"http://sidekick:2801/\", user_agent: \"falcosecurity/falco\", \
+             file_output: {{enabled: true, filename: \"${{HOME}}/falco-events.txt\"}}\n\
+             http_output: {{enabled: true, url: \"http://sidekick:2801/\", user_agent: \"falcosecurity/falco $${{HOME}}\", \
              mtls: true, client_cert: /c.crt, client_key: /c.key, ca_cert: /ca.pem, insecure: true}}\n\
              program_output: {{enabled: true, keep_alive: true, program: \"jq -c .\"}}\n\
              webserver: {{enabled: true, listen_address: 127.0.0.1, listen_port: 8765, prometheus_metrics_enabled: true}}\n\
@@ -143,7 +143,7 @@ fn each_falco_key_takes_its_falco_meaning() {
     assert_eq!(
         kinds(&c),
         [
-            "file Json /var/log/falco/events.txt",
+            &format!("file Json {}/falco-events.txt", std::env::var("HOME").unwrap()),
             "webhook http_output http://sidekick:2801/",
             "program Json keep_alive=true jq -c .",
         ]
@@ -151,7 +151,8 @@ fn each_falco_key_takes_its_falco_meaning() {
     let OutputKind::Webhook(w) = &c.outputs.outputs[1].kind else { unreachable!() };
     assert_eq!(w.ca_file.as_deref(), Some(std::path::Path::new("/ca.pem")));
     assert_eq!(w.client_cert.as_deref(), Some(std::path::Path::new("/c.crt")));
-    assert_eq!(format!("{:?}", w.headers["User-Agent"]), "Plain(\"falcosecurity/falco\")");
+    // `${NAME}` is the environment's; `$${` a literal `${`.
+    assert_eq!(format!("{:?}", w.headers["User-Agent"]), "Plain(\"falcosecurity/falco ${HOME}\")");
     assert_eq!(c.metrics.address, Some("127.0.0.1:9911".parse().unwrap()), "config.d's port over the main file's");
     assert!(c.metrics.prometheus);
     assert_eq!(c.log.level, "warn", "add-only: the main file's level stays");
