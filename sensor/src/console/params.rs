@@ -3,10 +3,7 @@
 //! `tag`, `node`, `container`, `image`, `namespace`, `pod` (each repeatable), `text`,
 //! `limit`, `after`, `order=oldest`.
 
-use crate::{
-    rules::Priority,
-    store::{Order, Query, now_ns, parse_rfc3339, parse_since},
-};
+use crate::{rules::Priority, store::Query};
 
 /// The query `params` describe; an error names the parameter.
 pub fn query_of(params: &[(String, String)]) -> Result<Query, String> {
@@ -16,13 +13,10 @@ pub fn query_of(params: &[(String, String)]) -> Result<Query, String> {
         if value.is_empty() {
             continue;
         }
+        if q.window().read(key, value)? {
+            continue;
+        }
         match key.as_str() {
-            "since" => {
-                let span = parse_since(value).map_err(|e| format!("since: {e}"))?;
-                q.from_ns = Some(now_ns().saturating_sub(span));
-            }
-            "from" => q.from_ns = Some(parse_rfc3339(value).map_err(|e| format!("from: {e}"))?),
-            "to" => q.to_ns = Some(parse_rfc3339(value).map_err(|e| format!("to: {e}"))?),
             "priority" => {
                 q.min_priority = Some(Priority::parse(value).ok_or_else(|| format!("priority: unknown `{value}`"))?)
             }
@@ -35,15 +29,6 @@ pub fn query_of(params: &[(String, String)]) -> Result<Query, String> {
             "namespace" => q.namespaces.push(value.to_owned()),
             "pod" => q.pods.push(value.to_owned()),
             "text" => q.text = Some(value.to_owned()),
-            "limit" => q.limit = value.parse().map_err(|_| format!("limit: `{value}` is not a number"))?,
-            "after" => q.after = Some(value.parse()?),
-            "order" => {
-                q.order = match value {
-                    "newest" => Order::NewestFirst,
-                    "oldest" => Order::OldestFirst,
-                    other => return Err(format!("order: `{other}`, expected newest or oldest")),
-                }
-            }
             // Parameters of the page itself (`by`, `format`) are read by their handlers.
             _ => {}
         }
@@ -79,6 +64,7 @@ pub fn encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Order;
 
     fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

@@ -5,6 +5,42 @@ use std::fmt;
 use super::{AlertStore, StoredAlert};
 use crate::{enrich::parse_rfc3339_ns, rules::Priority};
 
+/// The parts every search has, alerts' and audit events': its time range, its page and
+/// its order, borrowed from the search being read.
+pub struct Window<'q> {
+    pub from_ns: &'q mut Option<u64>,
+    pub to_ns: &'q mut Option<u64>,
+    pub limit: &'q mut usize,
+    pub after: &'q mut Option<Cursor>,
+    pub order: &'q mut Order,
+}
+
+impl Window<'_> {
+    /// Reads `key=value` when it is one of the window's parameters (`since`, `from`, `to`,
+    /// `limit`, `after`, `order=newest|oldest`): whether it was; an error names it.
+    pub fn read(self, key: &str, value: &str) -> Result<bool, String> {
+        match key {
+            "since" => {
+                let span = parse_since(value).map_err(|e| format!("since: {e}"))?;
+                *self.from_ns = Some(super::now_ns().saturating_sub(span));
+            }
+            "from" => *self.from_ns = Some(parse_rfc3339(value).map_err(|e| format!("from: {e}"))?),
+            "to" => *self.to_ns = Some(parse_rfc3339(value).map_err(|e| format!("to: {e}"))?),
+            "limit" => *self.limit = value.parse().map_err(|_| format!("limit: `{value}` is not a number"))?,
+            "after" => *self.after = Some(value.parse()?),
+            "order" => {
+                *self.order = match value {
+                    "newest" => Order::NewestFirst,
+                    "oldest" => Order::OldestFirst,
+                    other => return Err(format!("order: `{other}`, expected newest or oldest")),
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
 /// A search: every filter given must hold (several values of one filter: any of them).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Query {
@@ -251,6 +287,17 @@ pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 10_000;
 
 impl Query {
+    /// Its time range, page and order, to read parameters into.
+    pub fn window(&mut self) -> Window<'_> {
+        Window {
+            from_ns: &mut self.from_ns,
+            to_ns: &mut self.to_ns,
+            limit: &mut self.limit,
+            after: &mut self.after,
+            order: &mut self.order,
+        }
+    }
+
     /// The page size to use.
     pub fn page_size(&self) -> usize {
         match self.limit {

@@ -242,14 +242,11 @@ impl AuditQuery {
             if value.is_empty() {
                 continue;
             }
+            if q.window().read(key, value)? {
+                continue;
+            }
             let text = value.to_owned();
             match key.as_str() {
-                "since" => {
-                    let span = super::parse_since(value).map_err(|e| format!("since: {e}"))?;
-                    q.from_ns = Some(super::now_ns().saturating_sub(span));
-                }
-                "from" => q.from_ns = Some(super::parse_rfc3339(value).map_err(|e| format!("from: {e}"))?),
-                "to" => q.to_ns = Some(super::parse_rfc3339(value).map_err(|e| format!("to: {e}"))?),
                 "user" => q.users.push(text),
                 "group" => q.groups.push(text),
                 "verb" => q.verbs.push(text),
@@ -264,20 +261,22 @@ impl AuditQuery {
                 "user_agent" => q.user_agents.push(text),
                 "audit_id" => q.audit_ids.push(text),
                 "text" => q.text = Some(text),
-                "limit" => q.limit = value.parse().map_err(|_| format!("limit: `{value}` is not a number"))?,
-                "after" => q.after = Some(value.parse()?),
-                "order" => {
-                    q.order = match value {
-                        "newest" => Order::NewestFirst,
-                        "oldest" => Order::OldestFirst,
-                        other => return Err(format!("order: `{other}`, expected newest or oldest")),
-                    }
-                }
                 // Parameters of the page itself are read by their handlers.
                 _ => {}
             }
         }
         Ok(q)
+    }
+
+    /// Its time range, page and order, to read parameters into.
+    pub fn window(&mut self) -> super::query::Window<'_> {
+        super::query::Window {
+            from_ns: &mut self.from_ns,
+            to_ns: &mut self.to_ns,
+            limit: &mut self.limit,
+            after: &mut self.after,
+            order: &mut self.order,
+        }
     }
 
     /// The page size to use.
