@@ -157,7 +157,7 @@ async fn webhook(engine: Engine, bodies: Arc<Vec<String>>, per_body: usize, clie
 /// Events kept a second by the audit log `config` names, `events` stored in batches of
 /// 1,000 (as parsed events, each made into its record as the writer does).
 fn store(config: &sensor::store::StoreConfig, lines: &[String]) -> f64 {
-    let mut log = sensor::store::audit::open(config).unwrap();
+    let mut log = sensor::store::audit::open(config).unwrap().log;
     let mut events: Vec<AuditEvent> =
         lines.iter().map(|l| AuditEvent::from_json(serde_json::from_str(l).unwrap()).unwrap()).collect();
     let started = Instant::now();

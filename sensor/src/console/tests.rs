@@ -65,7 +65,7 @@ fn fixture(name: &str, base_path: &str) -> Fixture {
     alerts.push(alert(249, "Markup", Priority::Warning, None, "<script>alert(1)</script> by x-y"));
     store.insert(&alerts).unwrap();
     let audit = StoreConfig::at(dir.join("audit.db"));
-    crate::store::audit::open(&audit).unwrap().insert_audit(&audit_events()).unwrap();
+    crate::store::audit::open(&audit).unwrap().log.insert_audit(&audit_events()).unwrap();
     let mut console = console(base_path, &config, None);
     Arc::get_mut(&mut console).unwrap().audit = Some(Reader::open(&audit).unwrap());
     Fixture { dir, app: router(console) }

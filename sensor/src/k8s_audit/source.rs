@@ -218,6 +218,8 @@ pub struct AuditSource {
 
 /// Events waiting for the audit log's writer, at most; more are lost and counted.
 pub const STORE_QUEUE: usize = 50_000;
+/// The internal alert raised when the audit log's SQLite file was unusable and set aside.
+pub const AUDIT_LOG_SET_ASIDE: &str = "sensor internal: audit log set aside";
 /// Events the writer stores in one transaction, at most.
 const STORE_BATCH: usize = 1_000;
 /// A batch the store refused is tried again after these pauses, then counted lost.
@@ -243,9 +245,24 @@ impl AuditSource {
         let (store, writer) = match &config.store {
             Some(store) => {
                 let owned = store.clone();
-                let log = tokio::task::spawn_blocking(move || crate::store::audit::open(&owned))
+                let opened = tokio::task::spawn_blocking(move || crate::store::audit::open(&owned))
                     .await?
                     .with_context(|| format!("k8s_audit.store {}", store.describe()))?;
+                if let Some(message) = opened.set_aside {
+                    // Audit events keep being kept; the operator hears where the old ones went.
+                    log::error!("k8s_audit.store: {message}");
+                    alerts.send(crate::rules::Alert {
+                        time_ns: crate::store::now_ns(),
+                        rule: AUDIT_LOG_SET_ASIDE.into(),
+                        priority: crate::rules::Priority::Error,
+                        source: "internal".into(),
+                        hostname: crate::state::node_name().to_owned(),
+                        message,
+                        tags: vec!["sensor".into(), "internal".into()].into(),
+                        fields: Vec::new(),
+                    });
+                }
+                let log = opened.log;
                 let (to_store, stored) = sync_channel(STORE_QUEUE);
                 let (counters, interval) = (counters.clone(), store.retention_interval);
                 let writer = std::thread::Builder::new()

@@ -80,16 +80,7 @@ impl SqliteStore {
             Ok(store) => Ok(Opened { store, set_aside: None }),
             Err(OpenError::Other(e)) => Err(e),
             Err(OpenError::Unusable(why)) => {
-                let stamp = super::now_ns() / 1_000_000_000;
-                let aside = PathBuf::from(format!("{}.corrupt-{stamp}", path.display()));
-                std::fs::rename(path, &aside)
-                    .with_context(|| format!("setting aside the unusable store {}", path.display()))?;
-                for suffix in ["-wal", "-shm"] {
-                    let side = PathBuf::from(format!("{}{suffix}", path.display()));
-                    if side.exists() {
-                        let _ = std::fs::rename(&side, format!("{}{suffix}", aside.display()));
-                    }
-                }
+                let aside = set_aside(path)?;
                 let store = Self::open_checked(path, config).map_err(OpenError::into_anyhow)?;
                 Ok(Opened { store, set_aside: Some((aside, why)) })
             }
@@ -434,7 +425,7 @@ impl DayTables for SqliteStore {
     }
 }
 
-enum OpenError {
+pub(super) enum OpenError {
     /// The file is not a store this code can write to.
     Unusable(String),
     Other(anyhow::Error),
@@ -455,8 +446,23 @@ impl From<anyhow::Error> for OpenError {
     }
 }
 
+/// Renames the unusable SQLite file at `path` (with its `-wal` and `-shm` files) to
+/// `PATH.corrupt-<unix seconds>`, so a new one can begin there; where it went.
+pub(super) fn set_aside(path: &Path) -> anyhow::Result<PathBuf> {
+    let stamp = super::now_ns() / 1_000_000_000;
+    let aside = PathBuf::from(format!("{}.corrupt-{stamp}", path.display()));
+    std::fs::rename(path, &aside).with_context(|| format!("setting aside the unusable file {}", path.display()))?;
+    for suffix in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{suffix}", path.display()));
+        if side.exists() {
+            let _ = std::fs::rename(&side, format!("{}{suffix}", aside.display()));
+        }
+    }
+    Ok(aside)
+}
+
 /// An open error: unusable when SQLite says the file is not a database or is corrupt.
-fn unusable(e: &rusqlite::Error) -> OpenError {
+pub(super) fn unusable(e: &rusqlite::Error) -> OpenError {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
             OpenError::Unusable(e.to_string())

@@ -381,11 +381,21 @@ pub trait AuditLog: Send {
 }
 
 /// Opens the audit log `config` names for writing (blocks).
-pub fn open(config: &super::StoreConfig) -> anyhow::Result<Box<dyn AuditLog>> {
+pub fn open(config: &super::StoreConfig) -> anyhow::Result<Opened> {
     Ok(match &config.engine {
-        super::Engine::Sqlite(path) => Box::new(SqliteAuditLog::open(path, config)?),
-        super::Engine::Postgres(pg) => Box::new(super::PgStore::connect(pg, config)?),
+        super::Engine::Sqlite(path) => {
+            let (log, set_aside) = SqliteAuditLog::open(path, config)?;
+            Opened { log: Box::new(log), set_aside }
+        }
+        super::Engine::Postgres(pg) => Opened { log: Box::new(super::PgStore::connect(pg, config)?), set_aside: None },
     })
+}
+
+/// An audit log opened for writing.
+pub struct Opened {
+    pub log: Box<dyn AuditLog>,
+    /// What opening found unusable and moved aside (a corrupt SQLite file), for the operator.
+    pub set_aside: Option<String>,
 }
 
 #[cfg(test)]

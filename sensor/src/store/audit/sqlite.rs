@@ -10,7 +10,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params, params_fro
 
 use super::{AuditLog, AuditPage, AuditQuery, AuditRecord, COLUMNS, list_column, list_of_column};
 use crate::store::rows::{DAY_NS, Dialect, Param, ns_column};
-use crate::store::sqlite::{DayTables, fts_query, retain_days, sql_value, table_gone, used_bytes};
+use crate::store::sqlite::{
+    DayTables, OpenError, fts_query, retain_days, set_aside, sql_value, table_gone, unusable, used_bytes,
+};
 use crate::store::{Order, Removed, StoreConfig, Usage};
 
 /// The schema this code writes; a file with another is refused.
@@ -27,8 +29,35 @@ pub struct SqliteAuditLog {
 
 impl SqliteAuditLog {
     /// Opens (or creates) the log for writing.
-    pub fn open(path: &Path, config: &StoreConfig) -> anyhow::Result<SqliteAuditLog> {
+    pub fn open(path: &Path, config: &StoreConfig) -> anyhow::Result<(SqliteAuditLog, Option<String>)> {
+        match Self::open_checked(path, config) {
+            Ok(log) => Ok((log, None)),
+            Err(OpenError::Other(e)) => Err(e),
+            Err(OpenError::Unusable(why)) => {
+                let aside = set_aside(path)?;
+                let log = Self::open_checked(path, config).map_err(|e| match e {
+                    OpenError::Unusable(why) => anyhow::anyhow!("the new audit log is unusable: {why}"),
+                    OpenError::Other(e) => e,
+                })?;
+                let message = format!(
+                    "the audit log {} was unusable ({why}); it was moved to {} and a new log begun",
+                    path.display(),
+                    aside.display()
+                );
+                Ok((log, Some(message)))
+            }
+        }
+    }
+
+    /// [`SqliteAuditLog::open`] without setting anything aside: a file that is not an audit
+    /// log of this schema, or fails SQLite's integrity check, is unusable.
+    fn open_checked(path: &Path, config: &StoreConfig) -> Result<SqliteAuditLog, OpenError> {
         let conn = Connection::open(path).with_context(|| format!("opening the audit log {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(anyhow::Error::from)?;
+        let check: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0)).map_err(|e| unusable(&e))?;
+        if check != "ok" {
+            return Err(OpenError::Unusable(format!("SQLite's integrity check: {check}")));
+        }
         let setup = || -> rusqlite::Result<Option<i64>> {
             conn.busy_timeout(std::time::Duration::from_secs(5))?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -42,11 +71,16 @@ impl SqliteAuditLog {
             conn.execute("INSERT OR IGNORE INTO audit_meta (key, value) VALUES ('next_id', 1)", [])?;
             conn.query_row("SELECT value FROM audit_meta WHERE key = 'schema'", [], |r| r.get(0)).optional()
         };
-        let version = setup().with_context(|| format!("setting up the audit log {}", path.display()))?;
+        let version = setup().map_err(|e| match unusable(&e) {
+            OpenError::Other(e) => OpenError::Other(e.context(format!("setting up the audit log {}", path.display()))),
+            unusable => unusable,
+        })?;
         if version != Some(SCHEMA_VERSION) {
-            bail!("{} holds audit log schema {version:?}; this sensor writes {SCHEMA_VERSION}", path.display());
+            return Err(OpenError::Unusable(format!(
+                "audit log schema {version:?}; this sensor writes {SCHEMA_VERSION}"
+            )));
         }
-        Self::with(conn, path, config.max_age.as_nanos().min(u128::from(u64::MAX)) as u64, config.max_size)
+        Ok(Self::with(conn, path, config.max_age.as_nanos().min(u128::from(u64::MAX)) as u64, config.max_size)?)
     }
 
     /// Opens an existing log to read (`sensor audit search`, the console); never writes.

@@ -30,7 +30,7 @@ fn logs(name: &str, max_age: std::time::Duration) -> (Dir, Logs) {
     std::fs::create_dir_all(&dir).unwrap();
     let sqlite = StoreConfig { max_age, ..StoreConfig::at(dir.join("audit.db")) };
     let postgres = StoreConfig { max_age, ..StoreConfig::postgres(pg_server::database(&format!("audit_{name}"))) };
-    let logs = vec![("sqlite", open(&sqlite).unwrap()), ("postgres", open(&postgres).unwrap())];
+    let logs = vec![("sqlite", open(&sqlite).unwrap().log), ("postgres", open(&postgres).unwrap().log)];
     (Dir(dir), logs)
 }
 
@@ -250,7 +250,7 @@ fn size_retention_keeps_the_newest_events() {
     let dir = Dir(std::env::temp_dir().join(format!("sensor-audit-size-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0).unwrap();
     let config = StoreConfig { max_size: Some(256 << 10), ..StoreConfig::at(dir.0.join("audit.db")) };
-    let mut log = SqliteAuditLog::open(&dir.0.join("audit.db"), &config).unwrap();
+    let (mut log, _) = SqliteAuditLog::open(&dir.0.join("audit.db"), &config).unwrap();
     let events: Vec<AuditRecord> = (0..2000).map(|i| record(fixture_event(i, T0))).collect();
     log.insert_audit(&events).unwrap();
     let removed = log.retain_audit(T0 + 2000 * 3 * HOUR).unwrap();
@@ -325,4 +325,31 @@ fn every_parameter_named_is_read_and_a_bad_value_is_named() {
         let e = AuditQuery::from_params(&[(name.into(), bad.into())]).unwrap_err();
         assert!(e.starts_with(&format!("{name}: ")), "{e}");
     }
+}
+
+#[test]
+fn a_corrupt_log_file_is_set_aside_and_a_new_log_begun() {
+    let dir = Dir(std::env::temp_dir().join(format!("sensor-audit-corrupt-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let path = dir.0.join("audit.db");
+    let garbage = b"not a database, a hostile or damaged file".repeat(200);
+    std::fs::write(&path, &garbage).unwrap();
+    let config = StoreConfig::at(&path);
+    let opened = open(&config).unwrap();
+    let message = opened.set_aside.expect("the operator is told");
+    assert!(message.contains("was unusable") && message.contains(".corrupt-"), "{message}");
+    let aside: Vec<_> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().contains("audit.db.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1);
+    assert_eq!(std::fs::read(&aside[0]).unwrap(), garbage, "the old file is kept as it was");
+    // The new log keeps events.
+    let mut log = opened.log;
+    log.insert_audit(&[record(fixture_event(0, T0))]).unwrap();
+    assert_eq!(log.audit_usage().unwrap().alerts, 1);
+    // Opened again, a sound log is kept.
+    drop(log);
+    assert!(open(&config).unwrap().set_aside.is_none());
 }
