@@ -57,7 +57,7 @@ const KEYS: &[(&str, Handling)] = &[
     ("rule_matching", Apply(rule_matching)),
     ("outputs_queue", Apply(outputs_queue)),
     ("append_output", Apply(append_output)),
-    ("static_fields", NotApplicable("static fields are not supported yet")),
+    ("static_fields", Apply(static_fields)),
     ("stdout_output", Apply(stdout_output)),
     ("syslog_output", Apply(syslog_output)),
     ("file_output", Apply(file_output)),
@@ -128,6 +128,8 @@ struct Builder<'a> {
     time_format: &'static str,
     /// `json_include_*_property`.
     json_alert: Map<String, Value>,
+    /// `static_fields`, as an `append_output` entry for every rule.
+    static_fields: Option<Value>,
     notices: Vec<String>,
 }
 
@@ -269,6 +271,29 @@ fn append_output(_key: &str, v: &Value, b: &mut Builder) -> anyhow::Result<()> {
     if !extra.is_empty() {
         b.engine.insert("append_output".into(), Value::Array(extra));
     }
+    Ok(())
+}
+
+/// `static_fields: {NAME: VALUE}`: in every alert's fields, and in its text with the
+/// suggested fields. Rules cannot test them yet: said once.
+fn static_fields(_key: &str, v: &Value, b: &mut Builder) -> anyhow::Result<()> {
+    let Value::Object(fields) = v else { bail!("expected a mapping of names to values") };
+    if fields.is_empty() {
+        return Ok(());
+    }
+    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    let extra: Vec<Value> = fields.iter().map(|(k, v)| json!({ k: text(v) })).collect();
+    let mut entry = json!({ "extra_fields": extra });
+    let suggested = b
+        .get("append_output")
+        .and_then(Value::as_array)
+        .is_none_or(|items| items.iter().any(|i| i.get("suggested_output").and_then(Value::as_bool) == Some(true)));
+    if suggested {
+        let line: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={}", text(v))).collect();
+        entry["extra_output"] = line.join(" ").into();
+    }
+    b.static_fields = Some(entry);
+    b.notice("static_fields: added to every alert's output; rules cannot test them yet");
     Ok(())
 }
 
@@ -475,6 +500,7 @@ pub fn translate(path: &Path, falco: Value, overrides: &[(String, String)]) -> a
         reload: Map::new(),
         time_format: "local",
         json_alert: Map::new(),
+        static_fields: None,
         notices,
     };
     // Falco's defaults where this sensor's differ: the endpoint on every address (with
@@ -504,9 +530,20 @@ pub fn translate(path: &Path, falco: Value, overrides: &[(String, String)]) -> a
         }
     }
     if b.rules_given && b.rules.is_empty() {
-        b.notice("rules_files: none of the files exists: running the built-in rules");
+        let listed = falco.get("rules_files").or_else(|| falco.get("rules_file"));
+        if listed.and_then(Value::as_array).is_some_and(Vec::is_empty) {
+            b.notice("rules_files: empty: running the built-in rules");
+        } else {
+            b.notice("rules_files: none of the files exists: running the built-in rules");
+        }
     }
     let mut engine = b.engine;
+    if let Some(entry) = b.static_fields {
+        let list = engine.entry("append_output").or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(items) = list {
+            items.push(entry);
+        }
+    }
     if !b.select.is_empty() {
         engine.insert("select".into(), Value::Array(b.select));
     }

@@ -191,6 +191,23 @@ fn overrides_name_falco_keys_and_append_to_lists() {
     assert_eq!(kinds(&c), ["stdout Json"]);
     assert_eq!(c.rules, [extra]);
     assert_eq!(c.metrics.address, Some("127.0.0.1:9912".parse().unwrap()));
+    // static_fields: a cluster's name in every alert, its text (with the suggested fields) and fields.
+    let c = SensorConfig::load_with_overrides(Some(&file), &["static_fields={cluster: prod-eu}".into()]).unwrap();
+    assert_eq!(
+        c.engine.append_output,
+        [crate::rules::AppendOutput {
+            matches: Default::default(),
+            text: "cluster=prod-eu".into(),
+            fields: vec![crate::rules::ExtraField::Constant("cluster".into(), "prod-eu".into())],
+        }]
+    );
+    assert_eq!(
+        c.notices,
+        [
+            "static_fields: added to every alert's output; rules cannot test them yet",
+            "rules_files: empty: running the built-in rules",
+        ]
+    );
     // A value of the wrong kind names the key and the file.
     let e = SensorConfig::load_with_overrides(Some(&file), &["rule_matching=sometimes".into()]).unwrap_err();
     assert!(format!("{e:#}").contains("rule_matching: expected `first` or `all`"), "{e:#}");
