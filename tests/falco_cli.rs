@@ -404,8 +404,8 @@ fn falcosidekick_receives_the_alerts_falcos_http_output_would_send() {
     };
     assert_eq!(received, printed, "the alert as json_output prints it, unchanged");
     // static_fields: the cluster's name in every alert.
-    assert_eq!(received["output_fields"]["cluster"], "prod-eu");
-    assert!(received["output"].as_str().unwrap().ends_with(" cluster=prod-eu"), "{received}");
+    assert_eq!(received["output_fields"]["static.cluster"], "prod-eu");
+    assert!(received["output"].as_str().unwrap().ends_with(" static_cluster=prod-eu"), "{received}");
 }
 
 /// Falco's metric names, as an operator's Prometheus rules use them: evaluated by

@@ -274,26 +274,27 @@ fn append_output(_key: &str, v: &Value, b: &mut Builder) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `static_fields: {NAME: VALUE}`: in every alert's fields, and in its text with the
-/// suggested fields. Rules cannot test them yet: said once.
+/// `static_fields: {NAME: VALUE}`: `static.NAME` in every alert's fields, and
+/// `static_NAME=VALUE` in its text with the suggested fields, as Falco's. Rules cannot test
+/// them yet (`static.NAME` in a condition): said once.
 fn static_fields(_key: &str, v: &Value, b: &mut Builder) -> anyhow::Result<()> {
     let Value::Object(fields) = v else { bail!("expected a mapping of names to values") };
     if fields.is_empty() {
         return Ok(());
     }
     let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-    let extra: Vec<Value> = fields.iter().map(|(k, v)| json!({ k: text(v) })).collect();
+    let extra: Vec<Value> = fields.iter().map(|(k, v)| json!({ format!("static.{k}"): text(v) })).collect();
     let mut entry = json!({ "extra_fields": extra });
     let suggested = b
         .get("append_output")
         .and_then(Value::as_array)
         .is_none_or(|items| items.iter().any(|i| i.get("suggested_output").and_then(Value::as_bool) == Some(true)));
     if suggested {
-        let line: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={}", text(v))).collect();
+        let line: Vec<String> = fields.iter().map(|(k, v)| format!("static_{k}={}", text(v))).collect();
         entry["extra_output"] = line.join(" ").into();
     }
     b.static_fields = Some(entry);
-    b.notice("static_fields: added to every alert's output; rules cannot test them yet");
+    b.notice("static_fields: added to every alert's output; rules cannot test static.* fields yet");
     Ok(())
 }
 

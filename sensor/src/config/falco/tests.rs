@@ -197,14 +197,14 @@ fn overrides_name_falco_keys_and_append_to_lists() {
         c.engine.append_output,
         [crate::rules::AppendOutput {
             matches: Default::default(),
-            text: "cluster=prod-eu".into(),
-            fields: vec![crate::rules::ExtraField::Constant("cluster".into(), "prod-eu".into())],
+            text: "static_cluster=prod-eu".into(),
+            fields: vec![crate::rules::ExtraField::Constant("static.cluster".into(), "prod-eu".into())],
         }]
     );
     assert_eq!(
         c.notices,
         [
-            "static_fields: added to every alert's output; rules cannot test them yet",
+            "static_fields: added to every alert's output; rules cannot test static.* fields yet",
             "rules_files: empty: running the built-in rules",
         ]
     );
