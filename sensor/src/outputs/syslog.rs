@@ -1,7 +1,8 @@
 //! The syslog output: each alert one datagram to the local syslog socket (`/dev/log`), as
 //! Falco's `syslog_output` sends them with syslog(3): facility `user`, the alert's priority
 //! as the severity (Falco's eight priorities are syslog's eight levels), tag `sensor`.
-//! Without a syslog daemon the alerts are counted as failed, never a stop.
+//! Without a syslog daemon (no socket, or nobody on it) an alert fails at once, counted,
+//! without retries: what syslog(3) would lose silently, and nothing to wait for at exit.
 
 use std::{os::unix::net::UnixDatagram, path::PathBuf, sync::Arc};
 
@@ -73,9 +74,15 @@ impl Sink for SyslogSink {
             Some(socket) => socket,
             None => {
                 let socket = UnixDatagram::unbound().map_err(|e| SendError::retry(format!("a socket: {e}")))?;
-                socket
-                    .connect(&self.config.socket)
-                    .map_err(|e| SendError::retry(format!("no syslog at {}: {e}", self.config.socket.display())))?;
+                socket.connect(&self.config.socket).map_err(|e| {
+                    let message = format!("no syslog at {}: {e}", self.config.socket.display());
+                    match e.kind() {
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                            SendError::Permanent(message)
+                        }
+                        _ => SendError::retry(message),
+                    }
+                })?;
                 socket.set_nonblocking(true).map_err(|e| SendError::retry(e.to_string()))?;
                 self.socket.insert(socket)
             }
@@ -109,15 +116,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn alerts_reach_the_syslog_socket_with_their_severity_and_a_missing_one_is_retried() {
+    async fn alerts_reach_the_syslog_socket_with_their_severity_and_none_there_fails_at_once() {
         let dir = std::env::temp_dir().join(format!("sensor-syslog-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("log");
         let mut sink = SyslogSink::new(&SyslogConfig { format: LineFormat::Text, socket: path.clone() });
-        // No daemon yet: a retry, not a stop.
+        // No daemon yet: the alert fails at once (counted, not retried), and nothing stops.
         let e = sink.send(&[alert(Priority::Warning, "early")]).await.unwrap_err();
-        assert!(matches!(e, SendError::Retry { .. }) && e.to_string().contains("no syslog at"), "{e}");
+        assert!(matches!(e, SendError::Permanent(_)) && e.to_string().contains("no syslog at"), "{e}");
         let daemon = UnixDatagram::bind(&path).unwrap();
         let long = "x".repeat(10_000);
         sink.send(&[alert(Priority::Warning, "read /etc/shadow"), alert(Priority::Critical, &long)]).await.unwrap();
