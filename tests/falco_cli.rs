@@ -378,9 +378,33 @@ fn falco_payload(
 fn falcosidekick_receives_the_alerts_falcos_http_output_would_send() {
     let (address, payloads) = sidekick();
     let url = format!("http_output.url=http://{address}/");
+    // A rule that reads the configuration's static field, as Falco's `static.NAME`.
+    let dir = temp_path("falco-sidekick");
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = format!("{dir}/rules.yaml");
+    std::fs::write(
+        &rules,
+        "- rule: Shadow read in production
+  desc: d
+  condition: evt.type in (open, openat) and fd.name = /etc/shadow \
+         and static.cluster = prod-eu
+  output: \"shadow read in %static.cluster (file=%fd.name)\"
+  priority: WARNING
+\
+         - rule: Shadow read in staging
+  desc: d
+  condition: evt.type in (open, openat) and fd.name = /etc/shadow \
+         and static.cluster = staging
+  output: \"never\"
+  priority: WARNING
+",
+    )
+    .unwrap();
     let running = start(&[
         "-c",
         &falco_yaml(),
+        "-r",
+        &rules,
         "-o",
         "http_output.enabled=true",
         "-o",
@@ -403,9 +427,12 @@ fn falcosidekick_receives_the_alerts_falcos_http_output_would_send() {
         }
     };
     assert_eq!(received, printed, "the alert as json_output prints it, unchanged");
-    // static_fields: the cluster's name in every alert.
+    // static_fields: the rule read the cluster's name, and every alert carries it.
+    assert_eq!(received["rule"], "Shadow read in production");
+    assert!(received["output"].as_str().unwrap().contains("shadow read in prod-eu (file=/etc/shadow)"), "{received}");
     assert_eq!(received["output_fields"]["static.cluster"], "prod-eu");
     assert!(received["output"].as_str().unwrap().ends_with(" static_cluster=prod-eu"), "{received}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Falco's metric names, as an operator's Prometheus rules use them: evaluated by

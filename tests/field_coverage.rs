@@ -106,6 +106,8 @@ fn forms(field: &FieldEntry, set: &Setting) -> Result<Vec<String>, String> {
         "thread.cgroup" => v(&["thread.cgroup.unified"]),
         "container.label" => vec![format!("container.label[{LABEL}]")],
         "k8s.pod.label" => vec![format!("k8s.pod.label[{}]", POD_LABEL.0)],
+        // The configuration's static_fields (the test's sets `coverage`).
+        "static" => v(&["static.coverage"]),
         // By index, and by the source path (container.mount.source: by destination).
         "container.mount" => vec!["container.mount[0]".into(), format!("container.mount[{}]", set.data)],
         "container.mount.source" => v(&["container.mount.source[0]", "container.mount.source[/data]"]),
@@ -525,7 +527,7 @@ fn every_available_field_is_produced_on_live_events_or_marked_unavailable() {
     let config_file = scratch.path("sensor.yaml");
     std::fs::write(
         &config_file,
-        "capture: {ring_buffer_kib: 32768}\nalert_queue: {kib: 1048576}\noutputs:\n  - stdout: {}\n    queue: {capacity: 1000000}\n",
+        "capture: {ring_buffer_kib: 32768}\nalert_queue: {kib: 1048576}\nstatic_fields: {coverage: \"on\"}\noutputs:\n  - stdout: {}\n    queue: {capacity: 1000000}\n",
     )
     .unwrap();
     let mut sensor = Sensor::start(&[

@@ -90,6 +90,10 @@ pub struct SensorConfig {
     /// outputs: `output`, `message`, `output_fields`, `tags` (Falco's `json_include_*`).
     #[serde(default)]
     pub json_alert: crate::rules::output::JsonAlertShape,
+    /// Values rules read as `static.NAME` (`static_fields: {cluster: prod-eu}`), the same
+    /// on every event, as Falco's `static_fields`.
+    #[serde(default)]
+    pub static_fields: std::collections::BTreeMap<String, String>,
     /// What reading the file found to tell the operator (a Falco file's keys that have no
     /// effect here, its missing files), logged at start.
     #[serde(skip)]
@@ -105,11 +109,12 @@ impl SensorConfig {
         })
     }
 
-    /// Makes alerts render as `time_format` and `json_alert` say, from now on (one setting
-    /// for the process, as Falco's).
+    /// Makes alerts render as `time_format` and `json_alert` say, and `static.NAME` give
+    /// `static_fields`' values, from now on (one setting for the process, as Falco's).
     pub fn apply_alert_formats(&self) {
         crate::rules::output::set_time_format(self.time_format);
         crate::rules::output::set_json_shape(self.json_alert);
+        crate::rules::fields::set_static_fields(self.static_fields.clone());
     }
 
     /// The consoles of the enabled `console` outputs.

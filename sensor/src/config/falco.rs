@@ -130,6 +130,8 @@ struct Builder<'a> {
     json_alert: Map<String, Value>,
     /// `static_fields`, as an `append_output` entry for every rule.
     static_fields: Option<Value>,
+    /// `static_fields`' values, for `static.NAME`.
+    static_values: Map<String, Value>,
     notices: Vec<String>,
 }
 
@@ -274,9 +276,9 @@ fn append_output(_key: &str, v: &Value, b: &mut Builder) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `static_fields: {NAME: VALUE}`: `static.NAME` in every alert's fields, and
-/// `static_NAME=VALUE` in its text with the suggested fields, as Falco's. Rules cannot test
-/// them yet (`static.NAME` in a condition): said once.
+/// `static_fields: {NAME: VALUE}`: what rules read as `static.NAME`; in every alert's
+/// fields as `static.NAME`, and in its text as `static_NAME=VALUE` with the suggested
+/// fields, as Falco's.
 fn static_fields(_key: &str, v: &Value, b: &mut Builder) -> anyhow::Result<()> {
     let Value::Object(fields) = v else { bail!("expected a mapping of names to values") };
     if fields.is_empty() {
@@ -294,7 +296,7 @@ fn static_fields(_key: &str, v: &Value, b: &mut Builder) -> anyhow::Result<()> {
         entry["extra_output"] = line.join(" ").into();
     }
     b.static_fields = Some(entry);
-    b.notice("static_fields: added to every alert's output; rules cannot test static.* fields yet");
+    b.static_values = fields.iter().map(|(k, v)| (k.clone(), Value::String(text(v)))).collect();
     Ok(())
 }
 
@@ -502,6 +504,7 @@ pub fn translate(path: &Path, falco: Value, overrides: &[(String, String)]) -> a
         time_format: "local",
         json_alert: Map::new(),
         static_fields: None,
+        static_values: Map::new(),
         notices,
     };
     // Falco's defaults where this sensor's differ: the endpoint on every address (with
@@ -558,6 +561,7 @@ pub fn translate(path: &Path, falco: Value, overrides: &[(String, String)]) -> a
         "reload": b.reload,
         "time_format": b.time_format,
         "json_alert": b.json_alert,
+        "static_fields": b.static_values,
     });
     Ok(Translated { tree, notices: b.notices })
 }

@@ -88,6 +88,7 @@ pub(super) fn field<'e>(ev: &'e AuditEvent, id: Field, arg: Option<&FieldArg>) -
         EvtRawtimeNs => Some(Value::UInt(ev.time_ns % 1_000_000_000)),
         EvtSource => Some(Value::str(K8S_AUDIT_SOURCE)),
         EvtHostname => Some(Value::str(ev.hostname)),
+        Static => crate::rules::fields::static_value(arg),
         // An audit event has none of a syscall event's fields.
         syscall_fields!() => None,
         // --- ka: the request

@@ -5,7 +5,7 @@
 //! crate compiles again, and everything else (checker, `list-fields`, typed JSON output)
 //! reads [`FIELDS`].
 
-use std::fmt;
+use std::{collections::BTreeMap, fmt};
 
 /// The type of a field's value, which decides how operators compare it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -234,6 +234,8 @@ fields! {
         EvtRawtimeNs "evt.rawtime.ns" UInt None "Nanosecond part of the event time.";
         EvtSource "evt.source" Str None "Source that produced the event (syscall).";
         EvtHostname "evt.hostname" Str None "The node's name, as alerts carry it: SENSOR_HOSTNAME, else FALCO_HOSTNAME, else the kernel's host name.";
+        // --- static: the configuration's static_fields, the same on every event
+        Static "static" Str Key "A value of the configuration's static_fields, by name (static.cluster); unset names have none.";
     }
     syscall_fields Syscall {
         // --- evt: the event itself
@@ -604,6 +606,21 @@ pub struct Resolved {
 }
 
 /// Looks up a field as written (`name` without brackets, `bracket` its `[...]` argument).
+/// The configuration's `static_fields`, which `static.NAME` reads.
+static STATIC_FIELDS: std::sync::RwLock<BTreeMap<String, String>> = std::sync::RwLock::new(BTreeMap::new());
+
+/// Sets the values `static.NAME` gives, from now on.
+pub fn set_static_fields(fields: BTreeMap<String, String>) {
+    *STATIC_FIELDS.write().unwrap_or_else(std::sync::PoisonError::into_inner) = fields;
+}
+
+/// The value of `static.NAME` for `arg` (the name), if configured.
+pub fn static_value(arg: Option<&FieldArg>) -> Option<super::Value<'static>> {
+    let Some(FieldArg::Key(name)) = arg else { return None };
+    let fields = STATIC_FIELDS.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    fields.get(name.as_str()).map(|v| super::Value::Str(v.clone().into()))
+}
+
 /// Suffix forms are understood: `evt.arg.flags`, `k8s.pod.label.app`, `evt.type.is.open`.
 pub fn resolve(name: &str, bracket: Option<&str>) -> Result<Resolved, String> {
     if let Some(id) = by_name(name) {

@@ -895,3 +895,24 @@ fn append_output_entries_append_to_the_rules_they_match() {
     assert!(engine.is_none());
     assert!(diags.iter().any(|d| d.message.contains("extra_fields") && d.message.contains("proc.nme")), "{diags:?}");
 }
+
+#[test]
+fn static_fields_are_read_in_conditions_and_outputs() {
+    super::fields::set_static_fields([("env".to_owned(), "prod".to_owned())].into());
+    let rule = |name: &str, cond: &str| {
+        format!(
+            "- rule: {name}\n  desc: d\n  condition: evt.type = openat and {cond}\n  output: \"env=%static.env \
+             other=%static.other\"\n  priority: WARNING\n"
+        )
+    };
+    let rules =
+        [rule("Prod", "static.env = prod"), rule("Dev", "static.env = dev"), rule("Unset", "static.other exists")]
+            .concat();
+    let engine = engine(&rules, RuleMatching::All);
+    let ev =
+        built(&json!({"evt.type": "openat", "fd.typechar": "f", "fd.num": 3, "fd.name": "/tmp/x", "proc.name": "cat"}));
+    let alerts = engine.process_one(&ev.view());
+    let seen: Vec<(&str, &str)> = alerts.iter().map(|a| (a.rule.as_str(), a.message.as_str())).collect();
+    assert_eq!(seen, [("Prod", "env=prod other=<NA>")]);
+    assert!(fields::resolve("static", None).is_err(), "a name is needed");
+}

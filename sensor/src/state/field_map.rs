@@ -227,6 +227,7 @@ fn setting(field: Field) -> Setting {
         }
         K8sPodSandboxId => From("k8s.pod.full_sandbox_id"),
         SensorPid => Direct,
+        Static => From("static_fields in the configuration"),
         // Unavailable in the registry: nothing renders them.
         EvtBuffer | EvtLatency | ProcNthreads | ProcNchilds | FdDev | FdDevMajor | FdDevMinor | FdIno
         | FdIsUpperLayer | FdIsLowerLayer => From("nothing"),

@@ -761,6 +761,7 @@ impl FieldSource for EventView<'_> {
             EvtCount => uint(1u64),
             EvtSource => s("syscall"),
             EvtHostname => s(state.sensor.hostname.as_str()),
+            Static => crate::rules::fields::static_value(arg),
             EvtIsAsync => Some(Value::Bool(false)),
             EvtLatency => None,
             // What the event captured, or what its process's state keeps: fd names, environment.
