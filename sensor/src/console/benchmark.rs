@@ -275,13 +275,10 @@ pub(super) async fn api_ingest(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let Some(ingest) = &console.ingest else {
-        return (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "this console takes no reports"})))
-            .into_response();
+    let ingest = match console.node_ingest(&headers, "reports") {
+        Ok(ingest) => ingest,
+        Err(refused) => return *refused,
     };
-    if !bearer(&headers).is_some_and(|t| ingest.tokens.accepts(t)) {
-        return unauthorized();
-    }
     let submission: Submission = match serde_json::from_slice(&body) {
         Ok(s) => s,
         Err(e) => {
@@ -319,13 +316,10 @@ pub(super) async fn api_ingest_rerun(
     headers: HeaderMap,
     Json(body): Json<NodeBody>,
 ) -> Response {
-    let Some(ingest) = &console.ingest else {
-        return (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "this console takes no reports"})))
-            .into_response();
+    let ingest = match console.node_ingest(&headers, "reports") {
+        Ok(ingest) => ingest,
+        Err(refused) => return *refused,
     };
-    if !bearer(&headers).is_some_and(|t| ingest.tokens.accepts(t)) {
-        return unauthorized();
-    }
     if let Err(e) = valid_node(&body.node) {
         return bad_request(e);
     }

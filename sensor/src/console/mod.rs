@@ -408,6 +408,19 @@ impl Console {
         bearer(headers).is_some_and(|t| self.tokens.accepts(t)) || self.session(headers).await.is_some()
     }
 
+    /// What the cluster's console takes from a node, when the request carries a node
+    /// token; else the answer: 404 (beside `sensor run`, which takes no `what`) or 401.
+    fn node_ingest(&self, headers: &HeaderMap, what: &str) -> Result<&Ingest, Box<Response>> {
+        let Some(ingest) = &self.ingest else {
+            let error = Json(serde_json::json!({"error": format!("this console takes no {what}")}));
+            return Err(Box::new((StatusCode::NOT_FOUND, error).into_response()));
+        };
+        if !bearer(headers).is_some_and(|t| ingest.tokens.accepts(t)) {
+            return Err(Box::new(unauthorized()));
+        }
+        Ok(ingest)
+    }
+
     /// The dashboard's path.
     fn home(&self) -> String {
         if self.base.is_empty() { "/".into() } else { self.base.clone() }
@@ -797,13 +810,10 @@ async fn api_counts(State(console): State<Arc<Console>>, headers: HeaderMap, Url
 /// batch is stored once (PostgreSQL keeps one row per alert digest). A line that is not an
 /// alert is refused with its number and the rest stored.
 async fn api_ingest(State(console): State<Arc<Console>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let Some(ingest) = &console.ingest else {
-        return (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "this console takes no alerts"})))
-            .into_response();
+    let ingest = match console.node_ingest(&headers, "alerts") {
+        Ok(ingest) => ingest,
+        Err(refused) => return *refused,
     };
-    if !bearer(&headers).is_some_and(|t| ingest.tokens.accepts(t)) {
-        return unauthorized();
-    }
     let mut alerts = Vec::new();
     let mut refused = Vec::new();
     for (i, line) in body.split(|b| *b == b'\n').enumerate() {
