@@ -18,4 +18,6 @@ pub mod pipeline;
 pub mod rules;
 pub mod state;
 pub mod store;
+#[cfg(test)]
+mod test_dir;
 pub mod tls;

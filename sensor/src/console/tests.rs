@@ -454,20 +454,24 @@ fn exported_cells_cannot_become_spreadsheet_formulas() {
 
 const NODE_TOKEN: &str = "node-token-abcdef0123456789";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cluster_console_takes_alerts_only_with_a_node_token() {
-    let f = fixture("ingest", "/sensor");
-    let config = StoreConfig::at(f.dir.join("alerts.db"));
-    let (writer, _) = SharedWriter::open(&config).unwrap();
-    let ingest = Ingest {
+/// What the cluster's console takes from nodes with [`NODE_TOKEN`], into the store `config` names.
+fn node_ingest(config: &StoreConfig) -> Ingest {
+    let (writer, _) = SharedWriter::open(config).unwrap();
+    Ingest {
         writer,
         tokens: Tokens::new(vec![crate::outputs::Secret::for_test(NODE_TOKEN)]),
         stored: AtomicU64::new(0),
         refused: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         reports: AtomicU64::new(0),
-    };
-    let app = router(console("/sensor", &config, Some(ingest)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_console_takes_alerts_only_with_a_node_token() {
+    let f = fixture("ingest", "/sensor");
+    let config = StoreConfig::at(f.dir.join("alerts.db"));
+    let app = router(console("/sensor", &config, Some(node_ingest(&config))));
     let sent = alert(300, "From node-b", Priority::Error, Some("web-9"), "read /etc/shadow on node-b");
     let sent = Alert { hostname: "node-b".into(), ..(*sent).clone() };
     let body = format!("{}\n{{\"not\": \"an alert\"}}\nnot json\n\n", sent.to_json());
@@ -692,16 +696,7 @@ fn cluster_console(name: &str) -> (Fixture, Arc<Console>) {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let config = StoreConfig::at(dir.join("alerts.db"));
-    let (writer, _) = SharedWriter::open(&config).unwrap();
-    let ingest = Ingest {
-        writer,
-        tokens: Tokens::new(vec![crate::outputs::Secret::for_test(NODE_TOKEN)]),
-        stored: AtomicU64::new(0),
-        refused: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-        reports: AtomicU64::new(0),
-    };
-    let console = console("", &config, Some(ingest));
+    let console = console("", &config, Some(node_ingest(&config)));
     (Fixture { dir, app: router(console.clone()) }, console)
 }
 

@@ -1,7 +1,7 @@
 //! Both stores, SQLite and a real PostgreSQL, against what an operator searching them would
 //! check.
 
-use std::{collections::BTreeSet, path::PathBuf, sync::Arc, time::Duration};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use super::*;
 use crate::rules::Value;
@@ -11,25 +11,11 @@ const HOUR_NS: u64 = 3_600 * 1_000_000_000;
 /// 2026-12-06T00:00:00Z.
 const T0: u64 = 1_796_515_200 * 1_000_000_000;
 
-struct Dir(PathBuf);
+use crate::test_dir::TestDir as Dir;
 
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("sensor-store-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-
-    fn config(&self) -> StoreConfig {
-        StoreConfig::at(self.0.join("alerts.db"))
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// An alert store file in `dir`.
+fn alerts_db(dir: &Dir) -> StoreConfig {
+    StoreConfig::at(dir.0.join("alerts.db"))
 }
 
 fn alert(time_ns: u64, rule: &str, priority: Priority, message: &str, fields: &[(&str, &str)]) -> Arc<Alert> {
@@ -59,12 +45,12 @@ struct Stores {
 
 impl Stores {
     fn new(name: &str) -> Stores {
-        Stores { dir: Dir::new(name), postgres: pg_server::database(name) }
+        Stores { dir: Dir::new(&format!("store-{name}")), postgres: pg_server::database(name) }
     }
 
     /// Each engine's store, its limits set by `limits` (applied to a default store).
     fn each(&self, limits: impl Fn(StoreConfig) -> StoreConfig) -> Vec<(&'static str, Box<dyn AlertStore>)> {
-        let sqlite = limits(self.dir.config());
+        let sqlite = limits(alerts_db(&self.dir));
         let postgres = limits(StoreConfig::postgres(self.postgres.clone()));
         vec![("sqlite", open(&sqlite).unwrap().store), ("postgres", open(&postgres).unwrap().store)]
     }
@@ -282,9 +268,9 @@ fn age_retention_removes_exactly_in(engine: &str, store: &mut dyn AlertStore) {
 
 #[test]
 fn size_retention_keeps_the_newest_within_the_limit() {
-    let dir = Dir::new("size");
+    let dir = Dir::new("store-size");
     let max_size = 2 << 20;
-    let config = StoreConfig { max_size: Some(max_size), ..dir.config() };
+    let config = StoreConfig { max_size: Some(max_size), ..alerts_db(&dir) };
     let mut store = open_sqlite(&config);
     let text = "x".repeat(300);
     let mut id = 0u64;
@@ -315,8 +301,8 @@ fn size_retention_keeps_the_newest_within_the_limit() {
 
 #[test]
 fn a_reopened_store_keeps_its_alerts_and_numbers() {
-    let dir = Dir::new("reopen");
-    let config = dir.config();
+    let dir = Dir::new("store-reopen");
+    let config = alerts_db(&dir);
     let mut store = open_sqlite(&config);
     store.insert(&[alert(T0, "R", Priority::Notice, "one", &[])]).unwrap();
     drop(store);
@@ -333,8 +319,8 @@ fn a_reopened_store_keeps_its_alerts_and_numbers() {
 
 #[test]
 fn a_corrupt_file_is_set_aside_and_a_new_store_begun() {
-    let dir = Dir::new("corrupt");
-    let config = dir.config();
+    let dir = Dir::new("store-corrupt");
+    let config = alerts_db(&dir);
     let path = config.sqlite_path().unwrap();
     // Not a database at all.
     std::fs::write(path, b"this is not a database, it is a text file left here\n".repeat(100)).unwrap();

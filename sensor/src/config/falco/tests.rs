@@ -11,19 +11,10 @@ fn stock() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/falco/falco.yaml")
 }
 
-struct Dir(PathBuf);
+use crate::test_dir::TestDir;
 
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn dir(name: &str) -> Dir {
-    let dir = std::env::temp_dir().join(format!("sensor-falco-config-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    Dir(dir)
+fn dir(name: &str) -> TestDir {
+    TestDir::new(&format!("falco-config-{name}"))
 }
 
 fn kinds(c: &SensorConfig) -> Vec<String> {

@@ -2,8 +2,6 @@
 //! searching it checks: a fixture spread over 8 days, retention of 7, and each filter
 //! giving exactly the events it names.
 
-use std::path::PathBuf;
-
 use super::*;
 use crate::store::{StoreConfig, pg_server};
 
@@ -12,26 +10,18 @@ const DAY: u64 = 24 * HOUR;
 /// 2026-12-06T00:00:00Z.
 const T0: u64 = 1_796_515_200 * 1_000_000_000;
 
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::test_dir::TestDir as Dir;
 
 /// Each engine's log, by the engine's name.
 type Logs = Vec<(&'static str, Box<dyn AuditLog>)>;
 
 /// One log of each engine for test `name`.
 fn logs(name: &str, max_age: std::time::Duration) -> (Dir, Logs) {
-    let dir = std::env::temp_dir().join(format!("sensor-audit-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let sqlite = StoreConfig { max_age, ..StoreConfig::at(dir.join("audit.db")) };
+    let dir = Dir::new(&format!("audit-{name}"));
+    let sqlite = StoreConfig { max_age, ..StoreConfig::at(dir.0.join("audit.db")) };
     let postgres = StoreConfig { max_age, ..StoreConfig::postgres(pg_server::database(&format!("audit_{name}"))) };
     let logs = vec![("sqlite", open(&sqlite).unwrap().log), ("postgres", open(&postgres).unwrap().log)];
-    (Dir(dir), logs)
+    (dir, logs)
 }
 
 const USERS: [(&str, &[&str]); 4] = [
@@ -247,8 +237,7 @@ fn an_event_given_twice_is_stored_once_and_a_reused_audit_id_is_not_a_repeat() {
 
 #[test]
 fn size_retention_keeps_the_newest_events() {
-    let dir = Dir(std::env::temp_dir().join(format!("sensor-audit-size-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = Dir::new("audit-size");
     let config = StoreConfig { max_size: Some(256 << 10), ..StoreConfig::at(dir.0.join("audit.db")) };
     let (mut log, _) = SqliteAuditLog::open(&dir.0.join("audit.db"), &config).unwrap();
     let events: Vec<AuditRecord> = (0..2000).map(|i| record(fixture_event(i, T0))).collect();
@@ -289,8 +278,7 @@ fn the_keep_filter_selects_levels_and_verbs() {
 
 #[test]
 fn a_reader_refuses_a_file_that_is_not_an_audit_log() {
-    let dir = Dir(std::env::temp_dir().join(format!("sensor-audit-foreign-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = Dir::new("audit-foreign");
     let alerts = dir.0.join("alerts.db");
     crate::store::SqliteStore::open(&alerts, &StoreConfig::at(&alerts)).unwrap();
     let e = SqliteAuditLog::open_read_only(&alerts).unwrap_err().to_string();
@@ -329,8 +317,7 @@ fn every_parameter_named_is_read_and_a_bad_value_is_named() {
 
 #[test]
 fn a_corrupt_log_file_is_set_aside_and_a_new_log_begun() {
-    let dir = Dir(std::env::temp_dir().join(format!("sensor-audit-corrupt-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = Dir::new("audit-corrupt");
     let path = dir.0.join("audit.db");
     let garbage = b"not a database, a hostile or damaged file".repeat(200);
     std::fs::write(&path, &garbage).unwrap();

@@ -1,7 +1,7 @@
 //! The benchmark runs in both engines (a SQLite file, a real PostgreSQL): what the console
 //! lists, what a node's history holds, what retention keeps, and re-run requests.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use super::*;
 use crate::benchmark::CheckResult;
@@ -12,30 +12,22 @@ const DAY: u64 = 24 * HOUR;
 /// 2026-12-06T00:00:00Z.
 const T0: u64 = 1_796_515_200 * 1_000_000_000;
 
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::test_dir::TestDir as Dir;
 
 /// Each engine's store, by the engine's name.
 type Stores = Vec<(&'static str, Box<dyn AlertStore>)>;
 
 /// One store of each engine for test `name`, keeping 7 days.
 fn stores(name: &str) -> (Dir, Stores) {
-    let dir = std::env::temp_dir().join(format!("sensor-benchmark-runs-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Dir::new(&format!("benchmark-runs-{name}"));
     let max_age = Duration::from_secs(7 * 86_400);
-    let sqlite = StoreConfig { max_age, ..StoreConfig::at(dir.join("alerts.db")) };
+    let sqlite = StoreConfig { max_age, ..StoreConfig::at(dir.0.join("alerts.db")) };
     let postgres = StoreConfig { max_age, ..StoreConfig::postgres(pg_server::database(&format!("bench_{name}"))) };
     let stores = vec![
         ("sqlite", crate::store::open(&sqlite).unwrap().store),
         ("postgres", crate::store::open(&postgres).unwrap().store),
     ];
-    (Dir(dir), stores)
+    (dir, stores)
 }
 
 /// A report of `failing` failed checks out of three.
