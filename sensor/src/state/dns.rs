@@ -3,6 +3,7 @@
 //! and an address the event names maps back to the name it resolved from. No reverse
 //! lookups happen on the event path.
 
+use foldhash::fast::RandomState;
 use std::{
     collections::{BTreeSet, HashMap},
     net::{IpAddr, ToSocketAddrs},
@@ -16,7 +17,7 @@ pub const DNS_REFRESH: Duration = Duration::from_secs(30);
 /// Addresses of the names the rules use, kept fresh by a background thread.
 #[derive(Clone, Debug, Default)]
 pub struct DnsNames {
-    by_addr: Arc<RwLock<HashMap<IpAddr, String>>>,
+    by_addr: Arc<RwLock<HashMap<IpAddr, String, RandomState>>>,
     /// Wakes the resolver with a new set of names (a rules reload); `None` without a thread.
     names: Option<mpsc::Sender<BTreeSet<String>>>,
 }
@@ -60,11 +61,11 @@ impl DnsNames {
 fn resolve_loop(
     mut names: BTreeSet<String>,
     updates: &mpsc::Receiver<BTreeSet<String>>,
-    map: &Weak<RwLock<HashMap<IpAddr, String>>>,
+    map: &Weak<RwLock<HashMap<IpAddr, String, RandomState>>>,
     refresh: Duration,
 ) {
     loop {
-        let mut fresh = HashMap::new();
+        let mut fresh = HashMap::default();
         // In order, so an address two names share maps to the first, the same every time.
         for name in &names {
             match (name.as_str(), 0).to_socket_addrs() {

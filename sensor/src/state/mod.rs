@@ -77,7 +77,7 @@ pub struct State {
     sweep: Sweep,
     /// Overlay upper directory of each mount namespace's root (`None`: not an overlay),
     /// learned from any live process of it, so that short-lived ones resolve too.
-    upper_dirs: HashMap<u32, Option<String>>,
+    upper_dirs: HashMap<u32, Option<String>, foldhash::fast::RandomState>,
     /// What the last event given to [`State::before`] changed, for the fields that
     /// compare before and after (`fd.name_changed`, `user.prev_uid`, `thread.cap_added`).
     changes: EventChanges,
@@ -140,7 +140,7 @@ impl State {
             unknown_process: 0,
             live: false,
             sweep: Sweep { interval_ns: cfg.sweep_interval.as_nanos() as u64, last_ns: 0 },
-            upper_dirs: HashMap::new(),
+            upper_dirs: HashMap::default(),
             changes: EventChanges::default(),
             dns: DnsNames::default(),
             stream: Stream::default(),

@@ -8,6 +8,7 @@
 //! asks for a mount namespace's accounts and goes on; until they are loaded its lookups
 //! report [`Lookup::Pending`] (user fields render the uid) instead of waiting.
 
+use foldhash::fast::RandomState;
 use std::{
     collections::HashMap,
     ffi::CString,
@@ -36,8 +37,8 @@ pub struct User {
 /// The users and groups of one root file system.
 #[derive(Debug, Default)]
 pub struct Accounts {
-    users: HashMap<u32, User>,
-    groups: HashMap<u32, String>,
+    users: HashMap<u32, User, RandomState>,
+    groups: HashMap<u32, String, RandomState>,
 }
 
 impl Accounts {
@@ -316,7 +317,7 @@ fn read_in_root(root: &OwnedFd, path: &str) -> Result<(String, bool), ReadError>
     Ok((String::from_utf8_lossy(&bytes).into_owned(), cut))
 }
 
-fn parse_passwd(text: &str) -> HashMap<u32, User> {
+fn parse_passwd(text: &str) -> HashMap<u32, User, RandomState> {
     text.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
@@ -326,7 +327,7 @@ fn parse_passwd(text: &str) -> HashMap<u32, User> {
         .collect()
 }
 
-fn parse_group(text: &str) -> HashMap<u32, String> {
+fn parse_group(text: &str) -> HashMap<u32, String, RandomState> {
     text.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
@@ -339,7 +340,7 @@ fn parse_group(text: &str) -> HashMap<u32, String> {
 /// the ones it already has (no lock per lookup).
 #[derive(Debug, Default)]
 pub struct UserDb {
-    by_mnt_ns: HashMap<u32, Arc<Accounts>>,
+    by_mnt_ns: HashMap<u32, Arc<Accounts>, RandomState>,
     /// Accounts every process sees, instead of its files (an event built from a field map).
     fixed: Option<Arc<Accounts>>,
 }
@@ -347,7 +348,8 @@ pub struct UserDb {
 impl UserDb {
     /// These users and groups, whatever a process's files say.
     pub fn fixed(users: HashMap<u32, User>, groups: HashMap<u32, String>) -> Self {
-        UserDb { by_mnt_ns: HashMap::new(), fixed: Some(Arc::new(Accounts { users, groups })) }
+        let accounts = Accounts { users: users.into_iter().collect(), groups: groups.into_iter().collect() };
+        UserDb { by_mnt_ns: HashMap::default(), fixed: Some(Arc::new(accounts)) }
     }
 
     /// The accounts processes in `root` see, when loaded (else asks for them): shared, so
