@@ -71,6 +71,44 @@ impl NumOp {
     }
 }
 
+/// The strings of an `in` or `intersects` test, with the lengths they have: a text of
+/// another length is refused without hashing it (most texts a rule tests are in none of
+/// its lists).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StrSet {
+    strings: Set<String>,
+    /// Bit `n`: some string is `n` bytes long (bit 63: 63 or more).
+    lengths: u64,
+}
+
+impl StrSet {
+    fn length_bit(len: usize) -> u64 {
+        1 << len.min(63)
+    }
+
+    /// Whether `s` is one of the strings.
+    pub(crate) fn contains(&self, s: &str) -> bool {
+        self.lengths & Self::length_bit(s.len()) != 0 && self.strings.contains(s)
+    }
+
+    /// The strings, in no particular order.
+    pub(crate) fn strings(&self) -> &Set<String> {
+        &self.strings
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &String> {
+        self.strings.iter()
+    }
+}
+
+impl FromIterator<String> for StrSet {
+    fn from_iter<I: IntoIterator<Item = String>>(items: I) -> Self {
+        let strings: Set<String> = items.into_iter().collect();
+        let lengths = strings.iter().fold(0, |bits, s| bits | Self::length_bit(s.len()));
+        StrSet { strings, lengths }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) enum StrTest {
     Eq(String),
@@ -81,8 +119,8 @@ pub(crate) enum StrTest {
     EndsWith(String),
     Glob(String, bool),
     Regex(regex::Regex),
-    In(Set<String>),
-    Intersects(Set<String>),
+    In(StrSet),
+    Intersects(StrSet),
     Pmatch(PathTrie),
     /// Several `contains`/`icontains` on the same field joined by `or`.
     AnyContains(AhoCorasick),
@@ -521,6 +559,16 @@ mod tests {
     }
 
     #[test]
+    fn a_string_set_finds_its_strings_and_refuses_others_of_any_length() {
+        let long = "x".repeat(70);
+        let set: StrSet = ["sh".to_owned(), "bash".to_owned(), long.clone()].into_iter().collect();
+        assert!(set.contains("sh") && set.contains("bash") && set.contains(&long));
+        assert!(!set.contains("zsh") && !set.contains("bas") && !set.contains(""));
+        // Lengths of 63 bytes and more share one bit: the strings themselves decide.
+        assert!(!set.contains(&"x".repeat(64)) && !set.contains(&"y".repeat(70)));
+    }
+
+    #[test]
     fn lowered_tests_agree_with_the_general_path_on_every_value_shape() {
         let text = |s: &'static str| Value::str(s);
         let scalars = [
@@ -543,7 +591,7 @@ mod tests {
         values.push(Some(Value::List(vec![])));
         values.push(Some(Value::List(vec![text("a"), text("/x/c")])));
         values.push(Some(Value::List(vec![Value::Int(5), Value::Bool(true)])));
-        let set = |items: &[&str]| items.iter().map(|i| (*i).to_owned()).collect::<Set<String>>();
+        let set = |items: &[&str]| items.iter().map(|i| (*i).to_owned()).collect::<StrSet>();
         let mut kinds = vec![
             TestKind::Exists,
             TestKind::Str(StrTest::Eq("a".into())),

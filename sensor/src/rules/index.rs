@@ -384,7 +384,7 @@ fn type_test(t: &Test) -> Option<TypeTest<'_>> {
     match &t.kind {
         TestKind::Str(StrTest::Eq(v)) => Some(TypeTest::Eq(v)),
         TestKind::Str(StrTest::Ne(v)) => Some(TypeTest::Ne(v)),
-        TestKind::Str(StrTest::In(set)) => Some(TypeTest::In(set)),
+        TestKind::Str(StrTest::In(set)) => Some(TypeTest::In(set.strings())),
         _ => None,
     }
 }
@@ -398,7 +398,7 @@ fn required_names(node: &Node) -> Option<(Operand, Set<String>)> {
             let Operand::Field { id: Field::ProcName, arg: None, .. } = &t.lhs else { return None };
             match &t.kind {
                 TestKind::Str(StrTest::Eq(v)) => Some((t.lhs.clone(), Set::from_iter([v.clone()]))),
-                TestKind::Str(StrTest::In(set)) => Some((t.lhs.clone(), set.clone())),
+                TestKind::Str(StrTest::In(set)) => Some((t.lhs.clone(), set.strings().clone())),
                 _ => None,
             }
         }

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use super::{
     Fd, Lookup, Process, Root, State,
     fd::IoClass,
+    process::Lineage,
     symbols::{
         BPF_CMDS, CLONE_FLAGS, EXE_FLAGS, FAMILIES, FCNTL_CMDS, MEMFD_FLAGS, MODE_EXEC, MODE_FLAGS, NAMESPACE_FLAGS,
         O_ACCMODE, O_CREAT, O_RDONLY, O_TMPFILE, O_WRONLY, OPEN_FLAGS, PROT_FLAGS, PTRACE_REQUESTS, SIGNALS, cap_names,
@@ -88,6 +89,32 @@ pub struct EventView<'a> {
     /// The users and groups the event's process sees, fetched at the first user field
     /// (`None` inside: not loaded yet).
     accounts: std::cell::OnceCell<Option<std::sync::Arc<Accounts>>>,
+    /// The process's first ancestors, walked at the first field that needs one: rules read
+    /// `proc.aname[2]`, `[3]`, ... in turn, each a walk from the process otherwise.
+    ancestors: std::cell::OnceCell<Ancestors<'a>>,
+}
+
+/// The most generations a field walks up the ancestry.
+const ANCESTRY_MAX: usize = 64;
+
+/// The first [`Lineage::INLINE`] ancestors of an event's process, parent first.
+struct Ancestors<'a> {
+    procs: [Option<&'a Process>; Lineage::INLINE],
+    /// The walk ended within them: there is no further ancestor.
+    complete: bool,
+}
+
+impl<'a> Ancestors<'a> {
+    fn walk(mut lineage: Lineage<'a>) -> Self {
+        let mut procs = [None; Lineage::INLINE];
+        for slot in &mut procs {
+            *slot = lineage.next();
+            if slot.is_none() {
+                return Ancestors { procs, complete: true };
+            }
+        }
+        Ancestors { procs, complete: lineage.next().is_none() }
+    }
 }
 
 /// Which way data moves in an I/O event.
@@ -272,7 +299,15 @@ impl<'a> EventView<'a> {
     pub(super) fn new(ev: &'a Event, state: &'a State, container: Option<&'a ContainerView>) -> Self {
         let process = state.procs.get(ev.pid);
         let fd = Self::event_fd(ev, process, state);
-        Self { ev, state, container, process, fd, accounts: std::cell::OnceCell::new() }
+        Self {
+            ev,
+            state,
+            container,
+            process,
+            fd,
+            accounts: std::cell::OnceCell::new(),
+            ancestors: std::cell::OnceCell::new(),
+        }
     }
 
     /// The fd `ev` works on, as libsinsp picks it: the argument of calls that take one (the
@@ -349,10 +384,17 @@ impl<'a> EventView<'a> {
 
     /// The process `level` generations up (0: the event's own).
     fn ancestor(&self, level: u32) -> Option<&'a Process> {
-        if level == 0 {
-            return self.process();
+        let Some(up) = (level as usize).checked_sub(1) else { return self.process() };
+        let ancestors = self.ancestors();
+        match ancestors.procs.get(up) {
+            Some(found) => *found,
+            None if ancestors.complete => None,
+            None => self.state.procs.ancestor(self.ev.pid, level as usize),
         }
-        self.state.procs.ancestor(self.ev.pid, level as usize)
+    }
+
+    fn ancestors(&self) -> &Ancestors<'a> {
+        self.ancestors.get_or_init(|| Ancestors::walk(self.state.procs.lineage(self.ev.pid)))
     }
 
     fn parent(&self) -> Option<&'a Process> {
@@ -362,7 +404,15 @@ impl<'a> EventView<'a> {
     fn ancestry(&self, arg: Option<&FieldArg>, f: impl Fn(&'a Process) -> Value<'a>) -> Option<Value<'a>> {
         match arg {
             Some(FieldArg::Index(n)) => self.ancestor(*n).map(f),
-            _ => Some(Value::List(self.state.procs.lineage(self.ev.pid).take(64).map(f).collect())),
+            _ => {
+                let ancestors = self.ancestors();
+                let list = if ancestors.complete {
+                    ancestors.procs.iter().map_while(|p| p.map(&f)).collect()
+                } else {
+                    self.state.procs.lineage(self.ev.pid).take(ANCESTRY_MAX).map(f).collect()
+                };
+                Some(Value::List(list))
+            }
         }
     }
 
@@ -372,7 +422,7 @@ impl<'a> EventView<'a> {
     fn session_leader(&self) -> Option<Option<&'a Process>> {
         let p = self.process()?;
         let by_pid = self.state.procs.get(p.sid);
-        let eldest = || self.state.procs.ancestors(p.pid, 64).into_iter().rev().find(|a| a.sid == p.sid);
+        let eldest = || self.state.procs.ancestors(p.pid, ANCESTRY_MAX).into_iter().rev().find(|a| a.sid == p.sid);
         Some(by_pid.or_else(eldest))
     }
 
@@ -406,7 +456,7 @@ impl<'a> EventView<'a> {
     fn login_shell(&self) -> Option<Value<'a>> {
         let p = self.process()?;
         let mut lineage = vec![p];
-        lineage.extend(self.state.procs.lineage(p.pid).take(64));
+        lineage.extend(self.state.procs.lineage(p.pid).take(ANCESTRY_MAX));
         lineage.iter().rev().find(|a| a.name.ends_with("sh")).map(|a| Value::UInt(u64::from(a.pid)))
     }
 

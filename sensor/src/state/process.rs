@@ -113,7 +113,9 @@ impl Process {
 
     /// `proc.cmdline`: the name followed by the arguments.
     pub fn cmdline(&self) -> String {
-        let mut s = self.name.clone();
+        let len = self.name.len() + self.args.iter().map(|a| a.len() + 1).sum::<usize>();
+        let mut s = String::with_capacity(len);
+        s.push_str(&self.name);
         for a in self.args.iter() {
             s.push(' ');
             s.push_str(a);
