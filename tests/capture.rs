@@ -148,7 +148,7 @@ fn execve_family_with_full_argv() {
             exe_file: Some(std::fs::canonicalize("/bin/true").unwrap().to_string_lossy().into_owned()),
             cgroups: Some(cgroups.clone()),
             argv: vec!["true".into(), "a".into(), "b".into()],
-            env: vec!["SENSOR_ACTOR=1".into(), "LANG=C".into()],
+            env: vec!["SENSOR_ACTOR=1".into(), "LANG=C".into()].into(),
             flags: 0,
             info: Some(info.clone()),
         }

@@ -3,7 +3,10 @@
 //! Records come from the kernel, but the decoder trusts nothing: every length and offset
 //! is checked, and a bad record is an error, never a panic.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use sensor_abi::{
     prefilter::spec_prefilter,
@@ -345,7 +348,7 @@ impl Args<'_> {
                 exe_file: self.slot_string(blob_slot::EXE_FILE),
                 cgroups: self.cgroups(),
                 argv: self.strings(blob_slot::ARGV),
-                env: self.strings(blob_slot::ENV),
+                env: Arc::new(self.strings(blob_slot::ENV)),
                 flags: self.num("flags"),
                 info: self.blob(blob_slot::EXEC_INFO).and_then(|b| b.exec_info(self.clock)).map(Box::new),
             },
@@ -645,7 +648,7 @@ mod tests {
             exe_file: Some("/usr/bin/dash".into()),
             cgroups: Some(Box::new(cgroups)),
             argv: vec!["sh".into()],
-            env: vec!["A=b".into()],
+            env: vec!["A=b".into()].into(),
             flags: 0,
             info: Some(Box::new(info)),
         });

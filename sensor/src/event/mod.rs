@@ -19,6 +19,8 @@ pub mod decode;
 mod display;
 mod sockaddr;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 pub use args::ArgValue;
@@ -299,6 +301,10 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+fn no_strings(strings: &Arc<Vec<String>>) -> bool {
+    strings.is_empty()
+}
+
 /// Arguments of a system call, one variant per family. Memory arguments are `None` when
 /// they were not captured (null pointer, unreadable memory, or a missing enter side).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -334,9 +340,10 @@ pub enum SyscallArgs {
         /// Arguments, `argv[0]` first: from the new program's stack after success, through
         /// the caller's pointer array after a failure.
         argv: Vec<String>,
-        /// Environment (`KEY=value`) of the new program, after success (bounded).
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        env: Vec<String>,
+        /// Environment (`KEY=value`) of the new program, after success (bounded): shared
+        /// with the process table, which keeps it as it is.
+        #[serde(default, skip_serializing_if = "no_strings")]
+        env: Arc<Vec<String>>,
         /// `AT_*` flags (`execveat`).
         flags: u64,
         /// The new program's credentials, executable and terminal, after success.

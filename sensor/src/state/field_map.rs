@@ -838,7 +838,7 @@ impl Spec {
                     exe_file: exe_file.filter(|_| success),
                     cgroups: me.cgroups.clone().map(Box::new).filter(|_| success),
                     argv,
-                    env: (*me.env).clone(),
+                    env: me.env.clone(),
                     flags: 0,
                     info: success.then(|| Box::new(info)),
                 }

@@ -387,7 +387,7 @@ impl State {
                 }
                 // The kernel side captures the environment (bounded) and the credentials,
                 // executable and terminal; /proc is the fallback for records without them.
-                p.env = Arc::new(env.clone());
+                p.env = env.clone();
                 if let Some(info) = info {
                     p.exe_ino = Some((info.exe_ino, info.exe_ctime_ns, info.exe_mtime_ns));
                     // `docker exec -t` and the like give the new program a terminal, and a
@@ -660,7 +660,7 @@ mod tests {
             exe_file: Some("/usr/bin/cat".into()),
             cgroups: None,
             argv: vec!["cat".into(), "/etc/shadow".into()],
-            env: vec!["HOME=/root".into()],
+            env: vec!["HOME=/root".into()].into(),
             flags: 0,
             info: Some(Box::new(crate::event::ExecInfo {
                 exe_ino: 77,
@@ -799,7 +799,7 @@ mod tests {
             exe_file: None,
             cgroups: None,
             argv: vec!["rustc".into()],
-            env: vec![],
+            env: vec![].into(),
             flags: 0,
             info: None,
         };
@@ -894,7 +894,7 @@ mod tests {
                 v1: Some(("memory".into(), format!("/docker/{id}"))),
             })),
             argv: vec!["nc".into(), "-e".into(), "/bin/sh".into()],
-            env: vec![],
+            env: vec![].into(),
             flags: 0,
             info: Some(Box::new(crate::event::ExecInfo {
                 exe_flags: exe_flags::LOWER_LAYER | exe_flags::WRITABLE,
