@@ -171,10 +171,19 @@ pub struct Scratch {
 fn recycle<'b>(mut v: Vec<Option<Value<'_>>>) -> Vec<Option<Value<'b>>> {
     for value in v.drain(..) {
         // Most values own nothing (numbers, text borrowed from the event): forgetting them
-        // skips a call into the recursive type's drop glue per value.
+        // skips a call into the recursive type's drop glue per value. Every variant is
+        // named, so that a new one owning memory cannot be forgotten by mistake.
         match value {
             Some(Value::Str(Cow::Owned(_)) | Value::Bytes(Cow::Owned(_)) | Value::List(_)) => drop(value),
-            _ => std::mem::forget(value),
+            None
+            | Some(
+                Value::Str(Cow::Borrowed(_))
+                | Value::Bytes(Cow::Borrowed(_))
+                | Value::Int(_)
+                | Value::UInt(_)
+                | Value::Bool(_)
+                | Value::Ip(_),
+            ) => std::mem::forget(value),
         }
     }
     v.into_iter().map(|_| None).collect()
