@@ -1129,6 +1129,37 @@ mod tests {
     }
 
     #[test]
+    fn ancestry_deeper_than_the_walk_kept_per_event() {
+        // init (1) → p2 → ... → p39 → the event's process: 39 ancestors, more than the
+        // first ones an event keeps.
+        let mut s = State::new(StateConfig::default());
+        let depth = 40;
+        for pid in 1..=depth {
+            let name = if pid == depth { "bash".to_owned() } else { format!("p{pid}") };
+            let pid = if pid == depth { PID } else { pid };
+            let ppid = match pid {
+                1 => 0,
+                PID => depth - 1,
+                _ => pid - 1,
+            };
+            s.procs.insert(Process { pid, ppid, name, ..Default::default() });
+        }
+        let ev = syscall("close", 0, SyscallArgs::Close { fd: 1 });
+        assert_eq!(text(&s, &ev, "proc.aname[1]"), "p39");
+        assert_eq!(text(&s, &ev, "proc.aname[16]"), "p24");
+        assert_eq!(text(&s, &ev, "proc.aname[17]"), "p23", "past the kept ones, walked");
+        assert_eq!(text(&s, &ev, "proc.aname[39]"), "p1");
+        assert_eq!(text(&s, &ev, "proc.aname[40]"), "<NA>");
+        let Some(Value::List(names)) = field(&s, &ev, "proc.aname") else { panic!("a list") };
+        assert_eq!(names.len(), 39);
+        assert_eq!((names[0].to_string(), names[38].to_string()), ("p39".into(), "p1".into()));
+        // A short ancestry is all kept: the list and the indexes agree.
+        let s = state();
+        assert_eq!(text(&s, &ev, "proc.aname"), "bash sshd");
+        assert_eq!((text(&s, &ev, "proc.aname[2]"), text(&s, &ev, "proc.aname[3]")), ("sshd".into(), "<NA>".into()));
+    }
+
+    #[test]
     fn process_fields() {
         let s = state();
         let ev = syscall("close", 0, SyscallArgs::Close { fd: 1 });
