@@ -605,7 +605,6 @@ pub struct Resolved {
     pub arg: Option<FieldArg>,
 }
 
-/// Looks up a field as written (`name` without brackets, `bracket` its `[...]` argument).
 /// The configuration's `static_fields`, which `static.NAME` reads.
 static STATIC_FIELDS: std::sync::RwLock<BTreeMap<String, String>> = std::sync::RwLock::new(BTreeMap::new());
 
@@ -621,6 +620,7 @@ pub fn static_value(arg: Option<&FieldArg>) -> Option<super::Value<'static>> {
     fields.get(name.as_str()).map(|v| super::Value::Str(v.clone().into()))
 }
 
+/// Looks up a field as written (`name` without brackets, `bracket` its `[...]` argument).
 /// Suffix forms are understood: `evt.arg.flags`, `k8s.pod.label.app`, `evt.type.is.open`.
 pub fn resolve(name: &str, bracket: Option<&str>) -> Result<Resolved, String> {
     if let Some(id) = by_name(name) {
