@@ -76,15 +76,8 @@ impl SqliteStore {
     /// `-wal` and `-shm` files) and a new store is begun: alerts keep being kept, and what
     /// was found is reported in [`Opened::set_aside`].
     pub fn open(path: &Path, config: &StoreConfig) -> anyhow::Result<Opened> {
-        match Self::open_checked(path, config) {
-            Ok(store) => Ok(Opened { store, set_aside: None }),
-            Err(OpenError::Other(e)) => Err(e),
-            Err(OpenError::Unusable(why)) => {
-                let aside = set_aside(path)?;
-                let store = Self::open_checked(path, config).map_err(OpenError::into_anyhow)?;
-                Ok(Opened { store, set_aside: Some((aside, why)) })
-            }
-        }
+        let (store, set_aside) = open_or_set_aside(path, "alert store", || Self::open_checked(path, config))?;
+        Ok(Opened { store, set_aside })
     }
 
     /// Opens an existing store to read (`sensor alerts search`); never writes to it.
@@ -431,24 +424,37 @@ pub(super) enum OpenError {
     Other(anyhow::Error),
 }
 
-impl OpenError {
-    fn into_anyhow(self) -> anyhow::Error {
-        match self {
-            OpenError::Unusable(why) => anyhow::anyhow!("the new alert store is unusable: {why}"),
-            OpenError::Other(e) => e,
-        }
-    }
-}
-
 impl From<anyhow::Error> for OpenError {
     fn from(e: anyhow::Error) -> Self {
         OpenError::Other(e)
     }
 }
 
+/// Opens the SQLite file at `path` with `open_checked`; one that is unusable is set aside
+/// ([`set_aside`]) and a new one begun in its place. What was opened, and where the old file
+/// went and why; `what` names the file in errors (`alert store`, `audit log`).
+pub(super) fn open_or_set_aside<T>(
+    path: &Path,
+    what: &str,
+    open_checked: impl Fn() -> Result<T, OpenError>,
+) -> anyhow::Result<(T, Option<(PathBuf, String)>)> {
+    match open_checked() {
+        Ok(opened) => Ok((opened, None)),
+        Err(OpenError::Other(e)) => Err(e),
+        Err(OpenError::Unusable(why)) => {
+            let aside = set_aside(path)?;
+            let opened = open_checked().map_err(|e| match e {
+                OpenError::Unusable(why) => anyhow::anyhow!("the new {what} is unusable: {why}"),
+                OpenError::Other(e) => e,
+            })?;
+            Ok((opened, Some((aside, why))))
+        }
+    }
+}
+
 /// Renames the unusable SQLite file at `path` (with its `-wal` and `-shm` files) to
 /// `PATH.corrupt-<unix seconds>`, so a new one can begin there; where it went.
-pub(super) fn set_aside(path: &Path) -> anyhow::Result<PathBuf> {
+fn set_aside(path: &Path) -> anyhow::Result<PathBuf> {
     let stamp = super::now_ns() / 1_000_000_000;
     let aside = PathBuf::from(format!("{}.corrupt-{stamp}", path.display()));
     std::fs::rename(path, &aside).with_context(|| format!("setting aside the unusable file {}", path.display()))?;

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params, params_fro
 use super::{AuditLog, AuditPage, AuditQuery, AuditRecord, COLUMNS, list_column, list_of_column};
 use crate::store::rows::{DAY_NS, Dialect, Param, ns_column};
 use crate::store::sqlite::{
-    DayTables, OpenError, fts_query, retain_days, set_aside, sql_value, table_gone, unusable, used_bytes,
+    DayTables, OpenError, fts_query, open_or_set_aside, retain_days, sql_value, table_gone, unusable, used_bytes,
 };
 use crate::store::{Order, Removed, StoreConfig, Usage};
 
@@ -30,23 +30,15 @@ pub struct SqliteAuditLog {
 impl SqliteAuditLog {
     /// Opens (or creates) the log for writing.
     pub fn open(path: &Path, config: &StoreConfig) -> anyhow::Result<(SqliteAuditLog, Option<String>)> {
-        match Self::open_checked(path, config) {
-            Ok(log) => Ok((log, None)),
-            Err(OpenError::Other(e)) => Err(e),
-            Err(OpenError::Unusable(why)) => {
-                let aside = set_aside(path)?;
-                let log = Self::open_checked(path, config).map_err(|e| match e {
-                    OpenError::Unusable(why) => anyhow::anyhow!("the new audit log is unusable: {why}"),
-                    OpenError::Other(e) => e,
-                })?;
-                let message = format!(
-                    "the audit log {} was unusable ({why}); it was moved to {} and a new log begun",
-                    path.display(),
-                    aside.display()
-                );
-                Ok((log, Some(message)))
-            }
-        }
+        let (log, set_aside) = open_or_set_aside(path, "audit log", || Self::open_checked(path, config))?;
+        let message = set_aside.map(|(aside, why)| {
+            format!(
+                "the audit log {} was unusable ({why}); it was moved to {} and a new log begun",
+                path.display(),
+                aside.display()
+            )
+        });
+        Ok((log, message))
     }
 
     /// [`SqliteAuditLog::open`] without setting anything aside: a file that is not an audit
@@ -59,7 +51,6 @@ impl SqliteAuditLog {
             return Err(OpenError::Unusable(format!("SQLite's integrity check: {check}")));
         }
         let setup = || -> rusqlite::Result<Option<i64>> {
-            conn.busy_timeout(std::time::Duration::from_secs(5))?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
