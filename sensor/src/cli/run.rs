@@ -467,17 +467,8 @@ impl Runner<'_> {
     ) {
         log::warn!("{rule}: {message}");
         *self.tally.internal.entry(rule).or_default() += 1;
-        let time_ns = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        self.stage.publish(Alert {
-            time_ns,
-            rule: rule.to_owned(),
-            priority,
-            source: "internal".into(),
-            hostname: self.hostname.clone(),
-            message,
-            tags: vec!["sensor".into(), "internal".into()].into(),
-            fields: fields.into_iter().map(|(k, v)| (k.into(), Some(v))).collect(),
-        });
+        let fields = fields.into_iter().map(|(k, v)| (k.into(), Some(v))).collect();
+        self.stage.publish(Alert::internal(rule, priority, message, self.hostname.clone(), fields));
     }
 
     /// Raises [`DROP_ALERT`] when the kernel lost or shed more events than the threshold since

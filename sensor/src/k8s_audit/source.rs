@@ -251,16 +251,13 @@ impl AuditSource {
                 if let Some(message) = opened.set_aside {
                     // Audit events keep being kept; the operator hears where the old ones went.
                     log::error!("k8s_audit.store: {message}");
-                    alerts.send(crate::rules::Alert {
-                        time_ns: crate::store::now_ns(),
-                        rule: AUDIT_LOG_SET_ASIDE.into(),
-                        priority: crate::rules::Priority::Error,
-                        source: "internal".into(),
-                        hostname: crate::state::node_name().to_owned(),
+                    alerts.send(crate::rules::Alert::internal(
+                        AUDIT_LOG_SET_ASIDE,
+                        crate::rules::Priority::Error,
                         message,
-                        tags: vec!["sensor".into(), "internal".into()].into(),
-                        fields: Vec::new(),
-                    });
+                        crate::state::node_name().to_owned(),
+                        Vec::new(),
+                    ));
                 }
                 let log = opened.log;
                 let (to_store, stored) = sync_channel(STORE_QUEUE);

@@ -323,6 +323,23 @@ pub fn format_iso8601(ns: u64) -> String {
 }
 
 impl Alert {
+    /// An alert the sensor raises about itself, now: source `internal`, tags `sensor` and
+    /// `internal`.
+    pub fn internal(rule: &str, priority: Priority, message: String, hostname: String, fields: AlertFields) -> Alert {
+        let time_ns =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        Alert {
+            time_ns,
+            rule: rule.to_owned(),
+            priority,
+            source: "internal".into(),
+            hostname,
+            message,
+            tags: vec!["sensor".into(), "internal".into()].into(),
+            fields,
+        }
+    }
+
     /// Falco's JSON alert as the outputs send it: [`Alert::to_json`] with the properties
     /// [`set_json_shape`] leaves out removed, and `message` when it asks for it.
     pub fn to_output_json(&self) -> serde_json::Value {
