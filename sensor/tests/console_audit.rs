@@ -33,6 +33,16 @@ fn curl(url: &str, args: &[&str]) -> (u16, String) {
     (status.trim().parse().unwrap_or(0), body.to_owned())
 }
 
+/// The `sensor console` under test: stopped however the test ends.
+struct Console(std::process::Child);
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn the_console_takes_audit_batches_and_shows_their_alerts() {
     let dir = peers::scratch_dir("console-audit");
@@ -59,15 +69,17 @@ fn the_console_takes_audit_batches_and_shows_their_alerts() {
         ),
     )
     .unwrap();
-    let mut console = Command::new(env!("CARGO_BIN_EXE_sensor"))
-        .args(["console", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut console = Console(
+        Command::new(env!("CARGO_BIN_EXE_sensor"))
+            .args(["console", "--config"])
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
     let (tx, alerts) = mpsc::channel::<Value>();
-    let stdout = BufReader::new(console.stdout.take().unwrap());
+    let stdout = BufReader::new(console.0.stdout.take().unwrap());
     std::thread::spawn(move || {
         for line in stdout.lines().map_while(Result::ok) {
             let _ = tx.send(serde_json::from_str(&line).expect("a JSON alert"));
@@ -103,7 +115,13 @@ fn the_console_takes_audit_batches_and_shows_their_alerts() {
         "--data-binary",
         &body,
     ];
+    // Ready (`/readyz`) once the webhook and the page both serve: the webhook starts first,
+    // so its alerts can be stored before the page listens.
     let deadline = Instant::now() + Duration::from_secs(30);
+    while curl(&format!("http://{metrics}/readyz"), &[]).0 != 200 {
+        assert!(Instant::now() < deadline, "the console is not ready after 30 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let (status, answer) = loop {
         let answered = curl(&url, &post);
         if answered.0 != 0 || Instant::now() > deadline {
@@ -156,6 +174,6 @@ fn the_console_takes_audit_batches_and_shows_their_alerts() {
     }
 
     // SAFETY: kill has no memory preconditions; the pid is our child's.
-    unsafe { libc::kill(console.id() as i32, libc::SIGTERM) };
-    assert!(console.wait().unwrap().success());
+    unsafe { libc::kill(console.0.id() as i32, libc::SIGTERM) };
+    assert!(console.0.wait().unwrap().success());
 }
