@@ -2,10 +2,13 @@
 //!
 //! `alerts` is partitioned by day of the event time (`alerts_d<days since epoch>`) and
 //! `alert_counts` (the hourly counts per grouping value, as in SQLite) likewise, so that
-//! retention drops a day's partitions whole. Text search finds candidates with a GIN index
-//! on each alert's distinct words (a `tsvector` the store makes itself, so PostgreSQL's
-//! parser and dictionaries play no part), then keeps those whose JSON holds the text
-//! exactly (a `LIKE`). Every alert also carries the digest of its JSON,
+//! retention drops a day's partitions whole. Each alert keeps its distinct words (a
+//! `tsvector` the store makes itself, so PostgreSQL's parser and dictionaries play no part),
+//! and the words of each block of alerts written together are indexed once, with GIN, in
+//! `alert_blocks` (also by day): a text search reads the alerts of the blocks holding its
+//! words and keeps those whose words and JSON hold the text exactly (a `LIKE`). A word index
+//! per alert cost the server more than everything else it does for an alert; a block's
+//! index holds its words once. Every alert also carries the digest of its JSON,
 //! unique with its time: a batch a sender retries after its first attempt did commit is
 //! stored once. Several writers (console replicas) may share the database: partitions are
 //! made under an advisory lock, count rows are locked in one order, and one writer at a
@@ -18,20 +21,24 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use postgres::{Client, NoTls, types::ToSql};
+use bytes::BufMut as _;
+use postgres::{
+    Client, NoTls,
+    types::{IsNull, ToSql, Type, to_sql_checked},
+};
 
 use super::benchmark::BenchmarkLog;
 use super::rows::{
-    COLUMNS, CountsPlan, DAY_NS, Dialect, HOUR_NS, Param, ROLLUP_GROUPS, ROLLUP_VALUES_AT, Rollup, column,
+    COLUMNS, CountsPlan, DAY_NS, Dialect, HOUR_NS, Param, ROLLUP_GROUPS, ROLLUP_VALUES_AT, Rollup, WordVector, column,
     grouping_value, in_chunks, level_of, ns_column, priority_of_level, rollup_columns, sorted_counts, tags_column,
-    tags_of_column, word_vector,
+    tags_of_column, word_query,
 };
 use super::{AlertStore, GroupBy, Page, Placement, PostgresConfig, Query, Removed, StoreConfig, StoredAlert, Usage};
 use crate::rules::{Alert, Priority};
 
-/// The schema this code writes; a database with another is refused, but for schema 1, which
-/// [`PgStore::migrate_from_1`] brings up to date.
-const SCHEMA_VERSION: i64 = 2;
+/// The schema this code writes; a database with another is refused, but for schemas 1 and
+/// 2, which [`PgStore::migrate_from_1`] and [`PgStore::migrate_from_2`] bring up to date.
+const SCHEMA_VERSION: i64 = 3;
 /// How long a connection may sit idle before it is checked at its next use.
 const IDLE_CHECK_AFTER: Duration = Duration::from_secs(2);
 /// Advisory lock keys: making partitions, and running retention (of the alerts, of the
@@ -42,6 +49,13 @@ pub(super) const AUDIT_RETENTION_LOCK: i64 = 0x5e05_0003;
 /// How many alerts, first in the page's order (of those the other filters select), a text
 /// search tries, in turn, before it asks the word index.
 const TEXT_PROBE_ALERTS: [usize; 2] = [5_000, 50_000];
+/// The most bytes of words one block of the word index holds (a block has one alert at
+/// least, whose words are at most 256 KiB): far below PostgreSQL's 1 MiB `tsvector`, and few
+/// enough that a rare word's blocks hold few alerts besides.
+const BLOCK_WORDS_MAX: usize = 64 * 1024;
+/// The most id ranges a text search reads (the blocks holding its words, the closest ones
+/// read as one range, with the alerts between them).
+const TEXT_RANGES_MAX: usize = 256;
 
 /// A store in a PostgreSQL database. Clones share the connections.
 #[derive(Clone)]
@@ -249,7 +263,11 @@ impl PgStore {
                 tx.query_opt("SELECT value FROM sensor_store_meta WHERE key = 'schema'", &[]).db()?.map(|r| r.get(0));
             match version {
                 Some(SCHEMA_VERSION) => {}
-                Some(1) => Self::migrate_from_1(&mut tx)?,
+                Some(1) => {
+                    Self::migrate_from_1(&mut tx)?;
+                    Self::migrate_from_2(&mut tx)?;
+                }
+                Some(2) => Self::migrate_from_2(&mut tx)?,
                 _ => bail!("the database holds alert store schema {version:?}; this sensor writes {SCHEMA_VERSION}"),
             }
         }
@@ -277,7 +295,13 @@ impl PgStore {
              ) PARTITION BY RANGE (time_ns);
              CREATE INDEX IF NOT EXISTS alerts_by_id ON alerts (id);
              CREATE INDEX IF NOT EXISTS alerts_by_rule ON alerts (rule, time_ns);
-             CREATE INDEX IF NOT EXISTS alerts_words ON alerts USING gin (words);
+             CREATE TABLE IF NOT EXISTS alert_blocks (
+                 day bigint NOT NULL,
+                 first_id bigint NOT NULL,
+                 last_id bigint NOT NULL,
+                 words tsvector NOT NULL
+             ) PARTITION BY RANGE (day);
+             CREATE INDEX IF NOT EXISTS alert_blocks_words ON alert_blocks USING gin (words);
              CREATE TABLE IF NOT EXISTS alert_counts (
                  hour bigint NOT NULL,
                  grp text NOT NULL,
@@ -334,21 +358,64 @@ impl PgStore {
 
     /// Schema 1 indexed each alert's words as text with trigrams (`pg_trgm`): a few hundred
     /// index entries per alert, which held writes to a few thousand alerts a second. Schema 2
-    /// holds the same words as a `tsvector`, one entry per word. Runs inside `set_up`'s
-    /// transaction: a failure leaves schema 1 as it was.
+    /// holds the same words as a `tsvector`, one entry per word (its index is schema 3's step).
+    /// Runs inside `set_up`'s transaction: a failure leaves schema 1 as it was.
     fn migrate_from_1(tx: &mut postgres::Transaction<'_>) -> anyhow::Result<()> {
-        log::info!("alert store: moving the word index to schema 2 (every stored alert is rewritten once)");
+        log::info!("alert store: moving the alert words to schema 2 (every stored alert is rewritten once)");
         tx.batch_execute(
             "DROP INDEX IF EXISTS alerts_words;
              ALTER TABLE alerts ALTER COLUMN words TYPE tsvector
-                 USING array_to_tsvector(array_remove(string_to_array(btrim(words), ' '), ''));
-             CREATE INDEX alerts_words ON alerts USING gin (words);",
+                 USING array_to_tsvector(array_remove(string_to_array(btrim(words), ' '), ''));",
         )
         .db()
         .context("moving the alert store to schema 2")?;
-        // Schema 2, whatever this code writes: a later schema moves from 2 in a step of its own.
         tx.execute("UPDATE sensor_store_meta SET value = 2 WHERE key = 'schema'", &[]).db()?;
         Ok(())
+    }
+
+    /// Schema 2 indexed each alert's words; schema 3 indexes each block's ([`Block`]). The
+    /// stored alerts become a block each: their index costs what it cost. Runs inside
+    /// `set_up`'s transaction: a failure leaves schema 2 as it was.
+    fn migrate_from_2(tx: &mut postgres::Transaction<'_>) -> anyhow::Result<()> {
+        log::info!("alert store: moving the word index to schema 3 (every stored alert's words are indexed once)");
+        tx.batch_execute(
+            "DROP INDEX IF EXISTS alerts_words;
+             CREATE TABLE alert_blocks (
+                 day bigint NOT NULL,
+                 first_id bigint NOT NULL,
+                 last_id bigint NOT NULL,
+                 words tsvector NOT NULL
+             ) PARTITION BY RANGE (day);
+             CREATE INDEX alert_blocks_words ON alert_blocks USING gin (words);",
+        )
+        .db()
+        .context("moving the alert store to schema 3")?;
+        let days = tx
+            .query(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+                 WHERE i.inhparent = 'alerts'::regclass",
+                &[],
+            )
+            .db()?;
+        for day in days.iter().filter_map(|r| r.get::<_, &str>(0).strip_prefix("alerts_d")?.parse::<u64>().ok()) {
+            tx.batch_execute(&format!(
+                "{} INSERT INTO alert_blocks_d{day} (day, first_id, last_id, words) \
+                 SELECT {day}, id, id, words FROM alerts_d{day};",
+                Self::block_partition(day)
+            ))
+            .db()
+            .context("moving the alert store to schema 3")?;
+        }
+        tx.execute("UPDATE sensor_store_meta SET value = 3 WHERE key = 'schema'", &[]).db()?;
+        Ok(())
+    }
+
+    /// The DDL of day `day`'s partition of the word index.
+    fn block_partition(day: u64) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS alert_blocks_d{day} PARTITION OF alert_blocks FOR VALUES FROM ({day}) TO ({});",
+            day + 1
+        )
     }
 
     /// The days with alert partitions, oldest first, as the database has them now.
@@ -380,9 +447,11 @@ impl PgStore {
             format!(
                 "CREATE TABLE IF NOT EXISTS alerts_d{day} PARTITION OF alerts FOR VALUES FROM ({from}) TO ({to});
                  CREATE TABLE IF NOT EXISTS alert_counts_d{day} PARTITION OF alert_counts
-                     FOR VALUES FROM ({}) TO ({});",
+                     FOR VALUES FROM ({}) TO ({});
+                 {}",
                 day * 24,
-                (day + 1) * 24
+                (day + 1) * 24,
+                Self::block_partition(day)
             )
         })
     }
@@ -444,8 +513,11 @@ impl PgStore {
     fn remove_day(tx: &mut postgres::Transaction<'_>, day: u64, before_ns: Option<u64>) -> anyhow::Result<u64> {
         let Some(before) = before_ns else {
             let n: i64 = tx.query_one(&format!("SELECT count(*) FROM alerts_d{day}"), &[]).db()?.get(0);
-            tx.batch_execute(&format!("DROP TABLE IF EXISTS alerts_d{day}; DROP TABLE IF EXISTS alert_counts_d{day};"))
-                .db()?;
+            tx.batch_execute(&format!(
+                "DROP TABLE IF EXISTS alerts_d{day}; DROP TABLE IF EXISTS alert_counts_d{day}; \
+                 DROP TABLE IF EXISTS alert_blocks_d{day};"
+            ))
+            .db()?;
             return Ok(n as u64);
         };
         let rows = tx
@@ -464,18 +536,34 @@ impl PgStore {
         Ok(rows.len() as u64)
     }
 
-    /// Bytes of the alert partitions and their indexes, and of the counts.
+    /// Bytes of the alert partitions and their indexes, and of the counts and word index.
     fn used_bytes(&self) -> anyhow::Result<u64> {
         let mut conn = self.pool.get()?;
         let bytes: i64 = conn
             .query_one(
                 "SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0)::bigint FROM pg_inherits i \
-                 WHERE i.inhparent IN ('alerts'::regclass, 'alert_counts'::regclass)",
+                 WHERE i.inhparent IN ('alerts'::regclass, 'alert_counts'::regclass, 'alert_blocks'::regclass)",
                 &[],
             )
             .db()?
             .get(0);
         Ok(bytes.max(0) as u64)
+    }
+
+    /// The blocks of the word index that hold the words of `query`'s text, in its days;
+    /// `None` without text (or with text of no word, which every alert's JSON is searched
+    /// for).
+    fn text_blocks(&self, query: &Query) -> anyhow::Result<Option<TextBlocks>> {
+        let Some(words) = query.text.as_deref().and_then(word_query) else { return Ok(None) };
+        let first_day = query.from_ns.map_or(0, |t| t / DAY_NS);
+        let last_day = query.to_ns.map_or(u64::MAX, |t| t.saturating_sub(1) / DAY_NS);
+        let rows = self.query(
+            "SELECT first_id, last_id FROM alert_blocks WHERE words @@ $1::text::tsquery \
+             AND day >= $2::bigint AND day <= $3::bigint ORDER BY first_id",
+            &[Param::Text(words), Param::Int(ns_column(first_day)), Param::Int(ns_column(last_day))],
+        )?;
+        let ranges = merged_ranges(rows.iter().map(|r| (r.get(0), r.get(1))), TEXT_RANGES_MAX);
+        Ok(Some(TextBlocks { span: ranges.iter().map(|(first, last)| last - first + 1).sum(), ranges }))
     }
 
     /// Runs `sql` with `params` (as [`Dialect::filters`] bound them).
@@ -581,6 +669,56 @@ fn row_to_alert(r: &postgres::Row) -> StoredAlert {
     }
 }
 
+/// The alerts a text search reads: the id ranges of the blocks holding its words.
+struct TextBlocks {
+    ranges: Vec<(i64, i64)>,
+    /// How many ids the ranges hold.
+    span: i64,
+}
+
+impl TextBlocks {
+    /// The clause (after a WHERE's others) keeping the alerts of `blocks`, if any.
+    fn clause(blocks: &Option<TextBlocks>) -> String {
+        match blocks {
+            None => String::new(),
+            Some(b) if b.ranges.is_empty() => " AND false".into(),
+            Some(b) => {
+                let ranges: Vec<String> =
+                    b.ranges.iter().map(|(first, last)| format!("id BETWEEN {first} AND {last}")).collect();
+                format!(" AND ({})", ranges.join(" OR "))
+            }
+        }
+    }
+}
+
+/// `ranges`, ordered by their first id, with those that overlap or touch made one; when more
+/// than `max` are left, those with the narrowest gaps between them are made one too (the
+/// gap's ids are read with them).
+pub(super) fn merged_ranges(ranges: impl IntoIterator<Item = (i64, i64)>, max: usize) -> Vec<(i64, i64)> {
+    let mut merged: Vec<(i64, i64)> = Vec::new();
+    for (first, last) in ranges {
+        match merged.last_mut() {
+            Some(previous) if first <= previous.1.saturating_add(1) => previous.1 = previous.1.max(last),
+            _ => merged.push((first, last)),
+        }
+    }
+    if merged.len() <= max.max(1) {
+        return merged;
+    }
+    // The widest `max - 1` gaps stay gaps.
+    let mut gaps: Vec<(i64, usize)> = merged.windows(2).enumerate().map(|(i, w)| (w[1].0 - w[0].1, i)).collect();
+    gaps.sort_unstable_by(|a, b| b.cmp(a));
+    let mut kept: Vec<usize> = gaps[..max.max(1) - 1].iter().map(|(_, i)| *i).collect();
+    kept.sort_unstable();
+    let mut out = Vec::with_capacity(max);
+    let mut start = 0;
+    for end in kept.into_iter().chain([merged.len() - 1]) {
+        out.push((merged[start].0, merged[end].1));
+        start = end + 1;
+    }
+    out
+}
+
 /// The rows of one statement of an insert: a chunk's distinct alerts and their columns.
 struct Chunk<'a> {
     /// Each distinct alert (an alert given twice in a batch is one alert), with where it ran.
@@ -594,7 +732,71 @@ struct Chunk<'a> {
     pods: Vec<Option<String>>,
     tags: Vec<String>,
     jsons: Vec<String>,
-    words: Vec<String>,
+    words: Vec<WordVector>,
+    /// The blocks of the word index the rows make, and the block of each row.
+    blocks: Vec<Block>,
+    block_of: Vec<usize>,
+}
+
+/// A `tsvector` in its binary form: the count of words, then each word's bytes ending in a
+/// NUL and its count of positions (none).
+impl ToSql for WordVector {
+    fn to_sql(&self, _: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.put_i32(i32::try_from(self.words().len())?);
+        for word in self.words() {
+            out.put_slice(word.as_bytes());
+            out.put_u8(0);
+            out.put_u16(0);
+        }
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::TS_VECTOR
+    }
+
+    to_sql_checked!();
+}
+
+/// Alerts of one day written together whose words the word index holds as one entry: a text
+/// search reads the alerts whose ids lie between the first and last of a block holding its
+/// words (those of another writer's between them too, which its other tests then refuse).
+struct Block {
+    day: u64,
+    words: WordVector,
+}
+
+/// The rows of `words` (of `days`) in blocks: per day, consecutive rows while their distinct
+/// words stay within [`BLOCK_WORDS_MAX`] bytes. Returns the blocks and each row's block.
+fn blocks_of(days: &[u64], words: &[WordVector]) -> (Vec<Block>, Vec<usize>) {
+    let mut rows_of_day: std::collections::BTreeMap<u64, Vec<usize>> = std::collections::BTreeMap::new();
+    for (row, day) in days.iter().enumerate() {
+        rows_of_day.entry(*day).or_default().push(row);
+    }
+    let (mut blocks, mut block_of) = (Vec::new(), vec![0; days.len()]);
+    for (day, rows) in rows_of_day {
+        let mut held: foldhash::HashSet<&str> = foldhash::HashSet::default();
+        let mut bytes = 0;
+        let close = |held: &mut foldhash::HashSet<&str>, blocks: &mut Vec<Block>| {
+            blocks.push(Block { day, words: WordVector::of_distinct(held.drain()) });
+        };
+        for row in rows {
+            let new: usize =
+                words[row].words().iter().filter(|w| !held.contains(w.as_str())).map(|w| w.len() + 1).sum();
+            if !held.is_empty() && bytes + new > BLOCK_WORDS_MAX {
+                close(&mut held, &mut blocks);
+                bytes = 0;
+            }
+            for word in words[row].words() {
+                if held.insert(word) {
+                    bytes += word.len() + 1;
+                }
+            }
+            block_of[row] = blocks.len();
+        }
+        close(&mut held, &mut blocks);
+    }
+    (blocks, block_of)
 }
 
 impl<'a> Chunk<'a> {
@@ -612,6 +814,9 @@ impl<'a> Chunk<'a> {
             .map(|((a, json), _)| ((a.as_ref(), Placement::of(a)), json))
             .unzip();
         let column_of = |f: fn(&Placement) -> Option<String>| rows.iter().map(|(_, p)| f(p)).collect::<Vec<_>>();
+        let words: Vec<WordVector> = rows.iter().map(|(a, _)| WordVector::of_alert(a)).collect();
+        let days: Vec<u64> = rows.iter().map(|(a, _)| a.time_ns / DAY_NS).collect();
+        let (blocks, block_of) = blocks_of(&days, &words);
         Chunk {
             times: rows.iter().map(|(a, _)| ns_column(a.time_ns)).collect(),
             levels: rows.iter().map(|(a, _)| level_of(a.priority)).collect(),
@@ -621,7 +826,9 @@ impl<'a> Chunk<'a> {
             namespaces: column_of(|p| p.namespace.clone()),
             pods: column_of(|p| p.pod.clone()),
             tags: rows.iter().map(|(a, _)| tags_column(a)).collect(),
-            words: rows.iter().map(|(a, _)| word_vector(a)).collect(),
+            words,
+            blocks,
+            block_of,
             jsons,
             rows,
         }
@@ -629,8 +836,9 @@ impl<'a> Chunk<'a> {
 }
 
 impl PgStore {
-    /// Inserts `chunk` in `tx`; returns the indexes of its rows that were new (not already
-    /// stored, by another writer or an earlier chunk of the same batch).
+    /// Inserts `chunk` and its blocks of the word index in `tx`; returns the indexes of its
+    /// rows that were new (not already stored, by another writer or an earlier chunk of the
+    /// same batch).
     fn insert_chunk(&self, tx: &mut postgres::Transaction<'_>, chunk: &Chunk<'_>) -> anyhow::Result<Vec<usize>> {
         let rules: Vec<&str> = chunk.rows.iter().map(|(a, _)| a.rule.as_str()).collect();
         let sources: Vec<&str> = chunk.rows.iter().map(|(a, _)| a.source.as_str()).collect();
@@ -640,18 +848,18 @@ impl PgStore {
                 "WITH input AS (
                      SELECT u.*, md5(u.json) AS digest FROM unnest(
                          $1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[]
+                         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::tsvector[]
                      ) WITH ORDINALITY AS u(time_ns, priority, rule, source, hostname, container_id, container_name,
                                             image, namespace, pod, tags, json, words, ord)
                  ), stored AS (
                      INSERT INTO alerts (time_ns, digest, priority, rule, source, hostname, container_id,
                                          container_name, image, namespace, pod, tags, words, json)
                      SELECT time_ns, digest, priority, rule, source, hostname, container_id, container_name, image,
-                            namespace, pod, tags, words::tsvector, json FROM input ORDER BY ord
+                            namespace, pod, tags, words, json FROM input ORDER BY ord
                      ON CONFLICT (time_ns, digest) DO NOTHING
-                     RETURNING time_ns, digest
+                     RETURNING time_ns, digest, id
                  )
-                 SELECT input.ord FROM input JOIN stored USING (time_ns, digest)",
+                 SELECT input.ord, stored.id FROM input JOIN stored USING (time_ns, digest)",
                 &[
                     &chunk.times,
                     &chunk.levels,
@@ -678,7 +886,31 @@ impl PgStore {
                 }
                 anyhow::anyhow!(describe(&e))
             })?;
-        Ok(stored.iter().map(|r| (r.get::<_, i64>(0) - 1) as usize).collect())
+        let stored: Vec<(usize, i64)> = stored.iter().map(|r| ((r.get::<_, i64>(0) - 1) as usize, r.get(1))).collect();
+        // Each block's ids: from its first stored row's to its last's.
+        let mut ranges: Vec<Option<(i64, i64)>> = vec![None; chunk.blocks.len()];
+        for &(row, id) in &stored {
+            let range = &mut ranges[chunk.block_of[row]];
+            *range = Some(range.map_or((id, id), |(first, last)| (first.min(id), last.max(id))));
+        }
+        let (mut days, mut firsts, mut lasts, mut words) = (vec![], vec![], vec![], vec![]);
+        for (block, range) in chunk.blocks.iter().zip(ranges) {
+            if let Some((first, last)) = range {
+                days.push(block.day as i64);
+                firsts.push(first);
+                lasts.push(last);
+                words.push(&block.words);
+            }
+        }
+        if !days.is_empty() {
+            tx.execute(
+                "INSERT INTO alert_blocks (day, first_id, last_id, words) \
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::tsvector[])",
+                &[&days, &firsts, &lasts, &words],
+            )
+            .db()?;
+        }
+        Ok(stored.into_iter().map(|(row, _)| row).collect())
     }
 }
 
@@ -710,12 +942,14 @@ impl AlertStore for PgStore {
         let limit = query.page_size();
         let direction = query.order.sql();
         let order = format!("ORDER BY time_ns {direction}, id {direction}");
-        if query.text.is_some() {
-            // Text that many alerts hold is found soonest by reading alerts in the page's
-            // order, and text that few hold through the word index; the planner cannot tell
-            // the two apart from a word's beginning. So the first alerts in the page's order
-            // are tried first, more of them each time: a full page among them is the page,
-            // since every alert past them comes after it.
+        let blocks = self.text_blocks(query)?;
+        // Text that many alerts hold is found soonest by reading alerts in the page's order,
+        // and text that few hold through the word index. So unless the blocks holding the
+        // text hold few alerts, the first alerts in the page's order are tried first, more of
+        // them each time: a full page among them is the page, since every alert past them
+        // comes after it.
+        let few = blocks.as_ref().is_some_and(|b| b.span <= TEXT_PROBE_ALERTS[TEXT_PROBE_ALERTS.len() - 1] as i64);
+        if query.text.is_some() && !few {
             for probe in TEXT_PROBE_ALERTS {
                 let mut params = Vec::new();
                 let recent = Dialect::Postgres.filters(&Query { text: None, ..query.clone() }, &mut params);
@@ -734,8 +968,9 @@ impl AlertStore for PgStore {
         }
         let mut params = Vec::new();
         let sql = format!(
-            "SELECT {COLUMNS} FROM alerts WHERE {} {order} LIMIT {}",
+            "SELECT {COLUMNS} FROM alerts WHERE {}{} {order} LIMIT {}",
             Dialect::Postgres.filters(query, &mut params),
+            TextBlocks::clause(&blocks),
             limit + 1
         );
         let alerts: Vec<StoredAlert> = self.query(&sql, &params)?.iter().map(row_to_alert).collect();
@@ -780,12 +1015,14 @@ impl AlertStore for PgStore {
             }
         }
         let expression = column(by);
+        let blocks = self.text_blocks(query)?;
         for scan in &plan.scans {
             let mut params = Vec::new();
             let sql = format!(
-                "SELECT ({expression})::text, count(*) FROM alerts WHERE {} AND {expression} IS NOT NULL \
+                "SELECT ({expression})::text, count(*) FROM alerts WHERE {}{} AND {expression} IS NOT NULL \
                  GROUP BY {expression}",
-                Dialect::Postgres.filters(scan, &mut params)
+                Dialect::Postgres.filters(scan, &mut params),
+                TextBlocks::clause(&blocks)
             );
             for r in &self.query(&sql, &params)? {
                 let (value, n): (String, i64) = (r.get(0), r.get(1));
@@ -818,11 +1055,13 @@ impl AlertStore for PgStore {
             )?;
             add(rows, HOUR_NS);
         }
+        let blocks = self.text_blocks(query)?;
         for scan in &plan.scans {
             let mut params = Vec::new();
             let sql = format!(
-                "SELECT time_ns / {bucket_ns}, priority, count(*) FROM alerts WHERE {} GROUP BY 1, 2",
-                Dialect::Postgres.filters(scan, &mut params)
+                "SELECT time_ns / {bucket_ns}, priority, count(*) FROM alerts WHERE {}{} GROUP BY 1, 2",
+                Dialect::Postgres.filters(scan, &mut params),
+                TextBlocks::clause(&blocks)
             );
             add(self.query(&sql, &params)?, bucket_ns);
         }

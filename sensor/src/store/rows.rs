@@ -61,30 +61,52 @@ fn indexed_word(mut word: String) -> String {
     word
 }
 
-/// The distinct words of an alert's indexed text, as a PostgreSQL `tsvector` literal
-/// (`'a' 'b'`): the store's word index, which finds a word by its beginning. Words hold
-/// only letters and digits, so quoting them needs no escapes.
-pub(super) fn word_vector(alert: &Alert) -> String {
-    word_vector_of(&body(alert))
-}
+/// The distinct words of an indexed text, each cut to [`INDEXED_WORD_MAX`] bytes, in
+/// bytewise order (PostgreSQL's `tsvector` order: the server takes them as they come). The
+/// store's word index finds a word by its beginning. PostgreSQL receives it as a `tsvector`
+/// in binary form, which it reads without parsing text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct WordVector(Vec<String>);
 
-/// The `tsvector` literal of the words of `body` (see [`word_vector`]).
-pub(super) fn word_vector_of(body: &str) -> String {
-    let words: std::collections::BTreeSet<String> = words_of(body).map(indexed_word).collect();
-    let mut vector = String::new();
-    for word in words {
-        if vector.len() + word.len() + 3 > INDEXED_WORDS_MAX {
-            vector.push_str(&format!("'{OVERFLOW_WORD}'"));
-            break;
-        }
-        vector.push('\'');
-        vector.push_str(&word);
-        vector.push_str("' ");
+impl WordVector {
+    /// The words of an alert's indexed text ([`body`]).
+    pub fn of_alert(alert: &Alert) -> WordVector {
+        WordVector::of(&body(alert))
     }
-    vector
+
+    /// The words of `body`; more than [`INDEXED_WORDS_MAX`] bytes of them are cut and
+    /// [`OVERFLOW_WORD`] added.
+    pub fn of(body: &str) -> WordVector {
+        let mut words: Vec<String> = words_of(body).map(indexed_word).collect();
+        words.sort_unstable();
+        words.dedup();
+        let mut bytes = 0;
+        if let Some(cut) = words.iter().position(|w| {
+            bytes += w.len() + 1;
+            bytes > INDEXED_WORDS_MAX
+        }) {
+            words.truncate(cut);
+            if let Err(at) = words.binary_search_by(|w| w.as_str().cmp(OVERFLOW_WORD)) {
+                words.insert(at, OVERFLOW_WORD.to_owned());
+            }
+        }
+        WordVector(words)
+    }
+
+    /// A vector of `words`, given distinct (a block's, from its alerts' vectors).
+    pub fn of_distinct<'w>(words: impl IntoIterator<Item = &'w str>) -> WordVector {
+        let mut words: Vec<String> = words.into_iter().map(str::to_owned).collect();
+        words.sort_unstable();
+        WordVector(words)
+    }
+
+    /// The words, in order.
+    pub fn words(&self) -> &[String] {
+        &self.0
+    }
 }
 
-/// The PostgreSQL `tsquery` literal that finds, in [`word_vector`]s, the alerts that may
+/// The PostgreSQL `tsquery` literal that finds, in [`WordVector`]s, the alerts that may
 /// hold `term` (or whose words overflowed); `None` when `term` has no word. As in SQLite's
 /// index, the term begins a word: its last word may end inside one (a prefix), the words
 /// before it are whole (an exact word, which the index finds without reading every word

@@ -485,36 +485,50 @@ fn postgres_refuses_a_database_of_another_schema() {
 }
 
 #[test]
-fn postgres_moves_a_schema_1_database_to_the_word_vector_index() {
-    let pg = pg_server::database("schema1");
-    let config = StoreConfig::postgres(pg.clone());
-    let mut store = open(&config).unwrap().store;
-    store
-        .insert(&[
-            alert(T0, "A", Priority::Warning, "read /etc/shadow by cat-x", &[]),
-            alert(T0 + DAY, "B", Priority::Warning, "shell in web", &[]),
-        ])
-        .unwrap();
-    drop(store);
-    // Back to schema 1 as it was written: the words as ` a b c ` text, its index gone.
-    let mut client = postgres::Client::connect(&pg.url, postgres::NoTls).unwrap();
-    client
-        .batch_execute(
-            "DROP INDEX alerts_words;
+fn postgres_moves_schema_1_and_2_databases_to_the_block_word_index() {
+    // Each older schema as it was written: schema 1 held the words as ` a b c ` text with a
+    // trigram index (gone here), schema 2 as a `tsvector` with a GIN index per alert.
+    let older = [
+        (
+            1,
+            "DROP TABLE alert_blocks;
              ALTER TABLE alerts ALTER COLUMN words TYPE text
                  USING ' ' || array_to_string(tsvector_to_array(words), ' ') || ' ';
              UPDATE sensor_store_meta SET value = 1 WHERE key = 'schema';",
-        )
-        .unwrap();
-    let store = open(&config).unwrap().store;
-    let find = |text: &str| found(&*store, text);
-    assert_eq!(find("cat-x"), ["A"]);
-    assert_eq!(find("shel"), ["B"]);
-    let version: i64 =
-        client.query_one("SELECT value FROM sensor_store_meta WHERE key = 'schema'", &[]).unwrap().get(0);
-    assert_eq!(version, 2);
-    let index: bool = client.query_one("SELECT to_regclass('alerts_words') IS NOT NULL", &[]).unwrap().get(0);
-    assert!(index, "the word index is made again");
+        ),
+        (
+            2,
+            "DROP TABLE alert_blocks;
+             CREATE INDEX alerts_words ON alerts USING gin (words);
+             UPDATE sensor_store_meta SET value = 2 WHERE key = 'schema';",
+        ),
+    ];
+    for (version, downgrade) in older {
+        let pg = pg_server::database(&format!("schema{version}"));
+        let config = StoreConfig::postgres(pg.clone());
+        let mut store = open(&config).unwrap().store;
+        store
+            .insert(&[
+                alert(T0, "A", Priority::Warning, "read /etc/shadow by cat-x", &[]),
+                alert(T0 + DAY, "B", Priority::Warning, "shell in web", &[]),
+            ])
+            .unwrap();
+        drop(store);
+        let mut client = postgres::Client::connect(&pg.url, postgres::NoTls).unwrap();
+        client.batch_execute(downgrade).unwrap();
+        let store = open(&config).unwrap().store;
+        let find = |text: &str| found(&*store, text);
+        assert_eq!(find("cat-x"), ["A"], "from schema {version}");
+        assert_eq!(find("shel"), ["B"], "from schema {version}");
+        assert_eq!(find("nowhere"), Vec::<String>::new(), "from schema {version}");
+        let now: i64 =
+            client.query_one("SELECT value FROM sensor_store_meta WHERE key = 'schema'", &[]).unwrap().get(0);
+        assert_eq!(now, 3, "from schema {version}");
+        let per_alert: bool = client.query_one("SELECT to_regclass('alerts_words') IS NOT NULL", &[]).unwrap().get(0);
+        assert!(!per_alert, "the per-alert word index is gone (from schema {version})");
+        let blocks: i64 = client.query_one("SELECT count(*) FROM alert_blocks", &[]).unwrap().get(0);
+        assert_eq!(blocks, 2, "each stored alert is a block (from schema {version})");
+    }
 }
 
 #[test]
@@ -587,4 +601,81 @@ fn text_search_pages_the_same_whether_many_or_few_alerts_hold_the_text() {
             assert_eq!(messages("rare third", order, 7), expect(&|i| i < 120 && i % 3 == 0, order), "{engine}");
         }
     }
+}
+
+#[test]
+fn postgres_text_search_reads_the_blocks_holding_its_words() {
+    let config = StoreConfig::postgres(pg_server::database("blocks"));
+    // Two writers (console replicas) at once: their alerts' ids interleave, so their blocks'
+    // id ranges overlap. Batches span two days; every 100th alert holds 8,000 distinct words
+    // of its own (about 72 KiB: a block of its own, past a block's budget).
+    let writers: Vec<std::thread::JoinHandle<()>> = ["a", "b"]
+        .into_iter()
+        .map(|writer| {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let mut store = open(&config).unwrap().store;
+                for batch in 0..4u64 {
+                    let alerts: Vec<Arc<Alert>> = (0..1_500u64)
+                        .map(|i| {
+                            let n = batch * 1_500 + i;
+                            let mut message = format!("{writer}only n{writer}{n} common");
+                            if n % 100 == 7 {
+                                for w in 0..8_000 {
+                                    message.push_str(&format!(" big{writer}{n}x{w}"));
+                                }
+                            }
+                            alert(T0 + n * (2 * DAY / 6_000), &format!("{writer}{n}"), Priority::Notice, &message, &[])
+                        })
+                        .collect();
+                    store.insert(&alerts).unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let store = open(&config).unwrap().store;
+    assert_eq!(store.usage().unwrap().alerts, 12_000);
+    for writer in ["a", "b"] {
+        for n in [0u64, 999, 1_000, 1_500, 3_001, 5_999] {
+            assert_eq!(found(&*store, &format!("n{writer}{n}")), [format!("{writer}{n}")], "n{writer}{n}");
+        }
+        // A word of a word-heavy alert, its first and its last.
+        assert_eq!(found(&*store, &format!("big{writer}2307x0")), [format!("{writer}2307")]);
+        assert_eq!(found(&*store, &format!("big{writer}4907x7999")), [format!("{writer}4907")]);
+        // A word half the alerts hold, a page of 50 at a time, newest first, none twice.
+        let mut query = Query { text: Some(format!("{writer}only")), limit: 50, ..Query::default() };
+        let mut seen = Vec::new();
+        loop {
+            let page = store.search(&query).unwrap();
+            seen.extend(page.alerts.iter().map(|a| a.rule.clone()));
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => break,
+            }
+        }
+        let expected: Vec<String> = (0..6_000u64).rev().map(|n| format!("{writer}{n}")).collect();
+        assert_eq!(seen, expected, "every alert of writer {writer} once, in order");
+        // Within one day only, and counted.
+        let day = Query { text: Some(format!("n{writer}5999")), from_ns: Some(T0 + DAY), ..Query::default() };
+        assert_eq!(rules(&store.search(&day).unwrap()), [format!("{writer}5999")]);
+        let first_day = Query { text: Some(format!("n{writer}5999")), to_ns: Some(T0 + DAY), ..Query::default() };
+        assert!(store.search(&first_day).unwrap().alerts.is_empty());
+        let counts =
+            store.counts(&Query { text: Some(format!("{writer}only")), ..Query::default() }, GroupBy::Priority);
+        assert_eq!(counts.unwrap(), [("Notice".to_owned(), 6_000)]);
+    }
+    assert_eq!(found(&*store, "nowhere"), Vec::<String>::new());
+}
+
+#[test]
+fn postgres_text_ranges_merge_what_touches_and_keep_the_widest_gaps() {
+    use super::postgresql::merged_ranges;
+    assert_eq!(merged_ranges([(1, 5), (3, 9), (10, 12), (20, 30)], 10), [(1, 12), (20, 30)]);
+    assert_eq!(merged_ranges([(1, 2), (4, 5), (100, 101), (103, 104)], 2), [(1, 5), (100, 104)]);
+    assert_eq!(merged_ranges([(1, 2), (50, 51), (60, 61)], 1), [(1, 61)]);
+    assert_eq!(merged_ranges([(7, 7)], 0), [(7, 7)]);
+    assert_eq!(merged_ranges([], 4), Vec::<(i64, i64)>::new());
 }

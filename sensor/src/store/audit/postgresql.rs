@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use super::{AuditLog, AuditPage, AuditQuery, AuditRecord, COLUMNS, list_column, list_of_column};
 use crate::store::postgresql::{AUDIT_RETENTION_LOCK, Described as _, lock};
-use crate::store::rows::{DAY_NS, Dialect, ns_column, word_vector_of};
+use crate::store::rows::{DAY_NS, Dialect, WordVector, ns_column};
 use crate::store::{PgStore, Removed, Usage};
 
 const PARENT: &str = "audit_events";
@@ -70,7 +70,7 @@ impl AuditLog for PgStore {
         let groups: Vec<String> = events.iter().map(|e| list_column(&e.groups)).collect();
         let ips: Vec<String> = events.iter().map(|e| list_column(&e.source_ips)).collect();
         let codes: Vec<Option<i64>> = events.iter().map(|e| e.code).collect();
-        let words: Vec<String> = events.iter().map(|e| word_vector_of(&e.body())).collect();
+        let words: Vec<WordVector> = events.iter().map(|e| WordVector::of(&e.body())).collect();
         let (jsons, digests): (Vec<String>, Vec<Vec<u8>>) = events.iter().map(AuditRecord::json_and_digest).unzip();
         let mut conn = self.pool.get()?;
         let mut tx = conn.transaction().db()?;
@@ -81,10 +81,10 @@ impl AuditLog for PgStore {
                      subresource, namespace, name, code, source_ips, user_agent, words, json, digest) \
                      SELECT u.time_ns, u.audit_id, u.stage, u.level, u.verb, u.user_name, u.groups, u.resource, \
                             u.subresource, u.namespace, u.name, u.code, u.source_ips, u.user_agent, \
-                            u.words::tsvector, u.json, u.digest \
+                            u.words, u.json, u.digest \
                      FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
                                  $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], \
-                                 $13::text[], $14::text[], $15::text[], $16::text[], $17::bytea[]) WITH ORDINALITY \
+                                 $13::text[], $14::text[], $15::tsvector[], $16::text[], $17::bytea[]) WITH ORDINALITY \
                           AS u(time_ns, audit_id, stage, level, verb, user_name, groups, resource, subresource, \
                                namespace, name, code, source_ips, user_agent, words, json, digest, ord) \
                      ORDER BY u.ord ON CONFLICT (time_ns, digest) DO NOTHING"
