@@ -719,6 +719,18 @@ pub(super) fn merged_ranges(ranges: impl IntoIterator<Item = (i64, i64)>, max: u
     out
 }
 
+/// PostgreSQL's `md5()` of `json`: lowercase hex.
+pub(super) fn json_digest(json: &str) -> String {
+    use md5::Digest as _;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(32);
+    for b in md5::Md5::digest(json.as_bytes()) {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    hex
+}
+
 /// The rows of one statement of an insert: a chunk's distinct alerts and their columns.
 struct Chunk<'a> {
     /// Each distinct alert (an alert given twice in a batch is one alert), with where it ran.
@@ -732,6 +744,8 @@ struct Chunk<'a> {
     pods: Vec<Option<String>>,
     tags: Vec<String>,
     jsons: Vec<String>,
+    /// What each alert is unique by with its time: PostgreSQL's `md5()` of its JSON.
+    digests: Vec<String>,
     words: Vec<WordVector>,
     /// The blocks of the word index the rows make, and the block of each row.
     blocks: Vec<Block>,
@@ -781,8 +795,7 @@ fn blocks_of(days: &[u64], words: &[WordVector]) -> (Vec<Block>, Vec<usize>) {
             blocks.push(Block { day, words: WordVector::of_distinct(held.drain()) });
         };
         for row in rows {
-            let new: usize =
-                words[row].words().iter().filter(|w| !held.contains(w.as_str())).map(|w| w.len() + 1).sum();
+            let new: usize = words[row].words().filter(|w| !held.contains(w)).map(|w| w.len() + 1).sum();
             if !held.is_empty() && bytes + new > BLOCK_WORDS_MAX {
                 close(&mut held, &mut blocks);
                 bytes = 0;
@@ -801,18 +814,17 @@ fn blocks_of(days: &[u64], words: &[WordVector]) -> (Vec<Block>, Vec<usize>) {
 
 impl<'a> Chunk<'a> {
     fn of(alerts: &'a [Arc<Alert>]) -> Chunk<'a> {
-        let jsons: Vec<String> = alerts.iter().map(|a| a.to_json().to_string()).collect();
-        let first: Vec<bool> = {
-            let mut seen = HashSet::new();
-            alerts.iter().zip(&jsons).map(|(a, json)| seen.insert((a.time_ns, json.as_str()))).collect()
-        };
-        let (rows, jsons): (Vec<(&Alert, Placement)>, Vec<String>) = alerts
-            .iter()
-            .zip(jsons)
-            .zip(first)
-            .filter(|(_, first)| *first)
-            .map(|((a, json), _)| ((a.as_ref(), Placement::of(a)), json))
-            .unzip();
+        let (mut rows, mut jsons, mut digests) = (Vec::new(), Vec::new(), Vec::new());
+        let mut seen = HashSet::new();
+        for alert in alerts {
+            let json = alert.to_json().to_string();
+            let digest = json_digest(&json);
+            if seen.insert((alert.time_ns, digest.clone())) {
+                rows.push((alert.as_ref(), Placement::of(alert)));
+                jsons.push(json);
+                digests.push(digest);
+            }
+        }
         let column_of = |f: fn(&Placement) -> Option<String>| rows.iter().map(|(_, p)| f(p)).collect::<Vec<_>>();
         let words: Vec<WordVector> = rows.iter().map(|(a, _)| WordVector::of_alert(a)).collect();
         let days: Vec<u64> = rows.iter().map(|(a, _)| a.time_ns / DAY_NS).collect();
@@ -830,6 +842,7 @@ impl<'a> Chunk<'a> {
             blocks,
             block_of,
             jsons,
+            digests,
             rows,
         }
     }
@@ -845,21 +858,17 @@ impl PgStore {
         let hosts: Vec<&str> = chunk.rows.iter().map(|(a, _)| a.hostname.as_str()).collect();
         let stored = tx
             .query(
-                "WITH input AS (
-                     SELECT u.*, md5(u.json) AS digest FROM unnest(
-                         $1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::tsvector[]
-                     ) WITH ORDINALITY AS u(time_ns, priority, rule, source, hostname, container_id, container_name,
-                                            image, namespace, pod, tags, json, words, ord)
-                 ), stored AS (
-                     INSERT INTO alerts (time_ns, digest, priority, rule, source, hostname, container_id,
-                                         container_name, image, namespace, pod, tags, words, json)
-                     SELECT time_ns, digest, priority, rule, source, hostname, container_id, container_name, image,
-                            namespace, pod, tags, words, json FROM input ORDER BY ord
-                     ON CONFLICT (time_ns, digest) DO NOTHING
-                     RETURNING time_ns, digest, id
-                 )
-                 SELECT input.ord, stored.id FROM input JOIN stored USING (time_ns, digest)",
+                "INSERT INTO alerts (time_ns, priority, rule, source, hostname, container_id, container_name, image,
+                                     namespace, pod, tags, json, words, digest)
+                 SELECT time_ns, priority, rule, source, hostname, container_id, container_name, image, namespace,
+                        pod, tags, json, words, digest FROM unnest(
+                     $1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::tsvector[], $14::text[]
+                 ) WITH ORDINALITY AS u(time_ns, priority, rule, source, hostname, container_id, container_name,
+                                        image, namespace, pod, tags, json, words, digest, ord)
+                 ORDER BY ord
+                 ON CONFLICT (time_ns, digest) DO NOTHING
+                 RETURNING time_ns, digest, id",
                 &[
                     &chunk.times,
                     &chunk.levels,
@@ -874,6 +883,7 @@ impl PgStore {
                     &chunk.tags,
                     &chunk.jsons,
                     &chunk.words,
+                    &chunk.digests,
                 ],
             )
             .map_err(|e| {
@@ -886,7 +896,10 @@ impl PgStore {
                 }
                 anyhow::anyhow!(describe(&e))
             })?;
-        let stored: Vec<(usize, i64)> = stored.iter().map(|r| ((r.get::<_, i64>(0) - 1) as usize, r.get(1))).collect();
+        let row_of: HashMap<(i64, &str), usize> =
+            chunk.times.iter().zip(&chunk.digests).enumerate().map(|(row, (t, d))| ((*t, d.as_str()), row)).collect();
+        let stored: Vec<(usize, i64)> =
+            stored.iter().filter_map(|r| Some((*row_of.get(&(r.get(0), r.get::<_, &str>(1)))?, r.get(2)))).collect();
         // Each block's ids: from its first stored row's to its last's.
         let mut ranges: Vec<Option<(i64, i64)>> = vec![None; chunk.blocks.len()];
         for &(row, id) in &stored {

@@ -65,8 +65,13 @@ fn indexed_word(mut word: String) -> String {
 /// bytewise order (PostgreSQL's `tsvector` order: the server takes them as they come). The
 /// store's word index finds a word by its beginning. PostgreSQL receives it as a `tsvector`
 /// in binary form, which it reads without parsing text.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct WordVector(Vec<String>);
+#[derive(Debug, Default)]
+pub(super) struct WordVector {
+    /// The words' bytes, as they came (one allocation for all of them).
+    text: String,
+    /// Where each distinct word lies in `text`, in the words' order.
+    spans: Vec<(u32, u32)>,
+}
 
 impl WordVector {
     /// The words of an alert's indexed text ([`body`]).
@@ -74,35 +79,63 @@ impl WordVector {
         WordVector::of(&body(alert))
     }
 
-    /// The words of `body`; more than [`INDEXED_WORDS_MAX`] bytes of them are cut and
-    /// [`OVERFLOW_WORD`] added.
+    /// The words of `body`, lowercased as [`words_of`] does; more than
+    /// [`INDEXED_WORDS_MAX`] bytes of them are cut and [`OVERFLOW_WORD`] added.
     pub fn of(body: &str) -> WordVector {
-        let mut words: Vec<String> = words_of(body).map(indexed_word).collect();
-        words.sort_unstable();
-        words.dedup();
+        let mut vector = WordVector { text: String::with_capacity(body.len()), spans: Vec::new() };
+        for word in body.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+            let start = vector.text.len();
+            if word.is_ascii() {
+                vector.text.extend(word.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+            } else {
+                vector.text.push_str(&word.to_lowercase());
+            }
+            let mut end = vector.text.len().min(start + INDEXED_WORD_MAX);
+            while !vector.text.is_char_boundary(end) {
+                end -= 1;
+            }
+            vector.text.truncate(end);
+            vector.spans.push((start as u32, end as u32));
+        }
+        vector.sort();
         let mut bytes = 0;
-        if let Some(cut) = words.iter().position(|w| {
+        let cut = vector.words().position(|w| {
             bytes += w.len() + 1;
             bytes > INDEXED_WORDS_MAX
-        }) {
-            words.truncate(cut);
-            if let Err(at) = words.binary_search_by(|w| w.as_str().cmp(OVERFLOW_WORD)) {
-                words.insert(at, OVERFLOW_WORD.to_owned());
-            }
+        });
+        if let Some(cut) = cut {
+            vector.spans.truncate(cut);
+            let start = vector.text.len() as u32;
+            vector.text.push_str(OVERFLOW_WORD);
+            vector.spans.push((start, vector.text.len() as u32));
+            vector.sort();
         }
-        WordVector(words)
+        vector
     }
 
     /// A vector of `words`, given distinct (a block's, from its alerts' vectors).
     pub fn of_distinct<'w>(words: impl IntoIterator<Item = &'w str>) -> WordVector {
-        let mut words: Vec<String> = words.into_iter().map(str::to_owned).collect();
-        words.sort_unstable();
-        WordVector(words)
+        let mut vector = WordVector::default();
+        for word in words {
+            let start = vector.text.len() as u32;
+            vector.text.push_str(word);
+            vector.spans.push((start, vector.text.len() as u32));
+        }
+        vector.sort();
+        vector
+    }
+
+    /// Its spans in their words' order, each word once.
+    fn sort(&mut self) {
+        let text = &self.text;
+        let word = |&(start, end): &(u32, u32)| &text[start as usize..end as usize];
+        self.spans.sort_unstable_by(|a, b| word(a).cmp(word(b)));
+        self.spans.dedup_by(|a, b| word(a) == word(b));
     }
 
     /// The words, in order.
-    pub fn words(&self) -> &[String] {
-        &self.0
+    pub fn words(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.spans.iter().map(|&(start, end)| &self.text[start as usize..end as usize])
     }
 }
 

@@ -679,3 +679,52 @@ fn postgres_text_ranges_merge_what_touches_and_keep_the_widest_gaps() {
     assert_eq!(merged_ranges([(7, 7)], 0), [(7, 7)]);
     assert_eq!(merged_ranges([], 4), Vec::<(i64, i64)>::new());
 }
+
+#[test]
+fn postgres_alert_digest_is_the_servers_md5_of_its_json() {
+    // Writers of older versions had the server make it: a retry across an upgrade is still
+    // stored once.
+    let pg = pg_server::database("digest");
+    let mut client = postgres::Client::connect(&pg.url, postgres::NoTls).unwrap();
+    for json in ["", "{}", "{\"output\":\"é ✓ \\\"q\\\"\"}", &"x".repeat(5000)] {
+        let server: String = client.query_one("SELECT md5($1::text)", &[&json]).unwrap().get(0);
+        assert_eq!(super::postgresql::json_digest(json), server, "{json:.40}");
+    }
+}
+
+#[test]
+fn word_vectors_hold_each_word_of_a_text_once_lowercased_cut_and_in_order() {
+    use super::rows::{WordVector, words_of};
+    let long = "Ä".repeat(100);
+    for text in [
+        "Read /etc/shadow by CAT-x; cat x CAT",
+        "ΑΣ'Β ΟΔΟΣ İstanbul straße ﬀ 東京 ⅷ",
+        &format!("{long} short {long}x"),
+        "",
+        "--- ... ///",
+    ] {
+        let vector = WordVector::of(text);
+        let mut expected: Vec<String> = words_of(text)
+            .map(|mut w| {
+                // Cut as the index holds words: 128 bytes at most, at a character boundary.
+                let mut end = w.len().min(128);
+                while !w.is_char_boundary(end) {
+                    end -= 1;
+                }
+                w.truncate(end);
+                w
+            })
+            .collect();
+        expected.sort();
+        expected.dedup();
+        assert_eq!(vector.words().collect::<Vec<_>>(), expected, "{text:.60}");
+    }
+    // Past 256 KiB of words: the first ones in order, and the overflow word.
+    let many: Vec<String> = (0..40_000u32).map(|i| format!("w{i:07}")).collect();
+    let vector = WordVector::of(&many.join(" "));
+    let words: Vec<&str> = vector.words().collect();
+    assert_eq!(words[0], "-");
+    assert_eq!(words[1], "w0000000");
+    assert!(words.len() < 40_000 && words.len() > 20_000, "{}", words.len());
+    assert!(words.windows(2).all(|w| w[0] < w[1]));
+}
