@@ -69,16 +69,6 @@ impl<'a> Value<'a> {
             Value::List(items) => Value::List(items.into_iter().map(Value::into_owned).collect()),
         }
     }
-
-    /// The value as JSON, keeping numbers and booleans typed.
-    pub fn to_json(&self) -> serde_json::Value {
-        match self {
-            Value::Int(i) => serde_json::Value::from(*i),
-            Value::UInt(u) => serde_json::Value::from(*u),
-            Value::Bool(b) => serde_json::Value::Bool(*b),
-            other => serde_json::Value::String(other.to_string()),
-        }
-    }
 }
 
 /// An event that can supply field values (`state::EventView`); the engine asks for each

@@ -371,21 +371,72 @@ impl Alert {
     /// Falco's JSON alert (`time`, `rule`, `priority`, `source`, `hostname`, `output`, `tags`,
     /// `output_fields` with typed values and `evt.time` in nanoseconds).
     pub fn to_json(&self) -> serde_json::Value {
-        let mut fields = serde_json::Map::new();
-        fields.insert("evt.time".into(), serde_json::Value::from(self.time_ns));
-        for (k, v) in &self.fields {
-            fields.insert(k.to_string(), v.as_ref().map_or(serde_json::Value::Null, Value::to_json));
+        serde_json::to_value(FalcoJson::of(self)).unwrap_or_default()
+    }
+
+    /// [`Alert::to_json`]'s text, written without building the value first (what a store
+    /// keeps of each alert).
+    pub fn to_json_text(&self) -> String {
+        serde_json::to_string(&FalcoJson::of(self)).unwrap_or_default()
+    }
+}
+
+/// Falco's JSON alert, declared once for both renderings: its keys in the order a JSON
+/// object's come out of `serde_json` (sorted), so both give the same text.
+#[derive(serde::Serialize)]
+struct FalcoJson<'a> {
+    hostname: &'a str,
+    output: String,
+    output_fields: OutputFields<'a>,
+    priority: &'a str,
+    rule: &'a str,
+    source: &'a str,
+    tags: &'a [String],
+    time: String,
+}
+
+impl<'a> FalcoJson<'a> {
+    fn of(alert: &'a Alert) -> FalcoJson<'a> {
+        FalcoJson {
+            hostname: &alert.hostname,
+            output: alert.to_text(),
+            output_fields: OutputFields(alert),
+            priority: alert.priority.as_str(),
+            rule: &alert.rule,
+            source: &alert.source,
+            tags: &alert.tags,
+            time: format_iso8601(alert.time_ns),
         }
-        serde_json::json!({
-            "time": format_iso8601(self.time_ns),
-            "rule": self.rule,
-            "priority": self.priority.as_str(),
-            "source": self.source,
-            "hostname": self.hostname,
-            "output": self.to_text(),
-            "tags": &*self.tags,
-            "output_fields": fields,
-        })
+    }
+}
+
+/// `output_fields`: `evt.time` (nanoseconds), then each field's typed value (null when
+/// missing), as a map fills: in key order, a later field replacing an earlier of its name.
+struct OutputFields<'a>(&'a Alert);
+
+impl serde::Serialize for OutputFields<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let time = Value::UInt(self.0.time_ns);
+        let mut entries: Vec<(&str, Option<&Value>)> = Vec::with_capacity(self.0.fields.len() + 1);
+        entries.push(("evt.time", Some(&time)));
+        entries.extend(self.0.fields.iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
+        // Stable: of a name given twice, the later stays later.
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        let mut map = serializer.serialize_map(None)?;
+        for (i, (key, value)) in entries.iter().enumerate() {
+            if entries.get(i + 1).is_some_and(|next| next.0 == *key) {
+                continue;
+            }
+            match value {
+                None => map.serialize_entry(key, &())?,
+                Some(Value::Int(n)) => map.serialize_entry(key, n)?,
+                Some(Value::UInt(n)) => map.serialize_entry(key, n)?,
+                Some(Value::Bool(b)) => map.serialize_entry(key, b)?,
+                Some(other) => map.serialize_entry(key, &format_args!("{other}"))?,
+            }
+        }
+        map.end()
     }
 }
 
@@ -479,6 +530,39 @@ mod tests {
         // U+0085 (a C1 control) is escaped; U+00A0 and U+00E9 share or neighbour its lead byte
         // and are not.
         assert_eq!(rendered("x\u{85}y\u{a0}z\u{e9}"), "x\\u0085y\u{a0}z\u{e9}");
+    }
+
+    #[test]
+    fn the_json_text_is_the_json_values_text() {
+        let field = |k: &str, v: Option<Value<'static>>| (Arc::<str>::from(k), v);
+        let alert = Alert {
+            time_ns: 1_685_022_245_478_445_995,
+            rule: "Rule \"quoted\" \u{1b}".into(),
+            priority: Priority::Critical,
+            source: "syscall".into(),
+            hostname: "node-é".into(),
+            message: "text\nwith ✓ and \\".into(),
+            tags: vec!["b".into(), "a".into()].into(),
+            fields: vec![
+                field("proc.name", Some(Value::str("cat"))),
+                field("evt.time", Some(Value::Str("given".into()))),
+                field("fd.sport", Some(Value::UInt(8080))),
+                field("evt.rawres", Some(Value::Int(-2))),
+                field("proc.name", Some(Value::str("later wins"))),
+                field("fd.typechar", None),
+                field("evt.is_open_write", Some(Value::Bool(true))),
+                field("fd.sip", Some(Value::Ip("10.0.0.1".parse().unwrap()))),
+                field("proc.aname", Some(Value::List(vec![Value::str("sh"), Value::str("init")]))),
+                field("evt.buffer", Some(Value::Bytes(b"\x00\xff".to_vec().into()))),
+                field("Z.upper", Some(Value::str(""))),
+            ],
+        };
+        assert_eq!(alert.to_json_text(), alert.to_json().to_string());
+        assert_eq!(alert.to_json()["output_fields"]["proc.name"], "later wins");
+        assert_eq!(alert.to_json()["output_fields"]["evt.time"], "given", "a field named evt.time replaces it");
+        let plain = Alert { fields: vec![], ..alert };
+        assert_eq!(plain.to_json_text(), plain.to_json().to_string());
+        assert_eq!(plain.to_json()["output_fields"]["evt.time"], 1_685_022_245_478_445_995u64);
     }
 
     #[test]

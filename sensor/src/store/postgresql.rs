@@ -817,7 +817,7 @@ impl<'a> Chunk<'a> {
         let (mut rows, mut jsons, mut digests) = (Vec::new(), Vec::new(), Vec::new());
         let mut seen = HashSet::new();
         for alert in alerts {
-            let json = alert.to_json().to_string();
+            let json = alert.to_json_text();
             let digest = json_digest(&json);
             if seen.insert((alert.time_ns, digest.clone())) {
                 rows.push((alert.as_ref(), Placement::of(alert)));

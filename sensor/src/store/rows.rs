@@ -127,10 +127,22 @@ impl WordVector {
 
     /// Its spans in their words' order, each word once.
     fn sort(&mut self) {
-        let text = &self.text;
+        let text = self.text.as_bytes();
         let word = |&(start, end): &(u32, u32)| &text[start as usize..end as usize];
-        self.spans.sort_unstable_by(|a, b| word(a).cmp(word(b)));
-        self.spans.dedup_by(|a, b| word(a) == word(b));
+        // Most words are 8 bytes or shorter: their first 8 bytes, zero-padded (no word holds
+        // a zero), order them without reading the text again.
+        let prefix = |span: &(u32, u32)| {
+            let mut bytes = [0u8; 8];
+            let w = word(span);
+            let n = w.len().min(8);
+            bytes[..n].copy_from_slice(&w[..n]);
+            u64::from_be_bytes(bytes)
+        };
+        let mut keyed: Vec<(u64, (u32, u32))> = self.spans.iter().map(|s| (prefix(s), *s)).collect();
+        keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| word(&a.1).cmp(word(&b.1))));
+        keyed.dedup_by(|a, b| a.0 == b.0 && word(&a.1) == word(&b.1));
+        self.spans.clear();
+        self.spans.extend(keyed.into_iter().map(|(_, span)| span));
     }
 
     /// The words, in order.

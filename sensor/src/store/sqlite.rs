@@ -536,12 +536,7 @@ impl Row {
     fn of_each(alerts: &[Arc<Alert>]) -> Vec<Row> {
         alerts
             .iter()
-            .map(|a| Row {
-                place: Placement::of(a),
-                tags: tags_column(a),
-                body: body(a),
-                json: a.to_json().to_string(),
-            })
+            .map(|a| Row { place: Placement::of(a), tags: tags_column(a), body: body(a), json: a.to_json_text() })
             .collect()
     }
 }
