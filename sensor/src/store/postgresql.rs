@@ -736,20 +736,64 @@ struct Chunk<'a> {
     /// Each distinct alert (an alert given twice in a batch is one alert), with where it ran.
     rows: Vec<(&'a Alert, Placement)>,
     times: Vec<i64>,
-    levels: Vec<i64>,
-    ids: Vec<Option<String>>,
-    names: Vec<Option<String>>,
-    images: Vec<Option<String>>,
-    namespaces: Vec<Option<String>>,
-    pods: Vec<Option<String>>,
-    tags: Vec<String>,
-    jsons: Vec<String>,
     /// What each alert is unique by with its time: PostgreSQL's `md5()` of its JSON.
     digests: Vec<String>,
-    words: Vec<WordVector>,
+    tags: Vec<String>,
+    /// The parameters of [`INSERT_ALERTS`], encoded.
+    params: Vec<Encoded>,
     /// The blocks of the word index the rows make, and the block of each row.
     blocks: Vec<Block>,
     block_of: Vec<usize>,
+    /// What the rows add to the counts, if all are new.
+    rollup: Rollup,
+}
+
+/// Writes a chunk's alerts; returns each new one's time, digest and id.
+const INSERT_ALERTS: &str = "INSERT INTO alerts (time_ns, priority, rule, source, hostname, container_id, container_name, \
+                                                 image, namespace, pod, tags, json, words, digest) \
+     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                          $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::tsvector[], $14::text[]) \
+     ON CONFLICT (time_ns, digest) DO NOTHING \
+     RETURNING time_ns, digest, id";
+
+/// A parameter encoded ahead, with its type (on the thread that makes a chunk's rows, while
+/// the database writes the chunk before): the writing thread only copies its bytes.
+struct Encoded {
+    ty: Type,
+    bytes: bytes::BytesMut,
+}
+
+impl Encoded {
+    fn of(value: &(dyn ToSql + Sync), ty: Type) -> anyhow::Result<Encoded> {
+        let mut bytes = bytes::BytesMut::new();
+        match value.to_sql_checked(&ty, &mut bytes) {
+            Ok(IsNull::No) => Ok(Encoded { ty, bytes }),
+            Ok(IsNull::Yes) => bail!("a {ty} column encoded as NULL"),
+            Err(e) => bail!("encoding a {ty} column: {e}"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Encoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({} bytes)", self.ty, self.bytes.len())
+    }
+}
+
+impl ToSql for Encoded {
+    fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        if *ty != self.ty {
+            return Err(format!("a {} parameter encoded for {ty}", self.ty).into());
+        }
+        out.extend_from_slice(&self.bytes);
+        Ok(IsNull::No)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
 }
 
 /// A `tsvector` in its binary form: the count of words, then each word's bytes ending in a
@@ -813,7 +857,7 @@ fn blocks_of(days: &[u64], words: &[WordVector]) -> (Vec<Block>, Vec<usize>) {
 }
 
 impl<'a> Chunk<'a> {
-    fn of(alerts: &'a [Arc<Alert>]) -> Chunk<'a> {
+    fn of(alerts: &'a [Arc<Alert>]) -> anyhow::Result<Chunk<'a>> {
         let (mut rows, mut jsons, mut digests) = (Vec::new(), Vec::new(), Vec::new());
         let mut seen = HashSet::new();
         for alert in alerts {
@@ -829,22 +873,33 @@ impl<'a> Chunk<'a> {
         let words: Vec<WordVector> = rows.iter().map(|(a, _)| WordVector::of_alert(a)).collect();
         let days: Vec<u64> = rows.iter().map(|(a, _)| a.time_ns / DAY_NS).collect();
         let (blocks, block_of) = blocks_of(&days, &words);
-        Chunk {
-            times: rows.iter().map(|(a, _)| ns_column(a.time_ns)).collect(),
-            levels: rows.iter().map(|(a, _)| level_of(a.priority)).collect(),
-            ids: column_of(|p| p.container_id.clone()),
-            names: column_of(|p| p.container_name.clone()),
-            images: column_of(|p| p.image.clone()),
-            namespaces: column_of(|p| p.namespace.clone()),
-            pods: column_of(|p| p.pod.clone()),
-            tags: rows.iter().map(|(a, _)| tags_column(a)).collect(),
-            words,
-            blocks,
-            block_of,
-            jsons,
-            digests,
-            rows,
+        let tags: Vec<String> = rows.iter().map(|(a, _)| tags_column(a)).collect();
+        let mut rollup = Rollup::default();
+        for ((alert, place), tags) in rows.iter().zip(&tags) {
+            let values = ROLLUP_GROUPS.map(|by| (by, grouping_value(by, alert, place)));
+            rollup.add(1, alert.time_ns, level_of(alert.priority), values, tags);
         }
+        let times: Vec<i64> = rows.iter().map(|(a, _)| ns_column(a.time_ns)).collect();
+        let levels: Vec<i64> = rows.iter().map(|(a, _)| level_of(a.priority)).collect();
+        let texts = |f: fn(&Alert) -> &str| rows.iter().map(|(a, _)| f(a)).collect::<Vec<&str>>();
+        let columns: [(&(dyn ToSql + Sync), Type); 14] = [
+            (&times, Type::INT8_ARRAY),
+            (&levels, Type::INT8_ARRAY),
+            (&texts(|a| &a.rule), Type::TEXT_ARRAY),
+            (&texts(|a| &a.source), Type::TEXT_ARRAY),
+            (&texts(|a| &a.hostname), Type::TEXT_ARRAY),
+            (&column_of(|p| p.container_id.clone()), Type::TEXT_ARRAY),
+            (&column_of(|p| p.container_name.clone()), Type::TEXT_ARRAY),
+            (&column_of(|p| p.image.clone()), Type::TEXT_ARRAY),
+            (&column_of(|p| p.namespace.clone()), Type::TEXT_ARRAY),
+            (&column_of(|p| p.pod.clone()), Type::TEXT_ARRAY),
+            (&tags, Type::TEXT_ARRAY),
+            (&jsons, Type::TEXT_ARRAY),
+            (&words, Type::TS_VECTOR_ARRAY),
+            (&digests, Type::TEXT_ARRAY),
+        ];
+        let params = columns.into_iter().map(|(value, ty)| Encoded::of(value, ty)).collect::<anyhow::Result<_>>()?;
+        Ok(Chunk { rows, times, digests, tags, params, blocks, block_of, rollup })
     }
 }
 
@@ -852,50 +907,23 @@ impl PgStore {
     /// Inserts `chunk` and its blocks of the word index in `tx`; returns the indexes of its
     /// rows that were new (not already stored, by another writer or an earlier chunk of the
     /// same batch).
-    fn insert_chunk(&self, tx: &mut postgres::Transaction<'_>, chunk: &Chunk<'_>) -> anyhow::Result<Vec<usize>> {
-        let rules: Vec<&str> = chunk.rows.iter().map(|(a, _)| a.rule.as_str()).collect();
-        let sources: Vec<&str> = chunk.rows.iter().map(|(a, _)| a.source.as_str()).collect();
-        let hosts: Vec<&str> = chunk.rows.iter().map(|(a, _)| a.hostname.as_str()).collect();
-        let stored = tx
-            .query(
-                "INSERT INTO alerts (time_ns, priority, rule, source, hostname, container_id, container_name, image,
-                                     namespace, pod, tags, json, words, digest)
-                 SELECT time_ns, priority, rule, source, hostname, container_id, container_name, image, namespace,
-                        pod, tags, json, words, digest FROM unnest(
-                     $1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::tsvector[], $14::text[]
-                 ) WITH ORDINALITY AS u(time_ns, priority, rule, source, hostname, container_id, container_name,
-                                        image, namespace, pod, tags, json, words, digest, ord)
-                 ORDER BY ord
-                 ON CONFLICT (time_ns, digest) DO NOTHING
-                 RETURNING time_ns, digest, id",
-                &[
-                    &chunk.times,
-                    &chunk.levels,
-                    &rules,
-                    &sources,
-                    &hosts,
-                    &chunk.ids,
-                    &chunk.names,
-                    &chunk.images,
-                    &chunk.namespaces,
-                    &chunk.pods,
-                    &chunk.tags,
-                    &chunk.jsons,
-                    &chunk.words,
-                    &chunk.digests,
-                ],
-            )
-            .map_err(|e| {
-                if describe(&e).contains("no partition") {
-                    // Another writer's retention dropped a day this one thought it had.
-                    lock(&self.days).clear();
-                    if let Ok(days) = self.stored_days() {
-                        lock(&self.days).extend(days);
-                    }
+    fn insert_chunk(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        insert: &postgres::Statement,
+        chunk: &Chunk<'_>,
+    ) -> anyhow::Result<Vec<usize>> {
+        let params: Vec<&(dyn ToSql + Sync)> = chunk.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let stored = tx.query(insert, &params).map_err(|e| {
+            if describe(&e).contains("no partition") {
+                // Another writer's retention dropped a day this one thought it had.
+                lock(&self.days).clear();
+                if let Ok(days) = self.stored_days() {
+                    lock(&self.days).extend(days);
                 }
-                anyhow::anyhow!(describe(&e))
-            })?;
+            }
+            anyhow::anyhow!(describe(&e))
+        })?;
         let row_of: HashMap<(i64, &str), usize> =
             chunk.times.iter().zip(&chunk.digests).enumerate().map(|(row, (t, d))| ((*t, d.as_str()), row)).collect();
         let stored: Vec<(usize, i64)> =
@@ -938,12 +966,20 @@ impl AlertStore for PgStore {
         let mut tx = conn.transaction().db()?;
         let mut rollup = Rollup::default();
         // One transaction, a statement per chunk.
+        let insert = tx.prepare(INSERT_ALERTS).db()?;
         in_chunks(alerts, Chunk::of, |_, chunk| {
-            for index in self.insert_chunk(&mut tx, &chunk)? {
-                let Some((alert, place)) = chunk.rows.get(index) else { continue };
-                let values = ROLLUP_GROUPS.map(|by| (by, grouping_value(by, alert, place)));
-                rollup.add(1, alert.time_ns, level_of(alert.priority), values, &chunk.tags[index]);
+            let mut chunk = chunk?;
+            let stored = self.insert_chunk(&mut tx, &insert, &chunk)?;
+            if stored.len() < chunk.rows.len() {
+                // The counts of the rows another writer (or a retried batch) stored already.
+                let mut new = vec![false; chunk.rows.len()];
+                stored.iter().for_each(|row| new[*row] = true);
+                for (row, (alert, place)) in chunk.rows.iter().enumerate().filter(|(row, _)| !new[*row]) {
+                    let values = ROLLUP_GROUPS.map(|by| (by, grouping_value(by, alert, place)));
+                    chunk.rollup.add(-1, alert.time_ns, level_of(alert.priority), values, &chunk.tags[row]);
+                }
             }
+            rollup.merge(std::mem::take(&mut chunk.rollup));
             Ok(())
         })?;
         Self::apply_rollup(&mut tx, &rollup)?;

@@ -183,8 +183,16 @@ pub(super) fn in_chunks<'a, T: Send + 'a>(
         return write(alerts, make(alerts));
     }
     let make = &make;
+    // The first chunk is made while nothing else runs: it is small, and each next one twice
+    // the size, so that making one takes about as long as writing the one before.
+    let (mut rest, mut size) = (alerts, INSERT_CHUNK / 8);
+    let mut chunks = std::iter::from_fn(move || {
+        let (chunk, after) = rest.split_at(size.min(rest.len()));
+        rest = after;
+        size = (size * 2).min(INSERT_CHUNK);
+        (!chunk.is_empty()).then_some(chunk)
+    });
     std::thread::scope(|scope| {
-        let mut chunks = alerts.chunks(INSERT_CHUNK);
         let mut next = chunks.next().map(|c| (c, scope.spawn(move || make(c))));
         while let Some((chunk, making)) = next.take() {
             let rows = making.join().map_err(|_| anyhow::anyhow!("making the rows of alerts failed"))?;
@@ -286,10 +294,17 @@ impl Rollup {
         }
     }
 
+    /// Adds the changes of `other`.
+    pub(super) fn merge(&mut self, other: Rollup) {
+        for (key, delta) in other.0 {
+            *self.0.entry(key).or_default() += delta;
+        }
+    }
+
     /// The changes in a fixed order (grouping, hour, priority, value): writers that lock
-    /// count rows in one order cannot deadlock each other.
+    /// count rows in one order cannot deadlock each other. None is zero.
     pub(super) fn changes(&self) -> impl Iterator<Item = (&(&'static str, i64, i64, String), &i64)> {
-        self.0.iter()
+        self.0.iter().filter(|(_, delta)| **delta != 0)
     }
 
     /// Whether a change removes alerts (counts may reach zero).
