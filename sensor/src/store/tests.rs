@@ -605,7 +605,8 @@ fn text_search_pages_the_same_whether_many_or_few_alerts_hold_the_text() {
 
 #[test]
 fn postgres_text_search_reads_the_blocks_holding_its_words() {
-    let config = StoreConfig::postgres(pg_server::database("blocks"));
+    let pg = pg_server::database("blocks");
+    let config = StoreConfig::postgres(pg.clone());
     // Two writers (console replicas) at once: their alerts' ids interleave, so their blocks'
     // id ranges overlap. Batches span two days; every 100th alert holds 8,000 distinct words
     // of its own (about 72 KiB: a block of its own, past a block's budget).
@@ -668,6 +669,19 @@ fn postgres_text_search_reads_the_blocks_holding_its_words() {
         assert_eq!(counts.unwrap(), [("Notice".to_owned(), 6_000)]);
     }
     assert_eq!(found(&*store, "nowhere"), Vec::<String>::new());
+    // Each day's word index keeps its list of new blocks short (read whole by each search).
+    let mut client = postgres::Client::connect(&pg.url, postgres::NoTls).unwrap();
+    let options: Vec<String> = client
+        .query(
+            "SELECT coalesce(array_to_string(c.reloptions, ','), '') FROM pg_class c \
+             WHERE c.relkind = 'i' AND c.relname LIKE 'alert_blocks_d%'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(options, ["gin_pending_list_limit=1024"; 2], "the two days' indexes");
 }
 
 #[test]
