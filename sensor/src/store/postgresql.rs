@@ -314,6 +314,7 @@ impl PgStore {
                  alerts bigint NOT NULL,
                  PRIMARY KEY (hour, grp, priority, value)
              ) PARTITION BY RANGE (hour);
+             CREATE INDEX IF NOT EXISTS alert_counts_by_grp ON alert_counts (grp, hour);
              CREATE SEQUENCE IF NOT EXISTS audit_event_ids;
              CREATE TABLE IF NOT EXISTS audit_events (
                  id bigint NOT NULL DEFAULT nextval('audit_event_ids'),
