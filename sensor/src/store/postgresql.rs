@@ -281,7 +281,7 @@ impl PgStore {
              CREATE TABLE IF NOT EXISTS alerts (
                  id bigint NOT NULL DEFAULT nextval('alert_ids'),
                  time_ns bigint NOT NULL,
-                 digest text NOT NULL,
+                 json_md5 text NOT NULL,
                  priority bigint NOT NULL,
                  rule text NOT NULL,
                  source text NOT NULL,
@@ -295,7 +295,7 @@ impl PgStore {
                  words tsvector NOT NULL,
                  json text NOT NULL,
                  PRIMARY KEY (time_ns, id),
-                 UNIQUE (time_ns, digest)
+                 UNIQUE (time_ns, json_md5)
              ) PARTITION BY RANGE (time_ns);
              CREATE INDEX IF NOT EXISTS alerts_by_id ON alerts (id);
              CREATE INDEX IF NOT EXISTS alerts_by_rule ON alerts (rule, time_ns);
@@ -379,12 +379,16 @@ impl PgStore {
     }
 
     /// Schema 2 indexed each alert's words; schema 3 indexes each block's ([`Block`]). The
-    /// stored alerts become a block each: their index costs what it cost. Runs inside
-    /// `set_up`'s transaction: a failure leaves schema 2 as it was.
+    /// stored alerts become a block each: their index costs what it cost. The digest column
+    /// is renamed, so that a writer of schema 2 still running (a console replica not yet
+    /// upgraded) fails to write, and its senders retry through another, rather than write
+    /// alerts the word index would not hold. Runs inside `set_up`'s transaction: a failure
+    /// leaves schema 2 as it was.
     fn migrate_from_2(tx: &mut postgres::Transaction<'_>) -> anyhow::Result<()> {
         log::info!("alert store: moving the word index to schema 3 (every stored alert's words are indexed once)");
         tx.batch_execute(&format!(
             "DROP INDEX IF EXISTS alerts_words;
+             ALTER TABLE alerts RENAME COLUMN digest TO json_md5;
              CREATE TABLE alert_blocks (
                  day bigint NOT NULL,
                  first_id bigint NOT NULL,
@@ -763,11 +767,11 @@ struct Chunk<'a> {
 
 /// Writes a chunk's alerts; returns each new one's time, digest and id.
 const INSERT_ALERTS: &str = "INSERT INTO alerts (time_ns, priority, rule, source, hostname, container_id, container_name, \
-                                                 image, namespace, pod, tags, json, words, digest) \
+                                                 image, namespace, pod, tags, json, words, json_md5) \
      SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
                           $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::tsvector[], $14::text[]) \
-     ON CONFLICT (time_ns, digest) DO NOTHING \
-     RETURNING time_ns, digest, id";
+     ON CONFLICT (time_ns, json_md5) DO NOTHING \
+     RETURNING time_ns, json_md5, id";
 
 /// A parameter encoded ahead, with its type (on the thread that makes a chunk's rows, while
 /// the database writes the chunk before): the writing thread only copies its bytes.

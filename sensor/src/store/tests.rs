@@ -492,6 +492,7 @@ fn postgres_moves_schema_1_and_2_databases_to_the_block_word_index() {
         (
             1,
             "DROP TABLE alert_blocks;
+             ALTER TABLE alerts RENAME COLUMN json_md5 TO digest;
              ALTER TABLE alerts ALTER COLUMN words TYPE text
                  USING ' ' || array_to_string(tsvector_to_array(words), ' ') || ' ';
              UPDATE sensor_store_meta SET value = 1 WHERE key = 'schema';",
@@ -499,6 +500,7 @@ fn postgres_moves_schema_1_and_2_databases_to_the_block_word_index() {
         (
             2,
             "DROP TABLE alert_blocks;
+             ALTER TABLE alerts RENAME COLUMN json_md5 TO digest;
              CREATE INDEX alerts_words ON alerts USING gin (words);
              UPDATE sensor_store_meta SET value = 2 WHERE key = 'schema';",
         ),
@@ -528,6 +530,16 @@ fn postgres_moves_schema_1_and_2_databases_to_the_block_word_index() {
         assert!(!per_alert, "the per-alert word index is gone (from schema {version})");
         let blocks: i64 = client.query_one("SELECT count(*) FROM alert_blocks", &[]).unwrap().get(0);
         assert_eq!(blocks, 2, "each stored alert is a block (from schema {version})");
+        // A writer of schema 2 still running (as it wrote: the digest made by the server)
+        // fails, rather than store alerts the word index does not hold.
+        let old_writer = client.execute(
+            "INSERT INTO alerts (time_ns, digest, priority, rule, source, hostname, tags, words, json) \
+             SELECT $1, md5('{}'), 3, 'C', 'syscall', 'node-a', '', 'c'::tsvector, '{}'",
+            &[&((T0 + 5) as i64)],
+        );
+        let e = old_writer.expect_err("a schema 2 insert is refused");
+        assert!(e.to_string().contains("digest") || format!("{e:?}").contains("digest"), "{e:?}");
+        assert_eq!(store.usage().unwrap().alerts, 2);
     }
 }
 
