@@ -30,8 +30,8 @@ use postgres::{
 use super::benchmark::BenchmarkLog;
 use super::rows::{
     COLUMNS, CountsPlan, DAY_NS, Dialect, HOUR_NS, Param, ROLLUP_GROUPS, ROLLUP_VALUES_AT, Rollup, WordVector, column,
-    grouping_value, in_chunks, level_of, ns_column, priority_of_level, rollup_columns, sorted_counts, tags_column,
-    tags_of_column, word_query,
+    in_chunks, level_of, ns_column, priority_of_level, rollup_columns, sorted_counts, tags_column, tags_of_column,
+    word_query,
 };
 use super::{AlertStore, GroupBy, Page, Placement, PostgresConfig, Query, Removed, StoreConfig, StoredAlert, Usage};
 use crate::rules::{Alert, Priority};
@@ -56,10 +56,18 @@ const BLOCK_WORDS_MAX: usize = 64 * 1024;
 /// The most id ranges a text search reads (the blocks holding its words, the closest ones
 /// read as one range, with the alerts between them).
 const TEXT_RANGES_MAX: usize = 256;
-/// The word index takes new blocks into a list it reads whole at each search until the
-/// list passes this size: 1 MiB (of PostgreSQL's 4 MiB default) keeps that read short, for
-/// little more work per block written.
-const BLOCK_INDEX_OPTIONS: &str = "WITH (gin_pending_list_limit = 1024)";
+/// The word index's table (by day, as `alerts`) and its GIN index, made by `set_up` and by
+/// the move from schema 2. The index takes new blocks into a list it reads whole at each
+/// search until the list passes `gin_pending_list_limit`: 1 MiB (of PostgreSQL's 4 MiB
+/// default) keeps that read short, for little more work per block written.
+const ALERT_BLOCKS: &str = "CREATE TABLE IF NOT EXISTS alert_blocks (
+         day bigint NOT NULL,
+         first_id bigint NOT NULL,
+         last_id bigint NOT NULL,
+         words tsvector NOT NULL
+     ) PARTITION BY RANGE (day);
+     CREATE INDEX IF NOT EXISTS alert_blocks_words ON alert_blocks USING gin (words)
+         WITH (gin_pending_list_limit = 1024);";
 
 /// A store in a PostgreSQL database. Clones share the connections.
 #[derive(Clone)]
@@ -299,13 +307,7 @@ impl PgStore {
              ) PARTITION BY RANGE (time_ns);
              CREATE INDEX IF NOT EXISTS alerts_by_id ON alerts (id);
              CREATE INDEX IF NOT EXISTS alerts_by_rule ON alerts (rule, time_ns);
-             CREATE TABLE IF NOT EXISTS alert_blocks (
-                 day bigint NOT NULL,
-                 first_id bigint NOT NULL,
-                 last_id bigint NOT NULL,
-                 words tsvector NOT NULL
-             ) PARTITION BY RANGE (day);
-             CREATE INDEX IF NOT EXISTS alert_blocks_words ON alert_blocks USING gin (words) {BLOCK_INDEX_OPTIONS};
+             {ALERT_BLOCKS}
              CREATE TABLE IF NOT EXISTS alert_counts (
                  hour bigint NOT NULL,
                  grp text NOT NULL,
@@ -389,24 +391,11 @@ impl PgStore {
         tx.batch_execute(&format!(
             "DROP INDEX IF EXISTS alerts_words;
              ALTER TABLE alerts RENAME COLUMN digest TO json_md5;
-             CREATE TABLE alert_blocks (
-                 day bigint NOT NULL,
-                 first_id bigint NOT NULL,
-                 last_id bigint NOT NULL,
-                 words tsvector NOT NULL
-             ) PARTITION BY RANGE (day);
-             CREATE INDEX alert_blocks_words ON alert_blocks USING gin (words) {BLOCK_INDEX_OPTIONS};"
+             {ALERT_BLOCKS}"
         ))
         .db()
         .context("moving the alert store to schema 3")?;
-        let days = tx
-            .query(
-                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
-                 WHERE i.inhparent = 'alerts'::regclass",
-                &[],
-            )
-            .db()?;
-        for day in days.iter().filter_map(|r| r.get::<_, &str>(0).strip_prefix("alerts_d")?.parse::<u64>().ok()) {
+        for day in partition_days_in(tx, "alerts")? {
             tx.batch_execute(&format!(
                 "{} INSERT INTO alert_blocks_d{day} (day, first_id, last_id, words) \
                  SELECT {day}, id, id, words FROM alerts_d{day};",
@@ -434,19 +423,7 @@ impl PgStore {
 
     /// The days with partitions (`<parent>_d<day>`) of table `parent`, oldest first.
     pub(super) fn partition_days(&self, parent: &str) -> anyhow::Result<Vec<u64>> {
-        let mut conn = self.pool.get()?;
-        let rows = conn
-            .query(
-                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
-                 WHERE i.inhparent = to_regclass($1)",
-                &[&parent],
-            )
-            .db()?;
-        let prefix = format!("{parent}_d");
-        let mut days: Vec<u64> =
-            rows.iter().filter_map(|r| r.get::<_, String>(0).strip_prefix(&prefix)?.parse().ok()).collect();
-        days.sort_unstable();
-        Ok(days)
+        partition_days_in(&mut *self.pool.get()?, parent)
     }
 
     /// Makes the alert partitions of `days` that are missing.
@@ -686,6 +663,22 @@ fn row_to_alert(r: &postgres::Row) -> StoredAlert {
     }
 }
 
+/// [`PgStore::partition_days`], asked through `client` (a connection, or a transaction).
+fn partition_days_in(client: &mut impl postgres::GenericClient, parent: &str) -> anyhow::Result<Vec<u64>> {
+    let rows = client
+        .query(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE i.inhparent = to_regclass($1)",
+            &[&parent],
+        )
+        .db()?;
+    let prefix = format!("{parent}_d");
+    let mut days: Vec<u64> =
+        rows.iter().filter_map(|r| r.get::<_, String>(0).strip_prefix(&prefix)?.parse().ok()).collect();
+    days.sort_unstable();
+    Ok(days)
+}
+
 /// The alerts a text search reads: the id ranges of the blocks holding its words.
 struct TextBlocks {
     ranges: Vec<(i64, i64)>,
@@ -772,6 +765,10 @@ const INSERT_ALERTS: &str = "INSERT INTO alerts (time_ns, priority, rule, source
                           $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::tsvector[], $14::text[]) \
      ON CONFLICT (time_ns, json_md5) DO NOTHING \
      RETURNING time_ns, json_md5, id";
+
+/// Writes the blocks of the word index a chunk's new alerts make.
+const INSERT_BLOCKS: &str = "INSERT INTO alert_blocks (day, first_id, last_id, words) \
+     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::tsvector[])";
 
 /// A parameter encoded ahead, with its type (on the thread that makes a chunk's rows, while
 /// the database writes the chunk before): the writing thread only copies its bytes.
@@ -893,8 +890,7 @@ impl<'a> Chunk<'a> {
         let tags: Vec<String> = rows.iter().map(|(a, _)| tags_column(a)).collect();
         let mut rollup = Rollup::default();
         for ((alert, place), tags) in rows.iter().zip(&tags) {
-            let values = ROLLUP_GROUPS.map(|by| (by, grouping_value(by, alert, place)));
-            rollup.add(1, alert.time_ns, level_of(alert.priority), values, tags);
+            rollup.add_alert(1, alert, place, tags);
         }
         let times: Vec<i64> = rows.iter().map(|(a, _)| ns_column(a.time_ns)).collect();
         let levels: Vec<i64> = rows.iter().map(|(a, _)| level_of(a.priority)).collect();
@@ -920,6 +916,12 @@ impl<'a> Chunk<'a> {
     }
 }
 
+/// The statements of an insert, prepared once per batch.
+struct Inserts {
+    alerts: postgres::Statement,
+    blocks: postgres::Statement,
+}
+
 impl PgStore {
     /// Inserts `chunk` and its blocks of the word index in `tx`; returns the indexes of its
     /// rows that were new (not already stored, by another writer or an earlier chunk of the
@@ -927,11 +929,11 @@ impl PgStore {
     fn insert_chunk(
         &self,
         tx: &mut postgres::Transaction<'_>,
-        insert: &postgres::Statement,
+        insert: &Inserts,
         chunk: &Chunk<'_>,
     ) -> anyhow::Result<Vec<usize>> {
         let params: Vec<&(dyn ToSql + Sync)> = chunk.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let stored = tx.query(insert, &params).map_err(|e| {
+        let stored = tx.query(&insert.alerts, &params).map_err(|e| {
             if describe(&e).contains("no partition") {
                 // Another writer's retention dropped a day this one thought it had.
                 lock(&self.days).clear();
@@ -961,12 +963,7 @@ impl PgStore {
             }
         }
         if !days.is_empty() {
-            tx.execute(
-                "INSERT INTO alert_blocks (day, first_id, last_id, words) \
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::tsvector[])",
-                &[&days, &firsts, &lasts, &words],
-            )
-            .db()?;
+            tx.execute(&insert.blocks, &[&days, &firsts, &lasts, &words]).db()?;
         }
         Ok(stored.into_iter().map(|(row, _)| row).collect())
     }
@@ -983,7 +980,7 @@ impl AlertStore for PgStore {
         let mut tx = conn.transaction().db()?;
         let mut rollup = Rollup::default();
         // One transaction, a statement per chunk.
-        let insert = tx.prepare(INSERT_ALERTS).db()?;
+        let insert = Inserts { alerts: tx.prepare(INSERT_ALERTS).db()?, blocks: tx.prepare(INSERT_BLOCKS).db()? };
         in_chunks(alerts, Chunk::of, |_, chunk| {
             let mut chunk = chunk?;
             let stored = self.insert_chunk(&mut tx, &insert, &chunk)?;
@@ -992,8 +989,7 @@ impl AlertStore for PgStore {
                 let mut new = vec![false; chunk.rows.len()];
                 stored.iter().for_each(|row| new[*row] = true);
                 for (row, (alert, place)) in chunk.rows.iter().enumerate().filter(|(row, _)| !new[*row]) {
-                    let values = ROLLUP_GROUPS.map(|by| (by, grouping_value(by, alert, place)));
-                    chunk.rollup.add(-1, alert.time_ns, level_of(alert.priority), values, &chunk.tags[row]);
+                    chunk.rollup.add_alert(-1, alert, place, &chunk.tags[row]);
                 }
             }
             rollup.merge(std::mem::take(&mut chunk.rollup));

@@ -36,7 +36,12 @@ pub(super) fn body(alert: &Alert) -> String {
 
 /// The words of a text: its runs of letters and digits, lowercased.
 pub(super) fn words_of(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase)
+    word_runs(text).map(str::to_lowercase)
+}
+
+/// A text's runs of letters and digits, as written.
+fn word_runs(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty())
 }
 
 /// The longest word the PostgreSQL word index holds, in bytes: longer words are held by
@@ -52,13 +57,18 @@ const INDEXED_WORDS_MAX: usize = 256 * 1024;
 const OVERFLOW_WORD: &str = "-";
 
 /// `word` cut to at most [`INDEXED_WORD_MAX`] bytes, at a character boundary.
-fn indexed_word(mut word: String) -> String {
+pub(super) fn indexed_word(mut word: String) -> String {
+    word.truncate(indexed_len(&word));
+    word
+}
+
+/// The length of `word` cut to at most [`INDEXED_WORD_MAX`] bytes, at a character boundary.
+fn indexed_len(word: &str) -> usize {
     let mut end = word.len().min(INDEXED_WORD_MAX);
     while !word.is_char_boundary(end) {
         end -= 1;
     }
-    word.truncate(end);
-    word
+    end
 }
 
 /// The distinct words of an indexed text, each cut to [`INDEXED_WORD_MAX`] bytes, in
@@ -83,19 +93,16 @@ impl WordVector {
     /// [`INDEXED_WORDS_MAX`] bytes of them are cut and [`OVERFLOW_WORD`] added.
     pub fn of(body: &str) -> WordVector {
         let mut vector = WordVector { text: String::with_capacity(body.len()), spans: Vec::new() };
-        for word in body.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        for word in word_runs(body) {
             let start = vector.text.len();
+            // As `words_of` lowercases, without a string per word for the ASCII ones.
             if word.is_ascii() {
                 vector.text.extend(word.bytes().map(|b| char::from(b.to_ascii_lowercase())));
             } else {
                 vector.text.push_str(&word.to_lowercase());
             }
-            let mut end = vector.text.len().min(start + INDEXED_WORD_MAX);
-            while !vector.text.is_char_boundary(end) {
-                end -= 1;
-            }
-            vector.text.truncate(end);
-            vector.spans.push((start as u32, end as u32));
+            vector.text.truncate(start + indexed_len(&vector.text[start..]));
+            vector.spans.push((start as u32, vector.text.len() as u32));
         }
         vector.sort();
         let mut bytes = 0;
@@ -292,6 +299,12 @@ impl Rollup {
         for tag in tags.split(LIST_SEPARATOR).filter(|t| !t.is_empty()) {
             *self.0.entry((GroupBy::Tag.name(), hour, level, tag.to_owned())).or_default() += delta;
         }
+    }
+
+    /// Counts `delta` for `alert`, which ran at `place`, with its `tags` column.
+    pub(super) fn add_alert(&mut self, delta: i64, alert: &Alert, place: &Placement, tags: &str) {
+        let values = ROLLUP_GROUPS.map(|by| (by, grouping_value(by, alert, place)));
+        self.add(delta, alert.time_ns, level_of(alert.priority), values, tags);
     }
 
     /// Adds the changes of `other`.

@@ -22,8 +22,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params, params_fro
 use super::benchmark::BenchmarkLog;
 use super::rows::{
     COLUMNS, CountsPlan, DAY_NS, Dialect, HOUR_NS, Param, ROLLUP_GROUPS, ROLLUP_VALUES_AT, Rollup, body, column,
-    grouping_value, in_chunks, level_of, ns_column, priority_of_level, rollup_columns, sorted_counts, tags_column,
-    tags_of_column,
+    in_chunks, level_of, ns_column, priority_of_level, rollup_columns, sorted_counts, tags_column, tags_of_column,
 };
 use super::{AlertStore, GroupBy, Order, Page, Placement, Query, Removed, StoreConfig, StoredAlert, Usage};
 use crate::rules::{Alert, Priority};
@@ -615,8 +614,7 @@ impl AlertStore for SqliteStore {
                 ])?;
                 tx.prepare_cached(&format!("INSERT INTO text_d{day} (rowid, body) VALUES (?1, ?2)"))?
                     .execute(params![id, row.body])?;
-                let values = ROLLUP_GROUPS.map(|by| (by, grouping_value(by, alert, &row.place)));
-                rollups.entry(day).or_default().add(1, alert.time_ns, level_of(alert.priority), values, &row.tags);
+                rollups.entry(day).or_default().add_alert(1, alert, &row.place, &row.tags);
                 *added.entry(day).or_default() += 1;
                 id += 1;
             }

@@ -720,7 +720,7 @@ fn postgres_alert_digest_is_the_servers_md5_of_its_json() {
 
 #[test]
 fn word_vectors_hold_each_word_of_a_text_once_lowercased_cut_and_in_order() {
-    use super::rows::{WordVector, words_of};
+    use super::rows::{WordVector, indexed_word, words_of};
     let long = "Ä".repeat(100);
     for text in [
         "Read /etc/shadow by CAT-x; cat x CAT",
@@ -730,21 +730,14 @@ fn word_vectors_hold_each_word_of_a_text_once_lowercased_cut_and_in_order() {
         "--- ... ///",
     ] {
         let vector = WordVector::of(text);
-        let mut expected: Vec<String> = words_of(text)
-            .map(|mut w| {
-                // Cut as the index holds words: 128 bytes at most, at a character boundary.
-                let mut end = w.len().min(128);
-                while !w.is_char_boundary(end) {
-                    end -= 1;
-                }
-                w.truncate(end);
-                w
-            })
-            .collect();
+        // The words a search looks for (`word_query`), as the index holds them.
+        let mut expected: Vec<String> = words_of(text).map(indexed_word).collect();
         expected.sort();
         expected.dedup();
         assert_eq!(vector.words().collect::<Vec<_>>(), expected, "{text:.60}");
     }
+    // A word is held by its first 128 bytes, cut at a character boundary.
+    assert_eq!(WordVector::of(&long).words().collect::<Vec<_>>(), ["ä".repeat(64)]);
     // Past 256 KiB of words: the first ones in order, and the overflow word.
     let many: Vec<String> = (0..40_000u32).map(|i| format!("w{i:07}")).collect();
     let vector = WordVector::of(&many.join(" "));
