@@ -437,15 +437,30 @@ fn postgres_stores_a_batch_given_twice_once_and_counts_it_once() {
         [("R".to_owned(), 501)],
         "the counts did not count the retry"
     );
+    // Its new alert is in the word index, as a batch of new alerts' are.
+    assert_eq!(found(first.as_ref(), "new"), ["R"]);
+    // Two writers storing the same batch at the same moment: one waits for the other to
+    // commit, then passes over what it stored.
+    let same: Vec<Arc<Alert>> =
+        (0..3_000).map(|i| alert(T0 + 3 * DAY + i * 1000, "S", Priority::Notice, "z", &[])).collect();
+    std::thread::scope(|scope| {
+        for store in [&mut first, &mut second] {
+            let same = &same;
+            scope.spawn(move || store.insert(same).unwrap());
+        }
+    });
+    assert_eq!(first.usage().unwrap().alerts, 3_501);
+    let at_once = Query { from_ns: Some(T0 + 3 * DAY), ..Query::default() };
+    assert_eq!(first.counts(&at_once, GroupBy::Rule).unwrap(), [("S".to_owned(), 3_000)]);
     // A batch written in several statements, an alert in it twice (one statement apart).
     let mut long: Vec<Arc<Alert>> =
         (0..2_500).map(|i| alert(T0 + 2 * DAY + i * 1000, "L", Priority::Notice, "y", &[])).collect();
     long.push(long[3].clone());
     long.insert(1_500, long[1_400].clone());
     first.insert(&long).unwrap();
-    assert_eq!(first.usage().unwrap().alerts, 3_001);
+    assert_eq!(first.usage().unwrap().alerts, 6_001);
     let counts = first.counts(&Query::default(), GroupBy::Rule).unwrap();
-    assert_eq!(counts, [("L".to_owned(), 2_500), ("R".to_owned(), 501)]);
+    assert_eq!(counts, [("S".to_owned(), 3_000), ("L".to_owned(), 2_500), ("R".to_owned(), 501)]);
     // The same question through the whole hours of the counts table.
     let hours = Query { from_ns: Some(T0), to_ns: Some(T0 + 2 * DAY), ..Query::default() };
     assert_eq!(first.counts(&hours, GroupBy::Rule).unwrap(), [("R".to_owned(), 501)]);
