@@ -57,7 +57,7 @@ pub struct PostgresConfig {
     /// PEM bundle of the CAs trusted for the server's certificate (default: the system's).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
-    /// Connections kept open at most (default 4).
+    /// Connections kept open at most (default 4; at least 2: a writer uses two).
     #[serde(default = "default_pool")]
     pub pool: NonZeroUsize,
 }
@@ -88,6 +88,13 @@ impl TryFrom<RawStoreConfig> for StoreConfig {
     fn try_from(raw: RawStoreConfig) -> Result<Self, String> {
         let engine = match (raw.path, raw.postgres) {
             (Some(path), None) => Engine::Sqlite(path),
+            (None, Some(pg)) if pg.pool.get() < 2 => {
+                return Err(format!(
+                    "postgres.pool is {}: it must be at least 2 (a writer uses two connections: one for the alerts, \
+                     one for their word index)",
+                    pg.pool
+                ));
+            }
             (None, Some(pg)) => Engine::Postgres(pg),
             _ => return Err("a store needs exactly one of `path` (SQLite) or `postgres`".into()),
         };
@@ -229,5 +236,7 @@ mod tests {
             let e = serde_saphyr::from_str::<StoreConfig>(bad).unwrap_err().to_string();
             assert!(!e.is_empty(), "{bad}");
         }
+        let e = serde_saphyr::from_str::<StoreConfig>("postgres: {url: \"host=db\", pool: 1}\n").unwrap_err();
+        assert!(e.to_string().contains("postgres.pool is 1: it must be at least 2"), "{e}");
     }
 }

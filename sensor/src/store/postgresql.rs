@@ -11,7 +11,7 @@
 //! index holds its words once. Every alert also carries the digest of its JSON,
 //! unique with its time: a batch a sender retries after its first attempt did commit is
 //! stored once. Alerts are written with `COPY`; a batch holding one already stored is
-//! written again passing over those (see [`Statements`]). Several writers (console
+//! written again passing over those (see [`copy_into`]). Several writers (console
 //! replicas) may share the database: partitions are made under an advisory lock, count rows
 //! are locked in one order, and one writer at a time runs retention.
 
@@ -747,11 +747,10 @@ struct Chunk<'a> {
     /// Each distinct alert (an alert given twice in a batch is one alert), with where it ran.
     rows: Vec<(&'a Alert, Placement)>,
     tags: Vec<String>,
+    /// Each row's id.
+    ids: Vec<i64>,
     /// The rows as [`ALERT_COLUMNS`] lists their columns.
     copy: CopyRows,
-    /// The blocks of the word index the rows make, and the block of each row.
-    blocks: Vec<Block>,
-    block_of: Vec<usize>,
     /// What the rows add to the counts, if all are new.
     rollup: Rollup,
 }
@@ -760,31 +759,72 @@ struct Chunk<'a> {
 const ALERT_COLUMNS: &str = "id, time_ns, priority, rule, source, hostname, container_id, container_name, image, \
                              namespace, pod, tags, json, words, json_md5";
 
-/// The statements that write a chunk's alerts. `COPY` costs the server less than half what
-/// an `INSERT` of the same rows does (it inserts them in batches, with no conflict check
-/// before each), but fails on an alert already stored (a batch a sender retried after its
-/// first attempt did commit, or that another writer stores too): a batch that does is
-/// written again, its chunks copied to a table of their own, then inserted passing over
-/// what is stored. A chunk's ids are taken ahead, so that its blocks' id ranges are known
-/// without reading its rows back.
-struct Statements {
+/// How a batch is written. `COPY` costs the server less than half what an `INSERT` of the
+/// same rows does (it inserts them in batches, with no conflict check before each), but
+/// fails on an alert already stored (a batch a sender retried after its first attempt did
+/// commit, or that another writer stores too): a batch that does is written again, its
+/// chunks copied to a table of their own, then inserted passing over what is stored.
+///
+/// A writer uses two connections. On the first, one transaction copies the batch's chunks
+/// and adds their counts. On the second ([`IndexWriter`]), the thread that makes a chunk's
+/// rows takes their ids and writes the chunk's blocks of the word index, committed at once:
+/// the server does both at the same time, and the blocks of an alert are stored before it
+/// is. A block may name ids no alert was stored with (a batch that failed, an alert stored
+/// already): a text search reads nothing more for them.
+fn copy_into(table: &str) -> String {
+    format!("COPY {table} ({ALERT_COLUMNS}) FROM STDIN (FORMAT binary)")
+}
+
+/// The second connection of a batch's writer (see [`copy_into`]).
+struct IndexWriter<'p> {
+    conn: Conn<'p>,
     ids: postgres::Statement,
-    copy: postgres::Statement,
     blocks: postgres::Statement,
 }
 
-impl Statements {
-    fn prepare(tx: &mut postgres::Transaction<'_>, into: &str) -> anyhow::Result<Statements> {
-        Ok(Statements {
-            ids: tx.prepare("SELECT array_agg(nextval('alert_ids')) FROM generate_series(1, $1::int4)").db()?,
-            copy: tx.prepare(&format!("COPY {into} ({ALERT_COLUMNS}) FROM STDIN (FORMAT binary)")).db()?,
-            blocks: tx
-                .prepare(
-                    "INSERT INTO alert_blocks (day, first_id, last_id, words) \
-                     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::tsvector[])",
-                )
-                .db()?,
-        })
+impl<'p> IndexWriter<'p> {
+    fn open(pool: &'p Pool) -> anyhow::Result<Mutex<IndexWriter<'p>>> {
+        let mut conn = pool.get()?;
+        let ids = conn.prepare("SELECT array_agg(nextval('alert_ids')) FROM generate_series(1, $1::int4)").db()?;
+        let blocks = conn
+            .prepare(
+                "INSERT INTO alert_blocks (day, first_id, last_id, words) \
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::tsvector[])",
+            )
+            .db()?;
+        Ok(Mutex::new(IndexWriter { conn, ids, blocks }))
+    }
+
+    /// Takes `count` alert ids.
+    fn take_ids(&mut self, count: usize) -> anyhow::Result<Vec<i64>> {
+        let ids: Vec<i64> = self.conn.query_one(&self.ids, &[&i32::try_from(count)?]).db()?.get(0);
+        if ids.len() != count {
+            bail!("{} alert ids taken for {count} alerts", ids.len());
+        }
+        Ok(ids)
+    }
+
+    /// Writes `blocks`, whose rows (`block_of` gives each row's block) have ids `ids`.
+    fn write_blocks(&mut self, blocks: &[Block], block_of: &[usize], ids: &[i64]) -> anyhow::Result<()> {
+        // Each block's ids: from its first row's to its last's.
+        let mut ranges: Vec<Option<(i64, i64)>> = vec![None; blocks.len()];
+        for (block, id) in block_of.iter().zip(ids) {
+            let range = &mut ranges[*block];
+            *range = Some(range.map_or((*id, *id), |(first, last)| (first.min(*id), last.max(*id))));
+        }
+        let (mut days, mut firsts, mut lasts, mut words) = (vec![], vec![], vec![], vec![]);
+        for (block, range) in blocks.iter().zip(ranges) {
+            if let Some((first, last)) = range {
+                days.push(block.day as i64);
+                firsts.push(first);
+                lasts.push(last);
+                words.push(&block.words);
+            }
+        }
+        if !days.is_empty() {
+            self.conn.execute(&self.blocks, &[&days, &firsts, &lasts, &words]).db()?;
+        }
+        Ok(())
     }
 }
 
@@ -858,15 +898,11 @@ impl CopyRows {
         self.bytes.put_i16(-1);
     }
 
-    /// The rows, with `ids` (one per row, in order) filled in.
-    fn with_ids(&mut self, ids: &[i64]) -> anyhow::Result<&[u8]> {
-        if ids.len() != self.id_at.len() {
-            bail!("{} ids taken for {} rows", ids.len(), self.id_at.len());
-        }
+    /// Fills in the rows' `ids` (one per row, in order).
+    fn set_ids(&mut self, ids: &[i64]) {
         for (at, id) in self.id_at.iter().zip(ids) {
             self.bytes[*at..at + 8].copy_from_slice(&id.to_be_bytes());
         }
-        Ok(&self.bytes)
     }
 }
 
@@ -931,7 +967,9 @@ fn blocks_of(days: &[u64], words: &[WordVector]) -> (Vec<Block>, Vec<usize>) {
 }
 
 impl<'a> Chunk<'a> {
-    fn of(alerts: &'a [Arc<Alert>]) -> anyhow::Result<Chunk<'a>> {
+    /// The distinct alerts of `alerts`, their ids taken and their blocks of the word index
+    /// written through `index`.
+    fn of(alerts: &'a [Arc<Alert>], index: &Mutex<IndexWriter<'_>>) -> anyhow::Result<Chunk<'a>> {
         let (mut rows, mut jsons, mut digests) = (Vec::new(), Vec::new(), Vec::new());
         let mut seen = HashSet::new();
         for alert in alerts {
@@ -972,7 +1010,11 @@ impl<'a> Chunk<'a> {
             ])?;
         }
         copy.finish();
-        Ok(Chunk { rows, tags, copy, blocks, block_of, rollup })
+        let mut index = lock(index);
+        let ids = index.take_ids(rows.len())?;
+        copy.set_ids(&ids);
+        index.write_blocks(&blocks, &block_of, &ids)?;
+        Ok(Chunk { rows, tags, ids, copy, rollup })
     }
 }
 
@@ -980,36 +1022,34 @@ impl PgStore {
     /// Writes those of `alerts` not stored yet, in one transaction, as `how` says.
     fn write_batch(&self, alerts: &[Arc<Alert>], how: Write) -> anyhow::Result<()> {
         let mut conn = self.pool.get()?;
+        let index = IndexWriter::open(&self.pool)?;
         let mut tx = conn.transaction().db()?;
-        let statements = match how {
-            Write::Copy => Statements::prepare(&mut tx, "alerts")?,
+        let into = match how {
+            Write::Copy => "alerts",
             Write::SkipStored => {
                 tx.batch_execute(&format!("CREATE TEMPORARY TABLE {INCOMING} (LIKE alerts) ON COMMIT DROP")).db()?;
-                Statements::prepare(&mut tx, INCOMING)?
+                INCOMING
             }
         };
+        let copy = tx.prepare(&copy_into(into)).db()?;
         let mut rollup = Rollup::default();
-        in_chunks(alerts, Chunk::of, |_, chunk| {
-            let mut chunk = chunk?;
-            let count = i32::try_from(chunk.rows.len())?;
-            let ids: Vec<i64> = tx.query_one(&statements.ids, &[&count]).db()?.get(0);
-            let rows = chunk.copy.with_ids(&ids)?;
-            let mut writer = tx.copy_in(&statements.copy).db()?;
-            let sent = std::io::Write::write_all(&mut writer, rows).map_err(|e| {
-                match e.into_inner().map(|e| e.downcast::<postgres::Error>()) {
-                    Some(Ok(e)) => self.written_error(*e),
-                    Some(Err(e)) => anyhow::anyhow!("copying alerts: {e}"),
-                    None => anyhow::anyhow!("copying alerts failed"),
-                }
-            });
-            sent?;
-            writer.finish().map_err(|e| self.written_error(e))?;
-            // Each row's index and id, if it was new.
-            let stored: Vec<(usize, i64)> = match how {
-                Write::Copy => ids.iter().copied().enumerate().collect(),
-                Write::SkipStored => {
-                    let row_of: HashMap<i64, usize> = ids.iter().enumerate().map(|(row, id)| (*id, row)).collect();
-                    let new = tx
+        in_chunks(
+            alerts,
+            |alerts| Chunk::of(alerts, &index),
+            |_, chunk| {
+                let mut chunk = chunk?;
+                let mut writer = tx.copy_in(&copy).db()?;
+                let sent = std::io::Write::write_all(&mut writer, &chunk.copy.bytes).map_err(|e| {
+                    match e.into_inner().map(|e| e.downcast::<postgres::Error>()) {
+                        Some(Ok(e)) => self.written_error(*e),
+                        Some(Err(e)) => anyhow::anyhow!("copying alerts: {e}"),
+                        None => anyhow::anyhow!("copying alerts failed"),
+                    }
+                });
+                sent?;
+                writer.finish().map_err(|e| self.written_error(e))?;
+                if let Write::SkipStored = how {
+                    let new: HashSet<i64> = tx
                         .query(
                             &format!(
                                 "INSERT INTO alerts ({ALERT_COLUMNS}) SELECT {ALERT_COLUMNS} FROM {INCOMING} \
@@ -1017,53 +1057,24 @@ impl PgStore {
                             ),
                             &[],
                         )
-                        .map_err(|e| self.written_error(e))?;
+                        .map_err(|e| self.written_error(e))?
+                        .iter()
+                        .map(|r| r.get(0))
+                        .collect();
                     tx.batch_execute(&format!("TRUNCATE {INCOMING}")).db()?;
-                    new.iter().filter_map(|r| Some((*row_of.get(&r.get(0))?, r.get(0)))).collect()
+                    // The counts of the rows another writer (or a retried batch) stored already.
+                    for (row, (alert, place)) in chunk.rows.iter().enumerate() {
+                        if !new.contains(&chunk.ids[row]) {
+                            chunk.rollup.add_alert(-1, alert, place, &chunk.tags[row]);
+                        }
+                    }
                 }
-            };
-            Self::insert_blocks(&mut tx, &statements, &chunk, &stored)?;
-            if stored.len() < chunk.rows.len() {
-                // The counts of the rows another writer (or a retried batch) stored already.
-                let mut new = vec![false; chunk.rows.len()];
-                stored.iter().for_each(|(row, _)| new[*row] = true);
-                for (row, (alert, place)) in chunk.rows.iter().enumerate().filter(|(row, _)| !new[*row]) {
-                    chunk.rollup.add_alert(-1, alert, place, &chunk.tags[row]);
-                }
-            }
-            rollup.merge(std::mem::take(&mut chunk.rollup));
-            Ok(())
-        })?;
+                rollup.merge(std::mem::take(&mut chunk.rollup));
+                Ok(())
+            },
+        )?;
         Self::apply_rollup(&mut tx, &rollup)?;
         tx.commit().db()?;
-        Ok(())
-    }
-
-    /// Inserts the blocks of the word index that `chunk`'s `stored` rows (index and id) make.
-    fn insert_blocks(
-        tx: &mut postgres::Transaction<'_>,
-        statements: &Statements,
-        chunk: &Chunk<'_>,
-        stored: &[(usize, i64)],
-    ) -> anyhow::Result<()> {
-        // Each block's ids: from its first stored row's to its last's.
-        let mut ranges: Vec<Option<(i64, i64)>> = vec![None; chunk.blocks.len()];
-        for &(row, id) in stored {
-            let range = &mut ranges[chunk.block_of[row]];
-            *range = Some(range.map_or((id, id), |(first, last)| (first.min(id), last.max(id))));
-        }
-        let (mut days, mut firsts, mut lasts, mut words) = (vec![], vec![], vec![], vec![]);
-        for (block, range) in chunk.blocks.iter().zip(ranges) {
-            if let Some((first, last)) = range {
-                days.push(block.day as i64);
-                firsts.push(first);
-                lasts.push(last);
-                words.push(&block.words);
-            }
-        }
-        if !days.is_empty() {
-            tx.execute(&statements.blocks, &[&days, &firsts, &lasts, &words]).db()?;
-        }
         Ok(())
     }
 
