@@ -832,7 +832,6 @@ impl<'p> IndexWriter<'p> {
 const INCOMING: &str = "alerts_incoming";
 
 /// How a batch's chunks are written.
-#[derive(Clone, Copy)]
 enum Write {
     /// Copied into `alerts`.
     Copy,
@@ -1024,11 +1023,18 @@ impl PgStore {
         let mut conn = self.pool.get()?;
         let index = IndexWriter::open(&self.pool)?;
         let mut tx = conn.transaction().db()?;
-        let into = match how {
-            Write::Copy => "alerts",
+        // Where chunks are copied, and the insert that takes the new alerts from there.
+        let (into, skip_stored) = match how {
+            Write::Copy => ("alerts", None),
             Write::SkipStored => {
                 tx.batch_execute(&format!("CREATE TEMPORARY TABLE {INCOMING} (LIKE alerts) ON COMMIT DROP")).db()?;
-                INCOMING
+                let insert = tx
+                    .prepare(&format!(
+                        "INSERT INTO alerts ({ALERT_COLUMNS}) SELECT {ALERT_COLUMNS} FROM {INCOMING} \
+                         ON CONFLICT (time_ns, json_md5) DO NOTHING RETURNING id"
+                    ))
+                    .db()?;
+                (INCOMING, Some(insert))
             }
         };
         let copy = tx.prepare(&copy_into(into)).db()?;
@@ -1039,28 +1045,17 @@ impl PgStore {
             |_, chunk| {
                 let mut chunk = chunk?;
                 let mut writer = tx.copy_in(&copy).db()?;
-                let sent = std::io::Write::write_all(&mut writer, &chunk.copy.bytes).map_err(|e| {
-                    match e.into_inner().map(|e| e.downcast::<postgres::Error>()) {
-                        Some(Ok(e)) => self.written_error(*e),
-                        Some(Err(e)) => anyhow::anyhow!("copying alerts: {e}"),
-                        None => anyhow::anyhow!("copying alerts failed"),
+                // The writer sends what it holds when it is full: an error then is the server's.
+                std::io::Write::write_all(&mut writer, &chunk.copy.bytes).map_err(|e| {
+                    match e.get_ref().and_then(|inner| inner.downcast_ref::<postgres::Error>()) {
+                        Some(e) => self.written_error(e),
+                        None => anyhow::anyhow!("copying alerts: {e}"),
                     }
-                });
-                sent?;
-                writer.finish().map_err(|e| self.written_error(e))?;
-                if let Write::SkipStored = how {
-                    let new: HashSet<i64> = tx
-                        .query(
-                            &format!(
-                                "INSERT INTO alerts ({ALERT_COLUMNS}) SELECT {ALERT_COLUMNS} FROM {INCOMING} \
-                                 ON CONFLICT (time_ns, json_md5) DO NOTHING RETURNING id"
-                            ),
-                            &[],
-                        )
-                        .map_err(|e| self.written_error(e))?
-                        .iter()
-                        .map(|r| r.get(0))
-                        .collect();
+                })?;
+                writer.finish().map_err(|e| self.written_error(&e))?;
+                if let Some(insert) = &skip_stored {
+                    let new: HashSet<i64> =
+                        tx.query(insert, &[]).map_err(|e| self.written_error(&e))?.iter().map(|r| r.get(0)).collect();
                     tx.batch_execute(&format!("TRUNCATE {INCOMING}")).db()?;
                     // The counts of the rows another writer (or a retried batch) stored already.
                     for (row, (alert, place)) in chunk.rows.iter().enumerate() {
@@ -1080,8 +1075,8 @@ impl PgStore {
 
     /// The error `e` of writing alerts, described; an alert already stored is
     /// [`AlreadyStored`].
-    fn written_error(&self, e: postgres::Error) -> anyhow::Error {
-        if describe(&e).contains("no partition") {
+    fn written_error(&self, e: &postgres::Error) -> anyhow::Error {
+        if describe(e).contains("no partition") {
             // Another writer's retention dropped a day this one thought it had.
             lock(&self.days).clear();
             if let Ok(days) = self.stored_days() {
@@ -1089,9 +1084,9 @@ impl PgStore {
             }
         }
         if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
-            anyhow::Error::new(AlreadyStored(describe(&e)))
+            anyhow::Error::new(AlreadyStored(describe(e)))
         } else {
-            anyhow::anyhow!(describe(&e))
+            anyhow::anyhow!(describe(e))
         }
     }
 }
