@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod benchmark;
+mod checkpointer;
 mod config;
 mod postgresql;
 mod query;

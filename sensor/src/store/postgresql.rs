@@ -473,11 +473,11 @@ impl PgStore {
     fn apply_rollup(tx: &mut postgres::Transaction<'_>, rollup: &Rollup) -> anyhow::Result<()> {
         let (mut hours, mut groups, mut levels, mut values, mut deltas) = (vec![], vec![], vec![], vec![], vec![]);
         for ((grp, hour, level, value), delta) in rollup.changes() {
-            hours.push(*hour);
-            groups.push(*grp);
-            levels.push(*level);
-            values.push(value.as_str());
-            deltas.push(*delta);
+            hours.push(hour);
+            groups.push(grp);
+            levels.push(level);
+            values.push(value);
+            deltas.push(delta);
         }
         if hours.is_empty() {
             return Ok(());
@@ -516,7 +516,7 @@ impl PgStore {
         let mut removed = Rollup::default();
         for r in &rows {
             let values =
-                ROLLUP_GROUPS.iter().enumerate().map(|(i, by)| (*by, r.get::<_, Option<String>>(ROLLUP_VALUES_AT + i)));
+                ROLLUP_GROUPS.iter().enumerate().map(|(i, by)| (*by, r.get::<_, Option<&str>>(ROLLUP_VALUES_AT + i)));
             removed.add(-1, r.get::<_, i64>(0) as u64, r.get(1), values, r.get::<_, &str>(2));
         }
         Self::apply_rollup(tx, &removed)?;

@@ -2,10 +2,10 @@
 //! text its search index holds, and the hourly counts per grouping value that the
 //! dashboard reads instead of every alert.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
 use super::{Cursor, GroupBy, Order, Placement, Query};
-use crate::rules::{Alert, Priority};
+use crate::rules::{Alert, Priority, Value};
 
 /// The columns a search reads, in the order the engines' row readers take them.
 pub(super) const COLUMNS: &str =
@@ -84,40 +84,37 @@ pub(super) struct WordVector {
 }
 
 impl WordVector {
-    /// The words of an alert's indexed text ([`body`]).
+    /// The words of an alert's indexed text ([`body`]), read from its parts: the separators
+    /// [`body`] puts between them are not word characters, so the words are the same.
     pub fn of_alert(alert: &Alert) -> WordVector {
-        WordVector::of(&body(alert))
+        let mut words = Words::with_capacity(alert.message.len() + 256);
+        words.add(&alert.message);
+        words.add(&alert.rule);
+        for tag in alert.tags.iter() {
+            words.add(tag);
+        }
+        for (key, value) in &alert.fields {
+            match value {
+                Some(Value::Str(text)) => {
+                    words.add(key);
+                    words.add(text);
+                }
+                Some(other) => {
+                    words.add(key);
+                    words.add_owned(&other.to_string());
+                }
+                None => {}
+            }
+        }
+        words.finish()
     }
 
     /// The words of `body`, lowercased as [`words_of`] does; more than
     /// [`INDEXED_WORDS_MAX`] bytes of them are cut and [`OVERFLOW_WORD`] added.
     pub fn of(body: &str) -> WordVector {
-        let mut vector = WordVector { text: String::with_capacity(body.len()), spans: Vec::new() };
-        for word in word_runs(body) {
-            let start = vector.text.len();
-            // As `words_of` lowercases, without a string per word for the ASCII ones.
-            if word.is_ascii() {
-                vector.text.extend(word.bytes().map(|b| char::from(b.to_ascii_lowercase())));
-            } else {
-                vector.text.push_str(&word.to_lowercase());
-            }
-            vector.text.truncate(start + indexed_len(&vector.text[start..]));
-            vector.spans.push((start as u32, vector.text.len() as u32));
-        }
-        vector.sort();
-        let mut bytes = 0;
-        let cut = vector.words().position(|w| {
-            bytes += w.len() + 1;
-            bytes > INDEXED_WORDS_MAX
-        });
-        if let Some(cut) = cut {
-            vector.spans.truncate(cut);
-            let start = vector.text.len() as u32;
-            vector.text.push_str(OVERFLOW_WORD);
-            vector.spans.push((start, vector.text.len() as u32));
-            vector.sort();
-        }
-        vector
+        let mut words = Words::with_capacity(body.len());
+        words.add(body);
+        words.finish()
     }
 
     /// A vector of `words`, given distinct (a block's, from its alerts' vectors).
@@ -155,6 +152,72 @@ impl WordVector {
     /// The words, in order.
     pub fn words(&self) -> impl ExactSizeIterator<Item = &str> {
         self.spans.iter().map(|&(start, end)| &self.text[start as usize..end as usize])
+    }
+}
+
+/// A [`WordVector`] in the making. A word met again as written is passed over before it is
+/// lowercased and sorted (an alert's output repeats most of its field values).
+struct Words<'a> {
+    vector: WordVector,
+    /// The words met, as written.
+    seen: foldhash::HashSet<&'a str>,
+}
+
+impl<'a> Words<'a> {
+    fn with_capacity(bytes: usize) -> Words<'a> {
+        Words {
+            vector: WordVector { text: String::with_capacity(bytes), spans: Vec::with_capacity(64) },
+            seen: foldhash::HashSet::with_capacity_and_hasher(64, Default::default()),
+        }
+    }
+
+    /// Adds the words of `text`.
+    fn add(&mut self, text: &'a str) {
+        for word in word_runs(text) {
+            if self.seen.insert(word) {
+                self.push(word);
+            }
+        }
+    }
+
+    /// Adds the words of a text that does not outlive the call (each kept, even if met).
+    fn add_owned(&mut self, text: &str) {
+        for word in word_runs(text) {
+            self.push(word);
+        }
+    }
+
+    fn push(&mut self, word: &str) {
+        let text = &mut self.vector.text;
+        let start = text.len();
+        // As `words_of` lowercases, without a string per word for the ASCII ones.
+        if word.is_ascii() {
+            text.extend(word.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+        } else {
+            text.push_str(&word.to_lowercase());
+        }
+        text.truncate(start + indexed_len(&text[start..]));
+        self.vector.spans.push((start as u32, text.len() as u32));
+    }
+
+    /// The distinct words in order, more than [`INDEXED_WORDS_MAX`] bytes of them cut and
+    /// [`OVERFLOW_WORD`] added.
+    fn finish(self) -> WordVector {
+        let mut vector = self.vector;
+        vector.sort();
+        let mut bytes = 0;
+        let cut = vector.words().position(|w| {
+            bytes += w.len() + 1;
+            bytes > INDEXED_WORDS_MAX
+        });
+        if let Some(cut) = cut {
+            vector.spans.truncate(cut);
+            let start = vector.text.len() as u32;
+            vector.text.push_str(OVERFLOW_WORD);
+            vector.spans.push((start, vector.text.len() as u32));
+            vector.sort();
+        }
+        vector
     }
 }
 
@@ -218,10 +281,19 @@ pub(super) fn priority_of_level(level: i64) -> Priority {
     usize::try_from(level).ok().and_then(|l| Priority::ALL.get(l)).copied().unwrap_or(Priority::Debug)
 }
 
-/// Changes to one day's counts: alerts added (+1) or removed (-1) per grouping, hour,
-/// priority and value.
+/// What a count is kept per: grouping (its name), hour, priority level and value.
+pub(super) type CountKey<'v> = (&'static str, i64, i64, &'v str);
+
+/// Changes to the counts: alerts added (+1) or removed (-1) per grouping, hour, priority
+/// and value. Each value is held once and counted under its number: counting an alert
+/// allocates nothing for values counted before.
 #[derive(Default)]
-pub(super) struct Rollup(BTreeMap<(&'static str, i64, i64, String), i64>);
+pub(super) struct Rollup {
+    /// The values counted, by number.
+    values: Vec<Arc<str>>,
+    numbers: foldhash::HashMap<Arc<str>, u32>,
+    deltas: foldhash::HashMap<(&'static str, i64, i64, u32), i64>,
+}
 
 /// The groupings the counts tables keep by value (tags are split from their column;
 /// priority is counted from the `rule` rows).
@@ -266,15 +338,15 @@ pub(super) fn column(by: GroupBy) -> &'static str {
 
 /// The value `alert` is stored and counted under for a grouping of [`ROLLUP_GROUPS`]:
 /// what [`column`] reads back; priorities and tags are counted apart.
-pub(super) fn grouping_value(by: GroupBy, alert: &Alert, place: &Placement) -> Option<String> {
+pub(super) fn grouping_value<'a>(by: GroupBy, alert: &'a Alert, place: &'a Placement) -> Option<&'a str> {
     match by {
-        GroupBy::Rule => Some(alert.rule.clone()),
-        GroupBy::Source => Some(alert.source.clone()),
-        GroupBy::Hostname => Some(alert.hostname.clone()),
-        GroupBy::Container => place.container().map(str::to_owned),
-        GroupBy::Image => place.image.clone(),
-        GroupBy::Namespace => place.namespace.clone(),
-        GroupBy::Pod => place.pod.clone(),
+        GroupBy::Rule => Some(&alert.rule),
+        GroupBy::Source => Some(&alert.source),
+        GroupBy::Hostname => Some(&alert.hostname),
+        GroupBy::Container => place.container(),
+        GroupBy::Image => place.image.as_deref(),
+        GroupBy::Namespace => place.namespace.as_deref(),
+        GroupBy::Pod => place.pod.as_deref(),
         GroupBy::Priority | GroupBy::Tag => None,
     }
 }
@@ -282,23 +354,37 @@ pub(super) fn grouping_value(by: GroupBy, alert: &Alert, place: &Placement) -> O
 impl Rollup {
     /// Counts `delta` for an alert at `time_ns` of priority `level`, with its values of
     /// [`ROLLUP_GROUPS`] and its `tags` column.
-    pub(super) fn add(
+    pub(super) fn add<'v>(
         &mut self,
         delta: i64,
         time_ns: u64,
         level: i64,
-        values: impl IntoIterator<Item = (GroupBy, Option<String>)>,
+        values: impl IntoIterator<Item = (GroupBy, Option<&'v str>)>,
         tags: &str,
     ) {
         let hour = (time_ns / HOUR_NS).min(i64::MAX as u64) as i64;
         for (by, value) in values {
             if let Some(value) = value {
-                *self.0.entry((by.name(), hour, level, value)).or_default() += delta;
+                self.count(by.name(), hour, level, value, delta);
             }
         }
-        for tag in tags.split(LIST_SEPARATOR).filter(|t| !t.is_empty()) {
-            *self.0.entry((GroupBy::Tag.name(), hour, level, tag.to_owned())).or_default() += delta;
+        for tag in tags_of_column(tags) {
+            self.count(GroupBy::Tag.name(), hour, level, tag, delta);
         }
+    }
+
+    fn count(&mut self, grp: &'static str, hour: i64, level: i64, value: &str, delta: i64) {
+        let number = match self.numbers.get(value) {
+            Some(number) => *number,
+            None => {
+                let number = u32::try_from(self.values.len()).expect("fewer than 2^32 values in one write");
+                let value: Arc<str> = value.into();
+                self.values.push(value.clone());
+                self.numbers.insert(value, number);
+                number
+            }
+        };
+        *self.deltas.entry((grp, hour, level, number)).or_default() += delta;
     }
 
     /// Counts `delta` for `alert`, which ran at `place`, with its `tags` column.
@@ -309,20 +395,27 @@ impl Rollup {
 
     /// Adds the changes of `other`.
     pub(super) fn merge(&mut self, other: Rollup) {
-        for (key, delta) in other.0 {
-            *self.0.entry(key).or_default() += delta;
+        for ((grp, hour, level, number), delta) in other.deltas {
+            self.count(grp, hour, level, &other.values[number as usize], delta);
         }
     }
 
-    /// The changes in a fixed order (grouping, hour, priority, value): writers that lock
-    /// count rows in one order cannot deadlock each other. None is zero.
-    pub(super) fn changes(&self) -> impl Iterator<Item = (&(&'static str, i64, i64, String), &i64)> {
-        self.0.iter().filter(|(_, delta)| **delta != 0)
+    /// The changes, each `((grouping, hour, priority, value), delta)`, in that key's order:
+    /// writers that lock count rows in one order cannot deadlock each other. None is zero.
+    pub(super) fn changes(&self) -> Vec<(CountKey<'_>, i64)> {
+        let mut changes: Vec<_> = self
+            .deltas
+            .iter()
+            .filter(|(_, delta)| **delta != 0)
+            .map(|(&(grp, hour, level, number), delta)| ((grp, hour, level, &*self.values[number as usize]), *delta))
+            .collect();
+        changes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        changes
     }
 
     /// Whether a change removes alerts (counts may reach zero).
     pub(super) fn removes(&self) -> bool {
-        self.0.values().any(|d| *d < 0)
+        self.deltas.values().any(|d| *d < 0)
     }
 }
 

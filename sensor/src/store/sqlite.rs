@@ -20,6 +20,7 @@ use anyhow::{Context as _, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params, params_from_iter, types::Value as SqlValue};
 
 use super::benchmark::BenchmarkLog;
+use super::checkpointer::{Checkpointer, RESTART_PAGES};
 use super::rows::{
     COLUMNS, CountsPlan, DAY_NS, Dialect, HOUR_NS, Param, ROLLUP_GROUPS, ROLLUP_VALUES_AT, Rollup, body, column,
     in_chunks, level_of, ns_column, priority_of_level, rollup_columns, sorted_counts, tags_column, tags_of_column,
@@ -54,6 +55,8 @@ pub struct SqliteStore {
     /// The days that have tables, with their alert counts (the `days` table, cached).
     days: BTreeMap<u64, u64>,
     next_id: i64,
+    /// Copies the log into the file (none for a store opened to read).
+    checkpoints: Option<Checkpointer>,
 }
 
 /// What opening a store for writing found.
@@ -99,6 +102,7 @@ impl SqliteStore {
             max_size: u64::MAX,
             days: BTreeMap::new(),
             next_id: 0,
+            checkpoints: None,
         };
         store.load_days()?;
         Ok(store)
@@ -126,6 +130,8 @@ impl SqliteStore {
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
+            // The log is copied into the file by the checkpointer's thread.
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
             conn.execute_batch(
                 "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
                  CREATE TABLE IF NOT EXISTS days (day INTEGER PRIMARY KEY, alerts INTEGER NOT NULL);",
@@ -147,6 +153,7 @@ impl SqliteStore {
             max_size: config.max_size.unwrap_or(u64::MAX),
             days: BTreeMap::new(),
             next_id,
+            checkpoints: Some(Checkpointer::start(path, RESTART_PAGES)?),
         };
         store.load_days()?;
         Ok(store)
@@ -391,9 +398,9 @@ impl DayTables for SqliteStore {
             while let Some(r) = rows.next()? {
                 let mut values = Vec::with_capacity(ROLLUP_GROUPS.len());
                 for (i, by) in ROLLUP_GROUPS.iter().enumerate() {
-                    values.push((*by, r.get::<_, Option<String>>(ROLLUP_VALUES_AT + i)?));
+                    values.push((*by, r.get_ref(ROLLUP_VALUES_AT + i)?.as_str_or_null()?));
                 }
-                removed.add(-1, r.get::<_, i64>(0)? as u64, r.get(1)?, values, &r.get::<_, String>(2)?);
+                removed.add(-1, r.get::<_, i64>(0)? as u64, r.get(1)?, values, r.get_ref(2)?.as_str()?);
             }
         }
         apply_rollup(&tx, day, &removed)?;
@@ -531,12 +538,24 @@ struct Row {
     json: String,
 }
 
-impl Row {
-    fn of_each(alerts: &[Arc<Alert>]) -> Vec<Row> {
-        alerts
+/// A chunk's rows, with what they add to each day's counts.
+struct Rows {
+    rows: Vec<Row>,
+    rollups: BTreeMap<u64, Rollup>,
+}
+
+impl Rows {
+    fn of(alerts: &[Arc<Alert>]) -> Rows {
+        let mut rollups: BTreeMap<u64, Rollup> = BTreeMap::new();
+        let rows = alerts
             .iter()
-            .map(|a| Row { place: Placement::of(a), tags: tags_column(a), body: body(a), json: a.to_json_text() })
-            .collect()
+            .map(|a| {
+                let row = Row { place: Placement::of(a), tags: tags_column(a), body: body(a), json: a.to_json_text() };
+                rollups.entry(a.time_ns / DAY_NS).or_default().add_alert(1, a, &row.place, &row.tags);
+                row
+            })
+            .collect();
+        Rows { rows, rollups }
     }
 }
 
@@ -583,13 +602,19 @@ impl AlertStore for SqliteStore {
         if alerts.is_empty() {
             return Ok(());
         }
+        if let Some(checkpoints) = &self.checkpoints {
+            checkpoints.settle();
+        }
         let tx = self.conn.transaction()?;
         let mut days = self.days.clone();
         let mut added: BTreeMap<u64, i64> = BTreeMap::new();
         let mut rollups: BTreeMap<u64, Rollup> = BTreeMap::new();
         let mut id = self.next_id;
-        in_chunks(alerts, Row::of_each, |chunk, rows| {
-            for (alert, row) in chunk.iter().zip(rows) {
+        in_chunks(alerts, Rows::of, |chunk, rows| {
+            for (day, rollup) in rows.rollups {
+                rollups.entry(day).or_default().merge(rollup);
+            }
+            for (alert, row) in chunk.iter().zip(rows.rows) {
                 let day = alert.time_ns / DAY_NS;
                 Self::ensure_day(&tx, &mut days, day)?;
                 tx.prepare_cached(&format!(
@@ -614,7 +639,6 @@ impl AlertStore for SqliteStore {
                 ])?;
                 tx.prepare_cached(&format!("INSERT INTO text_d{day} (rowid, body) VALUES (?1, ?2)"))?
                     .execute(params![id, row.body])?;
-                rollups.entry(day).or_default().add_alert(1, alert, &row.place, &row.tags);
                 *added.entry(day).or_default() += 1;
                 id += 1;
             }
@@ -630,6 +654,9 @@ impl AlertStore for SqliteStore {
         }
         tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'next_id'")?.execute([id])?;
         tx.commit()?;
+        if let Some(checkpoints) = &self.checkpoints {
+            checkpoints.request();
+        }
         self.days = days;
         self.next_id = id;
         Ok(())
@@ -741,7 +768,11 @@ impl AlertStore for SqliteStore {
 
     fn enforce_retention(&mut self, now_ns: u64) -> anyhow::Result<Removed> {
         self.conn.retain_runs(now_ns.saturating_sub(self.max_age_ns), now_ns)?;
-        retain_days(self, now_ns)
+        let removed = retain_days(self, now_ns);
+        if let Some(checkpoints) = &self.checkpoints {
+            checkpoints.request();
+        }
+        removed
     }
 
     fn benchmark_log(&self) -> &dyn BenchmarkLog {

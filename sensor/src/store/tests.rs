@@ -762,3 +762,23 @@ fn word_vectors_hold_each_word_of_a_text_once_lowercased_cut_and_in_order() {
     assert!(words.len() < 40_000 && words.len() > 20_000, "{}", words.len());
     assert!(words.windows(2).all(|w| w[0] < w[1]));
 }
+
+#[test]
+fn an_alerts_word_vector_is_the_vector_of_its_indexed_text() {
+    use super::rows::{WordVector, body};
+    let mut alert = (*alert(
+        5,
+        "Read Shadow",
+        Priority::Error,
+        "cat read /etc/shadow (CAT) ÄB äb x-1",
+        &[("proc.name", "cat"), ("fd.name", "/etc/shadow"), ("k8s.pod.name", "Äb-x")],
+    ))
+    .clone();
+    // Values that are not text, one repeating a word of the output.
+    alert.fields.push(("proc.pid".into(), Some(Value::Int(1))));
+    alert.fields.push(("fd.sport".into(), Some(Value::UInt(4242))));
+    alert.fields.push(("evt.res".into(), None));
+    let expected: Vec<String> = WordVector::of(&body(&alert)).words().map(str::to_owned).collect();
+    assert!(expected.iter().any(|w| w == "4242") && expected.iter().any(|w| w == "äb"), "{expected:?}");
+    assert_eq!(WordVector::of_alert(&alert).words().collect::<Vec<_>>(), expected);
+}
