@@ -17,7 +17,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
-    sync::{Arc, Condvar, Mutex, PoisonError},
+    sync::{Arc, Condvar, Mutex, PoisonError, mpsc},
     time::Duration,
 };
 
@@ -286,7 +286,7 @@ impl PgStore {
         }
         tx.batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS sensor_store_meta (key text PRIMARY KEY, value bigint NOT NULL);
-             CREATE SEQUENCE IF NOT EXISTS alert_ids;
+             CREATE SEQUENCE IF NOT EXISTS alert_ids INCREMENT BY {ID_RANGE};
              CREATE TABLE IF NOT EXISTS alerts (
                  id bigint NOT NULL DEFAULT nextval('alert_ids'),
                  time_ns bigint NOT NULL,
@@ -352,6 +352,14 @@ impl PgStore {
              );"
         ))
         .db()?;
+        // A database made before ids were taken in ranges counts by one.
+        let increment: i64 = tx
+            .query_one("SELECT seqincrement FROM pg_sequence WHERE seqrelid = 'alert_ids'::regclass", &[])
+            .db()?
+            .get(0);
+        if increment != ID_RANGE {
+            tx.batch_execute(&format!("ALTER SEQUENCE alert_ids INCREMENT BY {ID_RANGE}")).db()?;
+        }
         tx.batch_execute(&super::benchmark::postgres_tables()).db()?;
         tx.execute(
             "INSERT INTO sensor_store_meta (key, value) VALUES ('schema', $1) ON CONFLICT (key) DO NOTHING",
@@ -782,8 +790,14 @@ struct IndexWriter<'p> {
     blocks: postgres::Statement,
 }
 
+/// Alert ids come from the `alert_ids` sequence in ranges: the sequence counts by
+/// `ID_RANGE`, and each value it gives is the first of a range of that many ids, the writer's
+/// alone. A batch takes its ids in one statement; a writer's ids increase, batch after batch.
+/// (A writer of before, taking one value per alert, still takes ids no one else has.)
+pub(super) const ID_RANGE: i64 = 1024;
+
 impl<'p> IndexWriter<'p> {
-    fn open(pool: &'p Pool) -> anyhow::Result<Mutex<IndexWriter<'p>>> {
+    fn open(pool: &'p Pool) -> anyhow::Result<IndexWriter<'p>> {
         let mut conn = pool.get()?;
         let ids = conn.prepare("SELECT array_agg(nextval('alert_ids')) FROM generate_series(1, $1::int4)").db()?;
         let blocks = conn
@@ -792,39 +806,59 @@ impl<'p> IndexWriter<'p> {
                  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::tsvector[])",
             )
             .db()?;
-        Ok(Mutex::new(IndexWriter { conn, ids, blocks }))
+        Ok(IndexWriter { conn, ids, blocks })
     }
 
-    /// Takes `count` alert ids.
+    /// Takes `count` alert ids, in increasing order.
     fn take_ids(&mut self, count: usize) -> anyhow::Result<Vec<i64>> {
-        let ids: Vec<i64> = self.conn.query_one(&self.ids, &[&i32::try_from(count)?]).db()?.get(0);
+        let ranges = i32::try_from(count.div_ceil(ID_RANGE as usize))?;
+        let firsts: Vec<i64> = self.conn.query_one(&self.ids, &[&ranges]).db()?.get(0);
+        let mut ids: Vec<i64> = firsts.iter().flat_map(|first| *first..first + ID_RANGE).take(count).collect();
+        ids.sort_unstable();
         if ids.len() != count {
             bail!("{} alert ids taken for {count} alerts", ids.len());
         }
         Ok(ids)
     }
 
-    /// Writes `blocks`, whose rows (`block_of` gives each row's block) have ids `ids`.
-    fn write_blocks(&mut self, blocks: &[Block], block_of: &[usize], ids: &[i64]) -> anyhow::Result<()> {
-        // Each block's ids: from its first row's to its last's.
+    /// Writes a chunk's blocks, committed at once.
+    fn write_blocks(&mut self, rows: &BlockRows) -> anyhow::Result<()> {
+        if !rows.days.is_empty() {
+            self.conn.execute(&self.blocks, &[&rows.days, &rows.firsts, &rows.lasts, &rows.words]).db()?;
+        }
+        Ok(())
+    }
+}
+
+/// A chunk's blocks of the word index as rows of `alert_blocks`, column by column.
+#[derive(Default)]
+struct BlockRows {
+    days: Vec<i64>,
+    firsts: Vec<i64>,
+    lasts: Vec<i64>,
+    words: Vec<WordVector>,
+}
+
+impl BlockRows {
+    /// The rows of `blocks`, whose alerts (`block_of` gives each alert's block) have ids
+    /// `ids`.
+    fn of(blocks: Vec<Block>, block_of: &[usize], ids: &[i64]) -> BlockRows {
+        // Each block's ids: from its first alert's to its last's.
         let mut ranges: Vec<Option<(i64, i64)>> = vec![None; blocks.len()];
         for (block, id) in block_of.iter().zip(ids) {
             let range = &mut ranges[*block];
             *range = Some(range.map_or((*id, *id), |(first, last)| (first.min(*id), last.max(*id))));
         }
-        let (mut days, mut firsts, mut lasts, mut words) = (vec![], vec![], vec![], vec![]);
-        for (block, range) in blocks.iter().zip(ranges) {
+        let mut rows = BlockRows::default();
+        for (block, range) in blocks.into_iter().zip(ranges) {
             if let Some((first, last)) = range {
-                days.push(block.day as i64);
-                firsts.push(first);
-                lasts.push(last);
-                words.push(&block.words);
+                rows.days.push(block.day as i64);
+                rows.firsts.push(first);
+                rows.lasts.push(last);
+                rows.words.push(block.words);
             }
         }
-        if !days.is_empty() {
-            self.conn.execute(&self.blocks, &[&days, &firsts, &lasts, &words]).db()?;
-        }
-        Ok(())
+        rows
     }
 }
 
@@ -966,9 +1000,9 @@ fn blocks_of(days: &[u64], words: &[WordVector]) -> (Vec<Block>, Vec<usize>) {
 }
 
 impl<'a> Chunk<'a> {
-    /// The distinct alerts of `alerts`, their ids taken and their blocks of the word index
-    /// written through `index`.
-    fn of(alerts: &'a [Arc<Alert>], index: &Mutex<IndexWriter<'_>>) -> anyhow::Result<Chunk<'a>> {
+    /// The distinct alerts of `alerts`, given the first of `ids`, their blocks of the word
+    /// index sent to `index`.
+    fn of(alerts: &'a [Arc<Alert>], ids: &[i64], index: &mpsc::Sender<BlockRows>) -> anyhow::Result<Chunk<'a>> {
         let (mut rows, mut jsons, mut digests) = (Vec::new(), Vec::new(), Vec::new());
         let mut seen = HashSet::new();
         for alert in alerts {
@@ -1009,10 +1043,11 @@ impl<'a> Chunk<'a> {
             ])?;
         }
         copy.finish();
-        let mut index = lock(index);
-        let ids = index.take_ids(rows.len())?;
+        let ids = ids[..rows.len()].to_vec();
         copy.set_ids(&ids);
-        index.write_blocks(&blocks, &block_of, &ids)?;
+        index
+            .send(BlockRows::of(blocks, &block_of, &ids))
+            .map_err(|_| anyhow::anyhow!("the word index's writer stopped"))?;
         Ok(Chunk { rows, tags, ids, copy, rollup })
     }
 }
@@ -1021,7 +1056,8 @@ impl PgStore {
     /// Writes those of `alerts` not stored yet, in one transaction, as `how` says.
     fn write_batch(&self, alerts: &[Arc<Alert>], how: Write) -> anyhow::Result<()> {
         let mut conn = self.pool.get()?;
-        let index = IndexWriter::open(&self.pool)?;
+        let mut index = IndexWriter::open(&self.pool)?;
+        let ids = index.take_ids(alerts.len())?;
         let mut tx = conn.transaction().db()?;
         // Where chunks are copied, and the insert that takes the new alerts from there.
         let (into, skip_stored) = match how {
@@ -1039,35 +1075,50 @@ impl PgStore {
         };
         let copy = tx.prepare(&copy_into(into)).db()?;
         let mut rollup = Rollup::default();
-        in_chunks(
-            alerts,
-            |alerts| Chunk::of(alerts, &index),
-            |_, chunk| {
-                let mut chunk = chunk?;
-                let mut writer = tx.copy_in(&copy).db()?;
-                // The writer sends what it holds when it is full: an error then is the server's.
-                std::io::Write::write_all(&mut writer, &chunk.copy.bytes).map_err(|e| {
-                    match e.get_ref().and_then(|inner| inner.downcast_ref::<postgres::Error>()) {
-                        Some(e) => self.written_error(e),
-                        None => anyhow::anyhow!("copying alerts: {e}"),
-                    }
-                })?;
-                writer.finish().map_err(|e| self.written_error(&e))?;
-                if let Some(insert) = &skip_stored {
-                    let new: HashSet<i64> =
-                        tx.query(insert, &[]).map_err(|e| self.written_error(&e))?.iter().map(|r| r.get(0)).collect();
-                    tx.batch_execute(&format!("TRUNCATE {INCOMING}")).db()?;
-                    // The counts of the rows another writer (or a retried batch) stored already.
-                    for (row, (alert, place)) in chunk.rows.iter().enumerate() {
-                        if !new.contains(&chunk.ids[row]) {
-                            chunk.rollup.add_alert(-1, alert, place, &chunk.tags[row]);
+        // The word index's blocks are written on a thread of their own, all before the
+        // alerts are committed.
+        std::thread::scope(|scope| {
+            let (to_index, blocks) = mpsc::channel::<BlockRows>();
+            let indexing = scope
+                .spawn(move || -> anyhow::Result<()> { blocks.iter().try_for_each(|rows| index.write_blocks(&rows)) });
+            let copied = in_chunks(
+                alerts,
+                |at, alerts| Chunk::of(alerts, &ids[at..], &to_index),
+                |_, chunk| {
+                    let mut chunk = chunk?;
+                    let mut writer = tx.copy_in(&copy).db()?;
+                    // The writer sends what it holds when it is full: an error then is the server's.
+                    std::io::Write::write_all(&mut writer, &chunk.copy.bytes).map_err(|e| {
+                        match e.get_ref().and_then(|inner| inner.downcast_ref::<postgres::Error>()) {
+                            Some(e) => self.written_error(e),
+                            None => anyhow::anyhow!("copying alerts: {e}"),
+                        }
+                    })?;
+                    writer.finish().map_err(|e| self.written_error(&e))?;
+                    if let Some(insert) = &skip_stored {
+                        let new: HashSet<i64> = tx
+                            .query(insert, &[])
+                            .map_err(|e| self.written_error(&e))?
+                            .iter()
+                            .map(|r| r.get(0))
+                            .collect();
+                        tx.batch_execute(&format!("TRUNCATE {INCOMING}")).db()?;
+                        // The counts of the rows another writer (or a retried batch) stored already.
+                        for (row, (alert, place)) in chunk.rows.iter().enumerate() {
+                            if !new.contains(&chunk.ids[row]) {
+                                chunk.rollup.add_alert(-1, alert, place, &chunk.tags[row]);
+                            }
                         }
                     }
-                }
-                rollup.merge(std::mem::take(&mut chunk.rollup));
-                Ok(())
-            },
-        )?;
+                    rollup.merge(std::mem::take(&mut chunk.rollup));
+                    Ok(())
+                },
+            );
+            drop(to_index);
+            let indexed = indexing.join().map_err(|_| anyhow::anyhow!("writing the word index failed"))?;
+            // The index's own error first: the rows' then only says its writer stopped.
+            indexed.and(copied)
+        })?;
         Self::apply_rollup(&mut tx, &rollup)?;
         tx.commit().db()?;
         Ok(())

@@ -240,33 +240,34 @@ pub(super) fn word_query(term: &str) -> Option<String> {
 /// Alerts per chunk of an insert.
 pub(super) const INSERT_CHUNK: usize = 1_000;
 
-/// Writes `alerts` chunk by chunk: `make` turns a chunk into its rows on a thread of its
-/// own, one chunk ahead, while `write` writes the chunk before (the JSON, words and columns
-/// of an alert cost about as much as the database's writing of it).
+/// Writes `alerts` chunk by chunk: `make` turns a chunk (with the index of its first alert
+/// in `alerts`) into its rows on a thread of its own, one chunk ahead, while `write` writes
+/// the chunk before (the JSON, words and columns of an alert cost about as much as the
+/// database's writing of it).
 pub(super) fn in_chunks<'a, T: Send + 'a>(
     alerts: &'a [Arc<Alert>],
-    make: impl Fn(&'a [Arc<Alert>]) -> T + Sync,
+    make: impl Fn(usize, &'a [Arc<Alert>]) -> T + Sync,
     mut write: impl FnMut(&'a [Arc<Alert>], T) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     if alerts.len() <= INSERT_CHUNK {
         // One chunk (alerts as they come, a few at a time): nothing to overlap.
-        return write(alerts, make(alerts));
+        return write(alerts, make(0, alerts));
     }
     let make = &make;
     // The first chunk is made while nothing else runs: it is small, and each next one twice
     // the size, so that making one takes about as long as writing the one before.
-    let (mut rest, mut size) = (alerts, INSERT_CHUNK / 8);
+    let (mut at, mut size) = (0, INSERT_CHUNK / 8);
     let mut chunks = std::iter::from_fn(move || {
-        let (chunk, after) = rest.split_at(size.min(rest.len()));
-        rest = after;
+        let chunk = (at, &alerts[at..(at + size).min(alerts.len())]);
+        at += chunk.1.len();
         size = (size * 2).min(INSERT_CHUNK);
-        (!chunk.is_empty()).then_some(chunk)
+        (!chunk.1.is_empty()).then_some(chunk)
     });
     std::thread::scope(|scope| {
-        let mut next = chunks.next().map(|c| (c, scope.spawn(move || make(c))));
+        let mut next = chunks.next().map(|(at, c)| (c, scope.spawn(move || make(at, c))));
         while let Some((chunk, making)) = next.take() {
             let rows = making.join().map_err(|_| anyhow::anyhow!("making the rows of alerts failed"))?;
-            next = chunks.next().map(|c| (c, scope.spawn(move || make(c))));
+            next = chunks.next().map(|(at, c)| (c, scope.spawn(move || make(at, c))));
             write(chunk, rows)?;
         }
         Ok(())

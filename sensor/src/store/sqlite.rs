@@ -610,40 +610,44 @@ impl AlertStore for SqliteStore {
         let mut added: BTreeMap<u64, i64> = BTreeMap::new();
         let mut rollups: BTreeMap<u64, Rollup> = BTreeMap::new();
         let mut id = self.next_id;
-        in_chunks(alerts, Rows::of, |chunk, rows| {
-            for (day, rollup) in rows.rollups {
-                rollups.entry(day).or_default().merge(rollup);
-            }
-            for (alert, row) in chunk.iter().zip(rows.rows) {
-                let day = alert.time_ns / DAY_NS;
-                Self::ensure_day(&tx, &mut days, day)?;
-                tx.prepare_cached(&format!(
-                    "INSERT INTO alerts_d{day} (id, time_ns, priority, rule, source, hostname, container_id, \
+        in_chunks(
+            alerts,
+            |_, chunk| Rows::of(chunk),
+            |chunk, rows| {
+                for (day, rollup) in rows.rollups {
+                    rollups.entry(day).or_default().merge(rollup);
+                }
+                for (alert, row) in chunk.iter().zip(rows.rows) {
+                    let day = alert.time_ns / DAY_NS;
+                    Self::ensure_day(&tx, &mut days, day)?;
+                    tx.prepare_cached(&format!(
+                        "INSERT INTO alerts_d{day} (id, time_ns, priority, rule, source, hostname, container_id, \
                      container_name, image, namespace, pod, tags, json) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-                ))?
-                .execute(params![
-                    id,
-                    alert.time_ns.min(i64::MAX as u64) as i64,
-                    level_of(alert.priority),
-                    alert.rule,
-                    alert.source,
-                    alert.hostname,
-                    row.place.container_id,
-                    row.place.container_name,
-                    row.place.image,
-                    row.place.namespace,
-                    row.place.pod,
-                    row.tags,
-                    row.json,
-                ])?;
-                tx.prepare_cached(&format!("INSERT INTO text_d{day} (rowid, body) VALUES (?1, ?2)"))?
-                    .execute(params![id, row.body])?;
-                *added.entry(day).or_default() += 1;
-                id += 1;
-            }
-            Ok(())
-        })?;
+                    ))?
+                    .execute(params![
+                        id,
+                        alert.time_ns.min(i64::MAX as u64) as i64,
+                        level_of(alert.priority),
+                        alert.rule,
+                        alert.source,
+                        alert.hostname,
+                        row.place.container_id,
+                        row.place.container_name,
+                        row.place.image,
+                        row.place.namespace,
+                        row.place.pod,
+                        row.tags,
+                        row.json,
+                    ])?;
+                    tx.prepare_cached(&format!("INSERT INTO text_d{day} (rowid, body) VALUES (?1, ?2)"))?
+                        .execute(params![id, row.body])?;
+                    *added.entry(day).or_default() += 1;
+                    id += 1;
+                }
+                Ok(())
+            },
+        )?;
         for (day, rollup) in &rollups {
             apply_rollup(&tx, *day, rollup)?;
         }
