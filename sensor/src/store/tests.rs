@@ -510,6 +510,7 @@ fn postgres_moves_schema_1_and_2_databases_to_the_block_word_index() {
              ALTER TABLE alerts RENAME COLUMN json_md5 TO digest;
              ALTER TABLE alerts ALTER COLUMN words TYPE text
                  USING ' ' || array_to_string(tsvector_to_array(words), ' ') || ' ';
+             ALTER SEQUENCE alert_ids INCREMENT BY 1;
              UPDATE sensor_store_meta SET value = 1 WHERE key = 'schema';",
         ),
         (
@@ -517,6 +518,7 @@ fn postgres_moves_schema_1_and_2_databases_to_the_block_word_index() {
             "DROP TABLE alert_blocks;
              ALTER TABLE alerts RENAME COLUMN json_md5 TO digest;
              CREATE INDEX alerts_words ON alerts USING gin (words);
+             ALTER SEQUENCE alert_ids INCREMENT BY 1;
              UPDATE sensor_store_meta SET value = 2 WHERE key = 'schema';",
         ),
     ];
@@ -555,6 +557,18 @@ fn postgres_moves_schema_1_and_2_databases_to_the_block_word_index() {
         let e = old_writer.expect_err("a schema 2 insert is refused");
         assert!(e.to_string().contains("digest") || format!("{e:?}").contains("digest"), "{e:?}");
         assert_eq!(store.usage().unwrap().alerts, 2);
+        // Ids are taken in ranges from now on, after those stored.
+        let increment: i64 = client
+            .query_one("SELECT seqincrement FROM pg_sequence WHERE seqrelid = 'alert_ids'::regclass", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(increment, super::postgresql::ID_RANGE, "from schema {version}");
+        let mut store = store;
+        store.insert(&[alert(T0 + 6, "D", Priority::Warning, "written after the move", &[])]).unwrap();
+        assert_eq!(found(&*store, "after the move"), ["D"], "from schema {version}");
+        let ids: Vec<i64> =
+            client.query("SELECT id FROM alerts ORDER BY rule", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+        assert!(ids[2] > ids[0].max(ids[1]), "{ids:?}");
     }
 }
 
