@@ -17,7 +17,9 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params, params_from_iter, types::Value as SqlValue};
+use rusqlite::{
+    CachedStatement, Connection, OpenFlags, OptionalExtension as _, params, params_from_iter, types::Value as SqlValue,
+};
 
 use super::benchmark::BenchmarkLog;
 use super::checkpointer::{Checkpointer, RESTART_PAGES};
@@ -617,15 +619,26 @@ impl AlertStore for SqliteStore {
                 for (day, rollup) in rows.rollups {
                     rollups.entry(day).or_default().merge(rollup);
                 }
+                // The day's two inserts, looked up again only when the day changes.
+                let mut inserts: Option<(u64, CachedStatement<'_>, CachedStatement<'_>)> = None;
                 for (alert, row) in chunk.iter().zip(rows.rows) {
                     let day = alert.time_ns / DAY_NS;
-                    Self::ensure_day(&tx, &mut days, day)?;
-                    tx.prepare_cached(&format!(
-                        "INSERT INTO alerts_d{day} (id, time_ns, priority, rule, source, hostname, container_id, \
-                     container_name, image, namespace, pod, tags, json) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-                    ))?
-                    .execute(params![
+                    if inserts.as_ref().is_none_or(|(of, ..)| *of != day) {
+                        // No statement held while the day's tables may be made.
+                        drop(inserts.take());
+                        Self::ensure_day(&tx, &mut days, day)?;
+                        inserts = Some((
+                            day,
+                            tx.prepare_cached(&format!(
+                                "INSERT INTO alerts_d{day} (id, time_ns, priority, rule, source, hostname, \
+                                 container_id, container_name, image, namespace, pod, tags, json) \
+                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                            ))?,
+                            tx.prepare_cached(&format!("INSERT INTO text_d{day} (rowid, body) VALUES (?1, ?2)"))?,
+                        ));
+                    }
+                    let (_, insert_alert, insert_text) = inserts.as_mut().expect("prepared for this day");
+                    insert_alert.execute(params![
                         id,
                         alert.time_ns.min(i64::MAX as u64) as i64,
                         level_of(alert.priority),
@@ -640,8 +653,7 @@ impl AlertStore for SqliteStore {
                         row.tags,
                         row.json,
                     ])?;
-                    tx.prepare_cached(&format!("INSERT INTO text_d{day} (rowid, body) VALUES (?1, ?2)"))?
-                        .execute(params![id, row.body])?;
+                    insert_text.execute(params![id, row.body])?;
                     *added.entry(day).or_default() += 1;
                     id += 1;
                 }
