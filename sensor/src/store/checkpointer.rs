@@ -24,6 +24,9 @@ use super::postgresql::lock;
 /// that size once the log starts again).
 pub(super) const RESTART_PAGES: i64 = 16_384;
 
+/// The most commits the writer runs ahead of the copies.
+const COMMITS_AHEAD: u64 = 2;
+
 struct Progress {
     /// Commits that asked for a copy.
     requested: u64,
@@ -89,19 +92,22 @@ impl Checkpointer {
         changed.notify_all();
     }
 
-    /// Waits for the copy under way if the log has reached its restart size, so that the
-    /// writer's next transaction starts it again.
+    /// Before a transaction: waits for the copy under way if the log has reached its
+    /// restart size, so that this transaction starts it again; and otherwise while the copies
+    /// lag more than [`COMMITS_AHEAD`] commits behind (a copying thread held off the
+    /// processor), so that the size the last copy saw stays within that many of the log's.
     pub fn settle(&self) {
         let (state, changed) = &*self.progress;
         let mut p = lock(state);
-        if p.log_pages < p.restart_pages {
-            return;
-        }
-        while p.copied != p.requested && !p.stop {
+        let restart = p.log_pages >= p.restart_pages;
+        let lag = if restart { 0 } else { COMMITS_AHEAD };
+        while p.requested - p.copied > lag && !p.stop {
             p = changed.wait(p).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
-        // Known again at the next copy, after the restart.
-        p.log_pages = 0;
+        if restart {
+            // Known again at the next copy, after the restart.
+            p.log_pages = 0;
+        }
     }
 }
 
@@ -142,8 +148,8 @@ mod tests {
             checkpoints.request();
             largest_log = largest_log.max(std::fs::metadata(dir.0.join("db-wal")).unwrap().len());
         }
-        // The log grew to its limit and a few transactions past it (those written while the
-        // copy that finds it long runs), never to what was written.
+        // The log grew to its limit and at most four transactions past it (those written
+        // while the copies that find it long run), never to what was written.
         let page = 4096 + 24;
         assert!(largest_log <= (limit + 4 * (written + 2)) as u64 * page, "log of {largest_log} bytes");
         assert!(largest_log >= (limit as u64) * page, "log of {largest_log} bytes: the limit was never reached");
