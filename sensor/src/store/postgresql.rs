@@ -774,10 +774,11 @@ const ALERT_COLUMNS: &str = "id, time_ns, priority, rule, source, hostname, cont
 /// chunks copied to a table of their own, then inserted passing over what is stored.
 ///
 /// A writer uses two connections. On the first, one transaction copies the batch's chunks
-/// and adds their counts. On the second ([`IndexWriter`]), the thread that makes a chunk's
-/// rows takes their ids and writes the chunk's blocks of the word index, committed at once:
-/// the server does both at the same time, and the blocks of an alert are stored before it
-/// is. A block may name ids no alert was stored with (a batch that failed, an alert stored
+/// and adds their counts. On the second ([`IndexWriter`]), the batch's ids are taken first
+/// ([`ID_RANGE`]), then a thread of its own writes each chunk's blocks of the word index as
+/// the chunk's rows are made, each committed at once, all before the batch commits: the
+/// server does both at the same time, and the blocks of an alert are stored before it is. A
+/// block may name ids no alert was stored with (a batch that failed, an alert stored
 /// already): a text search reads nothing more for them.
 fn copy_into(table: &str) -> String {
     format!("COPY {table} ({ALERT_COLUMNS}) FROM STDIN (FORMAT binary)")
