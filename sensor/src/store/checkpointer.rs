@@ -17,7 +17,7 @@ use std::{
     sync::{Arc, Condvar, Mutex},
 };
 
-use super::postgresql::lock;
+use super::lock;
 
 /// The log's size, in pages, past which the writer waits for the copy under way before its
 /// next transaction (64 MiB of 4 KiB pages: `journal_size_limit` truncates the file back to
@@ -34,13 +34,13 @@ struct Progress {
     copied: u64,
     /// The log's pages at the last copy.
     log_pages: i64,
-    /// The log's size past which [`Checkpointer::settle`] waits.
-    restart_pages: i64,
     stop: bool,
 }
 
 pub(super) struct Checkpointer {
     progress: Arc<(Mutex<Progress>, Condvar)>,
+    /// The log's size past which [`Checkpointer::settle`] waits for the copy under way.
+    restart_pages: i64,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -50,17 +50,16 @@ impl Checkpointer {
     pub fn start(path: &Path, restart_pages: i64) -> anyhow::Result<Checkpointer> {
         let conn = rusqlite::Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let progress = Progress { requested: 0, copied: 0, log_pages: 0, restart_pages, stop: false };
+        let progress = Progress { requested: 0, copied: 0, log_pages: 0, stop: false };
         let progress = Arc::new((Mutex::new(progress), Condvar::new()));
         let shared = progress.clone();
         let thread = std::thread::Builder::new().name("store-checkpoint".into()).spawn(move || {
             let (state, changed) = &*shared;
             loop {
                 let target = {
-                    let mut p = lock(state);
-                    while p.requested == p.copied && !p.stop {
-                        p = changed.wait(p).unwrap_or_else(std::sync::PoisonError::into_inner);
-                    }
+                    let p = changed
+                        .wait_while(lock(state), |p| p.requested == p.copied && !p.stop)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     if p.stop {
                         return;
                     }
@@ -82,7 +81,7 @@ impl Checkpointer {
                 changed.notify_all();
             }
         })?;
-        Ok(Checkpointer { progress, thread: Some(thread) })
+        Ok(Checkpointer { progress, restart_pages, thread: Some(thread) })
     }
 
     /// Asks for a copy of what the writer committed.
@@ -98,12 +97,12 @@ impl Checkpointer {
     /// processor), so that the size the last copy saw stays within that many of the log's.
     pub fn settle(&self) {
         let (state, changed) = &*self.progress;
-        let mut p = lock(state);
-        let restart = p.log_pages >= p.restart_pages;
+        let p = lock(state);
+        let restart = p.log_pages >= self.restart_pages;
         let lag = if restart { 0 } else { COMMITS_AHEAD };
-        while p.requested - p.copied > lag && !p.stop {
-            p = changed.wait(p).unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
+        let mut p = changed
+            .wait_while(p, |p| p.requested - p.copied > lag && !p.stop)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if restart {
             // Known again at the next copy, after the restart.
             p.log_pages = 0;

@@ -22,6 +22,12 @@ pub use sqlite::{Opened, SqliteStore};
 
 use crate::rules::{Alert, Priority};
 
+/// Locks `m`, taking over from a holder that panicked (what the engines keep under their
+/// locks stays whole between statements).
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// One stored alert: the columns it is searched by, and Falco's JSON alert whole.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredAlert {

@@ -29,6 +29,7 @@ use postgres::{
 };
 
 use super::benchmark::BenchmarkLog;
+use super::lock;
 use super::rows::{
     COLUMNS, CountsPlan, DAY_NS, Dialect, HOUR_NS, Param, ROLLUP_GROUPS, ROLLUP_VALUES_AT, Rollup, WordVector, column,
     in_chunks, level_of, ns_column, priority_of_level, rollup_columns, sorted_counts, tags_column, tags_of_column,
@@ -129,10 +130,6 @@ impl Drop for Conn<'_> {
         }
         self.pool.freed.notify_one();
     }
-}
-
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Drop for Pool {

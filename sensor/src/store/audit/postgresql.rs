@@ -7,7 +7,8 @@
 use std::collections::BTreeSet;
 
 use super::{AuditLog, AuditPage, AuditQuery, AuditRecord, COLUMNS, list_column, list_of_column};
-use crate::store::postgresql::{AUDIT_RETENTION_LOCK, Described as _, lock};
+use crate::store::lock;
+use crate::store::postgresql::{AUDIT_RETENTION_LOCK, Described as _};
 use crate::store::rows::{DAY_NS, Dialect, WordVector, ns_column};
 use crate::store::{PgStore, Removed, Usage};
 
