@@ -29,7 +29,7 @@ enum StoreDestination {
     /// Connected at the first report, then kept.
     Postgres {
         config: StoreConfig,
-        connected: Option<PgStore>,
+        connected: Option<Box<PgStore>>,
     },
 }
 
@@ -45,7 +45,7 @@ impl StoreDestination {
                 let store = match connected {
                     Some(store) => store,
                     None => match &config.engine {
-                        Engine::Postgres(pg) => connected.insert(PgStore::connect(pg, config)?),
+                        Engine::Postgres(pg) => connected.insert(Box::new(PgStore::connect(pg, config)?)),
                         Engine::Sqlite(_) => unreachable!("made from a PostgreSQL store"),
                     },
                 };

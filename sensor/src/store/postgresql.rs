@@ -2,7 +2,9 @@
 //!
 //! `alerts` is partitioned by day of the event time (`alerts_d<days since epoch>`) and
 //! `alert_counts` (the hourly counts per grouping value, as in SQLite) likewise, so that
-//! retention drops a day's partitions whole. Each alert keeps its distinct words (a
+//! retention drops a day's partitions whole; a batch appends its count changes to
+//! `alert_count_deltas`, which a thread of the writer moves into `alert_counts` (see
+//! [`counts`]). Each alert keeps its distinct words (a
 //! `tsvector` the store makes itself, so PostgreSQL's parser and dictionaries play no part),
 //! and the words of each block of alerts written together are indexed once, with GIN, in
 //! `alert_blocks` (also by day): a text search reads the alerts of the blocks holding its
@@ -12,12 +14,14 @@
 //! unique with its time: a batch a sender retries after its first attempt did commit is
 //! stored once. Alerts are written with `COPY`; a batch holding one already stored is
 //! written again passing over those (see [`copy_into`]). Several writers (console
-//! replicas) may share the database: partitions are made under an advisory lock, count rows
-//! are locked in one order, and one writer at a time runs retention.
+//! replicas) may share the database: partitions are made under an advisory lock, count deltas
+//! are moved by one writer at a time, and one writer at a time runs retention.
+
+mod counts;
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
-    sync::{Arc, Condvar, Mutex, PoisonError, mpsc},
+    sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, mpsc},
     time::Duration,
 };
 
@@ -37,6 +41,7 @@ use super::rows::{
 };
 use super::{AlertStore, GroupBy, Page, Placement, PostgresConfig, Query, Removed, StoreConfig, StoredAlert, Usage};
 use crate::rules::{Alert, Priority};
+use counts::{COUNTS, DELTAS_TABLE};
 
 /// The schema this code writes; a database with another is refused, but for schemas 1 and
 /// 2, which [`PgStore::migrate_from_1`] and [`PgStore::migrate_from_2`] bring up to date.
@@ -81,6 +86,8 @@ pub struct PgStore {
     days: Arc<Mutex<BTreeSet<u64>>>,
     /// Days whose audit log partitions exist.
     pub(super) audit_days: Arc<Mutex<BTreeSet<u64>>>,
+    /// Moves the counts' deltas, once this store has written.
+    counts: Arc<OnceLock<counts::Compactor>>,
     description: String,
 }
 
@@ -252,6 +259,7 @@ impl PgStore {
             max_size: config.max_size,
             days: Arc::new(Mutex::new(BTreeSet::new())),
             audit_days: Arc::new(Mutex::new(BTreeSet::new())),
+            counts: Arc::new(OnceLock::new()),
             description,
         };
         store.set_up().with_context(|| format!("the alert store {}", store.description))?;
@@ -315,6 +323,7 @@ impl PgStore {
                  PRIMARY KEY (hour, grp, priority, value)
              ) PARTITION BY RANGE (hour);
              CREATE INDEX IF NOT EXISTS alert_counts_by_grp ON alert_counts (grp, hour);
+             {DELTAS_TABLE}
              CREATE SEQUENCE IF NOT EXISTS audit_event_ids;
              CREATE TABLE IF NOT EXISTS audit_events (
                  id bigint NOT NULL DEFAULT nextval('audit_event_ids'),
@@ -422,6 +431,15 @@ impl PgStore {
         )
     }
 
+    /// The thread moving the counts' deltas, started at the first write.
+    fn compactor(&self) -> anyhow::Result<&counts::Compactor> {
+        if let Some(compactor) = self.counts.get() {
+            return Ok(compactor);
+        }
+        let started = counts::Compactor::start(self.pool.clone())?;
+        Ok(self.counts.get_or_init(|| started))
+    }
+
     /// The days with alert partitions, oldest first, as the database has them now.
     fn stored_days(&self) -> anyhow::Result<Vec<u64>> {
         self.partition_days("alerts")
@@ -474,42 +492,14 @@ impl PgStore {
         Ok(())
     }
 
-    /// Writes `rollup` into the counts (inside the caller's transaction), rows in one order.
-    fn apply_rollup(tx: &mut postgres::Transaction<'_>, rollup: &Rollup) -> anyhow::Result<()> {
-        let (mut hours, mut groups, mut levels, mut values, mut deltas) = (vec![], vec![], vec![], vec![], vec![]);
-        for ((grp, hour, level, value), delta) in rollup.changes() {
-            hours.push(hour);
-            groups.push(grp);
-            levels.push(level);
-            values.push(value);
-            deltas.push(delta);
-        }
-        if hours.is_empty() {
-            return Ok(());
-        }
-        tx.execute(
-            "INSERT INTO alert_counts (hour, grp, priority, value, alerts) \
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[]) \
-             ON CONFLICT (hour, grp, priority, value) DO UPDATE SET alerts = alert_counts.alerts + excluded.alerts",
-            &[&hours, &groups, &levels, &values, &deltas],
-        )
-        .db()?;
-        if rollup.removes() {
-            tx.execute("DELETE FROM alert_counts WHERE alerts <= 0", &[]).db()?;
-        }
-        Ok(())
-    }
-
     /// Deletes the alerts of day `day` before `before_ns` (all of them: `None`) with what they
     /// added to the counts, or drops the day whole; returns how many alerts went.
     fn remove_day(tx: &mut postgres::Transaction<'_>, day: u64, before_ns: Option<u64>) -> anyhow::Result<u64> {
         let Some(before) = before_ns else {
             let n: i64 = tx.query_one(&format!("SELECT count(*) FROM alerts_d{day}"), &[]).db()?.get(0);
-            tx.batch_execute(&format!(
-                "DROP TABLE IF EXISTS alerts_d{day}; DROP TABLE IF EXISTS alert_counts_d{day}; \
-                 DROP TABLE IF EXISTS alert_blocks_d{day};"
-            ))
-            .db()?;
+            tx.batch_execute(&format!("DROP TABLE IF EXISTS alerts_d{day}; DROP TABLE IF EXISTS alert_blocks_d{day};"))
+                .db()?;
+            counts::remove_day(tx, day)?;
             return Ok(n as u64);
         };
         let rows = tx
@@ -524,7 +514,7 @@ impl PgStore {
                 ROLLUP_GROUPS.iter().enumerate().map(|(i, by)| (*by, r.get::<_, Option<&str>>(ROLLUP_VALUES_AT + i)));
             removed.add(-1, r.get::<_, i64>(0) as u64, r.get(1), values, r.get::<_, &str>(2));
         }
-        Self::apply_rollup(tx, &removed)?;
+        counts::add(tx, &removed)?;
         Ok(rows.len() as u64)
     }
 
@@ -533,7 +523,8 @@ impl PgStore {
         let mut conn = self.pool.get()?;
         let bytes: i64 = conn
             .query_one(
-                "SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0)::bigint FROM pg_inherits i \
+                "SELECT (coalesce(sum(pg_total_relation_size(i.inhrelid)), 0) \
+                         + pg_total_relation_size('alert_count_deltas'))::bigint FROM pg_inherits i \
                  WHERE i.inhparent IN ('alerts'::regclass, 'alert_counts'::regclass, 'alert_blocks'::regclass)",
                 &[],
             )
@@ -771,7 +762,7 @@ const ALERT_COLUMNS: &str = "id, time_ns, priority, rule, source, hostname, cont
 /// chunks copied to a table of their own, then inserted passing over what is stored.
 ///
 /// A writer uses two connections. On the first, one transaction copies the batch's chunks
-/// and adds their counts. On the second ([`IndexWriter`]), the batch's ids are taken first
+/// and appends their count changes ([`counts::add`]). On the second ([`IndexWriter`]), the batch's ids are taken first
 /// ([`ID_RANGE`]), then a thread of its own writes each chunk's blocks of the word index as
 /// the chunk's rows are made, each committed at once, all before the batch commits: the
 /// server does both at the same time, and the blocks of an alert are stored before it is. A
@@ -1117,7 +1108,7 @@ impl PgStore {
             // The index's own error first: the rows' then only says its writer stopped.
             indexed.and(copied)
         })?;
-        Self::apply_rollup(&mut tx, &rollup)?;
+        counts::add(&mut tx, &rollup)?;
         tx.commit().db()?;
         Ok(())
     }
@@ -1150,7 +1141,9 @@ impl AlertStore for PgStore {
         match self.write_batch(alerts, Write::Copy) {
             Err(e) if e.is::<AlreadyStored>() => self.write_batch(alerts, Write::SkipStored),
             written => written,
-        }
+        }?;
+        self.compactor()?.request();
+        Ok(())
     }
 
     fn search(&self, query: &Query) -> anyhow::Result<Page> {
@@ -1210,8 +1203,9 @@ impl AlertStore for PgStore {
             let level = query.min_priority.map_or(i64::MAX, level_of);
             let rows = self.query(
                 &format!(
-                    "SELECT {key}, sum(alerts)::bigint FROM alert_counts WHERE grp = $1::text \
-                     AND hour >= $2::bigint AND hour < $3::bigint AND priority <= $4::bigint GROUP BY {key}"
+                    "SELECT {key}, sum(alerts)::bigint FROM {COUNTS} WHERE grp = $1::text \
+                     AND hour >= $2::bigint AND hour < $3::bigint AND priority <= $4::bigint GROUP BY {key} \
+                     HAVING sum(alerts) > 0"
                 ),
                 &[
                     Param::Text(grp.into()),
@@ -1264,8 +1258,11 @@ impl AlertStore for PgStore {
             // Every alert has one `rule` row in the counts.
             let level = query.min_priority.map_or(i64::MAX, level_of);
             let rows = self.query(
-                "SELECT hour, priority, sum(alerts)::bigint FROM alert_counts WHERE grp = 'rule' \
-                 AND hour >= $1::bigint AND hour < $2::bigint AND priority <= $3::bigint GROUP BY hour, priority",
+                &format!(
+                    "SELECT hour, priority, sum(alerts)::bigint FROM {COUNTS} WHERE grp = 'rule' \
+                     AND hour >= $1::bigint AND hour < $2::bigint AND priority <= $3::bigint GROUP BY hour, priority \
+                     HAVING sum(alerts) > 0"
+                ),
                 &[Param::Int(ns_column(first_hour)), Param::Int(ns_column(end_hour)), Param::Int(level)],
             )?;
             add(rows, HOUR_NS);

@@ -467,6 +467,76 @@ fn postgres_stores_a_batch_given_twice_once_and_counts_it_once() {
 }
 
 #[test]
+fn postgres_counts_wait_as_deltas_until_moved_and_count_right_throughout() {
+    let pg = pg_server::database("deltas");
+    let config = StoreConfig { max_age: Duration::from_secs(30 * 86_400), ..StoreConfig::postgres(pg.clone()) };
+    let mut client = postgres::Client::connect(&pg.url, postgres::NoTls).unwrap();
+    let waiting = |client: &mut postgres::Client| -> i64 {
+        client.query_one("SELECT count(*) FROM alert_count_deltas", &[]).unwrap().get(0)
+    };
+    let batch = |day: u64, rule: &str, n: u64| -> Vec<Arc<Alert>> {
+        (0..n).map(|i| alert(T0 + day * DAY + i * 1000, rule, Priority::Notice, rule, &[])).collect()
+    };
+    let rules = |store: &dyn AlertStore| store.counts(&Query::default(), GroupBy::Rule).unwrap();
+    let counted = |n: u64, rule: &str| (rule.to_owned(), n);
+
+    // Moved after each commit: a store closed has moved what it wrote.
+    let mut store = open(&config).unwrap().store;
+    store.insert(&batch(0, "A", 300)).unwrap();
+    drop(store);
+    assert_eq!(waiting(&mut client), 0, "the deltas were moved");
+    let moved: i64 =
+        client.query_one("SELECT sum(alerts)::bigint FROM alert_counts WHERE grp = 'rule'", &[]).unwrap().get(0);
+    assert_eq!(moved, 300);
+
+    // Another writer moving them (the lock held): the deltas wait, and count meanwhile.
+    let mut other = postgres::Client::connect(&pg.url, postgres::NoTls).unwrap();
+    let mut moving = other.transaction().unwrap();
+    moving.query_one("SELECT pg_advisory_xact_lock($1)", &[&0x5e05_0004_i64]).unwrap();
+    let mut store = open(&config).unwrap().store;
+    store.insert(&batch(1, "B", 200)).unwrap();
+    store.insert(&batch(2, "C", 100)).unwrap();
+    assert_eq!(rules(store.as_ref()), [counted(300, "A"), counted(200, "B"), counted(100, "C")]);
+    drop(store);
+    assert!(waiting(&mut client) > 0, "nothing moved while another writer held the lock");
+    moving.commit().unwrap();
+    let mut store = open(&config).unwrap().store;
+    assert_eq!(rules(store.as_ref()), [counted(300, "A"), counted(200, "B"), counted(100, "C")]);
+
+    // Retention removing a day whose deltas wait removes them with it.
+    let removed = store.enforce_retention(T0 + 32 * DAY).unwrap();
+    assert_eq!(removed.expired, 500, "days 0 and 1 went whole");
+    assert_eq!(rules(store.as_ref()), [counted(100, "C")]);
+    let day_2_hour = ((T0 / DAY + 2) * 24) as i64;
+    let day_1: i64 =
+        client.query_one("SELECT count(*) FROM alert_count_deltas WHERE hour < $1", &[&day_2_hour]).unwrap().get(0);
+    assert_eq!(day_1, 0, "day 1's deltas went with its alerts");
+
+    // A writer of before removing a day knew no deltas: those of its day are dropped at the
+    // next move, which then moves the rest.
+    let again: Vec<Arc<Alert>> =
+        (0..50).map(|i| alert(T0 + 2 * DAY + i * 1000, "C", Priority::Notice, "again", &[])).collect();
+    store.insert(&again).unwrap();
+    let mut moving = other.transaction().unwrap();
+    moving.query_one("SELECT pg_advisory_xact_lock($1)", &[&0x5e05_0004_i64]).unwrap();
+    store.insert(&batch(3, "D", 40)).unwrap();
+    drop(store);
+    moving.commit().unwrap();
+    let day_3 = T0 / DAY + 3;
+    client
+        .batch_execute(&format!(
+            "DROP TABLE alerts_d{day_3}; DROP TABLE alert_counts_d{day_3}; DROP TABLE alert_blocks_d{day_3};"
+        ))
+        .unwrap();
+    let mut store = open(&config).unwrap().store;
+    store.insert(&batch(4, "E", 10)).unwrap();
+    drop(store);
+    assert_eq!(waiting(&mut client), 0, "the deltas of a day gone were dropped, the others moved");
+    let store = open(&config).unwrap().store;
+    assert_eq!(rules(store.as_ref()), [counted(150, "C"), counted(10, "E")]);
+}
+
+#[test]
 fn postgres_size_retention_drops_the_oldest_days_whole() {
     let mut config = StoreConfig::postgres(pg_server::database("size"));
     let mut store = open(&config).unwrap().store;
