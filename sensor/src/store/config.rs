@@ -57,7 +57,8 @@ pub struct PostgresConfig {
     /// PEM bundle of the CAs trusted for the server's certificate (default: the system's).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
-    /// Connections kept open at most (default 4; at least 2: a writer uses two).
+    /// Connections kept open at most (default 4; at least 2: a writer uses two, and a third
+    /// to move its counts while it writes the next batch).
     #[serde(default = "default_pool")]
     pub pool: NonZeroUsize,
 }
