@@ -4,8 +4,8 @@
 //! `alert_counts` (the hourly counts per grouping value, as in SQLite) likewise, so that
 //! retention drops a day's partitions whole; a batch appends its count changes to
 //! `alert_count_deltas`, which a thread of the writer moves into `alert_counts` (see
-//! [`counts`]). Each alert keeps its distinct words (a
-//! `tsvector` the store makes itself, so PostgreSQL's parser and dictionaries play no part),
+//! [`counts`]). Each alert keeps its distinct words (a `tsvector` the store makes itself,
+//! so PostgreSQL's parser and dictionaries play no part),
 //! and the words of each block of alerts written together are indexed once, with GIN, in
 //! `alert_blocks` (also by day): a text search reads the alerts of the blocks holding its
 //! words and keeps those whose words and JSON hold the text exactly (a `LIKE`). A word index
@@ -41,6 +41,8 @@ use super::rows::{
 };
 use super::{AlertStore, GroupBy, Page, Placement, PostgresConfig, Query, Removed, StoreConfig, StoredAlert, Usage};
 use crate::rules::{Alert, Priority};
+#[cfg(test)]
+pub(super) use counts::COUNTS_LOCK;
 use counts::{COUNTS, DELTAS_TABLE};
 
 /// The schema this code writes; a database with another is refused, but for schemas 1 and
@@ -761,8 +763,9 @@ const ALERT_COLUMNS: &str = "id, time_ns, priority, rule, source, hostname, cont
 /// commit, or that another writer stores too): a batch that does is written again, its
 /// chunks copied to a table of their own, then inserted passing over what is stored.
 ///
-/// A writer uses two connections. On the first, one transaction copies the batch's chunks
-/// and appends their count changes ([`counts::add`]). On the second ([`IndexWriter`]), the batch's ids are taken first
+/// A writer uses two connections, and a third to move its counts ([`counts`]). On the
+/// first, one transaction copies the batch's chunks and appends their count changes
+/// ([`counts::add`]). On the second ([`IndexWriter`]), the batch's ids are taken first
 /// ([`ID_RANGE`]), then a thread of its own writes each chunk's blocks of the word index as
 /// the chunk's rows are made, each committed at once, all before the batch commits: the
 /// server does both at the same time, and the blocks of an alert are stored before it is. A

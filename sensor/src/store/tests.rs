@@ -492,7 +492,7 @@ fn postgres_counts_wait_as_deltas_until_moved_and_count_right_throughout() {
     // Another writer moving them (the lock held): the deltas wait, and count meanwhile.
     let mut other = postgres::Client::connect(&pg.url, postgres::NoTls).unwrap();
     let mut moving = other.transaction().unwrap();
-    moving.query_one("SELECT pg_advisory_xact_lock($1)", &[&0x5e05_0004_i64]).unwrap();
+    moving.query_one("SELECT pg_advisory_xact_lock($1)", &[&postgresql::COUNTS_LOCK]).unwrap();
     let mut store = open(&config).unwrap().store;
     store.insert(&batch(1, "B", 200)).unwrap();
     store.insert(&batch(2, "C", 100)).unwrap();
@@ -518,7 +518,7 @@ fn postgres_counts_wait_as_deltas_until_moved_and_count_right_throughout() {
         (0..50).map(|i| alert(T0 + 2 * DAY + i * 1000, "C", Priority::Notice, "again", &[])).collect();
     store.insert(&again).unwrap();
     let mut moving = other.transaction().unwrap();
-    moving.query_one("SELECT pg_advisory_xact_lock($1)", &[&0x5e05_0004_i64]).unwrap();
+    moving.query_one("SELECT pg_advisory_xact_lock($1)", &[&postgresql::COUNTS_LOCK]).unwrap();
     store.insert(&batch(3, "D", 40)).unwrap();
     drop(store);
     moving.commit().unwrap();

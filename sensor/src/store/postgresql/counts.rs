@@ -33,7 +33,7 @@ pub(super) const COUNTS: &str = "(SELECT hour, grp, priority, value, alerts FROM
 
 /// Advisory lock key: moving the deltas, and removing a day's counts (retention). One writer
 /// moves them at a time; another finding the lock taken leaves the deltas to it.
-pub(super) const COUNTS_LOCK: i64 = 0x5e05_0004;
+pub(in crate::store) const COUNTS_LOCK: i64 = 0x5e05_0004;
 
 /// Appends `rollup`'s changes to the deltas, inside the caller's transaction.
 pub(super) fn add(tx: &mut postgres::Transaction<'_>, rollup: &Rollup) -> anyhow::Result<()> {
