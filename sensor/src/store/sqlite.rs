@@ -279,7 +279,7 @@ impl SqliteStore {
         let level = min_priority.map_or(i64::MAX, level_of);
         let (first_day, last_day) =
             (first_hour * HOUR_NS / DAY_NS, end_hour.saturating_mul(HOUR_NS).saturating_sub(1) / DAY_NS);
-        let hours = (first_hour.min(i64::MAX as u64) as i64, end_hour.min(i64::MAX as u64) as i64);
+        let hours = (ns_column(first_hour), ns_column(end_hour));
         for day in self.stored_days()?.into_iter().filter(|d| (first_day..=last_day).contains(d)) {
             // Every alert has one `rule` row: priorities are counted from those.
             let (grp, key) = match by {
@@ -388,7 +388,7 @@ impl DayTables for SqliteStore {
     /// oldest first; returns how many.
     fn delete_oldest(&mut self, day: u64, before_ns: Option<u64>, limit: u64) -> rusqlite::Result<u64> {
         let tx = self.conn.transaction()?;
-        let before = before_ns.map_or(i64::MAX, |t| t.min(i64::MAX as u64) as i64);
+        let before = before_ns.map_or(i64::MAX, ns_column);
         let limit = limit.min(i64::MAX as u64) as i64;
         let selected = format!("SELECT id FROM alerts_d{day} WHERE time_ns < ?1 ORDER BY time_ns, id LIMIT ?2");
         // The counts lose what the deleted alerts added.
@@ -640,7 +640,7 @@ impl AlertStore for SqliteStore {
                     let (_, insert_alert, insert_text) = inserts.as_mut().expect("prepared for this day");
                     insert_alert.execute(params![
                         id,
-                        alert.time_ns.min(i64::MAX as u64) as i64,
+                        ns_column(alert.time_ns),
                         level_of(alert.priority),
                         alert.rule,
                         alert.source,
