@@ -541,7 +541,15 @@ impl Needs {
             self.close_matched = true;
         }
         for sc in types.iter().filter(|s| s.family == Family::Open) {
-            for c in approx(&r.cond, sc.name) {
+            // The kernel gives a call whose flags it does not read (`creat`, `openat2`) every
+            // class: any one sends it. What a rule requires of the class then says nothing
+            // of these calls, and the narrowest class keeps the other calls' opens of the
+            // same paths from being sent for them.
+            let flagless = spec_prefilter::arg(sc.prefilter_role()).is_none();
+            for mut c in approx(&r.cond, sc.name) {
+                if flagless {
+                    c.class = CLASS_PREFERENCE[0];
+                }
                 if c == TOP {
                     self.all_opens.get_or_insert_with(|| {
                         format!("rule '{}' can match an {} of any path, whatever its flags", r.name, sc.name)

@@ -141,3 +141,24 @@ fn falco_and_built_in_rules_filter_opens() {
     assert!(!f.sends("/tmp/bench-file", Some(O_RDONLY), 3), "{f:?}");
     assert!(f.sends("/etc/shadow", Some(O_RDONLY), 3));
 }
+
+#[test]
+fn flagless_calls_take_no_class_from_the_others() {
+    // `creat` has no flags argument: the kernel gives it every class. A rule on successful
+    // writes that also names `creat` must not send every successful read of its paths.
+    let f = open_filter(&rule(
+        "((evt.type in (open, openat, openat2) and evt.is_open_write = true) or evt.type = creat) \
+         and evt.res = SUCCESS and fd.name startswith /etc/",
+        "%fd.name",
+    ));
+    assert!(!f.sends("/etc/ld.so.cache", Some(O_RDONLY), 3), "{f:?}");
+    assert!(f.sends("/etc/passwd", Some(O_WRONLY), 3));
+    // `creat` and `openat2` (flags not read: `None`) are still sent below /etc.
+    assert!(f.sends("/etc/passwd", None, 3));
+    assert!(!f.sends("/tmp/x", None, 3));
+    // A rule on any `creat` keeps back reads elsewhere instead of every open.
+    let f = open_filter(&rule("evt.type = creat", "%fd.name"));
+    assert!(f.sends("/tmp/x", None, 3));
+    assert!(!f.sends("/tmp/x", Some(O_RDONLY), 3));
+    assert!(f.sends("/tmp/x", Some(O_WRONLY | O_CREAT | 0o1000), 3));
+}
