@@ -961,3 +961,46 @@ fn prefilter_keeps_back_unwanted_opens_and_names_their_fds_when_used() {
     assert!(kept_back.is_empty(), "opens or closes the prefilter should keep back were sent: {kept_back:?}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A rule on successful writes below a directory that also names `creat` (the built-in rules'
+/// way): the kernel gives `creat` every class, so the prefilter compiled from that rule sends
+/// a `creat` there and keeps back a read of a file there.
+#[test]
+fn prefilter_from_a_rule_naming_creat_sends_the_creat_and_keeps_back_reads() {
+    use sensor::rules::{Engine, EngineOptions, RuleSet};
+
+    let dir = temp_path("prefilter-creat");
+    std::fs::create_dir(&dir).unwrap();
+    let existing = format!("{dir}/existing");
+    std::fs::write(&existing, b"x").unwrap();
+    let mut set = RuleSet::default();
+    set.load_str(
+        "creat.yaml",
+        &format!(
+            "- rule: write below the test directory\n  desc: d\n  condition: >\n    \
+             ((evt.type in (open, openat, openat2) and evt.is_open_write = true) or evt.type = creat)\n    \
+             and evt.res = SUCCESS and fd.name startswith {dir}/\n  output: \"%fd.name\"\n  priority: WARNING\n"
+        ),
+    );
+    let (engine, diags) = Engine::build(&set, EngineOptions::default());
+    let prefilter = engine.unwrap_or_else(|| panic!("{diags:?}")).prefilter();
+    assert!(prefilter.open.is_some(), "opens are filtered: {prefilter:?}");
+    let syscalls = ["openat", "creat", "close"].map(|n| sensor_abi::syscalls::by_name(n).unwrap());
+    let cfg = CaptureConfig { syscalls: syscalls.to_vec(), prefilter, ..CaptureConfig::default() };
+    let mut s = Session::with_config(cfg);
+    // A read of a file below the directory (`cat` opens it for reading), then a `creat` there.
+    let cat = std::process::Command::new("cat").arg(&existing).output().unwrap();
+    assert!(cat.status.success());
+    let created = format!("{dir}/created");
+    let a = actor(&["creat", &created]);
+    call_on(&mut s, &a, "creat", &created, "ret");
+    let rest = s.collect_for(Duration::from_millis(300));
+    let reads: Vec<&Event> = rest
+        .iter()
+        .filter(
+            |e| matches!(e.syscall().map(|s| &s.args), Some(SyscallArgs::Open { path: Some(p), .. }) if *p == existing),
+        )
+        .collect();
+    assert!(reads.is_empty(), "the read below the directory was sent: {reads:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
