@@ -100,7 +100,11 @@ pub fn start(lp: Loop, cpu: usize, length: Length, extra: &[&str]) -> Result<Run
         Length::Iters(n) => cmd.args(["--iters", &n.to_string()]),
         Length::Time(d) => cmd.args(["--seconds", &d.as_secs_f64().to_string()]),
     };
+    // Cargo runs benches with its library directories in `LD_LIBRARY_PATH`: a program the
+    // loop runs (`/bin/true`) would then look for its libraries there first, some 20 failed
+    // opens per exec that no user's program makes.
     let child = cmd
+        .env_remove("LD_LIBRARY_PATH")
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
